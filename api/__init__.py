@@ -1,0 +1,1 @@
+"""The HTTP side: FastAPI app, routes, auth, and the `passthru` command line."""

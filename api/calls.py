@@ -1,0 +1,123 @@
+"""Reading calls: one call with its attempts, the log, and waiting for a call to end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from api.waiter import CallWaiter
+from models.db import session_scope
+from models.errors import ApiError, ErrorDetail, not_found
+from models.states import FINAL, CallStatus, sources_of
+from models.tables import CallAttempt, FunctionCall, Tenant
+
+
+def load_call(engine: Engine, tenant: Tenant, call_id: str) -> FunctionCall:
+    with Session(engine, expire_on_commit=False) as session:
+        call = session.get(FunctionCall, call_id)
+        if call is None or call.tenant_id != tenant.id:
+            raise not_found("function call", call_id)
+        return call
+
+
+def load_attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(CallAttempt)
+                .where(col(CallAttempt.call_id) == call_id)
+                .order_by(col(CallAttempt.number), col(CallAttempt.id))
+            )
+        )
+
+
+def call_status(engine: Engine, call_id: str) -> CallStatus | None:
+    with Session(engine) as session:
+        status = session.exec(
+            select(FunctionCall.status).where(col(FunctionCall.id) == call_id)
+        ).first()
+    return None if status is None else CallStatus(status)
+
+
+async def wait_until_final(
+    engine: Engine, waiter: CallWaiter, call_id: str, timeout_s: float
+) -> bool:
+    async def is_final() -> bool:
+        status = await run_in_threadpool(call_status, engine, call_id)
+        return status is not None and CallStatus(status) in FINAL
+
+    return await waiter.wait(call_id, timeout_s, is_final)
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    app: str | None = None
+    status: CallStatus | None = None
+    user_id: str | None = None
+    batch_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_calls(
+    engine: Engine, tenant: Tenant, filters: LogFilter, cursor: str | None, limit: int
+) -> tuple[list[FunctionCall], str | None]:
+    """Newest first; the cursor is the last id seen, so inserts never shift a page."""
+    query = select(FunctionCall).where(col(FunctionCall.tenant_id) == tenant.id)
+    if filters.app:
+        query = query.where(col(FunctionCall.app) == filters.app)
+    if filters.status:
+        query = query.where(col(FunctionCall.status) == filters.status)
+    if filters.user_id:
+        query = query.where(col(FunctionCall.user_id) == filters.user_id)
+    if filters.batch_id:
+        query = query.where(col(FunctionCall.batch_id) == filters.batch_id)
+    if filters.since:
+        query = query.where(col(FunctionCall.created_at) >= filters.since)
+    if filters.until:
+        query = query.where(col(FunctionCall.created_at) < filters.until)
+    if cursor:
+        query = query.where(col(FunctionCall.id) < cursor)
+    query = query.order_by(col(FunctionCall.id).desc()).limit(limit + 1)
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def cancel_call(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> FunctionCall:
+    """`queued|retrying -> cancelled`; a call already running or finished is a 409."""
+    load_call(engine, tenant, call_id)
+    with session_scope(engine) as session:
+        changed = session.exec(
+            update(FunctionCall)
+            .where(
+                col(FunctionCall.id) == call_id,
+                col(FunctionCall.status).in_(sources_of(CallStatus.CANCELLED)),
+            )
+            .values(
+                status=CallStatus.CANCELLED,
+                finished_at=now,
+                error="cancelled",
+                next_attempt_at=None,
+            )
+        ).rowcount
+    call = load_call(engine, tenant, call_id)
+    if changed != 1:
+        raise ApiError(
+            "not_cancellable",
+            [
+                ErrorDetail(
+                    "id",
+                    f"call {call_id} is {call.status}; only queued or retrying "
+                    "calls can be cancelled",
+                )
+            ],
+            409,
+        )
+    return call

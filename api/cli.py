@@ -1,0 +1,95 @@
+"""The `passthru` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pydantic import ValidationError
+
+from models.errors import ConfigError
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from api.dev import run_dev
+    from models.settings import get_settings
+
+    return run_dev(args.port or get_settings().port)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from models.db import get_engine
+    from models.migrate import upgrade
+
+    engine = get_engine()
+    upgrade(engine)
+    print(f"schema up to date ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    from models.db import get_engine
+    from models.migrate import pending
+    from models.tenants import create_tenant
+
+    engine = get_engine()
+    if pending(engine):
+        raise ConfigError("the database schema is not up to date: run `passthru migrate` first")
+    tenant, key = create_tenant(engine, args.name)
+    print(json.dumps({"id": tenant.id, "name": tenant.name, "api_key": key}))
+    return 0
+
+
+def cmd_keys_generate(_: argparse.Namespace) -> int:
+    from models.secrets import generate_encryption_key
+
+    print(generate_encryption_key())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="passthru", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run API, worker, beat and Flower with embedded defaults")
+    dev.add_argument("--port", type=int, default=None, help="API port (default: PORT or 8000)")
+    dev.set_defaults(func=cmd_dev)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
+        func=cmd_migrate
+    )
+
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="action", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant and print its API key")
+    create.add_argument("name")
+    create.set_defaults(func=cmd_tenants_create)
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"passthru: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"passthru: invalid setting: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

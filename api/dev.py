@@ -1,0 +1,297 @@
+"""`passthru dev`: API, worker, beat, Flower and the demo upstream in one terminal.
+
+Embedded defaults: the SQLite file of DATABASE_URL, an embedded Redis unless REDIS_URL is
+set, an encryption key generated once into `.passthru/` (git-ignored), a demo tenant and
+a demo connected account. Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+
+from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
+from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE
+from models.secrets import generate_encryption_key
+
+STATE_DIR = Path(".passthru")
+DEMO_USER = "demo-user"
+_COLORS = {"api": 36, "worker": 33, "beat": 35, "flower": 32, "demo": 34}
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+
+
+def _say(message: str) -> None:
+    print(f"passthru dev | {message}", flush=True)
+
+
+def _pump(child: Child) -> None:
+    color = _COLORS.get(child.name, 0) if sys.stdout.isatty() else 0
+    label = f"\033[{color}m{child.name:>6}\033[0m" if color else f"{child.name:>6}"
+    assert child.process.stdout is not None
+    for line in child.process.stdout:
+        print(f"{label} | {line.rstrip()}", flush=True)
+
+
+def _encryption_key() -> str:
+    path = STATE_DIR / "encryption.key"
+    if not path.exists():
+        path.write_text(generate_encryption_key() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PASSTHRU_ENV"] = "dev"
+    env["REDIS_URL"] = redis_url
+    env.setdefault("PASSTHRU_ENCRYPTION_KEYS", _encryption_key())
+    env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
+    overrides = json.loads(env.get("PASSTHRU_UPSTREAM_OVERRIDES") or "{}")
+    overrides.setdefault(DEMO_ORIGIN, f"http://127.0.0.1:{demo_port}")
+    env["PASSTHRU_UPSTREAM_OVERRIDES"] = json.dumps(overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _prepare_database(env: dict[str, str]) -> str:
+    """Migrate, then make sure the demo tenant and account exist; return the demo API key."""
+    os.environ.update(env)
+    from models.db import get_engine
+    from models.migrate import upgrade
+    from models.settings import get_settings
+
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    engine = get_engine()
+    upgrade(engine)
+    return _demo_tenant(engine)
+
+
+def _demo_tenant(engine: Engine) -> str:
+    from sqlmodel import Session, select
+
+    from api.accounts import create_account
+    from models.catalog import get_catalog
+    from models.secrets import hash_api_key, vault_for
+    from models.settings import get_settings
+    from models.tables import ConnectedAccount, Tenant
+    from models.tenants import create_tenant
+
+    key_file = STATE_DIR / "demo-api-key"
+    key = key_file.read_text().strip() if key_file.exists() else None
+    with Session(engine) as session:
+        tenant = (
+            session.exec(select(Tenant).where(Tenant.api_key_hash == hash_api_key(key))).first()
+            if key
+            else None
+        )
+    if tenant is None or key is None:
+        tenant, key = create_tenant(engine, "demo")
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    with Session(engine) as session:
+        has_account = session.exec(
+            select(ConnectedAccount).where(
+                ConnectedAccount.tenant_id == tenant.id, ConnectedAccount.app == "demo"
+            )
+        ).first()
+    if has_account is None:
+        settings = get_settings()
+        create_account(
+            engine,
+            tenant,
+            get_catalog(),
+            vault_for(tuple(settings.encryption_key_list)),
+            app_slug="demo",
+            user_id=DEMO_USER,
+            credentials={"api_key": DEMO_API_KEY},
+            config=None,
+        )
+    return key
+
+
+def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str]]:
+    py = sys.executable
+    queues = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
+    schedule = str(STATE_DIR / "celerybeat-schedule")
+    return {
+        "demo": [
+            py,
+            "-m",
+            "uvicorn",
+            "api.demo_upstream:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(demo_port),
+            "--log-level",
+            "warning",
+        ],
+        "api": [
+            py,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        "worker": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            "passthru-dev@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        "beat": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            schedule,
+        ],
+        "flower": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={flower_port}",
+        ],
+    }
+
+
+def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(c.process.poll() is not None for c in children):
+            return False
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"method": "GET", "url": f"{DEMO_ORIGIN}/api/hello?name=passthru"})
+    curl = (
+        f"curl -s -X POST {base}/demo-passthrough-request "
+        f"-H {shlex.quote('Authorization: Bearer ' + api_key)} "
+        f"-H 'X-User-ID: {DEMO_USER}' -H 'Content-Type: application/json' "
+        f"-H 'Prefer: wait=10' -d {shlex.quote(body)}"
+    )
+    print(
+        "\n"
+        "  passthru is running\n"
+        f"  API       {base}\n"
+        f"  API docs  {base}/docs\n"
+        f"  Flower    http://127.0.0.1:{flower_port}\n"
+        f"  Redis     {redis}\n"
+        f"  API key   {api_key}   (demo tenant; user '{DEMO_USER}' has a demo account)\n"
+        "\n  Try it (calls the built-in demo upstream, offline):\n\n"
+        f"{curl}\n\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+
+def _stop(children: list[Child], redis: EmbeddedRedis | None) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+    if redis is not None:
+        redis.stop()
+
+
+def run_dev(port: int) -> int:
+    STATE_DIR.mkdir(exist_ok=True)
+    (STATE_DIR / ".gitignore").write_text("*\n")
+    redis: EmbeddedRedis | None = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis = start_embedded_redis()
+        redis_url = redis.url
+        _say(f"embedded Redis ({redis.kind}) on {redis_url}")
+    demo_port = free_port()
+    flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+    env = _environment(redis_url, demo_port)
+    children: list[Child] = []
+    try:
+        api_key = _prepare_database(env)
+        _say(f"database ready ({env.get('DATABASE_URL', 'sqlite:///./passthru.db')})")
+        for name, argv in _commands(port, flower_port, demo_port).items():
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+            )
+            child = Child(name, process)
+            children.append(child)
+            threading.Thread(target=_pump, args=(child,), daemon=True).start()
+        if not _wait_for_api(port, children):
+            _say(
+                f"the API did not become ready on port {port}; see the lines above "
+                "(is the port taken? set PORT to another)"
+            )
+            return 1
+        _banner(port, flower_port, api_key, redis_url)
+        while all(c.process.poll() is None for c in children):
+            time.sleep(0.5)
+        dead = next(c for c in children if c.process.poll() is not None)
+        _say(f"{dead.name} exited with code {dead.process.returncode}; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        _say("stopping")
+        return 0
+    finally:
+        _stop(children, redis)

@@ -1,0 +1,111 @@
+"""A throwaway Redis for `passthru dev` and the tests: `redis-server` from PATH in a temp
+dir if there is one, else fakeredis' TCP server in this process."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class EmbeddedRedis:
+    url: str
+    port: int
+    kind: str  # "redis-server" or "fakeredis"
+    _process: subprocess.Popen[bytes] | None = None
+    _server: object | None = None
+    _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Stop the server; its data is gone (nothing is persisted)."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.server_close()  # type: ignore[attr-defined]
+            self._server = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, empty (like a restart without persistence)."""
+        self.stop()
+        fresh = start_embedded_redis(self.port, prefer=self.kind)
+        self._process, self._server, self._dir = fresh._process, fresh._server, fresh._dir
+
+
+def start_embedded_redis(port: int | None = None, prefer: str = "redis-server") -> EmbeddedRedis:
+    port = port or free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    binary = shutil.which("redis-server")
+    if binary and prefer == "redis-server":
+        workdir = tempfile.TemporaryDirectory(prefix="passthru-redis-")
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir.name,
+                "--logfile",
+                str(Path(workdir.name) / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        server = EmbeddedRedis(url, port, "redis-server", _process=process, _dir=workdir)
+    else:
+        from fakeredis import TcpFakeServer
+
+        fake = TcpFakeServer(("127.0.0.1", port))
+        threading.Thread(target=fake.serve_forever, name="fakeredis", daemon=True).start()
+        server = EmbeddedRedis(url, port, "fakeredis", _server=fake)
+    _wait_ready(server)
+    return server
+
+
+def _wait_ready(server: EmbeddedRedis, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=0.5)
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise RuntimeError(
+                        f"embedded Redis did not start on port {server.port}"
+                    ) from exc
+                time.sleep(0.05)
+    finally:
+        client.close()

@@ -1,0 +1,89 @@
+"""Every error answers `{error, error_details: [{field, message}]}`, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import JSONBody
+from models.errors import ApiError, ErrorDetail
+
+log = logging.getLogger("passthru.api")
+
+_HTTP_ERRORS = {
+    404: ("not_found", "path", "no such endpoint; see /docs"),
+    405: ("method_not_allowed", "method", "this endpoint does not take that method"),
+}
+
+
+def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONBody:
+    if err.status_code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONBody(err.body(), status_code=err.status_code, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    details: list[ErrorDetail] = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return ApiError(
+                "invalid_json",
+                [ErrorDetail("body", f"the body is not valid JSON: {e.get('msg', '')}".strip())],
+            )
+        message = str(e.get("msg", "is invalid"))
+        if e.get("type") == "extra_forbidden":
+            message = "is not a known field"
+        elif e.get("type") == "model_attributes_type" and tuple(e.get("loc", ())) == ("body",):
+            message = "the body must be a JSON object sent with Content-Type: application/json"
+        details.append(ErrorDetail(_field(tuple(e.get("loc", ()))), message))
+    return ApiError("invalid_params", details)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONBody:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONBody:
+        return error_response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONBody:
+        code, field, message = _HTTP_ERRORS.get(
+            exc.status_code, ("http_error", "request", str(exc.detail))
+        )
+        return error_response(ApiError(code, [ErrorDetail(field, message)], exc.status_code))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONBody:
+        log.error("database unavailable: %s", exc.orig)
+        return error_response(
+            ApiError(
+                "unavailable",
+                [ErrorDetail("database", "the database is unavailable; retry shortly")],
+                503,
+            ),
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONBody:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(
+            ApiError(
+                "internal_error", [ErrorDetail("request", "unexpected error; it was logged")], 500
+            )
+        )

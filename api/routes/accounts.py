@@ -1,0 +1,79 @@
+"""`/connected-accounts`: store, list, update and remove end users' credentials."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.accounts import create_account, delete_account, list_accounts, update_account
+from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, VaultDep
+from api.schemas import AccountIn, AccountList, AccountOut, AccountPatch, ErrorOut
+from api.serialize import account_out
+
+router = APIRouter(prefix="/connected-accounts", tags=["connected accounts"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+}
+
+
+@router.post("", status_code=201, responses=_ERRORS, summary="Connect an end user's account")
+def create(
+    body: AccountIn,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    vault: VaultDep,
+    user_id: UserIdHeader = None,
+) -> AccountOut:
+    account = create_account(
+        engine,
+        tenant,
+        catalog,
+        vault,
+        app_slug=body.app,
+        user_id=user_id,
+        credentials=body.credentials,
+        config=body.connection_config,
+    )
+    return account_out(account)
+
+
+@router.get("", responses=_ERRORS, summary="List connected accounts")
+def list_(
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    app: str | None = None,
+    user_id: str | None = None,
+    status: str | None = None,
+) -> AccountList:
+    return AccountList(
+        items=[account_out(a) for a in list_accounts(engine, tenant, app, user_id, status)]
+    )
+
+
+@router.patch("/{account_id}", responses=_ERRORS, summary="New credentials or config")
+def patch(
+    account_id: str,
+    body: AccountPatch,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    vault: VaultDep,
+) -> AccountOut:
+    account = update_account(
+        engine,
+        tenant,
+        catalog,
+        vault,
+        account_id,
+        credentials=body.credentials,
+        config=body.connection_config,
+    )
+    return account_out(account)
+
+
+@router.delete("/{account_id}", status_code=204, responses=_ERRORS, summary="Remove an account")
+def delete(account_id: str, tenant: CurrentTenant, engine: EngineDep) -> Response:
+    delete_account(engine, tenant, account_id)
+    return Response(status_code=204)

@@ -1,0 +1,65 @@
+"""The Function Calls log: one call, the list, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+
+from api.calls import LogFilter, cancel_call, list_calls, load_attempts, load_call, wait_until_final
+from api.deps import CurrentTenant, EngineDep, WaiterDep
+from api.schemas import CallPage, ErrorOut, FunctionCallOut
+from api.serialize import call_out
+from models.db import as_utc, utcnow
+from models.settings import MAX_WAIT_S
+from models.states import CallStatus
+
+router = APIRouter(prefix="/function-calls", tags=["function calls"])
+_ERRORS: dict[int | str, dict[str, object]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+@router.get("/{call_id}", responses=_ERRORS, summary="One call, with every attempt")
+async def get_call(
+    call_id: str,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    waiter: WaiterDep,
+    wait: Annotated[
+        float | None, Query(ge=0, description="long-poll up to N seconds (max 60) for the end")
+    ] = None,
+) -> FunctionCallOut:
+    call = await run_in_threadpool(load_call, engine, tenant, call_id)
+    if wait and not call.status.is_final:
+        await wait_until_final(engine, waiter, call_id, min(wait, MAX_WAIT_S))
+        call = await run_in_threadpool(load_call, engine, tenant, call_id)
+    attempts = await run_in_threadpool(load_attempts, engine, call_id)
+    return call_out(call, attempts)
+
+
+@router.get("", responses=_ERRORS, summary="The Function Calls log, newest first")
+def list_function_calls(
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    app: str | None = None,
+    status: CallStatus | None = None,
+    user_id: str | None = None,
+    batch_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CallPage:
+    filters = LogFilter(app, status, user_id, batch_id, as_utc(since), as_utc(until))
+    rows, next_cursor = list_calls(engine, tenant, filters, cursor, limit)
+    return CallPage(items=[call_out(c) for c in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{call_id}/cancel",
+    responses={**_ERRORS, 409: {"model": ErrorOut, "description": "already running or finished"}},
+    summary="Cancel a call that has not started",
+)
+def cancel(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> FunctionCallOut:
+    return call_out(cancel_call(engine, tenant, call_id, utcnow()))

@@ -1,0 +1,126 @@
+"""Submitting calls: `POST /{app}-passthrough-request` and `POST /function-calls`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.calls import load_call, wait_until_final
+from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, WaiterDep
+from api.schemas import (
+    CallResult,
+    ErrorOut,
+    FunctionCallOut,
+    FunctionCallRequest,
+    PassthroughRequest,
+)
+from api.serialize import call_out, call_result
+from api.submission import Submission, submit, unknown_app
+from api.validation import app_slug_of, parse_prefer_wait
+from models.errors import invalid
+from models.settings import MAX_WAIT_S
+from models.tables import Tenant
+
+router = APIRouter(tags=["function calls"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "will not execute"},
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut, "description": "unknown app"},
+    409: {"model": ErrorOut, "description": "Idempotency-Key reused with another request"},
+}
+PreferHeader = Annotated[
+    str | None, Header(description="`wait=N` (N <= 60): answer 200 with the result if done")
+]
+KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+async def _accept(
+    sub: Submission,
+    prefer: str | None,
+    response: Response,
+    tenant: Tenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    waiter: WaiterDep,
+) -> FunctionCallOut | CallResult:
+    wait_s = parse_prefer_wait(prefer, MAX_WAIT_S)
+    call = await run_in_threadpool(submit, engine, tenant, catalog, sub)
+    if wait_s:
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+        if await wait_until_final(engine, waiter, call.id, wait_s):
+            final = await run_in_threadpool(load_call, engine, tenant, call.id)
+            response.status_code = 200
+            return call_result(final)
+    response.status_code = 202
+    return call_out(call)
+
+
+@router.post(
+    "/{app}-passthrough-request",
+    status_code=202,
+    response_model=FunctionCallOut | CallResult,
+    responses={**_ERRORS, 200: {"model": CallResult, "description": "finished within wait"}},
+    summary="Call the app's API as one of your users",
+)
+async def passthrough_request(
+    app: str,
+    body: PassthroughRequest,
+    response: Response,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    waiter: WaiterDep,
+    user_id: UserIdHeader = None,
+    prefer: PreferHeader = None,
+    idempotency_key: KeyHeader = None,
+) -> FunctionCallOut | CallResult:
+    if catalog.get(app) is None:
+        raise unknown_app(app)
+    sub = Submission(
+        app=app,
+        params=body,
+        user_id=user_id,
+        connected_account_id=body.connected_account_id,
+        callback_url=body.callback_url,
+        idempotency_key=idempotency_key,
+    )
+    return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)
+
+
+@router.post(
+    "/function-calls",
+    status_code=202,
+    response_model=FunctionCallOut | CallResult,
+    responses={**_ERRORS, 200: {"model": CallResult, "description": "finished within wait"}},
+    summary="Invoke a function (the SDK's form)",
+)
+async def invoke_function(
+    body: FunctionCallRequest,
+    response: Response,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    waiter: WaiterDep,
+    user_id: UserIdHeader = None,
+    prefer: PreferHeader = None,
+    idempotency_key: KeyHeader = None,
+) -> FunctionCallOut | CallResult:
+    slug = app_slug_of(body.function)
+    if slug is None:
+        raise invalid("function", "must be '<app>-passthrough-request'")
+    if catalog.get(slug) is None:
+        raise unknown_app(slug)
+    if body.user_id and user_id and body.user_id != user_id:
+        raise invalid("user_id", "differs from the X-User-ID header")
+    sub = Submission(
+        app=slug,
+        params=body.params,
+        user_id=body.user_id or user_id,
+        connected_account_id=body.connected_account_id,
+        callback_url=body.callback_url,
+        idempotency_key=idempotency_key,
+    )
+    return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)

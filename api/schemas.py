@@ -1,0 +1,141 @@
+"""Request and response bodies of the HTTP API (what /docs shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+METHODS: tuple[str, ...] = Method.__args__  # type: ignore[attr-defined]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PassthroughParams(_In):
+    """What to send upstream. `url` is absolute on the app's hosts, or relative to its base URL."""
+
+    method: str = Field(examples=["GET"])
+    url: str = Field(examples=["https://slack.com/api/conversations.list?limit=2"])
+    body: JsonValue = None
+    headers: dict[str, str] | None = None
+
+
+class PassthroughRequest(PassthroughParams):
+    callback_url: str | None = None
+    connected_account_id: str | None = None
+
+
+class FunctionCallRequest(_In):
+    """The SDK's form: `{function, params, connected_account_id?}`."""
+
+    function: str = Field(examples=["slack-passthrough-request"])
+    params: PassthroughParams
+    connected_account_id: str | None = None
+    callback_url: str | None = None
+    user_id: str | None = Field(
+        default=None, description="The end user; defaults to the X-User-ID header"
+    )
+
+
+class Attempt(BaseModel):
+    number: int
+    started_at: datetime
+    duration_ms: int
+    network_code: str | None
+    error: str | None
+    error_message: str | None
+    decision: str
+
+
+class FunctionCallOut(BaseModel):
+    id: str
+    status: str
+    function: str
+    app: str
+    method: str
+    url: str
+    user_id: str
+    connected_account_id: str
+    batch_id: str | None
+    network_code: str | None
+    output: Any
+    output_truncated: bool
+    headers: dict[str, str] | None
+    error: str | None
+    error_message: str | None
+    duration_ms: int | None
+    attempt_count: int
+    attempts: list[Attempt] | None = Field(
+        default=None, description="Every attempt, on GET /function-calls/{id}"
+    )
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class CallResult(BaseModel):
+    """The Integry answer plus `id`: returned with 200 when `Prefer: wait` saw the call end."""
+
+    id: str
+    status: str
+    network_code: str | None
+    output: Any
+    headers: dict[str, str] | None
+    error: str | None = None
+
+
+class CallPage(BaseModel):
+    items: list[FunctionCallOut]
+    next_cursor: str | None
+
+
+class FunctionOut(BaseModel):
+    name: str
+    app: str
+    type: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class FunctionList(BaseModel):
+    functions: list[FunctionOut]
+
+
+class AccountIn(_In):
+    app: str
+    credentials: dict[str, Any]
+    connection_config: dict[str, Any] | None = None
+
+
+class AccountPatch(_In):
+    credentials: dict[str, Any] | None = None
+    connection_config: dict[str, Any] | None = None
+
+
+class AccountOut(BaseModel):
+    id: str
+    app: str
+    user_id: str
+    status: str
+    connection_config: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None
+
+
+class AccountList(BaseModel):
+    items: list[AccountOut]
+
+
+class ErrorDetailOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    error_details: list[ErrorDetailOut]

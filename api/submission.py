@@ -1,0 +1,200 @@
+"""Accepting a call: validate, pick the connected account, write it, then publish its id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from api.schemas import PassthroughParams
+from api.validation import check_callback_url, check_params
+from models.catalog import App, Catalog
+from models.db import session_scope, utcnow
+from models.errors import ApiError, ErrorDetail, invalid
+from models.ids import new_id
+from models.keys import QUEUE_INTERACTIVE
+from models.states import CallStatus
+from models.tables import ConnectedAccount, FunctionCall, Tenant
+from worker.publish import publish_calls
+
+
+@dataclass(frozen=True)
+class Submission:
+    app: str
+    params: PassthroughParams
+    user_id: str | None
+    connected_account_id: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+
+
+def unknown_app(slug: str) -> ApiError:
+    return ApiError(
+        "unknown_app",
+        [ErrorDetail("app", f"no app {slug!r}; GET /functions?type=passthrough lists them")],
+        404,
+    )
+
+
+def choose_account(session: Session, tenant: Tenant, app: App, sub: Submission) -> ConnectedAccount:
+    """The account named by id, else the user's most recent active account for the app."""
+    if sub.connected_account_id:
+        account = session.get(ConnectedAccount, sub.connected_account_id)
+        if (
+            account is None
+            or account.tenant_id != tenant.id
+            or account.app != app.slug
+            or (sub.user_id is not None and account.user_id != sub.user_id)
+        ):
+            raise ApiError(
+                "no_connected_account",
+                [
+                    ErrorDetail(
+                        "connected_account_id",
+                        f"no connected account {sub.connected_account_id!r} for "
+                        f"app {app.slug!r} and this user",
+                    )
+                ],
+            )
+    else:
+        if not sub.user_id:
+            raise invalid(
+                "X-User-ID", "name the end user with the X-User-ID header", "no_connected_account"
+            )
+        account = session.exec(
+            select(ConnectedAccount)
+            .where(
+                col(ConnectedAccount.tenant_id) == tenant.id,
+                col(ConnectedAccount.app) == app.slug,
+                col(ConnectedAccount.user_id) == sub.user_id,
+                col(ConnectedAccount.status) == "active",
+            )
+            .order_by(col(ConnectedAccount.created_at).desc(), col(ConnectedAccount.id).desc())
+            .limit(1)
+        ).first()
+        if account is None:
+            raise ApiError(
+                "no_connected_account",
+                [
+                    ErrorDetail(
+                        "X-User-ID",
+                        f"user {sub.user_id!r} has no active {app.name} account; "
+                        "create one with POST /connected-accounts",
+                    )
+                ],
+            )
+    if account.status != "active":
+        raise ApiError(
+            "account_" + account.status,
+            [
+                ErrorDetail(
+                    "connected_account_id",
+                    f"account {account.id} is {account.status}; update its credentials "
+                    "with PATCH /connected-accounts/{id}",
+                )
+            ],
+        )
+    return account
+
+
+def _fingerprint(call: FunctionCall) -> str:
+    payload = [
+        call.function,
+        call.method,
+        call.url,
+        call.request_headers,
+        call.request_body,
+        call.connected_account_id,
+        call.callback_url,
+    ]
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def build_call(
+    session: Session, tenant: Tenant, catalog: Catalog, sub: Submission, batch_id: str | None
+) -> FunctionCall:
+    """Validate `sub` completely and return the unsaved call row."""
+    app = catalog.get(sub.app)
+    if app is None:
+        raise unknown_app(sub.app)
+    account = choose_account(session, tenant, app, sub)
+    try:
+        base_url, hosts = app.resolve(account.connection_config)
+    except ValueError as exc:
+        raise invalid("connected_account_id", str(exc)) from exc
+    checked = check_params(sub.params, app, base_url, hosts)
+    callback = check_callback_url(sub.callback_url)
+    return FunctionCall(
+        id=new_id("fc"),
+        tenant_id=tenant.id,
+        app=app.slug,
+        function=f"{app.slug}-passthrough-request",
+        user_id=account.user_id,
+        connected_account_id=account.id,
+        batch_id=batch_id,
+        method=checked.method,
+        url=checked.url,
+        request_headers=checked.headers,
+        request_body=sub.params.body,
+        callback_url=callback,
+        idempotency_key=sub.idempotency_key,
+        status=CallStatus.QUEUED,
+        published_at=utcnow(),
+    )
+
+
+def _existing(session: Session, tenant: Tenant, key: str) -> FunctionCall | None:
+    return session.exec(
+        select(FunctionCall).where(
+            col(FunctionCall.tenant_id) == tenant.id, col(FunctionCall.idempotency_key) == key
+        )
+    ).first()
+
+
+def _same_or_conflict(existing: FunctionCall, call: FunctionCall) -> FunctionCall:
+    if _fingerprint(existing) != _fingerprint(call):
+        raise ApiError(
+            "idempotency_conflict",
+            [
+                ErrorDetail(
+                    "Idempotency-Key",
+                    f"already used for call {existing.id} with a different request",
+                )
+            ],
+            409,
+        )
+    return existing
+
+
+def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) -> FunctionCall:
+    """Write one call and publish it; returns the call (an earlier one for a repeated key)."""
+    with session_scope(engine) as session:
+        call = build_call(session, tenant, catalog, sub, None)
+        if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
+            return _same_or_conflict(prior, call)
+        session.add(call)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            prior = _existing(session, tenant, sub.idempotency_key or "")
+            if prior is None:
+                raise
+            return _same_or_conflict(prior, call)
+    publish_or_mark(engine, [call.id], QUEUE_INTERACTIVE)
+    return call
+
+
+def publish_or_mark(engine: Engine, call_ids: list[str], queue: str) -> None:
+    """Publish; if the broker is unreachable, mark the calls so the sweeper publishes them."""
+    if not publish_calls(call_ids, queue):
+        with session_scope(engine) as session:
+            session.exec(
+                update(FunctionCall)
+                .where(col(FunctionCall.id).in_(call_ids))
+                .values(published_at=None)
+            )

@@ -1,0 +1,88 @@
+"""Credentials objects a caller may store for a connected account, checked against the app."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.catalog import App, CredentialKind
+from models.errors import ApiError, ErrorDetail, invalid
+
+
+class _Creds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OAuth2Credentials(_Creds):
+    access_token: str = Field(min_length=1)
+    refresh_token: str | None = None
+    expires_at: float | None = None  # epoch seconds
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise ValueError("expires_at must be ISO 8601 or epoch seconds") from None
+        return value
+
+
+class ApiKeyCredentials(_Creds):
+    api_key: str = Field(min_length=1)
+
+
+class BasicCredentials(_Creds):
+    username: str = Field(min_length=1)
+    password: str
+
+
+Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials
+
+_KIND_OF_KEY: dict[str, CredentialKind] = {
+    "access_token": "oauth2",
+    "api_key": "api_key",
+    "username": "basic",
+}
+_MODEL: dict[CredentialKind, type[_Creds]] = {
+    "oauth2": OAuth2Credentials,
+    "api_key": ApiKeyCredentials,
+    "basic": BasicCredentials,
+}
+_SHAPES = {
+    "oauth2": "{access_token, refresh_token?, expires_at?}",
+    "api_key": "{api_key}",
+    "basic": "{username, password}",
+}
+
+
+def parse_credentials(app: App, raw: Any) -> Credentials:
+    """The credentials object for `app`, or an ApiError saying which shape it expects."""
+    expected = " or ".join(_SHAPES[k] for k in sorted(app.credential_kinds))
+    if not isinstance(raw, dict):
+        raise invalid("credentials", f"must be an object: {expected}")
+    kind = next((k for key, k in _KIND_OF_KEY.items() if key in raw), None)
+    if kind is None or kind not in app.credential_kinds:
+        raise invalid("credentials", f"{app.name} ({app.auth.type} auth) takes {expected}")
+    try:
+        return _MODEL[kind].model_validate(raw)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise ApiError(
+            "invalid_params",
+            [
+                ErrorDetail(".".join(["credentials", *map(str, e["loc"])]), e["msg"])
+                for e in exc.errors()
+            ],
+        ) from exc
+
+
+def load_credentials(data: dict[str, Any]) -> Credentials:
+    """Rebuild stored (already validated) credentials."""
+    if "access_token" in data:
+        return OAuth2Credentials.model_validate(data)
+    if "api_key" in data:
+        return ApiKeyCredentials.model_validate(data)
+    return BasicCredentials.model_validate(data)

@@ -1,0 +1,62 @@
+"""passthru's exceptions.
+
+PassthruError
+├── ApiError                 answered to a caller as {error, error_details}
+│   ├── InvalidRequest       400: will not execute (bad params, host, credentials)
+│   ├── Unauthorized         401
+│   ├── NotFound             404
+│   └── Conflict             409
+├── ConfigError              an operator's setting or catalog file is wrong
+├── CredentialsError         stored credentials cannot be read or used
+└── IllegalTransition        a call status change the state machine forbids
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class PassthruError(Exception):
+    """Base of every error passthru raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    field: str
+    message: str
+
+
+@dataclass
+class ApiError(PassthruError):
+    error: str
+    details: list[ErrorDetail] = field(default_factory=list)
+    status_code: int = 400
+
+    def __post_init__(self) -> None:
+        super().__init__(self.error)
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": self.error,
+            "error_details": [{"field": d.field, "message": d.message} for d in self.details],
+        }
+
+
+def invalid(field_name: str, message: str, error: str = "invalid_params") -> ApiError:
+    return ApiError(error, [ErrorDetail(field_name, message)], 400)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError("not_found", [ErrorDetail(what, f"no {what} {ident!r} for this tenant")], 404)
+
+
+class ConfigError(PassthruError):
+    """An operator-supplied setting or file is invalid; the message says how to fix it."""
+
+
+class CredentialsError(PassthruError):
+    """Stored credentials cannot be decrypted or do not fit the app."""
+
+
+class IllegalTransition(PassthruError):
+    """A call status change that the state machine does not allow."""

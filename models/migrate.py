@@ -1,0 +1,38 @@
+"""Schema migrations (Alembic), run by `passthru migrate` and at `passthru dev` start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from models.db import normalize_database_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalize_database_url(database_url))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the latest revision."""
+    cfg = alembic_config(str(engine.url))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def pending(engine: Engine) -> bool:
+    """True if the database is behind the latest revision."""
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current != head

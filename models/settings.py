@@ -1,0 +1,83 @@
+"""One settings object, read once from the environment (and `.env`).
+
+Environment variable names are the public contract (docs/operations.md lists them).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./passthru.db"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# A worker holds a claimed call this long before the sweeper may take it back.
+DEFAULT_LEASE_S = 120.0
+# Onward request timeouts: connecting, and the whole exchange.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 60.0
+# Upstream bodies beyond this many bytes are cut and flagged.
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+# Threads per worker process: calls in flight at once, each mostly waiting on the network.
+DEFAULT_WORKER_CONCURRENCY = 64
+# Longest `Prefer: wait` / `?wait=` honoured, in seconds.
+MAX_WAIT_S = 60.0
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Every knob of passthru. Field names are Pythonic; aliases are the env names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    env: Literal["production", "dev", "test"] = Field(
+        "production", validation_alias=_env("PASSTHRU_ENV")
+    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias=_env("REDIS_URL"))
+    port: int = Field(8000, validation_alias=_env("PORT"))
+    encryption_keys: str = Field("", validation_alias=_env("PASSTHRU_ENCRYPTION_KEYS"))
+    apps_file: Path | None = Field(None, validation_alias=_env("PASSTHRU_APPS_FILE"))
+    upstream_overrides: dict[str, str] = Field(
+        default_factory=dict, validation_alias=_env("PASSTHRU_UPSTREAM_OVERRIDES")
+    )
+    allow_private_networks: bool = Field(
+        False, validation_alias=_env("PASSTHRU_ALLOW_PRIVATE_NETWORKS")
+    )
+    lease_s: float = Field(DEFAULT_LEASE_S, validation_alias=_env("PASSTHRU_LEASE_S"))
+    connect_timeout_s: float = Field(
+        DEFAULT_CONNECT_TIMEOUT_S, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
+    )
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, validation_alias=_env("PASSTHRU_TIMEOUT_S"))
+    max_response_bytes: int = Field(
+        DEFAULT_MAX_RESPONSE_BYTES, validation_alias=_env("PASSTHRU_MAX_RESPONSE_BYTES")
+    )
+    worker_concurrency: int = Field(
+        DEFAULT_WORKER_CONCURRENCY, validation_alias=_env("PASSTHRU_WORKER_CONCURRENCY")
+    )
+    db_pool_size: int = Field(20, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
+
+    @field_validator("upstream_overrides")
+    @classmethod
+    def _origins(cls, value: dict[str, str]) -> dict[str, str]:
+        from models.urls import normalize_origin
+
+        return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
+
+    @property
+    def encryption_key_list(self) -> list[str]:
+        return [k.strip() for k in self.encryption_keys.split(",") if k.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use; tests call `get_settings.cache_clear()`."""
+    return Settings()

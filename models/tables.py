@@ -1,0 +1,122 @@
+"""The tables. Secrets are stored only hashed (API keys) or encrypted (credentials)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from models.db import UTCDateTime, utcnow
+from models.states import CallStatus
+
+
+class CallStatusType(TypeDecorator[CallStatus]):
+    """A call status stored as its plain string value, read back as CallStatus."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value: CallStatus | str | None, dialect: Any) -> str | None:
+        return None if value is None else CallStatus(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> CallStatus | None:
+        return None if value is None else CallStatus(value)
+
+
+def _dt(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenant"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    api_key_hash: str = Field(max_length=64, unique=True)
+    api_key_prefix: str = Field(max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class ConnectedAccount(SQLModel, table=True):
+    __tablename__ = "connected_account"
+    __table_args__ = (Index("ix_account_lookup", "tenant_id", "app", "user_id"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=40)
+    app: str = Field(max_length=80)
+    user_id: str = Field(max_length=200)
+    status: str = Field(default="active", max_length=20)
+    credentials_enc: str = Field(sa_column=Column(Text, nullable=False))
+    connection_config: dict[str, Any] | None = _json()
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    last_used_at: datetime | None = _dt()
+
+
+class FunctionCall(SQLModel, table=True):
+    __tablename__ = "function_call"
+    __table_args__ = (
+        Index("ix_call_tenant_id", "tenant_id", "id"),
+        Index("ix_call_status_due", "status", "next_attempt_at"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=40)
+    app: str = Field(max_length=80)
+    function: str = Field(max_length=120)
+    user_id: str = Field(max_length=200)
+    connected_account_id: str = Field(max_length=40)
+    batch_id: str | None = Field(default=None, max_length=40, index=True)
+    method: str = Field(max_length=10)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    request_headers: dict[str, str] | None = _json()
+    request_body: Any = _json()
+    callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    status: CallStatus = Field(
+        default=CallStatus.QUEUED, sa_column=Column(CallStatusType(), nullable=False)
+    )
+    error: str | None = Field(default=None, max_length=60)
+    error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    network_code: str | None = Field(default=None, max_length=3)
+    output: Any = _json()
+    output_truncated: bool = False
+    response_headers: dict[str, str] | None = _json()
+    duration_ms: int | None = None
+    attempt_count: int = 0
+    lease_expires_at: datetime | None = _dt()
+    next_attempt_at: datetime | None = _dt()
+    published_at: datetime | None = _dt()  # last handed to the broker; None: publish failed
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    started_at: datetime | None = _dt()
+    finished_at: datetime | None = _dt()
+
+
+class CallAttempt(SQLModel, table=True):
+    __tablename__ = "call_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: str = Field(foreign_key="function_call.id", max_length=40, index=True)
+    number: int
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    duration_ms: int
+    network_code: str | None = Field(default=None, max_length=3)
+    error: str | None = Field(default=None, max_length=60)
+    error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    decision: str = Field(max_length=200)

@@ -1,0 +1,1 @@
+"""The Celery side: execute calls, sweep, deliver."""

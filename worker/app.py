@@ -1,0 +1,67 @@
+"""The Celery application (`celery -A worker.app worker`).
+
+Settings worth defending:
+- acks_late + reject_on_worker_lost: a message is acknowledged only after the call is
+  recorded; a worker that dies hands its messages back. The database claim makes a second
+  delivery a no-op, so at-least-once delivery gives exactly-once execution.
+- prefetch multiplier 1 on top of a threads pool: each thread holds at most one message
+  in reserve, so a slow worker does not hoard calls other workers could run.
+- no result backend: results live in the database.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_init
+from kombu import Exchange, Queue
+
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, TASK_SWEEP
+from models.settings import get_settings
+
+# Must exceed the longest countdown a task is given; longer waits are kept in the database.
+VISIBILITY_TIMEOUT_S = 15 * 60
+# How often beat runs the sweeper.
+SWEEP_EVERY_S = 15.0
+
+
+def create_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("passthru", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Interactive first: kombu polls queues in this order.
+            "queue_order_strategy": "priority",
+        },
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE)
+        ],
+        task_default_queue=QUEUE_INTERACTIVE,
+        task_routes={TASK_SWEEP: {"queue": QUEUE_MAINTENANCE}},
+        beat_schedule={"sweep": {"task": TASK_SWEEP, "schedule": SWEEP_EVERY_S}},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+app = create_celery()
+
+
+@worker_init.connect
+def _fail_fast(**_: object) -> None:
+    """Build the runtime at start, so a bad setting stops the worker with a clear message."""
+    from worker.runtime import get_runtime
+
+    get_runtime()

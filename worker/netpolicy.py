@@ -1,0 +1,42 @@
+"""Where onward requests may go: operator overrides and the private-network rule."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from models.urls import origin_of
+
+
+def apply_override(url: str, overrides: dict[str, str]) -> tuple[str, bool]:
+    """Send `url` to the operator's replacement origin, if one is set for its origin."""
+    origin = origin_of(url)
+    target = overrides.get(origin)
+    if target is None:
+        return url, False
+    return target + url[len(origin) :], True
+
+
+def undo_override(url: str, overrides: dict[str, str]) -> str:
+    """Map a URL on an override target (e.g. a redirect) back to the public origin."""
+    origin = origin_of(url)
+    for public, target in overrides.items():
+        if origin == target:
+            return public + url[len(origin) :]
+    return url
+
+
+def is_private_host(host: str) -> bool:
+    """True if `host` is, or resolves to, a loopback, private, link-local or reserved address."""
+    try:
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return False  # unresolvable: the request itself will fail with a clear error
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    return any(
+        a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
+        for a in addresses
+    )

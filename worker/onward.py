@@ -1,0 +1,60 @@
+"""Build the onward request for a call: URL, headers, body and the credentials to inject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from models.catalog import App
+from models.credentials import Credentials
+from worker.auth import auth_for
+
+USER_AGENT = "passthru/0.1"
+
+
+@dataclass(frozen=True)
+class OnwardRequest:
+    method: str
+    url: str  # the URL the caller asked for (before any operator override)
+    headers: dict[str, str]
+    content: bytes | None
+    allowed_hosts: tuple[str, ...]
+    auth: httpx.Auth
+
+
+def encode_body(body: Any, headers: dict[str, str]) -> bytes | None:
+    """JSON unless the caller sent a string with its own Content-Type (form, XML, text)."""
+    if body is None:
+        return None
+    has_type = any(k.lower() == "content-type" for k in headers)
+    if isinstance(body, str) and has_type:
+        return body.encode()
+    if not has_type:
+        headers["Content-Type"] = "application/json"
+    return orjson.dumps(body)
+
+
+def build_request(
+    *,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None,
+    body: Any,
+    app: App,
+    allowed_hosts: list[str],
+    credentials: Credentials,
+) -> OnwardRequest:
+    merged = {"User-Agent": USER_AGENT, "Accept": "application/json", **app.default_headers}
+    merged.update(headers or {})
+    content = encode_body(body, merged)
+    return OnwardRequest(
+        method=method,
+        url=url,
+        headers=merged,
+        content=content,
+        allowed_hosts=tuple(allowed_hosts),
+        auth=auth_for(app.auth, credentials),
+    )

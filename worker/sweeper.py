@@ -1,0 +1,180 @@
+"""The sweeper (run by beat): makes sure every accepted call reaches a final state.
+
+- calls whose publish failed, or all queued calls after Redis lost its data, are published
+  again (a duplicate message is harmless: the claim lets only one run);
+- `retrying` calls that are due are published;
+- `running` calls whose lease expired (their worker died) are taken back: idempotent
+  methods run again, POST and PATCH end `failed` with `outcome_unknown`, since the
+  upstream may already have acted on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import redis
+from sqlalchemy import Engine, or_, update
+from sqlmodel import col, select
+
+from models.db import session_scope
+from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
+from models.states import CallStatus
+from models.tables import CallAttempt, FunctionCall
+from worker.pipeline import Runtime
+from worker.publish import publish_calls
+
+log = logging.getLogger("passthru.sweeper")
+
+# Rows handled per query, so one sweep never holds a long transaction.
+SWEEP_BATCH = 500
+# A call just written may not be published yet; leave it alone this long.
+PUBLISH_GRACE = timedelta(seconds=10)
+NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+
+
+@dataclass
+class SweepReport:
+    republished: int = 0
+    due: int = 0
+    recovered: int = 0
+    abandoned: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
+    from models.settings import get_settings
+
+    client = redis_client or redis.Redis.from_url(get_settings().redis_url)
+    now = rt.clock()
+    report = SweepReport()
+    broker_lost = client.set(KEY_BROKER_EPOCH, secrets.token_hex(8), nx=True) is True
+    report.republished = _republish(rt.engine, now, everything=broker_lost)
+    report.due = _publish_due(rt.engine, now)
+    report.recovered, report.abandoned = _recover_leases(rt.engine, now)
+    if any(asdict(report).values()):
+        log.info("sweep: %s", report.as_dict())
+    return report
+
+
+def _lane(call: FunctionCall) -> str:
+    return QUEUE_BULK if call.batch_id else QUEUE_INTERACTIVE
+
+
+def _publish(engine: Engine, calls: list[FunctionCall], now: datetime) -> int:
+    for lane in (QUEUE_INTERACTIVE, QUEUE_BULK):
+        ids = [c.id for c in calls if _lane(c) == lane]
+        if ids and publish_calls(ids, lane):
+            with session_scope(engine) as session:
+                session.exec(
+                    update(FunctionCall)
+                    .where(col(FunctionCall.id).in_(ids))
+                    .values(published_at=now)
+                )
+    return len(calls)
+
+
+def _republish(engine: Engine, now: datetime, *, everything: bool) -> int:
+    query = select(FunctionCall).where(
+        col(FunctionCall.status) == CallStatus.QUEUED,
+        col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
+    )
+    if not everything:
+        query = query.where(col(FunctionCall.published_at).is_(None))
+    total = 0
+    after = ""
+    while True:
+        with session_scope(engine) as session:
+            page = list(
+                session.exec(
+                    query.where(col(FunctionCall.id) > after)
+                    .order_by(col(FunctionCall.id))
+                    .limit(SWEEP_BATCH)
+                )
+            )
+        if not page:
+            return total
+        total += _publish(engine, page, now)
+        after = page[-1].id
+
+
+def _publish_due(engine: Engine, now: datetime) -> int:
+    with session_scope(engine) as session:
+        due = list(
+            session.exec(
+                select(FunctionCall)
+                .where(
+                    col(FunctionCall.status) == CallStatus.RETRYING,
+                    col(FunctionCall.next_attempt_at) <= now,
+                    or_(
+                        col(FunctionCall.published_at).is_(None),
+                        col(FunctionCall.published_at) < col(FunctionCall.next_attempt_at),
+                    ),
+                )
+                .limit(SWEEP_BATCH)
+            )
+        )
+    return _publish(engine, due, now) if due else 0
+
+
+def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
+    with session_scope(engine) as session:
+        expired = list(
+            session.exec(
+                select(FunctionCall)
+                .where(
+                    col(FunctionCall.status) == CallStatus.RUNNING,
+                    col(FunctionCall.lease_expires_at) < now,
+                )
+                .limit(SWEEP_BATCH)
+            )
+        )
+    recovered: list[FunctionCall] = []
+    abandoned = 0
+    for call in expired:
+        again = call.method not in NON_IDEMPOTENT or call.idempotency_key is not None
+        target = CallStatus.RETRYING if again else CallStatus.FAILED
+        with session_scope(engine) as session:
+            taken = session.exec(
+                update(FunctionCall)
+                .where(
+                    col(FunctionCall.id) == call.id,
+                    col(FunctionCall.status) == CallStatus.RUNNING,
+                    col(FunctionCall.attempt_count) == call.attempt_count,
+                )
+                .values(
+                    status=target,
+                    lease_expires_at=None,
+                    next_attempt_at=now if again else None,
+                    finished_at=None if again else now,
+                    error=None if again else "outcome_unknown",
+                    error_message=None
+                    if again
+                    else "the worker running this call stopped; the upstream may have "
+                    "received it, so it was not sent again",
+                )
+            ).rowcount
+            if taken != 1:
+                continue
+            session.add(
+                CallAttempt(
+                    call_id=call.id,
+                    number=call.attempt_count,
+                    started_at=call.started_at or now,
+                    duration_ms=0,
+                    error="lease_expired",
+                    error_message="the worker running this call stopped before recording it",
+                    decision="retry now: idempotent" if again else "give up: outcome_unknown",
+                )
+            )
+        if again:
+            recovered.append(call)
+        else:
+            abandoned += 1
+    if recovered:
+        _publish(engine, recovered, now)
+    return len(recovered), abandoned
