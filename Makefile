@@ -1,0 +1,45 @@
+# passthru: `make run` serves it, `make test` tests it. Only Python 3.11+ and make needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test lint unit postgres bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "passthru needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/passthru dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# The database tests again, on Postgres. Skipped with a notice where none answers,
+# except in CI, where a missing Postgres is a failure.
+postgres: $(STAMP)
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+		TEST_DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -m db; \
+	elif [ -n "$$CI" ]; then \
+		echo "Postgres at $(PG_TEST_URL) does not answer (set PG_TEST_URL)"; exit 1; \
+	else \
+		echo "skipping the Postgres run: nothing answers at $(PG_TEST_URL) (set PG_TEST_URL)"; \
+	fi
+
+test: lint unit postgres
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

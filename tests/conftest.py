@@ -1,0 +1,81 @@
+"""Shared fixtures: a real database (SQLite, or Postgres when TEST_DATABASE_URL is set),
+migrated once per session; each test makes its own tenant, so tests never share data."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from models.catalog import Catalog, load_catalog
+from models.db import create_db_engine, normalize_database_url
+from models.migrate import upgrade
+from models.secrets import Vault, generate_encryption_key
+from models.tables import Tenant
+from models.tenants import create_tenant
+
+os.environ.setdefault("PASSTHRU_ENV", "test")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this test session's own: a fresh Postgres database, or a SQLite file."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'passthru.db'}"
+        return
+    admin_url = make_url(normalize_database_url(base))
+    name = f"passthru_test_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_db_engine(database_url, pool_size=5)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def encryption_key() -> str:
+    return generate_encryption_key()
+
+
+@pytest.fixture(scope="session")
+def vault(encryption_key: str) -> Vault:
+    return Vault([encryption_key])
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture
+def tenant_and_key(engine: Engine) -> tuple[Tenant, str]:
+    return create_tenant(engine, f"tenant-{secrets.token_hex(3)}")
+
+
+@pytest.fixture
+def tenant(tenant_and_key: tuple[Tenant, str]) -> Tenant:
+    return tenant_and_key[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that touches the database also runs in the Postgres pass (`-m db`)."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()) or "e2e" in item.keywords:
+            item.add_marker(pytest.mark.db)
