@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import accounts, calls, functions, health, passthrough
+from api.routes import accounts, apps, calls, functions, health, passthrough
 from api.waiter import CallWaiter
 from models.catalog import get_catalog
 from models.db import get_engine
@@ -42,6 +43,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
     errors.install(app)
-    for module in (health, passthrough, calls, functions, accounts):
+    for module in (health, passthrough, calls, functions, accounts, apps):
         app.include_router(module.router)
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """/docs shows what really happens: invalid input is a 400 in the error shape, not 422."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    responses = operation.get("responses", {})
+                    if responses.pop("422", None) is not None and "400" not in responses:
+                        responses["400"] = {
+                            "description": "invalid input",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                        }
+            schemas = schema.get("components", {}).get("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

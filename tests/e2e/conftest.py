@@ -1,0 +1,204 @@
+"""End-to-end fixtures: a real Redis, a real Celery worker, the real API over HTTP, and a
+local HTTP server standing in for Slack and Pipedrive (via PASSTHRU_UPSTREAM_OVERRIDES)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE
+from models.tenants import create_tenant
+from tests.e2e.upstream import Upstream
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 60.0
+WAIT_S = 30  # how long a test waits for a call to end before failing
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.db)
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
+        )
+        handle.close()
+        return self
+
+    def stop(self, sig: str = "TERM") -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if sig == "KILL":
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Stack:
+    base_url: str
+    redis: EmbeddedRedis
+    upstream: Upstream
+    engine: Engine
+    env: dict[str, str]
+    logs: Path
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def worker(self, name: str = "worker", concurrency: int = 8) -> Proc:
+        queues = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
+        proc = Proc(
+            name,
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues,
+             "-P", "threads", "-c", str(concurrency), "-n", f"{name}-{secrets.token_hex(3)}@%h",
+             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            self.env, self.logs / f"{name}.log",
+        ).start()
+        self.procs[name] = proc
+        _wait_for_log(proc, " ready.")
+        return proc
+
+    def client(self, api_key: str, user_id: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if user_id:
+            headers["X-User-ID"] = user_id
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=WAIT_S + 10)
+
+    def all_logs(self) -> str:
+        return "\n".join(p.output() for p in self.procs.values())
+
+
+def _wait_for_log(proc: Proc, marker: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while marker not in proc.output():
+        assert proc.process is not None
+        if proc.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.name} did not start:\n{proc.output()[-4000:]}")
+        time.sleep(0.1)
+
+
+def _wait_ready(url: str, proc: Proc) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.process is not None
+        if proc.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    upstream: Upstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    redis = start_embedded_redis()
+    logs = tmp_path_factory.mktemp("logs")
+    env = {
+        **os.environ,
+        "PASSTHRU_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis.url,
+        "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
+        "PASSTHRU_UPSTREAM_OVERRIDES": json.dumps(
+            {"https://slack.com": upstream.origin, "https://api.pipedrive.com": upstream.origin}
+        ),
+        "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    stack = Stack(f"http://127.0.0.1:{port}", redis, upstream, engine, env, logs)
+    api = Proc(
+        "api",
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env, logs / "api.log",
+    ).start()
+    stack.procs["api"] = api
+    try:
+        _wait_ready(stack.base_url, api)
+        stack.worker()
+        yield stack
+    finally:
+        for proc in stack.procs.values():
+            proc.stop()
+        redis.stop()
+
+
+@dataclass
+class Caller:
+    """One tenant, seen from its side of the API."""
+
+    api_key: str
+    tenant_id: str
+    http: httpx.Client
+
+    def connect(self, app: str, user_id: str, credentials: dict[str, Any],
+                config: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"app": app, "credentials": credentials}
+        if config is not None:
+            body["connection_config"] = config
+        r = self.http.post("/connected-accounts", json=body, headers={"X-User-ID": user_id})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def wait(self, call_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/function-calls/{call_id}", params={"wait": WAIT_S})
+        assert r.status_code == 200, r.text
+        call = dict(r.json())
+        assert call["status"] in ("completed", "failed", "cancelled"), call
+        return call
+
+
+@pytest.fixture
+def caller(stack: Stack) -> Iterator[Caller]:
+    tenant, key = create_tenant(stack.engine, f"e2e-{secrets.token_hex(3)}")
+    with stack.client(key) as http:
+        yield Caller(key, tenant.id, http)

@@ -1,0 +1,274 @@
+"""The app catalog: parsing, template resolution, operator merge, what is made public."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.catalog import App, Catalog, load_catalog, parse_catalog
+from models.errors import ConfigError
+
+
+def _entry(**overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": "Example",
+        "base_url": "https://api.example.com/v1",
+        "allowed_hosts": ["api.example.com"],
+        "auth": {"type": "bearer"},
+    }
+    entry.update(overrides)
+    return entry
+
+
+def _one(slug: str = "example", **overrides: Any) -> App:
+    return parse_catalog({slug: _entry(**overrides)}, "test")[slug]
+
+
+@pytest.fixture
+def zendesk() -> App:
+    return parse_catalog(
+        {
+            "zendesk": {
+                "name": "Zendesk",
+                "base_url": "https://{subdomain}.zendesk.com/api/v2",
+                "allowed_hosts": ["{subdomain}.zendesk.com"],
+                "auth": {"type": "basic"},
+            }
+        },
+        "inline",
+    )["zendesk"]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def test_valid_entry_parses_with_slug_from_key() -> None:
+    # Given a minimal valid entry / When parsed
+    app = _one("my-app")
+    # Then the slug comes from the mapping key and defaults are filled in
+    assert app.slug == "my-app"
+    assert app.auth.type == "bearer"
+    assert app.rate_limits == []
+    assert app.default_headers == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        (_entry(auth={"type": "digest"}), "auth.type"),
+        (_entry(auth={"type": "header"}), "auth"),
+        (_entry(auth={"type": "query"}), "auth"),
+        (_entry(base_url="ftp://api.example.com"), "base_url"),
+        (_entry(allowed_hosts=[]), "allowed_hosts"),
+        (_entry(rate_limits=[{"scope": "app", "limit": 0, "period_s": 1}]), "rate_limits.0.limit"),
+        (_entry(rate_limits=[{"scope": "world", "limit": 1, "period_s": 1}]), "rate_limits.0.scope"),
+        (_entry(surprise=True), "surprise"),
+        ({"base_url": "https://api.example.com", "allowed_hosts": ["a"], "auth": {"type": "bearer"}}, "name"),
+    ],
+)
+def test_parse_error_names_app_and_field(entry: dict[str, Any], field: str) -> None:
+    # Given an entry with one mistake / When parsed / Then ConfigError names the app and field
+    with pytest.raises(ConfigError) as err:
+        parse_catalog({"broken-app": entry}, "my-file.yaml")
+    message = str(err.value)
+    assert "broken-app" in message
+    assert field in message
+    assert "my-file.yaml" in message
+
+
+def test_parse_error_for_template_host_not_in_base_url() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(
+            {"tpl": _entry(allowed_hosts=["{tenant}.example.com"])},
+            "src",
+        )
+    assert "tpl" in str(err.value)
+    assert "tenant" in str(err.value)
+
+
+def test_parse_error_for_bad_slug() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog({"Bad_Slug": _entry()}, "src")
+    assert "Bad_Slug" in str(err.value)
+
+
+def test_parse_refuses_non_mapping_catalog_and_entry() -> None:
+    with pytest.raises(ConfigError):
+        parse_catalog(["slack"], "src")
+    with pytest.raises(ConfigError) as err:
+        parse_catalog({"slack": "nope"}, "src")
+    assert "slack" in str(err.value)
+
+
+# --- templates -------------------------------------------------------------------------------
+
+
+def test_resolve_fills_subdomain_template(zendesk: App) -> None:
+    # Given an app templated on {subdomain} / When resolved for one account
+    base, hosts = zendesk.resolve({"subdomain": "Acme"})
+    # Then base URL and hosts use the (lower-cased) value
+    assert base == "https://acme.zendesk.com/api/v2"
+    assert hosts == ["acme.zendesk.com"]
+    assert zendesk.template_fields == ["subdomain"]
+
+
+def test_resolve_without_template_ignores_config() -> None:
+    app = _one(base_url="https://api.example.com/v1/")
+    assert app.resolve(None) == ("https://api.example.com/v1", ["api.example.com"])
+
+
+@pytest.mark.parametrize("config", [None, {}, {"subdomain": ""}, {"subdomain": 7}, {"other": "x"}])
+def test_resolve_requires_the_template_value(zendesk: App, config: dict[str, Any] | None) -> None:
+    with pytest.raises(ValueError, match="subdomain"):
+        zendesk.resolve(config)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "evil.com",
+        "acme.evil.com",
+        "evil.com/",
+        "a/b",
+        "user@evil",
+        "evil:8080",
+        "acme.",
+        "-acme",
+        "acme-",
+        "a b",
+        "a" * 64,
+        "acme#x",
+        "acme?x",
+    ],
+)
+def test_resolve_refuses_value_that_is_not_one_dns_label(zendesk: App, value: str) -> None:
+    # Given a template value that would change the host / Then it is refused
+    with pytest.raises(ValueError, match="subdomain"):
+        zendesk.resolve({"subdomain": value})
+
+
+# --- operator file -------------------------------------------------------------------------
+
+
+def test_builtin_catalog_has_required_apps() -> None:
+    catalog = load_catalog()
+    for slug in ("demo", "slack", "pipedrive"):
+        app = catalog.get(slug)
+        assert app is not None
+        assert app.slug == slug
+    assert catalog.get("no-such-app") is None
+    assert len(catalog) == len(list(catalog))
+
+
+def test_apps_file_replaces_an_entry_and_adds_one(tmp_path: Path) -> None:
+    # Given an operator file that redefines slack and adds a new app
+    apps_file = tmp_path / "apps.yaml"
+    apps_file.write_text(
+        """
+slack:
+  name: Slack (sandbox)
+  base_url: https://sandbox.slack.example/api
+  allowed_hosts: [sandbox.slack.example]
+  auth: {type: bearer}
+acme-crm:
+  name: Acme CRM
+  base_url: https://api.acme-crm.example
+  allowed_hosts: [api.acme-crm.example]
+  auth: {type: query, param: token}
+"""
+    )
+    builtin = load_catalog()
+    # When merged
+    catalog = load_catalog(apps_file)
+    # Then slack is replaced as a whole entry, the new app exists, the rest is untouched
+    slack = catalog.get("slack")
+    assert slack is not None
+    assert slack.name == "Slack (sandbox)"
+    assert slack.allowed_hosts == ["sandbox.slack.example"]
+    assert slack.oauth2 is None  # whole entry replaced, not merged field by field
+    acme = catalog.get("acme-crm")
+    assert acme is not None
+    assert acme.auth.param == "token"
+    assert catalog.get("pipedrive") == builtin.get("pipedrive")
+    assert len(catalog) == len(builtin) + 1
+
+
+def test_apps_file_errors_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_catalog(tmp_path / "missing.yaml")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("slack: [unclosed\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_catalog(bad_yaml)
+    bad_app = tmp_path / "bad-app.yaml"
+    bad_app.write_text("newapp:\n  name: X\n  base_url: https://x.example\n  auth: {type: bearer}\n")
+    with pytest.raises(ConfigError) as err:
+        load_catalog(bad_app)
+    assert "newapp" in str(err.value)
+    assert "allowed_hosts" in str(err.value)
+
+
+def test_empty_apps_file_keeps_builtin(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert len(load_catalog(empty)) == len(load_catalog())
+
+
+# --- credential kinds and public view ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kinds"),
+    [
+        ({"auth": {"type": "bearer"}}, {"api_key", "oauth2"}),
+        (
+            {"auth": {"type": "bearer"}, "oauth2": {"token_url": "https://api.example.com/t"}},
+            {"oauth2"},
+        ),
+        ({"auth": {"type": "header", "name": "X-Key"}}, {"api_key"}),
+        ({"auth": {"type": "query", "param": "key"}}, {"api_key"}),
+        ({"auth": {"type": "basic"}}, {"basic"}),
+        ({"auth": {"type": "basic", "api_key_as": "username"}}, {"basic", "api_key"}),
+    ],
+)
+def test_credential_kinds_per_auth_style(overrides: dict[str, Any], kinds: set[str]) -> None:
+    assert set(_one(**overrides).credential_kinds) == kinds
+
+
+def test_public_never_contains_client_secret() -> None:
+    # Given an app whose operator configured an OAuth client secret
+    app = _one(
+        oauth2={
+            "token_url": "https://api.example.com/oauth/token",
+            "client_id": "client-123",
+            "client_secret": "super-secret-value",
+        }
+    )
+    # When made public
+    public = app.public()
+    # Then the secret appears nowhere, but the token URL does
+    assert "super-secret-value" not in repr(public)
+    assert public["oauth2"] == {"token_url": "https://api.example.com/oauth/token"}
+    assert public["credentials"] == ["oauth2"]
+    assert public["slug"] == "example"
+    # and the secret is not leaked by the model's own repr either
+    assert "super-secret-value" not in repr(app)
+
+
+def test_public_lists_connection_config_fields(zendesk: App) -> None:
+    public = zendesk.public()
+    assert public["connection_config"] == ["subdomain"]
+    assert public["oauth2"] is None
+
+
+def test_secret_headers_cover_custom_header_and_authorization() -> None:
+    app = _one(auth={"type": "header", "name": "X-API-Key"})
+    assert app.auth.secret_headers == {"x-api-key", "authorization"}
+    assert _one().auth.secret_headers == {"authorization"}
+
+
+def test_catalog_iterates_sorted_by_slug() -> None:
+    apps = parse_catalog({"zeta": _entry(), "alpha": _entry()}, "src")
+    assert [a.slug for a in Catalog(apps)] == ["alpha", "zeta"]

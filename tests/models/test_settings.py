@@ -1,0 +1,112 @@
+"""Settings: the environment variable names of DESIGN.md are the public contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from models.settings import Settings
+
+ENV_NAMES = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PORT",
+    "PASSTHRU_ENCRYPTION_KEYS",
+    "PASSTHRU_APPS_FILE",
+    "PASSTHRU_UPSTREAM_OVERRIDES",
+    "PASSTHRU_ALLOW_PRIVATE_NETWORKS",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _settings() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_defaults_match_design(clean_env: pytest.MonkeyPatch) -> None:
+    s = _settings()
+    assert s.database_url == "sqlite:///./passthru.db"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.port == 8000
+    assert s.encryption_key_list == []
+    assert s.apps_file is None
+    assert s.upstream_overrides == {}
+    assert s.allow_private_networks is False
+
+
+def test_design_env_names_are_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given every documented variable set
+    apps = tmp_path / "apps.yaml"
+    clean_env.setenv("DATABASE_URL", "postgresql://u:p@db:5432/passthru")
+    clean_env.setenv("REDIS_URL", "redis://cache:6380/2")
+    clean_env.setenv("PORT", "9123")
+    clean_env.setenv("PASSTHRU_ENCRYPTION_KEYS", " key-one , key-two,,")
+    clean_env.setenv("PASSTHRU_APPS_FILE", str(apps))
+    clean_env.setenv("PASSTHRU_UPSTREAM_OVERRIDES", '{"https://slack.com": "http://127.0.0.1:9000"}')
+    clean_env.setenv("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
+    # When settings are read
+    s = _settings()
+    # Then each lands in its field
+    assert s.database_url == "postgresql://u:p@db:5432/passthru"
+    assert s.redis_url == "redis://cache:6380/2"
+    assert s.port == 9123
+    assert s.encryption_key_list == ["key-one", "key-two"]
+    assert s.apps_file == apps
+    assert s.upstream_overrides == {"https://slack.com": "http://127.0.0.1:9000"}
+    assert s.allow_private_networks is True
+
+
+def test_overrides_json_is_normalized(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv(
+        "PASSTHRU_UPSTREAM_OVERRIDES",
+        '{"https://Slack.com/": "http://LOCALHOST:9000/", "https://api.pipedrive.com": '
+        '"http://127.0.0.1:9001"}',
+    )
+    assert _settings().upstream_overrides == {
+        "https://slack.com": "http://localhost:9000",
+        "https://api.pipedrive.com": "http://127.0.0.1:9001",
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"https://slack.com": "http://127.0.0.1:9000/mock"}',
+        '{"https://slack.com/api": "http://127.0.0.1:9000"}',
+        '{"https://slack.com": "127.0.0.1:9000"}',
+        '{"https://slack.com": "http://127.0.0.1:9000?x=1"}',
+    ],
+)
+def test_override_with_path_or_non_origin_is_rejected(
+    clean_env: pytest.MonkeyPatch, value: str
+) -> None:
+    clean_env.setenv("PASSTHRU_UPSTREAM_OVERRIDES", value)
+    with pytest.raises(ValidationError):
+        _settings()
+
+
+def test_overrides_not_json_is_rejected(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PASSTHRU_UPSTREAM_OVERRIDES", "https://slack.com=http://127.0.0.1:9000")
+    with pytest.raises(ValidationError):
+        _settings()
+
+
+def test_lower_case_names_are_accepted_too(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("redis_url", "redis://lower:1/0")
+    assert _settings().redis_url == "redis://lower:1/0"
+
+
+def test_env_file_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=7001\nPASSTHRU_ALLOW_PRIVATE_NETWORKS=1\n")
+    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert s.port == 7001
+    assert s.allow_private_networks is True
