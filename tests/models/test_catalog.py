@@ -141,6 +141,7 @@ def test_resolve_requires_the_template_value(zendesk: App, config: dict[str, Any
         "a" * 64,
         "acme#x",
         "acme?x",
+        "acme\n",
     ],
 )
 def test_resolve_refuses_value_that_is_not_one_dns_label(zendesk: App, value: str) -> None:
