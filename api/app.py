@@ -56,7 +56,9 @@ def _document_errors(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, description=app.description,
+                title=app.title,
+                version=app.version,
+                description=app.description,
                 routes=app.routes,
             )
             for path in schema.get("paths", {}).values():
@@ -65,8 +67,11 @@ def _document_errors(app: FastAPI) -> None:
                     if responses.pop("422", None) is not None and "400" not in responses:
                         responses["400"] = {
                             "description": "invalid input",
-                            "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/ErrorOut"}
+                                }
+                            },
                         }
             schemas = schema.get("components", {}).get("schemas", {})
             schemas.pop("HTTPValidationError", None)

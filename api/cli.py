@@ -7,6 +7,7 @@ import json
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from models.errors import ConfigError
 
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as exc:
         print(f"passthru: invalid setting: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"passthru: invalid setting: {exc} (JSON settings need valid JSON)", file=sys.stderr)
         return 2
     return code
 

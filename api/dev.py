@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,14 @@ _COLORS = {"api": 36, "worker": 33, "beat": 35, "flower": 32, "demo": 34}
 class Child:
     name: str
     process: subprocess.Popen[str]
+
+
+def _port_or_free(port: int) -> int:
+    """`port` if nothing listens there, else any free port."""
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) != 0:
+            return port
+    return free_port()
 
 
 def _say(message: str) -> None:
@@ -260,7 +269,7 @@ def run_dev(port: int) -> int:
         redis_url = redis.url
         _say(f"embedded Redis ({redis.kind}) on {redis_url}")
     demo_port = free_port()
-    flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+    flower_port = int(os.environ.get("FLOWER_PORT") or _port_or_free(5555))
     env = _environment(redis_url, demo_port)
     children: list[Child] = []
     try:

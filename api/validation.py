@@ -28,6 +28,8 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,10 @@ def _check_url(raw: str, base_url: str, hosts: list[str], problems: list[ErrorDe
     if not raw:
         problems.append(ErrorDetail("url", "is required"))
         return raw
-    if "://" not in raw:
+    if _CONTROL.search(raw):
+        problems.append(ErrorDetail("url", "must not contain spaces or control characters"))
+        return raw
+    if not _SCHEME.match(raw):
         if raw.startswith("//"):
             problems.append(ErrorDetail("url", "give an absolute URL or a path, not //host"))
             return raw
@@ -99,7 +104,7 @@ def _check_headers(
     secret = app.auth.secret_headers
     for name, value in headers.items():
         key = name.lower()
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             problems.append(ErrorDetail(f"headers.{name}", "is not a valid header name"))
         elif key in secret:
             problems.append(

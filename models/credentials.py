@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,9 +25,12 @@ class OAuth2Credentials(_Creds):
     def _epoch(cls, value: Any) -> Any:
         if isinstance(value, str):
             try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 raise ValueError("expires_at must be ISO 8601 or epoch seconds") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # no zone given: UTC, not local time
+            return moment.timestamp()
         return value
 
 

@@ -28,7 +28,7 @@ def origin_of(url: str) -> str:
 
 def is_dns_label(value: str) -> bool:
     """True when `value` is safe inside a hostname: one label, no dots, slashes or `@`."""
-    return bool(_LABEL.match(value))
+    return bool(_LABEL.fullmatch(value))
 
 
 def host_matches(host: str, pattern: str) -> bool:

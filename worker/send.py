@@ -49,8 +49,28 @@ class SendPolicy:
     max_response_bytes: int
 
 
-def _host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
-    host = urlsplit(url).hostname or ""
+def _redirect_target(
+    url: str, sent_to: str, location: str | None, overrides: dict[str, str]
+) -> str | None:
+    """The public URL a Location points to, or None if there is none or it is malformed."""
+    if not location:
+        return None
+    try:
+        return urljoin(url, undo_override(urljoin(sent_to, location), overrides))
+    except ValueError:
+        return None
+
+
+def _may_follow(current: str, location: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """Follow only within the app's hosts, and never from https down to http."""
+    try:
+        here, there = urlsplit(current), urlsplit(location)
+        there.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    if here.scheme == "https" and there.scheme != "https":
+        return False
+    host = there.hostname or ""
     return any(host_matches(host, pattern) for pattern in allowed_hosts)
 
 
@@ -60,10 +80,13 @@ def send(client: httpx.Client, req: OnwardRequest, policy: SendPolicy) -> Outcom
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    method, url, content = req.method, req.url, req.content
+    method, url, content, headers = req.method, req.url, req.content, req.headers
     for _ in range(MAX_REDIRECTS + 1):
-        target, overridden = apply_override(url, policy.overrides)
-        host = urlsplit(target).hostname or ""
+        try:
+            target, overridden = apply_override(url, policy.overrides)
+            host = urlsplit(target).hostname or ""
+        except ValueError as exc:
+            return Failure("invalid_url", str(exc), False, elapsed_ms())
         if not overridden and not policy.allow_private_networks and is_private_host(host):
             return Failure(
                 "destination_forbidden",
@@ -72,7 +95,10 @@ def send(client: httpx.Client, req: OnwardRequest, policy: SendPolicy) -> Outcom
                 maybe_delivered=False,
                 duration_ms=elapsed_ms(),
             )
-        request = client.build_request(method, target, headers=req.headers, content=content)
+        try:
+            request = client.build_request(method, target, headers=headers, content=content)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+            return Failure("invalid_url", str(exc), False, elapsed_ms())
         try:
             response = client.send(request, auth=req.auth, stream=True)
         except httpx.ConnectTimeout as exc:
@@ -85,16 +111,23 @@ def send(client: httpx.Client, req: OnwardRequest, policy: SendPolicy) -> Outcom
             return Failure("network_error", str(exc) or type(exc).__name__, True, elapsed_ms())
         try:
             location = response.headers.get("location")
-            if response.status_code in _REDIRECTS and location:
-                next_url = undo_override(urljoin(target, location), policy.overrides)
-                next_url = urljoin(url, next_url)
-                if _host_allowed(next_url, req.allowed_hosts):
-                    if response.status_code == 303 or (
-                        response.status_code in (301, 302) and method == "POST"
-                    ):
-                        method, content = "GET", None
-                    url = next_url
-                    continue
+            next_url = _redirect_target(url, target, location, policy.overrides)
+            if (
+                response.status_code in _REDIRECTS
+                and next_url
+                and _may_follow(url, next_url, req.allowed_hosts)
+            ):
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method == "POST"
+                ):
+                    method, content = "GET", None
+                    headers = {
+                        k: v
+                        for k, v in headers.items()
+                        if k.lower() not in ("content-type", "content-encoding")
+                    }
+                url = next_url
+                continue
             body, truncated = _read_capped(response, policy.max_response_bytes)
         except httpx.TimeoutException as exc:
             return Failure("timeout", str(exc) or "read timed out", True, elapsed_ms())

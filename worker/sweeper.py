@@ -79,12 +79,22 @@ def _publish(engine: Engine, calls: list[FunctionCall], now: datetime) -> int:
 
 
 def _republish(engine: Engine, now: datetime, *, everything: bool) -> int:
-    query = select(FunctionCall).where(
-        col(FunctionCall.status) == CallStatus.QUEUED,
-        col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
-    )
-    if not everything:
-        query = query.where(col(FunctionCall.published_at).is_(None))
+    """Calls whose publish failed; after Redis lost its data, every waiting call."""
+    if everything:
+        query = select(FunctionCall).where(
+            or_(
+                col(FunctionCall.status) == CallStatus.QUEUED,
+                (col(FunctionCall.status) == CallStatus.RETRYING)
+                & (col(FunctionCall.next_attempt_at) <= now),
+            ),
+            col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
+        )
+    else:
+        query = select(FunctionCall).where(
+            col(FunctionCall.status) == CallStatus.QUEUED,
+            col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
+            col(FunctionCall.published_at).is_(None),
+        )
     total = 0
     after = ""
     while True:

@@ -82,10 +82,28 @@ class Stack:
         queues = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
         proc = Proc(
             name,
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues,
-             "-P", "threads", "-c", str(concurrency), "-n", f"{name}-{secrets.token_hex(3)}@%h",
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            self.env, self.logs / f"{name}.log",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                "threads",
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}-{secrets.token_hex(3)}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            self.env,
+            self.logs / f"{name}.log",
         ).start()
         self.procs[name] = proc
         _wait_for_log(proc, " ready.")
@@ -157,9 +175,19 @@ def stack(
     stack = Stack(f"http://127.0.0.1:{port}", redis, upstream, engine, env, logs)
     api = Proc(
         "api",
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env, logs / "api.log",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        logs / "api.log",
     ).start()
     stack.procs["api"] = api
     try:
@@ -180,8 +208,13 @@ class Caller:
     tenant_id: str
     http: httpx.Client
 
-    def connect(self, app: str, user_id: str, credentials: dict[str, Any],
-                config: dict[str, Any] | None = None) -> dict[str, Any]:
+    def connect(
+        self,
+        app: str,
+        user_id: str,
+        credentials: dict[str, Any],
+        config: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"app": app, "credentials": credentials}
         if config is not None:
             body["connection_config"] = config

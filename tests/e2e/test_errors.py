@@ -38,11 +38,13 @@ def test_missing_and_wrong_api_key_are_401(stack: Stack) -> None:
 
 
 def test_unknown_app_is_404(caller: Caller) -> None:
-    r = caller.http.post("/nosuchapp-passthrough-request", json=SLACK_CALL,
-                         headers={"X-User-ID": "u"})
+    r = caller.http.post(
+        "/nosuchapp-passthrough-request", json=SLACK_CALL, headers={"X-User-ID": "u"}
+    )
     assert_error(r, 404, "unknown_app", "app")
-    r = caller.http.post("/function-calls", json={"function": "nosuchapp-passthrough-request",
-                                                  "params": SLACK_CALL})
+    r = caller.http.post(
+        "/function-calls", json={"function": "nosuchapp-passthrough-request", "params": SLACK_CALL}
+    )
     assert_error(r, 404, "unknown_app")
 
 
@@ -54,25 +56,49 @@ def test_unknown_app_is_404(caller: Caller) -> None:
         # no user at all
         ({}, SLACK_CALL, "no_connected_account", "X-User-ID"),
         # an account id of another app
-        ({"X-User-ID": "u-err"}, {**SLACK_CALL, "connected_account_id": "ca_nope"},
-         "no_connected_account", "connected_account_id"),
+        (
+            {"X-User-ID": "u-err"},
+            {**SLACK_CALL, "connected_account_id": "ca_nope"},
+            "no_connected_account",
+            "connected_account_id",
+        ),
         # URL off the app's hosts
-        ({"X-User-ID": "u-err"}, {"method": "GET", "url": "https://evil.example.com/api/x"},
-         "invalid_params", "url"),
+        (
+            {"X-User-ID": "u-err"},
+            {"method": "GET", "url": "https://evil.example.com/api/x"},
+            "invalid_params",
+            "url",
+        ),
         # plain http for an https app
-        ({"X-User-ID": "u-err"}, {"method": "GET", "url": "http://slack.com/api/x"},
-         "invalid_params", "url"),
+        (
+            {"X-User-ID": "u-err"},
+            {"method": "GET", "url": "http://slack.com/api/x"},
+            "invalid_params",
+            "url",
+        ),
         # unknown method
-        ({"X-User-ID": "u-err"}, {"method": "TRACE", "url": "https://slack.com/api/x"},
-         "invalid_params", "method"),
+        (
+            {"X-User-ID": "u-err"},
+            {"method": "TRACE", "url": "https://slack.com/api/x"},
+            "invalid_params",
+            "method",
+        ),
         # headers that would replace the injected credentials
-        ({"X-User-ID": "u-err"}, {**SLACK_CALL, "headers": {"Authorization": "Bearer mine"}},
-         "invalid_params", "headers.Authorization"),
+        (
+            {"X-User-ID": "u-err"},
+            {**SLACK_CALL, "headers": {"Authorization": "Bearer mine"}},
+            "invalid_params",
+            "headers.Authorization",
+        ),
         # missing url, unknown field, wrong type
         ({"X-User-ID": "u-err"}, {"method": "GET"}, "invalid_params", "url"),
         ({"X-User-ID": "u-err"}, {**SLACK_CALL, "surprise": 1}, "invalid_params", "surprise"),
-        ({"X-User-ID": "u-err"}, {**SLACK_CALL, "headers": {"X-N": 5}}, "invalid_params",
-         "headers.X-N"),
+        (
+            {"X-User-ID": "u-err"},
+            {**SLACK_CALL, "headers": {"X-N": 5}},
+            "invalid_params",
+            "headers.X-N",
+        ),
     ],
 )
 def test_calls_that_will_not_execute_are_400_and_not_logged(
@@ -97,8 +123,9 @@ def test_malformed_json_is_400(caller: Caller) -> None:
         headers={"Content-Type": "application/json", "X-User-ID": "u"},
     )
     assert_error(r, 400, "invalid_json", "body")
-    r = caller.http.post("/function-calls", content=b"[1, 2", headers={
-        "Content-Type": "application/json"})
+    r = caller.http.post(
+        "/function-calls", content=b"[1, 2", headers={"Content-Type": "application/json"}
+    )
     assert_error(r, 400, "invalid_json")
 
 
@@ -115,8 +142,11 @@ def test_credentials_that_do_not_fit_the_app_are_400(caller: Caller) -> None:
         json={"app": "slack", "credentials": {"access_token": ""}},
     )
     assert_error(r, 400, "invalid_params", "credentials.access_token")
-    r = caller.http.post("/connected-accounts", headers={"X-User-ID": "u"},
-                         json={"app": "nosuch", "credentials": {"api_key": "k"}})
+    r = caller.http.post(
+        "/connected-accounts",
+        headers={"X-User-ID": "u"},
+        json={"app": "nosuch", "credentials": {"api_key": "k"}},
+    )
     assert_error(r, 400, "unknown_app", "app")
 
 
@@ -124,5 +154,9 @@ def test_unknown_routes_and_methods_use_the_error_shape(caller: Caller) -> None:
     assert_error(caller.http.get("/nope"), 404, "not_found")
     assert_error(caller.http.delete("/function-calls"), 405, "method_not_allowed")
     assert_error(caller.http.get("/function-calls/fc_missing"), 404, "not_found")
-    assert_error(caller.http.get("/function-calls", params={"status": "bogus"}), 400,
-                 "invalid_params", "status")
+    assert_error(
+        caller.http.get("/function-calls", params={"status": "bogus"}),
+        400,
+        "invalid_params",
+        "status",
+    )

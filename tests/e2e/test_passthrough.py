@@ -111,9 +111,13 @@ def test_upstream_404_is_a_completed_call(stack: Stack, caller: Caller) -> None:
 def test_upstream_text_and_5xx_are_recorded(stack: Stack, caller: Caller) -> None:
     # Given an upstream method that answers 500 with a text body
     stack.upstream.script(
-        "GET", "/api/chat.broken",
-        Reply(500, b"upstream exploded", headers={"Content-Type": "text/plain",
-                                                   "Set-Cookie": "session=abc"}),
+        "GET",
+        "/api/chat.broken",
+        Reply(
+            500,
+            b"upstream exploded",
+            headers={"Content-Type": "text/plain", "Set-Cookie": "session=abc"},
+        ),
     )
     caller.connect("slack", "u-500", {"access_token": SLACK_TOKEN})
 

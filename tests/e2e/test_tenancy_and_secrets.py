@@ -16,8 +16,9 @@ SLACK_CALL = {"method": "GET", "url": "https://slack.com/api/conversations.list"
 def test_another_tenants_calls_and_accounts_are_404(stack: Stack, caller: Caller) -> None:
     # Given tenant A with an account and a finished call
     account = caller.connect("slack", "u-a", {"access_token": "xoxb-tenant-a"})
-    r = caller.http.post("/slack-passthrough-request", json=SLACK_CALL,
-                         headers={"X-User-ID": "u-a"})
+    r = caller.http.post(
+        "/slack-passthrough-request", json=SLACK_CALL, headers={"X-User-ID": "u-a"}
+    )
     call_id = r.json()["id"]
     caller.wait(call_id)
 
@@ -31,8 +32,11 @@ def test_another_tenants_calls_and_accounts_are_404(stack: Stack, caller: Caller
         assert b.get("/function-calls").json()["items"] == []
         assert b.get("/connected-accounts").json()["items"] == []
         # nor can B use A's account for its own calls
-        r = b.post("/slack-passthrough-request", headers={"X-User-ID": "u-a"},
-                   json={**SLACK_CALL, "connected_account_id": account["id"]})
+        r = b.post(
+            "/slack-passthrough-request",
+            headers={"X-User-ID": "u-a"},
+            json={**SLACK_CALL, "connected_account_id": account["id"]},
+        )
         assert_error(r, 400, "no_connected_account", "connected_account_id")
     # while A still sees its call
     assert caller.http.get(f"/function-calls/{call_id}").status_code == 200
@@ -44,8 +48,11 @@ def test_most_recent_account_is_used_unless_one_is_named(stack: Stack, caller: C
     newer = caller.connect("slack", "u-two", {"access_token": "xoxb-newer"})
 
     # When calls are made without and with connected_account_id
-    implicit = caller.http.post("/slack-passthrough-request", json=SLACK_CALL,
-                                headers={"X-User-ID": "u-two", "Prefer": "wait=30"}).json()
+    implicit = caller.http.post(
+        "/slack-passthrough-request",
+        json=SLACK_CALL,
+        headers={"X-User-ID": "u-two", "Prefer": "wait=30"},
+    ).json()
     named = caller.http.post(
         "/slack-passthrough-request",
         json={**SLACK_CALL, "connected_account_id": older["id"]},
@@ -53,12 +60,18 @@ def test_most_recent_account_is_used_unless_one_is_named(stack: Stack, caller: C
     ).json()
 
     # Then the first used the newer account, the second the named one
-    assert caller.http.get(f"/function-calls/{implicit['id']}").json()[
-        "connected_account_id"] == newer["id"]
-    assert caller.http.get(f"/function-calls/{named['id']}").json()[
-        "connected_account_id"] == older["id"]
-    tokens = [s.headers["authorization"] for s in
-              stack.upstream.requests_to("/api/conversations.list")[-2:]]
+    assert (
+        caller.http.get(f"/function-calls/{implicit['id']}").json()["connected_account_id"]
+        == newer["id"]
+    )
+    assert (
+        caller.http.get(f"/function-calls/{named['id']}").json()["connected_account_id"]
+        == older["id"]
+    )
+    tokens = [
+        s.headers["authorization"]
+        for s in stack.upstream.requests_to("/api/conversations.list")[-2:]
+    ]
     assert tokens == ["Bearer xoxb-newer", "Bearer xoxb-older"]
 
 
@@ -66,7 +79,7 @@ def _database_text(stack: Stack) -> str:
     chunks: list[str] = []
     with stack.engine.connect() as conn:
         for table in ("tenant", "connected_account", "function_call", "call_attempt"):
-            for row in conn.execute(text(f"SELECT * FROM {table}")):  # noqa: S608
+            for row in conn.execute(text(f"SELECT * FROM {table}")):
                 chunks.append(" ".join(str(v) for v in row))
     return "\n".join(chunks)
 
@@ -74,8 +87,9 @@ def _database_text(stack: Stack) -> str:
 def test_no_secret_in_database_answers_or_logs(stack: Stack, caller: Caller) -> None:
     # Given a unique token, stored and used for a call that sends a header of the caller's
     token = f"xoxb-secret-{secrets.token_hex(8)}"
-    created = caller.connect("slack", "u-secret", {"access_token": token,
-                                                   "refresh_token": token + "-refresh"})
+    created = caller.connect(
+        "slack", "u-secret", {"access_token": token, "refresh_token": token + "-refresh"}
+    )
     r = caller.http.post(
         "/slack-passthrough-request",
         json={**SLACK_CALL, "headers": {"X-Trace": "t-1"}},
@@ -85,8 +99,10 @@ def test_no_secret_in_database_answers_or_logs(stack: Stack, caller: Caller) -> 
     call = caller.http.get(f"/function-calls/{r.json()['id']}").json()
 
     # Then the upstream got it...
-    assert stack.upstream.requests_to("/api/conversations.list")[-1].headers[
-        "authorization"] == f"Bearer {token}"
+    assert (
+        stack.upstream.requests_to("/api/conversations.list")[-1].headers["authorization"]
+        == f"Bearer {token}"
+    )
     # ...but no answer, no row and no log line holds it, nor the tenant's API key
     listed = caller.http.get("/connected-accounts").text
     for blob in (str(created), listed, str(call), r.text):

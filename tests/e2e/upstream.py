@@ -77,8 +77,12 @@ class Upstream:
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 seen = Seen(
-                    self.command, parts.path, parse_qs(parts.query),
-                    {k.lower(): v for k, v in self.headers.items()}, body, time.time(),
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.time(),
                 )
                 reply = upstream._record_and_reply(seen)
                 if reply.delay_s:
@@ -86,8 +90,10 @@ class Upstream:
                 if reply.drop:
                     self.close_connection = True
                     return
-                payload = reply.body if isinstance(reply.body, bytes) else (
-                    b"" if reply.body is None else json.dumps(reply.body).encode()
+                payload = (
+                    reply.body
+                    if isinstance(reply.body, bytes)
+                    else (b"" if reply.body is None else json.dumps(reply.body).encode())
                 )
                 self.send_response(reply.status)
                 headers = {"Content-Type": "application/json", **reply.headers}

@@ -63,9 +63,19 @@ def test_valid_entry_parses_with_slug_from_key() -> None:
         (_entry(base_url="ftp://api.example.com"), "base_url"),
         (_entry(allowed_hosts=[]), "allowed_hosts"),
         (_entry(rate_limits=[{"scope": "app", "limit": 0, "period_s": 1}]), "rate_limits.0.limit"),
-        (_entry(rate_limits=[{"scope": "world", "limit": 1, "period_s": 1}]), "rate_limits.0.scope"),
+        (
+            _entry(rate_limits=[{"scope": "world", "limit": 1, "period_s": 1}]),
+            "rate_limits.0.scope",
+        ),
         (_entry(surprise=True), "surprise"),
-        ({"base_url": "https://api.example.com", "allowed_hosts": ["a"], "auth": {"type": "bearer"}}, "name"),
+        (
+            {
+                "base_url": "https://api.example.com",
+                "allowed_hosts": ["a"],
+                "auth": {"type": "bearer"},
+            },
+            "name",
+        ),
     ],
 )
 def test_parse_error_names_app_and_field(entry: dict[str, Any], field: str) -> None:
@@ -204,7 +214,9 @@ def test_apps_file_errors_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="YAML"):
         load_catalog(bad_yaml)
     bad_app = tmp_path / "bad-app.yaml"
-    bad_app.write_text("newapp:\n  name: X\n  base_url: https://x.example\n  auth: {type: bearer}\n")
+    bad_app.write_text(
+        "newapp:\n  name: X\n  base_url: https://x.example\n  auth: {type: bearer}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_catalog(bad_app)
     assert "newapp" in str(err.value)

@@ -46,7 +46,11 @@ def _assert_credentials_error(err: ApiError) -> None:
     ("app", "raw", "model"),
     [
         (OAUTH_APP, {"access_token": "at"}, OAuth2Credentials),
-        (OAUTH_APP, {"access_token": "at", "refresh_token": "rt", "expires_at": 1}, OAuth2Credentials),
+        (
+            OAUTH_APP,
+            {"access_token": "at", "refresh_token": "rt", "expires_at": 1},
+            OAuth2Credentials,
+        ),
         (BEARER_APP, {"access_token": "at"}, OAuth2Credentials),
         (BEARER_APP, {"api_key": "k"}, ApiKeyCredentials),
         (HEADER_APP, {"api_key": "k"}, ApiKeyCredentials),

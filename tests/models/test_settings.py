@@ -29,7 +29,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def _settings() -> Settings:
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def test_defaults_match_design(clean_env: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,9 @@ def test_design_env_names_are_read(clean_env: pytest.MonkeyPatch, tmp_path: Path
     clean_env.setenv("PORT", "9123")
     clean_env.setenv("PASSTHRU_ENCRYPTION_KEYS", " key-one , key-two,,")
     clean_env.setenv("PASSTHRU_APPS_FILE", str(apps))
-    clean_env.setenv("PASSTHRU_UPSTREAM_OVERRIDES", '{"https://slack.com": "http://127.0.0.1:9000"}')
+    clean_env.setenv(
+        "PASSTHRU_UPSTREAM_OVERRIDES", '{"https://slack.com": "http://127.0.0.1:9000"}'
+    )
     clean_env.setenv("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
     # When settings are read
     s = _settings()
@@ -108,6 +110,6 @@ def test_lower_case_names_are_accepted_too(clean_env: pytest.MonkeyPatch) -> Non
 def test_env_file_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=7001\nPASSTHRU_ALLOW_PRIVATE_NETWORKS=1\n")
-    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    s = Settings(_env_file=env_file)
     assert s.port == 7001
     assert s.allow_private_networks is True

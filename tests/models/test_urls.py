@@ -33,7 +33,7 @@ def test_normalize_origin(raw: str, origin: str) -> None:
     ],
 )
 def test_normalize_origin_refuses_non_origins(raw: str) -> None:
-    with pytest.raises(ValueError, match="origin|path"):
+    with pytest.raises(ValueError, match=r"origin|path"):
         normalize_origin(raw)
 
 

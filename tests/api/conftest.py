@@ -1,0 +1,128 @@
+"""The API app, pointed at the test database, with publishing recorded instead of sent."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.exceptions import StarletteDeprecationWarning
+
+# starlette deprecates running its TestClient on `httpx` (it wants the `httpx2` package) and
+# warns once, at import. Only that import is exempted from filterwarnings=error; see the
+# test report.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Using `httpx` with `starlette.testclient` is deprecated",
+        category=StarletteDeprecationWarning,
+    )
+    from fastapi.testclient import TestClient
+
+import models.catalog
+import models.db
+import models.settings
+import worker.runtime
+from api.app import create_app
+from models.settings import Settings
+from models.tables import Tenant
+from models.tenants import create_tenant
+
+
+def _clear_caches() -> None:
+    models.settings.get_settings.cache_clear()
+    models.db.get_engine.cache_clear()
+    models.catalog.get_catalog.cache_clear()
+    worker.runtime.get_runtime.cache_clear()
+
+
+class PublishedIds:
+    """Stands in for api.submission.publish_calls."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.queues: list[str] = []
+
+    def __call__(self, call_ids: Sequence[str], queue: str) -> bool:
+        self.ids.extend(call_ids)
+        self.queues.append(queue)
+        return True
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> PublishedIds:
+    recorder = PublishedIds()
+    monkeypatch.setattr("api.submission.publish_calls", recorder)
+    return recorder
+
+
+@pytest.fixture
+def app(
+    engine: Engine, encryption_key: str, monkeypatch: pytest.MonkeyPatch, published: PublishedIds
+) -> Iterator[FastAPI]:
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PASSTHRU_ENCRYPTION_KEYS", encryption_key)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.delenv("PASSTHRU_APPS_FILE", raising=False)
+    monkeypatch.delenv("PASSTHRU_UPSTREAM_OVERRIDES", raising=False)
+    _clear_caches()
+    application = create_app(Settings(_env_file=None))
+    try:
+        yield application
+    finally:
+        application.state.engine.dispose()
+        _clear_caches()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> TestClient:
+    # Not entered as a context manager: the lifespan (a Redis subscription) is not started.
+    return TestClient(app)
+
+
+@dataclass
+class Caller:
+    """One tenant's view of the API."""
+
+    client: TestClient
+    tenant: Tenant
+    key: str
+
+    def headers(self, user: str | None = "user-1", **extra: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if user is not None:
+            headers["X-User-ID"] = user
+        headers.update(extra)
+        return headers
+
+    def connect(
+        self, app: str = "slack", user: str = "user-1", token: str = "xoxb-test-token"
+    ) -> str:
+        response = self.client.post(
+            "/connected-accounts",
+            json={"app": app, "credentials": {"access_token": token}},
+            headers=self.headers(user),
+        )
+        assert response.status_code == 201, response.text
+        account_id: str = response.json()["id"]
+        return account_id
+
+
+@pytest.fixture
+def caller(client: TestClient, tenant_and_key: tuple[Tenant, str]) -> Caller:
+    tenant, key = tenant_and_key
+    return Caller(client, tenant, key)
+
+
+@pytest.fixture
+def make_caller(client: TestClient, engine: Engine) -> Callable[[], Caller]:
+    """Another tenant, for isolation tests."""
+
+    def make() -> Caller:
+        tenant, key = create_tenant(engine, "other-tenant")
+        return Caller(client, tenant, key)
+
+    return make

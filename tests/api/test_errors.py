@@ -1,0 +1,170 @@
+"""Every error answers `{error, error_details: [{field, message}]}`: never a 422 or traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.exceptions import RequestValidationError
+from starlette.testclient import TestClient
+
+from api.errors import error_response, validation_error
+from models.errors import ApiError, ErrorDetail, invalid, not_found
+from tests.api.conftest import Caller
+
+
+def assert_error_shape(body: Any, error: str | None = None) -> None:
+    assert set(body) == {"error", "error_details"}
+    assert isinstance(body["error"], str)
+    assert isinstance(body["error_details"], list)
+    for detail in body["error_details"]:
+        assert set(detail) == {"field", "message"}
+        assert isinstance(detail["field"], str)
+        assert isinstance(detail["message"], str)
+    if error is not None:
+        assert body["error"] == error
+
+
+# --- the helpers ----------------------------------------------------------------------------
+
+
+def test_api_error_body() -> None:
+    err = invalid("url", "is required")
+    assert err.status_code == 400
+    assert err.body() == {
+        "error": "invalid_params",
+        "error_details": [{"field": "url", "message": "is required"}],
+    }
+
+
+def test_not_found_is_404() -> None:
+    err = not_found("function call", "fc_x")
+    assert err.status_code == 404
+    assert err.error == "not_found"
+
+
+def test_error_response_adds_www_authenticate_on_401() -> None:
+    response = error_response(ApiError("unauthorized", [ErrorDetail("Authorization", "x")], 401))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_error_shape(orjson.loads(response.body), "unauthorized")
+    assert "www-authenticate" not in error_response(invalid("a", "b")).headers
+
+
+def test_validation_error_maps_fields_without_location_prefix() -> None:
+    exc = RequestValidationError(
+        [
+            {"type": "missing", "loc": ("body", "url"), "msg": "Field required"},
+            {"type": "extra_forbidden", "loc": ("body", "bogus"), "msg": "Extra inputs"},
+            {"type": "int_parsing", "loc": ("query", "limit"), "msg": "not an int"},
+        ]
+    )
+    err = validation_error(exc)
+    assert err.status_code == 400
+    assert err.error == "invalid_params"
+    assert [(d.field, d.message) for d in err.details] == [
+        ("url", "Field required"),
+        ("bogus", "is not a known field"),
+        ("limit", "not an int"),
+    ]
+
+
+def test_validation_error_for_bad_json() -> None:
+    exc = RequestValidationError([{"type": "json_invalid", "loc": ("body", 1), "msg": "bad"}])
+    err = validation_error(exc)
+    assert err.error == "invalid_json"
+    assert err.details[0].field == "body"
+
+
+# --- through HTTP ---------------------------------------------------------------------------
+
+
+def test_missing_api_key_is_401(client: TestClient) -> None:
+    response = client.get("/function-calls")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_error_shape(response.json(), "unauthorized")
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Bearer pt_not-a-real-key", "Bearer ", "Basic dXNlcjpwYXNz", "pt_raw"]
+)
+def test_wrong_api_key_is_401(client: TestClient, authorization: str) -> None:
+    response = client.get("/function-calls", headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_error_shape(response.json(), "unauthorized")
+
+
+def test_api_key_is_checked_before_the_body(client: TestClient) -> None:
+    response = client.post(
+        "/slack-passthrough-request",
+        json={"method": "GET", "url": "x"},
+        headers={"Authorization": "Bearer wrong"},
+    )
+    assert response.status_code == 401
+
+
+def test_malformed_json_is_invalid_json(caller: Caller) -> None:
+    response = caller.client.post(
+        "/slack-passthrough-request",
+        content=b'{"method": "GET", "url": ',
+        headers=caller.headers(**{"Content-Type": "application/json"}),
+    )
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "conversations.list"}, "method"),
+        ({"method": "GET"}, "url"),
+        ({"method": "GET", "url": "x", "surprise": 1}, "surprise"),
+        ({"method": "GET", "url": "x", "headers": {"X": 1}}, "headers.X"),
+    ],
+)
+def test_bad_body_is_400_never_422(caller: Caller, body: dict[str, Any], field: str) -> None:
+    response = caller.client.post("/slack-passthrough-request", json=body, headers=caller.headers())
+    assert response.status_code == 400
+    payload = response.json()
+    assert_error_shape(payload, "invalid_params")
+    assert field in [d["field"] for d in payload["error_details"]]
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"null"])
+def test_body_that_is_not_an_object_is_400(caller: Caller, content: bytes) -> None:
+    response = caller.client.post(
+        "/slack-passthrough-request",
+        content=content,
+        headers=caller.headers(**{"Content-Type": "application/json"}),
+    )
+    assert response.status_code == 400
+    assert_error_shape(response.json())
+
+
+def test_bad_query_parameter_is_400(caller: Caller) -> None:
+    response = caller.client.get("/function-calls?limit=0", headers=caller.headers())
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "invalid_params")
+    assert response.json()["error_details"][0]["field"] == "limit"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/function-calls/x/y/z", "/v1/slack-passthrough"])
+def test_unknown_path_is_404_in_error_shape(caller: Caller, path: str) -> None:
+    response = caller.client.get(path, headers=caller.headers())
+    assert response.status_code == 404
+    assert_error_shape(response.json(), "not_found")
+
+
+def test_wrong_method_is_405_in_error_shape(caller: Caller) -> None:
+    response = caller.client.delete("/function-calls", headers=caller.headers())
+    assert response.status_code == 405
+    assert_error_shape(response.json(), "method_not_allowed")
+
+
+def test_healthz_needs_no_key(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

@@ -1,0 +1,397 @@
+"""Sending one onward request: answers, caps, redirects, failures, network policy."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from worker.auth import HeaderAuth
+from worker.onward import OnwardRequest
+from worker.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
+
+Handler = Callable[[httpx.Request], httpx.Response]
+TOKEN = "Bearer secret-token-123"
+HOSTS = ("api.example.com", "files.example.com")
+OPEN = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1_000_000)
+STRICT = SendPolicy(overrides={}, allow_private_networks=False, max_response_bytes=1_000_000)
+
+
+class Upstream:
+    """A MockTransport that records every request it receives."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.requests: list[httpx.Request] = []
+        self._handler = handler
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return self._handler(request)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [r.url.host for r in self.requests]
+
+
+def _req(
+    url: str = "https://api.example.com/v1/items?limit=2",
+    method: str = "GET",
+    content: bytes | None = None,
+    hosts: tuple[str, ...] = HOSTS,
+) -> OnwardRequest:
+    headers = {"Accept": "application/json"}
+    if content is not None:
+        headers["Content-Type"] = "application/json"
+    return OnwardRequest(
+        method=method,
+        url=url,
+        headers=headers,
+        content=content,
+        allowed_hosts=hosts,
+        auth=HeaderAuth("Authorization", TOKEN),
+    )
+
+
+def _run(handler: Handler, req: OnwardRequest, policy: SendPolicy = OPEN) -> tuple[Any, Upstream]:
+    upstream = Upstream(handler)
+    with httpx.Client(transport=httpx.MockTransport(upstream)) as client:
+        return send(client, req, policy), upstream
+
+
+def test_answer_is_returned() -> None:
+    # Given an upstream answering JSON
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"ok": True}, headers={"X-Request-Id": "r1"})
+
+    # When sent
+    outcome, upstream = _run(handler, _req())
+    # Then the answer carries status, headers and body, with the credential sent
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 201
+    assert outcome.body == b'{"ok":true}'
+    assert ("x-request-id", "r1") in [(k.lower(), v) for k, v in outcome.headers]
+    assert outcome.truncated is False
+    assert upstream.requests[0].headers["Authorization"] == TOKEN
+    assert str(upstream.requests[0].url) == "https://api.example.com/v1/items?limit=2"
+
+
+def test_upstream_error_status_is_still_an_answer() -> None:
+    outcome, _ = _run(lambda _: httpx.Response(404, text="nope"), _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 404
+    assert outcome.body == b"nope"
+
+
+def test_body_over_cap_is_cut_and_flagged() -> None:
+    policy = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10)
+    outcome, _ = _run(lambda _: httpx.Response(200, content=b"x" * 100), _req(), policy)
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"x" * 10
+    assert outcome.truncated is True
+
+
+def test_body_at_cap_is_not_flagged() -> None:
+    policy = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10)
+    outcome, _ = _run(lambda _: httpx.Response(200, content=b"y" * 10), _req(), policy)
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"y" * 10
+    assert outcome.truncated is False
+
+
+def test_redirect_to_allowed_host_is_followed_with_credentials() -> None:
+    # Given an upstream that redirects to another of the app's hosts
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.example.com":
+            return httpx.Response(302, headers={"Location": "https://files.example.com/f/1?dl=1"})
+        return httpx.Response(200, content=b"file")
+
+    # When sent
+    outcome, upstream = _run(handler, _req())
+    # Then the redirect is followed, and the credential goes to the allowed host
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 200
+    assert outcome.body == b"file"
+    assert upstream.hosts == ["api.example.com", "files.example.com"]
+    assert str(upstream.requests[1].url) == "https://files.example.com/f/1?dl=1"
+    assert upstream.requests[1].headers["Authorization"] == TOKEN
+
+
+def test_relative_redirect_is_followed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(301, headers={"Location": "/v2/items"})
+        return httpx.Response(200, json=[])
+
+    outcome, upstream = _run(handler, _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 200
+    assert [r.url.path for r in upstream.requests] == ["/v1/items", "/v2/items"]
+
+
+def test_redirect_to_other_host_is_not_followed() -> None:
+    # Given an upstream that redirects off the app's hosts
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.example.com":
+            return httpx.Response(302, headers={"Location": "https://evil.com/steal"})
+        return httpx.Response(200, text="stolen")
+
+    # When sent
+    outcome, upstream = _run(handler, _req())
+    # Then the 302 is the answer and nothing reached the other host
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 302
+    assert dict((k.lower(), v) for k, v in outcome.headers)["location"] == "https://evil.com/steal"
+    assert upstream.hosts == ["api.example.com"]
+
+
+def test_redirect_to_lookalike_host_is_not_followed() -> None:
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(307, headers={"Location": "https://api.example.com.evil.com/x"})
+
+    outcome, upstream = _run(handler, _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 307
+    assert upstream.hosts == ["api.example.com"]
+
+
+def test_redirect_downgrade_to_http_is_not_followed() -> None:
+    # Given an https app whose upstream redirects to plain http on the same host
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://api.example.com/v1/items"})
+        return httpx.Response(200, text="over plain http")
+
+    # When sent
+    outcome, upstream = _run(handler, _req())
+    # Then the credential is never sent in clear text: the redirect is not followed
+    assert [r.url.scheme for r in upstream.requests] == ["https"]
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 302
+
+
+def test_303_turns_post_into_get_without_body() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(303, headers={"Location": "/v1/items/7"})
+        return httpx.Response(200, json={"id": 7})
+
+    outcome, upstream = _run(handler, _req(method="POST", content=b'{"name":"x"}'))
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 200
+    assert [r.method for r in upstream.requests] == ["POST", "GET"]
+    assert upstream.requests[0].content == b'{"name":"x"}'
+    assert upstream.requests[1].content == b""
+
+
+def test_307_keeps_method_and_body() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(307, headers={"Location": "/v1/items2"})
+        return httpx.Response(200)
+
+    _, upstream = _run(handler, _req(method="POST", content=b'{"a":1}'))
+    assert [r.method for r in upstream.requests] == ["POST", "POST"]
+    assert upstream.requests[1].content == b'{"a":1}'
+
+
+def test_too_many_redirects_is_a_failure() -> None:
+    counter = iter(range(100))
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": f"/loop/{next(counter)}"})
+
+    outcome, upstream = _run(handler, _req())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "too_many_redirects"
+    assert len(upstream.requests) == MAX_REDIRECTS + 1
+
+
+def test_connect_error_was_not_delivered() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    outcome, _ = _run(handler, _req())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "connect_error"
+    assert outcome.maybe_delivered is False
+
+
+def test_connect_timeout_was_not_delivered() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    outcome, _ = _run(handler, _req())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "connect_timeout"
+    assert outcome.maybe_delivered is False
+
+
+def test_read_timeout_may_have_been_delivered() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    outcome, _ = _run(handler, _req(method="POST", content=b"{}"))
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "timeout"
+    assert outcome.maybe_delivered is True
+
+
+class _StallingStream(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"partial"
+        raise httpx.ReadTimeout("body stalled")
+
+
+def test_timeout_while_reading_body_may_have_been_delivered() -> None:
+    outcome, _ = _run(lambda _: httpx.Response(200, stream=_StallingStream()), _req())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "timeout"
+    assert outcome.maybe_delivered is True
+
+
+def test_other_transport_error_is_a_network_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed", request=request)
+
+    outcome, _ = _run(handler, _req())
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "network_error"
+    assert outcome.maybe_delivered is True
+
+
+def test_private_address_is_forbidden() -> None:
+    # Given a URL on loopback and private networks not allowed
+    outcome, upstream = _run(
+        lambda _: httpx.Response(200), _req("http://127.0.0.1:8080/x", hosts=("127.0.0.1",)), STRICT
+    )
+    # Then nothing is sent
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "destination_forbidden"
+    assert outcome.maybe_delivered is False
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3", "192.168.0.1", "169.254.169.254", "[::1]"])
+def test_private_ip_literals_are_forbidden(host: str) -> None:
+    outcome, upstream = _run(
+        lambda _: httpx.Response(200), _req(f"http://{host}/x", hosts=(host.strip("[]"),)), STRICT
+    )
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "destination_forbidden"
+    assert upstream.requests == []
+
+
+def test_host_resolving_to_private_address_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 0))]
+
+    monkeypatch.setattr("worker.netpolicy.socket.getaddrinfo", fake_getaddrinfo)
+    outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "destination_forbidden"
+    assert upstream.requests == []
+
+
+def test_host_resolving_to_public_address_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
+
+    monkeypatch.setattr("worker.netpolicy.socket.getaddrinfo", fake_getaddrinfo)
+    outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
+    assert isinstance(outcome, Answer)
+    assert len(upstream.requests) == 1
+
+
+def test_redirect_to_private_address_is_forbidden() -> None:
+    # Given an allowed host list that (wrongly) includes a loopback address
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": "https://127.0.0.1/admin"})
+
+    policy = SendPolicy(
+        overrides={"https://api.example.com": "http://10.9.9.9:9000"},
+        allow_private_networks=False,
+        max_response_bytes=1000,
+    )
+    outcome, upstream = _run(handler, _req(hosts=("api.example.com", "127.0.0.1")), policy)
+    # Then the redirect target is checked too and never contacted
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "destination_forbidden"
+    assert upstream.hosts == ["10.9.9.9"]
+
+
+def test_override_target_on_loopback_is_allowed() -> None:
+    # Given an operator override to a local mock, and private networks not allowed
+    policy = SendPolicy(
+        overrides={"https://api.example.com": "http://127.0.0.1:9000"},
+        allow_private_networks=False,
+        max_response_bytes=1000,
+    )
+    # When sent
+    outcome, upstream = _run(lambda _: httpx.Response(200, text="mock"), _req(), policy)
+    # Then it reaches the override, with path and query kept
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"mock"
+    assert str(upstream.requests[0].url) == "http://127.0.0.1:9000/v1/items?limit=2"
+    assert upstream.requests[0].headers["Authorization"] == TOKEN
+
+
+def test_override_only_applies_to_its_origin() -> None:
+    policy = SendPolicy(
+        overrides={"https://other.example.com": "http://127.0.0.1:9000"},
+        allow_private_networks=True,
+        max_response_bytes=1000,
+    )
+    _, upstream = _run(lambda _: httpx.Response(200), _req(), policy)
+    assert str(upstream.requests[0].url) == "https://api.example.com/v1/items?limit=2"
+
+
+def test_redirect_on_override_target_stays_on_override() -> None:
+    # Given an override, and the mock redirecting with a relative and then absolute Location
+    policy = SendPolicy(
+        overrides={"https://api.example.com": "http://127.0.0.1:9000"},
+        allow_private_networks=False,
+        max_response_bytes=1000,
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(302, headers={"Location": "/v1/moved?p=1"})
+        if request.url.path == "/v1/moved":
+            return httpx.Response(302, headers={"Location": "http://127.0.0.1:9000/v1/final"})
+        return httpx.Response(200, text="final")
+
+    outcome, upstream = _run(handler, _req(), policy)
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"final"
+    assert [str(r.url) for r in upstream.requests] == [
+        "http://127.0.0.1:9000/v1/items?limit=2",
+        "http://127.0.0.1:9000/v1/moved?p=1",
+        "http://127.0.0.1:9000/v1/final",
+    ]
+
+
+def test_url_the_client_cannot_send_is_a_failure_not_a_crash() -> None:
+    # Given a stored URL httpx refuses to build (a control character in it)
+    # When sent / Then send() returns a Failure, as its contract says, instead of raising
+    # (an exception here leaves the call `running` until its lease expires, and a GET is
+    # then retried forever)
+    outcome, upstream = _run(lambda _: httpx.Response(200), _req("https://api.example.com/a\r\nb"))
+    assert isinstance(outcome, Failure)
+    assert outcome.maybe_delivered is False
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "https://api.example.com:99999/x"])
+def test_malformed_redirect_location_does_not_crash(location: str) -> None:
+    # Given an upstream (which passthru does not control) sending a broken Location
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": location})
+
+    # When sent / Then send() still returns an outcome instead of raising
+    outcome, upstream = _run(handler, _req())
+    assert isinstance(outcome, Answer | Failure)
+    assert len(upstream.requests) == 1

@@ -1,0 +1,443 @@
+"""The sweeper: every accepted call reaches a final state, even if Redis or a worker is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from models.catalog import Catalog
+from models.db import session_scope
+from models.ids import new_id
+from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from worker.pipeline import Runtime
+from worker.send import SendPolicy
+from worker.sweeper import PUBLISH_GRACE, sweep
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class Published:
+    """Stands in for worker.sweeper.publish_calls."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[str], str]] = []
+        self.ok = True
+
+    def __call__(self, call_ids: list[str], queue: str) -> bool:
+        self.batches.append((list(call_ids), queue))
+        return self.ok
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for ids, _ in self.batches for i in ids]
+
+    def queue_of(self, call_id: str) -> str:
+        return next(q for ids, q in self.batches if call_id in ids)
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> Published:
+    recorder = Published()
+    monkeypatch.setattr("worker.sweeper.publish_calls", recorder)
+    return recorder
+
+
+@pytest.fixture
+def runtime(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Runtime]:
+    def no_network(_: httpx.Request) -> httpx.Response:
+        raise AssertionError("the sweeper must not call upstreams")
+
+    client = httpx.Client(transport=httpx.MockTransport(no_network))
+    yield Runtime(
+        engine=engine,
+        client=client,
+        catalog=catalog,
+        vault=vault,
+        send_policy=SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1000),
+        lease_s=60.0,
+        clock=lambda: NOW,
+        notify=lambda _: None,
+    )
+    client.close()
+
+
+@pytest.fixture
+def redis_with_epoch() -> fakeredis.FakeRedis:
+    """A Redis that has not lost its data since the last sweep."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    client.set(KEY_BROKER_EPOCH, "earlier")
+    return client
+
+
+@pytest.fixture
+def empty_redis() -> fakeredis.FakeRedis:
+    """A Redis that restarted without persistence."""
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+@pytest.fixture
+def account(engine: Engine, tenant: Tenant, vault: Vault) -> ConnectedAccount:
+    row = ConnectedAccount(
+        id=new_id("ca"),
+        tenant_id=tenant.id,
+        app="slack",
+        user_id="u1",
+        credentials_enc=vault.encrypt({"access_token": "t"}),
+    )
+    with session_scope(engine) as session:
+        session.add(row)
+    return row
+
+
+def make_call(
+    engine: Engine,
+    account: ConnectedAccount,
+    *,
+    status: CallStatus,
+    method: str = "GET",
+    created_at: datetime = NOW - timedelta(minutes=5),
+    published_at: datetime | None = None,
+    lease_expires_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+    attempt_count: int = 0,
+    idempotency_key: str | None = None,
+    batch_id: str | None = None,
+) -> FunctionCall:
+    call = FunctionCall(
+        id=new_id("fc"),
+        tenant_id=account.tenant_id,
+        app="slack",
+        function="slack-passthrough-request",
+        user_id=account.user_id,
+        connected_account_id=account.id,
+        method=method,
+        url="https://slack.com/api/x",
+        status=status,
+        created_at=created_at,
+        published_at=published_at,
+        lease_expires_at=lease_expires_at,
+        next_attempt_at=next_attempt_at,
+        attempt_count=attempt_count,
+        started_at=created_at if status is CallStatus.RUNNING else None,
+        idempotency_key=idempotency_key,
+        batch_id=batch_id,
+    )
+    with session_scope(engine) as session:
+        session.add(call)
+    return call
+
+
+def load(engine: Engine, call_id: str) -> FunctionCall:
+    with Session(engine) as session:
+        call = session.get(FunctionCall, call_id)
+        assert call is not None
+        return call
+
+
+def attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
+    with Session(engine) as session:
+        return list(session.exec(select(CallAttempt).where(col(CallAttempt.call_id) == call_id)))
+
+
+def running(engine: Engine, account: ConnectedAccount, method: str, **kw: object) -> FunctionCall:
+    return make_call(
+        engine,
+        account,
+        status=CallStatus.RUNNING,
+        method=method,
+        published_at=NOW - timedelta(minutes=5),
+        lease_expires_at=NOW - timedelta(seconds=1),
+        attempt_count=1,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# --- lost leases -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
+def test_expired_lease_of_idempotent_call_is_retried(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+    method: str,
+) -> None:
+    # Given a running GET whose worker died (lease expired)
+    call = running(engine, account, method)
+    # When the sweeper runs
+    report = sweep(runtime, redis_with_epoch)
+    # Then the call is retrying, due now, and published again
+    stored = load(engine, call.id)
+    assert stored.status is CallStatus.RETRYING
+    assert stored.lease_expires_at is None
+    assert stored.next_attempt_at == NOW
+    assert stored.finished_at is None
+    assert stored.error is None
+    assert published.ids.count(call.id) == 1
+    assert published.queue_of(call.id) == QUEUE_INTERACTIVE
+    assert report.recovered >= 1
+    # and the lost attempt is on record
+    assert [a.error for a in attempts(engine, call.id)] == ["lease_expired"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_expired_lease_of_non_idempotent_call_fails_outcome_unknown(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+    method: str,
+) -> None:
+    # Given a running POST whose worker died
+    call = running(engine, account, method)
+    # When the sweeper runs
+    report = sweep(runtime, redis_with_epoch)
+    # Then it is not sent again: it ends failed with outcome_unknown
+    stored = load(engine, call.id)
+    assert stored.status is CallStatus.FAILED
+    assert stored.error == "outcome_unknown"
+    assert stored.finished_at == NOW
+    assert stored.lease_expires_at is None
+    assert call.id not in published.ids
+    assert report.abandoned >= 1
+    assert [a.error for a in attempts(engine, call.id)] == ["lease_expired"]
+
+
+def test_expired_lease_of_post_with_idempotency_key_is_retried(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = running(engine, account, "POST", idempotency_key=f"key-{new_id('k')}")
+    sweep(runtime, redis_with_epoch)
+    assert load(engine, call.id).status is CallStatus.RETRYING
+    assert call.id in published.ids
+
+
+def test_live_lease_is_left_alone(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.RUNNING,
+        published_at=NOW - timedelta(minutes=1),
+        lease_expires_at=NOW + timedelta(seconds=30),
+        attempt_count=1,
+    )
+    sweep(runtime, redis_with_epoch)
+    stored = load(engine, call.id)
+    assert stored.status is CallStatus.RUNNING
+    assert stored.lease_expires_at == NOW + timedelta(seconds=30)
+    assert call.id not in published.ids
+    assert attempts(engine, call.id) == []
+
+
+def test_recovered_call_is_published_once_across_sweeps(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = running(engine, account, "GET")
+    sweep(runtime, redis_with_epoch)
+    sweep(runtime, redis_with_epoch)
+    assert published.ids.count(call.id) == 1
+
+
+# --- publish failures and lost broker data ------------------------------------------------
+
+
+def test_unpublished_queued_call_is_republished(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a queued call whose publish failed, older than the grace period
+    call = make_call(engine, account, status=CallStatus.QUEUED, published_at=None)
+    # When the sweeper runs
+    report = sweep(runtime, redis_with_epoch)
+    # Then it is published and marked so
+    assert published.ids.count(call.id) == 1
+    assert published.queue_of(call.id) == QUEUE_INTERACTIVE
+    assert load(engine, call.id).published_at == NOW
+    assert report.republished >= 1
+    # and the next sweep leaves it alone
+    sweep(runtime, redis_with_epoch)
+    assert published.ids.count(call.id) == 1
+
+
+def test_batch_call_is_republished_on_the_bulk_lane(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(engine, account, status=CallStatus.QUEUED, batch_id=new_id("bt"))
+    sweep(runtime, redis_with_epoch)
+    assert published.queue_of(call.id) == QUEUE_BULK
+
+
+def test_new_unpublished_call_waits_for_the_grace_period(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(engine, account, status=CallStatus.QUEUED, created_at=NOW - PUBLISH_GRACE / 2)
+    sweep(runtime, redis_with_epoch)
+    assert call.id not in published.ids
+    assert load(engine, call.id).published_at is None
+
+
+def test_published_queued_call_is_not_republished_while_redis_is_intact(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(
+        engine, account, status=CallStatus.QUEUED, published_at=NOW - timedelta(minutes=5)
+    )
+    sweep(runtime, redis_with_epoch)
+    assert call.id not in published.ids
+
+
+def test_failed_publish_leaves_call_for_next_sweep(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(engine, account, status=CallStatus.QUEUED)
+    published.ok = False
+    sweep(runtime, redis_with_epoch)
+    assert call.id in published.ids
+    assert load(engine, call.id).published_at is None
+    published.ok = True
+    sweep(runtime, redis_with_epoch)
+    assert published.ids.count(call.id) == 2
+    assert load(engine, call.id).published_at == NOW
+
+
+def test_empty_redis_republishes_every_old_queued_call(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    empty_redis: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given queued calls that were published, then Redis lost its data
+    old = [
+        make_call(
+            engine, account, status=CallStatus.QUEUED, published_at=NOW - timedelta(minutes=4)
+        )
+        for _ in range(3)
+    ]
+    # When the sweeper runs
+    sweep(runtime, empty_redis)
+    # Then every one is published again, and the epoch marks Redis as known
+    for call in old:
+        assert published.ids.count(call.id) == 1
+    assert empty_redis.get(KEY_BROKER_EPOCH) is not None
+    # and a second sweep does not publish them again
+    sweep(runtime, empty_redis)
+    for call in old:
+        assert published.ids.count(call.id) == 1
+
+
+def test_empty_redis_leaves_final_calls_alone(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    empty_redis: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    done = [
+        make_call(engine, account, status=status, published_at=NOW - timedelta(minutes=4))
+        for status in (CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.CANCELLED)
+    ]
+    sweep(runtime, empty_redis)
+    assert not {c.id for c in done} & set(published.ids)
+
+
+# --- retrying calls ---------------------------------------------------------------------------
+
+
+def test_due_retrying_call_is_published(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=NOW - timedelta(minutes=3),
+        next_attempt_at=NOW - timedelta(seconds=5),
+        attempt_count=1,
+    )
+    later = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=NOW - timedelta(minutes=3),
+        next_attempt_at=NOW + timedelta(minutes=5),
+        attempt_count=1,
+    )
+    report = sweep(runtime, redis_with_epoch)
+    assert published.ids.count(call.id) == 1
+    assert later.id not in published.ids
+    assert report.due >= 1
+    assert load(engine, call.id).published_at == NOW
+
+
+def test_empty_redis_republishes_retrying_call_already_published(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    empty_redis: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a retrying call that was published when it became due (as lease recovery does),
+    # and then Redis lost its data, message included
+    due = NOW - timedelta(minutes=2)
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=due,
+        next_attempt_at=due,
+        attempt_count=1,
+    )
+    # When the sweeper runs
+    sweep(runtime, empty_redis)
+    # Then the call is published again: losing Redis must lose no call
+    assert call.id in published.ids
