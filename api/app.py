@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import accounts, apps, calls, functions, health, passthrough
+from api.routes import accounts, apps, batches, calls, functions, health, passthrough
 from api.waiter import CallWaiter
 from models.catalog import get_catalog
 from models.db import get_engine
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
     errors.install(app)
-    for module in (health, passthrough, calls, functions, accounts, apps):
+    for module in (health, passthrough, batches, calls, functions, accounts, apps):
         app.include_router(module.router)
     _document_errors(app)
     return app

@@ -259,7 +259,14 @@ def _stop(children: list[Child], redis: EmbeddedRedis | None) -> None:
         redis.stop()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_dev(port: int) -> int:
+    # SIGTERM (a terminal closing, `timeout`, a supervisor) stops everything, like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     STATE_DIR.mkdir(exist_ok=True)
     (STATE_DIR / ".gitignore").write_text("*\n")
     redis: EmbeddedRedis | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,21 +35,26 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_error(exc: RequestValidationError) -> ApiError:
+def validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
     details: list[ErrorDetail] = []
-    for e in exc.errors():
-        if e.get("type") == "json_invalid":
-            return ApiError(
-                "invalid_json",
-                [ErrorDetail("body", f"the body is not valid JSON: {e.get('msg', '')}".strip())],
-            )
+    for e in errors:
         message = str(e.get("msg", "is invalid"))
         if e.get("type") == "extra_forbidden":
             message = "is not a known field"
         elif e.get("type") == "model_attributes_type" and tuple(e.get("loc", ())) == ("body",):
             message = "the body must be a JSON object sent with Content-Type: application/json"
         details.append(ErrorDetail(_field(tuple(e.get("loc", ()))), message))
-    return ApiError("invalid_params", details)
+    return details
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return ApiError(
+                "invalid_json",
+                [ErrorDetail("body", f"the body is not valid JSON: {e.get('msg', '')}".strip())],
+            )
+    return ApiError("invalid_params", validation_details(exc.errors()))
 
 
 def install(app: FastAPI) -> None:

@@ -139,3 +139,48 @@ class ErrorDetailOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     error_details: list[ErrorDetailOut]
+
+
+class BatchIn(BaseModel):
+    """Up to 1,000 calls in the `POST /function-calls` form; each is validated alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: list[dict[str, Any]] = Field(
+        max_length=1000,
+        examples=[
+            [
+                {
+                    "function": "slack-passthrough-request",
+                    "params": {"method": "GET", "url": "conversations.list"},
+                }
+            ]
+        ],
+    )
+
+
+class BatchAccepted(BaseModel):
+    index: int
+    id: str
+
+
+class BatchRejected(BaseModel):
+    index: int
+    error: str
+    error_details: list[ErrorDetailOut]
+
+
+class BatchSubmitted(BaseModel):
+    batch_id: str
+    accepted: list[BatchAccepted]
+    rejected: list[BatchRejected]
+
+
+class BatchOut(BaseModel):
+    id: str
+    created_at: datetime
+    accepted: int
+    rejected: int
+    counts: dict[str, int] = Field(description="calls per status")
+    finished: int
+    done: bool

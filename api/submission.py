@@ -114,14 +114,40 @@ def _fingerprint(call: FunctionCall) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+AccountCache = dict[tuple[str, str | None, str | None], ConnectedAccount | ApiError]
+
+
+def _account(
+    session: Session, tenant: Tenant, app: App, sub: Submission, cache: AccountCache | None
+) -> ConnectedAccount:
+    """choose_account, remembered per (app, user, account id) across a batch."""
+    if cache is None:
+        return choose_account(session, tenant, app, sub)
+    key = (app.slug, sub.user_id, sub.connected_account_id)
+    if key not in cache:
+        try:
+            cache[key] = choose_account(session, tenant, app, sub)
+        except ApiError as exc:
+            cache[key] = exc
+    found = cache[key]
+    if isinstance(found, ApiError):
+        raise found
+    return found
+
+
 def build_call(
-    session: Session, tenant: Tenant, catalog: Catalog, sub: Submission, batch_id: str | None
+    session: Session,
+    tenant: Tenant,
+    catalog: Catalog,
+    sub: Submission,
+    batch_id: str | None,
+    accounts: AccountCache | None = None,
 ) -> FunctionCall:
     """Validate `sub` completely and return the unsaved call row."""
     app = catalog.get(sub.app)
     if app is None:
         raise unknown_app(sub.app)
-    account = choose_account(session, tenant, app, sub)
+    account = _account(session, tenant, app, sub, accounts)
     try:
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:

@@ -45,7 +45,8 @@ class CallWaiter:
                     await pubsub.subscribe(CHANNEL_CALL_DONE)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._wake(message["data"].decode())
+                            for call_id in message["data"].decode().split(","):
+                                self._wake(call_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: waiters keep polling; try again soon

@@ -11,10 +11,14 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 
 # Task names, as shown in Flower.
-TASK_EXECUTE_CALL = "passthru.execute_call"
+TASK_EXECUTE_CALLS = "passthru.execute_calls"
 TASK_SWEEP = "passthru.sweep"
 
-# Pub/sub channel on which workers announce finished call ids (for `Prefer: wait`).
+# Call ids per bulk message: one Redis message (about 1 KiB of envelope) carries this many.
+BULK_CHUNK = 100
+
+# Pub/sub channel on which workers announce finished call ids, comma-separated
+# (for `Prefer: wait`).
 CHANNEL_CALL_DONE = f"{PREFIX}:call-done"
 
 # Set by the sweeper; its absence means Redis lost its data (restart without persistence),

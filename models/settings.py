@@ -21,8 +21,11 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_TIMEOUT_S = 60.0
 # Upstream bodies beyond this many bytes are cut and flagged.
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
-# Threads per worker process: calls in flight at once, each mostly waiting on the network.
-DEFAULT_WORKER_CONCURRENCY = 64
+# Messages a worker process works on at once (Celery threads); each carries 1 to
+# BULK_CHUNK calls, all sent concurrently by the process's event loop.
+DEFAULT_WORKER_CONCURRENCY = 32
+# Open upstream connections per worker process, across all hosts.
+DEFAULT_MAX_CONNECTIONS = 1000
 # Longest `Prefer: wait` / `?wait=` honoured, in seconds.
 MAX_WAIT_S = 60.0
 
@@ -62,6 +65,12 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(
         DEFAULT_WORKER_CONCURRENCY, validation_alias=_env("PASSTHRU_WORKER_CONCURRENCY")
+    )
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, validation_alias=_env("PASSTHRU_MAX_CONNECTIONS")
+    )
+    http_transport: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp", validation_alias=_env("PASSTHRU_HTTP_TRANSPORT")
     )
     db_pool_size: int = Field(20, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
 

@@ -66,6 +66,20 @@ class ConnectedAccount(SQLModel, table=True):
     last_used_at: datetime | None = _dt()
 
 
+class Batch(SQLModel, table=True):
+    """Calls submitted together by POST /function-calls/batch."""
+
+    __tablename__ = "batch"
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
+    accepted: int
+    rejected: int
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
 class FunctionCall(SQLModel, table=True):
     __tablename__ = "function_call"
     __table_args__ = (

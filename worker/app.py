@@ -11,6 +11,8 @@ Settings worth defending:
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_init
 from kombu import Exchange, Queue
@@ -62,6 +64,8 @@ app = create_celery()
 @worker_init.connect
 def _fail_fast(**_: object) -> None:
     """Build the runtime at start, so a bad setting stops the worker with a clear message."""
+    # One line per onward request is noise; passthru logs one line per call instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from worker.runtime import get_runtime
 
     get_runtime()

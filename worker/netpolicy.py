@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 
@@ -26,17 +27,22 @@ def undo_override(url: str, overrides: dict[str, str]) -> str:
     return url
 
 
-def is_private_host(host: str) -> bool:
+def _private(address: str) -> bool:
+    a = ipaddress.ip_address(address.split("%", 1)[0])
+    return a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
+
+
+async def resolves_private(host: str) -> bool:
     """True if `host` is, or resolves to, a loopback, private, link-local or reserved address."""
+    literal = host.strip("[]")
     try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
+        return _private(literal)
     except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError:
-            return False  # unresolvable: the request itself will fail with a clear error
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    return any(
-        a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
-        for a in addresses
-    )
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            literal, None, proto=socket.IPPROTO_TCP
+        )
+    except OSError:
+        return False  # unresolvable: the request itself fails with a clear error
+    return any(_private(str(info[4][0])) for info in infos)

@@ -1,87 +1,144 @@
-"""One call, start to end: claim -> resolve credentials -> build -> send -> classify ->
-record -> notify. Every effect comes in through `Runtime`, so tests inject them."""
+"""Calls, start to end: claim -> resolve credentials -> build -> send -> classify -> record
+-> notify. A message carries one id (interactive) or many (bulk); all are sent at once and
+recorded in small groups as they finish. Every effect comes in through `Runtime`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
 from datetime import datetime
 
-import httpx
 from sqlalchemy import Engine
 
 from models.catalog import Catalog
-from models.credentials import load_credentials
+from models.credentials import Credentials, load_credentials
 from models.errors import CredentialsError
 from models.secrets import Vault
 from models.states import CallStatus
 from worker.claim import Claimed, claim
-from worker.onward import build_request
+from worker.onward import OnwardRequest, build_request
 from worker.outcome import classify, failed
-from worker.record import Result, record
-from worker.send import SendPolicy, send
+from worker.record import Finished, Result, record
+from worker.send import Outcome
+from worker.sender import Sender
 
 log = logging.getLogger("passthru.worker")
+
+# While calls of one message are in flight, finished ones are stored at least this often.
+FLUSH_EVERY_S = 0.05
 
 
 @dataclass(frozen=True)
 class Runtime:
     engine: Engine
-    client: httpx.Client
+    sender: Sender
     catalog: Catalog
     vault: Vault
-    send_policy: SendPolicy
     lease_s: float
     clock: Callable[[], datetime]
-    notify: Callable[[str], None]
+    notify: Callable[[Sequence[str]], None]
 
 
-def execute_call(call_id: str, rt: Runtime) -> CallStatus | None:
-    """Run the call if it is claimable; return its new status, or None if not ours."""
+@dataclass
+class _Batch:
+    """Credentials decrypted once per account per message."""
+
+    rt: Runtime
+    credentials: dict[str, Credentials | Exception] = field(default_factory=dict)
+
+    def credentials_of(self, claimed: Claimed) -> Credentials:
+        assert claimed.account is not None
+        key = claimed.account.id
+        if key not in self.credentials:
+            try:
+                data = self.rt.vault.decrypt(claimed.account.credentials_enc)
+                self.credentials[key] = load_credentials(data)
+            except (CredentialsError, ValueError) as exc:
+                self.credentials[key] = exc
+        value = self.credentials[key]
+        if isinstance(value, Exception):
+            raise CredentialsError(str(value))
+        return value
+
+
+def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]:
+    """Run every claimable call among `call_ids`; return the new status of each one run."""
     started_at = rt.clock()
-    claimed = claim(rt.engine, call_id, now=started_at, lease_s=rt.lease_s)
-    if claimed is None:
-        log.info("call %s not claimable (already taken, finished or cancelled)", call_id)
-        return None
-    result = _attempt(claimed, rt)
-    stored = record(
-        rt.engine,
-        call_id=call_id,
-        account_id=claimed.account.id if claimed.account else None,
-        attempt=claimed.attempt,
+    claimed = claim(rt.engine, call_ids, now=started_at, lease_s=rt.lease_s)
+    if len(claimed) < len(call_ids):
+        log.info(
+            "%d of %d calls not claimable (taken, finished or cancelled)",
+            len(call_ids) - len(claimed),
+            len(call_ids),
+        )
+    batch = _Batch(rt)
+    ready: list[Finished] = []
+    in_flight: dict[Future[Outcome], Claimed] = {}
+    for c in claimed:
+        prepared = _prepare(c, batch)
+        if isinstance(prepared, Result):
+            ready.append(_finished(c, started_at, prepared))
+        else:
+            in_flight[rt.sender.submit(prepared)] = c
+    statuses: dict[str, CallStatus] = {}
+    _store(ready, rt, statuses)
+    while in_flight:
+        done, _ = wait(in_flight, timeout=FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
+        group = []
+        for future in done:
+            c = in_flight.pop(future)
+            group.append(_finished(c, started_at, classify(future.result())))
+        _store(group, rt, statuses)
+    return statuses
+
+
+def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
+    return Finished(
+        call_id=c.call.id,
+        account_id=c.account.id if c.account else None,
+        attempt=c.attempt,
         started_at=started_at,
         result=result,
-        now=rt.clock(),
     )
-    if not stored:
-        log.warning("call %s was taken back before its result was stored", call_id)
-        return None
-    log.info(
-        "call %s %s network_code=%s error=%s duration_ms=%d",
-        call_id,
-        result.status,
-        result.network_code,
-        result.error,
-        result.duration_ms,
-    )
-    rt.notify(call_id)
-    return result.status
 
 
-def _attempt(claimed: Claimed, rt: Runtime) -> Result:
+def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) -> None:
+    if not items:
+        return
+    stored = set(record(rt.engine, items, rt.clock()))
+    for item in items:
+        if item.call_id not in stored:
+            log.warning("call %s was taken back before its result was stored", item.call_id)
+            continue
+        r = item.result
+        statuses[item.call_id] = r.status
+        log.info(
+            "call %s %s network_code=%s error=%s duration_ms=%d",
+            item.call_id,
+            r.status,
+            r.network_code,
+            r.error,
+            r.duration_ms,
+        )
+    if stored:
+        rt.notify(sorted(stored))
+
+
+def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
     call, account = claimed.call, claimed.account
-    app = rt.catalog.get(call.app)
+    app = batch.rt.catalog.get(call.app)
     if app is None:
         return failed("app_unavailable", f"app {call.app!r} is no longer in the catalog")
     if account is None:
         return failed("account_missing", "the connected account was deleted")
     try:
-        credentials = load_credentials(rt.vault.decrypt(account.credentials_enc))
+        credentials = batch.credentials_of(claimed)
         _, hosts = app.resolve(account.connection_config)
     except (CredentialsError, ValueError) as exc:
         return failed("credentials_invalid", str(exc))
-    request = build_request(
+    return build_request(
         method=call.method,
         url=call.url,
         headers=call.request_headers,
@@ -90,4 +147,3 @@ def _attempt(claimed: Claimed, rt: Runtime) -> Result:
         allowed_hosts=hosts,
         credentials=credentials,
     )
-    return classify(send(rt.client, request, rt.send_policy))

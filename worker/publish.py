@@ -8,18 +8,21 @@ from collections.abc import Sequence
 
 from kombu.exceptions import OperationalError
 
-from models.keys import TASK_EXECUTE_CALL
+from models.keys import BULK_CHUNK, QUEUE_BULK, TASK_EXECUTE_CALLS
 from worker.app import app
 
 log = logging.getLogger("passthru.publish")
 
 
 def publish_calls(call_ids: Sequence[str], queue: str) -> bool:
-    """Publish every id; False if the broker could not be reached (the sweeper retries)."""
+    """Publish every id (in chunks of BULK_CHUNK on the bulk lane, one per message
+    elsewhere); False if the broker could not be reached (the sweeper retries)."""
+    size = BULK_CHUNK if queue == QUEUE_BULK else 1
     try:
         with app.producer_or_acquire() as producer:
-            for call_id in call_ids:
-                app.send_task(TASK_EXECUTE_CALL, args=[call_id], queue=queue, producer=producer)
+            for start in range(0, len(call_ids), size):
+                chunk = list(call_ids[start : start + size])
+                app.send_task(TASK_EXECUTE_CALLS, args=[chunk], queue=queue, producer=producer)
     except (OperationalError, OSError) as exc:
         log.warning("broker unreachable, %d call(s) left for the sweeper: %s", len(call_ids), exc)
         return False

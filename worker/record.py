@@ -1,20 +1,23 @@
-"""Write a call's final result and its attempt in one short transaction."""
+"""Write calls' results and their attempts: one transaction for many calls."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, update
 from sqlmodel import col
 
-from models.db import session_scope
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall
 
 # `last_used_at` is written at most this often, so busy accounts are not a hot row.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -32,63 +35,109 @@ class Result:
     duration_ms: int = 0
 
 
-def record(
-    engine: Engine,
-    *,
-    call_id: str,
-    account_id: str | None,
-    attempt: int,
-    started_at: datetime,
-    result: Result,
-    now: datetime,
-) -> bool:
-    """Store `result` if the call is still ours to finish; False if it was not (e.g. swept)."""
-    stmt = (
-        update(FunctionCall)
-        .where(
-            col(FunctionCall.id) == call_id,
-            col(FunctionCall.status) == CallStatus.RUNNING,
-            col(FunctionCall.attempt_count) == attempt,
-        )
-        .values(
-            status=result.status,
-            network_code=result.network_code,
-            output=result.output,
-            output_truncated=result.output_truncated,
-            response_headers=result.headers,
-            error=result.error,
-            error_message=result.error_message,
-            duration_ms=result.duration_ms,
-            lease_expires_at=None,
-            finished_at=now if result.status.is_final else None,
-        )
+@dataclass(frozen=True)
+class Finished:
+    """One claimed call and the result of its attempt."""
+
+    call_id: str
+    account_id: str | None
+    attempt: int
+    started_at: datetime
+    result: Result
+
+
+_STORE = (
+    _calls.update()
+    .where(
+        _calls.c.id == bindparam("b_id"),
+        _calls.c.status == CallStatus.RUNNING,
+        _calls.c.attempt_count == bindparam("b_attempt"),
     )
-    assert CallStatus.RUNNING in sources_of(result.status)
-    with session_scope(engine) as session:
-        if session.exec(stmt).rowcount != 1:
-            return False
-        session.add(
-            CallAttempt(
-                call_id=call_id,
-                number=attempt,
-                started_at=started_at,
-                duration_ms=result.duration_ms,
-                network_code=result.network_code,
-                error=result.error,
-                error_message=result.error_message,
-                decision=result.decision,
+    .values(
+        status=bindparam("b_status"),
+        network_code=bindparam("b_network_code"),
+        output=bindparam("b_output"),
+        output_truncated=bindparam("b_output_truncated"),
+        response_headers=bindparam("b_headers"),
+        error=bindparam("b_error"),
+        error_message=bindparam("b_error_message"),
+        duration_ms=bindparam("b_duration_ms"),
+        lease_expires_at=None,
+        finished_at=bindparam("b_finished_at"),
+    )
+)
+
+
+def _row(item: Finished, now: datetime) -> dict[str, Any]:
+    r = item.result
+    assert CallStatus.RUNNING in sources_of(r.status)
+    return {
+        "b_id": item.call_id,
+        "b_attempt": item.attempt,
+        "b_status": r.status,
+        "b_network_code": r.network_code,
+        "b_output": r.output,
+        "b_output_truncated": r.output_truncated,
+        "b_headers": r.headers,
+        "b_error": r.error,
+        "b_error_message": r.error_message,
+        "b_duration_ms": r.duration_ms,
+        "b_finished_at": now if r.status.is_final else None,
+    }
+
+
+def record(engine: Engine, items: Sequence[Finished], now: datetime) -> list[str]:
+    """Store each result whose call is still ours (running, same attempt); return their ids.
+
+    Normally one executemany UPDATE, one multi-row INSERT and one commit. If any call was
+    taken back meanwhile (its lease expired and the sweeper moved it), the batch is stored
+    row by row so that only the calls still ours get their result and attempt.
+    """
+    if not items:
+        return []
+    rows = [_row(item, now) for item in items]
+    with engine.begin() as conn:
+        if conn.execute(_STORE, rows).rowcount == len(rows):
+            _finish(conn, items, now)
+            return [item.call_id for item in items]
+    stored: list[Finished] = []
+    with engine.begin() as conn:
+        for item, row in zip(items, rows, strict=True):
+            if conn.execute(_STORE, row).rowcount == 1:
+                stored.append(item)
+        _finish(conn, stored, now)
+    return [item.call_id for item in stored]
+
+
+def _finish(conn: Connection, items: Sequence[Finished], now: datetime) -> None:
+    if not items:
+        return
+    conn.execute(
+        insert(_attempts),
+        [
+            {
+                "call_id": item.call_id,
+                "number": item.attempt,
+                "started_at": item.started_at,
+                "duration_ms": item.result.duration_ms,
+                "network_code": item.result.network_code,
+                "error": item.result.error,
+                "error_message": item.result.error_message,
+                "decision": item.result.decision,
+            }
+            for item in items
+        ],
+    )
+    account_ids = sorted({i.account_id for i in items if i.account_id is not None})
+    if account_ids:
+        conn.execute(
+            update(ConnectedAccount)
+            .where(
+                col(ConnectedAccount.id).in_(account_ids),
+                or_(
+                    col(ConnectedAccount.last_used_at).is_(None),
+                    col(ConnectedAccount.last_used_at) < now - LAST_USED_RESOLUTION,
+                ),
             )
+            .values(last_used_at=now)
         )
-        if account_id is not None:
-            session.exec(
-                update(ConnectedAccount)
-                .where(
-                    col(ConnectedAccount.id) == account_id,
-                    or_(
-                        col(ConnectedAccount.last_used_at).is_(None),
-                        col(ConnectedAccount.last_used_at) < now - LAST_USED_RESOLUTION,
-                    ),
-                )
-                .values(last_used_at=now)
-            )
-    return True

@@ -1,9 +1,10 @@
 """Send one onward request: overrides, private-network rule, redirects within the app's
-hosts, and a cap on the body read. Returns an Answer or a Failure; never raises for the
-network."""
+hosts, a cap on the body read and a total deadline. Returns an Answer or a Failure; never
+raises for the network."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -11,8 +12,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from models.urls import host_matches
-from worker.netpolicy import apply_override, is_private_host, undo_override
+from worker.netpolicy import apply_override, resolves_private, undo_override
 from worker.onward import OnwardRequest
+from worker.transport import failure_kind
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -33,7 +35,7 @@ class Answer:
 class Failure:
     """No HTTP answer. `maybe_delivered` is True when the upstream may have got the request."""
 
-    error: str  # connect_error | timeout | network_error | destination_forbidden | ...
+    error: str  # connect_error | connect_timeout | timeout | network_error | ...
     message: str
     maybe_delivered: bool
     duration_ms: int
@@ -47,6 +49,81 @@ class SendPolicy:
     overrides: dict[str, str]
     allow_private_networks: bool
     max_response_bytes: int
+    total_timeout_s: float = 300.0
+
+
+async def send(client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy) -> Outcome:
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(policy.total_timeout_s):
+            return await _exchange(client, req, policy, started)
+    except TimeoutError:
+        return Failure(
+            "timeout",
+            f"no complete answer within {policy.total_timeout_s:g} s",
+            maybe_delivered=True,
+            duration_ms=_ms(started),
+        )
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+async def _exchange(
+    client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy, started: float
+) -> Outcome:
+    method, url, content, headers = req.method, req.url, req.content, req.headers
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            target, overridden = apply_override(url, policy.overrides)
+            host = urlsplit(target).hostname or ""
+            request = client.build_request(method, target, headers=headers, content=content)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+            return Failure("invalid_url", str(exc), False, _ms(started))
+        if not overridden and not policy.allow_private_networks and await resolves_private(host):
+            return Failure(
+                "destination_forbidden",
+                f"{host} is a private or loopback address; set "
+                "PASSTHRU_ALLOW_PRIVATE_NETWORKS=true to allow it",
+                maybe_delivered=False,
+                duration_ms=_ms(started),
+            )
+        try:
+            response = await client.send(request, auth=req.auth, stream=True)
+        except httpx.HTTPError as exc:
+            kind, delivered = failure_kind(exc, sent=False)
+            return Failure(kind, str(exc) or type(exc).__name__, delivered, _ms(started))
+        try:
+            next_url = _redirect_target(
+                url, target, response.headers.get("location"), policy.overrides
+            )
+            if (
+                response.status_code in _REDIRECTS
+                and next_url
+                and _may_follow(url, next_url, req.allowed_hosts)
+            ):
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method == "POST"
+                ):
+                    method, content = "GET", None
+                    headers = {
+                        k: v
+                        for k, v in headers.items()
+                        if k.lower() not in ("content-type", "content-encoding")
+                    }
+                url = next_url
+                continue
+            body, truncated = await _read_capped(response, policy.max_response_bytes)
+        except httpx.HTTPError as exc:
+            kind, delivered = failure_kind(exc, sent=True)
+            return Failure(kind, str(exc) or type(exc).__name__, delivered, _ms(started))
+        finally:
+            await response.aclose()
+        return Answer(
+            response.status_code, list(response.headers.items()), body, truncated, _ms(started)
+        )
+    return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, _ms(started))
 
 
 def _redirect_target(
@@ -74,77 +151,10 @@ def _may_follow(current: str, location: str, allowed_hosts: tuple[str, ...]) -> 
     return any(host_matches(host, pattern) for pattern in allowed_hosts)
 
 
-def send(client: httpx.Client, req: OnwardRequest, policy: SendPolicy) -> Outcome:
-    started = time.monotonic()
-
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
-
-    method, url, content, headers = req.method, req.url, req.content, req.headers
-    for _ in range(MAX_REDIRECTS + 1):
-        try:
-            target, overridden = apply_override(url, policy.overrides)
-            host = urlsplit(target).hostname or ""
-        except ValueError as exc:
-            return Failure("invalid_url", str(exc), False, elapsed_ms())
-        if not overridden and not policy.allow_private_networks and is_private_host(host):
-            return Failure(
-                "destination_forbidden",
-                f"{host} is a private or loopback address; set "
-                "PASSTHRU_ALLOW_PRIVATE_NETWORKS=true to allow it",
-                maybe_delivered=False,
-                duration_ms=elapsed_ms(),
-            )
-        try:
-            request = client.build_request(method, target, headers=headers, content=content)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
-            return Failure("invalid_url", str(exc), False, elapsed_ms())
-        try:
-            response = client.send(request, auth=req.auth, stream=True)
-        except httpx.ConnectTimeout as exc:
-            return Failure("connect_timeout", str(exc) or "connect timed out", False, elapsed_ms())
-        except httpx.ConnectError as exc:
-            return Failure("connect_error", str(exc) or "connection refused", False, elapsed_ms())
-        except httpx.TimeoutException as exc:
-            return Failure("timeout", str(exc) or "timed out", True, elapsed_ms())
-        except httpx.HTTPError as exc:
-            return Failure("network_error", str(exc) or type(exc).__name__, True, elapsed_ms())
-        try:
-            location = response.headers.get("location")
-            next_url = _redirect_target(url, target, location, policy.overrides)
-            if (
-                response.status_code in _REDIRECTS
-                and next_url
-                and _may_follow(url, next_url, req.allowed_hosts)
-            ):
-                if response.status_code == 303 or (
-                    response.status_code in (301, 302) and method == "POST"
-                ):
-                    method, content = "GET", None
-                    headers = {
-                        k: v
-                        for k, v in headers.items()
-                        if k.lower() not in ("content-type", "content-encoding")
-                    }
-                url = next_url
-                continue
-            body, truncated = _read_capped(response, policy.max_response_bytes)
-        except httpx.TimeoutException as exc:
-            return Failure("timeout", str(exc) or "read timed out", True, elapsed_ms())
-        except httpx.HTTPError as exc:
-            return Failure("network_error", str(exc) or type(exc).__name__, True, elapsed_ms())
-        finally:
-            response.close()
-        return Answer(
-            response.status_code, list(response.headers.items()), body, truncated, elapsed_ms()
-        )
-    return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, elapsed_ms())
-
-
-def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
+async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
         if size > max_bytes:

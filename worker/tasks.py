@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from models.keys import TASK_EXECUTE_CALL, TASK_SWEEP
+from models.keys import TASK_EXECUTE_CALLS, TASK_SWEEP
 from worker.app import app
+from worker.pipeline import execute_calls as run_calls
 from worker.runtime import get_runtime
+from worker.sweeper import sweep as run_sweep
 
 
-@app.task(name=TASK_EXECUTE_CALL)
-def execute_call(call_id: str) -> str | None:
-    from worker.pipeline import execute_call as run
-
-    status = run(call_id, get_runtime())
-    return None if status is None else str(status)
+@app.task(name=TASK_EXECUTE_CALLS)
+def execute_calls(call_ids: list[str]) -> dict[str, str]:
+    """Run these calls (one id from the interactive lane, up to BULK_CHUNK from bulk)."""
+    return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
 
 
 @app.task(name=TASK_SWEEP)
 def sweep() -> dict[str, int]:
-    from worker.sweeper import sweep as run
-
-    return run(get_runtime()).as_dict()
+    """Republish lost or due calls; take back calls whose worker died."""
+    return run_sweep(get_runtime()).as_dict()

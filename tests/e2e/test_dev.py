@@ -92,7 +92,11 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path) -> None:
         assert (tmp_path / "passthru.db").exists()
     finally:
         if dev.poll() is None:
-            dev.kill()
-            dev.wait()
+            dev.terminate()  # stops its children too
+            try:
+                dev.wait(30)
+            except subprocess.TimeoutExpired:
+                dev.kill()
+                dev.wait()
         if dev.stdout is not None:
             dev.stdout.close()

@@ -106,8 +106,11 @@ class Upstream:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # the default 5 drops bursts of connections
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self.port: int = self._server.server_address[1]
         self.origin = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

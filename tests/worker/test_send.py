@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 TOKEN = "Bearer secret-token-123"
 HOSTS = ("api.example.com", "files.example.com")
 OPEN = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1_000_000)
@@ -27,8 +29,8 @@ class Upstream:
         self.requests: list[httpx.Request] = []
         self._handler = handler
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
+    def __call__(self, request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
+        request.read()  # MockTransport has already read it: this only returns the content
         self.requests.append(request)
         return self._handler(request)
 
@@ -57,9 +59,14 @@ def _req(
 
 
 def _run(handler: Handler, req: OnwardRequest, policy: SendPolicy = OPEN) -> tuple[Any, Upstream]:
+    """Send `req` through an AsyncClient on a mock upstream, in a fresh event loop."""
     upstream = Upstream(handler)
-    with httpx.Client(transport=httpx.MockTransport(upstream)) as client:
-        return send(client, req, policy), upstream
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
+            return await send(client, req, policy)
+
+    return asyncio.run(go()), upstream
 
 
 def test_answer_is_returned() -> None:
@@ -240,8 +247,8 @@ def test_read_timeout_may_have_been_delivered() -> None:
     assert outcome.maybe_delivered is True
 
 
-class _StallingStream(httpx.SyncByteStream):
-    def __iter__(self) -> Iterator[bytes]:
+class _StallingStream(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         yield b"partial"
         raise httpx.ReadTimeout("body stalled")
 
@@ -285,24 +292,77 @@ def test_private_ip_literals_are_forbidden(host: str) -> None:
     assert upstream.requests == []
 
 
-def test_host_resolving_to_private_address_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 0))]
+class FakeResolver:
+    """Stands in for socket.getaddrinfo, which loop.getaddrinfo calls in an executor thread."""
 
-    monkeypatch.setattr("worker.netpolicy.socket.getaddrinfo", fake_getaddrinfo)
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.hosts: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        self.hosts.append(host)
+        self.threads.append(threading.current_thread())
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.address, 0))]
+
+
+def test_host_resolving_to_private_address_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a public name that resolves to a private address
+    resolver = FakeResolver("10.0.0.5")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    # When sent with private networks not allowed
     outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
+    # Then the name was looked up and nothing is sent
+    assert resolver.hosts == ["api.example.com"]
     assert isinstance(outcome, Failure)
     assert outcome.error == "destination_forbidden"
+    assert outcome.maybe_delivered is False
     assert upstream.requests == []
 
 
 def test_host_resolving_to_public_address_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
-
-    monkeypatch.setattr("worker.netpolicy.socket.getaddrinfo", fake_getaddrinfo)
+    resolver = FakeResolver("93.184.216.34")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
     outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
+    assert resolver.hosts == ["api.example.com"]
     assert isinstance(outcome, Answer)
+    assert len(upstream.requests) == 1
+
+
+def test_name_lookup_does_not_block_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a resolver that notes the thread it runs on
+    resolver = FakeResolver("93.184.216.34")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    loop_threads: list[threading.Thread] = []
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        loop_threads.append(threading.current_thread())
+        return httpx.Response(200)
+
+    # When sent with the private-network rule on
+    outcome, _ = _run(handler, _req(), STRICT)
+    # Then the blocking lookup ran off the loop's thread (hundreds of calls share that loop)
+    assert isinstance(outcome, Answer)
+    assert len(resolver.threads) == 1
+    assert resolver.threads[0] is not loop_threads[0]
+
+
+def test_unresolvable_host_is_left_to_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a name that does not resolve
+    def no_such_host(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("name not known", request=request)
+
+    # When sent with private networks not allowed
+    outcome, upstream = _run(handler, _req(), STRICT)
+    # Then the rule lets it through and the request fails with its own, clearer, error
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "connect_error"
+    assert outcome.maybe_delivered is False
     assert len(upstream.requests) == 1
 
 
@@ -395,3 +455,61 @@ def test_malformed_redirect_location_does_not_crash(location: str) -> None:
     outcome, upstream = _run(handler, _req())
     assert isinstance(outcome, Answer | Failure)
     assert len(upstream.requests) == 1
+
+
+# --- total deadline ---------------------------------------------------------------------------
+
+DEADLINE = SendPolicy(
+    overrides={}, allow_private_networks=True, max_response_bytes=1_000_000, total_timeout_s=0.05
+)
+
+
+def test_upstream_slower_than_the_deadline_is_a_timeout() -> None:
+    # Given an upstream that takes far longer to answer than the total deadline
+    async def slow(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(60)
+        return httpx.Response(200, text="too late")
+
+    # When sent
+    outcome, upstream = _run(slow, _req(method="POST", content=b"{}"), DEADLINE)
+    # Then the attempt ends as a timeout that may have reached the upstream
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "timeout"
+    assert outcome.maybe_delivered is True
+    assert "0.05" in outcome.message
+    assert len(upstream.requests) == 1
+
+
+class _EndlessStream(httpx.AsyncByteStream):
+    """A body whose first chunk arrives and whose rest never does."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"first chunk"
+        await asyncio.Event().wait()
+        yield b"never"
+
+
+def test_body_that_never_ends_is_cut_by_the_deadline() -> None:
+    # Given an upstream that answers at once but never finishes its body
+    # When sent
+    outcome, _ = _run(lambda _: httpx.Response(200, stream=_EndlessStream()), _req(), DEADLINE)
+    # Then the total deadline covers reading the body too
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "timeout"
+    assert outcome.maybe_delivered is True
+
+
+def test_deadline_covers_every_redirect_hop() -> None:
+    # Given an upstream that redirects once and then stalls
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(302, headers={"Location": "/v1/slow"})
+        await asyncio.sleep(60)
+        return httpx.Response(200)
+
+    # When sent
+    outcome, upstream = _run(handler, _req(), DEADLINE)
+    # Then the deadline is for the whole exchange, not per hop
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "timeout"
+    assert [r.url.path for r in upstream.requests] == ["/v1/items", "/v1/slow"]

@@ -1,0 +1,101 @@
+"""Bulk submission: up to MAX_BATCH calls, each validated alone, the accepted ones written
+in one transaction and published in chunks on the bulk lane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, func, insert
+from sqlmodel import Session, col, select
+
+from api.errors import validation_details
+from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
+from api.submission import AccountCache, Submission, build_call, publish_or_mark, unknown_app
+from api.validation import app_slug_of
+from models.catalog import Catalog
+from models.db import session_scope
+from models.errors import ApiError, invalid, not_found
+from models.ids import new_id
+from models.keys import QUEUE_BULK
+from models.tables import Batch, FunctionCall, Tenant
+
+MAX_BATCH = 1000
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+
+
+def _submission(raw: Any, user_id: str | None, catalog: Catalog) -> Submission:
+    try:
+        item = FunctionCallRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError("invalid_params", validation_details(exc.errors())) from exc
+    slug = app_slug_of(item.function)
+    if slug is None:
+        raise invalid("function", "must be '<app>-passthrough-request'")
+    if catalog.get(slug) is None:
+        raise unknown_app(slug)
+    return Submission(
+        app=slug,
+        params=item.params,
+        user_id=item.user_id or user_id,
+        connected_account_id=item.connected_account_id,
+        callback_url=item.callback_url,
+    )
+
+
+def _row(call: FunctionCall) -> dict[str, Any]:
+    return {c.name: getattr(call, c.name) for c in _calls.columns}
+
+
+def submit_batch(
+    engine: Engine, tenant: Tenant, catalog: Catalog, items: list[Any], user_id: str | None
+) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
+    if not items:
+        raise invalid("calls", "give at least one call")
+    if len(items) > MAX_BATCH:
+        raise invalid("calls", f"at most {MAX_BATCH} calls per batch; split it")
+    batch_id = new_id("bt")
+    accepted: list[tuple[int, FunctionCall]] = []
+    rejected: list[BatchRejected] = []
+    accounts: AccountCache = {}
+    with Session(engine) as session:
+        for index, raw in enumerate(items):
+            try:
+                sub = _submission(raw, user_id, catalog)
+                accepted.append(
+                    (index, build_call(session, tenant, catalog, sub, batch_id, accounts))
+                )
+            except ApiError as exc:
+                rejected.append(BatchRejected(index=index, **exc.body()))  # type: ignore[arg-type]
+    batch = Batch(id=batch_id, tenant_id=tenant.id, accepted=len(accepted), rejected=len(rejected))
+    with session_scope(engine) as session:
+        session.add(batch)
+        if accepted:
+            session.flush()
+            session.connection().execute(insert(_calls), [_row(call) for _, call in accepted])
+    if accepted:
+        publish_or_mark(engine, [call.id for _, call in accepted], QUEUE_BULK)
+    return batch, [(i, call.id) for i, call in accepted], rejected
+
+
+def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:
+    with Session(engine) as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None or batch.tenant_id != tenant.id:
+            raise not_found("batch", batch_id)
+        rows = session.exec(
+            select(FunctionCall.status, func.count())
+            .where(col(FunctionCall.batch_id) == batch_id)
+            .group_by(col(FunctionCall.status))
+        ).all()
+    counts = {str(status): int(n) for status, n in rows}
+    finished = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    return BatchOut(
+        id=batch.id,
+        created_at=batch.created_at,
+        accepted=batch.accepted,
+        rejected=batch.rejected,
+        counts=counts,
+        finished=finished,
+        done=finished == batch.accepted,
+    )

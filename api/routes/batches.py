@@ -1,0 +1,45 @@
+"""Bulk submission (`POST /function-calls/batch`) and batch progress (`GET /batches/{id}`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.batches import batch_status, submit_batch
+from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader
+from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
+
+router = APIRouter(tags=["batches"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+}
+
+
+@router.post(
+    "/function-calls/batch",
+    status_code=202,
+    responses=_ERRORS,
+    summary="Submit up to 1,000 calls; each is accepted or rejected on its own",
+)
+async def submit(
+    body: BatchIn,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    user_id: UserIdHeader = None,
+) -> BatchSubmitted:
+    batch, accepted, rejected = await run_in_threadpool(
+        submit_batch, engine, tenant, catalog, body.calls, user_id
+    )
+    return BatchSubmitted(
+        batch_id=batch.id,
+        accepted=[BatchAccepted(index=i, id=call_id) for i, call_id in accepted],
+        rejected=rejected,
+    )
+
+
+@router.get("/batches/{batch_id}", responses=_ERRORS, summary="Calls of a batch, per status")
+def get_batch(batch_id: str, tenant: CurrentTenant, engine: EngineDep) -> BatchOut:
+    return batch_status(engine, tenant, batch_id)

@@ -1,0 +1,308 @@
+"""The worker's HTTP clients and what their errors mean: was the request maybe delivered?
+
+A POST that may have reached the upstream must never be sent again, so the one thing that
+matters here is that only a failure to connect counts as "not delivered".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from aiohttp.client_reqrep import ConnectionKey
+from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+from worker.auth import HeaderAuth
+from worker.onward import OnwardRequest
+from worker.send import Answer, Failure, Outcome, SendPolicy, send
+from worker.transport import TransportKind, failure_kind, make_async_client
+
+KINDS: list[TransportKind] = ["aiohttp", "httpx"]
+POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1_000_000)
+
+
+def _key() -> ConnectionKey:
+    return ConnectionKey("api.example.com", 443, True, True, None, None, None, None)
+
+
+def _connector_error() -> aiohttp.ClientConnectorError:
+    return aiohttp.ClientConnectorError(_key(), ConnectionRefusedError(111, "refused"))
+
+
+# --- httpx's own exceptions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (httpx.ConnectError("refused"), ("connect_error", False)),
+        (httpx.ConnectTimeout("connect timed out"), ("connect_timeout", False)),
+        (httpx.ReadTimeout("read timed out"), ("timeout", True)),
+        (httpx.WriteTimeout("write timed out"), ("timeout", True)),
+        (httpx.RemoteProtocolError("peer closed"), ("network_error", True)),
+        (httpx.ReadError("reset"), ("network_error", True)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "",
+)
+def test_httpx_exceptions(exc: httpx.HTTPError, expected: tuple[str, bool]) -> None:
+    # Given an exception raised by httpx's own transport / When classified
+    # Then only a failure to connect says the request never left
+    assert failure_kind(exc, sent=False) == expected
+
+
+# --- exceptions from the httpx-aiohttp transport ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "cause", "expected"),
+    [
+        (httpx.ConnectError, _connector_error(), ("connect_error", False)),
+        (httpx.ConnectTimeout, aiohttp.ServerDisconnectedError(), ("network_error", True)),
+        (httpx.ConnectTimeout, aiohttp.ConnectionTimeoutError(), ("connect_timeout", False)),
+        (httpx.ReadTimeout, aiohttp.SocketTimeoutError(), ("timeout", True)),
+        (httpx.TimeoutException, aiohttp.ServerTimeoutError(), ("timeout", True)),
+        (httpx.ConnectTimeout, aiohttp.ClientConnectionResetError(), ("network_error", True)),
+        (httpx.ConnectTimeout, aiohttp.ClientOSError(104, "reset"), ("network_error", True)),
+        (httpx.ReadError, aiohttp.ClientPayloadError("cut"), ("network_error", True)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "",
+)
+def test_aiohttp_causes(
+    wrapper: type[httpx.HTTPError], cause: Exception, expected: tuple[str, bool]
+) -> None:
+    # Given an httpx exception raised from an aiohttp one, as the httpx-aiohttp transport does
+    exc = wrapper("x")
+    exc.__cause__ = cause
+    # When classified / Then the aiohttp cause decides, not the httpx class it was mapped to
+    assert failure_kind(exc, sent=False) == expected
+    assert failure_kind(exc, sent=True) == expected
+
+
+def test_server_disconnect_is_not_a_connect_timeout() -> None:
+    # Given the upstream dropped the connection after getting the request: httpx-aiohttp
+    # maps aiohttp's ServerDisconnectedError to httpx.ConnectTimeout
+    exc = httpx.ConnectTimeout("Server disconnected")
+    exc.__cause__ = aiohttp.ServerDisconnectedError()
+    # When classified
+    kind, maybe_delivered = failure_kind(exc, sent=False)
+    # Then it is not taken for a connect timeout: the POST may have been acted on
+    assert kind != "connect_timeout"
+    assert maybe_delivered is True
+
+
+def _mapped(cause: Exception) -> httpx.HTTPError:
+    """What the installed httpx-aiohttp transport raises for `cause`."""
+    try:
+        with map_aiohttp_exceptions():
+            raise cause
+    except httpx.HTTPError as exc:
+        return exc
+    raise AssertionError("not mapped")
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), ("network_error", True)),
+        (_connector_error(), ("connect_error", False)),
+        (aiohttp.ConnectionTimeoutError(), ("connect_timeout", False)),
+        (aiohttp.SocketTimeoutError(), ("timeout", True)),
+        (aiohttp.ClientPayloadError("cut"), ("network_error", True)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "",
+)
+def test_the_installed_transport_mapping(cause: Exception, expected: tuple[str, bool]) -> None:
+    # Given an aiohttp error mapped by the httpx-aiohttp version installed here
+    exc = _mapped(cause)
+    # Then the cause is kept, and the classification follows it
+    assert exc.__cause__ is cause
+    assert failure_kind(exc, sent=False) == expected
+
+
+# --- end to end against a real socket --------------------------------------------------------
+
+
+class _Upstream(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.mode = mode
+        self.received: list[bytes] = []
+        self.got_request = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/v1/items"
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Upstream
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(30)  # only so that a broken test cannot hang the suite
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        self.server.received.append(head + b"\r\n\r\n" + body)
+        self.server.got_request.set()
+        if self.server.mode == "answer":
+            sock.sendall(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 11\r\nConnection: close\r\n\r\n{"ok":true}'
+            )
+        elif self.server.mode == "hold":
+            # Never answer; wait until the client gives up and closes.
+            while sock.recv(65536):
+                pass
+        # "drop": return, closing the connection without a word
+
+
+@pytest.fixture
+def upstream(request: pytest.FixtureRequest) -> Iterator[_Upstream]:
+    server = _Upstream(request.param)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on a loopback port where nothing listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1/items"
+
+
+def _post(url: str) -> OnwardRequest:
+    return OnwardRequest(
+        method="POST",
+        url=url,
+        headers={"Content-Type": "application/json"},
+        content=b'{"name":"x"}',
+        allowed_hosts=("127.0.0.1",),
+        auth=HeaderAuth("Authorization", "Bearer t"),
+    )
+
+
+def _send_real(kind: TransportKind, req: OnwardRequest, read_timeout_s: float = 30.0) -> Outcome:
+    async def go() -> Outcome:
+        # Built inside the running loop, as the Sender does.
+        client = make_async_client(
+            kind, max_connections=10, connect_timeout_s=10.0, read_timeout_s=read_timeout_s
+        )
+        async with client:
+            return await send(client, req, POLICY)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("upstream", ["answer"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_real_answer(kind: TransportKind, upstream: _Upstream) -> None:
+    # Given a real local upstream that answers / When a POST is sent with this transport
+    outcome = _send_real(kind, _post(upstream.url))
+    # Then the answer comes back and the upstream got the body and the credential
+    assert isinstance(outcome, Answer), outcome
+    assert outcome.status == 201
+    assert outcome.body == b'{"ok":true}'
+    assert len(upstream.received) == 1
+    assert upstream.received[0].startswith(b"POST /v1/items ")
+    assert b"authorization: bearer t" in upstream.received[0].lower()
+    assert upstream.received[0].endswith(b'{"name":"x"}')
+
+
+@pytest.mark.parametrize("upstream", ["drop"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropped_after_request_may_have_been_delivered(
+    kind: TransportKind, upstream: _Upstream
+) -> None:
+    # Given an upstream that reads the whole POST, then closes without answering
+    # When sent with this transport
+    outcome = _send_real(kind, _post(upstream.url))
+    # Then the failure says the request may have been delivered (it was): never re-send
+    assert upstream.received, "the upstream should have read the request"
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.maybe_delivered is True
+    assert outcome.error not in ("connect_error", "connect_timeout")
+
+
+@pytest.mark.parametrize("upstream", ["hold"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_answer_before_read_timeout_may_have_been_delivered(
+    kind: TransportKind, upstream: _Upstream
+) -> None:
+    # Given an upstream that reads the POST and never answers, and a short read timeout
+    # When sent with this transport
+    outcome = _send_real(kind, _post(upstream.url), read_timeout_s=0.2)
+    # Then it is a timeout that may have been delivered
+    assert upstream.got_request.is_set()
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.error == "timeout"
+    assert outcome.maybe_delivered is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_closed_port_was_not_delivered(kind: TransportKind, closed_port_url: str) -> None:
+    # Given nothing listening on the port / When sent with this transport
+    outcome = _send_real(kind, _post(closed_port_url))
+    # Then it is a connect error: the request never left, a retry is safe
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.error == "connect_error"
+    assert outcome.maybe_delivered is False
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_client_is_built_with_the_settings(kind: TransportKind) -> None:
+    # Given a client made for the worker
+    async def go() -> dict[str, Any]:
+        async with make_async_client(
+            kind, max_connections=7, connect_timeout_s=1.5, read_timeout_s=9.0
+        ) as client:
+            return {
+                "connect": client.timeout.connect,
+                "read": client.timeout.read,
+                "pool": client.timeout.pool,
+                "follow_redirects": client.follow_redirects,
+                "trust_env": client.trust_env,
+            }
+
+    # Then it never follows redirects itself (send() checks each hop) nor reads proxy env
+    assert asyncio.run(go()) == {
+        "connect": 1.5,
+        "read": 9.0,
+        "pool": None,
+        "follow_redirects": False,
+        "trust_env": False,
+    }

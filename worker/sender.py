@@ -1,0 +1,66 @@
+"""One event loop per worker process, on its own thread, sending every onward request.
+
+Celery's pool threads hand requests over and wait on futures; the loop keeps hundreds of
+exchanges in flight over one connection pool, whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import httpx
+
+from worker.onward import OnwardRequest
+from worker.send import Outcome, SendPolicy, send
+
+
+class Sender:
+    def __init__(self, make_client: Callable[[], httpx.AsyncClient], policy: SendPolicy) -> None:
+        self._make_client = make_client
+        self.policy = policy
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="passthru-sender", daemon=True
+                )
+                self._thread.start()
+
+                async def create() -> httpx.AsyncClient:
+                    return self._make_client()  # some pools need a running loop
+
+                try:
+                    self._client = asyncio.run_coroutine_threadsafe(create(), loop).result(30)
+                except BaseException:
+                    loop.call_soon_threadsafe(loop.stop)
+                    raise
+                self._loop = loop
+            return self._loop
+
+    def submit(self, request: OnwardRequest) -> Future[Outcome]:
+        """Start sending `request`; the future resolves to its Outcome."""
+        loop = self._ensure_started()
+        assert self._client is not None
+        return asyncio.run_coroutine_threadsafe(send(self._client, request, self.policy), loop)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, client = self._loop, self._client
+            self._loop = self._client = None
+        if loop is None:
+            return
+        if client is not None:
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        loop.close()
