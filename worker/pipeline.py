@@ -136,14 +136,14 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
     try:
         credentials = batch.credentials_of(claimed)
         _, hosts = app.resolve(account.connection_config)
+        return build_request(
+            method=call.method,
+            url=call.url,
+            headers=call.request_headers,
+            body=call.request_body,
+            app=app,
+            allowed_hosts=hosts,
+            credentials=credentials,
+        )
     except (CredentialsError, ValueError) as exc:
         return failed("credentials_invalid", str(exc))
-    return build_request(
-        method=call.method,
-        url=call.url,
-        headers=call.request_headers,
-        body=call.request_body,
-        app=app,
-        allowed_hosts=hosts,
-        credentials=credentials,
-    )

@@ -42,6 +42,9 @@ class Sender:
                     self._client = asyncio.run_coroutine_threadsafe(create(), loop).result(30)
                 except BaseException:
                     loop.call_soon_threadsafe(loop.stop)
+                    self._thread.join(10)
+                    self._thread = None
+                    loop.close()
                     raise
                 self._loop = loop
             return self._loop

@@ -1,11 +1,13 @@
-"""One call through the pipeline: claim, credentials, send, classify, record, notify."""
+"""Calls through the pipeline: claim, credentials, send, classify, record, notify; one id or
+many per message."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,54 +21,78 @@ from models.ids import new_id
 from models.secrets import Vault, generate_encryption_key
 from models.states import CallStatus
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
-from worker.pipeline import Runtime, execute_call
+from worker.pipeline import Runtime, execute_calls
 from worker.send import SendPolicy
+from worker.sender import Sender
 
 SECRET = "xoxb-pipeline-secret-token"
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+
+class CountingVault(Vault):
+    """A Vault that counts decryptions."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.decrypted: list[str] = []
+
+    def decrypt(self, token: str) -> dict[str, Any]:
+        self.decrypted.append(token)
+        return super().decrypt(token)
+
 
 @dataclass
 class Harness:
-    """A Runtime whose upstream and notifications are recorded."""
+    """A Runtime whose upstream, notifications and decryptions are recorded."""
 
     runtime: Runtime
     requests: list[httpx.Request]
     notified: list[str]
-    handler: list[Callable[[httpx.Request], httpx.Response]] = field(default_factory=list)
+    bursts: list[list[str]]
+    vault: CountingVault
+    handler: list[Handler] = field(default_factory=list)
 
-    def answer(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+    def answer(self, handler: Handler) -> None:
         self.handler[:] = [handler]
+
+    def run(self, call_ids: Sequence[str]) -> dict[str, CallStatus]:
+        return execute_calls(call_ids, self.runtime)
 
 
 @pytest.fixture
-def harness(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Harness]:
+def harness(engine: Engine, catalog: Catalog, encryption_key: str) -> Iterator[Harness]:
     requests: list[httpx.Request] = []
     notified: list[str] = []
-    handlers: list[Callable[[httpx.Request], httpx.Response]] = [
-        lambda _: httpx.Response(200, json={"ok": True})
-    ]
+    bursts: list[list[str]] = []
+    handlers: list[Handler] = [lambda _: httpx.Response(200, json={"ok": True})]
+    vault = CountingVault([encryption_key])
 
-    def transport(request: httpx.Request) -> httpx.Response:
-        request.read()
-        requests.append(request)
-        return handlers[0](request)
+    async def transport(request: httpx.Request) -> httpx.Response:
+        requests.append(request)  # runs on the sender's loop thread; MockTransport read it
+        response = handlers[0](request)
+        return response if isinstance(response, httpx.Response) else await response
 
-    client = httpx.Client(transport=httpx.MockTransport(transport))
+    def notify(call_ids: Sequence[str]) -> None:
+        bursts.append(list(call_ids))
+        notified.extend(call_ids)
+
+    sender = Sender(
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(transport)),
+        SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000),
+    )
     runtime = Runtime(
         engine=engine,
-        client=client,
+        sender=sender,
         catalog=catalog,
         vault=vault,
-        send_policy=SendPolicy(
-            overrides={}, allow_private_networks=True, max_response_bytes=10_000
-        ),
         lease_s=60.0,
         clock=lambda: NOW,
-        notify=notified.append,
+        notify=notify,
     )
-    yield Harness(runtime, requests, notified, handlers)
-    client.close()
+    yield Harness(runtime, requests, notified, bursts, vault, handlers)
+    sender.close()
 
 
 def make_account(
@@ -146,9 +172,9 @@ def test_execute_completes_the_call(
         )
     )
     # When the worker executes it
-    status = execute_call(call.id, harness.runtime)
+    statuses = harness.run([call.id])
     # Then it is completed with the upstream result stored
-    assert status is CallStatus.COMPLETED
+    assert statuses == {call.id: CallStatus.COMPLETED}
     stored = load(engine, call.id)
     assert stored.status is CallStatus.COMPLETED
     assert stored.network_code == "200"
@@ -180,7 +206,7 @@ def test_account_last_used_is_set(
 ) -> None:
     account = make_account(engine, tenant, vault)
     call = make_call(engine, tenant, account)
-    execute_call(call.id, harness.runtime)
+    harness.run([call.id])
     with Session(engine) as session:
         row = session.get(ConnectedAccount, account.id)
         assert row is not None
@@ -193,11 +219,11 @@ def test_second_execution_does_nothing(
     # Given a call that was already executed once
     account = make_account(engine, tenant, vault)
     call = make_call(engine, tenant, account)
-    assert execute_call(call.id, harness.runtime) is CallStatus.COMPLETED
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     # When the same id is delivered again
-    again = execute_call(call.id, harness.runtime)
+    again = harness.run([call.id])
     # Then nothing happens
-    assert again is None
+    assert again == {}
     assert len(harness.requests) == 1
     assert harness.notified == [call.id]
     assert len(attempts(engine, call.id)) == 1
@@ -205,7 +231,7 @@ def test_second_execution_does_nothing(
 
 
 def test_unknown_id_does_nothing(harness: Harness) -> None:
-    assert execute_call(new_id("fc"), harness.runtime) is None
+    assert harness.run([new_id("fc")]) == {}
     assert harness.requests == []
     assert harness.notified == []
 
@@ -216,7 +242,7 @@ def test_upstream_404_is_completed(
     account = make_account(engine, tenant, vault)
     call = make_call(engine, tenant, account)
     harness.answer(lambda _: httpx.Response(404, json={"ok": False, "error": "not_found"}))
-    assert execute_call(call.id, harness.runtime) is CallStatus.COMPLETED
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     stored = load(engine, call.id)
     assert stored.status is CallStatus.COMPLETED
     assert stored.network_code == "404"
@@ -234,7 +260,7 @@ def test_connect_error_is_failed(
         raise httpx.ConnectError("connection refused", request=request)
 
     harness.answer(refuse)
-    assert execute_call(call.id, harness.runtime) is CallStatus.FAILED
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     stored = load(engine, call.id)
     assert stored.status is CallStatus.FAILED
     assert stored.error == "connect_error"
@@ -254,9 +280,9 @@ def test_finished_call_is_not_executed(
     account = make_account(engine, tenant, vault)
     call = make_call(engine, tenant, account, status=status)
     # When a message for it arrives
-    result = execute_call(call.id, harness.runtime)
+    result = harness.run([call.id])
     # Then nothing is sent or recorded
-    assert result is None
+    assert result == {}
     assert harness.requests == []
     assert harness.notified == []
     assert load(engine, call.id).status is status
@@ -279,7 +305,7 @@ def test_authorization_reaches_upstream_but_is_never_stored(
     )
     harness.answer(lambda _: httpx.Response(200, json={"ok": True}))
     # When executed
-    assert execute_call(call.id, harness.runtime) is CallStatus.COMPLETED
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     # Then the upstream saw the credential, the caller header and the JSON body
     sent = harness.requests[0]
     assert sent.headers["Authorization"] == f"Bearer {SECRET}"
@@ -315,7 +341,7 @@ def test_api_key_app_uses_its_header(
     account = make_account(engine, tenant, vault, app=app.slug, credentials={"api_key": "k-77"})
     base, _ = app.resolve(None)
     call = make_call(engine, tenant, account, app=app.slug, url=f"{base}/ping")
-    assert execute_call(call.id, harness.runtime) is CallStatus.COMPLETED
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     assert harness.requests[0].headers[app.auth.name] == f"{app.auth.prefix}k-77"
 
 
@@ -327,7 +353,7 @@ def test_undecryptable_credentials_fail_the_call(
     account = make_account(engine, tenant, vault, encrypted=foreign)
     call = make_call(engine, tenant, account)
     # When executed / Then it fails without reaching the upstream
-    assert execute_call(call.id, harness.runtime) is CallStatus.FAILED
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     stored = load(engine, call.id)
     assert stored.error == "credentials_invalid"
     assert harness.requests == []
@@ -342,7 +368,7 @@ def test_deleted_account_fails_the_call(
     with session_scope(engine) as session:
         row = session.get(ConnectedAccount, account.id)
         session.delete(row)
-    assert execute_call(call.id, harness.runtime) is CallStatus.FAILED
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     assert load(engine, call.id).error == "account_missing"
     assert harness.requests == []
 
@@ -352,7 +378,7 @@ def test_app_removed_from_catalog_fails_the_call(
 ) -> None:
     account = make_account(engine, tenant, vault, app="slack")
     call = make_call(engine, tenant, account, app="no-longer-there")
-    assert execute_call(call.id, harness.runtime) is CallStatus.FAILED
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     assert load(engine, call.id).error == "app_unavailable"
     assert harness.requests == []
 
@@ -363,6 +389,297 @@ def test_redirect_off_the_app_hosts_keeps_credentials_home(
     account = make_account(engine, tenant, vault)
     call = make_call(engine, tenant, account)
     harness.answer(lambda _: httpx.Response(302, headers={"Location": "https://evil.com/x"}))
-    assert execute_call(call.id, harness.runtime) is CallStatus.COMPLETED
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     assert load(engine, call.id).network_code == "302"
     assert [r.url.host for r in harness.requests] == ["slack.com"]
+
+
+# --- many calls per message ------------------------------------------------------------------
+
+
+def make_calls(
+    engine: Engine, tenant: Tenant, account: ConnectedAccount, n: int, **kw: Any
+) -> list[FunctionCall]:
+    return [
+        make_call(engine, tenant, account, url=f"https://slack.com/api/items.get?n={i}", **kw)
+        for i in range(n)
+    ]
+
+
+def all_attempts(engine: Engine, call_ids: Sequence[str]) -> list[CallAttempt]:
+    with Session(engine) as session:
+        return list(session.exec(select(CallAttempt).where(col(CallAttempt.call_id).in_(call_ids))))
+
+
+def statuses_in_db(engine: Engine, call_ids: Sequence[str]) -> dict[str, CallStatus]:
+    with Session(engine) as session:
+        rows = session.exec(select(FunctionCall).where(col(FunctionCall.id).in_(call_ids)))
+        return {row.id: row.status for row in rows}
+
+
+def test_batch_of_fifty_runs_every_call(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given 50 queued calls of one account
+    account = make_account(engine, tenant, vault)
+    ids = [c.id for c in make_calls(engine, tenant, account, 50)]
+    # When one message carries all of them
+    statuses = harness.run(ids)
+    # Then every one is completed, in the database too
+    assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
+    assert statuses_in_db(engine, ids) == dict.fromkeys(ids, CallStatus.COMPLETED)
+    # and each has exactly one attempt, number 1
+    rows = all_attempts(engine, ids)
+    assert len(rows) == 50
+    assert sorted(r.call_id for r in rows) == sorted(ids)
+    assert {r.number for r in rows} == {1}
+    assert {r.network_code for r in rows} == {"200"}
+    # and the upstream got each request once
+    assert sorted(str(r.url) for r in harness.requests) == sorted(
+        f"https://slack.com/api/items.get?n={i}" for i in range(50)
+    )
+    # and waiters heard of each call exactly once, in one burst or several
+    assert sorted(harness.notified) == sorted(ids)
+    assert all(burst for burst in harness.bursts)
+    # and the account's credentials were decrypted once for the whole message
+    assert len(harness.vault.decrypted) == 1
+
+
+def test_calls_of_a_message_are_in_flight_together(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given 20 calls, and an upstream that answers none until all 20 have arrived
+    n = 20
+    account = make_account(engine, tenant, vault)
+    ids = [c.id for c in make_calls(engine, tenant, account, n)]
+    all_arrived = asyncio.Event()
+    arrived: list[str] = []
+
+    async def gather(request: httpx.Request) -> httpx.Response:
+        arrived.append(str(request.url))
+        if len(arrived) == n:
+            all_arrived.set()
+        try:
+            await asyncio.wait_for(all_arrived.wait(), 30)  # only a guard against a hang
+        except TimeoutError:
+            return httpx.Response(504, json={"in_flight": len(arrived)})
+        return httpx.Response(200, json={"in_flight": len(arrived)})
+
+    harness.answer(gather)
+    # When one message carries them all
+    statuses = harness.run(ids)
+    # Then they were sent at once, not one after another
+    assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
+    with Session(engine) as session:
+        outputs = [session.get(FunctionCall, i) for i in ids]
+    assert {(c.network_code, json.dumps(c.output)) for c in outputs if c} == {
+        ("200", json.dumps({"in_flight": n}))
+    }
+
+
+def test_finished_calls_are_stored_while_others_are_in_flight(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a message with a fast call and a slow one that answers only once the fast one
+    # has been stored and announced
+    account = make_account(engine, tenant, vault)
+    fast = make_call(engine, tenant, account, url="https://slack.com/api/fast")
+    slow = make_call(engine, tenant, account, url="https://slack.com/api/slow")
+    release = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/fast":
+            return httpx.Response(200, json={"which": "fast"})
+        loops.append(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(release.wait(), 30)  # only a guard against a hang
+        except TimeoutError:
+            return httpx.Response(504)
+        return httpx.Response(200, json={"which": "slow"})
+
+    seen_while_slow_in_flight: list[dict[str, CallStatus]] = []
+    notify = harness.runtime.notify
+
+    def notify_and_release(call_ids: Sequence[str]) -> None:
+        notify(call_ids)
+        if list(call_ids) == [fast.id]:
+            seen_while_slow_in_flight.append(statuses_in_db(engine, [fast.id, slow.id]))
+            loops[0].call_soon_threadsafe(release.set)
+
+    harness.answer(handler)
+    runtime = replace(harness.runtime, notify=notify_and_release)
+    # When the message runs
+    statuses = execute_calls([slow.id, fast.id], runtime)
+    # Then the fast call was stored and announced while the slow one was still running
+    assert seen_while_slow_in_flight == [
+        {fast.id: CallStatus.COMPLETED, slow.id: CallStatus.RUNNING}
+    ]
+    assert harness.bursts == [[fast.id], [slow.id]]
+    assert statuses == {fast.id: CallStatus.COMPLETED, slow.id: CallStatus.COMPLETED}
+    assert load(engine, slow.id).network_code == "200"
+
+
+def test_credentials_are_decrypted_once_per_account(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given three calls on each of two accounts with different tokens
+    first = make_account(engine, tenant, vault, credentials={"access_token": "tok-first"})
+    second = make_account(engine, tenant, vault, credentials={"access_token": "tok-second"})
+    calls = make_calls(engine, tenant, first, 3) + make_calls(engine, tenant, second, 3)
+    # When one message carries all six
+    statuses = harness.run([c.id for c in calls])
+    # Then each account was decrypted once, and each call went with its own account's token
+    assert set(statuses.values()) == {CallStatus.COMPLETED}
+    assert sorted(harness.vault.decrypted) == sorted(
+        [first.credentials_enc, second.credentials_enc]
+    )
+    tokens = sorted(r.headers["Authorization"] for r in harness.requests)
+    assert tokens == ["Bearer tok-first"] * 3 + ["Bearer tok-second"] * 3
+
+
+def test_unreadable_credentials_fail_only_their_account_calls(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a batch mixing calls of a readable account and of one encrypted under another key
+    good = make_account(engine, tenant, vault)
+    foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET})
+    bad = make_account(engine, tenant, vault, encrypted=foreign)
+    good_calls = make_calls(engine, tenant, good, 2)
+    bad_calls = make_calls(engine, tenant, bad, 2)
+    ids = [c.id for pair in zip(good_calls, bad_calls, strict=True) for c in pair]
+    # When the message runs
+    statuses = harness.run(ids)
+    # Then the readable account's calls complete and the others fail, unsent
+    assert statuses == {
+        **{c.id: CallStatus.COMPLETED for c in good_calls},
+        **{c.id: CallStatus.FAILED for c in bad_calls},
+    }
+    assert {load(engine, c.id).error for c in bad_calls} == {"credentials_invalid"}
+    assert len(harness.requests) == 2
+    assert sorted(harness.notified) == sorted(ids)
+    # and the unreadable account was tried once, not once per call
+    assert len(harness.vault.decrypted) == 2
+
+
+def test_credentials_that_do_not_fit_the_app_fail_the_call_not_the_message(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a message with a good call and one whose stored credentials no longer fit its app
+    # (username/password on a bearer app, e.g. after the app's auth changed in the catalog)
+    good = make_account(engine, tenant, vault)
+    odd = make_account(engine, tenant, vault, credentials={"username": "u", "password": "p"})
+    ok_call = make_call(engine, tenant, good)
+    odd_call = make_call(engine, tenant, odd)
+    # When the message runs
+    statuses = harness.run([ok_call.id, odd_call.id])
+    # Then the odd call fails with credentials_invalid and the good one still completes:
+    # neither is left `running` for the sweeper to re-send or give up on
+    assert statuses == {ok_call.id: CallStatus.COMPLETED, odd_call.id: CallStatus.FAILED}
+    assert load(engine, odd_call.id).error == "credentials_invalid"
+    assert load(engine, ok_call.id).status is CallStatus.COMPLETED
+
+
+def test_batch_outcomes_are_stored_per_call(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given calls whose upstream answers 200, 404, or refuses the connection
+    account = make_account(engine, tenant, vault)
+    ok = make_call(engine, tenant, account, url="https://slack.com/api/ok")
+    missing = make_call(engine, tenant, account, url="https://slack.com/api/missing")
+    refused = make_call(engine, tenant, account, url="https://slack.com/api/refused")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.url.path == "/api/missing":
+            return httpx.Response(404, json={"error": "not_found"})
+        return httpx.Response(200, json={"ok": True})
+
+    harness.answer(handler)
+    # When one message carries the three
+    statuses = harness.run([ok.id, missing.id, refused.id])
+    # Then each call has its own result and attempt
+    assert statuses == {
+        ok.id: CallStatus.COMPLETED,
+        missing.id: CallStatus.COMPLETED,
+        refused.id: CallStatus.FAILED,
+    }
+    assert load(engine, ok.id).output == {"ok": True}
+    assert load(engine, missing.id).output == {"error": "not_found"}
+    assert load(engine, refused.id).error == "connect_error"
+    assert [(a.network_code, a.error) for a in attempts(engine, ok.id)] == [("200", None)]
+    assert [(a.network_code, a.error) for a in attempts(engine, missing.id)] == [("404", None)]
+    assert [(a.network_code, a.error) for a in attempts(engine, refused.id)] == [
+        (None, "connect_error")
+    ]
+
+
+def test_only_claimable_calls_of_a_message_run(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a message naming calls in every state, and an id that does not exist
+    account = make_account(engine, tenant, vault)
+    queued = make_call(engine, tenant, account, url="https://slack.com/api/queued")
+    due = make_call(engine, tenant, account, url="https://slack.com/api/due")
+    not_due = make_call(engine, tenant, account, url="https://slack.com/api/not-due")
+    with session_scope(engine) as session:
+        for call, at in ((due, NOW - timedelta(seconds=1)), (not_due, NOW + timedelta(hours=1))):
+            row = session.get(FunctionCall, call.id)
+            assert row is not None
+            row.status, row.next_attempt_at, row.attempt_count = CallStatus.RETRYING, at, 1
+    cancelled = make_call(engine, tenant, account, status=CallStatus.CANCELLED)
+    completed = make_call(engine, tenant, account, status=CallStatus.COMPLETED)
+    running = make_call(engine, tenant, account, status=CallStatus.RUNNING)
+    unknown = new_id("fc")
+    ids = [cancelled.id, queued.id, unknown, completed.id, due.id, running.id, not_due.id]
+    # When the message runs
+    statuses = harness.run(ids)
+    # Then only the queued call and the due retry ran
+    assert statuses == {queued.id: CallStatus.COMPLETED, due.id: CallStatus.COMPLETED}
+    assert sorted(r.url.path for r in harness.requests) == ["/api/due", "/api/queued"]
+    assert sorted(harness.notified) == sorted([queued.id, due.id])
+    assert load(engine, due.id).attempt_count == 2
+    assert [a.number for a in attempts(engine, due.id)] == [2]
+    # and the others are untouched
+    assert statuses_in_db(engine, [cancelled.id, completed.id, running.id, not_due.id]) == {
+        cancelled.id: CallStatus.CANCELLED,
+        completed.id: CallStatus.COMPLETED,
+        running.id: CallStatus.RUNNING,
+        not_due.id: CallStatus.RETRYING,
+    }
+    assert all_attempts(engine, [cancelled.id, completed.id, running.id, not_due.id]) == []
+
+
+def test_duplicate_delivery_of_a_message_does_nothing(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a message of 10 calls that already ran
+    account = make_account(engine, tenant, vault)
+    ids = [c.id for c in make_calls(engine, tenant, account, 10)]
+    assert harness.run(ids) == dict.fromkeys(ids, CallStatus.COMPLETED)
+    # When the broker delivers the same message again
+    again = harness.run(ids)
+    # Then nothing is sent, stored or announced a second time
+    assert again == {}
+    assert len(harness.requests) == 10
+    assert sorted(harness.notified) == sorted(ids)
+    assert len(all_attempts(engine, ids)) == 10
+    assert {load(engine, i).attempt_count for i in ids} == {1}
+
+
+def test_id_repeated_within_a_message_runs_once(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    account = make_account(engine, tenant, vault)
+    call = make_call(engine, tenant, account)
+    assert harness.run([call.id, call.id]) == {call.id: CallStatus.COMPLETED}
+    assert len(harness.requests) == 1
+    assert harness.notified == [call.id]
+    assert len(attempts(engine, call.id)) == 1
+
+
+def test_empty_message_does_nothing(harness: Harness) -> None:
+    assert harness.run([]) == {}
+    assert harness.requests == []
+    assert harness.bursts == []

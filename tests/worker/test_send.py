@@ -22,6 +22,12 @@ OPEN = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=
 STRICT = SendPolicy(overrides={}, allow_private_networks=False, max_response_bytes=1_000_000)
 
 
+async def _answer(handler: Handler, request: httpx.Request) -> httpx.Response:
+    """Call a sync or an async handler."""
+    response = handler(request)
+    return response if isinstance(response, httpx.Response) else await response
+
+
 class Upstream:
     """A MockTransport that records every request it receives."""
 
@@ -29,10 +35,9 @@ class Upstream:
         self.requests: list[httpx.Request] = []
         self._handler = handler
 
-    def __call__(self, request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
-        request.read()  # MockTransport has already read it: this only returns the content
-        self.requests.append(request)
-        return self._handler(request)
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)  # MockTransport has read its body already
+        return await _answer(self._handler, request)
 
     @property
     def hosts(self) -> list[str]:

@@ -20,6 +20,7 @@ from models.states import CallStatus
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
 from worker.pipeline import Runtime
 from worker.send import SendPolicy
+from worker.sender import Sender
 from worker.sweeper import PUBLISH_GRACE, sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -53,21 +54,28 @@ def published(monkeypatch: pytest.MonkeyPatch) -> Published:
 
 @pytest.fixture
 def runtime(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Runtime]:
-    def no_network(_: httpx.Request) -> httpx.Response:
+    started: list[bool] = []
+
+    def no_client() -> httpx.AsyncClient:
+        started.append(True)
         raise AssertionError("the sweeper must not call upstreams")
 
-    client = httpx.Client(transport=httpx.MockTransport(no_network))
+    sender = Sender(
+        no_client,
+        SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1000),
+    )
     yield Runtime(
         engine=engine,
-        client=client,
+        sender=sender,
         catalog=catalog,
         vault=vault,
-        send_policy=SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1000),
         lease_s=60.0,
         clock=lambda: NOW,
         notify=lambda _: None,
     )
-    client.close()
+    sender.close()
+    # The sender was never started: no event loop, no HTTP client
+    assert started == []
 
 
 @pytest.fixture

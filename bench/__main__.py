@@ -1,0 +1,150 @@
+"""`make bench`: passthru against its baselines, on this machine, in one run.
+
+    python -m bench [--quick] [--only a,b,c,d] [--db postgres|sqlite] [--workers N]
+
+Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
+bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios as sc
+from bench.stack import stack
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _workers(s: Any, count: int) -> None:
+    for i in range(count):
+        s.start_worker(f"worker{i}")
+
+
+def bulk(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2_000 if args.quick else 20_000
+    with stack(args.db) as s:
+        key = sc.prepare(s)
+        _workers(s, args.workers)
+        sc.say(f"(a) passthru: {n} calls through the batch API, instant upstream")
+        passthru = sc.passthru_throughput(s, key, n)
+        url = f"{s.upstream_url}/items"
+        sc.say("(a) baselines")
+        base = {
+            "direct_sync_httpx": sc.direct_sync(url, min(n, 5_000)),
+            "direct_concurrent": sc.direct_concurrent(url, n, 100),
+            "naive_celery": sc.naive_celery(s, url, n),
+        }
+    return {"passthru": passthru, **base}
+
+
+def latency_bound(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2_000 if args.quick else 10_000
+    with stack(args.db, upstream_delay_ms=200) as s:
+        key = sc.prepare(s)
+        _workers(s, args.workers)
+        sc.say(f"(b) passthru: {n} calls, upstream answering after 200 ms")
+        passthru = sc.passthru_throughput(s, key, n)
+        url = f"{s.upstream_url}/items"
+        sc.say("(b) baselines (sync loop and naive Celery on a sample: they run at ~5-10/s)")
+        base = {
+            "direct_sync_httpx": sc.direct_sync(url, 25),
+            "direct_concurrent": sc.direct_concurrent(url, n, 500),
+            "naive_celery": sc.naive_celery(s, url, 100),
+        }
+    return {"passthru": passthru, **base}
+
+
+def interactive(args: argparse.Namespace) -> dict[str, Any]:
+    duration = 10.0 if args.quick else 30.0
+    with stack(args.db) as s:
+        key = sc.prepare(s)
+        _workers(s, args.workers)
+        return sc.interactive(s, key, rate=50, duration_s=duration)
+
+
+def backlog(args: argparse.Namespace) -> dict[str, Any]:
+    n = 20_000 if args.quick else 200_000
+    with stack(args.db) as s:
+        key = sc.prepare(s)
+        api = next(p for p in s.procs if p.name == "api")
+        return sc.backlog(s, key, n, api.process.pid)
+
+
+SCENARIOS = {"a": ("bulk", bulk), "b": ("latency_bound", latency_bound),
+             "c": ("interactive", interactive), "d": ("backlog", backlog)}
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "-"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'scenario':<16}{'passthru':>16}{'sync loop':>14}{'concurrent':>14}"
+             f"{'naive Celery':>14}{'vs naive':>10}"]
+    for name in ("bulk", "latency_bound"):
+        r = results.get(name)
+        if not r:
+            continue
+        p = r["passthru"]["calls_per_s"]
+        lines.append(
+            f"{name:<16}{p:>12.0f}/s  {r['direct_sync_httpx']['calls_per_s']:>10.0f}/s  "
+            f"{r['direct_concurrent']['calls_per_s']:>10.0f}/s  "
+            f"{r['naive_celery']['calls_per_s']:>10.1f}/s  "
+            f"{_ratio(p, r['naive_celery']['calls_per_s']):>8}"
+        )
+    if r := results.get("interactive"):
+        lines.append(
+            f"{'interactive':<16}added p50 {r['added_p50_ms']:.1f} ms, p99 {r['added_p99_ms']:.1f}"
+            f" ms (passthru p50 {r['passthru_ms']['p50']:.1f}, direct p50 "
+            f"{r['direct_ms']['p50']:.1f} ms)"
+        )
+    if r := results.get("backlog"):
+        lines.append(
+            f"{'backlog':<16}{r['redis_bytes_per_call']:.0f} B of Redis per queued call; "
+            f"API RSS {r['api_rss_mib']['after']:.0f} MiB; worker RSS "
+            f"{r['worker_rss_at_10k_mib']:.0f} -> {r['worker_rss_at_end_mib']:.0f} MiB "
+            f"({r['worker_rss_growth_pct']:+.1f}%); drain {r['drain_calls_per_s']:.0f}/s"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--workers", type=int, default=1, help="passthru worker processes")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for letter in args.only.split(","):
+        name, run = SCENARIOS[letter.strip()]
+        print(f"({letter}) {name}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        results[name] = run(args)
+        print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "db": args.db, "workers": args.workers, "quick": args.quick,
+        "results": results,
+    }
+    print(table(results))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The benchmark scenarios: passthru and its baselines, measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import text
+
+from bench.stack import BENCH_ORIGIN, Stack, rss_mib
+from models.tenants import create_tenant
+
+APPS_YAML = f"""
+bench:
+  name: Bench upstream
+  base_url: {BENCH_ORIGIN}
+  allowed_hosts: [bench-upstream.invalid]
+  auth: {{type: bearer}}
+"""
+USER = "bench-user"
+FINAL = "('completed', 'failed', 'cancelled')"
+
+
+def say(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def prepare(s: Stack) -> str:
+    """Register the bench app, start the API, make a tenant and account; return the key."""
+    apps = s.tmp / "apps.yaml"
+    apps.write_text(APPS_YAML)
+    s.env["PASSTHRU_APPS_FILE"] = str(apps)
+    s.start_api()
+    _, key = create_tenant(s.engine, "bench")
+    r = httpx.post(f"{s.api_url}/connected-accounts", json={
+        "app": "bench", "credentials": {"api_key": "bench-key"}},
+        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER})
+    r.raise_for_status()
+    return key
+
+
+def finished(s: Stack) -> int:
+    with s.engine.connect() as conn:
+        return int(conn.execute(
+            text(f"SELECT count(*) FROM function_call WHERE status IN {FINAL}")  # noqa: S608
+        ).scalar_one())
+
+
+def wait_finished(s: Stack, target: int, timeout_s: float,
+                  on_progress: Callable[[int], None] | None = None) -> float:
+    deadline = time.monotonic() + timeout_s
+    last_report = 0.0
+    while True:
+        done = finished(s)
+        if on_progress:
+            on_progress(done)
+        if done >= target:
+            return time.perf_counter()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done} of {target} calls finished in {timeout_s} s")
+        if time.monotonic() - last_report > 5:
+            say(f"{done}/{target} finished")
+            last_report = time.monotonic()
+        time.sleep(0.05)
+
+
+def submit_batches(s: Stack, key: str, n: int, query: str = "") -> float:
+    """Submit n calls in batches of 1,000 from two client threads; return the start time."""
+    calls = [
+        {"function": "bench-passthrough-request",
+         "params": {"method": "GET", "url": f"/items?i={i}{query}"}}
+        for i in range(1000)
+    ]
+    headers = {"Authorization": f"Bearer {key}", "X-User-ID": USER}
+    batches = n // 1000
+
+    def send(count: int) -> None:
+        with httpx.Client(base_url=s.api_url, headers=headers, timeout=120) as client:
+            for _ in range(count):
+                client.post("/function-calls/batch", json={"calls": calls}).raise_for_status()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=send, args=(batches // 2 + (i < batches % 2),))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return started
+
+
+def passthru_throughput(s: Stack, key: str, n: int, query: str = "") -> dict[str, Any]:
+    base = finished(s)
+    started = submit_batches(s, key, n, query)
+    submitted = time.perf_counter()
+    ended = wait_finished(s, base + n, timeout_s=max(120, n / 50))
+    return {"calls": n, "seconds": round(ended - started, 2),
+            "submit_seconds": round(submitted - started, 2),
+            "calls_per_s": round(n / (ended - started), 1)}
+
+
+# ---- baselines -------------------------------------------------------------------------
+
+def direct_sync(url: str, n: int) -> dict[str, Any]:
+    with httpx.Client() as client:
+        started = time.perf_counter()
+        for _ in range(n):
+            client.get(url, headers={"Authorization": "Bearer x"}).read()
+        seconds = time.perf_counter() - started
+    return {"calls": n, "seconds": round(seconds, 2), "calls_per_s": round(n / seconds, 1)}
+
+
+def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    from worker.transport import make_async_client
+
+    async def run() -> float:
+        client = make_async_client("aiohttp", max_connections=concurrency,
+                                   connect_timeout_s=10, read_timeout_s=60)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                r = await client.get(url, headers={"Authorization": "Bearer x"})
+                await r.aread()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        seconds = time.perf_counter() - started
+        await client.aclose()
+        return seconds
+
+    seconds = asyncio.run(run())
+    return {"calls": n, "seconds": round(seconds, 2), "calls_per_s": round(n / seconds, 1),
+            "concurrency": concurrency}
+
+
+def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
+    broker = s.redis.url.rsplit("/", 1)[0] + "/1"
+    env = {**s.env, "NAIVE_REDIS_URL": broker}
+    proc = s.spawn("naive", [sys.executable, "-m", "celery", "-A", "bench.naive_celery",
+                             "worker", "--loglevel", "WARNING", "--without-gossip",
+                             "--without-mingle", "--without-heartbeat"], env)
+    client = redis.Redis.from_url(broker)
+    try:
+        time.sleep(3)  # let the prefork children start
+        client.delete("naive:done")
+        from bench import naive_celery as naive
+
+        naive.app.conf.broker_url = broker
+        started = time.perf_counter()
+        with naive.app.producer_or_acquire() as producer:
+            for _ in range(n):
+                naive.call.apply_async(args=[url], producer=producer)
+        deadline = time.monotonic() + max(120, n / 5)
+        while int(client.get("naive:done") or 0) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("naive Celery did not finish")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        client.close()
+        s.stop(proc)
+    return {"calls": n, "seconds": round(seconds, 2), "calls_per_s": round(n / seconds, 1),
+            "pool": "prefork, default concurrency"}
+
+
+# ---- interactive latency ----------------------------------------------------------------
+
+def _paced(rate: float, duration_s: float, fn: Callable[[], float]) -> list[float]:
+    """Call fn at a steady rate (open loop); return each call's latency in ms."""
+    n = int(rate * duration_s)
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def timed() -> None:
+        ms = fn()
+        with lock:
+            latencies.append(ms)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        start = time.perf_counter()
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(timed)
+    return latencies
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(statistics.median(values), 2), "p99": round(q[98], 2),
+            "max": round(max(values), 2)}
+
+
+def interactive(s: Stack, key: str, rate: float, duration_s: float) -> dict[str, Any]:
+    direct_client = httpx.Client()
+    api = httpx.Client(base_url=s.api_url, headers={
+        "Authorization": f"Bearer {key}", "X-User-ID": USER, "Prefer": "wait=10"}, timeout=30)
+    body = {"method": "GET", "url": f"{BENCH_ORIGIN}/items"}
+    failures: list[int] = []
+
+    def direct() -> float:
+        t = time.perf_counter()
+        direct_client.get(f"{s.upstream_url}/items",
+                          headers={"Authorization": "Bearer x"}).read()
+        return (time.perf_counter() - t) * 1000
+
+    def through() -> float:
+        t = time.perf_counter()
+        r = api.post("/bench-passthrough-request", json=body)
+        if r.status_code != 200:
+            failures.append(r.status_code)
+        return (time.perf_counter() - t) * 1000
+
+    try:
+        say(f"direct calls at {rate:g}/s for {duration_s:g} s")
+        d = percentiles(_paced(rate, duration_s, direct))
+        say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
+        p = percentiles(_paced(rate, duration_s, through))
+    finally:
+        direct_client.close()
+        api.close()
+    return {"direct_ms": d, "passthru_ms": p,
+            "added_p50_ms": round(p["p50"] - d["p50"], 2),
+            "added_p99_ms": round(p["p99"] - d["p99"], 2),
+            "not_200": len(failures)}
+
+
+# ---- backlog ----------------------------------------------------------------------------
+
+def backlog(s: Stack, key: str, n: int, api_pid: int) -> dict[str, Any]:
+    redis_before = s.redis_memory()
+    api_rss_before = rss_mib(api_pid)
+    say(f"queueing {n} calls with no worker running")
+    submit_batches(s, key, n)
+    redis_after = s.redis_memory()
+    api_rss_after = rss_mib(api_pid)
+    say("draining with one worker")
+    worker = s.start_worker("drain")
+    rss: dict[str, float] = {}
+    marks = {10_000: "rss_at_10k_mib", n: "rss_at_end_mib"}
+
+    def progress(done: int) -> None:
+        for mark, name in marks.items():
+            if done >= mark and name not in rss:
+                rss[name] = round(rss_mib(worker.process.pid), 1)
+
+    started = time.perf_counter()
+    ended = wait_finished(s, n, timeout_s=max(600, n / 100), on_progress=progress)
+    s.stop(worker)
+    growth = (rss["rss_at_end_mib"] - rss["rss_at_10k_mib"]) / rss["rss_at_10k_mib"] * 100
+    return {
+        "queued": n,
+        "redis_bytes_per_call": round((redis_after - redis_before) / n, 1),
+        "api_rss_mib": {"before": round(api_rss_before, 1), "after": round(api_rss_after, 1)},
+        "worker_rss_at_10k_mib": rss["rss_at_10k_mib"],
+        "worker_rss_at_end_mib": rss["rss_at_end_mib"],
+        "worker_rss_growth_pct": round(growth, 1),
+        "drain_calls_per_s": round(n / (ended - started), 1),
+    }

@@ -1,0 +1,215 @@
+"""The Sender: one event loop thread per process, many onward requests in flight at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from worker.auth import HeaderAuth
+from worker.onward import OnwardRequest
+from worker.send import Answer, Outcome, SendPolicy
+from worker.sender import Sender
+
+POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000)
+WAIT_S = 30  # only a guard so that a broken Sender fails instead of hanging the suite
+
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+
+def _req(n: int = 0) -> OnwardRequest:
+    return OnwardRequest(
+        method="GET",
+        url=f"https://api.example.com/v1/items/{n}",
+        headers={"Accept": "application/json"},
+        content=None,
+        allowed_hosts=("api.example.com",),
+        auth=HeaderAuth("Authorization", "Bearer t"),
+    )
+
+
+class Clients:
+    """A client factory that keeps what it made, to check how many and that they closed."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.made: list[httpx.AsyncClient] = []
+        self.threads: list[threading.Thread] = []
+
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
+        response = self.handler(request)
+        return response if isinstance(response, httpx.Response) else await response
+
+    def __call__(self) -> httpx.AsyncClient:
+        self.threads.append(threading.current_thread())
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self._answer))
+        self.made.append(client)
+        return client
+
+
+def _sender_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "passthru-sender"]
+
+
+def _collect_resource_warnings() -> list[str]:
+    """Collect garbage now; return the ResourceWarnings it raised instead of raising them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.fixture
+def no_sender_threads_left() -> Iterator[None]:
+    before = set(_sender_threads())
+    yield
+    for thread in set(_sender_threads()) - before:
+        thread.join(WAIT_S)
+        assert not thread.is_alive(), "a sender thread outlived its Sender"
+
+
+def test_submit_returns_the_outcome(no_sender_threads_left: None) -> None:
+    # Given a sender on an upstream that echoes the path
+    clients = Clients(lambda r: httpx.Response(200, text=r.url.path))
+    sender = Sender(clients, POLICY)
+    try:
+        # When a request is submitted
+        outcome = sender.submit(_req(7)).result(WAIT_S)
+    finally:
+        sender.close()
+    # Then the future resolves to the answer
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"/v1/items/7"
+    # and the client was made on the sender's own thread, not the caller's
+    assert len(clients.made) == 1
+    assert clients.threads[0].name == "passthru-sender"
+
+
+def test_many_requests_are_in_flight_at_once(no_sender_threads_left: None) -> None:
+    # Given an upstream that answers none until all N requests have arrived
+    n = 25
+    arrived: list[str] = []
+    all_arrived = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        arrived.append(request.url.path)
+        if len(arrived) == n:
+            all_arrived.set()
+        try:
+            await asyncio.wait_for(all_arrived.wait(), WAIT_S)
+        except TimeoutError:
+            return httpx.Response(504, text=f"only {len(arrived)} in flight")
+        return httpx.Response(200, text=request.url.path)
+
+    sender = Sender(Clients(handler), POLICY)
+    try:
+        # When N requests are submitted, before waiting on any
+        futures = [sender.submit(_req(i)) for i in range(n)]
+        outcomes = [f.result(WAIT_S) for f in futures]
+    finally:
+        sender.close()
+    # Then every one was answered only because all were in flight together
+    assert all(isinstance(o, Answer) for o in outcomes)
+    assert [o.status for o in outcomes if isinstance(o, Answer)] == [200] * n
+    assert [o.body for o in outcomes if isinstance(o, Answer)] == [
+        f"/v1/items/{i}".encode() for i in range(n)
+    ]
+
+
+def test_submits_from_many_threads_share_one_loop_and_client(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a sender used by many pool threads at once, as Celery's threads do
+    clients = Clients(lambda r: httpx.Response(200, text=r.url.path))
+    sender = Sender(clients, POLICY)
+    start = threading.Barrier(8)
+
+    def work(i: int) -> Outcome:
+        start.wait(WAIT_S)
+        return sender.submit(_req(i)).result(WAIT_S)
+
+    try:
+        # When eight threads submit at the same moment
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(work, range(8)))
+    finally:
+        sender.close()
+    # Then each gets its own answer, and only one client (one loop) was ever made
+    assert [o.body for o in outcomes if isinstance(o, Answer)] == [
+        f"/v1/items/{i}".encode() for i in range(8)
+    ]
+    assert len(clients.made) == 1
+
+
+def test_close_closes_the_client_and_is_idempotent(no_sender_threads_left: None) -> None:
+    # Given a started sender
+    clients = Clients(lambda _: httpx.Response(200))
+    sender = Sender(clients, POLICY)
+    sender.submit(_req()).result(WAIT_S)
+    # When closed twice
+    sender.close()
+    sender.close()
+    # Then its client is closed and its thread is gone (checked by the fixture)
+    assert [c.is_closed for c in clients.made] == [True]
+
+
+def test_close_of_a_sender_never_started_does_nothing(no_sender_threads_left: None) -> None:
+    # Given a sender nothing was submitted to
+    clients = Clients(lambda _: httpx.Response(200))
+    sender = Sender(clients, POLICY)
+    # When closed / Then no client was made just to be closed
+    sender.close()
+    sender.close()
+    assert clients.made == []
+
+
+def test_failing_client_factory_raises_from_submit(no_sender_threads_left: None) -> None:
+    # Given a client factory that fails (bad settings, a missing optional dependency)
+    calls: list[int] = []
+
+    def broken() -> httpx.AsyncClient:
+        calls.append(1)
+        raise RuntimeError("cannot build the HTTP client")
+
+    sender = Sender(broken, POLICY)
+    # When a request is submitted / Then submit raises that error instead of hanging
+    with pytest.raises(RuntimeError, match="cannot build the HTTP client"):
+        sender.submit(_req())
+    # and the next submit tries again and raises again
+    with pytest.raises(RuntimeError, match="cannot build the HTTP client"):
+        sender.submit(_req())
+    assert len(calls) == 2
+    sender.close()
+    # Whatever the failed starts left for the garbage collector is the subject of the next
+    # test; collect it here so that it cannot fail some unrelated test later.
+    for thread in _sender_threads():
+        thread.join(WAIT_S)
+    _collect_resource_warnings()
+
+
+def test_failing_client_factory_leaves_no_event_loop_open(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a client factory that fails
+    def broken() -> httpx.AsyncClient:
+        raise RuntimeError("cannot build the HTTP client")
+
+    _collect_resource_warnings()  # garbage of earlier tests is not this test's business
+    sender = Sender(broken, POLICY)
+    # When submit fails, and the sender is closed
+    with contextlib.suppress(RuntimeError):
+        sender.submit(_req())
+    sender.close()
+    for thread in _sender_threads():
+        thread.join(WAIT_S)
+    # Then the event loop it started was closed, not left for the garbage collector (a worker
+    # whose factory fails would leak one loop per message, and with filterwarnings=error
+    # the leak fails whichever test happens to collect it)
+    assert _collect_resource_warnings() == []
