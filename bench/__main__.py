@@ -79,8 +79,12 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
         return sc.backlog(s, key, n, api.process.pid)
 
 
-SCENARIOS = {"a": ("bulk", bulk), "b": ("latency_bound", latency_bound),
-             "c": ("interactive", interactive), "d": ("backlog", backlog)}
+SCENARIOS = {
+    "a": ("bulk", bulk),
+    "b": ("latency_bound", latency_bound),
+    "c": ("interactive", interactive),
+    "d": ("backlog", backlog),
+}
 
 
 def _ratio(a: float, b: float) -> str:
@@ -88,8 +92,10 @@ def _ratio(a: float, b: float) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'scenario':<16}{'passthru':>16}{'sync loop':>14}{'concurrent':>14}"
-             f"{'naive Celery':>14}{'vs naive':>10}"]
+    lines = [
+        f"{'scenario':<16}{'passthru':>16}{'sync loop':>14}{'concurrent':>14}"
+        f"{'naive Celery':>14}{'vs naive':>10}"
+    ]
     for name in ("bulk", "latency_bound"):
         r = results.get(name)
         if not r:
@@ -133,9 +139,14 @@ def main() -> int:
         print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "db": args.db, "workers": args.workers, "quick": args.quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "db": args.db,
+        "workers": args.workers,
+        "quick": args.quick,
         "results": results,
     }
     print(table(results))

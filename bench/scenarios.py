@@ -40,22 +40,27 @@ def prepare(s: Stack) -> str:
     s.env["PASSTHRU_APPS_FILE"] = str(apps)
     s.start_api()
     _, key = create_tenant(s.engine, "bench")
-    r = httpx.post(f"{s.api_url}/connected-accounts", json={
-        "app": "bench", "credentials": {"api_key": "bench-key"}},
-        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER})
+    r = httpx.post(
+        f"{s.api_url}/connected-accounts",
+        json={"app": "bench", "credentials": {"api_key": "bench-key"}},
+        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER},
+    )
     r.raise_for_status()
     return key
 
 
 def finished(s: Stack) -> int:
     with s.engine.connect() as conn:
-        return int(conn.execute(
-            text(f"SELECT count(*) FROM function_call WHERE status IN {FINAL}")  # noqa: S608
-        ).scalar_one())
+        return int(
+            conn.execute(
+                text(f"SELECT count(*) FROM function_call WHERE status IN {FINAL}")
+            ).scalar_one()
+        )
 
 
-def wait_finished(s: Stack, target: int, timeout_s: float,
-                  on_progress: Callable[[int], None] | None = None) -> float:
+def wait_finished(
+    s: Stack, target: int, timeout_s: float, on_progress: Callable[[int], None] | None = None
+) -> float:
     deadline = time.monotonic() + timeout_s
     last_report = 0.0
     while True:
@@ -75,8 +80,10 @@ def wait_finished(s: Stack, target: int, timeout_s: float,
 def submit_batches(s: Stack, key: str, n: int, query: str = "") -> float:
     """Submit n calls in batches of 1,000 from two client threads; return the start time."""
     calls = [
-        {"function": "bench-passthrough-request",
-         "params": {"method": "GET", "url": f"/items?i={i}{query}"}}
+        {
+            "function": "bench-passthrough-request",
+            "params": {"method": "GET", "url": f"/items?i={i}{query}"},
+        }
         for i in range(1000)
     ]
     headers = {"Authorization": f"Bearer {key}", "X-User-ID": USER}
@@ -88,8 +95,9 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "") -> float:
                 client.post("/function-calls/batch", json={"calls": calls}).raise_for_status()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=send, args=(batches // 2 + (i < batches % 2),))
-               for i in range(2)]
+    threads = [
+        threading.Thread(target=send, args=(batches // 2 + (i < batches % 2),)) for i in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -102,12 +110,16 @@ def passthru_throughput(s: Stack, key: str, n: int, query: str = "") -> dict[str
     started = submit_batches(s, key, n, query)
     submitted = time.perf_counter()
     ended = wait_finished(s, base + n, timeout_s=max(120, n / 50))
-    return {"calls": n, "seconds": round(ended - started, 2),
-            "submit_seconds": round(submitted - started, 2),
-            "calls_per_s": round(n / (ended - started), 1)}
+    return {
+        "calls": n,
+        "seconds": round(ended - started, 2),
+        "submit_seconds": round(submitted - started, 2),
+        "calls_per_s": round(n / (ended - started), 1),
+    }
 
 
 # ---- baselines -------------------------------------------------------------------------
+
 
 def direct_sync(url: str, n: int) -> dict[str, Any]:
     with httpx.Client() as client:
@@ -122,8 +134,9 @@ def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
     from worker.transport import make_async_client
 
     async def run() -> float:
-        client = make_async_client("aiohttp", max_connections=concurrency,
-                                   connect_timeout_s=10, read_timeout_s=60)
+        client = make_async_client(
+            "aiohttp", max_connections=concurrency, connect_timeout_s=10, read_timeout_s=60
+        )
         gate = asyncio.Semaphore(concurrency)
 
         async def one() -> None:
@@ -138,16 +151,34 @@ def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
         return seconds
 
     seconds = asyncio.run(run())
-    return {"calls": n, "seconds": round(seconds, 2), "calls_per_s": round(n / seconds, 1),
-            "concurrency": concurrency}
+    return {
+        "calls": n,
+        "seconds": round(seconds, 2),
+        "calls_per_s": round(n / seconds, 1),
+        "concurrency": concurrency,
+    }
 
 
 def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
     broker = s.redis.url.rsplit("/", 1)[0] + "/1"
     env = {**s.env, "NAIVE_REDIS_URL": broker}
-    proc = s.spawn("naive", [sys.executable, "-m", "celery", "-A", "bench.naive_celery",
-                             "worker", "--loglevel", "WARNING", "--without-gossip",
-                             "--without-mingle", "--without-heartbeat"], env)
+    proc = s.spawn(
+        "naive",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.naive_celery",
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+    )
     client = redis.Redis.from_url(broker)
     try:
         time.sleep(3)  # let the prefork children start
@@ -168,11 +199,16 @@ def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
     finally:
         client.close()
         s.stop(proc)
-    return {"calls": n, "seconds": round(seconds, 2), "calls_per_s": round(n / seconds, 1),
-            "pool": "prefork, default concurrency"}
+    return {
+        "calls": n,
+        "seconds": round(seconds, 2),
+        "calls_per_s": round(n / seconds, 1),
+        "pool": "prefork, default concurrency",
+    }
 
 
 # ---- interactive latency ----------------------------------------------------------------
+
 
 def _paced(rate: float, duration_s: float, fn: Callable[[], float]) -> list[float]:
     """Call fn at a steady rate (open loop); return each call's latency in ms."""
@@ -197,21 +233,26 @@ def _paced(rate: float, duration_s: float, fn: Callable[[], float]) -> list[floa
 
 def percentiles(values: list[float]) -> dict[str, float]:
     q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": round(statistics.median(values), 2), "p99": round(q[98], 2),
-            "max": round(max(values), 2)}
+    return {
+        "p50": round(statistics.median(values), 2),
+        "p99": round(q[98], 2),
+        "max": round(max(values), 2),
+    }
 
 
 def interactive(s: Stack, key: str, rate: float, duration_s: float) -> dict[str, Any]:
     direct_client = httpx.Client()
-    api = httpx.Client(base_url=s.api_url, headers={
-        "Authorization": f"Bearer {key}", "X-User-ID": USER, "Prefer": "wait=10"}, timeout=30)
+    api = httpx.Client(
+        base_url=s.api_url,
+        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER, "Prefer": "wait=10"},
+        timeout=30,
+    )
     body = {"method": "GET", "url": f"{BENCH_ORIGIN}/items"}
     failures: list[int] = []
 
     def direct() -> float:
         t = time.perf_counter()
-        direct_client.get(f"{s.upstream_url}/items",
-                          headers={"Authorization": "Bearer x"}).read()
+        direct_client.get(f"{s.upstream_url}/items", headers={"Authorization": "Bearer x"}).read()
         return (time.perf_counter() - t) * 1000
 
     def through() -> float:
@@ -229,13 +270,17 @@ def interactive(s: Stack, key: str, rate: float, duration_s: float) -> dict[str,
     finally:
         direct_client.close()
         api.close()
-    return {"direct_ms": d, "passthru_ms": p,
-            "added_p50_ms": round(p["p50"] - d["p50"], 2),
-            "added_p99_ms": round(p["p99"] - d["p99"], 2),
-            "not_200": len(failures)}
+    return {
+        "direct_ms": d,
+        "passthru_ms": p,
+        "added_p50_ms": round(p["p50"] - d["p50"], 2),
+        "added_p99_ms": round(p["p99"] - d["p99"], 2),
+        "not_200": len(failures),
+    }
 
 
 # ---- backlog ----------------------------------------------------------------------------
+
 
 def backlog(s: Stack, key: str, n: int, api_pid: int) -> dict[str, Any]:
     redis_before = s.redis_memory()

@@ -77,8 +77,9 @@ class Stack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.tmp / f"{name}.log"
         with log.open("ab") as handle:
-            process = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=handle,
-                                       stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=env or self.env, stdout=handle, stderr=subprocess.STDOUT
+            )
         proc = Proc(name, process, log)
         self.procs.append(proc)
         return proc
@@ -86,17 +87,42 @@ class Stack:
     def start_api(self) -> Proc:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        proc = self.spawn("api", [sys.executable, "-m", "uvicorn", "api.app:create_app",
-                                  "--factory", "--port", str(port), "--no-access-log",
-                                  "--log-level", "warning"])
+        proc = self.spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+        )
         wait_http(f"{self.api_url}/healthz")
         return proc
 
     def start_worker(self, name: str = "worker", concurrency: int | None = None) -> Proc:
-        argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-                "-Q", "passthru.interactive,passthru.bulk", "-n", f"{name}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "--loglevel", "WARNING"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-Q",
+            "passthru.interactive,passthru.bulk",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ]
         if concurrency:
             argv += ["-c", str(concurrency)]
         proc = self.spawn(name, argv)
@@ -165,8 +191,18 @@ def stack(db: str, upstream_delay_ms: int = 0) -> Iterator[Stack]:
         }
         s = Stack(tmp, redis, url, engine, env, upstream_url)
         try:
-            s.spawn("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(up_port),
-                                 "--delay-ms", str(upstream_delay_ms)])
+            s.spawn(
+                "upstream",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.upstream",
+                    "--port",
+                    str(up_port),
+                    "--delay-ms",
+                    str(upstream_delay_ms),
+                ],
+            )
             wait_http(f"{upstream_url}/ready")
             yield s
         finally:

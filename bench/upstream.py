@@ -32,8 +32,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
     args = parser.parse_args()
-    web.run_app(make_app(args.delay_ms), host="127.0.0.1", port=args.port, print=None,
-                access_log=None, backlog=4096)
+    web.run_app(
+        make_app(args.delay_ms),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+        backlog=4096,
+    )
 
 
 if __name__ == "__main__":

@@ -96,12 +96,11 @@ def record(engine: Engine, items: Sequence[Finished], now: datetime) -> list[str
     if not items:
         return []
     rows = [_row(item, now) for item in items]
-    with engine.connect() as conn:
-        with conn.begin() as tx:
-            if conn.execute(_STORE, rows).rowcount == len(rows):
-                _finish(conn, items, now)
-                return [item.call_id for item in items]
-            tx.rollback()  # some call is no longer ours: store them one by one
+    with engine.connect() as conn, conn.begin() as tx:
+        if conn.execute(_STORE, rows).rowcount == len(rows):
+            _finish(conn, items, now)
+            return [item.call_id for item in items]
+        tx.rollback()  # some call is no longer ours: store them one by one
     stored: list[Finished] = []
     with engine.begin() as conn:
         for item, row in zip(items, rows, strict=True):
