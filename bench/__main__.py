@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--workers", type=int, default=1, help="passthru worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for letter in args.only.split(","):

@@ -5,20 +5,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, func, or_, update
-from sqlmodel import col, select
+from sqlalchemy import Engine, func, or_, select
 
-from models.db import session_scope
 from models.states import CallStatus, sources_of
 from models.tables import ConnectedAccount, FunctionCall
 
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """What the worker needs of a call (plain values: cheaper than ORM objects)."""
+
+    id: str
+    app: str
+    method: str
+    url: str
+    request_headers: dict[str, str] | None
+    request_body: Any
+    connected_account_id: str
+    idempotency_key: str | None
+    attempt_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: str
+    status: str
+    credentials_enc: str
+    connection_config: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
-    call: FunctionCall
-    account: ConnectedAccount | None
+    call: CallRow
+    account: AccountRow | None
     attempt: int  # 1-based number of the attempt this claim starts
+
+
+_CALL_COLUMNS = [_calls.c[name] for name in CallRow.__slots__]
+_ACCOUNT_COLUMNS = [_accounts.c[name] for name in AccountRow.__slots__]
 
 
 def claim(
@@ -26,41 +55,35 @@ def claim(
 ) -> list[Claimed]:
     """Move each claimable call to `running` with a lease; return the ones this worker won.
 
-    Three statements whatever the number of ids: the UPDATE ... RETURNING, the calls, and
-    their accounts.
+    Two statements whatever the number of ids: UPDATE ... RETURNING, then the accounts.
     """
     if not call_ids:
         return []
     stmt = (
-        update(FunctionCall)
+        _calls.update()
         .where(
-            col(FunctionCall.id).in_(list(call_ids)),
-            col(FunctionCall.status).in_(sources_of(CallStatus.RUNNING)),
-            or_(
-                col(FunctionCall.next_attempt_at).is_(None),
-                col(FunctionCall.next_attempt_at) <= now,
-            ),
+            _calls.c.id.in_(list(call_ids)),
+            _calls.c.status.in_(sources_of(CallStatus.RUNNING)),
+            or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= now),
         )
         .values(
             status=CallStatus.RUNNING,
             lease_expires_at=now + timedelta(seconds=lease_s),
-            attempt_count=FunctionCall.attempt_count + 1,  # type: ignore[operator]
-            started_at=func.coalesce(FunctionCall.started_at, now),
+            attempt_count=_calls.c.attempt_count + 1,
+            started_at=func.coalesce(_calls.c.started_at, now),
             next_attempt_at=None,
         )
-        .returning(col(FunctionCall.id))
-        .execution_options(synchronize_session=False)
+        .returning(*_CALL_COLUMNS)
     )
-    with session_scope(engine) as session:
-        won = [row[0] for row in session.exec(stmt)]
-        if not won:
+    with engine.begin() as conn:
+        calls = [CallRow(*row) for row in conn.execute(stmt)]
+        if not calls:
             return []
-        calls = list(session.exec(select(FunctionCall).where(col(FunctionCall.id).in_(won))))
-        account_ids = {c.connected_account_id for c in calls}
+        account_ids = sorted({c.connected_account_id for c in calls})
         accounts = {
-            a.id: a
-            for a in session.exec(
-                select(ConnectedAccount).where(col(ConnectedAccount.id).in_(account_ids))
+            row.id: AccountRow(*row)
+            for row in conn.execute(
+                select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(account_ids))
             )
         }
     order = {call_id: i for i, call_id in enumerate(call_ids)}

@@ -5,10 +5,11 @@ recorded in small groups as they finish. Every effect comes in through `Runtime`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import Empty
 
 from sqlalchemy import Engine
 
@@ -21,13 +22,13 @@ from worker.claim import Claimed, claim
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import classify, failed
 from worker.record import Finished, Result, record
-from worker.send import Outcome
 from worker.sender import Sender
 
 log = logging.getLogger("passthru.worker")
 
-# While calls of one message are in flight, finished ones are stored at least this often.
-FLUSH_EVERY_S = 0.05
+# While calls of one message are in flight, finished ones are stored this often (all at
+# once as soon as every one has finished).
+FLUSH_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -75,22 +76,33 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         )
     batch = _Batch(rt)
     ready: list[Finished] = []
-    in_flight: dict[Future[Outcome], Claimed] = {}
+    to_send: list[tuple[Claimed, OnwardRequest]] = []
     for c in claimed:
         prepared = _prepare(c, batch)
         if isinstance(prepared, Result):
             ready.append(_finished(c, started_at, prepared))
         else:
-            in_flight[rt.sender.submit(prepared)] = c
+            to_send.append((c, prepared))
+    results = rt.sender.send_all([request for _, request in to_send])
     statuses: dict[str, CallStatus] = {}
     _store(ready, rt, statuses)
-    while in_flight:
-        done, _ = wait(in_flight, timeout=FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
-        group = []
-        for future in done:
-            c = in_flight.pop(future)
-            group.append(_finished(c, started_at, classify(future.result())))
-        _store(group, rt, statuses)
+    pending = len(to_send)
+    while pending:
+        # Store what has finished every FLUSH_EVERY_S, or all at once when all are done:
+        # one transaction per message when the upstream is fast.
+        group = [results.get()]
+        deadline = time.monotonic() + FLUSH_EVERY_S
+        while len(group) < pending and (left := deadline - time.monotonic()) > 0:
+            try:
+                group.append(results.get(timeout=left))
+            except Empty:
+                break
+        pending -= len(group)
+        _store(
+            [_finished(to_send[i][0], started_at, classify(outcome)) for i, outcome in group],
+            rt,
+            statuses,
+        )
     return statuses
 
 
