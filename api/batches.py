@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from api.errors import validation_details
 from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
-from api.submission import AccountCache, Submission, build_call, publish_or_mark, unknown_app
+from api.submission import AccountCache, Submission, build_row, publish_or_mark, unknown_app
 from api.validation import app_slug_of
 from models.catalog import Catalog
 from models.db import session_scope
@@ -43,10 +43,6 @@ def _submission(raw: Any, user_id: str | None, catalog: Catalog) -> Submission:
     )
 
 
-def _row(call: FunctionCall) -> dict[str, Any]:
-    return {c.name: getattr(call, c.name) for c in _calls.columns}
-
-
 def submit_batch(
     engine: Engine, tenant: Tenant, catalog: Catalog, items: list[Any], user_id: str | None
 ) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
@@ -55,7 +51,7 @@ def submit_batch(
     if len(items) > MAX_BATCH:
         raise invalid("calls", f"at most {MAX_BATCH} calls per batch; split it")
     batch_id = new_id("bt")
-    accepted: list[tuple[int, FunctionCall]] = []
+    accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[BatchRejected] = []
     accounts: AccountCache = {}
     with Session(engine) as session:
@@ -63,7 +59,7 @@ def submit_batch(
             try:
                 sub = _submission(raw, user_id, catalog)
                 accepted.append(
-                    (index, build_call(session, tenant, catalog, sub, batch_id, accounts))
+                    (index, build_row(session, tenant, catalog, sub, batch_id, accounts))
                 )
             except ApiError as exc:
                 rejected.append(BatchRejected(index=index, **exc.body()))  # type: ignore[arg-type]
@@ -72,10 +68,10 @@ def submit_batch(
         session.add(batch)
         if accepted:
             session.flush()
-            session.connection().execute(insert(_calls), [_row(call) for _, call in accepted])
+            session.connection().execute(insert(_calls), [row for _, row in accepted])
     if accepted:
-        publish_or_mark(engine, [call.id for _, call in accepted], QUEUE_BULK)
-    return batch, [(i, call.id) for i, call in accepted], rejected
+        publish_or_mark(engine, [row["id"] for _, row in accepted], QUEUE_BULK)
+    return batch, [(i, row["id"]) for i, row in accepted], rejected
 
 
 def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:

@@ -35,6 +35,7 @@ def make_sender(settings: Settings) -> Sender:
             read_timeout_s=settings.timeout_s,
         ),
         policy,
+        max_in_flight=settings.max_connections,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from queue import SimpleQueue
@@ -19,9 +20,17 @@ from worker.send import Failure, Outcome, SendPolicy, send
 
 
 class Sender:
-    def __init__(self, make_client: Callable[[], httpx.AsyncClient], policy: SendPolicy) -> None:
+    def __init__(
+        self,
+        make_client: Callable[[], httpx.AsyncClient],
+        policy: SendPolicy,
+        max_in_flight: int = 256,
+    ) -> None:
         self._make_client = make_client
         self.policy = policy
+        self.max_in_flight = max_in_flight
+        self._waiting: deque[tuple[SimpleQueue[tuple[int, Outcome]], int, OnwardRequest]] = deque()
+        self._active = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
@@ -58,26 +67,44 @@ class Sender:
         return asyncio.run_coroutine_threadsafe(send(client, request, self.policy), loop)
 
     def send_all(self, requests: Sequence[OnwardRequest]) -> SimpleQueue[tuple[int, Outcome]]:
-        """Start sending every request with one wake-up of the loop; each `(index, outcome)`
-        arrives on the returned queue as soon as it is known."""
+        """Queue every request with one wake-up of the loop; each `(index, outcome)` arrives on
+        the returned queue as soon as it is known. At most `max_in_flight` requests of the
+        process are on the wire at once; the rest wait their turn, in order."""
         loop = self._ensure_started()
-        client = self._client
-        assert client is not None
         results: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
 
-        async def one(index: int, request: OnwardRequest) -> None:
-            try:
-                outcome = await send(client, request, self.policy)
-            except Exception as exc:  # a bug, not the network: still answer the caller
-                outcome = Failure("internal_error", repr(exc), True, 0)
-            results.put((index, outcome))
-
         def start() -> None:
-            for index, request in enumerate(requests):
-                loop.create_task(one(index, request))
+            self._waiting.extend((results, i, r) for i, r in enumerate(requests))
+            self._pump()
 
         loop.call_soon_threadsafe(start)
         return results
+
+    def _pump(self) -> None:
+        """Start waiting requests while there is room (runs on the loop)."""
+        loop, client = self._loop, self._client
+        assert loop is not None
+        assert client is not None
+        while self._waiting and self._active < self.max_in_flight:
+            results, index, request = self._waiting.popleft()
+            self._active += 1
+            loop.create_task(self._one(client, results, index, request))
+
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        results: SimpleQueue[tuple[int, Outcome]],
+        index: int,
+        request: OnwardRequest,
+    ) -> None:
+        try:
+            outcome = await send(client, request, self.policy)
+        except Exception as exc:  # a bug, not the network: still answer the caller
+            outcome = Failure("internal_error", repr(exc), True, 0)
+        finally:
+            self._active -= 1
+            self._pump()
+        results.put((index, outcome))
 
     def close(self) -> None:
         with self._lock:
