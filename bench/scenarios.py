@@ -173,7 +173,7 @@ def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
             "bench.naive_celery",
             "worker",
             "--loglevel",
-            "WARNING",
+            "INFO",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

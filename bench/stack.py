@@ -121,7 +121,7 @@ class Stack:
             "--without-mingle",
             "--without-heartbeat",
             "--loglevel",
-            "WARNING",
+            "INFO",
         ]
         if concurrency:
             argv += ["-c", str(concurrency)]
@@ -188,6 +188,7 @@ def stack(db: str, upstream_delay_ms: int = 0) -> Iterator[Stack]:
             "PASSTHRU_ENCRYPTION_KEYS": generate_encryption_key(),
             "PASSTHRU_UPSTREAM_OVERRIDES": json.dumps({BENCH_ORIGIN: upstream_url}),
             "PYTHONUNBUFFERED": "1",
+            "PASSTHRU_LOG_LEVEL": "WARNING",  # no line per call while measuring
         }
         s = Stack(tmp, redis, url, engine, env, upstream_url)
         try:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         "aiohttp", validation_alias=_env("PASSTHRU_HTTP_TRANSPORT")
     )
     db_pool_size: int = Field(20, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("PASSTHRU_LOG_LEVEL")
+    )
 
     @field_validator("upstream_overrides")
     @classmethod

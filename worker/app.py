@@ -66,6 +66,7 @@ def _fail_fast(**_: object) -> None:
     """Build the runtime at start, so a bad setting stops the worker with a clear message."""
     # One line per onward request is noise; passthru logs one line per call instead.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("passthru").setLevel(get_settings().log_level)
     from worker.runtime import get_runtime
 
     get_runtime()
