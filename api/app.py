@@ -10,9 +10,11 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routes import accounts, apps, batches, calls, functions, health, passthrough
+from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
 from models.catalog import get_catalog
 from models.db import get_engine
+from models.gc import freeze_startup_objects
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 
@@ -31,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await waiter.start()
+        freeze_startup_objects()
         try:
             yield
         finally:
@@ -42,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = get_catalog()
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
+    app.state.tenants = TenantCache()
     errors.install(app)
     for module in (health, passthrough, batches, calls, functions, accounts, apps):
         app.include_router(module.router)

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from api.waiter import CallWaiter
 from models.db import session_scope
 from models.errors import ApiError, ErrorDetail, not_found
-from models.states import FINAL, CallStatus, sources_of
+from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, FunctionCall, Tenant
 
 
@@ -35,22 +35,19 @@ def load_attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
         )
 
 
-def call_status(engine: Engine, call_id: str) -> CallStatus | None:
-    with Session(engine) as session:
-        status = session.exec(
-            select(FunctionCall.status).where(col(FunctionCall.id) == call_id)
-        ).first()
-    return None if status is None else CallStatus(status)
+async def wait_for_final(
+    engine: Engine, waiter: CallWaiter, tenant: Tenant, call_id: str, timeout_s: float
+) -> FunctionCall:
+    """The call as soon as it is final, or as it is when `timeout_s` has passed."""
+    latest: list[FunctionCall] = []
 
-
-async def wait_until_final(
-    engine: Engine, waiter: CallWaiter, call_id: str, timeout_s: float
-) -> bool:
     async def is_final() -> bool:
-        status = await run_in_threadpool(call_status, engine, call_id)
-        return status is not None and CallStatus(status) in FINAL
+        call = await run_in_threadpool(load_call, engine, tenant, call_id)
+        latest[:] = [call]
+        return call.status.is_final
 
-    return await waiter.wait(call_id, timeout_s, is_final)
+    await waiter.wait(call_id, timeout_s, is_final)
+    return latest[-1]
 
 
 @dataclass(frozen=True)

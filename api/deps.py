@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from api.tenant_cache import TenantCache, lookup
 from api.waiter import CallWaiter
 from models.catalog import Catalog
 from models.errors import ApiError, ErrorDetail
@@ -51,20 +53,22 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError("unauthorized", [ErrorDetail("Authorization", message)], 401)
 
 
-def current_tenant(
-    session: Annotated[Session, Depends(get_session)],
-    authorization: Annotated[str | None, Header()] = None,
+async def current_tenant(
+    request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Tenant:
     if not authorization:
         raise _unauthorized("send 'Authorization: Bearer <API key>'")
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise _unauthorized("use the Bearer scheme: 'Authorization: Bearer <API key>'")
-    tenant = session.exec(
-        select(Tenant).where(Tenant.api_key_hash == hash_api_key(key.strip()))
-    ).first()
+    key_hash = hash_api_key(key.strip())
+    cache: TenantCache = request.app.state.tenants
+    tenant = cache.get(key_hash)
     if tenant is None:
-        raise _unauthorized("this API key is not valid")
+        tenant = await run_in_threadpool(lookup, request.app.state.engine, key_hash)
+        if tenant is None:
+            raise _unauthorized("this API key is not valid")
+        cache.put(key_hash, tenant)
     return tenant
 
 

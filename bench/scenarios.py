@@ -264,6 +264,10 @@ def interactive(s: Stack, key: str, rate: float, duration_s: float) -> dict[str,
         return (time.perf_counter() - t) * 1000
 
     try:
+        say("warm-up: 5 s of both kinds of call, not counted (new connections, caches)")
+        _paced(rate, 5, direct)
+        _paced(rate, 5, through)
+        failures.clear()
         say(f"direct calls at {rate:g}/s for {duration_s:g} s")
         d = percentiles(_paced(rate, duration_s, direct))
         say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")

@@ -17,6 +17,7 @@ from celery import Celery
 from celery.signals import worker_init
 from kombu import Exchange, Queue
 
+from models.gc import freeze_startup_objects
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, TASK_SWEEP
 from models.settings import get_settings
 
@@ -70,3 +71,4 @@ def _fail_fast(**_: object) -> None:
     from worker.runtime import get_runtime
 
     get_runtime()
+    freeze_startup_objects()

@@ -40,6 +40,8 @@ class Runtime:
     lease_s: float
     clock: Callable[[], datetime]
     notify: Callable[[Sequence[str]], None]
+    # account id -> when this process last wrote its last_used_at
+    touched: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,7 +121,7 @@ def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
 def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) -> None:
     if not items:
         return
-    stored = set(record(rt.engine, items, rt.clock()))
+    stored = set(record(rt.engine, items, rt.clock(), rt.touched))
     for item in items:
         if item.call_id not in stored:
             log.warning("call %s was taken back before its result was stored", item.call_id)

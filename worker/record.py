@@ -86,10 +86,17 @@ def _row(item: Finished, now: datetime) -> dict[str, Any]:
     }
 
 
-def record(engine: Engine, items: Sequence[Finished], now: datetime) -> list[str]:
+def record(
+    engine: Engine,
+    items: Sequence[Finished],
+    now: datetime,
+    touched: dict[str, datetime] | None = None,
+) -> list[str]:
     """Store each result whose call is still ours (running, same attempt); return their ids.
 
-    Normally one executemany UPDATE, one multi-row INSERT and one commit. If any call was
+    Normally one executemany UPDATE, one multi-row INSERT and one commit. `touched`
+    remembers when this process last wrote each account's `last_used_at`, to skip writes
+    within LAST_USED_RESOLUTION. If any call was
     taken back meanwhile (its lease expired and the sweeper moved it), the batch is stored
     row by row so that only the calls still ours get their result and attempt.
     """
@@ -98,7 +105,7 @@ def record(engine: Engine, items: Sequence[Finished], now: datetime) -> list[str
     rows = [_row(item, now) for item in items]
     with engine.connect() as conn, conn.begin() as tx:
         if conn.execute(_STORE, rows).rowcount == len(rows):
-            _finish(conn, items, now)
+            _finish(conn, items, now, touched)
             return [item.call_id for item in items]
         tx.rollback()  # some call is no longer ours: store them one by one
     stored: list[Finished] = []
@@ -106,11 +113,16 @@ def record(engine: Engine, items: Sequence[Finished], now: datetime) -> list[str
         for item, row in zip(items, rows, strict=True):
             if conn.execute(_STORE, row).rowcount == 1:
                 stored.append(item)
-        _finish(conn, stored, now)
+        _finish(conn, stored, now, touched)
     return [item.call_id for item in stored]
 
 
-def _finish(conn: Connection, items: Sequence[Finished], now: datetime) -> None:
+def _finish(
+    conn: Connection,
+    items: Sequence[Finished],
+    now: datetime,
+    touched: dict[str, datetime] | None,
+) -> None:
     if not items:
         return
     conn.execute(
@@ -130,6 +142,11 @@ def _finish(conn: Connection, items: Sequence[Finished], now: datetime) -> None:
         ],
     )
     account_ids = sorted({i.account_id for i in items if i.account_id is not None})
+    if touched is not None:
+        account_ids = [
+            a for a in account_ids if a not in touched or touched[a] < now - LAST_USED_RESOLUTION
+        ]
+        touched.update(dict.fromkeys(account_ids, now))
     if account_ids:
         conn.execute(
             update(ConnectedAccount)

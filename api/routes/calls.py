@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.calls import LogFilter, cancel_call, list_calls, load_attempts, load_call, wait_until_final
+from api.calls import LogFilter, cancel_call, list_calls, load_attempts, load_call, wait_for_final
 from api.deps import CurrentTenant, EngineDep, WaiterDep
 from api.schemas import CallPage, ErrorOut, FunctionCallOut
 from api.serialize import call_out
@@ -30,9 +30,9 @@ async def get_call(
         float | None, Query(ge=0, description="long-poll up to N seconds (max 60) for the end")
     ] = None,
 ) -> FunctionCallOut:
-    call = await run_in_threadpool(load_call, engine, tenant, call_id)
-    if wait and not call.status.is_final:
-        await wait_until_final(engine, waiter, call_id, min(wait, MAX_WAIT_S))
+    if wait:
+        call = await wait_for_final(engine, waiter, tenant, call_id, min(wait, MAX_WAIT_S))
+    else:
         call = await run_in_threadpool(load_call, engine, tenant, call_id)
     attempts = await run_in_threadpool(load_attempts, engine, call_id)
     return call_out(call, attempts)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.calls import load_call, wait_until_final
+from api.calls import wait_for_final
 from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, WaiterDep
 from api.schemas import (
     CallResult,
@@ -50,10 +50,10 @@ async def _accept(
     call = await run_in_threadpool(submit, engine, tenant, catalog, sub)
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        if await wait_until_final(engine, waiter, call.id, wait_s):
-            final = await run_in_threadpool(load_call, engine, tenant, call.id)
+        latest = await wait_for_final(engine, waiter, tenant, call.id, wait_s)
+        if latest.status.is_final:
             response.status_code = 200
-            return call_result(final)
+            return call_result(latest)
     response.status_code = 202
     return call_out(call)
 
