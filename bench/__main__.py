@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios as sc
-from bench.stack import stack
+from bench.stack import PG_URL, stack
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -87,6 +88,16 @@ SCENARIOS = {
 }
 
 
+def _median(values: list[Any]) -> Any:
+    """The median of each number across runs, keeping the shape of one run."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _median([v[k] for v in values]) for k in first}
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return statistics.median(values)
+    return first
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "-"
 
@@ -123,20 +134,42 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _postgres_answers() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="runs per scenario; the table shows the median of each figure",
+    )
     args = parser.parse_args()
+    if args.db == "postgres" and not _postgres_answers():
+        print(f"no Postgres at {PG_URL} (set BENCH_DATABASE_URL); using SQLite", file=sys.stderr)
+        args.db = "sqlite"
     results: dict[str, Any] = {}
+    runs: dict[str, list[Any]] = {}
     for letter in args.only.split(","):
         name, run = SCENARIOS[letter.strip()]
-        print(f"({letter}) {name}", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        results[name] = run(args)
-        print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        for i in range(args.runs):
+            print(f"({letter}) {name}, run {i + 1} of {args.runs}", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            runs.setdefault(name, []).append(run(args))
+            print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        results[name] = _median(runs[name])
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
