@@ -180,7 +180,9 @@ def main() -> int:
         "db": args.db,
         "workers": args.workers,
         "quick": args.quick,
+        "runs": args.runs,
         "results": results,
+        "all_runs": runs,
     }
     print(table(results))
     RESULTS.mkdir(exist_ok=True)
