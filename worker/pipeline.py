@@ -29,6 +29,8 @@ log = logging.getLogger("passthru.worker")
 # While calls of one message are in flight, finished ones are stored this often (all at
 # once as soon as every one has finished).
 FLUSH_EVERY_S = 0.25
+# Beyond a send's own deadline, how long to wait before deciding the event loop is stuck.
+STALL_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
     while pending:
         # Store what has finished every FLUSH_EVERY_S, or all at once when all are done:
         # one transaction per message when the upstream is fast.
-        group = [results.get()]
+        # Every send ends within its deadline; waiting longer means the loop died: fail the
+        # message (its calls stay `running` until the sweeper takes them back).
+        group = [results.get(timeout=rt.sender.policy.total_timeout_s + STALL_MARGIN_S)]
         deadline = time.monotonic() + FLUSH_EVERY_S
         while len(group) < pending and (left := deadline - time.monotonic()) > 0:
             try:

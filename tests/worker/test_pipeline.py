@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,13 +20,18 @@ from models.db import session_scope
 from models.ids import new_id
 from models.secrets import Vault, generate_encryption_key
 from models.states import CallStatus
-from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from models.tables import ConnectedAccount, FunctionCall, Tenant
+from tests.worker.factories import (
+    NOW,
+    SECRET,
+    attempts,
+    attempts_of,
+    load,
+    make_account,
+    make_call,
+    make_runtime,
+)
 from worker.pipeline import Runtime, execute_calls
-from worker.send import SendPolicy
-from worker.sender import Sender
-
-SECRET = "xoxb-pipeline-secret-token"
-NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
@@ -78,92 +83,23 @@ def harness(engine: Engine, catalog: Catalog, encryption_key: str) -> Iterator[H
         bursts.append(list(call_ids))
         notified.extend(call_ids)
 
-    sender = Sender(
+    runtime = make_runtime(
+        engine,
+        catalog,
+        vault,
         lambda: httpx.AsyncClient(transport=httpx.MockTransport(transport)),
-        SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000),
-    )
-    runtime = Runtime(
-        engine=engine,
-        sender=sender,
-        catalog=catalog,
-        vault=vault,
-        lease_s=60.0,
-        clock=lambda: NOW,
+        max_response_bytes=10_000,
         notify=notify,
     )
     yield Harness(runtime, requests, notified, bursts, vault, handlers)
-    sender.close()
-
-
-def make_account(
-    engine: Engine,
-    tenant: Tenant,
-    vault: Vault,
-    *,
-    app: str = "slack",
-    credentials: dict[str, Any] | None = None,
-    encrypted: str | None = None,
-) -> ConnectedAccount:
-    account = ConnectedAccount(
-        id=new_id("ca"),
-        tenant_id=tenant.id,
-        app=app,
-        user_id="user-1",
-        credentials_enc=encrypted or vault.encrypt(credentials or {"access_token": SECRET}),
-    )
-    with session_scope(engine) as session:
-        session.add(account)
-    return account
-
-
-def make_call(
-    engine: Engine,
-    tenant: Tenant,
-    account: ConnectedAccount,
-    *,
-    method: str = "GET",
-    url: str = "https://slack.com/api/conversations.list?limit=2",
-    status: CallStatus = CallStatus.QUEUED,
-    app: str = "slack",
-    headers: dict[str, str] | None = None,
-    body: Any = None,
-) -> FunctionCall:
-    call = FunctionCall(
-        id=new_id("fc"),
-        tenant_id=tenant.id,
-        app=app,
-        function=f"{app}-passthrough-request",
-        user_id=account.user_id,
-        connected_account_id=account.id,
-        method=method,
-        url=url,
-        request_headers=headers,
-        request_body=body,
-        status=status,
-    )
-    with session_scope(engine) as session:
-        session.add(call)
-    return call
-
-
-def load(engine: Engine, call_id: str) -> FunctionCall:
-    with Session(engine) as session:
-        call = session.get(FunctionCall, call_id)
-        assert call is not None
-        return call
-
-
-def attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
-    with Session(engine) as session:
-        return list(session.exec(select(CallAttempt).where(col(CallAttempt.call_id) == call_id)))
+    runtime.sender.close()
 
 
 def test_execute_completes_the_call(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a queued call and an upstream answering JSON
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     harness.answer(
         lambda _: httpx.Response(
             200,
@@ -202,10 +138,9 @@ def test_execute_completes_the_call(
 
 
 def test_account_last_used_is_set(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     harness.run([call.id])
     with Session(engine) as session:
         row = session.get(ConnectedAccount, account.id)
@@ -214,11 +149,10 @@ def test_account_last_used_is_set(
 
 
 def test_second_execution_does_nothing(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a call that was already executed once
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     # When the same id is delivered again
     again = harness.run([call.id])
@@ -237,10 +171,9 @@ def test_unknown_id_does_nothing(harness: Harness) -> None:
 
 
 def test_upstream_404_is_completed(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     harness.answer(lambda _: httpx.Response(404, json={"ok": False, "error": "not_found"}))
     assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     stored = load(engine, call.id)
@@ -251,10 +184,9 @@ def test_upstream_404_is_completed(
 
 
 def test_connect_error_is_failed(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -274,11 +206,10 @@ def test_connect_error_is_failed(
 
 @pytest.mark.parametrize("status", [CallStatus.CANCELLED, CallStatus.COMPLETED, CallStatus.FAILED])
 def test_finished_call_is_not_executed(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness, status: CallStatus
+    engine: Engine, account: ConnectedAccount, harness: Harness, status: CallStatus
 ) -> None:
     # Given a call that was cancelled (or already ended)
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account, status=status)
+    call = make_call(engine, account, status=status)
     # When a message for it arrives
     result = harness.run([call.id])
     # Then nothing is sent or recorded
@@ -290,13 +221,11 @@ def test_finished_call_is_not_executed(
 
 
 def test_authorization_reaches_upstream_but_is_never_stored(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a call with caller headers and a JSON body
-    account = make_account(engine, tenant, vault)
     call = make_call(
         engine,
-        tenant,
         account,
         method="POST",
         url="https://slack.com/api/chat.postMessage",
@@ -340,7 +269,7 @@ def test_api_key_app_uses_its_header(
     assert app.auth.name is not None
     account = make_account(engine, tenant, vault, app=app.slug, credentials={"api_key": "k-77"})
     base, _ = app.resolve(None)
-    call = make_call(engine, tenant, account, app=app.slug, url=f"{base}/ping")
+    call = make_call(engine, account, app=app.slug, url=f"{base}/ping")
     assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     assert harness.requests[0].headers[app.auth.name] == f"{app.auth.prefix}k-77"
 
@@ -351,7 +280,7 @@ def test_undecryptable_credentials_fail_the_call(
     # Given an account encrypted under a key the worker does not have
     foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET})
     account = make_account(engine, tenant, vault, encrypted=foreign)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     # When executed / Then it fails without reaching the upstream
     assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     stored = load(engine, call.id)
@@ -361,10 +290,9 @@ def test_undecryptable_credentials_fail_the_call(
 
 
 def test_deleted_account_fails_the_call(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     with session_scope(engine) as session:
         row = session.get(ConnectedAccount, account.id)
         session.delete(row)
@@ -377,17 +305,16 @@ def test_app_removed_from_catalog_fails_the_call(
     engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
 ) -> None:
     account = make_account(engine, tenant, vault, app="slack")
-    call = make_call(engine, tenant, account, app="no-longer-there")
+    call = make_call(engine, account, app="no-longer-there")
     assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     assert load(engine, call.id).error == "app_unavailable"
     assert harness.requests == []
 
 
 def test_redirect_off_the_app_hosts_keeps_credentials_home(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     harness.answer(lambda _: httpx.Response(302, headers={"Location": "https://evil.com/x"}))
     assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
     assert load(engine, call.id).network_code == "302"
@@ -397,18 +324,11 @@ def test_redirect_off_the_app_hosts_keeps_credentials_home(
 # --- many calls per message ------------------------------------------------------------------
 
 
-def make_calls(
-    engine: Engine, tenant: Tenant, account: ConnectedAccount, n: int, **kw: Any
-) -> list[FunctionCall]:
+def make_calls(engine: Engine, account: ConnectedAccount, n: int, **kw: Any) -> list[FunctionCall]:
     return [
-        make_call(engine, tenant, account, url=f"https://slack.com/api/items.get?n={i}", **kw)
+        make_call(engine, account, url=f"https://slack.com/api/items.get?n={i}", **kw)
         for i in range(n)
     ]
-
-
-def all_attempts(engine: Engine, call_ids: Sequence[str]) -> list[CallAttempt]:
-    with Session(engine) as session:
-        return list(session.exec(select(CallAttempt).where(col(CallAttempt.call_id).in_(call_ids))))
 
 
 def statuses_in_db(engine: Engine, call_ids: Sequence[str]) -> dict[str, CallStatus]:
@@ -418,18 +338,17 @@ def statuses_in_db(engine: Engine, call_ids: Sequence[str]) -> dict[str, CallSta
 
 
 def test_batch_of_fifty_runs_every_call(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given 50 queued calls of one account
-    account = make_account(engine, tenant, vault)
-    ids = [c.id for c in make_calls(engine, tenant, account, 50)]
+    ids = [c.id for c in make_calls(engine, account, 50)]
     # When one message carries all of them
     statuses = harness.run(ids)
     # Then every one is completed, in the database too
     assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
     assert statuses_in_db(engine, ids) == dict.fromkeys(ids, CallStatus.COMPLETED)
     # and each has exactly one attempt, number 1
-    rows = all_attempts(engine, ids)
+    rows = attempts_of(engine, ids)
     assert len(rows) == 50
     assert sorted(r.call_id for r in rows) == sorted(ids)
     assert {r.number for r in rows} == {1}
@@ -446,12 +365,11 @@ def test_batch_of_fifty_runs_every_call(
 
 
 def test_calls_of_a_message_are_in_flight_together(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given 20 calls, and an upstream that answers none until all 20 have arrived
     n = 20
-    account = make_account(engine, tenant, vault)
-    ids = [c.id for c in make_calls(engine, tenant, account, n)]
+    ids = [c.id for c in make_calls(engine, account, n)]
     all_arrived = asyncio.Event()
     arrived: list[str] = []
 
@@ -478,13 +396,12 @@ def test_calls_of_a_message_are_in_flight_together(
 
 
 def test_finished_calls_are_stored_while_others_are_in_flight(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a message with a fast call and a slow one that answers only once the fast one
     # has been stored and announced
-    account = make_account(engine, tenant, vault)
-    fast = make_call(engine, tenant, account, url="https://slack.com/api/fast")
-    slow = make_call(engine, tenant, account, url="https://slack.com/api/slow")
+    fast = make_call(engine, account, url="https://slack.com/api/fast")
+    slow = make_call(engine, account, url="https://slack.com/api/slow")
     release = asyncio.Event()
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -526,7 +443,7 @@ def test_credentials_are_decrypted_once_per_account(
     # Given three calls on each of two accounts with different tokens
     first = make_account(engine, tenant, vault, credentials={"access_token": "tok-first"})
     second = make_account(engine, tenant, vault, credentials={"access_token": "tok-second"})
-    calls = make_calls(engine, tenant, first, 3) + make_calls(engine, tenant, second, 3)
+    calls = make_calls(engine, first, 3) + make_calls(engine, second, 3)
     # When one message carries all six
     statuses = harness.run([c.id for c in calls])
     # Then each account was decrypted once, and each call went with its own account's token
@@ -545,8 +462,8 @@ def test_unreadable_credentials_fail_only_their_account_calls(
     good = make_account(engine, tenant, vault)
     foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET})
     bad = make_account(engine, tenant, vault, encrypted=foreign)
-    good_calls = make_calls(engine, tenant, good, 2)
-    bad_calls = make_calls(engine, tenant, bad, 2)
+    good_calls = make_calls(engine, good, 2)
+    bad_calls = make_calls(engine, bad, 2)
     ids = [c.id for pair in zip(good_calls, bad_calls, strict=True) for c in pair]
     # When the message runs
     statuses = harness.run(ids)
@@ -569,8 +486,8 @@ def test_credentials_that_do_not_fit_the_app_fail_the_call_not_the_message(
     # (username/password on a bearer app, e.g. after the app's auth changed in the catalog)
     good = make_account(engine, tenant, vault)
     odd = make_account(engine, tenant, vault, credentials={"username": "u", "password": "p"})
-    ok_call = make_call(engine, tenant, good)
-    odd_call = make_call(engine, tenant, odd)
+    ok_call = make_call(engine, good)
+    odd_call = make_call(engine, odd)
     # When the message runs
     statuses = harness.run([ok_call.id, odd_call.id])
     # Then the odd call fails with credentials_invalid and the good one still completes:
@@ -581,13 +498,12 @@ def test_credentials_that_do_not_fit_the_app_fail_the_call_not_the_message(
 
 
 def test_batch_outcomes_are_stored_per_call(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given calls whose upstream answers 200, 404, or refuses the connection
-    account = make_account(engine, tenant, vault)
-    ok = make_call(engine, tenant, account, url="https://slack.com/api/ok")
-    missing = make_call(engine, tenant, account, url="https://slack.com/api/missing")
-    refused = make_call(engine, tenant, account, url="https://slack.com/api/refused")
+    ok = make_call(engine, account, url="https://slack.com/api/ok")
+    missing = make_call(engine, account, url="https://slack.com/api/missing")
+    refused = make_call(engine, account, url="https://slack.com/api/refused")
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/refused":
@@ -616,21 +532,20 @@ def test_batch_outcomes_are_stored_per_call(
 
 
 def test_only_claimable_calls_of_a_message_run(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a message naming calls in every state, and an id that does not exist
-    account = make_account(engine, tenant, vault)
-    queued = make_call(engine, tenant, account, url="https://slack.com/api/queued")
-    due = make_call(engine, tenant, account, url="https://slack.com/api/due")
-    not_due = make_call(engine, tenant, account, url="https://slack.com/api/not-due")
+    queued = make_call(engine, account, url="https://slack.com/api/queued")
+    due = make_call(engine, account, url="https://slack.com/api/due")
+    not_due = make_call(engine, account, url="https://slack.com/api/not-due")
     with session_scope(engine) as session:
         for call, at in ((due, NOW - timedelta(seconds=1)), (not_due, NOW + timedelta(hours=1))):
             row = session.get(FunctionCall, call.id)
             assert row is not None
             row.status, row.next_attempt_at, row.attempt_count = CallStatus.RETRYING, at, 1
-    cancelled = make_call(engine, tenant, account, status=CallStatus.CANCELLED)
-    completed = make_call(engine, tenant, account, status=CallStatus.COMPLETED)
-    running = make_call(engine, tenant, account, status=CallStatus.RUNNING)
+    cancelled = make_call(engine, account, status=CallStatus.CANCELLED)
+    completed = make_call(engine, account, status=CallStatus.COMPLETED)
+    running = make_call(engine, account, status=CallStatus.RUNNING)
     unknown = new_id("fc")
     ids = [cancelled.id, queued.id, unknown, completed.id, due.id, running.id, not_due.id]
     # When the message runs
@@ -648,15 +563,14 @@ def test_only_claimable_calls_of_a_message_run(
         running.id: CallStatus.RUNNING,
         not_due.id: CallStatus.RETRYING,
     }
-    assert all_attempts(engine, [cancelled.id, completed.id, running.id, not_due.id]) == []
+    assert attempts_of(engine, [cancelled.id, completed.id, running.id, not_due.id]) == []
 
 
 def test_duplicate_delivery_of_a_message_does_nothing(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     # Given a message of 10 calls that already ran
-    account = make_account(engine, tenant, vault)
-    ids = [c.id for c in make_calls(engine, tenant, account, 10)]
+    ids = [c.id for c in make_calls(engine, account, 10)]
     assert harness.run(ids) == dict.fromkeys(ids, CallStatus.COMPLETED)
     # When the broker delivers the same message again
     again = harness.run(ids)
@@ -664,15 +578,14 @@ def test_duplicate_delivery_of_a_message_does_nothing(
     assert again == {}
     assert len(harness.requests) == 10
     assert sorted(harness.notified) == sorted(ids)
-    assert len(all_attempts(engine, ids)) == 10
+    assert len(attempts_of(engine, ids)) == 10
     assert {load(engine, i).attempt_count for i in ids} == {1}
 
 
 def test_id_repeated_within_a_message_runs_once(
-    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+    engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    account = make_account(engine, tenant, vault)
-    call = make_call(engine, tenant, account)
+    call = make_call(engine, account)
     assert harness.run([call.id, call.id]) == {call.id: CallStatus.COMPLETED}
     assert len(harness.requests) == 1
     assert harness.notified == [call.id]

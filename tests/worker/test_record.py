@@ -2,56 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from models.db import session_scope
-from models.ids import new_id
-from models.secrets import Vault
 from models.states import CallStatus
-from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from models.tables import ConnectedAccount, FunctionCall
+from tests.worker.factories import NOW as STARTED
+from tests.worker.factories import attempts_of, load, make_call
 from worker.claim import Claimed, claim
 from worker.record import LAST_USED_RESOLUTION, Finished, Result, record
 
-STARTED = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 NOW = STARTED + timedelta(seconds=2)
-
-
-@pytest.fixture
-def account(engine: Engine, tenant: Tenant, vault: Vault) -> ConnectedAccount:
-    row = ConnectedAccount(
-        id=new_id("ca"),
-        tenant_id=tenant.id,
-        app="slack",
-        user_id="u1",
-        credentials_enc=vault.encrypt({"access_token": "t"}),
-    )
-    with session_scope(engine) as session:
-        session.add(row)
-    return row
 
 
 def claimed_calls(engine: Engine, account: ConnectedAccount, n: int) -> list[Claimed]:
     """`n` queued calls, claimed as a worker does (running, attempt 1, with a lease)."""
-    ids = []
-    with session_scope(engine) as session:
-        for i in range(n):
-            call = FunctionCall(
-                id=new_id("fc"),
-                tenant_id=account.tenant_id,
-                app="slack",
-                function="slack-passthrough-request",
-                user_id=account.user_id,
-                connected_account_id=account.id,
-                method="POST",
-                url=f"https://slack.com/api/x?n={i}",
-                status=CallStatus.QUEUED,
-            )
-            session.add(call)
-            ids.append(call.id)
+    ids = [
+        make_call(engine, account, method="POST", url=f"https://slack.com/api/x?n={i}").id
+        for i in range(n)
+    ]
     won = claim(engine, ids, now=STARTED, lease_s=60)
     assert [c.call.id for c in won] == ids
     return won
@@ -72,24 +45,6 @@ def completed(c: Claimed, n: int = 0) -> Finished:
             duration_ms=12 + n,
         ),
     )
-
-
-def load(engine: Engine, call_id: str) -> FunctionCall:
-    with Session(engine) as session:
-        call = session.get(FunctionCall, call_id)
-        assert call is not None
-        return call
-
-
-def attempts_of(engine: Engine, call_ids: list[str]) -> list[CallAttempt]:
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(CallAttempt)
-                .where(col(CallAttempt.call_id).in_(call_ids))
-                .order_by(col(CallAttempt.call_id))
-            )
-        )
 
 
 def take_back(engine: Engine, call_id: str, **values: object) -> None:

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import fakeredis
 import httpx
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
 from models.catalog import Catalog
-from models.db import session_scope
 from models.ids import new_id
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from models.secrets import Vault
 from models.states import CallStatus
-from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from models.tables import ConnectedAccount, FunctionCall
+from tests.worker import factories
+from tests.worker.factories import attempts, load, make_runtime
 from worker.pipeline import Runtime
-from worker.send import SendPolicy
-from worker.sender import Sender
 from worker.sweeper import PUBLISH_GRACE, sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -60,20 +59,9 @@ def runtime(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Runtime]
         started.append(True)
         raise AssertionError("the sweeper must not call upstreams")
 
-    sender = Sender(
-        no_client,
-        SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1000),
-    )
-    yield Runtime(
-        engine=engine,
-        sender=sender,
-        catalog=catalog,
-        vault=vault,
-        lease_s=60.0,
-        clock=lambda: NOW,
-        notify=lambda _: None,
-    )
-    sender.close()
+    runtime = make_runtime(engine, catalog, vault, no_client, max_response_bytes=1000, now=NOW)
+    yield runtime
+    runtime.sender.close()
     # The sender was never started: no event loop, no HTTP client
     assert started == []
 
@@ -92,71 +80,26 @@ def empty_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
-@pytest.fixture
-def account(engine: Engine, tenant: Tenant, vault: Vault) -> ConnectedAccount:
-    row = ConnectedAccount(
-        id=new_id("ca"),
-        tenant_id=tenant.id,
-        app="slack",
-        user_id="u1",
-        credentials_enc=vault.encrypt({"access_token": "t"}),
-    )
-    with session_scope(engine) as session:
-        session.add(row)
-    return row
-
-
 def make_call(
     engine: Engine,
     account: ConnectedAccount,
     *,
     status: CallStatus,
-    method: str = "GET",
     created_at: datetime = NOW - timedelta(minutes=5),
-    published_at: datetime | None = None,
-    lease_expires_at: datetime | None = None,
-    next_attempt_at: datetime | None = None,
-    attempt_count: int = 0,
-    idempotency_key: str | None = None,
-    batch_id: str | None = None,
+    **fields: Any,
 ) -> FunctionCall:
-    call = FunctionCall(
-        id=new_id("fc"),
-        tenant_id=account.tenant_id,
-        app="slack",
-        function="slack-passthrough-request",
-        user_id=account.user_id,
-        connected_account_id=account.id,
-        method=method,
-        url="https://slack.com/api/x",
+    """A call created before the publish grace ran out, started when created if running."""
+    return factories.make_call(
+        engine,
+        account,
         status=status,
         created_at=created_at,
-        published_at=published_at,
-        lease_expires_at=lease_expires_at,
-        next_attempt_at=next_attempt_at,
-        attempt_count=attempt_count,
         started_at=created_at if status is CallStatus.RUNNING else None,
-        idempotency_key=idempotency_key,
-        batch_id=batch_id,
+        **fields,
     )
-    with session_scope(engine) as session:
-        session.add(call)
-    return call
 
 
-def load(engine: Engine, call_id: str) -> FunctionCall:
-    with Session(engine) as session:
-        call = session.get(FunctionCall, call_id)
-        assert call is not None
-        return call
-
-
-def attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
-    with Session(engine) as session:
-        return list(session.exec(select(CallAttempt).where(col(CallAttempt.call_id) == call_id)))
-
-
-def running(engine: Engine, account: ConnectedAccount, method: str, **kw: object) -> FunctionCall:
+def running(engine: Engine, account: ConnectedAccount, method: str, **kw: Any) -> FunctionCall:
     return make_call(
         engine,
         account,
@@ -165,7 +108,7 @@ def running(engine: Engine, account: ConnectedAccount, method: str, **kw: object
         published_at=NOW - timedelta(minutes=5),
         lease_expires_at=NOW - timedelta(seconds=1),
         attempt_count=1,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -308,31 +251,37 @@ def test_batch_call_is_republished_on_the_bulk_lane(
     assert published.queue_of(call.id) == QUEUE_BULK
 
 
-def test_new_unpublished_call_waits_for_the_grace_period(
+@pytest.mark.parametrize(
+    ("created_at", "published_at"),
+    [
+        # new and unpublished: it waits for the grace period
+        (NOW - PUBLISH_GRACE / 2, None),
+        # published, and Redis still holds its message
+        (NOW - timedelta(minutes=5), NOW - timedelta(minutes=5)),
+    ],
+    ids=[
+        "new_unpublished_call_waits_for_the_grace_period",
+        "published_queued_call_is_not_republished_while_redis_is_intact",
+    ],
+)
+def test_queued_call_is_not_republished(
     engine: Engine,
     account: ConnectedAccount,
     runtime: Runtime,
     redis_with_epoch: fakeredis.FakeRedis,
     published: Published,
+    created_at: datetime,
+    published_at: datetime | None,
 ) -> None:
-    call = make_call(engine, account, status=CallStatus.QUEUED, created_at=NOW - PUBLISH_GRACE / 2)
-    sweep(runtime, redis_with_epoch)
-    assert call.id not in published.ids
-    assert load(engine, call.id).published_at is None
-
-
-def test_published_queued_call_is_not_republished_while_redis_is_intact(
-    engine: Engine,
-    account: ConnectedAccount,
-    runtime: Runtime,
-    redis_with_epoch: fakeredis.FakeRedis,
-    published: Published,
-) -> None:
+    # Given a queued call that is new, or that was published while Redis kept its data
     call = make_call(
-        engine, account, status=CallStatus.QUEUED, published_at=NOW - timedelta(minutes=5)
+        engine, account, status=CallStatus.QUEUED, created_at=created_at, published_at=published_at
     )
+    # When the sweeper runs
     sweep(runtime, redis_with_epoch)
+    # Then it is not published (again)
     assert call.id not in published.ids
+    assert load(engine, call.id).published_at == published_at
 
 
 def test_failed_publish_leaves_call_for_next_sweep(

@@ -1,0 +1,135 @@
+"""Rows, runtimes and look-ups that the worker tests share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from models.catalog import Catalog
+from models.db import session_scope
+from models.ids import new_id
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from worker.pipeline import Runtime
+from worker.send import SendPolicy
+from worker.sender import Sender
+
+NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+SECRET = "xoxb-pipeline-secret-token"
+URL = "https://slack.com/api/conversations.list?limit=2"
+
+
+Row = TypeVar("Row", ConnectedAccount, FunctionCall)
+
+
+def insert(engine: Engine, row: Row) -> Row:
+    with session_scope(engine) as session:
+        session.add(row)
+    return row
+
+
+def make_account(
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    *,
+    app: str = "slack",
+    credentials: dict[str, Any] | None = None,
+    encrypted: str | None = None,
+) -> ConnectedAccount:
+    """A connected account of `tenant`, its credentials encrypted under `vault`."""
+    account = ConnectedAccount(
+        id=new_id("ca"),
+        tenant_id=tenant.id,
+        app=app,
+        user_id="user-1",
+        credentials_enc=encrypted or vault.encrypt(credentials or {"access_token": SECRET}),
+    )
+    return insert(engine, account)
+
+
+def make_call(
+    engine: Engine,
+    account: ConnectedAccount,
+    *,
+    method: str = "GET",
+    url: str = URL,
+    status: CallStatus = CallStatus.QUEUED,
+    app: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+    **fields: Any,
+) -> FunctionCall:
+    """A function call of `account` (its app unless `app` says otherwise); `fields` set the rest."""
+    app = app or account.app
+    call = FunctionCall(
+        id=new_id("fc"),
+        tenant_id=account.tenant_id,
+        app=app,
+        function=f"{app}-passthrough-request",
+        user_id=account.user_id,
+        connected_account_id=account.id,
+        method=method,
+        url=url,
+        request_headers=headers,
+        request_body=body,
+        status=status,
+        **fields,
+    )
+    return insert(engine, call)
+
+
+def make_runtime(
+    engine: Engine,
+    catalog: Catalog,
+    vault: Vault,
+    client: Callable[[], httpx.AsyncClient],
+    *,
+    max_response_bytes: int,
+    now: datetime = NOW,
+    notify: Callable[[Sequence[str]], None] = lambda _: None,
+) -> Runtime:
+    """A Runtime whose clock stands at `now`; the caller closes `runtime.sender`."""
+    sender = Sender(
+        client,
+        SendPolicy(
+            overrides={}, allow_private_networks=True, max_response_bytes=max_response_bytes
+        ),
+    )
+    return Runtime(
+        engine=engine,
+        sender=sender,
+        catalog=catalog,
+        vault=vault,
+        lease_s=60.0,
+        clock=lambda: now,
+        notify=notify,
+    )
+
+
+def load(engine: Engine, call_id: str) -> FunctionCall:
+    with Session(engine) as session:
+        call = session.get(FunctionCall, call_id)
+        assert call is not None
+        return call
+
+
+def attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
+    return attempts_of(engine, [call_id])
+
+
+def attempts_of(engine: Engine, call_ids: Sequence[str]) -> list[CallAttempt]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(CallAttempt)
+                .where(col(CallAttempt.call_id).in_(call_ids))
+                .order_by(col(CallAttempt.call_id), col(CallAttempt.number))
+            )
+        )
