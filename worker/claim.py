@@ -28,6 +28,7 @@ class CallRow:
     request_body: Any
     connected_account_id: str
     idempotency_key: str | None
+    batch_id: str | None
     attempt_count: int
 
 

@@ -5,6 +5,7 @@ recorded in small groups as they finish. Every effect comes in through `Runtime`
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,15 +14,18 @@ from queue import Empty
 
 from sqlalchemy import Engine
 
-from models.catalog import Catalog
+from models.catalog import Catalog, RetrySpec
 from models.credentials import Credentials, load_credentials
 from models.errors import CredentialsError
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.secrets import Vault
 from models.states import CallStatus
 from worker.claim import Claimed, claim
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import classify, failed
 from worker.record import Finished, Result, record
+from worker.retry import RetryPolicy, decide
+from worker.send import Outcome
 from worker.sender import Sender
 
 log = logging.getLogger("passthru.worker")
@@ -42,6 +46,10 @@ class Runtime:
     lease_s: float
     clock: Callable[[], datetime]
     notify: Callable[[Sequence[str]], None]
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random = field(default_factory=random.Random)
+    # Publishes retries: (call ids, lane, countdown in seconds). None: the sweeper does it.
+    republish: Callable[[Sequence[str], str, float], None] | None = None
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
 
@@ -104,17 +112,37 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
             except Empty:
                 break
         pending -= len(group)
+        now = rt.clock()
         _store(
-            [_finished(to_send[i][0], started_at, classify(outcome)) for i, outcome in group],
+            [
+                _finished(to_send[i][0], started_at, _result(to_send[i][0], outcome, rt, now))
+                for i, outcome in group
+            ],
             rt,
             statuses,
         )
     return statuses
 
 
+def _result(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
+    app = rt.catalog.get(c.call.app)
+    decision = decide(
+        outcome,
+        c.attempt,
+        method=c.call.method,
+        has_idempotency_key=c.call.idempotency_key is not None,
+        policy=rt.retry_policy,
+        spec=app.retry if app else RetrySpec(),
+        now=now,
+        rng=rt.rng,
+    )
+    return classify(outcome, decision, now)
+
+
 def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
     return Finished(
         call_id=c.call.id,
+        lane=QUEUE_BULK if c.call.batch_id else QUEUE_INTERACTIVE,
         account_id=c.account.id if c.account else None,
         attempt=c.attempt,
         started_at=started_at,
@@ -140,8 +168,14 @@ def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) 
             r.error,
             r.duration_ms,
         )
-    if stored:
-        rt.notify(sorted(stored))
+    finished = sorted(i.call_id for i in items if i.call_id in stored and i.result.status.is_final)
+    if finished:
+        rt.notify(finished)
+    if rt.republish is not None:
+        for item in items:
+            r = item.result
+            if item.call_id in stored and r.countdown_s is not None:
+                rt.republish([item.call_id], item.lane, r.countdown_s)
 
 
 def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:

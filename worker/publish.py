@@ -14,7 +14,7 @@ from worker.app import app
 log = logging.getLogger("passthru.publish")
 
 
-def publish_calls(call_ids: Sequence[str], queue: str) -> bool:
+def publish_calls(call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
     """Publish every id (in chunks of BULK_CHUNK on the bulk lane, one per message
     elsewhere); False if the broker could not be reached (the sweeper retries)."""
     size = BULK_CHUNK if queue == QUEUE_BULK else 1
@@ -22,7 +22,13 @@ def publish_calls(call_ids: Sequence[str], queue: str) -> bool:
         with app.producer_or_acquire() as producer:
             for start in range(0, len(call_ids), size):
                 chunk = list(call_ids[start : start + size])
-                app.send_task(TASK_EXECUTE_CALLS, args=[chunk], queue=queue, producer=producer)
+                app.send_task(
+                    TASK_EXECUTE_CALLS,
+                    args=[chunk],
+                    queue=queue,
+                    producer=producer,
+                    countdown=countdown_s or None,
+                )
     except (OperationalError, OSError) as exc:
         log.warning("broker unreachable, %d call(s) left for the sweeper: %s", len(call_ids), exc)
         return False

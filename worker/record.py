@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, or_, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, update
 from sqlmodel import col
 
+from models.db import UTCDateTime
+from models.keys import QUEUE_INTERACTIVE
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall
 
@@ -33,6 +35,8 @@ class Result:
     error: str | None = None
     error_message: str | None = None
     duration_ms: int = 0
+    next_attempt_at: datetime | None = None  # for `retrying`
+    countdown_s: float | None = None  # set when the retry is published with a countdown
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Finished:
     attempt: int
     started_at: datetime
     result: Result
+    lane: str = QUEUE_INTERACTIVE
 
 
 _STORE = (
@@ -64,6 +69,12 @@ _STORE = (
         duration_ms=bindparam("b_duration_ms"),
         lease_expires_at=None,
         finished_at=bindparam("b_finished_at"),
+        next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
+        # A retry published with a countdown counts as published for its time; a longer
+        # wait keeps the old value, so the sweeper publishes it when due.
+        published_at=func.coalesce(
+            bindparam("b_published_at", type_=UTCDateTime()), _calls.c.published_at
+        ),
     )
 )
 
@@ -83,6 +94,8 @@ def _row(item: Finished, now: datetime) -> dict[str, Any]:
         "b_error_message": r.error_message,
         "b_duration_ms": r.duration_ms,
         "b_finished_at": now if r.status.is_final else None,
+        "b_next_attempt_at": r.next_attempt_at,
+        "b_published_at": r.next_attempt_at if r.countdown_s is not None else None,
     }
 
 

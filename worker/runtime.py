@@ -57,4 +57,13 @@ def get_runtime() -> Runtime:
         lease_s=settings.lease_s,
         clock=utcnow,
         notify=notify,
+        republish=_republish,
     )
+
+
+def _republish(call_ids: Sequence[str], lane: str, countdown_s: float) -> None:
+    # If the broker is away, published_at already says "published": the sweeper's epoch
+    # check republishes due retries after Redis comes back.
+    from worker.publish import publish_calls
+
+    publish_calls(call_ids, lane, countdown_s)

@@ -32,6 +32,7 @@ from tests.worker.factories import (
     make_runtime,
 )
 from worker.pipeline import Runtime, execute_calls
+from worker.retry import RetryPolicy
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
@@ -183,10 +184,11 @@ def test_upstream_404_is_completed(
     assert stored.error is None
 
 
-def test_connect_error_is_failed(
+def test_connect_error_on_the_last_attempt_is_failed(
     engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
-    call = make_call(engine, account)
+    # Given a call that already used all but one of its attempts
+    call = make_call(engine, account, attempt_count=RetryPolicy().max_attempts - 1)
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -202,6 +204,30 @@ def test_connect_error_is_failed(
     rows = attempts(engine, call.id)
     assert [r.error for r in rows] == ["connect_error"]
     assert harness.notified == [call.id]
+
+
+def test_connect_error_with_attempts_left_is_retried_later(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given a POST whose upstream refuses the connection (so it surely was not sent)
+    call = make_call(engine, account, method="POST")
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    harness.answer(refuse)
+    # When it runs
+    assert harness.run([call.id]) == {call.id: CallStatus.RETRYING}
+    # Then it waits for a next attempt, with the reason recorded, and nobody is told it ended
+    stored = load(engine, call.id)
+    assert stored.status is CallStatus.RETRYING
+    assert stored.finished_at is None
+    assert stored.next_attempt_at is not None
+    assert stored.next_attempt_at > NOW
+    [row] = attempts(engine, call.id)
+    assert row.error == "connect_error"
+    assert row.decision.startswith("retry in ")
+    assert harness.notified == []
 
 
 @pytest.mark.parametrize("status", [CallStatus.CANCELLED, CallStatus.COMPLETED, CallStatus.FAILED])
@@ -503,7 +529,12 @@ def test_batch_outcomes_are_stored_per_call(
     # Given calls whose upstream answers 200, 404, or refuses the connection
     ok = make_call(engine, account, url="https://slack.com/api/ok")
     missing = make_call(engine, account, url="https://slack.com/api/missing")
-    refused = make_call(engine, account, url="https://slack.com/api/refused")
+    refused = make_call(
+        engine,
+        account,
+        url="https://slack.com/api/refused",
+        attempt_count=RetryPolicy().max_attempts - 1,
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/refused":

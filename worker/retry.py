@@ -1,0 +1,140 @@
+"""Whether and when to try a call again: a pure function of the outcome, the attempt and
+the policy, with the randomness injected.
+
+outcome                          GET, PUT, DELETE...   POST/PATCH           POST/PATCH + key
+answered 429 or 503              retry                 retry                retry
+answered 502 or 504              retry                 done (completed)     retry
+answered anything else           done (completed)      done                 done
+connect error / connect timeout  retry                 retry (never sent)   retry
+timeout / dropped after sending  retry                 fail: outcome_unknown  retry
+invalid URL, forbidden host      fail                  fail                 fail
+
+A `Retry-After` (seconds or HTTP-date) or the app's reset header wins over the backoff
+formula; a wait longer than `max_wait_s` ends the call `failed` with `rate_limited`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from models.catalog import RetrySpec
+from worker.send import Answer, Outcome
+
+NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+# Answers that say the request was not acted on, whatever the method.
+NOT_ACTED_ON = frozenset({429, 503})
+# Failures that prove the request never left.
+NEVER_SENT = frozenset({"connect_error", "connect_timeout"})
+# Failures no retry can fix.
+PERMANENT = frozenset({"invalid_url", "destination_forbidden", "too_many_redirects"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    on_status: frozenset[int] = frozenset({429, 502, 503, 504})
+    base_s: float = 0.5  # first backoff, doubled per attempt
+    cap_s: float = 60.0  # longest backoff from the formula
+    max_wait_s: float = 600.0  # longer waits asked by the upstream give up: rate_limited
+
+
+@dataclass(frozen=True)
+class RetryIn:
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+    error: str | None = None  # set when the call fails; None: the answer stands
+
+
+Decision = RetryIn | GiveUp
+
+
+def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Exponential with jitter: uniform in [c/2, c] where c = min(cap, base * 2^(attempt-1))."""
+    ceiling = min(policy.cap_s, policy.base_s * 2 ** (attempt - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def wait_asked_s(headers: list[tuple[str, str]], spec: RetrySpec, now: datetime) -> float | None:
+    """Seconds the upstream asked us to wait (Retry-After, or the app's reset header)."""
+    values = {k.lower(): v for k, v in headers}
+    if spec.after_header and (raw := values.get(spec.after_header.lower())):
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            try:
+                return max(0.0, (parsedate_to_datetime(raw) - now).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    if spec.reset_header and (raw := values.get(spec.reset_header.lower())):
+        remaining = values.get(spec.remaining_header.lower()) if spec.remaining_header else "0"
+        try:
+            reset = float(raw)
+            if remaining is not None and float(remaining) <= 0:
+                return max(0.0, reset - now.timestamp() if spec.reset_is == "epoch" else reset)
+        except ValueError:
+            pass
+    return None
+
+
+def decide(
+    outcome: Outcome,
+    attempt: int,
+    *,
+    method: str,
+    has_idempotency_key: bool,
+    policy: RetryPolicy,
+    spec: RetrySpec,
+    now: datetime,
+    rng: random.Random,
+) -> Decision:
+    safe = method not in NON_IDEMPOTENT or has_idempotency_key
+    if isinstance(outcome, Answer):
+        status = outcome.status
+        if status not in policy.on_status or not (safe or status in NOT_ACTED_ON):
+            return GiveUp(f"upstream answered {status}")
+        return _again(
+            attempt,
+            policy,
+            wait_asked_s(outcome.headers, spec, now),
+            rng,
+            f"upstream answered {status}",
+            answered=True,
+        )
+    if outcome.error in PERMANENT:
+        return GiveUp(outcome.error, outcome.error)
+    if outcome.maybe_delivered and not safe:
+        return GiveUp(
+            f"{outcome.error} after the request may have reached the upstream", "outcome_unknown"
+        )
+    return _again(attempt, policy, None, rng, outcome.error, answered=False, error=outcome.error)
+
+
+def _again(
+    attempt: int,
+    policy: RetryPolicy,
+    asked_s: float | None,
+    rng: random.Random,
+    reason: str,
+    *,
+    answered: bool,
+    error: str | None = None,
+) -> Decision:
+    if attempt >= policy.max_attempts:
+        return GiveUp(
+            f"{reason}; no attempts left ({policy.max_attempts})", None if answered else error
+        )
+    if asked_s is not None and asked_s > policy.max_wait_s:
+        return GiveUp(
+            f"{reason}; asked to wait {asked_s:.0f} s, over {policy.max_wait_s:.0f} s",
+            "rate_limited",
+        )
+    delay = asked_s if asked_s is not None else backoff_s(attempt, policy, rng)
+    return RetryIn(delay, reason)
