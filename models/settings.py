@@ -27,6 +27,11 @@ DEFAULT_WORKER_CONCURRENCY = 32
 # Onward requests on the wire at once per worker process (and its connection pool size);
 # more wait their turn. Past a few hundred, CPU per call rises (measured: bench/).
 DEFAULT_MAX_CONNECTIONS = 256
+# How often beat runs the sweeper (republish lost calls, take back expired leases).
+DEFAULT_SWEEP_EVERY_S = 15.0
+# A queued call not claimed this long after its publish is published again (its message
+# may sit unacknowledged in a dead worker's prefetch until the visibility timeout).
+DEFAULT_REPUBLISH_AFTER_S = 300.0
 # Longest `Prefer: wait` / `?wait=` honoured, in seconds.
 MAX_WAIT_S = 60.0
 
@@ -74,6 +79,12 @@ class Settings(BaseSettings):
         "aiohttp", validation_alias=_env("PASSTHRU_HTTP_TRANSPORT")
     )
     db_pool_size: int = Field(20, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
+    sweep_every_s: float = Field(
+        DEFAULT_SWEEP_EVERY_S, validation_alias=_env("PASSTHRU_SWEEP_EVERY_S")
+    )
+    republish_after_s: float = Field(
+        DEFAULT_REPUBLISH_AFTER_S, validation_alias=_env("PASSTHRU_REPUBLISH_AFTER_S")
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("PASSTHRU_LOG_LEVEL")
     )

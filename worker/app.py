@@ -23,8 +23,6 @@ from models.settings import get_settings
 
 # Must exceed the longest countdown a task is given; longer waits are kept in the database.
 VISIBILITY_TIMEOUT_S = 15 * 60
-# How often beat runs the sweeper.
-SWEEP_EVERY_S = 15.0
 
 
 def create_celery() -> Celery:
@@ -52,7 +50,7 @@ def create_celery() -> Celery:
         ],
         task_default_queue=QUEUE_INTERACTIVE,
         task_routes={TASK_SWEEP: {"queue": QUEUE_MAINTENANCE}},
-        beat_schedule={"sweep": {"task": TASK_SWEEP, "schedule": SWEEP_EVERY_S}},
+        beat_schedule={"sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_every_s}},
         worker_send_task_events=True,
         task_send_sent_event=True,
     )

@@ -53,7 +53,8 @@ def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
     now = rt.clock()
     report = SweepReport()
     broker_lost = client.set(KEY_BROKER_EPOCH, secrets.token_hex(8), nx=True) is True
-    report.republished = _republish(rt.engine, now, everything=broker_lost)
+    stale = timedelta(seconds=get_settings().republish_after_s)
+    report.republished = _republish(rt.engine, now, everything=broker_lost, stale=stale)
     report.due = _publish_due(rt.engine, now)
     report.recovered, report.abandoned = _recover_leases(rt.engine, now)
     if any(asdict(report).values()):
@@ -78,8 +79,9 @@ def _publish(engine: Engine, calls: list[FunctionCall], now: datetime) -> int:
     return len(calls)
 
 
-def _republish(engine: Engine, now: datetime, *, everything: bool) -> int:
-    """Calls whose publish failed; after Redis lost its data, every waiting call."""
+def _republish(engine: Engine, now: datetime, *, everything: bool, stale: timedelta) -> int:
+    """Calls whose publish failed or whose message has not been claimed for `stale` (it
+    was prefetched by a worker that died); after Redis lost its data, every waiting call."""
     if everything:
         query = select(FunctionCall).where(
             or_(
@@ -93,7 +95,10 @@ def _republish(engine: Engine, now: datetime, *, everything: bool) -> int:
         query = select(FunctionCall).where(
             col(FunctionCall.status) == CallStatus.QUEUED,
             col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
-            col(FunctionCall.published_at).is_(None),
+            or_(
+                col(FunctionCall.published_at).is_(None),
+                col(FunctionCall.published_at) < now - stale,
+            ),
         )
     total = 0
     after = ""

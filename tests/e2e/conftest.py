@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,28 @@ class Stack:
         _wait_for_log(proc, " ready.")
         return proc
 
+    def beat(self) -> Proc:
+        proc = Proc(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.logs / "beat-schedule"),
+            ],
+            self.env,
+            self.logs / "beat.log",
+        ).start()
+        self.procs["beat"] = proc
+        _wait_for_log(proc, "beat: Starting")
+        return proc
+
     def client(self, api_key: str, user_id: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"}
         if user_id:
@@ -149,16 +172,17 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(
+@contextmanager
+def running_stack(
     database_url: str,
     engine: Engine,
     encryption_key: str,
     upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
+    logs: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
+    """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`)."""
     redis = start_embedded_redis()
-    logs = tmp_path_factory.mktemp("logs")
     env = {
         **os.environ,
         "PASSTHRU_ENV": "test",
@@ -170,6 +194,7 @@ def stack(
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     port = free_port()
     stack = Stack(f"http://127.0.0.1:{port}", redis, upstream, engine, env, logs)
@@ -198,6 +223,19 @@ def stack(
         for proc in stack.procs.values():
             proc.stop()
         redis.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    upstream: Upstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("logs")
+    with running_stack(database_url, engine, encryption_key, upstream, logs) as s:
+        yield s
 
 
 @dataclass

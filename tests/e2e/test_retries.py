@@ -61,3 +61,44 @@ def test_429_retry_after_is_waited_for(stack: Stack, caller: Caller) -> None:
     seen = stack.upstream.requests_to("/api/chat.postMessage")[-2:]
     assert seen[1].at - seen[0].at >= 2.0
     assert [a["network_code"] for a in call["attempts"]] == ["429", "200"]
+
+
+def test_post_dropped_after_sending_is_outcome_unknown_and_sent_once(
+    stack: Stack, caller: Caller
+) -> None:
+    # Given an endpoint that reads the request, then drops the connection
+    stack.upstream.script("POST", "/api/v2/deals", Reply(drop=True))
+    caller.connect("pipedrive", "u-drop", {"access_token": "pd-drop"})
+    before = len(stack.upstream.requests_to("/api/v2/deals"))
+
+    # When a POST is made without an Idempotency-Key
+    r = caller.http.post(
+        "/pipedrive-passthrough-request",
+        headers={"X-User-ID": "u-drop"},
+        json={"method": "POST", "url": "/api/v2/deals", "body": {"n": 1}},
+    )
+    call = caller.wait(r.json()["id"])
+
+    # Then it is not re-sent: the upstream may have acted on it
+    assert call["status"] == "failed"
+    assert call["error"] == "outcome_unknown"
+    assert len(stack.upstream.requests_to("/api/v2/deals")) - before == 1
+
+
+def test_post_with_idempotency_key_is_retried_after_a_drop(stack: Stack, caller: Caller) -> None:
+    # Given an endpoint that drops the first request, then answers
+    stack.upstream.script("POST", "/api/v2/notes", Reply(drop=True), Reply(200, {"ok": 1}))
+    caller.connect("pipedrive", "u-key", {"access_token": "pd-key"})
+
+    # When the caller made the POST safe to repeat
+    r = caller.http.post(
+        "/pipedrive-passthrough-request",
+        headers={"X-User-ID": "u-key", "Idempotency-Key": "note-42"},
+        json={"method": "POST", "url": "/api/v2/notes", "body": {"content": "hi"}},
+    )
+    call = caller.wait(r.json()["id"])
+
+    # Then it was sent again and completed
+    assert call["status"] == "completed"
+    assert [a["error"] for a in call["attempts"]] == ["network_error", None]
+    assert len(stack.upstream.requests_to("/api/v2/notes")) == 2

@@ -1,0 +1,125 @@
+"""No call lost when processes die: a worker killed mid-call, Redis restarted empty."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from models.tenants import create_tenant
+from tests.e2e.conftest import Caller, Stack, running_stack
+from tests.e2e.upstream import Reply, Upstream
+
+FINAL = ("completed", "failed", "cancelled")
+RECOVERY_ENV = {
+    "PASSTHRU_SWEEP_EVERY_S": "1",
+    "PASSTHRU_LEASE_S": "6",
+    "PASSTHRU_REPUBLISH_AFTER_S": "5",
+}
+
+
+@pytest.fixture(scope="module")
+def recovery(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    upstream: Upstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """A stack of its own (its Redis gets restarted), with beat sweeping every second."""
+    logs = tmp_path_factory.mktemp("recovery-logs")
+    with running_stack(database_url, engine, encryption_key, upstream, logs, RECOVERY_ENV) as s:
+        s.beat()
+        yield s
+
+
+@pytest.fixture
+def owner(recovery: Stack) -> Iterator[Caller]:
+    tenant, key = create_tenant(recovery.engine, f"rec-{secrets.token_hex(3)}")
+    with recovery.client(key) as http:
+        yield Caller(key, tenant.id, http)
+
+
+def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, status, error FROM function_call WHERE id IN :ids").bindparams(
+                __import__("sqlalchemy").bindparam("ids", expanding=True)
+            ),
+            {"ids": ids},
+        )
+        return {r.id: (r.status, r.error) for r in rows}
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def submit(owner: Caller, user: str, method: str, url: str, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        body = {"method": method, "url": url, **({"body": {"i": i}} if method == "POST" else {})}
+        r = owner.http.post("/slack-passthrough-request", json=body, headers={"X-User-ID": user})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    return ids
+
+
+def test_worker_killed_mid_call_loses_nothing_and_sends_no_post_twice(
+    recovery: Stack, owner: Caller
+) -> None:
+    # Given 50 slow calls in flight on one worker, half of them POSTs
+    recovery.upstream.script("GET", "/api/slow.get", Reply(200, {"ok": 1}, delay_s=3))
+    recovery.upstream.script("POST", "/api/slow.post", Reply(200, {"ok": 1}, delay_s=3))
+    owner.connect("slack", "u-kill", {"access_token": "xoxb-kill"})
+    gets = submit(owner, "u-kill", "GET", "slow.get", 25)
+    posts = submit(owner, "u-kill", "POST", "slow.post", 25)
+    wait_until(
+        lambda: any(s == "running" for s, _ in statuses(recovery.engine, gets + posts).values()),
+        30,
+        "calls to start",
+    )
+
+    # When the worker is killed with -9 and a new one starts
+    recovery.procs["worker"].stop("KILL")
+    recovery.worker("worker-after-kill")
+
+    # Then every call ends: GETs completed, POSTs that may have been sent never re-sent
+    wait_until(
+        lambda: all(s in FINAL for s, _ in statuses(recovery.engine, gets + posts).values()),
+        90,
+        "every call to end",
+    )
+    final = statuses(recovery.engine, gets + posts)
+    assert {final[i][0] for i in gets} == {"completed"}
+    assert all(final[i] in (("completed", None), ("failed", "outcome_unknown")) for i in posts)
+    sent = [s.json()["i"] for s in recovery.upstream.requests_to("/api/slow.post")]
+    assert len(sent) == len(set(sent)), "a POST reached the upstream twice"
+
+
+def test_redis_restarted_empty_with_calls_queued_loses_nothing(
+    recovery: Stack, owner: Caller
+) -> None:
+    # Given 100 calls queued while no worker runs
+    for name in [n for n in recovery.procs if n.startswith("worker")]:
+        recovery.procs.pop(name).stop()
+    owner.connect("slack", "u-redis", {"access_token": "xoxb-redis"})
+    ids = submit(owner, "u-redis", "GET", "conversations.list", 100)
+
+    # When Redis restarts without persistence (the queued messages are gone)...
+    recovery.redis.restart()
+    recovery.worker("worker3")
+
+    # Then the sweeper publishes them again and every call completes
+    wait_until(
+        lambda: all(s in FINAL for s, _ in statuses(recovery.engine, ids).values()),
+        90,
+        "every call to end",
+    )
+    assert {s for s, _ in statuses(recovery.engine, ids).values()} == {"completed"}
