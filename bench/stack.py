@@ -114,7 +114,7 @@ class Stack:
             "worker.app",
             "worker",
             "-Q",
-            "passthru.interactive,passthru.bulk",
+            "passthru.interactive,passthru.bulk,passthru.maintenance",
             "-n",
             f"{name}@%h",
             "--without-gossip",
@@ -132,6 +132,23 @@ class Stack:
                 raise RuntimeError(f"{name} exited: {self._log_bytes(proc)[-2000:]!r}")
             time.sleep(0.1)
         return proc
+
+    def start_beat(self) -> Proc:
+        return self.spawn(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--schedule",
+                str(self.tmp / "beat-schedule"),
+            ],
+        )
 
     def _log_bytes(self, proc: Proc) -> bytes:
         return proc.log.read_bytes() if proc.log.exists() else b""
@@ -171,7 +188,9 @@ def _drop(name: str) -> None:
 
 
 @contextmanager
-def stack(db: str, upstream_delay_ms: int = 0) -> Iterator[Stack]:
+def stack(
+    db: str, upstream_delay_ms: int = 0, upstream: list[str] | None = None
+) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="passthru-bench-") as tmpdir:
         tmp = Path(tmpdir)
         redis = start_embedded_redis()
@@ -192,19 +211,9 @@ def stack(db: str, upstream_delay_ms: int = 0) -> Iterator[Stack]:
         }
         s = Stack(tmp, redis, url, engine, env, upstream_url)
         try:
-            s.spawn(
-                "upstream",
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.upstream",
-                    "--port",
-                    str(up_port),
-                    "--delay-ms",
-                    str(upstream_delay_ms),
-                ],
-            )
-            wait_http(f"{upstream_url}/ready")
+            argv = upstream or ["bench.upstream", "--delay-ms", str(upstream_delay_ms)]
+            s.spawn("upstream", [sys.executable, "-m", *argv, "--port", str(up_port)])
+            wait_http(f"{upstream_url}/_history" if upstream else f"{upstream_url}/ready")
             yield s
         finally:
             for proc in reversed(s.procs):

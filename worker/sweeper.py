@@ -55,7 +55,9 @@ def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
     broker_lost = client.set(KEY_BROKER_EPOCH, secrets.token_hex(8), nx=True) is True
     stale = timedelta(seconds=get_settings().republish_after_s)
     report.republished = _republish(rt.engine, now, everything=broker_lost, stale=stale)
-    report.due = _publish_due(rt.engine, now)
+    if broker_lost:
+        _forget_countdowns(rt.engine, now)
+    report.due = _publish_due(rt.engine, now, stale)
     report.recovered, report.abandoned = _recover_leases(rt.engine, now)
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())
@@ -117,7 +119,9 @@ def _republish(engine: Engine, now: datetime, *, everything: bool, stale: timede
         after = page[-1].id
 
 
-def _publish_due(engine: Engine, now: datetime) -> int:
+def _publish_due(engine: Engine, now: datetime, stale: timedelta) -> int:
+    """`retrying` calls that are due and not yet published for this attempt, or whose
+    countdown message was lost (held by a worker that died, or in a Redis that restarted)."""
     with session_scope(engine) as session:
         due = list(
             session.exec(
@@ -128,12 +132,28 @@ def _publish_due(engine: Engine, now: datetime) -> int:
                     or_(
                         col(FunctionCall.published_at).is_(None),
                         col(FunctionCall.published_at) < col(FunctionCall.next_attempt_at),
+                        (col(FunctionCall.next_attempt_at) < now - stale)
+                        & (col(FunctionCall.published_at) < now - stale),
                     ),
                 )
                 .limit(SWEEP_BATCH)
             )
         )
     return _publish(engine, due, now) if due else 0
+
+
+def _forget_countdowns(engine: Engine, now: datetime) -> None:
+    """After Redis lost its data, retries waiting on a countdown message have none: mark
+    them unpublished so they are published when due."""
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(
+                col(FunctionCall.status) == CallStatus.RETRYING,
+                col(FunctionCall.next_attempt_at) > now,
+            )
+            .values(published_at=None)
+        )
 
 
 def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
