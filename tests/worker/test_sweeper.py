@@ -398,3 +398,62 @@ def test_empty_redis_republishes_retrying_call_already_published(
     sweep(runtime, empty_redis)
     # Then the call is published again: losing Redis must lose no call
     assert call.id in published.ids
+
+
+def test_retry_whose_countdown_message_was_lost_is_published_once_stale(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a retry published with a countdown (published_at = its due time) whose message
+    # died with its worker, due for longer than the republish period
+    due = NOW - timedelta(minutes=10)
+    lost = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=due,
+        next_attempt_at=due,
+        attempt_count=1,
+    )
+    # and one whose countdown is only just due (its message may still arrive)
+    fresh_due = NOW - timedelta(seconds=1)
+    fresh = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=fresh_due,
+        next_attempt_at=fresh_due,
+        attempt_count=1,
+    )
+    # When the sweeper runs, with Redis intact
+    sweep(runtime, redis_with_epoch)
+    # Then only the stale one is published again
+    assert lost.id in published.ids
+    assert fresh.id not in published.ids
+
+
+def test_redis_loss_marks_retries_not_yet_due_unpublished(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    empty_redis: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a retry due in a minute, whose countdown message was in the Redis that was lost
+    later = NOW + timedelta(minutes=1)
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=later,
+        next_attempt_at=later,
+        attempt_count=1,
+    )
+    # When the sweeper notices the loss
+    sweep(runtime, empty_redis)
+    # Then it is not published early (the claim would refuse it), but left for when it is due
+    assert call.id not in published.ids
+    assert load(engine, call.id).published_at is None
