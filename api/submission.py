@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -184,6 +185,10 @@ def build_call(session: Session, tenant: Tenant, catalog: Catalog, sub: Submissi
     return FunctionCall(**build_row(session, tenant, catalog, sub, None))
 
 
+# How long an Idempotency-Key names the call it was first used for.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
 def _existing(session: Session, tenant: Tenant, key: str) -> FunctionCall | None:
     return session.exec(
         select(FunctionCall).where(
@@ -212,7 +217,11 @@ def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) ->
     with session_scope(engine) as session:
         call = build_call(session, tenant, catalog, sub)
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
-            return _same_or_conflict(prior, call)
+            if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
+                return _same_or_conflict(prior, call)
+            prior.idempotency_key = None  # expired: the key may name a new call
+            session.add(prior)
+            session.flush()
         session.add(call)
         try:
             session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
 from models.catalog import App, Catalog
-from models.db import session_scope
+from models.db import session_scope, utcnow
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall
@@ -254,6 +255,29 @@ def test_idempotency_keys_are_per_tenant(caller: Caller, make_caller: Callable[[
     b = submit(other, idempotency_key="shared-key")
     assert a.status_code == b.status_code == 202
     assert a.json()["id"] != b.json()["id"]
+
+
+def test_idempotency_key_names_a_new_call_after_24_hours(
+    caller: Caller, engine: Engine, published: PublishedIds
+) -> None:
+    # Given a key first used 25 hours ago
+    caller.connect()
+    first = submit(caller, idempotency_key="key-old").json()["id"]
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(col(FunctionCall.id) == first)
+            .values(created_at=utcnow() - timedelta(hours=25))
+        )
+    # When it is used again, even with another body
+    again = submit(caller, {"method": "GET", "url": "users.list"}, idempotency_key="key-old")
+    # Then it names a new call, and the old one keeps its result but not the key
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] != first
+    with session_scope(engine) as session:
+        old = session.get(FunctionCall, first)
+        assert old is not None
+        assert old.idempotency_key is None
 
 
 # --- the log and cancel ---------------------------------------------------------------------
