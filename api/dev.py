@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from sqlalchemy import Engine
 
 from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE
+from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
 from models.secrets import generate_encryption_key
 
 STATE_DIR = Path(".passthru")
@@ -138,8 +137,6 @@ def _demo_tenant(engine: Engine) -> str:
 
 def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str]]:
     py = sys.executable
-    queues = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
-    schedule = str(STATE_DIR / "celerybeat-schedule")
     return {
         "demo": [
             py,
@@ -153,46 +150,9 @@ def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str
             "--log-level",
             "warning",
         ],
-        "api": [
-            py,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        "worker": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            queues,
-            "-n",
-            "passthru-dev@%h",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        "beat": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            schedule,
-        ],
+        "api": api_argv(port, "--no-access-log"),
+        "worker": worker_argv("passthru-dev@%h"),
+        "beat": beat_argv(STATE_DIR / "celerybeat-schedule"),
         "flower": [
             py,
             "-m",
@@ -207,17 +167,11 @@ def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str
 
 
 def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(c.process.poll() is not None for c in children):
-            return False
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
+    return wait_until_answers(
+        f"http://127.0.0.1:{port}/readyz",
+        timeout_s,
+        alive=lambda: all(c.process.poll() is None for c in children),
+    )
 
 
 def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:

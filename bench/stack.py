@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
 from models.db import create_db_engine, normalize_database_url
 from models.migrate import upgrade
 from models.secrets import generate_encryption_key
@@ -36,15 +36,8 @@ def rss_mib(pid: int) -> float:
 
 
 def wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+    if not wait_until_answers(url, timeout_s, ok=lambda status: status < 500):
+        raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
 @dataclass
@@ -87,42 +80,12 @@ class Stack:
     def start_api(self) -> Proc:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        proc = self.spawn(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-        )
+        proc = self.spawn("api", api_argv(port, "--no-access-log", "--log-level", "warning"))
         wait_http(f"{self.api_url}/healthz")
         return proc
 
     def start_worker(self, name: str = "worker", concurrency: int | None = None) -> Proc:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            "passthru.interactive,passthru.bulk,passthru.maintenance",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "INFO",
-        ]
+        argv = worker_argv(f"{name}@%h", "--without-heartbeat")
         if concurrency:
             argv += ["-c", str(concurrency)]
         proc = self.spawn(name, argv)
@@ -134,21 +97,7 @@ class Stack:
         return proc
 
     def start_beat(self) -> Proc:
-        return self.spawn(
-            "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "beat",
-                "--loglevel",
-                "WARNING",
-                "--schedule",
-                str(self.tmp / "beat-schedule"),
-            ],
-        )
+        return self.spawn("beat", beat_argv(self.tmp / "beat-schedule", "WARNING"))
 
     def _log_bytes(self, proc: Proc) -> bytes:
         return proc.log.read_bytes() if proc.log.exists() else b""

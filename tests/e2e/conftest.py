@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import pytest
 from sqlalchemy import Engine
 
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE
+from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
 from models.tenants import create_tenant
 from tests.e2e.upstream import Upstream
 
@@ -80,29 +79,9 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def worker(self, name: str = "worker", concurrency: int = 8) -> Proc:
-        queues = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
         proc = Proc(
             name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "worker",
-                "-Q",
-                queues,
-                "-P",
-                "threads",
-                "-c",
-                str(concurrency),
-                "-n",
-                f"{name}-{secrets.token_hex(3)}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(f"{name}-{secrets.token_hex(3)}@%h", "-c", str(concurrency)),
             self.env,
             self.logs / f"{name}.log",
         ).start()
@@ -113,18 +92,7 @@ class Stack:
     def beat(self) -> Proc:
         proc = Proc(
             "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.logs / "beat-schedule"),
-            ],
+            beat_argv(self.logs / "beat-schedule"),
             self.env,
             self.logs / "beat.log",
         ).start()
@@ -152,17 +120,12 @@ def _wait_for_log(proc: Proc, marker: str) -> None:
 
 
 def _wait_ready(url: str, proc: Proc) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.process is not None
-        if proc.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
-        time.sleep(0.1)
+    assert proc.process is not None
+    process = proc.process
+    if not wait_until_answers(
+        f"{url}/readyz", STARTUP_TIMEOUT_S, alive=lambda: process.poll() is None
+    ):
+        raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -200,17 +163,7 @@ def running_stack(
     stack = Stack(f"http://127.0.0.1:{port}", redis, upstream, engine, env, logs)
     api = Proc(
         "api",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        api_argv(port),
         env,
         logs / "api.log",
     ).start()
