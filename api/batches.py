@@ -18,13 +18,16 @@ from models.db import session_scope
 from models.errors import ApiError, invalid, not_found
 from models.ids import new_id
 from models.keys import QUEUE_BULK
+from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.tables import Batch, FunctionCall, Tenant
 
 MAX_BATCH = 1000
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 
-def _submission(raw: Any, user_id: str | None, catalog: Catalog) -> Submission:
+def _submission(
+    raw: Any, user_id: str | None, catalog: Catalog, max_timeout_s: float
+) -> Submission:
     try:
         item = FunctionCallRequest.model_validate(raw)
     except ValidationError as exc:
@@ -40,11 +43,17 @@ def _submission(raw: Any, user_id: str | None, catalog: Catalog) -> Submission:
         user_id=item.user_id or user_id,
         connected_account_id=item.connected_account_id,
         callback_url=item.callback_url,
+        max_timeout_s=max_timeout_s,
     )
 
 
 def submit_batch(
-    engine: Engine, tenant: Tenant, catalog: Catalog, items: list[Any], user_id: str | None
+    engine: Engine,
+    tenant: Tenant,
+    catalog: Catalog,
+    items: list[Any],
+    user_id: str | None,
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S,
 ) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
     if not items:
         raise invalid("calls", "give at least one call")
@@ -57,7 +66,7 @@ def submit_batch(
     with Session(engine) as session:
         for index, raw in enumerate(items):
             try:
-                sub = _submission(raw, user_id, catalog)
+                sub = _submission(raw, user_id, catalog, max_timeout_s)
                 accepted.append(
                     (index, build_row(session, tenant, catalog, sub, batch_id, accounts))
                 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from models.catalog import MAX_ATTEMPTS_LIMIT, check_retry_statuses
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METHODS: tuple[str, ...] = Method.__args__  # type: ignore[attr-defined]
@@ -15,6 +17,35 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RetryParams(_In):
+    """How this call is retried, over the app's and the operator's defaults."""
+
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_LIMIT,
+        description="Attempts in all, the first included; 1 turns retries off",
+    )
+    on_status: list[int] | None = Field(
+        default=None,
+        max_length=50,
+        description="Upstream statuses worth another attempt (default 429, 502, 503, 504); "
+        "a POST or PATCH without an Idempotency-Key is retried only on 429 and 503",
+        examples=[[429, 500, 502, 503, 504]],
+    )
+
+    _statuses = field_validator("on_status")(check_retry_statuses)
+
+
+class TimeoutParams(_In):
+    """Onward timeouts in seconds for this call, over the app's and the operator's; none may
+    exceed PASSTHRU_MAX_TIMEOUT_S."""
+
+    connect_s: float | None = Field(default=None, gt=0, description="Connecting")
+    read_s: float | None = Field(default=None, gt=0, description="Longest wait for bytes")
+    total_s: float | None = Field(default=None, gt=0, description="The whole exchange")
+
+
 class PassthroughParams(_In):
     """What to send upstream. `url` is absolute on the app's hosts, or relative to its base URL."""
 
@@ -22,6 +53,17 @@ class PassthroughParams(_In):
     url: str = Field(examples=["https://slack.com/api/conversations.list?limit=2"])
     body: JsonValue = None
     headers: dict[str, str] | None = None
+    retry: RetryParams | None = None
+    timeout: TimeoutParams | None = None
+
+    def options(self) -> dict[str, Any] | None:
+        """What the worker must know beyond the request itself (stored with the call)."""
+        found = {
+            name: part.model_dump(exclude_none=True)
+            for name, part in (("retry", self.retry), ("timeout", self.timeout))
+            if part is not None
+        }
+        return {k: v for k, v in found.items() if v} or None
 
 
 class PassthroughRequest(PassthroughParams):

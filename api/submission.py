@@ -19,6 +19,7 @@ from models.db import session_scope, utcnow
 from models.errors import ApiError, ErrorDetail, invalid
 from models.ids import new_id
 from models.keys import QUEUE_INTERACTIVE
+from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall, Tenant
 from worker.publish import publish_calls
@@ -32,6 +33,7 @@ class Submission:
     connected_account_id: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S  # the operator's cap on a call's timeouts
 
 
 def unknown_app(slug: str) -> ApiError:
@@ -112,6 +114,7 @@ def _fingerprint(call: FunctionCall) -> str:
         call.request_body,
         call.connected_account_id,
         call.callback_url,
+        call.options,
     ]
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -155,7 +158,7 @@ def build_row(
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:
         raise invalid("connected_account_id", str(exc)) from exc
-    checked = check_params(sub.params, app, base_url, hosts)
+    checked = check_params(sub.params, app, base_url, hosts, sub.max_timeout_s)
     callback = check_callback_url(sub.callback_url)
     now = utcnow()
     return {
@@ -172,6 +175,7 @@ def build_row(
         "request_body": sub.params.body,
         "callback_url": callback,
         "idempotency_key": sub.idempotency_key,
+        "options": checked.options,
         "status": CallStatus.QUEUED,
         "output_truncated": False,
         "attempt_count": 0,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from api.schemas import METHODS, PassthroughParams
 from models.catalog import App
 from models.errors import ApiError, ErrorDetail, invalid
+from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.urls import host_matches
 
 FUNCTION_SUFFIX = "-passthrough-request"
@@ -37,6 +39,7 @@ class CheckedParams:
     method: str
     url: str
     headers: dict[str, str] | None
+    options: dict[str, Any] | None  # the call's own retry and timeout params
 
 
 def app_slug_of(function: str) -> str | None:
@@ -46,7 +49,11 @@ def app_slug_of(function: str) -> str | None:
 
 
 def check_params(
-    params: PassthroughParams, app: App, base_url: str, allowed_hosts: list[str]
+    params: PassthroughParams,
+    app: App,
+    base_url: str,
+    allowed_hosts: list[str],
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S,
 ) -> CheckedParams:
     """Normalize method, URL and headers, or raise ApiError listing every problem found."""
     problems: list[ErrorDetail] = []
@@ -55,9 +62,25 @@ def check_params(
         problems.append(ErrorDetail("method", f"must be one of {', '.join(METHODS)}"))
     url = _check_url(params.url, base_url, allowed_hosts, problems)
     headers = _check_headers(params.headers, app, problems)
+    _check_timeouts(params, max_timeout_s, problems)
     if problems:
         raise ApiError("invalid_params", problems)
-    return CheckedParams(method, url, headers)
+    return CheckedParams(method, url, headers, params.options())
+
+
+def _check_timeouts(
+    params: PassthroughParams, max_timeout_s: float, problems: list[ErrorDetail]
+) -> None:
+    if params.timeout is None:
+        return
+    for name, value in params.timeout.model_dump(exclude_none=True).items():
+        if value > max_timeout_s:
+            problems.append(
+                ErrorDetail(
+                    f"timeout.{name}",
+                    f"must be at most {max_timeout_s:g} s (the operator's PASSTHRU_MAX_TIMEOUT_S)",
+                )
+            )
 
 
 def _check_url(raw: str, base_url: str, hosts: list[str], problems: list[ErrorDetail]) -> str:

@@ -19,6 +19,9 @@ from bench.stack import Proc, Stack, stack
 
 CHAOS_ENV = {
     "PASSTHRU_TIMEOUT_S": "3",  # the upstream's stalls (10 s) become read timeouts
+    "PASSTHRU_READ_TIMEOUT_S": "3",
+    "PASSTHRU_CONNECT_TIMEOUT_S": "3",
+    "PASSTHRU_MAX_TIMEOUT_S": "5",
     "PASSTHRU_SWEEP_EVERY_S": "1",
     "PASSTHRU_LEASE_S": "10",
     "PASSTHRU_REPUBLISH_AFTER_S": "10",

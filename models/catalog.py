@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.errors import ConfigError
 from models.urls import is_dns_label
@@ -69,11 +77,39 @@ class RateLimitSpec(_Strict):
     burst: int | None = Field(default=None, gt=0)
 
 
+# Bounds of a retry policy, whoever sets it (the catalog or a call).
+MAX_ATTEMPTS_LIMIT = 10
+RETRYABLE_STATUS = (400, 599)
+
+
+def check_retry_statuses(codes: list[int] | None) -> list[int] | None:
+    low, high = RETRYABLE_STATUS
+    if codes is not None and any(not low <= c <= high for c in codes):
+        raise ValueError(f"on_status holds HTTP statuses from {low} to {high}")
+    return codes
+
+
 class RetrySpec(_Strict):
+    """Which answers to retry and how often (None: the operator's default), and which
+    headers say how long to wait."""
+
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    on_status: list[int] | None = None
     after_header: str | None = "Retry-After"
     reset_header: str | None = None
     remaining_header: str | None = None
     reset_is: Literal["epoch", "seconds"] = "epoch"
+
+    _statuses = field_validator("on_status")(check_retry_statuses)
+
+
+class TimeoutSpec(_Strict):
+    """Onward request timeouts in seconds (None: the operator's default). Whoever sets them,
+    PASSTHRU_MAX_TIMEOUT_S caps them."""
+
+    connect_s: float | None = Field(default=None, gt=0)
+    read_s: float | None = Field(default=None, gt=0)
+    total_s: float | None = Field(default=None, gt=0)
 
 
 class App(_Strict):
@@ -87,6 +123,7 @@ class App(_Strict):
     default_headers: dict[str, str] = Field(default_factory=dict)
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
     docs_url: str | None = None
     description: str | None = None
 

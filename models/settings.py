@@ -9,16 +9,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./passthru.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-# A worker holds a claimed call this long before the sweeper may take it back.
+# A worker holds a claimed call this long before the sweeper may take it back: longer than
+# any exchange may last (DEFAULT_MAX_TIMEOUT_S), with room for queueing and storing.
 DEFAULT_LEASE_S = 120.0
-# Onward request timeouts: connecting, and the whole exchange.
+# Onward request timeouts: connecting, waiting for bytes, and the whole exchange. Apps and
+# calls may set their own, up to DEFAULT_MAX_TIMEOUT_S.
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_TIMEOUT_S = 90.0
+# Retries: attempts per call unless the app or the call says otherwise, and the longest
+# wait an upstream may ask for before the call ends `failed` with `rate_limited`.
+DEFAULT_RETRY_MAX_ATTEMPTS = 4
+DEFAULT_RETRY_MAX_WAIT_S = 600.0
 # Upstream bodies beyond this many bytes are cut and flagged.
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 # Messages a worker process works on at once (Celery threads); each carries 1 to
@@ -63,9 +71,24 @@ class Settings(BaseSettings):
     )
     lease_s: float = Field(DEFAULT_LEASE_S, validation_alias=_env("PASSTHRU_LEASE_S"))
     connect_timeout_s: float = Field(
-        DEFAULT_CONNECT_TIMEOUT_S, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
+        DEFAULT_CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
     )
-    timeout_s: float = Field(DEFAULT_TIMEOUT_S, validation_alias=_env("PASSTHRU_TIMEOUT_S"))
+    read_timeout_s: float = Field(
+        DEFAULT_READ_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_READ_TIMEOUT_S")
+    )
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_TIMEOUT_S"))
+    max_timeout_s: float = Field(
+        DEFAULT_MAX_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_MAX_TIMEOUT_S")
+    )
+    retry_max_attempts: int = Field(
+        DEFAULT_RETRY_MAX_ATTEMPTS,
+        ge=1,
+        le=10,
+        validation_alias=_env("PASSTHRU_RETRY_MAX_ATTEMPTS"),
+    )
+    retry_max_wait_s: float = Field(
+        DEFAULT_RETRY_MAX_WAIT_S, gt=0, validation_alias=_env("PASSTHRU_RETRY_MAX_WAIT_S")
+    )
     max_response_bytes: int = Field(
         DEFAULT_MAX_RESPONSE_BYTES, validation_alias=_env("PASSTHRU_MAX_RESPONSE_BYTES")
     )
@@ -95,6 +118,22 @@ class Settings(BaseSettings):
         from models.urls import normalize_origin
 
         return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> Settings:
+        longest = max(self.connect_timeout_s, self.read_timeout_s, self.timeout_s)
+        if longest > self.max_timeout_s:
+            raise ValueError(
+                f"the default timeouts ({longest:g} s) exceed PASSTHRU_MAX_TIMEOUT_S "
+                f"({self.max_timeout_s:g} s); raise it or lower them"
+            )
+        if self.lease_s <= self.max_timeout_s:
+            raise ValueError(
+                f"PASSTHRU_LEASE_S ({self.lease_s:g} s) must exceed PASSTHRU_MAX_TIMEOUT_S "
+                f"({self.max_timeout_s:g} s), or a call could be taken back while its request "
+                "is still on the wire"
+            )
+        return self
 
     @property
     def encryption_key_list(self) -> list[str]:

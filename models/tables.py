@@ -101,6 +101,7 @@ class FunctionCall(SQLModel, table=True):
     request_body: Any = _json()
     callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     idempotency_key: str | None = Field(default=None, max_length=200)
+    options: dict[str, Any] | None = _json()  # the caller's `retry` and `timeout` params
     status: CallStatus = Field(
         default=CallStatus.QUEUED, sa_column=Column(CallStatusType(), nullable=False)
     )

@@ -30,6 +30,7 @@ class CallRow:
     idempotency_key: str | None
     batch_id: str | None
     attempt_count: int
+    options: dict[str, Any] | None  # the call's own `retry` and `timeout` params
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import orjson
 from models.catalog import App
 from models.credentials import Credentials
 from worker.auth import auth_for
+from worker.timeouts import Timeouts
 
 USER_AGENT = "passthru/0.1"
 
@@ -23,6 +24,7 @@ class OnwardRequest:
     content: bytes | None
     allowed_hosts: tuple[str, ...]
     auth: httpx.Auth
+    timeouts: Timeouts
 
 
 def encode_body(body: Any, headers: dict[str, str]) -> bytes | None:
@@ -46,6 +48,7 @@ def build_request(
     app: App,
     allowed_hosts: list[str],
     credentials: Credentials,
+    timeouts: Timeouts,
 ) -> OnwardRequest:
     merged = {"User-Agent": USER_AGENT, "Accept": "application/json", **app.default_headers}
     merged.update(headers or {})
@@ -57,4 +60,5 @@ def build_request(
         content=content,
         allowed_hosts=tuple(allowed_hosts),
         auth=auth_for(app.auth, credentials),
+        timeouts=timeouts,
     )

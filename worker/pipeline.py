@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Empty
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -19,14 +20,21 @@ from models.credentials import Credentials, load_credentials
 from models.errors import CredentialsError
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.secrets import Vault
+from models.settings import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_TIMEOUT_S,
+    DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+)
 from models.states import CallStatus
 from worker.claim import Claimed, claim
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import classify, failed
 from worker.record import Finished, Result, record
-from worker.retry import RetryPolicy, decide
+from worker.retry import RetryPolicy, decide, policy_for
 from worker.send import Outcome
 from worker.sender import Sender
+from worker.timeouts import Timeouts, resolve_timeouts
 
 log = logging.getLogger("passthru.worker")
 
@@ -35,6 +43,7 @@ log = logging.getLogger("passthru.worker")
 FLUSH_EVERY_S = 0.25
 # Beyond a send's own deadline, how long to wait before deciding the event loop is stuck.
 STALL_MARGIN_S = 30.0
+DEFAULT_TIMEOUTS = Timeouts(DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, DEFAULT_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class Runtime:
     clock: Callable[[], datetime]
     notify: Callable[[Sequence[str]], None]
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # The operator's onward timeouts, and the cap on any an app or a call sets.
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
     rng: random.Random = field(default_factory=random.Random)
     # Publishes retries: (call ids, lane, countdown in seconds). None: the sweeper does it.
     republish: Callable[[Sequence[str], str, float], None] | None = None
@@ -96,15 +108,16 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         else:
             to_send.append((c, prepared))
     results = rt.sender.send_all([request for _, request in to_send])
+    # Every send ends within its deadline; waiting longer means the loop died: fail the
+    # message (its calls stay `running` until the sweeper takes them back).
+    stalled_after_s = max((r.timeouts.total_s for _, r in to_send), default=0) + STALL_MARGIN_S
     statuses: dict[str, CallStatus] = {}
     _store(ready, rt, statuses)
     pending = len(to_send)
     while pending:
         # Store what has finished every FLUSH_EVERY_S, or all at once when all are done:
         # one transaction per message when the upstream is fast.
-        # Every send ends within its deadline; waiting longer means the loop died: fail the
-        # message (its calls stay `running` until the sweeper takes them back).
-        group = [results.get(timeout=rt.sender.policy.total_timeout_s + STALL_MARGIN_S)]
+        group = [results.get(timeout=stalled_after_s)]
         deadline = time.monotonic() + FLUSH_EVERY_S
         while len(group) < pending and (left := deadline - time.monotonic()) > 0:
             try:
@@ -126,13 +139,14 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
 
 def _result(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
     app = rt.catalog.get(c.call.app)
+    spec = app.retry if app else RetrySpec()
     decision = decide(
         outcome,
         c.attempt,
         method=c.call.method,
         has_idempotency_key=c.call.idempotency_key is not None,
-        policy=rt.retry_policy,
-        spec=app.retry if app else RetrySpec(),
+        policy=policy_for(rt.retry_policy, spec, _option(c, "retry")),
+        spec=spec,
         now=now,
         rng=rt.rng,
     )
@@ -196,6 +210,16 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
             app=app,
             allowed_hosts=hosts,
             credentials=credentials,
+            timeouts=resolve_timeouts(
+                _option(claimed, "timeout"), app.timeouts, batch.rt.timeouts, batch.rt.max_timeout_s
+            ),
         )
     except (CredentialsError, ValueError) as exc:
         return failed("credentials_invalid", str(exc))
+
+
+def _option(c: Claimed, name: str) -> dict[str, Any] | None:
+    """The call's own `retry` or `timeout` params, if it gave them."""
+    options = c.call.options or {}
+    value = options.get(name)
+    return value if isinstance(value, dict) else None

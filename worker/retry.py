@@ -2,12 +2,18 @@
 the policy, with the randomness injected.
 
 outcome                          GET, PUT, DELETE...   POST/PATCH           POST/PATCH + key
-answered 429 or 503              retry                 retry                retry
-answered 502 or 504              retry                 done (completed)     retry
-answered anything else           done (completed)      done                 done
+answered 429 or 503 (*)          retry                 retry                retry
+answered 502 or 504 (*)          retry                 done (completed)     retry
+answered another status (*)      done (completed)      done                 done
 connect error / connect timeout  retry                 retry (never sent)   retry
 timeout / dropped after sending  retry                 fail: outcome_unknown  retry
 invalid URL, forbidden host      fail                  fail                 fail
+
+(*) Statuses are retried when they are in the policy's `on_status` (429, 502, 503, 504 unless
+the app or the call says otherwise); for POST/PATCH without a key only 429 and 503 ever are,
+as those answers say the request was not acted on. Every retry needs an attempt left
+(`max_attempts`, 4 unless the app or the call says otherwise); with none left, an answer
+stands (`completed`) and a failure ends the call `failed`.
 
 A `Retry-After` (seconds or HTTP-date) or the app's reset header wins over the backoff
 formula; a wait longer than `max_wait_s` ends the call `failed` with `rate_limited`.
@@ -16,9 +22,11 @@ formula; a wait longer than `max_wait_s` ends the call `failed` with `rate_limit
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from models.catalog import RetrySpec
 from worker.send import Answer, Outcome
@@ -39,6 +47,19 @@ class RetryPolicy:
     base_s: float = 0.5  # first backoff, doubled per attempt
     cap_s: float = 60.0  # longest backoff from the formula
     max_wait_s: float = 600.0  # longer waits asked by the upstream give up: rate_limited
+
+
+def policy_for(base: RetryPolicy, app: RetrySpec, call: Mapping[str, Any] | None) -> RetryPolicy:
+    """The operator's policy, with the app's catalog entry, then the call's own `retry`
+    params, over it: `max_attempts` and `on_status` only; backoff and the longest wait stay
+    the operator's."""
+    policy = base
+    for layer in (app.model_dump(include={"max_attempts", "on_status"}), call or {}):
+        if (attempts := layer.get("max_attempts")) is not None:
+            policy = replace(policy, max_attempts=int(attempts))
+        if (statuses := layer.get("on_status")) is not None:
+            policy = replace(policy, on_status=frozenset(int(s) for s in statuses))
+    return policy
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from models.keys import CHANNEL_CALL_DONE
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 from worker.pipeline import Runtime
+from worker.retry import RetryPolicy
 from worker.send import SendPolicy
 from worker.sender import Sender
+from worker.timeouts import Timeouts
 from worker.transport import make_async_client
 
 
@@ -25,14 +27,13 @@ def make_sender(settings: Settings) -> Sender:
         overrides=settings.upstream_overrides,
         allow_private_networks=settings.allow_private_networks,
         max_response_bytes=settings.max_response_bytes,
-        total_timeout_s=settings.timeout_s,
     )
     return Sender(
         lambda: make_async_client(
             settings.http_transport,
             max_connections=settings.max_connections,
             connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.timeout_s,
+            read_timeout_s=settings.read_timeout_s,
         ),
         policy,
         max_in_flight=settings.max_connections,
@@ -55,6 +56,15 @@ def get_runtime() -> Runtime:
         catalog=get_catalog(),
         vault=vault_for(tuple(settings.encryption_key_list)),
         lease_s=settings.lease_s,
+        retry_policy=RetryPolicy(
+            max_attempts=settings.retry_max_attempts, max_wait_s=settings.retry_max_wait_s
+        ),
+        timeouts=Timeouts(
+            connect_s=settings.connect_timeout_s,
+            read_s=settings.read_timeout_s,
+            total_s=settings.timeout_s,
+        ),
+        max_timeout_s=settings.max_timeout_s,
         clock=utcnow,
         notify=notify,
         republish=_republish,

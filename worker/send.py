@@ -49,18 +49,18 @@ class SendPolicy:
     overrides: dict[str, str]
     allow_private_networks: bool
     max_response_bytes: int
-    total_timeout_s: float = 300.0
 
 
 async def send(client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy) -> Outcome:
     started = time.monotonic()
+    total_s = req.timeouts.total_s
     try:
-        async with asyncio.timeout(policy.total_timeout_s):
+        async with asyncio.timeout(total_s):
             return await _exchange(client, req, policy, started)
     except TimeoutError:
         return Failure(
             "timeout",
-            f"no complete answer within {policy.total_timeout_s:g} s",
+            f"no complete answer within {total_s:g} s",
             maybe_delivered=True,
             duration_ms=_ms(started),
         )
@@ -74,12 +74,16 @@ async def _exchange(
     client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy, started: float
 ) -> Outcome:
     method, url, content, headers = req.method, req.url, req.content, req.headers
+    timeout = httpx.Timeout(req.timeouts.read_s, connect=req.timeouts.connect_s, pool=None)
     for _ in range(MAX_REDIRECTS + 1):
         try:
             target, overridden = apply_override(url, policy.overrides)
             host = urlsplit(target).hostname or ""
             request = _with_auth(
-                client.build_request(method, target, headers=headers, content=content), req.auth
+                client.build_request(
+                    method, target, headers=headers, content=content, timeout=timeout
+                ),
+                req.auth,
             )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
             return Failure("invalid_url", str(exc), False, _ms(started))

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.batches import batch_status, submit_batch
-from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader
+from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep, UserIdHeader
 from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
 
 router = APIRouter(tags=["batches"])
@@ -28,10 +28,11 @@ async def submit(
     tenant: CurrentTenant,
     engine: EngineDep,
     catalog: CatalogDep,
+    settings: SettingsDep,
     user_id: UserIdHeader = None,
 ) -> BatchSubmitted:
     batch, accepted, rejected = await run_in_threadpool(
-        submit_batch, engine, tenant, catalog, body.calls, user_id
+        submit_batch, engine, tenant, catalog, body.calls, user_id, settings.max_timeout_s
     )
     return BatchSubmitted(
         batch_id=batch.id,

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.calls import wait_for_final
-from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, WaiterDep
+from api.deps import (
+    CatalogDep,
+    CurrentTenant,
+    EngineDep,
+    SettingsDep,
+    UserIdHeader,
+    WaiterDep,
+)
 from api.schemas import (
     CallResult,
     ErrorOut,
@@ -73,6 +80,7 @@ async def passthrough_request(
     engine: EngineDep,
     catalog: CatalogDep,
     waiter: WaiterDep,
+    settings: SettingsDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -86,6 +94,7 @@ async def passthrough_request(
         connected_account_id=body.connected_account_id,
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
+        max_timeout_s=settings.max_timeout_s,
     )
     return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)
 
@@ -104,6 +113,7 @@ async def invoke_function(
     engine: EngineDep,
     catalog: CatalogDep,
     waiter: WaiterDep,
+    settings: SettingsDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -122,5 +132,6 @@ async def invoke_function(
         connected_account_id=body.connected_account_id,
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
+        max_timeout_s=settings.max_timeout_s,
     )
     return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)

@@ -280,6 +280,96 @@ def test_idempotency_key_names_a_new_call_after_24_hours(
         assert old.idempotency_key is None
 
 
+# --- a call's own retry and timeout params --------------------------------------------------
+
+
+def _stored(engine: Engine, call_id: str) -> FunctionCall:
+    with session_scope(engine) as session:
+        call = session.get(FunctionCall, call_id)
+        assert call is not None
+        session.expunge(call)
+        return call
+
+
+def test_retry_and_timeout_params_are_kept_with_the_call(caller: Caller, engine: Engine) -> None:
+    # Given a call that asks for 2 attempts on 500/503 and a 5 s total timeout
+    caller.connect()
+    body = {
+        **CALL,
+        "retry": {"max_attempts": 2, "on_status": [500, 503]},
+        "timeout": {"total_s": 5, "connect_s": 1.5},
+    }
+    # When submitted
+    response = submit(caller, body)
+    # Then it is accepted and the worker will find its params with it
+    assert response.status_code == 202, response.text
+    stored = _stored(engine, response.json()["id"])
+    assert stored.options == {
+        "retry": {"max_attempts": 2, "on_status": [500, 503]},
+        "timeout": {"total_s": 5, "connect_s": 1.5},
+    }
+
+
+def test_a_call_without_them_stores_none(caller: Caller, engine: Engine) -> None:
+    caller.connect()
+    response = submit(caller, {**CALL, "retry": {}, "timeout": {}})
+    assert response.status_code == 202, response.text
+    assert _stored(engine, response.json()["id"]).options is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"retry": {"max_attempts": 0}}, "retry.max_attempts"),
+        ({"retry": {"max_attempts": 11}}, "retry.max_attempts"),
+        ({"retry": {"on_status": [200]}}, "retry.on_status"),
+        ({"retry": {"backoff": 3}}, "retry.backoff"),
+        ({"timeout": {"total_s": 0}}, "timeout.total_s"),
+        ({"timeout": {"read_s": -1}}, "timeout.read_s"),
+        ({"timeout": {"total_s": 91}}, "timeout.total_s"),  # over PASSTHRU_MAX_TIMEOUT_S
+    ],
+)
+def test_bad_retry_or_timeout_params_are_400(
+    caller: Caller, published: PublishedIds, extra: dict[str, Any], field: str
+) -> None:
+    caller.connect()
+    response = submit(caller, {**CALL, **extra})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert_error_shape(body, "invalid_params")
+    assert any(d["field"].endswith(field) for d in body["error_details"]), body
+    assert published.ids == []
+
+
+def test_same_idempotency_key_with_other_retry_params_is_409(caller: Caller) -> None:
+    caller.connect()
+    first = submit(caller, {**CALL, "retry": {"max_attempts": 2}}, idempotency_key="key-r")
+    other = submit(caller, {**CALL, "retry": {"max_attempts": 3}}, idempotency_key="key-r")
+    assert first.status_code == 202
+    assert other.status_code == 409
+    assert_error_shape(other.json(), "idempotency_conflict")
+
+
+def test_batch_items_carry_their_own_params(caller: Caller, engine: Engine) -> None:
+    # Given a batch with one call asking for one attempt and one asking for too long a timeout
+    caller.connect()
+    calls = [
+        {"function": "slack-passthrough-request", "params": {**CALL, "retry": {"max_attempts": 1}}},
+        {"function": "slack-passthrough-request", "params": {**CALL, "timeout": {"total_s": 999}}},
+    ]
+    response = caller.client.post(
+        "/function-calls/batch", json={"calls": calls}, headers=caller.headers()
+    )
+    # Then the first is accepted with its params and the second rejected, saying why
+    assert response.status_code == 202, response.text
+    body = response.json()
+    [accepted] = body["accepted"]
+    assert _stored(engine, accepted["id"]).options == {"retry": {"max_attempts": 1}}
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 1
+    assert rejected["error_details"][0]["field"].endswith("timeout.total_s")
+
+
 # --- the log and cancel ---------------------------------------------------------------------
 
 

@@ -28,10 +28,13 @@ def slack(catalog: Catalog) -> App:
     return app
 
 
+MAX_TIMEOUT_S = 90.0
+
+
 def _check(app: App, **params: Any) -> CheckedParams:
     params.setdefault("method", "GET")
     params.setdefault("url", "https://slack.com/api/conversations.list")
-    return check_params(PassthroughParams(**params), app, SLACK_BASE, SLACK_HOSTS)
+    return check_params(PassthroughParams(**params), app, SLACK_BASE, SLACK_HOSTS, MAX_TIMEOUT_S)
 
 
 def _problems(app: App, **params: Any) -> dict[str, str]:

@@ -17,6 +17,11 @@ FINAL = ("completed", "failed", "cancelled")
 RECOVERY_ENV = {
     "PASSTHRU_SWEEP_EVERY_S": "1",
     "PASSTHRU_LEASE_S": "6",
+    # The lease must outlast every exchange.
+    "PASSTHRU_MAX_TIMEOUT_S": "5",
+    "PASSTHRU_CONNECT_TIMEOUT_S": "5",
+    "PASSTHRU_READ_TIMEOUT_S": "5",
+    "PASSTHRU_TIMEOUT_S": "5",
     "PASSTHRU_REPUBLISH_AFTER_S": "5",
 }
 

@@ -102,3 +102,47 @@ def test_post_with_idempotency_key_is_retried_after_a_drop(stack: Stack, caller:
     assert call["status"] == "completed"
     assert [a["error"] for a in call["attempts"]] == ["network_error", None]
     assert len(stack.upstream.requests_to("/api/v2/notes")) == 2
+
+
+def test_a_calls_own_retry_and_timeout_params_are_obeyed(stack: Stack, caller: Caller) -> None:
+    # Given an upstream method that fails with 503 twice before answering, and one that
+    # takes 3 s to answer
+    stack.upstream.script(
+        "GET",
+        "/api/twice.flaky",
+        Reply(503, {"ok": False}),
+        Reply(503, {"ok": False}),
+        Reply(200, {"ok": True}),
+    )
+    stack.upstream.script("GET", "/api/slow.method", Reply(200, {"ok": True}, delay_s=3))
+    caller.connect("slack", "u-params", {"access_token": "xoxb-params"})
+    headers = {"X-User-ID": "u-params"}
+
+    # When one call allows only 2 attempts, and another 1 attempt of at most 0.5 s
+    few = caller.http.post(
+        "/slack-passthrough-request",
+        headers=headers,
+        json={"method": "GET", "url": "twice.flaky", "retry": {"max_attempts": 2}},
+    )
+    quick = caller.http.post(
+        "/slack-passthrough-request",
+        headers=headers,
+        json={
+            "method": "GET",
+            "url": "slow.method",
+            "retry": {"max_attempts": 1},
+            "timeout": {"total_s": 0.5},
+        },
+    )
+
+    # Then the first stops after its second 503, which stands as the answer
+    call = caller.wait(few.json()["id"])
+    assert call["status"] == "completed"
+    assert call["network_code"] == "503"
+    assert [a["network_code"] for a in call["attempts"]] == ["503", "503"]
+    assert len(stack.upstream.requests_to("/api/twice.flaky")) == 2
+    # And the second fails at its own deadline, with no second attempt
+    call = caller.wait(quick.json()["id"])
+    assert call["status"] == "failed"
+    assert call["error"] == "timeout"
+    assert [a["error"] for a in call["attempts"]] == ["timeout"]

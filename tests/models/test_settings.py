@@ -18,6 +18,13 @@ ENV_NAMES = [
     "PASSTHRU_APPS_FILE",
     "PASSTHRU_UPSTREAM_OVERRIDES",
     "PASSTHRU_ALLOW_PRIVATE_NETWORKS",
+    "PASSTHRU_LEASE_S",
+    "PASSTHRU_CONNECT_TIMEOUT_S",
+    "PASSTHRU_READ_TIMEOUT_S",
+    "PASSTHRU_TIMEOUT_S",
+    "PASSTHRU_MAX_TIMEOUT_S",
+    "PASSTHRU_RETRY_MAX_ATTEMPTS",
+    "PASSTHRU_RETRY_MAX_WAIT_S",
 ]
 
 
@@ -113,3 +120,36 @@ def test_env_file_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None
     s = Settings(_env_file=env_file)
     assert s.port == 7001
     assert s.allow_private_networks is True
+
+
+def test_a_lease_shorter_than_the_longest_exchange_is_refused(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Given a lease that a slow exchange could outlast
+    clean_env.setenv("PASSTHRU_MAX_TIMEOUT_S", "120")
+    clean_env.setenv("PASSTHRU_LEASE_S", "100")
+    # Then the settings say which knob to turn
+    with pytest.raises(ValidationError, match="PASSTHRU_LEASE_S"):
+        _settings()
+
+
+def test_default_timeouts_above_the_cap_are_refused(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PASSTHRU_TIMEOUT_S", "100")
+    with pytest.raises(ValidationError, match="PASSTHRU_MAX_TIMEOUT_S"):
+        _settings()
+
+
+def test_timeouts_and_retries_are_settings(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "PASSTHRU_CONNECT_TIMEOUT_S": "3",
+        "PASSTHRU_READ_TIMEOUT_S": "20",
+        "PASSTHRU_TIMEOUT_S": "25",
+        "PASSTHRU_MAX_TIMEOUT_S": "30",
+        "PASSTHRU_LEASE_S": "45",
+        "PASSTHRU_RETRY_MAX_ATTEMPTS": "6",
+        "PASSTHRU_RETRY_MAX_WAIT_S": "120",
+    }.items():
+        clean_env.setenv(name, value)
+    s = _settings()
+    assert (s.connect_timeout_s, s.read_timeout_s, s.timeout_s, s.max_timeout_s) == (3, 20, 25, 30)
+    assert (s.lease_s, s.retry_max_attempts, s.retry_max_wait_s) == (45, 6, 120)

@@ -627,3 +627,54 @@ def test_empty_message_does_nothing(harness: Harness) -> None:
     assert harness.run([]) == {}
     assert harness.requests == []
     assert harness.bursts == []
+
+
+# --- a call's own retry and timeout params ------------------------------------------------------
+
+
+def test_a_call_asking_for_one_attempt_is_not_retried(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given a call that asked for a single attempt, and an upstream answering 503
+    call = make_call(engine, account, options={"retry": {"max_attempts": 1}})
+    harness.answer(lambda _: httpx.Response(503, json={"ok": False}))
+    # When it runs / Then the answer stands: the call is completed with the 503
+    assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
+    stored = load(engine, call.id)
+    assert stored.network_code == "503"
+    [row] = attempts(engine, call.id)
+    assert row.decision == "done: upstream answered 503; no attempts left (1)"
+
+
+def test_a_call_may_ask_to_retry_other_statuses(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given a GET asking to retry 500, and an upstream answering 500
+    call = make_call(engine, account, options={"retry": {"on_status": [500]}})
+    harness.answer(lambda _: httpx.Response(500, text="oops"))
+    # When it runs / Then it will be tried again
+    assert harness.run([call.id]) == {call.id: CallStatus.RETRYING}
+    [row] = attempts(engine, call.id)
+    assert row.decision.startswith("retry in ")
+
+
+def test_a_calls_own_total_timeout_cuts_a_slow_upstream(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given a call allowing 0.2 s in all and one attempt, and an upstream that takes 30 s
+    call = make_call(
+        engine,
+        account,
+        options={"retry": {"max_attempts": 1}, "timeout": {"total_s": 0.2}},
+    )
+
+    async def slow(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    harness.answer(slow)
+    # When it runs / Then it fails as a timeout at the call's own deadline
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
+    stored = load(engine, call.id)
+    assert stored.error == "timeout"
+    assert stored.error_message == "no complete answer within 0.2 s"

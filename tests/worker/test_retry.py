@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from pydantic import ValidationError
 
 from models.catalog import RetrySpec
-from worker.retry import GiveUp, RetryIn, RetryPolicy, backoff_s, decide
+from worker.retry import GiveUp, RetryIn, RetryPolicy, backoff_s, decide, policy_for
 from worker.send import Answer, Failure, Outcome
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -30,13 +31,14 @@ def run(
     attempt: int = 1,
     key: bool = False,
     spec: RetrySpec | None = None,
+    policy: RetryPolicy = POLICY,
 ) -> RetryIn | GiveUp:
     return decide(
         outcome,
         attempt,
         method=method,
         has_idempotency_key=key,
-        policy=POLICY,
+        policy=policy,
         spec=spec or RetrySpec(),
         now=NOW,
         rng=random.Random(7),
@@ -110,3 +112,50 @@ def test_a_wait_longer_than_the_maximum_is_rate_limited() -> None:
     decision = run(answer(429, [("Retry-After", "3600")]))
     assert isinstance(decision, GiveUp)
     assert decision.error == "rate_limited"
+
+
+# --- the policy of one call: operator, then app, then call ------------------------------------
+
+
+def test_without_app_or_call_settings_the_operators_policy_stands() -> None:
+    assert policy_for(POLICY, RetrySpec(), None) == POLICY
+
+
+def test_the_app_overrides_the_operator_and_the_call_overrides_the_app() -> None:
+    # Given an app that allows 6 attempts and retries 500 too
+    app = RetrySpec(max_attempts=6, on_status=[429, 500, 503])
+    # When a call of that app asks for 2 attempts and nothing about statuses
+    policy = policy_for(POLICY, app, {"max_attempts": 2})
+    # Then the call's attempts and the app's statuses apply; the backoff stays the operator's
+    assert policy.max_attempts == 2
+    assert policy.on_status == frozenset({429, 500, 503})
+    assert (policy.base_s, policy.cap_s, policy.max_wait_s) == (1.0, 8.0, 600)
+
+
+def test_one_attempt_turns_retries_off() -> None:
+    # Given a call that asked for a single attempt
+    policy = policy_for(POLICY, RetrySpec(), {"max_attempts": 1})
+    # When the upstream answers 503 to a GET / Then the answer stands
+    decision = run(answer(503), policy=policy)
+    assert isinstance(decision, GiveUp)
+    assert decision.error is None
+
+
+def test_a_call_may_add_a_status_but_not_make_a_post_unsafe() -> None:
+    # Given a call that asks to retry 500 answers
+    policy = policy_for(POLICY, RetrySpec(), {"on_status": [500]})
+    # Then a GET is retried, a POST with a key too, and a POST without a key is not
+    assert isinstance(run(answer(500), "GET", policy=policy), RetryIn)
+    assert isinstance(run(answer(500), "POST", key=True, policy=policy), RetryIn)
+    assert isinstance(run(answer(500), "POST", policy=policy), GiveUp)
+    # And 503 is no longer retried: the call's list replaced the default
+    assert isinstance(run(answer(503), "GET", policy=policy), GiveUp)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"max_attempts": 0}, {"max_attempts": 11}, {"on_status": [200]}, {"on_status": [600]}],
+)
+def test_catalog_retry_settings_out_of_bounds_are_refused(spec: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RetrySpec.model_validate(spec)

@@ -14,6 +14,7 @@ import pytest
 from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
+from worker.timeouts import Timeouts
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 TOKEN = "Bearer secret-token-123"
@@ -44,11 +45,15 @@ class Upstream:
         return [r.url.host for r in self.requests]
 
 
+TIMEOUTS = Timeouts(connect_s=10.0, read_s=30.0, total_s=30.0)
+
+
 def _req(
     url: str = "https://api.example.com/v1/items?limit=2",
     method: str = "GET",
     content: bytes | None = None,
     hosts: tuple[str, ...] = HOSTS,
+    timeouts: Timeouts = TIMEOUTS,
 ) -> OnwardRequest:
     headers = {"Accept": "application/json"}
     if content is not None:
@@ -60,6 +65,7 @@ def _req(
         content=content,
         allowed_hosts=hosts,
         auth=HeaderAuth("Authorization", TOKEN),
+        timeouts=timeouts,
     )
 
 
@@ -464,9 +470,7 @@ def test_malformed_redirect_location_does_not_crash(location: str) -> None:
 
 # --- total deadline ---------------------------------------------------------------------------
 
-DEADLINE = SendPolicy(
-    overrides={}, allow_private_networks=True, max_response_bytes=1_000_000, total_timeout_s=0.05
-)
+DEADLINE = Timeouts(connect_s=10.0, read_s=30.0, total_s=0.05)
 
 
 def test_upstream_slower_than_the_deadline_is_a_timeout() -> None:
@@ -476,7 +480,7 @@ def test_upstream_slower_than_the_deadline_is_a_timeout() -> None:
         return httpx.Response(200, text="too late")
 
     # When sent
-    outcome, upstream = _run(slow, _req(method="POST", content=b"{}"), DEADLINE)
+    outcome, upstream = _run(slow, _req(method="POST", content=b"{}", timeouts=DEADLINE))
     # Then the attempt ends as a timeout that may have reached the upstream
     assert isinstance(outcome, Failure)
     assert outcome.error == "timeout"
@@ -497,7 +501,9 @@ class _EndlessStream(httpx.AsyncByteStream):
 def test_body_that_never_ends_is_cut_by_the_deadline() -> None:
     # Given an upstream that answers at once but never finishes its body
     # When sent
-    outcome, _ = _run(lambda _: httpx.Response(200, stream=_EndlessStream()), _req(), DEADLINE)
+    outcome, _ = _run(
+        lambda _: httpx.Response(200, stream=_EndlessStream()), _req(timeouts=DEADLINE)
+    )
     # Then the total deadline covers reading the body too
     assert isinstance(outcome, Failure)
     assert outcome.error == "timeout"
@@ -513,7 +519,7 @@ def test_deadline_covers_every_redirect_hop() -> None:
         return httpx.Response(200)
 
     # When sent
-    outcome, upstream = _run(handler, _req(), DEADLINE)
+    outcome, upstream = _run(handler, _req(timeouts=DEADLINE))
     # Then the deadline is for the whole exchange, not per hop
     assert isinstance(outcome, Failure)
     assert outcome.error == "timeout"

@@ -17,6 +17,7 @@ from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import Answer, Outcome, SendPolicy
 from worker.sender import Sender
+from worker.timeouts import Timeouts
 
 POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000)
 WAIT_S = 30  # only a guard so that a broken Sender fails instead of hanging the suite
@@ -32,6 +33,7 @@ def _req(n: int = 0) -> OnwardRequest:
         content=None,
         allowed_hosts=("api.example.com",),
         auth=HeaderAuth("Authorization", "Bearer t"),
+        timeouts=Timeouts(connect_s=10.0, read_s=30.0, total_s=30.0),
     )
 
 

@@ -7,13 +7,16 @@ matters here is that only a failure to connect counts as "not delivered".
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import brotli
 import httpx
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
@@ -22,6 +25,7 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import Answer, Failure, Outcome, SendPolicy, send
+from worker.timeouts import Timeouts
 from worker.transport import TransportKind, failure_kind, make_async_client
 
 KINDS: list[TransportKind] = ["aiohttp", "httpx"]
@@ -129,6 +133,17 @@ def test_the_installed_transport_mapping(cause: Exception, expected: tuple[str, 
 # --- end to end against a real socket --------------------------------------------------------
 
 
+# A body that compresses well, as upstream JSON does.
+_DOCUMENT = (
+    b'{"items": [' + b",".join(b'{"id": %d, "name": "item"}' % i for i in range(500)) + b"]}"
+)
+_ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,  # HTTP's "deflate" is the zlib format
+    "br": brotli.compress,
+}
+
+
 class _Upstream(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -178,6 +193,14 @@ class _Handler(socketserver.BaseRequestHandler):
                 b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                 b'Content-Length: 11\r\nConnection: close\r\n\r\n{"ok":true}'
             )
+        elif self.server.mode in _ENCODERS:
+            body = _ENCODERS[self.server.mode](_DOCUMENT)
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Encoding: {self.server.mode}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
         elif self.server.mode == "hold":
             # Never answer; wait until the client gives up and closes.
             while sock.recv(65536):
@@ -205,7 +228,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/v1/items"
 
 
-def _post(url: str) -> OnwardRequest:
+def _post(url: str, read_s: float = 30.0) -> OnwardRequest:
     return OnwardRequest(
         method="POST",
         url=url,
@@ -213,14 +236,15 @@ def _post(url: str) -> OnwardRequest:
         content=b'{"name":"x"}',
         allowed_hosts=("127.0.0.1",),
         auth=HeaderAuth("Authorization", "Bearer t"),
+        timeouts=Timeouts(connect_s=10.0, read_s=read_s, total_s=30.0),
     )
 
 
-def _send_real(kind: TransportKind, req: OnwardRequest, read_timeout_s: float = 30.0) -> Outcome:
+def _send_real(kind: TransportKind, req: OnwardRequest) -> Outcome:
     async def go() -> Outcome:
         # Built inside the running loop, as the Sender does.
         client = make_async_client(
-            kind, max_connections=10, connect_timeout_s=10.0, read_timeout_s=read_timeout_s
+            kind, max_connections=10, connect_timeout_s=10.0, read_timeout_s=30.0
         )
         async with client:
             return await send(client, req, POLICY)
@@ -263,14 +287,33 @@ def test_dropped_after_request_may_have_been_delivered(
 def test_no_answer_before_read_timeout_may_have_been_delivered(
     kind: TransportKind, upstream: _Upstream
 ) -> None:
-    # Given an upstream that reads the POST and never answers, and a short read timeout
+    # Given an upstream that reads the POST and never answers, and a call whose own read
+    # timeout is far shorter than the client's default
     # When sent with this transport
-    outcome = _send_real(kind, _post(upstream.url), read_timeout_s=0.2)
+    outcome = _send_real(kind, _post(upstream.url, read_s=0.2))
     # Then it is a timeout that may have been delivered
     assert upstream.got_request.is_set()
     assert isinstance(outcome, Failure), outcome
     assert outcome.error == "timeout"
     assert outcome.maybe_delivered is True
+
+
+@pytest.mark.parametrize("upstream", sorted(_ENCODERS), indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_compressed_answers_are_decoded(kind: TransportKind, upstream: _Upstream) -> None:
+    # Given an upstream that compresses its answer with gzip, deflate or br
+    # When a request is sent with this transport
+    outcome = _send_real(kind, _post(upstream.url))
+    # Then the client offered that encoding, and the body comes back decoded
+    assert isinstance(outcome, Answer), outcome
+    offered = next(
+        line.split(b":", 1)[1].decode()
+        for line in upstream.received[0].split(b"\r\n")
+        if line.lower().startswith(b"accept-encoding:")
+    )
+    assert upstream.mode in [e.strip() for e in offered.split(",")]
+    assert len(_ENCODERS[upstream.mode](_DOCUMENT)) < len(_DOCUMENT) // 5
+    assert outcome.body == _DOCUMENT
 
 
 @pytest.mark.parametrize("kind", KINDS)
