@@ -6,10 +6,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import accounts, apps, batches, calls, functions, health, passthrough
+from api.routes import (
+    accounts,
+    apps,
+    batches,
+    calls,
+    functions,
+    health,
+    passthrough,
+    ratelimits,
+)
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
 from models.catalog import get_catalog
@@ -17,6 +27,7 @@ from models.db import get_engine
 from models.gc import freeze_startup_objects
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
+from worker.limiter import RedisLimiter
 
 DESCRIPTION = """
 Call third-party APIs as your end users. passthru stores their credentials, validates
@@ -46,8 +57,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
     app.state.tenants = TenantCache()
+    app.state.limiter = RedisLimiter(
+        redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    )
     errors.install(app)
-    for module in (health, passthrough, batches, calls, functions, accounts, apps):
+    for module in (
+        health,
+        passthrough,
+        batches,
+        calls,
+        functions,
+        accounts,
+        apps,
+        ratelimits,
+    ):
         app.include_router(module.router)
     _document_errors(app)
     return app

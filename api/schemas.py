@@ -91,6 +91,10 @@ class Attempt(BaseModel):
     error: str | None
     error_message: str | None
     decision: str
+    rate_wait_ms: int | None = Field(
+        default=None, description="How long rate limits held this attempt back"
+    )
+    rate_wait_reason: str | None = Field(default=None, description="Which limit, or a pause")
 
 
 class FunctionCallOut(BaseModel):
@@ -111,6 +115,9 @@ class FunctionCallOut(BaseModel):
     error_message: str | None
     duration_ms: int | None
     attempt_count: int
+    next_attempt_at: datetime | None = Field(
+        default=None, description="When a waiting call (a retry, or a rate-limit slot) goes"
+    )
     attempts: list[Attempt] | None = Field(
         default=None, description="Every attempt, on GET /function-calls/{id}"
     )

@@ -25,6 +25,7 @@ def call_out(call: FunctionCall, attempts: list[CallAttempt] | None = None) -> F
         error_message=call.error_message,
         duration_ms=call.duration_ms,
         attempt_count=call.attempt_count,
+        next_attempt_at=call.next_attempt_at if not call.status.is_final else None,
         attempts=None
         if attempts is None
         else [
@@ -36,6 +37,8 @@ def call_out(call: FunctionCall, attempts: list[CallAttempt] | None = None) -> F
                 error=a.error,
                 error_message=a.error_message,
                 decision=a.decision,
+                rate_wait_ms=a.rate_wait_ms,
+                rate_wait_reason=a.rate_wait_reason,
             )
             for a in attempts
         ],

@@ -1,11 +1,14 @@
 """The call state machine: every status change goes through `transition` or `sources_of`.
 
-  queued ──> running ──> completed
+  queued <─> running ──> completed
     │           │  └───> failed
     │           v    ^
     │        retrying ─┘   (running -> retrying also when a lost lease is recovered)
     v           │
 cancelled <─────┘          queued|retrying -> failed (credentials revoked, expired)
+
+running -> queued (or -> retrying after earlier attempts): handed back before it was sent,
+to wait for its rate-limit slot; not an attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ FINAL = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.CANCELLED
 
 TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.QUEUED: frozenset({CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED}),
-    CallStatus.RUNNING: frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING}),
+    CallStatus.RUNNING: frozenset(
+        {CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING, CallStatus.QUEUED}
+    ),
     CallStatus.RETRYING: frozenset({CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED}),
     CallStatus.COMPLETED: frozenset(),
     CallStatus.FAILED: frozenset(),

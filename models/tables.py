@@ -102,6 +102,8 @@ class FunctionCall(SQLModel, table=True):
     callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     idempotency_key: str | None = Field(default=None, max_length=200)
     options: dict[str, Any] | None = _json()  # the caller's `retry` and `timeout` params
+    # A rate-limit slot booked for the call's next attempt: {slot_at, booked_at, reason}.
+    rate_wait: dict[str, Any] | None = _json()
     status: CallStatus = Field(
         default=CallStatus.QUEUED, sa_column=Column(CallStatusType(), nullable=False)
     )
@@ -135,3 +137,5 @@ class CallAttempt(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=60)
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     decision: str = Field(max_length=200)
+    rate_wait_ms: int | None = None  # how long rate limits held this attempt back
+    rate_wait_reason: str | None = Field(default=None, max_length=200)

@@ -68,5 +68,6 @@ def _fail_fast(**_: object) -> None:
     logging.getLogger("passthru").setLevel(get_settings().log_level)
     from worker.runtime import get_runtime
 
-    get_runtime()
+    # The sender's loop and pool start now, so the first calls' slots are kept to the ms.
+    get_runtime().sender.start()
     freeze_startup_objects()

@@ -21,6 +21,7 @@ class CallRow:
     """What the worker needs of a call (plain values: cheaper than ORM objects)."""
 
     id: str
+    tenant_id: str
     app: str
     method: str
     url: str
@@ -31,6 +32,7 @@ class CallRow:
     batch_id: str | None
     attempt_count: int
     options: dict[str, Any] | None  # the call's own `retry` and `timeout` params
+    rate_wait: dict[str, Any] | None  # a rate-limit slot it booked before it was handed back
 
 
 @dataclass(frozen=True, slots=True)

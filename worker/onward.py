@@ -25,6 +25,7 @@ class OnwardRequest:
     allowed_hosts: tuple[str, ...]
     auth: httpx.Auth
     timeouts: Timeouts
+    pause_key: str | None = None  # the rate-limit pause this request obeys
 
 
 def encode_body(body: Any, headers: dict[str, str]) -> bytes | None:

@@ -5,14 +5,16 @@ recorded in small groups as they finish. Every effect comes in through `Runtime`
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from queue import Empty
 from typing import Any
 
+from redis import RedisError
 from sqlalchemy import Engine
 
 from models.catalog import Catalog, RetrySpec
@@ -27,13 +29,15 @@ from models.settings import (
     DEFAULT_TIMEOUT_S,
 )
 from models.states import CallStatus
+from worker.admission import Go, Park, Plan, plan
 from worker.claim import Claimed, claim
+from worker.limiter import Limiter
 from worker.onward import OnwardRequest, build_request
-from worker.outcome import classify, failed
-from worker.record import Finished, Result, record
-from worker.retry import RetryPolicy, decide, policy_for
-from worker.send import Outcome
-from worker.sender import Sender
+from worker.outcome import MAX_COUNTDOWN_S, classify, failed
+from worker.record import Finished, Result, park, record
+from worker.retry import RetryPolicy, decide, pause_asked_s, policy_for
+from worker.send import Answer, Outcome
+from worker.sender import Deferred, Sender
 from worker.timeouts import Timeouts, resolve_timeouts
 
 log = logging.getLogger("passthru.worker")
@@ -43,6 +47,8 @@ log = logging.getLogger("passthru.worker")
 FLUSH_EVERY_S = 0.25
 # Beyond a send's own deadline, how long to wait before deciding the event loop is stuck.
 STALL_MARGIN_S = 30.0
+# When Redis (the limiter) does not answer, calls are handed back for this long.
+LIMITER_DOWN_RETRY_S = 5.0
 DEFAULT_TIMEOUTS = Timeouts(DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, DEFAULT_TIMEOUT_S)
 
 
@@ -64,6 +70,8 @@ class Runtime:
     republish: Callable[[Sequence[str], str, float], None] | None = None
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
+    # Global rate limits and pauses. None: no limits (tests of other things).
+    limiter: Limiter | None = None
 
 
 @dataclass
@@ -100,19 +108,35 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         )
     batch = _Batch(rt)
     ready: list[Finished] = []
-    to_send: list[tuple[Claimed, OnwardRequest]] = []
+    prepared_calls: list[tuple[Claimed, OnwardRequest]] = []
     for c in claimed:
         prepared = _prepare(c, batch)
         if isinstance(prepared, Result):
             ready.append(_finished(c, started_at, prepared))
         else:
-            to_send.append((c, prepared))
-    results = rt.sender.send_all([request for _, request in to_send])
-    # Every send ends within its deadline; waiting longer means the loop died: fail the
-    # message (its calls stay `running` until the sweeper takes them back).
-    stalled_after_s = max((r.timeouts.total_s for _, r in to_send), default=0) + STALL_MARGIN_S
+            prepared_calls.append((c, prepared))
+    try:
+        admitted = plan(prepared_calls, limiter=rt.limiter, catalog=rt.catalog, clock=rt.clock)
+    except RedisError as exc:
+        # Without the limiter nothing may go: hand the calls back for a little while.
+        log.warning("rate limiter unavailable (%s); %d calls wait", exc, len(prepared_calls))
+        come_back = started_at + timedelta(seconds=LIMITER_DOWN_RETRY_S)
+        admitted = Plan([], [Park(c, come_back, None) for c, _ in prepared_calls])
+    # Hand the requests over first: their delays count from the booking.
+    to_send = admitted.go
+    results = rt.sender.send_all(
+        [g.request for g in to_send],
+        [g.delay_s for g in to_send],
+        urgent=bool(claimed) and _lane(claimed[0]) == QUEUE_INTERACTIVE,
+    )
     statuses: dict[str, CallStatus] = {}
     _store(ready, rt, statuses)
+    _park(admitted.park, rt, rt.clock())
+    # Every send ends within its deadline; waiting longer means the loop died: fail the
+    # message (its calls stay `running` until the sweeper takes them back).
+    stalled_after_s = (
+        max((g.delay_s + g.request.timeouts.total_s for g in to_send), default=0) + STALL_MARGIN_S
+    )
     pending = len(to_send)
     while pending:
         # Store what has finished every FLUSH_EVERY_S, or all at once when all are done:
@@ -126,18 +150,60 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
                 break
         pending -= len(group)
         now = rt.clock()
-        _store(
-            [
-                _finished(to_send[i][0], started_at, _result(to_send[i][0], outcome, rt, now))
-                for i, outcome in group
-            ],
-            rt,
-            statuses,
-        )
+        finished: list[Finished] = []
+        paused: list[Park] = []
+        for i, outcome in group:
+            g = to_send[i]
+            if isinstance(outcome, Deferred):
+                paused.append(Park(g.claimed, now + timedelta(milliseconds=outcome.wait_ms), None))
+            else:
+                _learn_pause(g, outcome, rt, now)
+                finished.append(_finished(g.claimed, started_at, _result(g, outcome, rt, now)))
+        _store(finished, rt, statuses)
+        _park(paused, rt, now)
     return statuses
 
 
-def _result(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
+def _learn_pause(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> None:
+    """An upstream that asks for quiet (429 / Retry-After, or its remaining count at zero)
+    pauses the call's key for every worker."""
+    if rt.limiter is None or g.request.pause_key is None or not isinstance(outcome, Answer):
+        return
+    app = rt.catalog.get(g.claimed.call.app)
+    asked_s = pause_asked_s(outcome, app.retry if app else RetrySpec(), now)
+    if asked_s is None:
+        return
+    try:
+        rt.limiter.pause(g.request.pause_key, int(asked_s * 1000))
+    except RedisError as exc:
+        log.warning("could not pause %s: %s", g.request.pause_key, exc)
+    log.info(
+        "%s paused for %.1f s: upstream answered %d", g.request.pause_key, asked_s, outcome.status
+    )
+
+
+def _park(items: list[Park], rt: Runtime, now: datetime) -> None:
+    """Hand calls back unsent, each to come back for its slot; publish the ones due soon."""
+    if not items:
+        return
+    parked = park(rt.engine, items, now, max_countdown_s=MAX_COUNTDOWN_S)
+    if rt.republish is None:
+        return
+    # One message per lane and second of return: a backlog of one key is a few messages a
+    # second, not one per call.
+    groups: dict[tuple[str, int], list[str]] = {}
+    for item in items:
+        countdown = (item.come_back_at - now).total_seconds()
+        if item.claimed.call.id in parked and countdown <= MAX_COUNTDOWN_S:
+            groups.setdefault((_lane(item.claimed), math.ceil(countdown)), []).append(
+                item.claimed.call.id
+            )
+    for (lane, countdown), ids in sorted(groups.items()):
+        rt.republish(ids, lane, max(0, countdown))
+
+
+def _result(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
+    c = g.claimed
     app = rt.catalog.get(c.call.app)
     spec = app.retry if app else RetrySpec()
     decision = decide(
@@ -150,13 +216,20 @@ def _result(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
         now=now,
         rng=rt.rng,
     )
-    return classify(outcome, decision, now)
+    result = classify(outcome, decision, now)
+    if g.wait_ms:
+        return replace(result, rate_wait_ms=g.wait_ms, rate_wait_reason=g.reason)
+    return result
+
+
+def _lane(c: Claimed) -> str:
+    return QUEUE_BULK if c.call.batch_id else QUEUE_INTERACTIVE
 
 
 def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
     return Finished(
         call_id=c.call.id,
-        lane=QUEUE_BULK if c.call.batch_id else QUEUE_INTERACTIVE,
+        lane=_lane(c),
         account_id=c.account.id if c.account else None,
         attempt=c.attempt,
         started_at=started_at,

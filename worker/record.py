@@ -7,13 +7,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    update,
+)
 from sqlmodel import col
 
 from models.db import UTCDateTime
 from models.keys import QUEUE_INTERACTIVE
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall
+from worker.admission import Park
 
 # `last_used_at` is written at most this often, so busy accounts are not a hot row.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -37,6 +49,8 @@ class Result:
     duration_ms: int = 0
     next_attempt_at: datetime | None = None  # for `retrying`
     countdown_s: float | None = None  # set when the retry is published with a countdown
+    rate_wait_ms: int | None = None  # how long rate limits held this attempt back
+    rate_wait_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +65,16 @@ class Finished:
     lane: str = QUEUE_INTERACTIVE
 
 
+# The call is still this worker's: running, on the attempt it claimed.
+_STILL_OURS = (
+    _calls.c.id == bindparam("b_id"),
+    _calls.c.status == CallStatus.RUNNING,
+    _calls.c.attempt_count == bindparam("b_attempt"),
+)
+
 _STORE = (
     _calls.update()
-    .where(
-        _calls.c.id == bindparam("b_id"),
-        _calls.c.status == CallStatus.RUNNING,
-        _calls.c.attempt_count == bindparam("b_attempt"),
-    )
+    .where(*_STILL_OURS)
     .values(
         status=bindparam("b_status"),
         network_code=bindparam("b_network_code"),
@@ -75,6 +92,7 @@ _STORE = (
         published_at=func.coalesce(
             bindparam("b_published_at", type_=UTCDateTime()), _calls.c.published_at
         ),
+        rate_wait=None,
     )
 )
 
@@ -150,6 +168,8 @@ def _finish(
                 "error": item.result.error,
                 "error_message": item.result.error_message,
                 "decision": item.result.decision,
+                "rate_wait_ms": item.result.rate_wait_ms,
+                "rate_wait_reason": (item.result.rate_wait_reason or "")[:200] or None,
             }
             for item in items
         ],
@@ -172,3 +192,53 @@ def _finish(
             )
             .values(last_used_at=now)
         )
+
+
+_PARK = (
+    _calls.update()
+    .where(*_STILL_OURS)
+    .values(
+        status=bindparam("b_status"),
+        attempt_count=_calls.c.attempt_count - 1,
+        lease_expires_at=None,
+        next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
+        rate_wait=bindparam("b_rate_wait", type_=JSON()),
+        started_at=case((bindparam("b_first", type_=Boolean()), None), else_=_calls.c.started_at),
+        published_at=func.coalesce(
+            bindparam("b_published_at", type_=UTCDateTime()), _calls.c.published_at
+        ),
+    )
+)
+
+
+def park(
+    engine: Engine, items: Sequence[Park], now: datetime, *, max_countdown_s: float
+) -> set[str]:
+    """Hand calls back unsent (not an attempt): `queued` again, or `retrying` after earlier
+    attempts, due at their `come_back_at`. Those due within `max_countdown_s` count as
+    published for that time (the caller publishes them with a countdown); later ones keep
+    their old `published_at`, so the sweeper publishes them when due. Returns the ids that
+    were still ours."""
+    if not items:
+        return set()
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        c = item.claimed
+        soon = (item.come_back_at - now).total_seconds() <= max_countdown_s
+        rows.append(
+            {
+                "b_id": c.call.id,
+                "b_attempt": c.attempt,
+                "b_status": CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
+                "b_next_attempt_at": item.come_back_at,
+                "b_rate_wait": item.rate_wait,
+                "b_first": c.attempt == 1,
+                "b_published_at": item.come_back_at if soon else None,
+            }
+        )
+    ours: set[str] = set()
+    with engine.begin() as conn:
+        for row in rows:
+            if conn.execute(_PARK, row).rowcount == 1:
+                ours.add(str(row["b_id"]))
+    return ours

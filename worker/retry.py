@@ -105,6 +105,22 @@ def wait_asked_s(headers: list[tuple[str, str]], spec: RetrySpec, now: datetime)
     return None
 
 
+# A 429 that says nothing of how long to wait pauses its key this long.
+DEFAULT_PAUSE_S = 1.0
+
+
+def pause_asked_s(answer: Answer, spec: RetrySpec, now: datetime) -> float | None:
+    """How long the upstream wants every call of this key to hold off, if it said so: a 429
+    (or a 503 with Retry-After), or any answer whose remaining count reached zero."""
+    if answer.status in NOT_ACTED_ON:
+        asked = wait_asked_s(answer.headers, spec, now)
+        if asked is None and answer.status == 429:
+            return DEFAULT_PAUSE_S
+        return asked
+    reset_only = spec.model_copy(update={"after_header": None})
+    return wait_asked_s(answer.headers, reset_only, now)
+
+
 def decide(
     outcome: Outcome,
     attempt: int,

@@ -14,6 +14,7 @@ from models.db import get_engine, utcnow
 from models.keys import CHANNEL_CALL_DONE
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
+from worker.limiter import RedisLimiter, make_pause_gate
 from worker.pipeline import Runtime
 from worker.retry import RetryPolicy
 from worker.send import SendPolicy
@@ -37,13 +38,16 @@ def make_sender(settings: Settings) -> Sender:
         ),
         policy,
         max_in_flight=settings.max_connections,
+        make_gate=lambda: make_pause_gate(settings.redis_url),
     )
 
 
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
     settings = get_settings()
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+    )
 
     def notify(call_ids: Sequence[str]) -> None:
         # If Redis is away, waiters still see the results by polling the database.
@@ -68,6 +72,7 @@ def get_runtime() -> Runtime:
         clock=utcnow,
         notify=notify,
         republish=_republish,
+        limiter=RedisLimiter(redis_client),
     )
 
 

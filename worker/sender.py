@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from queue import SimpleQueue
 
 import httpx
 
 from worker.onward import OnwardRequest
 from worker.send import Failure, Outcome, SendPolicy, send
+
+# Asked right before a request that waited for its slot goes: how many ms its key is still
+# paused by the upstream (0: not paused).
+PauseGate = Callable[[str], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Not sent: the upstream paused the request's key while it waited for its slot."""
+
+    wait_ms: int
+    reason: str
+
+
+Sent = Outcome | Deferred
+_Entry = tuple["SimpleQueue[tuple[int, Sent]]", int, OnwardRequest, bool]
 
 
 class Sender:
@@ -25,16 +43,25 @@ class Sender:
         make_client: Callable[[], httpx.AsyncClient],
         policy: SendPolicy,
         max_in_flight: int = 256,
+        make_gate: Callable[[], PauseGate] | None = None,
     ) -> None:
         self._make_client = make_client
+        self._make_gate = make_gate
+        self._gate: PauseGate | None = None
         self.policy = policy
         self.max_in_flight = max_in_flight
-        self._waiting: deque[tuple[SimpleQueue[tuple[int, Outcome]], int, OnwardRequest]] = deque()
+        # Requests waiting for room on the wire: interactive ones go before bulk ones.
+        self._urgent: deque[_Entry] = deque()
+        self._waiting: deque[_Entry] = deque()
         self._active = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the event loop and the HTTP pool now rather than on the first request."""
+        self._ensure_started()
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -46,7 +73,9 @@ class Sender:
                 self._thread.start()
 
                 async def create() -> httpx.AsyncClient:
-                    return self._make_client()  # some pools need a running loop
+                    # Some pools need a running loop.
+                    self._gate = self._make_gate() if self._make_gate else None
+                    return self._make_client()
 
                 try:
                     self._client = asyncio.run_coroutine_threadsafe(create(), loop).result(30)
@@ -66,16 +95,37 @@ class Sender:
         assert client is not None
         return asyncio.run_coroutine_threadsafe(send(client, request, self.policy), loop)
 
-    def send_all(self, requests: Sequence[OnwardRequest]) -> SimpleQueue[tuple[int, Outcome]]:
+    def send_all(
+        self,
+        requests: Sequence[OnwardRequest],
+        delays_s: Sequence[float] | None = None,
+        *,
+        urgent: bool = False,
+    ) -> SimpleQueue[tuple[int, Sent]]:
         """Queue every request with one wake-up of the loop; each `(index, outcome)` arrives on
-        the returned queue as soon as it is known. At most `max_in_flight` requests of the
-        process are on the wire at once; the rest wait their turn, in order."""
+        the returned queue as soon as it is known. A request with a delay joins the queue
+        when it is over (its rate-limit slot) and is checked against pauses then. At most
+        `max_in_flight` requests of the process are on the wire at once; the rest wait their
+        turn, in order, `urgent` ones (interactive calls) before the others. Waiting requests
+        hold no connection."""
+        handed_at = time.monotonic()
         loop = self._ensure_started()
-        results: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
+        results: SimpleQueue[tuple[int, Sent]] = SimpleQueue()
+        delays = delays_s or [0.0] * len(requests)
+
+        line = self._urgent if urgent else self._waiting
+
+        def join(entries: list[_Entry]) -> None:
+            line.extend(entries)
+            self._pump()
 
         def start() -> None:
-            self._waiting.extend((results, i, r) for i, r in enumerate(requests))
-            self._pump()
+            now = [(results, i, r, False) for i, r in enumerate(requests) if delays[i] <= 0]
+            join(now)
+            late_by = time.monotonic() - handed_at  # delays count from the hand-over
+            for i, r in enumerate(requests):
+                if delays[i] > 0:
+                    loop.call_later(max(0.0, delays[i] - late_by), join, [(results, i, r, True)])
 
         loop.call_soon_threadsafe(start)
         return results
@@ -85,20 +135,29 @@ class Sender:
         loop, client = self._loop, self._client
         assert loop is not None
         assert client is not None
-        while self._waiting and self._active < self.max_in_flight:
-            results, index, request = self._waiting.popleft()
+        while (self._urgent or self._waiting) and self._active < self.max_in_flight:
+            line = self._urgent or self._waiting
+            results, index, request, waited = line.popleft()
             self._active += 1
-            loop.create_task(self._one(client, results, index, request))
+            loop.create_task(self._one(client, results, index, request, waited))
 
     async def _one(
         self,
         client: httpx.AsyncClient,
-        results: SimpleQueue[tuple[int, Outcome]],
+        results: SimpleQueue[tuple[int, Sent]],
         index: int,
         request: OnwardRequest,
+        waited: bool,
     ) -> None:
+        outcome: Sent
         try:
-            outcome = await send(client, request, self.policy)
+            paused_ms = 0
+            if waited and request.pause_key and self._gate is not None:
+                paused_ms = await self._gate(request.pause_key)
+            if paused_ms > 0:
+                outcome = Deferred(paused_ms, "paused by the upstream")
+            else:
+                outcome = await send(client, request, self.policy)
         except Exception as exc:  # a bug, not the network: still answer the caller
             outcome = Failure("internal_error", repr(exc), True, 0)
         finally:

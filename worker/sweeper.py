@@ -2,7 +2,8 @@
 
 - calls whose publish failed, or all queued calls after Redis lost its data, are published
   again (a duplicate message is harmless: the claim lets only one run);
-- `retrying` calls that are due are published;
+- calls waiting for a time (`retrying`, or `queued` and handed back to wait for a
+  rate-limit slot) are published when due;
 - `running` calls whose lease expired (their worker died) are taken back: idempotent
   methods run again, POST and PATCH end `failed` with `outcome_unknown`, since the
   upstream may already have acted on them.
@@ -33,6 +34,7 @@ SWEEP_BATCH = 500
 # A call just written may not be published yet; leave it alone this long.
 PUBLISH_GRACE = timedelta(seconds=10)
 NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+WAITING = (CallStatus.QUEUED, CallStatus.RETRYING)
 
 
 @dataclass
@@ -84,18 +86,17 @@ def _publish(engine: Engine, calls: list[FunctionCall], now: datetime) -> int:
 def _republish(engine: Engine, now: datetime, *, everything: bool, stale: timedelta) -> int:
     """Calls whose publish failed or whose message has not been claimed for `stale` (it
     was prefetched by a worker that died); after Redis lost its data, every waiting call."""
+    due = or_(col(FunctionCall.next_attempt_at).is_(None), col(FunctionCall.next_attempt_at) <= now)
     if everything:
         query = select(FunctionCall).where(
-            or_(
-                col(FunctionCall.status) == CallStatus.QUEUED,
-                (col(FunctionCall.status) == CallStatus.RETRYING)
-                & (col(FunctionCall.next_attempt_at) <= now),
-            ),
+            col(FunctionCall.status).in_(WAITING),
+            due,
             col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
         )
     else:
         query = select(FunctionCall).where(
             col(FunctionCall.status) == CallStatus.QUEUED,
+            col(FunctionCall.next_attempt_at).is_(None),
             col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
             or_(
                 col(FunctionCall.published_at).is_(None),
@@ -120,14 +121,14 @@ def _republish(engine: Engine, now: datetime, *, everything: bool, stale: timede
 
 
 def _publish_due(engine: Engine, now: datetime, stale: timedelta) -> int:
-    """`retrying` calls that are due and not yet published for this attempt, or whose
-    countdown message was lost (held by a worker that died, or in a Redis that restarted)."""
+    """Waiting calls that are due and not yet published for this time, or whose countdown
+    message was lost (held by a worker that died, or in a Redis that restarted)."""
     with session_scope(engine) as session:
         due = list(
             session.exec(
                 select(FunctionCall)
                 .where(
-                    col(FunctionCall.status) == CallStatus.RETRYING,
+                    col(FunctionCall.status).in_(WAITING),
                     col(FunctionCall.next_attempt_at) <= now,
                     or_(
                         col(FunctionCall.published_at).is_(None),
@@ -143,13 +144,13 @@ def _publish_due(engine: Engine, now: datetime, stale: timedelta) -> int:
 
 
 def _forget_countdowns(engine: Engine, now: datetime) -> None:
-    """After Redis lost its data, retries waiting on a countdown message have none: mark
-    them unpublished so they are published when due."""
+    """After Redis lost its data, calls waiting on a countdown message have none: mark them
+    unpublished so they are published when due."""
     with session_scope(engine) as session:
         session.exec(
             update(FunctionCall)
             .where(
-                col(FunctionCall.status) == CallStatus.RETRYING,
+                col(FunctionCall.status).in_(WAITING),
                 col(FunctionCall.next_attempt_at) > now,
             )
             .values(published_at=None)

@@ -8,7 +8,7 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import Engine
 
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
+from models.catalog import load_catalog
 from models.tenants import create_tenant
 from tests.e2e.upstream import Upstream
 
@@ -128,6 +130,39 @@ def _wait_ready(url: str, proc: Proc) -> None:
         raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
 
 
+def _roomy(slug: str) -> dict[str, Any]:
+    """A built-in app with its limits raised far above what the tests send, so tests of
+    other things never wait (the limiter still books every call)."""
+    entry = load_catalog().get(slug)
+    assert entry is not None
+    data = entry.model_dump(mode="json", exclude={"slug"}, exclude_none=True)
+    data["rate_limits"] = [{"scope": "account", "limit": 10_000, "period_s": 1, "burst": 1_000}]
+    return data
+
+
+def _limited(slug: str, rate_limits: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": slug,
+        "base_url": f"https://{slug}.test/{slug}",
+        "allowed_hosts": [f"{slug}.test"],
+        "auth": {"type": "bearer"},
+        "rate_limits": rate_limits,
+    }
+
+
+# Apps of the rate-limit tests, served by the stand-in upstream under /{slug}/...
+LIMITED_APPS = {
+    "tenps": [{"scope": "app", "limit": 10, "period_s": 1, "burst": 2}],
+    "twops": [{"scope": "app", "limit": 2, "period_s": 1}],
+    "hushed": [],  # no declared limit: only what the upstream says (429s) holds it back
+}
+TEST_APPS = {
+    "slack": _roomy("slack"),
+    "pipedrive": _roomy("pipedrive"),
+    **{slug: _limited(slug, limits) for slug, limits in LIMITED_APPS.items()},
+}
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[Upstream]:
     server = Upstream().start()
@@ -146,14 +181,21 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`)."""
     redis = start_embedded_redis()
+    apps_file = logs / "apps.yaml"
+    apps_file.write_text(yaml.safe_dump(TEST_APPS))
     env = {
         **os.environ,
         "PASSTHRU_ENV": "test",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis.url,
         "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
+        "PASSTHRU_APPS_FILE": str(apps_file),
         "PASSTHRU_UPSTREAM_OVERRIDES": json.dumps(
-            {"https://slack.com": upstream.origin, "https://api.pipedrive.com": upstream.origin}
+            {
+                "https://slack.com": upstream.origin,
+                "https://api.pipedrive.com": upstream.origin,
+                **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
+            }
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
         "PYTHONUNBUFFERED": "1",
@@ -221,8 +263,22 @@ class Caller:
         return call
 
 
-@pytest.fixture
-def caller(stack: Stack) -> Iterator[Caller]:
-    tenant, key = create_tenant(stack.engine, f"e2e-{secrets.token_hex(3)}")
+@contextmanager
+def new_caller(stack: Stack, prefix: str = "e2e") -> Iterator[Caller]:
+    """A new tenant of `stack`, with its client."""
+    tenant, key = create_tenant(stack.engine, f"{prefix}-{secrets.token_hex(3)}")
     with stack.client(key) as http:
         yield Caller(key, tenant.id, http)
+
+
+@pytest.fixture
+def caller(stack: Stack) -> Iterator[Caller]:
+    with new_caller(stack) as c:
+        yield c
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

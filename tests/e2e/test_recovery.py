@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
 
-from models.tenants import create_tenant
-from tests.e2e.conftest import Caller, Stack, running_stack
+from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
 from tests.e2e.upstream import Reply, Upstream
 
 FINAL = ("completed", "failed", "cancelled")
@@ -43,9 +40,8 @@ def recovery(
 
 @pytest.fixture
 def owner(recovery: Stack) -> Iterator[Caller]:
-    tenant, key = create_tenant(recovery.engine, f"rec-{secrets.token_hex(3)}")
-    with recovery.client(key) as http:
-        yield Caller(key, tenant.id, http)
+    with new_caller(recovery, "rec") as c:
+        yield c
 
 
 def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -57,13 +53,6 @@ def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, str | None]
             {"ids": ids},
         )
         return {r.id: (r.status, r.error) for r in rows}
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def submit(owner: Caller, user: str, method: str, url: str, n: int) -> list[str]:

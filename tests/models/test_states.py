@@ -26,6 +26,7 @@ ALLOWED = {
     (RUN, DONE),
     (RUN, FAIL),
     (RUN, RETRY),
+    (RUN, Q),  # handed back unsent, to wait for a rate-limit slot
     (RETRY, RUN),
     (RETRY, CANCEL),
     (RETRY, FAIL),
@@ -68,7 +69,7 @@ def test_sources_of_lists_every_status_that_may_move_to_target(target: CallStatu
 def test_sources_of_running_and_cancelled() -> None:
     assert set(sources_of(RUN)) == {Q, RETRY}
     assert set(sources_of(CANCEL)) == {Q, RETRY}
-    assert sources_of(Q) == []
+    assert sources_of(Q) == [RUN]  # handed back unsent
 
 
 def test_status_values_are_the_public_strings() -> None:

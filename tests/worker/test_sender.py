@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import threading
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import Answer, Outcome, SendPolicy
-from worker.sender import Sender
+from worker.sender import Deferred, Sender
 from worker.timeouts import Timeouts
 
 POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000)
@@ -215,3 +217,64 @@ def test_failing_client_factory_leaves_no_event_loop_open(
     # whose factory fails would leak one loop per message, and with filterwarnings=error
     # the leak fails whichever test happens to collect it)
     assert _collect_resource_warnings() == []
+
+
+def test_urgent_requests_go_before_waiting_bulk_ones(no_sender_threads_left: None) -> None:
+    # Given a sender with room for one request on the wire, held by a first request
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path)
+        if request.url.path == "/v1/items/0":
+            await asyncio.wait_for(release.wait(), WAIT_S)
+        return httpx.Response(200)
+
+    sender = Sender(Clients(handler), POLICY, max_in_flight=1)
+    try:
+        bulk = sender.send_all([_req(i) for i in range(5)])
+        deadline = time.monotonic() + WAIT_S
+        while not order and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # When an interactive request arrives behind four waiting bulk ones
+        urgent = sender.send_all([_req(99)], urgent=True)
+        time.sleep(0.05)  # let it queue before the wire frees up
+        loop = sender._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(release.set)
+        urgent.get(timeout=WAIT_S)
+        for _ in range(5):
+            bulk.get(timeout=WAIT_S)
+    finally:
+        sender.close()
+    # Then it went next, before the rest of the bulk ones
+    assert order[:2] == ["/v1/items/0", "/v1/items/99"]
+    assert order[2:] == [f"/v1/items/{i}" for i in range(1, 5)]
+
+
+def test_a_delayed_request_is_held_back_and_checked_against_pauses(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a sender whose pause check says every key is paused for 2 s
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200)
+
+    async def paused(_: str) -> int:
+        return 2_000
+
+    sender = Sender(Clients(handler), POLICY, make_gate=lambda: paused)
+    try:
+        # When one request goes at once and one after a 50 ms wait for its slot
+        keyed = [replace(_req(i), pause_key="k") for i in range(2)]
+        results = sender.send_all(keyed, [0.0, 0.05])
+        outcomes = dict(results.get(timeout=WAIT_S) for _ in range(2))
+    finally:
+        sender.close()
+    # Then the first was sent (its booking had just checked the pause) and the second was
+    # handed back unsent, with how long the pause still lasts
+    assert sent == ["/v1/items/0"]
+    assert isinstance(outcomes[0], Answer)
+    assert outcomes[1] == Deferred(2_000, "paused by the upstream")

@@ -1,0 +1,40 @@
+"""`GET /rate-limits`: where the tenant's calls stand against the apps' limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import CatalogDep, CurrentTenant, EngineDep
+from api.ratelimits import rate_limits
+from api.schemas import ErrorOut
+from models.errors import ApiError, ErrorDetail
+
+router = APIRouter(tags=["rate limits"])
+
+
+@router.get(
+    "/rate-limits",
+    responses={503: {"model": ErrorOut}},
+    summary="Limits, use and pauses of your apps and accounts",
+    description="One item per connected account whose app declares limits or is paused: "
+    "each limit with `in_use` (its slots taken from now on: calls booked ahead, burst "
+    "included) and `next_free_in_ms` (how long a new call would wait for it), and "
+    "`paused_until` when the upstream asked for quiet.",
+)
+async def get_rate_limits(
+    request: Request, tenant: CurrentTenant, engine: EngineDep, catalog: CatalogDep
+) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(
+            rate_limits, engine, catalog, request.app.state.limiter, tenant
+        )
+    except redis.RedisError as exc:
+        raise ApiError(
+            "rate_limiter_unavailable",
+            [ErrorDetail("redis", f"Redis did not answer ({exc}); try again shortly")],
+            503,
+        ) from exc

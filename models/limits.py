@@ -1,0 +1,136 @@
+"""Rate limits as pure functions: which limits a call falls under, and when it may go.
+
+The limiter is GCRA (the generic cell rate algorithm) in its *reserving* form: asking for a
+slot books the earliest time every applicable limit allows, even in the future, so calls
+that must wait get distinct, evenly spaced slots instead of waking together and racing.
+
+For a limit of `limit` per `period_s` with a burst of `burst`:
+  T (emission interval)  = period / limit
+  tau (burst tolerance)  = (burst - 1) * T
+  each key stores TAT, the theoretical arrival time of its next call.
+A call may go at max(now, paused_until, TAT_i - tau_i over every limit i); booking it moves
+each TAT_i to max(TAT_i, slot) + T_i. Over any window of length W a key admits at most
+W / T + burst calls. Times are integer milliseconds on one clock: Redis' (`TIME`) in
+production, so workers' clocks never matter.
+
+`worker/limiter.py` runs this same arithmetic in one Lua script (Redis) or in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from models.catalog import App, RateLimitSpec
+from models.keys import PREFIX
+
+KEY_PREFIX = f"{PREFIX}:rl"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One limit as it applies to one call."""
+
+    key: str  # where its TAT lives
+    interval_ms: int  # T
+    tolerance_ms: int  # tau
+    label: str  # for people: "slack: 50 per 60 s per account"
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """The answer to "when may this call go?"."""
+
+    slot_ms: int  # when it may go, on the limiter's clock
+    now_ms: int  # the limiter's clock when it answered
+    booked: bool  # False: the slot lies beyond the horizon and nothing was booked
+    reason: str | None  # what made it wait (a rule's label, or "paused ..."); None: no wait
+    tats_ms: tuple[int, ...] = ()  # the rules' new TATs when booked
+
+    @property
+    def wait_ms(self) -> int:
+        return max(0, self.slot_ms - self.now_ms)
+
+
+def interval_ms(spec: RateLimitSpec) -> int:
+    return max(1, math.ceil(spec.period_s * 1000 / spec.limit))
+
+
+def rule_of(spec: RateLimitSpec, key: str, app: str) -> Rule:
+    t = interval_ms(spec)
+    burst = spec.burst or 1
+    per = {"app": "", "account": " per account", "tenant": " per tenant"}[spec.scope]
+    path = f" on {spec.path}" if spec.path else ""
+    return Rule(
+        key=key,
+        interval_ms=t,
+        tolerance_ms=(burst - 1) * t,
+        label=f"{app}: {spec.limit:g} per {spec.period_s:g} s{per}{path}",
+    )
+
+
+def limit_key(app: str, index: int, spec: RateLimitSpec, tenant_id: str, account_id: str) -> str:
+    owner = {"app": "app", "account": f"acct:{account_id}", "tenant": f"tenant:{tenant_id}"}
+    return f"{KEY_PREFIX}:{app}:{index}:{owner[spec.scope]}"
+
+
+def pause_key(app: App, account_id: str) -> str:
+    """Where a pause asked by the upstream is kept: per account unless every limit the app
+    declares is app-wide (then the upstream counts per app, and so does the pause)."""
+    if app.rate_limits and all(r.scope == "app" for r in app.rate_limits):
+        return f"{KEY_PREFIX}:pause:{app.slug}:app"
+    return f"{KEY_PREFIX}:pause:{app.slug}:acct:{account_id}"
+
+
+def rules_for(app: App, *, tenant_id: str, account_id: str, path: str) -> list[Rule]:
+    """The limits one call to `path` falls under, in catalog order."""
+    rules = []
+    for index, spec in enumerate(app.rate_limits):
+        if spec.path and not re.search(spec.path, path):
+            continue
+        rules.append(
+            rule_of(spec, limit_key(app.slug, index, spec, tenant_id, account_id), app.slug)
+        )
+    return rules
+
+
+def book(
+    rules: list[Rule],
+    tats_ms: list[int | None],
+    *,
+    now_ms: int,
+    paused_until_ms: int | None,
+    horizon_ms: int,
+) -> Booking:
+    """The reserving GCRA step for one call (the Lua script mirrors it line for line)."""
+    start = max(now_ms, paused_until_ms or 0)
+    slot, reason = start, None
+    if start > now_ms:
+        reason = "paused by the upstream"
+    for rule, tat in zip(rules, tats_ms, strict=True):
+        allowed = max(start, (tat if tat is not None else start) - rule.tolerance_ms)
+        if allowed > slot:
+            slot, reason = allowed, rule.label
+    if slot - now_ms > horizon_ms:
+        return Booking(slot, now_ms, False, reason)
+    new_tats = tuple(
+        max(tat if tat is not None else slot, slot) + rule.interval_ms
+        for rule, tat in zip(rules, tats_ms, strict=True)
+    )
+    return Booking(slot, now_ms, True, reason, new_tats)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one limit looks like now."""
+
+    booked_ahead: int  # calls holding slots from now on, burst included
+    next_free_ms: int  # how long until a new call could go (0: at once)
+
+
+def usage(rule: Rule, tat_ms: int | None, now_ms: int) -> Usage:
+    if tat_ms is None or tat_ms <= now_ms:
+        return Usage(0, 0)
+    ahead = math.ceil((tat_ms - now_ms) / rule.interval_ms)
+    return Usage(ahead, max(0, tat_ms - rule.tolerance_ms - now_ms))

@@ -1,0 +1,199 @@
+"""Global rate limits with two worker processes on a real Redis: ceilings held across
+processes, pauses obeyed by every worker, no head-of-line blocking, interactive first.
+
+These tests assert order and ceilings, never durations."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine, bindparam, text
+
+from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
+from tests.e2e.upstream import Reply, Upstream
+
+FINAL = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def limited(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    upstream: Upstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """A stack of its own with two worker processes sharing one Redis."""
+    logs = tmp_path_factory.mktemp("limits-logs")
+    env = {"PASSTHRU_SWEEP_EVERY_S": "2"}
+    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
+        s.worker("worker-2")
+        s.beat()
+        yield s
+
+
+@pytest.fixture
+def owner(limited: Stack) -> Iterator[Caller]:
+    with new_caller(limited, "rl") as c:
+        yield c
+
+
+def counts(engine: Engine, ids: list[str]) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, count(*) AS n FROM function_call WHERE id IN :ids GROUP BY status"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": ids},
+        )
+        return {r.status: r.n for r in rows}
+
+
+def batch(owner: Caller, app: str, user: str, url: str, n: int) -> list[str]:
+    """Submit `n` GETs to `url` in batches of 1,000; return their ids."""
+    ids: list[str] = []
+    for start in range(0, n, 1000):
+        calls = [
+            {
+                "function": f"{app}-passthrough-request",
+                "params": {"method": "GET", "url": f"{url}?i={i}"},
+            }
+            for i in range(start, min(n, start + 1000))
+        ]
+        r = owner.http.post(
+            "/function-calls/batch", json={"calls": calls}, headers={"X-User-ID": user}
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["rejected"] == []
+        ids += [a["id"] for a in r.json()["accepted"]]
+    return ids
+
+
+def most_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    most, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        most = max(most, i - j + 1)
+    return most
+
+
+def test_ten_per_second_holds_across_two_workers(limited: Stack, owner: Caller) -> None:
+    # Given an app limited to 10 calls per second with a burst of 2, and two workers
+    owner.connect("tenps", "u-ten", {"api_key": "k-ten"})
+    limited.upstream.script("GET", "/tenps/items", Reply(200, {"ok": True}))
+    before = len(limited.upstream.requests_to("/tenps/items"))
+
+    # When 200 calls are submitted at once
+    ids = batch(owner, "tenps", "u-ten", "items", 200)
+    wait_until(lambda: counts(limited.engine, ids).get("completed") == 200, 120, "200 calls")
+
+    # Then every one completed, each sent once, and the upstream never saw more than the
+    # limit plus the burst in any one-second window
+    seen = limited.upstream.requests_to("/tenps/items")[before:]
+    assert len(seen) == 200
+    times = sorted(s.at for s in seen)
+    gaps_ms = [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
+    assert most_in_any_second(times) <= 10 + 2, gaps_ms
+
+
+def test_a_429_pauses_the_key_for_every_worker(limited: Stack, owner: Caller) -> None:
+    # Given an upstream that answers the first call with 429 and Retry-After: 3
+    account = owner.connect("hushed", "u-hush", {"api_key": "k-hush"})
+    limited.upstream.script(
+        "GET",
+        "/hushed/items",
+        Reply(429, {"slow": "down"}, headers={"Retry-After": "3"}),
+        Reply(200, {"ok": True}),
+    )
+    headers = {"X-User-ID": "u-hush"}
+    first = owner.http.post(
+        "/hushed-passthrough-request", json={"method": "GET", "url": "items"}, headers=headers
+    ).json()["id"]
+
+    # When the pause is known (the tenant sees it) and 10 more calls are submitted
+    def paused_until() -> datetime | None:
+        items = owner.http.get("/rate-limits").json()["items"]
+        mine = [i for i in items if i["connected_account_id"] == account["id"]]
+        return datetime.fromisoformat(mine[0]["paused_until"]) if mine else None
+
+    wait_until(lambda: paused_until() is not None, 30, "the pause")
+    until = paused_until()
+    assert until is not None
+    ids = [
+        owner.http.post(
+            "/hushed-passthrough-request", json={"method": "GET", "url": "items"}, headers=headers
+        ).json()["id"]
+        for _ in range(10)
+    ]
+
+    # Then all 11 complete, and after the 429 no request reached the upstream before the
+    # pause ended, whichever worker sent it
+    for call_id in [first, *ids]:
+        assert owner.wait(call_id)["status"] == "completed"
+    seen = limited.upstream.requests_to("/hushed/items")
+    assert [s.at for s in seen[1:] if s.at < until.timestamp()] == []
+    assert len(seen) == 12  # the 429, the first call's retry, and the 10 others
+    waited = owner.wait(ids[0])["attempts"][0]
+    assert waited["rate_wait_reason"] == "paused by the upstream"
+    assert waited["rate_wait_ms"] > 0
+
+
+def test_a_limited_backlog_does_not_hold_back_other_apps(limited: Stack, owner: Caller) -> None:
+    # Given 2,000 calls queued to an app limited to 2 per second
+    owner.connect("twops", "u-two", {"api_key": "k-two"})
+    owner.connect("tenps", "u-two", {"api_key": "k-ten2"})
+    limited.upstream.script("GET", "/twops/items", Reply(200, {"ok": True}))
+    backlog = batch(owner, "twops", "u-two", "items", 2000)
+
+    # When a call to another app is made
+    r = owner.http.post(
+        "/tenps-passthrough-request",
+        json={"method": "GET", "url": "items"},
+        headers={"X-User-ID": "u-two", "Prefer": "wait=30"},
+    )
+
+    # Then it completes while nearly all of the backlog still waits its turn
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "completed"
+    done = counts(limited.engine, backlog)
+    assert sum(done.get(s, 0) for s in FINAL) < 100, done
+    _cancel_all(limited.engine, backlog)
+
+
+def test_interactive_calls_do_not_wait_behind_a_large_batch(limited: Stack, owner: Caller) -> None:
+    # Given a 5,000-call batch to an upstream that takes 50 ms per answer
+    owner.connect("slack", "u-lane", {"access_token": "xoxb-lane"})
+    limited.upstream.script("GET", "/api/lane.bulk", Reply(200, {"ok": True}, delay_s=0.05))
+    bulk = batch(owner, "slack", "u-lane", "lane.bulk", 5000)
+
+    # When a call is made with Prefer: wait
+    r = owner.http.post(
+        "/slack-passthrough-request",
+        json={"method": "GET", "url": "conversations.list"},
+        headers={"X-User-ID": "u-lane", "Prefer": "wait=30"},
+    )
+
+    # Then it completes while most of the batch is still waiting
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "completed"
+    done = counts(limited.engine, bulk)
+    assert sum(done.get(s, 0) for s in FINAL) < 2500, done
+    _cancel_all(limited.engine, bulk)
+
+
+def _cancel_all(engine: Engine, ids: list[str]) -> None:
+    """Leave no backlog for the next test (the cancel endpoint one call at a time would
+    take longer than the test)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE function_call SET status = 'cancelled' "
+                "WHERE id IN :ids AND status IN ('queued', 'retrying')"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": ids},
+        )

@@ -1,0 +1,209 @@
+"""Rate limits inside the pipeline: calls wait for their slot without holding a thread, are
+handed back when the slot is far, keep the slot they booked, and a 429 pauses their key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from models.catalog import Catalog, parse_catalog
+from models.limits import pause_key
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import ConnectedAccount, Tenant
+from tests.worker.factories import NOW, attempts, load, make_account, make_call, make_runtime
+from worker.admission import COME_BACK_EARLY_S
+from worker.limiter import MemoryLimiter
+from worker.pipeline import Runtime, execute_calls
+from worker.sender import Sender
+
+APPS = parse_catalog(
+    {
+        "tenpersec": {
+            "name": "Ten per second",
+            "base_url": "https://ten.example/api",
+            "allowed_hosts": ["ten.example"],
+            "auth": {"type": "bearer"},
+            "rate_limits": [{"scope": "account", "limit": 10, "period_s": 1}],
+        },
+        "slowpoke": {
+            "name": "One per ten seconds",
+            "base_url": "https://slow.example/api",
+            "allowed_hosts": ["slow.example"],
+            "auth": {"type": "bearer"},
+            "rate_limits": [{"scope": "app", "limit": 1, "period_s": 10}],
+        },
+    },
+    "test",
+)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+@dataclass
+class Rig:
+    engine: Engine
+    limiter: MemoryLimiter
+    runtime: Runtime
+    sent_at: list[float]  # monotonic time of each request the upstream got
+    answers: list[httpx.Response]
+    published: list[tuple[list[str], str, float]] = field(default_factory=list)
+
+    def run(self, ids: Sequence[str], now: datetime = NOW) -> dict[str, CallStatus]:
+        self.clock_ms[0] = _ms(now)
+        return execute_calls(ids, replace(self.runtime, clock=lambda: now))
+
+    clock_ms: list[int] = field(default_factory=lambda: [_ms(NOW)])
+
+
+@pytest.fixture
+def rig(engine: Engine, vault: Vault) -> Iterator[Rig]:
+    sent_at: list[float] = []
+    answers: list[httpx.Response] = []
+
+    def upstream(_: httpx.Request) -> httpx.Response:
+        sent_at.append(time.monotonic())
+        return answers.pop(0) if answers else httpx.Response(200, json={"ok": True})
+
+    clock_ms = [_ms(NOW)]
+    limiter = MemoryLimiter(clock=lambda: clock_ms[0])
+    runtime = make_runtime(
+        engine,
+        Catalog(APPS),
+        vault,
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(upstream)),
+        max_response_bytes=10_000,
+    )
+    r = Rig(engine, limiter, replace(runtime, limiter=limiter), sent_at, answers)
+    r.clock_ms = clock_ms
+    r.runtime = replace(
+        r.runtime, republish=lambda ids, lane, s: r.published.append((list(ids), lane, s))
+    )
+    yield r
+    runtime.sender.close()
+
+
+def _account(engine: Engine, tenant: Tenant, vault: Vault, app: str) -> ConnectedAccount:
+    return make_account(engine, tenant, vault, app=app, credentials={"api_key": "k"})
+
+
+def test_calls_within_a_short_wait_go_spaced_in_the_event_loop(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given 5 calls to an account limited to 10 per second, in one message
+    account = _account(engine, tenant, vault, "tenpersec")
+    ids = [make_call(engine, account, url="https://ten.example/api/x").id for _ in range(5)]
+    # When the message runs
+    statuses = rig.run(ids)
+    # Then all are sent within this one run
+    assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
+    assert len(rig.sent_at) == 5
+    # And each attempt says how long the limit held it back, and why
+    waits = sorted((attempts(engine, i)[0].rate_wait_ms or 0) for i in ids)
+    assert waits == [0, 100, 200, 300, 400]
+    reasons = {attempts(engine, i)[0].rate_wait_reason for i in ids}
+    assert reasons == {None, "tenpersec: 10 per 1 s per account"}
+
+
+def test_a_far_slot_hands_the_call_back_and_keeps_the_slot(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given two calls to an app allowing one call per 10 s
+    account = _account(engine, tenant, vault, "slowpoke")
+    first, second = (make_call(engine, account, url="https://slow.example/api/x") for _ in "ab")
+    # When they run in one message
+    statuses = rig.run([first.id, second.id])
+    # Then the first goes, and the second is handed back unsent: queued, no attempt used
+    assert statuses == {first.id: CallStatus.COMPLETED}
+    assert len(rig.sent_at) == 1
+    parked = load(engine, second.id)
+    assert parked.status is CallStatus.QUEUED
+    assert parked.attempt_count == 0
+    assert parked.started_at is None
+    assert attempts(engine, second.id) == []
+    slot = NOW + timedelta(seconds=10)
+    assert parked.next_attempt_at == slot - timedelta(seconds=COME_BACK_EARLY_S)
+    assert parked.rate_wait is not None
+    assert datetime.fromisoformat(parked.rate_wait["slot_at"]) == slot
+    # and it is published to come back just before its slot
+    assert rig.published == [([second.id], "passthru.interactive", 9)]
+
+    # When it comes back at its time
+    assert rig.run([second.id], now=slot - timedelta(seconds=0.5)) == {
+        second.id: CallStatus.COMPLETED
+    }
+    # Then it went on the slot it had booked, without booking another
+    [row] = attempts(engine, second.id)
+    assert row.rate_wait_ms == 10_000
+    assert row.rate_wait_reason == "slowpoke: 1 per 10 s"
+    assert load(engine, second.id).rate_wait is None
+    _, [tat] = rig.limiter.read(["passthru:rl:slowpoke:0:app"])
+    assert tat == _ms(NOW) + 20_000  # two slots booked in all
+
+
+def test_a_429_pauses_the_key_for_every_call(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an upstream that answers 429 with Retry-After: 3
+    account = _account(engine, tenant, vault, "tenpersec")
+    call = make_call(engine, account, url="https://ten.example/api/x")
+    rig.answers.append(httpx.Response(429, headers={"Retry-After": "3"}))
+    # When the call runs
+    assert rig.run([call.id]) == {call.id: CallStatus.RETRYING}
+    # Then the account's key is paused for 3 s
+    key = pause_key(APPS["tenpersec"], account.id)
+    _, [until] = rig.limiter.read([key])
+    assert until == _ms(NOW) + 3_000
+    # And another call of that account, half a second later, is handed back until the pause
+    # ends (2.5 s away: longer than a wait inside the event loop)
+    other = make_call(engine, account, url="https://ten.example/api/y")
+    assert rig.run([other.id], now=NOW + timedelta(seconds=0.5)) == {}
+    parked = load(engine, other.id)
+    assert parked.status is CallStatus.QUEUED
+    assert parked.rate_wait is not None
+    assert parked.rate_wait["reason"] == "paused by the upstream"
+    assert datetime.fromisoformat(parked.rate_wait["slot_at"]) == NOW + timedelta(seconds=3)
+
+
+def test_a_pause_met_while_waiting_hands_the_call_back(
+    engine: Engine, tenant: Tenant, vault: Vault, rig: Rig
+) -> None:
+    # Given a sender whose pause check says the key was paused for 4 s meanwhile
+    async def paused(_: str) -> int:
+        return 4_000
+
+    sender = Sender(
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200))),
+        rig.runtime.sender.policy,
+        make_gate=lambda: paused,
+    )
+    runtime = replace(rig.runtime, sender=sender)
+    account = _account(engine, tenant, vault, "tenpersec")
+    ids = [make_call(engine, account, url="https://ten.example/api/x").id for _ in range(2)]
+    try:
+        # When both run: the first goes at once, the second waits 100 ms for its slot
+        statuses = execute_calls(ids, replace(runtime, clock=lambda: NOW))
+    finally:
+        sender.close()
+    # Then the second is not sent: it is handed back to come back after the pause
+    assert statuses == {ids[0]: CallStatus.COMPLETED}
+    parked = load(engine, ids[1])
+    assert parked.status is CallStatus.QUEUED
+    assert parked.next_attempt_at == NOW + timedelta(seconds=4)
+
+
+def test_without_a_limiter_nothing_waits(
+    engine: Engine, tenant: Tenant, vault: Vault, rig: Rig
+) -> None:
+    account = _account(engine, tenant, vault, "slowpoke")
+    ids = [make_call(engine, account, url="https://slow.example/api/x").id for _ in range(3)]
+    statuses = execute_calls(ids, replace(rig.runtime, limiter=None, clock=lambda: NOW))
+    assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)

@@ -1,0 +1,196 @@
+"""The rate limiter: the same decisions from the Lua script on a real Redis and from memory,
+on a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from api.embedded_redis import EmbeddedRedis, start_embedded_redis
+from models.catalog import RateLimitSpec, parse_catalog
+from models.limits import Booking, Rule, book, pause_key, rule_of, rules_for, usage
+from worker.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
+
+T0 = 1_900_000_000_000  # a fixed "now" in ms, far from Redis' own clock
+HORIZON = 60_000
+PAUSE = "passthru:rl:pause:test:app"
+
+
+def rule(limit: int, period_s: float, burst: int | None = None, key: str = "k") -> Rule:
+    spec = RateLimitSpec(scope="app", limit=limit, period_s=period_s, burst=burst)
+    return rule_of(spec, f"passthru:rl:test:{key}", "test")
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    server = start_embedded_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def limiter(request: pytest.FixtureRequest) -> Iterator[Limiter]:
+    if request.param == "memory":
+        yield MemoryLimiter(clock=lambda: T0)
+        return
+    server: EmbeddedRedis = request.getfixturevalue("redis_server")
+    client = redis.Redis.from_url(server.url)
+    client.flushdb()  # the test's own server
+    yield RedisLimiter(client)
+    client.close()
+
+
+def ask(*rules: Rule) -> Ask:
+    return Ask(list(rules), PAUSE)
+
+
+def slots(limiter: Limiter, a: Ask, n: int, now: int = T0) -> list[int]:
+    return [b.wait_ms for b in limiter.book_many([a] * n, horizon_ms=HORIZON, now_ms=now)]
+
+
+def test_the_first_call_goes_at_once(limiter: Limiter) -> None:
+    [b] = limiter.book_many([ask(rule(10, 1))], horizon_ms=HORIZON, now_ms=T0)
+    assert (b.booked, b.wait_ms, b.reason) == (True, 0, None)
+
+
+def test_waiting_calls_get_evenly_spaced_slots(limiter: Limiter) -> None:
+    # Given 10 per second with no burst / When 5 calls ask at the same instant
+    # Then they are booked 100 ms apart, in order
+    assert slots(limiter, ask(rule(10, 1)), 5) == [0, 100, 200, 300, 400]
+
+
+def test_a_burst_goes_at_once_then_the_rate_applies(limiter: Limiter) -> None:
+    assert slots(limiter, ask(rule(10, 1, burst=3)), 5) == [0, 0, 0, 100, 200]
+
+
+def test_the_strictest_of_several_limits_decides(limiter: Limiter) -> None:
+    # Given a call under 10/s for the app and 2/s for its path
+    a = ask(rule(10, 1, key="app"), rule(2, 1, key="path"))
+    # Then calls are spaced by the stricter one, and the reason names it
+    bookings = limiter.book_many([a] * 3, horizon_ms=HORIZON, now_ms=T0)
+    assert [b.wait_ms for b in bookings] == [0, 500, 1000]
+    assert bookings[1].reason == "test: 2 per 1 s"
+
+
+def test_time_passing_frees_slots(limiter: Limiter) -> None:
+    a = ask(rule(10, 1))
+    assert slots(limiter, a, 3) == [0, 100, 200]
+    # One second later the key is idle again
+    assert slots(limiter, a, 1, now=T0 + 1_000) == [0]
+
+
+def test_a_slot_beyond_the_horizon_is_not_booked(limiter: Limiter) -> None:
+    # Given 1 call per 10 s, and a horizon of 25 s
+    a = ask(rule(1, 10))
+    first = limiter.book_many([a] * 4, horizon_ms=25_000, now_ms=T0)
+    # Then three calls are booked (0, 10, 20 s) and the fourth, 30 s out, is not
+    assert [(b.booked, b.wait_ms) for b in first] == [
+        (True, 0),
+        (True, 10_000),
+        (True, 20_000),
+        (False, 30_000),
+    ]
+    # And not booking it left the key as it was
+    [again] = limiter.book_many([a], horizon_ms=25_000, now_ms=T0)
+    assert again.wait_ms == 30_000
+
+
+def test_a_pause_holds_every_call_of_the_key(limiter: Limiter) -> None:
+    # Given the upstream asked for 3 s of quiet
+    until = limiter.pause(PAUSE, 3_000, now_ms=T0)
+    assert until == T0 + 3_000
+    # Then even an unlimited call waits for the end of the pause
+    [b] = limiter.book_many([Ask([], PAUSE)], horizon_ms=HORIZON, now_ms=T0 + 500)
+    assert (b.wait_ms, b.reason) == (2_500, "paused by the upstream")
+    # And limited calls are spaced from the end of the pause
+    assert slots(limiter, ask(rule(10, 1)), 2, now=T0 + 500) == [2_500, 2_600]
+
+
+def test_a_shorter_pause_does_not_cut_a_longer_one(limiter: Limiter) -> None:
+    limiter.pause(PAUSE, 5_000, now_ms=T0)
+    assert limiter.pause(PAUSE, 1_000, now_ms=T0) == T0 + 5_000
+
+
+def test_read_reports_what_is_stored(limiter: Limiter) -> None:
+    r = rule(10, 1)
+    slots(limiter, ask(r), 3)
+    limiter.pause(PAUSE, 2_000, now_ms=T0)
+    _, values = limiter.read([r.key, PAUSE, "passthru:rl:nothing"])
+    assert values == [T0 + 300, T0 + 2_000, None]
+
+
+def test_redis_uses_its_own_clock_when_none_is_given(redis_server: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    limiter = RedisLimiter(client)
+    seconds, micros = client.time()
+    [b] = limiter.book_many([ask(rule(10, 1))], horizon_ms=HORIZON)
+    assert abs(b.now_ms - (seconds * 1000 + micros // 1000)) < 5_000
+    client.close()
+
+
+# --- the pure parts ---------------------------------------------------------------------------
+
+
+def test_book_is_the_same_function_the_backends_run() -> None:
+    r = rule(10, 1)
+    first = book([r], [None], now_ms=T0, paused_until_ms=None, horizon_ms=HORIZON)
+    second = book([r], list(first.tats_ms), now_ms=T0, paused_until_ms=None, horizon_ms=HORIZON)
+    assert (first.wait_ms, second.wait_ms) == (0, 100)
+    assert isinstance(second, Booking)
+
+
+def test_usage_counts_the_slots_booked_ahead() -> None:
+    r = rule(10, 1, burst=2)
+    assert usage(r, None, T0) == usage(r, T0 - 1, T0)
+    assert usage(r, T0 + 300, T0).booked_ahead == 3
+    assert usage(r, T0 + 300, T0).next_free_ms == 200
+
+
+APPS = parse_catalog(
+    {
+        "chat": {
+            "name": "Chat",
+            "base_url": "https://chat.example/api",
+            "allowed_hosts": ["chat.example"],
+            "auth": {"type": "bearer"},
+            "rate_limits": [
+                {"scope": "account", "limit": 50, "period_s": 60},
+                {"scope": "account", "limit": 20, "period_s": 60, "path": "^/api/conversations\\."},
+                {"scope": "tenant", "limit": 100, "period_s": 1},
+            ],
+        },
+        "crm": {
+            "name": "CRM",
+            "base_url": "https://crm.example",
+            "allowed_hosts": ["crm.example"],
+            "auth": {"type": "bearer"},
+            "rate_limits": [{"scope": "app", "limit": 100, "period_s": 10, "burst": 10}],
+        },
+    },
+    "test",
+)
+
+
+def test_rules_follow_the_scope_and_the_path() -> None:
+    chat = APPS["chat"]
+    history = rules_for(chat, tenant_id="tn1", account_id="ca1", path="/api/conversations.list")
+    assert [r.key for r in history] == [
+        "passthru:rl:chat:0:acct:ca1",
+        "passthru:rl:chat:1:acct:ca1",
+        "passthru:rl:chat:2:tenant:tn1",
+    ]
+    post = rules_for(chat, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")
+    assert [r.label for r in post] == [
+        "chat: 50 per 60 s per account",
+        "chat: 100 per 1 s per tenant",
+    ]
+    [crm] = rules_for(APPS["crm"], tenant_id="tn1", account_id="ca1", path="/x")
+    assert (crm.key, crm.interval_ms, crm.tolerance_ms) == ("passthru:rl:crm:0:app", 100, 900)
+
+
+def test_the_pause_follows_how_the_upstream_counts() -> None:
+    assert pause_key(APPS["chat"], "ca1") == "passthru:rl:pause:chat:acct:ca1"
+    assert pause_key(APPS["crm"], "ca1") == "passthru:rl:pause:crm:app"

@@ -1,0 +1,216 @@
+"""Where rate-limit state lives: Redis (one atomic Lua script per decision, on Redis' clock,
+shared by every worker) or memory (one process, for tests and tools). Both run the
+arithmetic of `models/limits.py`; the same tests run against both."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from models.limits import Booking, Rule, book
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One call asking for a slot."""
+
+    rules: list[Rule]
+    pause_key: str
+
+
+class Limiter(Protocol):
+    def book_many(
+        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+    ) -> list[Booking]:
+        """Book a slot for each call, in order (one round trip for all)."""
+        ...
+
+    def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
+        """Keep calls of `key` from going for `for_ms` (a longer pause already set stands);
+        return when the pause ends."""
+        ...
+
+    def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
+        """The clock now and each key's stored value (TAT or pause end), for reports."""
+        ...
+
+
+# Every script starts here: `now` in ms is ARGV[1] when a test gives one, else Redis' TIME
+# (scripts without arguments always take TIME).
+_NOW = """
+local now
+if ARGV[1] ~= nil and ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: the pause key, then one key per rule.
+# ARGV: now in ms ('' = Redis TIME), horizon in ms, then interval and tolerance per rule.
+# Returns {booked 0|1, slot, now, reason: 0 none, -1 paused, i the i-th rule}.
+_BOOK = (
+    _NOW
+    + """
+local horizon = tonumber(ARGV[2])
+local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local slot, why = start, 0
+if start > now then why = -1 end
+local tats = {}
+for i = 2, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '-1')
+  if tat < 0 then tat = nil end
+  tats[i] = tat
+  local allowed = math.max(start, (tat or start) - tonumber(ARGV[2 * i]))
+  if allowed > slot then slot, why = allowed, i - 1 end
+end
+if slot - now > horizon then return {0, slot, now, why} end
+for i = 2, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local new_tat = math.max(tats[i] or slot, slot) + interval
+  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX',
+    string.format('%d', new_tat - now + 1000))
+end
+return {1, slot, now, why}
+"""
+)
+
+# KEYS: the pause key. ARGV: now in ms ('' = Redis TIME), pause length in ms.
+_PAUSE = (
+    _NOW
+    + """
+local till = now + tonumber(ARGV[2])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if till > current then
+  redis.call('SET', KEYS[1], string.format('%d', till), 'PX', ARGV[2])
+  return till
+end
+return current
+"""
+)
+
+_READ = (
+    _NOW
+    + """
+return {now, unpack(redis.call('MGET', unpack(KEYS)))}
+"""
+)
+
+
+def _reason(ask: Ask, why: int) -> str | None:
+    if why == -1:
+        return "paused by the upstream"
+    return ask.rules[why - 1].label if why > 0 else None
+
+
+class RedisLimiter:
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._book = client.register_script(_BOOK)
+        self._pause = client.register_script(_PAUSE)
+        self._read = client.register_script(_READ)
+
+    def book_many(
+        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+    ) -> list[Booking]:
+        if not asks:
+            return []
+        now = "" if now_ms is None else str(now_ms)
+        pipe = self._client.pipeline(transaction=False)
+        for ask in asks:
+            args: list[str | int] = [now, horizon_ms]
+            for rule in ask.rules:
+                args += [rule.interval_ms, rule.tolerance_ms]
+            self._book(keys=[ask.pause_key, *(r.key for r in ask.rules)], args=args, client=pipe)
+        bookings = []
+        for ask, (booked, slot, at, why) in zip(asks, pipe.execute(), strict=True):
+            bookings.append(Booking(int(slot), int(at), bool(booked), _reason(ask, int(why))))
+        return bookings
+
+    def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
+        now = "" if now_ms is None else str(now_ms)
+        return int(self._pause(keys=[key], args=[now, max(1, for_ms)]))
+
+    def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
+        if not keys:
+            return int(time.time() * 1000), []
+        now, *values = self._read(keys=list(keys))
+        return int(now), [None if v is None else int(v) for v in values]
+
+
+class MemoryLimiter:
+    """The same decisions within one process; `clock` gives milliseconds."""
+
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._values: dict[str, tuple[int, int]] = {}  # key -> (value, expires at)
+        self._lock = threading.Lock()
+
+    def _get(self, key: str, now: int) -> int | None:
+        found = self._values.get(key)
+        return found[0] if found and found[1] > now else None
+
+    def book_many(
+        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+    ) -> list[Booking]:
+        out = []
+        with self._lock:
+            for ask in asks:
+                now = self._clock() if now_ms is None else now_ms
+                booking = book(
+                    ask.rules,
+                    [self._get(r.key, now) for r in ask.rules],
+                    now_ms=now,
+                    paused_until_ms=self._get(ask.pause_key, now),
+                    horizon_ms=horizon_ms,
+                )
+                for rule, tat in zip(ask.rules, booking.tats_ms, strict=False):
+                    self._values[rule.key] = (tat, tat + 1000)
+                out.append(booking)
+        return out
+
+    def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
+        with self._lock:
+            now = self._clock() if now_ms is None else now_ms
+            till = now + max(1, for_ms)
+            current = self._get(key, now) or 0
+            if till > current:
+                self._values[key] = (till, till)
+                return till
+            return current
+
+    def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
+        with self._lock:
+            now = self._clock()
+            return now, [self._get(k, now) for k in keys]
+
+
+_PAUSED_FOR = (
+    _NOW
+    + """
+return math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now)
+"""
+)
+
+
+def make_pause_gate(url: str) -> Callable[[str], Awaitable[int]]:
+    """An async check of one pause key, for the sender's event loop (build it there). If
+    Redis does not answer, the request goes: the booking already checked the pause."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=2)
+    script = client.register_script(_PAUSED_FOR)
+
+    async def paused_ms(key: str) -> int:
+        try:
+            return int(await script(keys=[key]))
+        except (redis.RedisError, OSError):
+            return 0
+
+    return paused_ms
