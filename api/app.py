@@ -8,8 +8,10 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from api import errors
+from api.metrics import PassthruCollector
 from api.routes import (
     accounts,
     apps,
@@ -17,6 +19,7 @@ from api.routes import (
     calls,
     functions,
     health,
+    metrics,
     passthrough,
     ratelimits,
 )
@@ -57,9 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
     app.state.tenants = TenantCache()
-    app.state.limiter = RedisLimiter(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    limiter_redis = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )
+    app.state.limiter = RedisLimiter(limiter_redis)
+    app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(PassthruCollector(limiter_redis, app.state.catalog))
     errors.install(app)
     for module in (
         health,
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accounts,
         apps,
         ratelimits,
+        metrics,
     ):
         app.include_router(module.router)
     _document_errors(app)

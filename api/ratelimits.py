@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.catalog import App, Catalog
-from models.limits import Rule, limit_key, pause_key, rule_of, usage
+from models.catalog import App, Catalog, RateLimitSpec
+from models.limits import Rule, limit_key, pause_key, rule_of, tenant_cap_rule, usage
 from models.tables import ConnectedAccount, Tenant
 from worker.limiter import Limiter
 
@@ -19,7 +19,11 @@ def _when(ms: int | None) -> str | None:
 
 
 def rate_limits(
-    engine: Engine, catalog: Catalog, limiter: Limiter, tenant: Tenant
+    engine: Engine,
+    catalog: Catalog,
+    limiter: Limiter,
+    tenant: Tenant,
+    tenant_cap: RateLimitSpec | None = None,
 ) -> dict[str, Any]:
     with Session(engine) as session:
         accounts = list(
@@ -42,6 +46,9 @@ def rate_limits(
             rules.append((spec.model_dump(mode="json"), rule_of(spec, key, app.slug)))
         entries.append((app, account, rules, pause_key(app, account.id)))
     keys = [k for _, _, rules, pause in entries for k in (*(r.key for _, r in rules), pause)]
+    cap = tenant_cap_rule(tenant_cap, tenant.id) if tenant_cap else None
+    if cap is not None:
+        keys.append(cap.key)
     now_ms, values = limiter.read(keys)
     stored = dict(zip(keys, values, strict=True))
     out = []
@@ -69,4 +76,14 @@ def rate_limits(
                 "limits": limits,
             }
         )
-    return {"as_of": _when(now_ms), "items": out}
+    cap_out = None
+    if cap is not None and tenant_cap is not None:
+        use = usage(cap, stored.get(cap.key), now_ms)
+        cap_out = {
+            "limit": tenant_cap.limit,
+            "period_s": tenant_cap.period_s,
+            "burst": tenant_cap.burst or 1,
+            "in_use": use.booked_ahead,
+            "next_free_in_ms": use.next_free_ms,
+        }
+    return {"as_of": _when(now_ms), "tenant_cap": cap_out, "items": out}

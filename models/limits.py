@@ -83,15 +83,50 @@ def pause_key(app: App, account_id: str) -> str:
     return f"{KEY_PREFIX}:pause:{app.slug}:acct:{account_id}"
 
 
-def rules_for(app: App, *, tenant_id: str, account_id: str, path: str) -> list[Rule]:
-    """The limits one call to `path` falls under, in catalog order."""
+def tenant_cap_rule(cap: RateLimitSpec, tenant_id: str) -> Rule:
+    """The operator's cap on one tenant's calls, across all its apps."""
+    t = interval_ms(cap)
+    return Rule(
+        key=f"{KEY_PREFIX}:tenant-cap:{tenant_id}",
+        interval_ms=t,
+        tolerance_ms=((cap.burst or 1) - 1) * t,
+        label=f"tenant cap: {cap.limit:g} per {cap.period_s:g} s",
+    )
+
+
+def parse_rate(text: str) -> RateLimitSpec | None:
+    """`"100/1"` (100 calls per second) or `"100/1/20"` (with a burst of 20); "" is none."""
+    if not text.strip():
+        return None
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"{text!r}: write N/SECONDS or N/SECONDS/BURST, e.g. 100/1")
+    try:
+        limit, period = int(parts[0]), float(parts[1])
+        burst = int(parts[2]) if len(parts) == 3 else None
+        return RateLimitSpec(scope="tenant", limit=limit, period_s=period, burst=burst)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: write N/SECONDS or N/SECONDS/BURST, e.g. 100/1") from exc
+
+
+def rules_for(
+    app: App,
+    *,
+    tenant_id: str,
+    account_id: str,
+    path: str,
+    tenant_cap: RateLimitSpec | None = None,
+) -> list[Rule]:
+    """The limits one call to `path` falls under: the app's, in catalog order, then the
+    operator's cap on the tenant."""
     rules = []
     for index, spec in enumerate(app.rate_limits):
         if spec.path and not re.search(spec.path, path):
             continue
-        rules.append(
-            rule_of(spec, limit_key(app.slug, index, spec, tenant_id, account_id), app.slug)
-        )
+        key = limit_key(app.slug, index, spec, tenant_id, account_id)
+        rules.append(rule_of(spec, key, app.slug))
+    if tenant_cap is not None:
+        rules.append(tenant_cap_rule(tenant_cap, tenant_id))
     return rules
 
 

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     republish_after_s: float = Field(
         DEFAULT_REPUBLISH_AFTER_S, validation_alias=_env("PASSTHRU_REPUBLISH_AFTER_S")
     )
+    # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
+    tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("PASSTHRU_LOG_LEVEL")
     )
@@ -118,6 +120,14 @@ class Settings(BaseSettings):
         from models.urls import normalize_origin
 
         return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
+
+    @field_validator("tenant_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from models.limits import parse_rate
+
+        parse_rate(value)
+        return value
 
     @model_validator(mode="after")
     def _timeouts_fit(self) -> Settings:

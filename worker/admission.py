@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from models.catalog import Catalog
+from models.catalog import Catalog, RateLimitSpec
 from models.limits import pause_key, rules_for
 from worker.claim import Claimed
 from worker.limiter import Ask, Limiter
@@ -75,6 +75,7 @@ def plan(
     limiter: Limiter | None,
     catalog: Catalog,
     clock: Callable[[], datetime],
+    tenant_cap: RateLimitSpec | None = None,
 ) -> Plan:
     """Slots are turned into local times with the clock read right at booking, so time
     spent before (claiming, decrypting) never makes a call go early."""
@@ -102,7 +103,11 @@ def plan(
                 go.append(Go(c, r, max(delay, 0.001), wait_ms, reason))
             continue
         rules = rules_for(
-            app, tenant_id=c.call.tenant_id, account_id=c.account.id, path=_path(c.call.url)
+            app,
+            tenant_id=c.call.tenant_id,
+            account_id=c.account.id,
+            path=_path(c.call.url),
+            tenant_cap=tenant_cap,
         )
         to_book.append((c, r))
         asks.append(Ask(rules, key))

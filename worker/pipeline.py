@@ -17,7 +17,7 @@ from typing import Any
 from redis import RedisError
 from sqlalchemy import Engine
 
-from models.catalog import Catalog, RetrySpec
+from models.catalog import Catalog, RateLimitSpec, RetrySpec
 from models.credentials import Credentials, load_credentials
 from models.errors import CredentialsError
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
@@ -72,6 +72,8 @@ class Runtime:
     touched: dict[str, datetime] = field(default_factory=dict)
     # Global rate limits and pauses. None: no limits (tests of other things).
     limiter: Limiter | None = None
+    # The operator's cap on each tenant's calls across its apps (PASSTHRU_TENANT_RATE_LIMIT).
+    tenant_cap: RateLimitSpec | None = None
 
 
 @dataclass
@@ -116,7 +118,13 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         else:
             prepared_calls.append((c, prepared))
     try:
-        admitted = plan(prepared_calls, limiter=rt.limiter, catalog=rt.catalog, clock=rt.clock)
+        admitted = plan(
+            prepared_calls,
+            limiter=rt.limiter,
+            catalog=rt.catalog,
+            clock=rt.clock,
+            tenant_cap=rt.tenant_cap,
+        )
     except RedisError as exc:
         # Without the limiter nothing may go: hand the calls back for a little while.
         log.warning("rate limiter unavailable (%s); %d calls wait", exc, len(prepared_calls))

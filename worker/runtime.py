@@ -12,6 +12,7 @@ import redis
 from models.catalog import get_catalog
 from models.db import get_engine, utcnow
 from models.keys import CHANNEL_CALL_DONE
+from models.limits import parse_rate
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 from worker.limiter import RedisLimiter, make_pause_gate
@@ -73,6 +74,7 @@ def get_runtime() -> Runtime:
         notify=notify,
         republish=_republish,
         limiter=RedisLimiter(redis_client),
+        tenant_cap=parse_rate(settings.tenant_rate_limit),
     )
 
 

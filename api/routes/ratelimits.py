@@ -8,10 +8,11 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CatalogDep, CurrentTenant, EngineDep
+from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep
 from api.ratelimits import rate_limits
 from api.schemas import ErrorOut
 from models.errors import ApiError, ErrorDetail
+from models.limits import parse_rate
 
 router = APIRouter(tags=["rate limits"])
 
@@ -23,14 +24,20 @@ router = APIRouter(tags=["rate limits"])
     description="One item per connected account whose app declares limits or is paused: "
     "each limit with `in_use` (its slots taken from now on: calls booked ahead, burst "
     "included) and `next_free_in_ms` (how long a new call would wait for it), and "
-    "`paused_until` when the upstream asked for quiet.",
+    "`paused_until` when the upstream asked for quiet; `tenant_cap` is the operator's cap "
+    "on all your calls (PASSTHRU_TENANT_RATE_LIMIT), if set.",
 )
 async def get_rate_limits(
-    request: Request, tenant: CurrentTenant, engine: EngineDep, catalog: CatalogDep
+    request: Request,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
+    cap = parse_rate(settings.tenant_rate_limit)
     try:
         return await run_in_threadpool(
-            rate_limits, engine, catalog, request.app.state.limiter, tenant
+            rate_limits, engine, catalog, request.app.state.limiter, tenant, cap
         )
     except redis.RedisError as exc:
         raise ApiError(

@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from models.catalog import Catalog
-from models.limits import pause_key, rules_for
+from models.limits import parse_rate, pause_key, rules_for, tenant_cap_rule
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 from worker.limiter import Ask, MemoryLimiter
@@ -70,3 +70,21 @@ def test_redis_away_is_a_503_in_the_error_shape(caller: Caller) -> None:
     response = caller.client.get("/rate-limits", headers=caller.headers())
     assert response.status_code == 503
     assert_error_shape(response.json(), "rate_limiter_unavailable")
+
+
+def test_the_operators_tenant_cap_is_shown(app: FastAPI, caller: Caller) -> None:
+    limiter = MemoryLimiter(clock=lambda: NOW_MS)
+    app.state.limiter = limiter
+    app.state.settings = app.state.settings.model_copy(update={"tenant_rate_limit": "10/1"})
+    cap = parse_rate("10/1")
+    assert cap is not None
+    rule = tenant_cap_rule(cap, caller.tenant.id)
+    limiter.book_many([Ask([rule], "pause")] * 4, horizon_ms=60_000)
+    body = caller.client.get("/rate-limits", headers=caller.headers()).json()
+    assert body["tenant_cap"] == {
+        "limit": 10,
+        "period_s": 1.0,
+        "burst": 1,
+        "in_use": 4,
+        "next_free_in_ms": 400,
+    }

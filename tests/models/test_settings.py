@@ -153,3 +153,11 @@ def test_timeouts_and_retries_are_settings(clean_env: pytest.MonkeyPatch) -> Non
     s = _settings()
     assert (s.connect_timeout_s, s.read_timeout_s, s.timeout_s, s.max_timeout_s) == (3, 20, 25, 30)
     assert (s.lease_s, s.retry_max_attempts, s.retry_max_wait_s) == (45, 6, 120)
+
+
+def test_a_tenant_rate_limit_must_be_a_rate(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PASSTHRU_TENANT_RATE_LIMIT", "lots")
+    with pytest.raises(ValidationError, match="N/SECONDS"):
+        _settings()
+    clean_env.setenv("PASSTHRU_TENANT_RATE_LIMIT", "200/1")
+    assert _settings().tenant_rate_limit == "200/1"

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from models.catalog import Catalog, parse_catalog
-from models.limits import pause_key
+from models.limits import parse_rate, pause_key
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, Tenant
@@ -207,3 +207,21 @@ def test_without_a_limiter_nothing_waits(
     ids = [make_call(engine, account, url="https://slow.example/api/x").id for _ in range(3)]
     statuses = execute_calls(ids, replace(rig.runtime, limiter=None, clock=lambda: NOW))
     assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
+
+
+def test_the_tenant_cap_holds_back_calls_to_any_app(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an operator cap of one call per 10 s per tenant, and calls to two apps
+    cap = parse_rate("1/10")
+    ten = _account(engine, tenant, vault, "tenpersec")
+    slow = _account(engine, tenant, vault, "slowpoke")
+    first = make_call(engine, ten, url="https://ten.example/api/x")
+    second = make_call(engine, slow, url="https://slow.example/api/x")
+    # When both run
+    statuses = execute_calls([first.id, second.id], replace(rig.runtime, tenant_cap=cap))
+    # Then the first goes and the second waits for the tenant's next slot, saying why
+    assert statuses == {first.id: CallStatus.COMPLETED}
+    parked = load(engine, second.id)
+    assert parked.rate_wait is not None
+    assert parked.rate_wait["reason"] == "tenant cap: 1 per 10 s"

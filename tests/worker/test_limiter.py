@@ -10,7 +10,16 @@ import redis
 
 from api.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.catalog import RateLimitSpec, parse_catalog
-from models.limits import Booking, Rule, book, pause_key, rule_of, rules_for, usage
+from models.limits import (
+    Booking,
+    Rule,
+    book,
+    parse_rate,
+    pause_key,
+    rule_of,
+    rules_for,
+    usage,
+)
 from worker.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
 
 T0 = 1_900_000_000_000  # a fixed "now" in ms, far from Redis' own clock
@@ -194,3 +203,22 @@ def test_rules_follow_the_scope_and_the_path() -> None:
 def test_the_pause_follows_how_the_upstream_counts() -> None:
     assert pause_key(APPS["chat"], "ca1") == "passthru:rl:pause:chat:acct:ca1"
     assert pause_key(APPS["crm"], "ca1") == "passthru:rl:pause:crm:app"
+
+
+def test_the_operators_tenant_cap_comes_after_the_apps_limits() -> None:
+    cap = parse_rate("100/1/20")
+    assert cap is not None
+    rules = rules_for(APPS["crm"], tenant_id="tn1", account_id="ca1", path="/x", tenant_cap=cap)
+    assert [r.key for r in rules] == ["passthru:rl:crm:0:app", "passthru:rl:tenant-cap:tn1"]
+    assert (rules[1].interval_ms, rules[1].tolerance_ms) == (10, 190)
+    assert rules[1].label == "tenant cap: 100 per 1 s"
+
+
+@pytest.mark.parametrize("text", ["100", "a/1", "100/x", "1/2/3/4", "0/1"])
+def test_a_bad_rate_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match="N/SECONDS"):
+        parse_rate(text)
+
+
+def test_no_rate_is_no_cap() -> None:
+    assert parse_rate("") is None

@@ -1,0 +1,95 @@
+"""Prometheus figures the API reads on each scrape: queue lengths per lane and the global
+rate limiter's state per app (from Redis, so every worker's bookings and pauses count)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from models.catalog import Catalog
+from models.keys import CALL_QUEUES
+from models.limits import KEY_PREFIX, interval_ms
+
+log = logging.getLogger("passthru.metrics")
+
+# A scrape reads at most this many limiter keys (SCAN), so a huge keyspace cannot stall it.
+MAX_KEYS = 50_000
+
+
+class PassthruCollector(Collector):
+    def __init__(self, client: redis.Redis, catalog: Catalog) -> None:
+        self._client = client
+        self._catalog = catalog
+
+    def collect(self) -> Iterator[Metric]:
+        queued = GaugeMetricFamily(
+            "passthru_queue_messages", "Messages waiting in a Celery lane", labels=["queue"]
+        )
+        paused = GaugeMetricFamily(
+            "passthru_rate_limit_paused_keys",
+            "Keys (app or account) an upstream has paused, per app",
+            labels=["app"],
+        )
+        pause_left = GaugeMetricFamily(
+            "passthru_rate_limit_pause_seconds_max",
+            "Longest pause still to run, per app",
+            labels=["app"],
+        )
+        busy = GaugeMetricFamily(
+            "passthru_rate_limit_busy_keys",
+            "Keys with slots booked ahead, per app and declared limit",
+            labels=["app", "limit"],
+        )
+        booked = GaugeMetricFamily(
+            "passthru_rate_limit_booked_ahead_seconds_max",
+            "How far ahead the busiest key's slots are booked, per app and declared limit",
+            labels=["app", "limit"],
+        )
+        try:
+            for queue in CALL_QUEUES:
+                queued.add_metric([queue], float(self._client.llen(queue)))
+            self._limiter(paused, pause_left, busy, booked)
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis did not answer (%s)", exc)
+            return
+        yield from (queued, paused, pause_left, busy, booked)
+
+    def _limiter(self, *families: GaugeMetricFamily) -> None:
+        paused, pause_left, busy, booked = families
+        keys = []
+        for key in self._client.scan_iter(match=f"{KEY_PREFIX}:*", count=1000):
+            keys.append(key.decode())
+            if len(keys) >= MAX_KEYS:
+                break
+        seconds, micros = self._client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        values: list[Any] = self._client.mget(keys) if keys else []
+        pauses: dict[str, list[float]] = {}
+        ahead: dict[tuple[str, str], list[float]] = {}
+        for key, raw in zip(keys, values, strict=True):
+            if raw is None or (left := (int(raw) - now_ms) / 1000) <= 0:
+                continue
+            parts = key.split(":")  # passthru:rl:pause:APP:... | passthru:rl:APP:INDEX:...
+            if parts[2] == "pause":
+                pauses.setdefault(parts[3], []).append(left)
+            elif parts[2] != "tenant-cap" and (label := self._limit_label(parts[2], parts[3])):
+                ahead.setdefault((parts[2], label), []).append(left)
+        for app, lefts in sorted(pauses.items()):
+            paused.add_metric([app], len(lefts))
+            pause_left.add_metric([app], max(lefts))
+        for (app, label), lefts in sorted(ahead.items()):
+            busy.add_metric([app, label], len(lefts))
+            booked.add_metric([app, label], max(lefts))
+
+    def _limit_label(self, slug: str, index: str) -> str | None:
+        app = self._catalog.get(slug)
+        if app is None or not index.isdigit() or int(index) >= len(app.rate_limits):
+            return None
+        spec = app.rate_limits[int(index)]
+        path = f" {spec.path}" if spec.path else ""
+        return f"{spec.limit:g}/{spec.period_s:g}s {spec.scope}{path} ({interval_ms(spec)} ms)"
