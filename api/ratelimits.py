@@ -9,7 +9,15 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from models.catalog import App, Catalog, RateLimitSpec
-from models.limits import Rule, limit_key, pause_key, rule_of, tenant_cap_rule, usage
+from models.limits import (
+    LANES,
+    Rule,
+    limit_key,
+    pause_key,
+    rule_of,
+    tenant_cap_rule,
+    usage,
+)
 from models.tables import ConnectedAccount, Tenant
 from worker.limiter import Limiter
 
@@ -46,9 +54,8 @@ def rate_limits(
             rules.append((spec.model_dump(mode="json"), rule_of(spec, key, app.slug)))
         entries.append((app, account, rules, pause_key(app, account.id)))
     keys = [k for _, _, rules, pause in entries for k in (*(r.key for _, r in rules), pause)]
-    cap = tenant_cap_rule(tenant_cap, tenant.id) if tenant_cap else None
-    if cap is not None:
-        keys.append(cap.key)
+    caps = [tenant_cap_rule(tenant_cap, tenant.id, lane) for lane in LANES] if tenant_cap else []
+    keys += [cap.key for cap in caps]
     now_ms, values = limiter.read(keys)
     stored = dict(zip(keys, values, strict=True))
     out = []
@@ -77,13 +84,17 @@ def rate_limits(
             }
         )
     cap_out = None
-    if cap is not None and tenant_cap is not None:
-        use = usage(cap, stored.get(cap.key), now_ms)
+    if tenant_cap is not None:
         cap_out = {
             "limit": tenant_cap.limit,
             "period_s": tenant_cap.period_s,
             "burst": tenant_cap.burst or 1,
-            "in_use": use.booked_ahead,
-            "next_free_in_ms": use.next_free_ms,
+            "lanes": {
+                lane: {
+                    "in_use": (use := usage(cap, stored.get(cap.key), now_ms)).booked_ahead,
+                    "next_free_in_ms": use.next_free_ms,
+                }
+                for lane, cap in zip(LANES, caps, strict=True)
+            },
         }
     return {"as_of": _when(now_ms), "tenant_cap": cap_out, "items": out}

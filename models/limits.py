@@ -9,9 +9,10 @@ For a limit of `limit` per `period_s` with a burst of `burst`:
   tau (burst tolerance)  = (burst - 1) * T
   each key stores TAT, the theoretical arrival time of its next call.
 A call may go at max(now, paused_until, TAT_i - tau_i over every limit i); booking it moves
-each TAT_i to max(TAT_i, slot) + T_i. Over any window of length W a key admits at most
-W / T + burst calls. Times are integer milliseconds on one clock: Redis' (`TIME`) in
-production, so workers' clocks never matter.
+each TAT_i to max(TAT_i, slot) + T_i (for a far slot, only on the limits that are that far
+behind: see `book`). Over any window of length W a key admits at most W / T + burst calls.
+Times are integer milliseconds on one clock: Redis' (`TIME`) in production, so workers'
+clocks never matter.
 
 `worker/limiter.py` runs this same arithmetic in one Lua script (Redis) or in memory.
 """
@@ -44,13 +45,18 @@ class Booking:
 
     slot_ms: int  # when it may go, on the limiter's clock
     now_ms: int  # the limiter's clock when it answered
-    booked: bool  # False: the slot lies beyond the horizon and nothing was booked
+    booked: tuple[bool, ...]  # per rule: whether a slot was booked on it
     reason: str | None  # what made it wait (a rule's label, or "paused ..."); None: no wait
-    tats_ms: tuple[int, ...] = ()  # the rules' new TATs when booked
+    tats_ms: tuple[int | None, ...] = ()  # per rule: its new TAT when booked
 
     @property
     def wait_ms(self) -> int:
         return max(0, self.slot_ms - self.now_ms)
+
+    @property
+    def complete(self) -> bool:
+        """Booked on every rule: the call may go at `slot_ms`."""
+        return all(self.booked)
 
 
 def interval_ms(spec: RateLimitSpec) -> int:
@@ -83,14 +89,18 @@ def pause_key(app: App, account_id: str) -> str:
     return f"{KEY_PREFIX}:pause:{app.slug}:acct:{account_id}"
 
 
-def tenant_cap_rule(cap: RateLimitSpec, tenant_id: str) -> Rule:
-    """The operator's cap on one tenant's calls, across all its apps."""
+LANES = ("interactive", "bulk")
+
+
+def tenant_cap_rule(cap: RateLimitSpec, tenant_id: str, lane: str) -> Rule:
+    """The operator's cap on one tenant's calls across all its apps, per lane: a tenant's
+    single calls never wait behind its own batches."""
     t = interval_ms(cap)
     return Rule(
-        key=f"{KEY_PREFIX}:tenant-cap:{tenant_id}",
+        key=f"{KEY_PREFIX}:tenant-cap:{tenant_id}:{lane}",
         interval_ms=t,
         tolerance_ms=((cap.burst or 1) - 1) * t,
-        label=f"tenant cap: {cap.limit:g} per {cap.period_s:g} s",
+        label=f"tenant cap ({lane}): {cap.limit:g} per {cap.period_s:g} s",
     )
 
 
@@ -116,6 +126,7 @@ def rules_for(
     account_id: str,
     path: str,
     tenant_cap: RateLimitSpec | None = None,
+    lane: str = "interactive",
 ) -> list[Rule]:
     """The limits one call to `path` falls under: the app's, in catalog order, then the
     operator's cap on the tenant."""
@@ -126,7 +137,7 @@ def rules_for(
         key = limit_key(app.slug, index, spec, tenant_id, account_id)
         rules.append(rule_of(spec, key, app.slug))
     if tenant_cap is not None:
-        rules.append(tenant_cap_rule(tenant_cap, tenant_id))
+        rules.append(tenant_cap_rule(tenant_cap, tenant_id, lane))
     return rules
 
 
@@ -136,24 +147,39 @@ def book(
     *,
     now_ms: int,
     paused_until_ms: int | None,
+    near_ms: int,
     horizon_ms: int,
 ) -> Booking:
-    """The reserving GCRA step for one call (the Lua script mirrors it line for line)."""
+    """The reserving GCRA step for one call (the Lua script mirrors it line for line).
+
+    A slot within `near_ms` is booked on every rule. A farther one (within the horizon) is
+    booked only on the rules that are themselves that far behind: a looser rule shared with
+    other calls (an account-wide limit, the tenant cap) is booked when the call comes back
+    near its slot, so one key's backlog never pushes the looser rule's TAT far ahead and
+    holds back calls that only share that rule. Beyond the horizon nothing is booked.
+    """
     start = max(now_ms, paused_until_ms or 0)
     slot, reason = start, None
     if start > now_ms:
         reason = "paused by the upstream"
-    for rule, tat in zip(rules, tats_ms, strict=True):
-        allowed = max(start, (tat if tat is not None else start) - rule.tolerance_ms)
-        if allowed > slot:
-            slot, reason = allowed, rule.label
-    if slot - now_ms > horizon_ms:
-        return Booking(slot, now_ms, False, reason)
-    new_tats = tuple(
-        max(tat if tat is not None else slot, slot) + rule.interval_ms
+    own = [
+        (tat - rule.tolerance_ms) if tat is not None else None
         for rule, tat in zip(rules, tats_ms, strict=True)
+    ]
+    for rule, at in zip(rules, own, strict=True):
+        if at is not None and at > slot:
+            slot, reason = at, rule.label
+    if slot - now_ms <= near_ms:
+        take = [True] * len(rules)
+    elif slot - now_ms <= horizon_ms:
+        take = [at is not None and at - now_ms > near_ms for at in own]
+    else:
+        take = [False] * len(rules)
+    new_tats = tuple(
+        max(tat if tat is not None else slot, slot) + rule.interval_ms if taken else None
+        for rule, tat, taken in zip(rules, tats_ms, take, strict=True)
     )
-    return Booking(slot, now_ms, True, reason, new_tats)
+    return Booking(slot, now_ms, tuple(take), reason, new_tats)
 
 
 @dataclass(frozen=True, slots=True)

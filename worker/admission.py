@@ -16,7 +16,7 @@ worker's threads and connections stay free for every other key.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,14 +59,34 @@ def _path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-def prepaid(c: Claimed) -> tuple[datetime, int, str | None] | None:
-    """The slot this call booked before it was handed back: (slot, wait in ms, reason)."""
-    wait = c.call.rate_wait
-    if not wait or "slot_at" not in wait:
-        return None
-    slot = datetime.fromisoformat(wait["slot_at"])
-    booked = datetime.fromisoformat(wait.get("booked_at", wait["slot_at"]))
-    return slot, int((slot - booked).total_seconds() * 1000), wait.get("reason")
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a handed-back call keeps: the slot it waits for and the limits it booked."""
+
+    slot_at: datetime
+    booked_at: datetime  # when it first started waiting
+    reason: str | None
+    paid: frozenset[str]  # keys of the limits already booked for that slot
+
+    @staticmethod
+    def of(c: Claimed) -> Held | None:
+        wait = c.call.rate_wait
+        if not wait or "slot_at" not in wait:
+            return None
+        return Held(
+            datetime.fromisoformat(wait["slot_at"]),
+            datetime.fromisoformat(wait.get("booked_at", wait["slot_at"])),
+            wait.get("reason"),
+            frozenset(wait.get("paid", ())),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "slot_at": self.slot_at.isoformat(),
+            "booked_at": self.booked_at.isoformat(),
+            "reason": self.reason,
+            "paid": sorted(self.paid),
+        }
 
 
 def plan(
@@ -77,60 +97,59 @@ def plan(
     clock: Callable[[], datetime],
     tenant_cap: RateLimitSpec | None = None,
 ) -> Plan:
-    """Slots are turned into local times with the clock read right at booking, so time
+    """Slots are turned into local times with the clock read right after booking, so time
     spent before (claiming, decrypting) never makes a call go early."""
     if limiter is None:
         return Plan([Go(c, r, 0.0, None, None) for c, r in items], [])
-    go: list[Go] = []
-    park: list[Park] = []
-    to_book: list[tuple[Claimed, OnwardRequest]] = []
     asks: list[Ask] = []
-    now = clock()
+    held: list[Held | None] = []
+    requests: list[OnwardRequest] = []
     for c, r in items:
         app = catalog.get(c.call.app)
         # Prepared calls have both.
         assert app is not None
         assert c.account is not None
         key = pause_key(app, c.account.id)
-        r = _with_pause_key(r, key)
-        if (kept := prepaid(c)) is not None:
-            slot, wait_ms, reason = kept
-            delay = (slot - now).total_seconds()
-            if delay > LOOP_WAIT_S:  # came back too early: keep waiting, slot kept
-                park.append(Park(c, slot - timedelta(seconds=COME_BACK_EARLY_S), c.call.rate_wait))
-            else:
-                # Even a late one waited: it is checked against pauses before it goes.
-                go.append(Go(c, r, max(delay, 0.001), wait_ms, reason))
-            continue
+        kept = Held.of(c)
         rules = rules_for(
             app,
             tenant_id=c.call.tenant_id,
             account_id=c.account.id,
             path=_path(c.call.url),
             tenant_cap=tenant_cap,
+            lane="bulk" if c.call.batch_id else "interactive",
         )
-        to_book.append((c, r))
+        if kept is not None:  # back for a slot booked earlier: book what is still unpaid
+            rules = [rule for rule in rules if rule.key not in kept.paid]
         asks.append(Ask(rules, key))
-    bookings = limiter.book_many(asks, horizon_ms=int(HORIZON_S * 1000))
+        held.append(kept)
+        requests.append(replace(r, pause_key=key))
+    bookings = limiter.book_many(
+        asks, near_ms=int(LOOP_WAIT_S * 1000), horizon_ms=int(HORIZON_S * 1000)
+    )
     now = clock()  # after the round trip: a slot read against it is never early
-    for (c, r), b in zip(to_book, bookings, strict=True):
-        wait_s = b.wait_ms / 1000
-        slot = now + timedelta(seconds=wait_s)
-        if b.booked and wait_s <= LOOP_WAIT_S:
-            go.append(Go(c, r, wait_s, b.wait_ms or None, b.reason))
-        elif b.booked:
-            held_slot = {
-                "slot_at": slot.isoformat(),
-                "booked_at": now.isoformat(),
-                "reason": b.reason,
-            }
-            park.append(Park(c, slot - timedelta(seconds=COME_BACK_EARLY_S), held_slot))
+    go: list[Go] = []
+    park: list[Park] = []
+    for (c, _), request, ask, kept, b in zip(items, requests, asks, held, bookings, strict=True):
+        slot = now + timedelta(milliseconds=b.wait_ms)
+        reason = b.reason
+        if kept is not None and kept.slot_at > slot:
+            slot, reason = kept.slot_at, kept.reason
+        since = kept.booked_at if kept is not None else now
+        wait_ms = int((slot - since).total_seconds() * 1000)
+        paid = (kept.paid if kept else frozenset()) | {
+            rule.key for rule, taken in zip(ask.rules, b.booked, strict=True) if taken
+        }
+        delay = (slot - now).total_seconds()
+        if b.complete and delay <= LOOP_WAIT_S:
+            # Even a call that waited is checked against pauses before it goes.
+            waited = wait_ms > 0 or kept is not None
+            go.append(Go(c, request, max(delay, 0.001 if waited else 0.0), wait_ms or None, reason))
+        elif b.slot_ms - b.now_ms > HORIZON_S * 1000:
+            # Nothing booked: come back when the horizon reaches the slot.
+            back = slot - timedelta(seconds=HORIZON_S / 2)
+            park.append(Park(c, back, Held(slot, since, reason, paid).as_json() if paid else None))
         else:
-            park.append(Park(c, slot - timedelta(seconds=HORIZON_S / 2), None))
+            back = slot - timedelta(seconds=COME_BACK_EARLY_S)
+            park.append(Park(c, back, Held(slot, since, reason, paid).as_json()))
     return Plan(go, park)
-
-
-def _with_pause_key(request: OnwardRequest, key: str) -> OnwardRequest:
-    from dataclasses import replace
-
-    return replace(request, pause_key=key)

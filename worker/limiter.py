@@ -25,9 +25,10 @@ class Ask:
 
 class Limiter(Protocol):
     def book_many(
-        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+        self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
     ) -> list[Booking]:
-        """Book a slot for each call, in order (one round trip for all)."""
+        """Book a slot for each call, in order (one round trip for all); see
+        `models.limits.book` for `near_ms` and `horizon_ms`."""
         ...
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
@@ -53,31 +54,39 @@ end
 """
 
 # KEYS: the pause key, then one key per rule.
-# ARGV: now in ms ('' = Redis TIME), horizon in ms, then interval and tolerance per rule.
-# Returns {booked 0|1, slot, now, reason: 0 none, -1 paused, i the i-th rule}.
+# ARGV: now in ms ('' = Redis TIME), near and horizon in ms, then interval and tolerance
+# per rule. Returns {slot, now, reason (0 none, -1 paused, i the i-th rule), booked flag per
+# rule...}. The arithmetic of models.limits.book.
 _BOOK = (
     _NOW
     + """
-local horizon = tonumber(ARGV[2])
+local near, horizon = tonumber(ARGV[2]), tonumber(ARGV[3])
 local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local slot, why = start, 0
 if start > now then why = -1 end
-local tats = {}
-for i = 2, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '-1')
-  if tat < 0 then tat = nil end
-  tats[i] = tat
-  local allowed = math.max(start, (tat or start) - tonumber(ARGV[2 * i]))
-  if allowed > slot then slot, why = allowed, i - 1 end
+local n = #KEYS - 1
+local tats, own = {}, {}
+for i = 1, n do
+  tats[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '')
+  if tats[i] then
+    own[i] = tats[i] - tonumber(ARGV[3 + 2 * i])
+    if own[i] > slot then slot, why = own[i], i end
+  end
 end
-if slot - now > horizon then return {0, slot, now, why} end
-for i = 2, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local new_tat = math.max(tats[i] or slot, slot) + interval
-  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX',
-    string.format('%d', new_tat - now + 1000))
+local out = {slot, now, why}
+for i = 1, n do
+  local take = slot - now <= near
+    or (slot - now <= horizon and own[i] ~= nil and own[i] - now > near)
+  if take then
+    local new_tat = math.max(tats[i] or slot, slot) + tonumber(ARGV[2 + 2 * i])
+    redis.call('SET', KEYS[i + 1], string.format('%d', new_tat), 'PX',
+      string.format('%d', new_tat - now + 1000))
+    out[3 + i] = 1
+  else
+    out[3 + i] = 0
+  end
 end
-return {1, slot, now, why}
+return out
 """
 )
 
@@ -117,20 +126,21 @@ class RedisLimiter:
         self._read = client.register_script(_READ)
 
     def book_many(
-        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+        self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
     ) -> list[Booking]:
         if not asks:
             return []
         now = "" if now_ms is None else str(now_ms)
         pipe = self._client.pipeline(transaction=False)
         for ask in asks:
-            args: list[str | int] = [now, horizon_ms]
+            args: list[str | int] = [now, near_ms, horizon_ms]
             for rule in ask.rules:
                 args += [rule.interval_ms, rule.tolerance_ms]
             self._book(keys=[ask.pause_key, *(r.key for r in ask.rules)], args=args, client=pipe)
         bookings = []
-        for ask, (booked, slot, at, why) in zip(asks, pipe.execute(), strict=True):
-            bookings.append(Booking(int(slot), int(at), bool(booked), _reason(ask, int(why))))
+        for ask, (slot, at, why, *flags) in zip(asks, pipe.execute(), strict=True):
+            booked = tuple(bool(f) for f in flags)
+            bookings.append(Booking(int(slot), int(at), booked, _reason(ask, int(why))))
         return bookings
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
@@ -157,7 +167,7 @@ class MemoryLimiter:
         return found[0] if found and found[1] > now else None
 
     def book_many(
-        self, asks: Sequence[Ask], *, horizon_ms: int, now_ms: int | None = None
+        self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
     ) -> list[Booking]:
         out = []
         with self._lock:
@@ -168,10 +178,12 @@ class MemoryLimiter:
                     [self._get(r.key, now) for r in ask.rules],
                     now_ms=now,
                     paused_until_ms=self._get(ask.pause_key, now),
+                    near_ms=near_ms,
                     horizon_ms=horizon_ms,
                 )
-                for rule, tat in zip(ask.rules, booking.tats_ms, strict=False):
-                    self._values[rule.key] = (tat, tat + 1000)
+                for rule, tat in zip(ask.rules, booking.tats_ms, strict=True):
+                    if tat is not None:
+                        self._values[rule.key] = (tat, tat + 1000)
                 out.append(booking)
         return out
 

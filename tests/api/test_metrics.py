@@ -35,7 +35,9 @@ def test_lanes_bookings_and_pauses_are_exported(
     assert slack is not None
     rules = rules_for(slack, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")
     limiter = RedisLimiter(client)
-    limiter.book_many([Ask(rules, pause_key(slack, "ca1"))] * 5, horizon_ms=600_000)
+    limiter.book_many(
+        [Ask(rules, pause_key(slack, "ca1"))] * 5, near_ms=600_000, horizon_ms=600_000
+    )
     limiter.pause(pause_key(slack, "ca2"), 30_000)
     registry = CollectorRegistry()
     registry.register(PassthruCollector(client, catalog))

@@ -34,7 +34,7 @@ def test_limits_use_and_pauses_per_account(
         slack, tenant_id=caller.tenant.id, account_id=account, path="/api/conversations.list"
     )
     key = pause_key(slack, account)
-    limiter.book_many([Ask(rules, key)] * 3, horizon_ms=600_000)
+    limiter.book_many([Ask(rules, key)] * 3, near_ms=600_000, horizon_ms=600_000)
     limiter.pause(key, 30_000)
 
     # When the tenant asks
@@ -78,13 +78,15 @@ def test_the_operators_tenant_cap_is_shown(app: FastAPI, caller: Caller) -> None
     app.state.settings = app.state.settings.model_copy(update={"tenant_rate_limit": "10/1"})
     cap = parse_rate("10/1")
     assert cap is not None
-    rule = tenant_cap_rule(cap, caller.tenant.id)
-    limiter.book_many([Ask([rule], "pause")] * 4, horizon_ms=60_000)
+    rule = tenant_cap_rule(cap, caller.tenant.id, "bulk")
+    limiter.book_many([Ask([rule], "pause")] * 4, near_ms=60_000, horizon_ms=60_000)
     body = caller.client.get("/rate-limits", headers=caller.headers()).json()
     assert body["tenant_cap"] == {
         "limit": 10,
         "period_s": 1.0,
         "burst": 1,
-        "in_use": 4,
-        "next_free_in_ms": 400,
+        "lanes": {
+            "interactive": {"in_use": 0, "next_free_in_ms": 0},
+            "bulk": {"in_use": 4, "next_free_in_ms": 400},
+        },
     }

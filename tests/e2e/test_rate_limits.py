@@ -26,9 +26,10 @@ def limited(
     upstream: Upstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """A stack of its own with two worker processes sharing one Redis."""
+    """A stack of its own with two worker processes sharing one Redis, and a cap of 100
+    calls per second on each tenant."""
     logs = tmp_path_factory.mktemp("limits-logs")
-    env = {"PASSTHRU_SWEEP_EVERY_S": "2"}
+    env = {"PASSTHRU_SWEEP_EVERY_S": "2", "PASSTHRU_TENANT_RATE_LIMIT": "100/1/10"}
     with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
         s.worker("worker-2")
         s.beat()
@@ -184,6 +185,24 @@ def test_interactive_calls_do_not_wait_behind_a_large_batch(limited: Stack, owne
     done = counts(limited.engine, bulk)
     assert sum(done.get(s, 0) for s in FINAL) < 2500, done
     _cancel_all(limited.engine, bulk)
+
+
+def test_one_tenants_backlog_does_not_starve_another(limited: Stack, owner: Caller) -> None:
+    # Given one tenant with 3,000 calls queued (30 s of its cap of 100 per second)
+    owner.connect("slack", "u-big", {"access_token": "xoxb-big"})
+    limited.upstream.script("GET", "/api/fair.big", Reply(200, {"ok": True}))
+    backlog = batch(owner, "slack", "u-big", "fair.big", 3000)
+
+    # When another tenant sends a batch of 20 calls
+    with new_caller(limited, "rl-small") as other:
+        other.connect("slack", "u-small", {"access_token": "xoxb-small"})
+        small = batch(other, "slack", "u-small", "fair.small", 20)
+        wait_until(lambda: counts(limited.engine, small).get("completed") == 20, 60, "20 calls")
+
+    # Then they complete while most of the first tenant's backlog still waits its turn
+    done = counts(limited.engine, backlog)
+    assert sum(done.get(s, 0) for s in FINAL) < 1500, done
+    _cancel_all(limited.engine, backlog)
 
 
 def _cancel_all(engine: Engine, ids: list[str]) -> None:

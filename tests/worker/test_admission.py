@@ -32,6 +32,16 @@ APPS = parse_catalog(
             "auth": {"type": "bearer"},
             "rate_limits": [{"scope": "account", "limit": 10, "period_s": 1}],
         },
+        "tiered": {
+            "name": "A slow method inside a faster account limit",
+            "base_url": "https://tiered.example/api",
+            "allowed_hosts": ["tiered.example"],
+            "auth": {"type": "bearer"},
+            "rate_limits": [
+                {"scope": "account", "limit": 10, "period_s": 1},
+                {"scope": "account", "limit": 1, "period_s": 10, "path": "^/api/slow"},
+            ],
+        },
         "slowpoke": {
             "name": "One per ten seconds",
             "base_url": "https://slow.example/api",
@@ -224,4 +234,30 @@ def test_the_tenant_cap_holds_back_calls_to_any_app(
     assert statuses == {first.id: CallStatus.COMPLETED}
     parked = load(engine, second.id)
     assert parked.rate_wait is not None
-    assert parked.rate_wait["reason"] == "tenant cap: 1 per 10 s"
+    assert parked.rate_wait["reason"] == "tenant cap (interactive): 1 per 10 s"
+
+
+def test_a_backlog_on_a_slow_method_does_not_hold_back_the_accounts_other_calls(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given three calls to a method allowed once per 10 s, inside an account limit of 10/s
+    account = _account(engine, tenant, vault, "tiered")
+    slow = [make_call(engine, account, url="https://tiered.example/api/slow").id for _ in "abc"]
+    assert rig.run(slow) == {slow[0]: CallStatus.COMPLETED}
+    # When the account calls another method right after
+    other = make_call(engine, account, url="https://tiered.example/api/fast")
+    # Then it goes within the account limit's 100 ms, not after the waiting calls' 20 s:
+    # they booked only the slow method's limit
+    assert rig.run([other.id]) == {other.id: CallStatus.COMPLETED}
+    assert attempts(engine, other.id)[0].rate_wait_ms == 100
+    parked = load(engine, slow[1])
+    assert parked.rate_wait is not None
+    assert parked.rate_wait["paid"] == [f"passthru:rl:tiered:1:acct:{account.id}"]
+    # And a waiting call, back at its slot, books the account limit then and goes
+    back = NOW + timedelta(seconds=9.5)
+    assert rig.run([slow[1]], now=back) == {slow[1]: CallStatus.COMPLETED}
+    [row] = attempts(engine, slow[1])
+    assert (row.rate_wait_ms, row.rate_wait_reason) == (
+        10_000,
+        "tiered: 1 per 10 s per account on ^/api/slow",
+    )

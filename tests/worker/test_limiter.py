@@ -25,6 +25,7 @@ from worker.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
 T0 = 1_900_000_000_000  # a fixed "now" in ms, far from Redis' own clock
 HORIZON = 60_000
 PAUSE = "passthru:rl:pause:test:app"
+ALL: dict[str, int] = {"near_ms": HORIZON, "horizon_ms": HORIZON}  # book every slot in full
 
 
 def rule(limit: int, period_s: float, burst: int | None = None, key: str = "k") -> Rule:
@@ -56,12 +57,12 @@ def ask(*rules: Rule) -> Ask:
 
 
 def slots(limiter: Limiter, a: Ask, n: int, now: int = T0) -> list[int]:
-    return [b.wait_ms for b in limiter.book_many([a] * n, horizon_ms=HORIZON, now_ms=now)]
+    return [b.wait_ms for b in limiter.book_many([a] * n, **ALL, now_ms=now)]
 
 
 def test_the_first_call_goes_at_once(limiter: Limiter) -> None:
-    [b] = limiter.book_many([ask(rule(10, 1))], horizon_ms=HORIZON, now_ms=T0)
-    assert (b.booked, b.wait_ms, b.reason) == (True, 0, None)
+    [b] = limiter.book_many([ask(rule(10, 1))], **ALL, now_ms=T0)
+    assert (b.complete, b.wait_ms, b.reason) == (True, 0, None)
 
 
 def test_waiting_calls_get_evenly_spaced_slots(limiter: Limiter) -> None:
@@ -78,7 +79,7 @@ def test_the_strictest_of_several_limits_decides(limiter: Limiter) -> None:
     # Given a call under 10/s for the app and 2/s for its path
     a = ask(rule(10, 1, key="app"), rule(2, 1, key="path"))
     # Then calls are spaced by the stricter one, and the reason names it
-    bookings = limiter.book_many([a] * 3, horizon_ms=HORIZON, now_ms=T0)
+    bookings = limiter.book_many([a] * 3, **ALL, now_ms=T0)
     assert [b.wait_ms for b in bookings] == [0, 500, 1000]
     assert bookings[1].reason == "test: 2 per 1 s"
 
@@ -93,16 +94,16 @@ def test_time_passing_frees_slots(limiter: Limiter) -> None:
 def test_a_slot_beyond_the_horizon_is_not_booked(limiter: Limiter) -> None:
     # Given 1 call per 10 s, and a horizon of 25 s
     a = ask(rule(1, 10))
-    first = limiter.book_many([a] * 4, horizon_ms=25_000, now_ms=T0)
+    first = limiter.book_many([a] * 4, near_ms=25_000, horizon_ms=25_000, now_ms=T0)
     # Then three calls are booked (0, 10, 20 s) and the fourth, 30 s out, is not
-    assert [(b.booked, b.wait_ms) for b in first] == [
+    assert [(b.complete, b.wait_ms) for b in first] == [
         (True, 0),
         (True, 10_000),
         (True, 20_000),
         (False, 30_000),
     ]
     # And not booking it left the key as it was
-    [again] = limiter.book_many([a], horizon_ms=25_000, now_ms=T0)
+    [again] = limiter.book_many([a], near_ms=25_000, horizon_ms=25_000, now_ms=T0)
     assert again.wait_ms == 30_000
 
 
@@ -111,7 +112,7 @@ def test_a_pause_holds_every_call_of_the_key(limiter: Limiter) -> None:
     until = limiter.pause(PAUSE, 3_000, now_ms=T0)
     assert until == T0 + 3_000
     # Then even an unlimited call waits for the end of the pause
-    [b] = limiter.book_many([Ask([], PAUSE)], horizon_ms=HORIZON, now_ms=T0 + 500)
+    [b] = limiter.book_many([Ask([], PAUSE)], **ALL, now_ms=T0 + 500)
     assert (b.wait_ms, b.reason) == (2_500, "paused by the upstream")
     # And limited calls are spaced from the end of the pause
     assert slots(limiter, ask(rule(10, 1)), 2, now=T0 + 500) == [2_500, 2_600]
@@ -135,9 +136,34 @@ def test_redis_uses_its_own_clock_when_none_is_given(redis_server: EmbeddedRedis
     client.flushdb()
     limiter = RedisLimiter(client)
     seconds, micros = client.time()
-    [b] = limiter.book_many([ask(rule(10, 1))], horizon_ms=HORIZON)
+    [b] = limiter.book_many([ask(rule(10, 1))], **ALL)
     assert abs(b.now_ms - (seconds * 1000 + micros // 1000)) < 5_000
     client.close()
+
+
+def test_a_far_slot_is_booked_only_on_the_limits_that_far_behind(limiter: Limiter) -> None:
+    # Given a narrow limit (1 per 10 s, for one path) and a wide one (10 per second, for the
+    # account) that a call falls under together, and calls to other paths under the wide one
+    narrow, wide = rule(1, 10, key="path"), rule(10, 1, key="account")
+    both = ask(narrow, wide)
+    # When three calls to the narrow path ask, with a near bound of 2 s
+    b = limiter.book_many([both] * 3, near_ms=2_000, horizon_ms=HORIZON, now_ms=T0)
+    # Then the first is booked on both; the later ones (10 s and 20 s out) only on the
+    # narrow limit
+    assert [(x.wait_ms, x.booked) for x in b] == [
+        (0, (True, True)),
+        (10_000, (True, False)),
+        (20_000, (True, False)),
+    ]
+    # And a call to another path, under the wide limit only, is not held back by them
+    [other] = limiter.book_many([ask(wide)], near_ms=2_000, horizon_ms=HORIZON, now_ms=T0)
+    assert other.wait_ms == 100
+
+
+def test_a_far_pause_books_nothing(limiter: Limiter) -> None:
+    limiter.pause(PAUSE, 5_000, now_ms=T0)
+    [b] = limiter.book_many([ask(rule(10, 1))], near_ms=2_000, horizon_ms=HORIZON, now_ms=T0)
+    assert (b.wait_ms, b.booked, b.reason) == (5_000, (False,), "paused by the upstream")
 
 
 # --- the pure parts ---------------------------------------------------------------------------
@@ -145,8 +171,15 @@ def test_redis_uses_its_own_clock_when_none_is_given(redis_server: EmbeddedRedis
 
 def test_book_is_the_same_function_the_backends_run() -> None:
     r = rule(10, 1)
-    first = book([r], [None], now_ms=T0, paused_until_ms=None, horizon_ms=HORIZON)
-    second = book([r], list(first.tats_ms), now_ms=T0, paused_until_ms=None, horizon_ms=HORIZON)
+    first = book([r], [None], now_ms=T0, paused_until_ms=None, **ALL)
+    second = book(
+        [r],
+        list(first.tats_ms),
+        now_ms=T0,
+        paused_until_ms=None,
+        near_ms=HORIZON,
+        horizon_ms=HORIZON,
+    )
     assert (first.wait_ms, second.wait_ms) == (0, 100)
     assert isinstance(second, Booking)
 
@@ -208,10 +241,12 @@ def test_the_pause_follows_how_the_upstream_counts() -> None:
 def test_the_operators_tenant_cap_comes_after_the_apps_limits() -> None:
     cap = parse_rate("100/1/20")
     assert cap is not None
-    rules = rules_for(APPS["crm"], tenant_id="tn1", account_id="ca1", path="/x", tenant_cap=cap)
-    assert [r.key for r in rules] == ["passthru:rl:crm:0:app", "passthru:rl:tenant-cap:tn1"]
+    rules = rules_for(
+        APPS["crm"], tenant_id="tn1", account_id="ca1", path="/x", tenant_cap=cap, lane="bulk"
+    )
+    assert [r.key for r in rules] == ["passthru:rl:crm:0:app", "passthru:rl:tenant-cap:tn1:bulk"]
     assert (rules[1].interval_ms, rules[1].tolerance_ms) == (10, 190)
-    assert rules[1].label == "tenant cap: 100 per 1 s"
+    assert rules[1].label == "tenant cap (bulk): 100 per 1 s"
 
 
 @pytest.mark.parametrize("text", ["100", "a/1", "100/x", "1/2/3/4", "0/1"])
