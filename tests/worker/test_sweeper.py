@@ -457,3 +457,57 @@ def test_redis_loss_marks_retries_not_yet_due_unpublished(
     # Then it is not published early (the claim would refuse it), but left for when it is due
     assert call.id not in published.ids
     assert load(engine, call.id).published_at is None
+
+
+def test_a_call_handed_back_for_its_rate_limit_slot_is_published_when_due(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given two queued calls handed back to wait for their slots (one due, one in 5 min),
+    # last published long ago, beyond the republish-after delay
+    due = make_call(
+        engine,
+        account,
+        status=CallStatus.QUEUED,
+        published_at=NOW - timedelta(minutes=10),
+        next_attempt_at=NOW - timedelta(seconds=1),
+    )
+    later = make_call(
+        engine,
+        account,
+        status=CallStatus.QUEUED,
+        published_at=NOW - timedelta(minutes=10),
+        next_attempt_at=NOW + timedelta(minutes=5),
+    )
+    # When the sweeper runs
+    sweep(runtime, redis_with_epoch)
+    # Then the due one is published once, and the other is left to wait (no early message)
+    assert published.ids.count(due.id) == 1
+    assert later.id not in published.ids
+
+
+def test_redis_loss_marks_handed_back_calls_unpublished(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    empty_redis: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a queued call waiting for a slot 30 s away on a countdown message, then Redis
+    # restarted empty
+    waiting = make_call(
+        engine,
+        account,
+        status=CallStatus.QUEUED,
+        created_at=NOW - timedelta(minutes=1),
+        published_at=NOW + timedelta(seconds=30),
+        next_attempt_at=NOW + timedelta(seconds=30),
+    )
+    # When the sweeper runs
+    sweep(runtime, empty_redis)
+    # Then it is not published early, but marked so that it is published when due
+    assert waiting.id not in published.ids
+    assert load(engine, waiting.id).published_at is None
