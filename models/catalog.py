@@ -240,8 +240,29 @@ def load_catalog(apps_file: Path | None = None) -> Catalog:
     return Catalog(apps)
 
 
+def with_oauth_clients(catalog: Catalog, clients: dict[str, dict[str, str]]) -> Catalog:
+    """The operator's OAuth client ids and secrets (PASSTHRU_OAUTH_CLIENTS) put on their apps."""
+    apps = {app.slug: app for app in catalog}
+    for slug, client in clients.items():
+        app = apps.get(slug)
+        if app is None or app.oauth2 is None:
+            raise ConfigError(f"PASSTHRU_OAUTH_CLIENTS: {slug!r} is not an OAuth2 app")
+        unknown = set(client) - {"client_id", "client_secret"}
+        if unknown:
+            raise ConfigError(f"PASSTHRU_OAUTH_CLIENTS.{slug}: unknown keys {sorted(unknown)}")
+        oauth2 = OAuth2Spec(
+            token_url=app.oauth2.token_url,
+            client_id=client.get("client_id", app.oauth2.client_id),
+            client_secret=client.get("client_secret")
+            or (app.oauth2.client_secret.get_secret_value() if app.oauth2.client_secret else None),
+        )
+        apps[slug] = app.model_copy(update={"oauth2": oauth2})
+    return Catalog(apps)
+
+
 @lru_cache(maxsize=1)
 def get_catalog() -> Catalog:
     from models.settings import get_settings
 
-    return load_catalog(get_settings().apps_file)
+    settings = get_settings()
+    return with_oauth_clients(load_catalog(settings.apps_file), settings.oauth_clients)

@@ -19,6 +19,7 @@ class OAuth2Credentials(_Creds):
     access_token: str = Field(min_length=1)
     refresh_token: str | None = None
     expires_at: float | None = None  # epoch seconds
+    refreshed_at: float | None = None  # epoch seconds; set by passthru when it refreshes
 
     @field_validator("expires_at", mode="before")
     @classmethod

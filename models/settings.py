@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     republish_after_s: float = Field(
         DEFAULT_REPUBLISH_AFTER_S, validation_alias=_env("PASSTHRU_REPUBLISH_AFTER_S")
     )
+    # OAuth2 access tokens are refreshed this long before they expire.
+    oauth_refresh_margin_s: float = Field(
+        300.0, ge=0, validation_alias=_env("PASSTHRU_OAUTH_REFRESH_MARGIN_S")
+    )
+    # The operator's OAuth client per app, {"slug": {"client_id": ..., "client_secret": ...}},
+    # over what PASSTHRU_APPS_FILE says.
+    oauth_clients: dict[str, dict[str, str]] = Field(
+        default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
+    )
     # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
     tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from api.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.catalog import Catalog, load_catalog
 from models.db import create_db_engine, normalize_database_url
 from models.migrate import upgrade
@@ -57,6 +58,14 @@ def encryption_key() -> str:
 @pytest.fixture(scope="session")
 def vault(encryption_key: str) -> Vault:
     return Vault([encryption_key])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A real redis-server of the test run's own, on a free port (flush it at will)."""
+    server = start_embedded_redis()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,12 @@ class QueryAuth(httpx.Auth):
         request.url = request.url.copy_set_param(self._param, self._value)
         yield request
 
+    def scrub(self, text: str) -> str:
+        """`text` (an error message that may quote the URL) without the secret."""
+        encoded = str(httpx.URL("", params={self._param: self._value}).query, "ascii")
+        secret_in_url = encoded.split("=", 1)[1]
+        return text.replace(secret_in_url, "[redacted]").replace(self._value, "[redacted]")
+
 
 def _secret(credentials: Credentials) -> str:
     if isinstance(credentials, ApiKeyCredentials):

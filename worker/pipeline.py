@@ -17,8 +17,8 @@ from typing import Any
 from redis import RedisError
 from sqlalchemy import Engine
 
-from models.catalog import Catalog, RateLimitSpec, RetrySpec
-from models.credentials import Credentials, load_credentials
+from models.catalog import App, Catalog, RateLimitSpec, RetrySpec
+from models.credentials import Credentials, OAuth2Credentials, load_credentials
 from models.errors import CredentialsError
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.secrets import Vault
@@ -32,11 +32,12 @@ from models.states import CallStatus
 from worker.admission import Go, Park, Plan, plan
 from worker.claim import Claimed, claim
 from worker.limiter import Limiter
+from worker.oauth import Refresher, RefreshUnavailable, Revoked
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import MAX_COUNTDOWN_S, classify, failed
 from worker.record import Finished, Result, park, record
-from worker.retry import RetryPolicy, decide, pause_asked_s, policy_for
-from worker.send import Answer, Outcome
+from worker.retry import RetryIn, RetryPolicy, decide, pause_asked_s, policy_for
+from worker.send import Answer, Failure, Outcome
 from worker.sender import Deferred, Sender
 from worker.timeouts import Timeouts, resolve_timeouts
 
@@ -47,6 +48,7 @@ log = logging.getLogger("passthru.worker")
 FLUSH_EVERY_S = 0.25
 # Beyond a send's own deadline, how long to wait before deciding the event loop is stuck.
 STALL_MARGIN_S = 30.0
+REAUTH = "connect the account again with PATCH /connected-accounts/{id}"
 # When Redis (the limiter) does not answer, calls are handed back for this long.
 LIMITER_DOWN_RETRY_S = 5.0
 DEFAULT_TIMEOUTS = Timeouts(DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, DEFAULT_TIMEOUT_S)
@@ -74,6 +76,8 @@ class Runtime:
     limiter: Limiter | None = None
     # The operator's cap on each tenant's calls across its apps (PASSTHRU_TENANT_RATE_LIMIT).
     tenant_cap: RateLimitSpec | None = None
+    # Refreshes OAuth2 tokens. None: tokens are sent as stored.
+    refresher: Refresher | None = None
 
 
 @dataclass
@@ -83,16 +87,23 @@ class _Batch:
     rt: Runtime
     credentials: dict[str, Credentials | Exception] = field(default_factory=dict)
 
-    def credentials_of(self, claimed: Claimed) -> Credentials:
+    def credentials_of(self, claimed: Claimed, app: App) -> Credentials:
+        """The account's credentials, an OAuth2 token refreshed first if it is about to
+        expire. Raises CredentialsError, Revoked or RefreshUnavailable."""
         assert claimed.account is not None
         key = claimed.account.id
         if key not in self.credentials:
             try:
                 data = self.rt.vault.decrypt(claimed.account.credentials_enc)
-                self.credentials[key] = load_credentials(data)
-            except (CredentialsError, ValueError) as exc:
+                creds = load_credentials(data)
+                if isinstance(creds, OAuth2Credentials) and self.rt.refresher is not None:
+                    creds = self.rt.refresher.ensure_fresh(app, key, creds)
+                self.credentials[key] = creds
+            except (CredentialsError, ValueError, Revoked, RefreshUnavailable) as exc:
                 self.credentials[key] = exc
         value = self.credentials[key]
+        if isinstance(value, Revoked | RefreshUnavailable):
+            raise value
         if isinstance(value, Exception):
             raise CredentialsError(str(value))
         return value
@@ -115,6 +126,8 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         prepared = _prepare(c, batch)
         if isinstance(prepared, Result):
             ready.append(_finished(c, started_at, prepared))
+        elif isinstance(prepared, Failure):
+            ready.append(_finished(c, started_at, _decided(c, prepared, rt, started_at)))
         else:
             prepared_calls.append((c, prepared))
     try:
@@ -166,7 +179,8 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
                 paused.append(Park(g.claimed, now + timedelta(milliseconds=outcome.wait_ms), None))
             else:
                 _learn_pause(g, outcome, rt, now)
-                finished.append(_finished(g.claimed, started_at, _result(g, outcome, rt, now)))
+                result = _after_401(g, outcome, batch, rt, now) or _result(g, outcome, rt, now)
+                finished.append(_finished(g.claimed, started_at, result))
         _store(finished, rt, statuses)
         _park(paused, rt, now)
     return statuses
@@ -211,7 +225,13 @@ def _park(items: list[Park], rt: Runtime, now: datetime) -> None:
 
 
 def _result(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
-    c = g.claimed
+    result = _decided(g.claimed, outcome, rt, now)
+    if g.wait_ms:
+        return replace(result, rate_wait_ms=g.wait_ms, rate_wait_reason=g.reason)
+    return result
+
+
+def _decided(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
     app = rt.catalog.get(c.call.app)
     spec = app.retry if app else RetrySpec()
     decision = decide(
@@ -224,10 +244,29 @@ def _result(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
         now=now,
         rng=rt.rng,
     )
-    result = classify(outcome, decision, now)
-    if g.wait_ms:
-        return replace(result, rate_wait_ms=g.wait_ms, rate_wait_reason=g.reason)
-    return result
+    return classify(outcome, decision, now)
+
+
+def _after_401(g: Go, outcome: Outcome, batch: _Batch, rt: Runtime, now: datetime) -> Result | None:
+    """A 401 with an OAuth2 token that can be refreshed: refresh it and try again at once
+    (a 401 says the request was not acted on). None: the answer goes the usual way."""
+    c = g.claimed
+    if not (isinstance(outcome, Answer) and outcome.status == 401) or rt.refresher is None:
+        return None
+    app = rt.catalog.get(c.call.app)
+    used = batch.credentials.get(c.account.id) if c.account else None
+    if app is None or c.account is None or not isinstance(used, OAuth2Credentials):
+        return None
+    try:
+        fresh = rt.refresher.ensure_fresh(app, c.account.id, used, after_401=True)
+    except Revoked as exc:
+        return failed("credentials_revoked", f"the refresh token was revoked ({exc}); {REAUTH}")
+    except RefreshUnavailable:
+        return None
+    if fresh.access_token == used.access_token or c.attempt >= rt.retry_policy.max_attempts:
+        return None
+    batch.credentials[c.account.id] = fresh
+    return classify(outcome, RetryIn(0.0, "upstream answered 401; token refreshed"), now)
 
 
 def _lane(c: Claimed) -> str:
@@ -273,7 +312,9 @@ def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) 
                 rt.republish([item.call_id], item.lane, r.countdown_s)
 
 
-def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
+def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result | Failure:
+    """The request to send; a Result when the call cannot run; a Failure (decided on like a
+    network one) when its token could not be refreshed just now."""
     call, account = claimed.call, claimed.account
     app = batch.rt.catalog.get(call.app)
     if app is None:
@@ -281,7 +322,7 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
     if account is None:
         return failed("account_missing", "the connected account was deleted")
     try:
-        credentials = batch.credentials_of(claimed)
+        credentials = batch.credentials_of(claimed, app)
         _, hosts = app.resolve(account.connection_config)
         return build_request(
             method=call.method,
@@ -295,6 +336,10 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result:
                 _option(claimed, "timeout"), app.timeouts, batch.rt.timeouts, batch.rt.max_timeout_s
             ),
         )
+    except Revoked as exc:
+        return failed("credentials_revoked", f"the refresh token was revoked ({exc}); {REAUTH}")
+    except RefreshUnavailable as exc:
+        return Failure("token_refresh_failed", str(exc), maybe_delivered=False, duration_ms=0)
     except (CredentialsError, ValueError) as exc:
         return failed("credentials_invalid", str(exc))
 

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Sequence
 from functools import lru_cache
 
+import httpx
 import redis
 
 from models.catalog import get_catalog
@@ -16,6 +17,7 @@ from models.limits import parse_rate
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 from worker.limiter import RedisLimiter, make_pause_gate
+from worker.oauth import Refresher
 from worker.pipeline import Runtime
 from worker.retry import RetryPolicy
 from worker.send import SendPolicy
@@ -74,6 +76,15 @@ def get_runtime() -> Runtime:
         notify=notify,
         republish=_republish,
         limiter=RedisLimiter(redis_client),
+        refresher=Refresher(
+            engine=get_engine(),
+            vault=vault_for(tuple(settings.encryption_key_list)),
+            redis=redis_client,
+            http=httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0), trust_env=False),
+            margin_s=settings.oauth_refresh_margin_s,
+            overrides=settings.upstream_overrides,
+            on_revoked=notify,
+        ),
         tenant_cap=parse_rate(settings.tenant_rate_limit),
     )
 

@@ -12,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from models.urls import host_matches
+from worker.auth import QueryAuth
 from worker.netpolicy import apply_override, resolves_private, undo_override
 from worker.onward import OnwardRequest
 from worker.transport import failure_kind
@@ -99,7 +100,7 @@ async def _exchange(
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             kind, delivered = failure_kind(exc, sent=False)
-            return Failure(kind, str(exc) or type(exc).__name__, delivered, _ms(started))
+            return Failure(kind, _message(exc, req.auth), delivered, _ms(started))
         try:
             next_url = _redirect_target(
                 url, target, response.headers.get("location"), policy.overrides
@@ -123,13 +124,19 @@ async def _exchange(
             body, truncated = await _read_capped(response, policy.max_response_bytes)
         except httpx.HTTPError as exc:
             kind, delivered = failure_kind(exc, sent=True)
-            return Failure(kind, str(exc) or type(exc).__name__, delivered, _ms(started))
+            return Failure(kind, _message(exc, req.auth), delivered, _ms(started))
         finally:
             await response.aclose()
         return Answer(
             response.status_code, list(response.headers.items()), body, truncated, _ms(started)
         )
     return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, _ms(started))
+
+
+def _message(exc: Exception, auth: httpx.Auth) -> str:
+    """What went wrong, never with a secret that rides in the URL."""
+    text = str(exc) or type(exc).__name__
+    return auth.scrub(text) if isinstance(auth, QueryAuth) else text
 
 
 def _with_auth(request: httpx.Request, auth: httpx.Auth) -> httpx.Request:

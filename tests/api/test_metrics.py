@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from api.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.embedded_redis import EmbeddedRedis
 from api.metrics import PassthruCollector
 from models.catalog import Catalog
 from models.keys import QUEUE_BULK
 from models.limits import pause_key, rules_for
 from tests.api.conftest import Caller
 from worker.limiter import Ask, RedisLimiter
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[EmbeddedRedis]:
-    server = start_embedded_redis()
-    yield server
-    server.stop()
 
 
 def test_lanes_bookings_and_pauses_are_exported(

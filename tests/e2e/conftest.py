@@ -156,10 +156,23 @@ LIMITED_APPS = {
     "twops": [{"scope": "app", "limit": 2, "period_s": 1}],
     "hushed": [],  # no declared limit: only what the upstream says (429s) holds it back
 }
+# An OAuth2 app whose token endpoint is the stand-in's /oauthy/token.
+OAUTH_CLIENT = {"client_id": "passthru-e2e", "client_secret": "e2e-client-secret"}
+OAUTHY = {
+    **_limited("oauthy", []),
+    "oauth2": {"token_url": "https://oauthy.test/oauthy/token", **OAUTH_CLIENT},
+}
+# Built-in apps of each auth style, reached through the stand-in (accounts use "acme").
+AUTH_STYLE_ORIGINS = (
+    "https://acme.zendesk.com",  # per-account subdomain, bearer
+    "https://api.hunter.io",  # query parameter
+    "https://acme.freshdesk.com",  # basic, API key as the user
+)
 TEST_APPS = {
     "slack": _roomy("slack"),
     "pipedrive": _roomy("pipedrive"),
     **{slug: _limited(slug, limits) for slug, limits in LIMITED_APPS.items()},
+    "oauthy": OAUTHY,
 }
 
 
@@ -195,6 +208,8 @@ def running_stack(
                 "https://slack.com": upstream.origin,
                 "https://api.pipedrive.com": upstream.origin,
                 **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
+                "https://oauthy.test": upstream.origin,
+                **{origin: upstream.origin for origin in AUTH_STYLE_ORIGINS},
             }
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",

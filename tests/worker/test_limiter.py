@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from api.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.embedded_redis import EmbeddedRedis
 from models.catalog import RateLimitSpec, parse_catalog
 from models.limits import (
     Booking,
@@ -31,13 +31,6 @@ ALL: dict[str, int] = {"near_ms": HORIZON, "horizon_ms": HORIZON}  # book every 
 def rule(limit: int, period_s: float, burst: int | None = None, key: str = "k") -> Rule:
     spec = RateLimitSpec(scope="app", limit=limit, period_s=period_s, burst=burst)
     return rule_of(spec, f"passthru:rl:test:{key}", "test")
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[EmbeddedRedis]:
-    server = start_embedded_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["redis", "memory"])

@@ -1,0 +1,222 @@
+"""OAuth2 refresh: once per account under a Redis lock, stored encrypted; a revoked refresh
+token makes the account `needs_reauth` and fails its waiting calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from api.embedded_redis import EmbeddedRedis
+from models.catalog import App, parse_catalog
+from models.credentials import OAuth2Credentials, load_credentials
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import ConnectedAccount, Tenant
+from tests.worker.factories import load, make_account, make_call
+from worker.oauth import Refresher, RefreshUnavailable, Revoked
+
+NOW = 2_000_000_000.0
+APP: App = parse_catalog(
+    {
+        "crm": {
+            "name": "CRM",
+            "base_url": "https://crm.example/api",
+            "allowed_hosts": ["crm.example"],
+            "auth": {"type": "bearer"},
+            "oauth2": {
+                "token_url": "https://auth.crm.example/token",
+                "client_id": "cid",
+                "client_secret": "csecret",
+            },
+        }
+    },
+    "test",
+)["crm"]
+
+
+class TokenEndpoint:
+    def __init__(self) -> None:
+        self.forms: list[dict[str, str]] = []
+        self.answer = httpx.Response(
+            200, json={"access_token": "new", "refresh_token": "r2", "expires_in": 3600}
+        )
+        self.delay_s = 0.0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.forms.append({k: v[0] for k, v in parse_qs(request.content.decode()).items()})
+        time.sleep(self.delay_s)
+        return self.answer
+
+
+@pytest.fixture
+def endpoint() -> TokenEndpoint:
+    return TokenEndpoint()
+
+
+@pytest.fixture
+def refresher(
+    engine: Engine, vault: Vault, redis_server: EmbeddedRedis, endpoint: TokenEndpoint
+) -> Iterator[Refresher]:
+    client = redis.Redis.from_url(redis_server.url)
+    revoked: list[str] = []
+    r = Refresher(
+        engine=engine,
+        vault=vault,
+        redis=client,
+        http=httpx.Client(transport=httpx.MockTransport(endpoint)),
+        margin_s=300,
+        overrides={},
+        on_revoked=revoked.extend,
+        clock=lambda: NOW,
+    )
+    r.revoked = revoked  # type: ignore[attr-defined]
+    yield r
+    r.http.close()
+    client.close()
+
+
+def _account(engine: Engine, tenant: Tenant, vault: Vault, **creds: object) -> ConnectedAccount:
+    return make_account(engine, tenant, vault, app="crm", credentials=creds)
+
+
+def _stored(engine: Engine, vault: Vault, account_id: str) -> OAuth2Credentials:
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        account = session.get(ConnectedAccount, account_id)
+        assert account is not None
+        creds = load_credentials(vault.decrypt(account.credentials_enc))
+    assert isinstance(creds, OAuth2Credentials)
+    return creds
+
+
+def test_a_token_far_from_expiry_is_used_as_is(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    seen = OAuth2Credentials(access_token="a", refresh_token="r", expires_at=NOW + 3600)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    assert refresher.ensure_fresh(APP, account.id, seen) is seen
+    assert endpoint.forms == []
+
+
+def test_an_expiring_token_is_refreshed_and_stored(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a token expiring within the margin
+    seen = OAuth2Credentials(access_token="a", refresh_token="r1", expires_at=NOW + 60)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    # When a call needs it
+    fresh = refresher.ensure_fresh(APP, account.id, seen)
+    # Then it was refreshed with the operator's client, and the new tokens are stored
+    assert endpoint.forms == [
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "r1",
+            "client_id": "cid",
+            "client_secret": "csecret",
+        }
+    ]
+    assert (fresh.access_token, fresh.refresh_token, fresh.expires_at) == ("new", "r2", NOW + 3600)
+    assert _stored(engine, vault, account.id) == fresh
+
+
+def test_concurrent_calls_refresh_once(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an expired token and a token endpoint that takes 0.3 s
+    seen = OAuth2Credentials(access_token="a", refresh_token="r1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    endpoint.delay_s = 0.3
+    start = threading.Barrier(8)
+    got: list[str] = []
+
+    def call() -> None:
+        start.wait(10)
+        got.append(refresher.ensure_fresh(APP, account.id, seen).access_token)
+
+    # When 8 threads need it at the same moment
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # Then one refreshed and all use the new token
+    assert len(endpoint.forms) == 1
+    assert got == ["new"] * 8
+
+
+def test_a_revoked_refresh_token_fails_the_accounts_waiting_calls(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an expired token whose refresh token was revoked, and two waiting calls
+    endpoint.answer = httpx.Response(400, json={"error": "invalid_grant"})
+    seen = OAuth2Credentials(access_token="a", refresh_token="gone", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    waiting = [make_call(engine, account, url="https://crm.example/api/x") for _ in "ab"]
+    running = make_call(engine, account, url="https://crm.example/api/y", status=CallStatus.RUNNING)
+    # When a call needs the token
+    with pytest.raises(Revoked):
+        refresher.ensure_fresh(APP, account.id, seen)
+    # Then the account needs its user, the waiting calls failed (and were announced), and
+    # the running one is left to its worker
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        stored = session.get(ConnectedAccount, account.id)
+        assert stored is not None
+        assert stored.status == "needs_reauth"
+    for call in waiting:
+        done = load(engine, call.id)
+        assert (done.status, done.error) == (CallStatus.FAILED, "credentials_revoked")
+        assert done.finished_at is not None
+    assert sorted(refresher.revoked) == sorted(c.id for c in waiting)  # type: ignore[attr-defined]
+    assert load(engine, running.id).status is CallStatus.RUNNING
+    # And another call meeting the account asks the token endpoint no more
+    with pytest.raises(Revoked):
+        refresher.ensure_fresh(APP, account.id, seen)
+    assert len(endpoint.forms) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(503, text="down"),
+        httpx.Response(200, json={"token_type": "bearer"}),
+        httpx.Response(400, json={"error": "invalid_client"}),
+    ],
+)
+def test_a_failing_token_endpoint_is_unavailable_not_revoked(
+    refresher: Refresher,
+    endpoint: TokenEndpoint,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    answer: httpx.Response,
+) -> None:
+    endpoint.answer = answer
+    seen = OAuth2Credentials(access_token="a", refresh_token="r1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    with pytest.raises(RefreshUnavailable):
+        refresher.ensure_fresh(APP, account.id, seen)
+    assert _stored(engine, vault, account.id).access_token == "a"
+
+
+def test_a_401_refreshes_once_then_stands(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a token the upstream refuses although it has not expired
+    seen = OAuth2Credentials(access_token="a", refresh_token="r1", expires_at=NOW + 3600)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    # When a 401 comes back / Then the token is refreshed
+    fresh = refresher.ensure_fresh(APP, account.id, seen, after_401=True)
+    assert fresh.access_token == "new"
+    # And when the new token gets a 401 too, it is not refreshed again right away
+    assert refresher.ensure_fresh(APP, account.id, fresh, after_401=True) == fresh
+    assert len(endpoint.forms) == 1

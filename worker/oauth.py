@@ -1,0 +1,192 @@
+"""OAuth2 access tokens kept fresh: refreshed at the app's token URL before they expire (or
+after a 401), once per account however many calls need it at the same moment.
+
+Every worker that finds a token about to expire takes the account's Redis lock; the first
+refreshes and stores the new tokens encrypted; the others, once they hold the lock, read
+the account again and find them. An `invalid_grant` answer means the user revoked access:
+the account becomes `needs_reauth` and its waiting calls end `failed` with
+`credentials_revoked`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import Engine, select, update
+
+from models.catalog import App
+from models.credentials import OAuth2Credentials, load_credentials
+from models.keys import PREFIX
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import ConnectedAccount, FunctionCall
+from worker.netpolicy import apply_override
+
+log = logging.getLogger("passthru.oauth")
+
+LOCK_TTL_S = 30.0  # a refresher that died frees the lock after this
+LOCK_WAIT_S = 20.0  # how long a call waits for another worker's refresh
+# A token refreshed this recently is not refreshed again after a 401: the 401 is the answer.
+FRESH_AFTER_401_S = 60.0
+
+_accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+
+
+class Revoked(Exception):
+    """The refresh token is no longer valid: the user must connect the account again."""
+
+
+class RefreshUnavailable(Exception):
+    """The token endpoint could not be reached or answered badly; try again later."""
+
+
+def expiring(creds: OAuth2Credentials, now_s: float, margin_s: float) -> bool:
+    return creds.expires_at is not None and creds.expires_at - margin_s <= now_s
+
+
+@dataclass
+class Refresher:
+    engine: Engine
+    vault: Vault
+    redis: redis.Redis
+    http: httpx.Client  # sync: refreshes happen on the worker's pipeline threads
+    margin_s: float
+    overrides: dict[str, str]
+    # account ids -> call ids it failed; the pipeline announces them as finished
+    on_revoked: Callable[[Sequence[str]], None] = lambda _: None
+    clock: Callable[[], float] = time.time
+
+    def ensure_fresh(
+        self, app: App, account_id: str, seen: OAuth2Credentials, *, after_401: bool = False
+    ) -> OAuth2Credentials:
+        """Credentials to send with: `seen` if still good, else freshly refreshed ones."""
+        if app.oauth2 is None or not seen.refresh_token:
+            return seen
+        if not after_401 and not expiring(seen, self.clock(), self.margin_s):
+            return seen
+        lock = self.redis.lock(f"{PREFIX}:oauth-lock:{account_id}", timeout=LOCK_TTL_S)
+        if not lock.acquire(blocking_timeout=LOCK_WAIT_S):
+            raise RefreshUnavailable("another worker is still refreshing this account's token")
+        try:
+            current = self._load(account_id)
+            if current.access_token != seen.access_token and not expiring(
+                current, self.clock(), self.margin_s
+            ):
+                return current  # refreshed by another worker meanwhile
+            if after_401 and (current.refreshed_at or 0) > self.clock() - FRESH_AFTER_401_S:
+                return current  # just refreshed: the 401 stands
+            if not current.refresh_token:
+                return current
+            fresh = self._refresh(app, current)
+            self._store(account_id, fresh)
+            log.info("account %s: access token refreshed", account_id)
+            return fresh
+        except Revoked:
+            self._revoke(account_id)
+            raise
+        finally:
+            # A lock that expired while refreshing has nothing to release.
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
+    def _load(self, account_id: str) -> OAuth2Credentials:
+        with self.engine.connect() as conn:
+            status, enc = conn.execute(
+                select(_accounts.c.status, _accounts.c.credentials_enc).where(
+                    _accounts.c.id == account_id
+                )
+            ).one()
+        if status == "needs_reauth":  # revoked while this call waited for the lock
+            raise Revoked("the account needs to be connected again")
+        creds = load_credentials(self.vault.decrypt(enc))
+        if not isinstance(creds, OAuth2Credentials):
+            raise Revoked("the account no longer holds OAuth2 credentials")
+        return creds
+
+    def _refresh(self, app: App, current: OAuth2Credentials) -> OAuth2Credentials:
+        assert app.oauth2 is not None
+        assert current.refresh_token is not None
+        form: dict[str, Any] = {
+            "grant_type": "refresh_token",
+            "refresh_token": current.refresh_token,
+        }
+        if app.oauth2.client_id:
+            form["client_id"] = app.oauth2.client_id
+        if app.oauth2.client_secret:
+            form["client_secret"] = app.oauth2.client_secret.get_secret_value()
+        url, _ = apply_override(app.oauth2.token_url, self.overrides)
+        try:
+            response = self.http.post(url, data=form, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        if response.status_code in (400, 401) and body.get("error") == "invalid_grant":
+            raise Revoked(str(body.get("error_description") or "invalid_grant"))
+        if response.status_code != 200 or not isinstance(body.get("access_token"), str):
+            raise RefreshUnavailable(
+                f"token endpoint answered {response.status_code} "
+                f"{body.get('error') or 'without an access_token'}"
+            )
+        expires_in = body.get("expires_in")
+        now = self.clock()
+        return OAuth2Credentials(
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token") or current.refresh_token,
+            expires_at=now + float(expires_in) if isinstance(expires_in, int | float) else None,
+            refreshed_at=now,
+        )
+
+    def _store(self, account_id: str, creds: OAuth2Credentials) -> None:
+        enc = self.vault.encrypt(creds.model_dump(exclude_none=True))
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_accounts).where(_accounts.c.id == account_id).values(credentials_enc=enc)
+            )
+
+    def _revoke(self, account_id: str) -> None:
+        """The account needs its user again; its waiting calls cannot run."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_accounts).where(_accounts.c.id == account_id).values(status="needs_reauth")
+            )
+            failed = [
+                row[0]
+                for row in conn.execute(
+                    update(_calls)
+                    .where(
+                        _calls.c.connected_account_id == account_id,
+                        _calls.c.status.in_([CallStatus.QUEUED, CallStatus.RETRYING]),
+                    )
+                    .values(
+                        status=CallStatus.FAILED,
+                        error="credentials_revoked",
+                        error_message="the account's refresh token was revoked; update the "
+                        "account with PATCH /connected-accounts/{id}",
+                        finished_at=now,
+                        next_attempt_at=None,
+                    )
+                    .returning(_calls.c.id)
+                )
+            ]
+        log.warning(
+            "account %s: refresh token revoked; needs_reauth, %d waiting calls failed",
+            account_id,
+            len(failed),
+        )
+        if failed:
+            self.on_revoked(failed)
