@@ -53,6 +53,49 @@ def cmd_keys_generate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    from models.db import get_engine
+    from models.rotation import RotationReport, rotate_credentials
+    from models.secrets import vault_for
+    from models.settings import get_settings
+
+    keys = get_settings().encryption_key_list
+    if not keys:
+        raise ConfigError(
+            "PASSTHRU_ENCRYPTION_KEYS is empty: put the new key first and the old ones after it "
+            "(make one with `passthru keys generate`)"
+        )
+
+    def show(r: RotationReport) -> None:
+        seen = r.rotated + r.changed_meanwhile + r.undecryptable
+        print(f"  {seen}/{r.total} accounts", file=sys.stderr)
+
+    report = rotate_credentials(get_engine(), vault_for(tuple(keys)), show)
+    print(
+        json.dumps(
+            {
+                "accounts": report.total,
+                "rotated": report.rotated,
+                "changed_meanwhile": report.changed_meanwhile,
+                "undecryptable": report.undecryptable,
+            }
+        )
+    )
+    if report.undecryptable:
+        print(
+            f"{report.undecryptable} accounts could not be decrypted with any key in "
+            "PASSTHRU_ENCRYPTION_KEYS: add the key they were written with and run this again",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        "every credential is now encrypted with the first key; once every process runs with "
+        "the new list, the old keys may be removed from PASSTHRU_ENCRYPTION_KEYS",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="passthru", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -76,6 +119,10 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    sub.add_parser(
+        "rotate-keys",
+        help="re-encrypt every stored credential with the first of PASSTHRU_ENCRYPTION_KEYS",
+    ).set_defaults(func=cmd_rotate_keys)
     return root
 
 

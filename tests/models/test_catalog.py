@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from models.catalog import App, Catalog, load_catalog, parse_catalog
 from models.errors import ConfigError
+from models.urls import host_matches
 
 
 def _entry(**overrides: Any) -> dict[str, Any]:
@@ -285,3 +289,63 @@ def test_secret_headers_cover_custom_header_and_authorization() -> None:
 def test_catalog_iterates_sorted_by_slug() -> None:
     apps = parse_catalog({"zeta": _entry(), "alpha": _entry()}, "src")
     assert [a.slug for a in Catalog(apps)] == ["alpha", "zeta"]
+
+
+# --- the whole built-in catalog ------------------------------------------------------------
+
+BUILTIN = [app for app in load_catalog() if app.slug != "demo"]
+CATEGORIES = {
+    "crm",
+    "chat",
+    "ticketing",
+    "marketing",
+    "finance",
+    "storage",
+    "hr",
+    "devtools",
+    "productivity",
+    "ecommerce",
+}
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def test_the_catalog_covers_a_hundred_apps_in_every_category() -> None:
+    assert len(BUILTIN) >= 100
+    assert {app.category for app in BUILTIN} == CATEGORIES
+
+
+@pytest.mark.parametrize("app", BUILTIN, ids=lambda a: a.slug)
+def test_every_entry_is_complete_and_consistent(app: App) -> None:
+    # Real APIs over https only, with their documentation
+    assert app.category in CATEGORIES
+    assert app.base_url.startswith("https://")
+    assert app.docs_url is not None
+    assert app.docs_url.startswith("https://")
+    assert app.description
+    # The base URL's host, its template filled in, is one of the allowed hosts
+    sample = {field: "acme" for field in app.template_fields}
+    base_url, hosts = app.resolve(sample)
+    host = urlsplit(base_url).hostname or ""
+    assert any(host_matches(host, pattern) for pattern in hosts), (host, hosts)
+    # No host pattern is broader than one label under a registrable domain
+    for pattern in hosts:
+        assert pattern.count(".") >= 1
+        assert not pattern.startswith("*.") or pattern.count(".") >= 2
+    # Credentials: a style that can carry them, OAuth token endpoints over https, and no
+    # operator secret shipped in the built-in file
+    assert app.credential_kinds
+    if app.auth.type == "header":
+        assert app.auth.name is not None
+        assert HEADER_NAME.match(app.auth.name)
+    if app.oauth2 is not None:
+        assert app.oauth2.token_url.startswith("https://")
+        assert app.oauth2.client_secret is None
+    for name in (app.retry.after_header, app.retry.reset_header, app.retry.remaining_header):
+        assert name is None or HEADER_NAME.match(name)
+    for limit in app.rate_limits:
+        assert limit.limit > 0
+        assert limit.period_s > 0
+        if limit.path:
+            re.compile(limit.path)
+    # What the API shows carries no secret
+    assert "client_secret" not in json.dumps(app.public())

@@ -6,21 +6,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import redis
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from api.embedded_redis import EmbeddedRedis
-from models.catalog import App, parse_catalog
+from models.catalog import App, Catalog, parse_catalog
 from models.credentials import OAuth2Credentials, load_credentials
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, Tenant
-from tests.worker.factories import load, make_account, make_call
+from tests.worker.factories import attempts, load, make_account, make_call, make_runtime
 from worker.oauth import Refresher, RefreshUnavailable, Revoked
+from worker.pipeline import execute_calls
 
 NOW = 2_000_000_000.0
 APP: App = parse_catalog(
@@ -87,8 +90,6 @@ def _account(engine: Engine, tenant: Tenant, vault: Vault, **creds: object) -> C
 
 
 def _stored(engine: Engine, vault: Vault, account_id: str) -> OAuth2Credentials:
-    from sqlmodel import Session
-
     with Session(engine) as session:
         account = session.get(ConnectedAccount, account_id)
         assert account is not None
@@ -166,8 +167,6 @@ def test_a_revoked_refresh_token_fails_the_accounts_waiting_calls(
         refresher.ensure_fresh(APP, account.id, seen)
     # Then the account needs its user, the waiting calls failed (and were announced), and
     # the running one is left to its worker
-    from sqlmodel import Session
-
     with Session(engine) as session:
         stored = session.get(ConnectedAccount, account.id)
         assert stored is not None
@@ -220,3 +219,44 @@ def test_a_401_refreshes_once_then_stands(
     # And when the new token gets a 401 too, it is not refreshed again right away
     assert refresher.ensure_fresh(APP, account.id, fresh, after_401=True) == fresh
     assert len(endpoint.forms) == 1
+
+
+def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a token the upstream no longer accepts, though it has not expired
+    account = _account(
+        engine, tenant, vault, access_token="old", refresh_token="r1", expires_at=NOW + 3600
+    )
+    call = make_call(engine, account, url="https://crm.example/api/items")
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401 if request.headers["authorization"] == "Bearer old" else 200)
+
+    runtime = make_runtime(
+        engine,
+        Catalog({"crm": APP}),
+        vault,
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(upstream)),
+        max_response_bytes=1000,
+    )
+    republished: list[tuple[list[str], float]] = []
+    runtime = replace(
+        runtime,
+        refresher=refresher,
+        republish=lambda ids, _lane, countdown: republished.append((list(ids), countdown)),
+    )
+    try:
+        # When it runs
+        assert execute_calls([call.id], runtime) == {call.id: CallStatus.RETRYING}
+        # Then the token was refreshed and the call goes again at once
+        assert republished == [([call.id], 0.0)]
+        [row] = attempts(engine, call.id)
+        assert (row.network_code, row.decision) == (
+            "401",
+            "retry in 0 ms: upstream answered 401; token refreshed",
+        )
+        # And its next attempt, with the new token, completes
+        assert execute_calls([call.id], runtime) == {call.id: CallStatus.COMPLETED}
+    finally:
+        runtime.sender.close()
