@@ -89,18 +89,28 @@ def update_account(
     *,
     credentials: dict[str, Any] | None,
     config: dict[str, Any] | None,
+    status: str | None = None,
 ) -> ConnectedAccount:
-    """New credentials and/or config; the account becomes `active` again."""
+    """New credentials (which clear `needs_reauth`), config, and/or status."""
     with session_scope(engine) as session:
         account = get_account(session, tenant, account_id)
         app = _app(catalog, account.app)
         if credentials is not None:
             creds = parse_credentials(app, credentials)
             account.credentials_enc = vault.encrypt(creds.model_dump(exclude_none=True))
+            if account.status == "needs_reauth":
+                account.status = "active"
         if config is not None:
             _check_config(app, config)
             account.connection_config = config
-        account.status = "active"
+        if status == "active" and account.status == "needs_reauth":
+            raise invalid(
+                "status",
+                "the account needs new credentials: send them in `credentials`",
+                "account_needs_reauth",
+            )
+        if status is not None:
+            account.status = status
         account.updated_at = utcnow()
         session.add(account)
         return account

@@ -161,8 +161,14 @@ class AccountIn(_In):
 
 
 class AccountPatch(_In):
-    credentials: dict[str, Any] | None = None
+    credentials: dict[str, Any] | None = Field(
+        default=None, description="New credentials; they also clear `needs_reauth`"
+    )
     connection_config: dict[str, Any] | None = None
+    status: Literal["active", "disabled"] | None = Field(
+        default=None,
+        description="`disabled`: its calls are refused (and waiting ones fail) until `active`",
+    )
 
 
 class AccountOut(BaseModel):

@@ -321,6 +321,10 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result | Failur
         return failed("app_unavailable", f"app {call.app!r} is no longer in the catalog")
     if account is None:
         return failed("account_missing", "the connected account was deleted")
+    if account.status == "disabled":
+        return failed("account_disabled", "the connected account was disabled")
+    if account.status == "needs_reauth":
+        return failed("credentials_revoked", f"the account needs new credentials; {REAUTH}")
     try:
         credentials = batch.credentials_of(claimed, app)
         _, hosts = app.resolve(account.connection_config)

@@ -52,7 +52,9 @@ def list_(
     )
 
 
-@router.patch("/{account_id}", responses=_ERRORS, summary="New credentials or config")
+@router.patch(
+    "/{account_id}", responses=_ERRORS, summary="New credentials, config, or enable/disable"
+)
 def patch(
     account_id: str,
     body: AccountPatch,
@@ -69,6 +71,7 @@ def patch(
         account_id,
         credentials=body.credentials,
         config=body.connection_config,
+        status=body.status,
     )
     return account_out(account)
 

@@ -676,3 +676,45 @@ def test_templated_app_calls_stay_on_the_accounts_own_host(
     refused = submit(caller, {"method": "GET", "url": other_url}, app=slug)
     assert refused.status_code == 400
     assert refused.json()["error_details"][0]["field"] == "url"
+
+
+# --- connected account status ---------------------------------------------------------------
+
+
+def test_a_disabled_account_refuses_calls_until_enabled(caller: Caller) -> None:
+    account = caller.connect()
+    off = caller.client.patch(
+        f"/connected-accounts/{account}", json={"status": "disabled"}, headers=caller.headers()
+    )
+    assert off.status_code == 200, off.text
+    assert off.json()["status"] == "disabled"
+    refused = submit(caller, {**CALL, "connected_account_id": account})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "account_disabled"
+    on = caller.client.patch(
+        f"/connected-accounts/{account}", json={"status": "active"}, headers=caller.headers()
+    )
+    assert on.json()["status"] == "active"
+    assert submit(caller, {**CALL, "connected_account_id": account}).status_code == 202
+
+
+def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine: Engine) -> None:
+    account = caller.connect()
+    with session_scope(engine) as session:
+        session.exec(
+            update(ConnectedAccount)
+            .where(col(ConnectedAccount.id) == account)
+            .values(status="needs_reauth")
+        )
+    path, headers = f"/connected-accounts/{account}", caller.headers()
+    # Config alone, or asking for "active", does not clear it
+    still = caller.client.patch(path, json={"connection_config": None}, headers=headers)
+    assert still.json()["status"] == "needs_reauth"
+    asked = caller.client.patch(path, json={"status": "active"}, headers=headers)
+    assert asked.status_code == 400
+    assert_error_shape(asked.json(), "account_needs_reauth")
+    # New credentials do
+    fixed = caller.client.patch(
+        path, json={"credentials": {"access_token": "xoxb-new"}}, headers=headers
+    )
+    assert fixed.json()["status"] == "active"

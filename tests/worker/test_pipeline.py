@@ -678,3 +678,23 @@ def test_a_calls_own_total_timeout_cuts_a_slow_upstream(
     stored = load(engine, call.id)
     assert stored.error == "timeout"
     assert stored.error_message == "no complete answer within 0.2 s"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [("disabled", "account_disabled"), ("needs_reauth", "credentials_revoked")],
+)
+def test_a_call_of_an_account_no_longer_active_fails_unsent(
+    engine: Engine, account: ConnectedAccount, harness: Harness, status: str, error: str
+) -> None:
+    # Given a call queued before its account was disabled or lost its credentials
+    call = make_call(engine, account)
+    with session_scope(engine) as session:
+        stored = session.get(ConnectedAccount, account.id)
+        assert stored is not None
+        stored.status = status
+        session.add(stored)
+    # When it runs / Then it fails without reaching the upstream
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
+    assert load(engine, call.id).error == error
+    assert harness.requests == []
