@@ -22,6 +22,7 @@ from api.routes import (
     metrics,
     passthrough,
     ratelimits,
+    webhooks,
 )
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         apps,
         ratelimits,
         metrics,
+        webhooks,
     ):
         app.include_router(module.router)
     _document_errors(app)

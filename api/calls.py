@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from api.waiter import CallWaiter
 from models.db import session_scope
 from models.errors import ApiError, ErrorDetail, not_found
+from models.outbox import enqueue_deliveries
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, FunctionCall, Tenant
 
@@ -87,8 +88,11 @@ def list_calls(
     return rows, (rows[-1].id if more and rows else None)
 
 
-def cancel_call(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> FunctionCall:
-    """`queued|retrying -> cancelled`; a call already running or finished is a 409."""
+def cancel_call(
+    engine: Engine, tenant: Tenant, call_id: str, now: datetime, deliveries: list[str]
+) -> FunctionCall:
+    """`queued|retrying -> cancelled`; a call already running or finished is a 409. Its
+    webhook event is written with it; the id is added to `deliveries`, to publish."""
     load_call(engine, tenant, call_id)
     with session_scope(engine) as session:
         changed = session.exec(
@@ -104,6 +108,8 @@ def cancel_call(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> 
                 next_attempt_at=None,
             )
         ).rowcount
+        if changed == 1:
+            deliveries.extend(enqueue_deliveries(session.connection(), [call_id], now))
     call = load_call(engine, tenant, call_id)
     if changed != 1:
         raise ApiError(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS
 
-CALL_AND_SWEEP_QUEUES = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE))
+CALL_AND_SWEEP_QUEUES = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE))
 
 
 def api_argv(port: int, *extra: str) -> list[str]:

@@ -8,11 +8,14 @@ PREFIX = "passthru"
 QUEUE_INTERACTIVE = f"{PREFIX}.interactive"
 QUEUE_BULK = f"{PREFIX}.bulk"
 QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
+# Webhook deliveries have their own lane: a slow receiver never delays calls.
+QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 
 # Task names, as shown in Flower.
 TASK_EXECUTE_CALLS = "passthru.execute_calls"
 TASK_SWEEP = "passthru.sweep"
+TASK_DELIVER_WEBHOOKS = "passthru.deliver_webhooks"
 
 # Call ids per bulk message: one Redis message (about 1 KiB of envelope) carries this many.
 BULK_CHUNK = 100

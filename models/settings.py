@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
     )
+    # Webhook retries: seconds to wait before each attempt (Standard Webhooks' schedule).
+    webhook_schedule_s: str = Field(
+        "0,5,300,1800,7200,18000,36000,36000",
+        validation_alias=_env("PASSTHRU_WEBHOOK_SCHEDULE_S"),
+    )
+    webhook_timeout_s: float = Field(
+        15.0, gt=0, validation_alias=_env("PASSTHRU_WEBHOOK_TIMEOUT_S")
+    )
     # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
     tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -129,6 +137,21 @@ class Settings(BaseSettings):
         from models.urls import normalize_origin
 
         return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
+
+    @field_validator("webhook_schedule_s")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("write seconds separated by commas, e.g. 0,5,300") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("write seconds separated by commas, e.g. 0,5,300")
+        return value
+
+    @property
+    def webhook_schedule(self) -> list[float]:
+        return [float(part) for part in self.webhook_schedule_s.split(",")]
 
     @field_validator("tenant_rate_limit")
     @classmethod

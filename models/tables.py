@@ -139,3 +139,59 @@ class CallAttempt(SQLModel, table=True):
     decision: str = Field(max_length=200)
     rate_wait_ms: int | None = None  # how long rate limits held this attempt back
     rate_wait_reason: str | None = Field(default=None, max_length=200)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A tenant's default webhook URL and signing secrets (encrypted)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenant.id", max_length=40)
+    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # {"current": "whsec_...", "previous": "whsec_..." | None, "previous_until": epoch | None}
+    secrets_enc: str = Field(sa_column=Column(Text, nullable=False))
+    disabled_at: datetime | None = _dt()
+    disabled_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to deliver (its id is the stable `webhook-id`), retried on a schedule."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_delivery_status_due", "status", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=48)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
+    call_id: str | None = Field(default=None, max_length=40, index=True)
+    batch_id: str | None = Field(default=None, max_length=40)
+    event: str = Field(max_length=60)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    to_endpoint: bool = False  # the tenant's endpoint (a 410 disables it), not a callback_url
+    status: str = Field(default="pending", max_length=20)  # pending|delivering|succeeded|failed
+    attempt_count: int = 0
+    next_attempt_at: datetime | None = _dt()
+    published_at: datetime | None = _dt()
+    lease_expires_at: datetime | None = _dt()
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    finished_at: datetime | None = _dt()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(foreign_key="webhook_delivery.id", max_length=48, index=True)
+    number: int
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=200)
+    decision: str = Field(max_length=200)

@@ -18,7 +18,14 @@ from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 from models.gc import freeze_startup_objects
-from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, TASK_SWEEP
+from models.keys import (
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
+    QUEUE_MAINTENANCE,
+    QUEUE_WEBHOOKS,
+    TASK_DELIVER_WEBHOOKS,
+    TASK_SWEEP,
+)
 from models.settings import get_settings
 
 # Must exceed the longest countdown a task is given; longer waits are kept in the database.
@@ -46,10 +53,13 @@ def create_celery() -> Celery:
         },
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_MAINTENANCE)
+            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE)
         ],
         task_default_queue=QUEUE_INTERACTIVE,
-        task_routes={TASK_SWEEP: {"queue": QUEUE_MAINTENANCE}},
+        task_routes={
+            TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
+            TASK_DELIVER_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
+        },
         beat_schedule={"sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_every_s}},
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -46,3 +46,17 @@ async def resolves_private(host: str) -> bool:
     except OSError:
         return False  # unresolvable: the request itself fails with a clear error
     return any(_private(str(info[4][0])) for info in infos)
+
+
+def resolves_private_sync(host: str) -> bool:
+    """`resolves_private` for threads without an event loop (webhook deliveries)."""
+    literal = host.strip("[]")
+    try:
+        return _private(literal)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(literal, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return any(_private(str(info[4][0])) for info in infos)

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, select, update
 from models.catalog import App
 from models.credentials import OAuth2Credentials, load_credentials
 from models.keys import PREFIX
+from models.outbox import enqueue_deliveries
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall
@@ -183,6 +184,7 @@ class Refresher:
                     .returning(_calls.c.id)
                 )
             ]
+            enqueue_deliveries(conn, failed, now, published=False)  # the sweeper sends them
         log.warning(
             "account %s: refresh token revoked; needs_reauth, %d waiting calls failed",
             account_id,

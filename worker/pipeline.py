@@ -78,6 +78,8 @@ class Runtime:
     tenant_cap: RateLimitSpec | None = None
     # Refreshes OAuth2 tokens. None: tokens are sent as stored.
     refresher: Refresher | None = None
+    # Publishes webhook deliveries written with finished calls. None: the sweeper does it.
+    publish_webhooks: Callable[[Sequence[str]], object] | None = None
 
 
 @dataclass
@@ -287,7 +289,10 @@ def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
 def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) -> None:
     if not items:
         return
-    stored = set(record(rt.engine, items, rt.clock(), rt.touched))
+    deliveries: list[str] = []
+    stored = set(record(rt.engine, items, rt.clock(), rt.touched, deliveries))
+    if deliveries and rt.publish_webhooks is not None:
+        rt.publish_webhooks(deliveries)
     for item in items:
         if item.call_id not in stored:
             log.warning("call %s was taken back before its result was stored", item.call_id)

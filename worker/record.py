@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from models.db import UTCDateTime
 from models.keys import QUEUE_INTERACTIVE
+from models.outbox import enqueue_deliveries
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall
 from worker.admission import Park
@@ -122,12 +123,14 @@ def record(
     items: Sequence[Finished],
     now: datetime,
     touched: dict[str, datetime] | None = None,
+    deliveries: list[str] | None = None,
 ) -> list[str]:
     """Store each result whose call is still ours (running, same attempt); return their ids.
 
     Normally one executemany UPDATE, one multi-row INSERT and one commit. `touched`
     remembers when this process last wrote each account's `last_used_at`, to skip writes
-    within LAST_USED_RESOLUTION. If any call was
+    within LAST_USED_RESOLUTION. The webhook events of calls that finished are written in
+    the same transaction; their ids are added to `deliveries`, to publish. If any call was
     taken back meanwhile (its lease expired and the sweeper moved it), the batch is stored
     row by row so that only the calls still ours get their result and attempt.
     """
@@ -136,7 +139,7 @@ def record(
     rows = [_row(item, now) for item in items]
     with engine.connect() as conn, conn.begin() as tx:
         if conn.execute(_STORE, rows).rowcount == len(rows):
-            _finish(conn, items, now, touched)
+            _finish(conn, items, now, touched, deliveries)
             return [item.call_id for item in items]
         tx.rollback()  # some call is no longer ours: store them one by one
     stored: list[Finished] = []
@@ -144,7 +147,7 @@ def record(
         for item, row in zip(items, rows, strict=True):
             if conn.execute(_STORE, row).rowcount == 1:
                 stored.append(item)
-        _finish(conn, stored, now, touched)
+        _finish(conn, stored, now, touched, deliveries)
     return [item.call_id for item in stored]
 
 
@@ -153,9 +156,14 @@ def _finish(
     items: Sequence[Finished],
     now: datetime,
     touched: dict[str, datetime] | None,
+    deliveries: list[str] | None = None,
 ) -> None:
     if not items:
         return
+    final = [i.call_id for i in items if i.result.status.is_final]
+    new_events = enqueue_deliveries(conn, final, now)
+    if deliveries is not None:
+        deliveries.extend(new_events)
     conn.execute(
         insert(_attempts),
         [

@@ -24,6 +24,7 @@ from worker.send import SendPolicy
 from worker.sender import Sender
 from worker.timeouts import Timeouts
 from worker.transport import make_async_client
+from worker.webhooks import WebhookRuntime
 
 
 def make_sender(settings: Settings) -> Sender:
@@ -75,6 +76,7 @@ def get_runtime() -> Runtime:
         clock=utcnow,
         notify=notify,
         republish=_republish,
+        publish_webhooks=_publish_webhooks,
         limiter=RedisLimiter(redis_client),
         refresher=Refresher(
             engine=get_engine(),
@@ -95,3 +97,30 @@ def _republish(call_ids: Sequence[str], lane: str, countdown_s: float) -> None:
     from worker.publish import publish_calls
 
     publish_calls(call_ids, lane, countdown_s)
+
+
+def _publish_webhooks(delivery_ids: Sequence[str]) -> None:
+    from worker.publish import publish_deliveries
+
+    publish_deliveries(delivery_ids)
+
+
+@lru_cache(maxsize=1)
+def get_webhook_runtime() -> WebhookRuntime:
+    from worker.publish import publish_deliveries
+
+    settings = get_settings()
+    return WebhookRuntime(
+        engine=get_engine(),
+        vault=vault_for(tuple(settings.encryption_key_list)),
+        http=httpx.Client(
+            timeout=httpx.Timeout(settings.webhook_timeout_s, connect=5.0),
+            follow_redirects=False,
+            trust_env=False,
+        ),
+        schedule_s=settings.webhook_schedule,
+        overrides=settings.upstream_overrides,
+        allow_private_networks=settings.allow_private_networks,
+        clock=utcnow,
+        republish=lambda ids, countdown: publish_deliveries(ids, countdown),
+    )

@@ -22,10 +22,11 @@ from sqlmodel import col, select
 
 from models.db import session_scope
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
+from models.outbox import enqueue_deliveries
 from models.states import CallStatus
-from models.tables import CallAttempt, FunctionCall
+from models.tables import CallAttempt, FunctionCall, WebhookDelivery
 from worker.pipeline import Runtime
-from worker.publish import publish_calls
+from worker.publish import publish_calls, publish_deliveries
 
 log = logging.getLogger("passthru.sweeper")
 
@@ -43,6 +44,7 @@ class SweepReport:
     due: int = 0
     recovered: int = 0
     abandoned: int = 0
+    webhooks: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -61,6 +63,7 @@ def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
         _forget_countdowns(rt.engine, now)
     report.due = _publish_due(rt.engine, now, stale)
     report.recovered, report.abandoned = _recover_leases(rt.engine, now)
+    report.webhooks = _sweep_deliveries(rt.engine, now, stale, everything=broker_lost)
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())
     return report
@@ -196,6 +199,8 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
             ).rowcount
             if taken != 1:
                 continue
+            if not again:
+                enqueue_deliveries(session.connection(), [call.id], now, published=False)
             session.add(
                 CallAttempt(
                     call_id=call.id,
@@ -214,3 +219,47 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
     if recovered:
         _publish(engine, recovered, now)
     return len(recovered), abandoned
+
+
+def _sweep_deliveries(engine: Engine, now: datetime, stale: timedelta, *, everything: bool) -> int:
+    """Webhook deliveries: take back those whose worker died mid-attempt, and publish those
+    due that have no message (a publish lost, a retry due later than a countdown, or every
+    pending one after Redis lost its data)."""
+    with session_scope(engine) as session:
+        session.exec(
+            update(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.status) == "delivering",
+                col(WebhookDelivery.lease_expires_at) < now,
+            )
+            .values(status="pending", lease_expires_at=None, published_at=None)
+        )
+        if everything:
+            session.exec(
+                update(WebhookDelivery)
+                .where(col(WebhookDelivery.status) == "pending")
+                .values(published_at=None)
+            )
+        due = list(
+            session.exec(
+                select(WebhookDelivery.id)
+                .where(
+                    col(WebhookDelivery.status) == "pending",
+                    col(WebhookDelivery.next_attempt_at) <= now,
+                    or_(
+                        col(WebhookDelivery.published_at).is_(None),
+                        col(WebhookDelivery.published_at) < col(WebhookDelivery.next_attempt_at),
+                        col(WebhookDelivery.published_at) < now - stale,
+                    ),
+                )
+                .limit(SWEEP_BATCH)
+            )
+        )
+    if due and publish_deliveries(due):
+        with session_scope(engine) as session:
+            session.exec(
+                update(WebhookDelivery)
+                .where(col(WebhookDelivery.id).in_(due))
+                .values(published_at=now)
+            )
+    return len(due)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from models.keys import TASK_EXECUTE_CALLS, TASK_SWEEP
+from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_SWEEP
 from worker.app import app
 from worker.pipeline import execute_calls as run_calls
-from worker.runtime import get_runtime
+from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
+from worker.webhooks import deliver
 
 
 @app.task(name=TASK_EXECUTE_CALLS)
@@ -19,3 +20,9 @@ def execute_calls(call_ids: list[str]) -> dict[str, str]:
 def sweep() -> dict[str, int]:
     """Republish lost or due calls; take back calls whose worker died."""
     return run_sweep(get_runtime()).as_dict()
+
+
+@app.task(name=TASK_DELIVER_WEBHOOKS)
+def deliver_webhooks(delivery_ids: list[str]) -> dict[str, str]:
+    """Sign and POST these webhook events to their receivers (one attempt each)."""
+    return deliver(delivery_ids, get_webhook_runtime())

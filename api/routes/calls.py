@@ -15,6 +15,7 @@ from api.serialize import call_out
 from models.db import as_utc, utcnow
 from models.settings import MAX_WAIT_S
 from models.states import CallStatus
+from worker.publish import publish_deliveries
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"])
 _ERRORS: dict[int | str, dict[str, object]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
@@ -62,4 +63,8 @@ def list_function_calls(
     summary="Cancel a call that has not started",
 )
 def cancel(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> FunctionCallOut:
-    return call_out(cancel_call(engine, tenant, call_id, utcnow()))
+    deliveries: list[str] = []
+    call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
+    if deliveries:
+        publish_deliveries(deliveries)
+    return call_out(call)

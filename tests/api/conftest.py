@@ -45,17 +45,25 @@ class PublishedIds:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.queues: list[str] = []
+        self.delivery_ids: list[str] = []
 
     def __call__(self, call_ids: Sequence[str], queue: str) -> bool:
         self.ids.extend(call_ids)
         self.queues.append(queue)
         return True
 
+    def deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        self.delivery_ids.extend(delivery_ids)
+        return True
+
 
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> PublishedIds:
+    """Nothing reaches a broker: call ids and webhook deliveries are recorded instead."""
     recorder = PublishedIds()
     monkeypatch.setattr("api.submission.publish_calls", recorder)
+    monkeypatch.setattr("api.routes.calls.publish_deliveries", recorder.deliveries)
+    monkeypatch.setattr("api.routes.webhooks.publish_deliveries", recorder.deliveries)
     return recorder
 
 

@@ -34,9 +34,9 @@ def test_rotation_moves_every_credential_to_the_first_key(engine: Engine, tenant
         make_account(engine, tenant, Vault([old]), credentials={"access_token": f"t{n}"})
     # When rotated with the new key first
     report = rotate_credentials(engine, Vault([new, old]))
-    # Then each reads with the new key alone, unchanged
+    # Then each reads with the new key alone, unchanged (the database is shared with other
+    # tests, whose accounts other keys wrote: those are counted, not touched)
     assert report.rotated >= 3
-    assert report.undecryptable == 0
     only_new = Vault([new])
     values = sorted(only_new.decrypt(t)["access_token"] for t in _tokens(engine, tenant).values())
     assert values == ["t0", "t1", "t2"]

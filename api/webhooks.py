@@ -1,0 +1,161 @@
+"""The tenant's webhook endpoint and a call's deliveries (what the routes do)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from api.calls import load_call
+from api.validation import check_callback_url
+from models.db import session_scope
+from models.errors import ApiError, ErrorDetail
+from models.outbox import enqueue_deliveries
+from models.secrets import Vault
+from models.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.webhooks import message_id, new_secret, signing_secrets, store_secrets
+
+
+def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "url": endpoint.url,
+        "enabled": endpoint.disabled_at is None,
+        "disabled_at": endpoint.disabled_at,
+        "disabled_reason": endpoint.disabled_reason,
+        "updated_at": endpoint.updated_at,
+    }
+    if secret is not None:
+        out["secret"] = secret
+    return out
+
+
+def put_endpoint(
+    engine: Engine, vault: Vault, tenant: Tenant, url: str | None, now: datetime
+) -> dict[str, Any]:
+    """Set (or clear) the default URL and enable it. The signing secret is made on first
+    use and shown only then."""
+    if url is not None:
+        check_callback_url(url)
+    with session_scope(engine) as session:
+        endpoint = session.get(WebhookEndpoint, tenant.id)
+        shown = None
+        if endpoint is None:
+            shown = new_secret()
+            endpoint = WebhookEndpoint(
+                tenant_id=tenant.id, secrets_enc=store_secrets(vault, shown), created_at=now
+            )
+        endpoint.url = url
+        endpoint.disabled_at = None
+        endpoint.disabled_reason = None
+        endpoint.updated_at = now
+        session.add(endpoint)
+        session.flush()
+        return endpoint_out(endpoint, shown)
+
+
+def get_endpoint(engine: Engine, tenant: Tenant) -> dict[str, Any]:
+    with Session(engine) as session:
+        endpoint = session.get(WebhookEndpoint, tenant.id)
+        if endpoint is None:
+            raise ApiError(
+                "not_found",
+                [ErrorDetail("webhook-endpoint", "none yet: create it with PUT /webhook-endpoint")],
+                404,
+            )
+        return endpoint_out(endpoint)
+
+
+def rotate_secret(engine: Engine, vault: Vault, tenant: Tenant, now: datetime) -> dict[str, Any]:
+    """A new current secret (shown once); the old one still signs for 24 hours."""
+    with session_scope(engine) as session:
+        endpoint = session.get(WebhookEndpoint, tenant.id)
+        if endpoint is None:
+            raise ApiError(
+                "not_found",
+                [ErrorDetail("webhook-endpoint", "none yet: create it with PUT /webhook-endpoint")],
+                404,
+            )
+        previous = signing_secrets(vault, endpoint.secrets_enc, now.timestamp())[0]
+        shown = new_secret()
+        endpoint.secrets_enc = store_secrets(vault, shown, previous)
+        endpoint.updated_at = now
+        session.add(endpoint)
+        session.flush()
+        return endpoint_out(endpoint, shown)
+
+
+def deliveries_of(engine: Engine, tenant: Tenant, call_id: str) -> list[dict[str, Any]]:
+    load_call(engine, tenant, call_id)
+    with Session(engine) as session:
+        rows = list(
+            session.exec(
+                select(WebhookDelivery)
+                .where(col(WebhookDelivery.call_id) == call_id)
+                .order_by(col(WebhookDelivery.created_at))
+            )
+        )
+        out = []
+        for d in rows:
+            attempts = session.exec(
+                select(WebhookAttempt)
+                .where(col(WebhookAttempt.delivery_id) == d.id)
+                .order_by(col(WebhookAttempt.number))
+            )
+            out.append(
+                {
+                    "id": d.id,
+                    "event": d.event,
+                    "url": d.url,
+                    "status": d.status,
+                    "attempt_count": d.attempt_count,
+                    "next_attempt_at": d.next_attempt_at if d.status == "pending" else None,
+                    "created_at": d.created_at,
+                    "finished_at": d.finished_at,
+                    "attempts": [
+                        {
+                            "number": a.number,
+                            "started_at": a.started_at,
+                            "duration_ms": a.duration_ms,
+                            "status_code": a.status_code,
+                            "error": a.error,
+                            "decision": a.decision,
+                        }
+                        for a in attempts
+                    ],
+                }
+            )
+        return out
+
+
+def redeliver(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> str:
+    """Send the call's event again now; returns the delivery id to publish."""
+    call = load_call(engine, tenant, call_id)
+    if not call.status.is_final:
+        raise ApiError(
+            "not_finished",
+            [ErrorDetail("id", f"call {call_id} is {call.status}; it has no result to send yet")],
+            409,
+        )
+    delivery_id = message_id(call_id)
+    with session_scope(engine) as session:
+        again = session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == delivery_id)
+            .values(status="pending", next_attempt_at=now, published_at=now, finished_at=None)
+        ).rowcount
+        if not again:
+            created = enqueue_deliveries(session.connection(), [call_id], now)
+            if not created:
+                raise ApiError(
+                    "no_webhook_target",
+                    [
+                        ErrorDetail(
+                            "callback_url",
+                            "the call has no callback_url and there is no enabled webhook "
+                            "endpoint: set one with PUT /webhook-endpoint",
+                        )
+                    ],
+                )
+    return delivery_id

@@ -1,0 +1,129 @@
+"""Webhook events to send, written in the same transaction that finishes the calls, so an
+event is never lost between "the call ended" and "someone will tell the caller"."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from models.states import FINAL
+from models.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.webhooks import BATCH_EVENT, EVENT_OF_STATUS, message_id
+
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+
+
+def _insert_ignoring_duplicates(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(insert(_deliveries).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+
+def enqueue_deliveries(
+    conn: Connection, call_ids: Sequence[str], now: datetime, *, published: bool = True
+) -> list[str]:
+    """An event for each finished call that has somewhere to go (its `callback_url`, else
+    its tenant's enabled endpoint), and one for each of their batches now wholly finished.
+    Idempotent (the event id is derived from the call or batch id). Returns the new ids;
+    `published=False` leaves them for the sweeper to publish."""
+    if not call_ids:
+        return []
+    rows = conn.execute(
+        select(
+            _calls.c.id,
+            _calls.c.tenant_id,
+            _calls.c.batch_id,
+            _calls.c.status,
+            _calls.c.callback_url,
+            _endpoints.c.url,
+        )
+        .select_from(
+            _calls.outerjoin(
+                _endpoints,
+                and_(
+                    _endpoints.c.tenant_id == _calls.c.tenant_id,
+                    _endpoints.c.disabled_at.is_(None),
+                ),
+            )
+        )
+        .where(_calls.c.id.in_(list(call_ids)), _calls.c.status.in_([s.value for s in FINAL]))
+    ).all()
+    new: list[dict[str, Any]] = []
+    batches: dict[str, tuple[str, str]] = {}
+    for call_id, tenant_id, batch_id, status, callback_url, endpoint_url in rows:
+        target = callback_url or endpoint_url
+        if target:
+            new.append(
+                _row(
+                    message_id(call_id),
+                    tenant_id,
+                    EVENT_OF_STATUS[str(status)],
+                    target,
+                    to_endpoint=callback_url is None,
+                    now=now,
+                    published=published,
+                    call_id=call_id,
+                )
+            )
+        if batch_id and endpoint_url:
+            batches[batch_id] = (tenant_id, endpoint_url)
+    for batch_id, (tenant_id, url) in batches.items():
+        open_calls = conn.execute(
+            select(func.count())
+            .select_from(_calls)
+            .where(
+                _calls.c.batch_id == batch_id,
+                _calls.c.status.not_in([s.value for s in FINAL]),
+            )
+        ).scalar_one()
+        if open_calls == 0:
+            new.append(
+                _row(
+                    message_id(batch_id),
+                    tenant_id,
+                    BATCH_EVENT,
+                    url,
+                    to_endpoint=True,
+                    now=now,
+                    published=published,
+                    batch_id=batch_id,
+                )
+            )
+    _insert_ignoring_duplicates(conn, new)
+    return [row["id"] for row in new]
+
+
+def _row(
+    msg_id: str,
+    tenant_id: str,
+    event: str,
+    url: str,
+    *,
+    to_endpoint: bool,
+    now: datetime,
+    published: bool,
+    call_id: str | None = None,
+    batch_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": msg_id,
+        "tenant_id": tenant_id,
+        "call_id": call_id,
+        "batch_id": batch_id,
+        "event": event,
+        "url": url,
+        "to_endpoint": to_endpoint,
+        "status": "pending",
+        "attempt_count": 0,
+        "next_attempt_at": now,
+        "published_at": now if published else None,
+        "created_at": now,
+    }

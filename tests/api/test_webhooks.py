@@ -1,0 +1,105 @@
+"""Webhook endpoint, secrets, deliveries and redelivery through the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from models.db import session_scope
+from models.states import CallStatus
+from models.tables import FunctionCall, WebhookDelivery
+from models.webhooks import message_id
+from tests.api.conftest import Caller, PublishedIds
+from tests.api.test_api import CALL, submit
+from tests.api.test_errors import assert_error_shape
+
+HOOK = "https://hooks.example.com/passthru"
+
+
+def test_the_secret_is_shown_once_and_rotates(caller: Caller) -> None:
+    first = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    assert first.status_code == 200, first.text
+    secret = first.json()["secret"]
+    assert secret.startswith("whsec_")
+    again = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    assert "secret" not in again.json()
+    shown = caller.client.get("/webhook-endpoint", headers=caller.headers()).json()
+    assert shown["url"] == HOOK
+    assert shown["enabled"] is True
+    assert "secret" not in shown
+    rotated = caller.client.post("/webhook-endpoint/rotate-secret", headers=caller.headers())
+    assert rotated.json()["secret"].startswith("whsec_")
+    assert rotated.json()["secret"] != secret
+
+
+def test_no_endpoint_yet_is_a_404_in_the_error_shape(caller: Caller) -> None:
+    response = caller.client.get("/webhook-endpoint", headers=caller.headers())
+    assert response.status_code == 404
+    assert_error_shape(response.json(), "not_found")
+
+
+def test_a_bad_url_is_refused(caller: Caller) -> None:
+    response = caller.client.put(
+        "/webhook-endpoint", json={"url": "ftp://x"}, headers=caller.headers()
+    )
+    assert response.status_code == 400
+    assert_error_shape(response.json())
+
+
+def test_a_cancelled_call_sends_its_event_to_the_endpoint(
+    caller: Caller, engine: Engine, published: PublishedIds
+) -> None:
+    # Given an endpoint and a queued call
+    caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    caller.connect()
+    call_id = submit(caller).json()["id"]
+    # When it is cancelled
+    assert caller.client.post(f"/function-calls/{call_id}/cancel", headers=caller.headers())
+    # Then its event was written and published, and the call lists it
+    assert published.delivery_ids == [message_id(call_id)]
+    listed = caller.client.get(
+        f"/function-calls/{call_id}/deliveries", headers=caller.headers()
+    ).json()["items"]
+    assert [(d["id"], d["event"], d["url"], d["status"]) for d in listed] == [
+        (message_id(call_id), "function_call.cancelled", HOOK, "pending")
+    ]
+
+
+def test_redelivery(caller: Caller, engine: Engine, published: PublishedIds) -> None:
+    caller.connect()
+    call_id = submit(caller, {**CALL, "callback_url": HOOK}).json()["id"]
+    # A call still waiting has nothing to send
+    early = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
+    assert early.status_code == 409
+    assert_error_shape(early.json(), "not_finished")
+    # Once finished, its event goes (again) to its callback_url
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(col(FunctionCall.id) == call_id)
+            .values(status=CallStatus.COMPLETED, network_code="200")
+        )
+    sent = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
+    assert sent.status_code == 202
+    again = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
+    assert again.status_code == 202
+    assert published.delivery_ids == [message_id(call_id)] * 2
+    with Session(engine) as session:
+        [delivery] = session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.call_id == call_id)
+        ).all()
+    assert (delivery.url, delivery.to_endpoint, delivery.status) == (HOOK, False, "pending")
+
+
+def test_redelivery_without_anywhere_to_send_is_a_400(caller: Caller, engine: Engine) -> None:
+    caller.connect()
+    call_id = submit(caller).json()["id"]
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(col(FunctionCall.id) == call_id)
+            .values(status=CallStatus.FAILED)
+        )
+    response = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "no_webhook_target")

@@ -1,0 +1,203 @@
+"""Delivering webhook events: signed per Standard Webhooks, retried on the schedule, a 410
+disables the endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from standardwebhooks.webhooks import Webhook
+
+from models.db import session_scope
+from models.outbox import enqueue_deliveries
+from models.secrets import Vault
+from models.states import CallStatus
+from models.tables import (
+    ConnectedAccount,
+    Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from models.webhooks import message_id, new_secret, store_secrets
+from tests.worker.factories import NOW, make_call
+from worker.webhooks import WebhookRuntime, deliver
+
+HOOK = "https://hooks.example.com/in"
+SCHEDULE = [0.0, 5.0, 300.0]
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.answers: list[httpx.Response] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers.pop(0) if self.answers else httpx.Response(204)
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    return Receiver()
+
+
+PUBLISHED: list[tuple[list[str], float]] = []
+
+
+@pytest.fixture
+def rt(engine: Engine, vault: Vault, receiver: Receiver) -> Iterator[WebhookRuntime]:
+    PUBLISHED.clear()
+    runtime = WebhookRuntime(
+        engine=engine,
+        vault=vault,
+        http=httpx.Client(transport=httpx.MockTransport(receiver)),
+        schedule_s=SCHEDULE,
+        overrides={},
+        allow_private_networks=False,
+        clock=lambda: NOW,
+        republish=lambda ids, countdown: PUBLISHED.append((list(ids), countdown)),
+    )
+    yield runtime
+    runtime.http.close()
+
+
+@pytest.fixture
+def secret(engine: Engine, vault: Vault, tenant: Tenant) -> str:
+    value = new_secret()
+    with session_scope(engine) as session:
+        session.add(
+            WebhookEndpoint(tenant_id=tenant.id, url=HOOK, secrets_enc=store_secrets(vault, value))
+        )
+    return value
+
+
+def _finished_call(engine: Engine, account: ConnectedAccount) -> str:
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.COMPLETED,
+        network_code="200",
+        output={"ok": True},
+    )
+    with engine.begin() as conn:
+        assert enqueue_deliveries(conn, [call.id], NOW) == [message_id(call.id)]
+    return call.id
+
+
+def _at(rt: WebhookRuntime, seconds: float) -> WebhookRuntime:
+    """The same runtime, its clock `seconds` later."""
+    return replace(rt, clock=lambda: NOW + timedelta(seconds=seconds))
+
+
+def _delivery(engine: Engine, delivery_id: str) -> WebhookDelivery:
+    with Session(engine) as session:
+        found = session.get(WebhookDelivery, delivery_id)
+        assert found is not None
+        return found
+
+
+def test_an_event_is_signed_so_that_standardwebhooks_verifies_it(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given a finished call and the tenant's endpoint
+    call_id = _finished_call(engine, account)
+    # When its event is delivered
+    assert deliver([message_id(call_id)], rt) == {message_id(call_id): "succeeded"}
+    # Then the receiver got it once, and the independent implementation verifies it
+    [request] = receiver.requests
+    payload = Webhook(secret).verify(request.content, dict(request.headers))
+    assert payload["type"] == "function_call.completed"
+    assert payload["data"]["id"] == call_id
+    assert payload["data"]["network_code"] == "200"
+    assert request.headers["webhook-id"] == message_id(call_id)
+    assert _delivery(engine, message_id(call_id)).status == "succeeded"
+
+
+def test_a_failed_attempt_is_retried_on_the_schedule_with_the_same_id(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    receiver.answers = [httpx.Response(500), httpx.Response(503)]
+    # First attempt fails: the next is 5 s later, published with a countdown
+    assert deliver([msg], rt) == {msg: "pending"}
+    pending = _delivery(engine, msg)
+    assert pending.next_attempt_at == NOW + timedelta(seconds=5)
+    assert [([msg], 5.0)] == PUBLISHED
+    # A delivery not yet due is not attempted early
+    assert deliver([msg], rt) == {}
+    # Second attempt, when due, fails again: the next is 300 s later, left to the sweeper
+    later = _at(rt, 5)
+    assert deliver([msg], later) == {msg: "pending"}
+    assert len(PUBLISHED) == 1
+    # Third succeeds; the receiver saw one id throughout
+    last = _at(rt, 305)
+    assert deliver([msg], last) == {msg: "succeeded"}
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {msg}
+    with Session(engine) as session:
+        attempts = session.exec(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == msg)
+        ).all()
+    assert [(a.number, a.status_code) for a in attempts] == [(1, 500), (2, 503), (3, 204)]
+    assert attempts[0].decision == "answered 500; retry in 5 s"
+
+
+def test_the_last_failure_ends_the_delivery(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    receiver.answers = [httpx.Response(500)] * 4
+    for seconds in (0, 5, 305):
+        at = WebhookRuntime(
+            **{**rt.__dict__, "clock": lambda s=seconds: NOW + timedelta(seconds=s)}
+        )
+        deliver([msg], at)
+    assert _delivery(engine, msg).status == "failed"
+
+
+def test_410_disables_the_endpoint(
+    rt: WebhookRuntime,
+    receiver: Receiver,
+    engine: Engine,
+    account: ConnectedAccount,
+    secret: str,
+    tenant: Tenant,
+) -> None:
+    call_id = _finished_call(engine, account)
+    receiver.answers = [httpx.Response(410)]
+    assert deliver([message_id(call_id)], rt) == {message_id(call_id): "failed"}
+    with Session(engine) as session:
+        endpoint = session.get(WebhookEndpoint, tenant.id)
+        assert endpoint is not None
+        assert endpoint.disabled_at is not None
+    # And later events have nowhere to go until the endpoint is set again
+    other = make_call(engine, account, status=CallStatus.FAILED)
+    with engine.begin() as conn:
+        assert enqueue_deliveries(conn, [other.id], NOW) == []
+
+
+def test_a_callback_to_a_private_address_is_refused(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.COMPLETED,
+        callback_url="http://127.0.0.1:9/hook",
+    )
+    with engine.begin() as conn:
+        [msg] = enqueue_deliveries(conn, [call.id], NOW)
+    assert deliver([msg], rt) == {msg: "pending"}
+    assert receiver.requests == []
+    with Session(engine) as session:
+        [attempt] = session.exec(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == msg)
+        ).all()
+    assert attempt.error == "127.0.0.1 is a private or loopback address"

@@ -1,0 +1,218 @@
+"""Deliver webhook events: sign, POST, record the attempt, schedule the next one.
+
+2xx: delivered. 410 Gone: the receiver asked to stop; a tenant endpoint is disabled. Any
+other answer, a timeout or a connection failure: tried again after the next delay of the
+schedule (PASSTHRU_WEBHOOK_SCHEDULE_S); after the last one the delivery is `failed`. Each
+message keeps its `webhook-id` across attempts, so a receiver can process it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine, select, update
+
+from api.serialize import call_out
+from models.secrets import Vault
+from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.webhooks import new_secret, signature_header, signing_secrets, store_secrets
+from worker.netpolicy import apply_override, resolves_private_sync
+
+log = logging.getLogger("passthru.webhooks")
+
+_deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_attempts = WebhookAttempt.__table__  # type: ignore[attr-defined]
+_endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+LEASE_S = 120.0
+# Deliveries due within this are published with a countdown; later ones by the sweeper.
+MAX_COUNTDOWN_S = 60.0
+USER_AGENT = "passthru-webhooks/0.1"
+
+
+@dataclass(frozen=True)
+class WebhookRuntime:
+    engine: Engine
+    vault: Vault
+    http: httpx.Client
+    schedule_s: list[float]
+    overrides: dict[str, str]
+    allow_private_networks: bool
+    clock: Callable[[], datetime]
+    # (delivery ids, countdown s) -> published; None: the sweeper publishes them
+    republish: Callable[[Sequence[str], float], object] | None = None
+
+
+def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
+    """Attempt each pending delivery among `delivery_ids` once; return their new status."""
+    out: dict[str, str] = {}
+    for delivery_id in delivery_ids:
+        delivery = _claim(rt, delivery_id)
+        if delivery is not None:
+            out[delivery_id] = _attempt(rt, delivery)
+    return out
+
+
+def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
+    now = rt.clock()
+    with rt.engine.begin() as conn:
+        row = conn.execute(
+            update(_deliveries)
+            .where(
+                _deliveries.c.id == delivery_id,
+                _deliveries.c.status == "pending",
+                _deliveries.c.next_attempt_at <= now,
+            )
+            .values(
+                status="delivering",
+                lease_expires_at=now + timedelta(seconds=LEASE_S),
+                attempt_count=_deliveries.c.attempt_count + 1,
+            )
+            .returning(*_deliveries.c)
+        ).first()
+    return WebhookDelivery(**row._mapping) if row is not None else None
+
+
+def event_body(rt: WebhookRuntime, delivery: WebhookDelivery) -> bytes:
+    """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
+    attempts), or the batch's counts."""
+    with rt.engine.connect() as conn:
+        data: dict[str, Any]
+        if delivery.call_id:
+            row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
+            data = call_out(FunctionCall(**row._mapping)).model_dump(mode="json")
+        else:
+            counts = conn.execute(
+                select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
+            ).all()
+            per_status: dict[str, int] = {}
+            for status, _ in counts:
+                per_status[str(status)] = per_status.get(str(status), 0) + 1
+            data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
+    return orjson.dumps(
+        {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
+    )
+
+
+def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
+    """The tenant's signing secrets; one is made for a tenant that has none yet (a call
+    with a callback_url before any PUT /webhook-endpoint)."""
+    with rt.engine.begin() as conn:
+        enc = conn.execute(
+            select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
+        ).scalar_one_or_none()
+        if enc is None:
+            enc = store_secrets(rt.vault, new_secret())
+            conn.execute(
+                _endpoints.insert().values(
+                    tenant_id=tenant_id,
+                    url=None,
+                    secrets_enc=enc,
+                    created_at=rt.clock(),
+                    updated_at=rt.clock(),
+                )
+            )
+    return signing_secrets(rt.vault, enc, time.time())
+
+
+def _attempt(rt: WebhookRuntime, delivery: WebhookDelivery) -> str:
+    started = rt.clock()
+    t0 = time.monotonic()
+    body = event_body(rt, delivery)
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            _secrets(rt, delivery.tenant_id), delivery.id, timestamp, body
+        ),
+    }
+    code: int | None = None
+    error: str | None = None
+    target, overridden = apply_override(delivery.url, rt.overrides)
+    host = httpx.URL(target).host
+    if not overridden and not rt.allow_private_networks and resolves_private_sync(host):
+        error = f"{host} is a private or loopback address"
+    else:
+        try:
+            code = rt.http.post(target, content=body, headers=headers).status_code
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+    elapsed_ms = int((time.monotonic() - t0) * 1000)
+    status, decision, next_at = _decide(rt, delivery, code, error, started)
+    with rt.engine.begin() as conn:
+        conn.execute(
+            _attempts.insert().values(
+                delivery_id=delivery.id,
+                number=delivery.attempt_count,
+                started_at=started,
+                duration_ms=elapsed_ms,
+                status_code=code,
+                error=error,
+                decision=decision,
+            )
+        )
+        conn.execute(
+            update(_deliveries)
+            .where(_deliveries.c.id == delivery.id, _deliveries.c.status == "delivering")
+            .values(
+                status=status,
+                next_attempt_at=next_at,
+                published_at=next_at if _soon(next_at, started) else None,
+                lease_expires_at=None,
+                finished_at=started if status in ("succeeded", "failed") else None,
+            )
+        )
+        if code == 410 and delivery.to_endpoint:
+            conn.execute(
+                update(_endpoints)
+                .where(_endpoints.c.tenant_id == delivery.tenant_id)
+                .values(disabled_at=started, disabled_reason="the endpoint answered 410 Gone")
+            )
+            log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
+    log.info(
+        "webhook %s %s attempt %d: %s",
+        delivery.id,
+        delivery.event,
+        delivery.attempt_count,
+        decision,
+    )
+    if next_at is not None and rt.republish is not None and _soon(next_at, started):
+        rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))
+    return status
+
+
+def _soon(next_at: datetime | None, now: datetime) -> bool:
+    return next_at is not None and (next_at - now).total_seconds() <= MAX_COUNTDOWN_S
+
+
+def _decide(
+    rt: WebhookRuntime,
+    delivery: WebhookDelivery,
+    code: int | None,
+    error: str | None,
+    now: datetime,
+) -> tuple[str, str, datetime | None]:
+    """(status, decision text, next attempt time) after one attempt."""
+    if code is not None and 200 <= code < 300:
+        return "succeeded", f"delivered ({code})", None
+    if code == 410:
+        return (
+            "failed",
+            "gone (410): not retried" + ("; endpoint disabled" if delivery.to_endpoint else ""),
+            None,
+        )
+    why = f"answered {code}" if code is not None else (error or "no answer")
+    if delivery.attempt_count >= len(rt.schedule_s):
+        return "failed", f"{why}; no attempts left ({len(rt.schedule_s)})", None
+    delay = rt.schedule_s[delivery.attempt_count]
+    return "pending", f"{why}; retry in {delay:g} s", now + timedelta(seconds=delay)
