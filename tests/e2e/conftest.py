@@ -191,8 +191,10 @@ def running_stack(
     upstream: Upstream,
     logs: Path,
     extra_env: dict[str, str] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`)."""
+    """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`, and
+    `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES)."""
     redis = start_embedded_redis()
     apps_file = logs / "apps.yaml"
     apps_file.write_text(yaml.safe_dump(TEST_APPS))
@@ -210,6 +212,7 @@ def running_stack(
                 **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
                 "https://oauthy.test": upstream.origin,
                 **{origin: upstream.origin for origin in AUTH_STYLE_ORIGINS},
+                **(overrides or {}),
             }
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",

@@ -1,0 +1,103 @@
+"""The Python SDK (`passthru_client`) against the live stack: API, worker, Redis and the
+stand-in Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+from passthru_client import (
+    AsyncPassthru,
+    AuthenticationError,
+    BadRequest,
+    Call,
+    FunctionCall,
+    NotFound,
+    Passthru,
+)
+
+from tests.e2e.conftest import WAIT_S, Caller, Stack
+from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
+
+SLACK = "slack-passthrough-request"
+LIST = {"method": "GET", "url": "conversations.list?limit=2"}
+
+
+def test_sdk_round_trip(stack: Stack, caller: Caller) -> None:
+    user = f"u-sdk-{secrets.token_hex(3)}"
+    with Passthru(caller.api_key, stack.base_url, user_id=user) as pt:
+        # Given a connected Slack account
+        account = pt.connect_account("slack", {"access_token": "xoxb-sdk"})
+        assert (account.app, account.user_id, account.status) == ("slack", user, "active")
+        assert [a.id for a in pt.list_accounts(app="slack", user_id=user)] == [account.id]
+
+        # When a call is invoked with a wait, it comes back finished
+        call = pt.invoke_function(SLACK, LIST, wait=10)
+        assert isinstance(call, FunctionCall)
+        assert (call.status, call.network_code, call.done) == ("completed", "200", True)
+        assert call.output == SLACK_CONVERSATIONS
+        seen = stack.upstream.requests_to("/api/conversations.list")[-1]
+        assert seen.headers["authorization"] == "Bearer xoxb-sdk"
+        assert seen.query["limit"] == ["2"]
+        full = pt.get_call(call.id)
+        assert full.attempts is not None
+        assert full.attempts[0].network_code == "200"
+        assert full.connected_account_id == account.id
+
+        # A batch: three good calls and a bad one, each answered on its own
+        calls: list[Call | dict[str, object]] = [
+            Call(SLACK, {"method": "GET", "url": f"conversations.list?n={i}"}) for i in range(3)
+        ]
+        calls.append({"function": SLACK, "params": {"method": "GET", "url": "https://x.test/"}})
+        result = pt.batch(calls)
+        assert [r.index for r in result.rejected] == [3]
+        assert result.rejected[0].error == "invalid_params"
+        assert len(result.ids) == 3
+        finished = [pt.wait_for(call_id, timeout=WAIT_S) for call_id in result.ids]
+        assert [(c.status, c.network_code, c.batch_id) for c in finished] == [
+            ("completed", "200", result.batch_id)
+        ] * 3
+        # the log, page after page, holds exactly the batch's calls
+        logged = [c.id for c in pt.iter_calls(batch_id=result.batch_id, page_size=2)]
+        assert sorted(logged) == sorted(result.ids)
+        progress = pt.get_batch(result.batch_id)
+        assert progress.done
+        assert progress.counts == {"completed": 3}
+
+        # An invalid call raises BadRequest with the API's details
+        with pytest.raises(BadRequest) as caught:
+            pt.invoke_function(SLACK, {"method": "FETCH", "url": "https://evil.example.com/"})
+        err = caught.value
+        assert (err.status_code, err.error) == (400, "invalid_params")
+        assert {d.field for d in err.error_details} == {"method", "url"}
+        assert "evil.example.com" in str(err)
+
+        with pytest.raises(NotFound):
+            pt.get_call("fc_does_not_exist")
+
+    with Passthru("pt_wrong", stack.base_url) as stranger, pytest.raises(AuthenticationError):
+        stranger.list_functions()
+
+
+def test_async_sdk_waits_for_an_upstream_error(stack: Stack, caller: Caller) -> None:
+    user = f"u-sdk-async-{secrets.token_hex(3)}"
+    stack.upstream.script(
+        "GET", "/api/users.info", Reply(404, {"ok": False, "error": "user_not_found"})
+    )
+
+    async def main() -> FunctionCall:
+        async with AsyncPassthru(caller.api_key, stack.base_url, user_id=user) as pt:
+            await pt.connect_account("slack", {"access_token": "xoxb-async"})
+            submitted = await pt.invoke_function(
+                SLACK, {"method": "GET", "url": "users.info?user=U0"}, idempotency_key=user
+            )
+            again = await pt.invoke_function(
+                SLACK, {"method": "GET", "url": "users.info?user=U0"}, idempotency_key=user
+            )
+            assert again.id == submitted.id
+            return await pt.wait_for(submitted.id, timeout=WAIT_S)
+
+    call = asyncio.run(main())
+    assert (call.status, call.network_code, call.ok) == ("completed", "404", False)
+    assert call.output == {"ok": False, "error": "user_not_found"}

@@ -1,0 +1,214 @@
+"""Webhooks end to end: a real worker signs and POSTs each call's event to a local receiver;
+the independent `standardwebhooks` package verifies every one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from standardwebhooks.webhooks import Webhook
+
+from api.embedded_redis import free_port
+from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
+from tests.e2e.upstream import Reply, Upstream
+
+HOOKS = "https://hooks.test"
+LATE_HOOKS = "https://late-hooks.test"
+
+
+class Receiver:
+    """A webhook receiver on a port of its own; answers `status` and keeps what it got."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.status = 204
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver._lock:
+                    receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(receiver.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def events(self, secret: str) -> list[dict[str, Any]]:
+        """Every event received, each verified (raises if any signature is wrong)."""
+        with self._lock:
+            got = list(self.got)
+        verifier = Webhook(secret)
+        return [
+            {"id": headers["webhook-id"], **verifier.verify(body, headers)} for headers, body in got
+        ]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def late() -> Receiver:
+    """A receiver that is not listening yet (its port is kept for it)."""
+    return Receiver()
+
+
+@pytest.fixture(scope="module")
+def hooked(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    upstream: Upstream,
+    receiver: Receiver,
+    late: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("webhook-logs")
+    env = {"PASSTHRU_WEBHOOK_SCHEDULE_S": "0,1,2,4,8,8", "PASSTHRU_SWEEP_EVERY_S": "1"}
+    overrides = {HOOKS: receiver.origin, LATE_HOOKS: late.origin}
+    with running_stack(database_url, engine, encryption_key, upstream, logs, env, overrides) as s:
+        s.beat()
+        yield s
+    late.stop()
+
+
+@pytest.fixture
+def owner(hooked: Stack) -> Iterator[Caller]:
+    with new_caller(hooked, "wh") as c:
+        yield c
+
+
+def _endpoint(owner: Caller, url: str) -> str:
+    r = owner.http.put("/webhook-endpoint", json={"url": url})
+    assert r.status_code == 200, r.text
+    return str(r.json()["secret"])
+
+
+def test_every_call_of_a_1000_call_batch_is_announced_once_and_signed(
+    hooked: Stack, owner: Caller, receiver: Receiver
+) -> None:
+    # Given a tenant endpoint and a 1,000-call batch
+    secret = _endpoint(owner, f"{HOOKS}/passthru")
+    owner.connect("slack", "u-hooks", {"access_token": "xoxb-hooks"})
+    hooked.upstream.script("GET", "/api/hooks.batch", Reply(200, {"ok": True}))
+    calls = [
+        {"function": "slack-passthrough-request", "params": {"method": "GET", "url": "hooks.batch"}}
+        for _ in range(1000)
+    ]
+    r = owner.http.post(
+        "/function-calls/batch", json={"calls": calls}, headers={"X-User-ID": "u-hooks"}
+    )
+    assert r.status_code == 202, r.text
+    batch_id = r.json()["batch_id"]
+    ids = {a["id"] for a in r.json()["accepted"]}
+
+    # When they are done
+    def mine() -> list[dict[str, Any]]:
+        def ours(e: dict[str, Any]) -> bool:
+            if e["type"] == "batch.completed":
+                return bool(e["data"]["batch_id"] == batch_id)
+            return e["data"]["id"] in ids
+
+        return [e for e in receiver.events(secret) if ours(e)]
+
+    wait_until(lambda: len(mine()) >= 1001, 120, "1,000 call events and the batch event")
+
+    # Then each call's event arrived once, verified, with its result; and the batch's
+    events = mine()
+    call_events = [e for e in events if e["type"] == "function_call.completed"]
+    assert sorted(e["data"]["id"] for e in call_events) == sorted(ids)
+    assert len({e["id"] for e in call_events}) == 1000
+    assert {e["data"]["network_code"] for e in call_events} == {"200"}
+    [batch_event] = [e for e in events if e["type"] == "batch.completed"]
+    assert batch_event["data"] == {
+        "batch_id": batch_id,
+        "total": 1000,
+        "counts": {"completed": 1000},
+    }
+
+
+def test_a_receiver_down_for_ten_seconds_gets_every_event_once(
+    hooked: Stack, owner: Caller, late: Receiver
+) -> None:
+    # Given a receiver that is down when 20 calls end
+    secret = _endpoint(owner, f"{LATE_HOOKS}/in")
+    owner.connect("slack", "u-late", {"access_token": "xoxb-late"})
+    hooked.upstream.script("GET", "/api/hooks.late", Reply(200, {"ok": True}))
+    ids = []
+    for _ in range(20):
+        r = owner.http.post(
+            "/slack-passthrough-request",
+            json={"method": "GET", "url": "hooks.late"},
+            headers={"X-User-ID": "u-late"},
+        )
+        ids.append(r.json()["id"])
+    for call_id in ids:
+        assert owner.wait(call_id)["status"] == "completed"
+    # When it comes up 10 s later
+    threading.Event().wait(10)
+    late.start()
+    # Then every event arrives, and each webhook-id is processed once by a receiver that
+    # dedupes on it (deliveries after a failure keep their id)
+    wait_until(lambda: {e["data"]["id"] for e in late.events(secret)} >= set(ids), 60, "events")
+    seen_ids = {e["id"] for e in late.events(secret)}
+    assert len(seen_ids) == 20
+    attempts = owner.http.get(f"/function-calls/{ids[0]}/deliveries").json()["items"][0]
+    assert attempts["status"] == "succeeded"
+    assert attempts["attempts"][0]["error"] is not None  # the receiver was down
+
+
+def test_410_disables_the_endpoint(hooked: Stack, owner: Caller, receiver: Receiver) -> None:
+    # Given an endpoint that answers 410 Gone
+    _endpoint(owner, f"{HOOKS}/gone")
+    receiver.status = 410
+    try:
+        owner.connect("slack", "u-gone", {"access_token": "xoxb-gone"})
+        hooked.upstream.script("GET", "/api/hooks.gone", Reply(200, {"ok": True}))
+        r = owner.http.post(
+            "/slack-passthrough-request",
+            json={"method": "GET", "url": "hooks.gone"},
+            headers={"X-User-ID": "u-gone"},
+        )
+        call_id = r.json()["id"]
+        owner.wait(call_id)
+
+        def disabled() -> bool:
+            return owner.http.get("/webhook-endpoint").json()["enabled"] is False
+
+        wait_until(disabled, 30, "the endpoint to be disabled")
+    finally:
+        receiver.status = 204
+    # Then the endpoint says why, and the delivery is not retried
+    endpoint = owner.http.get("/webhook-endpoint").json()
+    assert endpoint["disabled_reason"] == "the endpoint answered 410 Gone"
+    [delivery] = owner.http.get(f"/function-calls/{call_id}/deliveries").json()["items"]
+    assert delivery["status"] == "failed"
+    assert [a["status_code"] for a in delivery["attempts"]] == [410]
