@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from api.serialize import call_out
 from api.waiter import CallWaiter
 from models.db import session_scope
 from models.errors import ApiError, ErrorDetail, not_found
@@ -59,6 +62,7 @@ class LogFilter:
     batch_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    network_code: str | None = None
 
 
 def list_calls(
@@ -74,6 +78,8 @@ def list_calls(
         query = query.where(col(FunctionCall.user_id) == filters.user_id)
     if filters.batch_id:
         query = query.where(col(FunctionCall.batch_id) == filters.batch_id)
+    if filters.network_code:
+        query = query.where(col(FunctionCall.network_code) == filters.network_code)
     if filters.since:
         query = query.where(col(FunctionCall.created_at) >= filters.since)
     if filters.until:
@@ -124,3 +130,18 @@ def cancel_call(
             409,
         )
     return call
+
+
+EXPORT_PAGE = 500
+
+
+def export_calls(engine: Engine, tenant: Tenant, filters: LogFilter) -> Iterator[bytes]:
+    """Every matching call as one JSON line, newest first, read 500 at a time (one short
+    query per page, no transaction held while the client reads)."""
+    cursor: str | None = None
+    while True:
+        rows, cursor = list_calls(engine, tenant, filters, cursor, EXPORT_PAGE)
+        for call in rows:
+            yield orjson.dumps(call_out(call).model_dump(mode="json")) + b"\n"
+        if cursor is None:
+            return

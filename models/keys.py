@@ -16,6 +16,7 @@ CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 TASK_EXECUTE_CALLS = "passthru.execute_calls"
 TASK_SWEEP = "passthru.sweep"
 TASK_DELIVER_WEBHOOKS = "passthru.deliver_webhooks"
+TASK_PURGE = "passthru.purge_old_calls"
 
 # Call ids per bulk message: one Redis message (about 1 KiB of envelope) carries this many.
 BULK_CHUNK = 100

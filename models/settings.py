@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
     )
+    # Finished calls older than this many days are deleted (0: kept forever).
+    retention_days: float = Field(30.0, ge=0, validation_alias=_env("PASSTHRU_RETENTION_DAYS"))
     # Webhook retries: seconds to wait before each attempt (Standard Webhooks' schedule).
     webhook_schedule_s: str = Field(
         "0,5,300,1800,7200,18000,36000,36000",

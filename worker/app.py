@@ -24,10 +24,13 @@ from models.keys import (
     QUEUE_MAINTENANCE,
     QUEUE_WEBHOOKS,
     TASK_DELIVER_WEBHOOKS,
+    TASK_PURGE,
     TASK_SWEEP,
 )
 from models.settings import get_settings
 
+# How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
+PURGE_EVERY_S = 3600.0
 # Must exceed the longest countdown a task is given; longer waits are kept in the database.
 VISIBILITY_TIMEOUT_S = 15 * 60
 
@@ -58,9 +61,13 @@ def create_celery() -> Celery:
         task_default_queue=QUEUE_INTERACTIVE,
         task_routes={
             TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
+            TASK_PURGE: {"queue": QUEUE_MAINTENANCE},
             TASK_DELIVER_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
         },
-        beat_schedule={"sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_every_s}},
+        beat_schedule={
+            "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_every_s},
+            "purge": {"task": TASK_PURGE, "schedule": PURGE_EVERY_S},
+        },
         worker_send_task_events=True,
         task_send_sent_event=True,
     )

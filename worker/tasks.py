@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_SWEEP
+from models.db import utcnow
+from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
+from models.settings import get_settings
 from worker.app import app
 from worker.pipeline import execute_calls as run_calls
+from worker.retention import purge
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
 from worker.webhooks import deliver
@@ -26,3 +29,9 @@ def sweep() -> dict[str, int]:
 def deliver_webhooks(delivery_ids: list[str]) -> dict[str, str]:
     """Sign and POST these webhook events to their receivers (one attempt each)."""
     return deliver(delivery_ids, get_webhook_runtime())
+
+
+@app.task(name=TASK_PURGE)
+def purge_old_calls() -> int:
+    """Delete finished calls older than PASSTHRU_RETENTION_DAYS, in small batches."""
+    return purge(get_runtime().engine, utcnow(), get_settings().retention_days)

@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
-from api.calls import LogFilter, cancel_call, list_calls, load_attempts, load_call, wait_for_final
+from api.calls import (
+    LogFilter,
+    cancel_call,
+    export_calls,
+    list_calls,
+    load_attempts,
+    load_call,
+    wait_for_final,
+)
 from api.deps import CurrentTenant, EngineDep, WaiterDep
 from api.schemas import CallPage, ErrorOut, FunctionCallOut
 from api.serialize import call_out
@@ -19,6 +28,39 @@ from worker.publish import publish_deliveries
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"])
 _ERRORS: dict[int | str, dict[str, object]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+def _log_filter(
+    app: str | None = None,
+    status: CallStatus | None = None,
+    user_id: str | None = None,
+    batch_id: str | None = None,
+    network_code: Annotated[
+        str | None, Query(pattern=r"^\d{3}$", description="the upstream status, e.g. 429")
+    ] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> LogFilter:
+    return LogFilter(
+        app, status, user_id, batch_id, as_utc(since), as_utc(until), network_code=network_code
+    )
+
+
+Filters = Annotated[LogFilter, Depends(_log_filter)]
+
+
+@router.get(
+    "/export",
+    responses=_ERRORS,
+    response_class=StreamingResponse,
+    summary="The log as NDJSON (one call per line), streamed; same filters as the log",
+)
+def export(tenant: CurrentTenant, engine: EngineDep, filters: Filters) -> StreamingResponse:
+    return StreamingResponse(
+        export_calls(engine, tenant, filters),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="function-calls.ndjson"'},
+    )
 
 
 @router.get("/{call_id}", responses=_ERRORS, summary="One call, with every attempt")
@@ -43,16 +85,10 @@ async def get_call(
 def list_function_calls(
     tenant: CurrentTenant,
     engine: EngineDep,
-    app: str | None = None,
-    status: CallStatus | None = None,
-    user_id: str | None = None,
-    batch_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Filters,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> CallPage:
-    filters = LogFilter(app, status, user_id, batch_id, as_utc(since), as_utc(until))
     rows, next_cursor = list_calls(engine, tenant, filters, cursor, limit)
     return CallPage(items=[call_out(c) for c in rows], next_cursor=next_cursor)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -718,3 +719,48 @@ def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine:
         path, json={"credentials": {"access_token": "xoxb-new"}}, headers=headers
     )
     assert fixed.json()["status"] == "active"
+
+
+# --- log filters and export -------------------------------------------------------------------
+
+
+def _finish(engine: Engine, call_id: str, code: str) -> None:
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(col(FunctionCall.id) == call_id)
+            .values(status=CallStatus.COMPLETED, network_code=code)
+        )
+
+
+def test_the_log_filters_on_the_upstream_status(caller: Caller, engine: Engine) -> None:
+    caller.connect()
+    codes = ["200", "429", "200", "404"]
+    ids = [submit(caller).json()["id"] for _ in codes]
+    for call_id, code in zip(ids, codes, strict=True):
+        _finish(engine, call_id, code)
+    got = log(caller, "?network_code=200")["items"]
+    assert sorted(c["id"] for c in got) == sorted([ids[0], ids[2]])
+    bad = caller.client.get("/function-calls?network_code=abc", headers=caller.headers())
+    assert bad.status_code == 400
+    assert_error_shape(bad.json())
+
+
+def test_the_export_streams_every_matching_call_as_ndjson(
+    caller: Caller, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 7 calls, and export pages of 3 (so the stream spans pages)
+    monkeypatch.setattr("api.calls.EXPORT_PAGE", 3)
+    caller.connect()
+    ids = [submit(caller).json()["id"] for _ in range(7)]
+    _finish(engine, ids[0], "500")
+    # When exported
+    response = caller.client.get("/function-calls/export", headers=caller.headers())
+    # Then every call is one JSON line, newest first
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [c["id"] for c in lines] == list(reversed(ids))
+    # And the filters apply
+    only = caller.client.get("/function-calls/export?network_code=500", headers=caller.headers())
+    assert [json.loads(line)["id"] for line in only.text.splitlines()] == [ids[0]]
