@@ -15,7 +15,13 @@ from models.errors import ApiError, ErrorDetail
 from models.outbox import enqueue_deliveries
 from models.secrets import Vault
 from models.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from models.webhooks import message_id, new_secret, signing_secrets, store_secrets
+from models.webhooks import (
+    message_id,
+    new_secret,
+    signing_secrets,
+    store_secrets,
+    unshown_secret,
+)
 
 
 def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
@@ -34,8 +40,8 @@ def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[s
 def put_endpoint(
     engine: Engine, vault: Vault, tenant: Tenant, url: str | None, now: datetime
 ) -> dict[str, Any]:
-    """Set (or clear) the default URL and enable it. The signing secret is made on first
-    use and shown only then."""
+    """Set (or clear) the default URL and enable it. The signing secret is shown once: when
+    it is made here, or on the first PUT after a delivery made it."""
     if url is not None:
         check_callback_url(url)
     with session_scope(engine) as session:
@@ -46,6 +52,8 @@ def put_endpoint(
             endpoint = WebhookEndpoint(
                 tenant_id=tenant.id, secrets_enc=store_secrets(vault, shown), created_at=now
             )
+        elif (shown := unshown_secret(vault, endpoint.secrets_enc)) is not None:
+            endpoint.secrets_enc = store_secrets(vault, shown)
         endpoint.url = url
         endpoint.disabled_at = None
         endpoint.disabled_reason = None

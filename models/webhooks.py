@@ -47,9 +47,21 @@ def message_id(call_or_batch_id: str) -> str:
     return "msg_" + call_or_batch_id
 
 
-def store_secrets(vault: Vault, current: str, previous: str | None = None) -> str:
+def store_secrets(
+    vault: Vault, current: str, previous: str | None = None, *, shown: bool = True
+) -> str:
+    """`shown=False` for a secret made before the tenant asked for one (a callback_url
+    delivered before any PUT /webhook-endpoint): the next PUT shows it."""
     until = time.time() + PREVIOUS_SECRET_TTL_S if previous else None
-    return vault.encrypt({"current": current, "previous": previous, "previous_until": until})
+    return vault.encrypt(
+        {"current": current, "previous": previous, "previous_until": until, "shown": shown}
+    )
+
+
+def unshown_secret(vault: Vault, secrets_enc: str) -> str | None:
+    """The current secret if the tenant has never been shown it."""
+    data: dict[str, Any] = vault.decrypt(secrets_enc)
+    return None if data.get("shown", True) else str(data["current"])
 
 
 def signing_secrets(vault: Vault, secrets_enc: str, now_s: float) -> list[str]:

@@ -109,7 +109,7 @@ def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
             select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
         ).scalar_one_or_none()
         if enc is None:
-            enc = store_secrets(rt.vault, new_secret())
+            enc = store_secrets(rt.vault, new_secret(), shown=False)
             conn.execute(
                 _endpoints.insert().values(
                     tenant_id=tenant_id,

@@ -61,6 +61,7 @@ async def _accept(
         if latest.status.is_final:
             response.status_code = 200
             return call_result(latest)
+        call = latest  # not finished in time: the 202 shows where it stands now
     response.status_code = 202
     return call_out(call)
 

@@ -764,3 +764,10 @@ def test_the_export_streams_every_matching_call_as_ndjson(
     # And the filters apply
     only = caller.client.get("/function-calls/export?network_code=500", headers=caller.headers())
     assert [json.loads(line)["id"] for line in only.text.splitlines()] == [ids[0]]
+
+
+def test_a_wait_that_runs_out_answers_where_the_call_stands(caller: Caller) -> None:
+    caller.connect()
+    response = submit(caller, prefer="wait=0.2")
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"

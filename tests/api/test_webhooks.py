@@ -6,9 +6,10 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from models.db import session_scope
+from models.secrets import Vault
 from models.states import CallStatus
-from models.tables import FunctionCall, WebhookDelivery
-from models.webhooks import message_id
+from models.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.webhooks import message_id, new_secret, store_secrets
 from tests.api.conftest import Caller, PublishedIds
 from tests.api.test_api import CALL, submit
 from tests.api.test_errors import assert_error_shape
@@ -103,3 +104,21 @@ def test_redelivery_without_anywhere_to_send_is_a_400(caller: Caller, engine: En
     response = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
     assert response.status_code == 400
     assert_error_shape(response.json(), "no_webhook_target")
+
+
+def test_a_secret_made_by_a_delivery_is_shown_on_the_first_put(
+    caller: Caller, engine: Engine, vault: Vault
+) -> None:
+    # Given a secret a callback delivery made before the tenant ever asked for one
+    made = new_secret()
+    with session_scope(engine) as session:
+        session.add(
+            WebhookEndpoint(
+                tenant_id=caller.tenant.id, secrets_enc=store_secrets(vault, made, shown=False)
+            )
+        )
+    # Then the first PUT shows it, and only the first
+    first = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    assert first.json()["secret"] == made
+    again = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    assert "secret" not in again.json()

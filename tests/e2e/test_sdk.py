@@ -4,6 +4,8 @@ stand-in Slack."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import secrets
 
 import pytest
@@ -15,9 +17,11 @@ from passthru_client import (
     FunctionCall,
     NotFound,
     Passthru,
+    WebhookVerificationError,
+    verify_webhook,
 )
 
-from tests.e2e.conftest import WAIT_S, Caller, Stack
+from tests.e2e.conftest import WAIT_S, Caller, Stack, wait_until
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
 
 SLACK = "slack-passthrough-request"
@@ -101,3 +105,29 @@ def test_async_sdk_waits_for_an_upstream_error(stack: Stack, caller: Caller) -> 
     call = asyncio.run(main())
     assert (call.status, call.network_code, call.ok) == ("completed", "404", False)
     assert call.output == {"ok": False, "error": "user_not_found"}
+
+
+def test_a_webhook_signed_by_the_server_verifies(stack: Stack, caller: Caller) -> None:
+    # The stand-in receives the callback: https://slack.com is overridden to it.
+    endpoint = caller.http.put("/webhook-endpoint", json={"url": None})
+    if endpoint.status_code == 404:
+        pytest.skip("this API delivers no webhooks")
+    assert endpoint.status_code == 200, endpoint.text
+    secret = endpoint.json()["secret"]
+    path = f"/sdk-hook-{secrets.token_hex(3)}"
+    stack.upstream.script("POST", path, Reply(204))
+    user = f"u-sdk-hook-{secrets.token_hex(3)}"
+    with Passthru(caller.api_key, stack.base_url, user_id=user) as pt:
+        pt.connect_account("slack", {"access_token": "xoxb-hook"})
+        call = pt.invoke_function(SLACK, LIST, wait=10, callback_url=f"https://slack.com{path}")
+        assert call.status == "completed"
+
+    wait_until(lambda: bool(stack.upstream.requests_to(path)), WAIT_S, "the webhook")
+    seen = stack.upstream.requests_to(path)[0]
+    event = verify_webhook(seen.body, seen.headers, secret)
+    assert call.id in json.dumps(event)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(seen.body + b" ", seen.headers, secret)
+    other = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(seen.body, seen.headers, other)

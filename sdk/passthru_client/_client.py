@@ -1,0 +1,226 @@
+"""`Passthru`: the synchronous client (httpx.Client)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from passthru_client._http import (
+    DEFAULT_TIMEOUT,
+    Op,
+    RetryPolicy,
+    T,
+    client_headers,
+    run_sync,
+)
+from passthru_client._ops import FilterValue, Operations, log_query
+from passthru_client._types import (
+    Batch,
+    BatchResult,
+    Call,
+    CallPage,
+    ConnectedAccount,
+    Function,
+    FunctionCall,
+)
+
+
+class Passthru:
+    """A client of the passthru API.
+
+    `api_key` is the tenant's key; `user_id` the default end user (the `X-User-ID` header)
+    of calls and accounts, overridable per method. `max_retries` bounds the SDK's own
+    retries (on 429/503, on 502/504 and dropped connections for repeatable requests, and
+    on connection failures). `sleep` and `clock` replace `time.sleep` and `time.monotonic`
+    (for tests). Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "http://localhost:8000",
+        user_id: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=client_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
+        self._ops = Operations(RetryPolicy(max_retries=max_retries), user_id, clock)
+        self._sleep = sleep
+
+    def _run(self, op: Op[T]) -> T:
+        return run_sync(op, self._http, self._sleep)
+
+    # Lifecycle
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Function calls
+
+    def invoke_function(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        connected_account_id: str | None = None,
+        wait: float | None = None,
+        *,
+        user_id: str | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+    ) -> FunctionCall:
+        """Invoke a function such as "slack-passthrough-request" with `params`
+        (`{"method", "url", "body"?, "headers"?, "retry"?, "timeout"?}`).
+
+        Without `wait` the call is returned at once (status "queued"). With `wait` seconds,
+        it is returned when it ends or when `wait` has passed, whichever comes first (up to
+        60 s in the request itself, `Prefer: wait`; longer waits go on by long-polling):
+        check `.done`. `idempotency_key` makes the submission idempotent and safe to retry.
+        """
+        return self._run(
+            self._ops.invoke_function(
+                name, params, connected_account_id, wait, user_id, idempotency_key, callback_url
+            )
+        )
+
+    def get_call(self, call_id: str, *, wait: float | None = None) -> FunctionCall:
+        """One call, with every attempt; `wait` long-polls up to that many seconds (max 60)
+        for its end."""
+        return self._run(self._ops.get_call(call_id, wait))
+
+    def wait_for(self, call_id: str, timeout: float = 60.0) -> FunctionCall:
+        """The call once it is final (completed, failed or cancelled), long-polling in
+        chunks of at most 60 s; raise CallTimeout (a TimeoutError) after `timeout`."""
+        return self._run(self._ops.poll(call_id, timeout))
+
+    def cancel(self, call_id: str) -> FunctionCall:
+        """Cancel a call that has not started (queued or retrying); Conflict otherwise."""
+        return self._run(self._ops.cancel(call_id))
+
+    def list_calls(self, *, cursor: str | None = None, **filters: FilterValue) -> CallPage:
+        """One page of the Function Calls log, newest first (see `iter_calls`)."""
+        return self._run(self._ops.list_calls(filters, cursor))
+
+    def iter_calls(
+        self,
+        *,
+        app: str | None = None,
+        status: str | None = None,
+        user_id: str | None = None,
+        batch_id: str | None = None,
+        since: FilterValue = None,
+        until: FilterValue = None,
+        page_size: int | None = None,
+        **filters: FilterValue,
+    ) -> Iterator[FunctionCall]:
+        """Every call of the log matching the filters, newest first, page after page.
+        Other keyword arguments are sent as query parameters too."""
+        query = log_query(
+            app=app,
+            status=status,
+            user_id=user_id,
+            batch_id=batch_id,
+            since=since,
+            until=until,
+            page_size=page_size,
+            **filters,
+        )
+        cursor: str | None = None
+        while True:
+            page: CallPage = self._run(self._ops.list_calls(query, cursor))
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    # Batches
+
+    def batch(
+        self, calls: Sequence[Call | Mapping[str, Any]], *, user_id: str | None = None
+    ) -> BatchResult:
+        """Submit up to 1,000 calls at once (`Call`s or dicts in the `POST /function-calls`
+        form); each is accepted or rejected on its own."""
+        return self._run(self._ops.batch(calls, user_id))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        """A batch's progress: its calls counted per status, and whether all are done."""
+        return self._run(self._ops.get_batch(batch_id))
+
+    # Connected accounts
+
+    def connect_account(
+        self,
+        app: str,
+        credentials: Mapping[str, Any],
+        connection_config: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> ConnectedAccount:
+        """Store an end user's credentials for `app` (encrypted; never shown again)."""
+        return self._run(self._ops.connect_account(app, credentials, connection_config, user_id))
+
+    def list_accounts(
+        self,
+        *,
+        app: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        **filters: FilterValue,
+    ) -> list[ConnectedAccount]:
+        """Connected accounts, filtered by app, user and status."""
+        query = {"app": app, "user_id": user_id, "status": status, **filters}
+        return self._run(self._ops.list_accounts(query))
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        connection_config: Mapping[str, Any] | None = None,
+        status: str | None = None,
+    ) -> ConnectedAccount:
+        """New credentials (which also clear `needs_reauth`), config, or status
+        ("active"/"disabled")."""
+        return self._run(
+            self._ops.update_account(account_id, credentials, connection_config, status)
+        )
+
+    def delete_account(self, account_id: str) -> None:
+        """Remove a connected account."""
+        self._run(self._ops.delete_account(account_id))
+
+    # Catalog and limits
+
+    def list_functions(self, type: str | None = "passthrough") -> list[Function]:
+        """The functions that can be invoked, with their parameters' JSON Schema."""
+        return self._run(self._ops.list_functions(type))
+
+    def rate_limits(self) -> dict[str, Any]:
+        """Your accounts' rate limits, their use and pauses (`GET /rate-limits`)."""
+        return self._run(self._ops.rate_limits())

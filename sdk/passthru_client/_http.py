@@ -1,0 +1,267 @@
+"""Requests, retries and answers, written once for both clients.
+
+The SDK's logic is written as generators ("operations") that yield what they need done --
+send this `ApiRequest`, or `Sleep` this long -- and get back the httpx answer (or the httpx
+error). `run_sync` and `run_async` are the only code that touches the network or the
+clock's sleep, so the sync and async clients share every decision: which request, when to
+retry, how long to wait, how an answer becomes a result or an exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from passthru_client._errors import APIConnectionError, PassthruError, error_from_body
+from passthru_client._types import ErrorDetail
+from passthru_client._version import __version__
+
+T = TypeVar("T")
+
+# Requests that may be repeated without doing twice what they do; a POST or PATCH becomes
+# one when it carries an Idempotency-Key (the server's own retry rule).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Statuses worth another try: for any request, the server says it did nothing (429, 503)...
+RETRY_ALWAYS = frozenset({429, 503})
+# ...and for a repeatable one, a gateway may have lost the answer of a request it passed on.
+RETRY_IF_IDEMPOTENT = frozenset({502, 504})
+# httpx errors raised before the request left: repeating it is always safe.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# httpx errors after the request may have reached the API (a read timeout, a dropped
+# connection): the API may have acted on it, so only a repeatable request is sent again.
+MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request to the API, relative to the client's base URL."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    long_poll_s: float = 0.0  # the API may hold its answer this long (added to the read timeout)
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether sending it twice is safe even if the first one was acted on."""
+        return self.method.upper() in IDEMPOTENT_METHODS or any(
+            name.lower() == "idempotency-key" for name in self.headers
+        )
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Step = ApiRequest | Sleep
+Outcome = httpx.Response | httpx.TransportError | None
+Op = Generator[Step, Outcome, T]
+"""An operation: yields steps, receives their outcomes, returns its result."""
+
+
+def retry_after_s(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+    """`Retry-After` in seconds (a number of seconds or an HTTP date), if given and valid."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - now()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before sending a request again.
+
+    Exponential backoff with jitter (`backoff_s` doubling up to `max_backoff_s`, each delay
+    drawn between half and all of it); a `Retry-After` answer is honored instead, unless it
+    asks for more than `max_retry_after_s`, which ends the retries."""
+
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    max_retry_after_s: float = 60.0
+    jitter: Callable[[], float] = random.random  # a draw in [0, 1)
+
+    def backoff(self, retries_done: int) -> float:
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2.0**retries_done)
+        return ceiling / 2 + self.jitter() * ceiling / 2
+
+    def after_response(
+        self, request: ApiRequest, response: httpx.Response, retries_done: int
+    ) -> float | None:
+        """Seconds to wait before sending again, or None to take this answer."""
+        if retries_done >= self.max_retries:
+            return None
+        status = response.status_code
+        if status not in RETRY_ALWAYS and not (
+            status in RETRY_IF_IDEMPOTENT and request.repeatable
+        ):
+            return None
+        asked = retry_after_s(response)
+        if asked is None:
+            return self.backoff(retries_done)
+        return asked if asked <= self.max_retry_after_s else None
+
+    def after_error(
+        self, request: ApiRequest, error: httpx.TransportError, retries_done: int
+    ) -> float | None:
+        """Seconds to wait before sending again, or None to give up on this error."""
+        if retries_done >= self.max_retries:
+            return None
+        if isinstance(error, NOT_SENT) or (isinstance(error, MAYBE_SENT) and request.repeatable):
+            return self.backoff(retries_done)
+        return None
+
+
+def decode(response: httpx.Response) -> Any:
+    """The JSON of a 2xx answer (None when empty); raise the matching PassthruError else."""
+    if response.is_success:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PassthruError(
+                "invalid_response",
+                [ErrorDetail("body", f"not JSON: {response.text[:200]!r}")],
+                response.status_code,
+                headers=response.headers,
+            ) from None
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    raise error_from_body(response.status_code, body, response.headers)
+
+
+def exchange(request: ApiRequest, policy: RetryPolicy) -> Op[Any]:
+    """Send `request`, retrying under `policy`; return the decoded JSON answer."""
+    retries = 0
+    while True:
+        outcome = yield request
+        if isinstance(outcome, httpx.Response):
+            delay = policy.after_response(request, outcome, retries)
+            if delay is None:
+                return decode(outcome)
+        elif isinstance(outcome, httpx.TransportError):
+            delay = policy.after_error(request, outcome, retries)
+            if delay is None:
+                raise _connection_error(request, outcome, retries) from outcome
+        else:  # pragma: no cover - a driver bug
+            raise TypeError(f"a request step got {outcome!r}")
+        yield Sleep(delay)
+        retries += 1
+
+
+def _connection_error(
+    request: ApiRequest, error: httpx.TransportError, retries: int
+) -> APIConnectionError:
+    message = f"{type(error).__name__}: {error or 'no detail'}"
+    if retries:
+        message += f" (after {retries} {'retry' if retries == 1 else 'retries'})"
+    maybe_sent = isinstance(error, MAYBE_SENT) and not isinstance(error, NOT_SENT)
+    if maybe_sent and not request.repeatable:
+        message += (
+            "; not retried: the API may have acted on it (give an idempotency_key "
+            "to make it safe to retry)"
+        )
+    return APIConnectionError(
+        "connection_error", [ErrorDetail(f"{request.method} {request.path}", message)]
+    )
+
+
+def _timeout(client: httpx.Client | httpx.AsyncClient, request: ApiRequest) -> httpx.Timeout:
+    base = client.timeout
+    if not request.long_poll_s or base.read is None:
+        return base
+    return httpx.Timeout(
+        connect=base.connect,
+        read=base.read + request.long_poll_s,
+        write=base.write,
+        pool=base.pool,
+    )
+
+
+def build(client: httpx.Client | httpx.AsyncClient, request: ApiRequest) -> httpx.Request:
+    return client.build_request(
+        request.method,
+        request.path,
+        params=dict(request.params) if request.params else None,
+        json=request.json,
+        headers=dict(request.headers),
+        timeout=_timeout(client, request),
+    )
+
+
+def run_sync(op: Op[T], client: httpx.Client, sleep: Callable[[float], None]) -> T:
+    """Drive an operation to its end with a sync httpx client."""
+    outcome: Outcome = None
+    try:
+        while True:
+            step = op.send(outcome)
+            if isinstance(step, Sleep):
+                sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = client.send(build(client, step))
+            except httpx.TransportError as exc:
+                outcome = exc
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()
+
+
+async def run_async(
+    op: Op[T], client: httpx.AsyncClient, sleep: Callable[[float], Awaitable[None]]
+) -> T:
+    """Drive an operation to its end with an async httpx client."""
+    outcome: Outcome = None
+    try:
+        while True:
+            step = op.send(outcome)
+            if isinstance(step, Sleep):
+                await sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await client.send(build(client, step))
+            except httpx.TransportError as exc:
+                outcome = exc
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        op.close()
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def client_headers(api_key: str) -> dict[str, str]:
+    """The headers every request carries."""
+    if not api_key or not api_key.strip():
+        raise ValueError("api_key is required (the tenant's API key, 'pt_...')")
+    return {
+        "Authorization": f"Bearer {api_key.strip()}",
+        "Accept": "application/json",
+        "User-Agent": f"passthru-client-python/{__version__} httpx/{httpx.__version__}",
+    }

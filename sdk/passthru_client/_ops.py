@@ -1,0 +1,246 @@
+"""What each SDK method does, as operations (see `_http`), shared by both clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from passthru_client._errors import CallTimeout
+from passthru_client._http import ApiRequest, Op, RetryPolicy, exchange
+from passthru_client._types import (
+    Batch,
+    BatchResult,
+    Call,
+    CallPage,
+    ConnectedAccount,
+    Function,
+    FunctionCall,
+)
+
+MAX_WAIT_S = 60.0
+"""The longest the API holds a request open (`Prefer: wait` and `?wait=`)."""
+
+FilterValue = str | int | float | bool | datetime | None
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 3):g}"
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(p, safe="") for p in parts)
+
+
+def query(filters: Mapping[str, FilterValue]) -> dict[str, str]:
+    """Filters as query parameters: None dropped, datetimes in ISO 8601, booleans lower."""
+    params: dict[str, str] = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            params[name] = value.isoformat()
+        elif isinstance(value, bool):
+            params[name] = "true" if value else "false"
+        else:
+            params[name] = str(value)
+    return params
+
+
+def log_query(
+    *,
+    app: str | None,
+    status: str | None,
+    user_id: str | None,
+    batch_id: str | None,
+    since: FilterValue,
+    until: FilterValue,
+    page_size: int | None,
+    **extra: FilterValue,
+) -> dict[str, FilterValue]:
+    """The Function Calls log's filters; unknown ones are passed through as they are."""
+    return {
+        "app": app,
+        "status": status,
+        "user_id": user_id,
+        "batch_id": batch_id,
+        "since": since,
+        "until": until,
+        "limit": page_size,
+        **extra,
+    }
+
+
+class Operations:
+    """Builds each request and reads each answer; the clients run what these yield."""
+
+    def __init__(self, policy: RetryPolicy, user_id: str | None, clock: Callable[[], float]):
+        self.policy = policy
+        self.user_id = user_id
+        self.clock = clock
+
+    def _send(self, request: ApiRequest) -> Op[Any]:
+        return exchange(request, self.policy)
+
+    def _user(self, user_id: str | None) -> dict[str, str]:
+        user = user_id if user_id is not None else self.user_id
+        return {"X-User-ID": user} if user else {}
+
+    # Function calls
+
+    def invoke_function(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        connected_account_id: str | None,
+        wait: float | None,
+        user_id: str | None,
+        idempotency_key: str | None,
+        callback_url: str | None,
+    ) -> Op[FunctionCall]:
+        if wait is not None and wait < 0:
+            raise ValueError("wait must not be negative")
+        started = self.clock()
+        body: dict[str, Any] = {"function": name, "params": dict(params)}
+        if connected_account_id is not None:
+            body["connected_account_id"] = connected_account_id
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        headers = self._user(user_id)
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        first_wait = min(wait or 0.0, MAX_WAIT_S)
+        if first_wait > 0:
+            headers["Prefer"] = f"wait={_seconds(first_wait)}"
+        data = yield from self._send(
+            ApiRequest(
+                "POST", "/function-calls", json=body, headers=headers, long_poll_s=first_wait
+            )
+        )
+        call = FunctionCall.from_dict(data)
+        if wait and not call.done:
+            # A wait beyond what one request may hold goes on by long-polling.
+            left = wait - (self.clock() - started)
+            if left > 0:
+                call = yield from self.poll(call.id, left, call, raise_on_timeout=False)
+        return call
+
+    def get_call(self, call_id: str, wait: float | None = None) -> Op[FunctionCall]:
+        wait = min(round(wait, 3), MAX_WAIT_S) if wait else 0.0
+        data = yield from self._send(
+            ApiRequest(
+                "GET",
+                _path("function-calls", call_id),
+                params={"wait": _seconds(wait)} if wait > 0 else None,
+                long_poll_s=wait,
+            )
+        )
+        return FunctionCall.from_dict(data)
+
+    def poll(
+        self,
+        call_id: str,
+        timeout: float,
+        last: FunctionCall | None = None,
+        *,
+        raise_on_timeout: bool = True,
+    ) -> Op[FunctionCall]:
+        """Long-poll in chunks of at most MAX_WAIT_S until the call is final or `timeout`
+        seconds have passed; then the call, or CallTimeout if `raise_on_timeout`."""
+        deadline = self.clock() + timeout
+        call = last
+        if call is None:
+            call = yield from self.get_call(call_id, wait=timeout)
+        while not call.done:
+            left = deadline - self.clock()
+            if left <= 0:
+                if raise_on_timeout:
+                    raise CallTimeout(call_id, timeout, call)
+                break
+            call = yield from self.get_call(call_id, wait=left)
+        return call
+
+    def cancel(self, call_id: str) -> Op[FunctionCall]:
+        data = yield from self._send(ApiRequest("POST", _path("function-calls", call_id, "cancel")))
+        return FunctionCall.from_dict(data)
+
+    def list_calls(self, filters: Mapping[str, FilterValue], cursor: str | None) -> Op[CallPage]:
+        params = query(filters)
+        if cursor:
+            params["cursor"] = cursor
+        data = yield from self._send(ApiRequest("GET", "/function-calls", params=params))
+        return CallPage.from_dict(data)
+
+    # Batches
+
+    def batch(
+        self, calls: Sequence[Call | Mapping[str, Any]], user_id: str | None
+    ) -> Op[BatchResult]:
+        items = [c.to_dict() if isinstance(c, Call) else dict(c) for c in calls]
+        data = yield from self._send(
+            ApiRequest(
+                "POST", "/function-calls/batch", json={"calls": items}, headers=self._user(user_id)
+            )
+        )
+        return BatchResult.from_dict(data)
+
+    def get_batch(self, batch_id: str) -> Op[Batch]:
+        data = yield from self._send(ApiRequest("GET", _path("batches", batch_id)))
+        return Batch.from_dict(data)
+
+    # Connected accounts
+
+    def connect_account(
+        self,
+        app: str,
+        credentials: Mapping[str, Any],
+        connection_config: Mapping[str, Any] | None,
+        user_id: str | None,
+    ) -> Op[ConnectedAccount]:
+        body: dict[str, Any] = {"app": app, "credentials": dict(credentials)}
+        if connection_config is not None:
+            body["connection_config"] = dict(connection_config)
+        data = yield from self._send(
+            ApiRequest("POST", "/connected-accounts", json=body, headers=self._user(user_id))
+        )
+        return ConnectedAccount.from_dict(data)
+
+    def list_accounts(self, filters: Mapping[str, FilterValue]) -> Op[list[ConnectedAccount]]:
+        data = yield from self._send(
+            ApiRequest("GET", "/connected-accounts", params=query(filters))
+        )
+        return [ConnectedAccount.from_dict(item) for item in data.get("items") or ()]
+
+    def update_account(
+        self,
+        account_id: str,
+        credentials: Mapping[str, Any] | None,
+        connection_config: Mapping[str, Any] | None,
+        status: str | None,
+    ) -> Op[ConnectedAccount]:
+        body: dict[str, Any] = {}
+        if credentials is not None:
+            body["credentials"] = dict(credentials)
+        if connection_config is not None:
+            body["connection_config"] = dict(connection_config)
+        if status is not None:
+            body["status"] = status
+        data = yield from self._send(
+            ApiRequest("PATCH", _path("connected-accounts", account_id), json=body)
+        )
+        return ConnectedAccount.from_dict(data)
+
+    def delete_account(self, account_id: str) -> Op[None]:
+        yield from self._send(ApiRequest("DELETE", _path("connected-accounts", account_id)))
+        return None
+
+    # Catalog and limits
+
+    def list_functions(self, kind: str | None) -> Op[list[Function]]:
+        data = yield from self._send(ApiRequest("GET", "/functions", params=query({"type": kind})))
+        return [Function.from_dict(item) for item in data.get("functions") or ()]
+
+    def rate_limits(self) -> Op[dict[str, Any]]:
+        data = yield from self._send(ApiRequest("GET", "/rate-limits"))
+        return dict(data)
