@@ -96,6 +96,24 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flower(_: argparse.Namespace) -> int:
+    """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
+    import os
+
+    from api.processes import flower_argv
+    from models.settings import get_settings
+
+    settings = get_settings()
+    if not settings.flower_basic_auth:
+        raise ConfigError(
+            "set FLOWER_BASIC_AUTH=user:password (Flower shows every worker and queue and can "
+            "stop workers: it is never served without a password)"
+        )
+    argv = flower_argv(settings.flower_port, "0.0.0.0", settings.flower_basic_auth)  # noqa: S104
+    os.execv(argv[0], argv)  # noqa: S606 - this process becomes Flower
+    return 0  # not reached
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="passthru", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -119,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    sub.add_parser(
+        "flower", help="run Flower (queues, workers, tasks) behind FLOWER_BASIC_AUTH"
+    ).set_defaults(func=cmd_flower)
     sub.add_parser(
         "rotate-keys",
         help="re-encrypt every stored credential with the first of PASSTHRU_ENCRYPTION_KEYS",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -23,7 +24,7 @@ from sqlalchemy import Engine
 
 from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
+from api.processes import api_argv, beat_argv, flower_argv, wait_until_answers, worker_argv
 from models.secrets import generate_encryption_key
 
 STATE_DIR = Path(".passthru")
@@ -153,17 +154,19 @@ def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str
         "api": api_argv(port, "--no-access-log"),
         "worker": worker_argv("passthru-dev@%h"),
         "beat": beat_argv(STATE_DIR / "celerybeat-schedule"),
-        "flower": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "flower",
-            "--address=127.0.0.1",
-            f"--port={flower_port}",
-        ],
+        "flower": flower_argv(flower_port, "127.0.0.1", f"{FLOWER_USER}:{flower_password()}"),
     }
+
+
+FLOWER_USER = "passthru"
+
+
+def flower_password() -> str:
+    """The dev Flower password, made once and kept in .passthru/."""
+    path = STATE_DIR / "flower-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12) + "\n")
+    return path.read_text().strip()
 
 
 def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> bool:
@@ -188,7 +191,8 @@ def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
         "  passthru is running\n"
         f"  API       {base}\n"
         f"  API docs  {base}/docs\n"
-        f"  Flower    http://127.0.0.1:{flower_port}\n"
+        f"  Flower    http://127.0.0.1:{flower_port}   (user {FLOWER_USER}, password "
+        f"{flower_password()})\n"
         f"  Redis     {redis}\n"
         f"  API key   {api_key}   (demo tenant; user '{DEMO_USER}' has a demo account)\n"
         "\n  Try it (calls the built-in demo upstream, offline):\n\n"

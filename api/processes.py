@@ -15,6 +15,22 @@ from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, QUEUE_
 CALL_AND_SWEEP_QUEUES = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE))
 
 
+def flower_argv(port: int, address: str, basic_auth: str) -> list[str]:
+    """Flower on the broker, behind basic auth (`user:password[,user2:password2]`)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "flower",
+        f"--address={address}",
+        f"--port={port}",
+        f"--basic-auth={basic_auth}",
+        "--purge_offline_workers=60",
+    ]
+
+
 def api_argv(port: int, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
     )
+    # Flower's port and basic auth (user:password[,user:password]); `passthru flower`
+    # refuses to start without it.
+    flower_port: int = Field(5555, validation_alias=_env("FLOWER_PORT"))
+    flower_basic_auth: str = Field("", validation_alias=_env("FLOWER_BASIC_AUTH"))
     # Finished calls older than this many days are deleted (0: kept forever).
     retention_days: float = Field(30.0, ge=0, validation_alias=_env("PASSTHRU_RETENTION_DAYS"))
     # Webhook retries: seconds to wait before each attempt (Standard Webhooks' schedule).

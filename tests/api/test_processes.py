@@ -1,0 +1,44 @@
+"""The Procfile and the process command lines agree; Flower never runs without a password."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from api.processes import CALL_AND_SWEEP_QUEUES, flower_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _procfile() -> dict[str, list[str]]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {
+        name: shlex.split(command)
+        for name, _, command in (line.partition(": ") for line in lines if line.strip())
+    }
+
+
+def test_the_procfile_worker_consumes_every_lane() -> None:
+    worker = _procfile()["worker"]
+    assert worker[worker.index("-Q") + 1] == CALL_AND_SWEEP_QUEUES
+
+
+def test_flower_is_behind_basic_auth() -> None:
+    assert _procfile()["flower"] == ["passthru", "flower"]
+    assert "--basic-auth=ops:secret" in flower_argv(5555, "0.0.0.0", "ops:secret")
+
+
+def test_passthru_flower_refuses_to_start_without_a_password(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "flower"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "FLOWER_BASIC_AUTH" in done.stderr
