@@ -96,6 +96,26 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker_alive(args: argparse.Namespace) -> int:
+    """Exit 0 if this container's worker touched its heartbeat file recently."""
+    import time
+
+    from models.settings import get_settings
+
+    path = get_settings().heartbeat_file
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        print(f"passthru: no heartbeat at {path}: the worker has not started", file=sys.stderr)
+        return 1
+    if age > args.max_age:
+        print(
+            f"passthru: last heartbeat {age:.0f} s ago (limit {args.max_age:g} s)", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 def cmd_flower(_: argparse.Namespace) -> int:
     """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
     import os
@@ -137,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    alive = sub.add_parser(
+        "worker-alive", help="exit 0 if the worker in this container is alive (a liveness probe)"
+    )
+    alive.add_argument("--max-age", type=float, default=60.0, help="seconds (default 60)")
+    alive.set_defaults(func=cmd_worker_alive)
     sub.add_parser(
         "flower", help="run Flower (queues, workers, tasks) behind FLOWER_BASIC_AUTH"
     ).set_defaults(func=cmd_flower)

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
     )
+    # A worker touches this file every few seconds while it runs; `passthru worker-alive`
+    # (a Kubernetes liveness probe) checks it is fresh.
+    heartbeat_file: Path = Field(
+        Path("/tmp/passthru-worker.heartbeat"),  # noqa: S108 - per-container, not shared
+        validation_alias=_env("PASSTHRU_HEARTBEAT_FILE"),
+    )
     # Flower's port and basic auth (user:password[,user:password]); `passthru flower`
     # refuses to start without it.
     flower_port: int = Field(5555, validation_alias=_env("FLOWER_PORT"))

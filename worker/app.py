@@ -12,9 +12,11 @@ Settings worth defending:
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 from kombu import Exchange, Queue
 
 from models.gc import freeze_startup_objects
@@ -88,3 +90,23 @@ def _fail_fast(**_: object) -> None:
     # The sender's loop and pool start now, so the first calls' slots are kept to the ms.
     get_runtime().sender.start()
     freeze_startup_objects()
+
+
+HEARTBEAT_EVERY_S = 10.0
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: object) -> None:
+    """Touch the heartbeat file while the worker's main process is alive and its pool has
+    started (`passthru worker-alive` reads it)."""
+    path = get_settings().heartbeat_file
+
+    def beat() -> None:
+        while True:
+            try:
+                path.touch()
+            except OSError as exc:
+                logging.getLogger("passthru").warning("heartbeat %s: %s", path, exc)
+            time.sleep(HEARTBEAT_EVERY_S)
+
+    threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()

@@ -38,12 +38,15 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    Delivery,
+    DeliveryAttempt,
     ErrorDetail,
     Function,
     FunctionCall,
     PassthroughParams,
     RetryParams,
     TimeoutParams,
+    WebhookEndpoint,
 )
 from passthru_client._version import __version__
 from passthru_client.webhooks import sign_webhook, verify_webhook
@@ -66,6 +69,8 @@ __all__ = [
     "CallTimeout",
     "Conflict",
     "ConnectedAccount",
+    "Delivery",
+    "DeliveryAttempt",
     "ErrorDetail",
     "Function",
     "FunctionCall",
@@ -78,6 +83,7 @@ __all__ = [
     "RetryParams",
     "ServerError",
     "TimeoutParams",
+    "WebhookEndpoint",
     "WebhookVerificationError",
     "__version__",
     "sign_webhook",

@@ -25,8 +25,10 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    Delivery,
     Function,
     FunctionCall,
+    WebhookEndpoint,
 )
 
 
@@ -209,3 +211,25 @@ class AsyncPassthru:
     async def rate_limits(self) -> dict[str, Any]:
         """See `Passthru.rate_limits`."""
         return await self._run(self._ops.rate_limits())
+
+    # Webhooks
+
+    async def set_webhook_endpoint(self, url: str | None) -> WebhookEndpoint:
+        """See `Passthru.set_webhook_endpoint`."""
+        return await self._run(self._ops.set_webhook_endpoint(url))
+
+    async def get_webhook_endpoint(self) -> WebhookEndpoint:
+        """See `Passthru.get_webhook_endpoint`."""
+        return await self._run(self._ops.get_webhook_endpoint())
+
+    async def rotate_webhook_secret(self) -> WebhookEndpoint:
+        """See `Passthru.rotate_webhook_secret`."""
+        return await self._run(self._ops.rotate_webhook_secret())
+
+    async def list_deliveries(self, call_id: str) -> list[Delivery]:
+        """See `Passthru.list_deliveries`."""
+        return await self._run(self._ops.list_deliveries(call_id))
+
+    async def redeliver(self, call_id: str) -> None:
+        """See `Passthru.redeliver`."""
+        await self._run(self._ops.redeliver(call_id))

@@ -24,8 +24,10 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    Delivery,
     Function,
     FunctionCall,
+    WebhookEndpoint,
 )
 
 
@@ -224,3 +226,31 @@ class Passthru:
     def rate_limits(self) -> dict[str, Any]:
         """Your accounts' rate limits, their use and pauses (`GET /rate-limits`)."""
         return self._run(self._ops.rate_limits())
+
+    # Webhooks
+
+    def set_webhook_endpoint(self, url: str | None) -> WebhookEndpoint:
+        """Set (or, with None, clear) the tenant's default webhook URL, and enable the
+        endpoint again if a 410 disabled it (`PUT /webhook-endpoint`; safe to retry). The
+        first time, `.secret` holds the `whsec_...` signing secret: store it, as it is never
+        shown again (`rotate_webhook_secret` makes a new one)."""
+        return self._run(self._ops.set_webhook_endpoint(url))
+
+    def get_webhook_endpoint(self) -> WebhookEndpoint:
+        """The tenant's webhook endpoint, without its secret; NotFound if none was set."""
+        return self._run(self._ops.get_webhook_endpoint())
+
+    def rotate_webhook_secret(self) -> WebhookEndpoint:
+        """A new signing secret, in `.secret` (shown once); webhooks are signed with the old
+        one too for 24 hours. NotFound if no endpoint was set."""
+        return self._run(self._ops.rotate_webhook_secret())
+
+    def list_deliveries(self, call_id: str) -> list[Delivery]:
+        """The webhook deliveries of a call, oldest first, each with every attempt."""
+        return self._run(self._ops.list_deliveries(call_id))
+
+    def redeliver(self, call_id: str) -> None:
+        """Send a finished call's webhook again now, with the same `webhook-id` (202).
+        Conflict (`not_finished`) if the call has not ended; BadRequest
+        (`no_webhook_target`) if it has no `callback_url` and no endpoint URL is set."""
+        self._run(self._ops.redeliver(call_id))

@@ -5,7 +5,8 @@ PassthruError
 ├── AuthenticationError      401: missing or wrong API key
 ├── PermissionDenied         403
 ├── NotFound                 404: no such call, batch, account or app
-├── Conflict                 409: Idempotency-Key reused, call not cancellable
+├── Conflict                 409: Idempotency-Key reused, call not cancellable or
+│                                 not finished (redeliver)
 ├── RateLimited              429
 ├── ServerError              5xx (after the SDK's own retries)
 ├── APIConnectionError       the API could not be reached or did not answer
@@ -73,12 +74,12 @@ class PermissionDenied(PassthruError):
 
 
 class NotFound(PassthruError):
-    """404: no such resource for this tenant (or no such app)."""
+    """404: no such resource for this tenant (or no such app, or no webhook endpoint yet)."""
 
 
 class Conflict(PassthruError):
-    """409: an Idempotency-Key reused for another request, or a call that can no longer be
-    cancelled."""
+    """409: an Idempotency-Key reused for another request, a call that can no longer be
+    cancelled, or a redelivery of a call that has not finished."""
 
 
 class RateLimited(PassthruError):

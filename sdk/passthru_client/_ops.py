@@ -15,8 +15,10 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    Delivery,
     Function,
     FunctionCall,
+    WebhookEndpoint,
 )
 
 MAX_WAIT_S = 60.0
@@ -244,3 +246,29 @@ class Operations:
     def rate_limits(self) -> Op[dict[str, Any]]:
         data = yield from self._send(ApiRequest("GET", "/rate-limits"))
         return dict(data)
+
+    # Webhooks
+
+    def set_webhook_endpoint(self, url: str | None) -> Op[WebhookEndpoint]:
+        # A PUT: repeatable, so retried like a GET.
+        data = yield from self._send(ApiRequest("PUT", "/webhook-endpoint", json={"url": url}))
+        return WebhookEndpoint.from_dict(data)
+
+    def get_webhook_endpoint(self) -> Op[WebhookEndpoint]:
+        data = yield from self._send(ApiRequest("GET", "/webhook-endpoint"))
+        return WebhookEndpoint.from_dict(data)
+
+    def rotate_webhook_secret(self) -> Op[WebhookEndpoint]:
+        # A POST without an Idempotency-Key: never repeated once the API may have acted on it.
+        data = yield from self._send(ApiRequest("POST", "/webhook-endpoint/rotate-secret"))
+        return WebhookEndpoint.from_dict(data)
+
+    def list_deliveries(self, call_id: str) -> Op[list[Delivery]]:
+        data = yield from self._send(
+            ApiRequest("GET", _path("function-calls", call_id, "deliveries"))
+        )
+        return [Delivery.from_dict(item) for item in data.get("items") or ()]
+
+    def redeliver(self, call_id: str) -> Op[None]:
+        yield from self._send(ApiRequest("POST", _path("function-calls", call_id, "redeliver")))
+        return None

@@ -319,3 +319,88 @@ class Function:
             description=str(data.get("description", "")),
             parameters=dict(data.get("parameters") or {}),
         )
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """The tenant's webhook endpoint: its default URL (None: each call names its own
+    `callback_url`), whether it is enabled (a 410 answer disables it, with the reason), and
+    `secret`, the `whsec_...` signing secret, which the API shows only once (the first
+    `set_webhook_endpoint`, and each `rotate_webhook_secret`): else None."""
+
+    url: str | None
+    enabled: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    updated_at: datetime | None
+    secret: str | None = field(default=None, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookEndpoint:
+        return cls(
+            url=_str(data.get("url")),
+            enabled=bool(data.get("enabled", False)),
+            disabled_at=_time(data.get("disabled_at")),
+            disabled_reason=_str(data.get("disabled_reason")),
+            updated_at=_time(data.get("updated_at")),
+            secret=_str(data.get("secret")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One attempt to deliver a webhook: the receiver's status code or the error, and the
+    decision taken after it."""
+
+    number: int
+    started_at: datetime | None
+    duration_ms: int | None
+    status_code: int | None
+    error: str | None
+    decision: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
+        status_code = data.get("status_code")
+        return cls(
+            number=int(data["number"]),
+            started_at=_time(data.get("started_at")),
+            duration_ms=data.get("duration_ms"),
+            status_code=None if status_code is None else int(status_code),
+            error=data.get("error"),
+            decision=str(data.get("decision", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery of a call's event (`id` is its stable `webhook-id`): `status` is
+    pending, delivering, succeeded or failed; `next_attempt_at` is set while pending."""
+
+    id: str
+    event: str
+    url: str
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    created_at: datetime | None
+    finished_at: datetime | None
+    attempts: list[DeliveryAttempt]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Delivery:
+        return cls(
+            id=str(data["id"]),
+            event=str(data["event"]),
+            url=str(data["url"]),
+            status=str(data["status"]),
+            attempt_count=int(data.get("attempt_count") or 0),
+            next_attempt_at=_time(data.get("next_attempt_at")),
+            created_at=_time(data.get("created_at")),
+            finished_at=_time(data.get("finished_at")),
+            attempts=[DeliveryAttempt.from_dict(a) for a in data.get("attempts") or ()],
+            raw=dict(data),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -42,3 +43,31 @@ def test_passthru_flower_refuses_to_start_without_a_password(tmp_path: Path) -> 
     )
     assert done.returncode == 2
     assert "FLOWER_BASIC_AUTH" in done.stderr
+
+
+def _alive(tmp_path: Path, heartbeat: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "worker-alive", "--max-age", "30"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "PASSTHRU_HEARTBEAT_FILE": str(heartbeat),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_worker_alive_reads_the_heartbeat(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "hb"
+    assert _alive(tmp_path, heartbeat).returncode == 1  # no worker yet
+    heartbeat.touch()
+    assert _alive(tmp_path, heartbeat).returncode == 0
+    old = heartbeat.stat().st_mtime - 120
+    os.utime(heartbeat, (old, old))
+    stale = _alive(tmp_path, heartbeat)
+    assert stale.returncode == 1
+    assert "last heartbeat" in stale.stderr

@@ -216,6 +216,7 @@ def running_stack(
             }
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
+        "PASSTHRU_HEARTBEAT_FILE": str(logs / "worker.heartbeat"),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from tests.e2e.conftest import Caller, Stack
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
 
@@ -152,3 +156,18 @@ def test_wait_times_out_with_202(stack: Stack, caller: Caller) -> None:
     assert r.status_code == 202, r.text
     assert r.json()["status"] in ("queued", "running")
     assert caller.wait(r.json()["id"])["network_code"] == "200"
+
+
+def test_a_running_worker_keeps_its_heartbeat_fresh(stack: Stack) -> None:
+    # The liveness probe of a worker container: `passthru worker-alive`
+    heartbeat = Path(stack.env["PASSTHRU_HEARTBEAT_FILE"])
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "worker-alive", "--max-age", "30"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert heartbeat.exists()
+    assert done.returncode == 0, done.stderr

@@ -14,9 +14,11 @@ from passthru_client import (
     AuthenticationError,
     BadRequest,
     Call,
+    Delivery,
     FunctionCall,
     NotFound,
     Passthru,
+    WebhookEndpoint,
     WebhookVerificationError,
     verify_webhook,
 )
@@ -109,25 +111,80 @@ def test_async_sdk_waits_for_an_upstream_error(stack: Stack, caller: Caller) -> 
 
 def test_a_webhook_signed_by_the_server_verifies(stack: Stack, caller: Caller) -> None:
     # The stand-in receives the callback: https://slack.com is overridden to it.
-    endpoint = caller.http.put("/webhook-endpoint", json={"url": None})
-    if endpoint.status_code == 404:
-        pytest.skip("this API delivers no webhooks")
-    assert endpoint.status_code == 200, endpoint.text
-    secret = endpoint.json()["secret"]
     path = f"/sdk-hook-{secrets.token_hex(3)}"
+    callback_url = f"https://slack.com{path}"
     stack.upstream.script("POST", path, Reply(204))
     user = f"u-sdk-hook-{secrets.token_hex(3)}"
     with Passthru(caller.api_key, stack.base_url, user_id=user) as pt:
+        # A new tenant has no endpoint yet; making one shows its secret, once
+        with pytest.raises(NotFound):
+            pt.get_webhook_endpoint()
+        endpoint = pt.set_webhook_endpoint(None)  # no default URL: each call names its own
+        assert isinstance(endpoint, WebhookEndpoint)
+        assert (endpoint.url, endpoint.enabled, endpoint.disabled_at) == (None, True, None)
+        assert endpoint.updated_at is not None
+        secret = endpoint.secret
+        assert secret is not None
+        assert secret.startswith("whsec_")
+        assert pt.get_webhook_endpoint().secret is None
+        assert pt.set_webhook_endpoint(None).secret is None
+
         pt.connect_account("slack", {"access_token": "xoxb-hook"})
-        call = pt.invoke_function(SLACK, LIST, wait=10, callback_url=f"https://slack.com{path}")
+        call = pt.invoke_function(SLACK, LIST, wait=10, callback_url=callback_url)
         assert call.status == "completed"
 
-    wait_until(lambda: bool(stack.upstream.requests_to(path)), WAIT_S, "the webhook")
-    seen = stack.upstream.requests_to(path)[0]
-    event = verify_webhook(seen.body, seen.headers, secret)
-    assert call.id in json.dumps(event)
-    with pytest.raises(WebhookVerificationError):
-        verify_webhook(seen.body + b" ", seen.headers, secret)
-    other = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    with pytest.raises(WebhookVerificationError):
-        verify_webhook(seen.body, seen.headers, other)
+        wait_until(lambda: bool(stack.upstream.requests_to(path)), WAIT_S, "the webhook")
+        seen = stack.upstream.requests_to(path)[0]
+        event = verify_webhook(seen.body, seen.headers, secret)
+        assert call.id in json.dumps(event)
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(seen.body + b" ", seen.headers, secret)
+        other = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(seen.body, seen.headers, other)
+
+        # The call's delivery, as the API records it
+        [delivery] = pt.list_deliveries(call.id)
+        assert isinstance(delivery, Delivery)
+        assert delivery.id == seen.headers["webhook-id"]
+        assert (delivery.event, delivery.url) == ("function_call.completed", callback_url)
+        assert delivery.status in ("pending", "delivering", "succeeded")
+
+        def delivered(attempts: int) -> bool:
+            [d] = pt.list_deliveries(call.id)
+            return d.status == "succeeded" and len(d.attempts) >= attempts
+
+        wait_until(lambda: delivered(1), WAIT_S, "the delivery to be recorded")
+        [delivery] = pt.list_deliveries(call.id)
+        assert delivery.finished_at is not None
+        assert delivery.attempts[0].status_code == 204
+
+        # Redelivered: the same event, with the same webhook-id, signed by the same secret
+        pt.redeliver(call.id)  # 202, no body
+        wait_until(lambda: len(stack.upstream.requests_to(path)) >= 2, WAIT_S, "the redelivery")
+        again = stack.upstream.requests_to(path)[1]
+        assert again.headers["webhook-id"] == delivery.id
+        assert verify_webhook(again.body, again.headers, secret)["data"]["id"] == call.id
+        wait_until(lambda: delivered(2), WAIT_S, "the redelivery to be recorded")
+
+        # A rotated secret is shown once; the old one still signs meanwhile
+        rotated = pt.rotate_webhook_secret()
+        assert rotated.secret is not None
+        assert rotated.secret.startswith("whsec_")
+        assert rotated.secret != secret
+        pt.redeliver(call.id)
+        wait_until(lambda: len(stack.upstream.requests_to(path)) >= 3, WAIT_S, "the redelivery")
+        third = stack.upstream.requests_to(path)[2]
+        for either in (rotated.secret, secret):
+            assert verify_webhook(third.body, third.headers, either)["data"]["id"] == call.id
+        wait_until(lambda: delivered(3), WAIT_S, "the redelivery to be recorded")
+
+        # A call with no callback_url, while the endpoint has no URL, has nowhere to go
+        quiet = pt.invoke_function(SLACK, LIST, wait=10)
+        assert quiet.done
+        assert pt.list_deliveries(quiet.id) == []
+        with pytest.raises(BadRequest) as caught:
+            pt.redeliver(quiet.id)
+        assert caught.value.error == "no_webhook_target"
+        with pytest.raises(NotFound):
+            pt.list_deliveries("fc_does_not_exist")
