@@ -29,6 +29,7 @@ from api.waiter import CallWaiter
 from models.catalog import get_catalog
 from models.db import get_engine
 from models.gc import freeze_startup_objects
+from models.logs import configure_logging
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 from worker.limiter import RedisLimiter
@@ -43,6 +44,7 @@ or wait for the result. Errors always look like
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     waiter = CallWaiter(settings.redis_url)
 
     @asynccontextmanager

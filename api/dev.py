@@ -69,6 +69,7 @@ def _encryption_key() -> str:
 def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PASSTHRU_ENV"] = "dev"
+    env.setdefault("PASSTHRU_LOG_FORMAT", "text")
     env["REDIS_URL"] = redis_url
     env.setdefault("PASSTHRU_ENCRYPTION_KEYS", _encryption_key())
     env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")

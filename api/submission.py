@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,8 @@ from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall, Tenant
 from worker.publish import publish_calls
+
+log = logging.getLogger("passthru.api")
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,17 @@ def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) ->
                 raise
             return _same_or_conflict(prior, call)
     publish_or_mark(engine, [call.id], QUEUE_INTERACTIVE)
+    log.info(
+        "call %s accepted",
+        call.id,
+        extra={
+            "event": "call.accepted",
+            "call_id": call.id,
+            "tenant_id": tenant.id,
+            "app": call.app,
+            "method": call.method,
+        },
+    )
     return call
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_ready
 from kombu import Exchange, Queue
 
 from models.gc import freeze_startup_objects
@@ -29,6 +29,7 @@ from models.keys import (
     TASK_PURGE,
     TASK_SWEEP,
 )
+from models.logs import configure_logging
 from models.settings import get_settings
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
@@ -79,12 +80,18 @@ def create_celery() -> Celery:
 app = create_celery()
 
 
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """passthru's log format for Celery's lines too (connecting here stops Celery from
+    configuring logging its own way)."""
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    logging.getLogger("celery").setLevel(logging.INFO)
+
+
 @worker_init.connect
 def _fail_fast(**_: object) -> None:
     """Build the runtime at start, so a bad setting stops the worker with a clear message."""
-    # One line per onward request is noise; passthru logs one line per call instead.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("passthru").setLevel(get_settings().log_level)
     from worker.runtime import get_runtime
 
     # The sender's loop and pool start now, so the first calls' slots are kept to the ms.

@@ -278,6 +278,8 @@ def _lane(c: Claimed) -> str:
 def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
     return Finished(
         call_id=c.call.id,
+        tenant_id=c.call.tenant_id,
+        app=c.call.app,
         lane=_lane(c),
         account_id=c.account.id if c.account else None,
         attempt=c.attempt,
@@ -300,12 +302,21 @@ def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) 
         r = item.result
         statuses[item.call_id] = r.status
         log.info(
-            "call %s %s network_code=%s error=%s duration_ms=%d",
+            "call %s %s",
             item.call_id,
             r.status,
-            r.network_code,
-            r.error,
-            r.duration_ms,
+            extra={
+                "event": "call.finished" if r.status.is_final else "call.attempt",
+                "call_id": item.call_id,
+                "tenant_id": item.tenant_id,
+                "app": item.app,
+                "status": str(r.status),
+                "attempt": item.attempt,
+                "network_code": r.network_code,
+                "error": r.error,
+                "duration_ms": r.duration_ms,
+                "rate_wait_ms": r.rate_wait_ms,
+            },
         )
     finished = sorted(i.call_id for i in items if i.call_id in stored and i.result.status.is_final)
     if finished:

@@ -64,6 +64,8 @@ class Finished:
     started_at: datetime
     result: Result
     lane: str = QUEUE_INTERACTIVE
+    tenant_id: str | None = None  # for the log line
+    app: str | None = None
 
 
 # The call is still this worker's: running, on the attempt it claimed.

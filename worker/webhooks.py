@@ -185,6 +185,15 @@ def _attempt(rt: WebhookRuntime, delivery: WebhookDelivery) -> str:
         delivery.event,
         delivery.attempt_count,
         decision,
+        extra={
+            "event": "webhook.attempt",
+            "delivery_id": delivery.id,
+            "call_id": delivery.call_id,
+            "tenant_id": delivery.tenant_id,
+            "status": status,
+            "status_code": code,
+            "duration_ms": elapsed_ms,
+        },
     )
     if next_at is not None and rt.republish is not None and _soon(next_at, started):
         rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))

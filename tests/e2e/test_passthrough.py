@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,28 @@ def test_a_running_worker_keeps_its_heartbeat_fresh(stack: Stack) -> None:
     )
     assert heartbeat.exists()
     assert done.returncode == 0, done.stderr
+
+
+def test_the_worker_logs_one_json_line_per_finished_call(stack: Stack, caller: Caller) -> None:
+    caller.connect("slack", "u-logs", {"access_token": "xoxb-logs-secret"})
+    r = caller.http.post(
+        "/slack-passthrough-request",
+        headers={"X-User-ID": "u-logs"},
+        json={"method": "GET", "url": "conversations.list"},
+    )
+    call_id = r.json()["id"]
+    caller.wait(call_id)
+    lines = []
+    for line in (stack.logs / "worker.log").read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    [finished] = [
+        e for e in lines if e.get("call_id") == call_id and e.get("event") == "call.finished"
+    ]
+    assert finished["status"] == "completed"
+    assert finished["network_code"] == "200"
+    assert finished["app"] == "slack"
+    assert finished["tenant_id"] == caller.tenant_id
+    assert "xoxb-logs-secret" not in (stack.logs / "worker.log").read_text()
