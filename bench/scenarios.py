@@ -7,7 +7,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 from sqlalchemy import text
 
-from bench.stack import BENCH_ORIGIN, Stack, rss_mib
+from bench.stack import BENCH_ORIGIN, Proc, Stack, rss_mib
 from models.tenants import create_tenant
 
 APPS_YAML = f"""
@@ -34,29 +34,31 @@ def say(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-def prepare(s: Stack) -> str:
-    """Register the bench app, start the API, make a tenant and account; return the key."""
+def prepare(s: Stack, apps_yaml: str = APPS_YAML, accounts: Sequence[str] = ("bench",)) -> str:
+    """Register the apps (the bench app unless told), start the API, make a tenant and one
+    account per app in `accounts`; return the key."""
     apps = s.tmp / "apps.yaml"
-    apps.write_text(APPS_YAML)
+    apps.write_text(apps_yaml)
     s.env["PASSTHRU_APPS_FILE"] = str(apps)
     s.start_api()
     _, key = create_tenant(s.engine, "bench")
-    r = httpx.post(
-        f"{s.api_url}/connected-accounts",
-        json={"app": "bench", "credentials": {"api_key": "bench-key"}},
-        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER},
-    )
-    r.raise_for_status()
+    for app in accounts:
+        r = httpx.post(
+            f"{s.api_url}/connected-accounts",
+            json={"app": app, "credentials": {"api_key": "bench-key"}},
+            headers={"Authorization": f"Bearer {key}", "X-User-ID": USER},
+        )
+        r.raise_for_status()
     return key
 
 
-def finished(s: Stack) -> int:
+def finished(s: Stack, app: str | None = None) -> int:
+    """Calls in a final state, of every app or of one."""
+    query = f"SELECT count(*) FROM function_call WHERE status IN {FINAL}"
     with s.engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(f"SELECT count(*) FROM function_call WHERE status IN {FINAL}")
-            ).scalar_one()
-        )
+        if app is None:
+            return int(conn.execute(text(query)).scalar_one())
+        return int(conn.execute(text(f"{query} AND app = :app"), {"app": app}).scalar_one())
 
 
 def wait_finished(
@@ -78,27 +80,27 @@ def wait_finished(
         time.sleep(0.05)
 
 
-def submit_batches(s: Stack, key: str, n: int, query: str = "") -> float:
-    """Submit n calls in batches of 1,000 from two client threads; return the start time."""
+def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "bench") -> float:
+    """Submit n calls to `app` in batches of 1,000 (the last one smaller if n is not a
+    multiple) from two client threads; return the start time."""
     calls = [
         {
-            "function": "bench-passthrough-request",
+            "function": f"{app}-passthrough-request",
             "params": {"method": "GET", "url": f"/items?i={i}{query}"},
         }
-        for i in range(1000)
+        for i in range(min(n, 1000))
     ]
     headers = {"Authorization": f"Bearer {key}", "X-User-ID": USER}
-    batches = n // 1000
+    sizes = [1000] * (n // 1000) + ([n % 1000] if n % 1000 else [])
 
-    def send(count: int) -> None:
+    def send(batch_sizes: list[int]) -> None:
         with httpx.Client(base_url=s.api_url, headers=headers, timeout=120) as client:
-            for _ in range(count):
-                client.post("/function-calls/batch", json={"calls": calls}).raise_for_status()
+            for size in batch_sizes:
+                body = {"calls": calls[:size]}
+                client.post("/function-calls/batch", json=body).raise_for_status()
 
     started = time.perf_counter()
-    threads = [
-        threading.Thread(target=send, args=(batches // 2 + (i < batches % 2),)) for i in range(2)
-    ]
+    threads = [threading.Thread(target=send, args=(sizes[i::2],)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -160,31 +162,45 @@ def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
-    broker = s.redis.url.rsplit("/", 1)[0] + "/1"
+def naive_broker(s: Stack) -> str:
+    """The baselines' broker: database 1 of the stack's Redis (passthru uses another)."""
+    return s.redis.url.rsplit("/", 1)[0] + "/1"
+
+
+def start_celery_worker(s: Stack, module: str, name: str, *extra: str) -> Proc:
+    """Start `celery -A module worker` (plus `extra` options) on the baselines' broker and
+    wait up to 60 s for it to say it is ready."""
+    broker = naive_broker(s)
     env = {**s.env, "NAIVE_REDIS_URL": broker}
     proc = s.spawn(
-        "naive",
+        name,
         [
             sys.executable,
             "-m",
             "celery",
             "-A",
-            "bench.naive_celery",
+            module,
             "worker",
             "--loglevel",
             "INFO",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *extra,
         ],
         env,
     )
+    deadline = time.monotonic() + 60
+    while b"ready" not in proc.log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc
+
+
+def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
+    broker = naive_broker(s)
+    proc = start_celery_worker(s, "bench.naive_celery", "naive")
     client = redis.Redis.from_url(broker)
     try:
-        deadline = time.monotonic() + 60
-        while b"ready" not in proc.log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
         client.delete("naive:done")
         sender = Celery("naive-driver", broker=broker)  # a fresh app: this run's Redis
         started = time.perf_counter()
