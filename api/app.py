@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.limiter = RedisLimiter(limiter_redis)
     app.state.metrics = CollectorRegistry()
-    app.state.metrics.register(PassthruCollector(limiter_redis, app.state.catalog))
+    app.state.metrics.register(
+        PassthruCollector(limiter_redis, app.state.catalog, app.state.engine)
+    )
     errors.install(app)
     for module in (
         health,

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, select
 
 from api.errors import validation_details
+from api.metrics import CALLS_ACCEPTED, CALLS_REJECTED
 from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
 from api.submission import AccountCache, Submission, build_row, publish_or_mark, unknown_app
 from api.validation import app_slug_of
@@ -80,6 +81,9 @@ def submit_batch(
             session.connection().execute(insert(_calls), [row for _, row in accepted])
     if accepted:
         publish_or_mark(engine, [row["id"] for _, row in accepted], QUEUE_BULK)
+    CALLS_ACCEPTED.labels("bulk").inc(len(accepted))
+    for item in rejected:
+        CALLS_REJECTED.labels(item.error).inc()
     return batch, [(i, row["id"]) for i, row in accepted], rejected
 
 

@@ -8,25 +8,80 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.catalog import Catalog
-from models.keys import CALL_QUEUES
+from models.db import as_utc, utcnow
+from models.keys import CALL_QUEUES, QUEUE_WEBHOOKS
 from models.limits import KEY_PREFIX, interval_ms
+from models.states import CallStatus
+from models.tables import FunctionCall
 
 log = logging.getLogger("passthru.metrics")
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+
+# Counted by the API process as it answers (one registry per process).
+COUNTERS = CollectorRegistry()
+CALLS_ACCEPTED = Counter(
+    "passthru_calls_accepted", "Calls accepted, by lane", ["lane"], registry=COUNTERS
+)
+CALLS_REJECTED = Counter(
+    "passthru_calls_rejected",
+    "Calls refused at submission (not written), by error",
+    ["error"],
+    registry=COUNTERS,
+)
 
 # A scrape reads at most this many limiter keys (SCAN), so a huge keyspace cannot stall it.
 MAX_KEYS = 50_000
 
 
 class PassthruCollector(Collector):
-    def __init__(self, client: redis.Redis, catalog: Catalog) -> None:
+    def __init__(self, client: redis.Redis, catalog: Catalog, engine: Engine | None = None) -> None:
         self._client = client
         self._catalog = catalog
+        self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        if self._engine is not None:
+            yield from self._calls(self._engine)
+        yield from self._redis()
+
+    def _calls(self, engine: Engine) -> Iterator[Metric]:
+        """From the database (the source of truth): calls waiting, and the oldest one due."""
+        waiting = GaugeMetricFamily(
+            "passthru_calls_waiting", "Calls not finished, by status", labels=["status"]
+        )
+        oldest = GaugeMetricFamily(
+            "passthru_oldest_queued_call_age_seconds",
+            "Age of the oldest queued call that is due (0: none): a backlog growing",
+        )
+        now = utcnow()
+        try:
+            with engine.connect() as conn:
+                for status in (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.RETRYING):
+                    n = conn.execute(
+                        select(func.count()).select_from(_calls).where(_calls.c.status == status)
+                    ).scalar_one()
+                    waiting.add_metric([str(status)], float(n))
+                first = conn.execute(
+                    select(func.min(_calls.c.created_at)).where(
+                        _calls.c.status == CallStatus.QUEUED,
+                        or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= now),
+                    )
+                ).scalar_one()
+        except SQLAlchemyError as exc:
+            log.warning("metrics: the database did not answer (%s)", exc)
+            return
+        age = (now - as_utc(first)).total_seconds() if first is not None else 0.0  # type: ignore[operator]
+        oldest.add_metric([], max(0.0, age))
+        yield from (waiting, oldest)
+
+    def _redis(self) -> Iterator[Metric]:
         queued = GaugeMetricFamily(
             "passthru_queue_messages", "Messages waiting in a Celery lane", labels=["queue"]
         )
@@ -51,7 +106,7 @@ class PassthruCollector(Collector):
             labels=["app", "limit"],
         )
         try:
-            for queue in CALL_QUEUES:
+            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS):
                 queued.add_metric([queue], float(self._client.llen(queue)))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.metrics import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
 from api.validation import check_callback_url, check_params
 from models.catalog import App, Catalog
@@ -239,6 +240,7 @@ def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) ->
                 raise
             return _same_or_conflict(prior, call)
     publish_or_mark(engine, [call.id], QUEUE_INTERACTIVE)
+    CALLS_ACCEPTED.labels("interactive").inc()
     log.info(
         "call %s accepted",
         call.id,

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         Path("/tmp/passthru-worker.heartbeat"),  # noqa: S108 - per-container, not shared
         validation_alias=_env("PASSTHRU_HEARTBEAT_FILE"),
     )
+    # Each worker process serves its Prometheus metrics on this port (0: not at all). Run one
+    # worker process per container, or give each its own port.
+    worker_metrics_port: int = Field(
+        9400, ge=0, le=65535, validation_alias=_env("PASSTHRU_WORKER_METRICS_PORT")
+    )
     # Flower's port and basic auth (user:password[,user:password]); `passthru flower`
     # refuses to start without it.
     flower_port: int = Field(5555, validation_alias=_env("FLOWER_PORT"))

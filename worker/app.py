@@ -117,3 +117,23 @@ def _start_heartbeat(**_: object) -> None:
             time.sleep(HEARTBEAT_EVERY_S)
 
     threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    port = get_settings().worker_metrics_port
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    from worker.metrics import REGISTRY
+
+    try:
+        start_http_server(port, registry=REGISTRY)
+    except OSError as exc:
+        logging.getLogger("passthru").warning(
+            "worker metrics: port %d is taken (%s); set PASSTHRU_WORKER_METRICS_PORT to a "
+            "free one, or 0",
+            port,
+            exc,
+        )

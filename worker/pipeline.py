@@ -29,6 +29,7 @@ from models.settings import (
     DEFAULT_TIMEOUT_S,
 )
 from models.states import CallStatus
+from worker import metrics
 from worker.admission import Go, Park, Plan, plan
 from worker.claim import Claimed, claim
 from worker.limiter import Limiter
@@ -211,6 +212,8 @@ def _park(items: list[Park], rt: Runtime, now: datetime) -> None:
     if not items:
         return
     parked = park(rt.engine, items, now, max_countdown_s=MAX_COUNTDOWN_S)
+    for item in items:
+        metrics.HANDED_BACK.labels(item.claimed.call.app).inc()
     if rt.republish is None:
         return
     # One message per lane and second of return: a backlog of one key is a few messages a
@@ -288,6 +291,17 @@ def _finished(c: Claimed, started_at: datetime, result: Result) -> Finished:
     )
 
 
+def _count(item: Finished) -> None:
+    app, r = item.app or "unknown", item.result
+    metrics.ATTEMPTS.labels(app, metrics.outcome_label(r.network_code, r.error)).inc()
+    if r.network_code is not None or r.error in ("timeout", "network_error"):
+        metrics.UPSTREAM_SECONDS.labels(app).observe(r.duration_ms / 1000)
+    if r.rate_wait_ms:
+        metrics.RATE_LIMIT_WAIT_SECONDS.labels(app).observe(r.rate_wait_ms / 1000)
+    if r.status.is_final:
+        metrics.CALLS_FINISHED.labels(str(r.status), app).inc()
+
+
 def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) -> None:
     if not items:
         return
@@ -301,6 +315,7 @@ def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) 
             continue
         r = item.result
         statuses[item.call_id] = r.status
+        _count(item)
         log.info(
             "call %s %s",
             item.call_id,

@@ -23,6 +23,7 @@ from api.serialize import call_out
 from models.secrets import Vault
 from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks import new_secret, signature_header, signing_secrets, store_secrets
+from worker import metrics
 from worker.netpolicy import apply_override, resolves_private_sync
 
 log = logging.getLogger("passthru.webhooks")
@@ -195,6 +196,8 @@ def _attempt(rt: WebhookRuntime, delivery: WebhookDelivery) -> str:
             "duration_ms": elapsed_ms,
         },
     )
+    outcome = "gone" if code == 410 else {"pending": "retry"}.get(status, status)
+    metrics.WEBHOOK_DELIVERIES.labels("delivered" if status == "succeeded" else outcome).inc()
     if next_at is not None and rt.republish is not None and _soon(next_at, started):
         rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))
     return status

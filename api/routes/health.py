@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 
 from api.responses import JSONBody
+from models.migrate import pending
 
 router = APIRouter(tags=["health"])
 
@@ -23,12 +24,14 @@ def _db_ok(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+        if pending(engine):
+            return "database: the schema is behind; run `passthru migrate`"
     except Exception as exc:
         return f"database: {type(exc).__name__}"
     return None
 
 
-@router.get("/readyz", summary="The database and Redis answer")
+@router.get("/readyz", summary="The database (migrated) and Redis answer")
 async def readyz(request: Request) -> Any:
     problems: list[dict[str, str]] = []
     db_problem = await run_in_threadpool(_db_ok, request.app.state.engine)

@@ -16,6 +16,7 @@ from api.deps import (
     UserIdHeader,
     WaiterDep,
 )
+from api.metrics import CALLS_REJECTED
 from api.schemas import (
     CallResult,
     ErrorOut,
@@ -26,7 +27,7 @@ from api.schemas import (
 from api.serialize import call_out, call_result
 from api.submission import Submission, submit, unknown_app
 from api.validation import app_slug_of, parse_prefer_wait
-from models.errors import invalid
+from models.errors import ApiError, invalid
 from models.settings import MAX_WAIT_S
 from models.tables import Tenant
 
@@ -54,7 +55,11 @@ async def _accept(
     waiter: WaiterDep,
 ) -> FunctionCallOut | CallResult:
     wait_s = parse_prefer_wait(prefer, MAX_WAIT_S)
-    call = await run_in_threadpool(submit, engine, tenant, catalog, sub)
+    try:
+        call = await run_in_threadpool(submit, engine, tenant, catalog, sub)
+    except ApiError as exc:
+        CALLS_REJECTED.labels(exc.error).inc()
+        raise
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
         latest = await wait_for_final(engine, waiter, tenant, call.id, wait_s)

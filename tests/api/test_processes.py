@@ -71,3 +71,14 @@ def test_worker_alive_reads_the_heartbeat(tmp_path: Path) -> None:
     stale = _alive(tmp_path, heartbeat)
     assert stale.returncode == 1
     assert "last heartbeat" in stale.stderr
+
+
+def test_readiness_says_when_the_schema_is_behind(tmp_path: Path) -> None:
+    from api.routes.health import _db_ok
+    from models.db import create_db_engine
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert _db_ok(engine) == "database: the schema is behind; run `passthru migrate`"
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook
@@ -66,6 +67,14 @@ class Receiver:
         return [
             {"id": headers["webhook-id"], **verifier.verify(body, headers)} for headers, body in got
         ]
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of one sample in Prometheus' text format (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +157,19 @@ def test_every_call_of_a_1000_call_batch_is_announced_once_and_signed(
     assert len({e["id"] for e in call_events}) == 1000
     assert {e["data"]["network_code"] for e in call_events} == {"200"}
     [batch_event] = [e for e in events if e["type"] == "batch.completed"]
+    # And the worker's and the API's metrics carry the run
+    worker_metrics = httpx.get(
+        f"http://127.0.0.1:{hooked.env['PASSTHRU_WORKER_METRICS_PORT']}/metrics"
+    ).text
+    finished = _sample(
+        worker_metrics, 'passthru_calls_finished_total{app="slack",status="completed"}'
+    )
+    assert finished >= 1000
+    assert _sample(worker_metrics, 'passthru_webhook_attempts_total{outcome="delivered"}') >= 1000
+    assert "passthru_upstream_seconds_bucket" in worker_metrics
+    api_metrics = owner.http.get("/metrics").text
+    assert _sample(api_metrics, 'passthru_calls_accepted_total{lane="bulk"}') >= 1000
+    assert "passthru_oldest_queued_call_age_seconds" in api_metrics
     assert batch_event["data"] == {
         "batch_id": batch_id,
         "total": 1000,

@@ -1,0 +1,53 @@
+"""What a worker process counts, for Prometheus: served on its own port
+(PASSTHRU_WORKER_METRICS_PORT, one per worker process; 0 turns it off)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry()
+
+CALLS_FINISHED = Counter(
+    "passthru_calls_finished",
+    "Calls that reached a final state, by status and app",
+    ["status", "app"],
+    registry=REGISTRY,
+)
+ATTEMPTS = Counter(
+    "passthru_attempts",
+    "Attempts recorded, by what they ended with: a status class (2xx...), or an error",
+    ["app", "outcome"],
+    registry=REGISTRY,
+)
+UPSTREAM_SECONDS = Histogram(
+    "passthru_upstream_seconds",
+    "Time of one exchange with the upstream (redirects and body included), per app",
+    ["app"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "passthru_rate_limit_wait_seconds",
+    "How long rate limits held an attempt back, per app (attempts that waited)",
+    ["app"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+HANDED_BACK = Counter(
+    "passthru_calls_handed_back",
+    "Calls handed back unsent to wait for a rate-limit slot or a pause, per app",
+    ["app"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "passthru_webhook_attempts",
+    "Webhook delivery attempts, by outcome: delivered, retry, failed, gone",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+def outcome_label(network_code: str | None, error: str | None) -> str:
+    if network_code:
+        return f"{network_code[0]}xx"
+    return error or "unknown"
