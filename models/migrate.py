@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from models.db import normalize_database_url
@@ -28,6 +29,22 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+def behind(engine: Engine) -> bool:
+    """True if the database lacks a migration this code knows. A database migrated further
+    (a newer release's migration ran first) is not behind: old code keeps serving during a
+    rolling deploy."""
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return True
+    try:
+        script.get_revision(current)
+    except CommandError:
+        return False  # a revision from a newer release
+    return current != script.get_current_head()
 
 
 def pending(engine: Engine) -> bool:

@@ -33,7 +33,7 @@ from models.logs import configure_logging
 from models.settings import get_settings
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
-PURGE_EVERY_S = 3600.0
+PURGE_EVERY_S = 600.0
 # Must exceed the longest countdown a task is given; longer waits are kept in the database.
 VISIBILITY_TIMEOUT_S = 15 * 60
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 
 from api.responses import JSONBody
-from models.migrate import pending
+from models.migrate import behind
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,7 @@ def _db_ok(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        if pending(engine):
+        if behind(engine):
             return "database: the schema is behind; run `passthru migrate`"
     except Exception as exc:
         return f"database: {type(exc).__name__}"

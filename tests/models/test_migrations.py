@@ -6,11 +6,12 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from models.db import create_db_engine
-from models.migrate import pending, upgrade
+from models.migrate import behind, pending, upgrade
 
 
 def test_upgrade_matches_models(tmp_path: Path) -> None:
@@ -36,5 +37,21 @@ def test_upgrade_is_repeatable(tmp_path: Path) -> None:
         upgrade(engine)
         upgrade(engine)
         assert not pending(engine)
+    finally:
+        engine.dispose()
+
+
+def test_behind_means_a_known_migration_is_missing(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        assert behind(engine)  # empty
+        upgrade(engine)
+        assert not behind(engine)
+        with engine.begin() as conn:  # a newer release migrated first
+            conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed9999'"))
+        assert not behind(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        assert behind(engine)
     finally:
         engine.dispose()
