@@ -97,6 +97,36 @@ def test_worker_killed_mid_call_loses_nothing_and_sends_no_post_twice(
     assert len(sent) == len(set(sent)), "a POST reached the upstream twice"
 
 
+def test_sigterm_lets_a_worker_finish_the_calls_it_holds(recovery: Stack, owner: Caller) -> None:
+    # Given 10 calls on the wire, each answered after 2 s
+    recovery.upstream.script("GET", "/api/slow.term", Reply(200, {"ok": 1}, delay_s=2))
+    owner.connect("slack", "u-term", {"access_token": "xoxb-term"})
+    ids = submit(owner, "u-term", "GET", "slow.term", 10)
+    wait_until(
+        lambda: len(recovery.upstream.requests_to("/api/slow.term")) == 10, 30, "calls on the wire"
+    )
+
+    # When every worker is asked to stop (SIGTERM, as Kubernetes and compose do)
+    workers = [
+        n
+        for n, p in recovery.procs.items()
+        if n.startswith("worker") and p.process is not None and p.process.poll() is None
+    ]
+    assert workers
+    for name in workers:
+        proc = recovery.procs.pop(name)
+        proc.stop("TERM")
+        assert proc.process is not None
+        assert proc.process.returncode == 0, proc.output()[-2000:]
+
+    # Then they finished what they held before exiting: every call completed on its first
+    # attempt, none left running for the sweeper
+    final = statuses(recovery.engine, ids)
+    assert {s for s, _ in final.values()} == {"completed"}
+    assert len(recovery.upstream.requests_to("/api/slow.term")) == 10
+    recovery.worker("worker-after-term")
+
+
 def test_redis_restarted_empty_with_calls_queued_loses_nothing(
     recovery: Stack, owner: Caller
 ) -> None:
