@@ -63,28 +63,26 @@ def put_endpoint(
         return endpoint_out(endpoint, shown)
 
 
+def _existing(session: Session, tenant: Tenant) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, tenant.id)
+    if endpoint is None:
+        raise ApiError(
+            "not_found",
+            [ErrorDetail("webhook-endpoint", "none yet: create it with PUT /webhook-endpoint")],
+            404,
+        )
+    return endpoint
+
+
 def get_endpoint(engine: Engine, tenant: Tenant) -> dict[str, Any]:
     with Session(engine) as session:
-        endpoint = session.get(WebhookEndpoint, tenant.id)
-        if endpoint is None:
-            raise ApiError(
-                "not_found",
-                [ErrorDetail("webhook-endpoint", "none yet: create it with PUT /webhook-endpoint")],
-                404,
-            )
-        return endpoint_out(endpoint)
+        return endpoint_out(_existing(session, tenant))
 
 
 def rotate_secret(engine: Engine, vault: Vault, tenant: Tenant, now: datetime) -> dict[str, Any]:
     """A new current secret (shown once); the old one still signs for 24 hours."""
     with session_scope(engine) as session:
-        endpoint = session.get(WebhookEndpoint, tenant.id)
-        if endpoint is None:
-            raise ApiError(
-                "not_found",
-                [ErrorDetail("webhook-endpoint", "none yet: create it with PUT /webhook-endpoint")],
-                404,
-            )
+        endpoint = _existing(session, tenant)
         previous = signing_secrets(vault, endpoint.secrets_enc, now.timestamp())[0]
         shown = new_secret()
         endpoint.secrets_enc = store_secrets(vault, shown, previous)
