@@ -46,6 +46,19 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants_rotate_key(args: argparse.Namespace) -> int:
+    from models.db import get_engine
+    from models.tenants import rotate_api_key
+
+    try:
+        key = rotate_api_key(get_engine(), args.tenant_id)
+    except LookupError as exc:
+        raise ConfigError(f"{exc}: `passthru tenants create NAME` printed the id") from exc
+    print(json.dumps({"id": args.tenant_id, "api_key": key}))
+    print("the old key stops working within 10 seconds", file=sys.stderr)
+    return 0
+
+
 def cmd_keys_generate(_: argparse.Namespace) -> int:
     from models.secrets import generate_encryption_key
 
@@ -152,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     create = tenants.add_parser("create", help="create a tenant and print its API key")
     create.add_argument("name")
     create.set_defaults(func=cmd_tenants_create)
+    rotate_key = tenants.add_parser(
+        "rotate-key", help="give a tenant a new API key (printed once); the old one stops"
+    )
+    rotate_key.add_argument("tenant_id")
+    rotate_key.set_defaults(func=cmd_tenants_rotate_key)
 
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(
         dest="action", required=True

@@ -1,8 +1,10 @@
-"""Creating tenants. The API key is returned once and stored only as a hash."""
+"""Creating tenants and replacing their API keys. A key is returned once and stored only as
+a hash."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlmodel import col
 
 from models.db import session_scope
 from models.ids import new_id
@@ -18,3 +20,18 @@ def create_tenant(engine: Engine, name: str, api_key: str | None = None) -> tupl
     with session_scope(engine) as session:
         session.add(tenant)
     return tenant, key
+
+
+def rotate_api_key(engine: Engine, tenant_id: str) -> str:
+    """A new API key for the tenant; the old one stops working (within the API's 10 s cache
+    of verified keys). Raises LookupError for an unknown tenant."""
+    key = new_api_key()
+    with session_scope(engine) as session:
+        changed = session.exec(
+            update(Tenant)
+            .where(col(Tenant.id) == tenant_id)
+            .values(api_key_hash=hash_api_key(key), api_key_prefix=key[:8])
+        ).rowcount
+    if changed != 1:
+        raise LookupError(f"no tenant {tenant_id!r}")
+    return key

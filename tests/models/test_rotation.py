@@ -7,15 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from models.db import create_db_engine
 from models.migrate import upgrade
 from models.rotation import rotate_credentials
-from models.secrets import Vault, generate_encryption_key
+from models.secrets import Vault, api_key_matches, generate_encryption_key
 from models.tables import ConnectedAccount, Tenant
-from models.tenants import create_tenant
+from models.tenants import create_tenant, rotate_api_key
 from tests.worker.factories import make_account
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,3 +85,19 @@ def test_the_command_prints_what_it_did(tmp_path: Path) -> None:
     assert "accounts" in done.stderr
     assert Vault([new]).decrypt(_tokens(engine, tenant)[account.id]) == {"api_key": "k"}
     engine.dispose()
+
+
+def test_a_tenant_gets_a_new_api_key_and_the_old_one_stops(engine: Engine) -> None:
+    tenant, old = create_tenant(engine, "rotating")
+    new = rotate_api_key(engine, tenant.id)
+    with Session(engine) as session:
+        stored = session.get(Tenant, tenant.id)
+        assert stored is not None
+        assert api_key_matches(new, stored.api_key_hash)
+        assert not api_key_matches(old, stored.api_key_hash)
+        assert stored.api_key_prefix == new[:8]
+
+
+def test_rotating_the_key_of_no_tenant_says_so(engine: Engine) -> None:
+    with pytest.raises(LookupError, match="no tenant"):
+        rotate_api_key(engine, "tn_missing")
