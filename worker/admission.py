@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from models.catalog import Catalog, RateLimitSpec
 from models.limits import pause_key, rules_for
@@ -54,8 +55,6 @@ class Plan:
 
 
 def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).path or "/"
 
 
