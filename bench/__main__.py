@@ -25,6 +25,15 @@ from bench.stack import PG_URL, stack
 RESULTS = Path(__file__).parent / "results"
 
 
+def write_results(prefix: str, report: dict[str, Any]) -> Path:
+    """Keep a run's figures as bench/results/<prefix>-<UTC time>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written to {out}", file=sys.stderr)
+    return out
+
+
 def _workers(s: Any, count: int) -> None:
     for i in range(count):
         s.start_worker(f"worker{i}")
@@ -185,10 +194,7 @@ def main() -> int:
         "all_runs": runs,
     }
     print(table(results))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"written to {out}", file=sys.stderr)
+    write_results("bench", report)
     return 0
 
 

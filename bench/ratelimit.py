@@ -54,10 +54,10 @@ from celery import Celery
 
 from bench import naive_ratelimited as naive
 from bench import scenarios as sc
-from bench.__main__ import RESULTS, _postgres_answers
+from bench.__main__ import _postgres_answers, write_results
 from bench.stack import BENCH_ORIGIN, Stack, stack
 
-UPSTREAM = ["bench.ratelimit_upstream"]
+UPSTREAM = ["bench.upstream", "--record"]
 CEILING_APP, CEILING_RATE = "limited10", 10.0
 BACKLOG_APP, BACKLOG_RATE = "limited2", 2.0
 UNLIMITED_APP = "bench"  # sc.APPS_YAML's app: no declared limit
@@ -529,10 +529,7 @@ def main() -> int:
     }
     print(table(results, sizes))
     print(f"wall time {seconds:.0f} s")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ratelimit-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"written to {out}", file=sys.stderr)
+    write_results("ratelimit", report)
     return 0
 
 
