@@ -32,13 +32,20 @@ def _private(address: str) -> bool:
     return a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
 
 
-async def resolves_private(host: str) -> bool:
-    """True if `host` is, or resolves to, a loopback, private, link-local or reserved address."""
+def _literal(host: str) -> tuple[str, bool | None]:
+    """The host without IPv6 brackets, and whether it is a private address if it is one."""
     literal = host.strip("[]")
     try:
-        return _private(literal)
+        return literal, _private(literal)
     except ValueError:
-        pass
+        return literal, None
+
+
+async def resolves_private(host: str) -> bool:
+    """True if `host` is, or resolves to, a loopback, private, link-local or reserved address."""
+    literal, private = _literal(host)
+    if private is not None:
+        return private
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             literal, None, proto=socket.IPPROTO_TCP
@@ -50,11 +57,9 @@ async def resolves_private(host: str) -> bool:
 
 def resolves_private_sync(host: str) -> bool:
     """`resolves_private` for threads without an event loop (webhook deliveries)."""
-    literal = host.strip("[]")
-    try:
-        return _private(literal)
-    except ValueError:
-        pass
+    literal, private = _literal(host)
+    if private is not None:
+        return private
     try:
         infos = socket.getaddrinfo(literal, None, proto=socket.IPPROTO_TCP)
     except OSError:
