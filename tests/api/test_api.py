@@ -724,12 +724,15 @@ def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine:
 # --- log filters and export -------------------------------------------------------------------
 
 
-def _finish(engine: Engine, call_id: str, code: str) -> None:
+def finish(
+    engine: Engine, call_id: str, code: str | None, status: CallStatus = CallStatus.COMPLETED
+) -> None:
+    """End a call as a worker would have (its result, not its attempts)."""
     with session_scope(engine) as session:
         session.exec(
             update(FunctionCall)
             .where(col(FunctionCall.id) == call_id)
-            .values(status=CallStatus.COMPLETED, network_code=code)
+            .values(status=status, network_code=code)
         )
 
 
@@ -738,7 +741,7 @@ def test_the_log_filters_on_the_upstream_status(caller: Caller, engine: Engine) 
     codes = ["200", "429", "200", "404"]
     ids = [submit(caller).json()["id"] for _ in codes]
     for call_id, code in zip(ids, codes, strict=True):
-        _finish(engine, call_id, code)
+        finish(engine, call_id, code)
     got = log(caller, "?network_code=200")["items"]
     assert sorted(c["id"] for c in got) == sorted([ids[0], ids[2]])
     bad = caller.client.get("/function-calls?network_code=abc", headers=caller.headers())
@@ -753,7 +756,7 @@ def test_the_export_streams_every_matching_call_as_ndjson(
     monkeypatch.setattr("api.calls.EXPORT_PAGE", 3)
     caller.connect()
     ids = [submit(caller).json()["id"] for _ in range(7)]
-    _finish(engine, ids[0], "500")
+    finish(engine, ids[0], "500")
     # When exported
     response = caller.client.get("/function-calls/export", headers=caller.headers())
     # Then every call is one JSON line, newest first

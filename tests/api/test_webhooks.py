@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from models.db import session_scope
 from models.secrets import Vault
 from models.states import CallStatus
-from models.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.tables import WebhookDelivery, WebhookEndpoint
 from models.webhooks import message_id, new_secret, store_secrets
 from tests.api.conftest import Caller, PublishedIds
-from tests.api.test_api import CALL, submit
+from tests.api.test_api import CALL, finish, submit
 from tests.api.test_errors import assert_error_shape
 
 HOOK = "https://hooks.example.com/passthru"
@@ -74,12 +74,7 @@ def test_redelivery(caller: Caller, engine: Engine, published: PublishedIds) -> 
     assert early.status_code == 409
     assert_error_shape(early.json(), "not_finished")
     # Once finished, its event goes (again) to its callback_url
-    with session_scope(engine) as session:
-        session.exec(
-            update(FunctionCall)
-            .where(col(FunctionCall.id) == call_id)
-            .values(status=CallStatus.COMPLETED, network_code="200")
-        )
+    finish(engine, call_id, "200")
     sent = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
     assert sent.status_code == 202
     again = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
@@ -95,12 +90,7 @@ def test_redelivery(caller: Caller, engine: Engine, published: PublishedIds) -> 
 def test_redelivery_without_anywhere_to_send_is_a_400(caller: Caller, engine: Engine) -> None:
     caller.connect()
     call_id = submit(caller).json()["id"]
-    with session_scope(engine) as session:
-        session.exec(
-            update(FunctionCall)
-            .where(col(FunctionCall.id) == call_id)
-            .values(status=CallStatus.FAILED)
-        )
+    finish(engine, call_id, None, CallStatus.FAILED)
     response = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
     assert response.status_code == 400
     assert_error_shape(response.json(), "no_webhook_target")
