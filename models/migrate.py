@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -31,25 +32,33 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    """The revisions this code ships (read once: the readiness probe asks often)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
+
+
+def _current(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
 def behind(engine: Engine) -> bool:
     """True if the database lacks a migration this code knows. A database migrated further
     (a newer release's migration ran first) is not behind: old code keeps serving during a
     rolling deploy."""
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+    current = _current(engine)
     if current is None:
         return True
     try:
-        script.get_revision(current)
+        _scripts().get_revision(current)
     except CommandError:
         return False  # a revision from a newer release
-    return current != script.get_current_head()
+    return current != _scripts().get_current_head()
 
 
 def pending(engine: Engine) -> bool:
-    """True if the database is behind the latest revision."""
-    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current != head
+    """True if the database is not at the latest revision."""
+    return _current(engine) != _scripts().get_current_head()
