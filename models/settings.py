@@ -40,8 +40,31 @@ DEFAULT_SWEEP_EVERY_S = 15.0
 # A queued call not claimed this long after its publish is published again (its message
 # may sit unacknowledged in a dead worker's prefetch until the visibility timeout).
 DEFAULT_REPUBLISH_AFTER_S = 300.0
-# Longest `Prefer: wait` / `?wait=` honoured, in seconds.
+# Longest `Prefer: wait` / `?wait=` a caller may ask for, in seconds (the contract's bound;
+# PASSTHRU_MAX_WAIT_S may honour less).
 MAX_WAIT_S = 60.0
+# Request bodies the API reads at most (413 beyond, before parsing and authentication); a
+# batch of 1,000 calls may be larger.
+DEFAULT_MAX_REQUEST_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_BATCH_REQUEST_BYTES = 20 * 1024 * 1024
+# The largest `body` one call may send upstream (its JSON encoding).
+DEFAULT_MAX_CALL_BODY_BYTES = 1024 * 1024
+# Per-tenant bounds on work a tenant can start: calls accepted per second (N/S/BURST), calls
+# not yet finished, open long polls per API process, redeliveries per minute.
+DEFAULT_TENANT_SUBMIT_RATE = "1000/1/10000"
+DEFAULT_TENANT_MAX_OPEN_CALLS = 100_000
+DEFAULT_TENANT_MAX_WAITS = 100
+DEFAULT_TENANT_REDELIVERIES_PER_MIN = 60
+# Upstream bodies one worker message (up to 100 calls) may hold at once; bodies beyond it
+# are cut and flagged like bodies over PASSTHRU_MAX_RESPONSE_BYTES.
+DEFAULT_MESSAGE_MEMORY_BYTES = 64 * 1024 * 1024
+# Webhook attempts in flight at once per worker process (on its event loop, never on the
+# threads that run calls), and the deadline of one attempt: connect, send and answer.
+DEFAULT_WEBHOOK_CONCURRENCY = 64
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
+# The API process serves /metrics on this port (0: not at all); PASSTHRU_METRICS_TOKEN also
+# opens GET /metrics on the API port to that bearer token.
+DEFAULT_METRICS_PORT = 9300
 
 
 def _env(name: str) -> AliasChoices:
@@ -69,6 +92,41 @@ class Settings(BaseSettings):
     allow_private_networks: bool = Field(
         False, validation_alias=_env("PASSTHRU_ALLOW_PRIVATE_NETWORKS")
     )
+    # The same for webhook and callback URLs; never implied by an upstream override.
+    webhook_allow_private_networks: bool = Field(
+        False, validation_alias=_env("PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
+    )
+    max_request_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_REQUEST_BYTES")
+    )
+    max_batch_request_bytes: int = Field(
+        DEFAULT_MAX_BATCH_REQUEST_BYTES,
+        gt=0,
+        validation_alias=_env("PASSTHRU_MAX_BATCH_REQUEST_BYTES"),
+    )
+    max_call_body_bytes: int = Field(
+        DEFAULT_MAX_CALL_BODY_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_CALL_BODY_BYTES")
+    )
+    # The longest wait honoured (a caller may ask for up to MAX_WAIT_S; more is a 400).
+    max_wait_s: float = Field(
+        MAX_WAIT_S, ge=0, le=MAX_WAIT_S, validation_alias=_env("PASSTHRU_MAX_WAIT_S")
+    )
+    tenant_submit_rate: str = Field(
+        DEFAULT_TENANT_SUBMIT_RATE, validation_alias=_env("PASSTHRU_TENANT_SUBMIT_RATE")
+    )
+    tenant_max_open_calls: int = Field(
+        DEFAULT_TENANT_MAX_OPEN_CALLS,
+        gt=0,
+        validation_alias=_env("PASSTHRU_TENANT_MAX_OPEN_CALLS"),
+    )
+    tenant_max_waits: int = Field(
+        DEFAULT_TENANT_MAX_WAITS, gt=0, validation_alias=_env("PASSTHRU_TENANT_MAX_WAITS")
+    )
+    tenant_redeliveries_per_min: int = Field(
+        DEFAULT_TENANT_REDELIVERIES_PER_MIN,
+        gt=0,
+        validation_alias=_env("PASSTHRU_TENANT_REDELIVERIES_PER_MIN"),
+    )
     lease_s: float = Field(DEFAULT_LEASE_S, validation_alias=_env("PASSTHRU_LEASE_S"))
     connect_timeout_s: float = Field(
         DEFAULT_CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
@@ -90,7 +148,12 @@ class Settings(BaseSettings):
         DEFAULT_RETRY_MAX_WAIT_S, gt=0, validation_alias=_env("PASSTHRU_RETRY_MAX_WAIT_S")
     )
     max_response_bytes: int = Field(
-        DEFAULT_MAX_RESPONSE_BYTES, validation_alias=_env("PASSTHRU_MAX_RESPONSE_BYTES")
+        DEFAULT_MAX_RESPONSE_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_RESPONSE_BYTES")
+    )
+    message_memory_bytes: int = Field(
+        DEFAULT_MESSAGE_MEMORY_BYTES,
+        gt=0,
+        validation_alias=_env("PASSTHRU_MESSAGE_MEMORY_BYTES"),
     )
     worker_concurrency: int = Field(
         DEFAULT_WORKER_CONCURRENCY, validation_alias=_env("PASSTHRU_WORKER_CONCURRENCY")
@@ -128,6 +191,12 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         9400, ge=0, le=65535, validation_alias=_env("PASSTHRU_WORKER_METRICS_PORT")
     )
+    # The API process serves its metrics on this port (0: not at all); the API port answers
+    # GET /metrics only to `Authorization: Bearer <PASSTHRU_METRICS_TOKEN>`, when it is set.
+    metrics_port: int = Field(
+        DEFAULT_METRICS_PORT, ge=0, le=65535, validation_alias=_env("PASSTHRU_METRICS_PORT")
+    )
+    metrics_token: str = Field("", validation_alias=_env("PASSTHRU_METRICS_TOKEN"))
     # Flower's port and basic auth (user:password[,user:password]); `passthru flower`
     # refuses to start without it.
     flower_port: int = Field(5555, validation_alias=_env("FLOWER_PORT"))
@@ -140,7 +209,10 @@ class Settings(BaseSettings):
         validation_alias=_env("PASSTHRU_WEBHOOK_SCHEDULE_S"),
     )
     webhook_timeout_s: float = Field(
-        15.0, gt=0, validation_alias=_env("PASSTHRU_WEBHOOK_TIMEOUT_S")
+        DEFAULT_WEBHOOK_TIMEOUT_S, gt=0, le=60, validation_alias=_env("PASSTHRU_WEBHOOK_TIMEOUT_S")
+    )
+    webhook_concurrency: int = Field(
+        DEFAULT_WEBHOOK_CONCURRENCY, gt=0, validation_alias=_env("PASSTHRU_WEBHOOK_CONCURRENCY")
     )
     # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
     tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
@@ -174,7 +246,7 @@ class Settings(BaseSettings):
     def webhook_schedule(self) -> list[float]:
         return [float(part) for part in self.webhook_schedule_s.split(",")]
 
-    @field_validator("tenant_rate_limit")
+    @field_validator("tenant_rate_limit", "tenant_submit_rate")
     @classmethod
     def _rate(cls, value: str) -> str:
         from models.limits import parse_rate

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from models.urls import host_matches, is_dns_label, normalize_origin, origin_of
+from models.urls import (
+    MAX_CALLBACK_URL_CHARS,
+    allowed_ports,
+    host_matches,
+    is_dns_label,
+    limit_path,
+    normalize_origin,
+    normalize_url,
+    origin_of,
+    parse_http_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +87,66 @@ def test_dns_label_accepted(value: str) -> None:
 )
 def test_dns_label_refused(value: str) -> None:
     assert not is_dns_label(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("http://example.com:abc/", "not a valid URL"),
+        ("http://example.com:0/", "port"),
+        ("http://example.com:65536/", "port"),
+        ("ftp://example.com/", "http"),
+        ("example.com/hook", "http"),
+        ("http:///hook", "host"),
+        ("http://user:pw@example.com/", "user info"),
+        ("http://exa mple.com/", "spaces or control"),
+        ("http://example.com/\x00", "spaces or control"),
+        ("http://[zz::1]/", "not a valid"),
+        ("http://a%20b/", "not a valid host"),
+        ("https://example.com/" + "a" * 3000, "at most 2048"),
+    ],
+)
+def test_parse_http_url_refuses_what_the_worker_could_not_send(raw: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_http_url(raw, max_chars=MAX_CALLBACK_URL_CHARS)
+
+
+def test_parse_http_url_gives_the_ascii_host_that_will_be_connected() -> None:
+    url = parse_http_url("https://straße.example/hook")
+    assert url.raw_host == b"xn--strae-oqa.example"
+    assert parse_http_url("http://[::1]:8080/x").port == 8080
+    assert parse_http_url("https://hooks.example.com/in?x=1").port is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized", "for_limits"),
+    [
+        (
+            "https://slack.com/api/%63onversations.list",
+            "https://slack.com/api/conversations.list",
+            "/api/conversations.list",
+        ),
+        (
+            "https://slack.com/api/chat/../conversations.list?limit=2",
+            "https://slack.com/api/conversations.list?limit=2",
+            "/api/conversations.list",
+        ),
+        ("https://slack.com/api/%2e%2e/admin", "https://slack.com/admin", "/admin"),
+        ("https://slack.com/api/./x/.", "https://slack.com/api/x/", "/api/x/"),
+        ("https://a.test/b/%2fc?q=%41", "https://a.test/b/%2Fc?q=%41", "/b//c"),
+        ("https://a.test", "https://a.test/", "/"),
+        ("https://a.test/../../x", "https://a.test/x", "/x"),
+    ],
+)
+def test_normalize_url_and_the_path_rate_limits_match(
+    raw: str, normalized: str, for_limits: str
+) -> None:
+    assert normalize_url(raw) == normalized
+    assert limit_path(raw) == for_limits
+
+
+def test_allowed_ports_are_443_and_80_only_for_http_apps() -> None:
+    assert allowed_ports("https://slack.com/api") == {443}
+    assert allowed_ports("http://legacy.example/api") == {80, 443}
+    assert allowed_ports("https://api.example.com:8443/v1") == {443, 8443}
