@@ -134,11 +134,16 @@ def direct_sync(url: str, n: int) -> dict[str, Any]:
 
 
 def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    from worker.egress import EgressPolicy
     from worker.transport import make_async_client
 
     async def run() -> float:
         client = make_async_client(
-            "aiohttp", max_connections=concurrency, connect_timeout_s=10, read_timeout_s=60
+            "aiohttp",
+            policy=EgressPolicy(allow_private=True),
+            max_connections=concurrency,
+            connect_timeout_s=10,
+            read_timeout_s=60,
         )
         gate = asyncio.Semaphore(concurrency)
 

@@ -136,6 +136,10 @@ class App(_Strict):
         extra = set(_fields(self.allowed_hosts)) - set(_fields([self.base_url]))
         if extra:
             raise ValueError(f"allowed_hosts use {sorted(extra)}, which base_url does not")
+        if self.oauth2 is not None:
+            extra = set(_fields([self.oauth2.token_url])) - set(_fields([self.base_url]))
+            if extra:
+                raise ValueError(f"oauth2.token_url uses {sorted(extra)}, which base_url does not")
         return self
 
     @property
@@ -159,6 +163,13 @@ class App(_Strict):
         values = render_values(self.template_fields, config or {})
         base = self.base_url.format_map(values).rstrip("/")
         return base, [h.format_map(values).lower() for h in self.allowed_hosts]
+
+    def token_url_for(self, config: dict[str, Any] | None) -> str:
+        """The OAuth2 token URL for one account, its template filled in like base_url's
+        (`https://{subdomain}.example.com/oauth/token`); raises ValueError naming the field."""
+        assert self.oauth2 is not None
+        template = self.oauth2.token_url
+        return template.format_map(render_values(_fields([template]), config or {}))
 
     def public(self) -> dict[str, Any]:
         """What the API shows: never the operator's OAuth client secret."""

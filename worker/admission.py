@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from models.catalog import Catalog, RateLimitSpec
 from models.limits import pause_key, rules_for
+from models.urls import limit_path
 from worker.claim import Claimed
 from worker.limiter import Ask, Limiter
 from worker.onward import OnwardRequest
@@ -52,10 +52,6 @@ class Park:
 class Plan:
     go: list[Go]
     park: list[Park]
-
-
-def _path(url: str) -> str:
-    return urlsplit(url).path or "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +110,7 @@ def plan(
             app,
             tenant_id=c.call.tenant_id,
             account_id=c.account.id,
-            path=_path(c.call.url),
+            path=limit_path(c.call.url),
             tenant_cap=tenant_cap,
             lane="bulk" if c.call.batch_id else "interactive",
         )

@@ -16,7 +16,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 from kombu import Exchange, Queue
 
 from models.gc import freeze_startup_objects
@@ -136,4 +136,20 @@ def _serve_metrics(**_: object) -> None:
             "free one, or 0",
             port,
             exc,
+        )
+
+
+@worker_shutdown.connect
+def _finish_webhook_attempts(**_: object) -> None:
+    """Webhook attempts run on the event loop, not as tasks: a warm shutdown waits for the
+    ones in flight to be recorded (each ends within PASSTHRU_WEBHOOK_TIMEOUT_S)."""
+    from worker.runtime import get_webhook_runtime
+
+    if get_webhook_runtime.cache_info().currsize == 0:
+        return  # this process never delivered
+    poster = get_webhook_runtime().poster
+    drain = getattr(poster, "drain", None)
+    if drain is not None and not drain(get_settings().webhook_timeout_s + 5):
+        logging.getLogger("passthru").warning(
+            "webhook attempts still in flight at shutdown; the sweeper takes them back"
         )

@@ -1,4 +1,5 @@
-"""Credential injection as httpx.Auth classes: one per auth style, no I/O, testable alone."""
+"""Credential injection as httpx.Auth classes: one per auth style, no I/O, testable alone;
+and the secrets a request carries, for the scrubber."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ from collections.abc import Generator
 
 import httpx
 
-from models.catalog import AuthSpec
-from models.credentials import ApiKeyCredentials, BasicCredentials, Credentials
+from models.catalog import App, AuthSpec
+from models.credentials import (
+    ApiKeyCredentials,
+    BasicCredentials,
+    Credentials,
+    OAuth2Credentials,
+)
 from models.errors import CredentialsError
+from worker.scrub import basic_pair
 
 
 class HeaderAuth(httpx.Auth):
@@ -34,11 +41,10 @@ class QueryAuth(httpx.Auth):
         request.url = request.url.copy_set_param(self._param, self._value)
         yield request
 
-    def scrub(self, text: str) -> str:
-        """`text` (an error message that may quote the URL) without the secret."""
-        encoded = str(httpx.URL("", params={self._param: self._value}).query, "ascii")
-        secret_in_url = encoded.split("=", 1)[1]
-        return text.replace(secret_in_url, "[redacted]").replace(self._value, "[redacted]")
+
+def _in_query(param: str, value: str) -> str:
+    """`value` exactly as httpx writes it in a query string."""
+    return str(httpx.URL("", params={param: value}).query, "ascii").split("=", 1)[1]
 
 
 def _secret(credentials: Credentials) -> str:
@@ -66,3 +72,28 @@ def auth_for(spec: AuthSpec, credentials: Credentials) -> httpx.Auth:
         return HeaderAuth(spec.name, f"{spec.prefix}{secret}")
     assert spec.param is not None
     return QueryAuth(spec.param, secret)
+
+
+def secrets_of(app: App, credentials: Credentials) -> list[str]:
+    """Every secret a call's request carries or its account holds, in the forms they travel
+    in: what the scrubber must remove, whatever the upstream echoes."""
+    spec = app.auth
+    found: list[str] = []
+    if isinstance(credentials, OAuth2Credentials):
+        found += [credentials.access_token, credentials.refresh_token or ""]
+    elif isinstance(credentials, ApiKeyCredentials):
+        found.append(credentials.api_key)
+    else:
+        found.append(credentials.password)
+        found += basic_pair(credentials.username, credentials.password)
+    if spec.type == "basic" and not isinstance(credentials, BasicCredentials):
+        key = _secret(credentials)
+        user, password = (
+            (spec.api_key_pair, key) if spec.api_key_as == "password" else (key, spec.api_key_pair)
+        )
+        found += basic_pair(user, password)
+    if spec.type == "query" and spec.param:
+        found += [_in_query(spec.param, s) for s in found if s]
+    if app.oauth2 is not None and app.oauth2.client_secret is not None:
+        found.append(app.oauth2.client_secret.get_secret_value())
+    return [s for s in found if s]

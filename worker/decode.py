@@ -8,6 +8,10 @@ from typing import Any
 import orjson
 
 _DROP = {"set-cookie", "set-cookie2"}
+# Bodies with fewer brackets than this cannot nest too deep to store; others are checked by
+# encoding them once (orjson, which stores them, refuses more than 255 levels): JSON too
+# deep to store is kept as text.
+MAX_BRACKETS_UNCHECKED = 250
 
 
 def public_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -34,10 +38,13 @@ def decode_output(body: bytes, content_type: str | None) -> Any:
         return None
     if "json" in ctype or not ctype:
         try:
-            return orjson.loads(body)
+            value = orjson.loads(body)
+            if body.count(b"[") + body.count(b"{") <= MAX_BRACKETS_UNCHECKED or _storable(value):
+                return value
         except orjson.JSONDecodeError:
-            if "json" in ctype:
-                return body.decode("utf-8", errors="replace")
+            pass
+        if "json" in ctype:
+            return body.decode("utf-8", errors="replace")
     if not ctype or _is_text(ctype):
         try:
             return body.decode("utf-8")
@@ -45,3 +52,11 @@ def decode_output(body: bytes, content_type: str | None) -> Any:
             if ctype:
                 return body.decode("utf-8", errors="replace")
     return {"base64": base64.b64encode(body).decode(), "content_type": ctype or None}
+
+
+def _storable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,12 @@ from models.outbox import enqueue_deliveries
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall
-from worker.netpolicy import apply_override
+from worker.overrides import apply_override
+from worker.scrub import Scrubber
 
 log = logging.getLogger("passthru.oauth")
+# The longest piece of a token endpoint's answer kept in a message.
+ANSWER_CHARS = 200
 
 LOCK_TTL_S = 30.0  # a refresher that died frees the lock after this
 LOCK_WAIT_S = 20.0  # how long a call waits for another worker's refresh
@@ -48,6 +52,25 @@ class Revoked(Exception):
 
 class RefreshUnavailable(Exception):
     """The token endpoint could not be reached or answered badly; try again later."""
+
+
+# The longest token a token endpoint may hand back, and the longest lifetime believed.
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
+
+
+def _token(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_CHARS
+
+
+def _expires_at(expires_in: object, now_s: float) -> float | None:
+    """When a refreshed token expires; None when the endpoint did not say (or said
+    something that is not a finite, positive number of seconds)."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return None
+    if not math.isfinite(expires_in) or expires_in <= 0:
+        return None
+    return now_s + min(float(expires_in), MAX_EXPIRES_IN_S)
 
 
 def expiring(creds: OAuth2Credentials, now_s: float, margin_s: float) -> bool:
@@ -67,9 +90,16 @@ class Refresher:
     clock: Callable[[], float] = time.time
 
     def ensure_fresh(
-        self, app: App, account_id: str, seen: OAuth2Credentials, *, after_401: bool = False
+        self,
+        app: App,
+        account_id: str,
+        seen: OAuth2Credentials,
+        *,
+        config: dict[str, Any] | None = None,
+        after_401: bool = False,
     ) -> OAuth2Credentials:
-        """Credentials to send with: `seen` if still good, else freshly refreshed ones."""
+        """Credentials to send with: `seen` if still good, else freshly refreshed ones.
+        `config` is the account's connection_config (templated token URLs)."""
         if app.oauth2 is None or not seen.refresh_token:
             return seen
         if not after_401 and not expiring(seen, self.clock(), self.margin_s):
@@ -87,7 +117,7 @@ class Refresher:
                 return current  # just refreshed: the 401 stands
             if not current.refresh_token:
                 return current
-            fresh = self._refresh(app, current)
+            fresh = self._refresh(app, current, config)
             self._store(account_id, fresh)
             log.info("account %s: access token refreshed", account_id)
             return fresh
@@ -113,9 +143,19 @@ class Refresher:
             raise Revoked("the account no longer holds OAuth2 credentials")
         return creds
 
-    def _refresh(self, app: App, current: OAuth2Credentials) -> OAuth2Credentials:
+    def _refresh(
+        self, app: App, current: OAuth2Credentials, config: dict[str, Any] | None
+    ) -> OAuth2Credentials:
         assert app.oauth2 is not None
         assert current.refresh_token is not None
+        client_secret = app.oauth2.client_secret
+        scrub = Scrubber(
+            [
+                current.access_token,
+                current.refresh_token,
+                client_secret.get_secret_value() if client_secret else None,
+            ]
+        )
         form: dict[str, Any] = {
             "grant_type": "refresh_token",
             "refresh_token": current.refresh_token,
@@ -124,11 +164,14 @@ class Refresher:
             form["client_id"] = app.oauth2.client_id
         if app.oauth2.client_secret:
             form["client_secret"] = app.oauth2.client_secret.get_secret_value()
-        url, _ = apply_override(app.oauth2.token_url, self.overrides)
+        try:
+            url, _ = apply_override(app.token_url_for(config), self.overrides)
+        except ValueError as exc:
+            raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
         try:
             response = self.http.post(url, data=form, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from exc
+        except Exception as exc:  # any transport failure, the egress policy's included
+            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         try:
             body = response.json()
         except ValueError:
@@ -136,18 +179,19 @@ class Refresher:
         if not isinstance(body, dict):
             body = {}
         if response.status_code in (400, 401) and body.get("error") == "invalid_grant":
-            raise Revoked(str(body.get("error_description") or "invalid_grant"))
-        if response.status_code != 200 or not isinstance(body.get("access_token"), str):
+            why = str(body.get("error_description") or "invalid_grant")
+            raise Revoked(scrub.stored(why, ANSWER_CHARS))
+        access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
+        if response.status_code != 200 or not _token(access_token):
+            why = str(body.get("error") or "without a usable access_token")
             raise RefreshUnavailable(
-                f"token endpoint answered {response.status_code} "
-                f"{body.get('error') or 'without an access_token'}"
+                f"token endpoint answered {response.status_code} {scrub.stored(why, ANSWER_CHARS)}"
             )
-        expires_in = body.get("expires_in")
         now = self.clock()
         return OAuth2Credentials(
-            access_token=body["access_token"],
-            refresh_token=body.get("refresh_token") or current.refresh_token,
-            expires_at=now + float(expires_in) if isinstance(expires_in, int | float) else None,
+            access_token=access_token,
+            refresh_token=refresh_token if _token(refresh_token) else current.refresh_token,
+            expires_at=_expires_at(body.get("expires_in"), now),
             refreshed_at=now,
         )
 

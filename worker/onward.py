@@ -1,4 +1,5 @@
-"""Build the onward request for a call: URL, headers, body and the credentials to inject."""
+"""Build the onward request for a call: URL, headers, body, the credentials to inject and
+the scrubber that keeps them out of everything stored about it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import orjson
 
 from models.catalog import App
 from models.credentials import Credentials
-from worker.auth import auth_for
+from models.urls import allowed_ports
+from worker.auth import auth_for, secrets_of
+from worker.decompress import ACCEPT_ENCODING
+from worker.scrub import NOTHING, Scrubber
 from worker.timeouts import Timeouts
 
 USER_AGENT = "passthru/0.1"
@@ -26,6 +30,8 @@ class OnwardRequest:
     auth: httpx.Auth
     timeouts: Timeouts
     pause_key: str | None = None  # the rate-limit pause this request obeys
+    allowed_ports: frozenset[int] = frozenset({443})
+    scrub: Scrubber = NOTHING  # removes the account's secrets from what is stored
 
 
 def encode_body(body: Any, headers: dict[str, str]) -> bytes | None:
@@ -47,12 +53,18 @@ def build_request(
     headers: dict[str, str] | None,
     body: Any,
     app: App,
+    base_url: str,
     allowed_hosts: list[str],
     credentials: Credentials,
     timeouts: Timeouts,
 ) -> OnwardRequest:
     merged = {"User-Agent": USER_AGENT, "Accept": "application/json", **app.default_headers}
     merged.update(headers or {})
+    # passthru decodes answers itself, under a cap: it offers exactly the encodings it can
+    # undo, whatever the caller asked for.
+    for name in [k for k in merged if k.lower() == "accept-encoding"]:
+        del merged[name]
+    merged["Accept-Encoding"] = ACCEPT_ENCODING
     content = encode_body(body, merged)
     return OnwardRequest(
         method=method,
@@ -62,4 +74,6 @@ def build_request(
         allowed_hosts=tuple(allowed_hosts),
         auth=auth_for(app.auth, credentials),
         timeouts=timeouts,
+        allowed_ports=allowed_ports(base_url),
+        scrub=Scrubber(secrets_of(app, credentials)),
     )

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 from redis import RedisError
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from models.catalog import App, Catalog, RateLimitSpec, RetrySpec
 from models.credentials import Credentials, OAuth2Credentials, load_credentials
@@ -100,7 +102,9 @@ class _Batch:
                 data = self.rt.vault.decrypt(claimed.account.credentials_enc)
                 creds = load_credentials(data)
                 if isinstance(creds, OAuth2Credentials) and self.rt.refresher is not None:
-                    creds = self.rt.refresher.ensure_fresh(app, key, creds)
+                    creds = self.rt.refresher.ensure_fresh(
+                        app, key, creds, config=claimed.account.connection_config
+                    )
                 self.credentials[key] = creds
             except (CredentialsError, ValueError, Revoked, RefreshUnavailable) as exc:
                 self.credentials[key] = exc
@@ -180,24 +184,41 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
             g = to_send[i]
             if isinstance(outcome, Deferred):
                 paused.append(Park(g.claimed, now + timedelta(milliseconds=outcome.wait_ms), None))
-            else:
+                continue
+            try:
                 _learn_pause(g, outcome, rt, now)
                 result = _after_401(g, outcome, batch, rt, now) or _result(g, outcome, rt, now)
-                finished.append(_finished(g.claimed, started_at, result))
+            except Exception:
+                # Nothing an upstream sends may crash a message or leave a call unfinished.
+                result = _unprocessable(g)
+            finished.append(_finished(g.claimed, started_at, result))
         _store(finished, rt, statuses)
         _park(paused, rt, now)
     return statuses
 
 
+def _unprocessable(g: Go) -> Result:
+    """The call's result when processing its outcome failed (a bug met by odd input): the
+    call fails with the reason logged, scrubbed, instead of being left running."""
+    log.error(
+        "call %s: its outcome could not be processed\n%s",
+        g.claimed.call.id,
+        g.request.scrub.text(traceback.format_exc()),
+    )
+    return failed("internal_error", "passthru could not process the upstream's answer")
+
+
 def _learn_pause(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> None:
     """An upstream that asks for quiet (429 / Retry-After, or its remaining count at zero)
-    pauses the call's key for every worker."""
+    pauses the call's key for every worker, for at most the longest wait a call would
+    accept (PASSTHRU_RETRY_MAX_WAIT_S)."""
     if rt.limiter is None or g.request.pause_key is None or not isinstance(outcome, Answer):
         return
     app = rt.catalog.get(g.claimed.call.app)
     asked_s = pause_asked_s(outcome, app.retry if app else RetrySpec(), now)
     if asked_s is None:
         return
+    asked_s = min(asked_s, rt.retry_policy.max_wait_s)
     try:
         rt.limiter.pause(g.request.pause_key, int(asked_s * 1000))
     except RedisError as exc:
@@ -263,7 +284,9 @@ def _after_401(g: Go, outcome: Outcome, batch: _Batch, rt: Runtime, now: datetim
     if app is None or c.account is None or not isinstance(used, OAuth2Credentials):
         return None
     try:
-        fresh = rt.refresher.ensure_fresh(app, c.account.id, used, after_401=True)
+        fresh = rt.refresher.ensure_fresh(
+            app, c.account.id, used, config=c.account.connection_config, after_401=True
+        )
     except Revoked as exc:
         return failed("credentials_revoked", f"the refresh token was revoked ({exc}); {REAUTH}")
     except RefreshUnavailable:
@@ -302,17 +325,56 @@ def _count(item: Finished) -> None:
         metrics.CALLS_FINISHED.labels(str(r.status), app).inc()
 
 
+def _record(items: list[Finished], rt: Runtime, deliveries: list[str]) -> list[Finished]:
+    """record(); if the database refuses a value (not the database being away), each call
+    alone, a refused result replaced by a failure that says so: no answer, however odd,
+    leaves its call unfinished. Returns what was stored, as it was stored."""
+    try:
+        stored = set(record(rt.engine, items, rt.clock(), rt.touched, deliveries))
+        return [item for item in items if item.call_id in stored]
+    except StatementError as exc:
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise
+        log.warning(
+            "a group of %d results was refused (%s); storing them one by one",
+            len(items),
+            type(exc.orig or exc).__name__,
+        )
+    out: list[Finished] = []
+    for item in items:
+        try:
+            if record(rt.engine, [item], rt.clock(), rt.touched, deliveries):
+                out.append(item)
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise
+            log.error(
+                "call %s: its result was refused by the database (%s)",
+                item.call_id,
+                type(exc.orig or exc).__name__,
+            )
+            refused = replace(
+                item,
+                result=failed("unstorable_answer", "the upstream's answer could not be stored"),
+            )
+            if record(rt.engine, [refused], rt.clock(), rt.touched, deliveries):
+                out.append(refused)
+    return out
+
+
 def _store(items: list[Finished], rt: Runtime, statuses: dict[str, CallStatus]) -> None:
     if not items:
         return
     deliveries: list[str] = []
-    stored = set(record(rt.engine, items, rt.clock(), rt.touched, deliveries))
+    kept = _record(items, rt, deliveries)
+    stored = {item.call_id for item in kept}
     if deliveries and rt.publish_webhooks is not None:
         rt.publish_webhooks(deliveries)
     for item in items:
         if item.call_id not in stored:
             log.warning("call %s was taken back before its result was stored", item.call_id)
-            continue
+    items = kept
+    for item in items:
         r = item.result
         statuses[item.call_id] = r.status
         _count(item)
@@ -358,13 +420,14 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result | Failur
         return failed("credentials_revoked", f"the account needs new credentials; {REAUTH}")
     try:
         credentials = batch.credentials_of(claimed, app)
-        _, hosts = app.resolve(account.connection_config)
+        base_url, hosts = app.resolve(account.connection_config)
         return build_request(
             method=call.method,
             url=call.url,
             headers=call.request_headers,
             body=call.request_body,
             app=app,
+            base_url=base_url,
             allowed_hosts=hosts,
             credentials=credentials,
             timeouts=resolve_timeouts(

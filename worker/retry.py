@@ -16,11 +16,14 @@ as those answers say the request was not acted on. Every retry needs an attempt 
 stands (`completed`) and a failure ends the call `failed`.
 
 A `Retry-After` (seconds or HTTP-date) or the app's reset header wins over the backoff
-formula; a wait longer than `max_wait_s` ends the call `failed` with `rate_limited`.
+formula; a wait longer than `max_wait_s` ends the call `failed` with `rate_limited`. These
+headers are the upstream's to write: a value that is not a number or a date is ignored,
+infinity is taken as the longest wait (MAX_ASKED_S) and a negative one as none.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -83,25 +86,48 @@ def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     return rng.uniform(ceiling / 2, ceiling)
 
 
+# The longest wait a header can ask for, in seconds; anything longer (infinity included) is
+# taken as this, which max_wait_s turns into `rate_limited` long before.
+MAX_ASKED_S = 86_400.0
+
+
+def _number(raw: str) -> float | None:
+    """A header's number, or None for garbage (NaN included); infinities stay."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _seconds(value: float) -> float:
+    return min(max(0.0, value), MAX_ASKED_S)
+
+
+def _date_in_s(raw: str, now: datetime) -> float | None:
+    try:
+        return (parsedate_to_datetime(raw) - now).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 def wait_asked_s(headers: list[tuple[str, str]], spec: RetrySpec, now: datetime) -> float | None:
-    """Seconds the upstream asked us to wait (Retry-After, or the app's reset header)."""
+    """Seconds the upstream asked us to wait (Retry-After, or the app's reset header), from
+    0 to MAX_ASKED_S; None when it asked nothing readable."""
     values = {k.lower(): v for k, v in headers}
     if spec.after_header and (raw := values.get(spec.after_header.lower())):
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            try:
-                return max(0.0, (parsedate_to_datetime(raw) - now).total_seconds())
-            except (TypeError, ValueError):
-                pass
+        asked = _number(raw)
+        if asked is None:
+            asked = _date_in_s(raw, now)
+        if asked is not None:
+            return _seconds(asked)
     if spec.reset_header and (raw := values.get(spec.reset_header.lower())):
-        remaining = values.get(spec.remaining_header.lower()) if spec.remaining_header else "0"
-        try:
-            reset = float(raw)
-            if remaining is not None and float(remaining) <= 0:
-                return max(0.0, reset - now.timestamp() if spec.reset_is == "epoch" else reset)
-        except ValueError:
-            pass
+        remaining: float | None = 0.0  # no remaining header: the reset header alone counts
+        if spec.remaining_header:
+            remaining = _number(values.get(spec.remaining_header.lower()) or "")
+        reset = _number(raw)
+        if reset is not None and remaining is not None and remaining <= 0:
+            return _seconds(reset - now.timestamp() if spec.reset_is == "epoch" else reset)
     return None
 
 

@@ -16,6 +16,7 @@ from models.keys import CHANNEL_CALL_DONE
 from models.limits import parse_rate
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
+from worker.egress import EgressPolicy, trusted_hosts
 from worker.limiter import RedisLimiter, make_pause_gate
 from worker.oauth import Refresher
 from worker.pipeline import Runtime
@@ -23,19 +24,37 @@ from worker.retry import RetryPolicy
 from worker.send import SendPolicy
 from worker.sender import Sender
 from worker.timeouts import Timeouts
-from worker.transport import make_async_client
+from worker.transport import make_async_client, make_sync_client, make_webhook_client
+from worker.webhook_sender import LoopPoster
 from worker.webhooks import WebhookRuntime
+
+
+def onward_policy(settings: Settings) -> EgressPolicy:
+    """Onward calls and token refreshes: the operator's override targets are exempt."""
+    return EgressPolicy(
+        allow_private=settings.allow_private_networks,
+        trusted_hosts=trusted_hosts(list(settings.upstream_overrides.values())),
+    )
+
+
+def webhook_policy(settings: Settings) -> EgressPolicy:
+    """Webhooks and callbacks: never exempted by an upstream override."""
+    return EgressPolicy(
+        allow_private=settings.webhook_allow_private_networks,
+        setting="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+    )
 
 
 def make_sender(settings: Settings) -> Sender:
     policy = SendPolicy(
         overrides=settings.upstream_overrides,
-        allow_private_networks=settings.allow_private_networks,
+        egress=onward_policy(settings),
         max_response_bytes=settings.max_response_bytes,
     )
     return Sender(
         lambda: make_async_client(
             settings.http_transport,
+            policy=policy.egress,
             max_connections=settings.max_connections,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
@@ -43,6 +62,7 @@ def make_sender(settings: Settings) -> Sender:
         policy,
         max_in_flight=settings.max_connections,
         make_gate=lambda: make_pause_gate(settings.redis_url),
+        message_memory_bytes=settings.message_memory_bytes,
     )
 
 
@@ -82,7 +102,9 @@ def get_runtime() -> Runtime:
             engine=get_engine(),
             vault=vault_for(tuple(settings.encryption_key_list)),
             redis=redis_client,
-            http=httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0), trust_env=False),
+            http=make_sync_client(
+                onward_policy(settings), timeout=httpx.Timeout(15.0, connect=5.0)
+            ),
             margin_s=settings.oauth_refresh_margin_s,
             overrides=settings.upstream_overrides,
             on_revoked=notify,
@@ -110,17 +132,23 @@ def get_webhook_runtime() -> WebhookRuntime:
     from worker.publish import publish_deliveries
 
     settings = get_settings()
+    policy = webhook_policy(settings)
+    sender = get_runtime().sender  # webhook attempts share the process's event loop
+    poster = LoopPoster(
+        lambda: sender.loop,
+        lambda: make_webhook_client(
+            policy,
+            max_connections=settings.webhook_concurrency,
+            timeout_s=settings.webhook_timeout_s,
+        ),
+        concurrency=settings.webhook_concurrency,
+        timeout_s=settings.webhook_timeout_s,
+    )
     return WebhookRuntime(
         engine=get_engine(),
         vault=vault_for(tuple(settings.encryption_key_list)),
-        http=httpx.Client(
-            timeout=httpx.Timeout(settings.webhook_timeout_s, connect=5.0),
-            follow_redirects=False,
-            trust_env=False,
-        ),
+        poster=poster,
         schedule_s=settings.webhook_schedule,
-        overrides=settings.upstream_overrides,
-        allow_private_networks=settings.allow_private_networks,
         clock=utcnow,
         republish=lambda ids, countdown: publish_deliveries(ids, countdown),
     )

@@ -1,24 +1,29 @@
-"""Send one onward request: overrides, private-network rule, redirects within the app's
-hosts, a cap on the body read and a total deadline. Returns an Answer or a Failure; never
-raises for the network."""
+"""Send one onward request: overrides, the egress policy, redirects within the app's hosts
+and ports, a body decoded under a cap and a message's memory budget, and a total deadline.
+Returns an Answer or a Failure and never raises for anything the network or the upstream
+does; whatever it returns has passed through the request's scrubber."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from models.urls import host_matches
-from worker.auth import QueryAuth
-from worker.netpolicy import apply_override, resolves_private, undo_override
+from models.urls import DEFAULT_PORTS, host_matches
+from worker.decompress import DecodeError, decoder_for
+from worker.egress import DestinationForbidden, EgressPolicy
 from worker.onward import OnwardRequest
-from worker.transport import failure_kind
+from worker.overrides import apply_override, undo_override
+from worker.transport import describe_failure
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
+# The longest failure message stored (the column is text; this keeps attempts readable).
+MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -48,16 +53,32 @@ Outcome = Answer | Failure
 @dataclass(frozen=True)
 class SendPolicy:
     overrides: dict[str, str]
-    allow_private_networks: bool
+    egress: EgressPolicy
     max_response_bytes: int
 
 
-async def send(client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy) -> Outcome:
+class MemoryBudget:
+    """Body bytes the requests of one message may still hold. Used from one event loop
+    only, so it needs no lock."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.left = total_bytes
+
+    def spend(self, n: int) -> None:
+        self.left = max(0, self.left - n)
+
+
+async def send(
+    client: httpx.AsyncClient,
+    req: OnwardRequest,
+    policy: SendPolicy,
+    budget: MemoryBudget | None = None,
+) -> Outcome:
     started = time.monotonic()
     total_s = req.timeouts.total_s
     try:
         async with asyncio.timeout(total_s):
-            return await _exchange(client, req, policy, started)
+            return await _exchange(client, req, policy, budget, started)
     except TimeoutError:
         return Failure(
             "timeout",
@@ -71,36 +92,40 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+def _failure(
+    req: OnwardRequest, error: str, message: str, maybe_delivered: bool, started: float
+) -> Failure:
+    return Failure(error, req.scrub.stored(message, MESSAGE_CHARS), maybe_delivered, _ms(started))
+
+
 async def _exchange(
-    client: httpx.AsyncClient, req: OnwardRequest, policy: SendPolicy, started: float
+    client: httpx.AsyncClient,
+    req: OnwardRequest,
+    policy: SendPolicy,
+    budget: MemoryBudget | None,
+    started: float,
 ) -> Outcome:
     method, url, content, headers = req.method, req.url, req.content, req.headers
     timeout = httpx.Timeout(req.timeouts.read_s, connect=req.timeouts.connect_s, pool=None)
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            target, overridden = apply_override(url, policy.overrides)
-            host = urlsplit(target).hostname or ""
+            target, _ = apply_override(url, policy.overrides)
             request = _with_auth(
                 client.build_request(
                     method, target, headers=headers, content=content, timeout=timeout
                 ),
                 req.auth,
             )
+            policy.egress.check_host(request.url.raw_host.decode("ascii"))
+        except DestinationForbidden as exc:
+            return _failure(req, "destination_forbidden", str(exc), False, started)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
-            return Failure("invalid_url", str(exc), False, _ms(started))
-        if not overridden and not policy.allow_private_networks and await resolves_private(host):
-            return Failure(
-                "destination_forbidden",
-                f"{host} is a private or loopback address; set "
-                "PASSTHRU_ALLOW_PRIVATE_NETWORKS=true to allow it",
-                maybe_delivered=False,
-                duration_ms=_ms(started),
-            )
+            return _failure(req, "invalid_url", str(exc), False, started)
         try:
             response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            kind, delivered = failure_kind(exc, sent=False)
-            return Failure(kind, _message(exc, req.auth), delivered, _ms(started))
+        except Exception as exc:
+            kind, delivered, message = describe_failure(exc, sent=False)
+            return _failure(req, kind, message, delivered, started)
         try:
             next_url = _redirect_target(
                 url, target, response.headers.get("location"), policy.overrides
@@ -108,7 +133,7 @@ async def _exchange(
             if (
                 response.status_code in _REDIRECTS
                 and next_url
-                and _may_follow(url, next_url, req.allowed_hosts)
+                and _may_follow(url, next_url, req.allowed_hosts, req.allowed_ports)
             ):
                 if response.status_code == 303 or (
                     response.status_code in (301, 302) and method == "POST"
@@ -121,22 +146,26 @@ async def _exchange(
                     }
                 url = next_url
                 continue
-            body, truncated = await _read_capped(response, policy.max_response_bytes)
-        except httpx.HTTPError as exc:
-            kind, delivered = failure_kind(exc, sent=True)
-            return Failure(kind, _message(exc, req.auth), delivered, _ms(started))
+            cap = policy.max_response_bytes
+            if budget is not None:
+                cap = min(cap, budget.left)
+            body, truncated = await _read_capped(response, cap)
+            if budget is not None:
+                budget.spend(len(body))
+        except Exception as exc:
+            kind, delivered, message = describe_failure(exc, sent=True)
+            return _failure(req, kind, message, delivered, started)
         finally:
-            await response.aclose()
+            with contextlib.suppress(Exception):
+                await response.aclose()
         return Answer(
-            response.status_code, list(response.headers.items()), body, truncated, _ms(started)
+            response.status_code,
+            req.scrub.headers(list(response.headers.items())),
+            req.scrub.bytes(body),
+            truncated,
+            _ms(started),
         )
     return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, _ms(started))
-
-
-def _message(exc: Exception, auth: httpx.Auth) -> str:
-    """What went wrong, never with a secret that rides in the URL."""
-    text = str(exc) or type(exc).__name__
-    return auth.scrub(text) if isinstance(auth, QueryAuth) else text
 
 
 def _with_auth(request: httpx.Request, auth: httpx.Auth) -> httpx.Request:
@@ -160,25 +189,39 @@ def _redirect_target(
         return None
 
 
-def _may_follow(current: str, location: str, allowed_hosts: tuple[str, ...]) -> bool:
-    """Follow only within the app's hosts, and never from https down to http."""
+def _may_follow(
+    current: str, location: str, allowed_hosts: tuple[str, ...], allowed_ports: frozenset[int]
+) -> bool:
+    """Follow only within the app's hosts and ports, and never from https down to http."""
     try:
         here, there = urlsplit(current), urlsplit(location)
-        there.port  # noqa: B018 - raises ValueError for a bad port
+        port = there.port or DEFAULT_PORTS.get(there.scheme)
     except ValueError:
         return False
     if here.scheme == "https" and there.scheme != "https":
         return False
     host = there.hostname or ""
-    return any(host_matches(host, pattern) for pattern in allowed_hosts)
+    return port in allowed_ports and any(host_matches(host, p) for p in allowed_hosts)
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            return b"".join(chunks)[:max_bytes], True
-    return b"".join(chunks), False
+    """The body decoded as it arrives (gzip, deflate, br), cut at `max_bytes` of decoded
+    bytes; True when it was cut. A body whose encoding breaks is kept as far as it decoded,
+    and flagged as cut."""
+    if response.is_stream_consumed:
+        # Built with its content in memory (a mock transport): httpx decoded it already.
+        return response.content[:max_bytes], len(response.content) > max_bytes
+    decoder = decoder_for(response.headers.get("content-encoding"))
+    out = bytearray()
+    async for raw in response.aiter_raw():
+        try:
+            pieces = decoder.feed(raw) if decoder is not None else iter((raw,))
+            for piece in pieces:
+                room = max_bytes - len(out)
+                if len(piece) > room:
+                    out += piece[:room]
+                    return bytes(out), True
+                out += piece
+        except DecodeError:
+            return bytes(out), True
+    return bytes(out), False

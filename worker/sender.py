@@ -18,7 +18,7 @@ from queue import SimpleQueue
 import httpx
 
 from worker.onward import OnwardRequest
-from worker.send import Failure, Outcome, SendPolicy, send
+from worker.send import Failure, MemoryBudget, Outcome, SendPolicy, send
 
 # Asked right before a request that waited for its slot goes: how many ms its key is still
 # paused by the upstream (0: not paused).
@@ -34,7 +34,8 @@ class Deferred:
 
 
 Sent = Outcome | Deferred
-_Entry = tuple["SimpleQueue[tuple[int, Sent]]", int, OnwardRequest, bool]
+# (where its outcome goes, its index, the request, whether it waited, its message's budget)
+_Entry = tuple["SimpleQueue[tuple[int, Sent]]", int, OnwardRequest, bool, MemoryBudget | None]
 
 
 class Sender:
@@ -44,12 +45,15 @@ class Sender:
         policy: SendPolicy,
         max_in_flight: int = 256,
         make_gate: Callable[[], PauseGate] | None = None,
+        message_memory_bytes: int | None = None,
     ) -> None:
         self._make_client = make_client
         self._make_gate = make_gate
         self._gate: PauseGate | None = None
         self.policy = policy
         self.max_in_flight = max_in_flight
+        # Body bytes the requests of one send_all (one message) may hold together.
+        self.message_memory_bytes = message_memory_bytes
         # Requests waiting for room on the wire: interactive ones go before bulk ones.
         self._urgent: deque[_Entry] = deque()
         self._waiting: deque[_Entry] = deque()
@@ -88,6 +92,12 @@ class Sender:
                 self._loop = loop
             return self._loop
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop (started on first use), for other work of the process
+        that must not hold a thread while it waits on the network (webhook deliveries)."""
+        return self._ensure_started()
+
     def submit(self, request: OnwardRequest) -> Future[Outcome]:
         """Start sending `request`; the future resolves to its Outcome."""
         loop = self._ensure_started()
@@ -114,18 +124,22 @@ class Sender:
         delays = delays_s or [0.0] * len(requests)
 
         line = self._urgent if urgent else self._waiting
+        budget = MemoryBudget(self.message_memory_bytes) if self.message_memory_bytes else None
 
         def join(entries: list[_Entry]) -> None:
             line.extend(entries)
             self._pump()
 
         def start() -> None:
-            now = [(results, i, r, False) for i, r in enumerate(requests) if delays[i] <= 0]
+            now: list[_Entry] = [
+                (results, i, r, False, budget) for i, r in enumerate(requests) if delays[i] <= 0
+            ]
             join(now)
             late_by = time.monotonic() - handed_at  # delays count from the hand-over
             for i, r in enumerate(requests):
                 if delays[i] > 0:
-                    loop.call_later(max(0.0, delays[i] - late_by), join, [(results, i, r, True)])
+                    later: list[_Entry] = [(results, i, r, True, budget)]
+                    loop.call_later(max(0.0, delays[i] - late_by), join, later)
 
         loop.call_soon_threadsafe(start)
         return results
@@ -137,9 +151,9 @@ class Sender:
         assert client is not None
         while (self._urgent or self._waiting) and self._active < self.max_in_flight:
             line = self._urgent or self._waiting
-            results, index, request, waited = line.popleft()
+            results, index, request, waited, budget = line.popleft()
             self._active += 1
-            loop.create_task(self._one(client, results, index, request, waited))
+            loop.create_task(self._one(client, results, index, request, waited, budget))
 
     async def _one(
         self,
@@ -148,6 +162,7 @@ class Sender:
         index: int,
         request: OnwardRequest,
         waited: bool,
+        budget: MemoryBudget | None,
     ) -> None:
         outcome: Sent
         try:
@@ -157,9 +172,10 @@ class Sender:
             if paused_ms > 0:
                 outcome = Deferred(paused_ms, "paused by the upstream")
             else:
-                outcome = await send(client, request, self.policy)
+                outcome = await send(client, request, self.policy, budget)
         except Exception as exc:  # a bug, not the network: still answer the caller
-            outcome = Failure("internal_error", repr(exc), True, 0)
+            # The class name only: a repr may quote the request and its credentials.
+            outcome = Failure("internal_error", type(exc).__name__, True, 0)
         finally:
             self._active -= 1
             self._pump()

@@ -63,7 +63,13 @@ def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
         _forget_countdowns(rt.engine, now)
     report.due = _publish_due(rt.engine, now, stale)
     report.recovered, report.abandoned = _recover_leases(rt.engine, now)
-    report.webhooks = _sweep_deliveries(rt.engine, now, stale, everything=broker_lost)
+    report.webhooks = _sweep_deliveries(
+        rt.engine,
+        now,
+        stale,
+        everything=broker_lost,
+        max_attempts=len(get_settings().webhook_schedule),
+    )
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())
     return report
@@ -221,17 +227,26 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
     return len(recovered), abandoned
 
 
-def _sweep_deliveries(engine: Engine, now: datetime, stale: timedelta, *, everything: bool) -> int:
-    """Webhook deliveries: take back those whose worker died mid-attempt, and publish those
-    due that have no message (a publish lost, a retry due later than a countdown, or every
-    pending one after Redis lost its data)."""
+def _sweep_deliveries(
+    engine: Engine, now: datetime, stale: timedelta, *, everything: bool, max_attempts: int
+) -> int:
+    """Webhook deliveries: take back those whose worker died mid-attempt (or end them, once
+    they have used every attempt of the schedule: a delivery that kills its worker must not
+    loop), and publish those due that have no message (a publish lost, a retry due later
+    than a countdown, or every pending one after Redis lost its data)."""
     with session_scope(engine) as session:
+        lost = (
+            col(WebhookDelivery.status) == "delivering",
+            col(WebhookDelivery.lease_expires_at) < now,
+        )
         session.exec(
             update(WebhookDelivery)
-            .where(
-                col(WebhookDelivery.status) == "delivering",
-                col(WebhookDelivery.lease_expires_at) < now,
-            )
+            .where(*lost, col(WebhookDelivery.attempt_count) >= max_attempts)
+            .values(status="failed", lease_expires_at=None, finished_at=now)
+        )
+        session.exec(
+            update(WebhookDelivery)
+            .where(*lost)
             .values(status="pending", lease_expires_at=None, published_at=None)
         )
         if everything:

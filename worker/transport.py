@@ -1,71 +1,208 @@
-"""The HTTP client of a worker process, and what its errors mean.
+"""The HTTP clients of a worker process, and what their errors mean.
 
-Two transports, chosen by PASSTHRU_HTTP_TRANSPORT: `aiohttp` (httpx's API over aiohttp's
-connection pool, the default: it keeps its speed with hundreds of requests in flight) and
-`httpx` (httpx's own pool). Both raise httpx exceptions; `failure_kind` says whether the
-upstream may have received the request, which decides whether a POST may be re-sent.
+Onward calls use one of two transports, chosen by PASSTHRU_HTTP_TRANSPORT: `aiohttp`
+(httpx's API over aiohttp's connection pool, the default: it keeps its speed with hundreds
+of requests in flight) or `httpx` (httpx's own pool). Webhooks and token refreshes use
+httpx's own. Every client:
+- connects only where the egress policy allows (worker/egress.py), resolving each name once;
+- keeps no cookies, so nothing an upstream sets for one end user rides along with another's
+  request;
+- ignores proxy variables and follows no redirect by itself.
+
+`describe_failure` turns any exception of either transport into (error, maybe_delivered,
+message): only a failure to connect proves the request never left, which decides whether
+a POST may be sent again. The message is built from the exception's own text, never its
+repr (aiohttp's carries the request's headers); the caller scrubs it before storing it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from http.cookiejar import Cookie, CookieJar
+from typing import Any, Literal
 
+import httpcore
 import httpx
+
+from worker.decompress import ACCEPT_ENCODING
+from worker.egress import (
+    AsyncLookup,
+    CheckingBackend,
+    CheckingSyncBackend,
+    DestinationForbidden,
+    EgressPolicy,
+    SyncLookup,
+    make_resolver,
+)
 
 TransportKind = Literal["aiohttp", "httpx"]
 
 
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+def _checked_pool_transport(
+    policy: EgressPolicy, limits: httpx.Limits, lookup: AsyncLookup | None
+) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx builds its httpcore pool here and takes no network backend: the same pool, on
+    # the checking backend (tests/worker/test_egress.py sends through it to prove it).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=CheckingBackend(policy, lookup=lookup),
+    )
+    return transport
+
+
 def make_async_client(
-    kind: TransportKind, *, max_connections: int, connect_timeout_s: float, read_timeout_s: float
+    kind: TransportKind,
+    *,
+    policy: EgressPolicy,
+    max_connections: int,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    lookup: AsyncLookup | None = None,
 ) -> httpx.AsyncClient:
-    """Build inside the event loop that will use it."""
+    """The onward client; build it inside the event loop that will use it."""
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=None)
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
+    transport: httpx.AsyncBaseTransport
     if kind == "aiohttp":
         import aiohttp
         from httpx_aiohttp import AiohttpTransport
 
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=max_connections, limit_per_host=0, ttl_dns_cache=60
+                limit=max_connections,
+                limit_per_host=0,
+                ttl_dns_cache=60,
+                resolver=make_resolver(policy, lookup),
             ),
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
         )
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(client=session)
+        transport = AiohttpTransport(client=session)
     else:
-        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        transport = _checked_pool_transport(policy, limits, lookup)
     return httpx.AsyncClient(
-        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NoCookies(),
+        headers={"Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
-def failure_kind(exc: httpx.HTTPError, *, sent: bool) -> tuple[str, bool]:
-    """(error name, maybe_delivered) for an exception raised while sending or reading.
+def make_webhook_client(
+    policy: EgressPolicy,
+    *,
+    max_connections: int,
+    timeout_s: float,
+    lookup: AsyncLookup | None = None,
+) -> httpx.AsyncClient:
+    """The client of webhook deliveries; each attempt also runs under a total deadline of
+    `timeout_s` (a per-read timeout alone lets a receiver drip one byte at a time)."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
+    return httpx.AsyncClient(
+        transport=_checked_pool_transport(policy, limits, lookup),
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NoCookies(),
+    )
+
+
+def make_sync_client(
+    policy: EgressPolicy, *, timeout: httpx.Timeout, lookup: SyncLookup | None = None
+) -> httpx.Client:
+    """A synchronous client under the same policy (OAuth token refreshes)."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=20,
+        network_backend=CheckingSyncBackend(policy, lookup=lookup),
+    )
+    return httpx.Client(
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NoCookies(),
+    )
+
+
+Described = tuple[str, bool, str]
+
+
+def describe_failure(exc: BaseException, *, sent: bool) -> Described:
+    """(error, maybe_delivered, message) for an exception raised while sending or reading.
 
     Only a failure to connect proves the request never left; anything after the connection
-    was made (a drop, a read timeout) may have reached the upstream.
+    was made (a drop, a read timeout, an answer that cannot be parsed) may have reached the
+    upstream.
     """
-    cause = exc.__cause__
+    if isinstance(exc, DestinationForbidden):
+        return "destination_forbidden", False, str(exc)
+    cause = exc.__cause__ if isinstance(exc, httpx.HTTPError) else exc
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        return _aiohttp_kind(cause, sent)
+        return _aiohttp(cause)
+    name = type(exc).__name__
+    text = f"{name}: {exc}" if str(exc) else name
     if isinstance(exc, httpx.ConnectTimeout):
-        return "connect_timeout", False
+        return "connect_timeout", False, text
     if isinstance(exc, httpx.ConnectError):
-        return "connect_error", False
+        return "connect_error", False, text
     if isinstance(exc, httpx.TimeoutException):
-        return "timeout", True
-    return "network_error", True
+        return "timeout", True, text
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid_url", False, text
+    if isinstance(exc, httpx.HTTPError | OSError):
+        return "network_error", True, text
+    return "internal_error", True, f"{name} while {'reading' if sent else 'sending'}"
 
 
-def _aiohttp_kind(cause: BaseException, sent: bool) -> tuple[str, bool]:
+def failure_kind(exc: BaseException, *, sent: bool) -> tuple[str, bool]:
+    kind, delivered, _ = describe_failure(exc, sent=sent)
+    return kind, delivered
+
+
+def _aiohttp(cause: BaseException) -> Described:
+    """aiohttp's exceptions by what they prove. Messages come from their own fields, never
+    from `repr()`, which for ClientResponseError quotes the request's headers."""
     import aiohttp
 
+    name = type(cause).__name__
+    if isinstance(cause, aiohttp.ClientResponseError):
+        # The upstream answered something aiohttp cannot parse (a header over its limit,
+        # a broken status line): the request arrived.
+        return "invalid_response", True, f"{name}: {cause.message}"
     if isinstance(cause, aiohttp.ConnectionTimeoutError):
-        return "connect_timeout", False
+        return "connect_timeout", False, name
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return "connect_error", False
+        return "connect_error", False, f"{name}: {cause.os_error.strerror or cause.os_error}"
+    if isinstance(cause, aiohttp.ServerFingerprintMismatch):
+        return "connect_error", False, name
     if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
-        return "timeout", True
-    return "network_error", True
+        return "timeout", True, name
+    if isinstance(cause, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "invalid_url", False, name
+    if isinstance(cause, aiohttp.ClientPayloadError):
+        return "network_error", True, f"{name}: the body was cut off"
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return "network_error", True, f"{name}: the upstream closed the connection"
+    if isinstance(cause, aiohttp.ClientOSError):
+        return "network_error", True, f"{name}: {cause.strerror or 'connection error'}"
+    return "network_error", True, name

@@ -1,9 +1,15 @@
-"""Deliver webhook events: sign, POST, record the attempt, schedule the next one.
+"""Deliver webhook events: claim, sign, hand the POST to the webhook sender, record the
+attempt, schedule the next one.
 
 2xx: delivered. 410 Gone: the receiver asked to stop; a tenant endpoint is disabled. Any
 other answer, a timeout or a connection failure: tried again after the next delay of the
 schedule (PASSTHRU_WEBHOOK_SCHEDULE_S); after the last one the delivery is `failed`. Each
 message keeps its `webhook-id` across attempts, so a receiver can process it once.
+
+A delivery that cannot be attempted at all (its URL is not one the worker can send to, its
+call is gone, its signing secret cannot be decrypted) records a failed attempt saying why
+and ends `failed`: it never loops. Only one attempt of a delivery is ever in flight: the
+claim moves it from `pending` to `delivering`, and nothing else does.
 """
 
 from __future__ import annotations
@@ -15,16 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
 from api.serialize import call_out
+from models.errors import CredentialsError
 from models.secrets import Vault
 from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from models.webhooks import new_secret, signature_header, signing_secrets, store_secrets
 from worker import metrics
-from worker.netpolicy import apply_override, resolves_private_sync
+from worker.webhook_sender import ERROR_CHARS, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
 
@@ -35,29 +43,67 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 LEASE_S = 120.0
 # Deliveries due within this are published with a countdown; later ones by the sweeper.
 MAX_COUNTDOWN_S = 60.0
+# Deliveries the sender has no room for come back this much later.
+NO_ROOM_COUNTDOWN_S = 5.0
 USER_AGENT = "passthru-webhooks/0.1"
+DECISION_CHARS = 200
 
 
 @dataclass(frozen=True)
 class WebhookRuntime:
     engine: Engine
     vault: Vault
-    http: httpx.Client
+    poster: Poster
     schedule_s: list[float]
-    overrides: dict[str, str]
-    allow_private_networks: bool
     clock: Callable[[], datetime]
     # (delivery ids, countdown s) -> published; None: the sweeper publishes them
     republish: Callable[[Sequence[str], float], object] | None = None
 
 
+class Unsendable(Exception):
+    """The delivery cannot be attempted at all; the message says why."""
+
+
 def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
-    """Attempt each pending delivery among `delivery_ids` once; return their new status."""
+    """Hand each due delivery among `delivery_ids` to the sender for one attempt. Returns
+    the status of each one claimed: its outcome when it is known already, else
+    `delivering`. Deliveries the sender has no room for are published again shortly."""
     out: dict[str, str] = {}
-    for delivery_id in delivery_ids:
+    for index, delivery_id in enumerate(delivery_ids):
+        if rt.poster.room() <= 0:
+            rest = list(delivery_ids[index:])
+            log.warning("webhook sender full; %d deliveries come back later", len(rest))
+            if rt.republish is not None:
+                rt.republish(rest, NO_ROOM_COUNTDOWN_S)
+            break
         delivery = _claim(rt, delivery_id)
-        if delivery is not None:
-            out[delivery_id] = _attempt(rt, delivery)
+        if delivery is None:
+            continue
+        out[delivery_id] = "delivering"
+        started = rt.clock()
+        try:
+            prepared = _prepare(rt, delivery)
+        except Unsendable as exc:
+            out[delivery_id] = _record(rt, delivery, started, Sent(None, str(exc), 0), last=True)
+            continue
+        except SQLAlchemyError as exc:
+            # Recorded if the database lets us (and retried on the schedule); if not, the
+            # lease runs out and the sweeper takes the delivery back.
+            why = f"database error while preparing: {type(exc).__name__}"
+            try:
+                out[delivery_id] = _record(rt, delivery, started, Sent(None, why, 0))
+            except SQLAlchemyError:
+                log.warning("webhook %s: %s; left to the sweeper", delivery_id, why)
+            continue
+
+        def done(
+            sent: Sent, delivery: WebhookDelivery = delivery, started: datetime = started
+        ) -> str:
+            status = _record(rt, delivery, started, sent)
+            out[delivery.id] = status
+            return status
+
+        rt.poster.post(prepared, done)
     return out
 
 
@@ -123,43 +169,57 @@ def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
     return signing_secrets(rt.vault, enc, time.time())
 
 
-def _attempt(rt: WebhookRuntime, delivery: WebhookDelivery) -> str:
-    started = rt.clock()
-    t0 = time.monotonic()
-    body = event_body(rt, delivery)
+def _prepare(rt: WebhookRuntime, delivery: WebhookDelivery) -> Prepared:
+    """The signed request of one attempt, or Unsendable saying why there can be none."""
+    try:
+        url = str(parse_http_url(delivery.url, max_chars=MAX_CALLBACK_URL_CHARS))
+    except ValueError as exc:
+        raise Unsendable(f"the URL {exc}") from None
+    try:
+        body = event_body(rt, delivery)
+        secrets = _secrets(rt, delivery.tenant_id)
+    except NoResultFound:
+        raise Unsendable("the call no longer exists (deleted by retention)") from None
+    except (CredentialsError, ValueError) as exc:
+        raise Unsendable(f"the signing secret cannot be read: {exc}") from None
     timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": delivery.id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_header(
-            _secrets(rt, delivery.tenant_id), delivery.id, timestamp, body
-        ),
-    }
-    code: int | None = None
-    error: str | None = None
-    target, overridden = apply_override(delivery.url, rt.overrides)
-    host = httpx.URL(target).host
-    if not overridden and not rt.allow_private_networks and resolves_private_sync(host):
-        error = f"{host} is a private or loopback address"
-    else:
-        try:
-            code = rt.http.post(target, content=body, headers=headers).status_code
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:200]
-    elapsed_ms = int((time.monotonic() - t0) * 1000)
-    status, decision, next_at = _decide(rt, delivery, code, error, started)
+    return Prepared(
+        delivery.id,
+        url,
+        body,
+        {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, delivery.id, timestamp, body),
+        },
+    )
+
+
+def _record(
+    rt: WebhookRuntime,
+    delivery: WebhookDelivery,
+    started: datetime,
+    sent: Sent,
+    *,
+    last: bool = False,
+) -> str:
+    """Store one attempt and what follows from it; returns the delivery's new status.
+    `last`: no attempt may follow (the delivery cannot be attempted at all)."""
+    code, error = sent.status_code, (sent.error or None)
+    status, decision, next_at = _decide(rt, delivery, code, error, started, last=last)
     with rt.engine.begin() as conn:
         conn.execute(
             _attempts.insert().values(
                 delivery_id=delivery.id,
                 number=delivery.attempt_count,
                 started_at=started,
-                duration_ms=elapsed_ms,
+                duration_ms=sent.duration_ms,
                 status_code=code,
-                error=error,
-                decision=decision,
+                error=error[:ERROR_CHARS] if error else None,
+                decision=decision[:DECISION_CHARS],
             )
         )
         conn.execute(
@@ -193,7 +253,7 @@ def _attempt(rt: WebhookRuntime, delivery: WebhookDelivery) -> str:
             "tenant_id": delivery.tenant_id,
             "status": status,
             "status_code": code,
-            "duration_ms": elapsed_ms,
+            "duration_ms": sent.duration_ms,
         },
     )
     outcome = "gone" if code == 410 else {"pending": "retry"}.get(status, status)
@@ -213,8 +273,12 @@ def _decide(
     code: int | None,
     error: str | None,
     now: datetime,
+    *,
+    last: bool = False,
 ) -> tuple[str, str, datetime | None]:
     """(status, decision text, next attempt time) after one attempt."""
+    if last:
+        return "failed", f"{error or 'cannot be sent'}; not retried", None
     if code is not None and 200 <= code < 300:
         return "succeeded", f"delivered ({code})", None
     if code == 410:

@@ -216,6 +216,8 @@ def running_stack(
             }
         ),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
+        # The tests' webhook receivers listen on loopback.
+        "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "PASSTHRU_HEARTBEAT_FILE": str(logs / "worker.heartbeat"),
         # The stack's first worker serves its metrics here (later ones find it taken).
         "PASSTHRU_WORKER_METRICS_PORT": str(free_port()),

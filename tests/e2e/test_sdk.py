@@ -110,9 +110,9 @@ def test_async_sdk_waits_for_an_upstream_error(stack: Stack, caller: Caller) -> 
 
 
 def test_a_webhook_signed_by_the_server_verifies(stack: Stack, caller: Caller) -> None:
-    # The stand-in receives the callback: https://slack.com is overridden to it.
+    # The stand-in upstream, on loopback, receives the callback too.
     path = f"/sdk-hook-{secrets.token_hex(3)}"
-    callback_url = f"https://slack.com{path}"
+    callback_url = f"{stack.upstream.origin}{path}"
     stack.upstream.script("POST", path, Reply(204))
     user = f"u-sdk-hook-{secrets.token_hex(3)}"
     with Passthru(caller.api_key, stack.base_url, user_id=user) as pt:

@@ -17,9 +17,6 @@ from api.embedded_redis import free_port
 from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
 from tests.e2e.upstream import Reply, Upstream
 
-HOOKS = "https://hooks.test"
-LATE_HOOKS = "https://late-hooks.test"
-
 
 class Receiver:
     """A webhook receiver on a port of its own; answers `status` and keeps what it got."""
@@ -102,8 +99,7 @@ def hooked(
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("webhook-logs")
     env = {"PASSTHRU_WEBHOOK_SCHEDULE_S": "0,1,2,4,8,8", "PASSTHRU_SWEEP_EVERY_S": "1"}
-    overrides = {HOOKS: receiver.origin, LATE_HOOKS: late.origin}
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env, overrides) as s:
+    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
         s.beat()
         yield s
     late.stop()
@@ -125,7 +121,7 @@ def test_every_call_of_a_1000_call_batch_is_announced_once_and_signed(
     hooked: Stack, owner: Caller, receiver: Receiver
 ) -> None:
     # Given a tenant endpoint and a 1,000-call batch
-    secret = _endpoint(owner, f"{HOOKS}/passthru")
+    secret = _endpoint(owner, f"{receiver.origin}/passthru")
     owner.connect("slack", "u-hooks", {"access_token": "xoxb-hooks"})
     hooked.upstream.script("GET", "/api/hooks.batch", Reply(200, {"ok": True}))
     calls = [
@@ -181,7 +177,7 @@ def test_a_receiver_down_for_ten_seconds_gets_every_event_once(
     hooked: Stack, owner: Caller, late: Receiver
 ) -> None:
     # Given a receiver that is down when 20 calls end
-    secret = _endpoint(owner, f"{LATE_HOOKS}/in")
+    secret = _endpoint(owner, f"{late.origin}/in")
     owner.connect("slack", "u-late", {"access_token": "xoxb-late"})
     hooked.upstream.script("GET", "/api/hooks.late", Reply(200, {"ok": True}))
     ids = []
@@ -209,7 +205,7 @@ def test_a_receiver_down_for_ten_seconds_gets_every_event_once(
 
 def test_410_disables_the_endpoint(hooked: Stack, owner: Caller, receiver: Receiver) -> None:
     # Given an endpoint that answers 410 Gone
-    _endpoint(owner, f"{HOOKS}/gone")
+    _endpoint(owner, f"{receiver.origin}/gone")
     receiver.status = 410
     try:
         owner.connect("slack", "u-gone", {"access_token": "xoxb-gone"})

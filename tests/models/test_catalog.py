@@ -102,6 +102,30 @@ def test_parse_error_for_template_host_not_in_base_url() -> None:
     assert "tenant" in str(err.value)
 
 
+def test_parse_error_for_a_token_url_template_the_base_url_does_not_have() -> None:
+    with pytest.raises(ConfigError, match="token_url") as err:
+        parse_catalog(
+            {"tpl": _entry(oauth2={"token_url": "https://{region}.example.com/token"})}, "src"
+        )
+    assert "region" in str(err.value)
+
+
+def test_a_token_url_template_is_filled_like_the_base_url() -> None:
+    [app] = parse_catalog(
+        {
+            "tpl": _entry(
+                base_url="https://{subdomain}.example.com/api",
+                allowed_hosts=["{subdomain}.example.com"],
+                oauth2={"token_url": "https://{subdomain}.example.com/oauth/token"},
+            )
+        },
+        "src",
+    ).values()
+    assert app.token_url_for({"subdomain": "Acme"}) == "https://acme.example.com/oauth/token"
+    with pytest.raises(ValueError, match="single DNS label"):
+        app.token_url_for({"subdomain": "evil.com/"})
+
+
 def test_parse_error_for_bad_slug() -> None:
     with pytest.raises(ConfigError) as err:
         parse_catalog({"Bad_Slug": _entry()}, "src")

@@ -16,6 +16,7 @@ from models.ids import new_id
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from worker.egress import EgressPolicy
 from worker.pipeline import Runtime
 from worker.send import SendPolicy
 from worker.sender import Sender
@@ -42,6 +43,7 @@ def make_account(
     app: str = "slack",
     credentials: dict[str, Any] | None = None,
     encrypted: str | None = None,
+    connection_config: dict[str, Any] | None = None,
 ) -> ConnectedAccount:
     """A connected account of `tenant`, its credentials encrypted under `vault`."""
     account = ConnectedAccount(
@@ -50,6 +52,7 @@ def make_account(
         app=app,
         user_id="user-1",
         credentials_enc=encrypted or vault.encrypt(credentials or {"access_token": SECRET}),
+        connection_config=connection_config,
     )
     return insert(engine, account)
 
@@ -99,7 +102,9 @@ def make_runtime(
     sender = Sender(
         client,
         SendPolicy(
-            overrides={}, allow_private_networks=True, max_response_bytes=max_response_bytes
+            overrides={},
+            egress=EgressPolicy(allow_private=True),
+            max_response_bytes=max_response_bytes,
         ),
     )
     return Runtime(

@@ -261,3 +261,28 @@ def test_a_backlog_on_a_slow_method_does_not_hold_back_the_accounts_other_calls(
         10_000,
         "tiered: 1 per 10 s per account on ^/api/slow",
     )
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://tiered.example/api/%73low",  # an escaped unreserved character
+        "https://tiered.example/api/fast/../slow",  # a dot-segment
+        "https://tiered.example/api/./slow",
+    ],
+)
+def test_a_path_rule_cannot_be_dodged_by_spelling_the_path_another_way(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault, spelling: str
+) -> None:
+    # Given the slow method's one call per 10 s already spent
+    account = _account(engine, tenant, vault, "tiered")
+    first = make_call(engine, account, url="https://tiered.example/api/slow")
+    assert rig.run([first.id]) == {first.id: CallStatus.COMPLETED}
+    # When the same method is asked for under another spelling of its path
+    dodge = make_call(engine, account, url=spelling)
+    # Then the rule still holds it back: it waits for the slow method's next slot
+    assert rig.run([dodge.id]) == {}
+    waiting = load(engine, dodge.id)
+    assert waiting.status == CallStatus.QUEUED
+    assert waiting.rate_wait is not None
+    assert waiting.rate_wait["reason"] == "tiered: 1 per 10 s per account on ^/api/slow"

@@ -75,3 +75,15 @@ def test_set_cookie_is_dropped_and_names_lower_cased() -> None:
 def test_repeated_headers_are_joined() -> None:
     headers = public_headers([("Vary", "Accept"), ("vary", "Origin"), ("VARY", "Cookie")])
     assert headers == {"vary": "Accept, Origin, Cookie"}
+
+
+def test_json_too_deep_to_store_is_kept_as_text() -> None:
+    # Given JSON nested 300 deep (the database's encoder stops at 255 levels)
+    body = b"[" * 300 + b"]" * 300
+    # When decoded / Then it stays text: the call is stored, not lost to an encoder error
+    assert decode_output(body, "application/json") == body.decode()
+
+
+def test_wide_json_with_many_brackets_is_still_json() -> None:
+    body = b"[" + b",".join(b'{"a": [1]}' for _ in range(1000)) + b"]"
+    assert decode_output(body, "application/json") == [{"a": [1]}] * 1000

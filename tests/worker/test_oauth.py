@@ -260,3 +260,106 @@ def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
         assert execute_calls([call.id], runtime) == {call.id: CallStatus.COMPLETED}
     finally:
         runtime.sender.close()
+
+
+TEMPLATED: App = parse_catalog(
+    {
+        "desk": {
+            "name": "Desk",
+            "base_url": "https://{subdomain}.desk.example/api",
+            "allowed_hosts": ["{subdomain}.desk.example"],
+            "auth": {"type": "bearer"},
+            "oauth2": {"token_url": "https://{subdomain}.desk.example/oauth/token"},
+        }
+    },
+    "test",
+)["desk"]
+
+
+def test_a_templated_token_url_is_filled_in_from_the_account(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an app whose token URL lives on each account's subdomain
+    urls: list[str] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json={"access_token": "fresh", "expires_in": 60})
+
+    seen = OAuth2Credentials(access_token="old", refresh_token="r", expires_at=NOW - 1)
+    account = make_account(
+        engine,
+        tenant,
+        vault,
+        app="desk",
+        credentials=seen.model_dump(),
+        connection_config={"subdomain": "acme"},
+    )
+    r = replace(refresher, http=httpx.Client(transport=httpx.MockTransport(token)))
+    # When its expired token is refreshed
+    fresh = r.ensure_fresh(TEMPLATED, account.id, seen, config={"subdomain": "acme"})
+    # Then the refresh went to that account's token URL
+    assert urls == ["https://acme.desk.example/oauth/token"]
+    assert fresh.access_token == "fresh"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"access_token": ""},
+        {"access_token": 42},
+        {"access_token": "x" * 20_000},
+        {"error": "server_error"},
+    ],
+)
+def test_a_token_endpoint_answering_nonsense_is_a_refresh_failure(
+    refresher: Refresher,
+    endpoint: TokenEndpoint,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    answer: dict[str, object],
+) -> None:
+    endpoint.answer = httpx.Response(200, json=answer)
+    seen = OAuth2Credentials(access_token="a", refresh_token="r", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    with pytest.raises(RefreshUnavailable):
+        refresher.ensure_fresh(APP, account.id, seen)
+
+
+@pytest.mark.parametrize("expires_in", ["Infinity", "NaN", "-5", "1e308", "true", '"3600"'])
+def test_an_unreadable_lifetime_is_not_believed(
+    refresher: Refresher,
+    endpoint: TokenEndpoint,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    expires_in: str,
+) -> None:
+    # Given a token endpoint writing a lifetime that is not a finite positive number
+    endpoint.answer = httpx.Response(
+        200,
+        content=f'{{"access_token": "new", "expires_in": {expires_in}}}'.encode(),
+        headers={"content-type": "application/json"},
+    )
+    seen = OAuth2Credentials(access_token="a", refresh_token="r", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    # When refreshed / Then the token is used, with an expiry that is unknown or bounded
+    fresh = refresher.ensure_fresh(APP, account.id, seen)
+    assert fresh.access_token == "new"
+    assert fresh.expires_at is None or fresh.expires_at <= NOW + 10 * 365 * 86_400
+
+
+def test_a_revocation_message_echoing_the_refresh_token_is_scrubbed(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    endpoint.answer = httpx.Response(
+        400,
+        json={"error": "invalid_grant", "error_description": "token r-secret-9 revoked (csecret)"},
+    )
+    seen = OAuth2Credentials(access_token="a", refresh_token="r-secret-9", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    with pytest.raises(Revoked) as caught:
+        refresher.ensure_fresh(APP, account.id, seen)
+    assert "r-secret-9" not in str(caught.value)
+    assert "csecret" not in str(caught.value)

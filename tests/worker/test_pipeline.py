@@ -698,3 +698,56 @@ def test_a_call_of_an_account_no_longer_active_fails_unsent(
     assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     assert load(engine, call.id).error == error
     assert harness.requests == []
+
+
+# --- whatever the upstream sends, the call ends -------------------------------------------------
+
+
+def test_an_outcome_that_cannot_be_processed_fails_its_call_not_the_message(
+    engine: Engine, account: ConnectedAccount, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two calls of one message, and a bug met while classifying the first one's answer
+    odd, fine = make_call(engine, account), make_call(engine, account)
+    real = __import__("worker.pipeline", fromlist=["_result"])._result
+
+    def classify(g: Any, outcome: Any, rt: Any, now: Any) -> Any:
+        if g.claimed.call.id == odd.id:
+            raise ValueError(f"cannot classify, holding {SECRET}")
+        return real(g, outcome, rt, now)
+
+    monkeypatch.setattr("worker.pipeline._result", classify)
+    # When the message runs
+    statuses = harness.run([odd.id, fine.id])
+    # Then the odd call failed with a reason that names no secret, the other completed
+    assert statuses == {odd.id: CallStatus.FAILED, fine.id: CallStatus.COMPLETED}
+    stored = load(engine, odd.id)
+    assert stored.error == "internal_error"
+    assert SECRET not in (stored.error_message or "")
+
+
+def test_an_answer_the_database_refuses_ends_the_call_failed_instead_of_running_forever(
+    engine: Engine, account: ConnectedAccount, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an output the database's JSON encoder refuses (nested past 255 levels)
+    call = make_call(engine, account)
+    deep: Any = []
+    for _ in range(300):
+        deep = [deep]
+    monkeypatch.setattr("worker.outcome.decode_output", lambda body, ctype: deep)
+    # When the call runs
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
+    # Then it is stored failed, saying so, and its waiters are told
+    stored = load(engine, call.id)
+    assert (stored.status, stored.error) == (CallStatus.FAILED, "unstorable_answer")
+    assert harness.notified == [call.id]
+
+
+def test_retry_after_infinity_ends_the_call_rate_limited(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given an upstream answering 429 with `Retry-After: inf`
+    call = make_call(engine, account)
+    harness.answer(lambda _: httpx.Response(429, headers={"Retry-After": "inf"}))
+    # When the call runs / Then it ends at once instead of waiting forever (or crashing)
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
+    assert load(engine, call.id).error == "rate_limited"

@@ -10,7 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from models.catalog import RetrySpec
-from worker.retry import GiveUp, RetryIn, RetryPolicy, backoff_s, decide, policy_for
+from worker.retry import (
+    MAX_ASKED_S,
+    GiveUp,
+    RetryIn,
+    RetryPolicy,
+    backoff_s,
+    decide,
+    policy_for,
+    wait_asked_s,
+)
 from worker.send import Answer, Failure, Outcome
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -159,3 +168,46 @@ def test_a_call_may_add_a_status_but_not_make_a_post_unsafe() -> None:
 def test_catalog_retry_settings_out_of_bounds_are_refused(spec: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RetrySpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("value", "asked"),
+    [
+        ("inf", MAX_ASKED_S),  # "forever": the longest wait, which max_wait_s turns down
+        ("Infinity", MAX_ASKED_S),
+        ("1e400", MAX_ASKED_S),
+        ("-inf", 0.0),
+        ("-5", 0.0),
+        ("nan", None),  # not a number: ignored
+        ("soon", None),
+        ("", None),
+        ("Mon, 99 Foo 9999 99:99:99 GMT", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_ASKED_S),
+        (" 7 ", 7.0),
+    ],
+)
+def test_retry_after_is_clamped_whatever_the_upstream_writes(
+    value: str, asked: float | None
+) -> None:
+    assert wait_asked_s([("Retry-After", value)], RetrySpec(), NOW) == asked
+
+
+@pytest.mark.parametrize("remaining", ["nan", "garbage", ""])
+def test_a_reset_header_without_a_readable_remaining_count_asks_nothing(remaining: str) -> None:
+    spec = RetrySpec(reset_header="X-Reset", remaining_header="X-Remaining", reset_is="seconds")
+    headers = [("X-Reset", "30"), ("X-Remaining", remaining)]
+    assert wait_asked_s(headers, spec, NOW) is None
+
+
+@pytest.mark.parametrize("reset", ["inf", "1e308", "-1e308", "nan"])
+def test_a_reset_header_is_clamped_too(reset: str) -> None:
+    spec = RetrySpec(reset_header="X-Reset", remaining_header="X-Remaining")
+    asked = wait_asked_s([("X-Reset", reset), ("X-Remaining", "0")], spec, NOW)
+    assert asked is None or 0.0 <= asked <= MAX_ASKED_S
+
+
+def test_a_429_asking_to_wait_forever_ends_the_call_rate_limited() -> None:
+    # Given a 429 with Retry-After: inf / When decided / Then the call ends, it never waits
+    decision = run(answer(429, [("Retry-After", "inf")]))
+    assert isinstance(decision, GiveUp)
+    assert decision.error == "rate_limited"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.bombs import MIB, brotli_bomb
 from worker.auth import HeaderAuth
+from worker.egress import EgressPolicy, trusted_hosts
 from worker.onward import OnwardRequest
 from worker.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
 from worker.timeouts import Timeouts
@@ -19,8 +19,18 @@ from worker.timeouts import Timeouts
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 TOKEN = "Bearer secret-token-123"
 HOSTS = ("api.example.com", "files.example.com")
-OPEN = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1_000_000)
-STRICT = SendPolicy(overrides={}, allow_private_networks=False, max_response_bytes=1_000_000)
+OPEN = SendPolicy(
+    overrides={}, egress=EgressPolicy(allow_private=True), max_response_bytes=1_000_000
+)
+STRICT = SendPolicy(overrides={}, egress=EgressPolicy(), max_response_bytes=1_000_000)
+
+
+def _policy(
+    overrides: dict[str, str], *, allow_private: bool = False, cap: int = 1000
+) -> SendPolicy:
+    """Overrides with their targets exempt, as the worker's runtime builds them."""
+    egress = EgressPolicy(allow_private, trusted_hosts(list(overrides.values())))
+    return SendPolicy(overrides=overrides, egress=egress, max_response_bytes=cap)
 
 
 async def _answer(handler: Handler, request: httpx.Request) -> httpx.Response:
@@ -105,7 +115,7 @@ def test_upstream_error_status_is_still_an_answer() -> None:
 
 
 def test_body_over_cap_is_cut_and_flagged() -> None:
-    policy = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10)
+    policy = _policy({}, allow_private=True, cap=10)
     outcome, _ = _run(lambda _: httpx.Response(200, content=b"x" * 100), _req(), policy)
     assert isinstance(outcome, Answer)
     assert outcome.body == b"x" * 10
@@ -113,7 +123,7 @@ def test_body_over_cap_is_cut_and_flagged() -> None:
 
 
 def test_body_at_cap_is_not_flagged() -> None:
-    policy = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10)
+    policy = _policy({}, allow_private=True, cap=10)
     outcome, _ = _run(lambda _: httpx.Response(200, content=b"y" * 10), _req(), policy)
     assert isinstance(outcome, Answer)
     assert outcome.body == b"y" * 10
@@ -303,90 +313,12 @@ def test_private_ip_literals_are_forbidden(host: str) -> None:
     assert upstream.requests == []
 
 
-class FakeResolver:
-    """Stands in for socket.getaddrinfo, which loop.getaddrinfo calls in an executor thread."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.hosts: list[str] = []
-        self.threads: list[threading.Thread] = []
-
-    def __call__(self, host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        self.hosts.append(host)
-        self.threads.append(threading.current_thread())
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.address, 0))]
-
-
-def test_host_resolving_to_private_address_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a public name that resolves to a private address
-    resolver = FakeResolver("10.0.0.5")
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    # When sent with private networks not allowed
-    outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
-    # Then the name was looked up and nothing is sent
-    assert resolver.hosts == ["api.example.com"]
-    assert isinstance(outcome, Failure)
-    assert outcome.error == "destination_forbidden"
-    assert outcome.maybe_delivered is False
-    assert upstream.requests == []
-
-
-def test_host_resolving_to_public_address_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    resolver = FakeResolver("93.184.216.34")
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    outcome, upstream = _run(lambda _: httpx.Response(200), _req(), STRICT)
-    assert resolver.hosts == ["api.example.com"]
-    assert isinstance(outcome, Answer)
-    assert len(upstream.requests) == 1
-
-
-def test_name_lookup_does_not_block_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a resolver that notes the thread it runs on
-    resolver = FakeResolver("93.184.216.34")
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    loop_threads: list[threading.Thread] = []
-
-    def handler(_: httpx.Request) -> httpx.Response:
-        loop_threads.append(threading.current_thread())
-        return httpx.Response(200)
-
-    # When sent with the private-network rule on
-    outcome, _ = _run(handler, _req(), STRICT)
-    # Then the blocking lookup ran off the loop's thread (hundreds of calls share that loop)
-    assert isinstance(outcome, Answer)
-    assert len(resolver.threads) == 1
-    assert resolver.threads[0] is not loop_threads[0]
-
-
-def test_unresolvable_host_is_left_to_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a name that does not resolve
-    def no_such_host(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("name not known", request=request)
-
-    # When sent with private networks not allowed
-    outcome, upstream = _run(handler, _req(), STRICT)
-    # Then the rule lets it through and the request fails with its own, clearer, error
-    assert isinstance(outcome, Failure)
-    assert outcome.error == "connect_error"
-    assert outcome.maybe_delivered is False
-    assert len(upstream.requests) == 1
-
-
 def test_redirect_to_private_address_is_forbidden() -> None:
     # Given an allowed host list that (wrongly) includes a loopback address
     def handler(_: httpx.Request) -> httpx.Response:
         return httpx.Response(302, headers={"Location": "https://127.0.0.1/admin"})
 
-    policy = SendPolicy(
-        overrides={"https://api.example.com": "http://10.9.9.9:9000"},
-        allow_private_networks=False,
-        max_response_bytes=1000,
-    )
+    policy = _policy({"https://api.example.com": "http://10.9.9.9:9000"})
     outcome, upstream = _run(handler, _req(hosts=("api.example.com", "127.0.0.1")), policy)
     # Then the redirect target is checked too and never contacted
     assert isinstance(outcome, Failure)
@@ -396,11 +328,7 @@ def test_redirect_to_private_address_is_forbidden() -> None:
 
 def test_override_target_on_loopback_is_allowed() -> None:
     # Given an operator override to a local mock, and private networks not allowed
-    policy = SendPolicy(
-        overrides={"https://api.example.com": "http://127.0.0.1:9000"},
-        allow_private_networks=False,
-        max_response_bytes=1000,
-    )
+    policy = _policy({"https://api.example.com": "http://127.0.0.1:9000"})
     # When sent
     outcome, upstream = _run(lambda _: httpx.Response(200, text="mock"), _req(), policy)
     # Then it reaches the override, with path and query kept
@@ -411,22 +339,14 @@ def test_override_target_on_loopback_is_allowed() -> None:
 
 
 def test_override_only_applies_to_its_origin() -> None:
-    policy = SendPolicy(
-        overrides={"https://other.example.com": "http://127.0.0.1:9000"},
-        allow_private_networks=True,
-        max_response_bytes=1000,
-    )
+    policy = _policy({"https://other.example.com": "http://127.0.0.1:9000"}, allow_private=True)
     _, upstream = _run(lambda _: httpx.Response(200), _req(), policy)
     assert str(upstream.requests[0].url) == "https://api.example.com/v1/items?limit=2"
 
 
 def test_redirect_on_override_target_stays_on_override() -> None:
     # Given an override, and the mock redirecting with a relative and then absolute Location
-    policy = SendPolicy(
-        overrides={"https://api.example.com": "http://127.0.0.1:9000"},
-        allow_private_networks=False,
-        max_response_bytes=1000,
-    )
+    policy = _policy({"https://api.example.com": "http://127.0.0.1:9000"})
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/items":
@@ -524,3 +444,80 @@ def test_deadline_covers_every_redirect_hop() -> None:
     assert isinstance(outcome, Failure)
     assert outcome.error == "timeout"
     assert [r.url.path for r in upstream.requests] == ["/v1/items", "/v1/slow"]
+
+
+# --- ports, bounded bodies ----------------------------------------------------------------------
+
+
+def test_redirect_to_another_port_of_an_allowed_host_is_not_followed() -> None:
+    # Given an upstream redirecting to its own host on a port the app does not use
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": "https://api.example.com:8443/admin"})
+
+    # When sent / Then the redirect is the answer; nothing went to that port
+    outcome, upstream = _run(handler, _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.status == 302
+    assert upstream.hosts == ["api.example.com"]
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, *chunks: bytes) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+
+def test_a_compression_bomb_is_cut_at_the_cap_of_decoded_bytes() -> None:
+    # Given an upstream answering a few hundred bytes of brotli that decode to 256 MiB
+    bomb = brotli_bomb(256 * MIB)
+    assert len(bomb) < 1000
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "br"}, stream=_Chunks(bomb))
+
+    # When read with a 1 MB cap
+    policy = _policy({}, allow_private=True, cap=1_000_000)
+    outcome, _ = _run(handler, _req(), policy)
+    # Then the body is the first 1 MB of the decoded stream, flagged as cut
+    assert isinstance(outcome, Answer)
+    assert outcome.truncated is True
+    assert outcome.body == b"\0" * 1_000_000
+
+
+def test_a_body_whose_encoding_breaks_is_kept_as_far_as_it_decoded() -> None:
+    import gzip
+
+    good = gzip.compress(b"hello " * 1000)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"Content-Encoding": "gzip"}, stream=_Chunks(good[:200], b"garbage")
+        )
+
+    outcome, _ = _run(handler, _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.truncated is True
+    assert (b"hello " * 1000).startswith(outcome.body)
+
+
+def test_the_bodies_of_one_message_share_its_memory_budget() -> None:
+    # Given a budget of 150 bytes for a message and three answers of 100 bytes
+    from worker.send import MemoryBudget
+
+    budget = MemoryBudget(150)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Chunks(b"x" * 100))
+
+    async def go() -> list[Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return [await send(client, _req(), OPEN, budget) for _ in range(3)]
+
+    first, second, third = asyncio.run(go())
+    # Then the first is whole, the second cut where the budget ran out, the third empty
+    assert (first.body, first.truncated) == (b"x" * 100, False)
+    assert (second.body, second.truncated) == (b"x" * 50, True)
+    assert (third.body, third.truncated) == (b"", True)

@@ -16,12 +16,15 @@ import httpx
 import pytest
 
 from worker.auth import HeaderAuth
+from worker.egress import EgressPolicy
 from worker.onward import OnwardRequest
 from worker.send import Answer, Outcome, SendPolicy
 from worker.sender import Deferred, Sender
 from worker.timeouts import Timeouts
 
-POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=10_000)
+POLICY = SendPolicy(
+    overrides={}, egress=EgressPolicy(allow_private=True), max_response_bytes=10_000
+)
 WAIT_S = 30  # only a guard so that a broken Sender fails instead of hanging the suite
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]

@@ -23,13 +23,16 @@ from aiohttp.client_reqrep import ConnectionKey
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 from worker.auth import HeaderAuth
+from worker.egress import EgressPolicy
 from worker.onward import OnwardRequest
 from worker.send import Answer, Failure, Outcome, SendPolicy, send
 from worker.timeouts import Timeouts
 from worker.transport import TransportKind, failure_kind, make_async_client
 
 KINDS: list[TransportKind] = ["aiohttp", "httpx"]
-POLICY = SendPolicy(overrides={}, allow_private_networks=True, max_response_bytes=1_000_000)
+POLICY = SendPolicy(
+    overrides={}, egress=EgressPolicy(allow_private=True), max_response_bytes=1_000_000
+)
 
 
 def _key() -> ConnectionKey:
@@ -244,7 +247,11 @@ def _send_real(kind: TransportKind, req: OnwardRequest) -> Outcome:
     async def go() -> Outcome:
         # Built inside the running loop, as the Sender does.
         client = make_async_client(
-            kind, max_connections=10, connect_timeout_s=10.0, read_timeout_s=30.0
+            kind,
+            policy=POLICY.egress,
+            max_connections=10,
+            connect_timeout_s=10.0,
+            read_timeout_s=30.0,
         )
         async with client:
             return await send(client, req, POLICY)
@@ -331,7 +338,11 @@ def test_client_is_built_with_the_settings(kind: TransportKind) -> None:
     # Given a client made for the worker
     async def go() -> dict[str, Any]:
         async with make_async_client(
-            kind, max_connections=7, connect_timeout_s=1.5, read_timeout_s=9.0
+            kind,
+            policy=POLICY.egress,
+            max_connections=7,
+            connect_timeout_s=1.5,
+            read_timeout_s=9.0,
         ) as client:
             return {
                 "connect": client.timeout.connect,

@@ -3,7 +3,6 @@ disables the endpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -26,6 +25,9 @@ from models.tables import (
 )
 from models.webhooks import message_id, new_secret, store_secrets
 from tests.worker.factories import NOW, make_call
+from worker.egress import EgressPolicy
+from worker.transport import make_webhook_client
+from worker.webhook_sender import InlinePoster
 from worker.webhooks import WebhookRuntime, deliver
 
 HOOK = "https://hooks.example.com/in"
@@ -41,6 +43,9 @@ class Receiver:
         self.requests.append(request)
         return self.answers.pop(0) if self.answers else httpx.Response(204)
 
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
 
 @pytest.fixture
 def receiver() -> Receiver:
@@ -51,20 +56,16 @@ PUBLISHED: list[tuple[list[str], float]] = []
 
 
 @pytest.fixture
-def rt(engine: Engine, vault: Vault, receiver: Receiver) -> Iterator[WebhookRuntime]:
+def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:
     PUBLISHED.clear()
-    runtime = WebhookRuntime(
+    return WebhookRuntime(
         engine=engine,
         vault=vault,
-        http=httpx.Client(transport=httpx.MockTransport(receiver)),
+        poster=InlinePoster(receiver.client, timeout_s=5.0),
         schedule_s=SCHEDULE,
-        overrides={},
-        allow_private_networks=False,
         clock=lambda: NOW,
         republish=lambda ids, countdown: PUBLISHED.append((list(ids), countdown)),
     )
-    yield runtime
-    runtime.http.close()
 
 
 @pytest.fixture
@@ -194,10 +195,21 @@ def test_a_callback_to_a_private_address_is_refused(
     )
     with engine.begin() as conn:
         [msg] = enqueue_deliveries(conn, [call.id], NOW)
-    assert deliver([msg], rt) == {msg: "pending"}
+    # When delivered by the real webhook client, private networks not allowed
+    policy = EgressPolicy(setting="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
+    real = replace(
+        rt,
+        poster=InlinePoster(
+            lambda: make_webhook_client(policy, max_connections=4, timeout_s=5.0), 5.0
+        ),
+    )
+    assert deliver([msg], real) == {msg: "pending"}
+    # Then nothing was sent, and the attempt says why and what would allow it
     assert receiver.requests == []
     with Session(engine) as session:
         [attempt] = session.exec(
             select(WebhookAttempt).where(WebhookAttempt.delivery_id == msg)
         ).all()
-    assert attempt.error == "127.0.0.1 is a private or loopback address"
+    assert attempt.error is not None
+    assert attempt.error.startswith("destination_forbidden: 127.0.0.1 is not a public address")
+    assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in attempt.error

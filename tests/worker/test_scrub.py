@@ -1,0 +1,168 @@
+"""The scrubber: no credential a request carried survives in anything stored about it, in any
+form it travels in, whatever the upstream echoes; and every auth style names its secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from models.catalog import App, AuthSpec, OAuth2Spec
+from models.credentials import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
+from worker.auth import auth_for, secrets_of
+from worker.egress import EgressPolicy
+from worker.onward import OnwardRequest
+from worker.scrub import REDACTED, Scrubber
+from worker.send import Answer, Failure, SendPolicy, send
+from worker.timeouts import Timeouts
+
+SECRET = "s3cr3t/+=&key"
+
+
+def test_every_form_of_a_secret_is_removed() -> None:
+    scrub = Scrubber([SECRET, None, ""])
+    text = f"a {SECRET} b {quote(SECRET, safe='')} c {SECRET.replace('/', chr(92) + '/')} d"
+    assert SECRET not in scrub.text(text)
+    assert scrub.text(text).count(REDACTED) == 3
+    assert scrub.bytes(text.encode()).count(REDACTED.encode()) == 3
+
+
+def test_stored_text_loses_control_characters_and_is_cut() -> None:
+    scrub = Scrubber(["tok"])
+    assert scrub.stored("a\x00b\x1bc tok", 100) == f"abc {REDACTED}"
+    assert len(scrub.stored("x" * 1000, 50)) == 50
+
+
+def _app(auth: AuthSpec, oauth2: OAuth2Spec | None = None) -> App:
+    return App(
+        slug="x",
+        name="X",
+        base_url="https://api.example.com",
+        allowed_hosts=["api.example.com"],
+        auth=auth,
+        oauth2=oauth2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("app", "credentials", "on_the_wire"),
+    [
+        (_app(AuthSpec(type="bearer")), OAuth2Credentials(access_token="at-1"), ["at-1"]),
+        (
+            _app(AuthSpec(type="header", name="X-Key", prefix="Token ")),
+            ApiKeyCredentials(api_key="k-2"),
+            ["k-2"],
+        ),
+        (
+            _app(AuthSpec(type="query", param="api_key")),
+            ApiKeyCredentials(api_key=SECRET),
+            ["s3cr3t%2F%2B%3D%26key"],
+        ),
+        (
+            _app(AuthSpec(type="basic")),
+            BasicCredentials(username="user", password="pw-3"),
+            [base64.b64encode(b"user:pw-3").decode()],
+        ),
+        (
+            _app(AuthSpec(type="basic", api_key_as="username")),
+            ApiKeyCredentials(api_key="k-4"),
+            [base64.b64encode(b"k-4:").decode()],
+        ),
+    ],
+)
+def test_each_auth_style_names_what_it_puts_on_the_wire(
+    app: App, credentials: Credentials, on_the_wire: list[str]
+) -> None:
+    # Given the request an auth style builds
+    request = httpx.Request("GET", "https://api.example.com/v1")
+    authed = next(auth_for(app.auth, credentials).sync_auth_flow(request))
+    wire = " ".join([str(authed.url), *authed.headers.values()])
+    # Then every secret it put there is among the ones the scrubber removes
+    scrubbed = Scrubber(secrets_of(app, credentials)).text(wire)
+    for secret in on_the_wire:
+        assert secret in wire
+        assert secret not in scrubbed
+
+
+def test_refresh_tokens_and_the_client_secret_are_scrubbed_too() -> None:
+    app = _app(
+        AuthSpec(type="bearer"),
+        OAuth2Spec(token_url="https://api.example.com/token", client_secret="client-s"),
+    )
+    creds = OAuth2Credentials(access_token="at", refresh_token="rt-5")
+    scrub = Scrubber(secrets_of(app, creds))
+    assert scrub.text("rt-5 client-s at-x") == f"{REDACTED} {REDACTED} {REDACTED}-x"
+
+
+def _request(app: App, credentials: Credentials, url: str) -> OnwardRequest:
+    return OnwardRequest(
+        method="GET",
+        url=url,
+        headers={},
+        content=None,
+        allowed_hosts=("api.example.com",),
+        auth=auth_for(app.auth, credentials),
+        timeouts=Timeouts(5.0, 5.0, 5.0),
+        scrub=Scrubber(secrets_of(app, credentials)),
+    )
+
+
+def _run(handler: httpx.MockTransport, req: OnwardRequest) -> Answer | Failure:
+    async def go() -> Answer | Failure:
+        async with httpx.AsyncClient(transport=handler) as client:
+            return await send(client, req, SendPolicy({}, EgressPolicy(), 100_000))
+
+    return asyncio.run(go())
+
+
+def test_an_error_quoting_the_url_never_stores_a_query_secret() -> None:
+    # Given a query-auth app and a transport error whose text quotes the full URL
+    app = _app(AuthSpec(type="query", param="api_key"))
+    creds = ApiKeyCredentials(api_key=SECRET)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
+
+    # When sent
+    outcome = _run(httpx.MockTransport(handler), _request(app, creds, "https://api.example.com/v1"))
+    # Then the stored message keeps the URL without the secret in any encoding
+    assert isinstance(outcome, Failure)
+    assert "s3cr3t" not in outcome.message
+    assert "api.example.com/v1?api_key=" + REDACTED in outcome.message
+
+
+def test_an_upstream_echoing_the_credential_has_it_removed_from_body_and_headers() -> None:
+    # Given an upstream that echoes the request's headers (as httpbin does)
+    app = _app(AuthSpec(type="bearer"))
+    creds = OAuth2Credentials(access_token="xoxb-echoed-token")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = request.headers["authorization"]
+        return httpx.Response(
+            200, json={"headers": {"Authorization": echoed}}, headers={"X-Echo": echoed}
+        )
+
+    # When sent
+    outcome = _run(httpx.MockTransport(handler), _request(app, creds, "https://api.example.com/v1"))
+    # Then neither the body nor the headers kept it
+    assert isinstance(outcome, Answer)
+    assert b"xoxb-echoed-token" not in outcome.body
+    assert REDACTED.encode() in outcome.body
+    assert dict(outcome.headers)["x-echo"] == f"Bearer {REDACTED}"
+
+
+def test_an_unexpected_exception_is_stored_by_its_class_only() -> None:
+    app = _app(AuthSpec(type="bearer"))
+    creds = OAuth2Credentials(access_token="tok-in-repr")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError(f"bug holding {request.headers}")
+
+    outcome = _run(httpx.MockTransport(handler), _request(app, creds, "https://api.example.com/v1"))
+    assert isinstance(outcome, Failure)
+    assert outcome.error == "internal_error"
+    assert "tok-in-repr" not in outcome.message
+    assert outcome.message == "RuntimeError while sending"

@@ -1,0 +1,72 @@
+"""One scrubber for every text the worker stores or returns about a call: error messages,
+attempt notes, the upstream's answer (body and headers) and what comes back from a token
+endpoint. It removes each credential value the call's request carried, in the forms it may
+travel in (as is, URL-encoded, JSON-escaped, base64 basic-auth pairs), whatever the
+upstream echoes. Stored text also loses NUL and other control characters and is cut to
+the size of its column.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+REDACTED = "[redacted]"
+_REDACTED_BYTES = REDACTED.encode()
+# Control characters a database text column or a log line should never carry.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _forms(secret: str) -> set[str]:
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+    return {f for f in forms if f}
+
+
+class Scrubber:
+    """Replaces every form of the given secrets with `[redacted]`."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        found: set[str] = set()
+        for secret in secrets:
+            if secret:
+                found |= _forms(secret)
+        # Longest first, so a secret that contains another is removed whole.
+        self._text = sorted(found, key=len, reverse=True)
+        self._bytes = [s.encode() for s in self._text]
+
+    def __bool__(self) -> bool:
+        return bool(self._text)
+
+    def text(self, value: str) -> str:
+        for secret in self._text:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def bytes(self, value: bytes) -> bytes:
+        for secret in self._bytes:
+            if secret in value:
+                value = value.replace(secret, _REDACTED_BYTES)
+        return value
+
+    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if not self._text:
+            return headers
+        return [(name, self.text(value)) for name, value in headers]
+
+    def stored(self, value: str, limit: int) -> str:
+        """`value` as it may be stored or shown: scrubbed, without control characters, at
+        most `limit` characters."""
+        clean = _CONTROL.sub("", self.text(value))
+        return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def basic_pair(username: str, password: str) -> list[str]:
+    """The forms of a basic-auth pair on the wire: `user:pass` and its base64."""
+    pair = f"{username}:{password}"
+    return [pair, base64.b64encode(pair.encode()).decode()]
+
+
+NOTHING = Scrubber()

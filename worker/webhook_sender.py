@@ -1,0 +1,187 @@
+"""Webhook attempts on the worker's event loop, under their own budget.
+
+A receiver is as untrusted as an upstream: it may answer slowly, drip one byte at a time,
+or answer with a compression bomb. So an attempt asks for `Accept-Encoding: identity`,
+reads at most ANSWER_READ_BYTES of the answer (only its status matters), and runs under
+one total deadline covering connect, send and answer (PASSTHRU_WEBHOOK_TIMEOUT_S), not a
+per-read timeout. Attempts run on the event loop, at most PASSTHRU_WEBHOOK_CONCURRENCY at
+once per process, never on the threads that run calls: the Celery task that hands them
+over returns at once, and each attempt is recorded on a small executor of its own when it
+ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from worker.transport import describe_failure
+
+log = logging.getLogger("passthru.webhooks")
+
+# Bytes of a receiver's answer read at most: enough to end it politely, never a bomb.
+ANSWER_READ_BYTES = 1024
+# Attempts handed over but not yet recorded, per process, as a multiple of the concurrency:
+# beyond it, deliveries are handed back to come again a little later.
+PENDING_PER_SLOT = 8
+# The longest error text kept for an attempt (the column's size).
+ERROR_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One signed attempt, ready to send."""
+
+    delivery_id: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one attempt got: a status, or why there was none."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+async def attempt(client: httpx.AsyncClient, prepared: Prepared, timeout_s: float) -> Sent:
+    """POST once under a total deadline; a status that arrived in time counts even if the
+    rest of the answer does not."""
+    started = time.monotonic()
+    code: int | None = None
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            request = client.build_request(
+                "POST", prepared.url, content=prepared.body, headers=prepared.headers
+            )
+            response = await client.send(request, stream=True)
+            code = response.status_code
+            try:
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= ANSWER_READ_BYTES:
+                        break
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        if code is None:
+            return Sent(None, f"no answer within {timeout_s:g} s", took())
+    except Exception as exc:
+        if code is None:
+            kind, _, message = describe_failure(exc, sent=False)
+            return Sent(None, f"{kind}: {message}"[:ERROR_CHARS], took())
+    return Sent(code, None, took())
+
+
+class Poster(Protocol):
+    def room(self) -> int:
+        """How many more attempts may be handed over now."""
+        ...
+
+    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+        """Start the attempt; `done` records it when it ends."""
+        ...
+
+
+class LoopPoster:
+    """Attempts on an event loop (the sender's), at most `concurrency` at once."""
+
+    def __init__(
+        self,
+        loop: Callable[[], asyncio.AbstractEventLoop],
+        make_client: Callable[[], httpx.AsyncClient],
+        *,
+        concurrency: int,
+        timeout_s: float,
+    ) -> None:
+        self._loop = loop
+        self._make_client = make_client
+        self._concurrency = concurrency
+        self._timeout_s = timeout_s
+        self._max_pending = concurrency * PENDING_PER_SLOT
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._recorder = ThreadPoolExecutor(2, thread_name_prefix="passthru-webhook-record")
+
+    def room(self) -> int:
+        with self._lock:
+            return self._max_pending - self._pending
+
+    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+        with self._lock:
+            self._pending += 1
+        try:
+            asyncio.run_coroutine_threadsafe(self._run(prepared, done), self._loop())
+        except BaseException:
+            self._finished()
+            raise
+
+    async def _run(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+        try:
+            if self._client is None or self._slots is None:  # made on the loop, once
+                self._client = self._make_client()
+                self._slots = asyncio.Semaphore(self._concurrency)
+            async with self._slots:
+                sent = await attempt(self._client, prepared, self._timeout_s)
+            await asyncio.get_running_loop().run_in_executor(self._recorder, done, sent)
+        except Exception:
+            # The delivery stays `delivering` until its lease ends; the sweeper takes it back.
+            log.exception("webhook %s: the attempt could not be recorded", prepared.delivery_id)
+        finally:
+            self._finished()
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait for the attempts in flight to be recorded (a warm shutdown); False if some
+        are still running after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+
+class InlinePoster:
+    """Each attempt at once, on the calling thread, in an event loop of its own (tests and
+    tools)."""
+
+    def __init__(self, make_client: Callable[[], httpx.AsyncClient], timeout_s: float) -> None:
+        self._make_client = make_client
+        self._timeout_s = timeout_s
+
+    def room(self) -> int:
+        return 1_000_000
+
+    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+        async def once() -> Sent:
+            async with self._make_client() as client:
+                return await attempt(client, prepared, self._timeout_s)
+
+        done(asyncio.run(once()))
