@@ -167,6 +167,7 @@ AUTH_STYLE_ORIGINS = (
     "https://acme.zendesk.com",  # per-account subdomain, bearer
     "https://api.hunter.io",  # query parameter
     "https://acme.freshdesk.com",  # basic, API key as the user
+    "https://api.postmarkapp.com",  # a header of its own
 )
 TEST_APPS = {
     "slack": _roomy("slack"),
@@ -192,12 +193,13 @@ def running_stack(
     logs: Path,
     extra_env: dict[str, str] | None = None,
     overrides: dict[str, str] | None = None,
+    apps: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
-    """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`, and
-    `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES)."""
+    """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`,
+    `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES and `apps` to the catalog)."""
     redis = start_embedded_redis()
     apps_file = logs / "apps.yaml"
-    apps_file.write_text(yaml.safe_dump(TEST_APPS))
+    apps_file.write_text(yaml.safe_dump({**TEST_APPS, **(apps or {})}))
     env = {
         **os.environ,
         "PASSTHRU_ENV": "test",
