@@ -1,6 +1,6 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e] [--db postgres|sqlite] [--workers N]
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import hostile as bench_hostile
 from bench import scenarios as sc
 from bench.stack import PG_URL, stack
 
@@ -89,11 +90,16 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
         return sc.backlog(s, key, n, api.process.pid)
 
 
+def hostile_input(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_hostile.hostile(args.db)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
     "c": ("interactive", interactive),
     "d": ("backlog", backlog),
+    "e": ("hostile", hostile_input),
 }
 
 
@@ -140,6 +146,8 @@ def table(results: dict[str, Any]) -> str:
             f"{r['worker_rss_at_10k_mib']:.0f} -> {r['worker_rss_at_end_mib']:.0f} MiB "
             f"({r['worker_rss_growth_pct']:+.1f}%); drain {r['drain_calls_per_s']:.0f}/s"
         )
+    if r := results.get("hostile"):
+        lines.append(bench_hostile.table(r))
     return "\n".join(lines)
 
 
@@ -156,7 +164,7 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--only", default="a,b,c,d,e", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(

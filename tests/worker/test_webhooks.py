@@ -14,10 +14,11 @@ from standardwebhooks.webhooks import Webhook
 
 from models.db import session_scope
 from models.outbox import enqueue_deliveries
-from models.secrets import Vault
+from models.secrets import Vault, generate_encryption_key
 from models.states import CallStatus
 from models.tables import (
     ConnectedAccount,
+    FunctionCall,
     Tenant,
     WebhookAttempt,
     WebhookDelivery,
@@ -213,3 +214,143 @@ def test_a_callback_to_a_private_address_is_refused(
     assert attempt.error is not None
     assert attempt.error.startswith("destination_forbidden: 127.0.0.1 is not a public address")
     assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in attempt.error
+
+
+# --- deliveries that cannot be attempted, one attempt at a time -------------------------------
+
+
+def _attempts(engine: Engine, msg: str) -> list[WebhookAttempt]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(WebhookAttempt)
+                .where(WebhookAttempt.delivery_id == msg)
+                .order_by(WebhookAttempt.number)  # type: ignore[arg-type]
+            ).all()
+        )
+
+
+def test_a_url_the_worker_cannot_send_to_ends_the_delivery_at_once(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given a delivery whose stored URL is not a URL the worker can send to
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    with engine.begin() as conn:
+        conn.execute(
+            WebhookDelivery.__table__.update()  # type: ignore[attr-defined]
+            .where(WebhookDelivery.__table__.c.id == msg)  # type: ignore[attr-defined]
+            .values(url="http://[::1")
+        )
+    # When delivered / Then it failed once, saying why, and is not retried
+    assert deliver([msg], rt) == {msg: "failed"}
+    assert receiver.requests == []
+    [attempt] = _attempts(engine, msg)
+    assert attempt.error is not None
+    assert attempt.error.startswith("the URL is not a valid URL")
+    assert attempt.decision.endswith("not retried")
+    assert PUBLISHED == []
+
+
+def test_a_delivery_whose_call_was_purged_ends_instead_of_looping(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    with engine.begin() as conn:
+        conn.execute(FunctionCall.__table__.delete().where(FunctionCall.__table__.c.id == call_id))  # type: ignore[attr-defined]
+    assert deliver([msg], rt) == {msg: "failed"}
+    [attempt] = _attempts(engine, msg)
+    assert attempt.error == "the call no longer exists (deleted by retention)"
+
+
+def test_an_unreadable_signing_secret_ends_the_delivery(
+    rt: WebhookRuntime,
+    receiver: Receiver,
+    engine: Engine,
+    account: ConnectedAccount,
+    tenant: Tenant,
+) -> None:
+    # Given the tenant's secrets written under a key this worker does not hold
+    other = Vault([generate_encryption_key()])
+    with session_scope(engine) as session:
+        session.add(
+            WebhookEndpoint(
+                tenant_id=tenant.id, url=HOOK, secrets_enc=store_secrets(other, new_secret())
+            )
+        )
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    # When delivered / Then nothing is sent unsigned; the delivery says why and ends
+    assert deliver([msg], rt) == {msg: "failed"}
+    assert receiver.requests == []
+    [attempt] = _attempts(engine, msg)
+    assert attempt.error is not None
+    assert attempt.error.startswith("the signing secret cannot be read")
+
+
+def test_a_delivery_in_flight_cannot_be_claimed_again(
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given a poster that holds its attempts (as the event loop does while one is in flight)
+    held: list[object] = []
+
+    class Holding:
+        def room(self) -> int:
+            return 10
+
+        def post(self, prepared: object, done: object) -> None:
+            held.append(prepared)
+
+    call_id = _finished_call(engine, account)
+    msg = message_id(call_id)
+    holding = replace(rt, poster=Holding())
+    # When the same delivery is handed over twice
+    assert deliver([msg], holding) == {msg: "delivering"}
+    assert deliver([msg], holding) == {}
+    # Then only one attempt started
+    assert len(held) == 1
+
+
+def test_a_full_sender_hands_deliveries_back_for_later(
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    class Full:
+        def room(self) -> int:
+            return 0
+
+        def post(self, prepared: object, done: object) -> None:
+            raise AssertionError("nothing is posted to a full sender")
+
+    msg = message_id(_finished_call(engine, account))
+    assert deliver([msg], replace(rt, poster=Full())) == {}
+    assert [([msg], 5.0)] == PUBLISHED
+    assert _delivery(engine, msg).status == "pending"
+
+
+def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
+    engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    from worker.sweeper import _sweep_deliveries
+
+    # Given two deliveries claimed by workers that died: one with attempts left, one without
+    left, spent = (message_id(_finished_call(engine, account)) for _ in "ab")
+    with engine.begin() as conn:
+        table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+        for msg, count in ((left, 1), (spent, len(SCHEDULE))):
+            conn.execute(
+                table.update()
+                .where(table.c.id == msg)
+                .values(
+                    status="delivering",
+                    attempt_count=count,
+                    lease_expires_at=NOW - timedelta(seconds=1),
+                )
+            )
+    # When the sweeper runs
+    _sweep_deliveries(
+        engine, NOW, timedelta(seconds=300), everything=False, max_attempts=len(SCHEDULE)
+    )
+    # Then the one with attempts left is taken back, the other ends
+    assert _delivery(engine, left).status == "pending"
+    assert _delivery(engine, spent).status == "failed"

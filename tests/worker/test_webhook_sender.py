@@ -1,0 +1,141 @@
+"""One webhook attempt: a total deadline, at most 1 KiB of the answer, identity encoding;
+and the loop poster's budget."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from worker.webhook_sender import ANSWER_READ_BYTES, LoopPoster, Prepared, Sent, attempt
+
+PREPARED = Prepared("msg_1", "https://hooks.example.com/in", b"{}", {"accept-encoding": "identity"})
+
+
+class Endless(httpx.AsyncByteStream):
+    """An answer body that never ends, counting what was read of it."""
+
+    def __init__(self, pause_s: float = 0.0) -> None:
+        self.read = 0
+        self._pause_s = pause_s
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._pause_s:
+                await asyncio.sleep(self._pause_s)
+            self.read += 256
+            yield b"x" * 256
+
+
+def _attempt(handler: httpx.MockTransport, timeout_s: float = 5.0) -> Sent:
+    async def go() -> Sent:
+        async with httpx.AsyncClient(transport=handler) as client:
+            return await attempt(client, PREPARED, timeout_s)
+
+    return asyncio.run(go())
+
+
+def test_at_most_a_kilobyte_of_the_answer_is_read() -> None:
+    # Given a receiver answering 200 with a body that never ends
+    body = Endless()
+    sent = _attempt(httpx.MockTransport(lambda _: httpx.Response(200, stream=body)))
+    # Then the status counts, and reading stopped after about 1 KiB
+    assert sent == Sent(200, None, sent.duration_ms)
+    assert ANSWER_READ_BYTES <= body.read < ANSWER_READ_BYTES + 512
+
+
+def test_no_status_before_the_deadline_is_a_failed_attempt() -> None:
+    # Given a receiver that takes longer than the whole attempt may
+    async def slow(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    sent = _attempt(httpx.MockTransport(slow), timeout_s=0.1)
+    assert (sent.status_code, sent.error) == (None, "no answer within 0.1 s")
+
+
+def test_a_status_that_arrived_in_time_counts_even_if_the_body_drips_past_the_deadline() -> None:
+    body = Endless(pause_s=10)
+    sent = _attempt(httpx.MockTransport(lambda _: httpx.Response(204, stream=body)), 0.1)
+    assert (sent.status_code, sent.error) == (204, None)
+
+
+def test_what_is_sent_is_what_was_prepared() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    _attempt(httpx.MockTransport(handler))
+    [request] = seen
+    assert (request.method, str(request.url), request.content) == (
+        "POST",
+        PREPARED.url,
+        b"{}",
+    )
+    assert request.headers["accept-encoding"] == "identity"
+
+
+def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget() -> None:
+    # Given a poster on an event loop of its own, two attempts at a time
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    release = asyncio.Event()
+    running = 0
+    most = 0
+
+    async def handler(_: httpx.Request) -> httpx.Response:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return httpx.Response(204)
+
+    poster = LoopPoster(
+        lambda: loop,
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        concurrency=2,
+        timeout_s=30,
+    )
+    recorded: list[tuple[str, int | None]] = []
+    recorded_on: list[threading.Thread] = []
+
+    def done(sent: Sent, name: str) -> None:
+        recorded.append((name, sent.status_code))
+        recorded_on.append(threading.current_thread())
+
+    try:
+        # When five are handed over: post returns at once
+        for i in range(5):
+            poster.post(PREPARED, lambda sent, i=i: done(sent, f"d{i}"))
+        assert poster.room() == 2 * 8 - 5
+        deadline = time.monotonic() + 10
+        while most < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        loop.call_soon_threadsafe(release.set)
+        # Then all are recorded, never more than two were in flight, and none on this thread
+        assert poster.drain(10)
+        assert sorted(recorded) == [(f"d{i}", 204) for i in range(5)]
+        assert most == 2
+        assert threading.current_thread() not in recorded_on
+        assert poster.room() == 16
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_poster_has_room_for_eight_attempts_per_slot(concurrency: int) -> None:
+    def no_loop() -> asyncio.AbstractEventLoop:
+        raise AssertionError("not used")
+
+    poster = LoopPoster(no_loop, httpx.AsyncClient, concurrency=concurrency, timeout_s=1)
+    assert poster.room() == 8 * concurrency
