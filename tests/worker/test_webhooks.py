@@ -72,7 +72,11 @@ def secret(engine: Engine, vault: Vault, tenant: Tenant) -> str:
     value = new_secret()
     with session_scope(engine) as session:
         session.add(
-            WebhookEndpoint(tenant_id=tenant.id, url=HOOK, secrets_enc=store_secrets(vault, value))
+            WebhookEndpoint(
+                tenant_id=tenant.id,
+                url=HOOK,
+                secrets_enc=store_secrets(vault, value, tenant_id=tenant.id),
+            )
         )
     return value
 
