@@ -160,7 +160,7 @@ def cmd_flower(_: argparse.Namespace) -> int:
     """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
     import os
 
-    from api.processes import flower_argv
+    from api.processes import flower_argv, flower_env
     from models.settings import get_settings
 
     settings = get_settings()
@@ -169,8 +169,10 @@ def cmd_flower(_: argparse.Namespace) -> int:
             "set FLOWER_BASIC_AUTH=user:password (Flower shows every worker and queue and can "
             "stop workers: it is never served without a password)"
         )
-    argv = flower_argv(settings.flower_port, "0.0.0.0", settings.flower_basic_auth)  # noqa: S104
-    os.execv(argv[0], argv)  # noqa: S606 - this process becomes Flower
+    argv = flower_argv(settings.flower_port, "0.0.0.0")  # noqa: S104
+    # The password goes in the environment (it may have come from .env), never in argv.
+    env = flower_env(os.environ, settings.flower_basic_auth)
+    os.execve(argv[0], argv, env)  # noqa: S606 - this process becomes Flower
     return 0  # not reached
 
 
