@@ -47,8 +47,8 @@ ENCRYPTED = (
 
 @dataclass
 class TableReport:
-    """What a rotation did to one column. The first four count writes over every pass; the
-    last four are what the final verification found."""
+    """What a rotation did to one column. The first four add up over the passes; the rest is
+    what the last verification found."""
 
     rotated: int = 0  # re-encrypted with the first key
     bound: int = 0  # of those, written before binding: now bound to their row
@@ -57,7 +57,7 @@ class TableReport:
     total: int = 0
     undecryptable: int = 0  # no listed key opens them (or they hold no object): left alone
     of_another_row: int = 0  # bound to another row (copied onto this one): left alone
-    not_current: int = 0  # a listed key opens them, but not the first alone
+    not_current: int = 0  # a listed key opens them, but not the first alone, or unbound
     left_ids: list[str] = field(default_factory=list)  # some ids of the rows of the last three
 
     @property
