@@ -46,12 +46,13 @@ def create_account(
     app = _app(catalog, app_slug)
     creds = parse_credentials(app, credentials)
     _check_config(app, config)
+    account_id = new_id("ca")
     account = ConnectedAccount(
-        id=new_id("ca"),
+        id=account_id,
         tenant_id=tenant.id,
         app=app.slug,
         user_id=user_id,
-        credentials_enc=vault.encrypt(creds.model_dump(exclude_none=True)),
+        credentials_enc=vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id),
         connection_config=config,
     )
     with session_scope(engine) as session:
@@ -97,7 +98,9 @@ def update_account(
         app = _app(catalog, account.app)
         if credentials is not None:
             creds = parse_credentials(app, credentials)
-            account.credentials_enc = vault.encrypt(creds.model_dump(exclude_none=True))
+            account.credentials_enc = vault.encrypt(
+                creds.model_dump(exclude_none=True), bound_to=account.id
+            )
             if account.status == "needs_reauth":
                 account.status = "active"
         if config is not None:

@@ -66,9 +66,12 @@ def cmd_keys_generate(_: argparse.Namespace) -> int:
     return 0
 
 
+_ROWS = {"accounts": "connected accounts", "webhook_secrets": "webhook endpoints' secrets"}
+
+
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
     from models.db import get_engine
-    from models.rotation import RotationReport, rotate_credentials
+    from models.rotation import rotate_keys
     from models.secrets import vault_for
     from models.settings import get_settings
 
@@ -79,34 +82,58 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
             "(make one with `passthru keys generate`)"
         )
 
-    def show(r: RotationReport) -> None:
-        seen = r.rotated + r.changed_meanwhile + r.undecryptable
-        print(f"  {seen}/{r.total} accounts", file=sys.stderr)
+    def show(name: str, seen: int, total: int) -> None:
+        print(f"  {seen}/{total} {_ROWS[name]}", file=sys.stderr)
 
-    report = rotate_credentials(get_engine(), vault_for(tuple(keys)), show)
+    report = rotate_keys(get_engine(), vault_for(tuple(keys)), show)
     print(
         json.dumps(
             {
-                "accounts": report.total,
-                "rotated": report.rotated,
-                "changed_meanwhile": report.changed_meanwhile,
-                "undecryptable": report.undecryptable,
+                **{name: t.summary() for name, t in report.tables.items()},
+                "passes": report.passes,
+                "done": report.done,
             }
         )
     )
-    if report.undecryptable:
+    if report.done:
         print(
-            f"{report.undecryptable} accounts could not be decrypted with any key in "
-            "PASSTHRU_ENCRYPTION_KEYS: add the key they were written with and run this again",
+            "every stored secret is now encrypted with the first key alone and bound to its "
+            "row; once every process runs with the new list, the old keys may be removed from "
+            "PASSTHRU_ENCRYPTION_KEYS",
             file=sys.stderr,
         )
-        return 1
+        return 0
+    for name, t in report.tables.items():
+        some = ", ".join(t.left_ids)
+        if t.undecryptable:
+            print(
+                f"{t.undecryptable} {_ROWS[name]} cannot be decrypted with any key in "
+                "PASSTHRU_ENCRYPTION_KEYS: add the key they were written with and run this again",
+                file=sys.stderr,
+            )
+        if t.of_another_row:
+            print(
+                f"{t.of_another_row} {_ROWS[name]} hold a secret encrypted for another row (it "
+                "was copied onto them) and are refused on use: new credentials (PATCH "
+                "/connected-accounts/{id}) or a new signing secret (POST "
+                "/webhook-endpoint/rotate-secret) replace it",
+                file=sys.stderr,
+            )
+        if t.not_current:
+            print(
+                f"{t.not_current} {_ROWS[name]} are still under an old key after "
+                f"{report.passes} passes: some process still writes with an old "
+                "PASSTHRU_ENCRYPTION_KEYS. Restart every web and worker process with the new "
+                "key first, then run this again",
+                file=sys.stderr,
+            )
+        if some:
+            print(f"  among them: {some}", file=sys.stderr)
     print(
-        "every credential is now encrypted with the first key; once every process runs with "
-        "the new list, the old keys may be removed from PASSTHRU_ENCRYPTION_KEYS",
+        "NOT done: keep the old keys in PASSTHRU_ENCRYPTION_KEYS until this command exits 0",
         file=sys.stderr,
     )
-    return 0
+    return 1
 
 
 def cmd_worker_alive(args: argparse.Namespace) -> int:
@@ -133,7 +160,7 @@ def cmd_flower(_: argparse.Namespace) -> int:
     """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
     import os
 
-    from api.processes import flower_argv
+    from api.processes import flower_argv, flower_env
     from models.settings import get_settings
 
     settings = get_settings()
@@ -142,8 +169,10 @@ def cmd_flower(_: argparse.Namespace) -> int:
             "set FLOWER_BASIC_AUTH=user:password (Flower shows every worker and queue and can "
             "stop workers: it is never served without a password)"
         )
-    argv = flower_argv(settings.flower_port, "0.0.0.0", settings.flower_basic_auth)  # noqa: S104
-    os.execv(argv[0], argv)  # noqa: S606 - this process becomes Flower
+    argv = flower_argv(settings.flower_port, "0.0.0.0")  # noqa: S104
+    # The password goes in the environment (it may have come from .env), never in argv.
+    env = flower_env(os.environ, settings.flower_basic_auth)
+    os.execve(argv[0], argv, env)  # noqa: S606 - this process becomes Flower
     return 0  # not reached
 
 
@@ -185,7 +214,8 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_flower)
     sub.add_parser(
         "rotate-keys",
-        help="re-encrypt every stored credential with the first of PASSTHRU_ENCRYPTION_KEYS",
+        help="re-encrypt every stored secret (credentials, webhook signing secrets) with the "
+        "first of PASSTHRU_ENCRYPTION_KEYS, then check that the first key alone reads them",
     ).set_defaults(func=cmd_rotate_keys)
     return root
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from sqlalchemy import Engine
 
 from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
 from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from api.processes import api_argv, beat_argv, flower_argv, wait_until_answers, worker_argv
+from api.processes import (
+    api_argv,
+    beat_argv,
+    flower_argv,
+    flower_env,
+    wait_until_answers,
+    worker_argv,
+)
 from models.secrets import generate_encryption_key
 
 STATE_DIR = Path(".passthru")
@@ -58,12 +66,33 @@ def _pump(child: Child) -> None:
         print(f"{label} | {line.rstrip()}", flush=True)
 
 
-def _encryption_key() -> str:
-    path = STATE_DIR / "encryption.key"
-    if not path.exists():
-        path.write_text(generate_encryption_key() + "\n")
-        path.chmod(0o600)
+def write_secret(path: Path, value: str) -> None:
+    """Write `value` to `path`, readable by its owner only from the first byte on: a new file
+    made with mode 0600 (not chmod-ed after), renamed over the old one, so nobody who opened
+    the old file reads the new value through it."""
+    new = path.with_name(f".{path.name}.new")
+    new.unlink(missing_ok=True)
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    os.replace(new, path)
+
+
+def read_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in `path`, made with `make` the first time."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # written by an older passthru dev, readable by others
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(make() + "\n")
     return path.read_text().strip()
+
+
+def _encryption_key() -> str:
+    return read_secret(STATE_DIR / "encryption.key", generate_encryption_key)
 
 
 def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
@@ -114,8 +143,7 @@ def _demo_tenant(engine: Engine) -> str:
         )
     if tenant is None or key is None:
         tenant, key = create_tenant(engine, "demo")
-        key_file.write_text(key + "\n")
-        key_file.chmod(0o600)
+        write_secret(key_file, key)
     with Session(engine) as session:
         has_account = session.exec(
             select(ConnectedAccount).where(
@@ -137,9 +165,12 @@ def _demo_tenant(engine: Engine) -> str:
     return key
 
 
-def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str]]:
+def _commands(
+    port: int, flower_port: int, demo_port: int, env: dict[str, str]
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each process's command line and environment."""
     py = sys.executable
-    return {
+    argv = {
         "demo": [
             py,
             "-m",
@@ -155,8 +186,11 @@ def _commands(port: int, flower_port: int, demo_port: int) -> dict[str, list[str
         "api": api_argv(port, "--no-access-log"),
         "worker": worker_argv("passthru-dev@%h"),
         "beat": beat_argv(STATE_DIR / "celerybeat-schedule"),
-        "flower": flower_argv(flower_port, "127.0.0.1", f"{FLOWER_USER}:{flower_password()}"),
+        "flower": flower_argv(flower_port, "127.0.0.1"),
     }
+    # Only Flower gets its password, and in its environment: argv is visible to `ps`.
+    flower = flower_env(env, f"{FLOWER_USER}:{flower_password()}")
+    return {name: (line, flower if name == "flower" else env) for name, line in argv.items()}
 
 
 FLOWER_USER = "passthru"
@@ -164,10 +198,7 @@ FLOWER_USER = "passthru"
 
 def flower_password() -> str:
     """The dev Flower password, made once and kept in .passthru/."""
-    path = STATE_DIR / "flower-password"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(12) + "\n")
-    return path.read_text().strip()
+    return read_secret(STATE_DIR / "flower-password", lambda: secrets.token_urlsafe(12))
 
 
 def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> bool:
@@ -226,7 +257,7 @@ def run_dev(port: int) -> int:
     # SIGTERM (a terminal closing, `timeout`, a supervisor) stops everything, like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
-    STATE_DIR.mkdir(exist_ok=True)
+    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
     (STATE_DIR / ".gitignore").write_text("*\n")
     redis: EmbeddedRedis | None = None
     redis_url = os.environ.get("REDIS_URL")
@@ -241,10 +272,10 @@ def run_dev(port: int) -> int:
     try:
         api_key = _prepare_database(env)
         _say(f"database ready ({env.get('DATABASE_URL', 'sqlite:///./passthru.db')})")
-        for name, argv in _commands(port, flower_port, demo_port).items():
+        for name, (argv, child_env) in _commands(port, flower_port, demo_port, env).items():
             process = subprocess.Popen(
                 argv,
-                env=env,
+                env=child_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

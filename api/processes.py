@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -15,8 +15,9 @@ from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUE_MAINTENANCE, QUEUE_
 CALL_AND_SWEEP_QUEUES = ",".join((QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE))
 
 
-def flower_argv(port: int, address: str, basic_auth: str) -> list[str]:
-    """Flower on the broker, behind basic auth (`user:password[,user2:password2]`)."""
+def flower_argv(port: int, address: str) -> list[str]:
+    """Flower on the broker. Its password is not here: every user of the machine can read a
+    command line (`ps`); start it with `flower_env`."""
     return [
         sys.executable,
         "-m",
@@ -26,9 +27,14 @@ def flower_argv(port: int, address: str, basic_auth: str) -> list[str]:
         "flower",
         f"--address={address}",
         f"--port={port}",
-        f"--basic-auth={basic_auth}",
         "--purge_offline_workers=60",
     ]
+
+
+def flower_env(env: Mapping[str, str], basic_auth: str) -> dict[str, str]:
+    """`env` with Flower's basic auth (`user:password[,user2:password2]`): Flower reads
+    FLOWER_BASIC_AUTH from its environment, which only its user can read."""
+    return {**env, "FLOWER_BASIC_AUTH": basic_auth}
 
 
 def api_argv(port: int, *extra: str) -> list[str]:

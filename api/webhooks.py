@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlmodel import Session, col, select
 from api.calls import load_call
 from api.validation import check_callback_url
 from models.db import session_scope
-from models.errors import ApiError, ErrorDetail
+from models.errors import ApiError, CredentialsError, ErrorDetail
 from models.outbox import enqueue_deliveries
 from models.secrets import Vault
 from models.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -22,6 +23,8 @@ from models.webhooks import (
     store_secrets,
     unshown_secret,
 )
+
+log = logging.getLogger("passthru.api")
 
 
 def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
@@ -50,10 +53,12 @@ def put_endpoint(
         if endpoint is None:
             shown = new_secret()
             endpoint = WebhookEndpoint(
-                tenant_id=tenant.id, secrets_enc=store_secrets(vault, shown), created_at=now
+                tenant_id=tenant.id,
+                secrets_enc=store_secrets(vault, shown, tenant_id=tenant.id),
+                created_at=now,
             )
-        elif (shown := unshown_secret(vault, endpoint.secrets_enc)) is not None:
-            endpoint.secrets_enc = store_secrets(vault, shown)
+        elif (shown := _unshown(vault, endpoint)) is not None:
+            endpoint.secrets_enc = store_secrets(vault, shown, tenant_id=tenant.id)
         endpoint.url = url
         endpoint.disabled_at = None
         endpoint.disabled_reason = None
@@ -61,6 +66,24 @@ def put_endpoint(
         session.add(endpoint)
         session.flush()
         return endpoint_out(endpoint, shown)
+
+
+def _unshown(vault: Vault, endpoint: WebhookEndpoint) -> str | None:
+    try:
+        return unshown_secret(vault, endpoint.secrets_enc, tenant_id=endpoint.tenant_id)
+    except CredentialsError as exc:
+        log.warning("tenant %s: webhook secrets unreadable (%s)", endpoint.tenant_id, exc)
+        raise ApiError(
+            "webhook_secret_unreadable",
+            [
+                ErrorDetail(
+                    "secret",
+                    "the stored signing secret cannot be read, so nothing is signed with it: "
+                    "POST /webhook-endpoint/rotate-secret makes a new one",
+                )
+            ],
+            409,
+        ) from exc
 
 
 def _existing(session: Session, tenant: Tenant) -> WebhookEndpoint:
@@ -80,12 +103,21 @@ def get_endpoint(engine: Engine, tenant: Tenant) -> dict[str, Any]:
 
 
 def rotate_secret(engine: Engine, vault: Vault, tenant: Tenant, now: datetime) -> dict[str, Any]:
-    """A new current secret (shown once); the old one still signs for 24 hours."""
+    """A new current secret (shown once); the old one still signs for 24 hours. Stored
+    secrets that cannot be read (no listed key opens them, or they were copied from another
+    tenant's row) are replaced without a previous one: nothing could sign with them."""
     with session_scope(engine) as session:
         endpoint = _existing(session, tenant)
-        previous = signing_secrets(vault, endpoint.secrets_enc, now.timestamp())[0]
+        previous: str | None
+        try:
+            previous = signing_secrets(
+                vault, endpoint.secrets_enc, now.timestamp(), tenant_id=tenant.id
+            )[0]
+        except CredentialsError as exc:
+            log.warning("tenant %s: webhook secrets unreadable (%s); replaced", tenant.id, exc)
+            previous = None
         shown = new_secret()
-        endpoint.secrets_enc = store_secrets(vault, shown, previous)
+        endpoint.secrets_enc = store_secrets(vault, shown, previous, tenant_id=tenant.id)
         endpoint.updated_at = now
         session.add(endpoint)
         session.flush()

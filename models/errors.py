@@ -8,6 +8,7 @@ PassthruError
 │   └── Conflict             409
 ├── ConfigError              an operator's setting or catalog file is wrong
 ├── CredentialsError         stored credentials cannot be read or used
+│   └── SecretOfAnotherRow   a ciphertext bound to another row, copied onto this one
 └── IllegalTransition        a call status change the state machine forbids
 """
 
@@ -56,6 +57,10 @@ class ConfigError(PassthruError):
 
 class CredentialsError(PassthruError):
     """Stored credentials cannot be decrypted or do not fit the app."""
+
+
+class SecretOfAnotherRow(CredentialsError):
+    """A ciphertext opens, but was encrypted for another row: it was copied onto this one."""
 
 
 class IllegalTransition(PassthruError):

@@ -48,25 +48,32 @@ def message_id(call_or_batch_id: str) -> str:
 
 
 def store_secrets(
-    vault: Vault, current: str, previous: str | None = None, *, shown: bool = True
+    vault: Vault,
+    current: str,
+    previous: str | None = None,
+    *,
+    tenant_id: str,
+    shown: bool = True,
 ) -> str:
-    """`shown=False` for a secret made before the tenant asked for one (a callback_url
+    """The tenant's secrets encrypted, bound to its endpoint row (keyed by `tenant_id`).
+    `shown=False` for a secret made before the tenant asked for one (a callback_url
     delivered before any PUT /webhook-endpoint): the next PUT shows it."""
     until = time.time() + PREVIOUS_SECRET_TTL_S if previous else None
     return vault.encrypt(
-        {"current": current, "previous": previous, "previous_until": until, "shown": shown}
+        {"current": current, "previous": previous, "previous_until": until, "shown": shown},
+        bound_to=tenant_id,
     )
 
 
-def unshown_secret(vault: Vault, secrets_enc: str) -> str | None:
+def unshown_secret(vault: Vault, secrets_enc: str, *, tenant_id: str) -> str | None:
     """The current secret if the tenant has never been shown it."""
-    data: dict[str, Any] = vault.decrypt(secrets_enc)
+    data: dict[str, Any] = vault.decrypt(secrets_enc, bound_to=tenant_id)
     return None if data.get("shown", True) else str(data["current"])
 
 
-def signing_secrets(vault: Vault, secrets_enc: str, now_s: float) -> list[str]:
+def signing_secrets(vault: Vault, secrets_enc: str, now_s: float, *, tenant_id: str) -> list[str]:
     """The secrets to sign with now: the current one, and the previous one for a day."""
-    data: dict[str, Any] = vault.decrypt(secrets_enc)
+    data: dict[str, Any] = vault.decrypt(secrets_enc, bound_to=tenant_id)
     out = [str(data["current"])]
     if data.get("previous") and (data.get("previous_until") or 0) > now_s:
         out.append(str(data["previous"]))

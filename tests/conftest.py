@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -22,12 +24,13 @@ from models.tenants import create_tenant
 os.environ.setdefault("PASSTHRU_ENV", "test")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of this test session's own: a fresh Postgres database, or a SQLite file."""
+@contextmanager
+def new_database(folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database: on TEST_DATABASE_URL's server, or a SQLite file in
+    `folder`."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'passthru.db'}"
+        yield f"sqlite:///{folder / 'passthru.db'}"
         return
     admin_url = make_url(normalize_database_url(base))
     name = f"passthru_test_{secrets.token_hex(4)}"
@@ -40,6 +43,26 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this test session's own."""
+    with new_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture
+def own_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database of the test's own, for tests that look at every row (most tests
+    share one database and make their own tenant instead)."""
+    with new_database(tmp_path) as url:
+        eng = create_db_engine(url)
+        upgrade(eng)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -86,5 +109,6 @@ def tenant(tenant_and_key: tuple[Tenant, str]) -> Tenant:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that touches the database also runs in the Postgres pass (`-m db`)."""
     for item in items:
-        if "engine" in getattr(item, "fixturenames", ()) or "e2e" in item.keywords:
+        fixtures = getattr(item, "fixturenames", ())
+        if "engine" in fixtures or "own_engine" in fixtures or "e2e" in item.keywords:
             item.add_marker(pytest.mark.db)

@@ -138,7 +138,7 @@ class Refresher:
             ).one()
         if status == "needs_reauth":  # revoked while this call waited for the lock
             raise Revoked("the account needs to be connected again")
-        creds = load_credentials(self.vault.decrypt(enc))
+        creds = load_credentials(self.vault.decrypt(enc, bound_to=account_id))
         if not isinstance(creds, OAuth2Credentials):
             raise Revoked("the account no longer holds OAuth2 credentials")
         return creds
@@ -196,7 +196,7 @@ class Refresher:
         )
 
     def _store(self, account_id: str, creds: OAuth2Credentials) -> None:
-        enc = self.vault.encrypt(creds.model_dump(exclude_none=True))
+        enc = self.vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id)
         with self.engine.begin() as conn:
             conn.execute(
                 update(_accounts).where(_accounts.c.id == account_id).values(credentials_enc=enc)

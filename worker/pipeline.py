@@ -99,7 +99,7 @@ class _Batch:
         key = claimed.account.id
         if key not in self.credentials:
             try:
-                data = self.rt.vault.decrypt(claimed.account.credentials_enc)
+                data = self.rt.vault.decrypt(claimed.account.credentials_enc, bound_to=key)
                 creds = load_credentials(data)
                 if isinstance(creds, OAuth2Credentials) and self.rt.refresher is not None:
                     creds = self.rt.refresher.ensure_fresh(

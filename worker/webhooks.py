@@ -156,7 +156,7 @@ def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
             select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
         ).scalar_one_or_none()
         if enc is None:
-            enc = store_secrets(rt.vault, new_secret(), shown=False)
+            enc = store_secrets(rt.vault, new_secret(), tenant_id=tenant_id, shown=False)
             conn.execute(
                 _endpoints.insert().values(
                     tenant_id=tenant_id,
@@ -166,7 +166,7 @@ def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
                     updated_at=rt.clock(),
                 )
             )
-    return signing_secrets(rt.vault, enc, time.time())
+    return signing_secrets(rt.vault, enc, time.time(), tenant_id=tenant_id)
 
 
 def _prepare(rt: WebhookRuntime, delivery: WebhookDelivery) -> Prepared:

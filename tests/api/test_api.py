@@ -481,7 +481,7 @@ def test_account_create_never_echoes_the_secret(
         row = session.get(ConnectedAccount, body["id"])
         assert row is not None
         assert SECRET not in row.credentials_enc
-        assert vault.decrypt(row.credentials_enc)["access_token"] == SECRET
+        assert vault.decrypt(row.credentials_enc, bound_to=row.id)["access_token"] == SECRET
 
 
 def test_account_list_delete(caller: Caller) -> None:
@@ -554,7 +554,7 @@ def test_patch_account_replaces_credentials_and_keeps_them_hidden(
     with Session(engine) as session:
         row = session.get(ConnectedAccount, account_id)
         assert row is not None
-        assert vault.decrypt(row.credentials_enc)["access_token"] == SECRET
+        assert vault.decrypt(row.credentials_enc, bound_to=row.id)["access_token"] == SECRET
 
 
 # --- functions ------------------------------------------------------------------------------

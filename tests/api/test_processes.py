@@ -6,9 +6,16 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from api.processes import CALL_AND_SWEEP_QUEUES, flower_argv
+import httpx
+import pytest
+
+from api import dev
+from api.embedded_redis import EmbeddedRedis, free_port
+from api.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,9 +33,79 @@ def test_the_procfile_worker_consumes_every_lane() -> None:
     assert worker[worker.index("-Q") + 1] == CALL_AND_SWEEP_QUEUES
 
 
-def test_flower_is_behind_basic_auth() -> None:
+def test_flower_s_password_is_in_its_environment_not_on_its_command_line() -> None:
     assert _procfile()["flower"] == ["passthru", "flower"]
-    assert "--basic-auth=ops:secret" in flower_argv(5555, "0.0.0.0", "ops:secret")
+    argv = flower_argv(5555, "0.0.0.0")
+    assert not [a for a in argv if "auth" in a]
+    assert flower_env({"PATH": "/bin"}, "ops:secret") == {
+        "PATH": "/bin",
+        "FLOWER_BASIC_AUTH": "ops:secret",
+    }
+
+
+@contextmanager
+def _flower(argv: list[str], env: dict[str, str], cwd: Path, port: int, log: Path) -> Iterator[int]:
+    """A real Flower, once it answers; yields its pid."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        answers = wait_until_answers(
+            f"http://127.0.0.1:{port}/healthcheck", 60, alive=lambda: process.poll() is None
+        )
+        assert answers, log.read_text(errors="replace")[-3000:]
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _assert_behind(port: int, pid: int, user: str, password: str) -> None:
+    """Flower answers 401 without the password and 200 with it; `ps` does not show it."""
+    url = f"http://127.0.0.1:{port}/"
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, auth=(user, password + "x"), timeout=10).status_code == 401
+    assert httpx.get(url, auth=(user, password), timeout=10).status_code == 200
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert password not in command_line
+    assert "basic" not in command_line
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_flower_started_as_dev_starts_it_is_behind_its_password(
+    tmp_path: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Flower's command line and environment as `passthru dev` makes them
+    monkeypatch.setattr(dev, "STATE_DIR", tmp_path)
+    env = dev._environment(redis_server.url, free_port())
+    port = free_port()
+    argv, flower_environment = dev._commands(free_port(), port, free_port(), env)["flower"]
+    # When it runs / Then it asks for the password printed in the banner, which only it got
+    with _flower(argv, flower_environment, ROOT, port, tmp_path / "flower.log") as pid:
+        _assert_behind(port, pid, dev.FLOWER_USER, dev.flower_password())
+    # and no other process of dev was given it
+    others = [e for name, (_, e) in dev._commands(1, 2, 3, env).items() if name != "flower"]
+    assert len(others) == 4
+    assert dev.flower_password() not in str(others)
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_passthru_flower_takes_its_password_from_the_settings(
+    tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    # Given FLOWER_BASIC_AUTH only in a .env file, which Flower itself does not read
+    port = free_port()
+    (tmp_path / ".env").write_text(
+        f"FLOWER_BASIC_AUTH=ops:s3cret-{port}\nFLOWER_PORT={port}\nREDIS_URL={redis_server.url}\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    # When `passthru flower` runs / Then Flower asks for that password
+    argv = [sys.executable, "-m", "api.cli", "flower"]
+    with _flower(argv, env, tmp_path, port, tmp_path / "flower.log") as pid:
+        _assert_behind(port, pid, "ops", f"s3cret-{port}")
 
 
 def test_passthru_flower_refuses_to_start_without_a_password(tmp_path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from models.db import session_scope
+from models.errors import SecretOfAnotherRow
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import WebhookDelivery, WebhookEndpoint
-from models.webhooks import message_id, new_secret, store_secrets
+from models.webhooks import message_id, new_secret, signing_secrets, store_secrets
 from tests.api.conftest import Caller, PublishedIds
 from tests.api.test_api import CALL, finish, submit
 from tests.api.test_errors import assert_error_shape
@@ -104,7 +109,8 @@ def test_a_secret_made_by_a_delivery_is_shown_on_the_first_put(
     with session_scope(engine) as session:
         session.add(
             WebhookEndpoint(
-                tenant_id=caller.tenant.id, secrets_enc=store_secrets(vault, made, shown=False)
+                tenant_id=caller.tenant.id,
+                secrets_enc=store_secrets(vault, made, tenant_id=caller.tenant.id, shown=False),
             )
         )
     # Then the first PUT shows it, and only the first
@@ -112,3 +118,40 @@ def test_a_secret_made_by_a_delivery_is_shown_on_the_first_put(
     assert first.json()["secret"] == made
     again = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
     assert "secret" not in again.json()
+
+
+def test_another_tenants_secrets_copied_onto_an_endpoint_are_refused(
+    caller: Caller, make_caller: Callable[[], Caller], engine: Engine, vault: Vault
+) -> None:
+    # Given tenant A's secret, made by a delivery and not shown yet, and tenant B's endpoint
+    # row given A's ciphertext (swapped in the database)
+    a = make_caller()
+    made = new_secret()
+    a_secrets = store_secrets(vault, made, tenant_id=a.tenant.id, shown=False)
+    with session_scope(engine) as session:
+        session.add(WebhookEndpoint(tenant_id=a.tenant.id, secrets_enc=a_secrets))
+        session.add(WebhookEndpoint(tenant_id=caller.tenant.id, secrets_enc=a_secrets))
+
+    # When B sets its URL
+    put = caller.client.put("/webhook-endpoint", json={"url": HOOK}, headers=caller.headers())
+    # Then A's secret is not shown to B; B is told how to get a secret of its own
+    assert made not in put.text
+    assert put.status_code == 409
+    assert_error_shape(put.json(), "webhook_secret_unreadable")
+    assert "rotate-secret" in put.text
+    # and nothing can sign B's deliveries with it
+    with pytest.raises(SecretOfAnotherRow):
+        signing_secrets(vault, a_secrets, time.time(), tenant_id=caller.tenant.id)
+
+    # When B rotates its secret
+    rotated = caller.client.post("/webhook-endpoint/rotate-secret", headers=caller.headers())
+    # Then B gets a new one, and A's is not kept as B's previous secret
+    assert rotated.status_code == 200, rotated.text
+    with Session(engine) as session:
+        stored = session.get(WebhookEndpoint, caller.tenant.id)
+        assert stored is not None
+    signing = signing_secrets(vault, stored.secrets_enc, time.time(), tenant_id=caller.tenant.id)
+    assert signing == [rotated.json()["secret"]]
+    # while A's own endpoint is untouched: its first PUT shows A its secret
+    first = a.client.put("/webhook-endpoint", json={"url": HOOK}, headers=a.headers())
+    assert first.json()["secret"] == made

@@ -88,7 +88,10 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path) -> None:
             and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()
         }
         assert alive == set(), f"still running after Ctrl-C: {alive}"
-        assert (tmp_path / ".passthru" / "encryption.key").exists()
+        state = tmp_path / ".passthru"
+        for name in ("encryption.key", "flower-password", "demo-api-key"):
+            assert (state / name).stat().st_mode & 0o777 == 0o600, name
+        assert state.stat().st_mode & 0o777 == 0o700
         assert (tmp_path / "passthru.db").exists()
     finally:
         if dev.poll() is None:

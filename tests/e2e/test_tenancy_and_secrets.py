@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy import text
 
 from models.tenants import create_tenant
-from tests.e2e.conftest import Caller, Stack
+from tests.e2e.conftest import Caller, Stack, new_caller
 from tests.e2e.test_errors import assert_error
 
 SLACK_CALL = {"method": "GET", "url": "https://slack.com/api/conversations.list"}
@@ -121,3 +121,47 @@ def test_no_secret_in_database_answers_or_logs(stack: Stack, caller: Caller) -> 
         ).scalar_one()
     assert "t-1" in str(headers)
     assert "authorization" not in str(headers).lower()
+
+
+def test_credentials_swapped_between_tenants_accounts_are_refused(
+    stack: Stack, caller: Caller
+) -> None:
+    # Given tenant A's and tenant B's Slack accounts, whose stored credentials are then
+    # swapped in the database
+    a_token, b_token = (f"xoxb-swap-{secrets.token_hex(8)}" for _ in range(2))
+    a_account = caller.connect("slack", "u-swap-a", {"access_token": a_token})
+    with new_caller(stack, "tenant-b") as b:
+        b_account = b.connect("slack", "u-swap-b", {"access_token": b_token})
+        with stack.engine.begin() as conn:
+            stored = dict(
+                conn.execute(
+                    text("SELECT id, credentials_enc FROM connected_account WHERE id IN (:a, :b)"),
+                    {"a": a_account["id"], "b": b_account["id"]},
+                ).all()
+            )
+            for mine, theirs in ((a_account, b_account), (b_account, a_account)):
+                conn.execute(
+                    text("UPDATE connected_account SET credentials_enc = :enc WHERE id = :id"),
+                    {"enc": stored[theirs["id"]], "id": mine["id"]},
+                )
+
+        # When each tenant calls Slack with its account
+        calls = []
+        for who, user in ((caller, "u-swap-a"), (b, "u-swap-b")):
+            r = who.http.post(
+                "/slack-passthrough-request", json=SLACK_CALL, headers={"X-User-ID": user}
+            )
+            assert r.status_code == 202, r.text
+            calls.append((who, r.json()["id"]))
+
+        # Then both calls fail with credentials_invalid, saying why without naming the other
+        # tenant's account
+        for (who, call_id), other in zip(calls, (b_account, a_account), strict=True):
+            call = who.wait(call_id)
+            assert (call["status"], call["error"]) == ("failed", "credentials_invalid"), call
+            assert "another row" in call["error_message"]
+            assert other["id"] not in str(call)
+    # and neither token reached the upstream
+    sent = str([s.headers for s in list(stack.upstream.seen)])
+    assert a_token not in sent
+    assert b_token not in sent

@@ -45,13 +45,16 @@ def make_account(
     encrypted: str | None = None,
     connection_config: dict[str, Any] | None = None,
 ) -> ConnectedAccount:
-    """A connected account of `tenant`, its credentials encrypted under `vault`."""
+    """A connected account of `tenant`, its credentials encrypted under `vault` and bound to
+    it (or `encrypted` as given)."""
+    account_id = new_id("ca")
     account = ConnectedAccount(
-        id=new_id("ca"),
+        id=account_id,
         tenant_id=tenant.id,
         app=app,
         user_id="user-1",
-        credentials_enc=encrypted or vault.encrypt(credentials or {"access_token": SECRET}),
+        credentials_enc=encrypted
+        or vault.encrypt(credentials or {"access_token": SECRET}, bound_to=account_id),
         connection_config=connection_config,
     )
     return insert(engine, account)

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from api.embedded_redis import EmbeddedRedis
 from models.catalog import App, Catalog, parse_catalog
 from models.credentials import OAuth2Credentials, load_credentials
+from models.errors import SecretOfAnotherRow
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, Tenant
@@ -93,7 +94,7 @@ def _stored(engine: Engine, vault: Vault, account_id: str) -> OAuth2Credentials:
     with Session(engine) as session:
         account = session.get(ConnectedAccount, account_id)
         assert account is not None
-        creds = load_credentials(vault.decrypt(account.credentials_enc))
+        creds = load_credentials(vault.decrypt(account.credentials_enc, bound_to=account_id))
     assert isinstance(creds, OAuth2Credentials)
     return creds
 
@@ -126,6 +127,35 @@ def test_an_expiring_token_is_refreshed_and_stored(
     ]
     assert (fresh.access_token, fresh.refresh_token, fresh.expires_at) == ("new", "r2", NOW + 3600)
     assert _stored(engine, vault, account.id) == fresh
+
+
+def test_refreshed_tokens_are_stored_bound_to_their_account(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an expiring token, refreshed
+    seen = OAuth2Credentials(access_token="a", refresh_token="r1", expires_at=NOW + 60)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    refresher.ensure_fresh(APP, account.id, seen)
+    # Then the stored tokens are bound to the account: copied onto another row, they are refused
+    with Session(engine) as session:
+        stored = session.get(ConnectedAccount, account.id)
+        assert stored is not None
+    assert vault.is_current(stored.credentials_enc, bound_to=account.id)
+    with pytest.raises(SecretOfAnotherRow):
+        vault.decrypt(stored.credentials_enc, bound_to="ca_another")
+
+
+def test_a_refresh_token_copied_from_another_account_is_never_sent(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given account B whose row holds account A's tokens (swapped in the database)
+    a = _account(engine, tenant, vault, access_token="a", refresh_token="r-of-a")
+    b = make_account(engine, tenant, vault, app="crm", encrypted=a.credentials_enc)
+    seen = OAuth2Credentials(access_token="b", refresh_token="r-of-b", expires_at=NOW - 1)
+    # When a call of B needs a refresh / Then it is refused before the token endpoint is asked
+    with pytest.raises(SecretOfAnotherRow):
+        refresher.ensure_fresh(APP, b.id, seen)
+    assert endpoint.forms == []
 
 
 def test_concurrent_calls_refresh_once(

@@ -21,6 +21,7 @@ from models.ids import new_id
 from models.secrets import Vault, generate_encryption_key
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall, Tenant
+from models.tenants import create_tenant
 from tests.worker.factories import (
     NOW,
     SECRET,
@@ -44,9 +45,9 @@ class CountingVault(Vault):
         super().__init__(keys)
         self.decrypted: list[str] = []
 
-    def decrypt(self, token: str) -> dict[str, Any]:
+    def decrypt(self, token: str, *, bound_to: str) -> dict[str, Any]:
         self.decrypted.append(token)
-        return super().decrypt(token)
+        return super().decrypt(token, bound_to=bound_to)
 
 
 @dataclass
@@ -304,7 +305,7 @@ def test_undecryptable_credentials_fail_the_call(
     engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
 ) -> None:
     # Given an account encrypted under a key the worker does not have
-    foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET})
+    foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET}, bound_to="ca_x")
     account = make_account(engine, tenant, vault, encrypted=foreign)
     call = make_call(engine, account)
     # When executed / Then it fails without reaching the upstream
@@ -313,6 +314,26 @@ def test_undecryptable_credentials_fail_the_call(
     assert stored.error == "credentials_invalid"
     assert harness.requests == []
     assert harness.notified == [call.id]
+
+
+def test_credentials_copied_from_another_tenants_account_are_refused(
+    engine: Engine, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given tenant A's account, and tenant B's account whose row was given A's ciphertext
+    # (swapped in the database)
+    other_tenant, _ = create_tenant(engine, "tenant-a")
+    a = make_account(engine, other_tenant, vault, credentials={"access_token": "xoxb-of-a"})
+    b = make_account(engine, tenant, vault, encrypted=a.credentials_enc)
+    call = make_call(engine, b)
+    # When B's call runs
+    assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
+    # Then it fails, saying why, without reaching the upstream with A's token
+    stored = load(engine, call.id)
+    assert stored.error == "credentials_invalid"
+    assert stored.error_message is not None
+    assert "another row" in stored.error_message
+    assert a.id not in stored.error_message
+    assert harness.requests == []
 
 
 def test_deleted_account_fails_the_call(
@@ -486,7 +507,7 @@ def test_unreadable_credentials_fail_only_their_account_calls(
 ) -> None:
     # Given a batch mixing calls of a readable account and of one encrypted under another key
     good = make_account(engine, tenant, vault)
-    foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET})
+    foreign = Vault([generate_encryption_key()]).encrypt({"access_token": SECRET}, bound_to="ca_x")
     bad = make_account(engine, tenant, vault, encrypted=foreign)
     good_calls = make_calls(engine, good, 2)
     bad_calls = make_calls(engine, bad, 2)

@@ -74,7 +74,11 @@ def secret(engine: Engine, vault: Vault, tenant: Tenant) -> str:
     value = new_secret()
     with session_scope(engine) as session:
         session.add(
-            WebhookEndpoint(tenant_id=tenant.id, url=HOOK, secrets_enc=store_secrets(vault, value))
+            WebhookEndpoint(
+                tenant_id=tenant.id,
+                url=HOOK,
+                secrets_enc=store_secrets(vault, value, tenant_id=tenant.id),
+            )
         )
     return value
 
@@ -276,7 +280,9 @@ def test_an_unreadable_signing_secret_ends_the_delivery(
     with session_scope(engine) as session:
         session.add(
             WebhookEndpoint(
-                tenant_id=tenant.id, url=HOOK, secrets_enc=store_secrets(other, new_secret())
+                tenant_id=tenant.id,
+                url=HOOK,
+                secrets_enc=store_secrets(other, new_secret(), tenant_id=tenant.id),
             )
         )
     call_id = _finished_call(engine, account)
