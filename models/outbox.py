@@ -12,12 +12,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models.states import FINAL
-from models.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.tables import Batch, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.webhooks import BATCH_EVENT, EVENT_OF_STATUS, message_id
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+_batches = Batch.__table__  # type: ignore[attr-defined]
 
 
 def _insert_ignoring_duplicates(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -75,7 +76,12 @@ def enqueue_deliveries(
             )
         if batch_id and endpoint_url:
             batches[batch_id] = (tenant_id, endpoint_url)
-    for batch_id, (tenant_id, url) in batches.items():
+    for batch_id, (tenant_id, url) in sorted(batches.items()):
+        # Transactions that finish a batch's last calls at the same moment each see the
+        # other's calls still open: holding the batch's row until commit makes the later
+        # one count after the earlier has committed, so one of them writes the event.
+        # (In sorted order, so two such transactions never wait on each other.)
+        conn.execute(select(_batches.c.id).where(_batches.c.id == batch_id).with_for_update())
         open_calls = conn.execute(
             select(func.count())
             .select_from(_calls)
