@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import errors
+from api.limits import RequestLimits
 from api.metrics import PassthruCollector
 from api.routes import (
     accounts,
@@ -72,6 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PassthruCollector(limiter_redis, app.state.catalog, app.state.engine)
     )
     errors.install(app)
+    app.add_middleware(
+        RequestLimits,
+        max_request_bytes=settings.max_request_bytes,
+        max_batch_request_bytes=settings.max_batch_request_bytes,
+    )
     for module in (
         health,
         passthrough,

@@ -35,6 +35,12 @@ CALLS_REJECTED = Counter(
     ["error"],
     registry=COUNTERS,
 )
+REQUESTS_REFUSED = Counter(
+    "passthru_requests_refused",
+    "Requests refused by a limit before any work: a body too large, or a per-tenant bound",
+    ["reason"],
+    registry=COUNTERS,
+)
 
 # A scrape reads at most this many limiter keys (SCAN), so a huge keyspace cannot stall it.
 MAX_KEYS = 50_000

@@ -7,9 +7,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.batches import batch_status, submit_batch
 from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep, UserIdHeader
+from api.parsing import ItemsRoute
 from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(tags=["batches"], route_class=ItemsRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},

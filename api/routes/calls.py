@@ -19,6 +19,7 @@ from api.calls import (
     wait_for_final,
 )
 from api.deps import CurrentTenant, EngineDep, WaiterDep
+from api.parsing import JSONRoute
 from api.schemas import CallPage, ErrorOut, FunctionCallOut
 from api.serialize import call_out
 from models.db import as_utc, utcnow
@@ -26,7 +27,7 @@ from models.settings import MAX_WAIT_S
 from models.states import CallStatus
 from worker.publish import publish_deliveries
 
-router = APIRouter(prefix="/function-calls", tags=["function calls"])
+router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 

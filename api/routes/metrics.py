@@ -7,8 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.metrics import COUNTERS
+from api.parsing import JSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -17,6 +17,7 @@ from api.deps import (
     WaiterDep,
 )
 from api.metrics import CALLS_REJECTED
+from api.parsing import JSONRoute
 from api.schemas import (
     CallResult,
     ErrorOut,
@@ -31,7 +32,7 @@ from models.errors import ApiError, invalid
 from models.settings import MAX_WAIT_S
 from models.tables import Tenant
 
-router = APIRouter(tags=["function calls"])
+router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut, "description": "will not execute"},

@@ -9,12 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentTenant, EngineDep, VaultDep
+from api.parsing import JSONRoute
 from api.schemas import ErrorOut
 from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
 from models.db import utcnow
 from worker.publish import publish_deliveries
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},
