@@ -30,10 +30,15 @@ def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSON
     return JSONBody(err.body(), status_code=err.status_code, headers=headers or None)
 
 
+# A field named in an error echoes at most this much of each step (a key may be huge).
+_STEP_CHARS = 100
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
+    parts = [p if len(p) <= _STEP_CHARS else p[:_STEP_CHARS] + "…" for p in parts]
     return ".".join(parts) or "body"
 
 

@@ -198,7 +198,8 @@ class Quotas:
                 OPEN_CALLS_RETRY_S,
             )
         self._admit_rate(tenant_id, n)
-        with self._lock:
+        with self._lock:  # add to the count as it is now (other threads admit too)
+            expires, count = self._open.get(tenant_id, (expires, count))
             self._open[tenant_id] = (expires, count + n)
 
     def _open_calls(self, tenant_id: str) -> tuple[float, int]:

@@ -71,6 +71,14 @@ def test_validation_error_maps_fields_without_location_prefix() -> None:
     ]
 
 
+def test_a_huge_key_is_not_echoed_whole() -> None:
+    exc = RequestValidationError(
+        [{"type": "string_type", "loc": ("body", "headers", "k" * 100_000), "msg": "not a str"}]
+    )
+    (detail,) = validation_error(exc).details
+    assert detail.field == "headers." + "k" * 100 + "…"
+
+
 def test_validation_error_for_bad_json() -> None:
     exc = RequestValidationError([{"type": "json_invalid", "loc": ("body", 1), "msg": "bad"}])
     err = validation_error(exc)
@@ -143,6 +151,12 @@ def test_body_that_is_not_an_object_is_400(caller: Caller, content: bytes) -> No
     )
     assert response.status_code == 400
     assert_error_shape(response.json())
+    assert response.json()["error_details"] == [
+        {
+            "field": "body",
+            "message": "the body must be a JSON object sent with Content-Type: application/json",
+        }
+    ]
 
 
 def test_bad_query_parameter_is_400(caller: Caller) -> None:
