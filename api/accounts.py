@@ -92,7 +92,15 @@ def update_account(
     config: dict[str, Any] | None,
     status: str | None = None,
 ) -> ConnectedAccount:
-    """New credentials (which clear `needs_reauth`), config, and/or status."""
+    """New credentials (which clear `needs_reauth`) with a new config if any, and/or status.
+    The config names the account's host (`{subdomain}`), so it never changes alone: the
+    credentials stored for one host must not follow the account to another."""
+    if config is not None and credentials is None:
+        raise invalid(
+            "connection_config",
+            "changes only together with new credentials: send both in `credentials` and "
+            "`connection_config`",
+        )
     with session_scope(engine) as session:
         account = get_account(session, tenant, account_id)
         app = _app(catalog, account.app)

@@ -8,10 +8,11 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from api import errors
-from api.metrics import PassthruCollector
+from api.limits import RequestLimits
+from api.metrics import ApiMetrics, PassthruCollector, serve_metrics
+from api.quotas import Quotas, quotas_client
 from api.routes import (
     accounts,
     apps,
@@ -48,12 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     waiter = CallWaiter(settings.redis_url)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await waiter.start()
+        stop_metrics = serve_metrics(settings.metrics_port, app.state.metrics)
         freeze_startup_objects()
         try:
             yield
         finally:
+            stop_metrics()
             await waiter.stop()
 
     app = FastAPI(title="passthru", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -67,11 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )
     app.state.limiter = RedisLimiter(limiter_redis)
-    app.state.metrics = CollectorRegistry()
-    app.state.metrics.register(
+    app.state.metrics = ApiMetrics(
         PassthruCollector(limiter_redis, app.state.catalog, app.state.engine)
     )
+    app.state.quotas = Quotas.of(settings, quotas_client(settings.redis_url), app.state.engine)
     errors.install(app)
+    app.add_middleware(
+        RequestLimits,
+        max_request_bytes=settings.max_request_bytes,
+        max_batch_request_bytes=settings.max_batch_request_bytes,
+    )
     for module in (
         health,
         passthrough,

@@ -11,24 +11,35 @@ from sqlmodel import Session, col, select
 
 from api.errors import validation_details
 from api.metrics import CALLS_ACCEPTED, CALLS_REJECTED
+from api.parsing import item_problem
 from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
-from api.submission import AccountCache, Submission, build_row, publish_or_mark, unknown_app
-from api.validation import app_slug_of
+from api.submission import (
+    AccountCache,
+    Admit,
+    Submission,
+    admit_all,
+    build_row,
+    publish_or_mark,
+    unknown_app,
+)
+from api.validation import DEFAULT_CALL_LIMITS, CallLimits, app_slug_of
 from models.catalog import Catalog
 from models.db import session_scope
 from models.errors import ApiError, invalid, not_found
 from models.ids import new_id
 from models.keys import QUEUE_BULK
-from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.tables import Batch, FunctionCall, Tenant
 
 MAX_BATCH = 1000
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 
-def _submission(
-    raw: Any, user_id: str | None, catalog: Catalog, max_timeout_s: float
-) -> Submission:
+def _submission(raw: Any, user_id: str | None, catalog: Catalog, limits: CallLimits) -> Submission:
+    if not isinstance(raw, dict):
+        raise invalid("calls", "each call must be an object in the POST /function-calls form")
+    problem = item_problem(raw)
+    if problem is not None:
+        raise ApiError("invalid_params", [problem])
     try:
         item = FunctionCallRequest.model_validate(raw)
     except ValidationError as exc:
@@ -44,7 +55,7 @@ def _submission(
         user_id=item.user_id or user_id,
         connected_account_id=item.connected_account_id,
         callback_url=item.callback_url,
-        max_timeout_s=max_timeout_s,
+        limits=limits,
     )
 
 
@@ -54,8 +65,11 @@ def submit_batch(
     catalog: Catalog,
     items: list[Any],
     user_id: str | None,
-    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S,
+    limits: CallLimits = DEFAULT_CALL_LIMITS,
+    admit: Admit = admit_all,
 ) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
+    """Validate each call alone; a bad call is a rejected item, never a refused batch.
+    `admit` is asked for the accepted ones before any is written."""
     if not items:
         raise invalid("calls", "give at least one call")
     if len(items) > MAX_BATCH:
@@ -67,12 +81,14 @@ def submit_batch(
     with Session(engine) as session:
         for index, raw in enumerate(items):
             try:
-                sub = _submission(raw, user_id, catalog, max_timeout_s)
+                sub = _submission(raw, user_id, catalog, limits)
                 accepted.append(
                     (index, build_row(session, tenant, catalog, sub, batch_id, accounts))
                 )
             except ApiError as exc:
                 rejected.append(BatchRejected(index=index, **exc.body()))  # type: ignore[arg-type]
+    if accepted:
+        admit(len(accepted))
     batch = Batch(id=batch_id, tenant_id=tenant.id, accepted=len(accepted), rejected=len(rejected))
     with session_scope(engine) as session:
         session.add(batch)

@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.quotas import Quotas
+from api.schemas import USER_ID_CHARS
 from api.tenant_cache import TenantCache, lookup
 from api.waiter import CallWaiter
 from models.catalog import Catalog
@@ -49,6 +51,11 @@ def get_waiter(request: Request) -> CallWaiter:
     return waiter
 
 
+def get_quotas(request: Request) -> Quotas:
+    quotas: Quotas = request.app.state.quotas
+    return quotas
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError("unauthorized", [ErrorDetail("Authorization", message)], 401)
 
@@ -78,5 +85,6 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 WaiterDep = Annotated[CallWaiter, Depends(get_waiter)]
+QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
-UserIdHeader = Annotated[str | None, Header(alias="X-User-ID")]
+UserIdHeader = Annotated[str | None, Header(alias="X-User-ID", max_length=USER_ID_CHARS)]

@@ -102,6 +102,7 @@ def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     env["REDIS_URL"] = redis_url
     env.setdefault("PASSTHRU_ENCRYPTION_KEYS", _encryption_key())
     env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
+    env.setdefault("PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
     overrides = json.loads(env.get("PASSTHRU_UPSTREAM_OVERRIDES") or "{}")
     overrides.setdefault(DEMO_ORIGIN, f"http://127.0.0.1:{demo_port}")
     env["PASSTHRU_UPSTREAM_OVERRIDES"] = json.dumps(overrides)

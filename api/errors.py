@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.parsing import BodyRefused
 from api.responses import JSONBody
-from models.errors import ApiError, ErrorDetail
+from models.errors import ApiError, ErrorDetail, invalid
 
 log = logging.getLogger("passthru.api")
 
@@ -23,15 +24,21 @@ _HTTP_ERRORS = {
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONBody:
+    headers = {**err.headers, **(headers or {})}
     if err.status_code == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSONBody(err.body(), status_code=err.status_code, headers=headers)
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONBody(err.body(), status_code=err.status_code, headers=headers or None)
+
+
+# A field named in an error echoes at most this much of each step (a key may be huge).
+_STEP_CHARS = 100
 
 
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
+    parts = [p if len(p) <= _STEP_CHARS else p[:_STEP_CHARS] + "…" for p in parts]
     return ".".join(parts) or "body"
 
 
@@ -50,9 +57,9 @@ def validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
 def validation_error(exc: RequestValidationError) -> ApiError:
     for e in exc.errors():
         if e.get("type") == "json_invalid":
+            why = (e.get("ctx") or {}).get("error") or e.get("msg", "")
             return ApiError(
-                "invalid_json",
-                [ErrorDetail("body", f"the body is not valid JSON: {e.get('msg', '')}".strip())],
+                "invalid_json", [ErrorDetail("body", f"the body is not valid JSON: {why}")]
             )
     return ApiError("invalid_params", validation_details(exc.errors()))
 
@@ -61,6 +68,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONBody:
         return error_response(exc)
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(_: Request, exc: BodyRefused) -> JSONBody:
+        return error_response(exc.error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONBody:
@@ -84,6 +95,20 @@ def install(app: FastAPI) -> None:
             ),
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(IntegrityError)
+    async def _refused_by_db(request: Request, exc: DataError | IntegrityError) -> JSONBody:
+        # A backstop: validation keeps every value within its column, so this is a bug to fix.
+        why = str(exc.orig).split("\n", 1)[0][:200]  # the first line: no row values
+        log.error(
+            "the database refused a value on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__,
+            why,
+        )
+        return error_response(invalid("body", "a value was refused by the database"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONBody:

@@ -1,14 +1,16 @@
-"""Prometheus figures the API reads on each scrape: queue lengths per lane and the global
-rate limiter's state per app (from Redis, so every worker's bookings and pauses count)."""
+"""The API's Prometheus figures: its own counters, and what it reads on each scrape (calls
+waiting, from the database; queue lengths per lane and the global rate limiter's state per
+app, from Redis, so every worker's bookings and pauses count). Served on
+PASSTHRU_METRICS_PORT, and on the API port only to PASSTHRU_METRICS_TOKEN."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, or_, select
@@ -33,6 +35,12 @@ CALLS_REJECTED = Counter(
     "passthru_calls_rejected",
     "Calls refused at submission (not written), by error",
     ["error"],
+    registry=COUNTERS,
+)
+REQUESTS_REFUSED = Counter(
+    "passthru_requests_refused",
+    "Requests refused by a limit before any work: a body too large, or a per-tenant bound",
+    ["reason"],
     registry=COUNTERS,
 )
 
@@ -148,3 +156,38 @@ class PassthruCollector(Collector):
         spec = app.rate_limits[int(index)]
         path = f" {spec.path}" if spec.path else ""
         return f"{spec.limit:g}/{spec.period_s:g}s {spec.scope}{path} ({interval_ms(spec)} ms)"
+
+
+class ApiMetrics(Collector):
+    """Everything the API serves: this process's counters, then the figures read now."""
+
+    def __init__(self, state: PassthruCollector) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        yield from COUNTERS.collect()
+        yield from self._state.collect()
+
+
+def serve_metrics(port: int, metrics: Collector) -> Callable[[], None]:
+    """Serve `metrics` on `port` from a thread (0: not at all); returns how to stop. A port
+    already taken is a warning, not a failure: the API serves on without it."""
+    if not port:
+        return lambda: None
+    try:
+        server, thread = start_http_server(port, registry=metrics)
+    except OSError as exc:
+        log.warning(
+            "api metrics: port %d is taken (%s); set PASSTHRU_METRICS_PORT to a free one, or 0",
+            port,
+            exc,
+        )
+        return lambda: None
+    log.info("api metrics on port %d", port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop

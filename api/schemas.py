@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from models.catalog import MAX_ATTEMPTS_LIMIT, check_retry_statuses
+from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METHODS: tuple[str, ...] = Method.__args__  # type: ignore[attr-defined]
+
+# Lengths of the database columns a value is stored in (models/tables.py), so no database
+# ever refuses one.
+USER_ID_CHARS = 200
+ID_CHARS = 40
+APP_CHARS = 80
+FUNCTION_CHARS = 120
+UserId = Annotated[str, StringConstraints(max_length=USER_ID_CHARS)]
+# connection_config: a few short scalar values (template values must also be DNS labels).
+CONFIG_ENTRIES = 20
+CONFIG_KEY_CHARS = 64
+CONFIG_VALUE_CHARS = 255
+ConnectionConfig = dict[
+    Annotated[str, StringConstraints(max_length=CONFIG_KEY_CHARS)],
+    Annotated[str, StringConstraints(max_length=CONFIG_VALUE_CHARS)] | int | float | bool | None,
+]
 
 
 class _In(BaseModel):
@@ -50,7 +67,9 @@ class PassthroughParams(_In):
     """What to send upstream. `url` is absolute on the app's hosts, or relative to its base URL."""
 
     method: str = Field(examples=["GET"])
-    url: str = Field(examples=["https://slack.com/api/conversations.list?limit=2"])
+    url: str = Field(
+        max_length=MAX_URL_CHARS, examples=["https://slack.com/api/conversations.list?limit=2"]
+    )
     body: JsonValue = None
     headers: dict[str, str] | None = None
     retry: RetryParams | None = None
@@ -67,19 +86,21 @@ class PassthroughParams(_In):
 
 
 class PassthroughRequest(PassthroughParams):
-    callback_url: str | None = None
-    connected_account_id: str | None = None
+    callback_url: str | None = Field(default=None, max_length=MAX_CALLBACK_URL_CHARS)
+    connected_account_id: str | None = Field(default=None, max_length=ID_CHARS)
 
 
 class FunctionCallRequest(_In):
     """The SDK's form: `{function, params, connected_account_id?}`."""
 
-    function: str = Field(examples=["slack-passthrough-request"])
+    function: str = Field(max_length=FUNCTION_CHARS, examples=["slack-passthrough-request"])
     params: PassthroughParams
-    connected_account_id: str | None = None
-    callback_url: str | None = None
+    connected_account_id: str | None = Field(default=None, max_length=ID_CHARS)
+    callback_url: str | None = Field(default=None, max_length=MAX_CALLBACK_URL_CHARS)
     user_id: str | None = Field(
-        default=None, description="The end user; defaults to the X-User-ID header"
+        default=None,
+        max_length=USER_ID_CHARS,
+        description="The end user; defaults to the X-User-ID header",
     )
 
 
@@ -155,16 +176,20 @@ class FunctionList(BaseModel):
 
 
 class AccountIn(_In):
-    app: str
+    app: str = Field(max_length=APP_CHARS)
     credentials: dict[str, Any]
-    connection_config: dict[str, Any] | None = None
+    connection_config: ConnectionConfig | None = Field(default=None, max_length=CONFIG_ENTRIES)
 
 
 class AccountPatch(_In):
     credentials: dict[str, Any] | None = Field(
         default=None, description="New credentials; they also clear `needs_reauth`"
     )
-    connection_config: dict[str, Any] | None = None
+    connection_config: ConnectionConfig | None = Field(
+        default=None,
+        max_length=CONFIG_ENTRIES,
+        description="Changes only together with new `credentials`",
+    )
     status: Literal["active", "disabled"] | None = Field(
         default=None,
         description="`disabled`: its calls are refused (and waiting ones fail) until `active`",
@@ -201,8 +226,10 @@ class BatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    calls: list[dict[str, Any]] = Field(
+    calls: list[Any] = Field(
         max_length=1000,
+        description="Each in the POST /function-calls form; each is checked alone, so one bad "
+        "call is one rejected item",
         examples=[
             [
                 {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,13 +16,12 @@ from sqlmodel import Session, col, select
 
 from api.metrics import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
-from api.validation import check_callback_url, check_params
+from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
 from models.catalog import App, Catalog
 from models.db import session_scope, utcnow
 from models.errors import ApiError, ErrorDetail, invalid
 from models.ids import new_id
 from models.keys import QUEUE_INTERACTIVE
-from models.settings import DEFAULT_MAX_TIMEOUT_S
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall, Tenant
 from worker.publish import publish_calls
@@ -37,7 +37,7 @@ class Submission:
     connected_account_id: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
-    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S  # the operator's cap on a call's timeouts
+    limits: CallLimits = DEFAULT_CALL_LIMITS  # the operator's bounds on a call
 
 
 def unknown_app(slug: str) -> ApiError:
@@ -162,8 +162,10 @@ def build_row(
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:
         raise invalid("connected_account_id", str(exc)) from exc
-    checked = check_params(sub.params, app, base_url, hosts, sub.max_timeout_s)
-    callback = check_callback_url(sub.callback_url)
+    checked = check_params(sub.params, app, base_url, hosts, sub.limits)
+    callback = check_callback_url(
+        sub.callback_url, allow_private=sub.limits.allow_private_callbacks
+    )
     now = utcnow()
     return {
         "id": new_id("fc"),
@@ -220,8 +222,19 @@ def _same_or_conflict(existing: FunctionCall, call: FunctionCall) -> FunctionCal
     return existing
 
 
-def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) -> FunctionCall:
-    """Write one call and publish it; returns the call (an earlier one for a repeated key)."""
+# Called with the number of calls about to be written; raises ApiError (a 429) to refuse.
+Admit = Callable[[int], None]
+
+
+def admit_all(_: int) -> None:
+    return None
+
+
+def submit(
+    engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission, admit: Admit = admit_all
+) -> FunctionCall:
+    """Write one call and publish it; returns the call (an earlier one for a repeated key).
+    `admit` is asked once the call is valid and new, before it is written."""
     with session_scope(engine) as session:
         call = build_call(session, tenant, catalog, sub)
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
@@ -230,6 +243,7 @@ def submit(engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission) ->
             prior.idempotency_key = None  # expired: the key may name a new call
             session.add(prior)
             session.flush()
+        admit(1)
         session.add(call)
         try:
             session.flush()

@@ -41,12 +41,16 @@ def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[s
 
 
 def put_endpoint(
-    engine: Engine, vault: Vault, tenant: Tenant, url: str | None, now: datetime
+    engine: Engine,
+    vault: Vault,
+    tenant: Tenant,
+    url: str | None,
+    now: datetime,
+    allow_private: bool = False,
 ) -> dict[str, Any]:
     """Set (or clear) the default URL and enable it. The signing secret is shown once: when
     it is made here, or on the first PUT after a delivery made it."""
-    if url is not None:
-        check_callback_url(url)
+    check_callback_url(url, field="url", allow_private=allow_private)
     with session_scope(engine) as session:
         endpoint = session.get(WebhookEndpoint, tenant.id)
         shown = None
@@ -168,7 +172,8 @@ def deliveries_of(engine: Engine, tenant: Tenant, call_id: str) -> list[dict[str
 
 
 def redeliver(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> str:
-    """Send the call's event again now; returns the delivery id to publish."""
+    """Send the call's event again now; returns the delivery id to publish. A delivery in
+    flight (a worker is sending it) is a 409: two senders would race on its attempts."""
     call = load_call(engine, tenant, call_id)
     if not call.status.is_final:
         raise ApiError(
@@ -180,10 +185,25 @@ def redeliver(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> st
     with session_scope(engine) as session:
         again = session.exec(
             update(WebhookDelivery)
-            .where(col(WebhookDelivery.id) == delivery_id)
+            .where(
+                col(WebhookDelivery.id) == delivery_id,
+                col(WebhookDelivery.status) != "delivering",
+            )
             .values(status="pending", next_attempt_at=now, published_at=now, finished_at=None)
         ).rowcount
         if not again:
+            if session.get(WebhookDelivery, delivery_id) is not None:
+                raise ApiError(
+                    "delivery_in_flight",
+                    [
+                        ErrorDetail(
+                            "id",
+                            f"the event of call {call_id} is being delivered now; redeliver "
+                            "it once that attempt has ended (GET .../deliveries shows it)",
+                        )
+                    ],
+                    409,
+                )
             created = enqueue_deliveries(session.connection(), [call_id], now)
             if not created:
                 raise ApiError(

@@ -161,6 +161,7 @@ def stack(
             # benchmarks submit: a 200,000-call backlog from one tenant, as fast as it can.
             "PASSTHRU_TENANT_SUBMIT_RATE": "1000000/1/1000000",
             "PASSTHRU_TENANT_MAX_OPEN_CALLS": "10000000",
+            "PASSTHRU_METRICS_PORT": "0",
         }
         s = Stack(tmp, redis, url, engine, env, upstream_url)
         try:

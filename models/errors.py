@@ -5,7 +5,9 @@ PassthruError
 │   ├── InvalidRequest       400: will not execute (bad params, host, credentials)
 │   ├── Unauthorized         401
 │   ├── NotFound             404
-│   └── Conflict             409
+│   ├── Conflict             409
+│   ├── TooLarge             413: a request body over its limit
+│   └── TooManyRequests      429: a per-tenant bound (with Retry-After)
 ├── ConfigError              an operator's setting or catalog file is wrong
 ├── CredentialsError         stored credentials cannot be read or used
 │   └── SecretOfAnotherRow   a ciphertext bound to another row, copied onto this one
@@ -32,6 +34,7 @@ class ApiError(PassthruError):
     error: str
     details: list[ErrorDetail] = field(default_factory=list)
     status_code: int = 400
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After on a 429
 
     def __post_init__(self) -> None:
         super().__init__(self.error)

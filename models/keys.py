@@ -25,6 +25,10 @@ BULK_CHUNK = 100
 # (for `Prefer: wait`).
 CHANNEL_CALL_DONE = f"{PREFIX}:call-done"
 
+# Per-tenant bounds the API keeps in Redis (submissions per second, redeliveries per minute),
+# each `{QUOTA_PREFIX}:{bound}:{tenant id}`.
+QUOTA_PREFIX = f"{PREFIX}:quota"
+
 # Set by the sweeper; its absence means Redis lost its data (restart without persistence),
 # so every queued call must be published again.
 KEY_BROKER_EPOCH = f"{PREFIX}:broker-epoch"

@@ -84,6 +84,8 @@ class FunctionCall(SQLModel, table=True):
     __tablename__ = "function_call"
     __table_args__ = (
         Index("ix_call_tenant_id", "tenant_id", "id"),
+        # A tenant's unfinished calls (api/quotas.py) and the log filtered by status.
+        Index("ix_call_tenant_status", "tenant_id", "status", "id"),
         Index("ix_call_status_due", "status", "next_attempt_at"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),
     )

@@ -7,12 +7,26 @@ from sqlalchemy import Engine, update
 from sqlmodel import col
 
 from models.db import session_scope
+from models.errors import ConfigError
 from models.ids import new_id
 from models.secrets import hash_api_key, new_api_key
 from models.tables import Tenant
 
+# The longest tenant name (its column's length).
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str) -> str:
+    """A tenant name the database stores: 1 to 200 printable characters."""
+    if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise ConfigError(
+            f"a tenant name is 1 to {MAX_NAME_CHARS} printable characters; got {len(name)}"
+        )
+    return name
+
 
 def create_tenant(engine: Engine, name: str, api_key: str | None = None) -> tuple[Tenant, str]:
+    check_name(name)
     key = api_key or new_api_key()
     tenant = Tenant(
         id=new_id("tn"), name=name, api_key_hash=hash_api_key(key), api_key_prefix=key[:8]

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Response
 
 from api.accounts import create_account, delete_account, list_accounts, update_account
 from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, VaultDep
+from api.parsing import JSONRoute
 from api.schemas import AccountIn, AccountList, AccountOut, AccountPatch, ErrorOut
 from api.serialize import account_out
 
-router = APIRouter(prefix="/connected-accounts", tags=["connected accounts"])
+router = APIRouter(prefix="/connected-accounts", tags=["connected accounts"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},

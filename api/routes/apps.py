@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CatalogDep, CurrentTenant
+from api.parsing import JSONRoute
 from api.schemas import ErrorOut
 from api.submission import unknown_app
 
-router = APIRouter(prefix="/apps", tags=["apps"])
+router = APIRouter(prefix="/apps", tags=["apps"], route_class=JSONRoute)
 
 
 @router.get("", summary="Every app passthru can call")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.batches import batch_status, submit_batch
-from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep, UserIdHeader
+from api.deps import CatalogDep, CurrentTenant, EngineDep, QuotasDep, SettingsDep, UserIdHeader
+from api.parsing import ItemsRoute
 from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
+from api.validation import CallLimits
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(tags=["batches"], route_class=ItemsRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},
+    413: {"model": ErrorOut, "description": "body over PASSTHRU_MAX_BATCH_REQUEST_BYTES"},
+    429: {"model": ErrorOut, "description": "a per-tenant bound; see Retry-After"},
 }
 
 
@@ -29,10 +35,18 @@ async def submit(
     engine: EngineDep,
     catalog: CatalogDep,
     settings: SettingsDep,
+    quotas: QuotasDep,
     user_id: UserIdHeader = None,
 ) -> BatchSubmitted:
     batch, accepted, rejected = await run_in_threadpool(
-        submit_batch, engine, tenant, catalog, body.calls, user_id, settings.max_timeout_s
+        submit_batch,
+        engine,
+        tenant,
+        catalog,
+        body.calls,
+        user_id,
+        CallLimits.of(settings),
+        partial(quotas.admit_calls, tenant.id),
     )
     return BatchSubmitted(
         batch_id=batch.id,

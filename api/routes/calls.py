@@ -18,16 +18,21 @@ from api.calls import (
     load_call,
     wait_for_final,
 )
-from api.deps import CurrentTenant, EngineDep, WaiterDep
+from api.deps import CurrentTenant, EngineDep, QuotasDep, SettingsDep, WaiterDep
+from api.parsing import JSONRoute
 from api.schemas import CallPage, ErrorOut, FunctionCallOut
 from api.serialize import call_out
+from api.validation import parse_wait
 from models.db import as_utc, utcnow
-from models.settings import MAX_WAIT_S
 from models.states import CallStatus
 from worker.publish import publish_deliveries
 
-router = APIRouter(prefix="/function-calls", tags=["function calls"])
-_ERRORS: dict[int | str, dict[str, object]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+}
 
 
 def _log_filter(
@@ -63,18 +68,31 @@ def export(tenant: CurrentTenant, engine: EngineDep, filters: Filters) -> Stream
     )
 
 
-@router.get("/{call_id}", responses=_ERRORS, summary="One call, with every attempt")
+@router.get(
+    "/{call_id}",
+    responses={**_ERRORS, 429: {"model": ErrorOut, "description": "too many waits open"}},
+    summary="One call, with every attempt",
+)
 async def get_call(
     call_id: str,
     tenant: CurrentTenant,
     engine: EngineDep,
     waiter: WaiterDep,
+    settings: SettingsDep,
+    quotas: QuotasDep,
     wait: Annotated[
-        float | None, Query(ge=0, description="long-poll up to N seconds (max 60) for the end")
+        str | None,
+        Query(
+            max_length=32,
+            description="long-poll up to N seconds (0 to 60) for the call to end",
+            examples=["30"],
+        ),
     ] = None,
 ) -> FunctionCallOut:
-    if wait:
-        call = await wait_for_final(engine, waiter, tenant, call_id, min(wait, MAX_WAIT_S))
+    wait_s = parse_wait(wait, "wait", settings.max_wait_s) if wait is not None else 0.0
+    if wait_s:
+        with quotas.waiting(tenant.id, "wait"):
+            call = await wait_for_final(engine, waiter, tenant, call_id, wait_s)
     else:
         call = await run_in_threadpool(load_call, engine, tenant, call_id)
     attempts = await run_in_threadpool(load_attempts, engine, call_id)

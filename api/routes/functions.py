@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import CatalogDep, CurrentTenant
+from api.parsing import JSONRoute
 from api.schemas import METHODS, FunctionList, FunctionOut
 from models.catalog import App, Catalog
 from models.errors import invalid
 
-router = APIRouter(tags=["functions"])
+router = APIRouter(tags=["functions"], route_class=JSONRoute)
 
 
 def _parameters(app: App) -> dict[str, Any]:

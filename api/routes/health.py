@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 
+from api.parsing import JSONRoute
 from api.responses import JSONBody
 from models.migrate import behind
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 @router.get("/healthz", summary="The process is up")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -12,11 +14,14 @@ from api.deps import (
     CatalogDep,
     CurrentTenant,
     EngineDep,
+    QuotasDep,
     SettingsDep,
     UserIdHeader,
     WaiterDep,
 )
 from api.metrics import CALLS_REJECTED
+from api.parsing import JSONRoute
+from api.quotas import Quotas
 from api.schemas import (
     CallResult,
     ErrorOut,
@@ -26,21 +31,26 @@ from api.schemas import (
 )
 from api.serialize import call_out, call_result
 from api.submission import Submission, submit, unknown_app
-from api.validation import app_slug_of, parse_prefer_wait
+from api.validation import CallLimits, app_slug_of, parse_prefer
 from models.errors import ApiError, invalid
-from models.settings import MAX_WAIT_S
 from models.tables import Tenant
 
-router = APIRouter(tags=["function calls"])
+router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut, "description": "will not execute"},
     401: {"model": ErrorOut},
     404: {"model": ErrorOut, "description": "unknown app"},
     409: {"model": ErrorOut, "description": "Idempotency-Key reused with another request"},
+    413: {"model": ErrorOut, "description": "body over PASSTHRU_MAX_REQUEST_BYTES"},
+    429: {"model": ErrorOut, "description": "a per-tenant bound; see Retry-After"},
 }
 PreferHeader = Annotated[
-    str | None, Header(description="`wait=N` (N <= 60): answer 200 with the result if done")
+    str | None,
+    Header(
+        description="`wait=N` (0 <= N <= 60): wait up to N s and answer 200 with the result if "
+        "the call ended; `respond-async`: answer 202 at once"
+    ),
 ]
 KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -53,20 +63,26 @@ async def _accept(
     engine: EngineDep,
     catalog: CatalogDep,
     waiter: WaiterDep,
+    quotas: Quotas,
+    max_wait_s: float,
 ) -> FunctionCallOut | CallResult:
-    wait_s = parse_prefer_wait(prefer, MAX_WAIT_S)
-    try:
-        call = await run_in_threadpool(submit, engine, tenant, catalog, sub)
-    except ApiError as exc:
-        CALLS_REJECTED.labels(exc.error).inc()
-        raise
-    if wait_s:
-        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        latest = await wait_for_final(engine, waiter, tenant, call.id, wait_s)
-        if latest.status.is_final:
-            response.status_code = 200
-            return call_result(latest)
-        call = latest  # not finished in time: the 202 shows where it stands now
+    preference = parse_prefer(prefer, max_wait_s)
+    wait_s = preference.wait_s or 0.0
+    admit = partial(quotas.admit_calls, tenant.id)
+    with quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
+        try:
+            call = await run_in_threadpool(submit, engine, tenant, catalog, sub, admit)
+        except ApiError as exc:
+            CALLS_REJECTED.labels(exc.error).inc()
+            raise
+        if preference.applied:
+            response.headers["Preference-Applied"] = preference.applied
+        if wait_s:
+            latest = await wait_for_final(engine, waiter, tenant, call.id, wait_s)
+            if latest.status.is_final:
+                response.status_code = 200
+                return call_result(latest)
+            call = latest  # not finished in time: the 202 shows where it stands now
     response.status_code = 202
     return call_out(call)
 
@@ -87,6 +103,7 @@ async def passthrough_request(
     catalog: CatalogDep,
     waiter: WaiterDep,
     settings: SettingsDep,
+    quotas: QuotasDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -100,9 +117,11 @@ async def passthrough_request(
         connected_account_id=body.connected_account_id,
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
-        max_timeout_s=settings.max_timeout_s,
+        limits=CallLimits.of(settings),
     )
-    return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)
+    return await _accept(
+        sub, prefer, response, tenant, engine, catalog, waiter, quotas, settings.max_wait_s
+    )
 
 
 @router.post(
@@ -120,6 +139,7 @@ async def invoke_function(
     catalog: CatalogDep,
     waiter: WaiterDep,
     settings: SettingsDep,
+    quotas: QuotasDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -138,6 +158,8 @@ async def invoke_function(
         connected_account_id=body.connected_account_id,
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
-        max_timeout_s=settings.max_timeout_s,
+        limits=CallLimits.of(settings),
     )
-    return await _accept(sub, prefer, response, tenant, engine, catalog, waiter)
+    return await _accept(
+        sub, prefer, response, tenant, engine, catalog, waiter, quotas, settings.max_wait_s
+    )

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep
+from api.parsing import JSONRoute
 from api.ratelimits import rate_limits
 from api.schemas import ErrorOut
 from models.errors import ApiError, ErrorDetail
 from models.limits import parse_rate
 
-router = APIRouter(tags=["rate limits"])
+router = APIRouter(tags=["rate limits"], route_class=JSONRoute)
 
 
 @router.get(

@@ -8,18 +8,20 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import CurrentTenant, EngineDep, VaultDep
+from api.deps import CurrentTenant, EngineDep, QuotasDep, SettingsDep, VaultDep
+from api.parsing import JSONRoute
 from api.schemas import ErrorOut
 from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
 from models.db import utcnow
 from worker.publish import publish_deliveries
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut},
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},
     409: {"model": ErrorOut},
+    429: {"model": ErrorOut},
 }
 
 
@@ -33,8 +35,16 @@ class EndpointIn(BaseModel):
     responses=_ERRORS,
     summary="Set your default webhook URL (the signing secret is shown the first time)",
 )
-def put(body: EndpointIn, tenant: CurrentTenant, engine: EngineDep, vault: VaultDep) -> Any:
-    return put_endpoint(engine, vault, tenant, body.url, utcnow())
+def put(
+    body: EndpointIn,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    vault: VaultDep,
+    settings: SettingsDep,
+) -> Any:
+    return put_endpoint(
+        engine, vault, tenant, body.url, utcnow(), settings.webhook_allow_private_networks
+    )
 
 
 @router.get("/webhook-endpoint", responses=_ERRORS, summary="Your webhook endpoint")
@@ -66,7 +76,10 @@ def deliveries(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> dict[s
     responses=_ERRORS,
     summary="Send the call's webhook again",
 )
-async def redeliver_call(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> Response:
+async def redeliver_call(
+    call_id: str, tenant: CurrentTenant, engine: EngineDep, quotas: QuotasDep
+) -> Response:
+    await run_in_threadpool(quotas.admit_redelivery, tenant.id)
     delivery_id = await run_in_threadpool(redeliver, engine, tenant, call_id, utcnow())
     await run_in_threadpool(publish_deliveries, [delivery_id])
     return Response(status_code=202)

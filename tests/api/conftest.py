@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -83,6 +84,20 @@ def app(
     finally:
         application.state.engine.dispose()
         _clear_caches()
+
+
+@pytest.fixture
+def make_app(app: FastAPI) -> Iterator[Callable[..., FastAPI]]:
+    """Another app on the same database and environment, with settings overridden."""
+    made: list[FastAPI] = []
+
+    def make(**settings: Any) -> FastAPI:
+        made.append(create_app(Settings(_env_file=None, **settings)))
+        return made[-1]
+
+    yield make
+    for application in made:
+        application.state.engine.dispose()
 
 
 @pytest.fixture

@@ -721,6 +721,37 @@ def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine:
     assert fixed.json()["status"] == "active"
 
 
+def test_connection_config_changes_only_with_new_credentials(
+    caller: Caller, catalog: Catalog
+) -> None:
+    # Given an account on subdomain "acme" of a templated app
+    slug, field, credentials = _templated_app(catalog)
+    created = caller.client.post(
+        "/connected-accounts",
+        json={"app": slug, "credentials": credentials, "connection_config": {field: "acme"}},
+        headers=caller.headers(),
+    )
+    path = f"/connected-accounts/{created.json()['id']}"
+    # When its config is changed alone
+    alone = caller.client.patch(
+        path, json={"connection_config": {field: "other"}}, headers=caller.headers()
+    )
+    # Then it is refused, and the account keeps its host
+    assert alone.status_code == 400
+    assert_error_shape(alone.json(), "invalid_params")
+    assert alone.json()["error_details"][0]["field"] == "connection_config"
+    listed = caller.client.get("/connected-accounts", headers=caller.headers()).json()["items"]
+    assert listed[0]["connection_config"] == {field: "acme"}
+    # And together with new credentials it changes
+    both = caller.client.patch(
+        path,
+        json={"credentials": credentials, "connection_config": {field: "other"}},
+        headers=caller.headers(),
+    )
+    assert both.status_code == 200, both.text
+    assert both.json()["connection_config"] == {field: "other"}
+
+
 # --- log filters and export -------------------------------------------------------------------
 
 

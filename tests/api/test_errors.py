@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.testclient import TestClient
 
 from api.errors import error_response, validation_error
@@ -68,6 +69,14 @@ def test_validation_error_maps_fields_without_location_prefix() -> None:
         ("bogus", "is not a known field"),
         ("limit", "not an int"),
     ]
+
+
+def test_a_huge_key_is_not_echoed_whole() -> None:
+    exc = RequestValidationError(
+        [{"type": "string_type", "loc": ("body", "headers", "k" * 100_000), "msg": "not a str"}]
+    )
+    (detail,) = validation_error(exc).details
+    assert detail.field == "headers." + "k" * 100 + "…"
 
 
 def test_validation_error_for_bad_json() -> None:
@@ -142,6 +151,12 @@ def test_body_that_is_not_an_object_is_400(caller: Caller, content: bytes) -> No
     )
     assert response.status_code == 400
     assert_error_shape(response.json())
+    assert response.json()["error_details"] == [
+        {
+            "field": "body",
+            "message": "the body must be a JSON object sent with Content-Type: application/json",
+        }
+    ]
 
 
 def test_bad_query_parameter_is_400(caller: Caller) -> None:
@@ -162,6 +177,31 @@ def test_wrong_method_is_405_in_error_shape(caller: Caller) -> None:
     response = caller.client.delete("/function-calls", headers=caller.headers())
     assert response.status_code == 405
     assert_error_shape(response.json(), "method_not_allowed")
+
+
+@pytest.mark.parametrize("exception", [DataError, IntegrityError])
+def test_a_value_the_database_refuses_is_a_400_not_a_500(
+    caller: Caller,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    exception: type[DataError] | type[IntegrityError],
+) -> None:
+    # Given a database that refuses a value (validation missed a column's bound)
+    def refuse(*_: Any, **__: Any) -> None:
+        raise exception(
+            "INSERT ...", {}, Exception("value too long for type character varying(40)")
+        )
+
+    monkeypatch.setattr("api.routes.calls.list_calls", refuse)
+    # When it happens on a request
+    response = caller.client.get("/function-calls", headers=caller.headers())
+    # Then the caller gets a 400 in the error shape, and the operator a log line
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "invalid_params")
+    assert response.json()["error_details"] == [
+        {"field": "body", "message": "a value was refused by the database"}
+    ]
+    assert "the database refused a value on GET /function-calls" in caplog.text
 
 
 def test_healthz_needs_no_key(client: TestClient) -> None:

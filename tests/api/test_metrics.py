@@ -1,14 +1,20 @@
-"""`/metrics`: lanes and the rate limiter as Prometheus sees them."""
+"""Metrics: what they say (lanes, the rate limiter, calls waiting), and who may read them."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
+import pytest
 import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
-from api.embedded_redis import EmbeddedRedis
+from api.embedded_redis import EmbeddedRedis, free_port
 from api.metrics import COUNTERS, PassthruCollector
 from models.catalog import Catalog
 from models.db import utcnow
@@ -17,6 +23,7 @@ from models.limits import pause_key, rules_for
 from models.secrets import Vault
 from models.tables import Tenant
 from tests.api.conftest import Caller
+from tests.api.test_errors import assert_error_shape
 from tests.worker.factories import make_account, make_call
 from worker.limiter import Ask, RedisLimiter
 
@@ -53,11 +60,65 @@ def test_lanes_bookings_and_pauses_are_exported(
     client.close()
 
 
-def test_metrics_answer_even_when_redis_does_not(caller: Caller) -> None:
-    # The test app's Redis URL points at a closed port
-    response = caller.client.get("/metrics")
+def test_the_api_port_has_no_metrics_without_a_token(caller: Caller) -> None:
+    # Given no PASSTHRU_METRICS_TOKEN (the test app's default)
+    # When /metrics is asked on the API port, even with a bearer token
+    response = caller.client.get("/metrics", headers={"Authorization": "Bearer anything"})
+    # Then there is no such endpoint
+    assert response.status_code == 404
+    assert_error_shape(response.json(), "not_found")
+
+
+def test_the_api_port_serves_metrics_to_the_token_only(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    # Given an API with PASSTHRU_METRICS_TOKEN set (and a Redis that does not answer)
+    client = TestClient(make_app(metrics_token="scrape-s3cret"))
+    # When asked without the token, or with another
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-s3cret"}):
+        refused = client.get("/metrics", headers=headers)
+        # Then it is a 401 in the error shape
+        assert refused.status_code == 401, headers
+        assert_error_shape(refused.json(), "unauthorized")
+    # And with it, the metrics (those from the database; Redis' are left out)
+    response = client.get("/metrics", headers={"Authorization": "Bearer scrape-s3cret"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
+    assert "passthru_calls_waiting" in response.text
+    assert "passthru_calls_rejected" in response.text
+
+
+def test_the_api_serves_its_metrics_on_the_metrics_port(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    # Given an API process with PASSTHRU_METRICS_PORT set
+    port = free_port()
+    application = make_app(metrics_port=port)
+    # When it runs (its lifespan starts the metrics server)
+    with TestClient(application):
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        # Then the metrics port answers without any token
+        assert scraped.status_code == 200
+        assert "passthru_calls_waiting" in scraped.text
+        assert "passthru_requests_refused" in scraped.text
+    # And it stops with the process
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_a_metrics_port_already_taken_is_a_warning_not_a_failure(
+    make_app: Callable[..., FastAPI], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the metrics port held by another process
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        # When the API starts
+        with TestClient(make_app(metrics_port=port)) as client:
+            # Then it serves on, and says why it has no metrics port
+            assert client.get("/healthz").status_code == 200
+    assert f"api metrics: port {port} is taken" in caplog.text
 
 
 def test_calls_waiting_and_the_oldest_due_one_are_exported(

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from api.schemas import PassthroughParams
 from api.validation import (
+    MAX_HEADER_CHARS,
+    MAX_HEADERS,
+    CallLimits,
     CheckedParams,
+    Preference,
     app_slug_of,
     check_callback_url,
     check_params,
-    parse_prefer_wait,
+    join_path,
+    parse_prefer,
+    parse_wait,
+    resolve_url,
 )
 from models.catalog import App, Catalog, parse_catalog
 from models.errors import ApiError
+from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 SLACK_BASE = "https://slack.com/api"
 SLACK_HOSTS = ["slack.com"]
@@ -28,13 +37,13 @@ def slack(catalog: Catalog) -> App:
     return app
 
 
-MAX_TIMEOUT_S = 90.0
+LIMITS = CallLimits(max_timeout_s=90.0, max_call_body_bytes=1000)
 
 
 def _check(app: App, **params: Any) -> CheckedParams:
     params.setdefault("method", "GET")
     params.setdefault("url", "https://slack.com/api/conversations.list")
-    return check_params(PassthroughParams(**params), app, SLACK_BASE, SLACK_HOSTS, MAX_TIMEOUT_S)
+    return check_params(PassthroughParams(**params), app, SLACK_BASE, SLACK_HOSTS, LIMITS)
 
 
 def _problems(app: App, **params: Any) -> dict[str, str]:
@@ -179,6 +188,116 @@ def test_wildcard_host_matches_one_level(slack: App) -> None:
         )
 
 
+# --- url resolution (DESIGN: "a call's url") ---------------------------------------------------
+
+SLACK_LIST = "https://slack.com/api/conversations.list"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        # a path is joined to the base URL; one that starts with its path is not doubled
+        ("conversations.list", SLACK_LIST),
+        ("/conversations.list", SLACK_LIST),
+        ("/api/conversations.list", SLACK_LIST),
+        ("/api/conversations.list?limit=2", SLACK_LIST + "?limit=2"),
+        ("/api", "https://slack.com/api"),
+        ("/api?x=1", "https://slack.com/api?x=1"),
+        ("/apiary", "https://slack.com/api/apiary"),
+        ("api/conversations.list", "https://slack.com/api/api/conversations.list"),
+        ("?x=1", "https://slack.com/api/?x=1"),
+        # absolute URLs on the app's hosts
+        (SLACK_LIST, SLACK_LIST),
+        ("https://SLACK.com:443/api/conversations.list", SLACK_LIST),
+        ("https://slack.com/other", "https://slack.com/other"),
+        # stored normalized, so path rules cannot be dodged
+        ("https://slack.com/api/x/../conversations.list", SLACK_LIST),
+        ("/api/%63onversations.list", SLACK_LIST),
+        ("conversations.list#frag", SLACK_LIST),
+        ("/api/./conversations.list", SLACK_LIST),
+    ],
+)
+def test_a_call_url_resolves_as_the_design_says(given: str, stored: str) -> None:
+    assert resolve_url(given, SLACK_BASE, SLACK_HOSTS) == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("slack.com/api/conversations.list", "https://slack.com/api/conversations.list"),
+        ("SLACK.com/api/x", "no scheme"),
+        ("slack.com:443/api/x", "no scheme"),
+        ("https://slack.com:8443/api/x", "port 8443"),
+        ("https://slack.com:80/api/x", "port 80"),
+        ("https://slack.com:0/api/x", "port"),
+        ("https://slack.com:abc/api/x", "valid URL"),
+        ("https://[::1/api", "valid URL"),
+        ("http://slack.com/api/x", "https"),
+        ("https://evil.com/api/x", "not one of this app's hosts"),
+        ("//evil.com/api", "//host"),
+        ("", "required"),
+        ("x" * (MAX_URL_CHARS + 1), f"at most {MAX_URL_CHARS}"),
+        ("/" + "a" * MAX_URL_CHARS, f"at most {MAX_URL_CHARS}"),
+    ],
+)
+def test_a_call_url_that_cannot_be_resolved_says_why(given: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        resolve_url(given, SLACK_BASE, SLACK_HOSTS)
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "joined"),
+    [
+        ("https://slack.com/api", "x", "https://slack.com/api/x"),
+        ("https://slack.com/api/", "/x", "https://slack.com/api/x"),
+        ("https://api.hubspot.com", "/crm/v3/objects", "https://api.hubspot.com/crm/v3/objects"),
+        ("https://api.hubspot.com", "crm/v3", "https://api.hubspot.com/crm/v3"),
+        ("https://a.zendesk.com/api/v2", "/api/v2/tickets", "https://a.zendesk.com/api/v2/tickets"),
+        (
+            "https://a.zendesk.com/api/v2",
+            "/api/tickets",
+            "https://a.zendesk.com/api/v2/api/tickets",
+        ),
+        (
+            "https://a.zendesk.com/api/v2",
+            "tickets?q=/api/v2",
+            "https://a.zendesk.com/api/v2/tickets?q=/api/v2",
+        ),
+    ],
+)
+def test_join_path(base: str, path: str, joined: str) -> None:
+    assert join_path(base, path) == joined
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "ok"),
+    [
+        ("https://api.example.com", "https://api.example.com/x", True),
+        ("https://api.example.com", "https://api.example.com:443/x", True),
+        ("https://api.example.com", "https://api.example.com:8443/x", False),
+        ("https://api.example.com:8443", "https://api.example.com:8443/x", True),
+        ("https://api.example.com:8443", "https://api.example.com/x", True),
+        ("http://legacy.example", "http://legacy.example:80/x", True),
+        ("http://legacy.example:8080/api", "http://legacy.example:8080/x", True),
+        ("http://legacy.example:8080/api", "http://legacy.example:9090/x", False),
+        ("http://legacy.example:8080/api", "https://legacy.example/x", True),
+    ],
+)
+def test_a_call_url_uses_only_the_apps_ports(base: str, url: str, ok: bool) -> None:
+    hosts = [base.split("/")[2].split(":")[0]]
+    if ok:
+        resolve_url(url, base, hosts)
+    else:
+        with pytest.raises(ValueError, match="port"):
+            resolve_url(url, base, hosts)
+
+
+def test_a_scheme_less_host_is_only_suspected_for_the_apps_own_hosts() -> None:
+    # A path whose first segment merely has a dot is a path
+    assert resolve_url("files.upload", SLACK_BASE, SLACK_HOSTS) == f"{SLACK_BASE}/files.upload"
+    assert resolve_url("evil.com/x", SLACK_BASE, SLACK_HOSTS) == f"{SLACK_BASE}/evil.com/x"
+
+
 # --- headers -------------------------------------------------------------------------------
 
 
@@ -252,7 +371,43 @@ def test_every_problem_is_listed(slack: App) -> None:
     assert {"method", "url", "headers.Authorization"} <= set(problems)
 
 
-# --- Prefer: wait ----------------------------------------------------------------------------
+def test_at_most_50_headers(slack: App) -> None:
+    ok = {f"X-H{i}": "v" for i in range(MAX_HEADERS)}
+    assert _check(slack, headers=ok).headers == ok
+    problems = _problems(slack, headers={**ok, "X-One-More": "v"})
+    assert "at most 50" in problems["headers"]
+
+
+def test_header_names_and_values_have_a_length_limit(slack: App) -> None:
+    long = "x" * (MAX_HEADER_CHARS + 1)
+    assert "longer than" in _problems(slack, headers={"X-" + long: "v"})["headers"]
+    assert "at most" in _problems(slack, headers={"X-Long": long})["headers.X-Long"]
+    fits = "x" * MAX_HEADER_CHARS
+    assert _check(slack, headers={"X-Long": fits}).headers == {"X-Long": fits}
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "a\x01", "a\x1fb", "\x7f"])
+def test_control_characters_in_header_values_are_refused(slack: App, value: str) -> None:
+    assert "headers.X-C" in _problems(slack, headers={"X-C": value})
+
+
+def test_a_tab_in_a_header_value_is_fine(slack: App) -> None:
+    assert _check(slack, headers={"X-T": "a\tb"}).headers == {"X-T": "a\tb"}
+
+
+# --- body --------------------------------------------------------------------------------------
+
+
+def test_the_body_is_bounded_by_its_json_size(slack: App) -> None:
+    # Given PASSTHRU_MAX_CALL_BODY_BYTES=1000 (LIMITS)
+    fits = {"text": "x" * 980}  # {"text":"..."} is 991 bytes
+    assert _check(slack, method="POST", body=fits)
+    problems = _problems(slack, method="POST", body={"text": "x" * 1000})
+    assert "1011 bytes" in problems["body"]
+    assert "PASSTHRU_MAX_CALL_BODY_BYTES" in problems["body"]
+
+
+# --- Prefer and wait ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -263,26 +418,46 @@ def test_every_problem_is_listed(slack: App) -> None:
         ("WAIT=7", 7.0),
         ('wait="3"', 3.0),
         ("respond-async, wait=10", 10.0),
-        ("wait=120", 60.0),
         ("wait=60", 60.0),
         ("wait=0", 0.0),
+        ("return=minimal, wait=2", 2.0),
     ],
 )
-def test_prefer_wait_is_parsed_and_capped(prefer: str, seconds: float) -> None:
-    assert parse_prefer_wait(prefer, 60.0) == seconds
+def test_prefer_wait_is_parsed(prefer: str, seconds: float) -> None:
+    assert parse_prefer(prefer, 60.0).wait_s == seconds
 
 
-@pytest.mark.parametrize("prefer", [None, "", "respond-async", "return=minimal"])
-def test_prefer_without_wait_is_none(prefer: str | None) -> None:
-    assert parse_prefer_wait(prefer, 60.0) is None
+def test_what_is_honoured_is_capped_by_the_operator() -> None:
+    # Given PASSTHRU_MAX_WAIT_S=20, a caller asking for 45 s is served 20 s
+    preference = parse_prefer("wait=45", 20.0)
+    assert preference.wait_s == 20.0
+    assert preference.applied == "wait=20"
+    assert parse_wait("45", "wait", 20.0) == 20.0
 
 
-@pytest.mark.parametrize("prefer", ["wait=soon", "wait=", "wait=-1", "wait=1s"])
-def test_bad_prefer_wait_is_an_api_error(prefer: str) -> None:
+@pytest.mark.parametrize("prefer", [None, "", "return=minimal", "handling=lenient"])
+def test_prefer_without_wait_asks_for_nothing(prefer: str | None) -> None:
+    assert parse_prefer(prefer, 60.0) == Preference()
+    assert Preference().applied is None
+
+
+def test_respond_async_is_recognised() -> None:
+    preference = parse_prefer("respond-async", 60.0)
+    assert preference == Preference(None, respond_async=True)
+    assert preference.applied == "respond-async"
+
+
+@pytest.mark.parametrize(
+    "value", ["soon", "", "-1", "1s", "nan", "NaN", "inf", "-inf", "61", "60.5", "1e9", "abc"]
+)
+def test_a_wait_that_is_not_a_finite_number_from_0_to_60_is_a_400(value: str) -> None:
     with pytest.raises(ApiError) as err:
-        parse_prefer_wait(prefer, 60.0)
+        parse_prefer(f"wait={value}", 60.0)
     assert err.value.status_code == 400
     assert err.value.details[0].field == "Prefer"
+    with pytest.raises(ApiError) as err:
+        parse_wait(value, "wait", 60.0)
+    assert err.value.details[0].field == "wait"
 
 
 # --- function names and callback ------------------------------------------------------------
@@ -306,6 +481,48 @@ def test_app_slug_of(function: str, slug: str | None) -> None:
 def test_callback_url() -> None:
     assert check_callback_url(None) is None
     assert check_callback_url("https://hooks.example.com/x") == "https://hooks.example.com/x"
-    for bad in ("ftp://x", "/relative", "https://"):
-        with pytest.raises(ApiError):
-            check_callback_url(bad)
+    assert check_callback_url("http://hooks.example.com:8080/x?a=1") is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "/relative",
+        "https://",
+        "http://[::1",
+        "https://hooks.example.com:abc/x",
+        "https://hooks.example.com:0/x",
+        "https://hooks.example.com:65536/x",
+        "https://user:pw@hooks.example.com/x",
+        "https://hooks example.com/x",
+        "https://hooks.example.com/\x00",
+        "https://" + "a" * MAX_CALLBACK_URL_CHARS + ".com/",
+    ],
+)
+def test_a_bad_callback_url_is_a_400_never_a_500(url: str) -> None:
+    with pytest.raises(ApiError) as err:
+        check_callback_url(url)
+    assert err.value.status_code == 400
+    assert err.value.details[0].field == "callback_url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://localhost:8080/hook",
+        "http://api.localhost/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_a_private_callback_address_is_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(ApiError) as err:
+        check_callback_url(url, field="url")
+    assert err.value.details[0].field == "url"
+    assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in err.value.details[0].message
+    assert check_callback_url(url, allow_private=True) == url

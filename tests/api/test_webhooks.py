@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
 
 from models.db import session_scope
 from models.errors import SecretOfAnotherRow
@@ -90,6 +90,33 @@ def test_redelivery(caller: Caller, engine: Engine, published: PublishedIds) -> 
             select(WebhookDelivery).where(WebhookDelivery.call_id == call_id)
         ).all()
     assert (delivery.url, delivery.to_endpoint, delivery.status) == (HOOK, False, "pending")
+
+
+def test_a_delivery_in_flight_is_not_redelivered(
+    caller: Caller, engine: Engine, published: PublishedIds
+) -> None:
+    # Given a finished call whose event a worker is delivering right now
+    caller.connect()
+    call_id = submit(caller, {**CALL, "callback_url": HOOK}).json()["id"]
+    finish(engine, call_id, "200")
+    path = f"/function-calls/{call_id}/redeliver"
+    assert caller.client.post(path, headers=caller.headers()).status_code == 202
+    with session_scope(engine) as session:
+        session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.call_id) == call_id)
+            .values(status="delivering")
+        )
+    # When it is redelivered
+    response = caller.client.post(path, headers=caller.headers())
+    # Then it is a 409, and the delivery is left to its sender
+    assert response.status_code == 409
+    assert_error_shape(response.json(), "delivery_in_flight")
+    assert published.delivery_ids == [message_id(call_id)]
+    with Session(engine) as session:
+        delivery = session.get(WebhookDelivery, message_id(call_id))
+        assert delivery is not None
+        assert delivery.status == "delivering"
 
 
 def test_redelivery_without_anywhere_to_send_is_a_400(caller: Caller, engine: Engine) -> None:

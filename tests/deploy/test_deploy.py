@@ -25,7 +25,14 @@ from tests.deploy.common import DEPLOY, K8S, procfile, settings_aliases
 # image's own. Keep this list short.
 NOT_SETTINGS = frozenset({"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"})
 # Settings that are secrets: never written into a deploy file with a value.
-SECRETS = frozenset({"PASSTHRU_ENCRYPTION_KEYS", "FLOWER_BASIC_AUTH", "PASSTHRU_OAUTH_CLIENTS"})
+SECRETS = frozenset(
+    {
+        "PASSTHRU_ENCRYPTION_KEYS",
+        "FLOWER_BASIC_AUTH",
+        "PASSTHRU_OAUTH_CLIENTS",
+        "PASSTHRU_METRICS_TOKEN",
+    }
+)
 API_PATHS = frozenset(
     getattr(route, "path", "") for r in (health.router, metrics.router) for route in r.routes
 )
@@ -662,19 +669,30 @@ def test_compose_shape() -> None:
         assert got == wanted, name
 
 
+def _setting(config: dict[str, str], env: str, field: str) -> int:
+    return int(config.get(env, Settings.model_fields[field].get_default()))
+
+
 def test_metrics_ports_are_exposed_and_annotated() -> None:
     config = env_file_values(BASE / "config.env")
-    worker_port = int(
-        config.get(
-            "PASSTHRU_WORKER_METRICS_PORT",
-            Settings.model_fields["worker_metrics_port"].get_default(),
-        )
-    )
-    expected = {"passthru-web": 8000, "passthru-worker": worker_port}
+    api_port = _setting(config, "PASSTHRU_METRICS_PORT", "metrics_port")
+    worker_port = _setting(config, "PASSTHRU_WORKER_METRICS_PORT", "worker_metrics_port")
+    assert api_port, "the API's metrics are off in the manifests"
+    assert worker_port, "the workers' metrics are off in the manifests"
+    expected = {"passthru-web": api_port, "passthru-worker": worker_port}
     for name, port in expected.items():
         template = workloads()[name]["spec"]["template"]
         (container,) = template["spec"]["containers"]
         assert port in {p["containerPort"] for p in container["ports"]}, name
         annotations = template["metadata"].get("annotations", {})
         assert annotations.get("prometheus.io/port") == str(port), name
-        assert annotations.get("prometheus.io/path") in API_PATHS, name
+        assert annotations.get("prometheus.io/path") == "/metrics", name
+
+
+def test_the_public_port_is_not_the_metrics_port() -> None:
+    # /metrics on the API port needs PASSTHRU_METRICS_TOKEN: Prometheus scrapes the other
+    web = workloads()["passthru-web"]["spec"]["template"]
+    assert web["metadata"]["annotations"]["prometheus.io/port"] != "8000"
+    for service in ("web", "worker"):
+        published = [str(p) for p in compose()["services"][service].get("ports", [])]
+        assert not any("9300" in p or "9400" in p for p in published), service

@@ -223,6 +223,7 @@ def running_stack(
         "PASSTHRU_HEARTBEAT_FILE": str(logs / "worker.heartbeat"),
         # The stack's first worker serves its metrics here (later ones find it taken).
         "PASSTHRU_WORKER_METRICS_PORT": str(free_port()),
+        "PASSTHRU_METRICS_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

@@ -163,7 +163,7 @@ def test_every_call_of_a_1000_call_batch_is_announced_once_and_signed(
     assert finished >= 1000
     assert _sample(worker_metrics, 'passthru_webhook_attempts_total{outcome="delivered"}') >= 1000
     assert "passthru_upstream_seconds_bucket" in worker_metrics
-    api_metrics = owner.http.get("/metrics").text
+    api_metrics = httpx.get(f"http://127.0.0.1:{hooked.env['PASSTHRU_METRICS_PORT']}/metrics").text
     assert _sample(api_metrics, 'passthru_calls_accepted_total{lane="bulk"}') >= 1000
     assert "passthru_oldest_queued_call_age_seconds" in api_metrics
     assert batch_event["data"] == {

@@ -1,0 +1,319 @@
+"""Per-tenant bounds on the work a tenant can start. Beyond one, a 429 in the error shape
+(`too_many_requests`, the field naming what was exceeded, the message the setting) with
+`Retry-After`.
+
+- Calls submitted (a batch counts each accepted call): PASSTHRU_TENANT_SUBMIT_RATE,
+  `N/SECONDS[/BURST]` (BURST defaults to N). One GCRA key per tenant in Redis, shared by
+  every API process; one Lua round trip per decision.
+- Calls not finished (queued, running, retrying): PASSTHRU_TENANT_MAX_OPEN_CALLS. Counted in
+  the database at most once a second per tenant and process (OPEN_CALLS_TTL_S); the calls
+  this process admits meanwhile are added to the count.
+- Long polls open at once (`Prefer: wait`, `?wait=`): PASSTHRU_TENANT_MAX_WAITS, per API
+  process.
+- `POST /function-calls/{id}/redeliver`: PASSTHRU_TENANT_REDELIVERIES_PER_MIN, in Redis like
+  submissions.
+
+Accepting calls must work without Redis: when it does not answer, the Redis bounds admit
+(fail open), log at most every LOG_EVERY_S, and leave Redis alone for REDIS_BACKOFF_S.
+Clocks are injected: `now_ms` for Redis (Redis' own TIME when None), `monotonic` for the
+process's own caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import Engine, func, select
+
+from api.metrics import REQUESTS_REFUSED
+from models.catalog import RateLimitSpec
+from models.errors import ApiError, ErrorDetail
+from models.keys import QUOTA_PREFIX
+from models.limits import parse_rate
+from models.settings import Settings
+from models.states import CallStatus
+from models.tables import FunctionCall
+
+log = logging.getLogger("passthru.api")
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+
+# A tenant's count of calls not finished is read again after this long.
+OPEN_CALLS_TTL_S = 1.0
+# Retry-After for the bounds whose end no one can predict (calls finishing, polls ending).
+OPEN_CALLS_RETRY_S = 5
+WAITS_RETRY_S = 1
+# After Redis failed to answer, it is left alone (every call admitted) this long.
+REDIS_BACKOFF_S = 1.0
+LOG_EVERY_S = 10.0
+UNFINISHED = (CallStatus.QUEUED, CallStatus.RUNNING, CallStatus.RETRYING)
+
+# GCRA for `n` cells at once: admit if the new TAT stays within the burst; store it then.
+# KEYS[1] the tenant's TAT (ms); ARGV now_ms ("" for Redis' TIME), interval_ms, burst, n.
+# Returns 0 when admitted, else how many ms until `n` cells would fit.
+_TAKE = """
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + n * interval
+local wait = new_tat - burst * interval - now
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, new_tat - now))
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`limit` per `period_s`, at most `burst` at once."""
+
+    interval_ms: int
+    burst: int
+    text: str  # for people: "1000 per 1 s (burst 10000)"
+
+    @classmethod
+    def of(cls, spec: RateLimitSpec) -> Rate:
+        burst = spec.burst or spec.limit
+        return cls(
+            interval_ms=max(1, math.ceil(spec.period_s * 1000 / spec.limit)),
+            burst=burst,
+            text=f"{spec.limit:g} per {spec.period_s:g} s (burst {burst})",
+        )
+
+    @classmethod
+    def per_minute(cls, limit: int) -> Rate:
+        return cls.of(RateLimitSpec(scope="tenant", limit=limit, period_s=60, burst=limit))
+
+
+class RedisRate:
+    """GCRA counters in Redis, one atomic script per decision."""
+
+    def __init__(self, client: redis.Redis, now_ms: Callable[[], int] | None = None) -> None:
+        self._script = client.register_script(_TAKE)
+        self._now_ms = now_ms
+
+    def take(self, key: str, rate: Rate, n: int = 1) -> int:
+        """Take `n` cells: 0 when admitted, else the ms until they would fit (nothing
+        taken). Raises redis.RedisError when Redis does not answer."""
+        now = "" if self._now_ms is None else str(self._now_ms())
+        wait = self._script(keys=[key], args=[now, rate.interval_ms, rate.burst, n])
+        return int(wait)  # type: ignore[arg-type]
+
+
+def too_many(bound: str, field: str, message: str, retry_after_s: float) -> ApiError:
+    REQUESTS_REFUSED.labels(bound).inc()
+    return ApiError(
+        "too_many_requests",
+        [ErrorDetail(field, message)],
+        429,
+        {"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+    )
+
+
+# (tenant id, cap) -> the tenant's calls not finished, counted up to cap + 1.
+OpenCallsCounter = Callable[[str, int], int]
+
+
+def open_calls_counter(engine: Engine) -> OpenCallsCounter:
+    """One query on the index (tenant_id, status, id), reading at most `cap + 1` rows."""
+
+    def count(tenant_id: str, cap: int) -> int:
+        rows = (
+            select(_calls.c.id)
+            .where(_calls.c.tenant_id == tenant_id, _calls.c.status.in_(UNFINISHED))
+            .limit(cap + 1)
+            .subquery()
+        )
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
+
+    return count
+
+
+class Quotas:
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        count_open_calls: OpenCallsCounter,
+        submit_rate: RateLimitSpec | None,
+        max_open_calls: int,
+        max_waits: int,
+        redeliveries_per_min: int,
+        now_ms: Callable[[], int] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rates = RedisRate(client, now_ms)
+        self._count_open_calls = count_open_calls
+        self._submit_rate = Rate.of(submit_rate) if submit_rate else None
+        self._redeliver_rate = Rate.per_minute(redeliveries_per_min)
+        self._max_open_calls = max_open_calls
+        self._max_waits = max_waits
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[float, int]] = {}  # tenant -> (read again after, count)
+        self._waits: dict[str, int] = {}
+        self._redis_back_at = 0.0
+        self._redis_failing = False
+        self._logged_at = -math.inf
+
+    @classmethod
+    def of(cls, settings: Settings, client: redis.Redis, engine: Engine) -> Quotas:
+        return cls(
+            client=client,
+            count_open_calls=open_calls_counter(engine),
+            submit_rate=parse_rate(settings.tenant_submit_rate),
+            max_open_calls=settings.tenant_max_open_calls,
+            max_waits=settings.tenant_max_waits,
+            redeliveries_per_min=settings.tenant_redeliveries_per_min,
+        )
+
+    # --- submissions ----------------------------------------------------------------------
+
+    def admit_calls(self, tenant_id: str, n: int) -> None:
+        """Admit `n` new calls of the tenant, or raise a 429."""
+        expires, count = self._open_calls(tenant_id)
+        cap = self._max_open_calls
+        if count + n > cap:
+            raise too_many(
+                "open_calls",
+                "calls",
+                f"this tenant has {count if count <= cap else f'more than {cap}'} calls not "
+                f"finished; {n} more would pass {cap} (PASSTHRU_TENANT_MAX_OPEN_CALLS)",
+                OPEN_CALLS_RETRY_S,
+            )
+        self._admit_rate(tenant_id, n)
+        with self._lock:  # add to the count as it is now (other threads admit too)
+            expires, count = self._open.get(tenant_id, (expires, count))
+            self._open[tenant_id] = (expires, count + n)
+
+    def _open_calls(self, tenant_id: str) -> tuple[float, int]:
+        """(read again after, count): the cached count, or a fresh one when it is old."""
+        now = self._monotonic()
+        with self._lock:
+            cached = self._open.get(tenant_id)
+        if cached is None or cached[0] <= now:
+            cached = (
+                now + OPEN_CALLS_TTL_S,
+                self._count_open_calls(tenant_id, self._max_open_calls),
+            )
+            with self._lock:
+                self._open[tenant_id] = cached
+        return cached
+
+    def _admit_rate(self, tenant_id: str, n: int) -> None:
+        rate = self._submit_rate
+        if rate is None:
+            return
+        setting = f"PASSTHRU_TENANT_SUBMIT_RATE: {rate.text}"
+        if n > rate.burst:
+            raise too_many(
+                "submit_rate",
+                "calls",
+                f"{n} calls at once is more than this tenant's burst ({setting}); split them",
+                rate.burst * rate.interval_ms / 1000,
+            )
+        wait_ms = self._take(f"{QUOTA_PREFIX}:submit:{tenant_id}", rate, n)
+        if wait_ms:
+            raise too_many(
+                "submit_rate",
+                "calls",
+                f"this tenant submits calls faster than it may ({setting})",
+                wait_ms / 1000,
+            )
+
+    # --- redeliveries ---------------------------------------------------------------------
+
+    def admit_redelivery(self, tenant_id: str) -> None:
+        rate = self._redeliver_rate
+        wait_ms = self._take(f"{QUOTA_PREFIX}:redeliver:{tenant_id}", rate, 1)
+        if wait_ms:
+            raise too_many(
+                "redeliveries",
+                "redeliveries",
+                f"more redeliveries than this tenant may ask for "
+                f"(PASSTHRU_TENANT_REDELIVERIES_PER_MIN: {rate.burst} per minute)",
+                wait_ms / 1000,
+            )
+
+    # --- long polls -----------------------------------------------------------------------
+
+    @contextmanager
+    def waiting(self, tenant_id: str, field: str) -> Iterator[None]:
+        """Hold one of the tenant's long polls in this process while the block runs."""
+        with self._lock:
+            held = self._waits.get(tenant_id, 0)
+            if held >= self._max_waits:
+                raise too_many(
+                    "waits",
+                    field,
+                    f"this tenant already waits on {held} calls in this API process "
+                    f"(PASSTHRU_TENANT_MAX_WAITS: {self._max_waits}); poll without waiting, "
+                    "or wait for fewer at once",
+                    WAITS_RETRY_S,
+                )
+            self._waits[tenant_id] = held + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._waits[tenant_id] - 1
+                if left:
+                    self._waits[tenant_id] = left
+                else:
+                    del self._waits[tenant_id]
+
+    # --- Redis, failing open --------------------------------------------------------------
+
+    def _take(self, key: str, rate: Rate, n: int) -> int:
+        now = self._monotonic()
+        with self._lock:
+            if now < self._redis_back_at:
+                return 0
+            if self._redis_failing:  # one probe at a time while Redis fails: the rest admit
+                self._redis_back_at = now + REDIS_BACKOFF_S
+        try:
+            wait_ms = self._rates.take(key, rate, n)
+        except redis.RedisError as exc:
+            with self._lock:
+                self._redis_failing = True
+                self._redis_back_at = now + REDIS_BACKOFF_S
+                quiet = now - self._logged_at < LOG_EVERY_S
+                if not quiet:
+                    self._logged_at = now
+            if not quiet:
+                log.warning(
+                    "tenant bounds: Redis did not answer (%s); admitting without the "
+                    "submission and redelivery rates for now",
+                    type(exc).__name__,
+                )
+            return 0
+        with self._lock:
+            self._redis_failing = False
+        return wait_ms
+
+
+def quotas_client(redis_url: str) -> redis.Redis:
+    """A Redis client quick to give up (no retries, half-second timeouts): a Redis that does
+    not answer must not slow submissions down."""
+    return redis.Redis.from_url(
+        redis_url,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )

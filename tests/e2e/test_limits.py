@@ -1,0 +1,147 @@
+"""Hostile input against a real uvicorn process: a 300 MiB body is refused with a 413 the
+client receives (not a reset), without the API's memory growing by the body; a deeply
+nested body is a 400, not a dropped connection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from api.embedded_redis import EmbeddedRedis, free_port
+from api.processes import api_argv, wait_until_answers
+from tests.e2e.conftest import STARTUP_TIMEOUT_S, Proc
+
+MIB = 1024 * 1024
+HOSTILE_BYTES = 300 * MIB
+# Memory is not timing: a generous bound on what refusing the body may cost the process.
+MAX_GROWTH_BYTES = 200 * MIB
+
+
+@dataclass
+class LoneApi:
+    url: str
+    proc: Proc
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.process is not None
+        return self.proc.process.pid
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (the peak) of the API process, in bytes."""
+        found = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0]) * 1024
+        return found
+
+
+@pytest.fixture(scope="module")
+def lone_api(
+    database_url: str,
+    engine: Engine,
+    encryption_key: str,
+    redis_server: EmbeddedRedis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LoneApi]:
+    """The API alone (nothing here needs a worker), in its own process."""
+    logs = tmp_path_factory.mktemp("limits-logs")
+    env = {
+        **os.environ,
+        "PASSTHRU_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
+        "PASSTHRU_METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    proc = Proc("api", api_argv(port), env, logs / "api.log").start()
+    process = proc.process
+    assert process is not None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        if not wait_until_answers(
+            f"{url}/healthz", STARTUP_TIMEOUT_S, alive=lambda: process.poll() is None
+        ):
+            raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
+        yield LoneApi(url, proc)
+    finally:
+        proc.stop()
+
+
+@dataclass
+class Hostile:
+    """300 MiB of body, streamed: never held by the client either."""
+
+    size: int = HOSTILE_BYTES
+    sent: int = field(default=0)
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = b"[" * MIB
+        while self.sent < self.size:
+            self.sent += len(chunk)
+            yield chunk
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_300_mib_body_gets_a_413_and_costs_no_memory(
+    lone_api: LoneApi, declared: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an unauthenticated client streaming 300 MiB, with or without Content-Length
+    body = Hostile()
+    headers = {"Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(HOSTILE_BYTES)
+    before = lone_api.memory()
+    # When it posts it
+    response = httpx.post(
+        f"{lone_api.url}/slack-passthrough-request", content=body, headers=headers, timeout=120
+    )
+    after = lone_api.memory()
+    # Then it receives the 413 (not a reset), in the error shape, and the connection closes
+    assert response.status_code == 413
+    assert response.headers["connection"] == "close"
+    payload = response.json()
+    assert payload["error"] == "request_too_large"
+    assert payload["error_details"][0]["field"] == "body"
+    assert "PASSTHRU_MAX_REQUEST_BYTES" in payload["error_details"][0]["message"]
+    # And the API's peak memory did not grow by anything like the body
+    growth = after["VmHWM"] - before["VmHWM"]
+    assert growth < MAX_GROWTH_BYTES
+    with capsys.disabled():
+        print(
+            f"\n[limits] {'declared' if declared else 'chunked'} 300 MiB: client sent "
+            f"{body.sent / MIB:.0f} MiB; API VmHWM {before['VmHWM'] / MIB:.1f} -> "
+            f"{after['VmHWM'] / MIB:.1f} MiB, VmRSS {before['VmRSS'] / MIB:.1f} -> "
+            f"{after['VmRSS'] / MIB:.1f} MiB"
+        )
+    # And the API serves on
+    assert httpx.get(f"{lone_api.url}/healthz").status_code == 200
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_dropped_connection(lone_api: LoneApi) -> None:
+    # Given a body nesting 300 levels (and one past what the parser takes at all)
+    for levels in (300, 5000):
+        raw = b'{"method": "GET", "url": "x", "body": ' + b"[" * levels + b"]" * levels + b"}"
+        # When posted / Then the client gets a 400 in the error shape
+        response = httpx.post(
+            f"{lone_api.url}/slack-passthrough-request",
+            content=raw,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, levels
+        assert set(response.json()) == {"error", "error_details"}
+
+
+def test_a_nul_in_the_path_is_a_400(lone_api: LoneApi) -> None:
+    response = httpx.get(f"{lone_api.url}/function-calls/fc_%00")
+    assert response.status_code == 400
+    assert response.json()["error_details"][0]["field"] == "path"
