@@ -3,10 +3,12 @@ log, naming operations, and reproducers. (`make fuzz` runs the harness itself.)"
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 
+from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from tests.fuzz.findings import Request, Traceback, operation_of, tracebacks_in, varied
 from tests.fuzz.shape import response_shape_problem, shape_problem
 from tests.fuzz.stack import ROOT
@@ -143,3 +145,15 @@ def test_a_failing_request_is_grouped_by_what_it_varied() -> None:
 def test_the_value_lists_do_not_overlap() -> None:
     assert not set(PREFER_OK) & set(PREFER_REFUSED)
     assert not set(CALLBACK_REFUSED) & set(CALLBACK_OTHER)
+
+
+@pytest.mark.parametrize("url", CALLBACK_REFUSED)
+def test_the_callback_urls_expected_refused_are_those_the_workers_parser_refuses(url: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each with its own message
+        parse_http_url(url, max_chars=MAX_CALLBACK_URL_CHARS)
+
+
+@pytest.mark.parametrize("url", CALLBACK_OTHER)
+def test_the_other_callback_urls_parse_or_are_refused_cleanly(url: str) -> None:
+    with contextlib.suppress(ValueError):
+        parse_http_url(url, max_chars=MAX_CALLBACK_URL_CHARS)
