@@ -1,7 +1,7 @@
 """`python -m tests.fuzz` (`make fuzz`): start the API alone (its own Redis and SQLite, no
-worker), send the explicit and hostile probes, run schemathesis over /openapi.json, then send
+worker), run schemathesis over /openapi.json, send the explicit and hostile probes, then send
 each failing request again alone to find the traceback the API logged for it. Exit 1 on any
-5xx, dropped connection, timeout, answer outside the error shape or contract, 0 otherwise."""
+5xx, dropped connection, timeout, answer outside the error shape or the contract; else 0."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from tests.fuzz.stack import (
 )
 from tests.fuzz.values import CALLBACK_URLS, PREFER_VALUES, WAIT_VALUES
 
-# Test cases per operation in schemathesis's fuzzing phase. 100 keeps `make test` within a few
-# minutes on 2 cores; the coverage phase adds its own (about 100 per operation).
+# Test cases per operation in schemathesis's fuzzing phase: 100 keeps the run near a minute on
+# 2 cores (about 2,500 requests; the coverage phase adds its own, some 30 per operation).
 MAX_EXAMPLES = 100
 SEED = 20261130  # fixed, so that `make test` is a stable gate; --seed for another run
 # A request is a failure if it gets no answer in this long: no wait may exceed
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "--serve", action="store_true", help="start the seeded API, print $PT and $KEY, and wait"
     )
     args = parser.parse_args(argv)
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: give a new or empty directory")
 
     started = time.monotonic()
     with running_api(args.keep) as target:
