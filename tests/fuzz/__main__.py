@@ -255,8 +255,9 @@ def report(
         operations, sources = sorted(finding.operations), sorted(finding.sources)
         print(f"   on {', '.join(operations)} (from {', '.join(sources)})")
         shown = [f"{label} -> {answer}" for label, answer in finding.examples.items()]
-        more = f"; and {len(shown) - 12} more" if len(shown) > 12 else ""
-        print(f"   {len(shown)} cases: " + "; ".join(shown[:12]) + more)
+        more = f"; and {len(shown) - 30} more" if len(shown) > 30 else ""
+        cases = "1 case" if len(shown) == 1 else f"{len(shown)} cases"
+        print(f"   {cases}: " + "; ".join(shown[:30]) + more)
         if finding.reproducer:
             print(f"   reproduce: {finding.reproducer}")
         if finding.detail:
