@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint unit postgres bench clean
+.PHONY: run test lint unit postgres fuzz bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "passthru needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -37,7 +37,13 @@ postgres: $(STAMP)
 		echo "skipping the Postgres run: nothing answers at $(PG_TEST_URL) (set PG_TEST_URL)"; \
 	fi
 
-test: lint unit postgres
+# schemathesis over the real API (its own Redis and SQLite, no worker: nothing leaves the
+# machine), then explicit and hostile requests; fails on any 5xx, dropped connection, timeout
+# or answer outside the error shape. Options: make fuzz FUZZ_ARGS="--max-examples 500 --seed 7"
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
+
+test: lint unit postgres fuzz
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
