@@ -325,6 +325,17 @@ def _count(item: Finished) -> None:
         metrics.CALLS_FINISHED.labels(str(r.status), app).inc()
 
 
+# A value the database (or its driver's encoder) refuses, as opposed to the database being
+# away: StatementError wraps most; psycopg's executemany lets the JSON encoder's own errors
+# through.
+_REFUSED = (StatementError, TypeError, ValueError)
+
+
+def _why(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return type(orig or exc).__name__
+
+
 def _record(items: list[Finished], rt: Runtime, deliveries: list[str]) -> list[Finished]:
     """record(); if the database refuses a value (not the database being away), each call
     alone, a refused result replaced by a failure that says so: no answer, however odd,
@@ -332,26 +343,24 @@ def _record(items: list[Finished], rt: Runtime, deliveries: list[str]) -> list[F
     try:
         stored = set(record(rt.engine, items, rt.clock(), rt.touched, deliveries))
         return [item for item in items if item.call_id in stored]
-    except StatementError as exc:
+    except _REFUSED as exc:
         if isinstance(exc, OperationalError | InterfaceError):
-            raise
+            raise  # the database is away: the lease brings the calls back
         log.warning(
             "a group of %d results was refused (%s); storing them one by one",
             len(items),
-            type(exc.orig or exc).__name__,
+            _why(exc),
         )
     out: list[Finished] = []
     for item in items:
         try:
             if record(rt.engine, [item], rt.clock(), rt.touched, deliveries):
                 out.append(item)
-        except StatementError as exc:
+        except _REFUSED as exc:
             if isinstance(exc, OperationalError | InterfaceError):
                 raise
             log.error(
-                "call %s: its result was refused by the database (%s)",
-                item.call_id,
-                type(exc.orig or exc).__name__,
+                "call %s: its result was refused by the database (%s)", item.call_id, _why(exc)
             )
             refused = replace(
                 item,
