@@ -283,8 +283,11 @@ def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
             "unset one of them"
         )
     # SIGTERM (a terminal closing, `timeout`, a supervisor) stops everything, like Ctrl-C.
+    # SIGINT too even when started with it ignored (a script's background job), where
+    # Python would leave it ignored and the children would outlive a killed `passthru dev`.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     STATE_DIR.mkdir(mode=0o700, exist_ok=True)
     (STATE_DIR / ".gitignore").write_text("*\n")
     redis: EmbeddedRedis | None = None

@@ -113,9 +113,15 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
     env.update({"PORT": str(port), "FLOWER_PORT": str(flower_port), "PYTHONPATH": str(ROOT)})
     flags = ["--redis", redis_flag] if redis_flag else []
     argv = [sys.executable, "-m", "api.cli", "dev", *flags]
-    dev = subprocess.Popen(
-        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # (with SIGINT ignored, as a script's background job starts it: Ctrl-C must stop it anyway,
+    # whatever the shell that runs the tests did with SIGINT)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        dev = subprocess.Popen(
+            argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     output = _Output(dev)
     try:
         curl_line = output.until(lambda line: line.startswith("curl "), START_TIMEOUT_S).strip()
