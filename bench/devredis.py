@@ -80,6 +80,18 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in found]
 
 
+def _kill_left_behind(pids: list[int], cwd: str) -> None:
+    """Kill what `passthru dev` started and did not stop (it should stop everything)."""
+    for pid in pids:
+        try:
+            ours = os.readlink(f"/proc/{pid}/cwd") == cwd  # not a new process on that pid
+            if ours or Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server":
+                say(f"pid {pid} outlived passthru dev: killed")
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # gone, as it should be
+
+
 def _wait_for(log: Path, pattern: str, process: subprocess.Popen[bytes]) -> re.Match[str]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -118,12 +130,14 @@ def dev(kind: str) -> Iterator[Dev]:
             _wait_for(log, r"^ *worker \| .* ready\.$", process)
             yield Dev(kind, process, log, f"http://127.0.0.1:{port}", key, banner_s)
         finally:
+            children = _children(process.pid) if process.poll() is None else []
             process.send_signal(signal.SIGINT)
             try:
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            _kill_left_behind(children, tmpdir)
 
 
 def banner_calls(d: Dev, n: int) -> dict[str, Any]:
