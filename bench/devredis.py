@@ -4,11 +4,12 @@
 
 Each case is `passthru dev --redis KIND` itself, started in a temporary directory as a user
 runs it (SQLite, API, one worker, beat, Flower, the demo upstream); only the Redis differs.
-On each: the banner's call (`Prefer: wait=10` to the demo upstream) `--waits` times in a
-row, after one not counted (latency), then `--calls` calls to the demo upstream through the
-batch API, 1,000 per batch, timed from the first submission until `GET /batches/{id}`
-says every call has finished (throughput). The two kinds alternate in order from one run
-to the next. Prints a table and writes JSON to bench/results/. A benchmark, not a test.
+On each: the Redis's CPU while passthru is idle (10 s); the banner's call (`Prefer: wait=10`
+to the demo upstream) `--waits` times in a row, after one not counted (latency); then
+`--calls` calls to the demo upstream through the batch API, 1,000 per batch, timed from the
+first submission until `GET /batches/{id}` says every call has finished (throughput). The
+two kinds alternate in order from one run to the next. Prints a table and writes JSON to
+bench/results/. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -203,14 +204,31 @@ def throughput(d: Dev, n: int) -> dict[str, Any]:
     }
 
 
+def idle_cpu(d: Dev, seconds: float = 10.0) -> dict[str, float]:
+    """Share of one core the Redis uses while nothing is asked of passthru (the dev
+    process's figure is all of it: fakeredis, if there, and the output of the others)."""
+    time.sleep(3)  # let start-up settle
+    before, started = d.cpu_s(), time.perf_counter()
+    time.sleep(seconds)
+    after, elapsed = d.cpu_s(), time.perf_counter() - started
+    return {k: round((after[k] - before.get(k, 0)) / elapsed * 100, 1) for k in after}
+
+
 def one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     say(f"passthru dev --redis {kind}")
     with dev(kind) as d:
-        say(f"{kind}: banner after {d.started_s:.1f} s; {args.waits} banner calls")
+        say(f"{kind}: banner after {d.started_s:.1f} s; CPU while idle, 10 s")
+        idle = idle_cpu(d)
+        say(f"{kind}: {args.waits} banner calls")
         waits = banner_calls(d, args.waits)
         say(f"{kind}: {args.calls} calls in batches of {BATCH}")
         bulk = throughput(d, args.calls)
-    return {"banner_s": round(d.started_s, 1), "banner_calls": waits, "bulk": bulk}
+    return {
+        "banner_s": round(d.started_s, 1),
+        "idle_cpu_pct": idle,
+        "banner_calls": waits,
+        "bulk": bulk,
+    }
 
 
 def _median(runs: list[dict[str, Any]], *path: str) -> float:
@@ -224,13 +242,18 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float:
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    lines = [f"{'redis':<14}{'bulk calls/s':>14}{'banner call p50':>18}{'max':>10}{'start':>9}"]
+    lines = [
+        f"{'redis':<14}{'bulk calls/s':>14}{'banner call p50':>18}{'max':>10}{'start':>9}"
+        f"{'idle CPU':>10}"
+    ]
     for kind, runs in results.items():
+        idle = max(_median(runs, "idle_cpu_pct", k) for k in runs[0]["idle_cpu_pct"])
         lines.append(
             f"{kind:<14}{_median(runs, 'bulk', 'calls_per_s'):>12.0f}/s"
             f"{_median(runs, 'banner_calls', 'ms', 'p50'):>15.0f} ms"
             f"{_median(runs, 'banner_calls', 'ms', 'max'):>7.0f} ms"
             f"{_median(runs, 'banner_s'):>7.1f} s"
+            f"{idle:>8.1f} %"
         )
     real = _median(results["redis-server"], "bulk", "calls_per_s")
     fake = _median(results["fakeredis"], "bulk", "calls_per_s")
