@@ -20,7 +20,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from api.dev import run_dev
     from models.settings import get_settings
 
-    return run_dev(args.port or get_settings().port)
+    return run_dev(args.port or get_settings().port, args.redis)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -182,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run API, worker, beat and Flower with embedded defaults")
     dev.add_argument("--port", type=int, default=None, help="API port (default: PORT or 8000)")
+    dev.add_argument(
+        "--redis",
+        choices=["auto", "redis-server", "fakeredis"],
+        default="auto",
+        help="the embedded Redis when REDIS_URL is unset: redis-server from PATH, fakeredis "
+        "(in-process, for trying passthru, not for load), or auto: redis-server if on PATH, "
+        "else fakeredis (default: auto)",
+    )
     dev.set_defaults(func=cmd_dev)
 
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(

@@ -1,8 +1,9 @@
 """`passthru dev`: API, worker, beat, Flower and the demo upstream in one terminal.
 
 Embedded defaults: the SQLite file of DATABASE_URL, an embedded Redis unless REDIS_URL is
-set, an encryption key generated once into `.passthru/` (git-ignored), a demo tenant and
-a demo connected account. Ctrl-C stops every process it started.
+set (`--redis` chooses redis-server or fakeredis), an encryption key generated once into
+`.passthru/` (git-ignored), a demo tenant and a demo connected account. Ctrl-C stops every
+process it started.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
 from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
-from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from api.embedded_redis import EmbeddedRedis, RedisKind, free_port, start_embedded_redis
 from api.processes import (
     api_argv,
     beat_argv,
@@ -33,6 +35,7 @@ from api.processes import (
     wait_until_answers,
     worker_argv,
 )
+from models.errors import ConfigError
 from models.secrets import generate_encryption_key
 
 STATE_DIR = Path(".passthru")
@@ -210,6 +213,22 @@ def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> 
     )
 
 
+def _redis_line(redis: EmbeddedRedis | None, url: str) -> str:
+    """Which Redis this run uses, for the banner (a password in REDIS_URL is not shown)."""
+    if redis is None:
+        parts = urlsplit(url)
+        if parts.password:
+            host = parts.netloc.rsplit("@", 1)[1]
+            url = parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+        return f"{url}   (from REDIS_URL)"
+    if redis.kind == "fakeredis":
+        return (
+            f"fakeredis on {url}   (in this process: for trying passthru, not for load; "
+            "install redis-server for real use, see README)"
+        )
+    return f"redis-server on {url}   (embedded, in a temp dir: emptied at exit)"
+
+
 def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
     base = f"http://127.0.0.1:{port}"
     body = json.dumps({"method": "GET", "url": f"{DEMO_ORIGIN}/api/hello?name=passthru"})
@@ -254,18 +273,30 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_dev(port: int) -> int:
+def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
+    """Run everything until Ctrl-C; `redis_kind` chooses the embedded Redis when REDIS_URL
+    is unset ("auto": redis-server from PATH if there is one, else fakeredis)."""
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url and redis_kind != "auto":
+        raise ConfigError(
+            f"--redis {redis_kind} starts an embedded Redis, but REDIS_URL is set: "
+            "unset one of them"
+        )
     # SIGTERM (a terminal closing, `timeout`, a supervisor) stops everything, like Ctrl-C.
+    # SIGINT too even when started with it ignored (a script's background job), where
+    # Python would leave it ignored and the children would outlive a killed `passthru dev`.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     STATE_DIR.mkdir(mode=0o700, exist_ok=True)
     (STATE_DIR / ".gitignore").write_text("*\n")
     redis: EmbeddedRedis | None = None
-    redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
-        redis = start_embedded_redis()
+        redis = start_embedded_redis(kind=redis_kind)
         redis_url = redis.url
         _say(f"embedded Redis ({redis.kind}) on {redis_url}")
+        if redis.kind == "fakeredis" and redis_kind == "auto":
+            _say("no redis-server on PATH: fakeredis is for trying passthru, not for load")
     demo_port = free_port()
     flower_port = int(os.environ.get("FLOWER_PORT") or _port_or_free(5555))
     env = _environment(redis_url, demo_port)
@@ -291,7 +322,7 @@ def run_dev(port: int) -> int:
                 "(is the port taken? set PORT to another)"
             )
             return 1
-        _banner(port, flower_port, api_key, redis_url)
+        _banner(port, flower_port, api_key, _redis_line(redis, redis_url))
         while all(c.process.poll() is None for c in children):
             time.sleep(0.5)
         dead = next(c for c in children if c.process.poll() is not None)

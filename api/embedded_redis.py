@@ -1,5 +1,11 @@
 """A throwaway Redis for `passthru dev` and the tests: `redis-server` from PATH in a temp
-dir if there is one, else fakeredis' TCP server in this process."""
+dir if there is one, else fakeredis' TCP server in this process.
+
+fakeredis is the fallback for trying passthru on a machine without Redis, not for load
+(docs/performance.md measures what it costs). It runs Lua scripts only with `lupa` (the
+`fakeredis[lua]` extra); passthru's rate limiter and Celery's locks need them, so a
+fakeredis that cannot is refused at start rather than left to break the worker.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import redis
+
+from models.errors import ConfigError
+
+RedisKind = Literal["auto", "redis-server", "fakeredis"]  # what `passthru dev --redis` takes
 
 
 def free_port() -> int:
@@ -26,7 +37,7 @@ def free_port() -> int:
 class EmbeddedRedis:
     url: str
     port: int
-    kind: str  # "redis-server" or "fakeredis"
+    kind: Literal["redis-server", "fakeredis"]
     _process: subprocess.Popen[bytes] | None = None
     _server: object | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
@@ -52,15 +63,22 @@ class EmbeddedRedis:
     def restart(self) -> None:
         """Stop and start again on the same port, empty (like a restart without persistence)."""
         self.stop()
-        fresh = start_embedded_redis(self.port, prefer=self.kind)
+        fresh = start_embedded_redis(self.port, kind=self.kind)
         self._process, self._server, self._dir = fresh._process, fresh._server, fresh._dir
 
 
-def start_embedded_redis(port: int | None = None, prefer: str = "redis-server") -> EmbeddedRedis:
+def start_embedded_redis(port: int | None = None, kind: RedisKind = "auto") -> EmbeddedRedis:
+    """Start a Redis on `port` (a free one if None): `redis-server` from PATH, fakeredis, or
+    for "auto" the first when there is one, else the second."""
     port = port or free_port()
     url = f"redis://127.0.0.1:{port}/0"
     binary = shutil.which("redis-server")
-    if binary and prefer == "redis-server":
+    if kind == "redis-server" and binary is None:
+        raise ConfigError(
+            "redis-server is not on PATH (install it: `apt install redis-server`, "
+            "`brew install redis`), or use --redis fakeredis to try passthru without it"
+        )
+    if binary and kind != "fakeredis":
         workdir = tempfile.TemporaryDirectory(prefix="passthru-redis-")
         process = subprocess.Popen(
             [
@@ -99,7 +117,7 @@ def _wait_ready(server: EmbeddedRedis, timeout_s: float = 10.0) -> None:
         while True:
             try:
                 if client.ping():
-                    return
+                    break
             except redis.RedisError as exc:
                 if time.monotonic() > deadline:
                     server.stop()
@@ -107,5 +125,19 @@ def _wait_ready(server: EmbeddedRedis, timeout_s: float = 10.0) -> None:
                         f"embedded Redis did not start on port {server.port}"
                     ) from exc
                 time.sleep(0.05)
+        _check_scripts(server, client)
     finally:
         client.close()
+
+
+def _check_scripts(server: EmbeddedRedis, client: redis.Redis) -> None:
+    """Refuse a server that cannot run Lua (fakeredis without `lupa`)."""
+    try:
+        client.eval("return 1", 0)
+    except redis.ResponseError as exc:
+        server.stop()
+        raise ConfigError(
+            f"the embedded Redis ({server.kind}) cannot run Lua scripts, which passthru's rate "
+            "limiter and Celery's locks need: install `fakeredis[lua]` (reinstall passthru), "
+            "or install redis-server (`apt install redis-server`, `brew install redis`)"
+        ) from exc
