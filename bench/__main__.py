@@ -26,6 +26,18 @@ from bench.stack import PG_URL, stack
 RESULTS = Path(__file__).parent / "results"
 
 
+def run_header() -> dict[str, Any]:
+    """When and where a benchmark ran: the first keys of every results file."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+
+
 def write_results(prefix: str, report: dict[str, Any]) -> Path:
     """Keep a run's figures as bench/results/<prefix>-<UTC time>.json."""
     RESULTS.mkdir(exist_ok=True)
@@ -188,12 +200,7 @@ def main() -> int:
             print(f"    done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         results[name] = _median(runs[name])
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **run_header(),
         "db": args.db,
         "workers": args.workers,
         "quick": args.quick,

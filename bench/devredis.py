@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import signal
 import statistics
@@ -27,7 +26,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ import httpx
 from api.demo_upstream import DEMO_ORIGIN
 from api.dev import DEMO_USER
 from api.embedded_redis import free_port
-from bench.__main__ import write_results
+from bench.__main__ import run_header, write_results
 from bench.scenarios import percentiles, say
 from bench.stack import rss_mib
 
@@ -272,12 +270,7 @@ def main() -> int:
         for kind in KINDS if i % 2 == 0 else reversed(KINDS):
             results[kind].append(one(kind, args))
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **run_header(),
         "calls": args.calls,
         "waits": args.waits,
         "runs": args.runs,

@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -44,7 +42,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -54,7 +51,7 @@ from celery import Celery
 
 from bench import naive_ratelimited as naive
 from bench import scenarios as sc
-from bench.__main__ import _postgres_answers, write_results
+from bench.__main__ import _postgres_answers, run_header, write_results
 from bench.stack import BENCH_ORIGIN, Stack, stack
 
 UPSTREAM = ["bench.upstream", "--record"]
@@ -514,12 +511,7 @@ def main() -> int:
         print(f"    done in {time.monotonic() - part_started:.0f} s", file=sys.stderr, flush=True)
     seconds = round(time.monotonic() - started, 1)
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **run_header(),
         "db": args.db,
         "quick": args.quick,
         "sizes": asdict(sizes),
