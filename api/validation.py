@@ -192,7 +192,9 @@ def resolve_url(raw: str, base_url: str, hosts: list[str]) -> str:
             "or a path relative to the app's base URL"
         )
     else:
-        url = join_path(base_url, raw)
+        # A path on the base URL: scheme, host and port are the base URL's own (checked when
+        # the catalog was loaded); only the path and query are the caller's.
+        return normalize_url(join_path(base_url, raw))
     parsed = parse_http_url(url)
     if parsed.scheme == "http" and base_scheme == "https":
         raise ValueError("must use https, like the app's base URL")

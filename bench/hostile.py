@@ -181,10 +181,7 @@ def _worker(s: Stack, key: str, worker_pid: int, hostile: Hostile) -> dict[str, 
     _delivered(s, key, bomb_ids)
     return {
         "peak_after_20_calls_mib": round(after_calls, 1),
-        "answer_10_mib": {
-            "truncated": big.get("output_truncated"),
-            "peak_mib": round(after_big, 1),
-        },
+        "answer_10_mib": {"status": big.get("status"), "peak_mib": round(after_big, 1)},
         "answer_256_mib_bomb": {
             "status": bomb.get("status"),
             "peak_mib": round(after_bomb, 1),
@@ -201,6 +198,7 @@ def hostile(db: str) -> dict[str, Any]:
             overrides = {BENCH_ORIGIN: s.upstream_url, HOSTILE_ORIGIN: server.origin}
             s.env["PASSTHRU_UPSTREAM_OVERRIDES"] = json.dumps(overrides)
             s.env["PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "true"
+            s.env["PASSTHRU_ALLOW_PRIVATE_NETWORKS"] = "true"  # older versions: webhooks too
             key = sc.prepare(s, APPS_YAML, accounts=("bench", "hostile"))
             api = next(p for p in s.procs if p.name == "api")
             worker = s.start_worker(f"hostile-{secrets.token_hex(2)}")

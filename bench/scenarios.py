@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 from sqlalchemy import text
 
-from bench.stack import BENCH_ORIGIN, Proc, Stack, rss_mib
+from bench.stack import BENCH_ORIGIN, Proc, Stack, cpu_s, rss_mib
 from models.tenants import create_tenant
 
 APPS_YAML = f"""
@@ -108,16 +108,33 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "benc
     return started
 
 
+def _cpu_by_role(s: Stack) -> dict[str, float]:
+    """CPU seconds used so far by the API and by all workers together."""
+    used = {"api": 0.0, "workers": 0.0}
+    for proc in s.procs:
+        role = "api" if proc.name == "api" else "workers" if "worker" in proc.name else None
+        if role and proc.process.poll() is None:
+            used[role] += cpu_s(proc.process.pid)
+    return used
+
+
 def passthru_throughput(s: Stack, key: str, n: int, query: str = "") -> dict[str, Any]:
     base = finished(s)
+    cpu_before = _cpu_by_role(s)
     started = submit_batches(s, key, n, query)
     submitted = time.perf_counter()
     ended = wait_finished(s, base + n, timeout_s=max(120, n / 50))
+    cpu_after = _cpu_by_role(s)
     return {
         "calls": n,
         "seconds": round(ended - started, 2),
         "submit_seconds": round(submitted - started, 2),
         "calls_per_s": round(n / (ended - started), 1),
+        # CPU per call is steadier than calls/s on a shared machine: it does not count
+        # the time other processes took the cores.
+        "cpu_ms_per_call": {
+            role: round((cpu_after[role] - cpu_before[role]) * 1000 / n, 3) for role in cpu_after
+        },
     }
 
 

@@ -35,6 +35,12 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(url: str, timeout_s: float = 60) -> None:
     if not wait_until_answers(url, timeout_s, ok=lambda status: status < 500):
         raise RuntimeError(f"{url} did not answer within {timeout_s} s")

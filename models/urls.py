@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -92,6 +93,7 @@ def effective_port(url: httpx.URL) -> int:
     return url.port or DEFAULT_PORTS[url.scheme]
 
 
+@lru_cache(maxsize=4096)
 def allowed_ports(base_url: str) -> frozenset[int]:
     """The ports an app's calls may use: 443, 80 when its base URL is http, and the base
     URL's own port when it names one."""
