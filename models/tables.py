@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from models.db import UTCDateTime, utcnow
 from models.states import CallStatus
+
+# The statuses of a call not yet finished, as SQL (a partial index's predicate must be
+# written the same way in the queries that use it).
+UNFINISHED_SQL = "status IN ('queued', 'running', 'retrying')"
 
 
 class CallStatusType(TypeDecorator[CallStatus]):
@@ -84,8 +88,13 @@ class FunctionCall(SQLModel, table=True):
     __tablename__ = "function_call"
     __table_args__ = (
         Index("ix_call_tenant_id", "tenant_id", "id"),
-        # A tenant's unfinished calls (api/quotas.py) and the log filtered by status.
-        Index("ix_call_tenant_status", "tenant_id", "status", "id"),
+        # A tenant's unfinished calls (api/quotas.py): only they are in it.
+        Index(
+            "ix_call_tenant_open",
+            "tenant_id",
+            postgresql_where=text(UNFINISHED_SQL),
+            sqlite_where=text(UNFINISHED_SQL),
+        ),
         Index("ix_call_status_due", "status", "next_attempt_at"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),
     )

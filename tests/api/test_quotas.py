@@ -11,12 +11,19 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, text, update
 from sqlmodel import col
 
 import api.quotas
 from api.embedded_redis import EmbeddedRedis
-from api.quotas import Quotas, Rate, RedisRate, open_calls_counter, quotas_client
+from api.quotas import (
+    Quotas,
+    Rate,
+    RedisRate,
+    open_calls_counter,
+    open_calls_query,
+    quotas_client,
+)
 from models.catalog import RateLimitSpec
 from models.db import session_scope
 from models.errors import ApiError
@@ -369,3 +376,19 @@ def test_redeliveries_are_bounded(bounded: Callable[..., TestClient], engine: En
         "redeliveries",
         "PASSTHRU_TENANT_REDELIVERIES_PER_MIN",
     )
+
+
+def test_the_open_calls_count_reads_the_partial_index(engine: Engine) -> None:
+    # Given the query that counts a tenant's unfinished calls, its values written in
+    query = open_calls_query("tn_x", 100).compile(engine, compile_kwargs={"literal_binds": True})
+    # When the database plans it (Postgres told to avoid a scan of a small table)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = " ".join(str(row) for row in conn.execute(text(f"EXPLAIN {query}")).all())
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(
+                str(row) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")).all()
+            )
+    # Then it reads the partial index of unfinished calls, not the table
+    assert "ix_call_tenant_open" in plan, plan
