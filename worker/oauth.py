@@ -14,12 +14,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import redis
 from sqlalchemy import Engine, select, update
 
@@ -30,6 +31,7 @@ from models.outbox import enqueue_deliveries
 from models.secrets import Vault
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall
+from worker.decompress import DecodeError, decoder_for
 from worker.overrides import apply_override
 from worker.scrub import Scrubber
 
@@ -54,13 +56,27 @@ class RefreshUnavailable(Exception):
     """The token endpoint could not be reached or answered badly; try again later."""
 
 
+# A token endpoint's answer: at most this long, within this long (the lock lives 30 s).
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
+TOKEN_DEADLINE_S = 15.0
 # The longest token a token endpoint may hand back, and the longest lifetime believed.
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
 
 
 def _token(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_CHARS
+    """A usable token: a string of bounded length with no control character (it goes into
+    a header)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_CHARS and value.isprintable()
+
+
+def _capped(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        if total > MAX_TOKEN_ANSWER_BYTES:
+            raise RefreshUnavailable("the token endpoint's answer is too long")
+        yield piece
 
 
 def _expires_at(expires_in: object, now_s: float) -> float | None:
@@ -105,10 +121,16 @@ class Refresher:
         if not after_401 and not expiring(seen, self.clock(), self.margin_s):
             return seen
         lock = self.redis.lock(f"{PREFIX}:oauth-lock:{account_id}", timeout=LOCK_TTL_S)
-        if not lock.acquire(blocking_timeout=LOCK_WAIT_S):
+        try:
+            got = lock.acquire(blocking_timeout=LOCK_WAIT_S)
+        except redis.RedisError as exc:
+            raise RefreshUnavailable(
+                f"the refresh lock is unavailable ({type(exc).__name__})"
+            ) from None
+        if not got:
             raise RefreshUnavailable("another worker is still refreshing this account's token")
         try:
-            current = self._load(account_id)
+            current, enc = self._load(account_id)
             if current.access_token != seen.access_token and not expiring(
                 current, self.clock(), self.margin_s
             ):
@@ -117,19 +139,25 @@ class Refresher:
                 return current  # just refreshed: the 401 stands
             if not current.refresh_token:
                 return current
-            fresh = self._refresh(app, current, config)
-            self._store(account_id, fresh)
+            try:
+                fresh = self._refresh(app, current, config)
+            except Revoked:
+                if self._revoke(account_id, enc):
+                    raise
+                return self._load(account_id)[0]  # new credentials came meanwhile
+            if not self._store(account_id, fresh, enc):
+                # The tenant stored new credentials while this refresh ran: they win.
+                return self._load(account_id)[0]
             log.info("account %s: access token refreshed", account_id)
             return fresh
-        except Revoked:
-            self._revoke(account_id)
-            raise
         finally:
-            # A lock that expired while refreshing has nothing to release.
-            with contextlib.suppress(redis.exceptions.LockError):
+            # A lock that expired while refreshing, or a Redis gone meanwhile, has nothing
+            # to release: the lock's TTL frees it.
+            with contextlib.suppress(redis.RedisError):
                 lock.release()
 
-    def _load(self, account_id: str) -> OAuth2Credentials:
+    def _load(self, account_id: str) -> tuple[OAuth2Credentials, str]:
+        """The account's credentials, and their ciphertext (to replace only if unchanged)."""
         with self.engine.connect() as conn:
             status, enc = conn.execute(
                 select(_accounts.c.status, _accounts.c.credentials_enc).where(
@@ -141,7 +169,7 @@ class Refresher:
         creds = load_credentials(self.vault.decrypt(enc, bound_to=account_id))
         if not isinstance(creds, OAuth2Credentials):
             raise Revoked("the account no longer holds OAuth2 credentials")
-        return creds
+        return creds, str(enc)
 
     def _refresh(
         self, app: App, current: OAuth2Credentials, config: dict[str, Any] | None
@@ -168,24 +196,15 @@ class Refresher:
             url, _ = apply_override(app.token_url_for(config), self.overrides)
         except ValueError as exc:
             raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
-        try:
-            response = self.http.post(url, data=form, headers={"Accept": "application/json"})
-        except Exception as exc:  # any transport failure, the egress policy's included
-            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        if response.status_code in (400, 401) and body.get("error") == "invalid_grant":
+        status, body = self._post(url, form)
+        if status in (400, 401) and body.get("error") == "invalid_grant":
             why = str(body.get("error_description") or "invalid_grant")
             raise Revoked(scrub.stored(why, ANSWER_CHARS))
         access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
-        if response.status_code != 200 or not _token(access_token):
+        if status != 200 or not _token(access_token):
             why = str(body.get("error") or "without a usable access_token")
             raise RefreshUnavailable(
-                f"token endpoint answered {response.status_code} {scrub.stored(why, ANSWER_CHARS)}"
+                f"token endpoint answered {status} {scrub.stored(why, ANSWER_CHARS)}"
             )
         now = self.clock()
         return OAuth2Credentials(
@@ -195,20 +214,72 @@ class Refresher:
             refreshed_at=now,
         )
 
-    def _store(self, account_id: str, creds: OAuth2Credentials) -> None:
+    def _post(self, url: str, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST to a token endpoint: (status, the JSON object it answered, or {}). The answer
+        is read raw, at most MAX_TOKEN_ANSWER_BYTES of it, decoded under the same cap, all
+        within TOKEN_DEADLINE_S: a token endpoint is an upstream too."""
+        deadline = time.monotonic() + TOKEN_DEADLINE_S
+        raw = bytearray()
+        try:
+            with self.http.stream(
+                "POST",
+                url,
+                data=form,
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+            ) as response:
+                status, encoding = response.status_code, response.headers.get("content-encoding")
+                if response.is_stream_consumed:  # built in memory (a mock): decoded already
+                    chunks: Iterable[bytes] = [response.content]
+                    encoding = None
+                else:
+                    chunks = response.iter_raw()
+                for chunk in chunks:
+                    raw += chunk
+                    if len(raw) > MAX_TOKEN_ANSWER_BYTES:
+                        raise RefreshUnavailable("the token endpoint's answer is too long")
+                    if time.monotonic() > deadline:
+                        raise RefreshUnavailable(
+                            f"no complete answer within {TOKEN_DEADLINE_S:g} s"
+                        )
+        except RefreshUnavailable:
+            raise
+        except Exception as exc:  # any transport failure, the egress policy's included
+            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
+        decoder = decoder_for(encoding)
+        try:
+            data = bytes(raw) if decoder is None else b"".join(_capped(decoder.feed(bytes(raw))))
+            body = orjson.loads(data)
+        except (DecodeError, orjson.JSONDecodeError):
+            body = {}
+        return status, body if isinstance(body, dict) else {}
+
+    def _store(self, account_id: str, creds: OAuth2Credentials, replacing: str) -> bool:
+        """Store refreshed tokens unless the account's credentials changed since `replacing`
+        was read (the tenant stored new ones meanwhile); True if stored."""
         enc = self.vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id)
         with self.engine.begin() as conn:
-            conn.execute(
-                update(_accounts).where(_accounts.c.id == account_id).values(credentials_enc=enc)
+            return (
+                conn.execute(
+                    update(_accounts)
+                    .where(_accounts.c.id == account_id, _accounts.c.credentials_enc == replacing)
+                    .values(credentials_enc=enc)
+                ).rowcount
+                == 1
             )
 
-    def _revoke(self, account_id: str) -> None:
-        """The account needs its user again; its waiting calls cannot run."""
+    def _revoke(self, account_id: str, revoked: str) -> bool:
+        """The account needs its user again and its waiting calls cannot run; unless its
+        credentials changed since `revoked` was read (new ones are not revoked). True if
+        it was revoked."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         with self.engine.begin() as conn:
-            conn.execute(
-                update(_accounts).where(_accounts.c.id == account_id).values(status="needs_reauth")
-            )
+            marked = conn.execute(
+                update(_accounts)
+                .where(_accounts.c.id == account_id, _accounts.c.credentials_enc == revoked)
+                .values(status="needs_reauth")
+            ).rowcount
+            if not marked:
+                return False
             failed = [
                 row[0]
                 for row in conn.execute(
@@ -236,3 +307,4 @@ class Refresher:
         )
         if failed:
             self.on_revoked(failed)
+        return True

@@ -449,6 +449,12 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result | Failur
         return Failure("token_refresh_failed", str(exc), maybe_delivered=False, duration_ms=0)
     except (CredentialsError, ValueError) as exc:
         return failed("credentials_invalid", str(exc))
+    except Exception as exc:
+        # Stored data no request can be built from (a credential too long for a URL, say)
+        # fails this call alone, never its message. Only the class is kept: the message of
+        # an exception met while building may quote the credential.
+        log.error("call %s: its request could not be built (%s)", call.id, type(exc).__name__)
+        return failed("invalid_request", f"the request could not be built ({type(exc).__name__})")
 
 
 def _option(c: Claimed, name: str) -> dict[str, Any] | None:

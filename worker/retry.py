@@ -7,7 +7,7 @@ answered 502 or 504 (*)          retry                 done (completed)     retr
 answered another status (*)      done (completed)      done                 done
 connect error / connect timeout  retry                 retry (never sent)   retry
 timeout / dropped after sending  retry                 fail: outcome_unknown  retry
-invalid URL, forbidden host      fail                  fail                 fail
+invalid URL/request, bad host    fail                  fail                 fail
 
 (*) Statuses are retried when they are in the policy's `on_status` (429, 502, 503, 504 unless
 the app or the call says otherwise); for POST/PATCH without a key only 429 and 503 ever are,
@@ -40,7 +40,9 @@ NOT_ACTED_ON = frozenset({429, 503})
 # Failures that prove the request never left.
 NEVER_SENT = frozenset({"connect_error", "connect_timeout"})
 # Failures no retry can fix.
-PERMANENT = frozenset({"invalid_url", "destination_forbidden", "too_many_redirects"})
+PERMANENT = frozenset(
+    {"invalid_url", "invalid_request", "destination_forbidden", "too_many_redirects"}
+)
 
 
 @dataclass(frozen=True)

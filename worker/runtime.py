@@ -103,7 +103,7 @@ def get_runtime() -> Runtime:
             vault=vault_for(tuple(settings.encryption_key_list)),
             redis=redis_client,
             http=make_sync_client(
-                onward_policy(settings), timeout=httpx.Timeout(15.0, connect=5.0)
+                onward_policy(settings), timeout=httpx.Timeout(5.0, connect=5.0)
             ),
             margin_s=settings.oauth_refresh_margin_s,
             overrides=settings.upstream_overrides,

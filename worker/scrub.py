@@ -37,24 +37,25 @@ class Scrubber:
         for secret in secrets:
             if secret:
                 found |= _forms(secret)
-        # Longest first, so a secret that contains another is removed whole.
+        # One pass, longest first: a secret that contains another is removed whole, and
+        # what was put in is never searched again.
         self._text = sorted(found, key=len, reverse=True)
         self._bytes = [s.encode() for s in self._text]
+        self._text_re = re.compile("|".join(map(re.escape, self._text))) if found else None
+        self._bytes_re = re.compile(b"|".join(map(re.escape, self._bytes))) if found else None
 
     def __bool__(self) -> bool:
         return bool(self._text)
 
     def text(self, value: str) -> str:
-        for secret in self._text:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        if self._text_re is None or not any(secret in value for secret in self._text):
+            return value
+        return self._text_re.sub(REDACTED, value)
 
     def bytes(self, value: bytes) -> bytes:
-        for secret in self._bytes:
-            if secret in value:
-                value = value.replace(secret, _REDACTED_BYTES)
-        return value
+        if self._bytes_re is None or not any(secret in value for secret in self._bytes):
+            return value
+        return self._bytes_re.sub(_REDACTED_BYTES, value)
 
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not self._text:

@@ -20,6 +20,7 @@ import redis
 from sqlalchemy import Engine, or_, update
 from sqlmodel import col, select
 
+from models.catalog import RetrySpec
 from models.db import session_scope
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from models.outbox import enqueue_deliveries
@@ -27,6 +28,7 @@ from models.states import CallStatus
 from models.tables import CallAttempt, FunctionCall, WebhookDelivery
 from worker.pipeline import Runtime
 from worker.publish import publish_calls, publish_deliveries
+from worker.retry import NON_IDEMPOTENT, policy_for
 
 log = logging.getLogger("passthru.sweeper")
 
@@ -34,7 +36,6 @@ log = logging.getLogger("passthru.sweeper")
 SWEEP_BATCH = 500
 # A call just written may not be published yet; leave it alone this long.
 PUBLISH_GRACE = timedelta(seconds=10)
-NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
 WAITING = (CallStatus.QUEUED, CallStatus.RETRYING)
 
 
@@ -62,7 +63,7 @@ def sweep(rt: Runtime, redis_client: redis.Redis | None = None) -> SweepReport:
     if broker_lost:
         _forget_countdowns(rt.engine, now)
     report.due = _publish_due(rt.engine, now, stale)
-    report.recovered, report.abandoned = _recover_leases(rt.engine, now)
+    report.recovered, report.abandoned = _recover_leases(rt, now)
     report.webhooks = _sweep_deliveries(
         rt.engine,
         now,
@@ -166,7 +167,21 @@ def _forget_countdowns(engine: Engine, now: datetime) -> None:
         )
 
 
-def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
+def _attempts_allowed(rt: Runtime, call: FunctionCall) -> int:
+    """The call's own max_attempts, layered as its retries are (operator, app, call)."""
+    app = rt.catalog.get(call.app)
+    retry = (call.options or {}).get("retry")
+    return policy_for(
+        rt.retry_policy,
+        app.retry if app else RetrySpec(),
+        retry if isinstance(retry, dict) else None,
+    ).max_attempts
+
+
+def _recover_leases(rt: Runtime, now: datetime) -> tuple[int, int]:
+    """Calls whose worker stopped: taken back to run again when that is safe and attempts
+    are left; else ended, so a call that stops its worker every time cannot loop."""
+    engine = rt.engine
     with session_scope(engine) as session:
         expired = list(
             session.exec(
@@ -181,8 +196,18 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
     recovered: list[FunctionCall] = []
     abandoned = 0
     for call in expired:
-        again = call.method not in NON_IDEMPOTENT or call.idempotency_key is not None
+        safe = call.method not in NON_IDEMPOTENT or call.idempotency_key is not None
+        spent = call.attempt_count >= _attempts_allowed(rt, call)
+        again = safe and not spent
         target = CallStatus.RETRYING if again else CallStatus.FAILED
+        error = "outcome_unknown" if not safe else "lease_expired"
+        why = (
+            "the worker running this call stopped; the upstream may have received it, so "
+            "it was not sent again"
+            if not safe
+            else f"the worker running this call stopped on each of its {call.attempt_count} "
+            "attempts"
+        )
         with session_scope(engine) as session:
             taken = session.exec(
                 update(FunctionCall)
@@ -196,11 +221,8 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
                     lease_expires_at=None,
                     next_attempt_at=now if again else None,
                     finished_at=None if again else now,
-                    error=None if again else "outcome_unknown",
-                    error_message=None
-                    if again
-                    else "the worker running this call stopped; the upstream may have "
-                    "received it, so it was not sent again",
+                    error=None if again else error,
+                    error_message=None if again else why,
                 )
             ).rowcount
             if taken != 1:
@@ -215,7 +237,7 @@ def _recover_leases(engine: Engine, now: datetime) -> tuple[int, int]:
                     duration_ms=0,
                     error="lease_expired",
                     error_message="the worker running this call stopped before recording it",
-                    decision="retry now: idempotent" if again else "give up: outcome_unknown",
+                    decision="retry now: idempotent" if again else f"give up: {error}",
                 )
             )
         if again:

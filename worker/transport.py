@@ -161,6 +161,10 @@ def describe_failure(exc: BaseException, *, sent: bool) -> Described:
         return _aiohttp(cause)
     name = type(exc).__name__
     text = f"{name}: {exc}" if str(exc) else name
+    if isinstance(exc, httpx.LocalProtocolError) or (not sent and type(exc) is ValueError):
+        # The request could not be written (a header value the protocol refuses): it never
+        # left. Its text quotes the request's own headers, so only the class is kept.
+        return "invalid_request", False, f"{name}: the request could not be written"
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect_timeout", False, text
     if isinstance(exc, httpx.ConnectError):

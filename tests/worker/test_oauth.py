@@ -357,7 +357,7 @@ def test_a_token_endpoint_answering_nonsense_is_a_refresh_failure(
         refresher.ensure_fresh(APP, account.id, seen)
 
 
-@pytest.mark.parametrize("expires_in", ["Infinity", "NaN", "-5", "1e308", "true", '"3600"'])
+@pytest.mark.parametrize("expires_in", ["-5", "0", "1e308", "true", '"3600"', "null"])
 def test_an_unreadable_lifetime_is_not_believed(
     refresher: Refresher,
     endpoint: TokenEndpoint,
@@ -393,3 +393,133 @@ def test_a_revocation_message_echoing_the_refresh_token_is_scrubbed(
         refresher.ensure_fresh(APP, account.id, seen)
     assert "r-secret-9" not in str(caught.value)
     assert "csecret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("answer", [b'{"access_token": "new", "expires_in": Infinity}', b"[1, 2"])
+def test_an_answer_that_is_not_json_is_a_refresh_failure(
+    refresher: Refresher,
+    endpoint: TokenEndpoint,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    answer: bytes,
+) -> None:
+    # Given a token endpoint answering something that is not JSON (NaN and Infinity are not)
+    endpoint.answer = httpx.Response(
+        200, content=answer, headers={"content-type": "application/json"}
+    )
+    seen = OAuth2Credentials(access_token="at-old", refresh_token="rt-old", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    # When refreshed / Then it failed for now (retried later), and nothing was stored
+    with pytest.raises(RefreshUnavailable, match="without a usable access_token"):
+        refresher.ensure_fresh(APP, account.id, seen)
+    assert _stored(engine, vault, account.id).access_token == "at-old"
+
+
+# --- a token endpoint is an upstream too; the account may change while it answers ---------
+
+
+def test_without_redis_a_refresh_is_unavailable_not_a_crash(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    gone = redis.Redis(port=1, socket_connect_timeout=0.2)
+    with pytest.raises(RefreshUnavailable, match="lock is unavailable"):
+        replace(refresher, redis=gone).ensure_fresh(APP, account.id, seen)
+
+
+def _patch_during(engine: Engine, vault: Vault, account_id: str, token: str) -> None:
+    """The tenant stores new credentials (PATCH) while a refresh is running."""
+    with engine.begin() as conn:
+        conn.execute(
+            ConnectedAccount.__table__.update()  # type: ignore[attr-defined]
+            .where(ConnectedAccount.__table__.c.id == account_id)  # type: ignore[attr-defined]
+            .values(
+                credentials_enc=vault.encrypt(
+                    {"access_token": token, "refresh_token": "rt-new"}, bound_to=account_id
+                ),
+                status="active",
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, json={"access_token": "from-the-old-grant", "expires_in": 60}),
+        httpx.Response(400, json={"error": "invalid_grant"}),
+    ],
+    ids=["refreshed", "revoked"],
+)
+def test_credentials_stored_during_a_refresh_win(
+    refresher: Refresher,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    answer: httpx.Response,
+) -> None:
+    # Given a refresh whose answer comes after the tenant stored new credentials
+    seen = OAuth2Credentials(access_token="at-old", refresh_token="rt-old", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+
+    def token(_: httpx.Request) -> httpx.Response:
+        _patch_during(engine, vault, account.id, "at-patched")
+        return answer
+
+    r = replace(refresher, http=httpx.Client(transport=httpx.MockTransport(token)))
+    # When the refresh ends / Then the new credentials stand: neither overwritten by tokens
+    # of the old grant, nor revoked for the old grant's refusal
+    fresh = r.ensure_fresh(APP, account.id, seen)
+    assert fresh.access_token == "at-patched"
+    assert _stored(engine, vault, account.id).access_token == "at-patched"
+    with Session(engine) as session:
+        stored = session.get(ConnectedAccount, account.id)
+        assert stored is not None
+        assert stored.status == "active"
+
+
+class _Drip(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            time.sleep(0.05)
+            yield b" "
+
+
+def test_a_token_endpoint_that_drips_is_cut_at_the_deadline(
+    refresher: Refresher,
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("worker.oauth.TOKEN_DEADLINE_S", 0.3)
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    drip = httpx.MockTransport(lambda _: httpx.Response(200, stream=_Drip()))
+    with pytest.raises(RefreshUnavailable, match=r"no complete answer within 0\.3 s"):
+        replace(refresher, http=httpx.Client(transport=drip)).ensure_fresh(APP, account.id, seen)
+
+
+def test_a_token_endpoint_answering_a_bomb_is_refused_without_decoding_it(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a token endpoint answering 10 MiB of zeros as 10 KiB of gzip (within the
+    # 64 KiB it may send, far beyond what it may decode to)
+    import gzip
+
+    bomb = gzip.compress(bytes(10 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 64 * 1024
+
+    class Raw(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield bomb
+
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    answer = httpx.MockTransport(
+        lambda _: httpx.Response(200, headers={"content-encoding": "gzip"}, stream=Raw())
+    )
+    # When refreshed / Then its answer is too long to read, and nothing was decoded whole
+    with pytest.raises(RefreshUnavailable, match="too long"):
+        replace(refresher, http=httpx.Client(transport=answer)).ensure_fresh(APP, account.id, seen)

@@ -772,3 +772,23 @@ def test_retry_after_infinity_ends_the_call_rate_limited(
     # When the call runs / Then it ends at once instead of waiting forever (or crashing)
     assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     assert load(engine, call.id).error == "rate_limited"
+
+
+def test_a_call_no_request_can_be_built_for_fails_alone(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant, vault: Vault, harness: Harness
+) -> None:
+    # Given a stored query-auth key too long for any URL (stored before keys had a limit),
+    # and another account's call in the same message
+    long_key = "k" * 70_000
+    hunter = make_account(engine, tenant, vault, app="hunter", credentials={"api_key": long_key})
+    poisoned = make_call(engine, hunter, url="https://api.hunter.io/v2/account")
+    fine = make_call(engine, account)
+    # When the message runs
+    statuses = harness.run([poisoned.id, fine.id])
+    # Then the poisoned call fails on its own, saying why without quoting the key, and the
+    # other call completes: the message was never lost
+    assert statuses == {poisoned.id: CallStatus.FAILED, fine.id: CallStatus.COMPLETED}
+    stored = load(engine, poisoned.id)
+    assert stored.error == "invalid_request"
+    assert long_key[:20] not in (stored.error_message or "")
+    assert len(harness.requests) == 1

@@ -179,6 +179,40 @@ def test_expired_lease_of_post_with_idempotency_key_is_retried(
     assert call.id in published.ids
 
 
+@pytest.mark.parametrize(
+    ("options", "attempts_left"), [(None, True), ({"retry": {"max_attempts": 2}}, False)]
+)
+def test_a_call_whose_worker_stops_on_every_attempt_ends_instead_of_looping(
+    engine: Engine,
+    account: ConnectedAccount,
+    runtime: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+    options: dict[str, object] | None,
+    attempts_left: bool,
+) -> None:
+    # Given a GET whose worker stopped on its second attempt (a call that kills its worker,
+    # say), under the operator's 4 attempts or its own 2
+    call = running(engine, account, "GET", options=options)
+    with engine.begin() as conn:
+        conn.execute(
+            FunctionCall.__table__.update()  # type: ignore[attr-defined]
+            .where(FunctionCall.__table__.c.id == call.id)  # type: ignore[attr-defined]
+            .values(attempt_count=2)
+        )
+    # When the sweeper runs
+    sweep(runtime, redis_with_epoch)
+    # Then it runs again only while it has attempts left, else it ends saying why
+    stored = load(engine, call.id)
+    if attempts_left:
+        assert stored.status is CallStatus.RETRYING
+    else:
+        assert (stored.status, stored.error) == (CallStatus.FAILED, "lease_expired")
+        assert call.id not in published.ids
+        assert stored.error_message is not None
+        assert "stopped on each of its 2 attempts" in stored.error_message
+
+
 def test_live_lease_is_left_alone(
     engine: Engine,
     account: ConnectedAccount,

@@ -13,6 +13,7 @@ import socketserver
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -360,3 +361,22 @@ def test_client_is_built_with_the_settings(kind: TransportKind) -> None:
         "follow_redirects": False,
         "trust_env": False,
     }
+
+
+@pytest.mark.parametrize("upstream", ["answer"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_header_the_protocol_refuses_is_never_sent_nor_quoted(
+    kind: TransportKind, upstream: _Upstream
+) -> None:
+    # Given a credential holding a line break (a pasted key with its newline)
+    req = replace(
+        _post(upstream.url), auth=HeaderAuth("Authorization", "Bearer tok-PART1\r\nX-In: PART2")
+    )
+    # When sent with this transport
+    outcome = _send_real(kind, req)
+    # Then it fails as a request that never left, and its message quotes no header
+    assert isinstance(outcome, Failure), outcome
+    assert (outcome.error, outcome.maybe_delivered) == ("invalid_request", False)
+    assert "PART1" not in outcome.message
+    assert "PART2" not in outcome.message
+    assert upstream.received == []
