@@ -12,6 +12,9 @@ _DROP = {"set-cookie", "set-cookie2"}
 # encoding them once (orjson, which stores them, refuses more than 255 levels): JSON too
 # deep to store is kept as text.
 MAX_BRACKETS_UNCHECKED = 250
+# JSON with more arrays and objects than this is kept as text: parsed, each costs a Python
+# object, and `[[],[],...]` would turn a 10 MiB body into a quarter of a GiB.
+MAX_JSON_CONTAINERS = 100_000
 
 
 def public_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -37,10 +40,12 @@ def decode_output(body: bytes, content_type: str | None) -> Any:
     if not body:
         return None
     if "json" in ctype or not ctype:
+        containers = body.count(b"[") + body.count(b"{")
         try:
-            value = orjson.loads(body)
-            if body.count(b"[") + body.count(b"{") <= MAX_BRACKETS_UNCHECKED or _storable(value):
-                return value
+            if containers <= MAX_JSON_CONTAINERS:
+                value = orjson.loads(body)
+                if containers <= MAX_BRACKETS_UNCHECKED or _storable(value):
+                    return value
         except orjson.JSONDecodeError:
             pass
         if "json" in ctype:

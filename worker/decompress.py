@@ -117,12 +117,18 @@ _MAKERS: dict[str, Callable[[], Decoder]] = {
 }
 
 
+# More encodings stacked than this are not undone: no server stacks more than two, and each
+# layer costs a decoder's memory before a byte arrives.
+MAX_CODINGS = 2
+
+
 def decoder_for(content_encoding: str | None) -> Decoder | None:
-    """The decoder for a Content-Encoding header; None for identity, or for an encoding
-    passthru does not know (the body is then kept as it came)."""
-    names = [n.strip().lower() for n in (content_encoding or "").split(",")]
+    """The decoder for a Content-Encoding header; None for identity, for an encoding
+    passthru does not know, or for more than MAX_CODINGS (the body is then kept as it
+    came, under the same cap)."""
+    names = [n.strip().lower() for n in (content_encoding or "").split(",", MAX_CODINGS + 1)]
     names = [n for n in names if n and n != "identity"]
-    if not names or any(n not in _MAKERS for n in names):
+    if not names or len(names) > MAX_CODINGS or any(n not in _MAKERS for n in names):
         return None
     decoders: list[Decoder] = [_MAKERS[n]() for n in reversed(names)]
     return decoders[0] if len(decoders) == 1 else _Chain(decoders)

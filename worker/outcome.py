@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
 
 from models.states import CallStatus
 from worker.decode import decode_output, public_headers
 from worker.record import Result
 from worker.retry import Decision, RetryIn
+from worker.scrub import NOTHING, Scrubber
 from worker.send import Answer, Outcome
 
 # Retries due within this are published at once with a Celery countdown; later ones are
@@ -16,7 +20,11 @@ from worker.send import Answer, Outcome
 MAX_COUNTDOWN_S = 60.0
 
 
-def classify(outcome: Outcome, decision: Decision, now: datetime) -> Result:
+def classify(
+    outcome: Outcome, decision: Decision, now: datetime, scrub: Scrubber = NOTHING
+) -> Result:
+    """The result to store; `scrub` (the request's) runs over the decoded answer too, since
+    decoding can rebuild a secret the raw bytes did not show."""
     if isinstance(decision, RetryIn):
         status = CallStatus.RETRYING
         text = f"retry in {decision.delay_s * 1000:.0f} ms: {decision.reason}"
@@ -39,7 +47,7 @@ def classify(outcome: Outcome, decision: Decision, now: datetime) -> Result:
             status=status,
             decision=text,
             network_code=str(outcome.status),
-            output=decode_output(outcome.body, headers.get("content-type")),
+            output=_compact(scrub.value(decode_output(outcome.body, headers.get("content-type")))),
             output_truncated=outcome.truncated,
             headers=headers,
             error=error,
@@ -63,3 +71,14 @@ def failed(error: str, message: str) -> Result:
     return Result(
         status=CallStatus.FAILED, decision=f"give up: {error}", error=error, error_message=message
     )
+
+
+def _compact(output: Any) -> Any:
+    """JSON held as its encoding (stored as is) rather than as Python objects, which take
+    several times the bytes: a message holds up to 100 results until they are stored."""
+    if isinstance(output, dict | list):
+        try:
+            return orjson.Fragment(orjson.dumps(output))
+        except orjson.JSONEncodeError:
+            return output  # the store refuses it, and says so (unstorable_answer)
+    return output

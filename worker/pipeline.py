@@ -40,6 +40,7 @@ from worker.onward import OnwardRequest, build_request
 from worker.outcome import MAX_COUNTDOWN_S, classify, failed
 from worker.record import Finished, Result, park, record
 from worker.retry import RetryIn, RetryPolicy, decide, pause_asked_s, policy_for
+from worker.scrub import NOTHING, Scrubber
 from worker.send import Answer, Failure, Outcome
 from worker.sender import Deferred, Sender
 from worker.timeouts import Timeouts, resolve_timeouts
@@ -251,13 +252,15 @@ def _park(items: list[Park], rt: Runtime, now: datetime) -> None:
 
 
 def _result(g: Go, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
-    result = _decided(g.claimed, outcome, rt, now)
+    result = _decided(g.claimed, outcome, rt, now, g.request.scrub)
     if g.wait_ms:
         return replace(result, rate_wait_ms=g.wait_ms, rate_wait_reason=g.reason)
     return result
 
 
-def _decided(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result:
+def _decided(
+    c: Claimed, outcome: Outcome, rt: Runtime, now: datetime, scrub: Scrubber = NOTHING
+) -> Result:
     app = rt.catalog.get(c.call.app)
     spec = app.retry if app else RetrySpec()
     decision = decide(
@@ -270,7 +273,7 @@ def _decided(c: Claimed, outcome: Outcome, rt: Runtime, now: datetime) -> Result
         now=now,
         rng=rt.rng,
     )
-    return classify(outcome, decision, now)
+    return classify(outcome, decision, now, scrub)
 
 
 def _after_401(g: Go, outcome: Outcome, batch: _Batch, rt: Runtime, now: datetime) -> Result | None:
@@ -294,7 +297,9 @@ def _after_401(g: Go, outcome: Outcome, batch: _Batch, rt: Runtime, now: datetim
     if fresh.access_token == used.access_token or c.attempt >= rt.retry_policy.max_attempts:
         return None
     batch.credentials[c.account.id] = fresh
-    return classify(outcome, RetryIn(0.0, "upstream answered 401; token refreshed"), now)
+    return classify(
+        outcome, RetryIn(0.0, "upstream answered 401; token refreshed"), now, g.request.scrub
+    )
 
 
 def _lane(c: Claimed) -> str:

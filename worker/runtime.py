@@ -102,9 +102,7 @@ def get_runtime() -> Runtime:
             engine=get_engine(),
             vault=vault_for(tuple(settings.encryption_key_list)),
             redis=redis_client,
-            http=make_sync_client(
-                onward_policy(settings), timeout=httpx.Timeout(5.0, connect=5.0)
-            ),
+            http=make_sync_client(onward_policy(settings), timeout=httpx.Timeout(5.0, connect=5.0)),
             margin_s=settings.oauth_refresh_margin_s,
             overrides=settings.upstream_overrides,
             on_revoked=notify,

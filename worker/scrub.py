@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
+
+import orjson
 
 REDACTED = "[redacted]"
 _REDACTED_BYTES = REDACTED.encode()
@@ -23,10 +26,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLAIN = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
 def _forms(secret: str) -> set[str]:
     if _PLAIN.match(secret):
         return {secret}
-    return {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+    quoted = {quote(secret, safe=""), quote_plus(secret)}
+    lower = {_ESCAPE.sub(lambda m: m.group(0).lower(), q) for q in quoted}  # %2f as well
+    return {secret, secret.replace("/", "\\/"), *quoted, *lower}
 
 
 class Scrubber:
@@ -47,6 +55,11 @@ class Scrubber:
     def __bool__(self) -> bool:
         return bool(self._text)
 
+    @property
+    def longest(self) -> int:
+        """The length of the longest form, in bytes: how far past a cut a secret may reach."""
+        return max((len(b) for b in self._bytes), default=0)
+
     def text(self, value: str) -> str:
         if self._text_re is None or not any(secret in value for secret in self._text):
             return value
@@ -60,7 +73,35 @@ class Scrubber:
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not self._text:
             return headers
-        return [(name, self.text(value)) for name, value in headers]
+        return [(self.text(name), self.text(value)) for name, value in headers]
+
+    def value(self, value: Any) -> Any:
+        """A decoded answer (JSON, text) without the secrets: JSON escapes (`\\u0041`,
+        `\\/`) undone by decoding can rebuild a secret the raw bytes did not show. JSON is
+        encoded once to look; it is walked only when a secret is found in it."""
+        if not self._text or value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if not self._found_in(value):
+            return value
+        return self._walk(value)
+
+    def _found_in(self, value: Any) -> bool:
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            return True  # cannot look cheaply: walk it
+        return any(secret in encoded for secret in self._bytes)
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self._walk(item) for item in value]
+        if isinstance(value, dict):
+            return {self.text(str(k)): self._walk(v) for k, v in value.items()}
+        return value
 
     def stored(self, value: str, limit: int) -> str:
         """`value` as it may be stored or shown: scrubbed, without control characters, at

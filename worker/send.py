@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -146,23 +147,23 @@ async def _exchange(
                     }
                 url = next_url
                 continue
-            cap = policy.max_response_bytes
-            if budget is not None:
-                cap = min(cap, budget.left)
-            body, truncated = await _read_capped(response, cap)
-            if budget is not None:
-                budget.spend(len(body))
+            # Read a little past the cap, so that a secret the cut would split is whole
+            # when the scrubber looks; cut after.
+            body, cut = await _read_capped(
+                response, policy.max_response_bytes, req.scrub.longest, budget
+            )
         except Exception as exc:
             kind, delivered, message = describe_failure(exc, sent=True)
             return _failure(req, kind, message, delivered, started)
         finally:
             with contextlib.suppress(Exception):
                 await response.aclose()
+        scrubbed = req.scrub.bytes(body)
         return Answer(
             response.status_code,
             req.scrub.headers(list(response.headers.items())),
-            req.scrub.bytes(body),
-            truncated,
+            scrubbed if cut is None else scrubbed[:cut],
+            cut is not None,
             _ms(started),
         )
     return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, _ms(started))
@@ -204,24 +205,38 @@ def _may_follow(
     return port in allowed_ports and any(host_matches(host, p) for p in allowed_hosts)
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
-    """The body decoded as it arrives (gzip, deflate, br), cut at `max_bytes` of decoded
-    bytes; True when it was cut. A body whose encoding breaks is kept as far as it decoded,
-    and flagged as cut."""
+async def _read_capped(
+    response: httpx.Response, max_bytes: int, past_bytes: int, budget: MemoryBudget | None
+) -> tuple[bytes, int | None]:
+    """The body decoded as it arrives (gzip, deflate, br), and where to cut it (None: it is
+    whole): at `max_bytes` of decoded bytes, or where the message's `budget` ran out (spent
+    piece by piece, so the bodies of one message, read at the same time, share it). Up to
+    `past_bytes` more are kept past the cut, for the scrubber to see a secret the cut
+    would split. A body whose encoding breaks is cut where it stopped decoding."""
+    source: AsyncIterator[bytes]
     if response.is_stream_consumed:
         # Built with its content in memory (a mock transport): httpx decoded it already.
-        return response.content[:max_bytes], len(response.content) > max_bytes
-    decoder = decoder_for(response.headers.get("content-encoding"))
+        source, decoder = _each([response.content]), None
+    else:
+        source = response.aiter_raw()
+        decoder = decoder_for(response.headers.get("content-encoding"))
     out = bytearray()
-    async for raw in response.aiter_raw():
-        try:
-            pieces = decoder.feed(raw) if decoder is not None else iter((raw,))
-            for piece in pieces:
-                room = max_bytes - len(out)
-                if len(piece) > room:
-                    out += piece[:room]
-                    return bytes(out), True
+    limit = max_bytes
+    try:
+        async for raw in source:
+            for piece in decoder.feed(raw) if decoder is not None else (raw,):
+                if budget is not None:
+                    limit = min(limit, len(out) + budget.left)
+                    budget.spend(min(len(piece), max(0, limit - len(out))))
+                if len(out) + len(piece) > limit:
+                    out += piece[: max(0, limit + past_bytes - len(out))]
+                    return bytes(out), limit
                 out += piece
-        except DecodeError:
-            return bytes(out), True
-    return bytes(out), False
+    except DecodeError:
+        return bytes(out), len(out)
+    return bytes(out), None
+
+
+async def _each(items: list[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item

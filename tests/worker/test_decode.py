@@ -87,3 +87,9 @@ def test_json_too_deep_to_store_is_kept_as_text() -> None:
 def test_wide_json_with_many_brackets_is_still_json() -> None:
     body = b"[" + b",".join(b'{"a": [1]}' for _ in range(1000)) + b"]"
     assert decode_output(body, "application/json") == [{"a": [1]}] * 1000
+
+
+def test_json_of_too_many_arrays_and_objects_is_kept_as_text() -> None:
+    # `[[],[],...]` would cost a Python object per pair of brackets
+    body = b"[" + b",".join([b"[]"] * 200_000) + b"]"
+    assert decode_output(body, "application/json") == body.decode()

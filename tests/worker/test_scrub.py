@@ -8,6 +8,7 @@ import base64
 from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 
 from models.catalog import App, AuthSpec, OAuth2Spec
@@ -166,3 +167,55 @@ def test_an_unexpected_exception_is_stored_by_its_class_only() -> None:
     assert outcome.error == "internal_error"
     assert "tok-in-repr" not in outcome.message
     assert outcome.message == "RuntimeError while sending"
+
+
+def test_a_secret_rebuilt_by_json_decoding_is_removed_from_the_output() -> None:
+    # Given an answer whose JSON spells the token with escapes the raw bytes do not show
+    from datetime import UTC, datetime
+
+    from worker.outcome import classify
+    from worker.retry import GiveUp
+
+    token = "xoxb-1234567890-SECRET"
+    body = b'{"seen": "xoxb-\\u0031234567890-SECRET", "keyed": {"xoxb-1234567890-SECRET": 1}}'
+    scrub = Scrubber([token])
+    assert token.encode() not in scrub.bytes(body)  # the raw scrub cannot see it
+    answer = Answer(200, [("content-type", "application/json")], scrub.bytes(body), False, 1)
+    # When classified with the request's scrubber
+    result = classify(answer, GiveUp("done"), datetime.now(UTC), scrub)
+    # Then neither a value nor a key of the stored output holds it
+    stored = orjson.dumps(result.output)
+    assert token.encode() not in stored
+    assert orjson.loads(stored) == {"seen": REDACTED, "keyed": {REDACTED: 1}}
+
+
+def test_header_names_and_lower_case_escapes_are_scrubbed() -> None:
+    scrub = Scrubber([SECRET])
+    headers = scrub.headers([(f"x-{SECRET}", "1"), ("x-echo", quote(SECRET, safe="").lower())])
+    assert SECRET not in str(headers)
+    assert "s3cr3t%2f" not in str(headers)
+
+
+def test_a_cut_never_leaves_a_prefix_of_the_token() -> None:
+    # Given an upstream echoing the token after padding chosen so the body cap falls inside it
+    app = _app(AuthSpec(type="bearer"))
+    creds = OAuth2Credentials(access_token="xoxb-0123456789abcdef")
+    padding = b"p" * 100
+    cap = len(padding) + len("Bearer xoxb-0123456789") - 1
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=padding + request.headers["authorization"].encode())
+
+    async def go() -> Answer | Failure:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await send(
+                client,
+                _request(app, creds, "https://api.example.com/v1"),
+                SendPolicy({}, EgressPolicy(), cap),
+            )
+
+    # When read / Then the kept part is cut, and holds no piece of the token
+    outcome = asyncio.run(go())
+    assert isinstance(outcome, Answer)
+    assert outcome.truncated is True
+    assert b"xoxb-0123" not in outcome.body

@@ -521,3 +521,44 @@ def test_the_bodies_of_one_message_share_its_memory_budget() -> None:
     assert (first.body, first.truncated) == (b"x" * 100, False)
     assert (second.body, second.truncated) == (b"x" * 50, True)
     assert (third.body, third.truncated) == (b"", True)
+
+
+class _Slow(httpx.AsyncByteStream):
+    """A body that arrives in small pieces, letting other bodies arrive in between."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(10):
+            await asyncio.sleep(0.001)
+            yield b"y" * 10
+
+
+def test_bodies_read_at_the_same_time_share_the_budget() -> None:
+    # Given a budget of 150 bytes and three 100-byte bodies arriving at once
+    from worker.send import MemoryBudget
+
+    budget = MemoryBudget(150)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Slow())
+
+    async def go() -> list[Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return list(await asyncio.gather(*(send(client, _req(), OPEN, budget) for _ in "abc")))
+
+    outcomes = asyncio.run(go())
+    # Then together they kept what the budget allows, and the ones cut say so
+    assert sum(len(o.body) for o in outcomes) == 150
+    assert sum(o.truncated for o in outcomes) >= 2
+
+
+def test_a_pile_of_encodings_is_not_undone() -> None:
+    # Given an answer claiming 5,000 stacked gzip layers (each would cost a decoder)
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"Content-Encoding": ", ".join(["gzip"] * 5000)}, stream=_Chunks(b"raw")
+        )
+
+    # When read / Then the body is kept as it came
+    outcome, _ = _run(handler, _req())
+    assert isinstance(outcome, Answer)
+    assert outcome.body == b"raw"
