@@ -17,6 +17,9 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # A worker holds a claimed call this long before the sweeper may take it back: longer than
 # any exchange may last (DEFAULT_MAX_TIMEOUT_S), with room for queueing and storing.
 DEFAULT_LEASE_S = 120.0
+# A request starts only while this much of its call's lease is left beyond its own deadline
+# (or half of what the lease has beyond PASSTHRU_MAX_TIMEOUT_S, if that is less).
+LEASE_MARGIN_S = 10.0
 # Onward request timeouts: connecting, waiting for bytes, and the whole exchange. Apps and
 # calls may set their own, up to DEFAULT_MAX_TIMEOUT_S.
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -269,6 +272,10 @@ class Settings(BaseSettings):
                 "is still on the wire"
             )
         return self
+
+    @property
+    def lease_margin_s(self) -> float:
+        return min(LEASE_MARGIN_S, (self.lease_s - self.max_timeout_s) / 2)
 
     @property
     def encryption_key_list(self) -> list[str]:

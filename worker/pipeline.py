@@ -68,6 +68,8 @@ class Runtime:
     clock: Callable[[], datetime]
     notify: Callable[[Sequence[str]], None]
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # Every request ends at least this long before its call's lease (settings.lease_margin_s).
+    lease_margin_s: float = 10.0
     # The operator's onward timeouts, and the cap on any an app or a call sets.
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
@@ -120,6 +122,8 @@ class _Batch:
 def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]:
     """Run every claimable call among `call_ids`; return the new status of each one run."""
     started_at = rt.clock()
+    # Every request must end this long before the lease does (Sender hands back the rest).
+    must_end_by = time.monotonic() + rt.lease_s - rt.lease_margin_s
     claimed = claim(rt.engine, call_ids, now=started_at, lease_s=rt.lease_s)
     if len(claimed) < len(call_ids):
         log.info(
@@ -157,15 +161,15 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         [g.request for g in to_send],
         [g.delay_s for g in to_send],
         urgent=bool(claimed) and _lane(claimed[0]) == QUEUE_INTERACTIVE,
+        start_by=must_end_by,
     )
     statuses: dict[str, CallStatus] = {}
     _store(ready, rt, statuses)
     _park(admitted.park, rt, rt.clock())
-    # Every send ends within its deadline; waiting longer means the loop died: fail the
-    # message (its calls stay `running` until the sweeper takes them back).
-    stalled_after_s = (
-        max((g.delay_s + g.request.timeouts.total_s for g in to_send), default=0) + STALL_MARGIN_S
-    )
+    # Every request ends within its call's lease (one whose turn comes too late is handed
+    # back unsent); waiting longer means the loop died: fail the message (its calls stay
+    # `running` until the sweeper takes them back).
+    stalled_after_s = max(0.0, must_end_by - time.monotonic()) + STALL_MARGIN_S
     pending = len(to_send)
     while pending:
         # Store what has finished every FLUSH_EVERY_S, or all at once when all are done:

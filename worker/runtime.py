@@ -84,6 +84,7 @@ def get_runtime() -> Runtime:
         catalog=get_catalog(),
         vault=vault_for(tuple(settings.encryption_key_list)),
         lease_s=settings.lease_s,
+        lease_margin_s=settings.lease_margin_s,
         retry_policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts, max_wait_s=settings.retry_max_wait_s
         ),

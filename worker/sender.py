@@ -27,15 +27,31 @@ PauseGate = Callable[[str], Awaitable[int]]
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Not sent: the upstream paused the request's key while it waited for its slot."""
+    """Not sent: the upstream paused the request's key while it waited for its slot, or its
+    turn on the wire came too late for its call's lease. Handed back, it runs again."""
 
     wait_ms: int
     reason: str
 
 
 Sent = Outcome | Deferred
-# (where its outcome goes, its index, the request, whether it waited, its message's budget)
-_Entry = tuple["SimpleQueue[tuple[int, Sent]]", int, OnwardRequest, bool, MemoryBudget | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """What the requests of one send_all share."""
+
+    results: SimpleQueue[tuple[int, Sent]]
+    budget: MemoryBudget | None  # the body bytes they may hold together
+    start_by: float | None  # (monotonic) the latest a request may end: its calls' lease
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    message: _Message
+    index: int
+    request: OnwardRequest
+    waited: bool  # it waited for a rate-limit slot: check the pause again before it goes
 
 
 class Sender:
@@ -111,13 +127,16 @@ class Sender:
         delays_s: Sequence[float] | None = None,
         *,
         urgent: bool = False,
+        start_by: float | None = None,
     ) -> SimpleQueue[tuple[int, Sent]]:
         """Queue every request with one wake-up of the loop; each `(index, outcome)` arrives on
         the returned queue as soon as it is known. A request with a delay joins the queue
         when it is over (its rate-limit slot) and is checked against pauses then. At most
         `max_in_flight` requests of the process are on the wire at once; the rest wait their
         turn, in order, `urgent` ones (interactive calls) before the others. Waiting requests
-        hold no connection."""
+        hold no connection. A request whose turn comes too late to end by `start_by`
+        (monotonic: its call's lease, less a margin) is not sent: it comes back Deferred,
+        to be handed back and run again."""
         handed_at = time.monotonic()
         loop = self._ensure_started()
         results: SimpleQueue[tuple[int, Sent]] = SimpleQueue()
@@ -125,20 +144,18 @@ class Sender:
 
         line = self._urgent if urgent else self._waiting
         budget = MemoryBudget(self.message_memory_bytes) if self.message_memory_bytes else None
+        message = _Message(results, budget, start_by)
 
         def join(entries: list[_Entry]) -> None:
             line.extend(entries)
             self._pump()
 
         def start() -> None:
-            now: list[_Entry] = [
-                (results, i, r, False, budget) for i, r in enumerate(requests) if delays[i] <= 0
-            ]
-            join(now)
+            join([_Entry(message, i, r, False) for i, r in enumerate(requests) if delays[i] <= 0])
             late_by = time.monotonic() - handed_at  # delays count from the hand-over
             for i, r in enumerate(requests):
                 if delays[i] > 0:
-                    later: list[_Entry] = [(results, i, r, True, budget)]
+                    later = [_Entry(message, i, r, True)]
                     loop.call_later(max(0.0, delays[i] - late_by), join, later)
 
         loop.call_soon_threadsafe(start)
@@ -151,35 +168,32 @@ class Sender:
         assert client is not None
         while (self._urgent or self._waiting) and self._active < self.max_in_flight:
             line = self._urgent or self._waiting
-            results, index, request, waited, budget = line.popleft()
+            entry = line.popleft()
             self._active += 1
-            loop.create_task(self._one(client, results, index, request, waited, budget))
+            loop.create_task(self._one(client, entry))
 
-    async def _one(
-        self,
-        client: httpx.AsyncClient,
-        results: SimpleQueue[tuple[int, Sent]],
-        index: int,
-        request: OnwardRequest,
-        waited: bool,
-        budget: MemoryBudget | None,
-    ) -> None:
+    async def _one(self, client: httpx.AsyncClient, entry: _Entry) -> None:
+        request, message = entry.request, entry.message
         outcome: Sent
         try:
             paused_ms = 0
-            if waited and request.pause_key and self._gate is not None:
+            if entry.waited and request.pause_key and self._gate is not None:
                 paused_ms = await self._gate(request.pause_key)
             if paused_ms > 0:
                 outcome = Deferred(paused_ms, "paused by the upstream")
+            elif message.start_by is not None and (
+                time.monotonic() + request.timeouts.total_s > message.start_by
+            ):
+                outcome = Deferred(0, "no connection was free before its lease ran short")
             else:
-                outcome = await send(client, request, self.policy, budget)
+                outcome = await send(client, request, self.policy, message.budget)
         except Exception as exc:  # a bug, not the network: still answer the caller
             # The class name only: a repr may quote the request and its credentials.
             outcome = Failure("internal_error", type(exc).__name__, True, 0)
         finally:
             self._active -= 1
             self._pump()
-        results.put((index, outcome))
+        message.results.put((entry.index, outcome))
 
     def close(self) -> None:
         with self._lock:

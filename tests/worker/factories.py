@@ -115,7 +115,7 @@ def make_runtime(
         sender=sender,
         catalog=catalog,
         vault=vault,
-        lease_s=60.0,
+        lease_s=80.0,  # the default timeouts (60 s) fit, with the margin (10 s)
         clock=lambda: now,
         notify=notify,
     )

@@ -281,3 +281,35 @@ def test_a_delayed_request_is_held_back_and_checked_against_pauses(
     assert sent == ["/v1/items/0"]
     assert isinstance(outcomes[0], Answer)
     assert outcomes[1] == Deferred(2_000, "paused by the upstream")
+
+
+def test_a_request_whose_turn_comes_too_late_for_its_lease_is_not_sent(
+    no_sender_threads_left: None,
+) -> None:
+    # Given one connection, held by a slow request, and two more requests of a message whose
+    # calls' lease lets a request (30 s long at most) start only in the next 2 s
+    release = threading.Event()
+    sent: list[str] = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return httpx.Response(200)
+
+    sender = Sender(Clients(slow), POLICY, max_in_flight=1)
+    try:
+        start_by = time.monotonic() + 30.0 + 2.0
+        results = sender.send_all([_req(1), _req(2), _req(3)], start_by=start_by)
+        # When the first is released only after those 2 s
+        time.sleep(3.0)
+        release.set()
+        outcomes = dict(results.get(timeout=WAIT_S) for _ in range(3))
+    finally:
+        sender.close()
+    # Then the two that waited were handed back unsent, to run again, and saying why
+    assert isinstance(outcomes[0], Answer)
+    for late in (outcomes[1], outcomes[2]):
+        assert isinstance(late, Deferred)
+        assert late.reason == "no connection was free before its lease ran short"
+    assert sent == ["/v1/items/1"]
