@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpcore
@@ -35,8 +36,27 @@ __all__ = [
     "EgressPolicy",
     "SyncLookup",
     "make_resolver",
+    "threaded_lookup",
     "trusted_hosts",
 ]
+
+
+def _socket_lookup_of(host: str, port: int) -> list[Any]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def threaded_lookup(executor: ThreadPoolExecutor) -> AsyncLookup:
+    """Name lookups on threads of `executor`. A lookup cannot be cancelled once it runs: a
+    name whose DNS answers slowly (a tenant's own domain, for webhooks) holds a thread
+    until the resolver gives up. Each kind of traffic gets its own pool, so one cannot
+    starve another's lookups."""
+
+    async def lookup(host: str, port: int) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, _socket_lookup_of, host, port
+        )
+
+    return lookup
 
 
 async def _loop_lookup(host: str, port: int) -> list[Any]:

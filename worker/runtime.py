@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import httpx
@@ -16,7 +17,7 @@ from models.keys import CHANNEL_CALL_DONE
 from models.limits import parse_rate
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
-from worker.egress import EgressPolicy, trusted_hosts
+from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.limiter import RedisLimiter, make_pause_gate
 from worker.oauth import Refresher
 from worker.pipeline import Runtime
@@ -27,6 +28,10 @@ from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
 from worker.webhook_sender import LoopPoster
 from worker.webhooks import WebhookRuntime
+
+# Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
+ONWARD_DNS_THREADS = 8
+WEBHOOK_DNS_THREADS = 4
 
 
 def onward_policy(settings: Settings) -> EgressPolicy:
@@ -51,6 +56,7 @@ def make_sender(settings: Settings) -> Sender:
         egress=onward_policy(settings),
         max_response_bytes=settings.max_response_bytes,
     )
+    lookup = threaded_lookup(ThreadPoolExecutor(ONWARD_DNS_THREADS, "passthru-dns"))
     return Sender(
         lambda: make_async_client(
             settings.http_transport,
@@ -58,6 +64,7 @@ def make_sender(settings: Settings) -> Sender:
             max_connections=settings.max_connections,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
+            lookup=lookup,
         ),
         policy,
         max_in_flight=settings.max_connections,
@@ -139,6 +146,9 @@ def get_webhook_runtime() -> WebhookRuntime:
             policy,
             max_connections=settings.webhook_concurrency,
             timeout_s=settings.webhook_timeout_s,
+            # Receivers' names are the tenants' own: their lookups never hold the threads
+            # onward calls resolve on.
+            lookup=threaded_lookup(ThreadPoolExecutor(WEBHOOK_DNS_THREADS, "passthru-webhook-dns")),
         ),
         concurrency=settings.webhook_concurrency,
         timeout_s=settings.webhook_timeout_s,

@@ -217,3 +217,34 @@ def test_override_targets_are_exempt_for_onward_calls(kind: TransportKind, local
     outcome = asyncio.run(go())
     assert isinstance(outcome, Answer), outcome
     assert local.paths == ["/x"]
+
+
+def test_lookups_of_one_pool_never_wait_for_another_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two lookup pools (webhooks and onward calls), and a webhook receiver's name whose
+    # DNS answers only after every thread of its pool is stuck on it
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.egress import threaded_lookup
+
+    stuck = threading.Event()
+
+    def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        if host == "slow.hooks.test":
+            stuck.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    hooks = threaded_lookup(ThreadPoolExecutor(2))
+    onward = threaded_lookup(ThreadPoolExecutor(2))
+
+    async def go() -> list[Any]:
+        slow = [asyncio.ensure_future(hooks("slow.hooks.test", 443)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        # When an onward call resolves its name meanwhile
+        found = await asyncio.wait_for(onward("api.example.com", 443), 5)
+        stuck.set()
+        await asyncio.gather(*slow)
+        return found
+
+    # Then it is answered at once, whatever the webhooks' pool is doing
+    assert asyncio.run(go())[0][4][0] == "93.184.216.34"
