@@ -27,7 +27,7 @@ from worker.sender import Sender
 from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
 from worker.webhook_sender import LoopPoster
-from worker.webhooks import WebhookRuntime
+from worker.webhooks import WebhookRuntime, lease_for
 
 # Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
 ONWARD_DNS_THREADS = 8
@@ -160,4 +160,5 @@ def get_webhook_runtime() -> WebhookRuntime:
         schedule_s=settings.webhook_schedule,
         clock=utcnow,
         republish=lambda ids, countdown: publish_deliveries(ids, countdown),
+        lease_s=lease_for(settings.webhook_timeout_s),
     )

@@ -6,8 +6,8 @@ reads at most ANSWER_READ_BYTES of the answer (only its status matters), and run
 one total deadline covering connect, send and answer (PASSTHRU_WEBHOOK_TIMEOUT_S), not a
 per-read timeout. Attempts run on the event loop, at most PASSTHRU_WEBHOOK_CONCURRENCY at
 once per process, never on the threads that run calls: the Celery task that hands them
-over returns at once, and each attempt is recorded on a small executor of its own when it
-ends.
+over returns at once; each attempt is prepared (its body built and signed) once it has a
+slot, and recorded when it ends, on a small executor of its own.
 """
 
 from __future__ import annotations
@@ -89,13 +89,19 @@ async def attempt(client: httpx.AsyncClient, prepared: Prepared, timeout_s: floa
     return Sent(code, None, took())
 
 
+Prepare = Callable[[], Prepared]
+# Records how an attempt ended: what it got, or the exception that stopped `prepare`.
+Done = Callable[["Sent | Exception"], object]
+
+
 class Poster(Protocol):
     def room(self) -> int:
         """How many more attempts may be handed over now."""
         ...
 
-    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
-        """Start the attempt; `done` records it when it ends."""
+    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+        """When a slot is free: `prepare` the attempt (build and sign its request, on a
+        thread), send it, and have `done` record how it ended."""
         ...
 
 
@@ -126,26 +132,33 @@ class LoopPoster:
         with self._lock:
             return self._max_pending - self._pending
 
-    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
         with self._lock:
             self._pending += 1
         try:
-            asyncio.run_coroutine_threadsafe(self._run(prepared, done), self._loop())
+            asyncio.run_coroutine_threadsafe(self._run(delivery_id, prepare, done), self._loop())
         except BaseException:
             self._finished()
             raise
 
-    async def _run(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
+    async def _run(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+        loop = asyncio.get_running_loop()
         try:
             if self._client is None or self._slots is None:  # made on the loop, once
                 self._client = self._make_client()
                 self._slots = asyncio.Semaphore(self._concurrency)
+            outcome: Sent | Exception
             async with self._slots:
-                sent = await attempt(self._client, prepared, self._timeout_s)
-            await asyncio.get_running_loop().run_in_executor(self._recorder, done, sent)
+                try:
+                    prepared = await loop.run_in_executor(self._recorder, prepare)
+                except Exception as exc:
+                    outcome = exc
+                else:
+                    outcome = await attempt(self._client, prepared, self._timeout_s)
+            await loop.run_in_executor(self._recorder, done, outcome)
         except Exception:
             # The delivery stays `delivering` until its lease ends; the sweeper takes it back.
-            log.exception("webhook %s: the attempt could not be recorded", prepared.delivery_id)
+            log.exception("webhook %s: the attempt could not be recorded", delivery_id)
         finally:
             self._finished()
 
@@ -179,9 +192,14 @@ class InlinePoster:
     def room(self) -> int:
         return 1_000_000
 
-    def post(self, prepared: Prepared, done: Callable[[Sent], object]) -> None:
-        async def once() -> Sent:
+    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+        async def once(prepared: Prepared) -> Sent:
             async with self._make_client() as client:
                 return await attempt(client, prepared, self._timeout_s)
 
-        done(asyncio.run(once()))
+        try:
+            prepared = prepare()
+        except Exception as exc:
+            done(exc)
+            return
+        done(asyncio.run(once(prepared)))

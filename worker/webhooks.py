@@ -32,7 +32,7 @@ from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, Webhook
 from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from models.webhooks import new_secret, signature_header, signing_secrets, store_secrets
 from worker import metrics
-from worker.webhook_sender import ERROR_CHARS, Poster, Prepared, Sent
+from worker.webhook_sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
 
@@ -40,7 +40,10 @@ _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _attempts = WebhookAttempt.__table__  # type: ignore[attr-defined]
 _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
-LEASE_S = 120.0
+# Events larger than this go without the call's output (`output_omitted`): the receiver
+# reads it with GET /function-calls/{id}. A receiver is not a bulk channel, and each event
+# is held in memory while it is sent.
+MAX_EVENT_BYTES = 1024 * 1024
 # Deliveries due within this are published with a countdown; later ones by the sweeper.
 MAX_COUNTDOWN_S = 60.0
 # Deliveries the sender has no room for come back this much later.
@@ -58,6 +61,15 @@ class WebhookRuntime:
     clock: Callable[[], datetime]
     # (delivery ids, countdown s) -> published; None: the sweeper publishes them
     republish: Callable[[Sequence[str], float], object] | None = None
+    # How long a claimed delivery is this worker's: longer than it may wait for a slot and
+    # then attempt (lease_for()).
+    lease_s: float = 150.0
+
+
+def lease_for(timeout_s: float) -> float:
+    """A delivery's lease: its attempt's deadline once for each delivery that may wait
+    ahead of it for the same slot, and a minute to spare."""
+    return timeout_s * (PENDING_PER_SLOT + 1) + 60.0
 
 
 class Unsendable(Exception):
@@ -65,8 +77,9 @@ class Unsendable(Exception):
 
 
 def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
-    """Hand each due delivery among `delivery_ids` to the sender for one attempt. Returns
-    the status of each one claimed: its outcome when it is known already, else
+    """Claim each due delivery among `delivery_ids` and hand it to the sender, which signs
+    and sends it when a slot is free (its body is built then, so waiting deliveries hold no
+    payload). Returns the status of each one claimed: its outcome when known already, else
     `delivering`. Deliveries the sender has no room for are published again shortly."""
     out: dict[str, str] = {}
     for index, delivery_id in enumerate(delivery_ids):
@@ -81,30 +94,40 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
             continue
         out[delivery_id] = "delivering"
         started = rt.clock()
-        try:
-            prepared = _prepare(rt, delivery)
-        except Unsendable as exc:
-            out[delivery_id] = _record(rt, delivery, started, Sent(None, str(exc), 0), last=True)
-            continue
-        except SQLAlchemyError as exc:
-            # Recorded if the database lets us (and retried on the schedule); if not, the
-            # lease runs out and the sweeper takes the delivery back.
-            why = f"database error while preparing: {type(exc).__name__}"
-            try:
-                out[delivery_id] = _record(rt, delivery, started, Sent(None, why, 0))
-            except SQLAlchemyError:
-                log.warning("webhook %s: %s; left to the sweeper", delivery_id, why)
-            continue
+
+        def prepare(delivery: WebhookDelivery = delivery) -> Prepared:
+            return _prepare(rt, delivery)
 
         def done(
-            sent: Sent, delivery: WebhookDelivery = delivery, started: datetime = started
-        ) -> str:
-            status = _record(rt, delivery, started, sent)
-            out[delivery.id] = status
+            outcome: Sent | Exception,
+            delivery: WebhookDelivery = delivery,
+            started: datetime = started,
+        ) -> str | None:
+            status = _ended(rt, delivery, started, outcome)
+            if status is not None:
+                out[delivery.id] = status
             return status
 
-        rt.poster.post(prepared, done)
+        rt.poster.post(delivery.id, prepare, done)
     return out
+
+
+def _ended(
+    rt: WebhookRuntime, delivery: WebhookDelivery, started: datetime, outcome: Sent | Exception
+) -> str | None:
+    """Record how one attempt ended: what the receiver answered, or why there was no
+    attempt. None when nothing could be recorded (the lease brings the delivery back)."""
+    if isinstance(outcome, Sent):
+        return _record(rt, delivery, started, outcome)
+    if isinstance(outcome, Unsendable):
+        return _record(rt, delivery, started, Sent(None, str(outcome), 0), last=True)
+    # The database, while preparing: recorded if it lets us (and retried on the schedule).
+    why = f"could not be prepared: {type(outcome).__name__}"
+    try:
+        return _record(rt, delivery, started, Sent(None, why, 0))
+    except SQLAlchemyError:
+        log.warning("webhook %s: %s; left to the sweeper", delivery.id, why)
+        return None
 
 
 def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
@@ -119,7 +142,7 @@ def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
             )
             .values(
                 status="delivering",
-                lease_expires_at=now + timedelta(seconds=LEASE_S),
+                lease_expires_at=now + timedelta(seconds=rt.lease_s),
                 attempt_count=_deliveries.c.attempt_count + 1,
             )
             .returning(*_deliveries.c)
@@ -143,9 +166,12 @@ def event_body(rt: WebhookRuntime, delivery: WebhookDelivery) -> bytes:
             for status, _ in counts:
                 per_status[str(status)] = per_status.get(str(status), 0) + 1
             data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
-    return orjson.dumps(
-        {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
-    )
+    event = {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
+    body = orjson.dumps(event)
+    if len(body) > MAX_EVENT_BYTES and "output" in data:
+        event["data"] = {**data, "output": None, "output_omitted": True}
+        body = orjson.dumps(event)
+    return body
 
 
 def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:

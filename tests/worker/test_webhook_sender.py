@@ -107,14 +107,15 @@ def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget(
     recorded: list[tuple[str, int | None]] = []
     recorded_on: list[threading.Thread] = []
 
-    def done(sent: Sent, name: str) -> None:
+    def done(sent: Sent | Exception, name: str) -> None:
+        assert isinstance(sent, Sent)
         recorded.append((name, sent.status_code))
         recorded_on.append(threading.current_thread())
 
     try:
         # When five are handed over: post returns at once
         for i in range(5):
-            poster.post(PREPARED, lambda sent, i=i: done(sent, f"d{i}"))
+            poster.post(f"d{i}", lambda: PREPARED, lambda sent, i=i: done(sent, f"d{i}"))
         assert poster.room() == 2 * 8 - 5
         deadline = time.monotonic() + 10
         while most < 2 and time.monotonic() < deadline:
@@ -139,3 +140,45 @@ def test_the_poster_has_room_for_eight_attempts_per_slot(concurrency: int) -> No
 
     poster = LoopPoster(no_loop, httpx.AsyncClient, concurrency=concurrency, timeout_s=1)
     assert poster.room() == 8 * concurrency
+
+
+def test_an_attempt_is_prepared_only_once_it_has_a_slot() -> None:
+    # Given one slot, held by an attempt the receiver does not answer yet
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    release = asyncio.Event()
+
+    async def handler(_: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(204)
+
+    poster = LoopPoster(
+        lambda: loop,
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        concurrency=1,
+        timeout_s=30,
+    )
+    prepared: list[str] = []
+
+    def prepare(name: str) -> Prepared:
+        prepared.append(name)
+        return PREPARED
+
+    try:
+        # When two are handed over
+        poster.post("first", lambda: prepare("first"), lambda _: None)
+        poster.post("second", lambda: prepare("second"), lambda _: None)
+        deadline = time.monotonic() + 10
+        while not prepared and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        # Then only the one with the slot built its request (the other holds no payload)
+        assert prepared == ["first"]
+        loop.call_soon_threadsafe(release.set)
+        assert poster.drain(10)
+        assert prepared == ["first", "second"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()

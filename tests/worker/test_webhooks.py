@@ -305,8 +305,8 @@ def test_a_delivery_in_flight_cannot_be_claimed_again(
         def room(self) -> int:
             return 10
 
-        def post(self, prepared: object, done: object) -> None:
-            held.append(prepared)
+        def post(self, delivery_id: str, prepare: object, done: object) -> None:
+            held.append(delivery_id)
 
     call_id = _finished_call(engine, account)
     msg = message_id(call_id)
@@ -325,7 +325,7 @@ def test_a_full_sender_hands_deliveries_back_for_later(
         def room(self) -> int:
             return 0
 
-        def post(self, prepared: object, done: object) -> None:
+        def post(self, delivery_id: str, prepare: object, done: object) -> None:
             raise AssertionError("nothing is posted to a full sender")
 
     msg = message_id(_finished_call(engine, account))
@@ -360,3 +360,25 @@ def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
     # Then the one with attempts left is taken back, the other ends
     assert _delivery(engine, left).status == "pending"
     assert _delivery(engine, spent).status == "failed"
+
+
+def test_an_event_too_large_for_a_receiver_goes_without_the_output(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given a call whose output is 2 MiB of text
+    call = make_call(engine, account, status=CallStatus.COMPLETED, network_code="200")
+    with engine.begin() as conn:
+        conn.execute(
+            FunctionCall.__table__.update()  # type: ignore[attr-defined]
+            .where(FunctionCall.__table__.c.id == call.id)  # type: ignore[attr-defined]
+            .values(output="x" * (2 * 1024 * 1024))
+        )
+        [msg] = enqueue_deliveries(conn, [call.id], NOW)
+    # When delivered / Then the event is signed and sent without the output, saying so
+    assert deliver([msg], rt) == {msg: "succeeded"}
+    [request] = receiver.requests
+    assert len(request.content) < 1024 * 1024
+    payload = Webhook(secret).verify(request.content, dict(request.headers))
+    assert payload["data"]["output"] is None
+    assert payload["data"]["output_omitted"] is True
+    assert payload["data"]["network_code"] == "200"
