@@ -58,6 +58,9 @@ _REFUSED = tuple(
 )
 
 
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
 class DestinationForbidden(Exception):
     """The destination is, or resolves to, an address the policy refuses. Not an OSError on
     purpose: the HTTP libraries pass it through untouched instead of wrapping it as a
@@ -70,8 +73,13 @@ def address_allowed(address: str) -> bool:
         ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip not in _GLOBAL_UNICAST_V6:
+            # Only 2000::/3 is global unicast: IPv4-compatible (::a.b.c.d), SIIT
+            # (::ffff:0:a.b.c.d), site-local and every other form are refused.
+            return False
     if not ip.is_global or ip.is_multicast:
         return False
     return not any(ip.version == net.version and ip in net for net in _REFUSED)

@@ -20,14 +20,29 @@ def normalize_origin(value: str) -> str:
         raise ValueError(f"{value!r} is not an http(s) origin such as https://slack.com")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"{value!r} has a path or query; give only scheme://host[:port]")
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    return _origin(parts.scheme, parts.hostname, parts.port)
+
+
+def _origin(scheme: str, host: str | None, port: int | None) -> str:
+    """`scheme://host[:port]`, lower-case, without the scheme's default port."""
+    shown = f":{port}" if port and port != _DEFAULT_PORT.get(scheme) else ""
+    return f"{scheme}://{(host or '').lower()}{shown}"
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
 
 
 def origin_of(url: str) -> str:
+    """The origin of `url`, written as `normalize_origin` writes one: `https://a.com:443/x`
+    and `https://user@A.com/x` are both `https://a.com`."""
     parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
+    return _origin(parts.scheme, parts.hostname, parts.port)
+
+
+def after_origin(url: str) -> str:
+    """What follows the origin: path, query and fragment (user info and port dropped)."""
+    parts = urlsplit(url)
+    return urlunsplit(("", "", parts.path, parts.query, parts.fragment))
 
 
 def is_dns_label(value: str) -> bool:

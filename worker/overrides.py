@@ -3,16 +3,16 @@ go to another origin (a sandbox, a mock). Webhook deliveries never follow them."
 
 from __future__ import annotations
 
-from models.urls import origin_of
+from models.urls import after_origin, origin_of
 
 
 def apply_override(url: str, overrides: dict[str, str]) -> tuple[str, bool]:
-    """Send `url` to the operator's replacement origin, if one is set for its origin."""
-    origin = origin_of(url)
-    target = overrides.get(origin)
+    """Send `url` to the operator's replacement origin, if one is set for its origin (however
+    the origin is spelled: an explicit default port or user info does not escape it)."""
+    target = overrides.get(origin_of(url))
     if target is None:
         return url, False
-    return target + url[len(origin) :], True
+    return target + after_origin(url), True
 
 
 def undo_override(url: str, overrides: dict[str, str]) -> str:
@@ -20,5 +20,5 @@ def undo_override(url: str, overrides: dict[str, str]) -> str:
     origin = origin_of(url)
     for public, target in overrides.items():
         if origin == target:
-            return public + url[len(origin) :]
+            return public + after_origin(url)
     return url

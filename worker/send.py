@@ -201,6 +201,8 @@ def _may_follow(
         return False
     if here.scheme == "https" and there.scheme != "https":
         return False
+    if there.username is not None or there.password is not None:
+        return False  # user info in a Location: never followed
     host = there.hostname or ""
     return port in allowed_ports and any(host_matches(host, p) for p in allowed_hosts)
 

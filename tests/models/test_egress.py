@@ -37,6 +37,10 @@ from models.egress import DestinationForbidden, EgressPolicy, address_allowed
         "2002:a00:1::1",  # 6to4 of 10.0.0.1
         "2001:0:a00:1::1",  # Teredo
         "ff02::1",
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "::ffff:0:7f00:1",  # SIIT
+        "fec0::1",  # site-local
         "not-an-address",
     ],
 )

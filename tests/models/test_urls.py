@@ -6,6 +6,7 @@ import pytest
 
 from models.urls import (
     MAX_CALLBACK_URL_CHARS,
+    after_origin,
     allowed_ports,
     host_matches,
     is_dns_label,
@@ -150,3 +151,13 @@ def test_allowed_ports_are_443_and_80_only_for_http_apps() -> None:
     assert allowed_ports("https://slack.com/api") == {443}
     assert allowed_ports("http://legacy.example/api") == {80, 443}
     assert allowed_ports("https://api.example.com:8443/v1") == {443, 8443}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://slack.com/api/x", "https://slack.com:443/api/x", "https://u:p@Slack.com/api/x"],
+)
+def test_one_origin_however_it_is_spelled(url: str) -> None:
+    assert origin_of(url) == "https://slack.com"
+    assert after_origin(url) == "/api/x"
+    assert normalize_origin("https://slack.com:443") == "https://slack.com"

@@ -562,3 +562,23 @@ def test_a_pile_of_encodings_is_not_undone() -> None:
     outcome, _ = _run(handler, _req())
     assert isinstance(outcome, Answer)
     assert outcome.body == b"raw"
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["https://api.example.com:443/v1/final", "https://user@api.example.com/v1/final"],
+)
+def test_a_redirect_never_spells_its_way_out_of_the_override(location: str) -> None:
+    # Given an override target (a sandbox) that redirects to the public origin spelled with
+    # an explicit default port, or with user info
+    policy = _policy({"https://api.example.com": "http://127.0.0.1:9000"})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/items":
+            return httpx.Response(302, headers={"Location": location})
+        return httpx.Response(200, text="final")
+
+    # When followed / Then it stays on the override target, or is not followed at all
+    outcome, upstream = _run(handler, _req(), policy)
+    assert isinstance(outcome, Answer)
+    assert set(upstream.hosts) == {"127.0.0.1"}
