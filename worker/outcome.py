@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
-
-import orjson
 
 from models.states import CallStatus
 from worker.decode import decode_output, public_headers
@@ -47,7 +44,7 @@ def classify(
             status=status,
             decision=text,
             network_code=str(outcome.status),
-            output=_compact(scrub.value(decode_output(outcome.body, headers.get("content-type")))),
+            output=scrub.value(decode_output(outcome.body, headers.get("content-type"))),
             output_truncated=outcome.truncated,
             headers=headers,
             error=error,
@@ -71,14 +68,3 @@ def failed(error: str, message: str) -> Result:
     return Result(
         status=CallStatus.FAILED, decision=f"give up: {error}", error=error, error_message=message
     )
-
-
-def _compact(output: Any) -> Any:
-    """JSON held as its encoding (stored as is) rather than as Python objects, which take
-    several times the bytes: a message holds up to 100 results until they are stored."""
-    if isinstance(output, dict | list):
-        try:
-            return orjson.Fragment(orjson.dumps(output))
-        except orjson.JSONEncodeError:
-            return output  # the store refuses it, and says so (unstorable_answer)
-    return output

@@ -77,22 +77,20 @@ class Scrubber:
 
     def value(self, value: Any) -> Any:
         """A decoded answer (JSON, text) without the secrets: JSON escapes (`\\u0041`,
-        `\\/`) undone by decoding can rebuild a secret the raw bytes did not show. JSON is
-        encoded once to look; it is walked only when a secret is found in it."""
-        if not self._text or value is None or isinstance(value, bool | int | float):
-            return value
+        `\\/`) undone by decoding can rebuild a secret the raw bytes did not show. JSON
+        comes back encoded (an `orjson.Fragment`, stored as is and smaller than the objects);
+        it is walked only when its encoding shows a secret."""
         if isinstance(value, str):
             return self.text(value)
-        if not self._found_in(value):
+        if not isinstance(value, dict | list):
             return value
-        return self._walk(value)
-
-    def _found_in(self, value: Any) -> bool:
         try:
             encoded = orjson.dumps(value)
+            if any(secret in encoded for secret in self._bytes):
+                encoded = orjson.dumps(self._walk(value))
         except orjson.JSONEncodeError:
-            return True  # cannot look cheaply: walk it
-        return any(secret in encoded for secret in self._bytes)
+            return value  # too deep to store: the store refuses it, and says so
+        return orjson.Fragment(encoded)
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
