@@ -10,14 +10,41 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.catalog import App, CredentialKind
 from models.errors import ApiError, ErrorDetail, invalid
 
+# A stored secret is at most this long, whoever sets it (a tenant, or a token endpoint).
+MAX_SECRET_CHARS = 16 * 1024
+
+
+def usable_token(value: object) -> bool:
+    """A value that can go into a header or a URL as is (a token, an API key): printable
+    ASCII, no control characters or line breaks, at most MAX_SECRET_CHARS."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_SECRET_CHARS
+        and value.isascii()
+        and value.isprintable()
+    )
+
+
+def _token(value: str) -> str:
+    if not usable_token(value):
+        raise ValueError("must be printable ASCII: no control characters, no line breaks")
+    return value
+
+
+def _text(value: str) -> str:
+    """A value sent only encoded (basic auth is base64): any text but control characters."""
+    if not value.isprintable():
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
 
 class _Creds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class OAuth2Credentials(_Creds):
-    access_token: str = Field(min_length=1)
-    refresh_token: str | None = None
+    access_token: str = Field(min_length=1, max_length=MAX_SECRET_CHARS)
+    refresh_token: str | None = Field(default=None, max_length=MAX_SECRET_CHARS)
     expires_at: float | None = None  # epoch seconds
     refreshed_at: float | None = None  # epoch seconds; set by passthru when it refreshes
 
@@ -34,14 +61,36 @@ class OAuth2Credentials(_Creds):
             return moment.timestamp()
         return value
 
+    @field_validator("access_token", "refresh_token")
+    @classmethod
+    def _tokens(cls, value: str | None) -> str | None:
+        return None if value is None else _token(value)
+
 
 class ApiKeyCredentials(_Creds):
-    api_key: str = Field(min_length=1)
+    api_key: str = Field(min_length=1, max_length=MAX_SECRET_CHARS)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _token(value)
 
 
 class BasicCredentials(_Creds):
-    username: str = Field(min_length=1)
-    password: str
+    username: str = Field(min_length=1, max_length=MAX_SECRET_CHARS)
+    password: str = Field(max_length=MAX_SECRET_CHARS)
+
+    @field_validator("username")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("must not contain ':' (basic auth joins the pair with one)")
+        return _text(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return _text(value)
 
 
 Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials

@@ -25,7 +25,7 @@ import redis
 from sqlalchemy import Engine, select, update
 
 from models.catalog import App
-from models.credentials import OAuth2Credentials, load_credentials
+from models.credentials import OAuth2Credentials, load_credentials, usable_token
 from models.keys import PREFIX
 from models.outbox import enqueue_deliveries
 from models.secrets import Vault
@@ -59,15 +59,8 @@ class RefreshUnavailable(Exception):
 # A token endpoint's answer: at most this long, within this long (the lock lives 30 s).
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 TOKEN_DEADLINE_S = 15.0
-# The longest token a token endpoint may hand back, and the longest lifetime believed.
-MAX_TOKEN_CHARS = 16 * 1024
+# The longest lifetime believed.
 MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
-
-
-def _token(value: object) -> bool:
-    """A usable token: a string of bounded length with no control character (it goes into
-    a header)."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_CHARS and value.isprintable()
 
 
 def _capped(pieces: Iterator[bytes]) -> Iterator[bytes]:
@@ -201,7 +194,7 @@ class Refresher:
             why = str(body.get("error_description") or "invalid_grant")
             raise Revoked(scrub.stored(why, ANSWER_CHARS))
         access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
-        if status != 200 or not _token(access_token):
+        if status != 200 or not usable_token(access_token):
             why = str(body.get("error") or "without a usable access_token")
             raise RefreshUnavailable(
                 f"token endpoint answered {status} {scrub.stored(why, ANSWER_CHARS)}"
@@ -209,7 +202,7 @@ class Refresher:
         now = self.clock()
         return OAuth2Credentials(
             access_token=access_token,
-            refresh_token=refresh_token if _token(refresh_token) else current.refresh_token,
+            refresh_token=refresh_token if usable_token(refresh_token) else current.refresh_token,
             expires_at=_expires_at(body.get("expires_in"), now),
             refreshed_at=now,
         )

@@ -23,6 +23,7 @@ from api.schemas import (
     USER_ID_CHARS,
 )
 from api.validation import MAX_HEADER_CHARS, MAX_HEADERS
+from models.credentials import MAX_SECRET_CHARS
 from models.settings import DEFAULT_MAX_CALL_BODY_BYTES
 from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 from tests.api.conftest import Caller
@@ -166,6 +167,54 @@ def test_connection_config_is_a_few_short_values(
     )
     assert response.status_code == 400, response.text
     assert any(d["field"].startswith(field) for d in response.json()["error_details"])
+
+
+@pytest.mark.parametrize(
+    ("slug", "credentials", "field"),
+    [
+        ("slack", {"access_token": "t" * (MAX_SECRET_CHARS + 1)}, "credentials.access_token"),
+        ("slack", {"access_token": "xoxb\r\nX-Injected: 1"}, "credentials.access_token"),
+        ("slack", {"access_token": "t", "refresh_token": "r\n"}, "credentials.refresh_token"),
+        ("slack", {"access_token": "tökén"}, "credentials.access_token"),
+        ("close", {"api_key": "k\x7f"}, "credentials.api_key"),
+        ("close", {"api_key": "k" * (MAX_SECRET_CHARS + 1)}, "credentials.api_key"),
+        ("twilio", {"username": "AC1:x", "password": "p"}, "credentials.username"),
+        ("twilio", {"username": "AC1", "password": "p\n"}, "credentials.password"),
+        (
+            "twilio",
+            {"username": "AC1", "password": "p" * (MAX_SECRET_CHARS + 1)},
+            "credentials.password",
+        ),
+    ],
+)
+def test_a_credential_that_cannot_be_sent_as_is_is_a_400_naming_it(
+    caller: Caller, slug: str, credentials: dict[str, str], field: str
+) -> None:
+    # Given credentials too long, with line breaks or control characters, or not ASCII where
+    # they go into a header as they are
+    response = caller.client.post(
+        "/connected-accounts",
+        json={"app": slug, "credentials": credentials},
+        headers=caller.headers(),
+    )
+    # Then nothing is stored, and the answer names the field without echoing its value
+    refused(response, field)
+    assert "X-Injected" not in response.text
+    assert caller.client.get("/connected-accounts", headers=caller.headers()).json()["items"] == []
+
+
+def test_credentials_at_their_bounds_are_stored(caller: Caller) -> None:
+    for slug, credentials in (
+        ("slack", {"access_token": "t" * MAX_SECRET_CHARS, "refresh_token": "r ~!"}),
+        ("close", {"api_key": "k" * MAX_SECRET_CHARS}),
+        ("twilio", {"username": "ÄC1", "password": "pässwörd with spaces"}),
+    ):
+        response = caller.client.post(
+            "/connected-accounts",
+            json={"app": slug, "credentials": credentials},
+            headers=caller.headers(),
+        )
+        assert response.status_code == 201, response.text
 
 
 def test_a_webhook_endpoint_url_is_checked_like_a_callback(caller: Caller) -> None:

@@ -153,16 +153,22 @@ def test_every_call_of_a_1000_call_batch_is_announced_once_and_signed(
     assert len({e["id"] for e in call_events}) == 1000
     assert {e["data"]["network_code"] for e in call_events} == {"200"}
     [batch_event] = [e for e in events if e["type"] == "batch.completed"]
-    # And the worker's and the API's metrics carry the run
-    worker_metrics = httpx.get(
-        f"http://127.0.0.1:{hooked.env['PASSTHRU_WORKER_METRICS_PORT']}/metrics"
-    ).text
+
+    # And the worker's and the API's metrics carry the run (an attempt is counted once its
+    # outcome is stored, a moment after the receiver has the event)
+    def worker_metrics() -> str:
+        port = hooked.env["PASSTHRU_WORKER_METRICS_PORT"]
+        return httpx.get(f"http://127.0.0.1:{port}/metrics").text
+
+    delivered = 'passthru_webhook_attempts_total{outcome="delivered"}'
+    wait_until(
+        lambda: _sample(worker_metrics(), delivered) >= 1000, 30, "1,000 delivered attempts counted"
+    )
     finished = _sample(
-        worker_metrics, 'passthru_calls_finished_total{app="slack",status="completed"}'
+        worker_metrics(), 'passthru_calls_finished_total{app="slack",status="completed"}'
     )
     assert finished >= 1000
-    assert _sample(worker_metrics, 'passthru_webhook_attempts_total{outcome="delivered"}') >= 1000
-    assert "passthru_upstream_seconds_bucket" in worker_metrics
+    assert "passthru_upstream_seconds_bucket" in worker_metrics()
     api_metrics = httpx.get(f"http://127.0.0.1:{hooked.env['PASSTHRU_METRICS_PORT']}/metrics").text
     assert _sample(api_metrics, 'passthru_calls_accepted_total{lane="bulk"}') >= 1000
     assert "passthru_oldest_queued_call_age_seconds" in api_metrics
