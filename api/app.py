@@ -10,6 +10,7 @@ import redis
 from fastapi import FastAPI
 
 from api import errors
+from api.auth import Authenticator
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics, PassthruCollector, serve_metrics
 from api.quotas import Quotas, quotas_client
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = get_catalog()
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
-    app.state.tenants = TenantCache()
+    app.state.auth = Authenticator(app.state.engine, TenantCache())
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestLimits,
         max_request_bytes=settings.max_request_bytes,
         max_batch_request_bytes=settings.max_batch_request_bytes,
+        authenticate=app.state.auth.check,
     )
     for module in (
         health,

@@ -6,17 +6,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.auth import Authenticator, remembered
 from api.quotas import Quotas
 from api.schemas import USER_ID_CHARS
-from api.tenant_cache import TenantCache, lookup
 from api.waiter import CallWaiter
 from models.catalog import Catalog
-from models.errors import ApiError, ErrorDetail
-from models.secrets import Vault, hash_api_key
+from models.secrets import Vault
 from models.settings import Settings
 from models.tables import Tenant
 
@@ -56,26 +54,14 @@ def get_quotas(request: Request) -> Quotas:
     return quotas
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError("unauthorized", [ErrorDetail("Authorization", message)], 401)
-
-
 async def current_tenant(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Tenant:
-    if not authorization:
-        raise _unauthorized("send 'Authorization: Bearer <API key>'")
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise _unauthorized("use the Bearer scheme: 'Authorization: Bearer <API key>'")
-    key_hash = hash_api_key(key.strip())
-    cache: TenantCache = request.app.state.tenants
-    tenant = cache.get(key_hash)
+    """The tenant `RequestLimits` found before reading the body, or the header's own."""
+    tenant = remembered(request.scope)
     if tenant is None:
-        tenant = await run_in_threadpool(lookup, request.app.state.engine, key_hash)
-        if tenant is None:
-            raise _unauthorized("this API key is not valid")
-        cache.put(key_hash, tenant)
+        auth: Authenticator = request.app.state.auth
+        tenant = await auth.tenant_for(authorization)
     return tenant
 
 

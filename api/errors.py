@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.parsing import BodyRefused
@@ -21,6 +22,27 @@ _HTTP_ERRORS = {
     404: ("not_found", "path", "no such endpoint; see /docs"),
     405: ("method_not_allowed", "method", "this endpoint does not take that method"),
 }
+
+
+# How long a client is asked to wait when the database cannot answer it.
+DATABASE_RETRY_S = 5
+
+
+def database_unavailable(exc: OperationalError | PoolTimeout) -> ApiError:
+    """A 503 for a database that is down, or has no connection free (every one of
+    PASSTHRU_DB_POOL_SIZE busy past the pool's timeout)."""
+    if isinstance(exc, PoolTimeout):
+        log.error("database: no connection free in the pool (%s)", exc)
+        message = "the database is busy; retry shortly"
+    else:
+        log.error("database unavailable: %s", exc.orig)
+        message = "the database is unavailable; retry shortly"
+    return ApiError(
+        "unavailable",
+        [ErrorDetail("database", message)],
+        503,
+        {"Retry-After": str(DATABASE_RETRY_S)},
+    )
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONBody:
@@ -85,16 +107,9 @@ def install(app: FastAPI) -> None:
         return error_response(ApiError(code, [ErrorDetail(field, message)], exc.status_code))
 
     @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONBody:
-        log.error("database unavailable: %s", exc.orig)
-        return error_response(
-            ApiError(
-                "unavailable",
-                [ErrorDetail("database", "the database is unavailable; retry shortly")],
-                503,
-            ),
-            headers={"Retry-After": "5"},
-        )
+    @app.exception_handler(PoolTimeout)
+    async def _db_down(_: Request, exc: OperationalError | PoolTimeout) -> JSONBody:
+        return error_response(database_unavailable(exc))
 
     @app.exception_handler(DataError)
     @app.exception_handler(IntegrityError)

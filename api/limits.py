@@ -1,23 +1,32 @@
-"""What every request must satisfy before it is routed, parsed or authenticated.
+"""What every request must satisfy before its body is read, routed or parsed.
 
-A pure ASGI middleware. The body may be at most PASSTHRU_MAX_REQUEST_BYTES
-(PASSTHRU_MAX_BATCH_REQUEST_BYTES for `POST /function-calls/batch`): a declared
-Content-Length over the limit is refused before a byte is read, and a chunked body is
-counted as it arrives and refused the moment it passes the limit, so a refused body never
-sits in memory. The answer is a 413 in the error shape with `Connection: close`. The path
-and the query must hold no NUL character (400).
+A pure ASGI middleware, in this order:
+1. The body may be at most PASSTHRU_MAX_REQUEST_BYTES (PASSTHRU_MAX_BATCH_REQUEST_BYTES for
+   `POST /function-calls/batch`): a declared Content-Length over the limit is a 413 before
+   anything else.
+2. The path and the query must hold no NUL character (400).
+3. A request with a body must be authenticated before a byte of it is read (401): a client
+   without a valid API key can make the API read, hold or parse nothing.
+4. The body is counted as it arrives and refused the moment it passes the limit (413), so a
+   refused body never sits in memory.
+A refusal sent with the body unread carries `Connection: close`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_response
 from api.metrics import REQUESTS_REFUSED
 from api.responses import JSONBody
 from models.errors import ApiError, ErrorDetail, invalid
+
+# Checks a request's credentials (from its scope) before its body is read; raises ApiError.
+Authenticate = Callable[[Scope], Awaitable[None]]
 
 BATCH_PATH = "/function-calls/batch"
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
@@ -82,10 +91,18 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 class RequestLimits:
-    def __init__(self, app: ASGIApp, *, max_request_bytes: int, max_batch_request_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_request_bytes: int,
+        max_batch_request_bytes: int,
+        authenticate: Authenticate | None = None,
+    ):
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.max_batch_request_bytes = max_batch_request_bytes
+        self.authenticate = authenticate
 
     def limit_for(self, scope: Scope) -> tuple[int, str]:
         if scope["method"] == "POST" and scope["path"] == BATCH_PATH:
@@ -109,6 +126,12 @@ class RequestLimits:
         if declared == 0 or (declared is None and "transfer-encoding" not in headers):
             await self.app(scope, receive, send)  # no body
             return
+        if self.authenticate is not None:
+            try:
+                await self.authenticate(scope)
+            except ApiError as error:
+                await _refuse(error, scope, receive, send)
+                return
         try:
             body = await _read_body(receive, limit)
         except _TooLarge:
@@ -123,9 +146,12 @@ async def _refuse_too_large(
     limit: int, setting: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     REQUESTS_REFUSED.labels("request_too_large").inc()
-    error = too_large(limit, setting)
-    response = JSONBody(error.body(), status_code=413, headers={"Connection": "close"})
-    await response(scope, receive, send)
+    await _refuse(too_large(limit, setting), scope, receive, send)
+
+
+async def _refuse(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer `error` with the body unread: the connection cannot be reused."""
+    await error_response(error, {"Connection": "close"})(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -172,6 +172,7 @@ class Quotas:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._open: dict[str, tuple[float, int]] = {}  # tenant -> (read again after, count)
+        self._counting: dict[str, threading.Lock] = {}  # tenant -> held while counting
         self._waits: dict[str, int] = {}
         self._redis_back_at = 0.0
         self._redis_failing = False
@@ -190,9 +191,18 @@ class Quotas:
 
     # --- submissions ----------------------------------------------------------------------
 
+    def prepare(self, tenant_id: str) -> None:
+        """Count the tenant's calls not finished now if the count is old: called before a
+        submission opens its session, so `admit_calls` then needs no connection of its own
+        while the submission holds one (two per request could leave a full pool waiting
+        on itself)."""
+        self._open_calls(tenant_id)
+
     def admit_calls(self, tenant_id: str, n: int) -> None:
-        """Admit `n` new calls of the tenant, or raise a 429."""
-        expires, count = self._open_calls(tenant_id)
+        """Admit `n` new calls of the tenant, or raise a 429. Call `prepare` first: this
+        counts in the database only when nothing was counted before, and uses an old count
+        as it is."""
+        expires, count = self._open_calls(tenant_id, refresh=False)
         cap = self._max_open_calls
         if count + n > cap:
             raise too_many(
@@ -207,18 +217,30 @@ class Quotas:
             expires, count = self._open.get(tenant_id, (expires, count))
             self._open[tenant_id] = (expires, count + n)
 
-    def _open_calls(self, tenant_id: str) -> tuple[float, int]:
-        """(read again after, count): the cached count, or a fresh one when it is old."""
-        now = self._monotonic()
+    def _open_calls(self, tenant_id: str, *, refresh: bool = True) -> tuple[float, int]:
+        """(read again after, count): the cached count, or a fresh one when it is old (and
+        `refresh`). One thread per tenant counts at a time; the others wait for its count
+        instead of sending the same query."""
+        cached = self._cached_open(tenant_id, stale_ok=not refresh)
+        if cached is not None:
+            return cached
         with self._lock:
-            cached = self._open.get(tenant_id)
-        if cached is None or cached[0] <= now:
-            cached = (
-                now + OPEN_CALLS_TTL_S,
-                self._count_open_calls(tenant_id, self._max_open_calls),
-            )
+            counting = self._counting.setdefault(tenant_id, threading.Lock())
+        with counting:
+            cached = self._cached_open(tenant_id, stale_ok=not refresh)
+            if cached is not None:
+                return cached  # another thread counted while this one waited
+            count = self._count_open_calls(tenant_id, self._max_open_calls)
+            cached = (self._monotonic() + OPEN_CALLS_TTL_S, count)
             with self._lock:
                 self._open[tenant_id] = cached
+            return cached
+
+    def _cached_open(self, tenant_id: str, stale_ok: bool) -> tuple[float, int] | None:
+        with self._lock:
+            cached = self._open.get(tenant_id)
+        if cached is None or (cached[0] <= self._monotonic() and not stale_ok):
+            return None
         return cached
 
     def _admit_rate(self, tenant_id: str, n: int) -> None:

@@ -33,20 +33,18 @@ def _json_dumps(value: Any) -> str:
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
-def create_db_engine(url: str, *, pool_size: int = 20) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 10.0) -> Engine:
+    """A process's engine: up to `pool_size` connections kept, as many again in overflow;
+    a checkout waits at most `pool_timeout_s` (then sqlalchemy.exc.TimeoutError)."""
     url = normalize_database_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout_s}
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            **_JSON,
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **_JSON
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **_JSON
-    )
+    return create_engine(url, pool_pre_ping=True, **pool, **_JSON)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -61,7 +59,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     settings = get_settings()
-    return create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
+    return create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
 
 
 @contextmanager

@@ -167,7 +167,11 @@ class Settings(BaseSettings):
     http_transport: Literal["aiohttp", "httpx"] = Field(
         "aiohttp", validation_alias=_env("PASSTHRU_HTTP_TRANSPORT")
     )
-    db_pool_size: int = Field(20, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
+    db_pool_size: int = Field(20, ge=1, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
+    # How long a request waits for a free database connection before it is answered 503.
+    db_pool_timeout_s: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("PASSTHRU_DB_POOL_TIMEOUT_S")
+    )
     sweep_every_s: float = Field(
         DEFAULT_SWEEP_EVERY_S, validation_alias=_env("PASSTHRU_SWEEP_EVERY_S")
     )

@@ -38,6 +38,7 @@ async def submit(
     quotas: QuotasDep,
     user_id: UserIdHeader = None,
 ) -> BatchSubmitted:
+    await run_in_threadpool(quotas.prepare, tenant.id)
     batch, accepted, rejected = await run_in_threadpool(
         submit_batch,
         engine,

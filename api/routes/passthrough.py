@@ -71,6 +71,7 @@ async def _accept(
     admit = partial(quotas.admit_calls, tenant.id)
     with quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
         try:
+            await run_in_threadpool(quotas.prepare, tenant.id)
             call = await run_in_threadpool(submit, engine, tenant, catalog, sub, admit)
         except ApiError as exc:
             CALLS_REJECTED.labels(exc.error).inc()

@@ -1,6 +1,6 @@
-"""Limits met before routing, parsing and authentication: the body's size, NUL in the path
-and the query. The middleware is driven with hand-made ASGI messages, so the tests see how
-much of a body it pulled; the HTTP tests go through the whole app."""
+"""Limits met before a body is read, routed or parsed: the body's size, NUL in the path and
+the query, and authentication. The middleware is driven with hand-made ASGI messages, so the
+tests see how much of a body it pulled; the HTTP tests go through the whole app."""
 
 from __future__ import annotations
 
@@ -10,13 +10,22 @@ from typing import Any
 
 import orjson
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from starlette.types import Message, Receive, Scope, Send
 
-from api.limits import RequestLimits, nul_problem
+import models.db
+import models.settings
+from api.app import create_app
+from api.auth import unauthorized
+from api.limits import Authenticate, RequestLimits, nul_problem
+from models.settings import Settings
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 
 LIMIT = 1000
+CALL: dict[str, Any] = {"method": "GET", "url": "conversations.list"}
 BATCH_LIMIT = 4000
 
 
@@ -85,11 +94,20 @@ def scope(
     }
 
 
-def run(s: Scope, client: Client) -> Downstream:
+def run(s: Scope, client: Client, authenticate: Authenticate | None = None) -> Downstream:
     app = Downstream()
-    limits = RequestLimits(app, max_request_bytes=LIMIT, max_batch_request_bytes=BATCH_LIMIT)
+    limits = RequestLimits(
+        app,
+        max_request_bytes=LIMIT,
+        max_batch_request_bytes=BATCH_LIMIT,
+        authenticate=authenticate,
+    )
     asyncio.run(limits(s, client.receive, client.send))
     return app
+
+
+async def refuse_every_key(scope: Scope) -> None:
+    raise unauthorized("this API key is not valid")
 
 
 def assert_too_large(client: Client, limit: int, setting: str) -> None:
@@ -196,6 +214,44 @@ def test_an_ordinary_query_has_no_nul_problem() -> None:
     assert nul_problem("/function-calls", b"") is None
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"content-length": "500"}, {"transfer-encoding": "chunked"}],
+    ids=["declared", "chunked"],
+)
+def test_a_body_is_not_read_before_its_request_is_authenticated(headers: dict[str, str]) -> None:
+    # Given a body of 5 chunks and an API key that is not valid
+    client = Client([b"x" * 100] * 5)
+    # When it is sent
+    app = run(scope(headers=headers), client, refuse_every_key)
+    # Then it is a 401 before a byte is read, and the connection is closed
+    assert client.pulled == 0
+    assert not app.called
+    assert client.status == 401
+    assert client.headers["connection"] == "close"
+    assert client.headers["www-authenticate"] == "Bearer"
+    assert_error_shape(client.json, "unauthorized")
+
+
+def test_an_authenticated_body_is_read_after_the_check() -> None:
+    order: list[str] = []
+    client = Client([b"x" * 100] * 2)
+
+    async def accept(s: Scope) -> None:
+        order.append(f"checked after {client.pulled} chunks")
+
+    app = run(scope(headers={"transfer-encoding": "chunked"}), client, accept)
+    assert order == ["checked after 0 chunks"]
+    assert app.body == b"x" * 200
+
+
+def test_a_request_without_a_body_is_left_to_its_route_to_authenticate() -> None:
+    client = Client([])
+    app = run(scope(method="GET", path="/function-calls"), client, refuse_every_key)
+    assert app.called
+    assert client.status == 200
+
+
 # --- through the whole app ----------------------------------------------------------------
 
 
@@ -217,3 +273,79 @@ def test_a_nul_in_a_query_reaches_no_database(caller: Caller) -> None:
     response = caller.client.get("/function-calls?user_id=x%00y", headers=caller.headers())
     assert response.status_code == 400
     assert response.json()["error_details"][0]["field"] == "user_id"
+
+
+def test_a_body_without_a_valid_key_is_a_401_and_never_parsed(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a body just under the limit, and the JSON parser watched
+    parsed: list[int] = []
+    real_loads = orjson.loads
+
+    def loads(raw: bytes | str) -> Any:
+        parsed.append(len(raw))
+        return real_loads(raw)
+
+    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    body = b"[" + b"0," * (2 * 1024 * 1024) + b"0]"
+    for headers in ({}, {"Authorization": "Bearer pt_not-a-key"}, {"Authorization": "Basic x"}):
+        # When it is posted without a valid key
+        response = caller.client.post(
+            "/slack-passthrough-request",
+            content=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        # Then it is a 401 that closes the connection, and nothing was parsed
+        assert response.status_code == 401, response.text
+        assert response.headers["connection"] == "close"
+        assert_error_shape(response.json(), "unauthorized")
+    assert parsed == []
+    # And with the key, the same route parses and answers
+    caller.connect()
+    ok = caller.client.post("/slack-passthrough-request", json=CALL, headers=caller.headers())
+    assert ok.status_code == 202, ok.text
+    assert parsed
+
+
+@pytest.fixture
+def tight_pool(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, Engine]]:
+    """The app with one database connection and one in overflow, waited for 0.2 s."""
+    monkeypatch.setenv("PASSTHRU_DB_POOL_SIZE", "1")
+    monkeypatch.setenv("PASSTHRU_DB_POOL_TIMEOUT_S", "0.2")
+    models.settings.get_settings.cache_clear()
+    models.db.get_engine.cache_clear()
+    tight = create_app(Settings(_env_file=None))
+    try:
+        yield TestClient(tight), tight.state.engine
+    finally:
+        tight.state.engine.dispose()
+        models.db.get_engine.cache_clear()
+
+
+def test_a_request_that_gets_no_database_connection_is_a_503_to_retry(
+    tight_pool: tuple[TestClient, Engine], caller: Caller
+) -> None:
+    client, engine = tight_pool
+    # Given every connection of the pool held
+    held = [engine.connect(), engine.connect()]
+    try:
+        # When a call is submitted (authenticated before its body is read), or a list read
+        refused = [
+            client.post("/slack-passthrough-request", json=CALL, headers=caller.headers()),
+            client.get("/function-calls", headers=caller.headers()),
+        ]
+    finally:
+        for conn in held:
+            conn.close()
+    # Then each is a 503 in the error shape, saying when to retry
+    for response in refused:
+        assert response.status_code == 503, response.text
+        assert_error_shape(response.json(), "unavailable")
+        assert response.json()["error_details"][0]["field"] == "database"
+        assert int(response.headers["Retry-After"]) >= 1
+    # And once connections are free, the same requests succeed
+    caller.connect()
+    ok = client.post("/slack-passthrough-request", json=CALL, headers=caller.headers())
+    assert ok.status_code == 202, ok.text

@@ -4,6 +4,7 @@ one API test per bound."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -174,10 +175,45 @@ def test_open_calls_are_counted_once_a_second_plus_what_was_admitted(
     assert counted == ["tn_a"]
     assert err.details[0].field == "calls"
     assert "PASSTHRU_TENANT_MAX_OPEN_CALLS" in err.details[0].message
-    # And a second later the database is asked again
+    # And a second later, admitting uses the old count; preparing asks the database again
     clock.ms += 1000
+    refusal(lambda: q.admit_calls("tn_a", 1))
+    assert counted == ["tn_a"]
+    q.prepare("tn_a")
     refusal(lambda: q.admit_calls("tn_a", 3))
     assert counted == ["tn_a", "tn_a"]
+
+
+def test_threads_counting_one_tenant_at_once_send_one_query(rclient: redis.Redis) -> None:
+    # Given a database slow to count
+    counted: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def count(tenant: str, cap: int) -> int:
+        counted.append(tenant)
+        if tenant == "tn_a":
+            started.set()
+            release.wait(5)
+        return 1
+
+    q = quotas(rclient, Clock(), count_open_calls=count)
+    # When 8 threads prepare the same tenant while the first count runs, and one another
+    threads = [threading.Thread(target=q.prepare, args=("tn_a",)) for _ in range(8)]
+    threads[0].start()
+    assert started.wait(5)
+    for t in threads[1:]:
+        t.start()
+    other = threading.Thread(target=q.prepare, args=("tn_b",))
+    other.start()
+    other.join(5)
+    assert not other.is_alive()
+    release.set()
+    for t in threads:
+        t.join(5)
+    # Then the tenant was counted once, and the other tenant never waited for it
+    assert sorted(counted) == ["tn_a", "tn_b"]
+    q.admit_calls("tn_a", 1)
+    assert sorted(counted) == ["tn_a", "tn_b"]
 
 
 def test_long_polls_are_bounded_per_tenant_and_released(rclient: redis.Redis) -> None:
@@ -392,3 +428,34 @@ def test_the_open_calls_count_reads_the_partial_index(engine: Engine) -> None:
             )
     # Then it reads the partial index of unfinished calls, not the table
     assert "ix_call_tenant_open" in plan, plan
+
+
+def test_a_submission_counts_its_open_calls_holding_no_connection(
+    bounded: Callable[..., TestClient], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the open-calls count, made at every submission, watched: how many connections
+    # are out when it runs
+    monkeypatch.setattr(api.quotas, "OPEN_CALLS_TTL_S", 0.0)
+    client = bounded()
+    app: FastAPI = client.app  # type: ignore[assignment]
+    quotas: Quotas = app.state.quotas
+    counting = quotas._count_open_calls
+    out_while_counting: list[int] = []
+
+    def count(tenant_id: str, cap: int) -> int:
+        out_while_counting.append(app.state.engine.pool.checkedout())
+        return counting(tenant_id, cap)
+
+    quotas._count_open_calls = count
+    caller = new_caller(client, engine)
+    # When a call and a batch are submitted
+    one = client.post("/slack-passthrough-request", json=CALL, headers=caller.headers())
+    batch = client.post(
+        "/function-calls/batch",
+        json={"calls": [{"function": "slack-passthrough-request", "params": CALL}]},
+        headers=caller.headers(),
+    )
+    # Then both were admitted, and each count ran while the request held no connection
+    assert one.status_code == 202
+    assert batch.status_code == 202
+    assert out_while_counting == [0, 0]

@@ -1,0 +1,65 @@
+"""Who is calling: the API key in `Authorization: Bearer <key>`, resolved to its tenant.
+
+One path for every request. `RequestLimits` asks it before a byte of a body is read, so a
+client without a valid key cannot make the API read, hold or parse anything; the route's
+`CurrentTenant` dependency then takes the tenant found there (or asks here, for requests
+without a body). A key's tenant is remembered for `tenant_cache.TTL_S`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from api.errors import database_unavailable
+from api.tenant_cache import TenantCache, lookup
+from models.errors import ApiError, ErrorDetail
+from models.secrets import hash_api_key
+from models.tables import Tenant
+
+# Where a request's tenant is kept once known (Starlette's `request.state`).
+_STATE_KEY = "tenant"
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError("unauthorized", [ErrorDetail("Authorization", message)], 401)
+
+
+class Authenticator:
+    def __init__(self, engine: Engine, cache: TenantCache) -> None:
+        self._engine = engine
+        self._cache = cache
+
+    async def tenant_for(self, authorization: str | None) -> Tenant:
+        """The tenant the header's key belongs to; raises a 401 ApiError, or the database's
+        own error when it cannot be asked."""
+        if not authorization:
+            raise unauthorized("send 'Authorization: Bearer <API key>'")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise unauthorized("use the Bearer scheme: 'Authorization: Bearer <API key>'")
+        key_hash = hash_api_key(key.strip())
+        tenant = self._cache.get(key_hash)
+        if tenant is None:
+            try:
+                tenant = await run_in_threadpool(lookup, self._engine, key_hash)
+            except (OperationalError, PoolTimeout) as exc:
+                raise database_unavailable(exc) from None
+            if tenant is None:
+                raise unauthorized("this API key is not valid")
+            self._cache.put(key_hash, tenant)
+        return tenant
+
+    async def check(self, scope: Scope) -> None:
+        """`RequestLimits`' hook: find the request's tenant and remember it, or raise."""
+        tenant = await self.tenant_for(Headers(scope=scope).get("authorization"))
+        scope.setdefault("state", {})[_STATE_KEY] = tenant
+
+
+def remembered(scope: Scope) -> Tenant | None:
+    tenant: Tenant | None = scope.get("state", {}).get(_STATE_KEY)
+    return tenant
