@@ -1,6 +1,7 @@
 """(e) Memory under hostile input, with the same figures for ordinary input as the baseline:
 
-- the API's peak RSS while it refuses an unauthenticated 300 MiB body, against its peak
+- the API's peak RSS while it refuses an unauthenticated 300 MiB body and a tenant's 20 MiB
+  batch of 6.9 million empty arrays (parsed, some 700 MB of objects), against its peak
   after ordinary calls and after a 4 MiB body it accepts;
 - a worker's peak RSS while an upstream answers a 256 MiB brotli bomb and while webhook
   receivers answer the same bomb, against its peak after ordinary calls and after an
@@ -124,6 +125,16 @@ def _api(s: Stack, key: str, api_pid: int) -> dict[str, Any]:
         timeout=120,
     )
     seconds = time.perf_counter() - started
+    after_300_mib = peak_mib(api_pid)
+    tiny_arrays = b'{"calls": [' + b"[]," * (20 * MIB // 3 - 10) + b"[]]}"
+    started = time.perf_counter()
+    complex_batch = httpx.post(
+        f"{s.api_url}/function-calls/batch",
+        content=tiny_arrays,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=120,
+    )
+    complex_seconds = time.perf_counter() - started
     return {
         "peak_after_20_calls_mib": round(after_calls, 1),
         "four_mib_body": {"status": accepted.status_code, "peak_mib": round(after_4mib, 1)},
@@ -131,6 +142,11 @@ def _api(s: Stack, key: str, api_pid: int) -> dict[str, Any]:
             "status": refused.status_code,
             "error": refused.json().get("error") if refused.status_code < 500 else None,
             "seconds": round(seconds, 3),
+            "peak_mib": round(after_300_mib, 1),
+        },
+        "refusing_20_mib_of_empty_arrays": {
+            "status": complex_batch.status_code,
+            "seconds": round(complex_seconds, 3),
             "peak_mib": round(peak_mib(api_pid), 1),
         },
     }
@@ -214,12 +230,15 @@ def hostile(db: str) -> dict[str, Any]:
 def table(r: dict[str, Any]) -> str:
     api, worker = r["api"], r["worker"]
     refusing = api["refusing_300_mib"]
+    arrays = api.get("refusing_20_mib_of_empty_arrays", {})
     return "\n".join(
         [
             f"{'hostile':<16}API peak {api['peak_after_20_calls_mib']:.0f} MiB after calls, "
             f"{api['four_mib_body']['peak_mib']:.0f} MiB after a 4 MiB body, "
             f"{refusing['peak_mib']:.0f} MiB after refusing 300 MiB "
-            f"({refusing['status']} in {refusing['seconds']:.2f} s)",
+            f"({refusing['status']} in {refusing['seconds']:.2f} s), "
+            f"{arrays.get('peak_mib', 0):.0f} MiB after a 20 MiB batch of empty arrays "
+            f"({arrays.get('status')} in {arrays.get('seconds', 0):.2f} s)",
             f"{'':<16}worker peak {worker['peak_after_20_calls_mib']:.0f} MiB after calls, "
             f"{worker['answer_10_mib']['peak_mib']:.0f} after a 10 MiB answer, "
             f"{worker['answer_256_mib_bomb']['peak_mib']:.0f} after a 256 MiB bomb, "

@@ -1,13 +1,25 @@
-"""JSON bodies: nesting bounded, no NUL anywhere, only what the database can store."""
+"""JSON bodies: how many arrays, objects and values bounded before parsing, nesting bounded,
+no NUL anywhere, only what the database can store."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import orjson
 import pytest
 
 import api.parsing
-from api.parsing import MAX_JSON_DEPTH, find_problem, item_problem, problem_of
+from api.parsing import (
+    MAX_JSON_CONTAINERS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_VALUES,
+    PARSE_ON_THREAD_BYTES,
+    find_problem,
+    item_problem,
+    problem_of,
+    too_complex,
+)
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 
@@ -78,6 +90,41 @@ def test_an_item_too_deep_even_to_encode_is_found() -> None:
     assert problem is not None
     assert problem.field.startswith("params.body.0")
     assert item_problem({"params": {"body": nested(10)}}) is None
+
+
+def array_of(unit: bytes, n: int) -> bytes:
+    return b"[" + b",".join([unit] * n) + b"]"
+
+
+def test_arrays_objects_and_values_up_to_their_bounds_are_fine_one_more_is_not() -> None:
+    assert too_complex(array_of(b"[]", MAX_JSON_CONTAINERS - 1)) is None
+    assert too_complex(array_of(b"{}", MAX_JSON_CONTAINERS)) is not None
+    assert too_complex(array_of(b"0", MAX_JSON_VALUES)) is None
+    error = too_complex(array_of(b"0", MAX_JSON_VALUES + 1))
+    assert error is not None
+    assert error.status_code == 413
+    assert error.error == "request_too_large"
+    assert f"{MAX_JSON_VALUES + 1} values" in error.details[0].message
+
+
+@pytest.mark.parametrize(
+    "string",
+    [rb'"[,{"', rb'"\\[,"', rb'"a\\\"[,"', rb'"\u005b,["'],
+    ids=["plain", "an escaped backslash", "an escaped quote", "a unicode escape"],
+)
+def test_brackets_and_commas_inside_strings_are_not_counted(string: bytes) -> None:
+    # Given a body whose strings hold many brackets and commas, but few of its own
+    raw = b'{"body": [' + b",".join([string] * (MAX_JSON_VALUES - 1)) + b"]}"
+    assert raw.count(b"[") + raw.count(b",") > MAX_JSON_VALUES
+    assert orjson.loads(raw)  # it is JSON
+    # Then it is within bounds
+    assert too_complex(raw) is None
+
+
+def test_a_string_that_never_ends_hides_nothing() -> None:
+    # An unterminated string holds no brackets of its own: the rest is counted
+    raw = b'["' + b"[," * MAX_JSON_VALUES
+    assert too_complex(raw) is not None
 
 
 # --- through HTTP ---------------------------------------------------------------------------
@@ -178,3 +225,60 @@ def test_every_route_reads_json_through_the_guard(caller: Caller) -> None:
     assert len(routes) > 20
     for route in routes:
         assert isinstance(route, api.parsing.JSONRoute), route.path
+
+
+@pytest.mark.parametrize(
+    ("unit", "n"),
+    [
+        (b"[]", MAX_JSON_CONTAINERS + 1),
+        (b"{}", MAX_JSON_CONTAINERS + 1),
+        (b"0", MAX_JSON_VALUES + 1),
+    ],
+    ids=["arrays", "objects", "values"],
+)
+def test_a_body_with_too_many_arrays_objects_or_values_is_a_413_unparsed(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch, unit: bytes, n: int
+) -> None:
+    # Given a call whose body holds one more than its bound, and the parser watched
+    caller.connect()
+    parsed: list[int] = []
+    real_loads = orjson.loads
+
+    def loads(raw: bytes | str) -> Any:
+        parsed.append(len(raw))
+        return real_loads(raw)
+
+    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    raw = b'{"method": "POST", "url": "x", "body": ' + array_of(unit, n) + b"}"
+    # When it is posted (within the size limit)
+    response = post(caller, raw)
+    # Then it is a 413 in the error shape, and nothing was parsed
+    assert response.status_code == 413, response.text
+    assert_error_shape(response.json(), "request_too_large")
+    assert response.json()["error_details"][0]["field"] == "body"
+    assert parsed == []
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the parser watched for the thread it runs on
+    threads: list[str] = []
+    real_loads = orjson.loads
+
+    def loads(raw: bytes | str) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_loads(raw)
+
+    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    caller.connect()
+    small = b'{"method": "POST", "url": "x", "body": {"t": "s"}}'
+    large = (
+        b'{"method": "POST", "url": "x", "body": {"t": "' + b"s" * PARSE_ON_THREAD_BYTES + b'"}}'
+    )
+    # When a small and a large body are posted
+    assert post(caller, small).status_code == 202
+    loop_thread = threads[-1]
+    assert post(caller, large).status_code == 202
+    # Then the small one was parsed where the request ran, the large one on another thread
+    assert threads[-1] != loop_thread

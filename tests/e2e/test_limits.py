@@ -1,6 +1,7 @@
 """Hostile input against a real uvicorn process: a 300 MiB body is refused with a 413 the
-client receives (not a reset), without the API's memory growing by the body; a deeply
-nested body is a 400, not a dropped connection."""
+client receives (not a reset), or a 401 before a byte is read when it has no API key,
+without the API's memory growing by the body; a body of many tiny arrays is a 413 without
+being parsed; a deeply nested body is a 400, not a dropped connection."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from api.embedded_redis import EmbeddedRedis, free_port
 from api.processes import api_argv, wait_until_answers
+from models.tenants import create_tenant
 from tests.e2e.conftest import STARTUP_TIMEOUT_S, Proc
 
 MIB = 1024 * 1024
@@ -27,6 +29,11 @@ MAX_GROWTH_BYTES = 200 * MIB
 class LoneApi:
     url: str
     proc: Proc
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
     @property
     def pid(self) -> int:
@@ -72,7 +79,8 @@ def lone_api(
             f"{url}/healthz", STARTUP_TIMEOUT_S, alive=lambda: process.poll() is None
         ):
             raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
-        yield LoneApi(url, proc)
+        _, key = create_tenant(engine, "limits")
+        yield LoneApi(url, proc, key)
     finally:
         proc.stop()
 
@@ -91,13 +99,21 @@ class Hostile:
             yield chunk
 
 
-@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
-def test_a_300_mib_body_gets_a_413_and_costs_no_memory(
-    lone_api: LoneApi, declared: bool, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("declared", "with_key", "status"),
+    [(True, False, 413), (False, False, 401), (False, True, 413)],
+    ids=["content-length", "chunked-without-a-key", "chunked-with-a-key"],
+)
+def test_a_300_mib_body_is_refused_and_costs_no_memory(
+    lone_api: LoneApi,
+    declared: bool,
+    with_key: bool,
+    status: int,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given an unauthenticated client streaming 300 MiB, with or without Content-Length
+    # Given a client streaming 300 MiB, with or without Content-Length, with or without a key
     body = Hostile()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(lone_api.auth if with_key else {})}
     if declared:
         headers["Content-Length"] = str(HOSTILE_BYTES)
     before = lone_api.memory()
@@ -106,25 +122,60 @@ def test_a_300_mib_body_gets_a_413_and_costs_no_memory(
         f"{lone_api.url}/slack-passthrough-request", content=body, headers=headers, timeout=120
     )
     after = lone_api.memory()
-    # Then it receives the 413 (not a reset), in the error shape, and the connection closes
-    assert response.status_code == 413
+    # Then it receives the refusal (not a reset), in the error shape, and the connection
+    # closes: a 413 when the length says too much or the body grows past the limit, a 401
+    # before a byte is read when it has no key
+    assert response.status_code == status
     assert response.headers["connection"] == "close"
     payload = response.json()
-    assert payload["error"] == "request_too_large"
-    assert payload["error_details"][0]["field"] == "body"
-    assert "PASSTHRU_MAX_REQUEST_BYTES" in payload["error_details"][0]["message"]
+    if status == 413:
+        assert payload["error"] == "request_too_large"
+        assert payload["error_details"][0]["field"] == "body"
+        assert "PASSTHRU_MAX_REQUEST_BYTES" in payload["error_details"][0]["message"]
+    else:
+        assert payload["error"] == "unauthorized"
     # And the API's peak memory did not grow by anything like the body
     growth = after["VmHWM"] - before["VmHWM"]
     assert growth < MAX_GROWTH_BYTES
     with capsys.disabled():
         print(
-            f"\n[limits] {'declared' if declared else 'chunked'} 300 MiB: client sent "
+            f"\n[limits] {'declared' if declared else 'chunked'} 300 MiB "
+            f"({'with' if with_key else 'without'} a key): {status}, client sent "
             f"{body.sent / MIB:.0f} MiB; API VmHWM {before['VmHWM'] / MIB:.1f} -> "
             f"{after['VmHWM'] / MIB:.1f} MiB, VmRSS {before['VmRSS'] / MIB:.1f} -> "
             f"{after['VmRSS'] / MIB:.1f} MiB"
         )
     # And the API serves on
     assert httpx.get(f"{lone_api.url}/healthz").status_code == 200
+
+
+def test_a_batch_of_tiny_arrays_is_a_413_without_being_parsed(
+    lone_api: LoneApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a batch within its 20 MiB made of 6.9 million empty arrays: parsed, it would
+    # cost the API some 700 MB
+    raw = b'{"calls": [' + b"[]," * (20 * MIB // 3 - 10) + b"[]]}"
+    assert len(raw) <= 20 * MIB
+    before = lone_api.memory()
+    # When a tenant posts it
+    response = httpx.post(
+        f"{lone_api.url}/function-calls/batch",
+        content=raw,
+        headers={"Content-Type": "application/json", **lone_api.auth},
+        timeout=120,
+    )
+    after = lone_api.memory()
+    # Then it is a 413 naming the body, and the API's peak grew by little more than the body
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "request_too_large"
+    assert "arrays and objects" in response.json()["error_details"][0]["message"]
+    growth = after["VmHWM"] - before["VmHWM"]
+    assert growth < MAX_GROWTH_BYTES
+    with capsys.disabled():
+        print(
+            f"\n[limits] 20 MiB batch of empty arrays: API VmHWM "
+            f"{before['VmHWM'] / MIB:.1f} -> {after['VmHWM'] / MIB:.1f} MiB"
+        )
 
 
 def test_a_deeply_nested_body_is_a_400_not_a_dropped_connection(lone_api: LoneApi) -> None:
@@ -135,7 +186,7 @@ def test_a_deeply_nested_body_is_a_400_not_a_dropped_connection(lone_api: LoneAp
         response = httpx.post(
             f"{lone_api.url}/slack-passthrough-request",
             content=raw,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **lone_api.auth},
         )
         assert response.status_code == 400, levels
         assert set(response.json()) == {"error", "error_details"}
