@@ -371,6 +371,48 @@ def hostile_probes(target: Target) -> list[Probe]:
             "'slack-passthrough-request', 'params': {'method': 'GET', 'url': "
             "'conversations.list', 'body': 'x' * 30 * 1024}}] * 750}))",
         ),
+        Probe(
+            "chunked body, no API key",
+            "POST",
+            submit,
+            status_in(401),
+            content=big,
+            chunked=True,
+            auth=False,
+            headers={"Content-Type": "application/json"},
+            shell_body=big_shell,
+        ),
+        # Shapes a byte count does not catch: many tiny containers or values; 413 unparsed.
+        *(
+            Probe(
+                f"{count:,} of {unit.decode()}",
+                "POST",
+                submit,
+                status_in(413),
+                content=b'{"method": "POST", "url": "x", "body": ['
+                + unit * count
+                + unit.rstrip(b",")
+                + b"]}",
+                shell_body=f'print(\'{{"method": "POST", "url": "x", "body": [\' '
+                f"+ '{unit.decode()}' * {count} + '{unit.decode().rstrip(',')}]}}')",
+            )
+            for unit, count in ((b"[],", 300_000), (b"0,", 1_100_000))
+        ),
+        # Credentials that could not be sent as they are.
+        Probe(
+            "line break in a token",
+            "POST",
+            "/connected-accounts",
+            status_in(400),
+            {"app": "slack", "credentials": {"access_token": "t\r\nX-Injected: 1"}},
+        ),
+        Probe(
+            "20 KiB API key",
+            "POST",
+            "/connected-accounts",
+            status_in(400),
+            {"app": "close", "credentials": {"api_key": "k" * 20_000}},
+        ),
         # Headers.
         Probe(
             "64 KiB X-User-ID, account",
