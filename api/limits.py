@@ -5,8 +5,9 @@ A pure ASGI middleware, in this order:
    `POST /function-calls/batch`): a declared Content-Length over the limit is a 413 before
    anything else.
 2. The path and the query must hold no NUL character (400).
-3. A request with a body must be authenticated before a byte of it is read (401): a client
-   without a valid API key can make the API read, hold or parse nothing.
+3. A request with a body (POST, PUT, PATCH; any other method's body is never read) must be
+   authenticated before a byte of it is read (401): a client without a valid API key gets
+   nothing of its body read or parsed by the app.
 4. The body is counted as it arrives and refused the moment it passes the limit (413), so a
    refused body never sits in memory.
 A refusal sent with the body unread carries `Connection: close`.
@@ -29,6 +30,8 @@ from models.errors import ApiError, ErrorDetail, invalid
 Authenticate = Callable[[Scope], Awaitable[None]]
 
 BATCH_PATH = "/function-calls/batch"
+# The methods whose body a route reads; any other body is left unread, as its route does.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 
 
@@ -123,8 +126,10 @@ class RequestLimits:
         if problem is not None:
             await JSONBody(problem.body(), status_code=400)(scope, receive, send)
             return
-        if declared == 0 or (declared is None and "transfer-encoding" not in headers):
-            await self.app(scope, receive, send)  # no body
+        if scope["method"] not in BODY_METHODS or (
+            declared == 0 or (declared is None and "transfer-encoding" not in headers)
+        ):
+            await self.app(scope, receive, send)  # no body, or one no route reads
             return
         if self.authenticate is not None:
             try:

@@ -5,7 +5,9 @@ Before parsing, a body may hold at most MAX_JSON_CONTAINERS arrays and objects a
 MAX_JSON_VALUES values (413 otherwise): parsed, a byte of JSON can cost a hundred of
 memory (`[[],[],…]`), and these bound what any body within the size limit can cost (about
 100 MB, against 700 MB for a 20 MiB batch of empty arrays). A body over
-PARSE_ON_THREAD_BYTES is counted and parsed on a worker thread, never on the event loop.
+PARSE_ON_THREAD_BYTES is counted and parsed on a worker thread, where the Python-level walk
+takes turns with other requests; orjson's parse and the byte counts are single C calls that
+hold the GIL, and the event loop waits for those (bounded by the counts above).
 
 FastAPI parses a body with `request.json()`; every route is a `JSONRoute`, whose requests
 answer it here. The checks cost nothing for ordinary bodies: the object is walked only when
@@ -34,10 +36,11 @@ MAX_JSON_DEPTH = 64
 # How many arrays and objects, and how many values, any body may hold.
 MAX_JSON_CONTAINERS = 200_000
 MAX_JSON_VALUES = 1_000_000
-# Bodies larger than this are counted and parsed off the event loop.
+# Bodies larger than this are counted and parsed on a worker thread.
 PARSE_ON_THREAD_BYTES = 256 * 1024
-# A JSON string, escapes included: what it holds is no bracket and no comma of the body.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, escapes included: what it holds is no bracket and no comma of the body. A
+# string left open runs to the end of the body, so a match, once started, never fails.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 # A field named in an error shows at most this many steps of its path, each this long.
 _PATH_STEPS = 4
 _STEP_CHARS = 40
@@ -97,25 +100,33 @@ def item_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> ErrorDetail | N
 def too_complex(raw: bytes) -> ApiError | None:
     """A 413 if the body holds more arrays and objects, or values, than any body may. The
     bytes are counted as they are (fast); only past a bound are the strings taken out, so
-    brackets and commas inside them are not held against the body."""
+    brackets and commas inside them are not held against the body. Taking them out is
+    linear (an unclosed string runs to the end, it never makes the pattern start again),
+    and is not tried on a body with more strings than values can be within the bounds."""
     if (
         raw.count(b"[") + raw.count(b"{") <= MAX_JSON_CONTAINERS
         and raw.count(b",") < MAX_JSON_VALUES
     ):
         return None
+    # Every string is a value or a key, and an object has no more keys than values.
+    if raw.count(b'"') - raw.count(b'\\"') > 4 * MAX_JSON_VALUES:
+        return _too_complex(f"the body holds more than {2 * MAX_JSON_VALUES} strings")
     bare = _STRING.sub(b"", raw)
     containers, values = bare.count(b"[") + bare.count(b"{"), bare.count(b",") + 1
     if containers <= MAX_JSON_CONTAINERS and values <= MAX_JSON_VALUES:
         return None
+    return _too_complex(f"the body holds {containers} arrays and objects and {values} values")
+
+
+def _too_complex(what: str) -> ApiError:
     REQUESTS_REFUSED.labels("request_too_complex").inc()
     return ApiError(
         "request_too_large",
         [
             ErrorDetail(
                 "body",
-                f"the body holds {containers} arrays and objects and {values} values; at most "
-                f"{MAX_JSON_CONTAINERS} and {MAX_JSON_VALUES} are accepted: send less, or "
-                "split a batch",
+                f"{what}; at most {MAX_JSON_CONTAINERS} arrays and objects and "
+                f"{MAX_JSON_VALUES} values are accepted: send less, or split a batch",
             )
         ],
         413,

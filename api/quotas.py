@@ -34,7 +34,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api.errors import database_unavailable
 from api.metrics import REQUESTS_REFUSED
 from models.catalog import RateLimitSpec
 from models.errors import ApiError, ErrorDetail
@@ -48,6 +51,8 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 # A tenant's count of calls not finished is read again after this long.
 OPEN_CALLS_TTL_S = 1.0
+# After a count failed, the tenant's waiting submissions share its answer this long.
+FAILURE_TTL_S = 1.0
 # Retry-After for the bounds whose end no one can predict (calls finishing, polls ending).
 OPEN_CALLS_RETRY_S = 5
 WAITS_RETRY_S = 1
@@ -173,6 +178,9 @@ class Quotas:
         self._lock = threading.Lock()
         self._open: dict[str, tuple[float, int]] = {}  # tenant -> (read again after, count)
         self._counting: dict[str, threading.Lock] = {}  # tenant -> held while counting
+        # tenant -> (until, the 503) after a count failed: the threads that waited for it
+        # answer the same at once instead of each waiting for the database in turn
+        self._failures: dict[str, tuple[float, ApiError]] = {}
         self._waits: dict[str, int] = {}
         self._redis_back_at = 0.0
         self._redis_failing = False
@@ -230,10 +238,21 @@ class Quotas:
             cached = self._cached_open(tenant_id, stale_ok=not refresh)
             if cached is not None:
                 return cached  # another thread counted while this one waited
-            count = self._count_open_calls(tenant_id, self._max_open_calls)
+            with self._lock:
+                failure = self._failures.get(tenant_id)
+            if failure is not None and failure[0] > self._monotonic():
+                raise failure[1]  # the count that failed while this one waited
+            try:
+                count = self._count_open_calls(tenant_id, self._max_open_calls)
+            except (OperationalError, PoolTimeout) as exc:
+                error = database_unavailable(exc)
+                with self._lock:
+                    self._failures[tenant_id] = (self._monotonic() + FAILURE_TTL_S, error)
+                raise error from None
             cached = (self._monotonic() + OPEN_CALLS_TTL_S, count)
             with self._lock:
                 self._open[tenant_id] = cached
+                self._failures.pop(tenant_id, None)
             return cached
 
     def _cached_open(self, tenant_id: str, stale_ok: bool) -> tuple[float, int] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -14,7 +14,7 @@ from models.errors import ApiError, ErrorDetail, invalid
 MAX_SECRET_CHARS = 16 * 1024
 
 
-def usable_token(value: object) -> bool:
+def usable_token(value: object) -> TypeGuard[str]:
     """A value that can go into a header or a URL as is (a token, an API key): printable
     ASCII, no control characters or line breaks, at most MAX_SECRET_CHARS."""
     return (

@@ -38,7 +38,10 @@ def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 1
     a checkout waits at most `pool_timeout_s` (then sqlalchemy.exc.TimeoutError)."""
     url = normalize_database_url(url)
     pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout_s}
-    if make_url(url).get_backend_name() == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            pool = {}  # one connection, kept by SQLAlchemy's own pool for memory databases
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **_JSON
         )

@@ -200,7 +200,9 @@ class Refresher:
                 f"token endpoint answered {status} {scrub.stored(why, ANSWER_CHARS)}"
             )
         now = self.clock()
-        return OAuth2Credentials(
+        # Built, not validated: the new token was checked above, and the refresh token kept
+        # may have been stored under older rules (a validation error would quote it).
+        return OAuth2Credentials.model_construct(
             access_token=access_token,
             refresh_token=refresh_token if usable_token(refresh_token) else current.refresh_token,
             expires_at=_expires_at(body.get("expires_in"), now),

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from queue import Empty
 from typing import Any
 
+from pydantic import ValidationError
 from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
@@ -109,6 +110,11 @@ class _Batch:
                         app, key, creds, config=claimed.account.connection_config
                     )
                 self.credentials[key] = creds
+            except ValidationError as exc:  # its text quotes the values: secrets
+                fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+                self.credentials[key] = CredentialsError(
+                    f"the stored credentials are not valid ({', '.join(fields)}); {REAUTH}"
+                )
             except (CredentialsError, ValueError, Revoked, RefreshUnavailable) as exc:
                 self.credentials[key] = exc
         value = self.credentials[key]

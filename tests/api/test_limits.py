@@ -5,7 +5,7 @@ tests see how much of a body it pulled; the HTTP tests go through the whole app.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -245,9 +245,17 @@ def test_an_authenticated_body_is_read_after_the_check() -> None:
     assert app.body == b"x" * 200
 
 
-def test_a_request_without_a_body_is_left_to_its_route_to_authenticate() -> None:
-    client = Client([])
-    app = run(scope(method="GET", path="/function-calls"), client, refuse_every_key)
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [("GET", {}), ("GET", {"transfer-encoding": "chunked"}), ("DELETE", {"content-length": "5"})],
+)
+def test_a_request_whose_body_no_route_reads_is_left_to_its_route(
+    method: str, headers: dict[str, str]
+) -> None:
+    client = Client([b"x" * 5])
+    app = run(
+        scope(method=method, path="/function-calls", headers=headers), client, refuse_every_key
+    )
     assert app.called
     assert client.status == 200
 
@@ -325,16 +333,25 @@ def tight_pool(
 
 
 def test_a_request_that_gets_no_database_connection_is_a_503_to_retry(
-    tight_pool: tuple[TestClient, Engine], caller: Caller
+    tight_pool: tuple[TestClient, Engine],
+    caller: Caller,
+    make_caller: Callable[[], Caller],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, engine = tight_pool
-    # Given every connection of the pool held
+    monkeypatch.setattr("api.quotas.FAILURE_TTL_S", 0.0)  # a retry may count again at once
+    # Given a tenant whose key the API already knows, and one it has not seen yet
+    known, unknown = caller, make_caller()
+    assert client.get("/function-calls", headers=known.headers()).status_code == 200
+    # And every connection of the pool held
     held = [engine.connect(), engine.connect()]
     try:
-        # When a call is submitted (authenticated before its body is read), or a list read
+        # When calls are submitted (the new key is looked up before its body is read; the
+        # known tenant's open calls are counted) and a list is read (the route's own query)
         refused = [
-            client.post("/slack-passthrough-request", json=CALL, headers=caller.headers()),
-            client.get("/function-calls", headers=caller.headers()),
+            client.post("/slack-passthrough-request", json=CALL, headers=unknown.headers()),
+            client.post("/slack-passthrough-request", json=CALL, headers=known.headers()),
+            client.get("/function-calls", headers=known.headers()),
         ]
     finally:
         for conn in held:
@@ -349,3 +366,10 @@ def test_a_request_that_gets_no_database_connection_is_a_503_to_retry(
     caller.connect()
     ok = client.post("/slack-passthrough-request", json=CALL, headers=caller.headers())
     assert ok.status_code == 202, ok.text
+
+
+def test_a_body_on_a_route_that_reads_none_is_ignored_not_refused(caller: Caller) -> None:
+    response = caller.client.request(
+        "GET", "/healthz", content=iter([b"x" * 1000]), headers={"Transfer-Encoding": "chunked"}
+    )
+    assert response.status_code == 200

@@ -121,10 +121,33 @@ def test_brackets_and_commas_inside_strings_are_not_counted(string: bytes) -> No
     assert too_complex(raw) is None
 
 
-def test_a_string_that_never_ends_hides_nothing() -> None:
-    # An unterminated string holds no brackets of its own: the rest is counted
+def test_an_unclosed_string_of_escaped_quotes_is_taken_out_in_one_pass() -> None:
+    # Given 5 MiB: a million commas, then a string that never ends, made of escaped quotes
+    # (a pattern that can fail would start again at each quote: hours of one thread)
+    raw = b"," * MAX_JSON_VALUES + b'"' + b'\\"' * 2_000_000
+    # Then the string is one match to the end of the body, and the commas are counted
+    match = api.parsing._STRING.search(raw)
+    assert match is not None
+    assert (match.start(), match.end()) == (MAX_JSON_VALUES, len(raw))
+    error = too_complex(raw)
+    assert error is not None
+    assert f"{MAX_JSON_VALUES + 1} values" in error.details[0].message
+
+
+def test_a_body_with_more_strings_than_values_can_be_is_refused_uncounted() -> None:
+    raw = b"[" + b'"",' * (2 * MAX_JSON_VALUES) + b'""]'
+    error = too_complex(raw)
+    assert error is not None
+    assert "strings" in error.details[0].message
+
+
+def test_a_string_that_never_ends_holds_what_the_parser_also_reads_as_a_string() -> None:
+    # Given brackets after a string that never ends: counted as the string's, as the parser
+    # reads them too, so it builds nothing from them and refuses the body as not JSON
     raw = b'["' + b"[," * MAX_JSON_VALUES
-    assert too_complex(raw) is not None
+    assert too_complex(raw) is None
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(raw)
 
 
 # --- through HTTP ---------------------------------------------------------------------------

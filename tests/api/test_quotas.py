@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text, update
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col
 
 import api.quotas
@@ -428,6 +430,37 @@ def test_the_open_calls_count_reads_the_partial_index(engine: Engine) -> None:
             )
     # Then it reads the partial index of unfinished calls, not the table
     assert "ix_call_tenant_open" in plan, plan
+
+
+def test_a_count_that_fails_is_the_answer_of_every_thread_that_waited_for_it(
+    rclient: redis.Redis,
+) -> None:
+    # Given a database that fails slowly (a full pool: each checkout waits, then fails)
+    counted: list[str] = []
+
+    def count(tenant: str, cap: int) -> int:
+        counted.append(tenant)
+        time.sleep(0.3)
+        raise PoolTimeout("QueuePool limit reached")
+
+    q = quotas(rclient, Clock(), count_open_calls=count)
+    answers: list[int] = []
+
+    def prepare() -> None:
+        try:
+            q.prepare("tn_a")
+        except ApiError as err:
+            answers.append(err.status_code)
+
+    # When 6 submissions of the tenant prepare at once
+    threads = [threading.Thread(target=prepare) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # Then the database was asked once, and each got the 503 to retry
+    assert counted == ["tn_a"]
+    assert answers == [503] * 6
 
 
 def test_a_submission_counts_its_open_calls_holding_no_connection(

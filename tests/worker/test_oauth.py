@@ -129,6 +129,22 @@ def test_an_expiring_token_is_refreshed_and_stored(
     assert _stored(engine, vault, account.id) == fresh
 
 
+def test_a_refresh_token_stored_under_older_rules_is_kept_without_quoting_it(
+    refresher: Refresher, endpoint: TokenEndpoint, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a refresh token stored before tokens had to be ASCII, and a token endpoint that
+    # hands back an access token alone
+    legacy = "1//0gRefreshTökenSecretValue42"
+    seen = load_credentials({"access_token": "a", "refresh_token": legacy, "expires_at": NOW})
+    account = _account(
+        engine, tenant, vault, access_token="a", refresh_token=legacy, expires_at=NOW
+    )
+    endpoint.answer = httpx.Response(200, json={"access_token": "new", "expires_in": 3600})
+    # When a call needs a fresh token / Then it is refreshed, and the old refresh token kept
+    fresh = refresher.ensure_fresh(APP, account.id, seen)
+    assert (fresh.access_token, fresh.refresh_token) == ("new", legacy)
+
+
 def test_refreshed_tokens_are_stored_bound_to_their_account(
     refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
 ) -> None:
