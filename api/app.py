@@ -28,13 +28,14 @@ from api.routes import (
 )
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
+from models.broker import BrokerPublisher, Publisher, sender_app
 from models.catalog import get_catalog
 from models.db import get_engine
 from models.gc import freeze_startup_objects
+from models.limiter import RedisLimiter
 from models.logs import configure_logging
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
-from worker.limiter import RedisLimiter
 
 DESCRIPTION = """
 Call third-party APIs as your end users. passthru stores their credentials, validates
@@ -44,7 +45,9 @@ or wait for the result. Errors always look like
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, publisher: Publisher | None = None) -> FastAPI:
+    """The API. `publisher` hands accepted calls and webhook deliveries to the broker; by
+    default a send-only client of the broker at REDIS_URL."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
     waiter = CallWaiter(settings.redis_url)
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = get_catalog()
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
+    app.state.publisher = publisher or BrokerPublisher(sender_app(settings.redis_url))
     app.state.auth = Authenticator(app.state.engine, TenantCache())
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3

@@ -23,6 +23,7 @@ from api.submission import (
     unknown_app,
 )
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, app_slug_of
+from models.broker import Publisher
 from models.catalog import Catalog
 from models.db import session_scope
 from models.errors import ApiError, invalid, not_found
@@ -67,6 +68,8 @@ def submit_batch(
     user_id: str | None,
     limits: CallLimits = DEFAULT_CALL_LIMITS,
     admit: Admit = admit_all,
+    *,
+    publisher: Publisher,
 ) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
     """Validate each call alone; a bad call is a rejected item, never a refused batch.
     `admit` is asked for the accepted ones before any is written."""
@@ -96,7 +99,7 @@ def submit_batch(
             session.flush()
             session.connection().execute(insert(_calls), [row for _, row in accepted])
     if accepted:
-        publish_or_mark(engine, [row["id"] for _, row in accepted], QUEUE_BULK)
+        publish_or_mark(engine, publisher, [row["id"] for _, row in accepted], QUEUE_BULK)
     CALLS_ACCEPTED.labels("bulk").inc(len(accepted))
     for item in rejected:
         CALLS_REJECTED.labels(item.error).inc()

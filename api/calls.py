@@ -11,11 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from api.serialize import call_out
 from api.waiter import CallWaiter
 from models.db import session_scope
 from models.errors import ApiError, ErrorDetail, not_found
 from models.outbox import enqueue_deliveries
+from models.resources import call_out
 from models.states import CallStatus, sources_of
 from models.tables import CallAttempt, FunctionCall, Tenant
 

@@ -13,6 +13,7 @@ from api.auth import Authenticator, remembered
 from api.quotas import Quotas
 from api.schemas import USER_ID_CHARS
 from api.waiter import CallWaiter
+from models.broker import Publisher
 from models.catalog import Catalog
 from models.secrets import Vault
 from models.settings import Settings
@@ -49,6 +50,11 @@ def get_waiter(request: Request) -> CallWaiter:
     return waiter
 
 
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
 def get_quotas(request: Request) -> Quotas:
     quotas: Quotas = request.app.state.quotas
     return quotas
@@ -72,5 +78,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 WaiterDep = Annotated[CallWaiter, Depends(get_waiter)]
 QuotasDep = Annotated[Quotas, Depends(get_quotas)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
 UserIdHeader = Annotated[str | None, Header(alias="X-User-ID", max_length=USER_ID_CHARS)]

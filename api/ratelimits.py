@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from models.catalog import App, Catalog, RateLimitSpec
+from models.limiter import Limiter
 from models.limits import (
     LANES,
     Rule,
@@ -19,7 +20,6 @@ from models.limits import (
     usage,
 )
 from models.tables import ConnectedAccount, Tenant
-from worker.limiter import Limiter
 
 
 def _when(ms: int | None) -> str | None:

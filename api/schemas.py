@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from models.catalog import MAX_ATTEMPTS_LIMIT, check_retry_statuses
+from models.resources import FunctionCallOut
 from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -102,60 +103,6 @@ class FunctionCallRequest(_In):
         max_length=USER_ID_CHARS,
         description="The end user; defaults to the X-User-ID header",
     )
-
-
-class Attempt(BaseModel):
-    number: int
-    started_at: datetime
-    duration_ms: int
-    network_code: str | None
-    error: str | None
-    error_message: str | None
-    decision: str
-    rate_wait_ms: int | None = Field(
-        default=None, description="How long rate limits held this attempt back"
-    )
-    rate_wait_reason: str | None = Field(default=None, description="Which limit, or a pause")
-
-
-class FunctionCallOut(BaseModel):
-    id: str
-    status: str
-    function: str
-    app: str
-    method: str
-    url: str
-    user_id: str
-    connected_account_id: str
-    batch_id: str | None
-    network_code: str | None
-    output: Any
-    output_truncated: bool
-    headers: dict[str, str] | None
-    error: str | None
-    error_message: str | None
-    duration_ms: int | None
-    attempt_count: int
-    next_attempt_at: datetime | None = Field(
-        default=None, description="When a waiting call (a retry, or a rate-limit slot) goes"
-    )
-    attempts: list[Attempt] | None = Field(
-        default=None, description="Every attempt, on GET /function-calls/{id}"
-    )
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class CallResult(BaseModel):
-    """The Integry answer plus `id`: returned with 200 when `Prefer: wait` saw the call end."""
-
-    id: str
-    status: str
-    network_code: str | None
-    output: Any
-    headers: dict[str, str] | None
-    error: str | None = None
 
 
 class CallPage(BaseModel):

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from api.metrics import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
+from models.broker import Publisher
 from models.catalog import App, Catalog
 from models.db import session_scope, utcnow
 from models.errors import ApiError, ErrorDetail, invalid
@@ -24,7 +25,6 @@ from models.ids import new_id
 from models.keys import QUEUE_INTERACTIVE
 from models.states import CallStatus
 from models.tables import ConnectedAccount, FunctionCall, Tenant
-from worker.publish import publish_calls
 
 log = logging.getLogger("passthru.api")
 
@@ -231,7 +231,13 @@ def admit_all(_: int) -> None:
 
 
 def submit(
-    engine: Engine, tenant: Tenant, catalog: Catalog, sub: Submission, admit: Admit = admit_all
+    engine: Engine,
+    tenant: Tenant,
+    catalog: Catalog,
+    sub: Submission,
+    admit: Admit = admit_all,
+    *,
+    publisher: Publisher,
 ) -> FunctionCall:
     """Write one call and publish it; returns the call (an earlier one for a repeated key).
     `admit` is asked once the call is valid and new, before it is written."""
@@ -253,7 +259,7 @@ def submit(
             if prior is None:
                 raise
             return _same_or_conflict(prior, call)
-    publish_or_mark(engine, [call.id], QUEUE_INTERACTIVE)
+    publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE)
     CALLS_ACCEPTED.labels("interactive").inc()
     log.info(
         "call %s accepted",
@@ -269,9 +275,9 @@ def submit(
     return call
 
 
-def publish_or_mark(engine: Engine, call_ids: list[str], queue: str) -> None:
+def publish_or_mark(engine: Engine, publisher: Publisher, call_ids: list[str], queue: str) -> None:
     """Publish; if the broker is unreachable, mark the calls so the sweeper publishes them."""
-    if not publish_calls(call_ids, queue):
+    if not publisher.publish_calls(call_ids, queue):
         with session_scope(engine) as session:
             session.exec(
                 update(FunctionCall)

@@ -14,7 +14,7 @@ behind: see `book`). Over any window of length W a key admits at most W / T + bu
 Times are integer milliseconds on one clock: Redis' (`TIME`) in production, so workers'
 clocks never matter.
 
-`worker/limiter.py` runs this same arithmetic in one Lua script (Redis) or in memory.
+`models/limiter.py` runs this same arithmetic in one Lua script (Redis) or in memory.
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from models.catalog import Catalog, RateLimitSpec
+from models.limiter import Ask, Limiter
 from models.limits import pause_key, rules_for
 from models.urls import limit_path
 from worker.claim import Claimed
-from worker.limiter import Ask, Limiter
 from worker.onward import OnwardRequest
 
 LOOP_WAIT_S = 2.0

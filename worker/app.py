@@ -17,15 +17,10 @@ import time
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
-from kombu import Exchange, Queue
 
+from models.broker import message_settings
 from models.gc import freeze_startup_objects
 from models.keys import (
-    QUEUE_BULK,
-    QUEUE_INTERACTIVE,
-    QUEUE_MAINTENANCE,
-    QUEUE_WEBHOOKS,
-    TASK_DELIVER_WEBHOOKS,
     TASK_PURGE,
     TASK_SWEEP,
 )
@@ -34,45 +29,25 @@ from models.settings import get_settings
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
 PURGE_EVERY_S = 600.0
-# Must exceed the longest countdown a task is given; longer waits are kept in the database.
-VISIBILITY_TIMEOUT_S = 15 * 60
 
 
 def create_celery() -> Celery:
     settings = get_settings()
     app = Celery("passthru", broker=settings.redis_url, include=["worker.tasks"])
     app.conf.update(
+        message_settings(),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
         worker_pool="threads",
         worker_concurrency=settings.worker_concurrency,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # Interactive first: kombu polls queues in this order.
-            "queue_order_strategy": "priority",
-        },
-        task_queues=[
-            Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE)
-        ],
-        task_default_queue=QUEUE_INTERACTIVE,
-        task_routes={
-            TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
-            TASK_PURGE: {"queue": QUEUE_MAINTENANCE},
-            TASK_DELIVER_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
-        },
         beat_schedule={
             "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_every_s},
             "purge": {"task": TASK_PURGE, "schedule": PURGE_EVERY_S},
         },
         worker_send_task_events=True,
-        task_send_sent_event=True,
     )
     return app
 

@@ -24,6 +24,7 @@ from models.catalog import App, Catalog, RateLimitSpec, RetrySpec
 from models.credentials import Credentials, OAuth2Credentials, load_credentials
 from models.errors import CredentialsError
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
+from models.limiter import Limiter
 from models.secrets import Vault
 from models.settings import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -35,7 +36,6 @@ from models.states import CallStatus
 from worker import metrics
 from worker.admission import Go, Park, Plan, plan
 from worker.claim import Claimed, claim
-from worker.limiter import Limiter
 from worker.oauth import Refresher, RefreshUnavailable, Revoked
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import MAX_COUNTDOWN_S, classify, failed

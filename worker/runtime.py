@@ -14,11 +14,11 @@ import redis
 from models.catalog import get_catalog
 from models.db import get_engine, utcnow
 from models.keys import CHANNEL_CALL_DONE
+from models.limiter import RedisLimiter, make_pause_gate
 from models.limits import parse_rate
 from models.secrets import vault_for
 from models.settings import Settings, get_settings
 from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
-from worker.limiter import RedisLimiter, make_pause_gate
 from worker.oauth import Refresher
 from worker.pipeline import Runtime
 from worker.retry import RetryPolicy

@@ -25,8 +25,8 @@ import orjson
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
-from api.serialize import call_out
 from models.errors import CredentialsError
+from models.resources import call_out
 from models.secrets import Vault
 from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url

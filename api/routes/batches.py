@@ -8,7 +8,15 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.batches import batch_status, submit_batch
-from api.deps import CatalogDep, CurrentTenant, EngineDep, QuotasDep, SettingsDep, UserIdHeader
+from api.deps import (
+    CatalogDep,
+    CurrentTenant,
+    EngineDep,
+    PublisherDep,
+    QuotasDep,
+    SettingsDep,
+    UserIdHeader,
+)
 from api.parsing import ItemsRoute
 from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
 from api.validation import CallLimits
@@ -36,6 +44,7 @@ async def submit(
     catalog: CatalogDep,
     settings: SettingsDep,
     quotas: QuotasDep,
+    publisher: PublisherDep,
     user_id: UserIdHeader = None,
 ) -> BatchSubmitted:
     await run_in_threadpool(quotas.prepare, tenant.id)
@@ -48,6 +57,7 @@ async def submit(
         user_id,
         CallLimits.of(settings),
         partial(quotas.admit_calls, tenant.id),
+        publisher=publisher,
     )
     return BatchSubmitted(
         batch_id=batch.id,

@@ -18,14 +18,13 @@ from api.calls import (
     load_call,
     wait_for_final,
 )
-from api.deps import CurrentTenant, EngineDep, QuotasDep, SettingsDep, WaiterDep
+from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, WaiterDep
 from api.parsing import JSONRoute
 from api.schemas import CallPage, ErrorOut, FunctionCallOut
-from api.serialize import call_out
 from api.validation import parse_wait
 from models.db import as_utc, utcnow
+from models.resources import call_out
 from models.states import CallStatus
-from worker.publish import publish_deliveries
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -116,9 +115,11 @@ def list_function_calls(
     responses={**_ERRORS, 409: {"model": ErrorOut, "description": "already running or finished"}},
     summary="Cancel a call that has not started",
 )
-def cancel(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> FunctionCallOut:
+def cancel(
+    call_id: str, tenant: CurrentTenant, engine: EngineDep, publisher: PublisherDep
+) -> FunctionCallOut:
     deliveries: list[str] = []
     call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
     if deliveries:
-        publish_deliveries(deliveries)
+        publisher.publish_deliveries(deliveries)
     return call_out(call)

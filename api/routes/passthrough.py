@@ -14,6 +14,7 @@ from api.deps import (
     CatalogDep,
     CurrentTenant,
     EngineDep,
+    PublisherDep,
     QuotasDep,
     SettingsDep,
     UserIdHeader,
@@ -29,10 +30,11 @@ from api.schemas import (
     FunctionCallRequest,
     PassthroughRequest,
 )
-from api.serialize import call_out, call_result
 from api.submission import Submission, submit, unknown_app
 from api.validation import CallLimits, app_slug_of, parse_prefer
+from models.broker import Publisher
 from models.errors import ApiError, invalid
+from models.resources import call_out, call_result
 from models.tables import Tenant
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)
@@ -64,6 +66,7 @@ async def _accept(
     catalog: CatalogDep,
     waiter: WaiterDep,
     quotas: Quotas,
+    publisher: Publisher,
     max_wait_s: float,
 ) -> FunctionCallOut | CallResult:
     preference = parse_prefer(prefer, max_wait_s)
@@ -72,7 +75,9 @@ async def _accept(
     with quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
         try:
             await run_in_threadpool(quotas.prepare, tenant.id)
-            call = await run_in_threadpool(submit, engine, tenant, catalog, sub, admit)
+            call = await run_in_threadpool(
+                submit, engine, tenant, catalog, sub, admit, publisher=publisher
+            )
         except ApiError as exc:
             CALLS_REJECTED.labels(exc.error).inc()
             raise
@@ -105,6 +110,7 @@ async def passthrough_request(
     waiter: WaiterDep,
     settings: SettingsDep,
     quotas: QuotasDep,
+    publisher: PublisherDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -121,7 +127,16 @@ async def passthrough_request(
         limits=CallLimits.of(settings),
     )
     return await _accept(
-        sub, prefer, response, tenant, engine, catalog, waiter, quotas, settings.max_wait_s
+        sub,
+        prefer,
+        response,
+        tenant,
+        engine,
+        catalog,
+        waiter,
+        quotas,
+        publisher,
+        settings.max_wait_s,
     )
 
 
@@ -141,6 +156,7 @@ async def invoke_function(
     waiter: WaiterDep,
     settings: SettingsDep,
     quotas: QuotasDep,
+    publisher: PublisherDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
@@ -162,5 +178,14 @@ async def invoke_function(
         limits=CallLimits.of(settings),
     )
     return await _accept(
-        sub, prefer, response, tenant, engine, catalog, waiter, quotas, settings.max_wait_s
+        sub,
+        prefer,
+        response,
+        tenant,
+        engine,
+        catalog,
+        waiter,
+        quotas,
+        publisher,
+        settings.max_wait_s,
     )

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import CurrentTenant, EngineDep, QuotasDep, SettingsDep, VaultDep
+from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
 from api.parsing import JSONRoute
 from api.schemas import ErrorOut
 from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
 from models.db import utcnow
-from worker.publish import publish_deliveries
 
 router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -77,9 +76,13 @@ def deliveries(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> dict[s
     summary="Send the call's webhook again",
 )
 async def redeliver_call(
-    call_id: str, tenant: CurrentTenant, engine: EngineDep, quotas: QuotasDep
+    call_id: str,
+    tenant: CurrentTenant,
+    engine: EngineDep,
+    quotas: QuotasDep,
+    publisher: PublisherDep,
 ) -> Response:
     await run_in_threadpool(quotas.admit_redelivery, tenant.id)
     delivery_id = await run_in_threadpool(redeliver, engine, tenant, call_id, utcnow())
-    await run_in_threadpool(publish_deliveries, [delivery_id])
+    await run_in_threadpool(publisher.publish_deliveries, [delivery_id])
     return Response(status_code=202)

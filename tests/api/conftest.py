@@ -26,7 +26,6 @@ with warnings.catch_warnings():
 import models.catalog
 import models.db
 import models.settings
-import worker.runtime
 from api.app import create_app
 from models.settings import Settings
 from models.tables import Tenant
@@ -37,35 +36,30 @@ def _clear_caches() -> None:
     models.settings.get_settings.cache_clear()
     models.db.get_engine.cache_clear()
     models.catalog.get_catalog.cache_clear()
-    worker.runtime.get_runtime.cache_clear()
 
 
 class PublishedIds:
-    """Stands in for api.submission.publish_calls."""
+    """The API's publisher in tests: records what would reach the broker."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.queues: list[str] = []
         self.delivery_ids: list[str] = []
 
-    def __call__(self, call_ids: Sequence[str], queue: str) -> bool:
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
         self.ids.extend(call_ids)
         self.queues.append(queue)
         return True
 
-    def deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
         self.delivery_ids.extend(delivery_ids)
         return True
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> PublishedIds:
+def published() -> PublishedIds:
     """Nothing reaches a broker: call ids and webhook deliveries are recorded instead."""
-    recorder = PublishedIds()
-    monkeypatch.setattr("api.submission.publish_calls", recorder)
-    monkeypatch.setattr("api.routes.calls.publish_deliveries", recorder.deliveries)
-    monkeypatch.setattr("api.routes.webhooks.publish_deliveries", recorder.deliveries)
-    return recorder
+    return PublishedIds()
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def app(
     monkeypatch.delenv("PASSTHRU_APPS_FILE", raising=False)
     monkeypatch.delenv("PASSTHRU_UPSTREAM_OVERRIDES", raising=False)
     _clear_caches()
-    application = create_app(Settings(_env_file=None))
+    application = create_app(Settings(_env_file=None), publisher=published)
     try:
         yield application
     finally:
@@ -87,12 +81,12 @@ def app(
 
 
 @pytest.fixture
-def make_app(app: FastAPI) -> Iterator[Callable[..., FastAPI]]:
+def make_app(app: FastAPI, published: PublishedIds) -> Iterator[Callable[..., FastAPI]]:
     """Another app on the same database and environment, with settings overridden."""
     made: list[FastAPI] = []
 
     def make(**settings: Any) -> FastAPI:
-        made.append(create_app(Settings(_env_file=None, **settings)))
+        made.append(create_app(Settings(_env_file=None, **settings), publisher=published))
         return made[-1]
 
     yield make

@@ -16,8 +16,8 @@ from api.dev import _redis_line, run_dev
 from api.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.catalog import RateLimitSpec
 from models.errors import ConfigError
+from models.limiter import Ask, RedisLimiter
 from models.limits import rule_of
-from worker.limiter import Ask, RedisLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_900_000_000_000  # a fixed "now" in ms

@@ -31,7 +31,9 @@ HOOK = "https://hooks.example.com/passthru"
 
 
 @contextmanager
-def _api(engine: Engine, keys: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def _api(
+    engine: Engine, keys: list[str], monkeypatch: pytest.MonkeyPatch, publisher: PublishedIds
+) -> Iterator[TestClient]:
     """The API on `engine`, with PASSTHRU_ENCRYPTION_KEYS set to `keys`."""
     monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("PASSTHRU_ENCRYPTION_KEYS", ",".join(keys))
@@ -39,7 +41,7 @@ def _api(engine: Engine, keys: list[str], monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.delenv("PASSTHRU_APPS_FILE", raising=False)
     monkeypatch.delenv("PASSTHRU_UPSTREAM_OVERRIDES", raising=False)
     _clear_caches()
-    application = create_app(Settings(_env_file=None))
+    application = create_app(Settings(_env_file=None), publisher=publisher)
     try:
         yield TestClient(application)
     finally:
@@ -74,7 +76,7 @@ def test_after_rotation_the_old_key_can_go(
     old, new = generate_encryption_key(), generate_encryption_key()
     _, key = create_tenant(own_engine, "rotating")
     auth = {"Authorization": f"Bearer {key}", "X-User-ID": "user-1"}
-    with _api(own_engine, [old], monkeypatch) as client:
+    with _api(own_engine, [old], monkeypatch, published) as client:
         secret = client.put("/webhook-endpoint", json={"url": HOOK}, headers=auth).json()["secret"]
         created = client.post(
             "/connected-accounts",
@@ -102,7 +104,7 @@ def test_after_rotation_the_old_key_can_go(
         "access_token": "xoxb-rotated"
     }
     # and the endpoint routes answer
-    with _api(own_engine, [new], monkeypatch) as client:
+    with _api(own_engine, [new], monkeypatch, published) as client:
         put = client.put("/webhook-endpoint", json={"url": HOOK}, headers=auth)
         assert put.status_code == 200, put.text
         assert "secret" not in put.json()

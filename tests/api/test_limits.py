@@ -21,7 +21,7 @@ from api.app import create_app
 from api.auth import unauthorized
 from api.limits import Authenticate, RequestLimits, nul_problem
 from models.settings import Settings
-from tests.api.conftest import Caller
+from tests.api.conftest import Caller, PublishedIds
 from tests.api.test_errors import assert_error_shape
 
 LIMIT = 1000
@@ -324,7 +324,7 @@ def tight_pool(
     monkeypatch.setenv("PASSTHRU_DB_POOL_TIMEOUT_S", "0.2")
     models.settings.get_settings.cache_clear()
     models.db.get_engine.cache_clear()
-    tight = create_app(Settings(_env_file=None))
+    tight = create_app(Settings(_env_file=None), publisher=PublishedIds())
     try:
         yield TestClient(tight), tight.state.engine
     finally:

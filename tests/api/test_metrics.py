@@ -19,13 +19,13 @@ from api.metrics import COUNTERS, PassthruCollector
 from models.catalog import Catalog
 from models.db import utcnow
 from models.keys import QUEUE_BULK
+from models.limiter import Ask, RedisLimiter
 from models.limits import pause_key, rules_for
 from models.secrets import Vault
 from models.tables import Tenant
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 from tests.worker.factories import make_account, make_call
-from worker.limiter import Ask, RedisLimiter
 
 
 def test_lanes_bookings_and_pauses_are_exported(

@@ -9,10 +9,10 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from models.catalog import Catalog
+from models.limiter import Ask, MemoryLimiter
 from models.limits import parse_rate, pause_key, rules_for, tenant_cap_rule
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
-from worker.limiter import Ask, MemoryLimiter
 
 NOW_MS = int(time.time() * 1000)
 

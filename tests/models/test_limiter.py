@@ -10,6 +10,7 @@ import redis
 
 from api.embedded_redis import EmbeddedRedis
 from models.catalog import RateLimitSpec, parse_catalog
+from models.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
 from models.limits import (
     Booking,
     Rule,
@@ -20,7 +21,6 @@ from models.limits import (
     rules_for,
     usage,
 )
-from worker.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
 
 T0 = 1_900_000_000_000  # a fixed "now" in ms, far from Redis' own clock
 HORIZON = 60_000

@@ -1,0 +1,123 @@
+"""Handing ids to the broker, by task name. The API and the worker's sweeper publish the same
+messages without sharing any code but this: the API sends with a small Celery client
+(`sender_app`) that knows no task, only the message settings the worker consumes with
+(`message_settings`). The database row is always written first; a publish that fails
+leaves `published_at` empty and the sweeper publishes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from celery import Celery
+from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
+
+from models.keys import (
+    BULK_CHUNK,
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
+    QUEUE_MAINTENANCE,
+    QUEUE_WEBHOOKS,
+    TASK_DELIVER_WEBHOOKS,
+    TASK_EXECUTE_CALLS,
+    TASK_PURGE,
+    TASK_SWEEP,
+)
+
+log = logging.getLogger("passthru.publish")
+
+# Must exceed the longest countdown a task is given; longer waits are kept in the database.
+VISIBILITY_TIMEOUT_S = 15 * 60
+
+
+def message_settings() -> dict[str, Any]:
+    """What a sender and the worker must agree on: serializer, queues, routes, transport."""
+    return {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Interactive first: kombu polls queues in this order.
+            "queue_order_strategy": "priority",
+        },
+        "task_queues": [
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE)
+        ],
+        "task_default_queue": QUEUE_INTERACTIVE,
+        "task_routes": {
+            TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
+            TASK_PURGE: {"queue": QUEUE_MAINTENANCE},
+            TASK_DELIVER_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
+        },
+        "task_send_sent_event": True,
+    }
+
+
+def sender_app(redis_url: str) -> Celery:
+    """A Celery client that only sends: no task, no worker settings."""
+    app = Celery("passthru-sender", broker=redis_url, set_as_current=False)
+    app.conf.update(message_settings())
+    return app
+
+
+class Publisher(Protocol):
+    def publish_calls(
+        self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0
+    ) -> bool: ...
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
+
+
+class BrokerPublisher:
+    """Publishes through a Celery app (the worker's own, or `sender_app`)."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+        """Publish every id (in chunks of BULK_CHUNK on the bulk lane, one per message
+        elsewhere); False if the broker could not be reached (the sweeper retries)."""
+        size = BULK_CHUNK if queue == QUEUE_BULK else 1
+        chunks = [list(call_ids[i : i + size]) for i in range(0, len(call_ids), size)]
+        failure = self._send(TASK_EXECUTE_CALLS, chunks, queue, countdown_s)
+        if failure is not None:
+            log.warning(
+                "broker unreachable, %d call(s) left for the sweeper: %s", len(call_ids), failure
+            )
+        return failure is None
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        """One message per webhook delivery on its own lane (a slow receiver delays only its
+        own); False if the broker could not be reached (the sweeper publishes them later)."""
+        chunks = [[delivery_id] for delivery_id in delivery_ids]
+        failure = self._send(TASK_DELIVER_WEBHOOKS, chunks, QUEUE_WEBHOOKS, countdown_s)
+        if failure is not None:
+            log.warning(
+                "broker unreachable, %d webhook(s) left for the sweeper: %s",
+                len(delivery_ids),
+                failure,
+            )
+        return failure is None
+
+    def _send(
+        self, task: str, chunks: list[list[str]], queue: str, countdown_s: float
+    ) -> Exception | None:
+        """Send each chunk as one message; the error if the broker could not be reached."""
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for chunk in chunks:
+                    self._app.send_task(
+                        task,
+                        args=[chunk],
+                        queue=queue,
+                        producer=producer,
+                        countdown=countdown_s or None,
+                    )
+        except (OperationalError, OSError) as exc:
+            return exc
+        return None
