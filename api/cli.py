@@ -17,7 +17,7 @@ def _settings_problem(exc: ValidationError) -> str:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from api.dev import run_dev
+    from api.dev.run import run_dev
     from models.settings import get_settings
 
     return run_dev(args.port or get_settings().port, args.redis)
@@ -160,7 +160,7 @@ def cmd_flower(_: argparse.Namespace) -> int:
     """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
     import os
 
-    from api.processes import flower_argv, flower_env
+    from api.dev.processes import flower_argv, flower_env
     from models.settings import get_settings
 
     settings = get_settings()

@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
+from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from api.dev.processes import api_argv, beat_argv, wait_until_answers, worker_argv
 from models.db import create_db_engine, normalize_database_url
 from models.migrate import upgrade
 from models.secrets import generate_encryption_key

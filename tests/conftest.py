@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from api.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.catalog import Catalog, load_catalog
 from models.db import create_db_engine, normalize_database_url
 from models.migrate import upgrade

@@ -20,10 +20,10 @@ from api.calls import (
 )
 from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, WaiterDep
 from api.parsing import JSONRoute
-from api.schemas import CallPage, ErrorOut, FunctionCallOut
+from api.schemas import CallPage, ErrorOut
 from api.validation import parse_wait
 from models.db import as_utc, utcnow
-from models.resources import call_out
+from models.resources import FunctionCallOut, call_out
 from models.states import CallStatus
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)

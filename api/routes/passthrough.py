@@ -23,18 +23,12 @@ from api.deps import (
 from api.metrics import CALLS_REJECTED
 from api.parsing import JSONRoute
 from api.quotas import Quotas
-from api.schemas import (
-    CallResult,
-    ErrorOut,
-    FunctionCallOut,
-    FunctionCallRequest,
-    PassthroughRequest,
-)
+from api.schemas import ErrorOut, FunctionCallRequest, PassthroughRequest
 from api.submission import Submission, submit, unknown_app
 from api.validation import CallLimits, app_slug_of, parse_prefer
 from models.broker import Publisher
 from models.errors import ApiError, invalid
-from models.resources import call_out, call_result
+from models.resources import CallResult, FunctionCallOut, call_out, call_result
 from models.tables import Tenant
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
-from api.embedded_redis import EmbeddedRedis, free_port
+from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.metrics import COUNTERS, PassthruCollector
 from models.catalog import Catalog
 from models.db import utcnow

@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col
 
 import api.quotas
-from api.embedded_redis import EmbeddedRedis
+from api.dev.embedded_redis import EmbeddedRedis
 from api.quotas import (
     Quotas,
     Rate,

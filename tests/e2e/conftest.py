@@ -19,8 +19,8 @@ import pytest
 import yaml
 from sqlalchemy import Engine
 
-from api.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from api.processes import api_argv, beat_argv, wait_until_answers, worker_argv
+from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from api.dev.processes import api_argv, beat_argv, wait_until_answers, worker_argv
 from models.catalog import load_catalog
 from models.tenants import create_tenant
 from tests.e2e.upstream import Upstream

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.embedded_redis import free_port
+from api.dev.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # dev migrates, then starts five processes on 2 busy cores

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from api.embedded_redis import EmbeddedRedis, free_port
-from api.processes import api_argv, wait_until_answers
+from api.dev.embedded_redis import EmbeddedRedis, free_port
+from api.dev.processes import api_argv, wait_until_answers
 from models.tenants import create_tenant
 from tests.e2e.conftest import STARTUP_TIMEOUT_S, Proc
 

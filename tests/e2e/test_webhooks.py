@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook
 
-from api.embedded_redis import free_port
+from api.dev.embedded_redis import free_port
 from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
 from tests.e2e.upstream import Reply, Upstream
 

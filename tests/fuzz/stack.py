@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-from api.embedded_redis import free_port, start_embedded_redis
-from api.processes import api_argv, wait_until_answers
+from api.dev.embedded_redis import free_port, start_embedded_redis
+from api.dev.processes import api_argv, wait_until_answers
 from models.db import create_db_engine
 from models.migrate import upgrade
 from models.tenants import create_tenant

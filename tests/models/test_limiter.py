@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from api.embedded_redis import EmbeddedRedis
+from api.dev.embedded_redis import EmbeddedRedis
 from models.catalog import RateLimitSpec, parse_catalog
 from models.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
 from models.limits import (

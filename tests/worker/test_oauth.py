@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.embedded_redis import EmbeddedRedis
+from api.dev.embedded_redis import EmbeddedRedis
 from models.catalog import App, Catalog, parse_catalog
 from models.credentials import OAuth2Credentials, load_credentials
 from models.errors import SecretOfAnotherRow

@@ -101,7 +101,14 @@ def start_embedded_redis(port: int | None = None, kind: RedisKind = "auto") -> E
         )
         server = EmbeddedRedis(url, port, "redis-server", _process=process, _dir=workdir)
     else:
-        from fakeredis import TcpFakeServer
+        try:
+            from fakeredis import TcpFakeServer
+        except ImportError:
+            raise ConfigError(
+                "redis-server is not on PATH and fakeredis is not installed: install "
+                "redis-server (apt install redis-server), or the dev extra "
+                "(pip install -e '.[dev]', which make run does)"
+            ) from None
 
         fake = TcpFakeServer(("127.0.0.1", port))
         threading.Thread(target=fake.serve_forever, name="fakeredis", daemon=True).start()

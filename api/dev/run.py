@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
-from api.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
-from api.embedded_redis import EmbeddedRedis, RedisKind, free_port, start_embedded_redis
-from api.processes import (
+from api.dev.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
+from api.dev.embedded_redis import EmbeddedRedis, RedisKind, free_port, start_embedded_redis
+from api.dev.processes import (
     api_argv,
     beat_argv,
     flower_argv,
@@ -179,7 +179,7 @@ def _commands(
             py,
             "-m",
             "uvicorn",
-            "api.demo_upstream:app",
+            "api.dev.demo_upstream:app",
             "--host",
             "127.0.0.1",
             "--port",

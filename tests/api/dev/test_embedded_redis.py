@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.dev import _redis_line, run_dev
-from api.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.dev.run import _redis_line, run_dev
 from models.catalog import RateLimitSpec
 from models.errors import ConfigError
 from models.limiter import Ask, RedisLimiter
@@ -98,7 +98,7 @@ def test_fakeredis_without_lua_is_refused_at_start() -> None:
     # Given fakeredis where `lupa` cannot be imported (installed without its `lua` extra)
     script = (
         "import sys; sys.modules['lupa'] = None\n"
-        "from api.embedded_redis import start_embedded_redis\n"
+        "from api.dev.embedded_redis import start_embedded_redis\n"
         "from models.errors import ConfigError\n"
         "try:\n"
         "    start_embedded_redis(kind='fakeredis')\n"

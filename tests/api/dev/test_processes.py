@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from api import dev
-from api.embedded_redis import EmbeddedRedis, free_port
-from api.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
+from api.dev.embedded_redis import EmbeddedRedis, free_port
+from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 
