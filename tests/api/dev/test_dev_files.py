@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 import models.settings
-from api import dev
+from api.dev import run as dev
 from models.secrets import generate_encryption_key
 
 

@@ -19,7 +19,7 @@ from models.errors import ConfigError
 from models.limiter import Ask, RedisLimiter
 from models.limits import rule_of
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_900_000_000_000  # a fixed "now" in ms
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api import dev
+from api.dev import run as dev
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _procfile() -> dict[str, list[str]]:
