@@ -29,8 +29,8 @@ from api.routes import (
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
 from models.broker import BrokerPublisher, Publisher, sender_app
-from models.catalog import get_catalog
-from models.db import get_engine
+from models.catalog import catalog_for
+from models.db import engine_for
 from models.gc import freeze_startup_objects
 from models.limiter import RedisLimiter
 from models.logs import configure_logging
@@ -46,8 +46,9 @@ or wait for the result. Errors always look like
 
 
 def create_app(settings: Settings | None = None, *, publisher: Publisher | None = None) -> FastAPI:
-    """The API. `publisher` hands accepted calls and webhook deliveries to the broker; by
-    default a send-only client of the broker at REDIS_URL."""
+    """The API, built from `settings` alone (the environment's when None): its own engine,
+    catalog, vault and Redis clients. `publisher` hands accepted calls and webhook
+    deliveries to the broker; by default a send-only client of the broker at REDIS_URL."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
     waiter = CallWaiter(settings.redis_url)
@@ -62,11 +63,12 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         finally:
             stop_metrics()
             await waiter.stop()
+            app.state.engine.dispose()
 
     app = FastAPI(title="passthru", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.engine = get_engine()
-    app.state.catalog = get_catalog()
+    app.state.engine = engine_for(settings)
+    app.state.catalog = catalog_for(settings)
     app.state.vault = vault_for(tuple(settings.encryption_key_list))
     app.state.waiter = waiter
     app.state.publisher = publisher or BrokerPublisher(sender_app(settings.redis_url))

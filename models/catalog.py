@@ -11,7 +11,7 @@ import string
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +26,9 @@ from pydantic import (
 
 from models.errors import ConfigError
 from models.urls import is_dns_label
+
+if TYPE_CHECKING:
+    from models.settings import Settings
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CredentialKind = Literal["oauth2", "api_key", "basic"]
@@ -271,9 +274,14 @@ def with_oauth_clients(catalog: Catalog, clients: dict[str, dict[str, str]]) -> 
     return Catalog(apps)
 
 
+def catalog_for(settings: Settings) -> Catalog:
+    """The built-in catalog, PASSTHRU_APPS_FILE over it, and the operator's OAuth clients."""
+    return with_oauth_clients(load_catalog(settings.apps_file), settings.oauth_clients)
+
+
 @lru_cache(maxsize=1)
 def get_catalog() -> Catalog:
+    """The catalog for the environment's settings (the worker, the CLI)."""
     from models.settings import get_settings
 
-    settings = get_settings()
-    return with_oauth_clients(load_catalog(settings.apps_file), settings.oauth_clients)
+    return catalog_for(get_settings())

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
-from models.settings import get_settings
+from models.settings import Settings, get_settings
 
 
 def normalize_database_url(url: str) -> str:
@@ -59,14 +59,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=1)
-def get_engine() -> Engine:
-    settings = get_settings()
+def engine_for(settings: Settings) -> Engine:
+    """A new engine for the settings' DATABASE_URL and pool."""
     return create_db_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         pool_timeout_s=settings.db_pool_timeout_s,
     )
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The process's engine, for the environment's settings (the worker, the CLI)."""
+    return engine_for(get_settings())
 
 
 @contextmanager

@@ -23,19 +23,10 @@ with warnings.catch_warnings():
     )
     from fastapi.testclient import TestClient
 
-import models.catalog
-import models.db
-import models.settings
 from api.app import create_app
 from models.settings import Settings
 from models.tables import Tenant
 from models.tenants import create_tenant
-
-
-def _clear_caches() -> None:
-    models.settings.get_settings.cache_clear()
-    models.db.get_engine.cache_clear()
-    models.catalog.get_catalog.cache_clear()
 
 
 class PublishedIds:
@@ -63,35 +54,41 @@ def published() -> PublishedIds:
 
 
 @pytest.fixture
-def app(
-    engine: Engine, encryption_key: str, monkeypatch: pytest.MonkeyPatch, published: PublishedIds
-) -> Iterator[FastAPI]:
-    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("PASSTHRU_ENCRYPTION_KEYS", encryption_key)
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.delenv("PASSTHRU_APPS_FILE", raising=False)
-    monkeypatch.delenv("PASSTHRU_UPSTREAM_OVERRIDES", raising=False)
-    _clear_caches()
-    application = create_app(Settings(_env_file=None), publisher=published)
-    try:
-        yield application
-    finally:
-        application.state.engine.dispose()
-        _clear_caches()
+def settings_of(engine: Engine, encryption_key: str) -> Callable[..., Settings]:
+    """Settings for an API on the test database (no Redis answers), with overrides."""
+
+    def of(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": engine.url.render_as_string(hide_password=False),
+            "encryption_keys": encryption_key,
+            "redis_url": "redis://127.0.0.1:1/0",
+            "apps_file": None,
+            "upstream_overrides": {},
+        }
+        return Settings(_env_file=None, **{**values, **overrides})
+
+    return of
 
 
 @pytest.fixture
-def make_app(app: FastAPI, published: PublishedIds) -> Iterator[Callable[..., FastAPI]]:
-    """Another app on the same database and environment, with settings overridden."""
+def make_app(
+    settings_of: Callable[..., Settings], published: PublishedIds
+) -> Iterator[Callable[..., FastAPI]]:
+    """An app on the test database, built from its settings (overridden by keyword)."""
     made: list[FastAPI] = []
 
     def make(**settings: Any) -> FastAPI:
-        made.append(create_app(Settings(_env_file=None, **settings), publisher=published))
+        made.append(create_app(settings_of(**settings), publisher=published))
         return made[-1]
 
     yield make
     for application in made:
         application.state.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., FastAPI]) -> FastAPI:
+    return make_app()
 
 
 @pytest.fixture

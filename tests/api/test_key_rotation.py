@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -22,7 +21,7 @@ from models.states import CallStatus
 from models.tables import ConnectedAccount
 from models.tenants import create_tenant
 from models.webhooks import message_id
-from tests.api.conftest import PublishedIds, _clear_caches
+from tests.api.conftest import PublishedIds
 from tests.worker.factories import NOW, make_call
 from worker.webhook_sender import InlinePoster
 from worker.webhooks import WebhookRuntime, deliver
@@ -31,22 +30,21 @@ HOOK = "https://hooks.example.com/passthru"
 
 
 @contextmanager
-def _api(
-    engine: Engine, keys: list[str], monkeypatch: pytest.MonkeyPatch, publisher: PublishedIds
-) -> Iterator[TestClient]:
+def _api(engine: Engine, keys: list[str], publisher: PublishedIds) -> Iterator[TestClient]:
     """The API on `engine`, with PASSTHRU_ENCRYPTION_KEYS set to `keys`."""
-    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("PASSTHRU_ENCRYPTION_KEYS", ",".join(keys))
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.delenv("PASSTHRU_APPS_FILE", raising=False)
-    monkeypatch.delenv("PASSTHRU_UPSTREAM_OVERRIDES", raising=False)
-    _clear_caches()
-    application = create_app(Settings(_env_file=None), publisher=publisher)
+    settings = Settings(
+        _env_file=None,
+        database_url=engine.url.render_as_string(hide_password=False),
+        encryption_keys=",".join(keys),
+        redis_url="redis://127.0.0.1:1/0",
+        apps_file=None,
+        upstream_overrides={},
+    )
+    application = create_app(settings, publisher=publisher)
     try:
         yield TestClient(application)
     finally:
         application.state.engine.dispose()
-        _clear_caches()
 
 
 def _deliver_with(engine: Engine, vault: Vault, delivery_id: str) -> list[httpx.Request]:
@@ -69,14 +67,12 @@ def _deliver_with(engine: Engine, vault: Vault, delivery_id: str) -> list[httpx.
     return received
 
 
-def test_after_rotation_the_old_key_can_go(
-    own_engine: Engine, monkeypatch: pytest.MonkeyPatch, published: PublishedIds
-) -> None:
+def test_after_rotation_the_old_key_can_go(own_engine: Engine, published: PublishedIds) -> None:
     # Given a tenant whose webhook secret and account credentials were written under the old key
     old, new = generate_encryption_key(), generate_encryption_key()
     _, key = create_tenant(own_engine, "rotating")
     auth = {"Authorization": f"Bearer {key}", "X-User-ID": "user-1"}
-    with _api(own_engine, [old], monkeypatch, published) as client:
+    with _api(own_engine, [old], published) as client:
         secret = client.put("/webhook-endpoint", json={"url": HOOK}, headers=auth).json()["secret"]
         created = client.post(
             "/connected-accounts",
@@ -104,7 +100,7 @@ def test_after_rotation_the_old_key_can_go(
         "access_token": "xoxb-rotated"
     }
     # and the endpoint routes answer
-    with _api(own_engine, [new], monkeypatch, published) as client:
+    with _api(own_engine, [new], published) as client:
         put = client.put("/webhook-endpoint", json={"url": HOOK}, headers=auth)
         assert put.status_code == 200, put.text
         assert "secret" not in put.json()

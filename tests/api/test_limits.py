@@ -15,13 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from starlette.types import Message, Receive, Scope, Send
 
-import models.db
-import models.settings
-from api.app import create_app
 from api.auth import unauthorized
 from api.limits import Authenticate, RequestLimits, nul_problem
-from models.settings import Settings
-from tests.api.conftest import Caller, PublishedIds
+from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 
 LIMIT = 1000
@@ -316,20 +312,10 @@ def test_a_body_without_a_valid_key_is_a_401_and_never_parsed(
 
 
 @pytest.fixture
-def tight_pool(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[TestClient, Engine]]:
+def tight_pool(make_app: Callable[..., FastAPI]) -> tuple[TestClient, Engine]:
     """The app with one database connection and one in overflow, waited for 0.2 s."""
-    monkeypatch.setenv("PASSTHRU_DB_POOL_SIZE", "1")
-    monkeypatch.setenv("PASSTHRU_DB_POOL_TIMEOUT_S", "0.2")
-    models.settings.get_settings.cache_clear()
-    models.db.get_engine.cache_clear()
-    tight = create_app(Settings(_env_file=None), publisher=PublishedIds())
-    try:
-        yield TestClient(tight), tight.state.engine
-    finally:
-        tight.state.engine.dispose()
-        models.db.get_engine.cache_clear()
+    tight = make_app(db_pool_size=1, db_pool_timeout_s=0.2)
+    return TestClient(tight), tight.state.engine
 
 
 def test_a_request_that_gets_no_database_connection_is_a_503_to_retry(
