@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.catalog import App, Catalog
-from models.credentials import parse_credentials
-from models.db import session_scope, utcnow
+from models.accounts.credentials import parse_credentials
+from models.catalog.apps import App, Catalog
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope, utcnow
+from models.db.ids import new_id
+from models.db.tables import ConnectedAccount, Tenant
 from models.errors import invalid, not_found
-from models.ids import new_id
-from models.secrets import Vault
-from models.tables import ConnectedAccount, Tenant
 
 
 def _app(catalog: Catalog, slug: str) -> App:

@@ -29,12 +29,12 @@ from api.routes import (
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
 from models.broker import BrokerPublisher, Publisher, sender_app
-from models.catalog import catalog_for
-from models.db import engine_for
+from models.catalog.apps import catalog_for
+from models.crypto.secrets import vault_for
+from models.db.engine import engine_for
 from models.gc import freeze_startup_objects
-from models.limiter import RedisLimiter
 from models.logs import configure_logging
-from models.secrets import vault_for
+from models.ratelimit.store import RedisLimiter
 from models.settings import Settings, get_settings
 
 DESCRIPTION = """

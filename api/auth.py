@@ -17,9 +17,9 @@ from starlette.types import Scope
 
 from api.errors import database_unavailable
 from api.tenant_cache import TenantCache, lookup
+from models.crypto.secrets import hash_api_key
+from models.db.tables import Tenant
 from models.errors import ApiError, ErrorDetail
-from models.secrets import hash_api_key
-from models.tables import Tenant
 
 # Where a request's tenant is kept once known (Starlette's `request.state`).
 _STATE_KEY = "tenant"

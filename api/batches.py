@@ -24,12 +24,12 @@ from api.submission import (
 )
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, app_slug_of
 from models.broker import Publisher
-from models.catalog import Catalog
-from models.db import session_scope
+from models.catalog.apps import Catalog
+from models.db.engine import session_scope
+from models.db.ids import new_id
+from models.db.tables import Batch, FunctionCall, Tenant
 from models.errors import ApiError, invalid, not_found
-from models.ids import new_id
 from models.keys import QUEUE_BULK
-from models.tables import Batch, FunctionCall, Tenant
 
 MAX_BATCH = 1000
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]

@@ -12,12 +12,12 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from api.waiter import CallWaiter
-from models.db import session_scope
+from models.calls.resources import call_out
+from models.calls.states import CallStatus, sources_of
+from models.db.engine import session_scope
+from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, not_found
-from models.outbox import enqueue_deliveries
-from models.resources import call_out
-from models.states import CallStatus, sources_of
-from models.tables import CallAttempt, FunctionCall, Tenant
+from models.webhooks.outbox import enqueue_deliveries
 
 
 def load_call(engine: Engine, tenant: Tenant, call_id: str) -> FunctionCall:

@@ -24,8 +24,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from models.db import get_engine
-    from models.migrate import upgrade
+    from models.db.engine import get_engine
+    from models.db.migrate import upgrade
 
     engine = get_engine()
     upgrade(engine)
@@ -34,9 +34,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_tenants_create(args: argparse.Namespace) -> int:
-    from models.db import get_engine
-    from models.migrate import pending
-    from models.tenants import create_tenant
+    from models.accounts.tenants import create_tenant
+    from models.db.engine import get_engine
+    from models.db.migrate import pending
 
     engine = get_engine()
     if pending(engine):
@@ -47,8 +47,8 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 
 
 def cmd_tenants_rotate_key(args: argparse.Namespace) -> int:
-    from models.db import get_engine
-    from models.tenants import rotate_api_key
+    from models.accounts.tenants import rotate_api_key
+    from models.db.engine import get_engine
 
     try:
         key = rotate_api_key(get_engine(), args.tenant_id)
@@ -60,7 +60,7 @@ def cmd_tenants_rotate_key(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_generate(_: argparse.Namespace) -> int:
-    from models.secrets import generate_encryption_key
+    from models.crypto.secrets import generate_encryption_key
 
     print(generate_encryption_key())
     return 0
@@ -70,9 +70,9 @@ _ROWS = {"accounts": "connected accounts", "webhook_secrets": "webhook endpoints
 
 
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
-    from models.db import get_engine
-    from models.rotation import rotate_keys
-    from models.secrets import vault_for
+    from models.crypto.rotation import rotate_keys
+    from models.crypto.secrets import vault_for
+    from models.db.engine import get_engine
     from models.settings import get_settings
 
     keys = get_settings().encryption_key_list

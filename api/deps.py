@@ -14,10 +14,10 @@ from api.quotas import Quotas
 from api.schemas import USER_ID_CHARS
 from api.waiter import CallWaiter
 from models.broker import Publisher
-from models.catalog import Catalog
-from models.secrets import Vault
+from models.catalog.apps import Catalog
+from models.crypto.secrets import Vault
+from models.db.tables import Tenant
 from models.settings import Settings
-from models.tables import Tenant
 
 
 def get_engine_dep(request: Request) -> Engine:

@@ -16,12 +16,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.catalog import Catalog
-from models.db import as_utc, utcnow
+from models.calls.states import CallStatus
+from models.catalog.apps import Catalog
+from models.db.engine import as_utc, utcnow
+from models.db.tables import FunctionCall
 from models.keys import CALL_QUEUES, QUEUE_WEBHOOKS
-from models.limits import KEY_PREFIX, interval_ms
-from models.states import CallStatus
-from models.tables import FunctionCall
+from models.ratelimit.rules import KEY_PREFIX, interval_ms
 
 log = logging.getLogger("passthru.metrics")
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]

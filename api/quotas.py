@@ -39,12 +39,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import database_unavailable
 from api.metrics import REQUESTS_REFUSED
-from models.catalog import RateLimitSpec
+from models.catalog.apps import RateLimitSpec
+from models.db.tables import UNFINISHED_SQL, FunctionCall
 from models.errors import ApiError, ErrorDetail
 from models.keys import QUOTA_PREFIX
-from models.limits import parse_rate
+from models.ratelimit.rules import parse_rate
 from models.settings import Settings
-from models.tables import UNFINISHED_SQL, FunctionCall
 
 log = logging.getLogger("passthru.api")
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]

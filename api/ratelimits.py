@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.catalog import App, Catalog, RateLimitSpec
-from models.limiter import Limiter
-from models.limits import (
+from models.catalog.apps import App, Catalog, RateLimitSpec
+from models.db.tables import ConnectedAccount, Tenant
+from models.ratelimit.rules import (
     LANES,
     Rule,
     limit_key,
@@ -19,7 +19,7 @@ from models.limits import (
     tenant_cap_rule,
     usage,
 )
-from models.tables import ConnectedAccount, Tenant
+from models.ratelimit.store import Limiter
 
 
 def _when(ms: int | None) -> str | None:

@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
-from models.catalog import MAX_ATTEMPTS_LIMIT, check_retry_statuses
-from models.resources import FunctionCallOut
-from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
+from models.calls.resources import FunctionCallOut
+from models.catalog.apps import MAX_ATTEMPTS_LIMIT, check_retry_statuses
+from models.net.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METHODS: tuple[str, ...] = Method.__args__  # type: ignore[attr-defined]
 
-# Lengths of the database columns a value is stored in (models/tables.py), so no database
+# Lengths of the database columns a value is stored in (models/db/tables.py), so no database
 # ever refuses one.
 USER_ID_CHARS = 200
 ID_CHARS = 40

@@ -1,10 +1,10 @@
 """Rows -> API resources (a call's own, shared with webhook events, are in
-`models/resources.py`)."""
+`models/calls/resources.py`)."""
 
 from __future__ import annotations
 
 from api.schemas import AccountOut
-from models.tables import ConnectedAccount
+from models.db.tables import ConnectedAccount
 
 
 def account_out(account: ConnectedAccount) -> AccountOut:

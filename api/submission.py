@@ -18,13 +18,13 @@ from api.metrics import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
 from models.broker import Publisher
-from models.catalog import App, Catalog
-from models.db import session_scope, utcnow
+from models.calls.states import CallStatus
+from models.catalog.apps import App, Catalog
+from models.db.engine import session_scope, utcnow
+from models.db.ids import new_id
+from models.db.tables import ConnectedAccount, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
-from models.ids import new_id
 from models.keys import QUEUE_INTERACTIVE
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall, Tenant
 
 log = logging.getLogger("passthru.api")
 

@@ -13,7 +13,7 @@ from threading import Lock
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from models.tables import Tenant
+from models.db.tables import Tenant
 
 # How long a verified key is trusted without asking the database again.
 TTL_S = 10.0

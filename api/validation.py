@@ -11,16 +11,10 @@ from urllib.parse import urlsplit
 import orjson
 
 from api.schemas import METHODS, PassthroughParams
-from models.catalog import App
-from models.egress import DestinationForbidden, EgressPolicy
+from models.catalog.apps import App
 from models.errors import ApiError, ErrorDetail, invalid
-from models.settings import (
-    DEFAULT_MAX_CALL_BODY_BYTES,
-    DEFAULT_MAX_TIMEOUT_S,
-    MAX_WAIT_S,
-    Settings,
-)
-from models.urls import (
+from models.net.egress import DestinationForbidden, EgressPolicy
+from models.net.urls import (
     MAX_CALLBACK_URL_CHARS,
     MAX_URL_CHARS,
     allowed_ports,
@@ -28,6 +22,12 @@ from models.urls import (
     host_matches,
     normalize_url,
     parse_http_url,
+)
+from models.settings import (
+    DEFAULT_MAX_CALL_BODY_BYTES,
+    DEFAULT_MAX_TIMEOUT_S,
+    MAX_WAIT_S,
+    Settings,
 )
 
 FUNCTION_SUFFIX = "-passthrough-request"

@@ -11,12 +11,12 @@ from sqlmodel import Session, col, select
 
 from api.calls import load_call
 from api.validation import check_callback_url
-from models.db import session_scope
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope
+from models.db.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.errors import ApiError, CredentialsError, ErrorDetail
-from models.outbox import enqueue_deliveries
-from models.secrets import Vault
-from models.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from models.webhooks import (
+from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.signing import (
     message_id,
     new_secret,
     signing_secrets,

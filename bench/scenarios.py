@@ -17,7 +17,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from bench.stack import BENCH_ORIGIN, Proc, Stack, cpu_s, rss_mib
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
 
 APPS_YAML = f"""
 bench:

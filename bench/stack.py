@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 from api.dev.processes import api_argv, beat_argv, wait_until_answers, worker_argv
-from models.db import create_db_engine, normalize_database_url
-from models.migrate import upgrade
-from models.secrets import generate_encryption_key
+from models.crypto.secrets import generate_encryption_key
+from models.db.engine import create_db_engine, normalize_database_url
+from models.db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_ORIGIN = "https://bench-upstream.invalid"

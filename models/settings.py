@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     @field_validator("upstream_overrides")
     @classmethod
     def _origins(cls, value: dict[str, str]) -> dict[str, str]:
-        from models.urls import normalize_origin
+        from models.net.urls import normalize_origin
 
         return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
 
@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     @field_validator("tenant_rate_limit", "tenant_submit_rate")
     @classmethod
     def _rate(cls, value: str) -> str:
-        from models.limits import parse_rate
+        from models.ratelimit.rules import parse_rate
 
         parse_rate(value)
         return value

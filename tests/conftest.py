@@ -14,12 +14,12 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
-from models.catalog import Catalog, load_catalog
-from models.db import create_db_engine, normalize_database_url
-from models.migrate import upgrade
-from models.secrets import Vault, generate_encryption_key
-from models.tables import Tenant
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
+from models.catalog.apps import Catalog, load_catalog
+from models.crypto.secrets import Vault, generate_encryption_key
+from models.db.engine import create_db_engine, normalize_database_url
+from models.db.migrate import upgrade
+from models.db.tables import Tenant
 
 os.environ.setdefault("PASSTHRU_ENV", "test")
 

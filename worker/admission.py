@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from models.catalog import Catalog, RateLimitSpec
-from models.limiter import Ask, Limiter
-from models.limits import pause_key, rules_for
-from models.urls import limit_path
+from models.catalog.apps import Catalog, RateLimitSpec
+from models.net.urls import limit_path
+from models.ratelimit.rules import pause_key, rules_for
+from models.ratelimit.store import Ask, Limiter
 from worker.claim import Claimed
 from worker.onward import OnwardRequest
 

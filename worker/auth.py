@@ -7,13 +7,13 @@ from collections.abc import Generator
 
 import httpx
 
-from models.catalog import App, AuthSpec
-from models.credentials import (
+from models.accounts.credentials import (
     ApiKeyCredentials,
     BasicCredentials,
     Credentials,
     OAuth2Credentials,
 )
+from models.catalog.apps import App, AuthSpec
 from models.errors import CredentialsError
 from worker.scrub import basic_pair
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
-from models.states import CallStatus, sources_of
-from models.tables import ConnectedAccount, FunctionCall
+from models.calls.states import CallStatus, sources_of
+from models.db.tables import ConnectedAccount, FunctionCall
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The egress policy (models/egress.py) applied where the worker connects: onward calls,
+"""The egress policy (models/net/egress.py) applied where the worker connects: onward calls,
 token refreshes and webhooks.
 
 The name is resolved once, by the connection itself: the aiohttp resolver and the httpcore
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpcore
 
-from models.egress import DestinationForbidden, EgressPolicy
+from models.net.egress import DestinationForbidden, EgressPolicy
 
 AsyncLookup = Callable[[str, int], Awaitable[list[Any]]]
 SyncLookup = Callable[[str, int], list[Any]]

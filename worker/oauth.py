@@ -24,13 +24,13 @@ import orjson
 import redis
 from sqlalchemy import Engine, select, update
 
-from models.catalog import App
-from models.credentials import OAuth2Credentials, load_credentials, usable_token
+from models.accounts.credentials import OAuth2Credentials, load_credentials, usable_token
+from models.calls.states import CallStatus
+from models.catalog.apps import App
+from models.crypto.secrets import Vault
+from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import PREFIX
-from models.outbox import enqueue_deliveries
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall
+from models.webhooks.outbox import enqueue_deliveries
 from worker.decompress import DecodeError, decoder_for
 from worker.overrides import apply_override
 from worker.scrub import Scrubber

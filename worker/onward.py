@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import orjson
 
-from models.catalog import App
-from models.credentials import Credentials
-from models.urls import allowed_ports
+from models.accounts.credentials import Credentials
+from models.catalog.apps import App
+from models.net.urls import allowed_ports
 from worker.auth import auth_for, secrets_of
 from worker.decompress import ACCEPT_ENCODING
 from worker.scrub import NOTHING, Scrubber

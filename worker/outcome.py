@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from models.states import CallStatus
+from models.calls.states import CallStatus
 from worker.decode import decode_output, public_headers
 from worker.record import Result
 from worker.retry import Decision, RetryIn

@@ -3,7 +3,7 @@ go to another origin (a sandbox, a mock). Webhook deliveries never follow them."
 
 from __future__ import annotations
 
-from models.urls import after_origin, origin_of
+from models.net.urls import after_origin, origin_of
 
 
 def apply_override(url: str, overrides: dict[str, str]) -> tuple[str, bool]:

@@ -20,19 +20,19 @@ from redis import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
-from models.catalog import App, Catalog, RateLimitSpec, RetrySpec
-from models.credentials import Credentials, OAuth2Credentials, load_credentials
+from models.accounts.credentials import Credentials, OAuth2Credentials, load_credentials
+from models.calls.states import CallStatus
+from models.catalog.apps import App, Catalog, RateLimitSpec, RetrySpec
+from models.crypto.secrets import Vault
 from models.errors import CredentialsError
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
-from models.limiter import Limiter
-from models.secrets import Vault
+from models.ratelimit.store import Limiter
 from models.settings import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_MAX_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
 )
-from models.states import CallStatus
 from worker import metrics
 from worker.admission import Go, Park, Plan, plan
 from worker.claim import Claimed, claim

@@ -21,11 +21,11 @@ from sqlalchemy import (
 )
 from sqlmodel import col
 
-from models.db import UTCDateTime
+from models.calls.states import CallStatus, sources_of
+from models.db.engine import UTCDateTime
+from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.keys import QUEUE_INTERACTIVE
-from models.outbox import enqueue_deliveries
-from models.states import CallStatus, sources_of
-from models.tables import CallAttempt, ConnectedAccount, FunctionCall
+from models.webhooks.outbox import enqueue_deliveries
 from worker.admission import Park
 
 # `last_used_at` is written at most this often, so busy accounts are not a hot row.

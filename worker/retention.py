@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
 
-from models.states import FINAL
-from models.tables import CallAttempt, FunctionCall, WebhookAttempt, WebhookDelivery
+from models.calls.states import FINAL
+from models.db.tables import CallAttempt, FunctionCall, WebhookAttempt, WebhookDelivery
 
 log = logging.getLogger("passthru.retention")
 

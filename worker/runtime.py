@@ -11,12 +11,12 @@ from functools import lru_cache
 import httpx
 import redis
 
-from models.catalog import get_catalog
-from models.db import get_engine, utcnow
+from models.catalog.apps import get_catalog
+from models.crypto.secrets import vault_for
+from models.db.engine import get_engine, utcnow
 from models.keys import CHANNEL_CALL_DONE
-from models.limiter import RedisLimiter, make_pause_gate
-from models.limits import parse_rate
-from models.secrets import vault_for
+from models.ratelimit.rules import parse_rate
+from models.ratelimit.store import RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
 from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.oauth import Refresher

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from models.urls import DEFAULT_PORTS, host_matches
+from models.net.urls import DEFAULT_PORTS, host_matches
 from worker.decompress import DecodeError, decoder_for
 from worker.egress import DestinationForbidden, EgressPolicy
 from worker.onward import OnwardRequest

@@ -20,12 +20,12 @@ import redis
 from sqlalchemy import Engine, or_, update
 from sqlmodel import col, select
 
-from models.catalog import RetrySpec
-from models.db import session_scope
+from models.calls.states import CallStatus
+from models.catalog.apps import RetrySpec
+from models.db.engine import session_scope
+from models.db.tables import CallAttempt, FunctionCall, WebhookDelivery
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
-from models.outbox import enqueue_deliveries
-from models.states import CallStatus
-from models.tables import CallAttempt, FunctionCall, WebhookDelivery
+from models.webhooks.outbox import enqueue_deliveries
 from worker.pipeline import Runtime
 from worker.publish import publish_calls, publish_deliveries
 from worker.retry import NON_IDEMPOTENT, policy_for

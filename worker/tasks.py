@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.db import utcnow
+from models.db.engine import utcnow
 from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.settings import get_settings
 from worker.app import app

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models.catalog import TimeoutSpec
+from models.catalog.apps import TimeoutSpec
 
 
 @dataclass(frozen=True, slots=True)

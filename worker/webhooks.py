@@ -25,12 +25,12 @@ import orjson
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
+from models.calls.resources import call_out
+from models.crypto.secrets import Vault
+from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.errors import CredentialsError
-from models.resources import call_out
-from models.secrets import Vault
-from models.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
-from models.webhooks import new_secret, signature_header, signing_secrets, store_secrets
+from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
+from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
 from worker import metrics
 from worker.webhook_sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 

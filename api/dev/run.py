@@ -35,8 +35,8 @@ from api.dev.processes import (
     wait_until_answers,
     worker_argv,
 )
+from models.crypto.secrets import generate_encryption_key
 from models.errors import ConfigError
-from models.secrets import generate_encryption_key
 
 STATE_DIR = Path(".passthru")
 DEMO_USER = "demo-user"
@@ -116,8 +116,8 @@ def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
 def _prepare_database(env: dict[str, str]) -> str:
     """Migrate, then make sure the demo tenant and account exist; return the demo API key."""
     os.environ.update(env)
-    from models.db import get_engine
-    from models.migrate import upgrade
+    from models.db.engine import get_engine
+    from models.db.migrate import upgrade
     from models.settings import get_settings
 
     get_settings.cache_clear()
@@ -131,11 +131,11 @@ def _demo_tenant(engine: Engine) -> str:
     from sqlmodel import Session, select
 
     from api.accounts import create_account
-    from models.catalog import get_catalog
-    from models.secrets import hash_api_key, vault_for
+    from models.accounts.tenants import create_tenant
+    from models.catalog.apps import get_catalog
+    from models.crypto.secrets import hash_api_key, vault_for
+    from models.db.tables import ConnectedAccount, Tenant
     from models.settings import get_settings
-    from models.tables import ConnectedAccount, Tenant
-    from models.tenants import create_tenant
 
     key_file = STATE_DIR / "demo-api-key"
     key = key_file.read_text().strip() if key_file.exists() else None

@@ -22,9 +22,9 @@ from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, Settings
 from api.parsing import JSONRoute
 from api.schemas import CallPage, ErrorOut
 from api.validation import parse_wait
-from models.db import as_utc, utcnow
-from models.resources import FunctionCallOut, call_out
-from models.states import CallStatus
+from models.calls.resources import FunctionCallOut, call_out
+from models.calls.states import CallStatus
+from models.db.engine import as_utc, utcnow
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {

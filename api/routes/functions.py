@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from api.deps import CatalogDep, CurrentTenant
 from api.parsing import JSONRoute
 from api.schemas import METHODS, FunctionList, FunctionOut
-from models.catalog import App, Catalog
+from models.catalog.apps import App, Catalog
 from models.errors import invalid
 
 router = APIRouter(tags=["functions"], route_class=JSONRoute)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from api.parsing import JSONRoute
 from api.responses import JSONBody
-from models.migrate import behind
+from models.db.migrate import behind
 
 router = APIRouter(tags=["health"], route_class=JSONRoute)
 

@@ -27,9 +27,9 @@ from api.schemas import ErrorOut, FunctionCallRequest, PassthroughRequest
 from api.submission import Submission, submit, unknown_app
 from api.validation import CallLimits, app_slug_of, parse_prefer
 from models.broker import Publisher
+from models.calls.resources import CallResult, FunctionCallOut, call_out, call_result
+from models.db.tables import Tenant
 from models.errors import ApiError, invalid
-from models.resources import CallResult, FunctionCallOut, call_out, call_result
-from models.tables import Tenant
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 

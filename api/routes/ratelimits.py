@@ -13,7 +13,7 @@ from api.parsing import JSONRoute
 from api.ratelimits import rate_limits
 from api.schemas import ErrorOut
 from models.errors import ApiError, ErrorDetail
-from models.limits import parse_rate
+from models.ratelimit.rules import parse_rate
 
 router = APIRouter(tags=["rate limits"], route_class=JSONRoute)
 

@@ -12,7 +12,7 @@ from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, Settings
 from api.parsing import JSONRoute
 from api.schemas import ErrorOut
 from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
-from models.db import utcnow
+from models.db.engine import utcnow
 
 router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {

@@ -24,9 +24,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.app import create_app
+from models.accounts.tenants import create_tenant
+from models.db.tables import Tenant
 from models.settings import Settings
-from models.tables import Tenant
-from models.tenants import create_tenant
 
 
 class PublishedIds:

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
-from models.catalog import App, Catalog
-from models.db import session_scope, utcnow
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall
+from models.calls.states import CallStatus
+from models.catalog.apps import App, Catalog
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope, utcnow
+from models.db.tables import ConnectedAccount, FunctionCall
 from tests.api.conftest import Caller, PublishedIds
 from tests.api.test_errors import assert_error_shape
 

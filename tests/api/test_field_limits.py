@@ -23,9 +23,9 @@ from api.schemas import (
     USER_ID_CHARS,
 )
 from api.validation import MAX_HEADER_CHARS, MAX_HEADERS
-from models.credentials import MAX_SECRET_CHARS
+from models.accounts.credentials import MAX_SECRET_CHARS
+from models.net.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 from models.settings import DEFAULT_MAX_CALL_BODY_BYTES
-from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 

@@ -13,14 +13,14 @@ from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
-from models.outbox import enqueue_deliveries
-from models.rotation import rotate_keys
-from models.secrets import Vault, generate_encryption_key
+from models.accounts.tenants import create_tenant
+from models.calls.states import CallStatus
+from models.crypto.rotation import rotate_keys
+from models.crypto.secrets import Vault, generate_encryption_key
+from models.db.tables import ConnectedAccount
 from models.settings import Settings
-from models.states import CallStatus
-from models.tables import ConnectedAccount
-from models.tenants import create_tenant
-from models.webhooks import message_id
+from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.signing import message_id
 from tests.api.conftest import PublishedIds
 from tests.worker.factories import NOW, make_call
 from worker.webhook_sender import InlinePoster

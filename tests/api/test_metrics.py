@@ -16,13 +16,13 @@ from sqlalchemy import Engine
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.metrics import COUNTERS, PassthruCollector
-from models.catalog import Catalog
-from models.db import utcnow
+from models.catalog.apps import Catalog
+from models.crypto.secrets import Vault
+from models.db.engine import utcnow
+from models.db.tables import Tenant
 from models.keys import QUEUE_BULK
-from models.limiter import Ask, RedisLimiter
-from models.limits import pause_key, rules_for
-from models.secrets import Vault
-from models.tables import Tenant
+from models.ratelimit.rules import pause_key, rules_for
+from models.ratelimit.store import Ask, RedisLimiter
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 from tests.worker.factories import make_account, make_call

@@ -27,12 +27,12 @@ from api.quotas import (
     open_calls_query,
     quotas_client,
 )
-from models.catalog import RateLimitSpec
-from models.db import session_scope
+from models.accounts.tenants import create_tenant
+from models.calls.states import CallStatus
+from models.catalog.apps import RateLimitSpec
+from models.db.engine import session_scope
+from models.db.tables import FunctionCall
 from models.errors import ApiError
-from models.states import CallStatus
-from models.tables import FunctionCall
-from models.tenants import create_tenant
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 

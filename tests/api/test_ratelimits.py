@@ -8,9 +8,9 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from models.catalog import Catalog
-from models.limiter import Ask, MemoryLimiter
-from models.limits import parse_rate, pause_key, rules_for, tenant_cap_rule
+from models.catalog.apps import Catalog
+from models.ratelimit.rules import parse_rate, pause_key, rules_for, tenant_cap_rule
+from models.ratelimit.store import Ask, MemoryLimiter
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 

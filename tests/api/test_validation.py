@@ -22,9 +22,9 @@ from api.validation import (
     parse_wait,
     resolve_url,
 )
-from models.catalog import App, Catalog, parse_catalog
+from models.catalog.apps import App, Catalog, parse_catalog
 from models.errors import ApiError
-from models.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
+from models.net.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 SLACK_BASE = "https://slack.com/api"
 SLACK_HOSTS = ["slack.com"]

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from models.db import session_scope
+from models.calls.states import CallStatus
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope
+from models.db.tables import WebhookDelivery, WebhookEndpoint
 from models.errors import SecretOfAnotherRow
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import WebhookDelivery, WebhookEndpoint
-from models.webhooks import message_id, new_secret, signing_secrets, store_secrets
+from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
 from tests.api.conftest import Caller, PublishedIds
 from tests.api.test_api import CALL, finish, submit
 from tests.api.test_errors import assert_error_shape

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 from api.dev.processes import api_argv, beat_argv, wait_until_answers, worker_argv
-from models.catalog import load_catalog
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
+from models.catalog.apps import load_catalog
 from tests.e2e.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]

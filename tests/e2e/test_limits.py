@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.dev.processes import api_argv, wait_until_answers
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
 from tests.e2e.conftest import STARTUP_TIMEOUT_S, Proc
 
 MIB = 1024 * 1024

@@ -6,7 +6,7 @@ import secrets
 
 from sqlalchemy import text
 
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
 from tests.e2e.conftest import Caller, Stack, new_caller
 from tests.e2e.test_errors import assert_error
 

@@ -18,9 +18,9 @@ from cryptography.fernet import Fernet
 
 from api.dev.embedded_redis import free_port, start_embedded_redis
 from api.dev.processes import api_argv, wait_until_answers
-from models.db import create_db_engine
-from models.migrate import upgrade
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
+from models.db.engine import create_db_engine
+from models.db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0

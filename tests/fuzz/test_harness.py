@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from models.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
+from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from tests.fuzz.findings import Request, Traceback, operation_of, tracebacks_in, varied
 from tests.fuzz.shape import response_shape_problem, shape_problem
 from tests.fuzz.stack import ROOT

@@ -52,7 +52,7 @@ WAIT_OTHER = ("", "1e-320", "-0", "0x10", "9" * 400)
 WAIT_VALUES = WAIT_REFUSED + WAIT_OTHER + WAIT_OK
 
 # Callback (and webhook endpoint) URLs that can never be delivered to, or carry credentials,
-# or are longer than a callback URL may be: 400. `models.urls.parse_http_url`, the parser the
+# or are longer than a callback URL may be: 400. `models.net.urls.parse_http_url`, the parser the
 # worker delivers with, refuses each of them (tests/fuzz/test_harness.py checks it).
 CALLBACK_REFUSED = (
     "http://[::1",

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from models.catalog import App, Catalog, load_catalog, parse_catalog
+from models.catalog.apps import App, Catalog, load_catalog, parse_catalog
 from models.errors import ConfigError
-from models.urls import host_matches
+from models.net.urls import host_matches
 
 
 def _entry(**overrides: Any) -> dict[str, Any]:

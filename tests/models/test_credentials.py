@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from models.catalog import App, parse_catalog
-from models.credentials import (
+from models.accounts.credentials import (
     ApiKeyCredentials,
     BasicCredentials,
     OAuth2Credentials,
     load_credentials,
     parse_credentials,
 )
+from models.catalog.apps import App, parse_catalog
 from models.errors import ApiError
 
 _BASE = {"name": "X", "base_url": "https://api.x.example", "allowed_hosts": ["api.x.example"]}

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from models.db import create_db_engine
+from models.db.engine import create_db_engine
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from models.egress import DestinationForbidden, EgressPolicy, address_allowed
+from models.net.egress import DestinationForbidden, EgressPolicy, address_allowed
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from models.ids import new_id
+from models.db.ids import new_id
 
 
 def test_prefix_and_shape() -> None:

@@ -9,9 +9,8 @@ import pytest
 import redis
 
 from api.dev.embedded_redis import EmbeddedRedis
-from models.catalog import RateLimitSpec, parse_catalog
-from models.limiter import Ask, Limiter, MemoryLimiter, RedisLimiter
-from models.limits import (
+from models.catalog.apps import RateLimitSpec, parse_catalog
+from models.ratelimit.rules import (
     Booking,
     Rule,
     book,
@@ -21,6 +20,7 @@ from models.limits import (
     rules_for,
     usage,
 )
+from models.ratelimit.store import Ask, Limiter, MemoryLimiter, RedisLimiter
 
 T0 = 1_900_000_000_000  # a fixed "now" in ms, far from Redis' own clock
 HORIZON = 60_000

@@ -9,9 +9,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from models.db import create_db_engine
-from models.migrate import behind, pending, upgrade
+import models.db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from models.db.engine import create_db_engine
+from models.db.migrate import behind, pending, upgrade
 
 
 def test_upgrade_matches_models(tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ import time
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from models.db import session_scope
-from models.ids import new_id
-from models.outbox import enqueue_deliveries
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import Batch, FunctionCall, Tenant, WebhookDelivery, WebhookEndpoint
-from models.webhooks import BATCH_EVENT, new_secret, store_secrets
+from models.calls.states import CallStatus
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope
+from models.db.ids import new_id
+from models.db.tables import Batch, FunctionCall, Tenant, WebhookDelivery, WebhookEndpoint
+from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.signing import BATCH_EVENT, new_secret, store_secrets
 from tests.worker.factories import NOW, make_account, make_call
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]

@@ -18,15 +18,15 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-import models.db
-import models.rotation
+import models.crypto.rotation
+import models.db.engine
 import models.settings
 from api.cli import main
-from models.rotation import rotate_keys
-from models.secrets import Vault, api_key_matches, generate_encryption_key
-from models.tables import ConnectedAccount, Tenant, WebhookEndpoint
-from models.tenants import create_tenant, rotate_api_key
-from models.webhooks import new_secret, signing_secrets, store_secrets
+from models.accounts.tenants import create_tenant, rotate_api_key
+from models.crypto.rotation import rotate_keys
+from models.crypto.secrets import Vault, api_key_matches, generate_encryption_key
+from models.db.tables import ConnectedAccount, Tenant, WebhookEndpoint
+from models.webhooks.signing import new_secret, signing_secrets, store_secrets
 from tests.worker.factories import insert, make_account
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,11 +260,11 @@ def cli_env(own_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", _url(own_engine))
     models.settings.get_settings.cache_clear()
-    models.db.get_engine.cache_clear()
+    models.db.engine.get_engine.cache_clear()
     yield
-    models.db.get_engine().dispose()
+    models.db.engine.get_engine().dispose()
     models.settings.get_settings.cache_clear()
-    models.db.get_engine.cache_clear()
+    models.db.engine.get_engine.cache_clear()
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -279,7 +279,7 @@ def test_the_command_is_not_done_while_a_row_is_under_an_old_key(
     token = functools.partial(Vault([old]).encrypt, {"access_token": "x"}, bound_to=account.id)
     hook = _rewrite_after_passes(own_engine, account.id, token, set(range(1, 100)))
     monkeypatch.setattr(
-        models.rotation, "rotate_keys", functools.partial(rotate_keys, between_passes=hook)
+        models.crypto.rotation, "rotate_keys", functools.partial(rotate_keys, between_passes=hook)
     )
 
     # When `passthru rotate-keys` runs
@@ -291,7 +291,7 @@ def test_the_command_is_not_done_while_a_row_is_under_an_old_key(
     summary = json.loads(out)
     assert summary["done"] is False
     assert summary["accounts"]["not_current"] == 1
-    assert summary["passes"] == models.rotation.MAX_PASSES
+    assert summary["passes"] == models.crypto.rotation.MAX_PASSES
     assert "NOT done" in err
     assert "Restart every web and worker process" in err
     assert account.id in err

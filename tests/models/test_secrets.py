@@ -6,8 +6,7 @@ import orjson
 import pytest
 from cryptography.fernet import Fernet
 
-from models.errors import ConfigError, CredentialsError, SecretOfAnotherRow
-from models.secrets import (
+from models.crypto.secrets import (
     API_KEY_PREFIX,
     Vault,
     api_key_matches,
@@ -15,6 +14,7 @@ from models.secrets import (
     hash_api_key,
     new_api_key,
 )
+from models.errors import ConfigError, CredentialsError, SecretOfAnotherRow
 
 SECRET = {"access_token": "xoxb-secret-token", "refresh_token": "r", "expires_at": 12.5}
 ROW = "ca_01row"

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from models.calls.states import FINAL, CallStatus, sources_of, transition
 from models.errors import IllegalTransition
-from models.states import FINAL, CallStatus, sources_of, transition
 
 Q, RUN, RETRY, DONE, FAIL, CANCEL = (
     CallStatus.QUEUED,
@@ -18,7 +18,7 @@ Q, RUN, RETRY, DONE, FAIL, CANCEL = (
     CallStatus.CANCELLED,
 )
 
-# The moves DESIGN.md and models/states.py document, and no others.
+# The moves DESIGN.md and models/calls/states.py document, and no others.
 ALLOWED = {
     (Q, RUN),
     (Q, CANCEL),

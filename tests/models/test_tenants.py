@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
+from models.accounts.tenants import MAX_NAME_CHARS, create_tenant
 from models.errors import ConfigError
-from models.tenants import MAX_NAME_CHARS, create_tenant
 
 
 def test_a_name_at_its_bound_is_stored(engine: Engine) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.urls import (
+from models.net.urls import (
     MAX_CALLBACK_URL_CHARS,
     after_origin,
     allowed_ports,

@@ -208,7 +208,7 @@ def test_what_the_reference_signs_we_verify_and_the_other_way(round_: int) -> No
 
 
 def test_what_the_passthru_server_signs_we_verify() -> None:
-    server = pytest.importorskip("models.webhooks")
+    server = pytest.importorskip("models.webhooks.signing")
     current, previous = server.new_secret(), server.new_secret()
     body = json.dumps({"type": "function_call.completed", "data": {"id": "fc_1"}}).encode()
     now = int(time.time())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from models.secrets import Vault
-from models.tables import ConnectedAccount, Tenant
+from models.crypto.secrets import Vault
+from models.db.tables import ConnectedAccount, Tenant
 from tests.worker.factories import make_account
 
 

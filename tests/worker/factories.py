@@ -10,12 +10,12 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.catalog import Catalog
-from models.db import session_scope
-from models.ids import new_id
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from models.calls.states import CallStatus
+from models.catalog.apps import Catalog
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope
+from models.db.ids import new_id
+from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
 from worker.egress import EgressPolicy
 from worker.pipeline import Runtime
 from worker.send import SendPolicy

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from models.catalog import Catalog, parse_catalog
-from models.limiter import MemoryLimiter
-from models.limits import parse_rate, pause_key
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import ConnectedAccount, Tenant
+from models.calls.states import CallStatus
+from models.catalog.apps import Catalog, parse_catalog
+from models.crypto.secrets import Vault
+from models.db.tables import ConnectedAccount, Tenant
+from models.ratelimit.rules import parse_rate, pause_key
+from models.ratelimit.store import MemoryLimiter
 from tests.worker.factories import NOW, attempts, load, make_account, make_call, make_runtime
 from worker.admission import COME_BACK_EARLY_S
 from worker.pipeline import Runtime, execute_calls

@@ -7,8 +7,13 @@ import base64
 import httpx
 import pytest
 
-from models.catalog import AuthSpec
-from models.credentials import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
+from models.accounts.credentials import (
+    ApiKeyCredentials,
+    BasicCredentials,
+    Credentials,
+    OAuth2Credentials,
+)
+from models.catalog.apps import AuthSpec
 from models.errors import CredentialsError
 from worker.auth import HeaderAuth, QueryAuth, auth_for
 

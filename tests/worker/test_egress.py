@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from models.egress import DestinationForbidden, EgressPolicy
+from models.net.egress import DestinationForbidden, EgressPolicy
 from worker.auth import HeaderAuth
 from worker.onward import OnwardRequest
 from worker.send import Answer, Failure, Outcome, SendPolicy, send

@@ -16,12 +16,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.dev.embedded_redis import EmbeddedRedis
-from models.catalog import App, Catalog, parse_catalog
-from models.credentials import OAuth2Credentials, load_credentials
+from models.accounts.credentials import OAuth2Credentials, load_credentials
+from models.calls.states import CallStatus
+from models.catalog.apps import App, Catalog, parse_catalog
+from models.crypto.secrets import Vault
+from models.db.tables import ConnectedAccount, Tenant
 from models.errors import SecretOfAnotherRow
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import ConnectedAccount, Tenant
 from tests.worker.factories import attempts, load, make_account, make_call, make_runtime
 from worker.oauth import Refresher, RefreshUnavailable, Revoked
 from worker.pipeline import execute_calls

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.catalog import Catalog
-from models.db import session_scope
-from models.ids import new_id
-from models.secrets import Vault, generate_encryption_key
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall, Tenant
-from models.tenants import create_tenant
+from models.accounts.tenants import create_tenant
+from models.calls.states import CallStatus
+from models.catalog.apps import Catalog
+from models.crypto.secrets import Vault, generate_encryption_key
+from models.db.engine import session_scope
+from models.db.ids import new_id
+from models.db.tables import ConnectedAccount, FunctionCall, Tenant
 from tests.worker.factories import (
     NOW,
     SECRET,

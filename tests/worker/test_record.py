@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
-from models.db import session_scope
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall
+from models.calls.states import CallStatus
+from models.db.engine import session_scope
+from models.db.tables import ConnectedAccount, FunctionCall
 from tests.worker.factories import NOW as STARTED
 from tests.worker.factories import attempts_of, load, make_call
 from worker.claim import Claimed, claim

@@ -7,17 +7,17 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from models.db import utcnow
-from models.outbox import enqueue_deliveries
-from models.states import CallStatus
-from models.tables import (
+from models.calls.states import CallStatus
+from models.db.engine import utcnow
+from models.db.tables import (
     CallAttempt,
     ConnectedAccount,
     FunctionCall,
     WebhookAttempt,
     WebhookDelivery,
 )
-from models.webhooks import message_id
+from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.signing import message_id
 from tests.worker.factories import make_call
 from worker.retention import purge
 

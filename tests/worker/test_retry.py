@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 from pydantic import ValidationError
 
-from models.catalog import RetrySpec
+from models.catalog.apps import RetrySpec
 from worker.retry import (
     MAX_ASKED_S,
     GiveUp,

@@ -11,8 +11,13 @@ import httpx
 import orjson
 import pytest
 
-from models.catalog import App, AuthSpec, OAuth2Spec
-from models.credentials import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
+from models.accounts.credentials import (
+    ApiKeyCredentials,
+    BasicCredentials,
+    Credentials,
+    OAuth2Credentials,
+)
+from models.catalog.apps import App, AuthSpec, OAuth2Spec
 from worker.auth import auth_for, secrets_of
 from worker.egress import EgressPolicy
 from worker.onward import OnwardRequest

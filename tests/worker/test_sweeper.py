@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from models.catalog import Catalog
-from models.ids import new_id
+from models.calls.states import CallStatus
+from models.catalog.apps import Catalog
+from models.crypto.secrets import Vault
+from models.db.ids import new_id
+from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
-from models.secrets import Vault
-from models.states import CallStatus
-from models.tables import ConnectedAccount, FunctionCall
 from tests.worker import factories
 from tests.worker.factories import attempts, load, make_runtime
 from worker.pipeline import Runtime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from models.catalog import TimeoutSpec
+from models.catalog.apps import TimeoutSpec
 from worker.timeouts import Timeouts, resolve_timeouts
 
 DEFAULTS = Timeouts(connect_s=10.0, read_s=60.0, total_s=60.0)

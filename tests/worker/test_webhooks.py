@@ -12,11 +12,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook
 
-from models.db import session_scope
-from models.outbox import enqueue_deliveries
-from models.secrets import Vault, generate_encryption_key
-from models.states import CallStatus
-from models.tables import (
+from models.calls.states import CallStatus
+from models.crypto.secrets import Vault, generate_encryption_key
+from models.db.engine import session_scope
+from models.db.tables import (
     ConnectedAccount,
     FunctionCall,
     Tenant,
@@ -24,7 +23,8 @@ from models.tables import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from models.webhooks import message_id, new_secret, store_secrets
+from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.signing import message_id, new_secret, store_secrets
 from tests.worker.factories import NOW, make_call
 from worker.egress import EgressPolicy
 from worker.transport import make_webhook_client

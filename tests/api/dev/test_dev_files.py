@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 import models.settings
 from api.dev import run as dev
-from models.secrets import generate_encryption_key
+from models.crypto.secrets import generate_encryption_key
 
 
 def _mode(path: Path) -> int:

@@ -14,10 +14,10 @@ import redis
 
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from api.dev.run import _redis_line, run_dev
-from models.catalog import RateLimitSpec
+from models.catalog.apps import RateLimitSpec
 from models.errors import ConfigError
-from models.limiter import Ask, RedisLimiter
-from models.limits import rule_of
+from models.ratelimit.rules import rule_of
+from models.ratelimit.store import Ask, RedisLimiter
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_900_000_000_000  # a fixed "now" in ms

@@ -152,7 +152,7 @@ def test_worker_alive_reads_the_heartbeat(tmp_path: Path) -> None:
 
 def test_readiness_says_when_the_schema_is_behind(tmp_path: Path) -> None:
     from api.routes.health import _db_ok
-    from models.db import create_db_engine
+    from models.db.engine import create_db_engine
 
     engine = create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     try:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import models.db
+import models.db.engine
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -29,10 +29,10 @@ def upgrade() -> None:
         sa.Column("tenant_id", _S(length=40), nullable=False),
         sa.Column("url", sa.Text(), nullable=True),
         sa.Column("secrets_enc", sa.Text(), nullable=False),
-        sa.Column("disabled_at", models.db.UTCDateTime(), nullable=True),
+        sa.Column("disabled_at", models.db.engine.UTCDateTime(), nullable=True),
         sa.Column("disabled_reason", _S(length=200), nullable=True),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", models.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", models.db.engine.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"]),
         sa.PrimaryKeyConstraint("tenant_id"),
     )
@@ -47,11 +47,11 @@ def upgrade() -> None:
         sa.Column("to_endpoint", sa.Boolean(), nullable=False),
         sa.Column("status", _S(length=20), nullable=False),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("published_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("lease_expires_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", models.db.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("published_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("lease_expires_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", models.db.engine.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("delivery_id", _S(length=48), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("started_at", models.db.UTCDateTime(), nullable=False),
+        sa.Column("started_at", models.db.engine.UTCDateTime(), nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", _S(length=200), nullable=True),

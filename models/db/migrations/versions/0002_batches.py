@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import models.db
+import models.db.engine
 
 
 revision: str = "0002"
@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("accepted", sa.Integer(), nullable=False),
         sa.Column("rejected", sa.Integer(), nullable=False),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenant.id"],

@@ -7,7 +7,7 @@ from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.catalog import App, CredentialKind
+from models.catalog.apps import App, CredentialKind
 from models.errors import ApiError, ErrorDetail, invalid
 
 # A stored secret is at most this long, whoever sets it (a tenant, or a token endpoint).

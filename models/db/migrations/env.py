@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables)
-from models.db import create_db_engine
+import models.db.tables  # noqa: F401  (registers the tables)
+from models.db.engine import create_db_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,6 +1,6 @@
 """Where rate-limit state lives: Redis (one atomic Lua script per decision, on Redis' clock,
 shared by every worker) or memory (one process, for tests and tools). Both run the
-arithmetic of `models/limits.py`; the same tests run against both."""
+arithmetic of `models/ratelimit/rules.py`; the same tests run against both."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Protocol
 
 import redis
 
-from models.limits import Booking, Rule, book
+from models.ratelimit.rules import Booking, Rule, book
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Limiter(Protocol):
         self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
     ) -> list[Booking]:
         """Book a slot for each call, in order (one round trip for all); see
-        `models.limits.book` for `near_ms` and `horizon_ms`."""
+        `models.ratelimit.rules.book` for `near_ms` and `horizon_ms`."""
         ...
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
@@ -56,7 +56,7 @@ end
 # KEYS: the pause key, then one key per rule.
 # ARGV: now in ms ('' = Redis TIME), near and horizon in ms, then interval and tolerance
 # per rule. Returns {slot, now, reason (0 none, -1 paused, i the i-th rule), booked flag per
-# rule...}. The arithmetic of models.limits.book.
+# rule...}. The arithmetic of models.ratelimit.rules.book.
 _BOOK = (
     _NOW
     + """

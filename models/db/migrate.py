@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
-from models.db import normalize_database_url
+from models.db.engine import normalize_database_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from models.errors import ConfigError
-from models.urls import is_dns_label
+from models.net.urls import is_dns_label
 
 if TYPE_CHECKING:
     from models.settings import Settings
@@ -239,7 +239,7 @@ def parse_catalog(data: Any, source: str) -> dict[str, App]:
 
 
 def load_catalog(apps_file: Path | None = None) -> Catalog:
-    builtin = resources.files("models").joinpath("apps.yaml").read_text()
+    builtin = resources.files("models.catalog").joinpath("apps.yaml").read_text()
     apps = parse_catalog(yaml.safe_load(builtin), "built-in catalog")
     if apps_file is not None:
         try:

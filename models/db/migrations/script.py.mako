@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import models.db
+import models.db.engine
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from models.secrets import Vault
+from models.crypto.secrets import Vault
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 # After a rotation, the previous secret still signs for this long.

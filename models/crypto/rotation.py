@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Column, Engine, Select, Table, func, select, update
 
+from models.crypto.secrets import Vault
+from models.db.tables import ConnectedAccount, WebhookEndpoint
 from models.errors import CredentialsError, SecretOfAnotherRow
-from models.secrets import Vault
-from models.tables import ConnectedAccount, WebhookEndpoint
 
 BATCH = 500  # rows per transaction
 MAX_PASSES = 5  # passes over the rows the verification finds not current

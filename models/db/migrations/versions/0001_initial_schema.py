@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import models.db
+import models.db.engine
 
 
 revision: str = "0001"
@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("api_key_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("api_key_prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("api_key_hash"),
     )
@@ -43,9 +43,9 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("credentials_enc", sa.Text(), nullable=False),
         sa.Column("connection_config", sa.JSON(), nullable=True),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", models.db.UTCDateTime(), nullable=False),
-        sa.Column("last_used_at", models.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", models.db.engine.UTCDateTime(), nullable=False),
+        sa.Column("last_used_at", models.db.engine.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenant.id"],
@@ -81,12 +81,12 @@ def upgrade() -> None:
         sa.Column("response_headers", sa.JSON(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
-        sa.Column("lease_expires_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("next_attempt_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("published_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("created_at", models.db.UTCDateTime(), nullable=False),
-        sa.Column("started_at", models.db.UTCDateTime(), nullable=True),
-        sa.Column("finished_at", models.db.UTCDateTime(), nullable=True),
+        sa.Column("lease_expires_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("published_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("created_at", models.db.engine.UTCDateTime(), nullable=False),
+        sa.Column("started_at", models.db.engine.UTCDateTime(), nullable=True),
+        sa.Column("finished_at", models.db.engine.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenant.id"],
@@ -104,7 +104,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("started_at", models.db.UTCDateTime(), nullable=False),
+        sa.Column("started_at", models.db.engine.UTCDateTime(), nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
         sa.Column("network_code", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.tables import CallAttempt, FunctionCall
+from models.db.tables import CallAttempt, FunctionCall
 
 
 class Attempt(BaseModel):

@@ -6,11 +6,11 @@ from __future__ import annotations
 from sqlalchemy import Engine, update
 from sqlmodel import col
 
-from models.db import session_scope
+from models.crypto.secrets import hash_api_key, new_api_key
+from models.db.engine import session_scope
+from models.db.ids import new_id
+from models.db.tables import Tenant
 from models.errors import ConfigError
-from models.ids import new_id
-from models.secrets import hash_api_key, new_api_key
-from models.tables import Tenant
 
 # The longest tenant name (its column's length).
 MAX_NAME_CHARS = 200

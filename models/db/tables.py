@@ -9,8 +9,8 @@ from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from models.db import UTCDateTime, utcnow
-from models.states import CallStatus
+from models.calls.states import CallStatus
+from models.db.engine import UTCDateTime, utcnow
 
 # The statuses of a call not yet finished, as SQL (a partial index's predicate must be
 # written the same way in the queries that use it).

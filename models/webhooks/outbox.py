@@ -11,9 +11,9 @@ from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from models.states import FINAL
-from models.tables import Batch, FunctionCall, WebhookDelivery, WebhookEndpoint
-from models.webhooks import BATCH_EVENT, EVENT_OF_STATUS, message_id
+from models.calls.states import FINAL
+from models.db.tables import Batch, FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.webhooks.signing import BATCH_EVENT, EVENT_OF_STATUS, message_id
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ behind: see `book`). Over any window of length W a key admits at most W / T + bu
 Times are integer milliseconds on one clock: Redis' (`TIME`) in production, so workers'
 clocks never matter.
 
-`models/limiter.py` runs this same arithmetic in one Lua script (Redis) or in memory.
+`models/ratelimit/store.py` runs this same arithmetic in one Lua script (Redis) or in memory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from models.catalog import App, RateLimitSpec
+from models.catalog.apps import App, RateLimitSpec
 from models.keys import PREFIX
 
 KEY_PREFIX = f"{PREFIX}:rl"

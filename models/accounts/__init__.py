@@ -1,0 +1,1 @@
+"""Who acts: tenants with their API keys, and end users' connected-account credentials."""

@@ -1,0 +1,1 @@
+"""A call's life as data: its state machine and the resource the API and webhooks show."""

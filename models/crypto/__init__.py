@@ -1,0 +1,1 @@
+"""Secrets at rest: hashing, encryption bound to a row, and key rotation."""

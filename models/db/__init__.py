@@ -1,0 +1,1 @@
+"""Where calls are kept: the engine and sessions, the tables, ids and schema migrations."""

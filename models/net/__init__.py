@@ -1,0 +1,1 @@
+"""URLs and the egress policy: where an onward request may go."""

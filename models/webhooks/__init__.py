@@ -1,0 +1,1 @@
+"""Webhook events: Standard Webhooks signing, and the outbox written with each result."""
