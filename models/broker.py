@@ -32,6 +32,10 @@ log = logging.getLogger("passthru.publish")
 # Must exceed the longest countdown a task is given; longer waits are kept in the database.
 VISIBILITY_TIMEOUT_S = 15 * 60
 
+# Messages due within this are published at once with a Celery countdown; later ones are left
+# to the sweeper, so no long ETA ever sits in Redis.
+MAX_COUNTDOWN_S = 60.0
+
 
 def message_settings() -> dict[str, Any]:
     """What a sender and the worker must agree on: serializer, queues, routes, transport."""

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from worker.results import Result
 
 REGISTRY = CollectorRegistry()
 
@@ -51,3 +56,15 @@ def outcome_label(network_code: str | None, error: str | None) -> str:
     if network_code:
         return f"{network_code[0]}xx"
     return error or "unknown"
+
+
+def count_attempt(app: str, r: Result) -> None:
+    """Count one stored attempt: its outcome, how long the upstream took, how long rate
+    limits held it, and the call's end if it ended."""
+    ATTEMPTS.labels(app, outcome_label(r.network_code, r.error)).inc()
+    if r.network_code is not None or r.error in ("timeout", "network_error"):
+        UPSTREAM_SECONDS.labels(app).observe(r.duration_ms / 1000)
+    if r.rate_wait_ms:
+        RATE_LIMIT_WAIT_SECONDS.labels(app).observe(r.rate_wait_ms / 1000)
+    if r.status.is_final:
+        CALLS_FINISHED.labels(str(r.status), app).inc()

@@ -1,20 +1,20 @@
 """Turn what an attempt produced, and the retry decision on it, into the result to store
-(a pure function)."""
+(pure functions)."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
+from models.broker import MAX_COUNTDOWN_S
 from models.calls.states import CallStatus
+from models.catalog.apps import App, RetrySpec
+from worker.claim import Claimed
 from worker.decode import decode_output, public_headers
-from worker.record import Result
-from worker.retry import Decision, RetryIn
+from worker.results import Result, call_option
+from worker.retry import Decision, RetryIn, RetryPolicy, decide, policy_for
 from worker.scrub import NOTHING, Scrubber
 from worker.send import Answer, Outcome
-
-# Retries due within this are published at once with a Celery countdown; later ones are
-# left to the sweeper (no long ETA ever sits in Redis).
-MAX_COUNTDOWN_S = 60.0
 
 
 def classify(
@@ -63,8 +63,27 @@ def classify(
     )
 
 
-def failed(error: str, message: str) -> Result:
-    """A call that cannot be attempted at all (credentials unreadable, app removed, ...)."""
-    return Result(
-        status=CallStatus.FAILED, decision=f"give up: {error}", error=error, error_message=message
+def judge(
+    c: Claimed,
+    outcome: Outcome,
+    app: App | None,
+    *,
+    policy: RetryPolicy,
+    now: datetime,
+    rng: random.Random,
+    scrub: Scrubber = NOTHING,
+) -> Result:
+    """Decide on retrying under the operator's `policy`, the app's and the call's own rules,
+    then classify."""
+    spec = app.retry if app else RetrySpec()
+    decision = decide(
+        outcome,
+        c.attempt,
+        method=c.call.method,
+        has_idempotency_key=c.call.idempotency_key is not None,
+        policy=policy_for(policy, spec, call_option(c, "retry")),
+        spec=spec,
+        now=now,
+        rng=rng,
     )
+    return classify(outcome, decision, now, scrub)

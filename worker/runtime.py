@@ -1,26 +1,31 @@
-"""The process-wide runtime of a worker: one sender (event loop + HTTP pool), one engine,
-one Redis client."""
+"""What the pipeline and the sweeper work with (`Runtime`: every effect comes in through
+it, so tests pass their own), and the process-wide one a worker builds from its settings:
+one sender (event loop + HTTP pool), one engine, one Redis client."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 
 import httpx
 import redis
+from sqlalchemy import Engine
 
-from models.catalog.apps import get_catalog
-from models.crypto.secrets import vault_for
+from models.catalog.apps import Catalog, RateLimitSpec, get_catalog
+from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
 from models.keys import CHANNEL_CALL_DONE
 from models.ratelimit.rules import parse_rate
-from models.ratelimit.store import RedisLimiter, make_pause_gate
+from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
+from worker.credentials import TokenRefresher
 from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.oauth import Refresher
-from worker.pipeline import Runtime
 from worker.retry import RetryPolicy
 from worker.send import SendPolicy
 from worker.sender import Sender
@@ -28,6 +33,71 @@ from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
 from worker.webhook_sender import LoopPoster
 from worker.webhooks import WebhookRuntime, lease_for
+
+# Publishes calls again: (call ids, lane, countdown in seconds).
+Republish = Callable[[Sequence[str], str, float], None]
+# Publishes webhook deliveries by id.
+PublishDeliveries = Callable[[Sequence[str]], object]
+
+
+def leave_to_sweeper(*_: object) -> None:
+    """Publish nothing: the sweeper publishes what is due (tests of other things)."""
+
+
+@dataclass(frozen=True)
+class CallRules:
+    """The operator's rules for every call, from the settings."""
+
+    lease_s: float
+    # Every request ends at least this long before its call's lease.
+    lease_margin_s: float
+    retry_policy: RetryPolicy
+    # The operator's onward timeouts, and the cap on any an app or a call sets.
+    timeouts: Timeouts
+    max_timeout_s: float
+    # The cap on each tenant's calls across its apps (PASSTHRU_TENANT_RATE_LIMIT).
+    tenant_cap: RateLimitSpec | None
+
+    @staticmethod
+    def of(settings: Settings) -> CallRules:
+        return CallRules(
+            lease_s=settings.lease_s,
+            lease_margin_s=settings.lease_margin_s,
+            retry_policy=RetryPolicy(
+                max_attempts=settings.retry_max_attempts, max_wait_s=settings.retry_max_wait_s
+            ),
+            timeouts=Timeouts(
+                connect_s=settings.connect_timeout_s,
+                read_s=settings.read_timeout_s,
+                total_s=settings.timeout_s,
+            ),
+            max_timeout_s=settings.max_timeout_s,
+            tenant_cap=parse_rate(settings.tenant_rate_limit),
+        )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    engine: Engine
+    sender: Sender
+    catalog: Catalog
+    vault: Vault
+    rules: CallRules
+    clock: Callable[[], datetime]
+    # Announces finished calls to waiters.
+    notify: Callable[[Sequence[str]], None]
+    # Global rate limits and pauses (`models.ratelimit.store.UNLIMITED`: none).
+    limiter: Limiter
+    # Refreshes OAuth2 tokens (`worker.credentials.NoRefresh`: sent as stored).
+    refresher: TokenRefresher
+    # Publishes retries and handed-back calls (`leave_to_sweeper`: the sweeper does).
+    republish: Republish
+    # Publishes webhook deliveries written with finished calls (`leave_to_sweeper`).
+    publish_webhooks: PublishDeliveries
+    rng: random.Random = field(default_factory=random.Random)
+    # account id -> when this process last wrote its last_used_at
+    touched: dict[str, datetime] = field(default_factory=dict)
+
 
 # Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
 ONWARD_DNS_THREADS = 8
@@ -90,17 +160,7 @@ def get_runtime() -> Runtime:
         sender=make_sender(settings),
         catalog=get_catalog(),
         vault=vault_for(tuple(settings.encryption_key_list)),
-        lease_s=settings.lease_s,
-        lease_margin_s=settings.lease_margin_s,
-        retry_policy=RetryPolicy(
-            max_attempts=settings.retry_max_attempts, max_wait_s=settings.retry_max_wait_s
-        ),
-        timeouts=Timeouts(
-            connect_s=settings.connect_timeout_s,
-            read_s=settings.read_timeout_s,
-            total_s=settings.timeout_s,
-        ),
-        max_timeout_s=settings.max_timeout_s,
+        rules=CallRules.of(settings),
         clock=utcnow,
         notify=notify,
         republish=_republish,
@@ -115,7 +175,6 @@ def get_runtime() -> Runtime:
             overrides=settings.upstream_overrides,
             on_revoked=notify,
         ),
-        tenant_cap=parse_rate(settings.tenant_rate_limit),
     )
 
 

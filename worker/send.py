@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -99,6 +99,27 @@ def _failure(
     return Failure(error, req.scrub.stored(message, MESSAGE_CHARS), maybe_delivered, _ms(started))
 
 
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One request of an exchange: the first, or one a redirect asked for."""
+
+    method: str
+    url: str
+    content: bytes | None
+    headers: dict[str, str]
+
+    def redirected(self, status: int, to: str) -> _Hop:
+        """303 (and 301/302 after a POST) turn the request into a GET without a body."""
+        if status == 303 or (status in (301, 302) and self.method == "POST"):
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() not in ("content-type", "content-encoding")
+            }
+            return _Hop("GET", to, None, headers)
+        return replace(self, url=to)
+
+
 async def _exchange(
     client: httpx.AsyncClient,
     req: OnwardRequest,
@@ -106,46 +127,21 @@ async def _exchange(
     budget: MemoryBudget | None,
     started: float,
 ) -> Outcome:
-    method, url, content, headers = req.method, req.url, req.content, req.headers
+    hop = _Hop(req.method, req.url, req.content, req.headers)
     timeout = httpx.Timeout(req.timeouts.read_s, connect=req.timeouts.connect_s, pool=None)
     for _ in range(MAX_REDIRECTS + 1):
-        try:
-            target, _ = apply_override(url, policy.overrides)
-            request = _with_auth(
-                client.build_request(
-                    method, target, headers=headers, content=content, timeout=timeout
-                ),
-                req.auth,
-            )
-            policy.egress.check_host(request.url.raw_host.decode("ascii"))
-        except DestinationForbidden as exc:
-            return _failure(req, "destination_forbidden", str(exc), False, started)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
-            return _failure(req, "invalid_url", str(exc), False, started)
+        built = _build(client, hop, req, policy, timeout, started)
+        if isinstance(built, Failure):
+            return built
+        request, target = built
         try:
             response = await client.send(request, stream=True)
         except Exception as exc:
             kind, delivered, message = describe_failure(exc, sent=False)
             return _failure(req, kind, message, delivered, started)
         try:
-            next_url = _redirect_target(
-                url, target, response.headers.get("location"), policy.overrides
-            )
-            if (
-                response.status_code in _REDIRECTS
-                and next_url
-                and _may_follow(url, next_url, req.allowed_hosts, req.allowed_ports)
-            ):
-                if response.status_code == 303 or (
-                    response.status_code in (301, 302) and method == "POST"
-                ):
-                    method, content = "GET", None
-                    headers = {
-                        k: v
-                        for k, v in headers.items()
-                        if k.lower() not in ("content-type", "content-encoding")
-                    }
-                url = next_url
+            if (next_hop := _next_hop(hop, target, response, req, policy)) is not None:
+                hop = next_hop
                 continue
             # Read a little past the cap, so that a secret the cut would split is whole
             # when the scrubber looks; cut after.
@@ -167,6 +163,42 @@ async def _exchange(
             _ms(started),
         )
     return Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", True, _ms(started))
+
+
+def _build(
+    client: httpx.AsyncClient,
+    hop: _Hop,
+    req: OnwardRequest,
+    policy: SendPolicy,
+    timeout: httpx.Timeout,
+    started: float,
+) -> tuple[httpx.Request, str] | Failure:
+    """The request to send (overrides applied, credentials added) and where it goes; a
+    Failure when the egress policy forbids it or the URL cannot be sent to."""
+    try:
+        target, _ = apply_override(hop.url, policy.overrides)
+        request = client.build_request(
+            hop.method, target, headers=hop.headers, content=hop.content, timeout=timeout
+        )
+        request = _with_auth(request, req.auth)
+        policy.egress.check_host(request.url.raw_host.decode("ascii"))
+        return request, target
+    except DestinationForbidden as exc:
+        return _failure(req, "destination_forbidden", str(exc), False, started)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+        return _failure(req, "invalid_url", str(exc), False, started)
+
+
+def _next_hop(
+    hop: _Hop, target: str, response: httpx.Response, req: OnwardRequest, policy: SendPolicy
+) -> _Hop | None:
+    """The request a redirect within the app's hosts asks for; None: this is the answer."""
+    if response.status_code not in _REDIRECTS:
+        return None
+    next_url = _redirect_target(hop.url, target, response.headers.get("location"), policy.overrides)
+    if not next_url or not _may_follow(hop.url, next_url, req.allowed_hosts, req.allowed_ports):
+        return None
+    return hop.redirected(response.status_code, next_url)
 
 
 def _with_auth(request: httpx.Request, auth: httpx.Auth) -> httpx.Request:

@@ -26,9 +26,9 @@ from models.db.engine import session_scope
 from models.db.tables import CallAttempt, FunctionCall, WebhookDelivery
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from models.webhooks.outbox import enqueue_deliveries
-from worker.pipeline import Runtime
 from worker.publish import publish_calls, publish_deliveries
 from worker.retry import NON_IDEMPOTENT, policy_for
+from worker.runtime import Runtime
 
 log = logging.getLogger("passthru.sweeper")
 
@@ -172,7 +172,7 @@ def _attempts_allowed(rt: Runtime, call: FunctionCall) -> int:
     app = rt.catalog.get(call.app)
     retry = (call.options or {}).get("retry")
     return policy_for(
-        rt.retry_policy,
+        rt.rules.retry_policy,
         app.retry if app else RetrySpec(),
         retry if isinstance(retry, dict) else None,
     ).max_attempts

@@ -203,6 +203,26 @@ class MemoryLimiter:
             return now, [self._get(k, now) for k in keys]
 
 
+class Unlimited:
+    """No limits at all: every call may go at once, pauses are forgotten (tests of other
+    things, and a deployment that limits nothing)."""
+
+    def book_many(
+        self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
+    ) -> list[Booking]:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return [Booking(now, now, tuple(True for _ in ask.rules), None) for ask in asks]
+
+    def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
+        return 0
+
+    def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
+        return int(time.time() * 1000), [None for _ in keys]
+
+
+UNLIMITED: Limiter = Unlimited()
+
+
 _PAUSED_FOR = (
     _NOW
     + """

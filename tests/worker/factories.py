@@ -16,8 +16,11 @@ from models.crypto.secrets import Vault
 from models.db.engine import session_scope
 from models.db.ids import new_id
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
+from models.ratelimit.store import UNLIMITED
+from models.settings import Settings
+from worker.credentials import NoRefresh
 from worker.egress import EgressPolicy
-from worker.pipeline import Runtime
+from worker.runtime import CallRules, Runtime, leave_to_sweeper
 from worker.send import SendPolicy
 from worker.sender import Sender
 
@@ -115,9 +118,13 @@ def make_runtime(
         sender=sender,
         catalog=catalog,
         vault=vault,
-        lease_s=80.0,  # the default timeouts (60 s) fit, with the margin (10 s)
+        rules=CallRules.of(Settings()),
         clock=lambda: now,
         notify=notify,
+        limiter=UNLIMITED,
+        refresher=NoRefresh(),
+        republish=leave_to_sweeper,
+        publish_webhooks=leave_to_sweeper,
     )
 
 

@@ -17,10 +17,11 @@ from models.catalog.apps import Catalog, parse_catalog
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, Tenant
 from models.ratelimit.rules import parse_rate, pause_key
-from models.ratelimit.store import MemoryLimiter
+from models.ratelimit.store import UNLIMITED, MemoryLimiter
 from tests.worker.factories import NOW, attempts, load, make_account, make_call, make_runtime
-from worker.admission import COME_BACK_EARLY_S
-from worker.pipeline import Runtime, execute_calls
+from worker.pipeline import execute_calls
+from worker.ratelimit.admission import COME_BACK_EARLY_S
+from worker.runtime import Runtime
 from worker.sender import Sender
 
 APPS = parse_catalog(
@@ -215,7 +216,7 @@ def test_without_a_limiter_nothing_waits(
 ) -> None:
     account = _account(engine, tenant, vault, "slowpoke")
     ids = [make_call(engine, account, url="https://slow.example/api/x").id for _ in range(3)]
-    statuses = execute_calls(ids, replace(rig.runtime, limiter=None, clock=lambda: NOW))
+    statuses = execute_calls(ids, replace(rig.runtime, limiter=UNLIMITED, clock=lambda: NOW))
     assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
 
 
@@ -229,7 +230,10 @@ def test_the_tenant_cap_holds_back_calls_to_any_app(
     first = make_call(engine, ten, url="https://ten.example/api/x")
     second = make_call(engine, slow, url="https://slow.example/api/x")
     # When both run
-    statuses = execute_calls([first.id, second.id], replace(rig.runtime, tenant_cap=cap))
+    statuses = execute_calls(
+        [first.id, second.id],
+        replace(rig.runtime, rules=replace(rig.runtime.rules, tenant_cap=cap)),
+    )
     # Then the first goes and the second waits for the tenant's next slot, saying why
     assert statuses == {first.id: CallStatus.COMPLETED}
     parked = load(engine, second.id)

@@ -32,8 +32,9 @@ from tests.worker.factories import (
     make_call,
     make_runtime,
 )
-from worker.pipeline import Runtime, execute_calls
+from worker.pipeline import execute_calls
 from worker.retry import RetryPolicy
+from worker.runtime import Runtime
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
@@ -729,14 +730,14 @@ def test_an_outcome_that_cannot_be_processed_fails_its_call_not_the_message(
 ) -> None:
     # Given two calls of one message, and a bug met while classifying the first one's answer
     odd, fine = make_call(engine, account), make_call(engine, account)
-    real = __import__("worker.pipeline", fromlist=["_result"])._result
+    real = __import__("worker.pipeline", fromlist=["judge"]).judge
 
-    def classify(g: Any, outcome: Any, rt: Any, now: Any) -> Any:
-        if g.claimed.call.id == odd.id:
+    def judge(c: Any, outcome: Any, app: Any, **kwargs: Any) -> Any:
+        if c.call.id == odd.id:
             raise ValueError(f"cannot classify, holding {SECRET}")
-        return real(g, outcome, rt, now)
+        return real(c, outcome, app, **kwargs)
 
-    monkeypatch.setattr("worker.pipeline._result", classify)
+    monkeypatch.setattr("worker.pipeline.judge", judge)
     # When the message runs
     statuses = harness.run([odd.id, fine.id])
     # Then the odd call failed with a reason that names no secret, the other completed

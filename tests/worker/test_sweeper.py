@@ -19,7 +19,7 @@ from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from tests.worker import factories
 from tests.worker.factories import attempts, load, make_runtime
-from worker.pipeline import Runtime
+from worker.runtime import Runtime
 from worker.sweeper import PUBLISH_GRACE, sweep
 
 NOW = datetime.now(UTC).replace(microsecond=0)

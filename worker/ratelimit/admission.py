@@ -22,7 +22,7 @@ from typing import Any
 
 from models.catalog.apps import Catalog, RateLimitSpec
 from models.net.urls import limit_path
-from models.ratelimit.rules import pause_key, rules_for
+from models.ratelimit.rules import Booking, pause_key, rules_for
 from models.ratelimit.store import Ask, Limiter
 from worker.claim import Claimed
 from worker.onward import OnwardRequest
@@ -87,64 +87,70 @@ class Held:
 def plan(
     items: Sequence[tuple[Claimed, OnwardRequest]],
     *,
-    limiter: Limiter | None,
+    limiter: Limiter,
     catalog: Catalog,
     clock: Callable[[], datetime],
     tenant_cap: RateLimitSpec | None = None,
 ) -> Plan:
-    """Slots are turned into local times with the clock read right after booking, so time
-    spent before (claiming, decrypting) never makes a call go early."""
-    if limiter is None:
-        return Plan([Go(c, r, 0.0, None, None) for c, r in items], [])
-    asks: list[Ask] = []
-    held: list[Held | None] = []
-    requests: list[OnwardRequest] = []
-    for c, r in items:
-        app = catalog.get(c.call.app)
-        # Prepared calls have both.
-        assert app is not None
-        assert c.account is not None
-        key = pause_key(app, c.account.id)
-        kept = Held.of(c)
-        rules = rules_for(
-            app,
-            tenant_id=c.call.tenant_id,
-            account_id=c.account.id,
-            path=limit_path(c.call.url),
-            tenant_cap=tenant_cap,
-            lane="bulk" if c.call.batch_id else "interactive",
-        )
-        if kept is not None:  # back for a slot booked earlier: book what is still unpaid
-            rules = [rule for rule in rules if rule.key not in kept.paid]
-        asks.append(Ask(rules, key))
-        held.append(kept)
-        requests.append(replace(r, pause_key=key))
+    """Book every call's slot in one round trip, then place each call: go now, go after a
+    wait in the loop, or be handed back. Slots are turned into local times with the clock
+    read right after booking, so time spent before (claiming, decrypting) never makes a call
+    go early."""
+    asks = [_ask(c, catalog, tenant_cap) for c, _ in items]
     bookings = limiter.book_many(
-        asks, near_ms=int(LOOP_WAIT_S * 1000), horizon_ms=int(HORIZON_S * 1000)
+        [a for a, _ in asks], near_ms=int(LOOP_WAIT_S * 1000), horizon_ms=int(HORIZON_S * 1000)
     )
     now = clock()  # after the round trip: a slot read against it is never early
-    go: list[Go] = []
-    park: list[Park] = []
-    for (c, _), request, ask, kept, b in zip(items, requests, asks, held, bookings, strict=True):
-        slot = now + timedelta(milliseconds=b.wait_ms)
-        reason = b.reason
-        if kept is not None and kept.slot_at > slot:
-            slot, reason = kept.slot_at, kept.reason
-        since = kept.booked_at if kept is not None else now
-        wait_ms = int((slot - since).total_seconds() * 1000)
-        paid = (kept.paid if kept else frozenset()) | {
-            rule.key for rule, taken in zip(ask.rules, b.booked, strict=True) if taken
-        }
-        delay = (slot - now).total_seconds()
-        if b.complete and delay <= LOOP_WAIT_S:
-            # Even a call that waited is checked against pauses before it goes.
-            waited = wait_ms > 0 or kept is not None
-            go.append(Go(c, request, max(delay, 0.001 if waited else 0.0), wait_ms or None, reason))
-        elif b.slot_ms - b.now_ms > HORIZON_S * 1000:
-            # Nothing booked: come back when the horizon reaches the slot.
-            back = slot - timedelta(seconds=HORIZON_S / 2)
-            park.append(Park(c, back, Held(slot, since, reason, paid).as_json() if paid else None))
+    out = Plan([], [])
+    for (c, r), (ask, kept), b in zip(items, asks, bookings, strict=True):
+        placed = _place(c, replace(r, pause_key=ask.pause_key), ask, kept, b, now)
+        if isinstance(placed, Go):
+            out.go.append(placed)
         else:
-            back = slot - timedelta(seconds=COME_BACK_EARLY_S)
-            park.append(Park(c, back, Held(slot, since, reason, paid).as_json()))
-    return Plan(go, park)
+            out.park.append(placed)
+    return out
+
+
+def _ask(c: Claimed, catalog: Catalog, tenant_cap: RateLimitSpec | None) -> tuple[Ask, Held | None]:
+    """What to book for a call (only what is still unpaid, for a call back for a slot booked
+    earlier), and what it kept from then."""
+    app = catalog.get(c.call.app)
+    if app is None or c.account is None:
+        raise ValueError(f"call {c.call.id} has no app or account: it cannot be admitted")
+    kept = Held.of(c)
+    rules = rules_for(
+        app,
+        tenant_id=c.call.tenant_id,
+        account_id=c.account.id,
+        path=limit_path(c.call.url),
+        tenant_cap=tenant_cap,
+        lane="bulk" if c.call.batch_id else "interactive",
+    )
+    if kept is not None:
+        rules = [rule for rule in rules if rule.key not in kept.paid]
+    return Ask(rules, pause_key(app, c.account.id)), kept
+
+
+def _place(
+    c: Claimed, request: OnwardRequest, ask: Ask, kept: Held | None, b: Booking, now: datetime
+) -> Go | Park:
+    slot = now + timedelta(milliseconds=b.wait_ms)
+    reason = b.reason
+    if kept is not None and kept.slot_at > slot:
+        slot, reason = kept.slot_at, kept.reason
+    since = kept.booked_at if kept is not None else now
+    wait_ms = int((slot - since).total_seconds() * 1000)
+    paid = (kept.paid if kept else frozenset()) | {
+        rule.key for rule, taken in zip(ask.rules, b.booked, strict=True) if taken
+    }
+    delay = (slot - now).total_seconds()
+    if b.complete and delay <= LOOP_WAIT_S:
+        # Even a call that waited is checked against pauses before it goes.
+        waited = wait_ms > 0 or kept is not None
+        return Go(c, request, max(delay, 0.001 if waited else 0.0), wait_ms or None, reason)
+    if b.slot_ms - b.now_ms > HORIZON_S * 1000:
+        # Nothing booked: come back when the horizon reaches the slot.
+        back = slot - timedelta(seconds=HORIZON_S / 2)
+        return Park(c, back, Held(slot, since, reason, paid).as_json() if paid else None)
+    back = slot - timedelta(seconds=COME_BACK_EARLY_S)
+    return Park(c, back, Held(slot, since, reason, paid).as_json())

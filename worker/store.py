@@ -1,32 +1,25 @@
-"""Write calls' results and their attempts: one transaction for many calls."""
+"""Store calls' results with their attempts, webhook events and account use: one
+transaction for many calls, and only for the calls still this worker's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Connection,
-    Engine,
-    bindparam,
-    case,
-    func,
-    insert,
-    or_,
-    update,
-)
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, update
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlmodel import col
 
 from models.calls.states import CallStatus, sources_of
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
-from models.keys import QUEUE_INTERACTIVE
 from models.webhooks.outbox import enqueue_deliveries
-from worker.admission import Park
+from worker.results import Attempted, failed
+
+log = logging.getLogger("passthru.worker")
 
 # `last_used_at` is written at most this often, so busy accounts are not a hot row.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -35,41 +28,8 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Result:
-    """What one attempt ended with, ready to store."""
-
-    status: CallStatus
-    decision: str
-    network_code: str | None = None
-    output: Any = None
-    output_truncated: bool = False
-    headers: dict[str, str] | None = None
-    error: str | None = None
-    error_message: str | None = None
-    duration_ms: int = 0
-    next_attempt_at: datetime | None = None  # for `retrying`
-    countdown_s: float | None = None  # set when the retry is published with a countdown
-    rate_wait_ms: int | None = None  # how long rate limits held this attempt back
-    rate_wait_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Finished:
-    """One claimed call and the result of its attempt."""
-
-    call_id: str
-    account_id: str | None
-    attempt: int
-    started_at: datetime
-    result: Result
-    lane: str = QUEUE_INTERACTIVE
-    tenant_id: str | None = None  # for the log line
-    app: str | None = None
-
-
 # The call is still this worker's: running, on the attempt it claimed.
-_STILL_OURS = (
+STILL_OURS = (
     _calls.c.id == bindparam("b_id"),
     _calls.c.status == CallStatus.RUNNING,
     _calls.c.attempt_count == bindparam("b_attempt"),
@@ -77,7 +37,7 @@ _STILL_OURS = (
 
 _STORE = (
     _calls.update()
-    .where(*_STILL_OURS)
+    .where(*STILL_OURS)
     .values(
         status=bindparam("b_status"),
         network_code=bindparam("b_network_code"),
@@ -100,7 +60,7 @@ _STORE = (
 )
 
 
-def _row(item: Finished, now: datetime) -> dict[str, Any]:
+def _row(item: Attempted, now: datetime) -> dict[str, Any]:
     r = item.result
     assert CallStatus.RUNNING in sources_of(r.status)
     return {
@@ -120,9 +80,9 @@ def _row(item: Finished, now: datetime) -> dict[str, Any]:
     }
 
 
-def record(
+def store_results(
     engine: Engine,
-    items: Sequence[Finished],
+    items: Sequence[Attempted],
     now: datetime,
     touched: dict[str, datetime] | None = None,
     deliveries: list[str] | None = None,
@@ -141,21 +101,21 @@ def record(
     rows = [_row(item, now) for item in items]
     with engine.connect() as conn, conn.begin() as tx:
         if conn.execute(_STORE, rows).rowcount == len(rows):
-            _finish(conn, items, now, touched, deliveries)
+            _store_alongside(conn, items, now, touched, deliveries)
             return [item.call_id for item in items]
         tx.rollback()  # some call is no longer ours: store them one by one
-    stored: list[Finished] = []
+    stored: list[Attempted] = []
     with engine.begin() as conn:
         for item, row in zip(items, rows, strict=True):
             if conn.execute(_STORE, row).rowcount == 1:
                 stored.append(item)
-        _finish(conn, stored, now, touched, deliveries)
+        _store_alongside(conn, stored, now, touched, deliveries)
     return [item.call_id for item in stored]
 
 
-def _finish(
+def _store_alongside(
     conn: Connection,
-    items: Sequence[Finished],
+    items: Sequence[Attempted],
     now: datetime,
     touched: dict[str, datetime] | None,
     deliveries: list[str] | None = None,
@@ -204,51 +164,59 @@ def _finish(
         )
 
 
-_PARK = (
-    _calls.update()
-    .where(*_STILL_OURS)
-    .values(
-        status=bindparam("b_status"),
-        attempt_count=_calls.c.attempt_count - 1,
-        lease_expires_at=None,
-        next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
-        rate_wait=bindparam("b_rate_wait", type_=JSON()),
-        started_at=case((bindparam("b_first", type_=Boolean()), None), else_=_calls.c.started_at),
-        published_at=func.coalesce(
-            bindparam("b_published_at", type_=UTCDateTime()), _calls.c.published_at
-        ),
-    )
-)
+# A value the database (or its driver's encoder) refuses, as opposed to the database being
+# away: StatementError wraps most; psycopg's executemany lets the JSON encoder's own errors
+# through.
+_REFUSED = (StatementError, TypeError, ValueError)
+_AWAY = (OperationalError, InterfaceError)
 
 
-def park(
-    engine: Engine, items: Sequence[Park], now: datetime, *, max_countdown_s: float
-) -> set[str]:
-    """Hand calls back unsent (not an attempt): `queued` again, or `retrying` after earlier
-    attempts, due at their `come_back_at`. Those due within `max_countdown_s` count as
-    published for that time (the caller publishes them with a countdown); later ones keep
-    their old `published_at`, so the sweeper publishes them when due. Returns the ids that
-    were still ours."""
-    if not items:
-        return set()
-    rows: list[dict[str, Any]] = []
-    for item in items:
-        c = item.claimed
-        soon = (item.come_back_at - now).total_seconds() <= max_countdown_s
-        rows.append(
-            {
-                "b_id": c.call.id,
-                "b_attempt": c.attempt,
-                "b_status": CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
-                "b_next_attempt_at": item.come_back_at,
-                "b_rate_wait": item.rate_wait,
-                "b_first": c.attempt == 1,
-                "b_published_at": item.come_back_at if soon else None,
-            }
+def _why(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return type(orig or exc).__name__
+
+
+def store_safely(
+    engine: Engine,
+    items: list[Attempted],
+    clock: Callable[[], datetime],
+    touched: dict[str, datetime],
+    deliveries: list[str],
+) -> list[Attempted]:
+    """`store_results`; if the database refuses a value (not the database being away: that
+    raises, and the lease brings the calls back), each call alone, a refused result replaced
+    by a failure that says so: no answer, however odd, leaves its call unfinished. Returns
+    what was stored, as it was stored."""
+    try:
+        stored = set(store_results(engine, items, clock(), touched, deliveries))
+        return [item for item in items if item.call_id in stored]
+    except _REFUSED as exc:
+        if isinstance(exc, _AWAY):
+            raise
+        log.warning(
+            "a group of %d results was refused (%s); storing them one by one", len(items), _why(exc)
         )
-    ours: set[str] = set()
-    with engine.begin() as conn:
-        for row in rows:
-            if conn.execute(_PARK, row).rowcount == 1:
-                ours.add(str(row["b_id"]))
-    return ours
+    return [
+        kept
+        for item in items
+        if (kept := _store_one(engine, item, clock, touched, deliveries)) is not None
+    ]
+
+
+def _store_one(
+    engine: Engine,
+    item: Attempted,
+    clock: Callable[[], datetime],
+    touched: dict[str, datetime],
+    deliveries: list[str],
+) -> Attempted | None:
+    try:
+        return item if store_results(engine, [item], clock(), touched, deliveries) else None
+    except _REFUSED as exc:
+        if isinstance(exc, _AWAY):
+            raise
+        log.error("call %s: its result was refused by the database (%s)", item.call_id, _why(exc))
+    refused = replace(
+        item, result=failed("unstorable_answer", "the upstream's answer could not be stored")
+    )
+    return refused if store_results(engine, [refused], clock(), touched, deliveries) else None

@@ -14,7 +14,8 @@ from models.db.tables import ConnectedAccount, FunctionCall
 from tests.worker.factories import NOW as STARTED
 from tests.worker.factories import attempts_of, load, make_call
 from worker.claim import Claimed, claim
-from worker.record import LAST_USED_RESOLUTION, Finished, Result, record
+from worker.results import Attempted, Result
+from worker.store import LAST_USED_RESOLUTION, store_results
 
 NOW = STARTED + timedelta(seconds=2)
 
@@ -30,8 +31,8 @@ def claimed_calls(engine: Engine, account: ConnectedAccount, n: int) -> list[Cla
     return won
 
 
-def completed(c: Claimed, n: int = 0) -> Finished:
-    return Finished(
+def completed(c: Claimed, n: int = 0) -> Attempted:
+    return Attempted(
         call_id=c.call.id,
         account_id=c.account.id if c.account else None,
         attempt=c.attempt,
@@ -58,7 +59,7 @@ def test_many_results_are_stored_at_once(engine: Engine, account: ConnectedAccou
     claimed = claimed_calls(engine, account, 20)
     items = [completed(c, i) for i, c in enumerate(claimed)]
     # When recorded together
-    stored = record(engine, items, NOW)
+    stored = store_results(engine, items, NOW)
     # Then every one is stored, with its own result
     ids = [c.call.id for c in claimed]
     assert stored == ids
@@ -81,8 +82,8 @@ def test_many_results_are_stored_at_once(engine: Engine, account: ConnectedAccou
         assert row.last_used_at == NOW
 
 
-def test_nothing_to_record(engine: Engine) -> None:
-    assert record(engine, [], NOW) == []
+def test_nothing_to_store(engine: Engine) -> None:
+    assert store_results(engine, [], NOW) == []
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_call_taken_back_is_left_alone_and_the_others_are_stored(
     take_back(engine, lost, **taken_back)
     before = load(engine, lost)
     # When all five results are recorded together
-    stored = record(engine, [completed(c, i) for i, c in enumerate(claimed)], NOW)
+    stored = store_results(engine, [completed(c, i) for i, c in enumerate(claimed)], NOW)
     # Then the four still ours are stored, each with its attempt
     ours = [c.call.id for c in claimed if c.call.id != lost]
     assert stored == ours
@@ -126,7 +127,7 @@ def test_every_call_taken_back_stores_nothing(engine: Engine, account: Connected
     claimed = claimed_calls(engine, account, 3)
     for c in claimed:
         take_back(engine, c.call.id, status=CallStatus.RETRYING, lease_expires_at=None)
-    assert record(engine, [completed(c) for c in claimed], NOW) == []
+    assert store_results(engine, [completed(c) for c in claimed], NOW) == []
     assert attempts_of(engine, [c.call.id for c in claimed]) == []
     assert {load(engine, c.call.id).status for c in claimed} == {CallStatus.RETRYING}
 
@@ -136,7 +137,7 @@ def test_result_that_is_not_final_leaves_finished_at_empty(
 ) -> None:
     # Given a claimed call whose attempt ends in a retry
     [c] = claimed_calls(engine, account, 1)
-    item = Finished(
+    item = Attempted(
         call_id=c.call.id,
         account_id=account.id,
         attempt=c.attempt,
@@ -144,7 +145,7 @@ def test_result_that_is_not_final_leaves_finished_at_empty(
         result=Result(status=CallStatus.RETRYING, decision="retry later", error="timeout"),
     )
     # When recorded / Then it is stored, not finished, with its attempt
-    assert record(engine, [item], NOW) == [c.call.id]
+    assert store_results(engine, [item], NOW) == [c.call.id]
     call = load(engine, c.call.id)
     assert call.status is CallStatus.RETRYING
     assert call.finished_at is None
@@ -173,7 +174,7 @@ def test_account_last_used_is_written_at_most_once_a_minute(
         row.last_used_at = last_used
     [c] = claimed_calls(engine, account, 1)
     # When one of its calls is recorded
-    record(engine, [completed(c)], NOW)
+    store_results(engine, [completed(c)], NOW)
     # Then last_used_at moves only if it is older than the resolution
     with Session(engine) as session:
         row = session.get(ConnectedAccount, account.id)

@@ -1,0 +1,76 @@
+"""What an attempt ended with: `Result` (made by `worker.outcome`, or `failed` when a call
+cannot be attempted) and `Attempted`, a claimed call with its result, ready to store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from models.calls.states import CallStatus
+from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
+from worker.claim import Claimed
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one attempt ended with, ready to store."""
+
+    status: CallStatus
+    decision: str
+    network_code: str | None = None
+    output: Any = None
+    output_truncated: bool = False
+    headers: dict[str, str] | None = None
+    error: str | None = None
+    error_message: str | None = None
+    duration_ms: int = 0
+    next_attempt_at: datetime | None = None  # for `retrying`
+    countdown_s: float | None = None  # set when the retry is published with a countdown
+    rate_wait_ms: int | None = None  # how long rate limits held this attempt back
+    rate_wait_reason: str | None = None
+
+
+def failed(error: str, message: str) -> Result:
+    """A call that cannot be attempted at all (credentials unreadable, app removed, ...)."""
+    return Result(
+        status=CallStatus.FAILED, decision=f"give up: {error}", error=error, error_message=message
+    )
+
+
+def lane_of(c: Claimed) -> str:
+    """The queue a call's messages go to: a batch's calls are bulk."""
+    return QUEUE_BULK if c.call.batch_id else QUEUE_INTERACTIVE
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """One claimed call and the result of its attempt."""
+
+    call_id: str
+    account_id: str | None
+    attempt: int
+    started_at: datetime
+    result: Result
+    lane: str = QUEUE_INTERACTIVE
+    tenant_id: str | None = None  # for the log line
+    app: str | None = None
+
+    @staticmethod
+    def of(c: Claimed, started_at: datetime, result: Result) -> Attempted:
+        return Attempted(
+            call_id=c.call.id,
+            tenant_id=c.call.tenant_id,
+            app=c.call.app,
+            lane=lane_of(c),
+            account_id=c.account.id if c.account else None,
+            attempt=c.attempt,
+            started_at=started_at,
+            result=result,
+        )
+
+
+def call_option(c: Claimed, name: str) -> dict[str, Any] | None:
+    """The call's own `retry` or `timeout` params, if it gave them."""
+    value = (c.call.options or {}).get(name)
+    return value if isinstance(value, dict) else None
