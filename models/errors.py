@@ -1,17 +1,13 @@
 """passthru's exceptions.
 
 PassthruError
-├── ApiError                 answered to a caller as {error, error_details}
-│   ├── InvalidRequest       400: will not execute (bad params, host, credentials)
-│   ├── Unauthorized         401
-│   ├── NotFound             404
-│   ├── Conflict             409
-│   ├── TooLarge             413: a request body over its limit
-│   └── TooManyRequests      429: a per-tenant bound (with Retry-After)
+├── ApiError                 answered to a caller as {error, error_details} with its HTTP
+│                            status (400, 404, 409, 413, 429, ...) and headers (Retry-After);
+│                            `invalid` and `not_found` build the common ones
 ├── ConfigError              an operator's setting or catalog file is wrong
 ├── CredentialsError         stored credentials cannot be read or used
 │   └── SecretOfAnotherRow   a ciphertext bound to another row, copied onto this one
-└── IllegalTransition        a call status change the state machine forbids
+└── IllegalTransition        a status change a state machine forbids
 """
 
 from __future__ import annotations
