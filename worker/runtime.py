@@ -18,6 +18,8 @@ from models.keys import CHANNEL_CALL_DONE
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
+from worker.deliveries import WebhookRuntime, lease_for
+from worker.delivery_sender import LoopPoster
 from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.oauth import Refresher
 from worker.pipeline import Runtime
@@ -26,8 +28,6 @@ from worker.send import SendPolicy
 from worker.sender import Sender
 from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
-from worker.webhook_sender import LoopPoster
-from worker.webhooks import WebhookRuntime, lease_for
 
 # Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
 ONWARD_DNS_THREADS = 8
