@@ -11,7 +11,7 @@ PassthruError
 ├── ConfigError              an operator's setting or catalog file is wrong
 ├── CredentialsError         stored credentials cannot be read or used
 │   └── SecretOfAnotherRow   a ciphertext bound to another row, copied onto this one
-└── IllegalTransition        a call status change the state machine forbids
+└── IllegalTransition        a status change its state machine forbids (models/machine.py)
 """
 
 from __future__ import annotations
@@ -67,4 +67,8 @@ class SecretOfAnotherRow(CredentialsError):
 
 
 class IllegalTransition(PassthruError):
-    """A call status change that the state machine does not allow."""
+    """A status change that the row's state machine does not allow."""
+
+    def __init__(self, what: str, current: str, target: str) -> None:
+        super().__init__(f"a {what} cannot go from {current} to {target}")
+        self.what, self.current, self.target = what, current, target

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from models.accounts.credentials import Credentials, OAuth2Credentials, load_credentials
+from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
 from models.catalog.apps import App, Catalog, RateLimitSpec, RetrySpec
 from models.crypto.secrets import Vault
@@ -438,9 +439,9 @@ def _prepare(claimed: Claimed, batch: _Batch) -> OnwardRequest | Result | Failur
         return failed("app_unavailable", f"app {call.app!r} is no longer in the catalog")
     if account is None:
         return failed("account_missing", "the connected account was deleted")
-    if account.status == "disabled":
+    if account.status == AccountStatus.DISABLED:
         return failed("account_disabled", "the connected account was disabled")
-    if account.status == "needs_reauth":
+    if account.status == AccountStatus.NEEDS_REAUTH:
         return failed("credentials_revoked", f"the account needs new credentials; {REAUTH}")
     try:
         credentials = batch.credentials_of(claimed, app)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     Connection,
     Engine,
     bindparam,
@@ -21,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlmodel import col
 
-from models.calls.states import CallStatus, sources_of
+from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.keys import QUEUE_INTERACTIVE
@@ -68,16 +69,24 @@ class Finished:
     app: str | None = None
 
 
-# The call is still this worker's: running, on the attempt it claimed.
-_STILL_OURS = (
-    _calls.c.id == bindparam("b_id"),
-    _calls.c.status == CallStatus.RUNNING,
-    _calls.c.attempt_count == bindparam("b_attempt"),
-)
+# What an attempt ends with, and where a call handed back unsent goes.
+RESULTS = (CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING)
+HANDED_BACK = (CallStatus.QUEUED, CallStatus.RETRYING)
+
+
+def _still_ours(*to: CallStatus) -> tuple[ColumnElement[bool], ...]:
+    """The call is still this worker's: running (a status each of `to` may follow), on the
+    attempt it claimed. Each row's own status is checked against CALLS as it is built."""
+    return (
+        _calls.c.id == bindparam("b_id"),
+        CALLS.guard(_calls.c.status, to, current=CallStatus.RUNNING),
+        _calls.c.attempt_count == bindparam("b_attempt"),
+    )
+
 
 _STORE = (
     _calls.update()
-    .where(*_STILL_OURS)
+    .where(*_still_ours(*RESULTS))
     .values(
         status=bindparam("b_status"),
         network_code=bindparam("b_network_code"),
@@ -102,11 +111,10 @@ _STORE = (
 
 def _row(item: Finished, now: datetime) -> dict[str, Any]:
     r = item.result
-    assert CallStatus.RUNNING in sources_of(r.status)
     return {
         "b_id": item.call_id,
         "b_attempt": item.attempt,
-        "b_status": r.status,
+        "b_status": CALLS.check(CallStatus.RUNNING, r.status),
         "b_network_code": r.network_code,
         "b_output": r.output,
         "b_output_truncated": r.output_truncated,
@@ -206,7 +214,7 @@ def _finish(
 
 _PARK = (
     _calls.update()
-    .where(*_STILL_OURS)
+    .where(*_still_ours(*HANDED_BACK))
     .values(
         status=bindparam("b_status"),
         attempt_count=_calls.c.attempt_count - 1,
@@ -239,7 +247,10 @@ def park(
             {
                 "b_id": c.call.id,
                 "b_attempt": c.attempt,
-                "b_status": CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
+                "b_status": CALLS.check(
+                    CallStatus.RUNNING,
+                    CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
+                ),
                 "b_next_attempt_at": item.come_back_at,
                 "b_rate_wait": item.rate_wait,
                 "b_first": c.attempt == 1,
