@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from models.accounts.credentials import parse_credentials
+from models.accounts.states import ACCOUNTS, AccountStatus
 from models.catalog.apps import App, Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, Tenant
-from models.errors import invalid, not_found
+from models.errors import ApiError, ErrorDetail, invalid, not_found
 
 
 def _app(catalog: Catalog, slug: str) -> App:
@@ -92,9 +93,10 @@ def update_account(
     config: dict[str, Any] | None,
     status: str | None = None,
 ) -> ConnectedAccount:
-    """New credentials (which clear `needs_reauth`) with a new config if any, and/or status.
-    The config names the account's host (`{subdomain}`), so it never changes alone: the
-    credentials stored for one host must not follow the account to another."""
+    """New credentials (which clear `needs_reauth`) with a new config if any, and/or status
+    (`active` or `disabled`, as the schema allows). The config names the account's host
+    (`{subdomain}`), so it never changes alone: the credentials stored for one host must not
+    follow the account to another."""
     if config is not None and credentials is None:
         raise invalid(
             "connection_config",
@@ -104,27 +106,54 @@ def update_account(
     with session_scope(engine) as session:
         account = get_account(session, tenant, account_id)
         app = _app(catalog, account.app)
+        values: dict[str, Any] = {}
         if credentials is not None:
             creds = parse_credentials(app, credentials)
-            account.credentials_enc = vault.encrypt(
+            values["credentials_enc"] = vault.encrypt(
                 creds.model_dump(exclude_none=True), bound_to=account.id
             )
-            if account.status == "needs_reauth":
-                account.status = "active"
         if config is not None:
             _check_config(app, config)
-            account.connection_config = config
-        if status == "active" and account.status == "needs_reauth":
-            raise invalid(
-                "status",
-                "the account needs new credentials: send them in `credentials`",
-                "account_needs_reauth",
-            )
-        if status is not None:
-            account.status = status
-        account.updated_at = utcnow()
-        session.add(account)
+            values["connection_config"] = config
+        asked = None if status is None else AccountStatus(status)
+        target = _status_after(account.status, asked, renewed=credentials is not None)
+        _store(session, account, target, {**values, "updated_at": utcnow()})
         return account
+
+
+def _status_after(
+    current: AccountStatus, asked: AccountStatus | None, *, renewed: bool
+) -> AccountStatus:
+    """The status a PATCH leaves: the one asked for, else `active` for a `needs_reauth`
+    account given new credentials (the only way out of it to `active`), else `current`."""
+    if asked == AccountStatus.ACTIVE and current == AccountStatus.NEEDS_REAUTH and not renewed:
+        raise invalid(
+            "status",
+            "the account needs new credentials: send them in `credentials`",
+            "account_needs_reauth",
+        )
+    if asked is not None:
+        return asked
+    return AccountStatus.ACTIVE if renewed and current == AccountStatus.NEEDS_REAUTH else current
+
+
+def _store(
+    session: Session, account: ConnectedAccount, target: AccountStatus, values: dict[str, Any]
+) -> None:
+    """Write `values` and move the account to `target`, both only if its status is still the
+    one this request read (a worker may have revoked its credentials meanwhile): else 409."""
+    this = col(ConnectedAccount.id) == account.id
+    if target == account.status:
+        stmt = update(ConnectedAccount).where(this, col(ConnectedAccount.status) == target)
+    else:
+        stmt = ACCOUNTS.update(ConnectedAccount, target, this, current=account.status)
+    if session.exec(stmt.values(**values)).rowcount != 1:
+        raise ApiError(
+            "account_changed",
+            [ErrorDetail("id", f"account {account.id} changed meanwhile; send the request again")],
+            409,
+        )
+    session.refresh(account)
 
 
 def delete_account(engine: Engine, tenant: Tenant, account_id: str) -> None:

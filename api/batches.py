@@ -24,6 +24,7 @@ from api.submission import (
 )
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, app_slug_of
 from models.broker import Publisher
+from models.calls.states import FINAL
 from models.catalog.apps import Catalog
 from models.db.engine import session_scope
 from models.db.ids import new_id
@@ -117,7 +118,7 @@ def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:
             .group_by(col(FunctionCall.status))
         ).all()
     counts = {str(status): int(n) for status, n in rows}
-    finished = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    finished = sum(counts.get(s, 0) for s in FINAL)
     return BatchOut(
         id=batch.id,
         created_at=batch.created_at,

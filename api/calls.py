@@ -8,12 +8,12 @@ from datetime import datetime
 
 import orjson
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.waiter import CallWaiter
 from models.calls.resources import call_out
-from models.calls.states import CallStatus, sources_of
+from models.calls.states import CALLS, CallStatus
 from models.db.engine import session_scope
 from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, not_found
@@ -102,13 +102,9 @@ def cancel_call(
     load_call(engine, tenant, call_id)
     with session_scope(engine) as session:
         changed = session.exec(
-            update(FunctionCall)
-            .where(
-                col(FunctionCall.id) == call_id,
-                col(FunctionCall.status).in_(sources_of(CallStatus.CANCELLED)),
-            )
-            .values(
-                status=CallStatus.CANCELLED,
+            CALLS.update(
+                FunctionCall, CallStatus.CANCELLED, col(FunctionCall.id) == call_id
+            ).values(
                 finished_at=now,
                 error="cancelled",
                 next_attempt_at=None,

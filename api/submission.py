@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from api.metrics import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
+from models.accounts.states import AccountStatus
 from models.broker import Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import App, Catalog
@@ -79,7 +80,7 @@ def choose_account(session: Session, tenant: Tenant, app: App, sub: Submission) 
                 col(ConnectedAccount.tenant_id) == tenant.id,
                 col(ConnectedAccount.app) == app.slug,
                 col(ConnectedAccount.user_id) == sub.user_id,
-                col(ConnectedAccount.status) == "active",
+                col(ConnectedAccount.status) == AccountStatus.ACTIVE,
             )
             .order_by(col(ConnectedAccount.created_at).desc(), col(ConnectedAccount.id).desc())
             .limit(1)
@@ -95,7 +96,7 @@ def choose_account(session: Session, tenant: Tenant, app: App, sub: Submission) 
                     )
                 ],
             )
-    if account.status != "active":
+    if account.status != AccountStatus.ACTIVE:
         raise ApiError(
             "account_" + account.status,
             [

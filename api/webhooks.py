@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.calls import load_call
@@ -23,6 +23,7 @@ from models.webhooks.signing import (
     store_secrets,
     unshown_secret,
 )
+from models.webhooks.states import DELIVERIES, REDELIVERABLE, DeliveryStatus
 
 log = logging.getLogger("passthru.api")
 
@@ -152,7 +153,9 @@ def deliveries_of(engine: Engine, tenant: Tenant, call_id: str) -> list[dict[str
                     "url": d.url,
                     "status": d.status,
                     "attempt_count": d.attempt_count,
-                    "next_attempt_at": d.next_attempt_at if d.status == "pending" else None,
+                    "next_attempt_at": (
+                        d.next_attempt_at if d.status == DeliveryStatus.PENDING else None
+                    ),
                     "created_at": d.created_at,
                     "finished_at": d.finished_at,
                     "attempts": [
@@ -184,12 +187,12 @@ def redeliver(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> st
     delivery_id = message_id(call_id)
     with session_scope(engine) as session:
         again = session.exec(
-            update(WebhookDelivery)
-            .where(
+            DELIVERIES.update(
+                WebhookDelivery,
+                DeliveryStatus.PENDING,
                 col(WebhookDelivery.id) == delivery_id,
-                col(WebhookDelivery.status) != "delivering",
-            )
-            .values(status="pending", next_attempt_at=now, published_at=now, finished_at=None)
+                current=REDELIVERABLE,
+            ).values(next_attempt_at=now, published_at=now, finished_at=None)
         ).rowcount
         if not again:
             if session.get(WebhookDelivery, delivery_id) is not None:

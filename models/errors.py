@@ -1,13 +1,17 @@
 """passthru's exceptions.
 
 PassthruError
-├── ApiError                 answered to a caller as {error, error_details} with its HTTP
-│                            status (400, 404, 409, 413, 429, ...) and headers (Retry-After);
-│                            `invalid` and `not_found` build the common ones
+├── ApiError                 answered to a caller as {error, error_details}
+│   ├── InvalidRequest       400: will not execute (bad params, host, credentials)
+│   ├── Unauthorized         401
+│   ├── NotFound             404
+│   ├── Conflict             409
+│   ├── TooLarge             413: a request body over its limit
+│   └── TooManyRequests      429: a per-tenant bound (with Retry-After)
 ├── ConfigError              an operator's setting or catalog file is wrong
 ├── CredentialsError         stored credentials cannot be read or used
 │   └── SecretOfAnotherRow   a ciphertext bound to another row, copied onto this one
-└── IllegalTransition        a status change a state machine forbids
+└── IllegalTransition        a status change its state machine forbids (models/machine.py)
 """
 
 from __future__ import annotations
@@ -63,4 +67,8 @@ class SecretOfAnotherRow(CredentialsError):
 
 
 class IllegalTransition(PassthruError):
-    """A call status change that the state machine does not allow."""
+    """A status change that the row's state machine does not allow."""
+
+    def __init__(self, what: str, current: str, target: str) -> None:
+        super().__init__(f"a {what} cannot go from {current} to {target}")
+        self.what, self.current, self.target = what, current, target

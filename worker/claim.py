@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
-from models.calls.states import CallStatus, sources_of
+from models.accounts.states import AccountStatus
+from models.calls.states import CALLS, CallStatus
 from models.db.tables import ConnectedAccount, FunctionCall
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -38,7 +39,7 @@ class CallRow:
 @dataclass(frozen=True, slots=True)
 class AccountRow:
     id: str
-    status: str
+    status: AccountStatus
     credentials_enc: str
     connection_config: dict[str, Any] | None
 
@@ -64,14 +65,13 @@ def claim(
     if not call_ids:
         return []
     stmt = (
-        _calls.update()
-        .where(
+        CALLS.update(
+            _calls,
+            CallStatus.RUNNING,
             _calls.c.id.in_(list(call_ids)),
-            _calls.c.status.in_(sources_of(CallStatus.RUNNING)),
             or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= now),
         )
         .values(
-            status=CallStatus.RUNNING,
             lease_expires_at=now + timedelta(seconds=lease_s),
             attempt_count=_calls.c.attempt_count + 1,
             started_at=func.coalesce(_calls.c.started_at, now),

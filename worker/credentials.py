@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from models.accounts.credentials import Credentials, OAuth2Credentials, load_credentials
+from models.accounts.states import AccountStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.errors import CredentialsError
@@ -63,9 +64,9 @@ def refusal(account: AccountRow | None) -> Result | None:
     """Why a call cannot use its account, if it cannot."""
     if account is None:
         return failed("account_missing", "the connected account was deleted")
-    if account.status == "disabled":
+    if account.status == AccountStatus.DISABLED:
         return failed("account_disabled", "the connected account was disabled")
-    if account.status == "needs_reauth":
+    if account.status == AccountStatus.NEEDS_REAUTH:
         return failed("credentials_revoked", f"the account needs new credentials; {REAUTH}")
     return None
 

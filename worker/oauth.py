@@ -25,7 +25,8 @@ import redis
 from sqlalchemy import Engine, select, update
 
 from models.accounts.credentials import OAuth2Credentials, load_credentials, usable_token
-from models.calls.states import CallStatus
+from models.accounts.states import ACCOUNTS, AccountStatus
+from models.calls.states import CALLS, WAITING, CallStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall
@@ -137,7 +138,8 @@ class Refresher:
             except Revoked:
                 if self._revoke(account_id, enc):
                     raise
-                return self._load(account_id)[0]  # new credentials came meanwhile
+                # New credentials came meanwhile (or it was revoked: _load raises Revoked).
+                return self._load(account_id)[0]
             if not self._store(account_id, fresh, enc):
                 # The tenant stored new credentials while this refresh ran: they win.
                 return self._load(account_id)[0]
@@ -157,7 +159,7 @@ class Refresher:
                     _accounts.c.id == account_id
                 )
             ).one()
-        if status == "needs_reauth":  # revoked while this call waited for the lock
+        if status == AccountStatus.NEEDS_REAUTH:  # revoked while this call waited for the lock
             raise Revoked("the account needs to be connected again")
         creds = load_credentials(self.vault.decrypt(enc, bound_to=account_id))
         if not isinstance(creds, OAuth2Credentials):
@@ -264,27 +266,30 @@ class Refresher:
 
     def _revoke(self, account_id: str, revoked: str) -> bool:
         """The account needs its user again and its waiting calls cannot run; unless its
-        credentials changed since `revoked` was read (new ones are not revoked). True if
-        it was revoked."""
+        credentials changed since `revoked` was read (new ones are not revoked), or it is
+        `needs_reauth` already (ACCOUNTS has no such move). True if it was revoked."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         with self.engine.begin() as conn:
             marked = conn.execute(
-                update(_accounts)
-                .where(_accounts.c.id == account_id, _accounts.c.credentials_enc == revoked)
-                .values(status="needs_reauth")
+                ACCOUNTS.update(
+                    _accounts,
+                    AccountStatus.NEEDS_REAUTH,
+                    _accounts.c.id == account_id,
+                    _accounts.c.credentials_enc == revoked,
+                )
             ).rowcount
             if not marked:
                 return False
             failed = [
                 row[0]
                 for row in conn.execute(
-                    update(_calls)
-                    .where(
+                    CALLS.update(
+                        _calls,
+                        CallStatus.FAILED,
                         _calls.c.connected_account_id == account_id,
-                        _calls.c.status.in_([CallStatus.QUEUED, CallStatus.RETRYING]),
+                        current=WAITING,
                     )
                     .values(
-                        status=CallStatus.FAILED,
                         error="credentials_revoked",
                         error_message="the account's refresh token was revoked; update the "
                         "account with PATCH /connected-accounts/{id}",

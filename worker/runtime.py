@@ -24,6 +24,8 @@ from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
 from worker.credentials import TokenRefresher
+from worker.deliveries import WebhookRuntime, lease_for
+from worker.delivery_sender import LoopPoster
 from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.oauth import Refresher
 from worker.retry import RetryPolicy
@@ -31,8 +33,6 @@ from worker.send import SendPolicy
 from worker.sender import Sender
 from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
-from worker.webhook_sender import LoopPoster
-from worker.webhooks import WebhookRuntime, lease_for
 
 # Publishes calls again: (call ids, lane, countdown in seconds).
 Republish = Callable[[Sequence[str], str, float], None]

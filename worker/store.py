@@ -9,11 +9,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, or_, update
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlmodel import col
 
-from models.calls.states import CallStatus, sources_of
+from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.webhooks.outbox import enqueue_deliveries
@@ -28,16 +28,24 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 
 
-# The call is still this worker's: running, on the attempt it claimed.
-STILL_OURS = (
-    _calls.c.id == bindparam("b_id"),
-    _calls.c.status == CallStatus.RUNNING,
-    _calls.c.attempt_count == bindparam("b_attempt"),
-)
+# What an attempt ends with, and where a call handed back unsent goes.
+RESULTS = (CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING)
+HANDED_BACK = (CallStatus.QUEUED, CallStatus.RETRYING)
+
+
+def still_ours(*to: CallStatus) -> tuple[ColumnElement[bool], ...]:
+    """The call is still this worker's: running (a status each of `to` may follow), on the
+    attempt it claimed. Each row's own status is checked against CALLS as it is built."""
+    return (
+        _calls.c.id == bindparam("b_id"),
+        CALLS.guard(_calls.c.status, to, current=CallStatus.RUNNING),
+        _calls.c.attempt_count == bindparam("b_attempt"),
+    )
+
 
 _STORE = (
     _calls.update()
-    .where(*STILL_OURS)
+    .where(*still_ours(*RESULTS))
     .values(
         status=bindparam("b_status"),
         network_code=bindparam("b_network_code"),
@@ -62,11 +70,10 @@ _STORE = (
 
 def _row(item: Attempted, now: datetime) -> dict[str, Any]:
     r = item.result
-    assert CallStatus.RUNNING in sources_of(r.status)
     return {
         "b_id": item.call_id,
         "b_attempt": item.attempt,
-        "b_status": r.status,
+        "b_status": CALLS.check(CallStatus.RUNNING, r.status),
         "b_network_code": r.network_code,
         "b_output": r.output,
         "b_output_truncated": r.output_truncated,

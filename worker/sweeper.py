@@ -20,12 +20,13 @@ import redis
 from sqlalchemy import Engine, or_, update
 from sqlmodel import col, select
 
-from models.calls.states import CallStatus
+from models.calls.states import CALLS, WAITING, CallStatus
 from models.catalog.apps import RetrySpec
 from models.db.engine import session_scope
 from models.db.tables import CallAttempt, FunctionCall, WebhookDelivery
 from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.states import DELIVERIES, DeliveryStatus
 from worker.publish import publish_calls, publish_deliveries
 from worker.retry import NON_IDEMPOTENT, policy_for
 from worker.runtime import Runtime
@@ -36,7 +37,6 @@ log = logging.getLogger("passthru.sweeper")
 SWEEP_BATCH = 500
 # A call just written may not be published yet; leave it alone this long.
 PUBLISH_GRACE = timedelta(seconds=10)
-WAITING = (CallStatus.QUEUED, CallStatus.RETRYING)
 
 
 @dataclass
@@ -181,9 +181,24 @@ def _attempts_allowed(rt: Runtime, call: FunctionCall) -> int:
 def _recover_leases(rt: Runtime, now: datetime) -> tuple[int, int]:
     """Calls whose worker stopped: taken back to run again when that is safe and attempts
     are left; else ended, so a call that stops its worker every time cannot loop."""
-    engine = rt.engine
+    recovered: list[FunctionCall] = []
+    abandoned = 0
+    for call in _expired(rt.engine, now):
+        verdict = _verdict(rt, call)
+        if not _take_back(rt.engine, call, verdict, now):
+            continue
+        if verdict.again:
+            recovered.append(call)
+        else:
+            abandoned += 1
+    if recovered:
+        _publish(rt.engine, recovered, now)
+    return len(recovered), abandoned
+
+
+def _expired(engine: Engine, now: datetime) -> list[FunctionCall]:
     with session_scope(engine) as session:
-        expired = list(
+        return list(
             session.exec(
                 select(FunctionCall)
                 .where(
@@ -193,60 +208,74 @@ def _recover_leases(rt: Runtime, now: datetime) -> tuple[int, int]:
                 .limit(SWEEP_BATCH)
             )
         )
-    recovered: list[FunctionCall] = []
-    abandoned = 0
-    for call in expired:
-        safe = call.method not in NON_IDEMPOTENT or call.idempotency_key is not None
-        spent = call.attempt_count >= _attempts_allowed(rt, call)
-        again = safe and not spent
-        target = CallStatus.RETRYING if again else CallStatus.FAILED
-        error = "outcome_unknown" if not safe else "lease_expired"
-        why = (
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What becomes of a call whose lease expired: run `again`, or end with `error`."""
+
+    again: bool
+    error: str
+    why: str
+
+    @property
+    def target(self) -> CallStatus:
+        return CallStatus.RETRYING if self.again else CallStatus.FAILED
+
+
+def _verdict(rt: Runtime, call: FunctionCall) -> _Verdict:
+    safe = call.method not in NON_IDEMPOTENT or call.idempotency_key is not None
+    if not safe:
+        return _Verdict(
+            False,
+            "outcome_unknown",
             "the worker running this call stopped; the upstream may have received it, so "
-            "it was not sent again"
-            if not safe
-            else f"the worker running this call stopped on each of its {call.attempt_count} "
-            "attempts"
+            "it was not sent again",
         )
-        with session_scope(engine) as session:
-            taken = session.exec(
-                update(FunctionCall)
-                .where(
-                    col(FunctionCall.id) == call.id,
-                    col(FunctionCall.status) == CallStatus.RUNNING,
-                    col(FunctionCall.attempt_count) == call.attempt_count,
-                )
-                .values(
-                    status=target,
-                    lease_expires_at=None,
-                    next_attempt_at=now if again else None,
-                    finished_at=None if again else now,
-                    error=None if again else error,
-                    error_message=None if again else why,
-                )
-            ).rowcount
-            if taken != 1:
-                continue
-            if not again:
-                enqueue_deliveries(session.connection(), [call.id], now, published=False)
-            session.add(
-                CallAttempt(
-                    call_id=call.id,
-                    number=call.attempt_count,
-                    started_at=call.started_at or now,
-                    duration_ms=0,
-                    error="lease_expired",
-                    error_message="the worker running this call stopped before recording it",
-                    decision="retry now: idempotent" if again else f"give up: {error}",
-                )
+    spent = call.attempt_count >= _attempts_allowed(rt, call)
+    return _Verdict(
+        not spent,
+        "lease_expired",
+        f"the worker running this call stopped on each of its {call.attempt_count} attempts",
+    )
+
+
+def _take_back(engine: Engine, call: FunctionCall, verdict: _Verdict, now: datetime) -> bool:
+    """Move the call from `running` on the attempt its worker claimed, and record that
+    attempt as lost; False if it is no longer there (it was recorded meanwhile)."""
+    again = verdict.again
+    with session_scope(engine) as session:
+        taken = session.exec(
+            CALLS.update(
+                FunctionCall,
+                verdict.target,
+                col(FunctionCall.id) == call.id,
+                col(FunctionCall.attempt_count) == call.attempt_count,
+                current=CallStatus.RUNNING,
+            ).values(
+                lease_expires_at=None,
+                next_attempt_at=now if again else None,
+                finished_at=None if again else now,
+                error=None if again else verdict.error,
+                error_message=None if again else verdict.why,
             )
-        if again:
-            recovered.append(call)
-        else:
-            abandoned += 1
-    if recovered:
-        _publish(engine, recovered, now)
-    return len(recovered), abandoned
+        ).rowcount
+        if taken != 1:
+            return False
+        if not again:
+            enqueue_deliveries(session.connection(), [call.id], now, published=False)
+        session.add(
+            CallAttempt(
+                call_id=call.id,
+                number=call.attempt_count,
+                started_at=call.started_at or now,
+                duration_ms=0,
+                error="lease_expired",
+                error_message="the worker running this call stopped before recording it",
+                decision="retry now: idempotent" if again else f"give up: {verdict.error}",
+            )
+        )
+    return True
 
 
 def _sweep_deliveries(
@@ -257,31 +286,32 @@ def _sweep_deliveries(
     loop), and publish those due that have no message (a publish lost, a retry due later
     than a countdown, or every pending one after Redis lost its data)."""
     with session_scope(engine) as session:
-        lost = (
-            col(WebhookDelivery.status) == "delivering",
-            col(WebhookDelivery.lease_expires_at) < now,
+        lost = col(WebhookDelivery.lease_expires_at) < now
+        session.exec(
+            DELIVERIES.update(
+                WebhookDelivery,
+                DeliveryStatus.FAILED,
+                lost,
+                col(WebhookDelivery.attempt_count) >= max_attempts,
+                current=DeliveryStatus.DELIVERING,
+            ).values(lease_expires_at=None, finished_at=now)
         )
         session.exec(
-            update(WebhookDelivery)
-            .where(*lost, col(WebhookDelivery.attempt_count) >= max_attempts)
-            .values(status="failed", lease_expires_at=None, finished_at=now)
-        )
-        session.exec(
-            update(WebhookDelivery)
-            .where(*lost)
-            .values(status="pending", lease_expires_at=None, published_at=None)
+            DELIVERIES.update(
+                WebhookDelivery, DeliveryStatus.PENDING, lost, current=DeliveryStatus.DELIVERING
+            ).values(lease_expires_at=None, published_at=None)
         )
         if everything:
             session.exec(
                 update(WebhookDelivery)
-                .where(col(WebhookDelivery.status) == "pending")
+                .where(col(WebhookDelivery.status) == DeliveryStatus.PENDING)
                 .values(published_at=None)
             )
         due = list(
             session.exec(
                 select(WebhookDelivery.id)
                 .where(
-                    col(WebhookDelivery.status) == "pending",
+                    col(WebhookDelivery.status) == DeliveryStatus.PENDING,
                     col(WebhookDelivery.next_attempt_at) <= now,
                     or_(
                         col(WebhookDelivery.published_at).is_(None),

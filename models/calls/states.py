@@ -1,4 +1,5 @@
-"""The call state machine: every status change goes through `transition` or `sources_of`.
+"""The call state machine: `CALLS` checks every status change, and builds the guard of every
+status UPDATE (models/machine.py).
 
   queued <─> running ──> completed
     │           │  └───> failed
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from models.errors import IllegalTransition
+from models.machine import StateMachine
 
 
 class CallStatus(StrEnum):
@@ -31,27 +32,23 @@ class CallStatus(StrEnum):
         return self in FINAL
 
 
-FINAL = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.CANCELLED})
+CALLS = StateMachine(
+    "call",
+    {
+        CallStatus.QUEUED: {CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED},
+        CallStatus.RUNNING: {
+            CallStatus.COMPLETED,
+            CallStatus.FAILED,
+            CallStatus.RETRYING,
+            CallStatus.QUEUED,
+        },
+        CallStatus.RETRYING: {CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED},
+        CallStatus.COMPLETED: set(),
+        CallStatus.FAILED: set(),
+        CallStatus.CANCELLED: set(),
+    },
+)
 
-TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
-    CallStatus.QUEUED: frozenset({CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED}),
-    CallStatus.RUNNING: frozenset(
-        {CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING, CallStatus.QUEUED}
-    ),
-    CallStatus.RETRYING: frozenset({CallStatus.RUNNING, CallStatus.CANCELLED, CallStatus.FAILED}),
-    CallStatus.COMPLETED: frozenset(),
-    CallStatus.FAILED: frozenset(),
-    CallStatus.CANCELLED: frozenset(),
-}
-
-
-def transition(current: CallStatus, target: CallStatus) -> CallStatus:
-    """Return `target` if the move is allowed, else raise IllegalTransition."""
-    if target not in TRANSITIONS[current]:
-        raise IllegalTransition(f"a call cannot go from {current} to {target}")
-    return target
-
-
-def sources_of(target: CallStatus) -> list[CallStatus]:
-    """The statuses a call may be in to move to `target` (for conditional UPDATEs)."""
-    return [s for s, targets in TRANSITIONS.items() if target in targets]
+FINAL = CALLS.final
+# Calls that will run and are not running: waiting for a worker, or for their time.
+WAITING = (CallStatus.QUEUED, CallStatus.RETRYING)

@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
 from models.db.engine import UTCDateTime, utcnow
+from models.webhooks.states import DeliveryStatus
 
 # The statuses of a call not yet finished, as SQL (a partial index's predicate must be
 # written the same way in the queries that use it).
 UNFINISHED_SQL = "status IN ('queued', 'running', 'retrying')"
 
 
-class CallStatusType(TypeDecorator[CallStatus]):
-    """A call status stored as its plain string value, read back as CallStatus."""
+class StatusType(TypeDecorator[StrEnum]):
+    """A status stored as its plain string value, read back as its enum (CallStatus,
+    AccountStatus, DeliveryStatus). A plain string is stored as it is: a filter on a status
+    no row has matches nothing."""
 
     impl = String(20)
     cache_ok = True
 
-    def process_bind_param(self, value: CallStatus | str | None, dialect: Any) -> str | None:
-        return None if value is None else CallStatus(value).value
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
 
-    def process_result_value(self, value: str | None, dialect: Any) -> CallStatus | None:
-        return None if value is None else CallStatus(value)
+    def process_bind_param(self, value: StrEnum | str | None, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+def _status(enum: type[StrEnum], default: StrEnum) -> Any:
+    return Field(default=default, sa_column=Column(StatusType(enum), nullable=False))
 
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Any:
@@ -58,7 +71,7 @@ class ConnectedAccount(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenant.id", max_length=40)
     app: str = Field(max_length=80)
     user_id: str = Field(max_length=200)
-    status: str = Field(default="active", max_length=20)
+    status: AccountStatus = _status(AccountStatus, AccountStatus.ACTIVE)
     credentials_enc: str = Field(sa_column=Column(Text, nullable=False))
     connection_config: dict[str, Any] | None = _json()
     created_at: datetime = Field(
@@ -115,9 +128,7 @@ class FunctionCall(SQLModel, table=True):
     options: dict[str, Any] | None = _json()  # the caller's `retry` and `timeout` params
     # A rate-limit slot booked for the call's next attempt: {slot_at, booked_at, reason}.
     rate_wait: dict[str, Any] | None = _json()
-    status: CallStatus = Field(
-        default=CallStatus.QUEUED, sa_column=Column(CallStatusType(), nullable=False)
-    )
+    status: CallStatus = _status(CallStatus, CallStatus.QUEUED)
     error: str | None = Field(default=None, max_length=60)
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     network_code: str | None = Field(default=None, max_length=3)
@@ -184,7 +195,7 @@ class WebhookDelivery(SQLModel, table=True):
     event: str = Field(max_length=60)
     url: str = Field(sa_column=Column(Text, nullable=False))
     to_endpoint: bool = False  # the tenant's endpoint (a 410 disables it), not a callback_url
-    status: str = Field(default="pending", max_length=20)  # pending|delivering|succeeded|failed
+    status: DeliveryStatus = _status(DeliveryStatus, DeliveryStatus.PENDING)
     attempt_count: int = 0
     next_attempt_at: datetime | None = _dt()
     published_at: datetime | None = _dt()

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from models.calls.states import FINAL
 from models.db.tables import Batch, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.webhooks.signing import BATCH_EVENT, EVENT_OF_STATUS, message_id
+from models.webhooks.states import DeliveryStatus
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
@@ -37,7 +38,49 @@ def enqueue_deliveries(
     `published=False` leaves them for the sweeper to publish."""
     if not call_ids:
         return []
-    rows = conn.execute(
+    new: list[dict[str, Any]] = []
+    batches: dict[str, tuple[str, str]] = {}
+    for call_id, tenant_id, batch_id, status, callback_url, endpoint_url in _finished(
+        conn, call_ids
+    ):
+        target = callback_url or endpoint_url
+        if target:
+            new.append(
+                _row(
+                    message_id(call_id),
+                    tenant_id,
+                    EVENT_OF_STATUS[str(status)],
+                    target,
+                    to_endpoint=callback_url is None,
+                    now=now,
+                    published=published,
+                    call_id=call_id,
+                )
+            )
+        if batch_id and endpoint_url:
+            batches[batch_id] = (tenant_id, endpoint_url)
+    for batch_id, (tenant_id, url) in sorted(batches.items()):
+        if _batch_finished(conn, batch_id):
+            new.append(
+                _row(
+                    message_id(batch_id),
+                    tenant_id,
+                    BATCH_EVENT,
+                    url,
+                    to_endpoint=True,
+                    now=now,
+                    published=published,
+                    batch_id=batch_id,
+                )
+            )
+    _insert_ignoring_duplicates(conn, new)
+    return [row["id"] for row in new]
+
+
+def _finished(conn: Connection, call_ids: Sequence[str]) -> Sequence[Any]:
+    """(id, tenant, batch, status, callback_url, the tenant's enabled endpoint URL) of each
+    of these calls that is finished."""
+    return conn.execute(
         select(
             _calls.c.id,
             _calls.c.tenant_id,
@@ -57,54 +100,25 @@ def enqueue_deliveries(
         )
         .where(_calls.c.id.in_(list(call_ids)), _calls.c.status.in_([s.value for s in FINAL]))
     ).all()
-    new: list[dict[str, Any]] = []
-    batches: dict[str, tuple[str, str]] = {}
-    for call_id, tenant_id, batch_id, status, callback_url, endpoint_url in rows:
-        target = callback_url or endpoint_url
-        if target:
-            new.append(
-                _row(
-                    message_id(call_id),
-                    tenant_id,
-                    EVENT_OF_STATUS[str(status)],
-                    target,
-                    to_endpoint=callback_url is None,
-                    now=now,
-                    published=published,
-                    call_id=call_id,
-                )
-            )
-        if batch_id and endpoint_url:
-            batches[batch_id] = (tenant_id, endpoint_url)
-    for batch_id, (tenant_id, url) in sorted(batches.items()):
-        # Transactions that finish a batch's last calls at the same moment each see the
-        # other's calls still open: holding the batch's row until commit makes the later
-        # one count after the earlier has committed, so one of them writes the event.
-        # (In sorted order, so two such transactions never wait on each other.)
-        conn.execute(select(_batches.c.id).where(_batches.c.id == batch_id).with_for_update())
-        open_calls = conn.execute(
-            select(func.count())
-            .select_from(_calls)
-            .where(
-                _calls.c.batch_id == batch_id,
-                _calls.c.status.not_in([s.value for s in FINAL]),
-            )
-        ).scalar_one()
-        if open_calls == 0:
-            new.append(
-                _row(
-                    message_id(batch_id),
-                    tenant_id,
-                    BATCH_EVENT,
-                    url,
-                    to_endpoint=True,
-                    now=now,
-                    published=published,
-                    batch_id=batch_id,
-                )
-            )
-    _insert_ignoring_duplicates(conn, new)
-    return [row["id"] for row in new]
+
+
+def _batch_finished(conn: Connection, batch_id: str) -> bool:
+    """Whether every call of the batch is finished, counted once the batch's row is ours.
+
+    Transactions that finish a batch's last calls at the same moment each see the other's
+    calls still open: holding the batch's row until commit makes the later one count after
+    the earlier has committed, so one of them writes the event. (The caller takes batches
+    in sorted order, so two such transactions never wait on each other.)"""
+    conn.execute(select(_batches.c.id).where(_batches.c.id == batch_id).with_for_update())
+    open_calls = conn.execute(
+        select(func.count())
+        .select_from(_calls)
+        .where(
+            _calls.c.batch_id == batch_id,
+            _calls.c.status.not_in([s.value for s in FINAL]),
+        )
+    ).scalar_one()
+    return bool(open_calls == 0)
 
 
 def _row(
@@ -127,7 +141,7 @@ def _row(
         "event": event,
         "url": url,
         "to_endpoint": to_endpoint,
-        "status": "pending",
+        "status": DeliveryStatus.PENDING,
         "attempt_count": 0,
         "next_attempt_at": now,
         "published_at": now if published else None,

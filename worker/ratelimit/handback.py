@@ -12,20 +12,20 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Engine, bindparam, case, func
 
 from models.broker import MAX_COUNTDOWN_S
-from models.calls.states import CallStatus
+from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import FunctionCall
 from worker import metrics
 from worker.ratelimit.admission import Park
 from worker.results import lane_of
 from worker.runtime import Republish
-from worker.store import STILL_OURS
+from worker.store import HANDED_BACK, still_ours
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 _HAND_BACK = (
     _calls.update()
-    .where(*STILL_OURS)
+    .where(*still_ours(*HANDED_BACK))
     .values(
         status=bindparam("b_status"),
         attempt_count=_calls.c.attempt_count - 1,
@@ -55,7 +55,10 @@ def mark_handed_back(engine: Engine, items: Sequence[Park], now: datetime) -> se
             {
                 "b_id": c.call.id,
                 "b_attempt": c.attempt,
-                "b_status": CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
+                "b_status": CALLS.check(
+                    CallStatus.RUNNING,
+                    CallStatus.QUEUED if c.attempt == 1 else CallStatus.RETRYING,
+                ),
                 "b_next_attempt_at": item.come_back_at,
                 "b_rate_wait": item.rate_wait,
                 "b_first": c.attempt == 1,

@@ -31,8 +31,9 @@ from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, Webh
 from models.errors import CredentialsError
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
+from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
-from worker.webhook_sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
+from worker.delivery_sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
 
@@ -92,7 +93,7 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         delivery = _claim(rt, delivery_id)
         if delivery is None:
             continue
-        out[delivery_id] = "delivering"
+        out[delivery_id] = DeliveryStatus.DELIVERING
         started = rt.clock()
 
         def prepare(delivery: WebhookDelivery = delivery) -> Prepared:
@@ -114,7 +115,7 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
 
 def _ended(
     rt: WebhookRuntime, delivery: WebhookDelivery, started: datetime, outcome: Sent | Exception
-) -> str | None:
+) -> DeliveryStatus | None:
     """Record how one attempt ended: what the receiver answered, or why there was no
     attempt. None when nothing could be recorded (the lease brings the delivery back)."""
     if isinstance(outcome, Sent):
@@ -134,14 +135,13 @@ def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
     now = rt.clock()
     with rt.engine.begin() as conn:
         row = conn.execute(
-            update(_deliveries)
-            .where(
+            DELIVERIES.update(
+                _deliveries,
+                DeliveryStatus.DELIVERING,
                 _deliveries.c.id == delivery_id,
-                _deliveries.c.status == "pending",
                 _deliveries.c.next_attempt_at <= now,
             )
             .values(
-                status="delivering",
                 lease_expires_at=now + timedelta(seconds=rt.lease_s),
                 attempt_count=_deliveries.c.attempt_count + 1,
             )
@@ -231,7 +231,7 @@ def _record(
     sent: Sent,
     *,
     last: bool = False,
-) -> str:
+) -> DeliveryStatus:
     """Store one attempt and what follows from it; returns the delivery's new status.
     `last`: no attempt may follow (the delivery cannot be attempted at all)."""
     code, error = sent.status_code, (sent.error or None)
@@ -248,15 +248,18 @@ def _record(
                 decision=decision[:DECISION_CHARS],
             )
         )
+        # Nothing changes if the lease ran out meanwhile (the sweeper took it back).
         conn.execute(
-            update(_deliveries)
-            .where(_deliveries.c.id == delivery.id, _deliveries.c.status == "delivering")
-            .values(
-                status=status,
+            DELIVERIES.update(
+                _deliveries,
+                status,
+                _deliveries.c.id == delivery.id,
+                current=DeliveryStatus.DELIVERING,
+            ).values(
                 next_attempt_at=next_at,
                 published_at=next_at if _soon(next_at, started) else None,
                 lease_expires_at=None,
-                finished_at=started if status in ("succeeded", "failed") else None,
+                finished_at=started if status in ENDED else None,
             )
         )
         if code == 410 and delivery.to_endpoint:
@@ -266,6 +269,15 @@ def _record(
                 .values(disabled_at=started, disabled_reason="the endpoint answered 410 Gone")
             )
             log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
+    _log_attempt(delivery, status, decision, sent)
+    if next_at is not None and rt.republish is not None and _soon(next_at, started):
+        rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))
+    return status
+
+
+def _log_attempt(
+    delivery: WebhookDelivery, status: DeliveryStatus, decision: str, sent: Sent
+) -> None:
     log.info(
         "webhook %s %s attempt %d: %s",
         delivery.id,
@@ -278,15 +290,19 @@ def _record(
             "call_id": delivery.call_id,
             "tenant_id": delivery.tenant_id,
             "status": status,
-            "status_code": code,
+            "status_code": sent.status_code,
             "duration_ms": sent.duration_ms,
         },
     )
-    outcome = "gone" if code == 410 else {"pending": "retry"}.get(status, status)
-    metrics.WEBHOOK_DELIVERIES.labels("delivered" if status == "succeeded" else outcome).inc()
-    if next_at is not None and rt.republish is not None and _soon(next_at, started):
-        rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))
-    return status
+    if status == DeliveryStatus.SUCCEEDED:
+        outcome = "delivered"
+    elif sent.status_code == 410:
+        outcome = "gone"
+    elif status == DeliveryStatus.PENDING:
+        outcome = "retry"
+    else:
+        outcome = str(status)
+    metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 
 def _soon(next_at: datetime | None, now: datetime) -> bool:
@@ -301,20 +317,20 @@ def _decide(
     now: datetime,
     *,
     last: bool = False,
-) -> tuple[str, str, datetime | None]:
+) -> tuple[DeliveryStatus, str, datetime | None]:
     """(status, decision text, next attempt time) after one attempt."""
     if last:
-        return "failed", f"{error or 'cannot be sent'}; not retried", None
+        return DeliveryStatus.FAILED, f"{error or 'cannot be sent'}; not retried", None
     if code is not None and 200 <= code < 300:
-        return "succeeded", f"delivered ({code})", None
+        return DeliveryStatus.SUCCEEDED, f"delivered ({code})", None
     if code == 410:
         return (
-            "failed",
+            DeliveryStatus.FAILED,
             "gone (410): not retried" + ("; endpoint disabled" if delivery.to_endpoint else ""),
             None,
         )
     why = f"answered {code}" if code is not None else (error or "no answer")
     if delivery.attempt_count >= len(rt.schedule_s):
-        return "failed", f"{why}; no attempts left ({len(rt.schedule_s)})", None
+        return DeliveryStatus.FAILED, f"{why}; no attempts left ({len(rt.schedule_s)})", None
     delay = rt.schedule_s[delivery.attempt_count]
-    return "pending", f"{why}; retry in {delay:g} s", now + timedelta(seconds=delay)
+    return DeliveryStatus.PENDING, f"{why}; retry in {delay:g} s", now + timedelta(seconds=delay)
