@@ -8,15 +8,18 @@ leaves `published_at` empty and the sweeper publishes again.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import redis
 from celery import Celery
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
 from models.keys import (
     BULK_CHUNK,
+    KEY_BROKER_EPOCH,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_MAINTENANCE,
@@ -125,3 +128,38 @@ class BrokerPublisher:
         except (OperationalError, OSError) as exc:
             return exc
         return None
+
+
+class NoPublisher:
+    """Publishes nothing and says so (False): what is due is left to the sweeper (tests of
+    other things)."""
+
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+        return False
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        return False
+
+
+class BrokerEpoch(Protocol):
+    def lost(self) -> bool:
+        """True (once) when the broker lost its messages since the last look (Redis restarted
+        without persistence): every waiting call must be published again."""
+        ...
+
+
+class RedisEpoch:
+    """A key set once per Redis lifetime: its absence means Redis lost its data."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def lost(self) -> bool:
+        return self._client.set(KEY_BROKER_EPOCH, secrets.token_hex(8), nx=True) is True
+
+
+class EpochKept:
+    """A broker that never loses its messages (tests of other things)."""
+
+    def lost(self) -> bool:
+        return False

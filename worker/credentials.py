@@ -16,12 +16,12 @@ from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.errors import CredentialsError
 from worker.claim import AccountRow, Claimed
-from worker.oauth import RefreshUnavailable, Revoked
 from worker.outcome import classify
 from worker.results import Result, failed
 from worker.retry import RetryIn
 from worker.scrub import Scrubber
 from worker.send import Answer, Outcome
+from worker.token_exchange import RefreshUnavailable, Revoked
 
 REAUTH = "connect the account again with PATCH /connected-accounts/{id}"
 

@@ -14,13 +14,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import orjson
 import redis
 from sqlalchemy import Engine, select, update
 
@@ -32,9 +31,9 @@ from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import PREFIX
 from models.webhooks.outbox import enqueue_deliveries
-from worker.decompress import DecodeError, decoder_for
 from worker.overrides import apply_override
 from worker.scrub import Scrubber
+from worker.token_exchange import RefreshUnavailable, Revoked, post_form
 
 log = logging.getLogger("passthru.oauth")
 # The longest piece of a token endpoint's answer kept in a message.
@@ -49,28 +48,8 @@ _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 
-class Revoked(Exception):
-    """The refresh token is no longer valid: the user must connect the account again."""
-
-
-class RefreshUnavailable(Exception):
-    """The token endpoint could not be reached or answered badly; try again later."""
-
-
-# A token endpoint's answer: at most this long, within this long (the lock lives 30 s).
-MAX_TOKEN_ANSWER_BYTES = 64 * 1024
-TOKEN_DEADLINE_S = 15.0
 # The longest lifetime believed.
 MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
-
-
-def _capped(pieces: Iterator[bytes]) -> Iterator[bytes]:
-    total = 0
-    for piece in pieces:
-        total += len(piece)
-        if total > MAX_TOKEN_ANSWER_BYTES:
-            raise RefreshUnavailable("the token endpoint's answer is too long")
-        yield piece
 
 
 def _expires_at(expires_in: object, now_s: float) -> float | None:
@@ -191,7 +170,7 @@ class Refresher:
             url, _ = apply_override(app.token_url_for(config), self.overrides)
         except ValueError as exc:
             raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
-        status, body = self._post(url, form)
+        status, body = post_form(self.http, url, form)
         if status in (400, 401) and body.get("error") == "invalid_grant":
             why = str(body.get("error_description") or "invalid_grant")
             raise Revoked(scrub.stored(why, ANSWER_CHARS))
@@ -210,45 +189,6 @@ class Refresher:
             expires_at=_expires_at(body.get("expires_in"), now),
             refreshed_at=now,
         )
-
-    def _post(self, url: str, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """POST to a token endpoint: (status, the JSON object it answered, or {}). The answer
-        is read raw, at most MAX_TOKEN_ANSWER_BYTES of it, decoded under the same cap, all
-        within TOKEN_DEADLINE_S: a token endpoint is an upstream too."""
-        deadline = time.monotonic() + TOKEN_DEADLINE_S
-        raw = bytearray()
-        try:
-            with self.http.stream(
-                "POST",
-                url,
-                data=form,
-                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
-            ) as response:
-                status, encoding = response.status_code, response.headers.get("content-encoding")
-                if response.is_stream_consumed:  # built in memory (a mock): decoded already
-                    chunks: Iterable[bytes] = [response.content]
-                    encoding = None
-                else:
-                    chunks = response.iter_raw()
-                for chunk in chunks:
-                    raw += chunk
-                    if len(raw) > MAX_TOKEN_ANSWER_BYTES:
-                        raise RefreshUnavailable("the token endpoint's answer is too long")
-                    if time.monotonic() > deadline:
-                        raise RefreshUnavailable(
-                            f"no complete answer within {TOKEN_DEADLINE_S:g} s"
-                        )
-        except RefreshUnavailable:
-            raise
-        except Exception as exc:  # any transport failure, the egress policy's included
-            raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
-        decoder = decoder_for(encoding)
-        try:
-            data = bytes(raw) if decoder is None else b"".join(_capped(decoder.feed(bytes(raw))))
-            body = orjson.loads(data)
-        except (DecodeError, orjson.JSONDecodeError):
-            body = {}
-        return status, body if isinstance(body, dict) else {}
 
     def _store(self, account_id: str, creds: OAuth2Credentials, replacing: str) -> bool:
         """Store refreshed tokens unless the account's credentials changed since `replacing`

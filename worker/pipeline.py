@@ -21,7 +21,6 @@ from models.keys import QUEUE_INTERACTIVE
 from worker import metrics
 from worker.claim import Claimed, claim
 from worker.credentials import AccountCredentials, refusal, revoked
-from worker.oauth import RefreshUnavailable, Revoked
 from worker.onward import OnwardRequest, build_request
 from worker.outcome import judge
 from worker.ratelimit.admission import Go, Park, Plan, plan
@@ -34,6 +33,7 @@ from worker.send import Failure, Outcome
 from worker.sender import Deferred, Sent
 from worker.store import store_safely
 from worker.timeouts import resolve_timeouts
+from worker.token_exchange import RefreshUnavailable, Revoked
 
 log = logging.getLogger("passthru.worker")
 
@@ -68,7 +68,7 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         start_by=must_end_by,
     )
     message.store(ready)
-    hand_back(rt.engine, admitted.park, rt.clock(), rt.republish)
+    hand_back(rt.engine, admitted.park, rt.clock(), rt.publisher)
     message.collect(results, admitted.go, must_end_by)
     return message.statuses
 
@@ -194,7 +194,7 @@ class _Message:
                 result = _unprocessable(g)
             done.append(Attempted.of(g.claimed, self.started_at, result))
         self.store(done)
-        hand_back(self.rt.engine, deferred, now, self.rt.republish)
+        hand_back(self.rt.engine, deferred, now, self.rt.publisher)
 
     def _after_send(self, g: Go, outcome: Outcome, now: datetime) -> Result:
         rt, c = self.rt, g.claimed
@@ -246,7 +246,7 @@ class _Message:
             if item.call_id not in stored:
                 log.warning("call %s was taken back before its result was stored", item.call_id)
         if deliveries:
-            rt.publish_webhooks(deliveries)
+            rt.publisher.publish_deliveries(deliveries)
         for item in kept:
             self.statuses[item.call_id] = item.result.status
             metrics.count_attempt(item.app or "unknown", item.result)
@@ -256,7 +256,7 @@ class _Message:
             rt.notify(finished)
         for item in kept:
             if item.result.countdown_s is not None:
-                rt.republish([item.call_id], item.lane, item.result.countdown_s)
+                rt.publisher.publish_calls([item.call_id], item.lane, item.result.countdown_s)
 
 
 def _unprocessable(g: Go) -> Result:

@@ -149,6 +149,12 @@ def pause_asked_s(answer: Answer, spec: RetrySpec, now: datetime) -> float | Non
     return wait_asked_s(answer.headers, reset_only, now)
 
 
+def may_resend(method: str, *, has_idempotency_key: bool) -> bool:
+    """Whether a call that may have reached the upstream can be sent again: idempotent
+    methods, and POST or PATCH with an Idempotency-Key."""
+    return method not in NON_IDEMPOTENT or has_idempotency_key
+
+
 def decide(
     outcome: Outcome,
     attempt: int,
@@ -160,7 +166,7 @@ def decide(
     now: datetime,
     rng: random.Random,
 ) -> Decision:
-    safe = method not in NON_IDEMPOTENT or has_idempotency_key
+    safe = may_resend(method, has_idempotency_key=has_idempotency_key)
     if isinstance(outcome, Answer):
         status = outcome.status
         if status not in policy.on_status or not (safe or status in NOT_ACTED_ON):

@@ -16,6 +16,7 @@ import httpx
 import redis
 from sqlalchemy import Engine
 
+from models.broker import BrokerEpoch, Publisher, RedisEpoch
 from models.catalog.apps import Catalog, RateLimitSpec, get_catalog
 from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
@@ -34,15 +35,6 @@ from worker.sender import Sender
 from worker.timeouts import Timeouts
 from worker.transport import make_async_client, make_sync_client, make_webhook_client
 
-# Publishes calls again: (call ids, lane, countdown in seconds).
-Republish = Callable[[Sequence[str], str, float], None]
-# Publishes webhook deliveries by id.
-PublishDeliveries = Callable[[Sequence[str]], object]
-
-
-def leave_to_sweeper(*_: object) -> None:
-    """Publish nothing: the sweeper publishes what is due (tests of other things)."""
-
 
 @dataclass(frozen=True)
 class CallRules:
@@ -57,6 +49,10 @@ class CallRules:
     max_timeout_s: float
     # The cap on each tenant's calls across its apps (PASSTHRU_TENANT_RATE_LIMIT).
     tenant_cap: RateLimitSpec | None
+    # The sweeper publishes again a message not claimed for this long.
+    republish_after_s: float
+    # Attempts a webhook delivery has (the length of PASSTHRU_WEBHOOK_SCHEDULE).
+    webhook_attempts: int
 
     @staticmethod
     def of(settings: Settings) -> CallRules:
@@ -73,6 +69,8 @@ class CallRules:
             ),
             max_timeout_s=settings.max_timeout_s,
             tenant_cap=parse_rate(settings.tenant_rate_limit),
+            republish_after_s=settings.republish_after_s,
+            webhook_attempts=len(settings.webhook_schedule),
         )
 
 
@@ -90,10 +88,11 @@ class Runtime:
     limiter: Limiter
     # Refreshes OAuth2 tokens (`worker.credentials.NoRefresh`: sent as stored).
     refresher: TokenRefresher
-    # Publishes retries and handed-back calls (`leave_to_sweeper`: the sweeper does).
-    republish: Republish
-    # Publishes webhook deliveries written with finished calls (`leave_to_sweeper`).
-    publish_webhooks: PublishDeliveries
+    # Publishes retries, handed-back calls and webhook deliveries (`NoPublisher`: the
+    # sweeper does, later).
+    publisher: Publisher
+    # Tells the sweeper when Redis lost its messages (`EpochKept`: never).
+    epoch: BrokerEpoch
     rng: random.Random = field(default_factory=random.Random)
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
@@ -145,6 +144,8 @@ def make_sender(settings: Settings) -> Sender:
 
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
+    from worker.publish import publisher  # the worker's Celery app, loaded by then
+
     settings = get_settings()
     redis_client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
@@ -163,8 +164,8 @@ def get_runtime() -> Runtime:
         rules=CallRules.of(settings),
         clock=utcnow,
         notify=notify,
-        republish=_republish,
-        publish_webhooks=_publish_webhooks,
+        publisher=publisher,
+        epoch=RedisEpoch(redis_client),
         limiter=RedisLimiter(redis_client),
         refresher=Refresher(
             engine=get_engine(),
@@ -176,20 +177,6 @@ def get_runtime() -> Runtime:
             on_revoked=notify,
         ),
     )
-
-
-def _republish(call_ids: Sequence[str], lane: str, countdown_s: float) -> None:
-    # If the broker is away, published_at already says "published": the sweeper's epoch
-    # check republishes due retries after Redis comes back.
-    from worker.publish import publish_calls
-
-    publish_calls(call_ids, lane, countdown_s)
-
-
-def _publish_webhooks(delivery_ids: Sequence[str]) -> None:
-    from worker.publish import publish_deliveries
-
-    publish_deliveries(delivery_ids)
 
 
 @lru_cache(maxsize=1)

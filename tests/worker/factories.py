@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from models.broker import EpochKept, NoPublisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -20,7 +21,7 @@ from models.ratelimit.store import UNLIMITED
 from models.settings import Settings
 from worker.credentials import NoRefresh
 from worker.egress import EgressPolicy
-from worker.runtime import CallRules, Runtime, leave_to_sweeper
+from worker.runtime import CallRules, Runtime
 from worker.send import SendPolicy
 from worker.sender import Sender
 
@@ -123,8 +124,8 @@ def make_runtime(
         notify=notify,
         limiter=UNLIMITED,
         refresher=NoRefresh(),
-        republish=leave_to_sweeper,
-        publish_webhooks=leave_to_sweeper,
+        publisher=NoPublisher(),
+        epoch=EpochKept(),
     )
 
 
@@ -148,3 +149,20 @@ def attempts_of(engine: Engine, call_ids: Sequence[str]) -> list[CallAttempt]:
                 .order_by(col(CallAttempt.call_id), col(CallAttempt.number))
             )
         )
+
+
+class RecordingPublisher:
+    """Records what would reach the broker: each group of call ids with its lane and
+    countdown, and webhook deliveries."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str, float]] = []
+        self.deliveries: list[str] = []
+
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+        self.calls.append((list(call_ids), queue, countdown_s))
+        return True
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        self.deliveries.extend(delivery_ids)
+        return True

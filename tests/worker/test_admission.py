@@ -18,7 +18,15 @@ from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, Tenant
 from models.ratelimit.rules import parse_rate, pause_key
 from models.ratelimit.store import UNLIMITED, MemoryLimiter
-from tests.worker.factories import NOW, attempts, load, make_account, make_call, make_runtime
+from tests.worker.factories import (
+    NOW,
+    RecordingPublisher,
+    attempts,
+    load,
+    make_account,
+    make_call,
+    make_runtime,
+)
 from worker.pipeline import execute_calls
 from worker.ratelimit.admission import COME_BACK_EARLY_S
 from worker.runtime import Runtime
@@ -66,7 +74,7 @@ class Rig:
     runtime: Runtime
     sent_at: list[float]  # monotonic time of each request the upstream got
     answers: list[httpx.Response]
-    published: list[tuple[list[str], str, float]] = field(default_factory=list)
+    published: RecordingPublisher = field(default_factory=RecordingPublisher)
 
     def run(self, ids: Sequence[str], now: datetime = NOW) -> dict[str, CallStatus]:
         self.clock_ms[0] = _ms(now)
@@ -95,9 +103,7 @@ def rig(engine: Engine, vault: Vault) -> Iterator[Rig]:
     )
     r = Rig(engine, limiter, replace(runtime, limiter=limiter), sent_at, answers)
     r.clock_ms = clock_ms
-    r.runtime = replace(
-        r.runtime, republish=lambda ids, lane, s: r.published.append((list(ids), lane, s))
-    )
+    r.runtime = replace(r.runtime, publisher=r.published)
     yield r
     runtime.sender.close()
 
@@ -145,7 +151,7 @@ def test_a_far_slot_hands_the_call_back_and_keeps_the_slot(
     assert parked.rate_wait is not None
     assert datetime.fromisoformat(parked.rate_wait["slot_at"]) == slot
     # and it is published to come back just before its slot
-    assert rig.published == [([second.id], "passthru.interactive", 9)]
+    assert rig.published.calls == [([second.id], "passthru.interactive", 9)]
 
     # When it comes back at its time
     assert rig.run([second.id], now=slot - timedelta(seconds=0.5)) == {

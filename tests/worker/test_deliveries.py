@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook
 
 from models.calls.states import CallStatus
+from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault, generate_encryption_key
 from models.db.engine import session_scope
 from models.db.tables import (
@@ -335,8 +336,9 @@ def test_a_full_sender_hands_deliveries_back_for_later(
 
 
 def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
-    engine: Engine, account: ConnectedAccount, secret: str
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
 ) -> None:
+    from tests.worker.factories import make_runtime
     from worker.sweeper import _sweep_deliveries
 
     # Given two deliveries claimed by workers that died: one with attempts left, one without
@@ -354,9 +356,12 @@ def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
                 )
             )
     # When the sweeper runs
-    _sweep_deliveries(
-        engine, NOW, timedelta(seconds=300), everything=False, max_attempts=len(SCHEDULE)
+    calls = make_runtime(
+        engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
     )
+    calls = replace(calls, rules=replace(calls.rules, webhook_attempts=len(SCHEDULE)))
+    _sweep_deliveries(calls, NOW, timedelta(seconds=300), everything=False)
+    calls.sender.close()
     # Then the one with attempts left is taken back, the other ends
     assert _delivery(engine, left).status == "pending"
     assert _delivery(engine, spent).status == "failed"

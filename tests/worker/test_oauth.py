@@ -22,9 +22,17 @@ from models.catalog.apps import App, Catalog, parse_catalog
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import SecretOfAnotherRow
-from tests.worker.factories import attempts, load, make_account, make_call, make_runtime
-from worker.oauth import Refresher, RefreshUnavailable, Revoked
+from tests.worker.factories import (
+    RecordingPublisher,
+    attempts,
+    load,
+    make_account,
+    make_call,
+    make_runtime,
+)
+from worker.oauth import Refresher
 from worker.pipeline import execute_calls
+from worker.token_exchange import RefreshUnavailable, Revoked
 
 NOW = 2_000_000_000.0
 APP: App = parse_catalog(
@@ -286,17 +294,13 @@ def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
         lambda: httpx.AsyncClient(transport=httpx.MockTransport(upstream)),
         max_response_bytes=1000,
     )
-    republished: list[tuple[list[str], float]] = []
-    runtime = replace(
-        runtime,
-        refresher=refresher,
-        republish=lambda ids, _lane, countdown: republished.append((list(ids), countdown)),
-    )
+    published = RecordingPublisher()
+    runtime = replace(runtime, refresher=refresher, publisher=published)
     try:
         # When it runs
         assert execute_calls([call.id], runtime) == {call.id: CallStatus.RETRYING}
         # Then the token was refreshed and the call goes again at once
-        assert republished == [([call.id], 0.0)]
+        assert [(ids, countdown) for ids, _, countdown in published.calls] == [([call.id], 0.0)]
         [row] = attempts(engine, call.id)
         assert (row.network_code, row.decision) == (
             "401",
@@ -509,7 +513,7 @@ def test_a_token_endpoint_that_drips_is_cut_at_the_deadline(
     vault: Vault,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("worker.oauth.TOKEN_DEADLINE_S", 0.3)
+    monkeypatch.setattr("worker.token_exchange.TOKEN_DEADLINE_S", 0.3)
     seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
     account = _account(engine, tenant, vault, **seen.model_dump())
     drip = httpx.MockTransport(lambda _: httpx.Response(200, stream=_Drip()))

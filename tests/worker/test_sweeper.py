@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from models.broker import RedisEpoch
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -20,20 +22,26 @@ from models.keys import KEY_BROKER_EPOCH, QUEUE_BULK, QUEUE_INTERACTIVE
 from tests.worker import factories
 from tests.worker.factories import attempts, load, make_runtime
 from worker.runtime import Runtime
-from worker.sweeper import PUBLISH_GRACE, SweepReport, sweep
+from worker.sweeper import PUBLISH_GRACE, SweepReport
+from worker.sweeper import sweep as sweep_with
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 class Published:
-    """Stands in for worker.sweeper.publish_calls."""
+    """The sweeper's publisher: records what would reach the broker."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[list[str], str]] = []
+        self.deliveries: list[str] = []
         self.ok = True
 
-    def __call__(self, call_ids: list[str], queue: str) -> bool:
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
         self.batches.append((list(call_ids), queue))
+        return self.ok
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        self.deliveries.extend(delivery_ids)
         return self.ok
 
     @property
@@ -45,10 +53,8 @@ class Published:
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> Published:
-    recorder = Published()
-    monkeypatch.setattr("worker.sweeper.publish_calls", recorder)
-    return recorder
+def published() -> Published:
+    return Published()
 
 
 @pytest.fixture
@@ -59,7 +65,9 @@ def engine(own_engine: Engine) -> Engine:
 
 
 @pytest.fixture
-def runtime(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Runtime]:
+def runtime(
+    engine: Engine, catalog: Catalog, vault: Vault, published: Published
+) -> Iterator[Runtime]:
     started: list[bool] = []
 
     def no_client() -> httpx.AsyncClient:
@@ -67,7 +75,7 @@ def runtime(engine: Engine, catalog: Catalog, vault: Vault) -> Iterator[Runtime]
         raise AssertionError("the sweeper must not call upstreams")
 
     runtime = make_runtime(engine, catalog, vault, no_client, max_response_bytes=1000, now=NOW)
-    yield runtime
+    yield replace(runtime, publisher=published)
     runtime.sender.close()
     # The sender was never started: no event loop, no HTTP client
     assert started == []
@@ -85,6 +93,11 @@ def redis_with_epoch() -> fakeredis.FakeRedis:
 def empty_redis() -> fakeredis.FakeRedis:
     """A Redis that restarted without persistence."""
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def sweep(runtime: Runtime, redis: fakeredis.FakeRedis) -> SweepReport:
+    """A sweep with `redis` holding the broker's epoch."""
+    return sweep_with(replace(runtime, epoch=RedisEpoch(redis)))
 
 
 def make_call(

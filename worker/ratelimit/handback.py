@@ -11,14 +11,13 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Engine, bindparam, case, func
 
-from models.broker import MAX_COUNTDOWN_S
+from models.broker import MAX_COUNTDOWN_S, Publisher
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import FunctionCall
 from worker import metrics
 from worker.ratelimit.admission import Park
 from worker.results import lane_of
-from worker.runtime import Republish
 from worker.store import HANDED_BACK, still_ours
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -73,7 +72,7 @@ def mark_handed_back(engine: Engine, items: Sequence[Park], now: datetime) -> se
     return ours
 
 
-def hand_back(engine: Engine, items: list[Park], now: datetime, republish: Republish) -> None:
+def hand_back(engine: Engine, items: list[Park], now: datetime, publisher: Publisher) -> None:
     """Hand calls back, each to come back for its slot; publish the ones due soon, in one
     message per lane and second of return: a backlog of one key is a few messages a second,
     not one per call."""
@@ -89,4 +88,4 @@ def hand_back(engine: Engine, items: list[Park], now: datetime, republish: Repub
                 item.claimed.call.id
             )
     for (lane, countdown), ids in sorted(groups.items()):
-        republish(ids, lane, max(0, countdown))
+        publisher.publish_calls(ids, lane, max(0, countdown))
