@@ -151,8 +151,8 @@ def direct_sync(url: str, n: int) -> dict[str, Any]:
 
 
 def direct_concurrent(url: str, n: int, concurrency: int) -> dict[str, Any]:
-    from worker.egress import EgressPolicy
-    from worker.transport import make_async_client
+    from worker.net.egress import EgressPolicy
+    from worker.net.transport import make_async_client
 
     async def run() -> float:
         client = make_async_client(

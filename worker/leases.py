@@ -15,7 +15,7 @@ from models.catalog.apps import RetrySpec
 from models.db.engine import session_scope
 from models.db.tables import CallAttempt, FunctionCall
 from models.webhooks.outbox import enqueue_deliveries
-from worker.retry import may_resend, policy_for
+from worker.calls.retry import may_resend, policy_for
 from worker.runtime import Runtime
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 if TYPE_CHECKING:
-    from worker.results import Result
+    from worker.calls.results import Result
 
 REGISTRY = CollectorRegistry()
 

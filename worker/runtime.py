@@ -24,16 +24,16 @@ from models.keys import CHANNEL_CALL_DONE
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
-from worker.credentials import TokenRefresher
-from worker.deliveries import WebhookRuntime, lease_for
-from worker.delivery_sender import LoopPoster
-from worker.egress import EgressPolicy, threaded_lookup, trusted_hosts
-from worker.oauth import Refresher
-from worker.retry import RetryPolicy
-from worker.send import SendPolicy
-from worker.sender import Sender
-from worker.timeouts import Timeouts
-from worker.transport import make_async_client, make_sync_client, make_webhook_client
+from worker.calls.credentials import TokenRefresher
+from worker.calls.oauth import Refresher
+from worker.calls.retry import RetryPolicy
+from worker.calls.timeouts import Timeouts
+from worker.net.egress import EgressPolicy, threaded_lookup, trusted_hosts
+from worker.net.send import SendPolicy
+from worker.net.sender import Sender
+from worker.net.transport import make_async_client, make_sync_client, make_webhook_client
+from worker.webhooks.deliveries import WebhookRuntime, lease_for
+from worker.webhooks.sender import LoopPoster
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Runtime:
     notify: Callable[[Sequence[str]], None]
     # Global rate limits and pauses (`models.ratelimit.store.UNLIMITED`: none).
     limiter: Limiter
-    # Refreshes OAuth2 tokens (`worker.credentials.NoRefresh`: sent as stored).
+    # Refreshes OAuth2 tokens (`worker.calls.credentials.NoRefresh`: sent as stored).
     refresher: TokenRefresher
     # Publishes retries, handed-back calls and webhook deliveries (`NoPublisher`: the
     # sweeper does, later).

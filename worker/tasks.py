@@ -6,11 +6,11 @@ from models.db.engine import utcnow
 from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.settings import get_settings
 from worker.app import app
-from worker.deliveries import deliver
-from worker.pipeline import execute_calls as run_calls
+from worker.calls.pipeline import execute_calls as run_calls
 from worker.retention import purge
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
+from worker.webhooks.deliveries import deliver
 
 
 @app.task(name=TASK_EXECUTE_CALLS)

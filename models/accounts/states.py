@@ -1,7 +1,7 @@
 """The connected-account state machine: `ACCOUNTS` checks every status change, and builds the
 guard of every status UPDATE (models/machine.py).
 
-  active ──> needs_reauth   the refresh token was revoked (worker/oauth.py), whatever the
+  active ──> needs_reauth   the refresh token was revoked (worker/calls/oauth.py), whatever the
   disabled ─┘               tenant's switch says: the credentials are what is wrong
   needs_reauth ──> active   new credentials (PATCH with `credentials`, never `status` alone)
   active <──> disabled      PATCH `status` (a needs_reauth account may be disabled too)

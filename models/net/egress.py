@@ -6,7 +6,7 @@ reaches a private one: private, loopback, link-local, CGNAT (100.64.0.0/10, wher
 metadata services live), unspecified, multicast, reserved, IPv4-mapped, 6to4, NAT64,
 Teredo. A name passes when every address it resolves to does: one private answer among
 public ones is a rebinding attempt. The worker applies these rules inside its connections
-(worker/egress.py), resolving each name once; the API applies `check_host` to webhook URLs
+(worker/net/egress.py), resolving each name once; the API applies `check_host` to webhook URLs
 when they are given, so an address literal is refused with a clear 400 at once.
 
 `allow_private` lifts the rule (development and tests); `trusted_hosts` exempts the

@@ -23,8 +23,8 @@ from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id
 from tests.api.conftest import PublishedIds
 from tests.worker.factories import NOW, make_call
-from worker.deliveries import WebhookRuntime, deliver
-from worker.delivery_sender import InlinePoster
+from worker.webhooks.deliveries import WebhookRuntime, deliver
+from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/passthru"
 

@@ -19,11 +19,11 @@ from models.db.ids import new_id
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall, Tenant
 from models.ratelimit.store import UNLIMITED
 from models.settings import Settings
-from worker.credentials import NoRefresh
-from worker.egress import EgressPolicy
+from worker.calls.credentials import NoRefresh
+from worker.net.egress import EgressPolicy
+from worker.net.send import SendPolicy
+from worker.net.sender import Sender
 from worker.runtime import CallRules, Runtime
-from worker.send import SendPolicy
-from worker.sender import Sender
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 SECRET = "xoxb-pipeline-secret-token"

@@ -27,10 +27,10 @@ from tests.worker.factories import (
     make_call,
     make_runtime,
 )
-from worker.pipeline import execute_calls
+from worker.calls.pipeline import execute_calls
+from worker.net.sender import Sender
 from worker.ratelimit.admission import COME_BACK_EARLY_S
 from worker.runtime import Runtime
-from worker.sender import Sender
 
 APPS = parse_catalog(
     {

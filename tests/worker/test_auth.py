@@ -15,7 +15,7 @@ from models.accounts.credentials import (
 )
 from models.catalog.apps import AuthSpec
 from models.errors import CredentialsError
-from worker.auth import HeaderAuth, QueryAuth, auth_for
+from worker.calls.auth import HeaderAuth, QueryAuth, auth_for
 
 
 def _send(auth: httpx.Auth, url: str = "https://api.example.com/v1/items?limit=2") -> httpx.Request:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from worker.decode import decode_output, public_headers
+from worker.calls.decode import decode_output, public_headers
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,10 @@ from models.db.tables import (
 from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id, new_secret, store_secrets
 from tests.worker.factories import NOW, make_call
-from worker.deliveries import WebhookRuntime, deliver
-from worker.delivery_sender import InlinePoster
-from worker.egress import EgressPolicy
-from worker.transport import make_webhook_client
+from worker.net.egress import EgressPolicy
+from worker.net.transport import make_webhook_client
+from worker.webhooks.deliveries import WebhookRuntime, deliver
+from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/in"
 SCHEDULE = [0.0, 5.0, 300.0]

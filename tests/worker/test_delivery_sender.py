@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from worker.delivery_sender import ANSWER_READ_BYTES, LoopPoster, Prepared, Sent, attempt
+from worker.webhooks.sender import ANSWER_READ_BYTES, LoopPoster, Prepared, Sent, attempt
 
 PREPARED = Prepared("msg_1", "https://hooks.example.com/in", b"{}", {"accept-encoding": "identity"})
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from models.net.egress import DestinationForbidden, EgressPolicy
-from worker.auth import HeaderAuth
-from worker.onward import OnwardRequest
-from worker.send import Answer, Failure, Outcome, SendPolicy, send
-from worker.timeouts import Timeouts
-from worker.transport import (
+from worker.calls.auth import HeaderAuth
+from worker.calls.onward import OnwardRequest
+from worker.calls.timeouts import Timeouts
+from worker.net.send import Answer, Failure, Outcome, SendPolicy, send
+from worker.net.transport import (
     TransportKind,
     make_async_client,
     make_sync_client,
@@ -224,7 +224,7 @@ def test_lookups_of_one_pool_never_wait_for_another_pools(monkeypatch: pytest.Mo
     # DNS answers only after every thread of its pool is stuck on it
     from concurrent.futures import ThreadPoolExecutor
 
-    from worker.egress import threaded_lookup
+    from worker.net.egress import threaded_lookup
 
     stuck = threading.Event()
 

@@ -30,9 +30,9 @@ from tests.worker.factories import (
     make_call,
     make_runtime,
 )
-from worker.oauth import Refresher
-from worker.pipeline import execute_calls
-from worker.token_exchange import RefreshUnavailable, Revoked
+from worker.calls.oauth import Refresher
+from worker.calls.pipeline import execute_calls
+from worker.calls.token_exchange import RefreshUnavailable, Revoked
 
 NOW = 2_000_000_000.0
 APP: App = parse_catalog(
@@ -513,7 +513,7 @@ def test_a_token_endpoint_that_drips_is_cut_at_the_deadline(
     vault: Vault,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("worker.token_exchange.TOKEN_DEADLINE_S", 0.3)
+    monkeypatch.setattr("worker.calls.token_exchange.TOKEN_DEADLINE_S", 0.3)
     seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
     account = _account(engine, tenant, vault, **seen.model_dump())
     drip = httpx.MockTransport(lambda _: httpx.Response(200, stream=_Drip()))

@@ -32,8 +32,8 @@ from tests.worker.factories import (
     make_call,
     make_runtime,
 )
-from worker.pipeline import execute_calls
-from worker.retry import RetryPolicy
+from worker.calls.pipeline import execute_calls
+from worker.calls.retry import RetryPolicy
 from worker.runtime import Runtime
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
@@ -730,14 +730,14 @@ def test_an_outcome_that_cannot_be_processed_fails_its_call_not_the_message(
 ) -> None:
     # Given two calls of one message, and a bug met while classifying the first one's answer
     odd, fine = make_call(engine, account), make_call(engine, account)
-    real = __import__("worker.pipeline", fromlist=["judge"]).judge
+    real = __import__("worker.calls.pipeline", fromlist=["judge"]).judge
 
     def judge(c: Any, outcome: Any, app: Any, **kwargs: Any) -> Any:
         if c.call.id == odd.id:
             raise ValueError(f"cannot classify, holding {SECRET}")
         return real(c, outcome, app, **kwargs)
 
-    monkeypatch.setattr("worker.pipeline.judge", judge)
+    monkeypatch.setattr("worker.calls.pipeline.judge", judge)
     # When the message runs
     statuses = harness.run([odd.id, fine.id])
     # Then the odd call failed with a reason that names no secret, the other completed
@@ -755,7 +755,7 @@ def test_an_answer_the_database_refuses_ends_the_call_failed_instead_of_running_
     deep: Any = []
     for _ in range(300):
         deep = [deep]
-    monkeypatch.setattr("worker.outcome.decode_output", lambda body, ctype: deep)
+    monkeypatch.setattr("worker.calls.outcome.decode_output", lambda body, ctype: deep)
     # When the call runs
     assert harness.run([call.id]) == {call.id: CallStatus.FAILED}
     # Then it is stored failed, saying so, and its waiters are told

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.catalog.apps import RetrySpec
-from worker.retry import (
+from worker.calls.retry import (
     MAX_ASKED_S,
     GiveUp,
     RetryIn,
@@ -20,7 +20,7 @@ from worker.retry import (
     policy_for,
     wait_asked_s,
 )
-from worker.send import Answer, Failure, Outcome
+from worker.net.send import Answer, Failure, Outcome
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=4, base_s=1.0, cap_s=8.0, max_wait_s=600)

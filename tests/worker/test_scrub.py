@@ -18,12 +18,12 @@ from models.accounts.credentials import (
     OAuth2Credentials,
 )
 from models.catalog.apps import App, AuthSpec, OAuth2Spec
-from worker.auth import auth_for, secrets_of
-from worker.egress import EgressPolicy
-from worker.onward import OnwardRequest
-from worker.scrub import REDACTED, Scrubber
-from worker.send import Answer, Failure, SendPolicy, send
-from worker.timeouts import Timeouts
+from worker.calls.auth import auth_for, secrets_of
+from worker.calls.onward import OnwardRequest
+from worker.calls.scrub import REDACTED, Scrubber
+from worker.calls.timeouts import Timeouts
+from worker.net.egress import EgressPolicy
+from worker.net.send import Answer, Failure, SendPolicy, send
 
 SECRET = "s3cr3t/+=&key"
 
@@ -178,8 +178,8 @@ def test_a_secret_rebuilt_by_json_decoding_is_removed_from_the_output() -> None:
     # Given an answer whose JSON spells the token with escapes the raw bytes do not show
     from datetime import UTC, datetime
 
-    from worker.outcome import classify
-    from worker.retry import GiveUp
+    from worker.calls.outcome import classify
+    from worker.calls.retry import GiveUp
 
     token = "xoxb-1234567890-SECRET"
     body = b'{"seen": "xoxb-\\u0031234567890-SECRET", "keyed": {"xoxb-1234567890-SECRET": 1}}'

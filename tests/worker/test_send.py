@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from tests.bombs import MIB, brotli_bomb
-from worker.auth import HeaderAuth
-from worker.egress import EgressPolicy, trusted_hosts
-from worker.onward import OnwardRequest
-from worker.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
-from worker.timeouts import Timeouts
+from worker.calls.auth import HeaderAuth
+from worker.calls.onward import OnwardRequest
+from worker.calls.timeouts import Timeouts
+from worker.net.egress import EgressPolicy, trusted_hosts
+from worker.net.send import MAX_REDIRECTS, Answer, Failure, SendPolicy, send
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 TOKEN = "Bearer secret-token-123"
@@ -505,7 +505,7 @@ def test_a_body_whose_encoding_breaks_is_kept_as_far_as_it_decoded() -> None:
 
 def test_the_bodies_of_one_message_share_its_memory_budget() -> None:
     # Given a budget of 150 bytes for a message and three answers of 100 bytes
-    from worker.send import MemoryBudget
+    from worker.net.send import MemoryBudget
 
     budget = MemoryBudget(150)
 
@@ -534,7 +534,7 @@ class _Slow(httpx.AsyncByteStream):
 
 def test_bodies_read_at_the_same_time_share_the_budget() -> None:
     # Given a budget of 150 bytes and three 100-byte bodies arriving at once
-    from worker.send import MemoryBudget
+    from worker.net.send import MemoryBudget
 
     budget = MemoryBudget(150)
 

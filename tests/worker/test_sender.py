@@ -15,12 +15,12 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from worker.auth import HeaderAuth
-from worker.egress import EgressPolicy
-from worker.onward import OnwardRequest
-from worker.send import Answer, Outcome, SendPolicy
-from worker.sender import Deferred, Sender
-from worker.timeouts import Timeouts
+from worker.calls.auth import HeaderAuth
+from worker.calls.onward import OnwardRequest
+from worker.calls.timeouts import Timeouts
+from worker.net.egress import EgressPolicy
+from worker.net.send import Answer, Outcome, SendPolicy
+from worker.net.sender import Deferred, Sender
 
 POLICY = SendPolicy(
     overrides={}, egress=EgressPolicy(allow_private=True), max_response_bytes=10_000

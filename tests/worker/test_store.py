@@ -13,9 +13,9 @@ from models.db.engine import session_scope
 from models.db.tables import ConnectedAccount, FunctionCall
 from tests.worker.factories import NOW as STARTED
 from tests.worker.factories import attempts_of, load, make_call
-from worker.claim import Claimed, claim
-from worker.results import Attempted, Result
-from worker.store import LAST_USED_RESOLUTION, store_results
+from worker.calls.claim import Claimed, claim
+from worker.calls.results import Attempted, Result
+from worker.calls.store import LAST_USED_RESOLUTION, store_results
 
 NOW = STARTED + timedelta(seconds=2)
 

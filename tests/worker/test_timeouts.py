@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.catalog.apps import TimeoutSpec
-from worker.timeouts import Timeouts, resolve_timeouts
+from worker.calls.timeouts import Timeouts, resolve_timeouts
 
 DEFAULTS = Timeouts(connect_s=10.0, read_s=60.0, total_s=60.0)
 CAP_S = 90.0

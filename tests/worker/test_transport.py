@@ -23,12 +23,12 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
-from worker.auth import HeaderAuth
-from worker.egress import EgressPolicy
-from worker.onward import OnwardRequest
-from worker.send import Answer, Failure, Outcome, SendPolicy, send
-from worker.timeouts import Timeouts
-from worker.transport import TransportKind, failure_kind, make_async_client
+from worker.calls.auth import HeaderAuth
+from worker.calls.onward import OnwardRequest
+from worker.calls.timeouts import Timeouts
+from worker.net.egress import EgressPolicy
+from worker.net.send import Answer, Failure, Outcome, SendPolicy, send
+from worker.net.transport import TransportKind, failure_kind, make_async_client
 
 KINDS: list[TransportKind] = ["aiohttp", "httpx"]
 POLICY = SendPolicy(

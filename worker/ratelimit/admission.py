@@ -24,8 +24,8 @@ from models.catalog.apps import Catalog, RateLimitSpec
 from models.net.urls import limit_path
 from models.ratelimit.rules import Booking, pause_key, rules_for
 from models.ratelimit.store import Ask, Limiter
-from worker.claim import Claimed
-from worker.onward import OnwardRequest
+from worker.calls.claim import Claimed
+from worker.calls.onward import OnwardRequest
 
 LOOP_WAIT_S = 2.0
 COME_BACK_EARLY_S = 1.0

@@ -16,9 +16,9 @@ from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import FunctionCall
 from worker import metrics
+from worker.calls.results import lane_of
+from worker.calls.store import HANDED_BACK, still_ours
 from worker.ratelimit.admission import Park
-from worker.results import lane_of
-from worker.store import HANDED_BACK, still_ours
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 

@@ -10,8 +10,8 @@ from redis import RedisError
 
 from models.catalog.apps import App, RetrySpec
 from models.ratelimit.store import Limiter
-from worker.retry import pause_asked_s
-from worker.send import Answer, Outcome
+from worker.calls.retry import pause_asked_s
+from worker.net.send import Answer, Outcome
 
 log = logging.getLogger("passthru.worker")
 

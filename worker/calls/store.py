@@ -17,7 +17,7 @@ from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.webhooks.outbox import enqueue_deliveries
-from worker.results import Attempted, failed
+from worker.calls.results import Attempted, failed
 
 log = logging.getLogger("passthru.worker")
 

@@ -4,7 +4,7 @@ Onward calls use one of two transports, chosen by PASSTHRU_HTTP_TRANSPORT: `aioh
 (httpx's API over aiohttp's connection pool, the default: it keeps its speed with hundreds
 of requests in flight) or `httpx` (httpx's own pool). Webhooks and token refreshes use
 httpx's own. Every client:
-- connects only where the egress policy allows (worker/egress.py), resolving each name once;
+- connects only where the egress policy allows (worker/net/egress.py), resolving each name once;
 - keeps no cookies, so nothing an upstream sets for one end user rides along with another's
   request;
 - ignores proxy variables and follows no redirect by itself.
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import httpcore
 import httpx
 
-from worker.decompress import ACCEPT_ENCODING
-from worker.egress import (
+from worker.net.decompress import ACCEPT_ENCODING
+from worker.net.egress import (
     AsyncLookup,
     CheckingBackend,
     CheckingSyncBackend,

@@ -15,7 +15,7 @@ from models.accounts.credentials import (
 )
 from models.catalog.apps import App, AuthSpec
 from models.errors import CredentialsError
-from worker.scrub import basic_pair
+from worker.calls.scrub import basic_pair
 
 
 class HeaderAuth(httpx.Auth):

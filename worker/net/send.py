@@ -15,11 +15,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from models.net.urls import DEFAULT_PORTS, host_matches
-from worker.decompress import DecodeError, decoder_for
-from worker.egress import DestinationForbidden, EgressPolicy
-from worker.onward import OnwardRequest
-from worker.overrides import apply_override, undo_override
-from worker.transport import describe_failure
+from worker.calls.onward import OnwardRequest
+from worker.net.decompress import DecodeError, decoder_for
+from worker.net.egress import DestinationForbidden, EgressPolicy
+from worker.net.overrides import apply_override, undo_override
+from worker.net.transport import describe_failure
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}

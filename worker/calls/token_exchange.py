@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from worker.decompress import DecodeError, decoder_for
+from worker.net.decompress import DecodeError, decoder_for
 
 
 class Revoked(Exception):

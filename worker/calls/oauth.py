@@ -31,9 +31,9 @@ from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import PREFIX
 from models.webhooks.outbox import enqueue_deliveries
-from worker.overrides import apply_override
-from worker.scrub import Scrubber
-from worker.token_exchange import RefreshUnavailable, Revoked, post_form
+from worker.calls.scrub import Scrubber
+from worker.calls.token_exchange import RefreshUnavailable, Revoked, post_form
+from worker.net.overrides import apply_override
 
 log = logging.getLogger("passthru.oauth")
 # The longest piece of a token endpoint's answer kept in a message.

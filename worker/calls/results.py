@@ -1,4 +1,4 @@
-"""What an attempt ended with: `Result` (made by `worker.outcome`, or `failed` when a call
+"""What an attempt ended with: `Result` (made by `worker.calls.outcome`, or `failed` when a call
 cannot be attempted) and `Attempted`, a claimed call with its result, ready to store."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from models.calls.states import CallStatus
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
-from worker.claim import Claimed
+from worker.calls.claim import Claimed
 
 
 @dataclass(frozen=True)

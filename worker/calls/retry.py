@@ -32,7 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from models.catalog.apps import RetrySpec
-from worker.send import Answer, Outcome
+from worker.net.send import Answer, Outcome
 
 NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
 # Answers that say the request was not acted on, whatever the method.

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import httpx
 
-from worker.transport import describe_failure
+from worker.net.transport import describe_failure
 
 log = logging.getLogger("passthru.webhooks")
 

@@ -33,7 +33,7 @@ from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
-from worker.delivery_sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
+from worker.webhooks.sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
 

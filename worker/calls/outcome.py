@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from models.broker import MAX_COUNTDOWN_S
 from models.calls.states import CallStatus
 from models.catalog.apps import App, RetrySpec
-from worker.claim import Claimed
-from worker.decode import decode_output, public_headers
-from worker.results import Result, call_option
-from worker.retry import Decision, RetryIn, RetryPolicy, decide, policy_for
-from worker.scrub import NOTHING, Scrubber
-from worker.send import Answer, Outcome
+from worker.calls.claim import Claimed
+from worker.calls.decode import decode_output, public_headers
+from worker.calls.results import Result, call_option
+from worker.calls.retry import Decision, RetryIn, RetryPolicy, decide, policy_for
+from worker.calls.scrub import NOTHING, Scrubber
+from worker.net.send import Answer, Outcome
 
 
 def classify(

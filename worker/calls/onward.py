@@ -12,10 +12,10 @@ import orjson
 from models.accounts.credentials import Credentials
 from models.catalog.apps import App
 from models.net.urls import allowed_ports
-from worker.auth import auth_for, secrets_of
-from worker.decompress import ACCEPT_ENCODING
-from worker.scrub import NOTHING, Scrubber
-from worker.timeouts import Timeouts
+from worker.calls.auth import auth_for, secrets_of
+from worker.calls.scrub import NOTHING, Scrubber
+from worker.calls.timeouts import Timeouts
+from worker.net.decompress import ACCEPT_ENCODING
 
 USER_AGENT = "passthru/0.1"
 

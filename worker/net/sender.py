@@ -17,8 +17,8 @@ from queue import SimpleQueue
 
 import httpx
 
-from worker.onward import OnwardRequest
-from worker.send import Failure, MemoryBudget, Outcome, SendPolicy, send
+from worker.calls.onward import OnwardRequest
+from worker.net.send import Failure, MemoryBudget, Outcome, SendPolicy, send
 
 # Asked right before a request that waited for its slot goes: how many ms its key is still
 # paused by the upstream (0: not paused).

@@ -19,21 +19,21 @@ from models.calls.states import CallStatus
 from models.errors import CredentialsError
 from models.keys import QUEUE_INTERACTIVE
 from worker import metrics
-from worker.claim import Claimed, claim
-from worker.credentials import AccountCredentials, refusal, revoked
-from worker.onward import OnwardRequest, build_request
-from worker.outcome import judge
+from worker.calls.claim import Claimed, claim
+from worker.calls.credentials import AccountCredentials, refusal, revoked
+from worker.calls.onward import OnwardRequest, build_request
+from worker.calls.outcome import judge
+from worker.calls.results import Attempted, Result, call_option, failed, lane_of
+from worker.calls.scrub import NOTHING, Scrubber
+from worker.calls.store import store_safely
+from worker.calls.timeouts import resolve_timeouts
+from worker.calls.token_exchange import RefreshUnavailable, Revoked
+from worker.net.send import Failure, Outcome
+from worker.net.sender import Deferred, Sent
 from worker.ratelimit.admission import Go, Park, Plan, plan
 from worker.ratelimit.handback import hand_back
 from worker.ratelimit.learning import learn_pause
-from worker.results import Attempted, Result, call_option, failed, lane_of
 from worker.runtime import Runtime
-from worker.scrub import NOTHING, Scrubber
-from worker.send import Failure, Outcome
-from worker.sender import Deferred, Sent
-from worker.store import store_safely
-from worker.timeouts import resolve_timeouts
-from worker.token_exchange import RefreshUnavailable, Revoked
 
 log = logging.getLogger("passthru.worker")
 
