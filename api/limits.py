@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 from api.metrics import REQUESTS_REFUSED
-from api.responses import JSONBody
 from models.errors import ApiError, ErrorDetail, invalid
 
 # Checks a request's credentials (from its scope) before its body is read; raises ApiError.
@@ -124,7 +123,7 @@ class RequestLimits:
             return
         problem = nul_problem(scope["path"], scope.get("query_string", b""))
         if problem is not None:
-            await JSONBody(problem.body(), status_code=400)(scope, receive, send)
+            await error_response(problem)(scope, receive, send)
             return
         if scope["method"] not in BODY_METHODS or (
             declared == 0 or (declared is None and "transfer-encoding" not in headers)

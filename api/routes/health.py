@@ -7,10 +7,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 from api.parsing import JSONRoute
-from api.responses import JSONBody
 from models.db.migrate import behind
 
 router = APIRouter(tags=["health"], route_class=JSONRoute)
@@ -46,5 +46,5 @@ async def readyz(request: Request) -> Any:
     finally:
         await client.aclose()
     if problems:
-        return JSONBody({"error": "not_ready", "error_details": problems}, status_code=503)
+        return JSONResponse({"error": "not_ready", "error_details": problems}, status_code=503)
     return {"status": "ready"}
