@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import Authenticator
 from api.limits import RequestLimits
-from api.metrics import ApiMetrics, PassthruCollector, serve_metrics
+from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
 from api.quotas import Quotas, quotas_client
 from api.routes import (
     accounts,

@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
-from api.metrics import REQUESTS_REFUSED
+from api.prometheus import REQUESTS_REFUSED
 from models.errors import ApiError, ErrorDetail, invalid
 
 # Checks a request's credentials (from its scope) before its body is read; raises ApiError.

@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import database_unavailable
-from api.metrics import REQUESTS_REFUSED
+from api.prometheus import REQUESTS_REFUSED
 from models.catalog.apps import RateLimitSpec
 from models.db.tables import UNFINISHED_SQL, FunctionCall
 from models.errors import ApiError, ErrorDetail

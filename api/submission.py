@@ -14,7 +14,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.metrics import CALLS_ACCEPTED
+from api.prometheus import CALLS_ACCEPTED
 from api.schemas import PassthroughParams
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
 from models.broker import Publisher

@@ -130,7 +130,7 @@ def _prepare_database(env: dict[str, str]) -> str:
 def _demo_tenant(engine: Engine) -> str:
     from sqlmodel import Session, select
 
-    from api.accounts import create_account
+    from api.account_store import create_account
     from models.accounts.tenants import create_tenant
     from models.catalog.apps import get_catalog
     from models.crypto.secrets import hash_api_key, vault_for

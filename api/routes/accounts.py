@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.accounts import create_account, delete_account, list_accounts, update_account
+from api.account_store import create_account, delete_account, list_accounts, update_account
 from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, VaultDep
 from api.parsing import JSONRoute
 from api.schemas import AccountIn, AccountList, AccountOut, AccountPatch, ErrorOut

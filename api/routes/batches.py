@@ -7,7 +7,7 @@ from functools import partial
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.batches import batch_status, submit_batch
+from api.bulk_submission import batch_status, submit_batch
 from api.deps import (
     CatalogDep,
     CurrentTenant,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.calls import (
+from api.call_log import (
     LogFilter,
     cancel_call,
     export_calls,

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.calls import wait_for_final
+from api.call_log import wait_for_final
 from api.deps import (
     CatalogDep,
     CurrentTenant,
@@ -20,8 +20,8 @@ from api.deps import (
     UserIdHeader,
     WaiterDep,
 )
-from api.metrics import CALLS_REJECTED
 from api.parsing import JSONRoute
+from api.prometheus import CALLS_REJECTED
 from api.quotas import Quotas
 from api.schemas import ErrorOut, FunctionCallRequest, PassthroughRequest
 from api.submission import Submission, submit, unknown_app

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep
+from api.limiter_state import rate_limits
 from api.parsing import JSONRoute
-from api.ratelimits import rate_limits
 from api.schemas import ErrorOut
 from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import parse_rate

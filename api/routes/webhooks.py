@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
 from api.parsing import JSONRoute
 from api.schemas import ErrorOut
-from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
+from api.webhook_endpoint import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
 from models.db.engine import utcnow
 
 router = APIRouter(tags=["webhooks"], route_class=JSONRoute)

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, select
 
 from api.errors import validation_details
-from api.metrics import CALLS_ACCEPTED, CALLS_REJECTED
 from api.parsing import item_problem
+from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED
 from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
 from api.submission import (
     AccountCache,

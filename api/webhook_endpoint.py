@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from api.calls import load_call
+from api.call_log import load_call
 from api.validation import check_callback_url
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
