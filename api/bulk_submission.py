@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 from api.errors import validation_details
 from api.parsing import item_problem
 from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED
-from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
+from api.schemas.batches import BatchOut, BatchRejected
+from api.schemas.calls import FunctionCallRequest
 from api.submission import (
     AccountCache,
     Admit,

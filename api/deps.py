@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from api.auth import Authenticator, remembered
 from api.quotas import Quotas
-from api.schemas import USER_ID_CHARS
+from api.schemas.common import USER_ID_CHARS
 from api.waiter import CallWaiter
 from models.broker import Publisher
 from models.catalog.apps import Catalog

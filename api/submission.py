@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.prometheus import CALLS_ACCEPTED
-from api.schemas import PassthroughParams
+from api.schemas.calls import PassthroughParams
 from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from api.schemas import METHODS, PassthroughParams
+from api.schemas.calls import METHODS, PassthroughParams
 from models.catalog.apps import App
 from models.errors import ApiError, ErrorDetail, invalid
 from models.net.egress import DestinationForbidden, EgressPolicy

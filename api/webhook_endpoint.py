@@ -1,43 +1,22 @@
-"""The tenant's webhook endpoint and a call's deliveries (what the routes do)."""
+"""The tenant's webhook endpoint: its URL, and the signing secret shown once."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from api.call_log import load_call
+from api.schemas.webhooks import WebhookEndpointOut
 from api.validation import check_callback_url
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
-from models.db.tables import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.db.tables import Tenant, WebhookEndpoint
 from models.errors import ApiError, CredentialsError, ErrorDetail
-from models.webhooks.outbox import enqueue_deliveries
-from models.webhooks.signing import (
-    message_id,
-    new_secret,
-    signing_secrets,
-    store_secrets,
-    unshown_secret,
-)
+from models.webhooks.signing import new_secret, signing_secrets, store_secrets, unshown_secret
 
 log = logging.getLogger("passthru.api")
-
-
-def endpoint_out(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "url": endpoint.url,
-        "enabled": endpoint.disabled_at is None,
-        "disabled_at": endpoint.disabled_at,
-        "disabled_reason": endpoint.disabled_reason,
-        "updated_at": endpoint.updated_at,
-    }
-    if secret is not None:
-        out["secret"] = secret
-    return out
 
 
 def put_endpoint(
@@ -47,7 +26,7 @@ def put_endpoint(
     url: str | None,
     now: datetime,
     allow_private: bool = False,
-) -> dict[str, Any]:
+) -> WebhookEndpointOut:
     """Set (or clear) the default URL and enable it. The signing secret is shown once: when
     it is made here, or on the first PUT after a delivery made it."""
     check_callback_url(url, field="url", allow_private=allow_private)
@@ -69,7 +48,7 @@ def put_endpoint(
         endpoint.updated_at = now
         session.add(endpoint)
         session.flush()
-        return endpoint_out(endpoint, shown)
+        return WebhookEndpointOut.of(endpoint, shown)
 
 
 def _unshown(vault: Vault, endpoint: WebhookEndpoint) -> str | None:
@@ -101,12 +80,14 @@ def _existing(session: Session, tenant: Tenant) -> WebhookEndpoint:
     return endpoint
 
 
-def get_endpoint(engine: Engine, tenant: Tenant) -> dict[str, Any]:
+def get_endpoint(engine: Engine, tenant: Tenant) -> WebhookEndpointOut:
     with Session(engine) as session:
-        return endpoint_out(_existing(session, tenant))
+        return WebhookEndpointOut.of(_existing(session, tenant))
 
 
-def rotate_secret(engine: Engine, vault: Vault, tenant: Tenant, now: datetime) -> dict[str, Any]:
+def rotate_secret(
+    engine: Engine, vault: Vault, tenant: Tenant, now: datetime
+) -> WebhookEndpointOut:
     """A new current secret (shown once); the old one still signs for 24 hours. Stored
     secrets that cannot be read (no listed key opens them, or they were copied from another
     tenant's row) are replaced without a previous one: nothing could sign with them."""
@@ -125,95 +106,4 @@ def rotate_secret(engine: Engine, vault: Vault, tenant: Tenant, now: datetime) -
         endpoint.updated_at = now
         session.add(endpoint)
         session.flush()
-        return endpoint_out(endpoint, shown)
-
-
-def deliveries_of(engine: Engine, tenant: Tenant, call_id: str) -> list[dict[str, Any]]:
-    load_call(engine, tenant, call_id)
-    with Session(engine) as session:
-        rows = list(
-            session.exec(
-                select(WebhookDelivery)
-                .where(col(WebhookDelivery.call_id) == call_id)
-                .order_by(col(WebhookDelivery.created_at))
-            )
-        )
-        out = []
-        for d in rows:
-            attempts = session.exec(
-                select(WebhookAttempt)
-                .where(col(WebhookAttempt.delivery_id) == d.id)
-                .order_by(col(WebhookAttempt.number))
-            )
-            out.append(
-                {
-                    "id": d.id,
-                    "event": d.event,
-                    "url": d.url,
-                    "status": d.status,
-                    "attempt_count": d.attempt_count,
-                    "next_attempt_at": d.next_attempt_at if d.status == "pending" else None,
-                    "created_at": d.created_at,
-                    "finished_at": d.finished_at,
-                    "attempts": [
-                        {
-                            "number": a.number,
-                            "started_at": a.started_at,
-                            "duration_ms": a.duration_ms,
-                            "status_code": a.status_code,
-                            "error": a.error,
-                            "decision": a.decision,
-                        }
-                        for a in attempts
-                    ],
-                }
-            )
-        return out
-
-
-def redeliver(engine: Engine, tenant: Tenant, call_id: str, now: datetime) -> str:
-    """Send the call's event again now; returns the delivery id to publish. A delivery in
-    flight (a worker is sending it) is a 409: two senders would race on its attempts."""
-    call = load_call(engine, tenant, call_id)
-    if not call.status.is_final:
-        raise ApiError(
-            "not_finished",
-            [ErrorDetail("id", f"call {call_id} is {call.status}; it has no result to send yet")],
-            409,
-        )
-    delivery_id = message_id(call_id)
-    with session_scope(engine) as session:
-        again = session.exec(
-            update(WebhookDelivery)
-            .where(
-                col(WebhookDelivery.id) == delivery_id,
-                col(WebhookDelivery.status) != "delivering",
-            )
-            .values(status="pending", next_attempt_at=now, published_at=now, finished_at=None)
-        ).rowcount
-        if not again:
-            if session.get(WebhookDelivery, delivery_id) is not None:
-                raise ApiError(
-                    "delivery_in_flight",
-                    [
-                        ErrorDetail(
-                            "id",
-                            f"the event of call {call_id} is being delivered now; redeliver "
-                            "it once that attempt has ended (GET .../deliveries shows it)",
-                        )
-                    ],
-                    409,
-                )
-            created = enqueue_deliveries(session.connection(), [call_id], now)
-            if not created:
-                raise ApiError(
-                    "no_webhook_target",
-                    [
-                        ErrorDetail(
-                            "callback_url",
-                            "the call has no callback_url and there is no enabled webhook "
-                            "endpoint: set one with PUT /webhook-endpoint",
-                        )
-                    ],
-                )
-    return delivery_id
+        return WebhookEndpointOut.of(endpoint, shown)

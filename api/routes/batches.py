@@ -18,7 +18,8 @@ from api.deps import (
     UserIdHeader,
 )
 from api.parsing import ItemsRoute
-from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
+from api.schemas.batches import BatchAccepted, BatchIn, BatchOut, BatchSubmitted
+from api.schemas.common import ErrorOut
 from api.validation import CallLimits
 
 router = APIRouter(tags=["batches"], route_class=ItemsRoute)

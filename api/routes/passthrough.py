@@ -23,7 +23,8 @@ from api.deps import (
 from api.parsing import JSONRoute
 from api.prometheus import CALLS_REJECTED
 from api.quotas import Quotas
-from api.schemas import ErrorOut, FunctionCallRequest, PassthroughRequest
+from api.schemas.calls import FunctionCallRequest, PassthroughRequest
+from api.schemas.common import ErrorOut
 from api.submission import Submission, submit, unknown_app
 from api.validation import CallLimits, app_slug_of, parse_prefer
 from models.broker import Publisher

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.schemas import PassthroughParams
+from api.schemas.calls import PassthroughParams
 from api.validation import (
     MAX_HEADER_CHARS,
     MAX_HEADERS,
