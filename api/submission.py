@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.prometheus import CALLS_ACCEPTED
-from api.schemas.calls import PassthroughParams
-from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
+from api.schemas.calls import FunctionCallRequest, PassthroughParams
+from api.validation import CallLimits, app_slug_of, check_callback_url, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import App, Catalog
@@ -29,15 +29,17 @@ from models.keys import QUEUE_INTERACTIVE
 log = logging.getLogger("passthru.api")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Submission:
+    """One call as submitted, not yet checked against the app and the account."""
+
     app: str
     params: PassthroughParams
     user_id: str | None
-    connected_account_id: str | None = None
-    callback_url: str | None = None
-    idempotency_key: str | None = None
-    limits: CallLimits = DEFAULT_CALL_LIMITS  # the operator's bounds on a call
+    connected_account_id: str | None
+    callback_url: str | None
+    idempotency_key: str | None
+    limits: CallLimits  # the operator's bounds on a call
 
 
 def unknown_app(slug: str) -> ApiError:
@@ -45,6 +47,55 @@ def unknown_app(slug: str) -> ApiError:
         "unknown_app",
         [ErrorDetail("app", f"no app {slug!r}; GET /functions?type=passthrough lists them")],
         404,
+    )
+
+
+def submission_for(
+    app: str,
+    params: PassthroughParams,
+    catalog: Catalog,
+    limits: CallLimits,
+    *,
+    user_id: str | None,
+    connected_account_id: str | None,
+    callback_url: str | None,
+    idempotency_key: str | None,
+) -> Submission:
+    """A call to `app`'s API; a 404 when the catalog has no such app."""
+    if catalog.get(app) is None:
+        raise unknown_app(app)
+    return Submission(
+        app=app,
+        params=params,
+        user_id=user_id,
+        connected_account_id=connected_account_id,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
+        limits=limits,
+    )
+
+
+def function_call_submission(
+    request: FunctionCallRequest,
+    user_id: str | None,
+    catalog: Catalog,
+    limits: CallLimits,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """A call in the SDK's form: its function names the app (`<app>-passthrough-request`),
+    and its own `user_id`, if any, stands for the X-User-ID header's."""
+    slug = app_slug_of(request.function)
+    if slug is None:
+        raise invalid("function", "must be '<app>-passthrough-request'")
+    return submission_for(
+        slug,
+        request.params,
+        catalog,
+        limits,
+        user_id=request.user_id or user_id,
+        connected_account_id=request.connected_account_id,
+        callback_url=request.callback_url,
+        idempotency_key=idempotency_key,
     )
 
 
