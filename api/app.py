@@ -13,7 +13,8 @@ from api import errors
 from api.auth import Authenticator
 from api.limits import RequestLimits
 from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
-from api.quotas import Quotas, quotas_client
+from api.quotas import Quotas
+from api.redis_rates import quotas_client
 from api.routes import (
     accounts,
     apps,
