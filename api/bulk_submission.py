@@ -9,13 +9,13 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, select
 
+from api.account_selection import AccountCache
 from api.errors import validation_details
 from api.parsing import item_problem
 from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED
 from api.schemas.batches import BatchOut, BatchRejected
 from api.schemas.calls import FunctionCallRequest
 from api.submission import (
-    AccountCache,
     Admit,
     Submission,
     admit_all,

@@ -17,12 +17,13 @@ from starlette.datastructures import State
 
 from api.bulk_submission import submit_batch
 from api.call_log import wait_for_final
+from api.prefer import parse_prefer
 from api.prometheus import CALLS_REJECTED
 from api.quotas import Quotas
 from api.schemas.batches import BatchAccepted, BatchSubmitted
 from api.schemas.calls import FunctionCallRequest, PassthroughRequest
 from api.submission import Submission, function_call_submission, submission_for, submit
-from api.validation import CallLimits, parse_prefer
+from api.validation import CallLimits
 from api.waiter import CallWaiter
 from models.broker import Publisher
 from models.calls.resources import CallResult, FunctionCallOut, call_out, call_result

@@ -14,15 +14,17 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.account_selection import AccountCache, account_for
+from api.call_urls import check_callback_url
 from api.prometheus import CALLS_ACCEPTED
 from api.schemas.calls import FunctionCallRequest, PassthroughParams
-from api.validation import CallLimits, app_slug_of, check_callback_url, check_params
+from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
-from models.catalog.apps import App, Catalog
+from models.catalog.apps import Catalog
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
-from models.db.tables import ConnectedAccount, FunctionCall, Tenant
+from models.db.tables import FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 from models.keys import QUEUE_INTERACTIVE
 
@@ -99,67 +101,6 @@ def function_call_submission(
     )
 
 
-def choose_account(session: Session, tenant: Tenant, app: App, sub: Submission) -> ConnectedAccount:
-    """The account named by id, else the user's most recent active account for the app."""
-    if sub.connected_account_id:
-        account = session.get(ConnectedAccount, sub.connected_account_id)
-        if (
-            account is None
-            or account.tenant_id != tenant.id
-            or account.app != app.slug
-            or (sub.user_id is not None and account.user_id != sub.user_id)
-        ):
-            raise ApiError(
-                "no_connected_account",
-                [
-                    ErrorDetail(
-                        "connected_account_id",
-                        f"no connected account {sub.connected_account_id!r} for "
-                        f"app {app.slug!r} and this user",
-                    )
-                ],
-            )
-    else:
-        if not sub.user_id:
-            raise invalid(
-                "X-User-ID", "name the end user with the X-User-ID header", "no_connected_account"
-            )
-        account = session.exec(
-            select(ConnectedAccount)
-            .where(
-                col(ConnectedAccount.tenant_id) == tenant.id,
-                col(ConnectedAccount.app) == app.slug,
-                col(ConnectedAccount.user_id) == sub.user_id,
-                col(ConnectedAccount.status) == "active",
-            )
-            .order_by(col(ConnectedAccount.created_at).desc(), col(ConnectedAccount.id).desc())
-            .limit(1)
-        ).first()
-        if account is None:
-            raise ApiError(
-                "no_connected_account",
-                [
-                    ErrorDetail(
-                        "X-User-ID",
-                        f"user {sub.user_id!r} has no active {app.name} account; "
-                        "create one with POST /connected-accounts",
-                    )
-                ],
-            )
-    if account.status != "active":
-        raise ApiError(
-            "account_" + account.status,
-            [
-                ErrorDetail(
-                    "connected_account_id",
-                    f"account {account.id} is {account.status}; update its credentials "
-                    "with PATCH /connected-accounts/{id}",
-                )
-            ],
-        )
-    return account
-
-
 def _fingerprint(call: FunctionCall) -> str:
     payload = [
         call.function,
@@ -172,27 +113,6 @@ def _fingerprint(call: FunctionCall) -> str:
         call.options,
     ]
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-AccountCache = dict[tuple[str, str | None, str | None], ConnectedAccount | ApiError]
-
-
-def _account(
-    session: Session, tenant: Tenant, app: App, sub: Submission, cache: AccountCache | None
-) -> ConnectedAccount:
-    """choose_account, remembered per (app, user, account id) across a batch."""
-    if cache is None:
-        return choose_account(session, tenant, app, sub)
-    key = (app.slug, sub.user_id, sub.connected_account_id)
-    if key not in cache:
-        try:
-            cache[key] = choose_account(session, tenant, app, sub)
-        except ApiError as exc:
-            cache[key] = exc
-    found = cache[key]
-    if isinstance(found, ApiError):
-        raise found
-    return found
 
 
 def build_row(
@@ -208,7 +128,7 @@ def build_row(
     app = catalog.get(sub.app)
     if app is None:
         raise unknown_app(sub.app)
-    account = _account(session, tenant, app, sub, accounts)
+    account = account_for(session, tenant, app, sub.user_id, sub.connected_account_id, accounts)
     try:
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.call_urls import check_callback_url
 from api.schemas.webhooks import WebhookEndpointOut
-from api.validation import check_callback_url
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
 from models.db.tables import Tenant, WebhookEndpoint
@@ -25,7 +25,7 @@ def put_endpoint(
     tenant: Tenant,
     url: str | None,
     now: datetime,
-    allow_private: bool = False,
+    allow_private: bool,
 ) -> WebhookEndpointOut:
     """Set (or clear) the default URL and enable it. The signing secret is shown once: when
     it is made here, or on the first PUT after a delivery made it."""

@@ -20,9 +20,9 @@ from api.call_log import (
 )
 from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, WaiterDep
 from api.parsing import JSONRoute
+from api.prefer import parse_wait
 from api.schemas.calls import CallPage
 from api.schemas.common import ErrorOut
-from api.validation import parse_wait
 from models.calls.resources import FunctionCallOut, call_out
 from models.calls.states import CallStatus
 from models.db.engine import as_utc, utcnow
