@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from models.errors import ConfigError
+
+if TYPE_CHECKING:
+    from models.crypto.rotation import RotationReport
 
 
 def _settings_problem(exc: ValidationError) -> str:
@@ -70,6 +74,8 @@ _ROWS = {"accounts": "connected accounts", "webhook_secrets": "webhook endpoints
 
 
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    """Re-encrypt every stored secret with the first key; exit 0 only when the first key
+    alone reads every row, bound to its row."""
     from models.crypto.rotation import rotate_keys
     from models.crypto.secrets import vault_for
     from models.db.engine import get_engine
@@ -103,6 +109,12 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    _say_what_is_left(report)
+    return 1
+
+
+def _say_what_is_left(report: RotationReport) -> None:
+    """Per table, the rows the rotation could not finish, why, and what to do."""
     for name, t in report.tables.items():
         some = ", ".join(t.left_ids)
         if t.undecryptable:
@@ -133,7 +145,6 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
         "NOT done: keep the old keys in PASSTHRU_ENCRYPTION_KEYS until this command exits 0",
         file=sys.stderr,
     )
-    return 1
 
 
 def cmd_worker_alive(args: argparse.Namespace) -> int:
