@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from models.errors import ConfigError
+from models.settings import Settings
 
 if TYPE_CHECKING:
     from models.crypto.rotation import RotationReport
@@ -192,7 +193,12 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run API, worker, beat and Flower with embedded defaults")
-    dev.add_argument("--port", type=int, default=None, help="API port (default: PORT or 8000)")
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"API port (default: PORT or {Settings.model_fields['port'].default})",
+    )
     dev.add_argument(
         "--redis",
         choices=["auto", "redis-server", "fakeredis"],

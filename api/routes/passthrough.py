@@ -13,6 +13,7 @@ from api.schemas.calls import FunctionCallRequest, PassthroughRequest
 from api.schemas.common import ErrorOut
 from models.calls.resources import CallResult, FunctionCallOut
 from models.errors import invalid
+from models.settings import MAX_WAIT_S
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 
@@ -27,8 +28,8 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 PreferHeader = Annotated[
     str | None,
     Header(
-        description="`wait=N` (0 <= N <= 60): wait up to N s and answer 200 with the result if "
-        "the call ended; `respond-async`: answer 202 at once"
+        description=f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with "
+        "the result if the call ended; `respond-async`: answer 202 at once"
     ),
 ]
 KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
