@@ -89,7 +89,9 @@ def resolve_url(raw: str, base_url: str, hosts: list[str]) -> str:
 def check_callback_url(
     url: str | None, *, field: str = "callback_url", allow_private: bool
 ) -> str | None:
-    """A webhook or callback URL the worker can deliver to, or a 400 naming `field`."""
+    """`url` if the worker may deliver to it as far as can be told now (it parses as the
+    worker parses it, and is no literal private address or `localhost` unless
+    `allow_private`), else a 400 naming `field`."""
     if url is None:
         return None
     try:

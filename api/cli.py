@@ -169,7 +169,8 @@ def cmd_worker_alive(args: argparse.Namespace) -> int:
 
 
 def cmd_flower(_: argparse.Namespace) -> int:
-    """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
+    """Flower behind basic auth: refused without FLOWER_BASIC_AUTH (`passthru dev` starts
+    its own Flower, with a password it keeps in `.passthru/`)."""
     import os
 
     from api.dev.processes import flower_argv, flower_env

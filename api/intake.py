@@ -1,8 +1,8 @@
 """Accepting calls for the submission routes, with what it takes in one object: the
 database, the catalog, the waiter, the tenant's bounds, the publisher and the operator's
-limits. A call is counted against the tenant's bounds, then validated, written and
-published (`submission.submit`, `bulk_submission.submit_batch`), then waited for if
-`Prefer` asked."""
+limits. The tenant's open calls are counted first (holding no connection); then each call
+is validated, admitted against the tenant's bounds, written and published
+(`submission.submit`, `bulk_submission.submit_batch`), and waited for if `Prefer` asked."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ A pure ASGI middleware, in this order:
    nothing of its body read or parsed by the app.
 4. The body is counted as it arrives and refused the moment it passes the limit (413), so a
    refused body never sits in memory.
-A refusal sent with the body unread carries `Connection: close`.
+A refusal of a body for its size or for the credentials, sent with the body unread, carries
+`Connection: close`.
 """
 
 from __future__ import annotations

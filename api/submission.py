@@ -1,4 +1,5 @@
-"""Accepting a call: validate, pick the connected account, write it, then publish its id."""
+"""Accepting a call: the Submission, checked in full into a row (app, connected account,
+params, callback URL), written once per Idempotency-Key, then its id published."""
 
 from __future__ import annotations
 

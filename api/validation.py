@@ -77,7 +77,8 @@ def check_params(
     allowed_hosts: list[str],
     limits: CallLimits,
 ) -> CheckedParams:
-    """Normalize method, URL and headers, or raise ApiError listing every problem found."""
+    """Normalize method, URL and headers, and check the body and timeouts against `limits`;
+    raise ApiError listing every problem found."""
     problems: list[ErrorDetail] = []
     method = params.method.upper()
     if method not in METHODS:

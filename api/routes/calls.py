@@ -1,4 +1,4 @@
-"""The Function Calls log: one call, the list, cancel."""
+"""The Function Calls log: one call, the list, its NDJSON export, cancel."""
 
 from __future__ import annotations
 
