@@ -1,1 +1,2 @@
-"""The HTTP side: FastAPI app, routes, auth, and the `passthru` command line."""
+"""The HTTP side: the FastAPI app and its routes, and the `passthru` command line (with
+`passthru dev` in `api/dev/`, which the app never imports)."""

@@ -8,12 +8,14 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI
+from starlette.datastructures import State
 
 from api import errors
 from api.auth import Authenticator
 from api.limits import RequestLimits
-from api.metrics import ApiMetrics, PassthruCollector, serve_metrics
-from api.quotas import Quotas, quotas_client
+from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
+from api.quotas import Quotas
+from api.redis_rates import quotas_client
 from api.routes import (
     accounts,
     apps,
@@ -37,6 +39,20 @@ from models.logs import configure_logging
 from models.ratelimit.store import RedisLimiter
 from models.settings import Settings, get_settings
 
+# Every resource's routes, in the order they are matched and /docs lists them.
+ROUTE_MODULES = (
+    health,
+    passthrough,
+    batches,
+    calls,
+    functions,
+    accounts,
+    apps,
+    ratelimits,
+    metrics,
+    webhooks,
+)
+
 DESCRIPTION = """
 Call third-party APIs as your end users. passthru stores their credentials, validates
 each call, answers at once, and runs the call from a pool of workers; poll, long-poll
@@ -51,36 +67,8 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
     deliveries to the broker; by default a send-only client of the broker at REDIS_URL."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    waiter = CallWaiter(settings.redis_url)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await waiter.start()
-        stop_metrics = serve_metrics(settings.metrics_port, app.state.metrics)
-        freeze_startup_objects()
-        try:
-            yield
-        finally:
-            stop_metrics()
-            await waiter.stop()
-            app.state.engine.dispose()
-
-    app = FastAPI(title="passthru", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.engine = engine_for(settings)
-    app.state.catalog = catalog_for(settings)
-    app.state.vault = vault_for(tuple(settings.encryption_key_list))
-    app.state.waiter = waiter
-    app.state.publisher = publisher or BrokerPublisher(sender_app(settings.redis_url))
-    app.state.auth = Authenticator(app.state.engine, TenantCache())
-    limiter_redis = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=3, socket_connect_timeout=3
-    )
-    app.state.limiter = RedisLimiter(limiter_redis)
-    app.state.metrics = ApiMetrics(
-        PassthruCollector(limiter_redis, app.state.catalog, app.state.engine)
-    )
-    app.state.quotas = Quotas.of(settings, quotas_client(settings.redis_url), app.state.engine)
+    app = FastAPI(title="passthru", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    _set_up_state(app.state, settings, publisher)
     errors.install(app)
     app.add_middleware(
         RequestLimits,
@@ -88,21 +76,43 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         max_batch_request_bytes=settings.max_batch_request_bytes,
         authenticate=app.state.auth.check,
     )
-    for module in (
-        health,
-        passthrough,
-        batches,
-        calls,
-        functions,
-        accounts,
-        apps,
-        ratelimits,
-        metrics,
-        webhooks,
-    ):
+    for module in ROUTE_MODULES:
         app.include_router(module.router)
     _document_errors(app)
     return app
+
+
+def _set_up_state(state: State, settings: Settings, publisher: Publisher | None) -> None:
+    """What the routes and dependencies take from `app.state`."""
+    state.settings = settings
+    state.engine = engine_for(settings)
+    state.catalog = catalog_for(settings)
+    state.vault = vault_for(tuple(settings.encryption_key_list))
+    state.waiter = CallWaiter(settings.redis_url)
+    state.publisher = publisher or BrokerPublisher(sender_app(settings.redis_url))
+    state.auth = Authenticator(state.engine, TenantCache())
+    limiter_redis = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=3, socket_connect_timeout=3
+    )
+    state.limiter = RedisLimiter(limiter_redis)
+    state.metrics = ApiMetrics(PassthruCollector(limiter_redis, state.catalog, state.engine))
+    state.quotas = Quotas.of(settings, quotas_client(settings.redis_url), state.engine)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the call-done subscription and the metrics server; at shutdown stop them and
+    dispose of the engine."""
+    state = app.state
+    await state.waiter.start()
+    stop_metrics = serve_metrics(state.settings.metrics_port, state.metrics)
+    freeze_startup_objects()
+    try:
+        yield
+    finally:
+        stop_metrics()
+        await state.waiter.stop()
+        state.engine.dispose()
 
 
 def _document_errors(app: FastAPI) -> None:

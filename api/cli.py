@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from models.errors import ConfigError
+from models.settings import Settings
+
+if TYPE_CHECKING:
+    from models.crypto.rotation import RotationReport
 
 
 def _settings_problem(exc: ValidationError) -> str:
@@ -70,6 +75,8 @@ _ROWS = {"accounts": "connected accounts", "webhook_secrets": "webhook endpoints
 
 
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    """Re-encrypt every stored secret with the first key; exit 0 only when the first key
+    alone reads every row, bound to its row."""
     from models.crypto.rotation import rotate_keys
     from models.crypto.secrets import vault_for
     from models.db.engine import get_engine
@@ -103,6 +110,12 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    _say_what_is_left(report)
+    return 1
+
+
+def _say_what_is_left(report: RotationReport) -> None:
+    """Per table, the rows the rotation could not finish, why, and what to do."""
     for name, t in report.tables.items():
         some = ", ".join(t.left_ids)
         if t.undecryptable:
@@ -133,7 +146,6 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
         "NOT done: keep the old keys in PASSTHRU_ENCRYPTION_KEYS until this command exits 0",
         file=sys.stderr,
     )
-    return 1
 
 
 def cmd_worker_alive(args: argparse.Namespace) -> int:
@@ -157,7 +169,8 @@ def cmd_worker_alive(args: argparse.Namespace) -> int:
 
 
 def cmd_flower(_: argparse.Namespace) -> int:
-    """Flower behind basic auth; outside dev, FLOWER_BASIC_AUTH is required."""
+    """Flower behind basic auth: refused without FLOWER_BASIC_AUTH (`passthru dev` starts
+    its own Flower, with a password it keeps in `.passthru/`)."""
     import os
 
     from api.dev.processes import flower_argv, flower_env
@@ -181,7 +194,12 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run API, worker, beat and Flower with embedded defaults")
-    dev.add_argument("--port", type=int, default=None, help="API port (default: PORT or 8000)")
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"API port (default: PORT or {Settings.model_fields['port'].default})",
+    )
     dev.add_argument(
         "--redis",
         choices=["auto", "redis-server", "fakeredis"],

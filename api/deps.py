@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from api.auth import Authenticator, remembered
+from api.intake import Intake
 from api.quotas import Quotas
-from api.schemas import USER_ID_CHARS
+from api.schemas.common import USER_ID_CHARS
 from api.waiter import CallWaiter
 from models.broker import Publisher
 from models.catalog.apps import Catalog
@@ -23,11 +22,6 @@ from models.settings import Settings
 def get_engine_dep(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
 
 
 def get_catalog_dep(request: Request) -> Catalog:
@@ -60,6 +54,10 @@ def get_quotas(request: Request) -> Quotas:
     return quotas
 
 
+def get_intake(request: Request) -> Intake:
+    return Intake.of(request.app.state)
+
+
 async def current_tenant(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Tenant:
@@ -72,12 +70,12 @@ async def current_tenant(
 
 
 EngineDep = Annotated[Engine, Depends(get_engine_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 WaiterDep = Annotated[CallWaiter, Depends(get_waiter)]
 QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
 UserIdHeader = Annotated[str | None, Header(alias="X-User-ID", max_length=USER_ID_CHARS)]

@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.parsing import BodyRefused
-from api.responses import JSONBody
 from models.errors import ApiError, ErrorDetail, invalid
 
 log = logging.getLogger("passthru.api")
@@ -45,11 +45,11 @@ def database_unavailable(exc: OperationalError | PoolTimeout) -> ApiError:
     )
 
 
-def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONBody:
+def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     headers = {**err.headers, **(headers or {})}
     if err.status_code == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONBody(err.body(), status_code=err.status_code, headers=headers or None)
+    return JSONResponse(err.body(), status_code=err.status_code, headers=headers or None)
 
 
 # A field named in an error echoes at most this much of each step (a key may be huge).
@@ -88,19 +88,19 @@ def validation_error(exc: RequestValidationError) -> ApiError:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONBody:
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(BodyRefused)
-    async def _body_refused(_: Request, exc: BodyRefused) -> JSONBody:
+    async def _body_refused(_: Request, exc: BodyRefused) -> JSONResponse:
         return error_response(exc.error)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONBody:
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONBody:
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, field, message = _HTTP_ERRORS.get(
             exc.status_code, ("http_error", "request", str(exc.detail))
         )
@@ -108,12 +108,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
-    async def _db_down(_: Request, exc: OperationalError | PoolTimeout) -> JSONBody:
+    async def _db_down(_: Request, exc: OperationalError | PoolTimeout) -> JSONResponse:
         return error_response(database_unavailable(exc))
 
     @app.exception_handler(DataError)
     @app.exception_handler(IntegrityError)
-    async def _refused_by_db(request: Request, exc: DataError | IntegrityError) -> JSONBody:
+    async def _refused_by_db(request: Request, exc: DataError | IntegrityError) -> JSONResponse:
         # A backstop: validation keeps every value within its column, so this is a bug to fix.
         why = str(exc.orig).split("\n", 1)[0][:200]  # the first line: no row values
         log.error(
@@ -126,7 +126,7 @@ def install(app: FastAPI) -> None:
         return error_response(invalid("body", "a value was refused by the database"))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONBody:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(
             ApiError(

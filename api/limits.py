@@ -10,7 +10,8 @@ A pure ASGI middleware, in this order:
    nothing of its body read or parsed by the app.
 4. The body is counted as it arrives and refused the moment it passes the limit (413), so a
    refused body never sits in memory.
-A refusal sent with the body unread carries `Connection: close`.
+A refusal of a body for its size or for the credentials, sent with the body unread, carries
+`Connection: close`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
-from api.metrics import REQUESTS_REFUSED
-from api.responses import JSONBody
+from api.prometheus import REQUESTS_REFUSED
 from models.errors import ApiError, ErrorDetail, invalid
 
 # Checks a request's credentials (from its scope) before its body is read; raises ApiError.
@@ -124,7 +124,7 @@ class RequestLimits:
             return
         problem = nul_problem(scope["path"], scope.get("query_string", b""))
         if problem is not None:
-            await JSONBody(problem.body(), status_code=400)(scope, receive, send)
+            await error_response(problem)(scope, receive, send)
             return
         if scope["method"] not in BODY_METHODS or (
             declared == 0 or (declared is None and "transfer-encoding" not in headers)

@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from api.metrics import REQUESTS_REFUSED
+from api.prometheus import REQUESTS_REFUSED
 from models.errors import ApiError, ErrorDetail
 
 # The deepest nesting of arrays and objects a body (or one call of a batch) may have.

@@ -27,27 +27,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import database_unavailable
-from api.metrics import REQUESTS_REFUSED
+from api.open_calls import OpenCallsCounter, open_calls_counter
+from api.prometheus import REQUESTS_REFUSED
+from api.redis_rates import Rate, RedisRate
 from models.catalog.apps import RateLimitSpec
-from models.db.tables import UNFINISHED_SQL, FunctionCall
 from models.errors import ApiError, ErrorDetail
 from models.keys import QUOTA_PREFIX
 from models.ratelimit.rules import parse_rate
 from models.settings import Settings
 
 log = logging.getLogger("passthru.api")
-_calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 # A tenant's count of calls not finished is read again after this long.
 OPEN_CALLS_TTL_S = 1.0
@@ -60,64 +56,6 @@ WAITS_RETRY_S = 1
 REDIS_BACKOFF_S = 1.0
 LOG_EVERY_S = 10.0
 
-# GCRA for `n` cells at once: admit if the new TAT stays within the burst; store it then.
-# KEYS[1] the tenant's TAT (ms); ARGV now_ms ("" for Redis' TIME), interval_ms, burst, n.
-# Returns 0 when admitted, else how many ms until `n` cells would fit.
-_TAKE = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + n * interval
-local wait = new_tat - burst * interval - now
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, new_tat - now))
-return 0
-"""
-
-
-@dataclass(frozen=True)
-class Rate:
-    """`limit` per `period_s`, at most `burst` at once."""
-
-    interval_ms: int
-    burst: int
-    text: str  # for people: "1000 per 1 s (burst 10000)"
-
-    @classmethod
-    def of(cls, spec: RateLimitSpec) -> Rate:
-        burst = spec.burst or spec.limit
-        return cls(
-            interval_ms=max(1, math.ceil(spec.period_s * 1000 / spec.limit)),
-            burst=burst,
-            text=f"{spec.limit:g} per {spec.period_s:g} s (burst {burst})",
-        )
-
-    @classmethod
-    def per_minute(cls, limit: int) -> Rate:
-        return cls.of(RateLimitSpec(scope="tenant", limit=limit, period_s=60, burst=limit))
-
-
-class RedisRate:
-    """GCRA counters in Redis, one atomic script per decision."""
-
-    def __init__(self, client: redis.Redis, now_ms: Callable[[], int] | None = None) -> None:
-        self._script = client.register_script(_TAKE)
-        self._now_ms = now_ms
-
-    def take(self, key: str, rate: Rate, n: int = 1) -> int:
-        """Take `n` cells: 0 when admitted, else the ms until they would fit (nothing
-        taken). Raises redis.RedisError when Redis does not answer."""
-        now = "" if self._now_ms is None else str(self._now_ms())
-        wait = self._script(keys=[key], args=[now, rate.interval_ms, rate.burst, n])
-        return int(wait)  # type: ignore[arg-type]
-
 
 def too_many(bound: str, field: str, message: str, retry_after_s: float) -> ApiError:
     REQUESTS_REFUSED.labels(bound).inc()
@@ -127,32 +65,6 @@ def too_many(bound: str, field: str, message: str, retry_after_s: float) -> ApiE
         429,
         {"Retry-After": str(max(1, math.ceil(retry_after_s)))},
     )
-
-
-# (tenant id, cap) -> the tenant's calls not finished, counted up to cap + 1.
-OpenCallsCounter = Callable[[str, int], int]
-
-
-def open_calls_counter(engine: Engine) -> OpenCallsCounter:
-    """One query on the partial index of unfinished calls, reading at most `cap + 1` rows.
-    The predicate is written as the index's is: a database uses a partial index only for
-    a WHERE it can match to it (SQLite: literally, never through bound parameters)."""
-
-    def count(tenant_id: str, cap: int) -> int:
-        with engine.connect() as conn:
-            return int(conn.execute(open_calls_query(tenant_id, cap)).scalar_one())
-
-    return count
-
-
-def open_calls_query(tenant_id: str, cap: int) -> Select[Any]:
-    rows = (
-        select(_calls.c.id)
-        .where(_calls.c.tenant_id == tenant_id, text(UNFINISHED_SQL))
-        .limit(cap + 1)
-        .subquery()
-    )
-    return select(func.count()).select_from(rows)
 
 
 class Quotas:
@@ -352,14 +264,3 @@ class Quotas:
         with self._lock:
             self._redis_failing = False
         return wait_ms
-
-
-def quotas_client(redis_url: str) -> redis.Redis:
-    """A Redis client quick to give up (no retries, half-second timeouts): a Redis that does
-    not answer must not slow submissions down."""
-    return redis.Redis.from_url(
-        redis_url,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 0),
-    )

@@ -1,4 +1,5 @@
-"""Accepting a call: validate, pick the connected account, write it, then publish its id."""
+"""Accepting a call: the Submission, checked in full into a row (app, connected account,
+params, callback URL), written once per Idempotency-Key, then its id published."""
 
 from __future__ import annotations
 
@@ -14,31 +15,34 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.metrics import CALLS_ACCEPTED
-from api.schemas import PassthroughParams
-from api.validation import DEFAULT_CALL_LIMITS, CallLimits, check_callback_url, check_params
-from models.accounts.states import AccountStatus
+from api.account_selection import AccountCache, account_for
+from api.call_urls import check_callback_url
+from api.prometheus import CALLS_ACCEPTED
+from api.schemas.calls import FunctionCallRequest, PassthroughParams
+from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
-from models.catalog.apps import App, Catalog
+from models.catalog.apps import Catalog
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
-from models.db.tables import ConnectedAccount, FunctionCall, Tenant
+from models.db.tables import FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 from models.keys import QUEUE_INTERACTIVE
 
 log = logging.getLogger("passthru.api")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Submission:
+    """One call as submitted, not yet checked against the app and the account."""
+
     app: str
     params: PassthroughParams
     user_id: str | None
-    connected_account_id: str | None = None
-    callback_url: str | None = None
-    idempotency_key: str | None = None
-    limits: CallLimits = DEFAULT_CALL_LIMITS  # the operator's bounds on a call
+    connected_account_id: str | None
+    callback_url: str | None
+    idempotency_key: str | None
+    limits: CallLimits  # the operator's bounds on a call
 
 
 def unknown_app(slug: str) -> ApiError:
@@ -49,65 +53,53 @@ def unknown_app(slug: str) -> ApiError:
     )
 
 
-def choose_account(session: Session, tenant: Tenant, app: App, sub: Submission) -> ConnectedAccount:
-    """The account named by id, else the user's most recent active account for the app."""
-    if sub.connected_account_id:
-        account = session.get(ConnectedAccount, sub.connected_account_id)
-        if (
-            account is None
-            or account.tenant_id != tenant.id
-            or account.app != app.slug
-            or (sub.user_id is not None and account.user_id != sub.user_id)
-        ):
-            raise ApiError(
-                "no_connected_account",
-                [
-                    ErrorDetail(
-                        "connected_account_id",
-                        f"no connected account {sub.connected_account_id!r} for "
-                        f"app {app.slug!r} and this user",
-                    )
-                ],
-            )
-    else:
-        if not sub.user_id:
-            raise invalid(
-                "X-User-ID", "name the end user with the X-User-ID header", "no_connected_account"
-            )
-        account = session.exec(
-            select(ConnectedAccount)
-            .where(
-                col(ConnectedAccount.tenant_id) == tenant.id,
-                col(ConnectedAccount.app) == app.slug,
-                col(ConnectedAccount.user_id) == sub.user_id,
-                col(ConnectedAccount.status) == AccountStatus.ACTIVE,
-            )
-            .order_by(col(ConnectedAccount.created_at).desc(), col(ConnectedAccount.id).desc())
-            .limit(1)
-        ).first()
-        if account is None:
-            raise ApiError(
-                "no_connected_account",
-                [
-                    ErrorDetail(
-                        "X-User-ID",
-                        f"user {sub.user_id!r} has no active {app.name} account; "
-                        "create one with POST /connected-accounts",
-                    )
-                ],
-            )
-    if account.status != AccountStatus.ACTIVE:
-        raise ApiError(
-            "account_" + account.status,
-            [
-                ErrorDetail(
-                    "connected_account_id",
-                    f"account {account.id} is {account.status}; update its credentials "
-                    "with PATCH /connected-accounts/{id}",
-                )
-            ],
-        )
-    return account
+def submission_for(
+    app: str,
+    params: PassthroughParams,
+    catalog: Catalog,
+    limits: CallLimits,
+    *,
+    user_id: str | None,
+    connected_account_id: str | None,
+    callback_url: str | None,
+    idempotency_key: str | None,
+) -> Submission:
+    """A call to `app`'s API; a 404 when the catalog has no such app."""
+    if catalog.get(app) is None:
+        raise unknown_app(app)
+    return Submission(
+        app=app,
+        params=params,
+        user_id=user_id,
+        connected_account_id=connected_account_id,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
+        limits=limits,
+    )
+
+
+def function_call_submission(
+    request: FunctionCallRequest,
+    user_id: str | None,
+    catalog: Catalog,
+    limits: CallLimits,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """A call in the SDK's form: its function names the app (`<app>-passthrough-request`),
+    and its own `user_id`, if any, stands for the X-User-ID header's."""
+    slug = app_slug_of(request.function)
+    if slug is None:
+        raise invalid("function", "must be '<app>-passthrough-request'")
+    return submission_for(
+        slug,
+        request.params,
+        catalog,
+        limits,
+        user_id=request.user_id or user_id,
+        connected_account_id=request.connected_account_id,
+        callback_url=request.callback_url,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _fingerprint(call: FunctionCall) -> str:
@@ -124,27 +116,6 @@ def _fingerprint(call: FunctionCall) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-AccountCache = dict[tuple[str, str | None, str | None], ConnectedAccount | ApiError]
-
-
-def _account(
-    session: Session, tenant: Tenant, app: App, sub: Submission, cache: AccountCache | None
-) -> ConnectedAccount:
-    """choose_account, remembered per (app, user, account id) across a batch."""
-    if cache is None:
-        return choose_account(session, tenant, app, sub)
-    key = (app.slug, sub.user_id, sub.connected_account_id)
-    if key not in cache:
-        try:
-            cache[key] = choose_account(session, tenant, app, sub)
-        except ApiError as exc:
-            cache[key] = exc
-    found = cache[key]
-    if isinstance(found, ApiError):
-        raise found
-    return found
-
-
 def build_row(
     session: Session,
     tenant: Tenant,
@@ -158,7 +129,7 @@ def build_row(
     app = catalog.get(sub.app)
     if app is None:
         raise unknown_app(sub.app)
-    account = _account(session, tenant, app, sub, accounts)
+    account = account_for(session, tenant, app, sub.user_id, sub.connected_account_id, accounts)
     try:
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:

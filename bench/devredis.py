@@ -31,9 +31,9 @@ from typing import Any
 
 import httpx
 
+from api.dev.demo_data import DEMO_USER
 from api.dev.demo_upstream import DEMO_ORIGIN
 from api.dev.embedded_redis import free_port
-from api.dev.run import DEMO_USER
 from bench.__main__ import run_header, write_results
 from bench.scenarios import percentiles, say
 from bench.stack import rss_mib

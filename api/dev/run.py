@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import signal
 import socket
@@ -18,14 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
-
-from api.dev.demo_upstream import DEMO_API_KEY, DEMO_ORIGIN
+from api.dev import state
+from api.dev.demo_data import DEMO_USER, prepare_database
+from api.dev.demo_upstream import DEMO_ORIGIN
 from api.dev.embedded_redis import EmbeddedRedis, RedisKind, free_port, start_embedded_redis
 from api.dev.processes import (
     api_argv,
@@ -35,12 +32,14 @@ from api.dev.processes import (
     wait_until_answers,
     worker_argv,
 )
-from models.crypto.secrets import generate_encryption_key
 from models.errors import ConfigError
+from models.settings import DEFAULT_DATABASE_URL, Settings
 
-STATE_DIR = Path(".passthru")
-DEMO_USER = "demo-user"
 _COLORS = {"api": 36, "worker": 33, "beat": 35, "flower": 32, "demo": 34}
+# Flower's port when FLOWER_PORT is unset (another is taken if it is busy).
+DEFAULT_FLOWER_PORT: int = Settings.model_fields["flower_port"].default
+# Each process's command line and environment, by name.
+Commands = dict[str, tuple[list[str], dict[str, str]]]
 
 
 @dataclass
@@ -69,41 +68,12 @@ def _pump(child: Child) -> None:
         print(f"{label} | {line.rstrip()}", flush=True)
 
 
-def write_secret(path: Path, value: str) -> None:
-    """Write `value` to `path`, readable by its owner only from the first byte on: a new file
-    made with mode 0600 (not chmod-ed after), renamed over the old one, so nobody who opened
-    the old file reads the new value through it."""
-    new = path.with_name(f".{path.name}.new")
-    new.unlink(missing_ok=True)
-    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
-    os.replace(new, path)
-
-
-def read_secret(path: Path, make: Callable[[], str]) -> str:
-    """The secret kept in `path`, made with `make` the first time."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)  # written by an older passthru dev, readable by others
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(make() + "\n")
-    return path.read_text().strip()
-
-
-def _encryption_key() -> str:
-    return read_secret(STATE_DIR / "encryption.key", generate_encryption_key)
-
-
 def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PASSTHRU_ENV"] = "dev"
     env.setdefault("PASSTHRU_LOG_FORMAT", "text")
     env["REDIS_URL"] = redis_url
-    env.setdefault("PASSTHRU_ENCRYPTION_KEYS", _encryption_key())
+    env.setdefault("PASSTHRU_ENCRYPTION_KEYS", state.encryption_key())
     env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
     env.setdefault("PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
     overrides = json.loads(env.get("PASSTHRU_UPSTREAM_OVERRIDES") or "{}")
@@ -113,65 +83,7 @@ def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     return env
 
 
-def _prepare_database(env: dict[str, str]) -> str:
-    """Migrate, then make sure the demo tenant and account exist; return the demo API key."""
-    os.environ.update(env)
-    from models.db.engine import get_engine
-    from models.db.migrate import upgrade
-    from models.settings import get_settings
-
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    engine = get_engine()
-    upgrade(engine)
-    return _demo_tenant(engine)
-
-
-def _demo_tenant(engine: Engine) -> str:
-    from sqlmodel import Session, select
-
-    from api.accounts import create_account
-    from models.accounts.tenants import create_tenant
-    from models.catalog.apps import get_catalog
-    from models.crypto.secrets import hash_api_key, vault_for
-    from models.db.tables import ConnectedAccount, Tenant
-    from models.settings import get_settings
-
-    key_file = STATE_DIR / "demo-api-key"
-    key = key_file.read_text().strip() if key_file.exists() else None
-    with Session(engine) as session:
-        tenant = (
-            session.exec(select(Tenant).where(Tenant.api_key_hash == hash_api_key(key))).first()
-            if key
-            else None
-        )
-    if tenant is None or key is None:
-        tenant, key = create_tenant(engine, "demo")
-        write_secret(key_file, key)
-    with Session(engine) as session:
-        has_account = session.exec(
-            select(ConnectedAccount).where(
-                ConnectedAccount.tenant_id == tenant.id, ConnectedAccount.app == "demo"
-            )
-        ).first()
-    if has_account is None:
-        settings = get_settings()
-        create_account(
-            engine,
-            tenant,
-            get_catalog(),
-            vault_for(tuple(settings.encryption_key_list)),
-            app_slug="demo",
-            user_id=DEMO_USER,
-            credentials={"api_key": DEMO_API_KEY},
-            config=None,
-        )
-    return key
-
-
-def _commands(
-    port: int, flower_port: int, demo_port: int, env: dict[str, str]
-) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _commands(port: int, flower_port: int, demo_port: int, env: dict[str, str]) -> Commands:
     """Each process's command line and environment."""
     py = sys.executable
     argv = {
@@ -189,20 +101,12 @@ def _commands(
         ],
         "api": api_argv(port, "--no-access-log"),
         "worker": worker_argv("passthru-dev@%h"),
-        "beat": beat_argv(STATE_DIR / "celerybeat-schedule"),
+        "beat": beat_argv(state.STATE_DIR / "celerybeat-schedule"),
         "flower": flower_argv(flower_port, "127.0.0.1"),
     }
     # Only Flower gets its password, and in its environment: argv is visible to `ps`.
-    flower = flower_env(env, f"{FLOWER_USER}:{flower_password()}")
+    flower = flower_env(env, f"{state.FLOWER_USER}:{state.flower_password()}")
     return {name: (line, flower if name == "flower" else env) for name, line in argv.items()}
-
-
-FLOWER_USER = "passthru"
-
-
-def flower_password() -> str:
-    """The dev Flower password, made once and kept in .passthru/."""
-    return read_secret(STATE_DIR / "flower-password", lambda: secrets.token_urlsafe(12))
 
 
 def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> bool:
@@ -243,8 +147,8 @@ def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
         "  passthru is running\n"
         f"  API       {base}\n"
         f"  API docs  {base}/docs\n"
-        f"  Flower    http://127.0.0.1:{flower_port}   (user {FLOWER_USER}, password "
-        f"{flower_password()})\n"
+        f"  Flower    http://127.0.0.1:{flower_port}   (user {state.FLOWER_USER}, password "
+        f"{state.flower_password()})\n"
         f"  Redis     {redis}\n"
         f"  API key   {api_key}   (demo tenant; user '{DEMO_USER}' has a demo account)\n"
         "\n  Try it (calls the built-in demo upstream, offline):\n\n"
@@ -273,49 +177,73 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM (a terminal closing, `timeout`, a supervisor) and SIGHUP stop everything, like
+    Ctrl-C; SIGINT too even when started with it ignored (a script's background job), where
+    Python would leave it ignored and the children would outlive a killed `passthru dev`."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _start_redis(kind: RedisKind) -> EmbeddedRedis:
+    redis = start_embedded_redis(kind=kind)
+    _say(f"embedded Redis ({redis.kind}) on {redis.url}")
+    if redis.kind == "fakeredis" and kind == "auto":
+        _say("no redis-server on PATH: fakeredis is for trying passthru, not for load")
+    return redis
+
+
+def _start(commands: Commands, children: list[Child]) -> None:
+    """Start each process, adding it to `children` at once (so it is stopped whatever
+    happens next), its output printed line by line under its name."""
+    for name, (argv, env) in commands.items():
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+        )
+        child = Child(name, process)
+        children.append(child)
+        threading.Thread(target=_pump, args=(child,), daemon=True).start()
+
+
+def _watch(children: list[Child]) -> int:
+    """Wait until a process exits (1: the rest are stopped then)."""
+    while all(c.process.poll() is None for c in children):
+        time.sleep(0.5)
+    dead = next(c for c in children if c.process.poll() is not None)
+    _say(f"{dead.name} exited with code {dead.process.returncode}; stopping the rest")
+    return 1
+
+
 def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
-    """Run everything until Ctrl-C; `redis_kind` chooses the embedded Redis when REDIS_URL
-    is unset ("auto": redis-server from PATH if there is one, else fakeredis)."""
+    """Run everything until Ctrl-C (0) or until a process exits (1); `redis_kind` chooses
+    the embedded Redis when REDIS_URL is unset ("auto": redis-server from PATH if there is
+    one, else fakeredis)."""
     redis_url = os.environ.get("REDIS_URL")
     if redis_url and redis_kind != "auto":
         raise ConfigError(
             f"--redis {redis_kind} starts an embedded Redis, but REDIS_URL is set: "
             "unset one of them"
         )
-    # SIGTERM (a terminal closing, `timeout`, a supervisor) stops everything, like Ctrl-C.
-    # SIGINT too even when started with it ignored (a script's background job), where
-    # Python would leave it ignored and the children would outlive a killed `passthru dev`.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
-    (STATE_DIR / ".gitignore").write_text("*\n")
+    _stop_on_signals()
+    state.make_state_dir()
     redis: EmbeddedRedis | None = None
     if not redis_url:
-        redis = start_embedded_redis(kind=redis_kind)
+        redis = _start_redis(redis_kind)
         redis_url = redis.url
-        _say(f"embedded Redis ({redis.kind}) on {redis_url}")
-        if redis.kind == "fakeredis" and redis_kind == "auto":
-            _say("no redis-server on PATH: fakeredis is for trying passthru, not for load")
     demo_port = free_port()
-    flower_port = int(os.environ.get("FLOWER_PORT") or _port_or_free(5555))
+    flower_port = int(os.environ.get("FLOWER_PORT") or _port_or_free(DEFAULT_FLOWER_PORT))
     env = _environment(redis_url, demo_port)
     children: list[Child] = []
     try:
-        api_key = _prepare_database(env)
-        _say(f"database ready ({env.get('DATABASE_URL', 'sqlite:///./passthru.db')})")
-        for name, (argv, child_env) in _commands(port, flower_port, demo_port, env).items():
-            process = subprocess.Popen(
-                argv,
-                env=child_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
-            )
-            child = Child(name, process)
-            children.append(child)
-            threading.Thread(target=_pump, args=(child,), daemon=True).start()
+        api_key = prepare_database(env)
+        _say(f"database ready ({env.get('DATABASE_URL', DEFAULT_DATABASE_URL)})")
+        _start(_commands(port, flower_port, demo_port, env), children)
         if not _wait_for_api(port, children):
             _say(
                 f"the API did not become ready on port {port}; see the lines above "
@@ -323,11 +251,7 @@ def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
             )
             return 1
         _banner(port, flower_port, api_key, _redis_line(redis, redis_url))
-        while all(c.process.poll() is None for c in children):
-            time.sleep(0.5)
-        dead = next(c for c in children if c.process.poll() is not None)
-        _say(f"{dead.name} exited with code {dead.process.returncode}; stopping the rest")
-        return 1
+        return _watch(children)
     except KeyboardInterrupt:
         _say("stopping")
         return 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.accounts import create_account, delete_account, list_accounts, update_account
+from api.account_store import create_account, delete_account, list_accounts, update_account
 from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, VaultDep
 from api.parsing import JSONRoute
-from api.schemas import AccountIn, AccountList, AccountOut, AccountPatch, ErrorOut
-from api.serialize import account_out
+from api.schemas.accounts import AccountIn, AccountList, AccountOut, AccountPatch
+from api.schemas.common import ErrorOut
 
 router = APIRouter(prefix="/connected-accounts", tags=["connected accounts"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -37,7 +37,7 @@ def create(
         credentials=body.credentials,
         config=body.connection_config,
     )
-    return account_out(account)
+    return AccountOut.of(account)
 
 
 @router.get("", responses=_ERRORS, summary="List connected accounts")
@@ -49,7 +49,7 @@ def list_(
     status: str | None = None,
 ) -> AccountList:
     return AccountList(
-        items=[account_out(a) for a in list_accounts(engine, tenant, app, user_id, status)]
+        items=[AccountOut.of(a) for a in list_accounts(engine, tenant, app, user_id, status)]
     )
 
 
@@ -74,7 +74,7 @@ def patch(
         config=body.connection_config,
         status=body.status,
     )
-    return account_out(account)
+    return AccountOut.of(account)
 
 
 @router.delete("/{account_id}", status_code=204, responses=_ERRORS, summary="Remove an account")

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api.deps import CatalogDep, CurrentTenant
 from api.parsing import JSONRoute
-from api.schemas import ErrorOut
+from api.schemas.apps import AppList, AppOut
+from api.schemas.common import ErrorOut
 from api.submission import unknown_app
 
 router = APIRouter(prefix="/apps", tags=["apps"], route_class=JSONRoute)
 
 
 @router.get("", summary="Every app passthru can call")
-def list_apps(_: CurrentTenant, catalog: CatalogDep) -> dict[str, list[dict[str, Any]]]:
-    return {"apps": [app.public() for app in catalog]}
+def list_apps(_: CurrentTenant, catalog: CatalogDep) -> AppList:
+    return AppList(apps=[AppOut.of(app) for app in catalog])
 
 
 @router.get("/{slug}", responses={404: {"model": ErrorOut}}, summary="One app")
-def get_app(slug: str, _: CurrentTenant, catalog: CatalogDep) -> dict[str, Any]:
+def get_app(slug: str, _: CurrentTenant, catalog: CatalogDep) -> AppOut:
     app = catalog.get(slug)
     if app is None:
         raise unknown_app(slug)
-    return app.public()
+    return AppOut.of(app)

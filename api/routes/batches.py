@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 
-from api.batches import batch_status, submit_batch
-from api.deps import (
-    CatalogDep,
-    CurrentTenant,
-    EngineDep,
-    PublisherDep,
-    QuotasDep,
-    SettingsDep,
-    UserIdHeader,
-)
+from api.bulk_submission import batch_status
+from api.deps import CurrentTenant, EngineDep, IntakeDep, UserIdHeader
 from api.parsing import ItemsRoute
-from api.schemas import BatchAccepted, BatchIn, BatchOut, BatchSubmitted, ErrorOut
-from api.validation import CallLimits
+from api.schemas.batches import BatchIn, BatchOut, BatchSubmitted
+from api.schemas.common import ErrorOut
 
 router = APIRouter(tags=["batches"], route_class=ItemsRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -38,32 +27,9 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     summary="Submit up to 1,000 calls; each is accepted or rejected on its own",
 )
 async def submit(
-    body: BatchIn,
-    tenant: CurrentTenant,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    settings: SettingsDep,
-    quotas: QuotasDep,
-    publisher: PublisherDep,
-    user_id: UserIdHeader = None,
+    body: BatchIn, tenant: CurrentTenant, intake: IntakeDep, user_id: UserIdHeader = None
 ) -> BatchSubmitted:
-    await run_in_threadpool(quotas.prepare, tenant.id)
-    batch, accepted, rejected = await run_in_threadpool(
-        submit_batch,
-        engine,
-        tenant,
-        catalog,
-        body.calls,
-        user_id,
-        CallLimits.of(settings),
-        partial(quotas.admit_calls, tenant.id),
-        publisher=publisher,
-    )
-    return BatchSubmitted(
-        batch_id=batch.id,
-        accepted=[BatchAccepted(index=i, id=call_id) for i, call_id in accepted],
-        rejected=rejected,
-    )
+    return await intake.accept_batch(tenant, body.calls, user_id)
 
 
 @router.get("/batches/{batch_id}", responses=_ERRORS, summary="Calls of a batch, per status")

@@ -1,4 +1,4 @@
-"""The Function Calls log: one call, the list, cancel."""
+"""The Function Calls log: one call, the list, its NDJSON export, cancel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.calls import (
+from api.call_log import (
     LogFilter,
     cancel_call,
     export_calls,
@@ -20,8 +20,9 @@ from api.calls import (
 )
 from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, WaiterDep
 from api.parsing import JSONRoute
-from api.schemas import CallPage, ErrorOut
-from api.validation import parse_wait
+from api.prefer import parse_wait
+from api.schemas.calls import CallPage
+from api.schemas.common import ErrorOut
 from models.calls.resources import FunctionCallOut, call_out
 from models.calls.states import CallStatus
 from models.db.engine import as_utc, utcnow

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from api.deps import CatalogDep, CurrentTenant
 from api.parsing import JSONRoute
-from api.schemas import METHODS, FunctionList, FunctionOut
+from api.schemas.calls import METHODS
+from api.schemas.functions import FunctionList, FunctionOut
 from models.catalog.apps import App, Catalog
 from models.errors import invalid
 

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 
 from api.parsing import JSONRoute
-from api.responses import JSONBody
+from api.schemas.common import ErrorOut
+from api.schemas.health import HealthOut
 from models.db.migrate import behind
+from models.errors import ApiError, ErrorDetail
 
 router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> HealthOut:
+    return HealthOut(status="ok")
 
 
 def _db_ok(engine: Engine) -> str | None:
@@ -32,19 +32,23 @@ def _db_ok(engine: Engine) -> str | None:
     return None
 
 
-@router.get("/readyz", summary="The database (migrated) and Redis answer")
-async def readyz(request: Request) -> Any:
-    problems: list[dict[str, str]] = []
+@router.get(
+    "/readyz",
+    responses={503: {"model": ErrorOut, "description": "not ready: what does not answer"}},
+    summary="The database (migrated) and Redis answer",
+)
+async def readyz(request: Request) -> HealthOut:
+    problems: list[ErrorDetail] = []
     db_problem = await run_in_threadpool(_db_ok, request.app.state.engine)
     if db_problem:
-        problems.append({"field": "database", "message": db_problem})
+        problems.append(ErrorDetail("database", db_problem))
     client = aioredis.Redis.from_url(request.app.state.settings.redis_url)
     try:
         await client.ping()
     except Exception as exc:
-        problems.append({"field": "redis", "message": f"redis: {type(exc).__name__}"})
+        problems.append(ErrorDetail("redis", f"redis: {type(exc).__name__}"))
     finally:
         await client.aclose()
     if problems:
-        return JSONBody({"error": "not_ready", "error_details": problems}, status_code=503)
-    return {"status": "ready"}
+        raise ApiError("not_ready", problems, 503)
+    return HealthOut(status="ready")

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from api.parsing import JSONRoute
-from api.schemas import ErrorOut
+from api.schemas.common import ErrorOut
 from models.errors import ApiError, ErrorDetail
 
 router = APIRouter(tags=["health"], route_class=JSONRoute)

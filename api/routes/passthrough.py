@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
-from fastapi.concurrency import run_in_threadpool
 
-from api.calls import wait_for_final
-from api.deps import (
-    CatalogDep,
-    CurrentTenant,
-    EngineDep,
-    PublisherDep,
-    QuotasDep,
-    SettingsDep,
-    UserIdHeader,
-    WaiterDep,
-)
-from api.metrics import CALLS_REJECTED
+from api.deps import CurrentTenant, IntakeDep, UserIdHeader
+from api.intake import Accepted
 from api.parsing import JSONRoute
-from api.quotas import Quotas
-from api.schemas import ErrorOut, FunctionCallRequest, PassthroughRequest
-from api.submission import Submission, submit, unknown_app
-from api.validation import CallLimits, app_slug_of, parse_prefer
-from models.broker import Publisher
-from models.calls.resources import CallResult, FunctionCallOut, call_out, call_result
-from models.db.tables import Tenant
-from models.errors import ApiError, invalid
+from api.schemas.calls import FunctionCallRequest, PassthroughRequest
+from api.schemas.common import ErrorOut
+from models.calls.resources import CallResult, FunctionCallOut
+from models.errors import invalid
+from models.settings import MAX_WAIT_S
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 
@@ -44,47 +28,18 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 PreferHeader = Annotated[
     str | None,
     Header(
-        description="`wait=N` (0 <= N <= 60): wait up to N s and answer 200 with the result if "
-        "the call ended; `respond-async`: answer 202 at once"
+        description=f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with "
+        "the result if the call ended; `respond-async`: answer 202 at once"
     ),
 ]
 KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-async def _accept(
-    sub: Submission,
-    prefer: str | None,
-    response: Response,
-    tenant: Tenant,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    waiter: WaiterDep,
-    quotas: Quotas,
-    publisher: Publisher,
-    max_wait_s: float,
-) -> FunctionCallOut | CallResult:
-    preference = parse_prefer(prefer, max_wait_s)
-    wait_s = preference.wait_s or 0.0
-    admit = partial(quotas.admit_calls, tenant.id)
-    with quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
-        try:
-            await run_in_threadpool(quotas.prepare, tenant.id)
-            call = await run_in_threadpool(
-                submit, engine, tenant, catalog, sub, admit, publisher=publisher
-            )
-        except ApiError as exc:
-            CALLS_REJECTED.labels(exc.error).inc()
-            raise
-        if preference.applied:
-            response.headers["Preference-Applied"] = preference.applied
-        if wait_s:
-            latest = await wait_for_final(engine, waiter, tenant, call.id, wait_s)
-            if latest.status.is_final:
-                response.status_code = 200
-                return call_result(latest)
-            call = latest  # not finished in time: the 202 shows where it stands now
-    response.status_code = 202
-    return call_out(call)
+def _answer(accepted: Accepted, response: Response) -> FunctionCallOut | CallResult:
+    response.status_code = accepted.status_code
+    if accepted.preference_applied:
+        response.headers["Preference-Applied"] = accepted.preference_applied
+    return accepted.body
 
 
 @router.post(
@@ -99,39 +54,13 @@ async def passthrough_request(
     body: PassthroughRequest,
     response: Response,
     tenant: CurrentTenant,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    waiter: WaiterDep,
-    settings: SettingsDep,
-    quotas: QuotasDep,
-    publisher: PublisherDep,
+    intake: IntakeDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
 ) -> FunctionCallOut | CallResult:
-    if catalog.get(app) is None:
-        raise unknown_app(app)
-    sub = Submission(
-        app=app,
-        params=body,
-        user_id=user_id,
-        connected_account_id=body.connected_account_id,
-        callback_url=body.callback_url,
-        idempotency_key=idempotency_key,
-        limits=CallLimits.of(settings),
-    )
-    return await _accept(
-        sub,
-        prefer,
-        response,
-        tenant,
-        engine,
-        catalog,
-        waiter,
-        quotas,
-        publisher,
-        settings.max_wait_s,
-    )
+    sub = intake.passthrough(app, body, user_id, idempotency_key)
+    return _answer(await intake.accept(tenant, sub, prefer), response)
 
 
 @router.post(
@@ -145,41 +74,12 @@ async def invoke_function(
     body: FunctionCallRequest,
     response: Response,
     tenant: CurrentTenant,
-    engine: EngineDep,
-    catalog: CatalogDep,
-    waiter: WaiterDep,
-    settings: SettingsDep,
-    quotas: QuotasDep,
-    publisher: PublisherDep,
+    intake: IntakeDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
 ) -> FunctionCallOut | CallResult:
-    slug = app_slug_of(body.function)
-    if slug is None:
-        raise invalid("function", "must be '<app>-passthrough-request'")
-    if catalog.get(slug) is None:
-        raise unknown_app(slug)
+    sub = intake.function_call(body, user_id, idempotency_key)
     if body.user_id and user_id and body.user_id != user_id:
         raise invalid("user_id", "differs from the X-User-ID header")
-    sub = Submission(
-        app=slug,
-        params=body.params,
-        user_id=body.user_id or user_id,
-        connected_account_id=body.connected_account_id,
-        callback_url=body.callback_url,
-        idempotency_key=idempotency_key,
-        limits=CallLimits.of(settings),
-    )
-    return await _accept(
-        sub,
-        prefer,
-        response,
-        tenant,
-        engine,
-        catalog,
-        waiter,
-        quotas,
-        publisher,
-        settings.max_wait_s,
-    )
+    return _answer(await intake.accept(tenant, sub, prefer), response)

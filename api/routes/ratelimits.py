@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep
+from api.limiter_state import rate_limits
 from api.parsing import JSONRoute
-from api.ratelimits import rate_limits
-from api.schemas import ErrorOut
+from api.schemas.common import ErrorOut
+from api.schemas.ratelimits import RateLimits
 from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import parse_rate
 
@@ -34,7 +33,7 @@ async def get_rate_limits(
     engine: EngineDep,
     catalog: CatalogDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> RateLimits:
     cap = parse_rate(settings.tenant_rate_limit)
     try:
         return await run_in_threadpool(

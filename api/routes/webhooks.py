@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentTenant, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
 from api.parsing import JSONRoute
-from api.schemas import ErrorOut
-from api.webhooks import deliveries_of, get_endpoint, put_endpoint, redeliver, rotate_secret
+from api.schemas.common import ErrorOut
+from api.schemas.webhooks import DeliveryList, EndpointIn, WebhookEndpointOut
+from api.webhook_deliveries import deliveries_of, redeliver
+from api.webhook_endpoint import get_endpoint, put_endpoint, rotate_secret
 from models.db.engine import utcnow
 
 router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
@@ -22,11 +21,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
-
-
-class EndpointIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str | None
 
 
 @router.put(
@@ -40,14 +34,14 @@ def put(
     engine: EngineDep,
     vault: VaultDep,
     settings: SettingsDep,
-) -> Any:
+) -> WebhookEndpointOut:
     return put_endpoint(
         engine, vault, tenant, body.url, utcnow(), settings.webhook_allow_private_networks
     )
 
 
 @router.get("/webhook-endpoint", responses=_ERRORS, summary="Your webhook endpoint")
-def get(tenant: CurrentTenant, engine: EngineDep) -> Any:
+def get(tenant: CurrentTenant, engine: EngineDep) -> WebhookEndpointOut:
     return get_endpoint(engine, tenant)
 
 
@@ -56,7 +50,7 @@ def get(tenant: CurrentTenant, engine: EngineDep) -> Any:
     responses=_ERRORS,
     summary="A new signing secret (shown once); the old one still signs for 24 hours",
 )
-def rotate(tenant: CurrentTenant, engine: EngineDep, vault: VaultDep) -> Any:
+def rotate(tenant: CurrentTenant, engine: EngineDep, vault: VaultDep) -> WebhookEndpointOut:
     return rotate_secret(engine, vault, tenant, utcnow())
 
 
@@ -65,14 +59,15 @@ def rotate(tenant: CurrentTenant, engine: EngineDep, vault: VaultDep) -> Any:
     responses=_ERRORS,
     summary="Webhook deliveries of a call, with every attempt",
 )
-def deliveries(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> dict[str, Any]:
-    return {"items": deliveries_of(engine, tenant, call_id)}
+def deliveries(call_id: str, tenant: CurrentTenant, engine: EngineDep) -> DeliveryList:
+    return DeliveryList(items=deliveries_of(engine, tenant, call_id))
 
 
 @router.post(
     "/function-calls/{call_id}/redeliver",
     status_code=202,
-    responses=_ERRORS,
+    response_class=Response,
+    responses={**_ERRORS, 202: {"description": "the event will be sent again (no body)"}},
     summary="Send the call's webhook again",
 )
 async def redeliver_call(

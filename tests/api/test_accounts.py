@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-import api.accounts
-from api.accounts import update_account
+import api.account_store
+from api.account_store import update_account
 from models.accounts.states import AccountStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -57,7 +57,7 @@ def test_a_patch_whose_account_was_revoked_meanwhile_changes_nothing(
 ) -> None:
     # Given an active account, revoked by a worker just after the PATCH read it
     account = make_account(engine, tenant, vault)
-    read = api.accounts.get_account
+    read = api.account_store.get_account
 
     def read_then_revoked(session: Session, tenant: Tenant, account_id: str) -> ConnectedAccount:
         found = read(session, tenant, account_id)
@@ -69,7 +69,7 @@ def test_a_patch_whose_account_was_revoked_meanwhile_changes_nothing(
             )
         return found
 
-    monkeypatch.setattr(api.accounts, "get_account", read_then_revoked)
+    monkeypatch.setattr(api.account_store, "get_account", read_then_revoked)
     # When the PATCH writes
     with pytest.raises(ApiError) as refused:
         _patch(engine, tenant, catalog, vault, account.id, change)

@@ -13,15 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.parsing import MAX_JSON_DEPTH
-from api.schemas import (
-    APP_CHARS,
-    CONFIG_ENTRIES,
-    CONFIG_KEY_CHARS,
-    CONFIG_VALUE_CHARS,
-    FUNCTION_CHARS,
-    ID_CHARS,
-    USER_ID_CHARS,
-)
+from api.schemas.accounts import CONFIG_ENTRIES, CONFIG_KEY_CHARS, CONFIG_VALUE_CHARS
+from api.schemas.common import APP_CHARS, FUNCTION_CHARS, ID_CHARS, USER_ID_CHARS
 from api.validation import MAX_HEADER_CHARS, MAX_HEADERS
 from models.accounts.credentials import MAX_SECRET_CHARS
 from models.net.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port
-from api.metrics import COUNTERS, PassthruCollector
+from api.prometheus import COUNTERS, PassthruCollector
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import utcnow

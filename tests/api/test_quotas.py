@@ -19,14 +19,9 @@ from sqlmodel import col
 
 import api.quotas
 from api.dev.embedded_redis import EmbeddedRedis
-from api.quotas import (
-    Quotas,
-    Rate,
-    RedisRate,
-    open_calls_counter,
-    open_calls_query,
-    quotas_client,
-)
+from api.open_calls import open_calls_counter, open_calls_query
+from api.quotas import Quotas
+from api.redis_rates import Rate, RedisRate, quotas_client
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
 from models.catalog.apps import RateLimitSpec

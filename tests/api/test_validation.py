@@ -7,20 +7,16 @@ from typing import Any
 
 import pytest
 
-from api.schemas import PassthroughParams
+from api.call_urls import check_callback_url, join_path, resolve_url
+from api.prefer import Preference, parse_prefer, parse_wait
+from api.schemas.calls import PassthroughParams
 from api.validation import (
     MAX_HEADER_CHARS,
     MAX_HEADERS,
     CallLimits,
     CheckedParams,
-    Preference,
     app_slug_of,
-    check_callback_url,
     check_params,
-    join_path,
-    parse_prefer,
-    parse_wait,
-    resolve_url,
 )
 from models.catalog.apps import App, Catalog, parse_catalog
 from models.errors import ApiError
@@ -37,7 +33,7 @@ def slack(catalog: Catalog) -> App:
     return app
 
 
-LIMITS = CallLimits(max_timeout_s=90.0, max_call_body_bytes=1000)
+LIMITS = CallLimits(max_timeout_s=90.0, max_call_body_bytes=1000, allow_private_callbacks=False)
 
 
 def _check(app: App, **params: Any) -> CheckedParams:
@@ -133,6 +129,7 @@ def test_http_is_allowed_for_http_app() -> None:
         app,
         "http://legacy.example/api",
         ["legacy.example"],
+        LIMITS,
     )
     assert checked.url == "http://legacy.example/api/x"
 
@@ -176,7 +173,11 @@ def test_url_with_line_breaks_is_refused(slack: App, url: str) -> None:
 def test_wildcard_host_matches_one_level(slack: App) -> None:
     hosts = ["*.example.com"]
     ok = check_params(
-        PassthroughParams(method="GET", url="https://a.example.com/x"), slack, SLACK_BASE, hosts
+        PassthroughParams(method="GET", url="https://a.example.com/x"),
+        slack,
+        SLACK_BASE,
+        hosts,
+        LIMITS,
     )
     assert ok.url == "https://a.example.com/x"
     with pytest.raises(ApiError):
@@ -185,6 +186,7 @@ def test_wildcard_host_matches_one_level(slack: App) -> None:
             slack,
             SLACK_BASE,
             hosts,
+            LIMITS,
         )
 
 
@@ -327,6 +329,7 @@ def test_custom_secret_header_is_refused_for_header_auth_app() -> None:
             app,
             "https://api.keyed.example",
             ["api.keyed.example"],
+            LIMITS,
         )
     assert err.value.details[0].field == "headers.x-api-key"
 
@@ -479,9 +482,12 @@ def test_app_slug_of(function: str, slug: str | None) -> None:
 
 
 def test_callback_url() -> None:
-    assert check_callback_url(None) is None
-    assert check_callback_url("https://hooks.example.com/x") == "https://hooks.example.com/x"
-    assert check_callback_url("http://hooks.example.com:8080/x?a=1") is not None
+    assert check_callback_url(None, allow_private=False) is None
+    assert (
+        check_callback_url("https://hooks.example.com/x", allow_private=False)
+        == "https://hooks.example.com/x"
+    )
+    assert check_callback_url("http://hooks.example.com:8080/x?a=1", allow_private=False)
 
 
 @pytest.mark.parametrize(
@@ -502,7 +508,7 @@ def test_callback_url() -> None:
 )
 def test_a_bad_callback_url_is_a_400_never_a_500(url: str) -> None:
     with pytest.raises(ApiError) as err:
-        check_callback_url(url)
+        check_callback_url(url, allow_private=False)
     assert err.value.status_code == 400
     assert err.value.details[0].field == "callback_url"
 
@@ -522,7 +528,7 @@ def test_a_bad_callback_url_is_a_400_never_a_500(url: str) -> None:
 )
 def test_a_private_callback_address_is_refused_unless_allowed(url: str) -> None:
     with pytest.raises(ApiError) as err:
-        check_callback_url(url, field="url")
+        check_callback_url(url, field="url", allow_private=False)
     assert err.value.details[0].field == "url"
     assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in err.value.details[0].message
     assert check_callback_url(url, allow_private=True) == url

@@ -1,6 +1,6 @@
 """docs/operations.md agrees with the code: its settings table lists every setting of
 `models.settings.Settings` (and nothing else) with its default, it names only metrics
-`api/metrics.py` exports, and its process table shows the Procfile's lines."""
+`api/prometheus.py` exports, and its process table shows the Procfile's lines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from models.settings import Settings
 from tests.deploy.common import DEPLOY, ROOT, settings_aliases
 
 OPERATIONS = ROOT / "docs" / "operations.md"
-METRICS_SOURCE = ROOT / "api" / "metrics.py"
+METRICS_SOURCE = ROOT / "api" / "prometheus.py"
 
 
 def settings_table() -> dict[str, tuple[str, str]]:

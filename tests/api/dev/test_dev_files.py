@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 import models.settings
-from api.dev import run as dev
+from api.dev import demo_data, state
 from models.crypto.secrets import generate_encryption_key
 
 
@@ -24,7 +24,7 @@ def _mode(path: Path) -> int:
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """dev's state folder, with no umask to narrow modes and no chmod to fix them after the
     fact: a file made readable by all and chmod-ed later shows here as 0666."""
-    monkeypatch.setattr(dev, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path)
     monkeypatch.setattr(Path, "chmod", lambda *_a, **_k: None)
     monkeypatch.setattr(os, "chmod", lambda *_a, **_k: None)
     old_umask = os.umask(0)
@@ -42,9 +42,9 @@ def test_dev_makes_its_secret_files_with_mode_0600(
     models.settings.get_settings.cache_clear()
     try:
         # When dev makes its Flower password, encryption key and demo tenant
-        password = dev.flower_password()
-        key = dev._encryption_key()
-        api_key = dev._demo_tenant(engine)
+        password = state.flower_password()
+        key = state.encryption_key()
+        api_key = demo_data.demo_tenant(engine)
     finally:
         models.settings.get_settings.cache_clear()
     # Then each is kept in a file only its owner can read
@@ -57,8 +57,8 @@ def test_dev_makes_its_secret_files_with_mode_0600(
         assert path.read_text().strip() == value
         assert _mode(path) == 0o600, name
     # and the same values are read back next time
-    assert dev.flower_password() == password
-    assert dev._encryption_key() == key
+    assert state.flower_password() == password
+    assert state.encryption_key() == key
     assert sorted(p.name for p in state_dir.iterdir()) == [
         "demo-api-key",
         "encryption.key",
@@ -73,7 +73,7 @@ def test_a_rewritten_secret_file_is_a_new_file_with_mode_0600(state_dir: Path) -
     assert _mode(path) == 0o666
     with path.open() as reader:
         # When dev writes a new key there
-        dev.write_secret(path, "pt_new")
+        state.write_secret(path, "pt_new")
         # Then the open file still holds the old key only
         assert reader.read() == "pt_old\n"
     # and the new one is in a file only its owner can read
@@ -85,10 +85,10 @@ def test_a_secret_file_an_older_version_left_readable_is_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a Flower password file written readable by all (as older versions did)
-    monkeypatch.setattr(dev, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path)
     path = tmp_path / "flower-password"
     path.write_text("hunter2\n")
     path.chmod(0o644)
     # When dev reads it / Then it keeps the password and closes the file to others
-    assert dev.flower_password() == "hunter2"
+    assert state.flower_password() == "hunter2"
     assert _mode(path) == 0o600

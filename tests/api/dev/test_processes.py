@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from api.dev import run as dev
+from api.dev import state
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
 
@@ -79,17 +80,17 @@ def test_flower_started_as_dev_starts_it_is_behind_its_password(
     tmp_path: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given Flower's command line and environment as `passthru dev` makes them
-    monkeypatch.setattr(dev, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path)
     env = dev._environment(redis_server.url, free_port())
     port = free_port()
     argv, flower_environment = dev._commands(free_port(), port, free_port(), env)["flower"]
     # When it runs / Then it asks for the password printed in the banner, which only it got
     with _flower(argv, flower_environment, ROOT, port, tmp_path / "flower.log") as pid:
-        _assert_behind(port, pid, dev.FLOWER_USER, dev.flower_password())
+        _assert_behind(port, pid, state.FLOWER_USER, state.flower_password())
     # and no other process of dev was given it
     others = [e for name, (_, e) in dev._commands(1, 2, 3, env).items() if name != "flower"]
     assert len(others) == 4
-    assert dev.flower_password() not in str(others)
+    assert state.flower_password() not in str(others)
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")

@@ -1,4 +1,5 @@
-"""Reading calls: one call with its attempts, the log, and waiting for a call to end."""
+"""The Function Calls log: one call with its attempts, a page of the log and its NDJSON
+export, waiting for a call to end, and cancelling one that has not started."""
 
 from __future__ import annotations
 

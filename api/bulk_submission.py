@@ -9,20 +9,21 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, col, select
 
+from api.account_selection import AccountCache
 from api.errors import validation_details
-from api.metrics import CALLS_ACCEPTED, CALLS_REJECTED
 from api.parsing import item_problem
-from api.schemas import BatchOut, BatchRejected, FunctionCallRequest
+from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED
+from api.schemas.batches import BatchOut, BatchRejected
+from api.schemas.calls import FunctionCallRequest
 from api.submission import (
-    AccountCache,
     Admit,
     Submission,
     admit_all,
     build_row,
+    function_call_submission,
     publish_or_mark,
-    unknown_app,
 )
-from api.validation import DEFAULT_CALL_LIMITS, CallLimits, app_slug_of
+from api.validation import CallLimits
 from models.broker import Publisher
 from models.calls.states import FINAL
 from models.catalog.apps import Catalog
@@ -46,19 +47,7 @@ def _submission(raw: Any, user_id: str | None, catalog: Catalog, limits: CallLim
         item = FunctionCallRequest.model_validate(raw)
     except ValidationError as exc:
         raise ApiError("invalid_params", validation_details(exc.errors())) from exc
-    slug = app_slug_of(item.function)
-    if slug is None:
-        raise invalid("function", "must be '<app>-passthrough-request'")
-    if catalog.get(slug) is None:
-        raise unknown_app(slug)
-    return Submission(
-        app=slug,
-        params=item.params,
-        user_id=item.user_id or user_id,
-        connected_account_id=item.connected_account_id,
-        callback_url=item.callback_url,
-        limits=limits,
-    )
+    return function_call_submission(item, user_id, catalog, limits)
 
 
 def submit_batch(
@@ -67,7 +56,7 @@ def submit_batch(
     catalog: Catalog,
     items: list[Any],
     user_id: str | None,
-    limits: CallLimits = DEFAULT_CALL_LIMITS,
+    limits: CallLimits,
     admit: Admit = admit_all,
     *,
     publisher: Publisher,

@@ -1,4 +1,5 @@
-"""Connected accounts: an end user's credentials for one app, encrypted at rest."""
+"""Connected accounts, an end user's credentials for one app: stored encrypted (bound to
+their row), listed, updated and removed."""
 
 from __future__ import annotations
 

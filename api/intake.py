@@ -1,0 +1,148 @@
+"""Accepting calls for the submission routes, with what it takes in one object: the
+database, the catalog, the waiter, the tenant's bounds, the publisher and the operator's
+limits. The tenant's open calls are counted first (holding no connection); then each call
+is validated, admitted against the tenant's bounds, written and published
+(`submission.submit`, `bulk_submission.submit_batch`), and waited for if `Prefer` asked."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from starlette.datastructures import State
+
+from api.bulk_submission import submit_batch
+from api.call_log import wait_for_final
+from api.prefer import parse_prefer
+from api.prometheus import CALLS_REJECTED
+from api.quotas import Quotas
+from api.schemas.batches import BatchAccepted, BatchSubmitted
+from api.schemas.calls import FunctionCallRequest, PassthroughRequest
+from api.submission import Submission, function_call_submission, submission_for, submit
+from api.validation import CallLimits
+from api.waiter import CallWaiter
+from models.broker import Publisher
+from models.calls.resources import CallResult, FunctionCallOut, call_out, call_result
+from models.catalog.apps import Catalog
+from models.db.tables import FunctionCall, Tenant
+from models.errors import ApiError
+from models.settings import Settings
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submission's answer: the call (202), or its result when it ended within the wait
+    asked for (200), and the `Preference-Applied` header."""
+
+    body: FunctionCallOut | CallResult
+    status_code: int
+    preference_applied: str | None
+
+
+@dataclass(frozen=True)
+class Intake:
+    engine: Engine
+    catalog: Catalog
+    waiter: CallWaiter
+    quotas: Quotas
+    publisher: Publisher
+    limits: CallLimits
+    max_wait_s: float  # PASSTHRU_MAX_WAIT_S: the longest wait honoured
+
+    @classmethod
+    def of(cls, state: State) -> Intake:
+        """From the app's state, as `create_app` sets it up (and a test may replace a part)."""
+        settings: Settings = state.settings
+        return cls(
+            engine=state.engine,
+            catalog=state.catalog,
+            waiter=state.waiter,
+            quotas=state.quotas,
+            publisher=state.publisher,
+            limits=CallLimits.of(settings),
+            max_wait_s=settings.max_wait_s,
+        )
+
+    def passthrough(
+        self,
+        app: str,
+        request: PassthroughRequest,
+        user_id: str | None,
+        idempotency_key: str | None,
+    ) -> Submission:
+        """A call to `app`'s API (a 404 when there is no such app)."""
+        return submission_for(
+            app,
+            request,
+            self.catalog,
+            self.limits,
+            user_id=user_id,
+            connected_account_id=request.connected_account_id,
+            callback_url=request.callback_url,
+            idempotency_key=idempotency_key,
+        )
+
+    def function_call(
+        self, request: FunctionCallRequest, user_id: str | None, idempotency_key: str | None
+    ) -> Submission:
+        """A call in the SDK's form."""
+        return function_call_submission(
+            request, user_id, self.catalog, self.limits, idempotency_key
+        )
+
+    async def accept(self, tenant: Tenant, sub: Submission, prefer: str | None) -> Accepted:
+        """Write the call and publish it; with `Prefer: wait=N`, hold one of the tenant's
+        long polls and wait up to N s (at most `max_wait_s`) for it to end."""
+        preference = parse_prefer(prefer, self.max_wait_s)
+        wait_s = preference.wait_s or 0.0
+        with self.quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
+            call = await self._write(tenant, sub)
+            if wait_s:
+                latest = await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
+                if latest.status.is_final:
+                    return Accepted(call_result(latest), 200, preference.applied)
+                call = latest  # not finished in time: the 202 shows where it stands now
+        return Accepted(call_out(call), 202, preference.applied)
+
+    async def _write(self, tenant: Tenant, sub: Submission) -> FunctionCall:
+        """`submit`, once the tenant's open calls are counted (holding no connection)."""
+        try:
+            await run_in_threadpool(self.quotas.prepare, tenant.id)
+            return await run_in_threadpool(
+                submit,
+                self.engine,
+                tenant,
+                self.catalog,
+                sub,
+                partial(self.quotas.admit_calls, tenant.id),
+                publisher=self.publisher,
+            )
+        except ApiError as exc:
+            CALLS_REJECTED.labels(exc.error).inc()
+            raise
+
+    async def accept_batch(
+        self, tenant: Tenant, calls: list[Any], user_id: str | None
+    ) -> BatchSubmitted:
+        """Each call accepted or rejected on its own; the accepted ones written at once."""
+        await run_in_threadpool(self.quotas.prepare, tenant.id)
+        batch, accepted, rejected = await run_in_threadpool(
+            submit_batch,
+            self.engine,
+            tenant,
+            self.catalog,
+            calls,
+            user_id,
+            self.limits,
+            partial(self.quotas.admit_calls, tenant.id),
+            publisher=self.publisher,
+        )
+        return BatchSubmitted(
+            batch_id=batch.id,
+            accepted=[BatchAccepted(index=i, id=call_id) for i, call_id in accepted],
+            rejected=rejected,
+        )

@@ -1,0 +1,1 @@
+"""Request and response bodies of the HTTP API (what /docs shows), one module per resource."""

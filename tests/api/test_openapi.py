@@ -1,0 +1,74 @@
+"""/openapi.json (what /docs shows) names a schema for every JSON answer, and the response
+models write exactly what the API wrote before it had them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from api.schemas.apps import AppOut
+from models.catalog.apps import Catalog
+
+# Each JSON answer and the schema /docs shows for it.
+ANSWERS = [
+    ("/apps", "get", "200", "AppList"),
+    ("/apps/{slug}", "get", "200", "AppOut"),
+    ("/rate-limits", "get", "200", "RateLimits"),
+    ("/webhook-endpoint", "get", "200", "WebhookEndpointOut"),
+    ("/webhook-endpoint", "put", "200", "WebhookEndpointOut"),
+    ("/webhook-endpoint/rotate-secret", "post", "200", "WebhookEndpointOut"),
+    ("/function-calls/{call_id}/deliveries", "get", "200", "DeliveryList"),
+    ("/healthz", "get", "200", "HealthOut"),
+    ("/readyz", "get", "200", "HealthOut"),
+    ("/readyz", "get", "503", "ErrorOut"),
+]
+
+
+@pytest.fixture
+def openapi(app: FastAPI) -> dict[str, Any]:
+    return app.openapi()
+
+
+@pytest.mark.parametrize(("path", "method", "status", "schema"), ANSWERS)
+def test_the_openapi_document_names_the_answer_s_schema(
+    openapi: dict[str, Any], path: str, method: str, status: str, schema: str
+) -> None:
+    answer = openapi["paths"][path][method]["responses"][status]
+    assert answer["content"]["application/json"]["schema"] == {
+        "$ref": f"#/components/schemas/{schema}"
+    }
+    assert schema in openapi["components"]["schemas"]
+
+
+def test_every_json_answer_has_a_named_schema(openapi: dict[str, Any]) -> None:
+    unnamed = []
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None and not _named(schema):
+                    unnamed.append(f"{method.upper()} {path} {status}")
+    assert not unnamed, unnamed
+
+
+def _named(schema: dict[str, Any]) -> bool:
+    if "$ref" in schema:
+        return True
+    return all(_named(s) for s in schema.get("anyOf", [])) and "anyOf" in schema
+
+
+def test_the_signing_secret_is_not_required(openapi: dict[str, Any]) -> None:
+    endpoint = openapi["components"]["schemas"]["WebhookEndpointOut"]
+    assert "secret" in endpoint["properties"]
+    assert "secret" not in endpoint["required"]
+
+
+def test_an_app_is_shown_as_app_public_shows_it(app: FastAPI) -> None:
+    catalog: Catalog = app.state.catalog
+    for entry in catalog:
+        shown = orjson.loads(AppOut.of(entry).model_dump_json())
+        assert shown == orjson.loads(orjson.dumps(entry.public())), entry.slug
+        assert list(shown) == list(entry.public()), entry.slug
