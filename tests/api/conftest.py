@@ -3,12 +3,14 @@ tenant's view of it (`Caller`), and the helpers the tests of several resources s
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, update
@@ -34,6 +36,33 @@ from models.db.tables import FunctionCall, Tenant
 from models.settings import Settings
 
 CALL = {"method": "GET", "url": "conversations.list?limit=2"}  # a valid Slack call
+
+
+@dataclass(frozen=True)
+class Parse:
+    """One JSON body the API parsed: its length and the thread that parsed it."""
+
+    length: int
+    thread: str
+
+
+@pytest.fixture
+def watch_json_parser(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Parse]]:
+    """Call it to watch the API's JSON parser (`orjson.loads`, as `api.parsing` calls it) from
+    then on, to the end of the test; the list it returns fills with every parse."""
+
+    def watch() -> list[Parse]:
+        parses: list[Parse] = []
+        real_loads = orjson.loads
+
+        def loads(raw: bytes | str) -> Any:
+            parses.append(Parse(len(raw), threading.current_thread().name))
+            return real_loads(raw)
+
+        monkeypatch.setattr("api.parsing.orjson.loads", loads)
+        return parses
+
+    return watch
 
 
 class PublishedIds:
