@@ -98,8 +98,7 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
     n = 20_000 if args.quick else 200_000
     with stack(args.db) as s:
         key = sc.prepare(s)
-        api = next(p for p in s.procs if p.name == "api")
-        return sc.backlog(s, key, n, api.process.pid)
+        return sc.backlog(s, key, n, s.procs["api"].pid)
 
 
 def hostile_input(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from api.dev.harness import Proc
 from bench import scenarios as sc
-from bench.stack import Proc, Stack, stack
+from bench.stack import Stack, stack
 
 CHAOS_ENV = {
     "PASSTHRU_TIMEOUT_S": "3",  # the upstream's stalls (10 s) become read timeouts
@@ -32,9 +33,7 @@ ACTED_ON = {"200", "500", "drop", "stall"}
 
 def _kill(s: Stack, proc: Proc, replacement: str) -> Proc:
     sc.say(f"kill -9 {proc.name}; starting {replacement}")
-    proc.process.kill()
-    proc.process.wait()
-    s.procs.remove(proc)
+    s.processes.stop(proc.name, kill=True)
     return s.start_worker(replacement)
 
 

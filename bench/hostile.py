@@ -14,7 +14,6 @@ what it added on top of everything before it.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -216,12 +215,11 @@ def hostile(db: str) -> dict[str, Any]:
             s.env["PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "true"
             s.env["PASSTHRU_ALLOW_PRIVATE_NETWORKS"] = "true"  # older versions: webhooks too
             key = sc.prepare(s, APPS_YAML, accounts=("bench", "hostile"))
-            api = next(p for p in s.procs if p.name == "api")
-            worker = s.start_worker(f"hostile-{secrets.token_hex(2)}")
+            worker = s.start_worker("hostile")
             sc.say("(e) the API refusing a 300 MiB body")
-            api_figures = _api(s, key, api.process.pid)
+            api_figures = _api(s, key, s.procs["api"].pid)
             sc.say("(e) a worker reading bombs from an upstream and from receivers")
-            worker_figures = _worker(s, key, worker.process.pid, server)
+            worker_figures = _worker(s, key, worker.pid, server)
     finally:
         server.close()
     return {"api": api_figures, "worker": worker_figures}

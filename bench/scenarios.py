@@ -16,7 +16,8 @@ import redis
 from celery import Celery
 from sqlalchemy import text
 
-from bench.stack import BENCH_ORIGIN, Proc, Stack, cpu_s, rss_mib
+from api.dev.harness import Proc
+from bench.stack import BENCH_ORIGIN, Stack, cpu_s, rss_mib
 from models.accounts.tenants import create_tenant
 
 APPS_YAML = f"""
@@ -111,10 +112,10 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "benc
 def _cpu_by_role(s: Stack) -> dict[str, float]:
     """CPU seconds used so far by the API and by all workers together."""
     used = {"api": 0.0, "workers": 0.0}
-    for proc in s.procs:
+    for proc in s.procs.values():
         role = "api" if proc.name == "api" else "workers" if "worker" in proc.name else None
-        if role and proc.process.poll() is None:
-            used[role] += cpu_s(proc.process.pid)
+        if role and proc.alive():
+            used[role] += cpu_s(proc.pid)
     return used
 
 
@@ -190,11 +191,11 @@ def naive_broker(s: Stack) -> str:
 
 
 def start_celery_worker(s: Stack, module: str, name: str, *extra: str) -> Proc:
-    """Start `celery -A module worker` (plus `extra` options) on the baselines' broker and
-    wait up to 60 s for it to say it is ready."""
+    """Start `celery -A module worker` (plus `extra` options) on the baselines' broker, once
+    it says it is ready."""
     broker = naive_broker(s)
     env = {**s.env, "NAIVE_REDIS_URL": broker}
-    proc = s.spawn(
+    proc = s.processes.start(
         name,
         [
             sys.executable,
@@ -212,9 +213,7 @@ def start_celery_worker(s: Stack, module: str, name: str, *extra: str) -> Proc:
         ],
         env,
     )
-    deadline = time.monotonic() + 60
-    while b"ready" not in proc.log.read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc.wait_for_output(" ready.")
     return proc
 
 

@@ -6,43 +6,28 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
+from api.dev import harness
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import Catalog, load_catalog
 from models.crypto.secrets import Vault, generate_encryption_key
-from models.db.engine import create_db_engine, normalize_database_url
+from models.db.engine import create_db_engine
 from models.db.migrate import upgrade
 from models.db.tables import Tenant
 
 os.environ.setdefault("PASSTHRU_ENV", "test")
 
 
-@contextmanager
-def new_database(folder: Path) -> Iterator[str]:
+def new_database(folder: Path) -> AbstractContextManager[str]:
     """The URL of a new, empty database: on TEST_DATABASE_URL's server, or a SQLite file in
     `folder`."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{folder / 'passthru.db'}"
-        return
-    admin_url = make_url(normalize_database_url(base))
-    name = f"passthru_test_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return harness.new_database(folder, os.environ.get("TEST_DATABASE_URL"))
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from api.dev import state
 from api.dev.demo_data import DEMO_USER, prepare_database
 from api.dev.demo_upstream import DEMO_ORIGIN
 from api.dev.embedded_redis import EmbeddedRedis, RedisKind, free_port, start_embedded_redis
+from api.dev.harness import stop_processes
 from api.dev.processes import (
     api_argv,
     beat_argv,
@@ -159,16 +160,7 @@ def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
 
 
 def _stop(children: list[Child], redis: EmbeddedRedis | None) -> None:
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for child in children:
-        try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
+    stop_processes([child.process for child in children], timeout_s=10)
     if redis is not None:
         redis.stop()
 

@@ -1,15 +1,20 @@
-"""The API app, pointed at the test database, with publishing recorded instead of sent."""
+"""The API app, pointed at the test database, with publishing recorded instead of sent; a
+tenant's view of it (`Caller`), and the helpers the tests of several resources share."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlmodel import col
 from starlette.exceptions import StarletteDeprecationWarning
 
 # starlette deprecates running its TestClient on `httpx` (it wants the `httpx2` package) and
@@ -25,8 +30,39 @@ with warnings.catch_warnings():
 
 from api.app import create_app
 from models.accounts.tenants import create_tenant
-from models.db.tables import Tenant
+from models.calls.states import CallStatus
+from models.db.engine import session_scope
+from models.db.tables import FunctionCall, Tenant
 from models.settings import Settings
+
+CALL = {"method": "GET", "url": "conversations.list?limit=2"}  # a valid Slack call
+
+
+@dataclass(frozen=True)
+class Parse:
+    """One JSON body the API parsed: its length and the thread that parsed it."""
+
+    length: int
+    thread: str
+
+
+@pytest.fixture
+def watch_json_parser(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Parse]]:
+    """Call it to watch the API's JSON parser (`orjson.loads`, as `api.parsing` calls it) from
+    then on, to the end of the test; the list it returns fills with every parse."""
+
+    def watch() -> list[Parse]:
+        parses: list[Parse] = []
+        real_loads = orjson.loads
+
+        def loads(raw: bytes | str) -> Any:
+            parses.append(Parse(len(raw), threading.current_thread().name))
+            return real_loads(raw)
+
+        monkeypatch.setattr("api.parsing.orjson.loads", loads)
+        return parses
+
+    return watch
 
 
 class PublishedIds:
@@ -140,3 +176,52 @@ def make_caller(client: TestClient, engine: Engine) -> Callable[[], Caller]:
         return Caller(client, tenant, key)
 
     return make
+
+
+def submit(
+    caller: Caller,
+    body: dict[str, Any] | None = None,
+    app: str = "slack",
+    user: str | None = "user-1",
+    idempotency_key: str | None = None,
+    prefer: str | None = None,
+) -> httpx.Response:
+    """`POST /{app}-passthrough-request` with `body` (CALL unless given) for `user`."""
+    extra = {}
+    if idempotency_key is not None:
+        extra["Idempotency-Key"] = idempotency_key
+    if prefer is not None:
+        extra["Prefer"] = prefer
+    response: httpx.Response = caller.client.post(
+        f"/{app}-passthrough-request", json=body or CALL, headers=caller.headers(user, **extra)
+    )
+    return response
+
+
+def log(caller: Caller, query: str = "") -> dict[str, Any]:
+    """A page of the tenant's call log (`GET /function-calls{query}`)."""
+    response = caller.client.get(f"/function-calls{query}", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+def finish(
+    engine: Engine, call_id: str, code: str | None, status: CallStatus = CallStatus.COMPLETED
+) -> None:
+    """End a call as a worker would have (its result, not its attempts)."""
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall)
+            .where(col(FunctionCall.id) == call_id)
+            .values(status=status, network_code=code)
+        )
+
+
+def stored_call(engine: Engine, call_id: str) -> FunctionCall:
+    """The call's row, as the worker will read it."""
+    with session_scope(engine) as session:
+        call = session.get(FunctionCall, call_id)
+        assert call is not None
+        session.expunge(call)
+        return call

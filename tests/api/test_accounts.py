@@ -1,124 +1,246 @@
-"""Account status changes through the API follow the account state machine, and only from
-the status the request read."""
+"""Connected accounts (`/connected-accounts`): created, listed, changed and deleted per
+tenant, their secrets never shown; templated hosts; an account's status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
 
-import api.account_store
-from api.account_store import update_account
-from models.accounts.states import AccountStatus
-from models.catalog.apps import Catalog
+from models.catalog.apps import App, Catalog
 from models.crypto.secrets import Vault
-from models.db.tables import ConnectedAccount, Tenant
-from models.errors import ApiError
-from tests.worker.factories import make_account
+from models.db.engine import session_scope
+from models.db.tables import ConnectedAccount
+from tests.api.conftest import CALL, Caller, submit
+from tests.api.test_errors import assert_error_shape
 
-_accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
+SECRET = "xoxb-very-secret-token-42"
 
 
-def _patch(
-    engine: Engine,
-    tenant: Tenant,
-    catalog: Catalog,
-    vault: Vault,
-    account_id: str,
-    change: dict[str, Any],
-) -> ConnectedAccount:
-    """What PATCH /connected-accounts/{id} does with a body of `credentials` and/or `status`."""
-    return update_account(
-        engine,
-        tenant,
-        catalog,
-        vault,
-        account_id,
-        credentials=change.get("credentials"),
-        config=None,
-        status=change.get("status"),
+def test_account_create_never_echoes_the_secret(
+    caller: Caller, engine: Engine, vault: Vault
+) -> None:
+    # When an account is connected
+    response = caller.client.post(
+        "/connected-accounts",
+        json={"app": "slack", "credentials": {"access_token": SECRET, "refresh_token": "r-1"}},
+        headers=caller.headers("user-9"),
     )
-
-
-@pytest.mark.parametrize(
-    "change",
-    [{"status": "disabled"}, {"credentials": {"access_token": "xoxb-new-token"}}],
-    ids=["disable", "new_credentials"],
-)
-def test_a_patch_whose_account_was_revoked_meanwhile_changes_nothing(
-    engine: Engine,
-    tenant: Tenant,
-    catalog: Catalog,
-    vault: Vault,
-    monkeypatch: pytest.MonkeyPatch,
-    change: dict[str, Any],
-) -> None:
-    # Given an active account, revoked by a worker just after the PATCH read it
-    account = make_account(engine, tenant, vault)
-    read = api.account_store.get_account
-
-    def read_then_revoked(session: Session, tenant: Tenant, account_id: str) -> ConnectedAccount:
-        found = read(session, tenant, account_id)
-        with engine.begin() as worker:  # another process's transaction, committed
-            worker.execute(
-                _accounts.update()
-                .where(_accounts.c.id == account_id)
-                .values(status=AccountStatus.NEEDS_REAUTH)
-            )
-        return found
-
-    monkeypatch.setattr(api.account_store, "get_account", read_then_revoked)
-    # When the PATCH writes
-    with pytest.raises(ApiError) as refused:
-        _patch(engine, tenant, catalog, vault, account.id, change)
-    # Then it is a 409, and the account is as the revocation left it
-    assert (refused.value.status_code, refused.value.error) == (409, "account_changed")
+    # Then 201 with the account, and the secret is nowhere in the answer
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert {"id", "app", "user_id", "status", "created_at"} <= set(body)
+    assert body["app"] == "slack"
+    assert body["user_id"] == "user-9"
+    assert body["status"] == "active"
+    assert SECRET not in response.text
+    assert "r-1" not in response.text
+    assert "credentials" not in body
+    # and it is stored encrypted
     with Session(engine) as session:
-        stored = session.get(ConnectedAccount, account.id)
-        assert stored is not None
-        assert stored.status is AccountStatus.NEEDS_REAUTH
-        assert stored.credentials_enc == account.credentials_enc
+        row = session.get(ConnectedAccount, body["id"])
+        assert row is not None
+        assert SECRET not in row.credentials_enc
+        assert vault.decrypt(row.credentials_enc, bound_to=row.id)["access_token"] == SECRET
+
+
+def test_account_list_delete(caller: Caller) -> None:
+    # Given two accounts
+    slack = caller.connect(app="slack", user="u-a", token=SECRET)
+    pipedrive = caller.connect(app="pipedrive", user="u-b")
+    # When listed / Then both are there, without secrets, and filters work
+    listed = caller.client.get("/connected-accounts", headers=caller.headers())
+    assert listed.status_code == 200
+    assert {a["id"] for a in listed.json()["items"]} == {slack, pipedrive}
+    assert SECRET not in listed.text
+    by_app = caller.client.get("/connected-accounts?app=pipedrive", headers=caller.headers())
+    assert [a["id"] for a in by_app.json()["items"]] == [pipedrive]
+    by_user = caller.client.get("/connected-accounts?user_id=u-a", headers=caller.headers())
+    assert [a["id"] for a in by_user.json()["items"]] == [slack]
+    # When one is deleted / Then it is gone
+    deleted = caller.client.delete(f"/connected-accounts/{slack}", headers=caller.headers())
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    again = caller.client.delete(f"/connected-accounts/{slack}", headers=caller.headers())
+    assert again.status_code == 404
+    assert_error_shape(again.json(), "not_found")
+    listed = caller.client.get("/connected-accounts", headers=caller.headers())
+    assert [a["id"] for a in listed.json()["items"]] == [pipedrive]
+
+
+def test_accounts_are_per_tenant(caller: Caller, make_caller: Callable[[], Caller]) -> None:
+    account_id = caller.connect()
+    other = make_caller()
+    assert other.client.get("/connected-accounts", headers=other.headers()).json() == {"items": []}
+    response = other.client.delete(f"/connected-accounts/{account_id}", headers=other.headers())
+    assert response.status_code == 404
+    still = caller.client.get("/connected-accounts", headers=caller.headers()).json()["items"]
+    assert [a["id"] for a in still] == [account_id]
 
 
 @pytest.mark.parametrize(
-    ("start", "change", "end"),
+    ("body", "user", "field"),
     [
-        (AccountStatus.ACTIVE, {"status": "disabled"}, AccountStatus.DISABLED),
-        (AccountStatus.DISABLED, {"status": "active"}, AccountStatus.ACTIVE),
-        (AccountStatus.NEEDS_REAUTH, {"status": "disabled"}, AccountStatus.DISABLED),
-        (AccountStatus.NEEDS_REAUTH, {"credentials": {"access_token": "x"}}, AccountStatus.ACTIVE),
-        (AccountStatus.DISABLED, {"credentials": {"access_token": "x"}}, AccountStatus.DISABLED),
-        (AccountStatus.ACTIVE, {"status": "active"}, AccountStatus.ACTIVE),
-    ],
-    ids=[
-        "disable",
-        "enable",
-        "disable_needs_reauth",
-        "new_credentials_clear_needs_reauth",
-        "new_credentials_keep_disabled",
-        "same_status",
+        ({"app": "slack", "credentials": {"access_token": "t"}}, None, "X-User-ID"),
+        ({"app": "slack", "credentials": {"api_key": "k"}}, "u", "credentials"),
+        ({"app": "slack", "credentials": {"username": "u", "password": "p"}}, "u", "credentials"),
+        ({"app": "no-such-app", "credentials": {"access_token": "t"}}, "u", "app"),
+        ({"app": "slack"}, "u", "credentials"),
     ],
 )
-def test_a_patch_moves_the_account_as_its_machine_allows(
-    engine: Engine,
-    tenant: Tenant,
-    catalog: Catalog,
-    vault: Vault,
-    start: AccountStatus,
-    change: dict[str, Any],
-    end: AccountStatus,
+def test_account_create_errors_are_400(
+    caller: Caller, body: dict[str, Any], user: str | None, field: str
 ) -> None:
-    # Given an account in `start`
-    account = make_account(engine, tenant, vault)
-    with engine.begin() as conn:
-        conn.execute(_accounts.update().where(_accounts.c.id == account.id).values(status=start))
-    # When it is patched
-    updated = _patch(engine, tenant, catalog, vault, account.id, change)
-    # Then it is in `end`, as answered and as stored
-    assert updated.status is end
+    response = caller.client.post("/connected-accounts", json=body, headers=caller.headers(user))
+    assert response.status_code == 400
+    assert_error_shape(response.json())
+    assert field in [d["field"] for d in response.json()["error_details"]]
+    assert caller.client.get("/connected-accounts", headers=caller.headers()).json() == {
+        "items": []
+    }
+
+
+def test_patch_account_replaces_credentials_and_keeps_them_hidden(
+    caller: Caller, engine: Engine, vault: Vault
+) -> None:
+    account_id = caller.connect(token="old-token")
+    response = caller.client.patch(
+        f"/connected-accounts/{account_id}",
+        json={"credentials": {"access_token": SECRET}},
+        headers=caller.headers(),
+    )
+    assert response.status_code == 200, response.text
+    assert SECRET not in response.text
     with Session(engine) as session:
-        stored = session.get(ConnectedAccount, account.id)
-        assert stored is not None
-        assert stored.status is end
+        row = session.get(ConnectedAccount, account_id)
+        assert row is not None
+        assert vault.decrypt(row.credentials_enc, bound_to=row.id)["access_token"] == SECRET
+
+
+# --- templated hosts ----------------------------------------------------------------------
+
+
+def _templated_app(catalog: Catalog) -> tuple[str, str, dict[str, Any]]:
+    """A catalog app whose hosts come from connection_config, with credentials that fit it."""
+    apps: list[App] = [
+        a for a in catalog if a.template_fields and any("{" in h for h in a.allowed_hosts)
+    ]
+    assert apps, "no templated app in the catalog"
+    app = apps[0]
+    kind = sorted(app.credential_kinds)[0]
+    credentials = {
+        "oauth2": {"access_token": "t"},
+        "api_key": {"api_key": "k"},
+        "basic": {"username": "u", "password": "p"},
+    }[kind]
+    return app.slug, app.template_fields[0], credentials
+
+
+def _connect(
+    caller: Caller, slug: str, credentials: dict[str, Any], config: dict[str, Any] | None
+) -> httpx.Response:
+    response: httpx.Response = caller.client.post(
+        "/connected-accounts",
+        json={"app": slug, "credentials": credentials, "connection_config": config},
+        headers=caller.headers(),
+    )
+    return response
+
+
+def test_templated_app_needs_a_safe_connection_config(caller: Caller, catalog: Catalog) -> None:
+    slug, field, credentials = _templated_app(catalog)
+    for config in (None, {field: "evil.com"}, {field: "a/b"}, {field: "x@y"}):
+        response = _connect(caller, slug, credentials, config)
+        assert response.status_code == 400, config
+        assert response.json()["error_details"][0]["field"] == "connection_config"
+
+
+def test_templated_app_calls_stay_on_the_accounts_own_host(
+    caller: Caller, catalog: Catalog
+) -> None:
+    # Given an account on subdomain "acme" of a templated app
+    slug, field, credentials = _templated_app(catalog)
+    created = _connect(caller, slug, credentials, {field: "acme"})
+    assert created.status_code == 201, created.text
+    # When a relative URL is submitted / Then it resolves on the account's host
+    ok = submit(caller, {"method": "GET", "url": "some/path"}, app=slug)
+    assert ok.status_code == 202, ok.text
+    assert "acme" in ok.json()["url"]
+    # and an absolute URL on another customer's subdomain is refused
+    other_url = ok.json()["url"].replace("acme", "othercustomer")
+    refused = submit(caller, {"method": "GET", "url": other_url}, app=slug)
+    assert refused.status_code == 400
+    assert refused.json()["error_details"][0]["field"] == "url"
+
+
+def test_connection_config_changes_only_with_new_credentials(
+    caller: Caller, catalog: Catalog
+) -> None:
+    # Given an account on subdomain "acme" of a templated app
+    slug, field, credentials = _templated_app(catalog)
+    created = _connect(caller, slug, credentials, {field: "acme"})
+    path = f"/connected-accounts/{created.json()['id']}"
+    # When its config is changed alone
+    alone = caller.client.patch(
+        path, json={"connection_config": {field: "other"}}, headers=caller.headers()
+    )
+    # Then it is refused, and the account keeps its host
+    assert alone.status_code == 400
+    assert_error_shape(alone.json(), "invalid_params")
+    assert alone.json()["error_details"][0]["field"] == "connection_config"
+    listed = caller.client.get("/connected-accounts", headers=caller.headers()).json()["items"]
+    assert listed[0]["connection_config"] == {field: "acme"}
+    # And together with new credentials it changes
+    both = caller.client.patch(
+        path,
+        json={"credentials": credentials, "connection_config": {field: "other"}},
+        headers=caller.headers(),
+    )
+    assert both.status_code == 200, both.text
+    assert both.json()["connection_config"] == {field: "other"}
+
+
+# --- connected account status -------------------------------------------------------------
+
+
+def test_a_disabled_account_refuses_calls_until_enabled(caller: Caller) -> None:
+    account = caller.connect()
+    off = caller.client.patch(
+        f"/connected-accounts/{account}", json={"status": "disabled"}, headers=caller.headers()
+    )
+    assert off.status_code == 200, off.text
+    assert off.json()["status"] == "disabled"
+    refused = submit(caller, {**CALL, "connected_account_id": account})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "account_disabled"
+    on = caller.client.patch(
+        f"/connected-accounts/{account}", json={"status": "active"}, headers=caller.headers()
+    )
+    assert on.json()["status"] == "active"
+    assert submit(caller, {**CALL, "connected_account_id": account}).status_code == 202
+
+
+def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine: Engine) -> None:
+    account = caller.connect()
+    with session_scope(engine) as session:
+        session.exec(
+            update(ConnectedAccount)
+            .where(col(ConnectedAccount.id) == account)
+            .values(status="needs_reauth")
+        )
+    path, headers = f"/connected-accounts/{account}", caller.headers()
+    # Config alone, or asking for "active", does not clear it
+    still = caller.client.patch(path, json={"connection_config": None}, headers=headers)
+    assert still.json()["status"] == "needs_reauth"
+    asked = caller.client.patch(path, json={"status": "active"}, headers=headers)
+    assert asked.status_code == 400
+    assert_error_shape(asked.json(), "account_needs_reauth")
+    # New credentials do
+    fixed = caller.client.patch(
+        path, json={"credentials": {"access_token": "xoxb-new"}}, headers=headers
+    )
+    assert fixed.json()["status"] == "active"

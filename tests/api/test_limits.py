@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.auth import unauthorized
 from api.limits import Authenticate, RequestLimits, nul_problem
-from tests.api.conftest import Caller
+from tests.api.conftest import Caller, Parse
 from tests.api.test_errors import assert_error_shape
 
 LIMIT = 1000
@@ -280,17 +280,10 @@ def test_a_nul_in_a_query_reaches_no_database(caller: Caller) -> None:
 
 
 def test_a_body_without_a_valid_key_is_a_401_and_never_parsed(
-    caller: Caller, monkeypatch: pytest.MonkeyPatch
+    caller: Caller, watch_json_parser: Callable[[], list[Parse]]
 ) -> None:
     # Given a body just under the limit, and the JSON parser watched
-    parsed: list[int] = []
-    real_loads = orjson.loads
-
-    def loads(raw: bytes | str) -> Any:
-        parsed.append(len(raw))
-        return real_loads(raw)
-
-    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    parsed = watch_json_parser()
     body = b"[" + b"0," * (2 * 1024 * 1024) + b"0]"
     for headers in ({}, {"Authorization": "Bearer pt_not-a-key"}, {"Authorization": "Basic x"}):
         # When it is posted without a valid key

@@ -3,7 +3,7 @@ no NUL anywhere, only what the database can store."""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from api.parsing import (
     problem_of,
     too_complex,
 )
-from tests.api.conftest import Caller
+from tests.api.conftest import Caller, Parse
 from tests.api.test_errors import assert_error_shape
 
 
@@ -260,18 +260,11 @@ def test_every_route_reads_json_through_the_guard(caller: Caller) -> None:
     ids=["arrays", "objects", "values"],
 )
 def test_a_body_with_too_many_arrays_objects_or_values_is_a_413_unparsed(
-    caller: Caller, monkeypatch: pytest.MonkeyPatch, unit: bytes, n: int
+    caller: Caller, watch_json_parser: Callable[[], list[Parse]], unit: bytes, n: int
 ) -> None:
     # Given a call whose body holds one more than its bound, and the parser watched
     caller.connect()
-    parsed: list[int] = []
-    real_loads = orjson.loads
-
-    def loads(raw: bytes | str) -> Any:
-        parsed.append(len(raw))
-        return real_loads(raw)
-
-    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    parsed = watch_json_parser()
     raw = b'{"method": "POST", "url": "x", "body": ' + array_of(unit, n) + b"}"
     # When it is posted (within the size limit)
     response = post(caller, raw)
@@ -283,17 +276,10 @@ def test_a_body_with_too_many_arrays_objects_or_values_is_a_413_unparsed(
 
 
 def test_a_large_body_is_parsed_off_the_event_loop(
-    caller: Caller, monkeypatch: pytest.MonkeyPatch
+    caller: Caller, watch_json_parser: Callable[[], list[Parse]]
 ) -> None:
     # Given the parser watched for the thread it runs on
-    threads: list[str] = []
-    real_loads = orjson.loads
-
-    def loads(raw: bytes | str) -> Any:
-        threads.append(threading.current_thread().name)
-        return real_loads(raw)
-
-    monkeypatch.setattr("api.parsing.orjson.loads", loads)
+    parsed = watch_json_parser()
     caller.connect()
     small = b'{"method": "POST", "url": "x", "body": {"t": "s"}}'
     large = (
@@ -301,7 +287,7 @@ def test_a_large_body_is_parsed_off_the_event_loop(
     )
     # When a small and a large body are posted
     assert post(caller, small).status_code == 202
-    loop_thread = threads[-1]
+    loop_thread = parsed[-1].thread
     assert post(caller, large).status_code == 202
     # Then the small one was parsed where the request ran, the large one on another thread
-    assert threads[-1] != loop_thread
+    assert parsed[-1].thread != loop_thread

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Caller
+from tests.api.conftest import Caller, submit
 from tests.api.test_errors import assert_error_shape
 
 SLACK = "/slack-passthrough-request"
@@ -74,3 +74,10 @@ def test_wait_zero_waits_not_at_all(caller: Caller) -> None:
     response = caller.client.post(SLACK, json=CALL, headers=caller.headers(Prefer="wait=0"))
     assert response.status_code == 202
     assert response.headers["Preference-Applied"] == "wait=0"
+
+
+def test_a_wait_that_runs_out_answers_where_the_call_stands(caller: Caller) -> None:
+    caller.connect()
+    response = submit(caller, prefer="wait=0.2")
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"

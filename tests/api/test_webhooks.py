@@ -15,8 +15,7 @@ from models.db.engine import session_scope
 from models.db.tables import WebhookDelivery, WebhookEndpoint
 from models.errors import SecretOfAnotherRow
 from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
-from tests.api.conftest import Caller, PublishedIds
-from tests.api.test_api import CALL, finish, submit
+from tests.api.conftest import CALL, Caller, PublishedIds, finish, submit
 from tests.api.test_errors import assert_error_shape
 
 HOOK = "https://hooks.example.com/passthru"

@@ -258,6 +258,11 @@ def test_there_are_deploy_files() -> None:
     for path in (COMPOSE, DOCKERFILE, DOCKERIGNORE, ENV_EXAMPLE, README, BASE):
         assert path.exists(), path
     assert len(yaml_files()) >= 10
+    # (the tests parametrized by kustomization would be skipped, not failed, without any)
+    assert [str(d.relative_to(K8S)) for d in kustomization_dirs()] == [
+        "base",
+        "overlays/production",
+    ]
 
 
 @pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -278,12 +283,15 @@ def test_the_command_matcher_refuses_what_it_should() -> None:
 
 def test_procfile_defaults_are_the_settings_defaults() -> None:
     aliases = settings_aliases()
+    checked = set()
     for name, argv in procfile().items():
         for token in argv:
             for var, default in DEFAULT_VAR.findall(token):
                 assert var in aliases, f"Procfile {name}: ${{{var}}} is not a setting"
                 field = Settings.model_fields[aliases[var]]
                 assert default == str(field.get_default()), f"Procfile {name}: {var}"
+                checked.add(var)
+    assert checked >= {"PORT", "PASSTHRU_WORKER_CONCURRENCY"}, checked
 
 
 def test_compose_commands_are_procfile_lines_or_passthru_commands() -> None:
@@ -311,12 +319,15 @@ def test_k8s_commands_are_procfile_lines_or_passthru_commands() -> None:
 
 def test_k8s_command_variables_are_defined() -> None:
     config = config_map_keys()
+    checked = set()
     for name, _, container in k8s_containers():
         env = {item["name"] for item in container.get("env", [])}
         from_config = config if container.get("envFrom") else set()
         for token in container_argv(container):
             for var in re.findall(r"\$\((\w+)\)", token):
                 assert var in env | from_config, f"{name}: $({var}) is not in its environment"
+                checked.add(var)
+    assert "PASSTHRU_WORKER_CONCURRENCY" in checked, "the worker's concurrency is not a $(VAR)"
 
 
 def test_dockerfile_cmd_is_the_web_line() -> None:
@@ -330,6 +341,7 @@ def test_dockerfile_cmd_is_the_web_line() -> None:
 
 def test_compose_environment_names_are_settings() -> None:
     allowed = set(settings_aliases()) | NOT_SETTINGS
+    checked = set()
     for name, service in compose()["services"].items():
         environment = service.get("environment", {})
         names = (
@@ -338,6 +350,8 @@ def test_compose_environment_names_are_settings() -> None:
             else set(environment)
         )
         assert names <= allowed, f"compose {name}: not settings: {names - allowed}"
+        checked |= names
+    assert checked >= {"DATABASE_URL", "REDIS_URL", "POSTGRES_PASSWORD"}, checked
 
 
 def test_compose_takes_secrets_from_the_env_file() -> None:
@@ -380,6 +394,12 @@ def test_configmap_values_are_valid_settings() -> None:
             for env_file in generator.get("envs", []):
                 values |= env_file_values(directory / env_file)
             values |= dict(literal.split("=", 1) for literal in generator.get("literals", []))
+    for _, doc in k8s_resources():
+        if doc["kind"] == "ConfigMap":
+            values |= doc.get("data", {})
+    # every key of every ConfigMap is validated (and there are some)
+    assert set(values) == config_map_keys()
+    assert "PASSTHRU_LEASE_S" in values
     Settings.model_validate(values)  # raises on a bad value (e.g. a lease below the timeouts)
 
 
@@ -389,6 +409,7 @@ def test_k8s_env_names_are_settings_and_secrets_are_not_defined() -> None:
     literals = set(re.findall(r"--from-literal=(\w+)=", README.read_text()))
     assert documented, "deploy/README.md shows no `kubectl create secret`"
     assert literals <= aliases, f"README secrets: not settings: {literals - aliases}"
+    referenced = set()  # the Secrets the containers take values from
     for name, _, container in k8s_containers():
         for item in container.get("env", []):
             assert item["name"] in aliases, f"{name}: {item['name']} is not a setting"
@@ -397,9 +418,12 @@ def test_k8s_env_names_are_settings_and_secrets_are_not_defined() -> None:
             if ref:
                 assert ref["name"] in documented, f"{name}: secret {ref['name']} undocumented"
                 assert ref["key"] in literals, f"{name}: key {ref['key']} undocumented"
+                referenced.add(ref["name"])
         for source in container.get("envFrom", []):
             if "secretRef" in source:
                 assert source["secretRef"]["name"] in documented, name
+                referenced.add(source["secretRef"]["name"])
+    assert referenced >= {"passthru-secrets", "passthru-flower"}, referenced
     kinds = {doc["kind"] for _, doc in k8s_resources()}
     assert "Secret" not in kinds, "a Secret is defined with values in deploy/k8s"
     for directory in kustomization_dirs():
@@ -417,6 +441,7 @@ def test_flower_serves_its_unauthenticated_paths() -> None:
 
 
 def test_k8s_probes_reference_existing_endpoints_and_commands() -> None:
+    checked: set[tuple[str, str]] = set()
     for name, pod, container in k8s_containers():
         process = procfile_process(container_argv(container))
         ports = {p.get("name") for p in container.get("ports", [])} | {
@@ -434,12 +459,24 @@ def test_k8s_probes_reference_existing_endpoints_and_commands() -> None:
                 assert passthru_command_ok(probe["exec"]["command"]), f"{name} {kind}"
             else:
                 raise AssertionError(f"{name} {kind}: only httpGet and exec probes are checked")
+            checked.add((name, kind))
         pre_stop = container.get("lifecycle", {}).get("preStop")
         if pre_stop:
             argv = pre_stop["exec"]["command"]
             assert argv[0] == "sleep", f"{name} preStop: {argv}"
             assert argv[1].isdigit(), f"{name} preStop: {argv}"
             assert int(argv[1]) < pod["terminationGracePeriodSeconds"], name
+            checked.add((name, "preStop"))
+    assert checked >= {
+        ("passthru-web", "startupProbe"),
+        ("passthru-web", "readinessProbe"),
+        ("passthru-web", "livenessProbe"),
+        ("passthru-web", "preStop"),
+        ("passthru-worker", "startupProbe"),
+        ("passthru-worker", "livenessProbe"),
+        ("passthru-flower", "readinessProbe"),
+        ("passthru-flower", "livenessProbe"),
+    }, checked
 
 
 def test_k8s_probes_are_the_intended_ones() -> None:
@@ -525,10 +562,13 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
     lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert "**" in lines, "the ignore file should be an allow-list"
+    copied = set()
     for instruction, rest in dockerfile():
         if instruction == "COPY" and not rest.startswith("--from="):
             for source in rest.split()[:-1]:
                 assert source.rstrip("/") in allowed, f"{source} is excluded from the context"
+                copied.add(source.rstrip("/"))
+    assert copied >= {"pyproject.toml", "api", "worker", "models"}, copied
 
 
 # --- Kubernetes shape --------------------------------------------------------------------------
@@ -597,6 +637,7 @@ def test_pods_run_as_the_images_user_with_a_read_only_root() -> None:
         assert security["runAsNonRoot"] is True, name
         assert security["runAsUser"] == NON_ROOT_UID, name
         csc = container["securityContext"]
+        assert csc["readOnlyRootFilesystem"] is True, name
         assert csc["allowPrivilegeEscalation"] is False, name
         assert csc["capabilities"]["drop"] == ["ALL"], name
         resources = container["resources"]
@@ -618,15 +659,19 @@ def test_what_the_processes_write_is_writable() -> None:
     heartbeat = config.get("PASSTHRU_HEARTBEAT_FILE") or str(
         Settings.model_fields["heartbeat_file"].get_default()
     )
+    # Every root is read-only (test_pods_run_as_the_images_user_with_a_read_only_root).
+    checked = set()
     for name, pod, container in k8s_containers():
-        if not container["securityContext"].get("readOnlyRootFilesystem"):
-            continue
         writable = writable_paths(pod, container)
         process = procfile_process(container_argv(container))
         if process == "worker":
             assert str(Path(heartbeat).parent) in writable, f"{name}: heartbeat not writable"
+            checked.add("worker")
         if process == "beat":
             assert container.get("workingDir") in writable, f"{name}: beat's schedule file"
+            checked.add("beat")
+    # (a worker or beat no longer recognised by its command is not a pass)
+    assert checked == {"worker", "beat"}, checked
     assert compose()["services"]["beat"].get("working_dir") == "/tmp", "beat needs a writable cwd"
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,11 @@ import yaml
 from sqlalchemy import Engine
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
-from api.dev.processes import api_argv, beat_argv, wait_until_answers, worker_argv
+from api.dev.harness import Proc, Processes, StackBase, environment
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import load_catalog
 from tests.e2e.upstream import Upstream
 
-ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 60.0
 WAIT_S = 30  # how long a test waits for a call to end before failing
 
 
@@ -38,69 +35,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
+class Stack(StackBase):
+    """Its own Redis, the API and workers (`processes`), the tests' stand-in upstream."""
 
-    def start(self) -> Proc:
-        handle = self.log.open("ab")
-        self.process = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
-        )
-        handle.close()
-        return self
-
-    def stop(self, sig: str = "TERM") -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        if sig == "KILL":
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@dataclass
-class Stack:
     base_url: str
     redis: EmbeddedRedis
     upstream: Upstream
     engine: Engine
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, Proc] = field(default_factory=dict)
+    processes: Processes
 
     def worker(self, name: str = "worker", concurrency: int = 8) -> Proc:
-        proc = Proc(
-            name,
-            worker_argv(f"{name}-{secrets.token_hex(3)}@%h", "-c", str(concurrency)),
-            self.env,
-            self.logs / f"{name}.log",
-        ).start()
-        self.procs[name] = proc
-        _wait_for_log(proc, " ready.")
-        return proc
+        return self.processes.start_worker(name, "-c", str(concurrency))
 
     def beat(self) -> Proc:
-        proc = Proc(
-            "beat",
-            beat_argv(self.logs / "beat-schedule"),
-            self.env,
-            self.logs / "beat.log",
-        ).start()
-        self.procs["beat"] = proc
-        _wait_for_log(proc, "beat: Starting")
-        return proc
+        return self.processes.start_beat()
 
     def client(self, api_key: str, user_id: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"}
@@ -109,25 +57,7 @@ class Stack:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=WAIT_S + 10)
 
     def all_logs(self) -> str:
-        return "\n".join(p.output() for p in self.procs.values())
-
-
-def _wait_for_log(proc: Proc, marker: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while marker not in proc.output():
-        assert proc.process is not None
-        if proc.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.name} did not start:\n{proc.output()[-4000:]}")
-        time.sleep(0.1)
-
-
-def _wait_ready(url: str, proc: Proc) -> None:
-    assert proc.process is not None
-    process = proc.process
-    if not wait_until_answers(
-        f"{url}/readyz", STARTUP_TIMEOUT_S, alive=lambda: process.poll() is None
-    ):
-        raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
+        return self.processes.output()
 
 
 def _roomy(slug: str) -> dict[str, Any]:
@@ -197,26 +127,19 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`,
     `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES and `apps` to the catalog)."""
-    redis = start_embedded_redis()
     apps_file = logs / "apps.yaml"
     apps_file.write_text(yaml.safe_dump({**TEST_APPS, **(apps or {})}))
-    env = {
-        **os.environ,
-        "PASSTHRU_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis.url,
-        "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
+    routes = {
+        "https://slack.com": upstream.origin,
+        "https://api.pipedrive.com": upstream.origin,
+        **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
+        "https://oauthy.test": upstream.origin,
+        **{origin: upstream.origin for origin in AUTH_STYLE_ORIGINS},
+        **(overrides or {}),
+    }
+    settings = {
         "PASSTHRU_APPS_FILE": str(apps_file),
-        "PASSTHRU_UPSTREAM_OVERRIDES": json.dumps(
-            {
-                "https://slack.com": upstream.origin,
-                "https://api.pipedrive.com": upstream.origin,
-                **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
-                "https://oauthy.test": upstream.origin,
-                **{origin: upstream.origin for origin in AUTH_STYLE_ORIGINS},
-                **(overrides or {}),
-            }
-        ),
+        "PASSTHRU_UPSTREAM_OVERRIDES": json.dumps(routes),
         "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
         # The tests' webhook receivers listen on loopback.
         "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -224,25 +147,17 @@ def running_stack(
         # The stack's first worker serves its metrics here (later ones find it taken).
         "PASSTHRU_WORKER_METRICS_PORT": str(free_port()),
         "PASSTHRU_METRICS_PORT": str(free_port()),
-        "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    port = free_port()
-    stack = Stack(f"http://127.0.0.1:{port}", redis, upstream, engine, env, logs)
-    api = Proc(
-        "api",
-        api_argv(port),
-        env,
-        logs / "api.log",
-    ).start()
-    stack.procs["api"] = api
+    redis = start_embedded_redis()
     try:
-        _wait_ready(stack.base_url, api)
-        stack.worker()
-        yield stack
+        env = environment(database_url, redis.url, encryption_key, **settings)
+        with Processes(logs, env) as processes:
+            base_url = processes.start_api()
+            stack = Stack(base_url, redis, upstream, engine, processes)
+            stack.worker()
+            yield stack
     finally:
-        for proc in stack.procs.values():
-            proc.stop()
         redis.stop()
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from api.dev.embedded_redis import free_port
+from api.dev.harness import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # dev migrates, then starts five processes on 2 busy cores
@@ -175,11 +176,5 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
         assert state.stat().st_mode & 0o777 == 0o700
         assert (tmp_path / "passthru.db").exists()
     finally:
-        if dev.poll() is None:
-            dev.terminate()  # stops its children too
-            try:
-                dev.wait(30)
-            except subprocess.TimeoutExpired:
-                dev.kill()
-                dev.wait()
+        stop_processes([dev], timeout_s=30)  # SIGTERM stops its children too
         output.close()

@@ -40,9 +40,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def worker_pid(stack: Stack) -> int:
-    process = stack.procs["worker"].process
-    assert process is not None
-    return process.pid
+    return stack.procs["worker"].pid
 
 
 @pytest.fixture(scope="module")

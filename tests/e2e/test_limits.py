@@ -5,7 +5,6 @@ being parsed; a deeply nested body is a 400, not a dropped connection."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from api.dev.embedded_redis import EmbeddedRedis, free_port
-from api.dev.processes import api_argv, wait_until_answers
+from api.dev.embedded_redis import EmbeddedRedis
+from api.dev.harness import Proc, Processes, environment
 from models.accounts.tenants import create_tenant
-from tests.e2e.conftest import STARTUP_TIMEOUT_S, Proc
 
 MIB = 1024 * 1024
 HOSTILE_BYTES = 300 * MIB
@@ -37,8 +35,7 @@ class LoneApi:
 
     @property
     def pid(self) -> int:
-        assert self.proc.process is not None
-        return self.proc.process.pid
+        return self.proc.pid
 
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (the peak) of the API process, in bytes."""
@@ -60,29 +57,11 @@ def lone_api(
 ) -> Iterator[LoneApi]:
     """The API alone (nothing here needs a worker), in its own process."""
     logs = tmp_path_factory.mktemp("limits-logs")
-    env = {
-        **os.environ,
-        "PASSTHRU_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
-        "PASSTHRU_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    port = free_port()
-    proc = Proc("api", api_argv(port), env, logs / "api.log").start()
-    process = proc.process
-    assert process is not None
-    try:
-        url = f"http://127.0.0.1:{port}"
-        if not wait_until_answers(
-            f"{url}/healthz", STARTUP_TIMEOUT_S, alive=lambda: process.poll() is None
-        ):
-            raise RuntimeError(f"api did not start:\n{proc.output()[-4000:]}")
+    env = environment(database_url, redis_server.url, encryption_key, PASSTHRU_METRICS_PORT="0")
+    with Processes(logs, env) as processes:
+        url = processes.start_api()
         _, key = create_tenant(engine, "limits")
-        yield LoneApi(url, proc, key)
-    finally:
-        proc.stop()
+        yield LoneApi(url, processes.procs["api"], key)
 
 
 @dataclass

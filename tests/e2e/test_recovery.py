@@ -81,7 +81,7 @@ def test_worker_killed_mid_call_loses_nothing_and_sends_no_post_twice(
     )
 
     # When the worker is killed with -9 and a new one starts
-    recovery.procs["worker"].stop("KILL")
+    recovery.procs["worker"].kill()
     recovery.worker("worker-after-kill")
 
     # Then every call ends: GETs completed, POSTs that may have been sent never re-sent
@@ -107,16 +107,10 @@ def test_sigterm_lets_a_worker_finish_the_calls_it_holds(recovery: Stack, owner:
     )
 
     # When every worker is asked to stop (SIGTERM, as Kubernetes and compose do)
-    workers = [
-        n
-        for n, p in recovery.procs.items()
-        if n.startswith("worker") and p.process is not None and p.process.poll() is None
-    ]
+    workers = [n for n, p in recovery.procs.items() if n.startswith("worker") and p.alive()]
     assert workers
     for name in workers:
-        proc = recovery.procs.pop(name)
-        proc.stop("TERM")
-        assert proc.process is not None
+        proc = recovery.processes.stop(name)
         assert proc.process.returncode == 0, proc.output()[-2000:]
 
     # Then they finished what they held before exiting: every call completed on its first
@@ -132,7 +126,7 @@ def test_redis_restarted_empty_with_calls_queued_loses_nothing(
 ) -> None:
     # Given 100 calls queued while no worker runs
     for name in [n for n in recovery.procs if n.startswith("worker")]:
-        recovery.procs.pop(name).stop()
+        recovery.processes.stop(name)
     owner.connect("slack", "u-redis", {"access_token": "xoxb-redis"})
     ids = submit(owner, "u-redis", "GET", "conversations.list", 100)
 

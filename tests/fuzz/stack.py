@@ -4,7 +4,6 @@ so accepted calls stay queued and nothing leaves the machine."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,14 +15,13 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-from api.dev.embedded_redis import free_port, start_embedded_redis
-from api.dev.processes import api_argv, wait_until_answers
+from api.dev.embedded_redis import start_embedded_redis
+from api.dev.harness import Processes, environment
 from models.accounts.tenants import create_tenant
 from models.db.engine import create_db_engine
 from models.db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 60.0
 # Longest `Prefer: wait` / `?wait=` the API honours here: with no worker, every wait runs to
 # its end, so a long one would only slow the run down.
 MAX_WAIT_S = 0.2
@@ -98,20 +96,17 @@ class Target:
 
 
 def api_env(workdir: Path, database_url: str, redis_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PASSTHRU_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PASSTHRU_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "PASSTHRU_MAX_WAIT_S": str(MAX_WAIT_S),
-        "PASSTHRU_ALLOW_PRIVATE_NETWORKS": "false",
-        "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false",
-        "PASSTHRU_METRICS_PORT": "0",
-        "PASSTHRU_LOG_FORMAT": "json",
-        "PASSTHRU_HEARTBEAT_FILE": str(workdir / "heartbeat"),
-        "PYTHONUNBUFFERED": "1",
-    }
+    return environment(
+        database_url,
+        redis_url,
+        Fernet.generate_key().decode(),
+        PASSTHRU_MAX_WAIT_S=str(MAX_WAIT_S),
+        PASSTHRU_ALLOW_PRIVATE_NETWORKS="false",
+        PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS="false",
+        PASSTHRU_METRICS_PORT="0",
+        PASSTHRU_LOG_FORMAT="json",
+        PASSTHRU_HEARTBEAT_FILE=str(workdir / "heartbeat"),
+    )
 
 
 @contextmanager
@@ -126,32 +121,14 @@ def running_api(workdir: Path | None = None) -> Iterator[Target]:
         _, api_key = create_tenant(engine, "fuzz")
         engine.dispose()
         redis = start_embedded_redis()
-        port = free_port()
-        target = Target(f"http://127.0.0.1:{port}", api_key, work / "api.log")
-        env = api_env(work, database_url, redis.url)
         try:
-            with target.log.open("ab") as log:
-                target.process = subprocess.Popen(
-                    api_argv(port, "--no-access-log", "--timeout-graceful-shutdown", "3"),
-                    env=env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if not wait_until_answers(
-                f"{target.base_url}/readyz", STARTUP_TIMEOUT_S, alive=target.alive
-            ):
-                raise RuntimeError(f"the API did not start:\n{target.log_since(0)[-4000:]}")
-            _seed(target)
-            yield target
+            with Processes(work, api_env(work, database_url, redis.url)) as processes:
+                url = processes.start_api("--no-access-log", "--timeout-graceful-shutdown", "3")
+                api = processes.procs["api"]
+                target = Target(url, api_key, api.log, process=api.process)
+                _seed(target)
+                yield target
         finally:
-            if target.process is not None and target.process.poll() is None:
-                target.process.terminate()
-                try:
-                    target.process.wait(20)
-                except subprocess.TimeoutExpired:
-                    target.process.kill()
-                    target.process.wait()
             redis.stop()
 
 

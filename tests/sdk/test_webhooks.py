@@ -5,6 +5,7 @@ against the reference `standardwebhooks` package."""
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import secrets
 import time
@@ -208,7 +209,9 @@ def test_what_the_reference_signs_we_verify_and_the_other_way(round_: int) -> No
 
 
 def test_what_the_passthru_server_signs_we_verify() -> None:
-    server = pytest.importorskip("models.webhooks.signing")
+    # Skipped where only the SDK is installed; a signing module moved or renamed fails
+    pytest.importorskip("models", reason="the passthru server is not installed")
+    server = importlib.import_module("models.webhooks.signing")
     current, previous = server.new_secret(), server.new_secret()
     body = json.dumps({"type": "function_call.completed", "data": {"id": "fc_1"}}).encode()
     now = int(time.time())

@@ -16,7 +16,8 @@ import pytest
 from api.dev import run as dev
 from api.dev import state
 from api.dev.embedded_redis import EmbeddedRedis, free_port
-from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env, wait_until_answers
+from api.dev.harness import Processes
+from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,23 +46,13 @@ def test_flower_s_password_is_in_its_environment_not_on_its_command_line() -> No
 
 
 @contextmanager
-def _flower(argv: list[str], env: dict[str, str], cwd: Path, port: int, log: Path) -> Iterator[int]:
-    """A real Flower, once it answers; yields its pid."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        answers = wait_until_answers(
-            f"http://127.0.0.1:{port}/healthcheck", 60, alive=lambda: process.poll() is None
-        )
-        assert answers, log.read_text(errors="replace")[-3000:]
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _flower(
+    argv: list[str], env: dict[str, str], cwd: Path, port: int, logs: Path
+) -> Iterator[int]:
+    """A real Flower started in `cwd`, once it answers; yields its pid."""
+    with Processes(logs, env, cwd=cwd) as processes:
+        url = f"http://127.0.0.1:{port}/healthcheck"
+        yield processes.start_server("flower", argv, url).pid
 
 
 def _assert_behind(port: int, pid: int, user: str, password: str) -> None:
@@ -85,7 +76,7 @@ def test_flower_started_as_dev_starts_it_is_behind_its_password(
     port = free_port()
     argv, flower_environment = dev._commands(free_port(), port, free_port(), env)["flower"]
     # When it runs / Then it asks for the password printed in the banner, which only it got
-    with _flower(argv, flower_environment, ROOT, port, tmp_path / "flower.log") as pid:
+    with _flower(argv, flower_environment, ROOT, port, tmp_path) as pid:
         _assert_behind(port, pid, state.FLOWER_USER, state.flower_password())
     # and no other process of dev was given it
     others = [e for name, (_, e) in dev._commands(1, 2, 3, env).items() if name != "flower"]
@@ -105,7 +96,7 @@ def test_passthru_flower_takes_its_password_from_the_settings(
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     # When `passthru flower` runs / Then Flower asks for that password
     argv = [sys.executable, "-m", "api.cli", "flower"]
-    with _flower(argv, env, tmp_path, port, tmp_path / "flower.log") as pid:
+    with _flower(argv, env, tmp_path, port, tmp_path) as pid:
         _assert_behind(port, pid, "ops", f"s3cret-{port}")
 
 
