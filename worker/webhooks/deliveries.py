@@ -15,24 +15,19 @@ claim moves it from `pending` to `delivering`, and nothing else does.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import orjson
-from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import NoResultFound, SQLAlchemyError
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from models.calls.resources import call_out
+from models.broker import MAX_COUNTDOWN_S
 from models.crypto.secrets import Vault
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from models.errors import CredentialsError
-from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
-from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
+from worker.webhooks.events import Unsendable, prepare
 from worker.webhooks.sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
@@ -41,15 +36,8 @@ _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _attempts = WebhookAttempt.__table__  # type: ignore[attr-defined]
 _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
-# Events larger than this go without the call's output (`output_omitted`): the receiver
-# reads it with GET /function-calls/{id}. A receiver is not a bulk channel, and each event
-# is held in memory while it is sent.
-MAX_EVENT_BYTES = 1024 * 1024
-# Deliveries due within this are published with a countdown; later ones by the sweeper.
-MAX_COUNTDOWN_S = 60.0
 # Deliveries the sender has no room for come back this much later.
 NO_ROOM_COUNTDOWN_S = 5.0
-USER_AGENT = "passthru-webhooks/0.1"
 DECISION_CHARS = 200
 
 
@@ -73,10 +61,6 @@ def lease_for(timeout_s: float) -> float:
     return timeout_s * (PENDING_PER_SLOT + 1) + 60.0
 
 
-class Unsendable(Exception):
-    """The delivery cannot be attempted at all; the message says why."""
-
-
 def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
     """Claim each due delivery among `delivery_ids` and hand it to the sender, which signs
     and sends it when a slot is free (its body is built then, so waiting deliveries hold no
@@ -96,8 +80,8 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         out[delivery_id] = DeliveryStatus.DELIVERING
         started = rt.clock()
 
-        def prepare(delivery: WebhookDelivery = delivery) -> Prepared:
-            return _prepare(rt, delivery)
+        def signed(delivery: WebhookDelivery = delivery) -> Prepared:
+            return prepare(rt.engine, rt.vault, rt.clock, delivery)
 
         def done(
             outcome: Sent | Exception,
@@ -109,7 +93,7 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
                 out[delivery.id] = status
             return status
 
-        rt.poster.post(delivery.id, prepare, done)
+        rt.poster.post(delivery.id, signed, done)
     return out
 
 
@@ -148,80 +132,6 @@ def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
             .returning(*_deliveries.c)
         ).first()
     return WebhookDelivery(**row._mapping) if row is not None else None
-
-
-def event_body(rt: WebhookRuntime, delivery: WebhookDelivery) -> bytes:
-    """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
-    attempts), or the batch's counts."""
-    with rt.engine.connect() as conn:
-        data: dict[str, Any]
-        if delivery.call_id:
-            row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
-            data = call_out(FunctionCall(**row._mapping)).model_dump(mode="json")
-        else:
-            counts = conn.execute(
-                select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
-            ).all()
-            per_status: dict[str, int] = {}
-            for status, _ in counts:
-                per_status[str(status)] = per_status.get(str(status), 0) + 1
-            data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
-    event = {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
-    body = orjson.dumps(event)
-    if len(body) > MAX_EVENT_BYTES and "output" in data:
-        event["data"] = {**data, "output": None, "output_omitted": True}
-        body = orjson.dumps(event)
-    return body
-
-
-def _secrets(rt: WebhookRuntime, tenant_id: str) -> list[str]:
-    """The tenant's signing secrets; one is made for a tenant that has none yet (a call
-    with a callback_url before any PUT /webhook-endpoint)."""
-    with rt.engine.begin() as conn:
-        enc = conn.execute(
-            select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
-        ).scalar_one_or_none()
-        if enc is None:
-            enc = store_secrets(rt.vault, new_secret(), tenant_id=tenant_id, shown=False)
-            conn.execute(
-                _endpoints.insert().values(
-                    tenant_id=tenant_id,
-                    url=None,
-                    secrets_enc=enc,
-                    created_at=rt.clock(),
-                    updated_at=rt.clock(),
-                )
-            )
-    return signing_secrets(rt.vault, enc, time.time(), tenant_id=tenant_id)
-
-
-def _prepare(rt: WebhookRuntime, delivery: WebhookDelivery) -> Prepared:
-    """The signed request of one attempt, or Unsendable saying why there can be none."""
-    try:
-        url = str(parse_http_url(delivery.url, max_chars=MAX_CALLBACK_URL_CHARS))
-    except ValueError as exc:
-        raise Unsendable(f"the URL {exc}") from None
-    try:
-        body = event_body(rt, delivery)
-        secrets = _secrets(rt, delivery.tenant_id)
-    except NoResultFound:
-        raise Unsendable("the call no longer exists (deleted by retention)") from None
-    except (CredentialsError, ValueError) as exc:
-        raise Unsendable(f"the signing secret cannot be read: {exc}") from None
-    timestamp = int(time.time())
-    return Prepared(
-        delivery.id,
-        url,
-        body,
-        {
-            "content-type": "application/json",
-            "accept-encoding": "identity",
-            "user-agent": USER_AGENT,
-            "webhook-id": delivery.id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets, delivery.id, timestamp, body),
-        },
-    )
 
 
 def _record(

@@ -1,0 +1,112 @@
+"""What a delivery sends: the event (`{type, timestamp, data}`, the call as the API shows it
+or a batch's counts) signed with the tenant's secrets as Standard Webhooks says, or why it
+cannot be sent at all (`Unsendable`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import NoResultFound
+
+from models.calls.resources import call_out
+from models.crypto.secrets import Vault
+from models.db.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.errors import CredentialsError
+from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
+from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
+from worker.webhooks.sender import Prepared
+
+_endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+# Events larger than this go without the call's output (`output_omitted`): the receiver
+# reads it with GET /function-calls/{id}. A receiver is not a bulk channel, and each event
+# is held in memory while it is sent.
+MAX_EVENT_BYTES = 1024 * 1024
+USER_AGENT = "passthru-webhooks/0.1"
+
+
+class Unsendable(Exception):
+    """The delivery cannot be attempted at all; the message says why."""
+
+
+def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
+    """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
+    attempts), or the batch's counts."""
+    with engine.connect() as conn:
+        data: dict[str, Any]
+        if delivery.call_id:
+            row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
+            data = call_out(FunctionCall(**row._mapping)).model_dump(mode="json")
+        else:
+            counts = conn.execute(
+                select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
+            ).all()
+            per_status: dict[str, int] = {}
+            for status, _ in counts:
+                per_status[str(status)] = per_status.get(str(status), 0) + 1
+            data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
+    event = {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
+    body = orjson.dumps(event)
+    if len(body) > MAX_EVENT_BYTES and "output" in data:
+        event["data"] = {**data, "output": None, "output_omitted": True}
+        body = orjson.dumps(event)
+    return body
+
+
+def _secrets(
+    engine: Engine, vault: Vault, clock: Callable[[], datetime], tenant_id: str
+) -> list[str]:
+    """The tenant's signing secrets; one is made for a tenant that has none yet (a call
+    with a callback_url before any PUT /webhook-endpoint)."""
+    with engine.begin() as conn:
+        enc = conn.execute(
+            select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
+        ).scalar_one_or_none()
+        if enc is None:
+            enc = store_secrets(vault, new_secret(), tenant_id=tenant_id, shown=False)
+            conn.execute(
+                _endpoints.insert().values(
+                    tenant_id=tenant_id,
+                    url=None,
+                    secrets_enc=enc,
+                    created_at=clock(),
+                    updated_at=clock(),
+                )
+            )
+    return signing_secrets(vault, enc, time.time(), tenant_id=tenant_id)
+
+
+def prepare(
+    engine: Engine, vault: Vault, clock: Callable[[], datetime], delivery: WebhookDelivery
+) -> Prepared:
+    """The signed request of one attempt, or Unsendable saying why there can be none."""
+    try:
+        url = str(parse_http_url(delivery.url, max_chars=MAX_CALLBACK_URL_CHARS))
+    except ValueError as exc:
+        raise Unsendable(f"the URL {exc}") from None
+    try:
+        body = event_body(engine, delivery)
+        secrets = _secrets(engine, vault, clock, delivery.tenant_id)
+    except NoResultFound:
+        raise Unsendable("the call no longer exists (deleted by retention)") from None
+    except (CredentialsError, ValueError) as exc:
+        raise Unsendable(f"the signing secret cannot be read: {exc}") from None
+    timestamp = int(time.time())
+    return Prepared(
+        delivery.id,
+        url,
+        body,
+        {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, delivery.id, timestamp, body),
+        },
+    )
