@@ -21,7 +21,7 @@ from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
 from models.db.tables import FunctionCall
 from models.keys import CALL_QUEUES, QUEUE_WEBHOOKS
-from models.ratelimit.rules import KEY_PREFIX, interval_ms
+from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
 
 log = logging.getLogger("passthru.metrics")
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -137,11 +137,13 @@ class PassthruCollector(Collector):
         for key, raw in zip(keys, values, strict=True):
             if raw is None or (left := (int(raw) - now_ms) / 1000) <= 0:
                 continue
-            parts = key.split(":")  # passthru:rl:pause:APP:... | passthru:rl:APP:INDEX:...
-            if parts[2] == "pause":
-                pauses.setdefault(parts[3], []).append(left)
-            elif parts[2] != "tenant-cap" and (label := self._limit_label(parts[2], parts[3])):
-                ahead.setdefault((parts[2], label), []).append(left)
+            of = key_of(key)
+            if of is None or of.app is None:
+                continue
+            if of.kind == "pause":
+                pauses.setdefault(of.app, []).append(left)
+            elif of.index is not None and (label := self._limit_label(of.app, of.index)):
+                ahead.setdefault((of.app, label), []).append(left)
         for app, lefts in sorted(pauses.items()):
             paused.add_metric([app], len(lefts))
             pause_left.add_metric([app], max(lefts))
@@ -149,11 +151,11 @@ class PassthruCollector(Collector):
             busy.add_metric([app, label], len(lefts))
             booked.add_metric([app, label], max(lefts))
 
-    def _limit_label(self, slug: str, index: str) -> str | None:
+    def _limit_label(self, slug: str, index: int) -> str | None:
         app = self._catalog.get(slug)
-        if app is None or not index.isdigit() or int(index) >= len(app.rate_limits):
+        if app is None or index >= len(app.rate_limits):
             return None
-        spec = app.rate_limits[int(index)]
+        spec = app.rate_limits[index]
         path = f" {spec.path}" if spec.path else ""
         return f"{spec.limit:g}/{spec.period_s:g}s {spec.scope}{path} ({interval_ms(spec)} ms)"
 

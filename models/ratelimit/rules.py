@@ -89,6 +89,31 @@ def pause_key(app: App, account_id: str) -> str:
     return f"{KEY_PREFIX}:pause:{app.slug}:acct:{account_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class KeyOf:
+    """What a key of the limiter belongs to, read back from the key (for reports)."""
+
+    kind: str  # "limit" (an app's declared limit), "pause" or "tenant-cap"
+    app: str | None = None
+    index: int | None = None  # which of the app's `rate_limits`, for a limit
+
+
+def key_of(key: str) -> KeyOf | None:
+    """Parse a key made by `limit_key`, `pause_key` or `tenant_cap_rule`; None for any
+    other key."""
+    prefix = KEY_PREFIX + ":"
+    if not key.startswith(prefix):
+        return None
+    parts = key[len(prefix) :].split(":")
+    if parts[0] == "pause" and len(parts) >= 3:
+        return KeyOf("pause", parts[1])
+    if parts[0] == "tenant-cap":
+        return KeyOf("tenant-cap")
+    if len(parts) >= 3 and parts[1].isdigit():
+        return KeyOf("limit", parts[0], int(parts[1]))
+    return None
+
+
 LANES = ("interactive", "bulk")
 
 

@@ -12,8 +12,10 @@ from api.dev.embedded_redis import EmbeddedRedis
 from models.catalog.apps import RateLimitSpec, parse_catalog
 from models.ratelimit.rules import (
     Booking,
+    KeyOf,
     Rule,
     book,
+    key_of,
     parse_rate,
     pause_key,
     rule_of,
@@ -240,6 +242,33 @@ def test_the_operators_tenant_cap_comes_after_the_apps_limits() -> None:
     assert [r.key for r in rules] == ["passthru:rl:crm:0:app", "passthru:rl:tenant-cap:tn1:bulk"]
     assert (rules[1].interval_ms, rules[1].tolerance_ms) == (10, 190)
     assert rules[1].label == "tenant cap (bulk): 100 per 1 s"
+
+
+def test_every_key_the_limiter_makes_reads_back_as_what_it_belongs_to() -> None:
+    cap = parse_rate("100/1")
+    assert cap is not None
+    keys = [
+        r.key
+        for r in rules_for(
+            APPS["chat"],
+            tenant_id="tn1",
+            account_id="ca1",
+            path="/api/conversations.list",
+            tenant_cap=cap,
+            lane="bulk",
+        )
+    ]
+    keys += [pause_key(APPS["chat"], "ca1"), pause_key(APPS["crm"], "ca1")]
+    assert [key_of(k) for k in keys] == [
+        KeyOf("limit", "chat", 0),
+        KeyOf("limit", "chat", 1),
+        KeyOf("limit", "chat", 2),
+        KeyOf("tenant-cap"),
+        KeyOf("pause", "chat"),
+        KeyOf("pause", "crm"),
+    ]
+    assert key_of("passthru:quota:submit:tn1") is None
+    assert key_of("passthru:rl:odd") is None
 
 
 @pytest.mark.parametrize("text", ["100", "a/1", "100/x", "1/2/3/4", "0/1"])
