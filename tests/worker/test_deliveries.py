@@ -3,6 +3,7 @@ disables the endpoint."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -25,7 +26,7 @@ from models.db.tables import (
     WebhookEndpoint,
 )
 from models.webhooks.outbox import enqueue_deliveries
-from models.webhooks.signing import message_id, new_secret, store_secrets
+from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
 from tests.worker.factories import NOW, make_call
 from worker.net.egress import EgressPolicy
 from worker.net.transport import make_webhook_client
@@ -387,3 +388,38 @@ def test_an_event_too_large_for_a_receiver_goes_without_the_output(
     assert payload["data"]["output"] is None
     assert payload["data"]["output_omitted"] is True
     assert payload["data"]["network_code"] == "200"
+
+
+def test_deliveries_prepared_side_by_side_share_the_secret_the_first_one_made(
+    engine: Engine, vault: Vault, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.webhooks.events as events
+
+    # Given a tenant with no webhook endpoint yet, and another delivery of the tenant that
+    # makes its secret between this one's look and this one's insert
+    made = store_secrets(vault, new_secret(), tenant_id=tenant.id, shown=False)
+    looked = events._stored_secrets
+
+    def look_then_lose_the_race(engine: Engine, tenant_id: str) -> str | None:
+        found = looked(engine, tenant_id)
+        if found is None:
+            with engine.begin() as conn:
+                conn.execute(
+                    WebhookEndpoint.__table__.insert().values(  # type: ignore[attr-defined]
+                        tenant_id=tenant_id,
+                        url=None,
+                        secrets_enc=made,
+                        created_at=NOW,
+                        updated_at=NOW,
+                    )
+                )
+        return found
+
+    monkeypatch.setattr(events, "_stored_secrets", look_then_lose_the_race)
+    # When this delivery's secrets are read
+    got = events._secrets(engine, vault, lambda: NOW, tenant.id)
+    # Then it signs with the secret the other one made, and the tenant has one endpoint
+    assert got == signing_secrets(vault, made, time.time(), tenant_id=tenant.id)
+    with Session(engine) as session:
+        rows = session.exec(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id))
+        assert len(list(rows)) == 1

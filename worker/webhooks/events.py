@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from models.calls.resources import call_out
 from models.crypto.secrets import Vault
@@ -58,26 +58,37 @@ def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
     return body
 
 
+def _stored_secrets(engine: Engine, tenant_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
+        ).scalar_one_or_none()
+
+
 def _secrets(
     engine: Engine, vault: Vault, clock: Callable[[], datetime], tenant_id: str
 ) -> list[str]:
     """The tenant's signing secrets; one is made for a tenant that has none yet (a call
-    with a callback_url before any PUT /webhook-endpoint)."""
-    with engine.begin() as conn:
-        enc = conn.execute(
-            select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
-        ).scalar_one_or_none()
-        if enc is None:
-            enc = store_secrets(vault, new_secret(), tenant_id=tenant_id, shown=False)
-            conn.execute(
-                _endpoints.insert().values(
-                    tenant_id=tenant_id,
-                    url=None,
-                    secrets_enc=enc,
-                    created_at=clock(),
-                    updated_at=clock(),
+    with a callback_url before any PUT /webhook-endpoint). Deliveries of one tenant are
+    prepared side by side: when another one made the secret first, its secret is used."""
+    enc = _stored_secrets(engine, tenant_id)
+    if enc is None:
+        enc = store_secrets(vault, new_secret(), tenant_id=tenant_id, shown=False)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    _endpoints.insert().values(
+                        tenant_id=tenant_id,
+                        url=None,
+                        secrets_enc=enc,
+                        created_at=clock(),
+                        updated_at=clock(),
+                    )
                 )
-            )
+        except IntegrityError:
+            enc = _stored_secrets(engine, tenant_id)
+            if enc is None:
+                raise
     return signing_secrets(vault, enc, time.time(), tenant_id=tenant_id)
 
 
