@@ -2,11 +2,13 @@
 database, the catalog, the waiter, the tenant's bounds, the publisher and the operator's
 limits. The tenant's open calls are counted first (holding no connection); then each call
 is validated, admitted against the tenant's bounds, written and published
-(`submission.submit`, `bulk_submission.submit_batch`), and waited for if `Prefer` asked."""
+(`submission.submit`, `bulk_submission.submit_batch`), and waited for if `Prefer` asked or
+the operator's PASSTHRU_DEFAULT_WAIT_S says so (`prefer.submission_wait`)."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -17,8 +19,8 @@ from starlette.datastructures import State
 
 from api.bulk_submission import submit_batch
 from api.call_log import wait_for_final
-from api.prefer import parse_prefer
-from api.prometheus import CALLS_REJECTED
+from api.prefer import SubmissionWait, parse_prefer, submission_wait
+from api.prometheus import CALLS_REJECTED, DEFAULT_WAITS_SKIPPED
 from api.quotas import Quotas
 from api.schemas.batches import BatchAccepted, BatchSubmitted
 from api.schemas.calls import FunctionCallRequest, PassthroughRequest
@@ -52,6 +54,7 @@ class Intake:
     publisher: Publisher
     limits: CallLimits
     max_wait_s: float  # PASSTHRU_MAX_WAIT_S: the longest wait honoured
+    default_wait_s: float  # PASSTHRU_DEFAULT_WAIT_S: the wait when `Prefer` asks none
 
     @classmethod
     def of(cls, state: State) -> Intake:
@@ -65,6 +68,7 @@ class Intake:
             publisher=state.publisher,
             limits=CallLimits.of(settings),
             max_wait_s=settings.max_wait_s,
+            default_wait_s=settings.default_wait_s,
         )
 
     def passthrough(
@@ -95,11 +99,12 @@ class Intake:
         )
 
     async def accept(self, tenant: Tenant, sub: Submission, prefer: str | None) -> Accepted:
-        """Write the call and publish it; with `Prefer: wait=N`, hold one of the tenant's
-        long polls and wait up to N s (at most `max_wait_s`) for it to end."""
+        """Write the call and publish it; then, if `Prefer: wait=N` asked (or `Prefer` asked
+        nothing and the operator's default wait is set), hold one of the tenant's long polls
+        and wait up to that long (at most `max_wait_s`) for it to end."""
         preference = parse_prefer(prefer, self.max_wait_s)
-        wait_s = preference.wait_s or 0.0
-        with self.quotas.waiting(tenant.id, "Prefer") if wait_s else nullcontext():
+        wait = submission_wait(preference, self.default_wait_s, self.max_wait_s)
+        with self._long_poll(tenant.id, wait) as wait_s:
             call = await self._write(tenant, sub)
             if wait_s:
                 latest = await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
@@ -107,6 +112,21 @@ class Intake:
                     return Accepted(call_result(latest), 200, preference.applied)
                 call = latest  # not finished in time: the 202 shows where it stands now
         return Accepted(call_out(call), 202, preference.applied)
+
+    @contextmanager
+    def _long_poll(self, tenant_id: str, wait: SubmissionWait) -> Iterator[float]:
+        """The seconds to wait, holding one of the tenant's long polls meanwhile: a wait the
+        caller asked for is a 429 when none is free, the default wait is then 0 (202)."""
+        if not wait.wait_s:
+            yield 0.0
+        elif wait.asked:
+            with self.quotas.waiting(tenant_id, "Prefer"):
+                yield wait.wait_s
+        else:
+            with self.quotas.waiting_if_free(tenant_id) as held:
+                if not held:
+                    DEFAULT_WAITS_SKIPPED.inc()
+                yield wait.wait_s if held else 0.0
 
     async def _write(self, tenant: Tenant, sub: Submission) -> FunctionCall:
         """`submit`, once the tenant's open calls are counted (holding no connection)."""

@@ -43,6 +43,12 @@ REQUESTS_REFUSED = Counter(
     ["reason"],
     registry=COUNTERS,
 )
+DEFAULT_WAITS_SKIPPED = Counter(
+    "passthru_default_waits_skipped",
+    "Submissions answered 202 at once instead of waiting PASSTHRU_DEFAULT_WAIT_S: "
+    "no long poll of the tenant's was free",
+    registry=COUNTERS,
+)
 
 # A scrape reads at most this many limiter keys (SCAN), so a huge keyspace cannot stall it.
 MAX_KEYS = 50_000

@@ -9,7 +9,8 @@
   the database at most once a second per tenant and process (OPEN_CALLS_TTL_S); the calls
   this process admits meanwhile are added to the count.
 - Long polls open at once (`Prefer: wait`, `?wait=`): PASSTHRU_TENANT_MAX_WAITS, per API
-  process.
+  process. A submission's default wait (PASSTHRU_DEFAULT_WAIT_S) holds one too, and when
+  none is free it does not wait instead of being refused (`waiting_if_free`).
 - `POST /function-calls/{id}/redeliver`: PASSTHRU_TENANT_REDELIVERIES_PER_MIN, in Redis like
   submissions.
 
@@ -214,27 +215,51 @@ class Quotas:
     @contextmanager
     def waiting(self, tenant_id: str, field: str) -> Iterator[None]:
         """Hold one of the tenant's long polls in this process while the block runs."""
-        with self._lock:
-            held = self._waits.get(tenant_id, 0)
-            if held >= self._max_waits:
-                raise too_many(
-                    "waits",
-                    field,
-                    f"this tenant already waits on {held} calls in this API process "
-                    f"(PASSTHRU_TENANT_MAX_WAITS: {self._max_waits}); poll without waiting, "
-                    "or wait for fewer at once",
-                    WAITS_RETRY_S,
-                )
-            self._waits[tenant_id] = held + 1
+        held = self._hold_wait(tenant_id)
+        if held is not None:
+            raise too_many(
+                "waits",
+                field,
+                f"this tenant already waits on {held} calls in this API process "
+                f"(PASSTHRU_TENANT_MAX_WAITS: {self._max_waits}); poll without waiting, "
+                "or wait for fewer at once",
+                WAITS_RETRY_S,
+            )
         try:
             yield
         finally:
-            with self._lock:
-                left = self._waits[tenant_id] - 1
-                if left:
-                    self._waits[tenant_id] = left
-                else:
-                    del self._waits[tenant_id]
+            self._release_wait(tenant_id)
+
+    @contextmanager
+    def waiting_if_free(self, tenant_id: str) -> Iterator[bool]:
+        """Hold one of the tenant's long polls while the block runs if one is free (True),
+        else hold nothing (False): for a wait the caller did not ask for, which is then
+        skipped rather than refused."""
+        if self._hold_wait(tenant_id) is not None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._release_wait(tenant_id)
+
+    def _hold_wait(self, tenant_id: str) -> int | None:
+        """Take one of the tenant's long polls (None); when none is free, take nothing and
+        return how many the tenant holds."""
+        with self._lock:
+            held = self._waits.get(tenant_id, 0)
+            if held >= self._max_waits:
+                return held
+            self._waits[tenant_id] = held + 1
+            return None
+
+    def _release_wait(self, tenant_id: str) -> None:
+        with self._lock:
+            left = self._waits[tenant_id] - 1
+            if left:
+                self._waits[tenant_id] = left
+            else:
+                del self._waits[tenant_id]
 
     # --- Redis, failing open --------------------------------------------------------------
 

@@ -46,6 +46,8 @@ DEFAULT_REPUBLISH_AFTER_S = 300.0
 # Longest `Prefer: wait` / `?wait=` a caller may ask for, in seconds (the contract's bound;
 # PASSTHRU_MAX_WAIT_S may honour less).
 MAX_WAIT_S = 60.0
+# How long a submission without `Prefer` waits for its call to end (0: answer 202 at once).
+DEFAULT_WAIT_S = 0.0
 # Request bodies the API reads at most (413 beyond, before parsing and authentication); a
 # batch of 1,000 calls may be larger.
 DEFAULT_MAX_REQUEST_BYTES = 5 * 1024 * 1024
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
     # The longest wait honoured (a caller may ask for up to MAX_WAIT_S; more is a 400).
     max_wait_s: float = Field(
         MAX_WAIT_S, ge=0, le=MAX_WAIT_S, validation_alias=_env("PASSTHRU_MAX_WAIT_S")
+    )
+    # The wait of a submission that sends no `Prefer` (served up to max_wait_s, like an ask).
+    default_wait_s: float = Field(
+        DEFAULT_WAIT_S, ge=0, le=MAX_WAIT_S, validation_alias=_env("PASSTHRU_DEFAULT_WAIT_S")
     )
     tenant_submit_rate: str = Field(
         DEFAULT_TENANT_SUBMIT_RATE, validation_alias=_env("PASSTHRU_TENANT_SUBMIT_RATE")

@@ -41,6 +41,9 @@ _COLORS = {"api": 36, "worker": 33, "beat": 35, "flower": 32, "demo": 34}
 DEFAULT_FLOWER_PORT: int = Settings.model_fields["flower_port"].default
 # Each process's command line and environment, by name.
 Commands = dict[str, tuple[list[str], dict[str, str]]]
+# PASSTHRU_DEFAULT_WAIT_S unless set: a submission without `Prefer` waits this long for its
+# result, so the banner's curl line answers 200 {network_code, output, ...} as Integry's do.
+DEV_DEFAULT_WAIT_S = "10"
 
 
 @dataclass
@@ -77,6 +80,7 @@ def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     env.setdefault("PASSTHRU_ENCRYPTION_KEYS", state.encryption_key())
     env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
     env.setdefault("PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
+    env.setdefault("PASSTHRU_DEFAULT_WAIT_S", DEV_DEFAULT_WAIT_S)
     overrides = json.loads(env.get("PASSTHRU_UPSTREAM_OVERRIDES") or "{}")
     overrides.setdefault(DEMO_ORIGIN, f"http://127.0.0.1:{demo_port}")
     env["PASSTHRU_UPSTREAM_OVERRIDES"] = json.dumps(overrides)
@@ -134,15 +138,33 @@ def _redis_line(redis: EmbeddedRedis | None, url: str) -> str:
     return f"redis-server on {url}   (embedded, in a temp dir: emptied at exit)"
 
 
-def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
-    base = f"http://127.0.0.1:{port}"
+def curl_line(base: str, api_key: str, default_wait_s: float) -> tuple[str, str]:
+    """The banner's demo call and what it answers: without `Prefer` when the API waits by
+    default (PASSTHRU_DEFAULT_WAIT_S), else with `Prefer: wait=10`."""
     body = json.dumps({"method": "GET", "url": f"{DEMO_ORIGIN}/api/hello?name=passthru"})
+    waits_by_default = default_wait_s > 0
+    prefer = "" if waits_by_default else "-H 'Prefer: wait=10' "
     curl = (
         f"curl -s -X POST {base}/demo-passthrough-request "
         f"-H {shlex.quote('Authorization: Bearer ' + api_key)} "
         f"-H 'X-User-ID: {DEMO_USER}' -H 'Content-Type: application/json' "
-        f"-H 'Prefer: wait=10' -d {shlex.quote(body)}"
+        f"{prefer}-d {shlex.quote(body)}"
     )
+    waits, otherwise = (
+        (f"{default_wait_s:g} s (PASSTHRU_DEFAULT_WAIT_S)", "with -H 'Prefer: respond-async'")
+        if waits_by_default
+        else ("10 s (Prefer: wait=10)", "without the Prefer header")
+    )
+    answers = (
+        f"  It waits up to {waits} for the call to end and answers\n"
+        f"  200 {{id, status, network_code, output, headers}}; {otherwise}, 202 at once."
+    )
+    return curl, answers
+
+
+def _banner(port: int, flower_port: int, api_key: str, redis: str, default_wait_s: float) -> None:
+    base = f"http://127.0.0.1:{port}"
+    curl, answers = curl_line(base, api_key, default_wait_s)
     print(
         "\n"
         "  passthru is running\n"
@@ -154,6 +176,7 @@ def _banner(port: int, flower_port: int, api_key: str, redis: str) -> None:
         f"  API key   {api_key}   (demo tenant; user '{DEMO_USER}' has a demo account)\n"
         "\n  Try it (calls the built-in demo upstream, offline):\n\n"
         f"{curl}\n\n"
+        f"{answers}\n\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
@@ -242,7 +265,8 @@ def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
                 "(is the port taken? set PORT to another)"
             )
             return 1
-        _banner(port, flower_port, api_key, _redis_line(redis, redis_url))
+        default_wait_s = float(env["PASSTHRU_DEFAULT_WAIT_S"] or 0)
+        _banner(port, flower_port, api_key, _redis_line(redis, redis_url), default_wait_s)
         return _watch(children)
     except KeyboardInterrupt:
         _say("stopping")

@@ -29,7 +29,8 @@ PreferHeader = Annotated[
     str | None,
     Header(
         description=f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with "
-        "the result if the call ended; `respond-async`: answer 202 at once"
+        "the result if the call ended; `respond-async`: answer 202 at once. Without either, "
+        "the operator's PASSTHRU_DEFAULT_WAIT_S (0: answer 202 at once)"
     ),
 ]
 KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]

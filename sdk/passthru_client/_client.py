@@ -101,10 +101,14 @@ class Passthru:
         """Invoke a function such as "slack-passthrough-request" with `params`
         (`{"method", "url", "body"?, "headers"?, "retry"?, "timeout"?}`).
 
-        Without `wait` the call is returned at once (status "queued"). With `wait` seconds,
+        Without `wait`, no `Prefer` is sent and the call is returned as the API answers:
+        at once ("queued"), or finished when the operator set a default wait
+        (PASSTHRU_DEFAULT_WAIT_S) and the call ended within it. `wait=0` asks for the
+        answer at once whatever the default (`Prefer: respond-async`). With `wait` seconds,
         it is returned when it ends or when `wait` has passed, whichever comes first (up to
-        60 s in the request itself, `Prefer: wait`; longer waits go on by long-polling):
-        check `.done`. `idempotency_key` makes the submission idempotent and safe to retry.
+        60 s in the request itself, `Prefer: wait`; longer waits go on by long-polling).
+        Check `.done` in every case. `idempotency_key` makes the submission idempotent and
+        safe to retry.
         """
         return self._run(
             self._ops.invoke_function(

@@ -31,6 +31,18 @@ def _seconds(value: float) -> str:
     return f"{round(value, 3):g}"
 
 
+def submission_prefer(wait: float | None) -> tuple[str | None, float]:
+    """The `Prefer` header of a submission, and how long the API may hold it: none without
+    `wait` (the server's PASSTHRU_DEFAULT_WAIT_S applies, which may hold it up to
+    MAX_WAIT_S), `respond-async` for 0, else `wait=N` (at most MAX_WAIT_S)."""
+    if wait is None:
+        return None, MAX_WAIT_S
+    if wait == 0:
+        return "respond-async", 0.0
+    first_wait = min(wait, MAX_WAIT_S)
+    return f"wait={_seconds(first_wait)}", first_wait
+
+
 def _path(*parts: str) -> str:
     return "/" + "/".join(quote(p, safe="") for p in parts)
 
@@ -112,13 +124,11 @@ class Operations:
         headers = self._user(user_id)
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        first_wait = min(wait or 0.0, MAX_WAIT_S)
-        if first_wait > 0:
-            headers["Prefer"] = f"wait={_seconds(first_wait)}"
+        prefer, held_s = submission_prefer(wait)
+        if prefer is not None:
+            headers["Prefer"] = prefer
         data = yield from self._send(
-            ApiRequest(
-                "POST", "/function-calls", json=body, headers=headers, long_poll_s=first_wait
-            )
+            ApiRequest("POST", "/function-calls", json=body, headers=headers, long_poll_s=held_s)
         )
         call = FunctionCall.from_dict(data)
         if wait and not call.done:

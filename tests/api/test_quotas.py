@@ -225,6 +225,22 @@ def test_long_polls_are_bounded_per_tenant_and_released(rclient: redis.Redis) ->
         pass  # both released
 
 
+def test_a_wait_not_asked_for_is_skipped_when_no_long_poll_is_free(rclient: redis.Redis) -> None:
+    # Given a tenant allowed 2 long polls
+    q = quotas(rclient, Clock(), max_waits=2)
+    with q.waiting_if_free("tn_a") as first, q.waiting("tn_a", "wait"):
+        # When a third wait is not asked for (the operator's default wait)
+        with q.waiting_if_free("tn_a") as third:
+            # Then it holds nothing, and is not refused; another tenant is not held back
+            assert (first, third) == (True, False)
+            with q.waiting_if_free("tn_b") as other:
+                assert other
+        # And leaving it released nothing: the two long polls are still held
+        refusal(lambda: q.waiting("tn_a", "Prefer").__enter__())
+    with q.waiting("tn_a", "wait"), q.waiting_if_free("tn_a") as held:
+        assert held  # both released
+
+
 def test_redeliveries_per_minute(rclient: redis.Redis) -> None:
     clock = Clock()
     q = quotas(rclient, clock, redeliveries_per_min=3)

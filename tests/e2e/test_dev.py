@@ -26,7 +26,7 @@ from api.dev.harness import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # dev migrates, then starts five processes on 2 busy cores
-WAIT_S = 60  # how long to wait for the demo call when the curl line's own wait=10 ran out
+WAIT_S = 60  # how long to wait for the demo call when dev's default wait (10 s) ran out
 
 
 def _children(pid: int) -> set[int]:
@@ -136,11 +136,13 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
         api_key = re.search(r"API key +(pt_\S+)", banner)
         assert api_key, banner
 
-        # When the printed line is run as printed (by a shell, as a user would)
+        # When the printed line, in the seed's form (no Prefer), is run as printed (by a shell,
+        # as a user would)
+        assert "Prefer" not in curl_line
         done = subprocess.run(["sh", "-c", curl_line], capture_output=True, text=True, timeout=60)
 
-        # Then it returns a completed call from the demo upstream (on a loaded machine the
-        # line's own `Prefer: wait=10` may end first: then wait for that call)
+        # Then it answers the call's result in the Integry shape plus id (dev waits 10 s by
+        # default; on a loaded machine that wait may end first: then wait for that call)
         answer = json.loads(done.stdout)
         if answer.get("status") in ("queued", "running", "retrying"):
             answer = httpx.get(
@@ -149,6 +151,8 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
                 headers={"Authorization": f"Bearer {api_key[1]}"},
                 timeout=WAIT_S + 30,
             ).json()
+        else:
+            assert set(answer) == {"id", "status", "network_code", "output", "headers", "error"}
         assert answer["status"] == "completed", (answer, output.text())
         assert answer["network_code"] == "200"
         assert answer["output"]["message"] == "hello, passthru"

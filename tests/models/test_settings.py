@@ -25,6 +25,7 @@ ENV_NAMES = [
     "PASSTHRU_MAX_TIMEOUT_S",
     "PASSTHRU_RETRY_MAX_ATTEMPTS",
     "PASSTHRU_RETRY_MAX_WAIT_S",
+    "PASSTHRU_DEFAULT_WAIT_S",
 ]
 
 
@@ -161,3 +162,15 @@ def test_a_tenant_rate_limit_must_be_a_rate(clean_env: pytest.MonkeyPatch) -> No
         _settings()
     clean_env.setenv("PASSTHRU_TENANT_RATE_LIMIT", "200/1")
     assert _settings().tenant_rate_limit == "200/1"
+
+
+def test_the_default_wait_is_0_and_within_the_contracts_bound(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    assert _settings().default_wait_s == 0
+    clean_env.setenv("PASSTHRU_DEFAULT_WAIT_S", "10")
+    assert _settings().default_wait_s == 10
+    for refused in ("-1", "61", "nan"):
+        clean_env.setenv("PASSTHRU_DEFAULT_WAIT_S", refused)
+        with pytest.raises(ValidationError, match=r"(?i)default_wait_s"):
+            _settings()

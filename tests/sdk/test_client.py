@@ -22,6 +22,7 @@ from passthru_client import (
     RateLimited,
     ServerError,
 )
+from passthru_client._ops import submission_prefer
 
 from tests.sdk.conftest import (
     API_KEY,
@@ -109,6 +110,50 @@ def test_invoke_without_wait_returns_the_queued_call(client: Any, api: FakeApi) 
     assert call.created_at == datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     assert call.attempt_count == 0
     assert call.raw["function"] == SLACK
+
+
+def test_invoke_without_wait_takes_the_result_of_the_servers_default_wait(
+    client: Any, api: FakeApi
+) -> None:
+    # Given a server whose operator set PASSTHRU_DEFAULT_WAIT_S: the call ended within it
+    api.script(reply(200, RESULT))
+    # When a call is invoked without a wait
+    call = client.invoke_function(SLACK, PARAMS)
+    # Then no Prefer is sent, the 200 result is the call, and nothing more is asked
+    request = api.last
+    assert "prefer" not in request.headers
+    assert len(api.requests) == 1
+    assert (call.status, call.network_code, call.done) == ("completed", "200", True)
+    assert call.output == {"ok": True, "channels": []}
+    # And the read timeout outlasts the longest default wait a server may hold it
+    assert request.extensions["timeout"]["read"] == pytest.approx(30.0 + 60)
+
+
+def test_wait_zero_asks_for_the_answer_at_once(client: Any, api: FakeApi) -> None:
+    api.script(reply(202, call_json("fc_9", "queued")))
+
+    call = client.invoke_function(SLACK, PARAMS, wait=0)
+
+    request = api.last
+    assert request.headers["prefer"] == "respond-async"
+    assert request.extensions["timeout"]["read"] == pytest.approx(30.0)
+    assert len(api.requests) == 1
+    assert (call.id, call.status, call.done) == ("fc_9", "queued", False)
+
+
+@pytest.mark.parametrize(
+    ("wait", "prefer", "held_s"),
+    [
+        (None, None, 60.0),
+        (0, "respond-async", 0.0),
+        (0.0, "respond-async", 0.0),
+        (2.5, "wait=2.5", 2.5),
+        (60, "wait=60", 60.0),
+        (90, "wait=60", 60.0),
+    ],
+)
+def test_the_prefer_of_a_submission(wait: float | None, prefer: str | None, held_s: float) -> None:
+    assert submission_prefer(wait) == (prefer, held_s)
 
 
 def test_user_id_per_call_overrides_the_default_and_none_sends_no_header(
