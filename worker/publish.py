@@ -6,5 +6,3 @@ from models.broker import BrokerPublisher
 from worker.app import app
 
 publisher = BrokerPublisher(app)
-publish_calls = publisher.publish_calls
-publish_deliveries = publisher.publish_deliveries

@@ -181,7 +181,7 @@ def get_runtime() -> Runtime:
 
 @lru_cache(maxsize=1)
 def get_webhook_runtime() -> WebhookRuntime:
-    from worker.publish import publish_deliveries
+    from worker.publish import publisher  # the worker's Celery app, loaded by then
 
     settings = get_settings()
     policy = webhook_policy(settings)
@@ -205,6 +205,6 @@ def get_webhook_runtime() -> WebhookRuntime:
         poster=poster,
         schedule_s=settings.webhook_schedule,
         clock=utcnow,
-        republish=lambda ids, countdown: publish_deliveries(ids, countdown),
+        publisher=publisher,
         lease_s=lease_for(settings.webhook_timeout_s),
     )

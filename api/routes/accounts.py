@@ -54,7 +54,10 @@ def list_(
 
 
 @router.patch(
-    "/{account_id}", responses=_ERRORS, summary="New credentials, config, or enable/disable"
+    "/{account_id}",
+    # 409 `account_changed`: its status changed (a revocation) since the request read it
+    responses={**_ERRORS, 409: {"model": ErrorOut}},
+    summary="New credentials, config, or enable/disable",
 )
 def patch(
     account_id: str,

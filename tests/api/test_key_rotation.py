@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
 from models.accounts.tenants import create_tenant
+from models.broker import NoPublisher
 from models.calls.states import CallStatus
 from models.crypto.rotation import rotate_keys
 from models.crypto.secrets import Vault, generate_encryption_key
@@ -23,7 +24,7 @@ from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id
 from tests.api.conftest import PublishedIds
 from tests.worker.factories import NOW, make_call
-from worker.webhooks.deliveries import WebhookRuntime, deliver
+from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
 from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/passthru"
@@ -62,6 +63,8 @@ def _deliver_with(engine: Engine, vault: Vault, delivery_id: str) -> list[httpx.
         ),
         schedule_s=[0.0],
         clock=lambda: NOW,
+        publisher=NoPublisher(),
+        lease_s=lease_for(5.0),
     )
     assert deliver([delivery_id], runtime) == {delivery_id: "succeeded"}
     return received

@@ -4,6 +4,7 @@ disables the endpoint."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -30,7 +31,7 @@ from models.webhooks.signing import message_id, new_secret, signing_secrets, sto
 from tests.worker.factories import NOW, make_call
 from worker.net.egress import EgressPolicy
 from worker.net.transport import make_webhook_client
-from worker.webhooks.deliveries import WebhookRuntime, deliver
+from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
 from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/in"
@@ -58,6 +59,17 @@ def receiver() -> Receiver:
 PUBLISHED: list[tuple[list[str], float]] = []
 
 
+class PublishedDeliveries:
+    """Records the deliveries published to come back, with their countdowns."""
+
+    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+        raise AssertionError("webhook deliveries never publish calls")
+
+    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+        PUBLISHED.append((list(delivery_ids), countdown_s))
+        return True
+
+
 @pytest.fixture
 def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:
     PUBLISHED.clear()
@@ -67,7 +79,8 @@ def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:
         poster=InlinePoster(receiver.client, timeout_s=5.0),
         schedule_s=SCHEDULE,
         clock=lambda: NOW,
-        republish=lambda ids, countdown: PUBLISHED.append((list(ids), countdown)),
+        publisher=PublishedDeliveries(),
+        lease_s=lease_for(5.0),
     )
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.broker import MAX_COUNTDOWN_S
+from models.broker import MAX_COUNTDOWN_S, Publisher
 from models.crypto.secrets import Vault
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
@@ -48,11 +48,11 @@ class WebhookRuntime:
     poster: Poster
     schedule_s: list[float]
     clock: Callable[[], datetime]
-    # (delivery ids, countdown s) -> published; None: the sweeper publishes them
-    republish: Callable[[Sequence[str], float], object] | None = None
+    # Publishes deliveries to come back (`NoPublisher`: the sweeper publishes them).
+    publisher: Publisher
     # How long a claimed delivery is this worker's: longer than it may wait for a slot and
     # then attempt (lease_for()).
-    lease_s: float = 150.0
+    lease_s: float
 
 
 def lease_for(timeout_s: float) -> float:
@@ -71,8 +71,7 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         if rt.poster.room() <= 0:
             rest = list(delivery_ids[index:])
             log.warning("webhook sender full; %d deliveries come back later", len(rest))
-            if rt.republish is not None:
-                rt.republish(rest, NO_ROOM_COUNTDOWN_S)
+            rt.publisher.publish_deliveries(rest, NO_ROOM_COUNTDOWN_S)
             break
         delivery = _claim(rt, delivery_id)
         if delivery is None:
@@ -180,8 +179,10 @@ def _record(
             )
             log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
     _log_attempt(delivery, status, decision, sent)
-    if next_at is not None and rt.republish is not None and _soon(next_at, started):
-        rt.republish([delivery.id], max(0.0, (next_at - started).total_seconds()))
+    if next_at is not None and _soon(next_at, started):
+        rt.publisher.publish_deliveries(
+            [delivery.id], max(0.0, (next_at - started).total_seconds())
+        )
     return status
 
 
