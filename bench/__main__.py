@@ -1,6 +1,9 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f] [--db postgres|sqlite] [--workers N]
+
+(a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
+(e) interactive during a bulk drain, (f) memory under hostile input.
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -19,7 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import during_bulk as bench_during_bulk
 from bench import hostile as bench_hostile
+from bench import interactive as bench_interactive
 from bench import scenarios as sc
 from bench.stack import PG_URL, stack
 
@@ -91,7 +96,7 @@ def interactive(args: argparse.Namespace) -> dict[str, Any]:
     with stack(args.db) as s:
         key = sc.prepare(s)
         _workers(s, args.workers)
-        return sc.interactive(s, key, rate=50, duration_s=duration)
+        return bench_interactive.interactive(s, key, rates=[20, 200], duration_s=duration)
 
 
 def backlog(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +104,15 @@ def backlog(args: argparse.Namespace) -> dict[str, Any]:
     with stack(args.db) as s:
         key = sc.prepare(s)
         return sc.backlog(s, key, n, s.procs["api"].pid)
+
+
+def interactive_during_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2_000 if args.quick else 20_000
+    baseline_s = 10.0 if args.quick else 30.0
+    with stack(args.db) as s:
+        key = sc.prepare(s)
+        _workers(s, args.workers)
+        return bench_during_bulk.during_bulk(s, key, n, baseline_s)
 
 
 def hostile_input(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,7 +124,8 @@ SCENARIOS = {
     "b": ("latency_bound", latency_bound),
     "c": ("interactive", interactive),
     "d": ("backlog", backlog),
-    "e": ("hostile", hostile_input),
+    "e": ("interactive_during_bulk", interactive_during_bulk),
+    "f": ("hostile", hostile_input),
 }
 
 
@@ -145,11 +160,7 @@ def table(results: dict[str, Any]) -> str:
             f"{_ratio(p, r['naive_celery']['calls_per_s']):>8}"
         )
     if r := results.get("interactive"):
-        lines.append(
-            f"{'interactive':<16}added p50 {r['added_p50_ms']:.1f} ms, p99 {r['added_p99_ms']:.1f}"
-            f" ms (passthru p50 {r['passthru_ms']['p50']:.1f}, direct p50 "
-            f"{r['direct_ms']['p50']:.1f} ms)"
-        )
+        lines.append(bench_interactive.table(r))
     if r := results.get("backlog"):
         lines.append(
             f"{'backlog':<16}{r['redis_bytes_per_call']:.0f} B of Redis per queued call; "
@@ -157,6 +168,8 @@ def table(results: dict[str, Any]) -> str:
             f"{r['worker_rss_at_10k_mib']:.0f} -> {r['worker_rss_at_end_mib']:.0f} MiB "
             f"({r['worker_rss_growth_pct']:+.1f}%); drain {r['drain_calls_per_s']:.0f}/s"
         )
+    if r := results.get("interactive_during_bulk"):
+        lines.append(bench_during_bulk.table(r))
     if r := results.get("hostile"):
         lines.append(bench_hostile.table(r))
     return "\n".join(lines)
@@ -175,7 +188,7 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d,e", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(

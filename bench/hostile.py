@@ -1,4 +1,4 @@
-"""(e) Memory under hostile input, with the same figures for ordinary input as the baseline:
+"""(f) Memory under hostile input, with the same figures for ordinary input as the baseline:
 
 - the API's peak RSS while it refuses an unauthenticated 300 MiB body and a tenant's 20 MiB
   batch of 6.9 million empty arrays (parsed, some 700 MB of objects), against its peak
@@ -216,9 +216,9 @@ def hostile(db: str) -> dict[str, Any]:
             s.env["PASSTHRU_ALLOW_PRIVATE_NETWORKS"] = "true"  # older versions: webhooks too
             key = sc.prepare(s, APPS_YAML, accounts=("bench", "hostile"))
             worker = s.start_worker("hostile")
-            sc.say("(e) the API refusing a 300 MiB body")
+            sc.say("(f) the API refusing a 300 MiB body")
             api_figures = _api(s, key, s.procs["api"].pid)
-            sc.say("(e) a worker reading bombs from an upstream and from receivers")
+            sc.say("(f) a worker reading bombs from an upstream and from receivers")
             worker_figures = _worker(s, key, worker.pid, server)
     finally:
         server.close()

@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -245,28 +244,7 @@ def naive_celery(s: Stack, url: str, n: int) -> dict[str, Any]:
     }
 
 
-# ---- interactive latency ----------------------------------------------------------------
-
-
-def _paced(rate: float, duration_s: float, fn: Callable[[], float]) -> list[float]:
-    """Call fn at a steady rate (open loop); return each call's latency in ms."""
-    n = int(rate * duration_s)
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def timed() -> None:
-        ms = fn()
-        with lock:
-            latencies.append(ms)
-
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        start = time.perf_counter()
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(timed)
-    return latencies
+# ---- latency figures --------------------------------------------------------------------
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -275,49 +253,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "p50": round(statistics.median(values), 2),
         "p99": round(q[98], 2),
         "max": round(max(values), 2),
-    }
-
-
-def interactive(s: Stack, key: str, rate: float, duration_s: float) -> dict[str, Any]:
-    direct_client = httpx.Client()
-    api = httpx.Client(
-        base_url=s.api_url,
-        headers={"Authorization": f"Bearer {key}", "X-User-ID": USER, "Prefer": "wait=10"},
-        timeout=30,
-    )
-    body = {"method": "GET", "url": f"{BENCH_ORIGIN}/items"}
-    failures: list[int] = []
-
-    def direct() -> float:
-        t = time.perf_counter()
-        direct_client.get(f"{s.upstream_url}/items", headers={"Authorization": "Bearer x"}).read()
-        return (time.perf_counter() - t) * 1000
-
-    def through() -> float:
-        t = time.perf_counter()
-        r = api.post("/bench-passthrough-request", json=body)
-        if r.status_code != 200:
-            failures.append(r.status_code)
-        return (time.perf_counter() - t) * 1000
-
-    try:
-        say("warm-up: 5 s of both kinds of call, not counted (new connections, caches)")
-        _paced(rate, 5, direct)
-        _paced(rate, 5, through)
-        failures.clear()
-        say(f"direct calls at {rate:g}/s for {duration_s:g} s")
-        d = percentiles(_paced(rate, duration_s, direct))
-        say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
-        p = percentiles(_paced(rate, duration_s, through))
-    finally:
-        direct_client.close()
-        api.close()
-    return {
-        "direct_ms": d,
-        "passthru_ms": p,
-        "added_p50_ms": round(p["p50"] - d["p50"], 2),
-        "added_p99_ms": round(p["p99"] - d["p99"], 2),
-        "not_200": len(failures),
     }
 
 

@@ -1,0 +1,132 @@
+"""(e) interactive during bulk: `Prefer: wait` calls at 10/s while a batch of bulk calls to
+the instant upstream drains through the same workers, against direct calls at 10/s measured in
+the same run before the drain."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from bench import scenarios as sc
+from bench.interactive import Clients, Sample, calls, compare, hops, hops_line, paced
+from bench.stack import Stack
+
+RATE = 10.0
+MIN_S = 5.0  # interactive calls for at least this long, even if the drain ends sooner
+
+
+def bulk_finished(s: Stack) -> int:
+    """Calls submitted through the batch API (the interactive ones have no batch) that are
+    in a final state."""
+    query = (
+        f"SELECT count(*) FROM function_call WHERE status IN {sc.FINAL} AND batch_id IS NOT NULL"
+    )
+    with s.engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar_one())
+
+
+class Drain(threading.Thread):
+    """Submits n calls as (a) does, then polls how many have finished until all have;
+    `failed` keeps what went wrong, for the caller to raise."""
+
+    def __init__(self, s: Stack, key: str, n: int) -> None:
+        super().__init__(name="bulk-drain", daemon=True)
+        self.s, self.key, self.n = s, key, n
+        self.done = 0  # bulk calls finished, as last polled
+        self.started = self.ended = 0.0  # perf_counter
+        self.ended_wall = 0.0  # time.time(), to compare with the samples' send times
+        self.over = threading.Event()
+        self.failed: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            base = bulk_finished(self.s)
+            self.started = sc.submit_batches(self.s, self.key, self.n)
+            deadline = time.monotonic() + max(120, self.n / 50)
+            while self.done < self.n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {self.done} of {self.n} bulk calls finished")
+                time.sleep(0.05)
+                self.done = bulk_finished(self.s) - base
+            self.ended, self.ended_wall = time.perf_counter(), time.time()
+        except Exception as exc:
+            self.failed = exc
+        finally:
+            self.over.set()
+
+
+def _during(c: Clients, drain: Drain) -> tuple[list[Sample], int]:
+    """Passthru calls at RATE from the drain's start until it is over (at least MIN_S of
+    them); return them and the bulk calls finished when the last one was sent."""
+    at_last_send = 0
+
+    def more(i: int) -> bool:
+        nonlocal at_last_send
+        if drain.over.is_set() and (i >= RATE * MIN_S or drain.failed):
+            return False
+        at_last_send = drain.done
+        return True
+
+    drain.start()
+    through = paced(RATE, more, c.through)
+    drain.join()
+    if drain.failed:
+        raise drain.failed
+    return through, at_last_send
+
+
+def during_bulk(s: Stack, key: str, n: int, baseline_s: float) -> dict[str, Any]:
+    """Warm-up, the direct baseline for baseline_s, then the drain with passthru calls
+    beside it; the hops read afterwards."""
+    with Clients(s, key) as c:
+        c.warm_up(RATE)
+        sc.say(f"direct calls at {RATE:g}/s for {baseline_s:g} s, before the drain")
+        direct = paced(RATE, calls(int(RATE * baseline_s)), c.direct)
+        sc.say(f"{n} bulk calls, and passthru Prefer: wait calls at {RATE:g}/s until drained")
+        drain = Drain(s, key, n)
+        through, at_last_send = _during(c, drain)
+    during = [x for x in through if x.sent <= drain.ended_wall]
+    return {
+        **compare(direct, through),
+        "sent_during_drain": len(during),
+        "during_drain_ms": _percentiles([x.ms for x in during]),
+        "hops_ms": hops(s.engine, through),
+        "bulk_calls": n,
+        "bulk_seconds": round(drain.ended - drain.started, 2),
+        "bulk_calls_per_s": round(n / (drain.ended - drain.started), 1),
+        "bulk_finished_at_last_send": at_last_send,
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    """sc.percentiles, or the same keys without figures for fewer than two values."""
+    if len(values) < 2:
+        return {"p50": None, "p99": None, "max": None}
+    return dict(sc.percentiles(values))
+
+
+def table(r: dict[str, Any]) -> str:
+    """The latencies and the drain on one line, the hops on the next."""
+    d, p = r["direct_ms"], r["passthru_ms"]
+    return "\n".join(
+        [
+            f"{'during bulk':<16}{RATE:g}/s while {r['bulk_calls']} bulk calls drained at "
+            f"{r['bulk_calls_per_s']:.0f}/s: added p50 {r['added_p50_ms']:.1f} ms, p99 "
+            f"{r['added_p99_ms']:.1f} ms; passthru p50/p99/max {p['p50']:.1f}/{p['p99']:.1f}/"
+            f"{p['max']:.1f} ms, direct {d['p50']:.1f}/{d['p99']:.1f}/{d['max']:.1f} ms; "
+            f"{r['not_200']} of {r['calls']} not 200, sent at {r['passthru_sent_per_s']:.0f}/s;"
+            f" {r['bulk_finished_at_last_send']} bulk calls finished at the last send",
+            f"{'':<16}  {r['sent_during_drain']} sent before the drain ended: "
+            f"{_figures(r['during_drain_ms'])}",
+            f"{'':<16}  {hops_line(r['hops_ms'])}",
+        ]
+    )
+
+
+def _figures(ms: dict[str, float | None]) -> str:
+    if ms["p50"] is None or ms["p99"] is None or ms["max"] is None:
+        return "too few for percentiles"
+    return f"passthru p50/p99/max {ms['p50']:.1f}/{ms['p99']:.1f}/{ms['max']:.1f} ms"

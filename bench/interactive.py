@@ -1,0 +1,277 @@
+"""(c) interactive latency at 20 and 200 calls/s: `Prefer: wait` calls sent open loop, against
+the same calls sent straight to the stand-in upstream in the same run; the client and the
+figures (e) reuses (bench/during_bulk.py).
+
+Each passthru call answered 200 is split into hops from the timestamps its row keeps:
+
+- client_to_row: created_at - the client's send time (HTTP into the API, auth, the insert);
+- row_to_claim: started_at - created_at (publish, the broker, a worker claiming it);
+- claim_to_stored: finished_at - started_at (the upstream exchange included);
+- stored_to_answer: the client's receive time - finished_at (the store's commit, the API's
+  waiter, the answer).
+
+Each timestamp is taken by its process just before the write that stores it, so a write's
+own time counts in the next hop. All clocks are this machine's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, bindparam, text
+
+from bench import scenarios as sc
+from bench.stack import BENCH_ORIGIN, Stack
+
+WARM_UP_S = 5.0
+# As many client threads (and connections) as a tenant's long polls per API process
+# (PASSTHRU_TENANT_MAX_WAITS): past that the client, not passthru, would hold calls back.
+CLIENT_THREADS = 100
+HOPS = {
+    "client_to_row": ("sent", "created"),
+    "row_to_claim": ("created", "started"),
+    "claim_to_stored": ("started", "finished"),
+    "stored_to_answer": ("finished", "received"),
+}
+ID_CHUNK = 500  # ids per `IN (...)`: under SQLite's limit on bound parameters
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One call as the client saw it."""
+
+    ms: float  # send to answer read, on the monotonic clock
+    status: int  # 0: no answer (timeout, connection error)
+    sent: float  # time.time() just before sending
+    received: float  # time.time() once the answer was read
+    call_id: str | None = None  # the 200 answer's `id`, for passthru calls
+    late_ms: float = 0.0  # how long after its scheduled time the call was sent
+
+
+def paced(rate: float, more: Callable[[int], bool], fn: Callable[[], Sample]) -> list[Sample]:
+    """Call fn at a steady rate (open loop), call i at its scheduled time if more(i) still
+    says so; return every call's sample once all have answered."""
+    samples: list[Sample] = []
+    lock = threading.Lock()
+
+    def timed(scheduled: float) -> None:
+        late_ms = (time.perf_counter() - scheduled) * 1000
+        sample = replace(fn(), late_ms=round(late_ms, 2))
+        with lock:
+            samples.append(sample)
+
+    with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
+        start = time.perf_counter()
+        i = 0
+        while True:
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if not more(i):
+                break
+            pool.submit(timed, scheduled)
+            i += 1
+    return samples
+
+
+def calls(n: int) -> Callable[[int], bool]:
+    """`more` for a fixed number of calls."""
+    return lambda i: i < n
+
+
+class Clients:
+    """The two kinds of call: straight to the stand-in upstream, and through passthru with
+    `Prefer: wait=10`."""
+
+    def __init__(self, s: Stack, key: str) -> None:
+        limits = httpx.Limits(
+            max_connections=CLIENT_THREADS, max_keepalive_connections=CLIENT_THREADS
+        )
+        self.upstream = f"{s.upstream_url}/items"
+        self.direct_client = httpx.Client(limits=limits, timeout=30)
+        self.api = httpx.Client(
+            base_url=s.api_url,
+            headers={"Authorization": f"Bearer {key}", "X-User-ID": sc.USER, "Prefer": "wait=10"},
+            timeout=30,
+            limits=limits,
+        )
+        self.body = {"method": "GET", "url": f"{BENCH_ORIGIN}/items"}
+
+    def direct(self) -> Sample:
+        headers = {"Authorization": "Bearer x"}
+        return _timed(lambda: self.direct_client.get(self.upstream, headers=headers))
+
+    def through(self) -> Sample:
+        return _timed(lambda: self.api.post("/bench-passthrough-request", json=self.body), True)
+
+    def warm_up(self, rate: float) -> None:
+        """Both kinds of call for WARM_UP_S, not counted: new connections, caches."""
+        sc.say(f"warm-up: {WARM_UP_S:g} s of both kinds of call at {rate:g}/s, not counted")
+        paced(rate, calls(int(rate * WARM_UP_S)), self.direct)
+        paced(rate, calls(int(rate * WARM_UP_S)), self.through)
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.direct_client.close()
+        self.api.close()
+
+
+def _timed(send: Callable[[], httpx.Response], read_id: bool = False) -> Sample:
+    """Send one call; keep its latency, status, wall-clock times and, if read_id, the call id
+    of a 200 answer (read once the time is taken)."""
+    sent, started = time.time(), time.perf_counter()
+    try:
+        r = send()
+    except httpx.HTTPError:
+        return Sample((time.perf_counter() - started) * 1000, 0, sent, time.time())
+    ms, received = (time.perf_counter() - started) * 1000, time.time()
+    call_id = None
+    if read_id and r.status_code == 200:
+        call_id = str(r.json()["id"])
+    return Sample(ms, r.status_code, sent, received, call_id)
+
+
+# ---- figures ----------------------------------------------------------------------------
+
+
+def compare(direct: list[Sample], through: list[Sample]) -> dict[str, Any]:
+    """Latencies of both kinds, what passthru adds, its non-200 answers, and how late and at
+    what rate the client really sent its calls: when all CLIENT_THREADS wait for answers, it
+    falls behind the rate asked, and the latencies are those of 100 calls at a time."""
+    d = sc.percentiles([x.ms for x in direct])
+    p = sc.percentiles([x.ms for x in through])
+    return {
+        "calls": len(through),
+        "direct_ms": d,
+        "passthru_ms": p,
+        "added_p50_ms": round(p["p50"] - d["p50"], 2),
+        "added_p99_ms": round(p["p99"] - d["p99"], 2),
+        "not_200": sum(x.status != 200 for x in through),
+        "client_late_max_ms": max(x.late_ms for x in direct + through),
+        "passthru_sent_per_s": _sent_per_s(through),
+    }
+
+
+def _sent_per_s(samples: list[Sample]) -> float:
+    """The rate the calls really went out at: below the one asked when the client's threads
+    were all waiting for answers."""
+    span = max(x.sent for x in samples) - min(x.sent for x in samples)
+    return round((len(samples) - 1) / span, 1) if span > 0 else 0.0
+
+
+def _p50_p99(values: list[float]) -> dict[str, float]:
+    figures = sc.percentiles(values) if len(values) > 1 else {"p50": values[0], "p99": values[0]}
+    return {"p50": round(figures["p50"], 2), "p99": round(figures["p99"], 2)}
+
+
+def hops(engine: Engine, samples: list[Sample]) -> dict[str, Any]:
+    """p50 and p99 (ms) of each hop of the calls answered 200 whose row has all three
+    timestamps; `calls` says how many that was."""
+    rows = row_times(engine, [x.call_id for x in samples if x.call_id])
+    spans: dict[str, list[float]] = {name: [] for name in HOPS}
+    for x in samples:
+        created, started, finished = rows.get(x.call_id or "", (None, None, None))
+        if created is None or started is None or finished is None:
+            continue
+        points = {
+            "sent": x.sent,
+            "created": created,
+            "started": started,
+            "finished": finished,
+            "received": x.received,
+        }
+        for name, (a, b) in HOPS.items():
+            spans[name].append((points[b] - points[a]) * 1000)
+    counted = len(spans["client_to_row"])
+    # The same keys whether or not any call counted: --runs takes each key's median.
+    none: dict[str, float | None] = {"p50": None, "p99": None}
+    return {"calls": counted, **{n: _p50_p99(v) if v else none for n, v in spans.items()}}
+
+
+def row_times(engine: Engine, ids: list[str]) -> dict[str, tuple[float | None, ...]]:
+    """Each call's created_at, started_at and finished_at as Unix seconds, in one query per
+    ID_CHUNK ids. The columns hold naive UTC (models.db.engine.UTCDateTime): Postgres gives
+    their epoch, SQLite its text, read here."""
+    columns = ("created_at", "started_at", "finished_at")
+    if engine.dialect.name == "postgresql":
+        selected = ", ".join(f"extract(epoch from {c})" for c in columns)
+    else:
+        selected = ", ".join(columns)
+    query = text(f"SELECT id, {selected} FROM function_call WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True)
+    )
+    times: dict[str, tuple[float | None, ...]] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), ID_CHUNK):
+            for row in conn.execute(query, {"ids": ids[i : i + ID_CHUNK]}):
+                times[row[0]] = tuple(_unix_s(value) for value in row[1:])
+    return times
+
+
+def _unix_s(value: object) -> float | None:
+    """A stored timestamp as Unix seconds: Postgres's epoch (numeric), or SQLite's text
+    ('YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+    if isinstance(value, Decimal | float | int):
+        return float(value)
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+# ---- (c) --------------------------------------------------------------------------------
+
+
+def interactive(s: Stack, key: str, rates: list[float], duration_s: float) -> dict[str, Any]:
+    """One warm-up (at the highest rate), then for each rate: direct calls, then passthru
+    calls, each for duration_s; the hops read once every rate has run."""
+    measured: dict[str, tuple[list[Sample], list[Sample]]] = {}
+    with Clients(s, key) as c:
+        c.warm_up(max(rates))
+        for rate in rates:
+            n = int(rate * duration_s)
+            sc.say(f"direct calls at {rate:g}/s for {duration_s:g} s")
+            direct = paced(rate, calls(n), c.direct)
+            sc.say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
+            measured[f"{rate:g}/s"] = (direct, paced(rate, calls(n), c.through))
+    return {
+        label: {**compare(direct, through), "hops_ms": hops(s.engine, through)}
+        for label, (direct, through) in measured.items()
+    }
+
+
+def hops_line(h: dict[str, Any]) -> str:
+    """The hops of one set of calls, for the table."""
+    if not h["calls"]:
+        return "hops: no call answered 200 with all three timestamps"
+    parts = [f"{name} {h[name]['p50']:.1f}/{h[name]['p99']:.1f}" for name in HOPS]
+    return f"hops p50/p99 ms ({h['calls']} calls): " + ", ".join(parts)
+
+
+def table(r: dict[str, Any]) -> str:
+    """Two lines per rate: the latencies, then the hops."""
+    lines = []
+    for i, (label, f) in enumerate(r.items()):
+        d, p = f["direct_ms"], f["passthru_ms"]
+        lines += [
+            f"{'interactive' if i == 0 else '':<16}{label}: added p50 {f['added_p50_ms']:.1f} ms,"
+            f" p99 {f['added_p99_ms']:.1f} ms; passthru p50/p99/max {p['p50']:.1f}/"
+            f"{p['p99']:.1f}/{p['max']:.1f} ms, direct {d['p50']:.1f}/{d['p99']:.1f}/"
+            f"{d['max']:.1f} ms; {f['not_200']} of {f['calls']} not 200; sent at "
+            f"{f['passthru_sent_per_s']:.0f}/s, up to {f['client_late_max_ms']:.0f} ms late",
+            f"{'':<16}  {hops_line(f['hops_ms'])}",
+        ]
+    return "\n".join(lines)
