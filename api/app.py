@@ -30,7 +30,7 @@ from api.routes import (
 )
 from api.tenant_cache import TenantCache
 from api.waiter import CallWaiter
-from models.broker import BrokerPublisher, Publisher, sender_app
+from models.broker import BrokerPublisher, Publisher, lane_client, sender_app
 from models.catalog.apps import catalog_for
 from models.crypto.secrets import vault_for
 from models.db.engine import engine_for
@@ -89,7 +89,9 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     state.catalog = catalog_for(settings)
     state.vault = vault_for(tuple(settings.encryption_key_list))
     state.waiter = CallWaiter(settings.redis_url)
-    state.publisher = publisher or BrokerPublisher(sender_app(settings.redis_url))
+    state.publisher = publisher or BrokerPublisher(
+        sender_app(settings.redis_url), lane_client(settings.redis_url)
+    )
     state.auth = Authenticator(state.engine, TenantCache())
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3

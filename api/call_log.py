@@ -4,7 +4,7 @@ export, waiting for a call to end, and cancelling one that has not started."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from api.waiter import CallWaiter
+from api.waiter import CallWaiter, Watch
 from models.calls.resources import call_out
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import session_scope
@@ -44,15 +44,38 @@ async def wait_for_final(
     engine: Engine, waiter: CallWaiter, tenant: Tenant, call_id: str, timeout_s: float
 ) -> FunctionCall:
     """The call as soon as it is final, or as it is when `timeout_s` has passed."""
-    latest: list[FunctionCall] = []
+    latest = _Latest(engine, tenant, call_id)
+    await waiter.wait(call_id, timeout_s, latest.is_final)
+    return latest.calls[-1]
 
-    async def is_final() -> bool:
-        call = await run_in_threadpool(load_call, engine, tenant, call_id)
-        latest[:] = [call]
+
+async def wait_for_result(
+    engine: Engine, waiter: CallWaiter, tenant: Tenant, watch: Watch, timeout_s: float
+) -> FunctionCall | bytes:
+    """For a call just published, watched since before: its result's JSON as soon as a
+    notice brings it (no read of the call), else the call as soon as it is final, or as
+    it is when `timeout_s` has passed."""
+    latest = _Latest(engine, tenant, watch.call_id)
+    if await waiter.wait(watch.call_id, timeout_s, latest.is_final, watch) and watch.result:
+        return watch.result
+    if not latest.calls:  # the wait ended before any look at the database
+        await latest.is_final()
+    return latest.calls[-1]
+
+
+@dataclass
+class _Latest:
+    """The call as last read while waiting."""
+
+    engine: Engine
+    tenant: Tenant
+    call_id: str
+    calls: list[FunctionCall] = field(default_factory=list)
+
+    async def is_final(self) -> bool:
+        call = await run_in_threadpool(load_call, self.engine, self.tenant, self.call_id)
+        self.calls[:] = [call]
         return call.status.is_final
-
-    await waiter.wait(call_id, timeout_s, is_final)
-    return latest[-1]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import State
 
 from api.bulk_submission import submit_batch
-from api.call_log import wait_for_final
+from api.call_log import wait_for_final, wait_for_result
 from api.prefer import SubmissionWait, parse_prefer, submission_wait
 from api.prometheus import CALLS_REJECTED, DEFAULT_WAITS_SKIPPED
 from api.quotas import Quotas
@@ -30,6 +30,7 @@ from api.waiter import CallWaiter
 from models.broker import Publisher
 from models.calls.resources import CallResult, FunctionCallOut, call_out, call_result
 from models.catalog.apps import Catalog
+from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
 from models.errors import ApiError
 from models.settings import Settings
@@ -40,7 +41,7 @@ class Accepted:
     """A submission's answer: the call (202), or its result when it ended within the wait
     asked for (200), and the `Preference-Applied` header."""
 
-    body: FunctionCallOut | CallResult
+    body: FunctionCallOut | CallResult | bytes  # bytes: a CallResult's JSON from a notice
     status_code: int
     preference_applied: str | None
 
@@ -105,13 +106,29 @@ class Intake:
         preference = parse_prefer(prefer, self.max_wait_s)
         wait = submission_wait(preference, self.default_wait_s, self.max_wait_s)
         with self._long_poll(tenant.id, wait) as wait_s:
-            call = await self._write(tenant, sub)
-            if wait_s:
-                latest = await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
-                if latest.status.is_final:
-                    return Accepted(call_result(latest), 200, preference.applied)
-                call = latest  # not finished in time: the 202 shows where it stands now
-        return Accepted(call_out(call), 202, preference.applied)
+            if not wait_s:
+                call = await self._write(tenant, sub)
+                return Accepted(call_out(call), 202, preference.applied)
+            latest = await self._write_and_wait(tenant, sub, wait_s)
+        if isinstance(latest, bytes):  # the result, as the worker announced it
+            return Accepted(latest, 200, preference.applied)
+        if latest.status.is_final:
+            return Accepted(call_result(latest), 200, preference.applied)
+        # not finished in time: the 202 shows where it stands now
+        return Accepted(call_out(latest), 202, preference.applied)
+
+    async def _write_and_wait(
+        self, tenant: Tenant, sub: Submission, wait_s: float
+    ) -> FunctionCall | bytes:
+        """Write the call under an id watched before it is published, so a result announced
+        at once is not missed; then wait for it (or for the earlier call a repeated
+        Idempotency-Key names)."""
+        call_id = new_id("fc")
+        with self.waiter.watch(call_id) as watch:
+            call = await self._write(tenant, sub, call_id)
+            if call.id == call_id:
+                return await wait_for_result(self.engine, self.waiter, tenant, watch, wait_s)
+        return await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
 
     @contextmanager
     def _long_poll(self, tenant_id: str, wait: SubmissionWait) -> Iterator[float]:
@@ -128,22 +145,29 @@ class Intake:
                     DEFAULT_WAITS_SKIPPED.inc()
                 yield wait.wait_s if held else 0.0
 
-    async def _write(self, tenant: Tenant, sub: Submission) -> FunctionCall:
+    async def _write(
+        self, tenant: Tenant, sub: Submission, call_id: str | None = None
+    ) -> FunctionCall:
         """`submit`, once the tenant's open calls are counted (holding no connection)."""
         try:
-            await run_in_threadpool(self.quotas.prepare, tenant.id)
-            return await run_in_threadpool(
-                submit,
-                self.engine,
-                tenant,
-                self.catalog,
-                sub,
-                partial(self.quotas.admit_calls, tenant.id),
-                publisher=self.publisher,
-            )
+            return await run_in_threadpool(self._count_and_submit, tenant, sub, call_id)
         except ApiError as exc:
             CALLS_REJECTED.labels(exc.error).inc()
             raise
+
+    def _count_and_submit(
+        self, tenant: Tenant, sub: Submission, call_id: str | None
+    ) -> FunctionCall:
+        self.quotas.prepare(tenant.id)
+        return submit(
+            self.engine,
+            tenant,
+            self.catalog,
+            sub,
+            partial(self.quotas.admit_calls, tenant.id),
+            publisher=self.publisher,
+            call_id=call_id,
+        )
 
     async def accept_batch(
         self, tenant: Tenant, calls: list[Any], user_id: str | None

@@ -123,9 +123,10 @@ def build_row(
     sub: Submission,
     batch_id: str | None,
     accounts: AccountCache | None = None,
+    call_id: str | None = None,
 ) -> dict[str, Any]:
     """Validate `sub` completely; return the new call's column values (no ORM object: a
-    batch inserts a thousand of these at once)."""
+    batch inserts a thousand of these at once), under `call_id` or a new id."""
     app = catalog.get(sub.app)
     if app is None:
         raise unknown_app(sub.app)
@@ -140,7 +141,7 @@ def build_row(
     )
     now = utcnow()
     return {
-        "id": new_id("fc"),
+        "id": call_id or new_id("fc"),
         "tenant_id": tenant.id,
         "app": app.slug,
         "function": f"{app.slug}-passthrough-request",
@@ -162,9 +163,11 @@ def build_row(
     }
 
 
-def build_call(session: Session, tenant: Tenant, catalog: Catalog, sub: Submission) -> FunctionCall:
+def build_call(
+    session: Session, tenant: Tenant, catalog: Catalog, sub: Submission, call_id: str | None = None
+) -> FunctionCall:
     """Validate `sub` completely and return the unsaved call row."""
-    return FunctionCall(**build_row(session, tenant, catalog, sub, None))
+    return FunctionCall(**build_row(session, tenant, catalog, sub, None, call_id=call_id))
 
 
 # How long an Idempotency-Key names the call it was first used for.
@@ -210,11 +213,13 @@ def submit(
     admit: Admit = admit_all,
     *,
     publisher: Publisher,
+    call_id: str | None = None,
 ) -> FunctionCall:
-    """Write one call and publish it; returns the call (an earlier one for a repeated key).
-    `admit` is asked once the call is valid and new, before it is written."""
+    """Write one call (under `call_id`, or a new id) and publish it; returns the call (an
+    earlier one for a repeated key). `admit` is asked once the call is valid and new,
+    before it is written."""
     with session_scope(engine) as session:
-        call = build_call(session, tenant, catalog, sub)
+        call = build_call(session, tenant, catalog, sub, call_id)
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
             if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
                 return _same_or_conflict(prior, call)

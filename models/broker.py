@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 from models.keys import (
     BULK_CHUNK,
     KEY_BROKER_EPOCH,
+    LIST_INTERACTIVE,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_MAINTENANCE,
@@ -65,6 +66,12 @@ def message_settings() -> dict[str, Any]:
     }
 
 
+def lane_client(redis_url: str) -> redis.Redis:
+    """The client BrokerPublisher pushes interactive calls with: short timeouts, so an
+    unreachable Redis leaves the call to the sweeper at once instead of holding a caller."""
+    return redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
 def sender_app(redis_url: str) -> Celery:
     """A Celery client that only sends: no task, no worker settings."""
     app = Celery("passthru-sender", broker=redis_url, set_as_current=False)
@@ -81,17 +88,23 @@ class Publisher(Protocol):
 
 
 class BrokerPublisher:
-    """Publishes through a Celery app (the worker's own, or `sender_app`)."""
+    """Publishes through a Celery app (the worker's own, or `sender_app`), and the
+    interactive lane's calls due now straight onto LIST_INTERACTIVE through `redis`."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
         self._app = app
+        self._redis = redis_client
 
     def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
-        """Publish every id (in chunks of BULK_CHUNK on the bulk lane, one per message
-        elsewhere); False if the broker could not be reached (the sweeper retries)."""
-        size = BULK_CHUNK if queue == QUEUE_BULK else 1
-        chunks = [list(call_ids[i : i + size]) for i in range(0, len(call_ids), size)]
-        failure = self._send(TASK_EXECUTE_CALLS, chunks, queue, countdown_s)
+        """Publish every id (interactive ones due now on LIST_INTERACTIVE; in chunks of
+        BULK_CHUNK on the bulk lane, one per message elsewhere); False if the broker could
+        not be reached (the sweeper retries)."""
+        if queue == QUEUE_INTERACTIVE and not countdown_s:
+            failure = self._push_due(call_ids)
+        else:
+            size = BULK_CHUNK if queue == QUEUE_BULK else 1
+            chunks = [list(call_ids[i : i + size]) for i in range(0, len(call_ids), size)]
+            failure = self._send(TASK_EXECUTE_CALLS, chunks, queue, countdown_s)
         if failure is not None:
             log.warning(
                 "broker unreachable, %d call(s) left for the sweeper: %s", len(call_ids), failure
@@ -110,6 +123,15 @@ class BrokerPublisher:
                 failure,
             )
         return failure is None
+
+    def _push_due(self, call_ids: Sequence[str]) -> Exception | None:
+        if not call_ids:
+            return None
+        try:
+            self._redis.rpush(LIST_INTERACTIVE, *call_ids)
+        except redis.RedisError as exc:
+            return exc
+        return None
 
     def _send(
         self, task: str, chunks: list[list[str]], queue: str, countdown_s: float

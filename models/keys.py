@@ -11,6 +11,11 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 # Webhook deliveries have their own lane: a slow receiver never delays calls.
 QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
+# The interactive lane's calls due now, as plain ids on a Redis list (RPUSH, BLPOP): every
+# worker process takes them straight off it (worker/lane.py), without Celery's envelope,
+# events and acknowledgements on a path a caller waits on. Delayed ones (retries) go
+# through QUEUE_INTERACTIVE with a countdown.
+LIST_INTERACTIVE = f"{PREFIX}:interactive-due"
 
 # Task names, as shown in Flower.
 TASK_EXECUTE_CALLS = "passthru.execute_calls"
@@ -24,6 +29,9 @@ BULK_CHUNK = 100
 # Pub/sub channel on which workers announce finished call ids, comma-separated
 # (for `Prefer: wait`).
 CHANNEL_CALL_DONE = f"{PREFIX}:call-done"
+# ... and the results of finished interactive calls, one per message (`{id} {json}`), so a
+# waiting API process answers without reading the call again (models/calls/notices.py).
+CHANNEL_CALL_RESULT = f"{PREFIX}:call-result"
 
 # Per-tenant bounds the API keeps in Redis (submissions per second, redeliveries per minute),
 # each `{QUOTA_PREFIX}:{bound}:{tenant id}`.

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine
 
 from api.dev import harness
@@ -74,6 +75,15 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     server = start_embedded_redis()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """A client of `redis_server`, its database emptied first."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,16 @@ import logging
 import threading
 import time
 
+import redis
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 
 from models.broker import message_settings
 from models.gc import freeze_startup_objects
-from models.keys import (
-    TASK_PURGE,
-    TASK_SWEEP,
-)
+from models.keys import QUEUE_INTERACTIVE, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
+from worker.lane import InteractiveConsumer
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
 PURGE_EVERY_S = 600.0
@@ -112,6 +111,40 @@ def _serve_metrics(**_: object) -> None:
             port,
             exc,
         )
+
+
+@worker_ready.connect
+def _start_interactive_lane(sender: object = None, **_: object) -> None:
+    """A worker that consumes the interactive queue also takes the interactive calls due
+    now off their Redis list (worker/lane.py), with as many threads as Celery's pool."""
+    if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
+        return
+    from worker.calls.pipeline import execute_calls
+    from worker.runtime import get_runtime
+
+    settings = get_settings()
+    consumer = InteractiveConsumer(
+        # BLPOP blocks up to POLL_S: the socket's own timeout is longer.
+        lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
+        lambda call_ids: execute_calls(call_ids, get_runtime()),
+        settings.worker_concurrency,
+    )
+    consumer.start()
+    _lanes.append(consumer)
+
+
+_lanes: list[InteractiveConsumer] = []
+
+
+@worker_shutdown.connect
+def _stop_interactive_lane(**_: object) -> None:
+    """A warm shutdown takes no more interactive calls and waits for those running (each
+    ends within its lease)."""
+    for consumer in _lanes:
+        if not consumer.stop(get_settings().lease_s):
+            logging.getLogger("passthru").warning(
+                "interactive calls still running at shutdown; the sweeper takes them back"
+            )
 
 
 @worker_shutdown.connect

@@ -17,10 +17,11 @@ import redis
 from sqlalchemy import Engine
 
 from models.broker import BrokerEpoch, Publisher, RedisEpoch
+from models.calls.notices import publish_notices
+from models.calls.resources import CallResult
 from models.catalog.apps import Catalog, RateLimitSpec, get_catalog
 from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
-from models.keys import CHANNEL_CALL_DONE
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import Settings, get_settings
@@ -74,6 +75,9 @@ class CallRules:
         )
 
 
+Notify = Callable[[Sequence[str], Sequence[CallResult]], None]
+
+
 @dataclass(frozen=True)
 class Runtime:
     engine: Engine
@@ -82,8 +86,9 @@ class Runtime:
     vault: Vault
     rules: CallRules
     clock: Callable[[], datetime]
-    # Announces finished calls to waiters.
-    notify: Callable[[Sequence[str]], None]
+    # Announces finished calls to waiters: their ids, and the results of those whose
+    # callers may be waiting (the interactive lane's), for the API to answer with.
+    notify: Notify
     # Global rate limits and pauses (`models.ratelimit.store.UNLIMITED`: none).
     limiter: Limiter
     # Refreshes OAuth2 tokens (`worker.calls.credentials.NoRefresh`: sent as stored).
@@ -151,10 +156,10 @@ def get_runtime() -> Runtime:
         settings.redis_url, socket_timeout=5, socket_connect_timeout=5
     )
 
-    def notify(call_ids: Sequence[str]) -> None:
+    def notify(call_ids: Sequence[str], results: Sequence[CallResult] = ()) -> None:
         # If Redis is away, waiters still see the results by polling the database.
         with contextlib.suppress(redis.RedisError):
-            redis_client.publish(CHANNEL_CALL_DONE, ",".join(call_ids))
+            publish_notices(redis_client, call_ids, results)
 
     return Runtime(
         engine=get_engine(),

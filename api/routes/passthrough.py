@@ -36,11 +36,15 @@ PreferHeader = Annotated[
 KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-def _answer(accepted: Accepted, response: Response) -> FunctionCallOut | CallResult:
-    response.status_code = accepted.status_code
-    if accepted.preference_applied:
-        response.headers["Preference-Applied"] = accepted.preference_applied
-    return accepted.body
+def _answer(accepted: Accepted) -> Response:
+    """The answer as it is: the model's JSON, or a result's as a worker announced it."""
+    body, applied = accepted.body, accepted.preference_applied
+    return Response(
+        body if isinstance(body, bytes) else body.model_dump_json(),
+        accepted.status_code,
+        {"Preference-Applied": applied} if applied else None,
+        media_type="application/json",
+    )
 
 
 @router.post(
@@ -53,15 +57,14 @@ def _answer(accepted: Accepted, response: Response) -> FunctionCallOut | CallRes
 async def passthrough_request(
     app: str,
     body: PassthroughRequest,
-    response: Response,
     tenant: CurrentTenant,
     intake: IntakeDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
-) -> FunctionCallOut | CallResult:
+) -> Response:
     sub = intake.passthrough(app, body, user_id, idempotency_key)
-    return _answer(await intake.accept(tenant, sub, prefer), response)
+    return _answer(await intake.accept(tenant, sub, prefer))
 
 
 @router.post(
@@ -73,14 +76,13 @@ async def passthrough_request(
 )
 async def invoke_function(
     body: FunctionCallRequest,
-    response: Response,
     tenant: CurrentTenant,
     intake: IntakeDep,
     user_id: UserIdHeader = None,
     prefer: PreferHeader = None,
     idempotency_key: KeyHeader = None,
-) -> FunctionCallOut | CallResult:
+) -> Response:
     sub = intake.function_call(body, user_id, idempotency_key)
     if body.user_id and user_id and body.user_id != user_id:
         raise invalid("user_id", "differs from the X-User-ID header")
-    return _answer(await intake.accept(tenant, sub, prefer), response)
+    return _answer(await intake.accept(tenant, sub, prefer))

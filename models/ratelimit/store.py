@@ -131,14 +131,22 @@ class RedisLimiter:
         if not asks:
             return []
         now = "" if now_ms is None else str(now_ms)
-        pipe = self._client.pipeline(transaction=False)
+        calls = []
         for ask in asks:
             args: list[str | int] = [now, near_ms, horizon_ms]
             for rule in ask.rules:
                 args += [rule.interval_ms, rule.tolerance_ms]
-            self._book(keys=[ask.pause_key, *(r.key for r in ask.rules)], args=args, client=pipe)
+            calls.append(([ask.pause_key, *(r.key for r in ask.rules)], args))
+        if len(calls) == 1:  # one EVALSHA: a pipeline would first ask SCRIPT EXISTS
+            keys, args = calls[0]
+            answers = [self._book(keys=keys, args=args)]
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                self._book(keys=keys, args=args, client=pipe)
+            answers = pipe.execute()
         bookings = []
-        for ask, (slot, at, why, *flags) in zip(asks, pipe.execute(), strict=True):
+        for ask, (slot, at, why, *flags) in zip(asks, answers, strict=True):
             booked = tuple(bool(f) for f in flags)
             bookings.append(Booking(int(slot), int(at), booked, _reason(ask, int(why))))
         return bookings

@@ -5,7 +5,8 @@ call first as a worker would. No test measures time."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 
 from api.prefer import SubmissionWait, parse_prefer, submission_wait
 from api.quotas import Quotas
+from api.waiter import Watch
 from tests.api.conftest import Caller, finish, log
 
 SLACK = ("/slack-passthrough-request", {"method": "GET", "url": "conversations.list"})
@@ -68,8 +70,16 @@ class RecordingWaiter:
     finishes: bool = True
     waits: list[float] = field(default_factory=list)
 
+    @contextmanager
+    def watch(self, call_id: str) -> Iterator[Watch]:
+        yield Watch(call_id)
+
     async def wait(
-        self, call_id: str, timeout_s: float, is_final: Callable[[], Awaitable[bool]]
+        self,
+        call_id: str,
+        timeout_s: float,
+        is_final: Callable[[], Awaitable[bool]],
+        watch: Watch | None = None,
     ) -> bool:
         self.waits.append(timeout_s)
         if self.finishes:

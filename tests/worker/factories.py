@@ -23,7 +23,7 @@ from worker.calls.credentials import NoRefresh
 from worker.net.egress import EgressPolicy
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
-from worker.runtime import CallRules, Runtime
+from worker.runtime import CallRules, Notify, Runtime
 
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 SECRET = "xoxb-pipeline-secret-token"
@@ -103,7 +103,7 @@ def make_runtime(
     *,
     max_response_bytes: int,
     now: datetime = NOW,
-    notify: Callable[[Sequence[str]], None] = lambda _: None,
+    notify: Notify = lambda *_: None,
 ) -> Runtime:
     """A Runtime whose clock stands at `now`; the caller closes `runtime.sender`."""
     sender = Sender(

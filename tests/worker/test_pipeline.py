@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts.tenants import create_tenant
+from models.calls.notices import parse_result_notice, result_notice
+from models.calls.resources import CallResult, call_result
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault, generate_encryption_key
@@ -61,6 +63,7 @@ class Harness:
     bursts: list[list[str]]
     vault: CountingVault
     handler: list[Handler] = field(default_factory=list)
+    answered: list[CallResult] = field(default_factory=list)  # results sent to waiters
 
     def answer(self, handler: Handler) -> None:
         self.handler[:] = [handler]
@@ -74,6 +77,7 @@ def harness(engine: Engine, catalog: Catalog, encryption_key: str) -> Iterator[H
     requests: list[httpx.Request] = []
     notified: list[str] = []
     bursts: list[list[str]] = []
+    answered: list[CallResult] = []
     handlers: list[Handler] = [lambda _: httpx.Response(200, json={"ok": True})]
     vault = CountingVault([encryption_key])
 
@@ -82,7 +86,8 @@ def harness(engine: Engine, catalog: Catalog, encryption_key: str) -> Iterator[H
         response = handlers[0](request)
         return response if isinstance(response, httpx.Response) else await response
 
-    def notify(call_ids: Sequence[str]) -> None:
+    def notify(call_ids: Sequence[str], results: Sequence[CallResult]) -> None:
+        answered.extend(results)
         bursts.append(list(call_ids))
         notified.extend(call_ids)
 
@@ -94,7 +99,7 @@ def harness(engine: Engine, catalog: Catalog, encryption_key: str) -> Iterator[H
         max_response_bytes=10_000,
         notify=notify,
     )
-    yield Harness(runtime, requests, notified, bursts, vault, handlers)
+    yield Harness(runtime, requests, notified, bursts, vault, handlers, answered)
     runtime.sender.close()
 
 
@@ -134,6 +139,11 @@ def test_execute_completes_the_call(
     assert rows[0].network_code == "200"
     assert rows[0].error is None
     assert harness.notified == [call.id]
+    # with the result the API answers a waiting caller with, as it would read it
+    notices = [result_notice(r) for r in harness.answered]
+    assert [parse_result_notice(n) for n in notices if n] == [
+        (call.id, call_result(stored).model_dump_json().encode())
+    ]
     # and the upstream got the request as asked
     assert len(harness.requests) == 1
     assert str(harness.requests[0].url) == "https://slack.com/api/conversations.list?limit=2"
@@ -411,6 +421,23 @@ def test_batch_of_fifty_runs_every_call(
     assert len(harness.vault.decrypted) == 1
 
 
+def test_bulk_calls_are_announced_by_id_alone(
+    engine: Engine, account: ConnectedAccount, harness: Harness
+) -> None:
+    # Given a call of a batch (nobody waits on it with Prefer: wait)
+    call = make_call(engine, account)
+    with session_scope(engine) as session:
+        row = session.get(FunctionCall, call.id)
+        assert row is not None
+        row.batch_id = "bat_1"
+        session.add(row)
+    # When it runs
+    harness.run([call.id])
+    # Then waiters hear its id, and no result is sent to every API process
+    assert harness.notified == [call.id]
+    assert harness.answered == []
+
+
 def test_calls_of_a_message_are_in_flight_together(
     engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
@@ -465,8 +492,8 @@ def test_finished_calls_are_stored_while_others_are_in_flight(
     seen_while_slow_in_flight: list[dict[str, CallStatus]] = []
     notify = harness.runtime.notify
 
-    def notify_and_release(call_ids: Sequence[str]) -> None:
-        notify(call_ids)
+    def notify_and_release(call_ids: Sequence[str], results: Sequence[CallResult]) -> None:
+        notify(call_ids, results)
         if list(call_ids) == [fast.id]:
             seen_while_slow_in_flight.append(statuses_in_db(engine, [fast.id, slow.id]))
             loops[0].call_soon_threadsafe(release.set)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Connection, Engine, Update, func, or_, select
 
 from models.accounts.states import AccountStatus
 from models.calls.states import CALLS, CallStatus
@@ -60,7 +60,8 @@ def claim(
 ) -> list[Claimed]:
     """Move each claimable call to `running` with a lease; return the ones this worker won.
 
-    Two statements whatever the number of ids: UPDATE ... RETURNING, then the accounts.
+    One statement on Postgres (UPDATE ... RETURNING joined to the accounts), two on SQLite,
+    whatever the number of ids.
     """
     if not call_ids:
         return []
@@ -80,16 +81,40 @@ def claim(
         .returning(*_CALL_COLUMNS)
     )
     with engine.begin() as conn:
-        calls = [CallRow(*row) for row in conn.execute(stmt)]
-        if not calls:
-            return []
-        account_ids = sorted({c.connected_account_id for c in calls})
-        accounts = {
-            row.id: AccountRow(*row)
-            for row in conn.execute(
-                select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(account_ids))
-            )
-        }
+        if conn.dialect.name == "postgresql":
+            calls, accounts = _claim_joined(conn, stmt)
+        else:
+            calls, accounts = _claim_then_read(conn, stmt)
     order = {call_id: i for i, call_id in enumerate(call_ids)}
     calls.sort(key=lambda c: order.get(c.id, 0))
     return [Claimed(c, accounts.get(c.connected_account_id), c.attempt_count) for c in calls]
+
+
+Rows = tuple[list[CallRow], dict[str, AccountRow]]
+
+
+def _claim_joined(conn: Connection, stmt: Update) -> Rows:
+    """One round trip: the UPDATE as a CTE, joined to the accounts (Postgres)."""
+    claimed = stmt.cte("claimed")
+    accounts = [c.label(f"account_{c.name}") for c in _ACCOUNT_COLUMNS]
+    query = select(*claimed.c, *accounts).select_from(
+        claimed.outerjoin(_accounts, _accounts.c.id == claimed.c.connected_account_id)
+    )
+    width = len(_CALL_COLUMNS)
+    calls: list[CallRow] = []
+    found: dict[str, AccountRow] = {}
+    for row in conn.execute(query):
+        calls.append(CallRow(*row[:width]))
+        if row[width] is not None:
+            found[row[width]] = AccountRow(*row[width:])
+    return calls, found
+
+
+def _claim_then_read(conn: Connection, stmt: Update) -> Rows:
+    """The UPDATE, then the accounts (SQLite allows RETURNING only at the top level)."""
+    calls = [CallRow(*row) for row in conn.execute(stmt)]
+    if not calls:
+        return [], {}
+    account_ids = sorted({c.connected_account_id for c in calls})
+    rows = conn.execute(select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(account_ids)))
+    return calls, {row.id: AccountRow(*row) for row in rows}

@@ -251,9 +251,12 @@ class _Message:
             self.statuses[item.call_id] = item.result.status
             metrics.count_attempt(item.app or "unknown", item.result)
             _log(item)
-        finished = sorted(i.call_id for i in kept if i.result.status.is_final)
+        finished = [i for i in kept if i.result.status.is_final]
         if finished:
-            rt.notify(finished)
+            rt.notify(
+                sorted(i.call_id for i in finished),
+                [i.answer() for i in finished if i.lane == QUEUE_INTERACTIVE],
+            )
         for item in kept:
             if item.result.countdown_s is not None:
                 rt.publisher.publish_calls([item.call_id], item.lane, item.result.countdown_s)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from models.calls.resources import CallResult
 from models.calls.states import CallStatus
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.calls.claim import Claimed
@@ -67,6 +68,19 @@ class Attempted:
             attempt=c.attempt,
             started_at=started_at,
             result=result,
+        )
+
+    def answer(self) -> CallResult:
+        """The answer to a caller waiting on the call, as the API would build it from the
+        stored row."""
+        r = self.result
+        return CallResult(
+            id=self.call_id,
+            status=str(r.status),
+            network_code=r.network_code,
+            output=r.output,
+            headers=r.headers,
+            error=r.error,
         )
 
 

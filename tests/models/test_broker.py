@@ -1,0 +1,98 @@
+"""Publishing: the interactive lane's calls due now go on a plain Redis list, everything
+else through Celery; and the notices waiters get. Against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from celery import Celery
+
+from api.dev.embedded_redis import EmbeddedRedis
+from models.broker import BrokerPublisher, lane_client, sender_app
+from models.calls.notices import (
+    RESULT_NOTICE_MAX_BYTES,
+    parse_result_notice,
+    publish_notices,
+    result_notice,
+)
+from models.calls.resources import CallResult
+from models.keys import (
+    CHANNEL_CALL_DONE,
+    CHANNEL_CALL_RESULT,
+    LIST_INTERACTIVE,
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
+)
+
+
+@pytest.fixture
+def celery(redis_server: EmbeddedRedis) -> Celery:
+    return sender_app(redis_server.url)
+
+
+def test_interactive_calls_due_now_go_on_the_list_in_order(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE)
+    assert publisher.publish_calls(["fc_2", "fc_3"], QUEUE_INTERACTIVE)
+    assert redis_client.lrange(LIST_INTERACTIVE, 0, -1) == [b"fc_1", b"fc_2", b"fc_3"]
+    # and nothing went through Celery's interactive queue
+    assert redis_client.llen(QUEUE_INTERACTIVE) == 0
+
+
+def test_retries_and_bulk_go_through_celery(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE, countdown_s=5)
+    assert publisher.publish_calls([f"fc_{i}" for i in range(150)], QUEUE_BULK)
+    assert redis_client.llen(LIST_INTERACTIVE) == 0
+    assert redis_client.llen(QUEUE_INTERACTIVE) == 1  # one message, with its countdown
+    assert redis_client.llen(QUEUE_BULK) == 2  # 100 ids per message
+
+
+def test_an_unreachable_redis_says_so(celery: Celery) -> None:
+    publisher = BrokerPublisher(celery, lane_client("redis://127.0.0.1:1/0"))
+    assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE) is False
+
+
+def result(call_id: str, output: object) -> CallResult:
+    return CallResult(
+        id=call_id, status="completed", network_code="200", output=output, headers={}, error=None
+    )
+
+
+def test_a_notice_carries_the_result_as_the_api_answers_it() -> None:
+    r = result("fc_1", {"ok": True, "name": "Ada"})
+    notice = result_notice(r)
+    assert notice is not None
+    assert parse_result_notice(notice) == ("fc_1", r.model_dump_json().encode())
+
+
+def test_a_result_too_large_is_not_a_notice() -> None:
+    assert result_notice(result("fc_1", "x" * RESULT_NOTICE_MAX_BYTES)) is None
+
+
+def test_results_are_announced_with_their_notice_and_the_rest_by_id(
+    redis_client: redis.Redis,
+) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(CHANNEL_CALL_DONE, CHANNEL_CALL_RESULT)
+    pubsub.get_message(timeout=1)
+    pubsub.get_message(timeout=1)  # the two subscribe confirmations
+    small, large = result("fc_1", {"ok": True}), result("fc_2", "x" * RESULT_NOTICE_MAX_BYTES)
+    publish_notices(redis_client, ["fc_1", "fc_2", "fc_3"], [small, large])
+    seen: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=1)
+        if message and message["type"] == "message":
+            seen.append((message["channel"], message["data"]))
+    pubsub.close()
+    assert seen == [
+        (CHANNEL_CALL_RESULT.encode(), result_notice(small)),
+        (CHANNEL_CALL_DONE.encode(), b"fc_2,fc_3"),
+    ]

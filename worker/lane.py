@@ -1,0 +1,103 @@
+"""The interactive lane's own consumer: threads in each worker process that take the ids of
+interactive calls due now off a plain Redis list (LIST_INTERACTIVE, BLPOP) and run each at
+once through the pipeline.
+
+Celery's consumer costs a waiting caller several milliseconds per message: the envelope,
+the task events Flower reads, the acknowledgement and the hand-off to a pool thread. Here a
+thread blocked in BLPOP wakes with the id and claims the call. Delivery stays
+at-least-once, as with Celery: an id popped by a worker that dies before its claim leaves
+the call `queued`, and the sweeper publishes it again (PASSTHRU_REPUBLISH_AFTER_S); the
+claim makes any second delivery a no-op. Retries due later go through Celery's
+interactive queue with a countdown, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from models.keys import LIST_INTERACTIVE
+
+log = logging.getLogger("passthru.worker")
+
+# How long a BLPOP blocks before the thread looks whether it should stop.
+POLL_S = 1.0
+# After Redis failed, a thread waits this long before it tries again.
+RETRY_S = 1.0
+# A failing Redis is logged at most this often per process.
+LOG_EVERY_S = 30.0
+
+RunCalls = Callable[[list[str]], object]
+
+
+class InteractiveConsumer:
+    """`threads` threads, each taking one call at a time off LIST_INTERACTIVE and running it
+    with `run` (the pipeline), so at most `threads` interactive calls of this process are
+    in flight at once; the rest wait on the list, where any worker process may take them."""
+
+    def __init__(self, connect: Callable[[], redis.Redis], run: RunCalls, threads: int) -> None:
+        self._connect = connect
+        self._run = run
+        self._threads = threads
+        self._stopping = threading.Event()
+        self._started: list[threading.Thread] = []
+        self._logged_at = 0.0
+        self._log_lock = threading.Lock()
+
+    def start(self) -> None:
+        for i in range(self._threads):
+            thread = threading.Thread(
+                target=self._serve, name=f"passthru-interactive-{i}", daemon=True
+            )
+            thread.start()
+            self._started.append(thread)
+
+    def stop(self, timeout_s: float) -> bool:
+        """Take no more calls; wait up to `timeout_s` for the ones running to be stored.
+        True when every thread has ended."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._started:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._started)
+
+    def _serve(self) -> None:
+        client = self._connect()
+        try:
+            while not self._stopping.is_set():
+                call_id = self._next(client)
+                if call_id is not None:
+                    self._run_one(call_id)
+        finally:
+            client.close()
+
+    def _next(self, client: redis.Redis) -> str | None:
+        try:
+            popped = client.blpop([LIST_INTERACTIVE], timeout=POLL_S)
+        except redis.RedisError as exc:
+            self._warn("interactive lane: Redis unavailable (%s); retrying in %g s", exc)
+            self._stopping.wait(RETRY_S)
+            return None
+        if popped is None:
+            return None
+        call_id = popped[1]
+        return call_id.decode() if isinstance(call_id, bytes) else str(call_id)
+
+    def _run_one(self, call_id: str) -> None:
+        try:
+            self._run([call_id])
+        except Exception:
+            # The call stays as the pipeline left it; the sweeper takes it from there.
+            log.exception("interactive call %s failed in the worker", call_id)
+
+    def _warn(self, message: str, exc: Exception) -> None:
+        with self._log_lock:
+            now = time.monotonic()
+            if now - self._logged_at < LOG_EVERY_S:
+                return
+            self._logged_at = now
+        log.warning(message, exc, RETRY_S)
