@@ -39,7 +39,14 @@ def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 1
     """A process's engine: up to `pool_size` connections kept, as many again in overflow;
     a checkout waits at most `pool_timeout_s` (then sqlalchemy.exc.TimeoutError)."""
     url = normalize_database_url(url)
-    pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout_s}
+    pool: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_timeout": pool_timeout_s,
+        # The connection used last goes out first: busy ones stay hot (no ping, see below)
+        # and the rest sit idle.
+        "pool_use_lifo": True,
+    }
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -77,29 +77,32 @@ def enqueue_deliveries(
     return [row["id"] for row in new]
 
 
+# (id, tenant, batch, status, callback_url, the tenant's enabled endpoint URL) of each of
+# the calls named that is finished; built once, run with parameters.
+_FINISHED = (
+    select(
+        _calls.c.id,
+        _calls.c.tenant_id,
+        _calls.c.batch_id,
+        _calls.c.status,
+        _calls.c.callback_url,
+        _endpoints.c.url,
+    )
+    .select_from(
+        _calls.outerjoin(
+            _endpoints,
+            and_(_endpoints.c.tenant_id == _calls.c.tenant_id, _endpoints.c.disabled_at.is_(None)),
+        )
+    )
+    .where(
+        _calls.c.id.in_(bindparam("ids", expanding=True)),
+        _calls.c.status.in_([s.value for s in FINAL]),
+    )
+)
+
+
 def _finished(conn: Connection, call_ids: Sequence[str]) -> Sequence[Any]:
-    """(id, tenant, batch, status, callback_url, the tenant's enabled endpoint URL) of each
-    of these calls that is finished."""
-    return conn.execute(
-        select(
-            _calls.c.id,
-            _calls.c.tenant_id,
-            _calls.c.batch_id,
-            _calls.c.status,
-            _calls.c.callback_url,
-            _endpoints.c.url,
-        )
-        .select_from(
-            _calls.outerjoin(
-                _endpoints,
-                and_(
-                    _endpoints.c.tenant_id == _calls.c.tenant_id,
-                    _endpoints.c.disabled_at.is_(None),
-                ),
-            )
-        )
-        .where(_calls.c.id.in_(list(call_ids)), _calls.c.status.in_([s.value for s in FINAL]))
-    ).all()
+    return conn.execute(_FINISHED, {"ids": list(call_ids)}).all()
 
 
 def _batch_finished(conn: Connection, batch_id: str) -> bool:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Update, func, or_, select
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select
 
 from models.accounts.states import AccountStatus
 from models.calls.states import CALLS, CallStatus
+from models.db.engine import UTCDateTime
 from models.db.tables import ConnectedAccount, FunctionCall
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -55,6 +56,31 @@ _CALL_COLUMNS = [_calls.c[name] for name in CallRow.__slots__]
 _ACCOUNT_COLUMNS = [_accounts.c[name] for name in AccountRow.__slots__]
 
 
+# Built once, run with parameters: building a statement costs more CPU than running it.
+_NOW = bindparam("now", type_=UTCDateTime())
+_CLAIM = (
+    CALLS.update(
+        _calls,
+        CallStatus.RUNNING,
+        _calls.c.id.in_(bindparam("ids", expanding=True)),
+        or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= _NOW),
+    )
+    .values(
+        lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
+        attempt_count=_calls.c.attempt_count + 1,
+        started_at=func.coalesce(_calls.c.started_at, _NOW),
+        next_attempt_at=None,
+    )
+    .returning(*_CALL_COLUMNS)
+)
+# Postgres: the UPDATE as a CTE joined to the accounts, one round trip.
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_JOINED = select(
+    *_CLAIMED.c, *[c.label(f"account_{c.name}") for c in _ACCOUNT_COLUMNS]
+).select_from(_CLAIMED.outerjoin(_accounts, _accounts.c.id == _CLAIMED.c.connected_account_id))
+_ACCOUNTS = select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def claim(
     engine: Engine, call_ids: Sequence[str], *, now: datetime, lease_s: float
 ) -> list[Claimed]:
@@ -65,26 +91,16 @@ def claim(
     """
     if not call_ids:
         return []
-    stmt = (
-        CALLS.update(
-            _calls,
-            CallStatus.RUNNING,
-            _calls.c.id.in_(list(call_ids)),
-            or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= now),
-        )
-        .values(
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            attempt_count=_calls.c.attempt_count + 1,
-            started_at=func.coalesce(_calls.c.started_at, now),
-            next_attempt_at=None,
-        )
-        .returning(*_CALL_COLUMNS)
-    )
+    params = {
+        "ids": list(call_ids),
+        "now": now,
+        "lease_expires_at": now + timedelta(seconds=lease_s),
+    }
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            calls, accounts = _claim_joined(conn, stmt)
+            calls, accounts = _claim_joined(conn, params)
         else:
-            calls, accounts = _claim_then_read(conn, stmt)
+            calls, accounts = _claim_then_read(conn, params)
     order = {call_id: i for i, call_id in enumerate(call_ids)}
     calls.sort(key=lambda c: order.get(c.id, 0))
     return [Claimed(c, accounts.get(c.connected_account_id), c.attempt_count) for c in calls]
@@ -93,28 +109,22 @@ def claim(
 Rows = tuple[list[CallRow], dict[str, AccountRow]]
 
 
-def _claim_joined(conn: Connection, stmt: Update) -> Rows:
-    """One round trip: the UPDATE as a CTE, joined to the accounts (Postgres)."""
-    claimed = stmt.cte("claimed")
-    accounts = [c.label(f"account_{c.name}") for c in _ACCOUNT_COLUMNS]
-    query = select(*claimed.c, *accounts).select_from(
-        claimed.outerjoin(_accounts, _accounts.c.id == claimed.c.connected_account_id)
-    )
+def _claim_joined(conn: Connection, params: dict[str, Any]) -> Rows:
     width = len(_CALL_COLUMNS)
     calls: list[CallRow] = []
     found: dict[str, AccountRow] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(_CLAIM_JOINED, params):
         calls.append(CallRow(*row[:width]))
         if row[width] is not None:
             found[row[width]] = AccountRow(*row[width:])
     return calls, found
 
 
-def _claim_then_read(conn: Connection, stmt: Update) -> Rows:
+def _claim_then_read(conn: Connection, params: dict[str, Any]) -> Rows:
     """The UPDATE, then the accounts (SQLite allows RETURNING only at the top level)."""
-    calls = [CallRow(*row) for row in conn.execute(stmt)]
+    calls = [CallRow(*row) for row in conn.execute(_CLAIM, params)]
     if not calls:
         return [], {}
     account_ids = sorted({c.connected_account_id for c in calls})
-    rows = conn.execute(select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(account_ids)))
+    rows = conn.execute(_ACCOUNTS, {"ids": account_ids})
     return calls, {row.id: AccountRow(*row) for row in rows}
