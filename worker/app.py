@@ -12,6 +12,7 @@ Settings worth defending:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 
@@ -25,7 +26,10 @@ from models.keys import QUEUE_INTERACTIVE, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
 from worker.lane import InteractiveConsumer
+from worker.priority import run_in_background
 
+# How often a thread holding Python's lock is asked to let another run (default 5 ms).
+LANE_SWITCH_INTERVAL_S = 0.0005
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
 PURGE_EVERY_S = 600.0
 
@@ -68,8 +72,11 @@ def _fail_fast(**_: object) -> None:
     """Build the runtime at start, so a bad setting stops the worker with a clear message."""
     from worker.runtime import get_runtime
 
-    # The sender's loop and pool start now, so the first calls' slots are kept to the ms.
-    get_runtime().sender.start()
+    # The sender's loop and pool start now, so the first calls' slots are kept to the ms;
+    # its loop (bulk requests, webhook attempts) runs behind the interactive lane.
+    sender = get_runtime().sender
+    sender.start()
+    sender.loop.call_soon_threadsafe(run_in_background)
     freeze_startup_objects()
 
 
@@ -120,13 +127,17 @@ def _start_interactive_lane(sender: object = None, **_: object) -> None:
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
         return
     from worker.calls.pipeline import execute_calls
-    from worker.runtime import get_runtime
+    from worker.runtime import get_lane_runtime
 
     settings = get_settings()
+    # Python hands its lock between threads every 5 ms by default: a lane thread waking
+    # for its next step would wait that long behind bulk work each time.
+    sys.setswitchinterval(LANE_SWITCH_INTERVAL_S)
+    get_lane_runtime().sender.start()
     consumer = InteractiveConsumer(
         # BLPOP blocks up to POLL_S: the socket's own timeout is longer.
         lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
-        lambda call_ids: execute_calls(call_ids, get_runtime()),
+        lambda call_ids: execute_calls(call_ids, get_lane_runtime()),
         settings.worker_concurrency,
     )
     consumer.start()

@@ -8,7 +8,7 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -124,7 +124,10 @@ def webhook_policy(settings: Settings) -> EgressPolicy:
     )
 
 
-def make_sender(settings: Settings) -> Sender:
+def make_sender(settings: Settings, max_connections: int | None = None) -> Sender:
+    """The process's sender: its own event loop and HTTP pool, with at most
+    `max_connections` (PASSTHRU_MAX_CONNECTIONS unless told) requests on the wire."""
+    connections = max_connections or settings.max_connections
     policy = SendPolicy(
         overrides=settings.upstream_overrides,
         egress=onward_policy(settings),
@@ -135,13 +138,13 @@ def make_sender(settings: Settings) -> Sender:
         lambda: make_async_client(
             settings.http_transport,
             policy=policy.egress,
-            max_connections=settings.max_connections,
+            max_connections=connections,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
             lookup=lookup,
         ),
         policy,
-        max_in_flight=settings.max_connections,
+        max_in_flight=connections,
         make_gate=lambda: make_pause_gate(settings.redis_url),
         message_memory_bytes=settings.message_memory_bytes,
     )
@@ -181,6 +184,17 @@ def get_runtime() -> Runtime:
             overrides=settings.upstream_overrides,
             on_revoked=notify,
         ),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_lane_runtime() -> Runtime:
+    """The interactive lane's (worker/lane.py): the process's runtime with a sender of its
+    own, event loop and pool, so a caller's request is never queued on a loop busy with
+    hundreds of bulk requests. Its threads run one call each: as many connections."""
+    settings = get_settings()
+    return replace(
+        get_runtime(), sender=make_sender(settings, max_connections=settings.worker_concurrency)
     )
 
 

@@ -7,6 +7,7 @@ from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, T
 from models.settings import get_settings
 from worker.app import app
 from worker.calls.pipeline import execute_calls as run_calls
+from worker.priority import run_in_background
 from worker.retention import purge
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
@@ -15,7 +16,9 @@ from worker.webhooks.deliveries import deliver
 
 @app.task(name=TASK_EXECUTE_CALLS)
 def execute_calls(call_ids: list[str]) -> dict[str, str]:
-    """Run these calls (one id from the interactive lane, up to BULK_CHUNK from bulk)."""
+    """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
+    or a call published again), behind the interactive lane's threads."""
+    run_in_background()
     return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
 
 
@@ -28,6 +31,7 @@ def sweep() -> dict[str, int]:
 @app.task(name=TASK_DELIVER_WEBHOOKS)
 def deliver_webhooks(delivery_ids: list[str]) -> dict[str, str]:
     """Sign and POST these webhook events to their receivers (one attempt each)."""
+    run_in_background()
     return deliver(delivery_ids, get_webhook_runtime())
 
 
