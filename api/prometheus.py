@@ -20,7 +20,7 @@ from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
 from models.db.tables import FunctionCall
-from models.keys import CALL_QUEUES, QUEUE_WEBHOOKS
+from models.keys import CALL_QUEUES, LIST_INTERACTIVE, QUEUE_WEBHOOKS
 from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
 
 log = logging.getLogger("passthru.metrics")
@@ -97,7 +97,9 @@ class PassthruCollector(Collector):
 
     def _redis(self) -> Iterator[Metric]:
         queued = GaugeMetricFamily(
-            "passthru_queue_messages", "Messages waiting in a Celery lane", labels=["queue"]
+            "passthru_queue_messages",
+            "Messages waiting in a lane: a Celery queue, or the interactive calls' list",
+            labels=["queue"],
         )
         paused = GaugeMetricFamily(
             "passthru_rate_limit_paused_keys",
@@ -120,7 +122,7 @@ class PassthruCollector(Collector):
             labels=["app", "limit"],
         )
         try:
-            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS):
+            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS, LIST_INTERACTIVE):
                 queued.add_metric([queue], float(self._client.llen(queue)))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:

@@ -20,7 +20,7 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import utcnow
 from models.db.tables import Tenant
-from models.keys import QUEUE_BULK
+from models.keys import LIST_INTERACTIVE, QUEUE_BULK
 from models.ratelimit.rules import pause_key, rules_for
 from models.ratelimit.store import Ask, RedisLimiter
 from tests.api.conftest import Caller
@@ -35,6 +35,7 @@ def test_lanes_bookings_and_pauses_are_exported(
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.rpush(QUEUE_BULK, "a", "b", "c")
+    client.rpush(LIST_INTERACTIVE, "fc_1", "fc_2")
     slack = catalog.get("slack")
     assert slack is not None
     rules = rules_for(slack, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")
@@ -51,6 +52,7 @@ def test_lanes_bookings_and_pauses_are_exported(
 
     # Then the figures are there, labelled by lane, app and declared limit
     assert 'passthru_queue_messages{queue="passthru.bulk"} 3.0' in text
+    assert 'passthru_queue_messages{queue="passthru:interactive-due"} 2.0' in text
     assert 'passthru_rate_limit_paused_keys{app="slack"} 1.0' in text
     assert 'passthru_rate_limit_busy_keys{app="slack",limit="50/60s account (1200 ms)"} 1.0' in text
     booked = next(
