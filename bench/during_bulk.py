@@ -4,6 +4,7 @@ the same run before the drain."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import scenarios as sc
-from bench.interactive import Clients, Sample, calls, compare, hops, hops_line, paced
+from bench.interactive import compare, hops, hops_line
+from bench.pacer import Clients, Sample, calls, paced
 from bench.stack import Stack
 
 RATE = 10.0
@@ -58,9 +60,10 @@ class Drain(threading.Thread):
             self.over.set()
 
 
-def _during(c: Clients, drain: Drain) -> tuple[list[Sample], int]:
+async def _during(c: Clients, drain: Drain) -> tuple[list[Sample], int]:
     """Passthru calls at RATE from the drain's start until it is over (at least MIN_S of
-    them); return them and the bulk calls finished when the last one was sent."""
+    them); return them and the bulk calls finished when the last one was sent. The caller
+    joins the drain, outside the event loop."""
     at_last_send = 0
 
     def more(i: int) -> bool:
@@ -71,23 +74,31 @@ def _during(c: Clients, drain: Drain) -> tuple[list[Sample], int]:
         return True
 
     drain.start()
-    through = paced(RATE, more, c.through)
-    drain.join()
-    if drain.failed:
-        raise drain.failed
+    through = await paced(RATE, more, c.through)
     return through, at_last_send
 
 
-def during_bulk(s: Stack, key: str, n: int, baseline_s: float) -> dict[str, Any]:
-    """Warm-up, the direct baseline for baseline_s, then the drain with passthru calls
-    beside it; the hops read afterwards."""
-    with Clients(s, key) as c:
-        c.warm_up(RATE)
+async def _calls(
+    s: Stack, key: str, drain: Drain, baseline_s: float
+) -> tuple[list[Sample], list[Sample], int]:
+    """Warm-up, the direct baseline for baseline_s, then the drain with passthru calls beside
+    it: the direct and passthru samples, and the bulk calls finished at the last send."""
+    async with Clients(s, key) as c:
+        await c.warm_up(RATE)
         sc.say(f"direct calls at {RATE:g}/s for {baseline_s:g} s, before the drain")
-        direct = paced(RATE, calls(int(RATE * baseline_s)), c.direct)
-        sc.say(f"{n} bulk calls, and passthru Prefer: wait calls at {RATE:g}/s until drained")
-        drain = Drain(s, key, n)
-        through, at_last_send = _during(c, drain)
+        direct = await paced(RATE, calls(int(RATE * baseline_s)), c.direct)
+        sc.say(f"{drain.n} bulk calls, and passthru Prefer: wait calls at {RATE:g}/s until drained")
+        through, at_last_send = await _during(c, drain)
+    return direct, through, at_last_send
+
+
+def during_bulk(s: Stack, key: str, n: int, baseline_s: float) -> dict[str, Any]:
+    """The calls of _calls, all from one event loop; the hops read afterwards."""
+    drain = Drain(s, key, n)
+    direct, through, at_last_send = asyncio.run(_calls(s, key, drain, baseline_s))
+    drain.join()
+    if drain.failed:
+        raise drain.failed
     during = [x for x in through if x.sent <= drain.ended_wall]
     return {
         **compare(direct, through),

@@ -1,6 +1,6 @@
 """(c) interactive latency at 20 and 200 calls/s: `Prefer: wait` calls sent open loop, against
-the same calls sent straight to the stand-in upstream in the same run; the client and the
-figures (e) reuses (bench/during_bulk.py).
+the same calls sent straight to the stand-in upstream in the same run, both by the client in
+bench/pacer.py; the figures (e) reuses (bench/during_bulk.py).
 
 Each passthru call answered 200 is split into hops from the timestamps its row keeps:
 
@@ -16,26 +16,17 @@ own time counts in the next hop. All clocks are this machine's.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine, bindparam, text
 
 from bench import scenarios as sc
-from bench.stack import BENCH_ORIGIN, Stack
+from bench.pacer import Clients, Sample, calls, paced
+from bench.stack import Stack
 
-WARM_UP_S = 5.0
-# As many client threads (and connections) as a tenant's long polls per API process
-# (PASSTHRU_TENANT_MAX_WAITS): past that the client, not passthru, would hold calls back.
-CLIENT_THREADS = 100
 HOPS = {
     "client_to_row": ("sent", "created"),
     "row_to_claim": ("created", "started"),
@@ -45,111 +36,13 @@ HOPS = {
 ID_CHUNK = 500  # ids per `IN (...)`: under SQLite's limit on bound parameters
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One call as the client saw it."""
-
-    ms: float  # send to answer read, on the monotonic clock
-    status: int  # 0: no answer (timeout, connection error)
-    sent: float  # time.time() just before sending
-    received: float  # time.time() once the answer was read
-    call_id: str | None = None  # the 200 answer's `id`, for passthru calls
-    late_ms: float = 0.0  # how long after its scheduled time the call was sent
-
-
-def paced(rate: float, more: Callable[[int], bool], fn: Callable[[], Sample]) -> list[Sample]:
-    """Call fn at a steady rate (open loop), call i at its scheduled time if more(i) still
-    says so; return every call's sample once all have answered."""
-    samples: list[Sample] = []
-    lock = threading.Lock()
-
-    def timed(scheduled: float) -> None:
-        late_ms = (time.perf_counter() - scheduled) * 1000
-        sample = replace(fn(), late_ms=round(late_ms, 2))
-        with lock:
-            samples.append(sample)
-
-    with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
-        start = time.perf_counter()
-        i = 0
-        while True:
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            if not more(i):
-                break
-            pool.submit(timed, scheduled)
-            i += 1
-    return samples
-
-
-def calls(n: int) -> Callable[[int], bool]:
-    """`more` for a fixed number of calls."""
-    return lambda i: i < n
-
-
-class Clients:
-    """The two kinds of call: straight to the stand-in upstream, and through passthru with
-    `Prefer: wait=10`."""
-
-    def __init__(self, s: Stack, key: str) -> None:
-        limits = httpx.Limits(
-            max_connections=CLIENT_THREADS, max_keepalive_connections=CLIENT_THREADS
-        )
-        self.upstream = f"{s.upstream_url}/items"
-        self.direct_client = httpx.Client(limits=limits, timeout=30)
-        self.api = httpx.Client(
-            base_url=s.api_url,
-            headers={"Authorization": f"Bearer {key}", "X-User-ID": sc.USER, "Prefer": "wait=10"},
-            timeout=30,
-            limits=limits,
-        )
-        self.body = {"method": "GET", "url": f"{BENCH_ORIGIN}/items"}
-
-    def direct(self) -> Sample:
-        headers = {"Authorization": "Bearer x"}
-        return _timed(lambda: self.direct_client.get(self.upstream, headers=headers))
-
-    def through(self) -> Sample:
-        return _timed(lambda: self.api.post("/bench-passthrough-request", json=self.body), True)
-
-    def warm_up(self, rate: float) -> None:
-        """Both kinds of call for WARM_UP_S, not counted: new connections, caches."""
-        sc.say(f"warm-up: {WARM_UP_S:g} s of both kinds of call at {rate:g}/s, not counted")
-        paced(rate, calls(int(rate * WARM_UP_S)), self.direct)
-        paced(rate, calls(int(rate * WARM_UP_S)), self.through)
-
-    def __enter__(self) -> Clients:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.direct_client.close()
-        self.api.close()
-
-
-def _timed(send: Callable[[], httpx.Response], read_id: bool = False) -> Sample:
-    """Send one call; keep its latency, status, wall-clock times and, if read_id, the call id
-    of a 200 answer (read once the time is taken)."""
-    sent, started = time.time(), time.perf_counter()
-    try:
-        r = send()
-    except httpx.HTTPError:
-        return Sample((time.perf_counter() - started) * 1000, 0, sent, time.time())
-    ms, received = (time.perf_counter() - started) * 1000, time.time()
-    call_id = None
-    if read_id and r.status_code == 200:
-        call_id = str(r.json()["id"])
-    return Sample(ms, r.status_code, sent, received, call_id)
-
-
 # ---- figures ----------------------------------------------------------------------------
 
 
 def compare(direct: list[Sample], through: list[Sample]) -> dict[str, Any]:
-    """Latencies of both kinds, what passthru adds, its non-200 answers, and how late and at
-    what rate the client really sent its calls: when all CLIENT_THREADS wait for answers, it
-    falls behind the rate asked, and the latencies are those of 100 calls at a time."""
+    """Latencies of both kinds, what passthru adds, its non-200 answers (no answer included),
+    and how late and at what rate the client really sent its calls: it falls behind the rate
+    asked when its event loop is starved of CPU or pacer.MAX_IN_FLIGHT calls wait for answers."""
     d = sc.percentiles([x.ms for x in direct])
     p = sc.percentiles([x.ms for x in through])
     return {
@@ -165,8 +58,8 @@ def compare(direct: list[Sample], through: list[Sample]) -> dict[str, Any]:
 
 
 def _sent_per_s(samples: list[Sample]) -> float:
-    """The rate the calls really went out at: below the one asked when the client's threads
-    were all waiting for answers."""
+    """The rate the calls really went out at: below the one asked when the client fell
+    behind."""
     span = max(x.sent for x in samples) - min(x.sent for x in samples)
     return round((len(samples) - 1) / span, 1) if span > 0 else 0.0
 
@@ -237,20 +130,29 @@ def _unix_s(value: object) -> float | None:
 
 def interactive(s: Stack, key: str, rates: list[float], duration_s: float) -> dict[str, Any]:
     """One warm-up (at the highest rate), then for each rate: direct calls, then passthru
-    calls, each for duration_s; the hops read once every rate has run."""
-    measured: dict[str, tuple[list[Sample], list[Sample]]] = {}
-    with Clients(s, key) as c:
-        c.warm_up(max(rates))
-        for rate in rates:
-            n = int(rate * duration_s)
-            sc.say(f"direct calls at {rate:g}/s for {duration_s:g} s")
-            direct = paced(rate, calls(n), c.direct)
-            sc.say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
-            measured[f"{rate:g}/s"] = (direct, paced(rate, calls(n), c.through))
+    calls, each for duration_s, all from one event loop; the hops read once every rate has
+    run."""
+    measured = asyncio.run(_interactive(s, key, rates, duration_s))
     return {
         label: {**compare(direct, through), "hops_ms": hops(s.engine, through)}
         for label, (direct, through) in measured.items()
     }
+
+
+async def _interactive(
+    s: Stack, key: str, rates: list[float], duration_s: float
+) -> dict[str, tuple[list[Sample], list[Sample]]]:
+    """The calls of interactive(): each rate's direct and passthru samples, by label."""
+    measured: dict[str, tuple[list[Sample], list[Sample]]] = {}
+    async with Clients(s, key) as c:
+        await c.warm_up(max(rates))
+        for rate in rates:
+            n = int(rate * duration_s)
+            sc.say(f"direct calls at {rate:g}/s for {duration_s:g} s")
+            direct = await paced(rate, calls(n), c.direct)
+            sc.say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
+            measured[f"{rate:g}/s"] = (direct, await paced(rate, calls(n), c.through))
+    return measured
 
 
 def hops_line(h: dict[str, Any]) -> str:
