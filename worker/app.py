@@ -121,7 +121,7 @@ def _serve_metrics(**_: object) -> None:
 
 
 @worker_ready.connect
-def _start_interactive_lane(sender: object = None, **_: object) -> None:
+def _start_interactive_lane(**_: object) -> None:
     """A worker that consumes the interactive queue also takes the interactive calls due
     now off their Redis list (worker/lane.py), with as many threads as Celery's pool."""
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
