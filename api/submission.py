@@ -163,8 +163,6 @@ def build_row(
     }
 
 
-_INSERT = insert(FunctionCall.__table__)  # type: ignore[attr-defined]
-
 # How long an Idempotency-Key names the call it was first used for.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -198,6 +196,9 @@ Admit = Callable[[int], None]
 
 def admit_all(_: int) -> None:
     return None
+
+
+_INSERT = insert(FunctionCall.__table__)  # type: ignore[attr-defined]
 
 
 def submit(

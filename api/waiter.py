@@ -25,6 +25,7 @@ log = logging.getLogger("passthru.waiter")
 
 # Longest a waiter trusts pub/sub alone before it looks at the database again.
 POLL_S = 1.0
+_RESULT_CHANNEL = CHANNEL_CALL_RESULT.encode()
 
 
 @dataclass(eq=False)
@@ -71,7 +72,7 @@ class CallWaiter:
 
     def on_message(self, channel: bytes, data: bytes) -> None:
         """A message of the subscription: wake the waiters of the calls it names."""
-        if channel == CHANNEL_CALL_RESULT.encode():
+        if channel == _RESULT_CHANNEL:
             call_id, result = parse_result_notice(data)
             self._wake(call_id, result)
         else:
