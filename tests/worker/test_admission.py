@@ -166,6 +166,32 @@ def test_a_far_slot_hands_the_call_back_and_keeps_the_slot(
     assert tat == _ms(NOW) + 20_000  # two slots booked in all
 
 
+def test_a_handed_back_call_is_due_when_its_message_comes_and_before_its_slot(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given one call that took the only slot of the next 10 s
+    account = _account(engine, tenant, vault, "slowpoke")
+    first, second = (make_call(engine, account, url="https://slow.example/api/x") for _ in "ab")
+    rig.run([first.id])
+    # When another runs 0.3 s later (its slot 9.7 s away, not a whole number of seconds)
+    later = NOW + timedelta(seconds=0.3)
+    assert rig.run([second.id], now=later) == {}
+    # Then its message comes back a whole number of seconds later, rounded down: it is due
+    # by then (a message that came before the call is due would find nothing to claim), and
+    # at least COME_BACK_EARLY_S before its slot (a late return would send late and bunch
+    # with the calls sent on time after it)
+    [(ids, _, countdown)] = rig.published.calls
+    assert ids == [second.id]
+    assert countdown == 8
+    due = load(engine, second.id).next_attempt_at
+    assert due == later + timedelta(seconds=countdown)
+    slot = NOW + timedelta(seconds=10)
+    assert slot - due >= timedelta(seconds=COME_BACK_EARLY_S)
+    # and from there it waits the rest for its own slot, in the loop
+    assert rig.run([second.id], now=due) == {second.id: CallStatus.COMPLETED}
+    assert attempts(engine, second.id)[0].rate_wait_ms == 9_700
+
+
 def test_a_429_pauses_the_key_for_every_call(
     rig: Rig, engine: Engine, tenant: Tenant, vault: Vault
 ) -> None:

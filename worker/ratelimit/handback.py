@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Engine, bindparam, case, func
@@ -78,14 +79,23 @@ def hand_back(engine: Engine, items: list[Park], now: datetime, publisher: Publi
     not one per call."""
     if not items:
         return
+    items = [on_the_second(item, now) for item in items]
     handed_back = mark_handed_back(engine, items, now)
     groups: dict[tuple[str, int], list[str]] = {}
     for item in items:
         metrics.HANDED_BACK.labels(item.claimed.call.app).inc()
-        countdown = (item.come_back_at - now).total_seconds()
+        countdown = round((item.come_back_at - now).total_seconds())
         if item.claimed.call.id in handed_back and countdown <= MAX_COUNTDOWN_S:
-            groups.setdefault((lane_of(item.claimed), math.ceil(countdown)), []).append(
-                item.claimed.call.id
-            )
+            groups.setdefault((lane_of(item.claimed), countdown), []).append(item.claimed.call.id)
     for (lane, countdown), ids in sorted(groups.items()):
-        publisher.publish_calls(ids, lane, max(0, countdown))
+        publisher.publish_calls(ids, lane, countdown)
+
+
+def on_the_second(item: Park, now: datetime) -> Park:
+    """The call due back a whole number of seconds from `now`, rounded down (never later
+    than asked, so a call back for its booked slot meets it with time to spare, and never
+    before the time it is stored as due, so its message finds it claimable)."""
+    countdown = (item.come_back_at - now).total_seconds()
+    if countdown > MAX_COUNTDOWN_S:
+        return item
+    return replace(item, come_back_at=now + timedelta(seconds=max(0, math.floor(countdown))))
