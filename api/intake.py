@@ -7,6 +7,7 @@ the operator's PASSTHRU_DEFAULT_WAIT_S says so (`prefer.submission_wait`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import State
 
 from api.bulk_submission import submit_batch
@@ -34,6 +37,8 @@ from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
 from models.errors import ApiError
 from models.settings import Settings
+
+log = logging.getLogger("passthru.api")
 
 
 @dataclass(frozen=True)
@@ -122,13 +127,26 @@ class Intake:
     ) -> FunctionCall | bytes:
         """Write the call under an id watched before it is published, so a result announced
         at once is not missed; then wait for it (or for the earlier call a repeated
-        Idempotency-Key names)."""
+        Idempotency-Key names).
+
+        Once the call is written it is accepted: if the database goes away during the wait,
+        the answer is the call as written (202), never a 503 a client would follow by
+        sending the call again."""
         call_id = new_id("fc")
         with self.waiter.watch(call_id) as watch:
             call = await self._write(tenant, sub, call_id)
-            if call.id == call_id:
-                return await wait_for_result(self.engine, self.waiter, tenant, watch, wait_s)
-        return await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
+            try:
+                if call.id == call_id:
+                    return await wait_for_result(self.engine, self.waiter, tenant, watch, wait_s)
+                return await wait_for_final(self.engine, self.waiter, tenant, call.id, wait_s)
+            except (OperationalError, PoolTimeout) as exc:
+                log.warning(
+                    "call %s: the database went away while its caller waited (%s); answered "
+                    "as accepted",
+                    call.id,
+                    type(exc).__name__,
+                )
+                return call
 
     @contextmanager
     def _long_poll(self, tenant_id: str, wait: SubmissionWait) -> Iterator[float]:

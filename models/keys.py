@@ -40,3 +40,10 @@ QUOTA_PREFIX = f"{PREFIX}:quota"
 # Set by the sweeper; its absence means Redis lost its data (restart without persistence),
 # so every queued call must be published again.
 KEY_BROKER_EPOCH = f"{PREFIX}:broker-epoch"
+
+# What each worker process holds and has not finished, so the sweeper can publish it again
+# as soon as the process is found dead (worker/held.py): `{HELD_PREFIX}:{worker id}` is a
+# hash of Celery messages (task id -> comma-separated call ids), and
+# `{HELD_PREFIX}-lane:{worker id}` a list of the interactive ids its lane threads popped.
+HELD_PREFIX = f"{PREFIX}:held"
+HELD_LANE_PREFIX = f"{PREFIX}:held-lane"

@@ -14,11 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./passthru.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-# A worker holds a claimed call this long before the sweeper may take it back: longer than
-# any exchange may last (DEFAULT_MAX_TIMEOUT_S), with room for queueing and storing.
-DEFAULT_LEASE_S = 120.0
-# A request starts only while this much of its call's lease is left beyond its own deadline
-# (or half of what the lease has beyond PASSTHRU_MAX_TIMEOUT_S, if that is less).
+# A worker process holds the calls it claimed while its heartbeat renews this lease (every
+# fifth of it); once the renewals stop, the sweeper takes them back.
+DEFAULT_LEASE_S = 15.0
+# A running attempt's deadline is PASSTHRU_MAX_TIMEOUT_S plus twice this: past it the
+# call is taken back even from a live worker (one stuck on it). A request starts only
+# while this much of the deadline is left beyond its own timeout.
 LEASE_MARGIN_S = 10.0
 # Onward request timeouts: connecting, waiting for bytes, and the whole exchange. Apps and
 # calls may set their own, up to DEFAULT_MAX_TIMEOUT_S.
@@ -38,8 +39,8 @@ DEFAULT_WORKER_CONCURRENCY = 32
 # Onward requests on the wire at once per worker process (and its connection pool size);
 # more wait their turn. Past a few hundred, CPU per call rises (measured: bench/).
 DEFAULT_MAX_CONNECTIONS = 256
-# How often beat runs the sweeper (republish lost calls, take back expired leases).
-DEFAULT_SWEEP_EVERY_S = 15.0
+# How often beat runs the sweeper: a third of the lease, so a dead worker's calls move on soon.
+DEFAULT_SWEEP_EVERY_S = 5.0
 # A queued call not claimed this long after its publish is published again (its message
 # may sit unacknowledged in a dead worker's prefetch until the visibility timeout).
 DEFAULT_REPUBLISH_AFTER_S = 300.0
@@ -136,7 +137,7 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("PASSTHRU_TENANT_REDELIVERIES_PER_MIN"),
     )
-    lease_s: float = Field(DEFAULT_LEASE_S, validation_alias=_env("PASSTHRU_LEASE_S"))
+    lease_s: float = Field(DEFAULT_LEASE_S, ge=3, le=600, validation_alias=_env("PASSTHRU_LEASE_S"))
     connect_timeout_s: float = Field(
         DEFAULT_CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
     )
@@ -275,17 +276,18 @@ class Settings(BaseSettings):
                 f"the default timeouts ({longest:g} s) exceed PASSTHRU_MAX_TIMEOUT_S "
                 f"({self.max_timeout_s:g} s); raise it or lower them"
             )
-        if self.lease_s <= self.max_timeout_s:
-            raise ValueError(
-                f"PASSTHRU_LEASE_S ({self.lease_s:g} s) must exceed PASSTHRU_MAX_TIMEOUT_S "
-                f"({self.max_timeout_s:g} s), or a call could be taken back while its request "
-                "is still on the wire"
-            )
         return self
 
     @property
-    def lease_margin_s(self) -> float:
-        return min(LEASE_MARGIN_S, (self.lease_s - self.max_timeout_s) / 2)
+    def attempt_deadline_s(self) -> float:
+        """How long a claimed attempt may run, heartbeat or not: the longest exchange,
+        with room to wait its turn on the wire and to be stored."""
+        return self.max_timeout_s + 2 * LEASE_MARGIN_S
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """How often a worker process renews its lease: five chances before it runs out."""
+        return self.lease_s / 5
 
     @property
     def encryption_key_list(self) -> list[str]:

@@ -15,17 +15,31 @@ import logging
 import sys
 import threading
 import time
+from typing import Any
 
 import redis
-from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
+from celery import Celery, Task
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_received,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
+from celery.worker.request import Request
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import message_settings
+from models.db.engine import create_db_engine, utcnow
 from models.gc import freeze_startup_objects
-from models.keys import QUEUE_INTERACTIVE, TASK_PURGE, TASK_SWEEP
+from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
+from worker.held import RedisHolds, lane_key
 from worker.lane import InteractiveConsumer
+from worker.liveness import Heartbeat, leave, renew, this_process
 from worker.priority import run_in_background
 
 # How often a thread holding Python's lock is asked to let another run (default 5 ms).
@@ -69,7 +83,8 @@ def _logging(**_: object) -> None:
 
 @worker_init.connect
 def _fail_fast(**_: object) -> None:
-    """Build the runtime at start, so a bad setting stops the worker with a clear message."""
+    """Build the runtime at start, so a bad setting stops the worker with a clear message,
+    and take the process's lease before it consumes anything."""
     from worker.runtime import get_runtime
 
     # The sender's loop and pool start now, so the first calls' slots are kept to the ms;
@@ -77,7 +92,66 @@ def _fail_fast(**_: object) -> None:
     sender = get_runtime().sender
     sender.start()
     sender.loop.call_soon_threadsafe(run_in_background)
+    _lease.start()
     freeze_startup_objects()
+
+
+class _Lease:
+    """This process's heartbeat (worker/liveness.py), on a connection of its own so a pool
+    busy with calls never delays it, and its record of the messages it holds."""
+
+    def __init__(self) -> None:
+        self._heartbeat: Heartbeat | None = None
+        self._holds: RedisHolds | None = None
+        self._engine: Engine | None = None
+
+    def start(self) -> None:
+        settings = get_settings()
+        engine = create_db_engine(settings.database_url, pool_size=1)
+        me = this_process()
+        self._heartbeat = Heartbeat(
+            lambda: renew(engine, me, utcnow(), settings.lease_s), settings.heartbeat_every_s
+        )
+        self._heartbeat.start()
+        self._holds = RedisHolds(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+        self._engine = engine
+
+    def hold(self, message_id: str, call_ids: list[str]) -> None:
+        if self._holds is not None:
+            self._holds.hold(this_process().id, message_id, call_ids)
+
+    def release(self, message_id: str) -> None:
+        if self._holds is not None:
+            self._holds.release(this_process().id, message_id)
+
+    def end(self) -> None:
+        """A clean stop: the sweeper takes back at once whatever is still running."""
+        if self._heartbeat is None or self._engine is None:
+            return
+        self._heartbeat.stop()
+        try:
+            leave(self._engine, this_process())
+        except SQLAlchemyError as exc:
+            logging.getLogger("passthru").warning(
+                "the process's lease was not given up (%s); it runs out in PASSTHRU_LEASE_S",
+                type(exc).__name__,
+            )
+
+
+_lease = _Lease()
+
+
+@task_received.connect
+def _hold(request: Request, **_: object) -> None:
+    """Record the calls of each message this process takes, until it has run them."""
+    if request.name == TASK_EXECUTE_CALLS and request.args:
+        _lease.hold(request.id, list(request.args[0]))
+
+
+@task_postrun.connect
+def _release(task_id: str, task: Task[Any, Any], **_: object) -> None:
+    if task.name == TASK_EXECUTE_CALLS:
+        _lease.release(task_id)
 
 
 HEARTBEAT_EVERY_S = 10.0
@@ -139,6 +213,7 @@ def _start_interactive_lane(**_: object) -> None:
         lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
         lambda call_ids: execute_calls(call_ids, get_lane_runtime()),
         settings.worker_concurrency,
+        lane_key(this_process().id),
     )
     consumer.start()
     _lanes.append(consumer)
@@ -152,10 +227,11 @@ def _stop_interactive_lane(**_: object) -> None:
     """A warm shutdown takes no more interactive calls and waits for those running (each
     ends within its lease)."""
     for consumer in _lanes:
-        if not consumer.stop(get_settings().lease_s):
+        if not consumer.stop(get_settings().attempt_deadline_s):
             logging.getLogger("passthru").warning(
                 "interactive calls still running at shutdown; the sweeper takes them back"
             )
+    _lease.end()
 
 
 @worker_shutdown.connect

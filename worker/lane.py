@@ -6,8 +6,10 @@ Celery's consumer costs a waiting caller several milliseconds per message: the e
 the task events Flower reads, the acknowledgement and the hand-off to a pool thread. Here a
 thread blocked in BLPOP wakes with the id and claims the call. Delivery stays
 at-least-once, as with Celery: an id popped by a worker that dies before its claim leaves
-the call `queued`, and the sweeper publishes it again (PASSTHRU_REPUBLISH_AFTER_S); the
-claim makes any second delivery a no-op. Retries due later go through Celery's
+the call `queued`. Each id is moved atomically (BLMOVE) onto the process's own held list
+(worker/held.py) and removed once run, so when the process dies the sweeper finds the ids
+it had popped and publishes them again within seconds; the claim makes any second delivery
+a no-op. Retries due later go through Celery's
 interactive queue with a countdown, as before.
 """
 
@@ -25,7 +27,7 @@ from models.keys import LIST_INTERACTIVE
 log = logging.getLogger("passthru.worker")
 
 # How long a BLPOP blocks before the thread looks whether it should stop.
-POLL_S = 1.0
+POLL_S = 1
 # After Redis failed, a thread waits this long before it tries again.
 RETRY_S = 1.0
 # A failing Redis is logged at most this often per process.
@@ -39,10 +41,13 @@ class InteractiveConsumer:
     with `run` (the pipeline), so at most `threads` interactive calls of this process are
     in flight at once; the rest wait on the list, where any worker process may take them."""
 
-    def __init__(self, connect: Callable[[], redis.Redis], run: RunCalls, threads: int) -> None:
+    def __init__(
+        self, connect: Callable[[], redis.Redis], run: RunCalls, threads: int, held_key: str
+    ) -> None:
         self._connect = connect
         self._run = run
         self._threads = threads
+        self._held_key = held_key
         self._stopping = threading.Event()
         self._started: list[threading.Thread] = []
         self._logged_at = 0.0
@@ -72,20 +77,28 @@ class InteractiveConsumer:
                 call_id = self._next(client)
                 if call_id is not None:
                     self._run_one(call_id)
+                    self._release(client, call_id)
         finally:
             client.close()
 
     def _next(self, client: redis.Redis) -> str | None:
         try:
-            popped = client.blpop([LIST_INTERACTIVE], timeout=POLL_S)
+            popped = client.blmove(LIST_INTERACTIVE, self._held_key, POLL_S, "LEFT", "RIGHT")
         except redis.RedisError as exc:
             self._warn("interactive lane: Redis unavailable (%s); retrying in %g s", exc)
             self._stopping.wait(RETRY_S)
             return None
         if popped is None:
             return None
-        call_id = popped[1]
-        return call_id.decode() if isinstance(call_id, bytes) else str(call_id)
+        return popped.decode() if isinstance(popped, bytes) else str(popped)
+
+    def _release(self, client: redis.Redis, call_id: str) -> None:
+        """The call is stored (or left for the sweeper): this process holds it no more."""
+        try:
+            client.lrem(self._held_key, 1, call_id)
+        except redis.RedisError as exc:
+            # A leftover id only means a harmless duplicate if this process dies.
+            self._warn("interactive lane: Redis unavailable (%s); retrying in %g s", exc)
 
     def _run_one(self, call_id: str) -> None:
         try:

@@ -1,20 +1,23 @@
-"""Calls whose worker stopped: a `running` call whose lease expired is taken back to run
-again (idempotent, attempts left) or ended, `outcome_unknown` for a POST or PATCH without an
-Idempotency-Key, since the upstream may already have acted on it."""
+"""Calls whose worker stopped: a `running` call whose worker process's heartbeat ended
+(worker/liveness.py), or whose attempt ran past its deadline, is taken back to run again
+(idempotent, attempts left) or ended, `outcome_unknown` for a POST or PATCH without an
+Idempotency-Key, since the upstream may already have acted on it. The lost attempt is
+recorded: `worker_lost` or `lease_expired`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
 from models.calls.states import CALLS, CallStatus
 from models.catalog.apps import RetrySpec
 from models.db.engine import session_scope
-from models.db.tables import CallAttempt, FunctionCall
+from models.db.tables import CallAttempt, FunctionCall, WorkerProcess
 from models.webhooks.outbox import enqueue_deliveries
+from worker import metrics
 from worker.calls.retry import may_resend, policy_for
 from worker.runtime import Runtime
 
@@ -30,31 +33,62 @@ def _attempts_allowed(rt: Runtime, call: FunctionCall) -> int:
     ).max_attempts
 
 
+# A sweep takes back at most this many pages of calls (a dead process held a few thousand
+# at most; more wait for the next sweep).
+MAX_PAGES = 20
+
+
 def recover_leases(rt: Runtime, now: datetime, limit: int) -> tuple[list[FunctionCall], int]:
     """Calls whose worker stopped: taken back to run again when that is safe and attempts
     are left; else ended, so a call that stops its worker every time cannot loop. Returns
-    the calls to publish again and how many were ended; at most `limit` calls a time."""
+    the calls to publish again and how many were ended; read `limit` calls at a time."""
     recovered: list[FunctionCall] = []
     abandoned = 0
-    for call in _expired(rt.engine, now, limit):
-        verdict = _verdict(rt, call)
+    for _ in range(MAX_PAGES):
+        page = _expired(rt.engine, now, limit)
+        again, ended = _recover(rt, page, now)
+        recovered += again
+        abandoned += ended
+        if len(page) < limit:
+            break
+    return recovered, abandoned
+
+
+def _recover(
+    rt: Runtime, calls: list[FunctionCall], now: datetime
+) -> tuple[list[FunctionCall], int]:
+    recovered: list[FunctionCall] = []
+    abandoned = 0
+    for call in calls:
+        verdict = _verdict(rt, call, now)
         if not _take_back(rt.engine, call, verdict, now):
             continue
         if verdict.again:
             recovered.append(call)
         else:
             abandoned += 1
+        metrics.LEASES_RECOVERED.labels(verdict.lost, "retried" if verdict.again else "ended").inc()
     return recovered, abandoned
 
 
 def _expired(engine: Engine, now: datetime, limit: int) -> list[FunctionCall]:
+    """Running calls past their deadline, or held by a process that is not alive: its row
+    expired, or gone (the sweeper forgot it, or it stopped). Only running calls are read,
+    so the cost follows the calls in flight, never the backlog."""
+    alive = select(WorkerProcess.id).where(
+        col(WorkerProcess.id) == col(FunctionCall.claimed_by),
+        col(WorkerProcess.expires_at) >= now,
+    )
     with session_scope(engine) as session:
         return list(
             session.exec(
                 select(FunctionCall)
                 .where(
                     col(FunctionCall.status) == CallStatus.RUNNING,
-                    col(FunctionCall.lease_expires_at) < now,
+                    or_(
+                        col(FunctionCall.lease_expires_at) < now,
+                        col(FunctionCall.claimed_by).is_not(None) & ~alive.exists(),
+                    ),
                 )
                 .limit(limit)
             )
@@ -68,26 +102,38 @@ class _Verdict:
     again: bool
     error: str
     why: str
+    lost: str  # what became of the attempt: `worker_lost` or `lease_expired`
 
     @property
     def target(self) -> CallStatus:
         return CallStatus.RETRYING if self.again else CallStatus.FAILED
 
 
-def _verdict(rt: Runtime, call: FunctionCall) -> _Verdict:
+def _verdict(rt: Runtime, call: FunctionCall, now: datetime) -> _Verdict:
+    deadline = call.lease_expires_at
+    lost = "lease_expired" if deadline is not None and deadline < now else "worker_lost"
     if not may_resend(call.method, has_idempotency_key=call.idempotency_key is not None):
         return _Verdict(
             False,
             "outcome_unknown",
             "the worker running this call stopped; the upstream may have received it, so "
             "it was not sent again",
+            lost,
         )
     spent = call.attempt_count >= _attempts_allowed(rt, call)
     return _Verdict(
         not spent,
         "lease_expired",
         f"the worker running this call stopped on each of its {call.attempt_count} attempts",
+        lost,
     )
+
+
+_LOST = {
+    "worker_lost": "the worker process running this call stopped (its heartbeat ended) "
+    "before recording it",
+    "lease_expired": "the attempt ran past its deadline without being recorded",
+}
 
 
 def _take_back(engine: Engine, call: FunctionCall, verdict: _Verdict, now: datetime) -> bool:
@@ -120,8 +166,8 @@ def _take_back(engine: Engine, call: FunctionCall, verdict: _Verdict, now: datet
                 number=call.attempt_count,
                 started_at=call.started_at or now,
                 duration_ms=0,
-                error="lease_expired",
-                error_message="the worker running this call stopped before recording it",
+                error=verdict.lost,
+                error_message=_LOST[verdict.lost],
                 decision="retry now: idempotent" if again else f"give up: {verdict.error}",
             )
         )

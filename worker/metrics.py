@@ -51,6 +51,29 @@ WEBHOOK_DELIVERIES = Counter(
     registry=REGISTRY,
 )
 
+# Counted by the process that runs the sweeper.
+WORKERS_LOST = Counter(
+    "passthru_workers_lost",
+    "Worker processes found dead (their heartbeat ended) by the sweeper",
+    registry=REGISTRY,
+)
+LEASES_RECOVERED = Counter(
+    "passthru_leases_recovered",
+    "Running calls taken back by the sweeper, by why (worker_lost: its process's heartbeat "
+    "ended; lease_expired: the attempt ran past its deadline) and what became of them "
+    "(retried, or ended)",
+    ["reason", "outcome"],
+    registry=REGISTRY,
+)
+MESSAGES_REPUBLISHED = Counter(
+    "passthru_messages_republished",
+    "Calls published again by the sweeper, by why: held by a dead worker (worker_lost), "
+    "unclaimed for PASSTHRU_REPUBLISH_AFTER_S (stale), or every waiting call after Redis "
+    "lost its data (broker_lost)",
+    ["reason"],
+    registry=REGISTRY,
+)
+
 
 def outcome_label(network_code: str | None, error: str | None) -> str:
     if network_code:

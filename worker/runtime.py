@@ -24,11 +24,13 @@ from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
-from models.settings import Settings, get_settings
+from models.settings import LEASE_MARGIN_S, Settings, get_settings
 from worker.calls.credentials import TokenRefresher
 from worker.calls.oauth import Refresher
 from worker.calls.retry import RetryPolicy
 from worker.calls.timeouts import Timeouts
+from worker.held import Holds, NoHolds, RedisHolds
+from worker.liveness import this_process
 from worker.net.egress import EgressPolicy, threaded_lookup, trusted_hosts
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
@@ -41,9 +43,12 @@ from worker.webhooks.sender import LoopPoster
 class CallRules:
     """The operator's rules for every call, from the settings."""
 
+    # How long a claimed attempt may run before it is taken back, heartbeat or not.
+    attempt_deadline_s: float
+    # Every request ends at least this long before its attempt's deadline.
+    deadline_margin_s: float
+    # How long a worker process's heartbeat holds its calls (PASSTHRU_LEASE_S).
     lease_s: float
-    # Every request ends at least this long before its call's lease.
-    lease_margin_s: float
     retry_policy: RetryPolicy
     # The operator's onward timeouts, and the cap on any an app or a call sets.
     timeouts: Timeouts
@@ -58,8 +63,9 @@ class CallRules:
     @staticmethod
     def of(settings: Settings) -> CallRules:
         return CallRules(
+            attempt_deadline_s=settings.attempt_deadline_s,
+            deadline_margin_s=LEASE_MARGIN_S,
             lease_s=settings.lease_s,
-            lease_margin_s=settings.lease_margin_s,
             retry_policy=RetryPolicy(
                 max_attempts=settings.retry_max_attempts, max_wait_s=settings.retry_max_wait_s
             ),
@@ -98,6 +104,11 @@ class Runtime:
     publisher: Publisher
     # Tells the sweeper when Redis lost its messages (`EpochKept`: never).
     epoch: BrokerEpoch
+    # The worker process whose heartbeat holds the calls it claims (None: no heartbeat;
+    # only the attempt's deadline holds them).
+    worker_id: str | None = None
+    # What dead worker processes held, for the sweeper (`NoHolds`: nothing recorded).
+    holds: Holds = field(default_factory=NoHolds)
     rng: random.Random = field(default_factory=random.Random)
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
@@ -175,6 +186,8 @@ def get_runtime() -> Runtime:
         publisher=publisher,
         epoch=RedisEpoch(redis_client),
         limiter=RedisLimiter(redis_client),
+        worker_id=this_process().id,
+        holds=RedisHolds(redis_client),
         refresher=Refresher(
             engine=get_engine(),
             vault=vault_for(tuple(settings.encryption_key_list)),

@@ -4,9 +4,14 @@
   again (a duplicate message is harmless: the claim lets only one run);
 - calls waiting for a time (`retrying`, or `queued` and handed back to wait for a
   rate-limit slot) are published when due;
-- `running` calls whose lease expired (their worker died) are taken back: idempotent
-  methods run again, POST and PATCH end `failed` with `outcome_unknown`, since the
-  upstream may already have acted on them.
+- a worker process whose heartbeat ended (worker/liveness.py) is dead: what it held and
+  had not run (prefetched messages, countdowns, ids its lane popped: worker/held.py) is
+  published again at once;
+- `running` calls whose process is dead, or whose attempt ran past its deadline, are taken
+  back: idempotent methods run again, POST and PATCH end `failed` with `outcome_unknown`,
+  since the upstream may already have acted on them.
+
+Every query reads what is due, lost or in flight, never the whole backlog.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from models.db.engine import session_scope
 from models.db.tables import FunctionCall, WebhookDelivery
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.webhooks.states import DELIVERIES, DeliveryStatus
+from worker import metrics
 from worker.leases import recover_leases
+from worker.liveness import expired, forget
 from worker.runtime import Runtime
 
 log = logging.getLogger("passthru.sweeper")
@@ -37,6 +44,8 @@ PUBLISH_GRACE = timedelta(seconds=10)
 @dataclass
 class SweepReport:
     republished: int = 0
+    workers_lost: int = 0
+    held: int = 0  # calls a dead worker held, published again
     due: int = 0
     recovered: int = 0
     abandoned: int = 0
@@ -54,6 +63,10 @@ def sweep(rt: Runtime) -> SweepReport:
     report.republished = _republish(rt, now, everything=broker_lost, stale=stale)
     if broker_lost:
         _forget_countdowns(rt.engine, now)
+        metrics.MESSAGES_REPUBLISHED.labels("broker_lost").inc(report.republished)
+    else:
+        metrics.MESSAGES_REPUBLISHED.labels("stale").inc(report.republished)
+    report.workers_lost, report.held = _recover_dead_workers(rt, now)
     report.due = _publish_due(rt, now, stale)
     recovered, report.abandoned = recover_leases(rt, now, SWEEP_BATCH)
     report.recovered = _publish(rt, recovered, now) if recovered else 0
@@ -78,6 +91,48 @@ def _publish(rt: Runtime, calls: list[FunctionCall], now: datetime) -> int:
                     .values(published_at=now)
                 )
     return len(calls)
+
+
+def _recover_dead_workers(rt: Runtime, now: datetime) -> tuple[int, int]:
+    """Processes whose heartbeat ended: what each held and had not run is published again
+    now (due later: left unpublished, so `_publish_due` publishes it when due), then the
+    process is forgotten; its running calls are taken back by `recover_leases`. Returns
+    the processes and the calls published again."""
+    dead = expired(rt.engine, now, SWEEP_BATCH)
+    lost: list[str] = []
+    published = 0
+    for worker_id in dead:
+        held = rt.holds.take(worker_id)
+        if held is None:
+            continue  # Redis is away: the next sweep tries again
+        log.warning(
+            "worker %s stopped renewing its lease; %d call(s) it held", worker_id, len(held)
+        )
+        published += _republish_held(rt, held, now)
+        lost.append(worker_id)
+    forget(rt.engine, lost, now)
+    metrics.WORKERS_LOST.inc(len(lost))
+    metrics.MESSAGES_REPUBLISHED.labels("worker_lost").inc(published)
+    return len(lost), published
+
+
+def _republish_held(rt: Runtime, call_ids: list[str], now: datetime) -> int:
+    waiting = col(FunctionCall.status).in_(WAITING)
+    published = 0
+    for start in range(0, len(call_ids), SWEEP_BATCH):
+        ids = col(FunctionCall.id).in_(call_ids[start : start + SWEEP_BATCH])
+        due = or_(
+            col(FunctionCall.next_attempt_at).is_(None), col(FunctionCall.next_attempt_at) <= now
+        )
+        with session_scope(rt.engine) as session:
+            page = list(session.exec(select(FunctionCall).where(ids, waiting, due)))
+            session.exec(
+                update(FunctionCall)
+                .where(ids, waiting, col(FunctionCall.next_attempt_at) > now)
+                .values(published_at=None)
+            )
+        published += _publish(rt, page, now) if page else 0
+    return published
 
 
 def _republish(rt: Runtime, now: datetime, *, everything: bool, stale: timedelta) -> int:

@@ -137,7 +137,11 @@ class FunctionCall(SQLModel, table=True):
     response_headers: dict[str, str] | None = _json()
     duration_ms: int | None = None
     attempt_count: int = 0
+    # The running attempt's deadline: past it, the call is taken back even from a worker
+    # whose heartbeat goes on (one stuck on this call).
     lease_expires_at: datetime | None = _dt()
+    # The worker process running the call (worker_process.id): its heartbeat holds the call.
+    claimed_by: str | None = Field(default=None, max_length=80)
     next_attempt_at: datetime | None = _dt()
     published_at: datetime | None = _dt()  # last handed to the broker; None: publish failed
     created_at: datetime = Field(
@@ -145,6 +149,19 @@ class FunctionCall(SQLModel, table=True):
     )
     started_at: datetime | None = _dt()
     finished_at: datetime | None = _dt()
+
+
+class WorkerProcess(SQLModel, table=True):
+    """A worker process that is alive while its heartbeat keeps `expires_at` ahead: the
+    calls it claimed are its own until then (PASSTHRU_LEASE_S)."""
+
+    __tablename__ = "worker_process"
+
+    id: str = Field(primary_key=True, max_length=80)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class CallAttempt(SQLModel, table=True):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from tests.api.conftest import Caller, submit
 from tests.api.test_errors import assert_error_shape
@@ -81,3 +82,25 @@ def test_a_wait_that_runs_out_answers_where_the_call_stands(caller: Caller) -> N
     response = submit(caller, prefer="wait=0.2")
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
+
+
+def test_a_call_written_before_the_database_went_away_is_answered_accepted(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the database goes away after a waiting call was written, while its caller waits
+    caller.connect()
+
+    def gone(*_: object) -> None:
+        raise OperationalError("SELECT ...", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr("api.call_log.load_call", gone)
+    # When the call is submitted with Prefer: wait
+    response = caller.client.post(SLACK, json=CALL, headers=caller.headers(Prefer="wait=1"))
+    # Then it is answered as accepted (202 with its id), not 503: a client that followed a
+    # 503 would send the call a second time
+    assert response.status_code == 202, response.text
+    monkeypatch.undo()
+    call_id = response.json()["id"]
+    stored = caller.client.get(f"/function-calls/{call_id}", headers=caller.headers())
+    assert stored.status_code == 200
+    assert stored.json()["status"] == "queued"

@@ -18,7 +18,7 @@ import yaml
 
 from api.cli import parser
 from api.routes import health, metrics
-from models.settings import Settings
+from models.settings import DEFAULT_MAX_TIMEOUT_S, Settings
 from tests.deploy.common import DEPLOY, K8S, procfile, settings_aliases
 
 # Environment names the deploy files may set that are not passthru settings: the postgres
@@ -677,10 +677,12 @@ def test_what_the_processes_write_is_writable() -> None:
 
 def test_grace_periods_cover_the_work_in_flight() -> None:
     values = env_file_values(BASE / "config.env")
-    lease = float(values.get("PASSTHRU_LEASE_S", Settings.model_fields["lease_s"].get_default()))
+    timeout = values.get("PASSTHRU_MAX_TIMEOUT_S", DEFAULT_MAX_TIMEOUT_S)
+    # A warm shutdown finishes the attempts it runs: each ends by its deadline.
+    deadline = Settings(PASSTHRU_MAX_TIMEOUT_S=timeout).attempt_deadline_s  # type: ignore[call-arg]
     worker = pod_spec(workloads()["passthru-worker"])
-    assert worker["terminationGracePeriodSeconds"] >= lease + 10
-    assert seconds(compose()["services"]["worker"]["stop_grace_period"]) >= lease + 10
+    assert worker["terminationGracePeriodSeconds"] >= deadline + 10
+    assert seconds(compose()["services"]["worker"]["stop_grace_period"]) >= deadline + 10
     web = pod_spec(workloads()["passthru-web"])
     sleep = int(web["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
     assert web["terminationGracePeriodSeconds"] >= sleep + 60, "a `Prefer: wait` lasts 60 s"

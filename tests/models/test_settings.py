@@ -123,13 +123,24 @@ def test_env_file_is_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert s.allow_private_networks is True
 
 
-def test_a_lease_shorter_than_the_longest_exchange_is_refused(
+def test_the_lease_no_longer_depends_on_the_longest_exchange(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
-    # Given a lease that a slow exchange could outlast
+    # Given a lease far shorter than the longest exchange
     clean_env.setenv("PASSTHRU_MAX_TIMEOUT_S", "120")
-    clean_env.setenv("PASSTHRU_LEASE_S", "100")
-    # Then the settings say which knob to turn
+    clean_env.setenv("PASSTHRU_LEASE_S", "10")
+    s = _settings()
+    # Then it is accepted: the heartbeat renews it every fifth of it, and an attempt's
+    # deadline follows the longest exchange instead
+    assert (s.lease_s, s.heartbeat_every_s) == (10, 2)
+    assert s.attempt_deadline_s > s.max_timeout_s
+
+
+@pytest.mark.parametrize("lease", ["2", "0", "-5", "601"])
+def test_a_lease_too_short_to_beat_in_or_too_long_to_fail_over_is_refused(
+    clean_env: pytest.MonkeyPatch, lease: str
+) -> None:
+    clean_env.setenv("PASSTHRU_LEASE_S", lease)
     with pytest.raises(ValidationError, match="PASSTHRU_LEASE_S"):
         _settings()
 

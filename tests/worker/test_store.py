@@ -26,7 +26,7 @@ def claimed_calls(engine: Engine, account: ConnectedAccount, n: int) -> list[Cla
         make_call(engine, account, method="POST", url=f"https://slack.com/api/x?n={i}").id
         for i in range(n)
     ]
-    won = claim(engine, ids, now=STARTED, lease_s=60)
+    won = claim(engine, ids, now=STARTED, deadline_s=60)
     assert [c.call.id for c in won] == ids
     return won
 

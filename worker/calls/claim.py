@@ -67,6 +67,7 @@ _CLAIM = (
     )
     .values(
         lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
+        claimed_by=bindparam("claimed_by"),
         attempt_count=_calls.c.attempt_count + 1,
         started_at=func.coalesce(_calls.c.started_at, _NOW),
         next_attempt_at=None,
@@ -82,9 +83,15 @@ _ACCOUNTS = select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(bindparam("ids", 
 
 
 def claim(
-    engine: Engine, call_ids: Sequence[str], *, now: datetime, lease_s: float
+    engine: Engine,
+    call_ids: Sequence[str],
+    *,
+    now: datetime,
+    deadline_s: float,
+    worker_id: str | None = None,
 ) -> list[Claimed]:
-    """Move each claimable call to `running` with a lease; return the ones this worker won.
+    """Move each claimable call to `running`, held by `worker_id`'s heartbeat and for
+    `deadline_s` at most; return the ones this worker won.
 
     One statement on Postgres (UPDATE ... RETURNING joined to the accounts), two on SQLite,
     whatever the number of ids.
@@ -94,7 +101,8 @@ def claim(
     params = {
         "ids": list(call_ids),
         "now": now,
-        "lease_expires_at": now + timedelta(seconds=lease_s),
+        "lease_expires_at": now + timedelta(seconds=deadline_s),
+        "claimed_by": worker_id,
     }
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

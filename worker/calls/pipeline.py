@@ -49,9 +49,15 @@ LIMITER_DOWN_RETRY_S = 5.0
 def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]:
     """Run every claimable call among `call_ids`; return the new status of each one run."""
     message = _Message(rt, rt.clock(), AccountCredentials(rt.vault, rt.refresher))
-    # Every request must end this long before the lease does (Sender hands back the rest).
-    must_end_by = time.monotonic() + rt.rules.lease_s - rt.rules.lease_margin_s
-    claimed = claim(rt.engine, call_ids, now=message.started_at, lease_s=rt.rules.lease_s)
+    # Every request ends before its attempt's deadline (Sender hands back the rest).
+    must_end_by = time.monotonic() + rt.rules.attempt_deadline_s - rt.rules.deadline_margin_s
+    claimed = claim(
+        rt.engine,
+        call_ids,
+        now=message.started_at,
+        deadline_s=rt.rules.attempt_deadline_s,
+        worker_id=rt.worker_id,
+    )
     if len(claimed) < len(call_ids):
         log.info(
             "%d of %d calls not claimable (taken, finished or cancelled)",
