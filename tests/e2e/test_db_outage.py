@@ -337,9 +337,9 @@ def test_postgres_outage_under_load_loses_no_accepted_call(
     assert all(a.body["rejected"] == [] for a in answers if a.kind == "batch" and a.accepted())
 
     # and every accepted call is in the database; every call there ends, including those
-    # written for a submission answered 503: a COMMIT whose answer the reset cut off, or a
+    # written for a submission answered 503: a COMMIT whose answer the reset cut off (a
     # `Prefer: wait` submission whose call was written before the database went away
-    # during its wait (the report below lists them)
+    # during its wait is answered 202; the report below lists what is left)
     accepted: dict[str, str] = {}
     for answer in answers:
         accepted.update(answer.accepted())
