@@ -1,6 +1,7 @@
 """An upstream that misbehaves on purpose, for the chaos run: by a seeded draw per request it
 answers 200, 429 (with Retry-After), 500 or 503, drops the connection after reading the
-request, or stalls past the worker's read timeout. It counts every request it receives."""
+request, or stalls (10 s by default: a slow answer at the default timeouts, a read timeout
+under shorter ones). It counts every request it receives."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from tests.worker.test_sweeper import (  # noqa: F401  (its fixtures, shared)
     runtime,
     sweep,
 )
+from worker.calls.store import publish_or_forget
 from worker.held import RedisHolds
 from worker.liveness import Identity, expired, forget, renew
 from worker.runtime import Runtime
@@ -253,3 +254,30 @@ def test_a_dead_process_is_kept_until_what_it_held_can_be_read(
     assert load(engine, call.id).status is CallStatus.RETRYING
     assert report.workers_lost == 0
     assert rows(engine) == {DEAD.id, ALIVE.id}
+
+
+def test_a_retry_the_broker_refused_is_published_by_the_sweep_once_due(
+    engine: Engine,
+    account: ConnectedAccount,
+    rt: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+) -> None:
+    # Given a retry stored as published for its due time (with its result), whose countdown
+    # message the broker then refused (Redis restarting, say)
+    due = NOW - timedelta(seconds=1)
+    call = make_call(
+        engine,
+        account,
+        status=CallStatus.RETRYING,
+        published_at=due,
+        next_attempt_at=due,
+        attempt_count=1,
+    )
+    published.ok = False
+    publish_or_forget(engine, published, [call.id], QUEUE_INTERACTIVE, 3)
+    published.ok, published.batches = True, []
+    # When the sweeper runs once it is due
+    sweep(rt, redis_with_epoch)
+    # Then it is published now, not after PASSTHRU_REPUBLISH_AFTER_S
+    assert published.ids == [call.id]

@@ -25,7 +25,7 @@ from worker.calls.onward import OnwardRequest, build_request
 from worker.calls.outcome import judge
 from worker.calls.results import Attempted, Result, call_option, failed, lane_of
 from worker.calls.scrub import NOTHING, Scrubber
-from worker.calls.store import store_safely
+from worker.calls.store import publish_or_forget, store_safely
 from worker.calls.timeouts import resolve_timeouts
 from worker.calls.token_exchange import RefreshUnavailable, Revoked
 from worker.net.send import Failure, Outcome
@@ -264,8 +264,8 @@ class _Message:
                 [i.answer() for i in finished if i.lane == QUEUE_INTERACTIVE],
             )
         for item in kept:
-            if item.result.countdown_s is not None:
-                rt.publisher.publish_calls([item.call_id], item.lane, item.result.countdown_s)
+            if (countdown := item.result.countdown_s) is not None:
+                publish_or_forget(rt.engine, rt.publisher, [item.call_id], item.lane, countdown)
 
 
 def _unprocessable(g: Go) -> Result:

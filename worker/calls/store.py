@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, inser
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlmodel import col
 
+from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
@@ -227,3 +228,28 @@ def _store_one(
         item, result=failed("unstorable_answer", "the upstream's answer could not be stored")
     )
     return refused if store_results(engine, [refused], clock(), touched, deliveries) else None
+
+
+def publish_or_forget(
+    engine: Engine, publisher: Publisher, call_ids: Sequence[str], lane: str, countdown_s: float
+) -> None:
+    """Publish waiting calls already stored as published (`published_at` set with their
+    result, in the same transaction); if the broker refuses, mark them unpublished, so the
+    sweeper publishes them when due instead of waiting PASSTHRU_REPUBLISH_AFTER_S for a
+    message that does not exist."""
+    if not call_ids or publisher.publish_calls(call_ids, lane, countdown_s):
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(_calls)
+                .where(_calls.c.id.in_(list(call_ids)), _calls.c.status.in_(HANDED_BACK))
+                .values(published_at=None)
+            )
+    except (OperationalError, InterfaceError) as exc:
+        log.warning(
+            "%d call(s) not published and not marked so (%s): published again after "
+            "PASSTHRU_REPUBLISH_AFTER_S",
+            len(call_ids),
+            type(exc).__name__,
+        )

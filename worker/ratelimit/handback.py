@@ -18,7 +18,7 @@ from models.db.engine import UTCDateTime
 from models.db.tables import FunctionCall
 from worker import metrics
 from worker.calls.results import lane_of
-from worker.calls.store import HANDED_BACK, still_ours
+from worker.calls.store import HANDED_BACK, publish_or_forget, still_ours
 from worker.ratelimit.admission import Park
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -88,7 +88,7 @@ def hand_back(engine: Engine, items: list[Park], now: datetime, publisher: Publi
         if item.claimed.call.id in handed_back and countdown <= MAX_COUNTDOWN_S:
             groups.setdefault((lane_of(item.claimed), countdown), []).append(item.claimed.call.id)
     for (lane, countdown), ids in sorted(groups.items()):
-        publisher.publish_calls(ids, lane, countdown)
+        publish_or_forget(engine, publisher, ids, lane, countdown)
 
 
 def on_the_second(item: Park, now: datetime) -> Park:
