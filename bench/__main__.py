@@ -1,9 +1,10 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e,f] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f,g] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
-(e) interactive during a bulk drain, (f) memory under hostile input.
+(e) interactive during a bulk drain, (f) memory under hostile input, (g) the sweeper's cost
+per run against the backlog (on Postgres and SQLite both, unless --db sqlite).
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -26,6 +27,7 @@ from bench import during_bulk as bench_during_bulk
 from bench import hostile as bench_hostile
 from bench import interactive as bench_interactive
 from bench import scenarios as sc
+from bench import sweep_cost as bench_sweep_cost
 from bench.stack import PG_URL, stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -119,6 +121,10 @@ def hostile_input(args: argparse.Namespace) -> dict[str, Any]:
     return bench_hostile.hostile(args.db)
 
 
+def sweep_cost(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_sweep_cost.sweep_cost("both" if args.db == "postgres" else "sqlite", args.quick)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
@@ -126,6 +132,7 @@ SCENARIOS = {
     "d": ("backlog", backlog),
     "e": ("interactive_during_bulk", interactive_during_bulk),
     "f": ("hostile", hostile_input),
+    "g": ("sweep_cost", sweep_cost),
 }
 
 
@@ -172,6 +179,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(bench_during_bulk.table(r))
     if r := results.get("hostile"):
         lines.append(bench_hostile.table(r))
+    if r := results.get("sweep_cost"):
+        lines.append(bench_sweep_cost.table(r))
     return "\n".join(lines)
 
 
@@ -188,7 +197,7 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d,e,f", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(
