@@ -19,12 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
-from models.db.tables import FunctionCall
+from models.db.tables import FunctionCall, WorkerProcess
 from models.keys import CALL_QUEUES, LIST_INTERACTIVE, QUEUE_WEBHOOKS
 from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
 
 log = logging.getLogger("passthru.metrics")
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_workers = WorkerProcess.__table__  # type: ignore[attr-defined]
 
 # Counted by the API process as it answers (one registry per process).
 COUNTERS = CollectorRegistry()
@@ -74,6 +75,12 @@ class PassthruCollector(Collector):
             "passthru_oldest_queued_call_age_seconds",
             "Age of the oldest queued call that is due (0: none): a backlog growing",
         )
+        processes = GaugeMetricFamily(
+            "passthru_worker_processes",
+            "Worker processes with a lease, by state: alive (renewed), or expired (dead, until "
+            "the sweeper has taken their calls back)",
+            labels=["state"],
+        )
         now = utcnow()
         try:
             with engine.connect() as conn:
@@ -82,6 +89,14 @@ class PassthruCollector(Collector):
                         select(func.count()).select_from(_calls).where(_calls.c.status == status)
                     ).scalar_one()
                     waiting.add_metric([str(status)], float(n))
+                for state, current in (("alive", True), ("expired", False)):
+                    fresh = _workers.c.expires_at >= now
+                    n = conn.execute(
+                        select(func.count())
+                        .select_from(_workers)
+                        .where(fresh if current else ~fresh)
+                    ).scalar_one()
+                    processes.add_metric([state], float(n))
                 first = conn.execute(
                     select(func.min(_calls.c.created_at)).where(
                         _calls.c.status == CallStatus.QUEUED,
@@ -93,7 +108,7 @@ class PassthruCollector(Collector):
             return
         age = (now - as_utc(first)).total_seconds() if first is not None else 0.0  # type: ignore[operator]
         oldest.add_metric([], max(0.0, age))
-        yield from (waiting, oldest)
+        yield from (waiting, oldest, processes)
 
     def _redis(self) -> Iterator[Metric]:
         queued = GaugeMetricFamily(

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, or_, update
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from models.calls.states import WAITING, CallStatus
 from models.db.engine import session_scope
@@ -69,7 +70,9 @@ def sweep(rt: Runtime) -> SweepReport:
     report.workers_lost, report.held = _recover_dead_workers(rt, now)
     report.due = _publish_due(rt, now, stale)
     recovered, report.abandoned = recover_leases(rt, now, SWEEP_BATCH)
-    report.recovered = _publish(rt, recovered, now) if recovered else 0
+    report.recovered = len(recovered)
+    if recovered:
+        _publish(rt, recovered, now)
     report.webhooks = _sweep_deliveries(rt, now, stale, everything=broker_lost)
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())
@@ -81,16 +84,20 @@ def _lane(call: FunctionCall) -> str:
 
 
 def _publish(rt: Runtime, calls: list[FunctionCall], now: datetime) -> int:
+    """Publish `calls` on their lanes, marking them published; returns how many the broker
+    took."""
+    published = 0
     for lane in (QUEUE_INTERACTIVE, QUEUE_BULK):
         ids = [c.id for c in calls if _lane(c) == lane]
         if ids and rt.publisher.publish_calls(ids, lane):
+            published += len(ids)
             with session_scope(rt.engine) as session:
                 session.exec(
                     update(FunctionCall)
                     .where(col(FunctionCall.id).in_(ids))
                     .values(published_at=now)
                 )
-    return len(calls)
+    return published
 
 
 def _recover_dead_workers(rt: Runtime, now: datetime) -> tuple[int, int]:
@@ -136,25 +143,44 @@ def _republish_held(rt: Runtime, call_ids: list[str], now: datetime) -> int:
 
 
 def _republish(rt: Runtime, now: datetime, *, everything: bool, stale: timedelta) -> int:
-    """Calls whose publish failed or whose message has not been claimed for `stale` (it
-    was prefetched by a worker that died); after Redis lost its data, every waiting call."""
-    due = or_(col(FunctionCall.next_attempt_at).is_(None), col(FunctionCall.next_attempt_at) <= now)
+    """Calls whose publish failed or whose message has not been claimed for `stale` (lost
+    some way other than with a dead worker); after Redis lost its data, every waiting call.
+
+    The first two are read through ix_call_status_published, each as its own range (an OR
+    of them, or an order by id, would read the whole backlog), until a page comes back
+    short: a sweep costs the same with 200,000 calls queued as with none."""
+    grace = col(FunctionCall.created_at) <= now - PUBLISH_GRACE
     if everything:
-        query = select(FunctionCall).where(
-            col(FunctionCall.status).in_(WAITING),
-            due,
-            col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
+        due = or_(
+            col(FunctionCall.next_attempt_at).is_(None), col(FunctionCall.next_attempt_at) <= now
         )
-    else:
-        query = select(FunctionCall).where(
-            col(FunctionCall.status) == CallStatus.QUEUED,
-            col(FunctionCall.next_attempt_at).is_(None),
-            col(FunctionCall.created_at) <= now - PUBLISH_GRACE,
-            or_(
-                col(FunctionCall.published_at).is_(None),
-                col(FunctionCall.published_at) < now - stale,
-            ),
-        )
+        waiting = select(FunctionCall).where(col(FunctionCall.status).in_(WAITING), due, grace)
+        return _republish_all(rt, waiting, now)
+    unclaimed = select(FunctionCall).where(
+        col(FunctionCall.status) == CallStatus.QUEUED,
+        col(FunctionCall.next_attempt_at).is_(None),
+        grace,
+    )
+    never = unclaimed.where(col(FunctionCall.published_at).is_(None))
+    old = unclaimed.where(col(FunctionCall.published_at) < now - stale)
+    total = 0
+    for query in (
+        never.order_by(col(FunctionCall.id)),
+        old.order_by(col(FunctionCall.published_at)),
+    ):
+        while True:
+            with session_scope(rt.engine) as session:
+                page = list(session.exec(query.limit(SWEEP_BATCH)))
+            published = _publish(rt, page, now) if page else 0
+            total += published
+            # A published call leaves the range (published_at is now); a short page, or a
+            # broker that refused, ends it until the next sweep.
+            if len(page) < SWEEP_BATCH or published < len(page):
+                break
+    return total
+
+
+def _republish_all(rt: Runtime, query: SelectOfScalar[FunctionCall], now: datetime) -> int:
     total = 0
     after = ""
     while True:

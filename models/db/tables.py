@@ -109,6 +109,8 @@ class FunctionCall(SQLModel, table=True):
             sqlite_where=text(UNFINISHED_SQL),
         ),
         Index("ix_call_status_due", "status", "next_attempt_at"),
+        # The sweeper's publishes that failed and messages unclaimed too long (worker/sweeper.py).
+        Index("ix_call_status_published", "status", "published_at", "next_attempt_at"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),
     )
 

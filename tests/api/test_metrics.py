@@ -12,14 +12,14 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from api.prometheus import COUNTERS, PassthruCollector
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import utcnow
-from models.db.tables import Tenant
+from models.db.tables import Tenant, WorkerProcess
 from models.keys import LIST_INTERACTIVE, QUEUE_BULK
 from models.ratelimit.rules import pause_key, rules_for
 from models.ratelimit.store import Ask, RedisLimiter
@@ -156,3 +156,29 @@ def test_submissions_are_counted(caller: Caller) -> None:
     assert refused.status_code == 400
     after = COUNTERS.get_sample_value("passthru_calls_rejected_total", labels) or 0
     assert after == before + 1
+
+
+def test_worker_processes_alive_and_expired_are_exported(
+    redis_server: EmbeddedRedis, catalog: Catalog, own_engine: Engine
+) -> None:
+    # Given two worker processes renewed just now and one whose lease ran out
+    now = utcnow()
+    with own_engine.begin() as conn:
+        for name, expires_in in (("a", 10), ("b", 15), ("c", -5)):
+            conn.execute(
+                insert(WorkerProcess.__table__),  # type: ignore[attr-defined]
+                {
+                    "id": f"host:{name}",
+                    "host": "host",
+                    "pid": 1,
+                    "started_at": now,
+                    "expires_at": now + timedelta(seconds=expires_in),
+                },
+            )
+    client = redis.Redis.from_url(redis_server.url)
+    registry = CollectorRegistry()
+    registry.register(PassthruCollector(client, catalog, own_engine))
+    # When scraped, each state is counted
+    assert registry.get_sample_value("passthru_worker_processes", {"state": "alive"}) == 2
+    assert registry.get_sample_value("passthru_worker_processes", {"state": "expired"}) == 1
+    client.close()

@@ -281,3 +281,34 @@ def test_a_retry_the_broker_refused_is_published_by_the_sweep_once_due(
     sweep(rt, redis_with_epoch)
     # Then it is published now, not after PASSTHRU_REPUBLISH_AFTER_S
     assert published.ids == [call.id]
+
+
+@pytest.mark.parametrize("broker_up", [True, False])
+def test_unclaimed_messages_are_republished_page_by_page_and_a_refusal_ends_the_sweep(
+    engine: Engine,
+    account: ConnectedAccount,
+    rt: Runtime,
+    redis_with_epoch: fakeredis.FakeRedis,
+    published: Published,
+    monkeypatch: pytest.MonkeyPatch,
+    broker_up: bool,
+) -> None:
+    # Given five queued calls: three never published, two published too long ago, read two
+    # at a time
+    monkeypatch.setattr("worker.sweeper.SWEEP_BATCH", 2)
+    never = [make_call(engine, account, status=CallStatus.QUEUED) for _ in range(3)]
+    old = [
+        make_call(engine, account, status=CallStatus.QUEUED, published_at=NOW - timedelta(hours=1))
+        for _ in range(2)
+    ]
+    published.ok = broker_up
+    # When the sweeper runs
+    report = sweep(rt, redis_with_epoch)
+    if broker_up:
+        # Then each is published once, all in this sweep
+        assert sorted(published.ids) == sorted(c.id for c in never + old)
+        assert report.republished == 5
+    else:
+        # Then a broker that refuses ends the sweep's republishing (the next sweep tries again)
+        assert report.republished == 0
+        assert len(published.ids) <= 4
