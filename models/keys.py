@@ -11,7 +11,7 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 # Webhook deliveries have their own lane: a slow receiver never delays calls.
 QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
-# The interactive lane's calls due now, as plain ids on a Redis list (RPUSH, BLPOP): every
+# The interactive lane's calls due now, as plain ids on a Redis list (RPUSH, BLMOVE): every
 # worker process takes them straight off it (worker/lane.py), without Celery's envelope,
 # events and acknowledgements on a path a caller waits on. Delayed ones (retries) go
 # through QUEUE_INTERACTIVE with a countdown.

@@ -209,7 +209,7 @@ def _start_interactive_lane(**_: object) -> None:
     sys.setswitchinterval(LANE_SWITCH_INTERVAL_S)
     get_lane_runtime().sender.start()
     consumer = InteractiveConsumer(
-        # BLPOP blocks up to POLL_S: the socket's own timeout is longer.
+        # BLMOVE blocks up to POLL_S: the socket's own timeout is longer.
         lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
         lambda call_ids: execute_calls(call_ids, get_lane_runtime()),
         settings.worker_concurrency,
@@ -225,13 +225,12 @@ _lanes: list[InteractiveConsumer] = []
 @worker_shutdown.connect
 def _stop_interactive_lane(**_: object) -> None:
     """A warm shutdown takes no more interactive calls and waits for those running (each
-    ends within its lease)."""
+    ends by its attempt's deadline)."""
     for consumer in _lanes:
         if not consumer.stop(get_settings().attempt_deadline_s):
             logging.getLogger("passthru").warning(
                 "interactive calls still running at shutdown; the sweeper takes them back"
             )
-    _lease.end()
 
 
 @worker_shutdown.connect
@@ -248,3 +247,9 @@ def _finish_webhook_attempts(**_: object) -> None:
         logging.getLogger("passthru").warning(
             "webhook attempts still in flight at shutdown; the sweeper takes them back"
         )
+
+
+@worker_shutdown.connect
+def _give_up_lease(**_: object) -> None:
+    """Last: once everything this process ran is recorded, it holds nothing any more."""
+    _lease.end()

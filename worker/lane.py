@@ -1,10 +1,10 @@
 """The interactive lane's own consumer: threads in each worker process that take the ids of
-interactive calls due now off a plain Redis list (LIST_INTERACTIVE, BLPOP) and run each at
+interactive calls due now off a plain Redis list (LIST_INTERACTIVE, BLMOVE) and run each at
 once through the pipeline.
 
 Celery's consumer costs a waiting caller several milliseconds per message: the envelope,
 the task events Flower reads, the acknowledgement and the hand-off to a pool thread. Here a
-thread blocked in BLPOP wakes with the id and claims the call. Delivery stays
+thread blocked in BLMOVE wakes with the id and claims the call. Delivery stays
 at-least-once, as with Celery: an id popped by a worker that dies before its claim leaves
 the call `queued`. Each id is moved atomically (BLMOVE) onto the process's own held list
 (worker/held.py) and removed once run, so when the process dies the sweeper finds the ids
@@ -26,7 +26,7 @@ from models.keys import LIST_INTERACTIVE
 
 log = logging.getLogger("passthru.worker")
 
-# How long a BLPOP blocks before the thread looks whether it should stop.
+# How long a BLMOVE blocks before the thread looks whether it should stop.
 POLL_S = 1
 # After Redis failed, a thread waits this long before it tries again.
 RETRY_S = 1.0
