@@ -79,6 +79,20 @@ def _logging(**_: object) -> None:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("celery").setLevel(logging.INFO)
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).addFilter(_quiet_upkeep)
+
+
+def _quiet_upkeep(record: logging.LogRecord) -> bool:
+    """Celery's "received" and "succeeded" lines for the sweeper and the purge (every few
+    seconds) at DEBUG: the sweeper logs what it did when it did something, and a newcomer's
+    terminal shows their own calls go by."""
+    data = getattr(record, "data", None)
+    name = data.get("name") if isinstance(data, dict) else None
+    if name in (TASK_SWEEP, TASK_PURGE) and record.levelno == logging.INFO:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("passthru").isEnabledFor(logging.DEBUG)
+    return True
 
 
 @worker_init.connect
