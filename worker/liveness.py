@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from models.db.engine import UTCDateTime
 from models.db.tables import WorkerProcess
@@ -132,7 +131,7 @@ class Heartbeat:
     def _once(self) -> None:
         try:
             self._beat()
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # the database, or a bug: the thread must beat on either way
             now = time.monotonic()
             if now - self._warned_at >= WARN_EVERY_S:
                 self._warned_at = now

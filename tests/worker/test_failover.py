@@ -7,6 +7,7 @@ held and had not run, whatever their onward timeout and without reading the back
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -30,7 +31,7 @@ from tests.worker.test_sweeper import (  # noqa: F401  (its fixtures, shared)
 )
 from worker.calls.store import publish_or_forget
 from worker.held import RedisHolds
-from worker.liveness import Identity, expired, forget, renew
+from worker.liveness import Heartbeat, Identity, expired, forget, renew
 from worker.runtime import Runtime
 from worker.sweeper import SweepReport
 
@@ -312,3 +313,24 @@ def test_unclaimed_messages_are_republished_page_by_page_and_a_refusal_ends_the_
         # Then a broker that refuses ends the sweep's republishing (the next sweep tries again)
         assert report.republished == 0
         assert len(published.ids) <= 4
+
+
+def test_a_heartbeat_that_fails_keeps_beating() -> None:
+    # Given a renewal that fails twice (the database away), then works
+    outcomes = [RuntimeError("away"), OSError("away"), None, None]
+    beats: list[int] = []
+
+    def beat() -> None:
+        beats.append(1)
+        failure = outcomes.pop(0) if outcomes else None
+        if failure is not None:
+            raise failure
+
+    heart = Heartbeat(beat, 0.01)
+    heart.start()
+    # Then the thread goes on beating after the failures
+    deadline = time.monotonic() + 10
+    while len(beats) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    heart.stop()
+    assert len(beats) >= 4
