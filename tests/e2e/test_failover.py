@@ -122,10 +122,13 @@ def test_a_killed_worker_s_calls_move_to_the_other_and_all_end(pair: Stack, owne
     wait_until(
         lambda: any(len(slow & set(ids)) >= 5 for ids in held_by().values()), 60, "slow calls"
     )
-    victim_id, victim_calls = max(held_by().items(), key=lambda kv: len(slow & set(kv[1])))
+    victim_id, _ = max(held_by().items(), key=lambda kv: len(slow & set(kv[1])))
     victim_pid = int(victim_id.split(":")[-2])
     victim = next(n for n, p in pair.procs.items() if p.pid == victim_pid)
     pair.procs[victim].kill()
+    # (read after the kill: what the dead process was running when it died)
+    victim_calls = held_by().get(victim_id, [])
+    assert victim_calls
     unfinished = [i for i, (s, _, _) in rows(pair.engine, everything).items() if s not in FINAL]
 
     # Then every call ends, long before the backstops meant for other things would act
