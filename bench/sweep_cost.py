@@ -2,7 +2,7 @@
 
     python -m bench.sweep_cost [--quick] [--db postgres|sqlite|both] [--sizes 1000,10000,200000]
 
-`worker/sweeper.py: sweep(rt)` runs every PASSTHRU_SWEEP_EVERY_S (15 s by default) whatever
+`worker/sweeper.py: sweep(rt)` runs every PASSTHRU_SWEEP_EVERY_S (4 s by default) whatever
 is queued. This measures one run of it against a database holding a backlog of N queued
 calls, for N = 1,000 (the baseline), 10,000 and 200,000, on Postgres (a database of its own
 on BENCH_DATABASE_URL's server, dropped after) and on SQLite (a temporary file).

@@ -16,7 +16,7 @@ DEFAULT_DATABASE_URL = "sqlite:///./passthru.db"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # A worker process holds the calls it claimed while its heartbeat renews this lease (every
 # fifth of it); once the renewals stop, the sweeper takes them back.
-DEFAULT_LEASE_S = 15.0
+DEFAULT_LEASE_S = 12.0
 # A running attempt's deadline is PASSTHRU_MAX_TIMEOUT_S plus twice this: past it the
 # call is taken back even from a live worker (one stuck on it). A request starts only
 # while this much of the deadline is left beyond its own timeout.
@@ -40,7 +40,7 @@ DEFAULT_WORKER_CONCURRENCY = 32
 # more wait their turn. Past a few hundred, CPU per call rises (measured: bench/).
 DEFAULT_MAX_CONNECTIONS = 256
 # How often beat runs the sweeper: a third of the lease, so a dead worker's calls move on soon.
-DEFAULT_SWEEP_EVERY_S = 5.0
+DEFAULT_SWEEP_EVERY_S = 4.0
 # A queued call not claimed this long after its publish is published again (its message
 # may sit unacknowledged in a dead worker's prefetch until the visibility timeout).
 DEFAULT_REPUBLISH_AFTER_S = 300.0

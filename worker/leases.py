@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Connection, Engine, insert, or_, tuple_
 from sqlmodel import col, select
 
 from models.calls.states import CALLS, CallStatus
@@ -20,6 +20,9 @@ from models.webhooks.outbox import enqueue_deliveries
 from worker import metrics
 from worker.calls.retry import may_resend, policy_for
 from worker.runtime import Runtime
+
+_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 
 
 def _attempts_allowed(rt: Runtime, call: FunctionCall) -> int:
@@ -57,17 +60,22 @@ def recover_leases(rt: Runtime, now: datetime, limit: int) -> tuple[list[Functio
 def _recover(
     rt: Runtime, calls: list[FunctionCall], now: datetime
 ) -> tuple[list[FunctionCall], int]:
+    """Take a page of calls back in one transaction: one guarded UPDATE per verdict, then
+    their lost attempts and, for the calls ended, their webhook events."""
+    groups: dict[_Verdict, list[FunctionCall]] = {}
+    for call in calls:
+        groups.setdefault(_verdict(rt, call, now), []).append(call)
     recovered: list[FunctionCall] = []
     abandoned = 0
-    for call in calls:
-        verdict = _verdict(rt, call, now)
-        if not _take_back(rt.engine, call, verdict, now):
-            continue
-        if verdict.again:
-            recovered.append(call)
-        else:
-            abandoned += 1
-        metrics.LEASES_RECOVERED.labels(verdict.lost, "retried" if verdict.again else "ended").inc()
+    with rt.engine.begin() as conn:
+        for verdict, group in groups.items():
+            taken = _take_back(conn, group, verdict, now)
+            if verdict.again:
+                recovered += taken
+            else:
+                abandoned += len(taken)
+            outcome = "retried" if verdict.again else "ended"
+            metrics.LEASES_RECOVERED.labels(verdict.lost, outcome).inc(len(taken))
     return recovered, abandoned
 
 
@@ -136,39 +144,42 @@ _LOST = {
 }
 
 
-def _take_back(engine: Engine, call: FunctionCall, verdict: _Verdict, now: datetime) -> bool:
-    """Move the call from `running` on the attempt its worker claimed, and record that
-    attempt as lost; False if it is no longer there (it was recorded meanwhile)."""
+def _take_back(
+    conn: Connection, calls: list[FunctionCall], verdict: _Verdict, now: datetime
+) -> list[FunctionCall]:
+    """Move the calls from `running`, each on the attempt its worker claimed, and record
+    those attempts as lost; returns the calls moved (not one recorded meanwhile)."""
     again = verdict.again
-    with session_scope(engine) as session:
-        taken = session.exec(
-            CALLS.update(
-                FunctionCall,
-                verdict.target,
-                col(FunctionCall.id) == call.id,
-                col(FunctionCall.attempt_count) == call.attempt_count,
-                current=CallStatus.RUNNING,
-            ).values(
-                lease_expires_at=None,
-                next_attempt_at=now if again else None,
-                finished_at=None if again else now,
-                error=None if again else verdict.error,
-                error_message=None if again else verdict.why,
-            )
-        ).rowcount
-        if taken != 1:
-            return False
-        if not again:
-            enqueue_deliveries(session.connection(), [call.id], now, published=False)
-        session.add(
-            CallAttempt(
-                call_id=call.id,
-                number=call.attempt_count,
-                started_at=call.started_at or now,
-                duration_ms=0,
-                error=verdict.lost,
-                error_message=_LOST[verdict.lost],
-                decision="retry now: idempotent" if again else f"give up: {verdict.error}",
-            )
-        )
-    return True
+    claimed = tuple_(_calls.c.id, _calls.c.attempt_count).in_(
+        [(c.id, c.attempt_count) for c in calls]
+    )
+    moved = CALLS.update(_calls, verdict.target, claimed, current=CallStatus.RUNNING).values(
+        lease_expires_at=None,
+        next_attempt_at=now if again else None,
+        finished_at=None if again else now,
+        error=None if again else verdict.error,
+        error_message=None if again else verdict.why,
+    )
+    ids = {row.id for row in conn.execute(moved.returning(_calls.c.id))}
+    taken = [c for c in calls if c.id in ids]
+    if not taken:
+        return []
+    if not again:
+        enqueue_deliveries(conn, [c.id for c in taken], now, published=False)
+    decision = "retry now: idempotent" if again else f"give up: {verdict.error}"
+    conn.execute(
+        insert(_attempts),
+        [
+            {
+                "call_id": c.id,
+                "number": c.attempt_count,
+                "started_at": c.started_at or now,
+                "duration_ms": 0,
+                "error": verdict.lost,
+                "error_message": _LOST[verdict.lost],
+                "decision": decision,
+            }
+            for c in taken
+        ],
+    )
+    return taken
