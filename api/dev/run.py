@@ -33,6 +33,7 @@ from api.dev.processes import (
     wait_until_answers,
     worker_argv,
 )
+from models.db.engine import shown
 from models.errors import ConfigError
 from models.settings import DEFAULT_DATABASE_URL, Settings
 
@@ -257,7 +258,7 @@ def run_dev(port: int, redis_kind: RedisKind = "auto") -> int:
     children: list[Child] = []
     try:
         api_key = prepare_database(env)
-        _say(f"database ready ({env.get('DATABASE_URL', DEFAULT_DATABASE_URL)})")
+        _say(f"database ready ({shown(env.get('DATABASE_URL', DEFAULT_DATABASE_URL))})")
         _start(_commands(port, flower_port, demo_port, env), children)
         if not _wait_for_api(port, children):
             _say(

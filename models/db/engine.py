@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -25,6 +25,14 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def shown(url: str) -> str:
+    """A database URL fit to print: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that could not be parsed)"
 
 
 def _json_dumps(value: Any) -> str:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from models.db.engine import create_db_engine
+from models.db.engine import create_db_engine, shown
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
@@ -29,3 +29,15 @@ def test_a_checkout_waits_at_most_the_pool_timeout_past_pool_and_overflow(tmp_pa
     for conn in held:
         conn.close()
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("postgresql://app:s3cret-pw@db:5432/passthru", "postgresql://app:***@db:5432/passthru"),
+        ("sqlite:///./passthru.db", "sqlite:///./passthru.db"),
+        ("not a url at all", "(a database URL that could not be parsed)"),
+    ],
+)
+def test_a_database_url_is_printed_without_its_password(url: str, printed: str) -> None:
+    assert shown(url) == printed
