@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.console.csrf import FIELD
 from api.console.forms import field, parse_form
-from api.console.pages import render, see_other
+from api.console.pages import SIGN_IN_PATH, render, see_other
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE, new_token
 from api.console.visitor import SignedIn, console_of, drop_cookie, set_cookie
 from models.crypto.secrets import hash_api_key
@@ -48,7 +48,7 @@ async def sign_in(request: Request) -> Response:
 
 async def sign_out(request: Request, who: SignedIn) -> Response:
     await run_in_threadpool(console_of(request).sessions.close, who.token)
-    response = see_other("/console/sign-in")
+    response = see_other(SIGN_IN_PATH)
     drop_cookie(response, request, SESSION_COOKIE)
     return response
 

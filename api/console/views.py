@@ -30,7 +30,7 @@ def shown(value: Any) -> Shown:
     if isinstance(value, dict) and set(value) == {"base64", "content_type"}:
         size = len(str(value["base64"])) * 3 // 4
         return Shown("binary", f"binary ({value['content_type']}, about {size} bytes)")
-    pretty = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    pretty = orjson.dumps(value, option=orjson.OPT_INDENT_2)
     return Shown("json", pretty.decode())
 
 

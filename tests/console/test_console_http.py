@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -90,14 +90,19 @@ def test_redis_keeps_neither_the_key_nor_the_session_token(
 
 
 def test_posts_without_the_right_csrf_token_are_refused(
-    browser_client: TestClient, tenancy: Tenancy, new_tenancy: object
+    console_app: FastAPI,
+    browser_client: TestClient,
+    tenancy: Tenancy,
+    new_tenancy: Callable[[], Tenancy],
 ) -> None:
     call = tenancy.call()
     # A sign-in without the form's token, or with another browser's, is refused
     assert browser_client.post("/console/sign-in", data={"api_key": tenancy.key}).status_code == 403
     token = sign_in(browser_client, tenancy.key)
+    with TestClient(console_app, follow_redirects=False) as other:
+        foreign = sign_in(other, new_tenancy().key)  # another browser's session
     # Cancel and sign-out need the session's token: none, a wrong one and a foreign one fail
-    for bad in (None, "0" * 64, "é" * 10, token[:-1]):
+    for bad in (None, "0" * 64, "é" * 10, token[:-1], foreign):
         data = {} if bad is None else {"csrf_token": bad}
         cancel = browser_client.post(f"/console/calls/{call.id}/cancel", data=data)
         assert cancel.status_code == 403
