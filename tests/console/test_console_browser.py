@@ -249,3 +249,27 @@ def test_every_page_fits_390_px_and_every_input_has_a_label(
             ".filter(e => e.labels.length === 0).map(e => e.name)"
         )
         assert unlabelled == [], path
+
+
+def test_signing_in_and_filtering_work_from_the_keyboard(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a call, and a tab on the sign-in page
+    call = tenancy.call(user_id="keyboard-user")
+    tab = visit()
+    tab.go("/console/sign-in")
+    page = tab.page
+    # When the key is typed after tabbing to its field, and Enter pressed
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "api_key":
+            break
+    page.keyboard.type(tenancy.key)
+    page.keyboard.press("Enter")
+    # Then the log opens; and a filter typed into its field applies on Enter
+    expect(page.get_by_role("heading", name="Function Calls")).to_be_visible()
+    page.get_by_label("User").focus()
+    page.keyboard.type("keyboard-user")
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("User")).to_have_value("keyboard-user")
+    assert rows(tab) == [call.id]
