@@ -10,8 +10,9 @@ import redis
 from fastapi import FastAPI
 from starlette.datastructures import State
 
-from api import errors
+from api import docs, errors
 from api.auth import Authenticator
+from api.console.visitor import Console
 from api.limits import RequestLimits
 from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
 from api.quotas import Quotas
@@ -21,6 +22,7 @@ from api.routes import (
     apps,
     batches,
     calls,
+    console,
     functions,
     health,
     metrics,
@@ -51,6 +53,7 @@ ROUTE_MODULES = (
     ratelimits,
     metrics,
     webhooks,
+    console,
 )
 
 DESCRIPTION = """
@@ -67,7 +70,15 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
     deliveries to the broker; by default a send-only client of the broker at REDIS_URL."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = FastAPI(title="passthru", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="passthru",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,  # served offline by api/docs.py
+        redoc_url=None,
+    )
+    docs.install(app)
     _set_up_state(app.state, settings, publisher)
     errors.install(app)
     app.add_middleware(
@@ -93,6 +104,7 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
         sender_app(settings.redis_url), lane_client(settings.redis_url)
     )
     state.auth = Authenticator(state.engine, TenantCache())
+    state.console = Console.of(settings, state.auth)
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )

@@ -42,16 +42,22 @@ class Authenticator:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise unauthorized("use the Bearer scheme: 'Authorization: Bearer <API key>'")
-        key_hash = hash_api_key(key.strip())
+        tenant = await self.tenant_by_hash(hash_api_key(key.strip()))
+        if tenant is None:
+            raise unauthorized("this API key is not valid")
+        return tenant
+
+    async def tenant_by_hash(self, key_hash: str) -> Tenant | None:
+        """The tenant whose API key has this SHA-256 (the console's sessions keep it), or
+        None; the database's own error when it cannot be asked."""
         tenant = self._cache.get(key_hash)
         if tenant is None:
             try:
                 tenant = await run_in_threadpool(lookup, self._engine, key_hash)
             except (OperationalError, PoolTimeout) as exc:
                 raise database_unavailable(exc) from None
-            if tenant is None:
-                raise unauthorized("this API key is not valid")
-            self._cache.put(key_hash, tenant)
+            if tenant is not None:
+                self._cache.put(key_hash, tenant)
         return tenant
 
     async def check(self, scope: Scope) -> None:

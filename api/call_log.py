@@ -13,9 +13,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.waiter import CallWaiter, Watch
+from models.broker import Publisher
 from models.calls.resources import call_out
 from models.calls.states import CALLS, CallStatus
-from models.db.engine import session_scope
+from models.db.engine import session_scope, utcnow
 from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, not_found
 from models.webhooks.outbox import enqueue_deliveries
@@ -149,6 +150,17 @@ def cancel_call(
             ],
             409,
         )
+    return call
+
+
+def cancel_and_announce(
+    engine: Engine, publisher: Publisher, tenant: Tenant, call_id: str
+) -> FunctionCall:
+    """Cancel the call (as `cancel_call`) and publish its webhook deliveries."""
+    deliveries: list[str] = []
+    call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
+    if deliveries:
+        publisher.publish_deliveries(deliveries)
     return call
 
 

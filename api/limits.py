@@ -30,6 +30,8 @@ from models.errors import ApiError, ErrorDetail, invalid
 Authenticate = Callable[[Scope], Awaitable[None]]
 
 BATCH_PATH = "/function-calls/batch"
+# Paths whose routes authenticate their own requests (the console's sessions).
+SELF_AUTHENTICATED_PREFIX = "/console/"
 # The methods whose body a route reads; any other body is left unread, as its route does.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
@@ -131,7 +133,9 @@ class RequestLimits:
         ):
             await self.app(scope, receive, send)  # no body, or one no route reads
             return
-        if self.authenticate is not None:
+        if self.authenticate is not None and not scope["path"].startswith(
+            SELF_AUTHENTICATED_PREFIX
+        ):
             try:
                 await self.authenticate(scope)
             except ApiError as error:

@@ -47,3 +47,7 @@ KEY_BROKER_EPOCH = f"{PREFIX}:broker-epoch"
 # `{HELD_PREFIX}-lane:{worker id}` a list of the interactive ids its lane threads popped.
 HELD_PREFIX = f"{PREFIX}:held"
 HELD_LANE_PREFIX = f"{PREFIX}:held-lane"
+
+# Web console sessions (api/console/sessions.py): `{CONSOLE_SESSION_PREFIX}:{sha256 of the
+# cookie's token}` holds the SHA-256 of the API key that opened it, with a TTL.
+CONSOLE_SESSION_PREFIX = f"{PREFIX}:console-session"

@@ -21,6 +21,10 @@ from models.crypto.secrets import Vault, generate_encryption_key
 from models.db.engine import create_db_engine
 from models.db.migrate import upgrade
 from models.db.tables import Tenant
+from tests.browser import browser, visit
+
+# The browser fixtures (tests/console, tests/e2e), each of which needs an `origin` fixture.
+__all__ = ["browser", "visit"]
 
 os.environ.setdefault("PASSTHRU_ENV", "test")
 

@@ -171,6 +171,7 @@ def _banner(port: int, flower_port: int, api_key: str, redis: str, default_wait_
         "  passthru is running\n"
         f"  API       {base}\n"
         f"  API docs  {base}/docs\n"
+        f"  Console   {base}/console   (sign in with the API key below)\n"
         f"  Flower    http://127.0.0.1:{flower_port}   (user {state.FLOWER_USER}, password "
         f"{state.flower_password()})\n"
         f"  Redis     {redis}\n"

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.call_log import (
     LogFilter,
-    cancel_call,
+    cancel_and_announce,
     export_calls,
     list_calls,
     load_attempts,
@@ -25,7 +25,7 @@ from api.schemas.calls import CallPage
 from api.schemas.common import ErrorOut
 from models.calls.resources import FunctionCallOut, call_out
 from models.calls.states import CallStatus
-from models.db.engine import as_utc, utcnow
+from models.db.engine import as_utc
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -119,8 +119,4 @@ def list_function_calls(
 def cancel(
     call_id: str, tenant: CurrentTenant, engine: EngineDep, publisher: PublisherDep
 ) -> FunctionCallOut:
-    deliveries: list[str] = []
-    call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
-    if deliveries:
-        publisher.publish_deliveries(deliveries)
-    return call_out(call)
+    return call_out(cancel_and_announce(engine, publisher, tenant, call_id))

@@ -83,7 +83,7 @@ def make_call(
         tenant_id=account.tenant_id,
         app=app,
         function=f"{app}-passthrough-request",
-        user_id=account.user_id,
+        user_id=fields.pop("user_id", account.user_id),
         connected_account_id=account.id,
         method=method,
         url=url,

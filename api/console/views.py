@@ -1,0 +1,47 @@
+"""How the console shows a call's values: durations, times, and a result as pretty JSON,
+text, or a note for binary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+# What a missing value shows (an en dash).
+NONE_SHOWN = "\u2013"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A body as the page shows it: `kind` is json, text, binary or none."""
+
+    kind: str
+    text: str
+
+
+def shown(value: Any) -> Shown:
+    """A stored body (the worker's `output`, or a request body) for the page."""
+    if value is None:
+        return Shown("none", "")
+    if isinstance(value, str):
+        return Shown("text", value)
+    if isinstance(value, dict) and set(value) == {"base64", "content_type"}:
+        size = len(str(value["base64"])) * 3 // 4
+        return Shown("binary", f"binary ({value['content_type']}, about {size} bytes)")
+    pretty = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    return Shown("json", pretty.decode())
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return NONE_SHOWN
+    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def when(moment: datetime | None) -> str:
+    return NONE_SHOWN if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+FILTERS = {"duration": duration, "when": when, "shown": shown}

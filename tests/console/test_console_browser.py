@@ -1,0 +1,275 @@
+"""The console in Chromium: signing in and out, the log and its filters, a call's page,
+cancel, tenancy, hostile content, offline docs, and narrow screens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from playwright.sync_api import expect
+
+from models.calls.states import CallStatus
+from models.db.engine import utcnow
+from tests.browser import Visit
+from tests.console.conftest import Tenancy
+
+
+def test_a_wrong_key_is_refused_a_right_one_signs_in_and_out(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a tenant with one call
+    tenancy.call(url="https://slack.com/api/users.list")
+    tab = visit()
+    # When a wrong key is tried, Then a clear message shows and the log stays closed
+    tab.sign_in("not-a-key")
+    expect(tab.page.get_by_role("alert")).to_contain_text("not valid")
+    tab.go("/console")
+    expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
+    # When the right key is given, Then the log shows the tenant's call
+    tab.sign_in(tenancy.key)
+    expect(tab.page.get_by_role("heading", name="Function Calls")).to_be_visible()
+    expect(tab.page.get_by_text("users.list")).to_be_visible()
+    # When the tenant signs out, Then the log is closed again
+    tab.page.get_by_role("button", name="Sign out").click()
+    expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
+    tab.go("/console")
+    expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def signed_in(visit: Callable[..., Visit], tenancy: Tenancy, width: int = 1280) -> Visit:
+    tab = visit(width)
+    tab.sign_in(tenancy.key)
+    expect(tab.page.get_by_role("heading", name="Function Calls")).to_be_visible()
+    return tab
+
+
+def rows(tab: Visit) -> list[str]:
+    """The call ids the log page shows, top to bottom."""
+    return tab.page.locator("table.log tbody tr td:first-child").all_inner_texts()
+
+
+def test_the_log_is_newest_first_and_each_filter_narrows_it(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given calls that differ in one field each, the last made first
+    now = utcnow()
+    old = tenancy.call(created_at=now - timedelta(days=2), user_id="user-old")
+    ok = tenancy.call(status=CallStatus.COMPLETED, network_code="200", user_id="user-ok")
+    limited = tenancy.call(status=CallStatus.COMPLETED, network_code="429", user_id="user-b")
+    batched = tenancy.call(batch_id="fb_batch1", user_id="user-b")
+    github = tenancy.call(app="github", url="https://api.github.com/user", user_id="user-b")
+    tab = signed_in(visit, tenancy)
+    # (ids are time-ordered: newest first is the ids' descending order)
+    assert rows(tab) == sorted((c.id for c in tenancy.calls), reverse=True)
+    row = tab.page.locator("table.log tbody tr", has_text=limited.id)
+    for shown in (limited.id, "slack", "user-b", "GET", "completed", "429"):
+        expect(row).to_contain_text(shown)
+    # When each filter is set alone, Then only its calls are listed
+    cases = [
+        ("App", "github", [github.id]),
+        ("User", "user-ok", [ok.id]),
+        ("Batch", "fb_batch1", [batched.id]),
+        ("Network code", "429", [limited.id]),
+    ]
+    for label, value, expected in cases:
+        tab.go("/console")
+        tab.page.get_by_label(label).fill(value)
+        tab.page.get_by_role("button", name="Filter").click()
+        expect(tab.page.get_by_label(label)).to_have_value(value)
+        assert rows(tab) == expected, label
+    tab.go("/console")
+    tab.page.get_by_label("Status").select_option("completed")
+    tab.page.get_by_role("button", name="Filter").click()
+    assert rows(tab) == sorted([limited.id, ok.id], reverse=True)
+    # And the time range: calls from a day ago, and calls until a day ago
+    day_ago = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    tab.go("/console")
+    tab.page.get_by_label("Until (UTC)").fill(day_ago)
+    tab.page.get_by_role("button", name="Filter").click()
+    assert rows(tab) == [old.id]
+    tab.go("/console")
+    tab.page.get_by_label("From (UTC)").fill(day_ago)
+    tab.page.get_by_role("button", name="Filter").click()
+    assert old.id not in rows(tab)
+    assert len(rows(tab)) == 4
+
+
+def test_next_pages_through_the_log_keeping_the_filters(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given 52 calls of one user and one of another
+    made = [tenancy.call(user_id="pager").id for _ in range(52)]
+    tenancy.call(user_id="someone-else")
+    tab = signed_in(visit, tenancy)
+    tab.go("/console?user_id=pager")
+    # When Next is followed, Then the second page holds the two oldest, and no Next
+    assert rows(tab) == sorted(made, reverse=True)[:50]
+    tab.page.get_by_role("link", name="Next").click()
+    assert rows(tab) == sorted(made, reverse=True)[50:]
+    expect(tab.page.get_by_label("User")).to_have_value("pager")
+    expect(tab.page.get_by_role("link", name="Next")).to_have_count(0)
+
+
+def test_a_calls_page_shows_request_result_headers_and_attempts(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a call that was rate limited, retried, then answered
+    call = tenancy.call(
+        method="POST",
+        url="https://slack.com/api/chat.postMessage",
+        body={"channel": "C1", "text": "hello"},
+        headers={"X-Trace": "t-1"},
+        status=CallStatus.COMPLETED,
+        network_code="200",
+        output={"ok": True, "ts": "1.2"},
+        response_headers={"content-type": "application/json"},
+        duration_ms=1234,
+        attempt_count=2,
+    )
+    add_attempts(tenancy, call.id)
+    tab = signed_in(visit, tenancy)
+    # When its row is opened
+    tab.page.get_by_role("link", name=call.id).click()
+    page = tab.page
+    # Then the request, the pretty result, the headers and the timeline are there
+    expect(page.get_by_role("heading", name=f"Call {call.id}")).to_be_visible()
+    expect(page.locator("section", has_text="Request")).to_contain_text("chat.postMessage")
+    expect(page.locator("pre.json").first).to_contain_text('"channel": "C1"')
+    expect(page.locator("pre.json").nth(1)).to_contain_text('"ok": true')
+    expect(page.get_by_text("x-trace", exact=False)).to_be_visible()
+    attempts = page.locator("ol.timeline > li")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("HTTP 429")
+    expect(attempts.nth(0)).to_contain_text("1500 ms (slack:token)")
+    expect(attempts.nth(0)).to_contain_text("retry in 2 s")
+    expect(attempts.nth(1)).to_contain_text("HTTP 200")
+    expect(attempts.nth(1)).to_contain_text("done")
+    # And an ended call has no cancel button
+    expect(page.get_by_role("button", name="Cancel this call")).to_have_count(0)
+
+
+def add_attempts(tenancy: Tenancy, call_id: str) -> None:
+    """A 429 held 1.5 s by a limit, then a 200, as the worker records them."""
+    from models.db.engine import session_scope
+    from models.db.tables import CallAttempt
+
+    first = {"network_code": "429", "decision": "retry in 2 s", "rate_wait_ms": 1500}
+    second = {"network_code": "200", "decision": "done"}
+    with session_scope(tenancy.engine) as session:
+        for number, fields in enumerate((first, second), start=1):
+            session.add(
+                CallAttempt(
+                    call_id=call_id,
+                    number=number,
+                    started_at=utcnow(),
+                    duration_ms=80,
+                    rate_wait_reason="slack:token" if number == 1 else None,
+                    **fields,
+                )
+            )
+
+
+def test_cancel_ends_a_queued_call(visit: Callable[..., Visit], tenancy: Tenancy) -> None:
+    # Given a queued call on its page
+    call = tenancy.call()
+    tab = signed_in(visit, tenancy)
+    tab.go(f"/console/calls/{call.id}")
+    expect(tab.page.get_by_text("No attempt yet.")).to_be_visible()
+    # When Cancel is pressed, Then the call is cancelled and the button gone
+    tab.page.get_by_role("button", name="Cancel this call").click()
+    expect(tab.page.locator("dl.summary .status")).to_have_text("cancelled")
+    expect(tab.page.get_by_role("button", name="Cancel this call")).to_have_count(0)
+
+
+def test_a_second_tenant_sees_none_of_the_firsts_calls(
+    visit: Callable[..., Visit], new_tenancy: Callable[[], Tenancy]
+) -> None:
+    # Given two tenants, the first with a call
+    first, second = new_tenancy(), new_tenancy()
+    call = first.call()
+    # When the second signs in, Then its log is empty and the first's call is not found
+    tab = signed_in(visit, second)
+    expect(tab.page.get_by_text("No calls match.")).to_be_visible()
+    tab.go(f"/console/calls/{call.id}")
+    expect(tab.page.get_by_role("heading", name="404: not found")).to_be_visible()
+    tab.go(f"/console?batch_id={call.id}")
+    expect(tab.page.get_by_text("No calls match.")).to_be_visible()
+
+
+def test_markup_in_a_call_is_shown_as_text_and_never_runs(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a call whose URL, body, answer and user hold markup and script
+    script = "<script>window.pwned = 1</script><img src=x onerror='window.pwned=2'>"
+    call = tenancy.call(
+        url=f"https://slack.com/api/x?q={script}",
+        body={"text": script},
+        user_id=f"u{script}",
+        status=CallStatus.COMPLETED,
+        output=script,
+        response_headers={"x-evil": script},
+    )
+    tab = signed_in(visit, tenancy)
+    # When the log and the call's page show it, Then it is text and nothing ran
+    expect(tab.page.locator("table.log")).to_contain_text("<script>window.pwned = 1</script>")
+    tab.go(f"/console/calls/{call.id}")
+    expect(tab.page.locator("pre.text")).to_have_text(script)
+    assert tab.page.evaluate("window.pwned") is None
+    assert tab.page.locator("main script, main img").count() == 0
+
+
+def test_docs_and_redoc_render_their_operations_offline(visit: Callable[..., Visit]) -> None:
+    # When /docs and /redoc open (the fixture fails any request to another origin)
+    tab = visit()
+    tab.go("/docs")
+    # Then Swagger UI lists the operations, and ReDoc renders them
+    expect(tab.page.locator(".opblock").first).to_be_visible()
+    expect(tab.page.get_by_text("/function-calls/{call_id}").first).to_be_visible()
+    tab.go("/redoc")
+    expect(
+        tab.page.get_by_role("heading", name="The Function Calls log, newest first")
+    ).to_be_visible()
+
+
+def test_every_page_fits_390_px_and_every_input_has_a_label(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    call = tenancy.call(url="https://slack.com/api/" + "a-long-path-segment/" * 12)
+    tab = signed_in(visit, tenancy, width=390)
+    for path in ("/console", f"/console/calls/{call.id}", "/console/sign-in"):
+        tab.go(path)
+        assert tab.page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        clipped = tab.page.evaluate(
+            "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth)"
+            ".length"
+        )
+        assert clipped == 0, path
+        unlabelled = tab.page.evaluate(
+            "[...document.querySelectorAll('input:not([type=hidden]), select')]"
+            ".filter(e => e.labels.length === 0).map(e => e.name)"
+        )
+        assert unlabelled == [], path
+
+
+def test_signing_in_and_filtering_work_from_the_keyboard(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a call, and a tab on the sign-in page
+    call = tenancy.call(user_id="keyboard-user")
+    tab = visit()
+    tab.go("/console/sign-in")
+    page = tab.page
+    # When the key is typed after tabbing to its field, and Enter pressed
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "api_key":
+            break
+    page.keyboard.type(tenancy.key)
+    page.keyboard.press("Enter")
+    # Then the log opens; and a filter typed into its field applies on Enter
+    expect(page.get_by_role("heading", name="Function Calls")).to_be_visible()
+    page.get_by_label("User").focus()
+    page.keyboard.type("keyboard-user")
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("User")).to_have_value("keyboard-user")
+    assert rows(tab) == [call.id]
