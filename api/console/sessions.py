@@ -38,7 +38,10 @@ def _key(token: str) -> str:
 
 def store_unavailable(exc: redis.RedisError) -> ApiError:
     return ApiError(
-        "unavailable", [ErrorDetail("session", f"sessions are unavailable ({exc})")], 503
+        # The class only: the message names internal hosts.
+        "unavailable",
+        [ErrorDetail("session", f"sessions are unavailable ({type(exc).__name__}); retry shortly")],
+        503,
     )
 
 
