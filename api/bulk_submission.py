@@ -101,12 +101,39 @@ def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.tenant_id != tenant.id:
             raise not_found("batch", batch_id)
-        rows = session.exec(
-            select(FunctionCall.status, func.count())
-            .where(col(FunctionCall.batch_id) == batch_id)
-            .group_by(col(FunctionCall.status))
-        ).all()
-    counts = {str(status): int(n) for status, n in rows}
+    return _progress(engine, [batch])[0]
+
+
+def recent_batches(engine: Engine, tenant: Tenant, limit: int) -> list[BatchOut]:
+    """The tenant's `limit` newest batches, newest first, each with its calls per status."""
+    with Session(engine) as session:
+        batches = list(
+            session.exec(
+                select(Batch)
+                .where(col(Batch.tenant_id) == tenant.id)
+                .order_by(col(Batch.created_at).desc(), col(Batch.id).desc())
+                .limit(limit)
+            )
+        )
+    return _progress(engine, batches)
+
+
+def _progress(engine: Engine, batches: list[Batch]) -> list[BatchOut]:
+    """Each batch's progress, counted in one query over all of them."""
+    counts: dict[str, dict[str, int]] = {b.id: {} for b in batches}
+    if batches:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(FunctionCall.batch_id, FunctionCall.status, func.count())
+                .where(col(FunctionCall.batch_id).in_(list(counts)))
+                .group_by(col(FunctionCall.batch_id), col(FunctionCall.status))
+            ).all()
+        for batch_id, status, n in rows:
+            counts[str(batch_id)][str(status)] = int(n)
+    return [_batch_out(b, counts[b.id]) for b in batches]
+
+
+def _batch_out(batch: Batch, counts: dict[str, int]) -> BatchOut:
     finished = sum(counts.get(s, 0) for s in FINAL)
     return BatchOut(
         id=batch.id,

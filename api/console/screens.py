@@ -1,5 +1,6 @@
-"""The console's pages of data: the Function Calls log and one call, read with the API's
-own queries (`api/call_log.py`) for the signed-in tenant alone."""
+"""The console's pages of data: the Function Calls log and one call with its webhook
+deliveries, read with the API's own queries (`api/call_log.py`,
+`api/webhook_deliveries.py`) for the signed-in tenant alone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from api.call_log import list_calls, load_attempts, load_call
 from api.console.forms import field, log_filter
 from api.console.pages import render
 from api.console.visitor import SignedIn
+from api.webhook_deliveries import deliveries_of
 from models.calls.resources import call_out
 from models.calls.states import CallStatus
 
@@ -50,6 +52,7 @@ def call_page(engine: Engine, who: SignedIn, call_id: str) -> HTMLResponse:
         "call.html",
         call=shown,
         ended=call.status.is_final,
+        deliveries=deliveries_of(engine, who.tenant, call_id),
         request_headers=call.request_headers,
         request_body=call.request_body,
         csrf_token=who.csrf_token,

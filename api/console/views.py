@@ -1,5 +1,5 @@
-"""How the console shows a call's values: durations, times, and a result as pretty JSON,
-text, or a note for binary."""
+"""How the console shows values: durations, times, a result as pretty JSON, text, or a
+note for binary, and a batch's progress as bar segments."""
 
 from __future__ import annotations
 
@@ -42,6 +42,33 @@ def duration(ms: int | None) -> str:
 
 def when(moment: datetime | None) -> str:
     return NONE_SHOWN if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# The order of a progress bar's segments: ended calls first.
+BAR_ORDER = ("completed", "failed", "cancelled", "running", "retrying", "queued")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One status's part of a batch's progress bar: `start` and `width` in percent."""
+
+    status: str
+    count: int
+    start: float
+    width: float
+
+
+def progress(counts: dict[str, int], total: int) -> list[Segment]:
+    """A batch's calls per status as bar segments, in BAR_ORDER; empty ones left out."""
+    segments: list[Segment] = []
+    start = 0.0
+    for status in BAR_ORDER:
+        count = counts.get(status, 0)
+        if count and total:
+            width = round(100 * count / total, 2)
+            segments.append(Segment(status, count, start, width))
+            start += width
+    return segments
 
 
 FILTERS = {"duration": duration, "when": when, "shown": shown}

@@ -1,5 +1,6 @@
-"""The web console (`/console`): sign in and out, the Function Calls log, a call's page and
-its cancel button. Thin: the work is in `api/console/`."""
+"""The web console (`/console`): sign in and out, the Function Calls log, a call's page with
+its cancel and redeliver buttons, batches, and connected accounts with their enable and
+disable buttons. Thin: the work is in `api/console/`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.call_log import cancel_and_announce
-from api.console import screens, signin
+from api.console import manage, screens, signin
 from api.console.pages import ConsoleRoute, see_other
 from api.console.visitor import CheckedForm, SignedInDep
-from api.deps import EngineDep, PublisherDep
+from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, VaultDep
+from api.webhook_deliveries import redeliver as redeliver_call
+from models.db.engine import utcnow
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 CallId = Annotated[str, Path(max_length=64)]
+BatchId = Annotated[str, Path(max_length=64)]
+AccountId = Annotated[str, Path(max_length=64)]
 _CSS = files("api.console").joinpath("static/console.css").read_bytes()
 
 
@@ -57,3 +62,47 @@ async def cancel(
 ) -> Response:
     await run_in_threadpool(cancel_and_announce, engine, publisher, who.tenant, call_id)
     return see_other(f"/console/calls/{call_id}")
+
+
+@router.post("/calls/{call_id}/redeliver")
+async def redeliver(
+    call_id: CallId,
+    who: SignedInDep,
+    _: CheckedForm,
+    engine: EngineDep,
+    quotas: QuotasDep,
+    publisher: PublisherDep,
+) -> Response:
+    """As POST /function-calls/{id}/redeliver: the tenant's redelivery rate first."""
+    await run_in_threadpool(quotas.admit_redelivery, who.tenant.id)
+    delivery_id = await run_in_threadpool(redeliver_call, engine, who.tenant, call_id, utcnow())
+    await run_in_threadpool(publisher.publish_deliveries, [delivery_id])
+    return see_other(f"/console/calls/{call_id}")
+
+
+@router.get("/batches")
+async def batches(who: SignedInDep, engine: EngineDep) -> Response:
+    return await run_in_threadpool(manage.batches_page, engine, who)
+
+
+@router.get("/batches/{batch_id}")
+async def batch(batch_id: BatchId, who: SignedInDep, engine: EngineDep) -> Response:
+    return await run_in_threadpool(manage.batch_page, engine, who, batch_id)
+
+
+@router.get("/accounts")
+async def accounts(who: SignedInDep, engine: EngineDep) -> Response:
+    return await run_in_threadpool(manage.accounts_page, engine, who)
+
+
+@router.post("/accounts/{account_id}/status")
+async def account_status(
+    account_id: AccountId,
+    who: SignedInDep,
+    form: CheckedForm,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    vault: VaultDep,
+) -> Response:
+    await run_in_threadpool(manage.switch_account, engine, who, catalog, vault, account_id, form)
+    return see_other("/console/accounts")

@@ -1,5 +1,6 @@
 """The console in Chromium: signing in and out, the log and its filters, a call's page,
-cancel, tenancy, hostile content, offline docs, and narrow screens."""
+cancel, tenancy, hostile content, offline docs, narrow screens; batches, connected
+accounts and their switches, and a call's webhook deliveries with redelivery."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from datetime import timedelta
 
 from playwright.sync_api import expect
 
+from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
-from models.db.engine import utcnow
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope, utcnow
+from models.db.tables import CallAttempt, ConnectedAccount
 from tests.browser import Visit
 from tests.console.conftest import Tenancy
+from tests.console.test_console_http import make_batch
+from tests.worker.factories import make_account
 
 
 def test_a_wrong_key_is_refused_a_right_one_signs_in_and_out(
@@ -150,8 +156,6 @@ def test_a_calls_page_shows_request_result_headers_and_attempts(
 
 def add_attempts(tenancy: Tenancy, call_id: str) -> None:
     """A 429 held 1.5 s by a limit, then a 200, as the worker records them."""
-    from models.db.engine import session_scope
-    from models.db.tables import CallAttempt
 
     first = {"network_code": "429", "decision": "retry in 2 s", "rate_wait_ms": 1500}
     second = {"network_code": "200", "decision": "done"}
@@ -236,7 +240,9 @@ def test_every_page_fits_390_px_and_every_input_has_a_label(
 ) -> None:
     call = tenancy.call(url="https://slack.com/api/" + "a-long-path-segment/" * 12)
     tab = signed_in(visit, tenancy, width=390)
-    for path in ("/console", f"/console/calls/{call.id}", "/console/sign-in"):
+    batch_id = make_batch(tenancy, [CallStatus.COMPLETED, CallStatus.QUEUED])
+    pages = ("/console", f"/console/calls/{call.id}", "/console/sign-in", "/console/accounts")
+    for path in (*pages, "/console/batches", f"/console/batches/{batch_id}"):
         tab.go(path)
         assert tab.page.evaluate("document.documentElement.scrollWidth") <= 390, path
         clipped = tab.page.evaluate(
@@ -273,3 +279,85 @@ def test_signing_in_and_filtering_work_from_the_keyboard(
     page.keyboard.press("Enter")
     expect(page.get_by_label("User")).to_have_value("keyboard-user")
     assert rows(tab) == [call.id]
+
+
+def test_accounts_show_their_status_in_words_and_disable_then_enable(
+    visit: Callable[..., Visit], tenancy: Tenancy, vault: Vault
+) -> None:
+    # Given an active account and one whose credentials were revoked
+    revoked = make_account(tenancy.engine, tenancy.tenant, vault, app="github")
+    with session_scope(tenancy.engine) as session:
+        account = session.get(ConnectedAccount, revoked.id)
+        assert account is not None
+        account.status = AccountStatus.NEEDS_REAUTH
+    tab = signed_in(visit, tenancy)
+    # When the accounts page opens from the header
+    tab.page.get_by_role("navigation").get_by_role("link", name="Connected accounts").click()
+    page = tab.page
+    expect(page.get_by_role("heading", name="Connected accounts")).to_be_visible()
+    # Then the revoked one says so in words, and the active one is active
+    expect(page.locator("tr", has_text=revoked.id)).to_contain_text("Needs reauth")
+    active = page.locator("tr", has_text=tenancy.account.id)
+    expect(active).to_contain_text("active")
+    # When the active one is disabled, Then it says Disabled and offers Enable
+    page.get_by_role("button", name=f"Disable {tenancy.account.id}").click()
+    expect(active).to_contain_text("Disabled")
+    # And enabling it makes it active again
+    page.get_by_role("button", name=f"Enable {tenancy.account.id}").click()
+    expect(active.locator(".status")).to_have_text("active")
+    expect(page.get_by_role("button", name=f"Disable {tenancy.account.id}")).to_be_visible()
+
+
+def test_a_batch_shows_its_progress_and_links_to_its_calls(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a batch of three calls: two completed, one failed... and one queued
+    S = CallStatus
+    batch_id = make_batch(tenancy, [S.COMPLETED, S.COMPLETED, S.FAILED, S.QUEUED])
+    tenancy.call(user_id="not-in-the-batch")
+    tab = signed_in(visit, tenancy)
+    # When the batches page opens from the header and the batch is followed
+    tab.page.get_by_role("navigation").get_by_role("link", name="Batches").click()
+    expect(tab.page.get_by_role("heading", name="Batches")).to_be_visible()
+    expect(tab.page.locator("tr", has_text=batch_id)).to_contain_text("3 of 4 ended")
+    tab.page.get_by_role("link", name=batch_id).click()
+    # Then its counts per status show, and its link lists its calls alone
+    counts = tab.page.locator("ul.counts")
+    expect(counts.locator(".count-completed .n")).to_have_text("2")
+    expect(counts.locator(".count-failed .n")).to_have_text("1")
+    expect(counts.locator(".count-queued .n")).to_have_text("1")
+    expect(tab.page.locator("svg.bar rect.seg")).to_have_count(3)
+    tab.page.get_by_role("link", name="This batch's calls in the log").click()
+    expect(tab.page.get_by_label("Batch")).to_have_value(batch_id)
+    assert sorted(rows(tab)) == sorted(c.id for c in tenancy.calls if c.batch_id == batch_id)
+
+
+def test_redeliver_sends_a_calls_webhook_again(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a completed call with a callback and no delivery yet
+    call = tenancy.call(status=CallStatus.COMPLETED, callback_url="https://hooks.example.com/in")
+    tab = signed_in(visit, tenancy)
+    tab.go(f"/console/calls/{call.id}")
+    expect(tab.page.get_by_text("No webhook delivery.")).to_be_visible()
+    # When Redeliver is pressed, Then a pending delivery to the callback is listed
+    tab.page.get_by_role("button", name="Redeliver the webhook").click()
+    delivery = tab.page.locator("table.deliveries tbody tr")
+    expect(delivery).to_have_count(1)
+    expect(delivery).to_contain_text("https://hooks.example.com/in")
+    expect(delivery).to_contain_text("pending")
+
+
+def test_a_second_tenant_sees_none_of_the_firsts_batches_or_accounts(
+    visit: Callable[..., Visit], new_tenancy: Callable[[], Tenancy]
+) -> None:
+    first, second = new_tenancy(), new_tenancy()
+    batch_id = make_batch(first, [CallStatus.COMPLETED])
+    tab = signed_in(visit, second)
+    tab.go("/console/batches")
+    expect(tab.page.get_by_text("No batches yet.")).to_be_visible()
+    tab.go(f"/console/batches/{batch_id}")
+    expect(tab.page.get_by_role("heading", name="404: not found")).to_be_visible()
+    tab.go("/console/accounts")
+    expect(tab.page.locator("table.accounts")).not_to_contain_text(first.account.id)
+    expect(tab.page.locator("table.accounts")).to_contain_text(second.account.id)

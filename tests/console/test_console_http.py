@@ -1,5 +1,6 @@
-"""The console over HTTP: its cookies, its CSRF checks, what Redis keeps of a session, and
-hostile input answered with a clear 4xx page."""
+"""The console over HTTP: its cookies, its CSRF checks, what Redis keeps of a session,
+hostile input answered with a clear 4xx page, and the batches, connected accounts and
+webhook deliveries pages: tenancy, state machine, rate limit."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.exceptions import StarletteDeprecationWarning
 
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
+from api.quotas import Quotas
+from api.redis_rates import quotas_client
+from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
-from models.crypto.secrets import hash_api_key
-from tests.api.conftest import stored_call
+from models.crypto.secrets import Vault, hash_api_key
+from models.db.engine import session_scope, utcnow
+from models.db.ids import new_id
+from models.db.tables import Batch, ConnectedAccount, WebhookAttempt, WebhookDelivery
+from models.webhooks.signing import message_id
+from models.webhooks.states import DeliveryStatus
+from tests.api.conftest import PublishedIds, stored_call
 from tests.console.conftest import Tenancy
+from tests.worker.factories import make_account
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
@@ -176,3 +187,257 @@ def test_hostile_forms_and_ids_are_a_clear_4xx(
     sign_in(browser_client, tenancy.key)
     assert browser_client.get("/console/calls/" + "x" * 100).status_code == 400
     assert browser_client.get("/console/calls/%3Cscript%3E").status_code == 404
+
+
+# --- part 2: batches, connected accounts, webhook deliveries ------------------------------
+
+
+def make_batch(tenancy: Tenancy, statuses: list[CallStatus], rejected: int = 0) -> str:
+    """A batch of `tenancy` with one call in each of `statuses`."""
+    batch = Batch(
+        id=new_id("fb"), tenant_id=tenancy.tenant.id, accepted=len(statuses), rejected=rejected
+    )
+    with session_scope(tenancy.engine) as session:
+        session.add(batch)
+    for status in statuses:
+        tenancy.call(status=status, batch_id=batch.id)
+    return batch.id
+
+
+def count_of(html: str, status: str) -> int:
+    found = re.search(rf'class="count-{status}">.*?<span class="n">(\d+)</span>', html, re.S)
+    assert found, status
+    return int(found.group(1))
+
+
+def test_batches_are_listed_newest_first_with_their_counts_per_status(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    S = CallStatus
+    older = make_batch(tenancy, [S.COMPLETED, S.COMPLETED, S.FAILED, S.QUEUED], rejected=1)
+    newer = make_batch(tenancy, [S.RUNNING, S.RETRYING, S.CANCELLED])
+    sign_in(browser_client, tenancy.key)
+    listing = browser_client.get("/console/batches")
+    assert listing.status_code == 200
+    assert listing.text.index(newer) < listing.text.index(older)
+    assert "3 of 4 ended; 1 rejected" in listing.text
+    page = browser_client.get(f"/console/batches/{older}").text
+    expected = {"completed": 2, "failed": 1, "queued": 1, "running": 0, "cancelled": 0}
+    assert {s: count_of(page, s) for s in expected} == expected
+    assert f'href="/console?batch_id={older}"' in page
+    page = browser_client.get(f"/console/batches/{newer}").text
+    assert [count_of(page, s) for s in ("running", "retrying", "cancelled")] == [1, 1, 1]
+    # The bar's segments cover the ended and unfinished calls, in proportion
+    assert (
+        'class="seg seg-completed" x="0.0" y="0" width="50.0"'
+        in browser_client.get(f"/console/batches/{older}").text
+    )
+
+
+def accounts_page(client: TestClient) -> str:
+    response = client.get("/console/accounts")
+    assert response.status_code == 200
+    return response.text
+
+
+def set_status(tenancy: Tenancy, account_id: str, status: AccountStatus) -> None:
+    with session_scope(tenancy.engine) as session:
+        account = session.get(ConnectedAccount, account_id)
+        assert account is not None
+        account.status = status
+
+
+def stored_status(tenancy: Tenancy) -> str:
+    with session_scope(tenancy.engine) as session:
+        account = session.get(ConnectedAccount, tenancy.account.id)
+        assert account is not None
+        return str(account.status)
+
+
+def test_accounts_show_their_status_and_disable_then_enable(
+    browser_client: TestClient, tenancy: Tenancy, vault: Vault
+) -> None:
+    reauth = make_account(tenancy.engine, tenancy.tenant, vault, app="github")
+    set_status(tenancy, reauth.id, AccountStatus.NEEDS_REAUTH)
+    token = sign_in(browser_client, tenancy.key)
+    page = accounts_page(browser_client)
+    assert "Needs reauth" in page
+    assert "active" in page
+    assert "credentials_enc" not in page
+    assert tenancy.account.credentials_enc not in page
+    path = f"/console/accounts/{tenancy.account.id}/status"
+    response = browser_client.post(path, data={"csrf_token": token, "status": "disabled"})
+    assert (response.status_code, response.headers["location"]) == (303, "/console/accounts")
+    assert stored_status(tenancy) == "disabled"
+    assert "Disabled" in accounts_page(browser_client)
+    assert browser_client.post(path, data={"csrf_token": token, "status": "active"}).is_redirect
+    assert stored_status(tenancy) == "active"
+    # The state machine: a needs_reauth account is not enabled without new credentials
+    refused = browser_client.post(
+        f"/console/accounts/{reauth.id}/status", data={"csrf_token": token, "status": "active"}
+    )
+    assert refused.status_code == 400
+    assert "needs new credentials" in refused.text
+    # A status the API does not allow, or none, is a 400 naming it
+    for bad in ("needs_reauth", "", "x" * 600):
+        response = browser_client.post(path, data={"csrf_token": token, "status": bad})
+        assert response.status_code == 400
+        assert "<strong>status</strong>" in response.text
+
+
+def test_an_account_changed_meanwhile_is_a_409_page(
+    browser_client: TestClient, tenancy: Tenancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = sign_in(browser_client, tenancy.key)
+    from api import account_store
+
+    read = account_store.get_account
+
+    def revoked_meanwhile(*args: object) -> ConnectedAccount:
+        account = read(*args)  # type: ignore[arg-type]
+        set_status(tenancy, account.id, AccountStatus.NEEDS_REAUTH)  # a worker revokes it
+        return account
+
+    monkeypatch.setattr(account_store, "get_account", revoked_meanwhile)
+    path = f"/console/accounts/{tenancy.account.id}/status"
+    response = browser_client.post(path, data={"csrf_token": token, "status": "disabled"})
+    assert response.status_code == 409
+    assert "changed meanwhile" in response.text
+    assert stored_status(tenancy) == "needs_reauth"
+
+
+def finished_call(tenancy: Tenancy) -> str:
+    return tenancy.call(status=CallStatus.COMPLETED, callback_url="https://hooks.example.com/in").id
+
+
+def test_a_calls_deliveries_show_and_redeliver_sends_again(
+    browser_client: TestClient, tenancy: Tenancy, console_published: PublishedIds
+) -> None:
+    call_id = finished_call(tenancy)
+    token = sign_in(browser_client, tenancy.key)
+    assert "No webhook delivery." in browser_client.get(f"/console/calls/{call_id}").text
+    response = browser_client.post(
+        f"/console/calls/{call_id}/redeliver", data={"csrf_token": token}
+    )
+    assert (response.status_code, response.headers["location"]) == (
+        303,
+        f"/console/calls/{call_id}",
+    )
+    delivery_id = message_id(call_id)
+    assert delivery_id in console_published.delivery_ids
+    with session_scope(tenancy.engine) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery is not None
+        delivery.status, delivery.attempt_count = DeliveryStatus.FAILED, 3
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery_id,
+                number=3,
+                started_at=utcnow(),
+                duration_ms=40,
+                status_code=503,
+                decision="gave up",
+            )
+        )
+    # An unfinished call has nothing to send yet: a 409 page, and no button
+    queued = tenancy.call().id
+    response = browser_client.post(f"/console/calls/{queued}/redeliver", data={"csrf_token": token})
+    assert response.status_code == 409
+    assert "no result to send yet" in response.text
+    assert "Redeliver" not in browser_client.get(f"/console/calls/{queued}").text
+    page = browser_client.get(f"/console/calls/{call_id}").text
+    assert f"<title>{call_id} · passthru console</title>" in page
+    assert "Redeliver the webhook" in page
+    row = page.split('class="log deliveries"')[1]
+    for shown in ("https://hooks.example.com/in", "failed", ">3<", "HTTP 503"):
+        assert shown in row, shown
+
+
+@pytest.fixture
+def one_redelivery_a_minute(console_app: FastAPI, engine: Engine) -> Iterator[None]:
+    kept = console_app.state.quotas
+    settings = console_app.state.settings.model_copy(update={"tenant_redeliveries_per_min": 1})
+    client = quotas_client(settings.redis_url)
+    console_app.state.quotas = Quotas.of(settings, client, engine)
+    yield
+    console_app.state.quotas = kept
+    client.close()
+
+
+def test_the_redelivery_rate_limit_answers_with_a_clear_page(
+    browser_client: TestClient, tenancy: Tenancy, one_redelivery_a_minute: None
+) -> None:
+    call_id = finished_call(tenancy)
+    token = sign_in(browser_client, tenancy.key)
+    path = f"/console/calls/{call_id}/redeliver"
+    assert browser_client.post(path, data={"csrf_token": token}).status_code == 303
+    refused = browser_client.post(path, data={"csrf_token": token})
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "PASSTHRU_TENANT_REDELIVERIES_PER_MIN" in refused.text
+
+
+def test_the_new_posts_need_the_csrf_token(
+    browser_client: TestClient, tenancy: Tenancy, console_published: PublishedIds
+) -> None:
+    token = sign_in(browser_client, tenancy.key)
+    account = f"/console/accounts/{tenancy.account.id}/status"
+    call_id = finished_call(tenancy)
+    for bad in (None, "0" * 64, token[:-1]):
+        data = {} if bad is None else {"csrf_token": bad}
+        response = browser_client.post(account, data={**data, "status": "disabled"})
+        assert response.status_code == 403
+        response = browser_client.post(f"/console/calls/{call_id}/redeliver", data=data)
+        assert response.status_code == 403
+    assert stored_status(tenancy) == "active"
+    assert message_id(call_id) not in console_published.delivery_ids
+
+
+def test_a_second_tenant_can_neither_see_nor_change_the_firsts(
+    browser_client: TestClient, new_tenancy: Callable[[], Tenancy]
+) -> None:
+    first, second = new_tenancy(), new_tenancy()
+    batch_id = make_batch(first, [CallStatus.COMPLETED])
+    call_id = finished_call(first)
+    token = sign_in(browser_client, second.key)
+    assert first.account.id not in accounts_page(browser_client)
+    assert batch_id not in browser_client.get("/console/batches").text
+    assert browser_client.get(f"/console/batches/{batch_id}").status_code == 404
+    forged = (
+        (f"/console/accounts/{first.account.id}/status", {"status": "disabled"}),
+        (f"/console/calls/{call_id}/redeliver", {}),
+    )
+    for path, data in forged:
+        response = browser_client.post(path, data={**data, "csrf_token": token})
+        assert response.status_code == 404, path
+    assert stored_status(first) == "active"
+    with session_scope(first.engine) as session:
+        assert session.get(WebhookDelivery, message_id(call_id)) is None
+
+
+def test_hostile_ids_on_the_new_pages_are_a_clear_4xx(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    token = sign_in(browser_client, tenancy.key)
+    for path, status in (
+        ("/console/batches/" + "x" * 100, 400),
+        ("/console/batches/%3Cscript%3E", 404),
+        ("/console/batches/%27%3B--", 404),
+        ("/console/batches?cursor=%27%3B--", 200),
+    ):
+        response = browser_client.get(path)
+        assert response.status_code == status, path
+        assert "<script>" not in response.text.split("<main>")[1]
+    for path in (
+        "/console/accounts/" + "x" * 100 + "/status",
+        "/console/calls/" + "x" * 100 + "/redeliver",
+    ):
+        response = browser_client.post(path, data={"csrf_token": token, "status": "disabled"})
+        assert response.status_code == 400, path
+    response = browser_client.post(
+        "/console/accounts/ca_nope/status", data={"csrf_token": token, "status": "disabled"}
+    )
+    assert response.status_code == 404
+    for path in ("/console/batches", "/console/accounts", "/console/batches/fb_x"):
+        browser_client.cookies.clear()
+        assert browser_client.get(path).headers["location"] == "/console/sign-in"
