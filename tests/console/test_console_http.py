@@ -237,7 +237,8 @@ def test_batches_are_listed_newest_first_with_their_counts_per_status(
 def accounts_page(client: TestClient) -> str:
     response = client.get("/console/accounts")
     assert response.status_code == 200
-    return response.text
+    text: str = response.text
+    return text
 
 
 def set_status(tenancy: Tenancy, account_id: str, status: AccountStatus) -> None:
@@ -403,7 +404,7 @@ def test_a_second_tenant_can_neither_see_nor_change_the_firsts(
     assert first.account.id not in accounts_page(browser_client)
     assert batch_id not in browser_client.get("/console/batches").text
     assert browser_client.get(f"/console/batches/{batch_id}").status_code == 404
-    forged = (
+    forged: tuple[tuple[str, dict[str, str]], ...] = (
         (f"/console/accounts/{first.account.id}/status", {"status": "disabled"}),
         (f"/console/calls/{call_id}/redeliver", {}),
     )
