@@ -52,8 +52,9 @@ async def sign_out(request: Request, who: SignedInDep, _: CheckedForm) -> Respon
 
 
 @router.get("/calls/{call_id}")
-async def call(call_id: CallId, who: SignedInDep, engine: EngineDep) -> Response:
-    return await run_in_threadpool(screens.call_page, engine, who, call_id)
+async def call(call_id: CallId, request: Request, who: SignedInDep, engine: EngineDep) -> Response:
+    params = dict(request.query_params)
+    return await run_in_threadpool(screens.call_page, engine, who, call_id, params)
 
 
 @router.post("/calls/{call_id}/cancel")

@@ -14,7 +14,7 @@ from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
-from models.db.tables import CallAttempt, ConnectedAccount
+from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from tests.browser import Visit
 from tests.console.conftest import Tenancy
 from tests.console.test_console_http import make_batch
@@ -374,3 +374,22 @@ def test_a_second_tenant_sees_none_of_the_firsts_batches_or_accounts(
     tab.go("/console/accounts")
     expect(tab.page.locator("table.accounts")).not_to_contain_text(first.account.id)
     expect(tab.page.locator("table.accounts")).to_contain_text(second.account.id)
+
+
+def test_a_call_followed_live_shows_its_end_without_a_manual_reload(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given a running call's page, followed live
+    call = tenancy.call(status=CallStatus.RUNNING)
+    tab = signed_in(visit, tenancy)
+    tab.go(f"/console/calls/{call.id}")
+    tab.page.get_by_role("link", name="Follow live").click()
+    expect(tab.page.get_by_role("link", name="Stop following")).to_be_visible()
+    # When a worker finishes it, Then the page shows it completed by itself
+    with session_scope(tenancy.engine) as session:
+        row = session.get(FunctionCall, call.id)
+        assert row is not None
+        row.status = CallStatus.COMPLETED
+    status = tab.page.locator("dl.summary .status")
+    expect(status).to_have_text("completed", timeout=30_000)
+    expect(tab.page.get_by_text("nothing unfinished is shown")).to_be_visible()

@@ -442,3 +442,34 @@ def test_hostile_ids_on_the_new_pages_are_a_clear_4xx(
     for path in ("/console/batches", "/console/accounts", "/console/batches/fb_x"):
         browser_client.cookies.clear()
         assert browser_client.get(path).headers["location"] == "/console/sign-in"
+
+
+REFRESH = '<meta http-equiv="refresh" content="2">'
+
+
+def test_a_page_followed_live_reloads_itself_while_a_call_is_unfinished(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    queued = tenancy.call(user_id="live-user").id
+    ended = tenancy.call(status=CallStatus.COMPLETED, user_id="ended-user").id
+    sign_in(browser_client, tenancy.key)
+    # Unasked, no page reloads itself; each offers to follow live, keeping its filters
+    log = browser_client.get("/console?user_id=live-user").text
+    assert REFRESH not in log
+    assert 'href="/console?user_id=live-user&amp;live=1">Follow live' in log
+    assert REFRESH not in browser_client.get(f"/console/calls/{queued}").text
+    # Followed, the log and the call reload while the call is unfinished
+    for path in ("/console?user_id=live-user&live=1", f"/console/calls/{queued}?live=1"):
+        page = browser_client.get(path).text
+        assert REFRESH in page, path
+        assert "Stop following" in page
+    # And stay still when what they show has ended
+    for path in ("/console?user_id=ended-user&live=1", f"/console/calls/{ended}?live=1"):
+        page = browser_client.get(path).text
+        assert REFRESH not in page, path
+        assert "nothing unfinished is shown" in page
+    # A value other than 1 is a 400 naming the field
+    for path in ("/console?live=yes", f"/console/calls/{queued}?live=%3Cb%3E"):
+        response = browser_client.get(path)
+        assert response.status_code == 400
+        assert "<strong>live</strong>" in response.text
