@@ -106,8 +106,11 @@ def tenant(tenant_and_key: tuple[Tenant, str]) -> Tenant:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that touches the database also runs in the Postgres pass (`-m db`)."""
+    """Every test that touches the database also runs in the Postgres pass (`-m db`), except
+    the browser tests: what they add over the console's HTTP tests is the browser."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
+        if "browser" in item.keywords:
+            continue
         if "engine" in fixtures or "own_engine" in fixtures or "e2e" in item.keywords:
             item.add_marker(pytest.mark.db)

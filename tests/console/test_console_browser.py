@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from playwright.sync_api import expect
 
 from models.accounts.states import AccountStatus
@@ -19,6 +20,8 @@ from tests.browser import Visit
 from tests.console.conftest import Tenancy
 from tests.console.test_console_http import make_batch
 from tests.worker.factories import make_account
+
+pytestmark = pytest.mark.browser
 
 
 def test_a_wrong_key_is_refused_a_right_one_signs_in_and_out(
