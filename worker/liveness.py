@@ -97,19 +97,12 @@ def forget(engine: Engine, worker_ids: Sequence[str], now: datetime) -> None:
 
 
 class Heartbeat:
-    """The process's heartbeat thread: renews the lease, then runs `also` (touching the
-    liveness file), every `every_s`. The first beat happens in start(), so no call is
-    claimed before the process has its row."""
+    """The process's heartbeat thread: renews the lease every `every_s`. The first beat
+    happens in start(), so no call is claimed before the process has its row."""
 
-    def __init__(
-        self,
-        beat: Callable[[], None],
-        every_s: float,
-        also: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, beat: Callable[[], None], every_s: float) -> None:
         self._beat = beat
         self._every_s = every_s
-        self._also = also
         self._stopping = threading.Event()
         self._warned_at = 0.0
         self._thread: threading.Thread | None = None
@@ -140,7 +133,3 @@ class Heartbeat:
                     "than PASSTHRU_LEASE_S, the sweeper takes this process's calls back",
                     type(exc).__name__,
                 )
-        try:
-            self._also()
-        except OSError as exc:
-            log.warning("heartbeat file: %s", exc)
