@@ -52,14 +52,6 @@ def _moment(values: Mapping[str, str], name: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def live(values: Mapping[str, str]) -> bool:
-    """`live=1`: the page reloads itself while it shows an unfinished call."""
-    value = field(values, "live")
-    if value not in (None, "1"):
-        raise invalid("live", "1, or leave it out")
-    return value == "1"
-
-
 def log_filter(values: Mapping[str, str]) -> LogFilter:
     """The log's filters from the page's query string; times without a zone are UTC."""
     status = field(values, "status")

@@ -17,10 +17,12 @@ from api.parsing import JSONRoute
 from models.errors import ApiError
 
 SIGN_IN_PATH = "/console/sign-in"
-# Pages may load only the service's own assets; nothing may frame them.
+# Pages may load only the service's own assets (no inline script or style), and fetch only
+# from the service; nothing may frame them.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",

@@ -9,6 +9,9 @@ from typing import Any
 
 import orjson
 
+from models.calls.states import FINAL
+from models.webhooks.states import ENDED
+
 # What a missing value shows (an en dash).
 NONE_SHOWN = "\u2013"
 
@@ -44,6 +47,12 @@ def when(moment: datetime | None) -> str:
     return NONE_SHOWN if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def settled(status: str) -> int:
+    """1 when a call's or a webhook delivery's status will not change by itself (the
+    `data-final` of a row, which tells a live page whether to keep updating), else 0."""
+    return int(status in FINAL or status in ENDED)
+
+
 # The order of a progress bar's segments: ended calls first.
 BAR_ORDER = ("completed", "failed", "cancelled", "running", "retrying", "queued")
 
@@ -71,4 +80,4 @@ def progress(counts: dict[str, int], total: int) -> list[Segment]:
     return segments
 
 
-FILTERS = {"duration": duration, "when": when, "shown": shown}
+FILTERS = {"duration": duration, "when": when, "shown": shown, "settled": settled}

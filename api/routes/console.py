@@ -22,7 +22,11 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 CallId = Annotated[str, Path(max_length=64)]
 BatchId = Annotated[str, Path(max_length=64)]
 AccountId = Annotated[str, Path(max_length=64)]
-_CSS = files("api.console").joinpath("static/console.css").read_bytes()
+# The console's static files, read once: name → (bytes, media type).
+_STATIC = {
+    name: (files("api.console").joinpath(f"static/{name}").read_bytes(), media_type)
+    for name, media_type in (("console.css", "text/css"), ("live.js", "text/javascript"))
+}
 
 
 @router.get("")
@@ -32,8 +36,10 @@ async def log(request: Request, who: SignedInDep, engine: EngineDep) -> Response
 
 
 @router.get("/console.css")
-def stylesheet() -> Response:
-    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+@router.get("/live.js")
+def static_file(request: Request) -> Response:
+    content, media_type = _STATIC[request.url.path.rsplit("/", 1)[1]]
+    return Response(content, media_type=media_type, headers={"Cache-Control": "max-age=300"})
 
 
 @router.get("/sign-in")
@@ -52,9 +58,8 @@ async def sign_out(request: Request, who: SignedInDep, _: CheckedForm) -> Respon
 
 
 @router.get("/calls/{call_id}")
-async def call(call_id: CallId, request: Request, who: SignedInDep, engine: EngineDep) -> Response:
-    params = dict(request.query_params)
-    return await run_in_threadpool(screens.call_page, engine, who, call_id, params)
+async def call(call_id: CallId, who: SignedInDep, engine: EngineDep) -> Response:
+    return await run_in_threadpool(screens.call_page, engine, who, call_id)
 
 
 @router.post("/calls/{call_id}/cancel")

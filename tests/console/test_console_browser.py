@@ -379,20 +379,50 @@ def test_a_second_tenant_sees_none_of_the_firsts_batches_or_accounts(
     expect(tab.page.locator("table.accounts")).to_contain_text(second.account.id)
 
 
-def test_a_call_followed_live_shows_its_end_without_a_manual_reload(
+def finish(tenancy: Tenancy, call_id: str, code: str = "200") -> None:
+    """As a worker would: the call completed with `code`."""
+    with session_scope(tenancy.engine) as session:
+        row = session.get(FunctionCall, call_id)
+        assert row is not None
+        row.status, row.network_code = CallStatus.COMPLETED, code
+
+
+def test_a_calls_page_shows_its_end_in_place_without_reloading(
     visit: Callable[..., Visit], tenancy: Tenancy
 ) -> None:
-    # Given a running call's page, followed live
+    # Given a running call's page, marked so that a reload would be seen
     call = tenancy.call(status=CallStatus.RUNNING)
     tab = signed_in(visit, tenancy)
     tab.go(f"/console/calls/{call.id}")
-    tab.page.get_by_role("link", name="Follow live").click()
-    expect(tab.page.get_by_role("link", name="Stop following")).to_be_visible()
-    # When a worker finishes it, Then the page shows it completed by itself
-    with session_scope(tenancy.engine) as session:
-        row = session.get(FunctionCall, call.id)
-        assert row is not None
-        row.status = CallStatus.COMPLETED
-    status = tab.page.locator("dl.summary .status")
-    expect(status).to_have_text("completed", timeout=30_000)
-    expect(tab.page.get_by_text("nothing unfinished is shown")).to_be_visible()
+    expect(tab.page.get_by_role("button", name="Cancel this call")).to_be_visible()
+    tab.page.evaluate("window.notReloaded = true")
+    # When a worker finishes it, Then the page shows it completed by itself, in place
+    finish(tenancy, call.id)
+    expect(tab.page.locator("dl.summary .status")).to_have_text("completed", timeout=30_000)
+    expect(tab.page.get_by_role("button", name="Cancel this call")).to_have_count(0)
+    expect(tab.page.get_by_role("status")).to_contain_text("no longer updates")
+    assert tab.page.evaluate("window.notReloaded") is True
+
+
+def test_the_log_updates_its_rows_in_place_and_keeps_a_filter_being_typed(
+    visit: Callable[..., Visit], tenancy: Tenancy
+) -> None:
+    # Given the log showing a queued call, and a filter half typed
+    queued = tenancy.call(user_id="user-live")
+    tab = signed_in(visit, tenancy)
+    row = tab.page.locator(f"#call-{queued.id}")
+    expect(row).to_contain_text("queued")
+    tab.page.get_by_label("User").fill("user-li")
+    tab.page.evaluate("window.notReloaded = true")
+    # When the call completes and a new call is made
+    finish(tenancy, queued.id, "201")
+    newer = tenancy.call(user_id="user-new")
+    # Then its row shows it, the new call appears on top, and nothing else moved
+    expect(row).to_contain_text("completed", timeout=30_000)
+    expect(row).to_contain_text("201")
+    expect(tab.page.locator("table.log tbody tr").first).to_have_id(
+        f"call-{newer.id}", timeout=30_000
+    )
+    expect(tab.page.get_by_label("User")).to_have_value("user-li")
+    assert tab.page.evaluate("window.notReloaded") is True
+    assert tab.foreign() == []

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.exceptions import StarletteDeprecationWarning
 
+from api.call_log import LogFilter, list_calls
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
 from api.quotas import Quotas
 from api.redis_rates import quotas_client
@@ -158,7 +159,7 @@ def test_hostile_query_strings_are_a_clear_4xx(
     response = browser_client.get(f"/console?{query}")
     if field is None:
         assert response.status_code == 200
-        assert "<script>" not in response.text.split("<main>")[1]
+        assert "<script>" not in response.text.split("<main")[1]
     else:
         assert response.status_code == 400
         assert f"<strong>{field}</strong>" in response.text
@@ -428,7 +429,7 @@ def test_hostile_ids_on_the_new_pages_are_a_clear_4xx(
     ):
         response = browser_client.get(path)
         assert response.status_code == status, path
-        assert "<script>" not in response.text.split("<main>")[1]
+        assert "<script>" not in response.text.split("<main")[1]
     for path in (
         "/console/accounts/" + "x" * 100 + "/status",
         "/console/calls/" + "x" * 100 + "/redeliver",
@@ -444,32 +445,38 @@ def test_hostile_ids_on_the_new_pages_are_a_clear_4xx(
         assert browser_client.get(path).headers["location"] == "/console/sign-in"
 
 
-REFRESH = '<meta http-equiv="refresh" content="2">'
-
-
-def test_a_page_followed_live_reloads_itself_while_a_call_is_unfinished(
+def test_pages_that_can_change_say_so_and_load_only_the_services_script(
     browser_client: TestClient, tenancy: Tenancy
 ) -> None:
     queued = tenancy.call(user_id="live-user").id
     ended = tenancy.call(status=CallStatus.COMPLETED, user_id="ended-user").id
     sign_in(browser_client, tenancy.key)
-    # Unasked, no page reloads itself; each offers to follow live, keeping its filters
-    log = browser_client.get("/console?user_id=live-user").text
-    assert REFRESH not in log
-    assert 'href="/console?user_id=live-user&amp;live=1">Follow live' in log
-    assert REFRESH not in browser_client.get(f"/console/calls/{queued}").text
-    # Followed, the log and the call reload while the call is unfinished
-    for path in ("/console?user_id=live-user&live=1", f"/console/calls/{queued}?live=1"):
-        page = browser_client.get(path).text
-        assert REFRESH in page, path
-        assert "Stop following" in page
-    # And stay still when what they show has ended
-    for path in ("/console?user_id=ended-user&live=1", f"/console/calls/{ended}?live=1"):
-        page = browser_client.get(path).text
-        assert REFRESH not in page, path
-        assert "nothing unfinished is shown" in page
-    # A value other than 1 is a 400 naming the field
-    for path in ("/console?live=yes", f"/console/calls/{queued}?live=%3Cb%3E"):
-        response = browser_client.get(path)
-        assert response.status_code == 400
-        assert "<strong>live</strong>" in response.text
+    # The log's first page looks again every 2 s (10 s once all it shows has ended)
+    log = browser_client.get("/console?user_id=live-user")
+    assert '<main data-live-every="2000" data-live-idle="10000">' in log.text
+    assert f'<tr id="call-{queued}" data-final="0">' in log.text
+    ended_log = browser_client.get("/console?user_id=ended-user").text
+    assert f'<tr id="call-{ended}" data-final="1">' in ended_log
+    # A later page never shows new calls, so it does not look while idle
+    _, cursor = list_calls(tenancy.engine, tenancy.tenant, LogFilter(), None, 1)
+    assert cursor is not None
+    later = browser_client.get("/console", params={"cursor": cursor}).text
+    assert '<main data-live-every="2000">' in later
+    # A call's page marks its status as unfinished or ended
+    assert (
+        'id="summary" data-live-part data-final="0"'
+        in browser_client.get(f"/console/calls/{queued}").text
+    )
+    assert 'data-final="1"' in browser_client.get(f"/console/calls/{ended}").text
+    # The script is the service's own, and the policy allows no other (nor inline) script
+    assert '<script src="/console/live.js" defer></script>' in log.text
+    policy = log.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "connect-src 'self';" in policy
+    assert "unsafe-inline" not in policy
+    script = browser_client.get("/console/live.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "data-live-part" in script.text
+    # Pages that never change by themselves load no script
+    assert "<script" not in browser_client.get("/console/accounts").text
