@@ -355,3 +355,22 @@ def test_hostile_webhook_forms_are_a_clear_4xx(
         assert f"<strong>{field}</strong>" in response.text
         assert "<script>" not in response.text.split("<main>")[1]
     assert "No webhook URL is set" in page(browser_client, "/console/webhook")
+
+
+def test_a_disabled_endpoint_says_why_and_saving_enables_it(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    token = sign_in(browser_client, tenancy.key)
+    browser_client.post("/console/webhook", data={"csrf_token": token, "url": HOOK})
+    with session_scope(tenancy.engine) as session:
+        endpoint = session.get(WebhookEndpoint, tenancy.tenant.id)
+        assert endpoint is not None
+        endpoint.disabled_at = endpoint.updated_at
+        endpoint.disabled_reason = "410 Gone from the receiver"
+    html = page(browser_client, "/console/webhook")
+    assert "Disabled</strong>" in html
+    assert "410 Gone from the receiver" in html
+    saved = browser_client.post("/console/webhook", data={"csrf_token": token, "url": HOOK})
+    assert saved.status_code == 303
+    assert api_endpoint(browser_client, tenancy)["enabled"] is True
+    assert "Disabled</strong>" not in page(browser_client, "/console/webhook")
