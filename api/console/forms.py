@@ -31,11 +31,11 @@ def parse_form(body: bytes) -> dict[str, str]:
     return fields
 
 
-def field(values: Mapping[str, str], name: str) -> str | None:
+def field(values: Mapping[str, str], name: str, max_chars: int = MAX_FIELD_CHARS) -> str | None:
     """A field's value, stripped; None when blank; a 400 when too long or holding NUL."""
     value = values.get(name, "").strip()
-    if len(value) > MAX_FIELD_CHARS:
-        raise invalid(name, f"at most {MAX_FIELD_CHARS} characters")
+    if len(value) > max_chars:
+        raise invalid(name, f"at most {max_chars} characters")
     if "\x00" in value:
         raise invalid(name, "must not contain NUL characters")
     return value or None

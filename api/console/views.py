@@ -43,6 +43,11 @@ def duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
+def seconds(value: float) -> str:
+    """A period in seconds, without a needless fraction: 60.0 is `60 s`, 0.5 is `0.5 s`."""
+    return f"{value:g} s"
+
+
 def when(moment: datetime | None) -> str:
     return NONE_SHOWN if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -80,4 +85,10 @@ def progress(counts: dict[str, int], total: int) -> list[Segment]:
     return segments
 
 
-FILTERS = {"duration": duration, "when": when, "shown": shown, "settled": settled}
+FILTERS = {
+    "duration": duration,
+    "seconds": seconds,
+    "when": when,
+    "shown": shown,
+    "settled": settled,
+}

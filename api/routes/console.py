@@ -1,6 +1,7 @@
 """The web console (`/console`): sign in and out, the Function Calls log, a call's page with
-its cancel and redeliver buttons, batches, and connected accounts with their enable and
-disable buttons. Thin: the work is in `api/console/`."""
+its cancel and redeliver buttons, batches, connected accounts with their enable and disable
+buttons, rate limits, and the webhook endpoint with its save and rotate buttons. Thin: the
+work is in `api/console/`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.call_log import cancel_and_announce
-from api.console import manage, screens, signin
+from api.console import manage, rate_limits, screens, signin, webhook
 from api.console.pages import ConsoleRoute, see_other
 from api.console.visitor import CheckedForm, SignedInDep
-from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, VaultDep
+from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
 from api.webhook_deliveries import redeliver as redeliver_call
 from models.db.engine import utcnow
 
@@ -112,3 +113,37 @@ async def account_status(
 ) -> Response:
     await run_in_threadpool(manage.switch_account, engine, who, catalog, vault, account_id, form)
     return see_other("/console/accounts")
+
+
+@router.get("/rate-limits")
+async def limits(
+    request: Request,
+    who: SignedInDep,
+    engine: EngineDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+) -> Response:
+    limiter = request.app.state.limiter
+    return await run_in_threadpool(
+        rate_limits.rate_limits_page, engine, catalog, limiter, settings, who
+    )
+
+
+@router.get("/webhook")
+async def webhook_endpoint(who: SignedInDep, engine: EngineDep) -> Response:
+    return await run_in_threadpool(webhook.webhook_page, engine, who)
+
+
+@router.post("/webhook")
+async def webhook_url(
+    who: SignedInDep, form: CheckedForm, engine: EngineDep, vault: VaultDep, settings: SettingsDep
+) -> Response:
+    allow_private = settings.webhook_allow_private_networks
+    return await run_in_threadpool(webhook.save_url, engine, vault, who, form, allow_private)
+
+
+@router.post("/webhook/rotate-secret")
+async def webhook_secret(
+    who: SignedInDep, _: CheckedForm, engine: EngineDep, vault: VaultDep
+) -> Response:
+    return await run_in_threadpool(webhook.rotate, engine, vault, who)

@@ -5,8 +5,10 @@ browser of `tests/browser.py`."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,15 +17,25 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.exceptions import StarletteDeprecationWarning
 
 from api.app import create_app
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from models.accounts.tenants import create_tenant
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall, Tenant
+from models.ratelimit.store import MemoryLimiter
 from models.settings import Settings
 from tests.api.conftest import PublishedIds
 from tests.worker.factories import make_account, make_call
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
+# The still clock of the `limiter` fixture, in ms.
+NOW_MS = int(time.time() * 1000)
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +110,36 @@ def new_tenancy(engine: Engine, vault: Vault) -> Callable[[], Tenancy]:
 @pytest.fixture
 def tenancy(new_tenancy: Callable[[], Tenancy]) -> Tenancy:
     return new_tenancy()
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, html
+    return found.group(1)
+
+
+@pytest.fixture
+def browser_client(console_app: FastAPI) -> Iterator[TestClient]:
+    """A browser over HTTP (cookies kept, redirects not followed) on the console."""
+    with TestClient(console_app, follow_redirects=False) as client:
+        yield client
+
+
+def sign_in(client: TestClient, key: str, **headers: str) -> str:
+    """Sign in with `key`; the signed-in page's CSRF token."""
+    token = csrf_of(client.get("/console/sign-in", headers=headers).text)
+    response = client.post(
+        "/console/sign-in", data={"api_key": key, "csrf_token": token}, headers=headers
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of(client.get("/console").text)
+
+
+@pytest.fixture
+def limiter(console_app: FastAPI) -> Iterator[MemoryLimiter]:
+    """The app's limiter replaced by one in memory whose clock stands still (at NOW_MS), so
+    the console and the API read the very same state."""
+    kept = console_app.state.limiter
+    console_app.state.limiter = MemoryLimiter(clock=lambda: NOW_MS)
+    yield console_app.state.limiter
+    console_app.state.limiter = kept

@@ -250,6 +250,22 @@ def test_docs_and_redoc_render_their_operations_offline(visit: Callable[..., Vis
     ).to_be_visible()
 
 
+def assert_fits_and_labelled(tab: Visit, width: int, path: str) -> None:
+    """The tab's page is no wider than `width` (no table clipped in its scroller either), and
+    every input on it has a label."""
+    assert tab.page.evaluate("document.documentElement.scrollWidth") <= width, path
+    clipped = tab.page.evaluate(
+        "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth)"
+        ".length"
+    )
+    assert clipped == 0, path
+    unlabelled = tab.page.evaluate(
+        "[...document.querySelectorAll('input:not([type=hidden]), select')]"
+        ".filter(e => e.labels.length === 0).map(e => e.name)"
+    )
+    assert unlabelled == [], path
+
+
 def test_every_page_fits_390_px_and_every_input_has_a_label(
     visit: Callable[..., Visit], tenancy: Tenancy
 ) -> None:
@@ -259,17 +275,7 @@ def test_every_page_fits_390_px_and_every_input_has_a_label(
     pages = ("/console", f"/console/calls/{call.id}", "/console/sign-in", "/console/accounts")
     for path in (*pages, "/console/batches", f"/console/batches/{batch_id}"):
         tab.go(path)
-        assert tab.page.evaluate("document.documentElement.scrollWidth") <= 390, path
-        clipped = tab.page.evaluate(
-            "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth)"
-            ".length"
-        )
-        assert clipped == 0, path
-        unlabelled = tab.page.evaluate(
-            "[...document.querySelectorAll('input:not([type=hidden]), select')]"
-            ".filter(e => e.labels.length === 0).map(e => e.name)"
-        )
-        assert unlabelled == [], path
+        assert_fits_and_labelled(tab, 390, path)
 
 
 def test_signing_in_and_filtering_work_from_the_keyboard(

@@ -5,14 +5,12 @@ webhook deliveries pages: tenancy, state machine, rate limit."""
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from starlette.exceptions import StarletteDeprecationWarning
 
 from api.call_log import LogFilter, list_calls
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
@@ -27,36 +25,8 @@ from models.db.tables import Batch, ConnectedAccount, WebhookAttempt, WebhookDel
 from models.webhooks.signing import message_id
 from models.webhooks.states import DeliveryStatus
 from tests.api.conftest import PublishedIds, stored_call
-from tests.console.conftest import Tenancy
+from tests.console.conftest import Tenancy, TestClient, csrf_of, sign_in
 from tests.worker.factories import make_account
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
-
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, html
-    return found.group(1)
-
-
-@pytest.fixture
-def browser_client(console_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(console_app, follow_redirects=False) as client:
-        yield client
-
-
-def sign_in(client: TestClient, key: str, **headers: str) -> str:
-    """Sign in with `key`; the signed-in page's CSRF token."""
-    token = csrf_of(client.get("/console/sign-in", headers=headers).text)
-    response = client.post(
-        "/console/sign-in", data={"api_key": key, "csrf_token": token}, headers=headers
-    )
-    assert response.status_code == 303, response.text
-    return csrf_of(client.get("/console").text)
 
 
 def test_the_session_cookie_is_httponly_strict_and_secure_over_https(
