@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.schemas.ratelimits import AccountLimits, LaneUse, LimitUse, RateLimits, TenantCap
 from models.catalog.apps import App, Catalog, RateLimitSpec
+from models.errors import ApiError, ErrorDetail
 from models.db.tables import ConnectedAccount, Tenant
 from models.ratelimit.rules import (
     LANES,
@@ -56,6 +58,16 @@ def rate_limits(
         as_of=_iso(now_ms),
         tenant_cap=_tenant_cap(tenant_cap, caps, stored, now_ms) if tenant_cap else None,
         items=[item for e in entries if (item := _account_limits(e, stored, now_ms)) is not None],
+    )
+
+
+def unavailable(exc: redis.RedisError) -> ApiError:
+    """The 503 for a Redis that did not answer: it names the error's class only, as its
+    message names internal hosts and ports."""
+    return ApiError(
+        "rate_limiter_unavailable",
+        [ErrorDetail("redis", f"Redis did not answer ({type(exc).__name__}); try again shortly")],
+        503,
     )
 
 

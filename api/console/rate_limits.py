@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from api.console.pages import render
 from api.console.views import Segment, duration
 from api.console.visitor import SignedIn
-from api.limiter_state import rate_limits
+from api.limiter_state import rate_limits, unavailable
 from api.schemas.ratelimits import AccountLimits, LimitUse
 from models.catalog.apps import Catalog
 from models.errors import ApiError, ErrorDetail
@@ -65,14 +65,6 @@ def _account(item: AccountLimits, as_of: datetime) -> AccountShown:
         paused_until,
         None if left_ms is None else duration(max(left_ms, 0)),
         [(use, meter(use.in_use, use.limit, use.next_free_in_ms)) for use in item.limits],
-    )
-
-
-def unavailable(exc: redis.RedisError) -> ApiError:
-    return ApiError(
-        "rate_limiter_unavailable",
-        [ErrorDetail("redis", f"Redis did not answer ({type(exc).__name__}); try again shortly")],
-        503,
     )
 
 

@@ -7,11 +7,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, CurrentTenant, EngineDep, SettingsDep
-from api.limiter_state import rate_limits
+from api.limiter_state import rate_limits, unavailable
 from api.parsing import JSONRoute
 from api.schemas.common import ErrorOut
 from api.schemas.ratelimits import RateLimits
-from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import parse_rate
 
 router = APIRouter(tags=["rate limits"], route_class=JSONRoute)
@@ -40,8 +39,4 @@ async def get_rate_limits(
             rate_limits, engine, catalog, request.app.state.limiter, tenant, cap
         )
     except redis.RedisError as exc:
-        raise ApiError(
-            "rate_limiter_unavailable",
-            [ErrorDetail("redis", f"Redis did not answer ({exc}); try again shortly")],
-            503,
-        ) from exc
+        raise unavailable(exc) from None
