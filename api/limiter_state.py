@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 
 from api.schemas.ratelimits import AccountLimits, LaneUse, LimitUse, RateLimits, TenantCap
 from models.catalog.apps import App, Catalog, RateLimitSpec
-from models.errors import ApiError, ErrorDetail
 from models.db.tables import ConnectedAccount, Tenant
+from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import (
     LANES,
     Rule,

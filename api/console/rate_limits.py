@@ -18,7 +18,6 @@ from api.console.visitor import SignedIn
 from api.limiter_state import rate_limits, unavailable
 from api.schemas.ratelimits import AccountLimits, LimitUse
 from models.catalog.apps import Catalog
-from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter
 from models.settings import Settings
