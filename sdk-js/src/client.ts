@@ -1,0 +1,416 @@
+/** `Passthru`: the client of the passthru API. Each method builds one request (or a few)
+ * and reads its answer; `transport.ts` sends them and `retry.ts` decides the retries. */
+
+import { CallTimeout } from "./errors.js";
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
+import { exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
+import {
+  FINAL_STATUSES,
+  type Batch,
+  type BatchCall,
+  type BatchResult,
+  type CallFilters,
+  type CallPage,
+  type ConnectedAccount,
+  type Delivery,
+  type FilterValue,
+  type FunctionCall,
+  type FunctionInfo,
+  type PassthroughParams,
+  type WebhookEndpoint,
+} from "./types.js";
+import { VERSION } from "./version.js";
+
+/** The longest the API holds a request open (`Prefer: wait` and `?wait=`), in seconds. */
+export const MAX_WAIT_S = 60;
+/** Each request's timeout unless `timeoutMs` is given (a long poll gets its wait added). */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** How long `waitFor` waits unless `timeoutMs` is given. */
+export const DEFAULT_WAIT_FOR_MS = 60_000;
+
+export interface PassthruOptions {
+  /** The tenant's API key ("pt_..."). */
+  apiKey: string;
+  /** The API's origin; default "http://localhost:8000". */
+  baseUrl?: string;
+  /** The default end user (the `X-User-ID` header), overridable per method. */
+  userId?: string;
+  /** The fetch to use (default: the global one). */
+  fetch?: typeof fetch;
+  /** How many times a request may be sent again (default 3); 0 or false: never. An object
+   * sets the backoff too. */
+  retries?: number | false | Partial<RetryPolicy>;
+  /** Each request's timeout in milliseconds (default 30 s; a long poll gets its wait added). */
+  timeoutMs?: number;
+  /** Replaces the wait between retries (tests). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Replaces Math.random, the backoff's jitter (tests). */
+  random?: () => number;
+  /** Replaces the monotonic clock, in milliseconds, that bounds waits (tests). */
+  clock?: () => number;
+}
+
+export interface RequestOptions {
+  /** Aborts the request (and its retries); the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface InvokeOptions extends RequestOptions {
+  /** Seconds to wait for the call's end. Without it, the server's default applies (an
+   * immediate `queued` answer unless the operator set PASSTHRU_DEFAULT_WAIT_S); 0 answers at
+   * once (`Prefer: respond-async`); up to 60 s is waited in the request itself
+   * (`Prefer: wait=N`), longer by long-polling. */
+  wait?: number;
+  /** Makes the submission idempotent, and so safe to retry after an unknown outcome. */
+  idempotencyKey?: string;
+  /** The end user, instead of the client's `userId`. */
+  userId?: string;
+  /** Where passthru POSTs the call's result, signed (Standard Webhooks). */
+  callbackUrl?: string;
+}
+
+export interface GetCallOptions extends RequestOptions {
+  /** Seconds to long-poll for the call's end (at most 60). */
+  wait?: number;
+}
+
+export interface WaitForOptions extends RequestOptions {
+  /** How long to wait for the call's end, in milliseconds (default 60 s). */
+  timeoutMs?: number;
+}
+
+export interface ConnectOptions extends RequestOptions {
+  connectionConfig?: Record<string, unknown>;
+  userId?: string;
+}
+
+export interface UpdateAccountOptions extends RequestOptions {
+  credentials?: Record<string, unknown>;
+  connectionConfig?: Record<string, unknown>;
+  status?: "active" | "disabled" | string;
+}
+
+export interface AccountFilters {
+  app?: string;
+  userId?: string;
+  status?: string;
+  [name: string]: FilterValue;
+}
+
+/** Whether a call will not change again. */
+export function isDone(call: Pick<FunctionCall, "status">): boolean {
+  return FINAL_STATUSES.includes(call.status);
+}
+
+/** Seconds as the API reads them: at most three decimals. */
+function seconds(value: number): string {
+  return String(Math.round(value * 1000) / 1000);
+}
+
+/** The `Prefer` header of a submission and how long (ms) the API may hold it. */
+export function submissionPrefer(wait: number | undefined): { prefer?: string; heldMs: number } {
+  if (wait === undefined) return { heldMs: MAX_WAIT_S * 1000 };
+  if (wait === 0) return { prefer: "respond-async", heldMs: 0 };
+  const first = Math.min(wait, MAX_WAIT_S);
+  return { prefer: `wait=${seconds(first)}`, heldMs: first * 1000 };
+}
+
+const FILTER_NAMES: Record<string, string> = {
+  userId: "user_id",
+  batchId: "batch_id",
+  networkCode: "network_code",
+  pageSize: "limit",
+};
+
+/** Filters as query parameters: camelCase names in the API's snake_case, null and
+ * undefined left out, Dates in ISO 8601. */
+export function toQuery(filters: Record<string, FilterValue>): Record<string, string> {
+  const query: Record<string, string> = {};
+  for (const [name, value] of Object.entries(filters)) {
+    if (value === undefined || value === null) continue;
+    query[FILTER_NAMES[name] ?? name] = value instanceof Date ? value.toISOString() : String(value);
+  }
+  return query;
+}
+
+function path(...parts: string[]): string {
+  return "/" + parts.map((p) => encodeURIComponent(p)).join("/");
+}
+
+function retryPolicy(retries: PassthruOptions["retries"]): RetryPolicy {
+  if (retries === false) return { ...DEFAULT_RETRY_POLICY, maxRetries: 0 };
+  if (typeof retries === "number") {
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new RangeError("retries must be a whole number, 0 or more (or false)");
+    }
+    return { ...DEFAULT_RETRY_POLICY, maxRetries: retries };
+  }
+  return { ...DEFAULT_RETRY_POLICY, ...retries };
+}
+
+export class Passthru {
+  readonly baseUrl: string;
+  readonly userId: string | undefined;
+  private readonly transport: Transport;
+  private readonly clock: () => number;
+
+  constructor(options: PassthruOptions) {
+    const apiKey = options?.apiKey?.trim();
+    if (!apiKey) throw new TypeError("apiKey is required (the tenant's API key, 'pt_...')");
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== "function") {
+      throw new TypeError("no fetch: use Node 18 or newer, or pass options.fetch");
+    }
+    this.baseUrl = (options.baseUrl ?? "http://localhost:8000").replace(/\/+$/, "");
+    this.userId = options.userId;
+    this.clock = options.clock ?? (() => performance.now());
+    this.transport = {
+      baseUrl: this.baseUrl,
+      fetch: fetchImpl,
+      headers: {
+        Authorization: `Bearer ${apiKey}`,
+        Accept: "application/json",
+        "User-Agent": `passthru-client-js/${VERSION} node/${globalThis.process?.version ?? "unknown"}`,
+      },
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      policy: retryPolicy(options.retries),
+      sleep: options.sleep ?? sleep,
+      random: options.random ?? Math.random,
+      now: Date.now,
+    };
+  }
+
+  private send<T>(request: ApiRequest): Promise<T> {
+    return exchange(this.transport, request) as Promise<T>;
+  }
+
+  private user(userId: string | undefined): Record<string, string> {
+    const user = userId ?? this.userId;
+    return user ? { "X-User-ID": user } : {};
+  }
+
+  // Function calls
+
+  /**
+   * Invoke a function such as "slack-passthrough-request" with `params`
+   * (`{method, url, body?, headers?}`), as the end user. Resolves to the call:
+   * `{id, status, network_code, output, headers}` once it has ended, or the call as it stands
+   * (`queued`, ...) when it has not (check `status`, or `isDone(call)`). Rejects with a
+   * PassthruError (`status`, `error`, `error_details`) when the API will not run it.
+   */
+  invokeFunction(name: string, params: PassthroughParams | Record<string, unknown>, options?: InvokeOptions): Promise<FunctionCall>;
+  invokeFunction(
+    name: string,
+    params: PassthroughParams | Record<string, unknown>,
+    connectedAccountId?: string | null,
+    options?: InvokeOptions,
+  ): Promise<FunctionCall>;
+  async invokeFunction(
+    name: string,
+    params: PassthroughParams | Record<string, unknown>,
+    accountOrOptions?: string | null | InvokeOptions,
+    maybeOptions: InvokeOptions = {},
+  ): Promise<FunctionCall> {
+    const [connectedAccountId, options] =
+      typeof accountOrOptions === "object" && accountOrOptions !== null
+        ? [undefined, accountOrOptions]
+        : [accountOrOptions ?? undefined, maybeOptions];
+    const { wait, idempotencyKey, userId, callbackUrl, signal } = options;
+    if (wait !== undefined && !(wait >= 0)) throw new RangeError("wait must be 0 or more seconds");
+    const started = this.clock();
+    const body: Record<string, unknown> = { function: name, params };
+    if (connectedAccountId !== undefined) body.connected_account_id = connectedAccountId;
+    if (callbackUrl !== undefined) body.callback_url = callbackUrl;
+    const headers = this.user(userId);
+    if (idempotencyKey !== undefined) headers["Idempotency-Key"] = idempotencyKey;
+    const { prefer, heldMs } = submissionPrefer(wait);
+    if (prefer !== undefined) headers.Prefer = prefer;
+    const call = await this.send<FunctionCall>({
+      method: "POST",
+      path: "/function-calls",
+      json: body,
+      headers,
+      longPollMs: heldMs,
+      signal,
+    });
+    if (wait && !isDone(call)) {
+      // A wait beyond what one request may hold goes on by long-polling.
+      const leftMs = wait * 1000 - (this.clock() - started);
+      if (leftMs > 0) return this.poll(call.id, leftMs, call, false, signal);
+    }
+    return call;
+  }
+
+  /** One call, with every attempt; `wait` long-polls up to that many seconds (max 60) for
+   * its end. */
+  getCall(id: string, options: GetCallOptions = {}): Promise<FunctionCall> {
+    const wait = options.wait ? Math.min(options.wait, MAX_WAIT_S) : 0;
+    return this.send<FunctionCall>({
+      method: "GET",
+      path: path("function-calls", id),
+      query: wait > 0 ? { wait: seconds(wait) } : {},
+      longPollMs: wait * 1000,
+      signal: options.signal,
+    });
+  }
+
+  /** The call once it is final (completed, failed or cancelled), long-polling in chunks of
+   * at most 60 s; rejects with CallTimeout after `timeoutMs` (default 60 s). */
+  waitFor(id: string, options: WaitForOptions = {}): Promise<FunctionCall> {
+    return this.poll(id, options.timeoutMs ?? DEFAULT_WAIT_FOR_MS, undefined, true, options.signal);
+  }
+
+  private async poll(
+    id: string,
+    timeoutMs: number,
+    last: FunctionCall | undefined,
+    rejectOnTimeout: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<FunctionCall> {
+    const deadline = this.clock() + timeoutMs;
+    let call = last ?? (await this.getCall(id, { wait: timeoutMs / 1000, signal }));
+    while (!isDone(call)) {
+      const leftMs = deadline - this.clock();
+      if (leftMs <= 0) {
+        if (rejectOnTimeout) throw new CallTimeout(id, timeoutMs, call);
+        break;
+      }
+      call = await this.getCall(id, { wait: leftMs / 1000, signal });
+    }
+    return call;
+  }
+
+  /** Cancel a call that has not started (queued or retrying); Conflict otherwise. */
+  cancel(id: string, options: RequestOptions = {}): Promise<FunctionCall> {
+    return this.send({ method: "POST", path: path("function-calls", id, "cancel"), signal: options.signal });
+  }
+
+  /** One page of the Function Calls log, newest first (see `iterCalls`). */
+  listCalls(filters: CallFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<CallPage> {
+    const query = toQuery(filters);
+    if (options.cursor) query.cursor = options.cursor;
+    return this.send({ method: "GET", path: "/function-calls", query, signal: options.signal });
+  }
+
+  /** Every call of the log matching `filters`, newest first, following the cursor page
+   * after page: `for await (const call of pt.iterCalls({ app: "slack" })) ...`. */
+  async *iterCalls(filters: CallFilters = {}, options: RequestOptions = {}): AsyncGenerator<FunctionCall, void, undefined> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.listCalls(filters, { ...options, ...(cursor ? { cursor } : {}) });
+      yield* page.items ?? [];
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+  }
+
+  // Batches
+
+  /** Submit up to 1,000 calls at once (each in the `POST /function-calls` form); each is
+   * accepted or rejected on its own. Never re-sent once the API may have acted on it. */
+  batch(calls: BatchCall[], options: RequestOptions & { userId?: string } = {}): Promise<BatchResult> {
+    return this.send({
+      method: "POST",
+      path: "/function-calls/batch",
+      json: { calls },
+      headers: this.user(options.userId),
+      signal: options.signal,
+    });
+  }
+
+  /** A batch's progress: its calls counted per status, and whether all are done. */
+  getBatch(id: string, options: RequestOptions = {}): Promise<Batch> {
+    return this.send({ method: "GET", path: path("batches", id), signal: options.signal });
+  }
+
+  // Connected accounts
+
+  /** Store an end user's credentials for `app` (encrypted; never shown again). */
+  connectAccount(app: string, credentials: Record<string, unknown>, options: ConnectOptions = {}): Promise<ConnectedAccount> {
+    const body: Record<string, unknown> = { app, credentials };
+    if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
+    return this.send({
+      method: "POST",
+      path: "/connected-accounts",
+      json: body,
+      headers: this.user(options.userId),
+      signal: options.signal,
+    });
+  }
+
+  /** Connected accounts, filtered by app, user and status. */
+  async listAccounts(filters: AccountFilters = {}, options: RequestOptions = {}): Promise<ConnectedAccount[]> {
+    const data = await this.send<{ items?: ConnectedAccount[] }>({
+      method: "GET",
+      path: "/connected-accounts",
+      query: toQuery(filters),
+      signal: options.signal,
+    });
+    return data.items ?? [];
+  }
+
+  /** New credentials (which also clear `needs_reauth`), config, or status. */
+  updateAccount(id: string, options: UpdateAccountOptions): Promise<ConnectedAccount> {
+    const body: Record<string, unknown> = {};
+    if (options.credentials !== undefined) body.credentials = options.credentials;
+    if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
+    if (options.status !== undefined) body.status = options.status;
+    return this.send({ method: "PATCH", path: path("connected-accounts", id), json: body, signal: options.signal });
+  }
+
+  /** Remove a connected account. */
+  async deleteAccount(id: string, options: RequestOptions = {}): Promise<void> {
+    await this.send({ method: "DELETE", path: path("connected-accounts", id), signal: options.signal });
+  }
+
+  // Catalog and limits
+
+  /** The functions that can be invoked, with their parameters' JSON Schema. */
+  async listFunctions(type: string | null = "passthrough", options: RequestOptions = {}): Promise<FunctionInfo[]> {
+    const data = await this.send<{ functions?: FunctionInfo[] }>({
+      method: "GET",
+      path: "/functions",
+      query: toQuery({ type }),
+      signal: options.signal,
+    });
+    return data.functions ?? [];
+  }
+
+  /** Your accounts' rate limits, their use and pauses (`GET /rate-limits`). */
+  rateLimits(options: RequestOptions = {}): Promise<Record<string, unknown>> {
+    return this.send({ method: "GET", path: "/rate-limits", signal: options.signal });
+  }
+
+  // Webhooks
+
+  /** Set (or, with null, clear) the tenant's default webhook URL, and enable the endpoint
+   * again if a 410 disabled it. The first time, `secret` holds the `whsec_...` signing
+   * secret: store it, it is never shown again. A PUT: safe to retry. */
+  setWebhookEndpoint(url: string | null, options: RequestOptions = {}): Promise<WebhookEndpoint> {
+    return this.send({ method: "PUT", path: "/webhook-endpoint", json: { url }, signal: options.signal });
+  }
+
+  /** The tenant's webhook endpoint, without its secret; NotFound if none was set. */
+  getWebhookEndpoint(options: RequestOptions = {}): Promise<WebhookEndpoint> {
+    return this.send({ method: "GET", path: "/webhook-endpoint", signal: options.signal });
+  }
+
+  /** A new signing secret, in `secret` (shown once); the old one still signs for 24 hours. */
+  rotateWebhookSecret(options: RequestOptions = {}): Promise<WebhookEndpoint> {
+    return this.send({ method: "POST", path: "/webhook-endpoint/rotate-secret", signal: options.signal });
+  }
+
+  /** The webhook deliveries of a call, oldest first, each with every attempt. */
+  async listDeliveries(callId: string, options: RequestOptions = {}): Promise<Delivery[]> {
+    const data = await this.send<{ items?: Delivery[] }>({
+      method: "GET",
+      path: path("function-calls", callId, "deliveries"),
+      signal: options.signal,
+    });
+    return data.items ?? [];
+  }
+
+  /** Send a finished call's webhook again, with the same `webhook-id`. */
+  async redeliver(callId: string, options: RequestOptions = {}): Promise<void> {
+    await this.send({ method: "POST", path: path("function-calls", callId, "redeliver"), signal: options.signal });
+  }
+}
