@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint unit postgres fuzz bench clean
+.PHONY: run test lint unit postgres fuzz sdk-js bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "passthru needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -44,7 +44,18 @@ postgres: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
 
-test: lint unit postgres fuzz
+# The JavaScript SDK's own unit tests (node's test runner). Skipped with a notice where Node
+# is missing, except in CI, where that is a failure (.ci/run installs it).
+sdk-js:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test; \
+	elif [ -n "$$CI" ]; then \
+		echo "npm is missing: install Node.js 18+ and npm to test sdk-js"; exit 1; \
+	else \
+		echo "skipping sdk-js's unit tests: npm is missing (install Node.js 18+ and npm)"; \
+	fi
+
+test: lint sdk-js unit postgres fuzz
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

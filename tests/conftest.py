@@ -105,12 +105,17 @@ def tenant(tenant_and_key: tuple[Tenant, str]) -> Tenant:
     return tenant_and_key[0]
 
 
+# Markers of tests that run in the first (SQLite) pass only.
+RUN_ONCE = frozenset({"browser", "once"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that touches the database also runs in the Postgres pass (`-m db`), except
-    the browser tests: what they add over the console's HTTP tests is the browser."""
+    the browser tests (what they add over the console's HTTP tests is the browser) and those
+    marked `once`."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "browser" in item.keywords:
+        if RUN_ONCE & set(item.keywords):
             continue
         if "engine" in fixtures or "own_engine" in fixtures or "e2e" in item.keywords:
             item.add_marker(pytest.mark.db)

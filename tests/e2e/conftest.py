@@ -22,6 +22,7 @@ from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redi
 from api.dev.harness import Proc, Processes, StackBase, environment
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import load_catalog
+from tests.conftest import RUN_ONCE
 from tests.e2e.upstream import Upstream
 
 WAIT_S = 30  # how long a test waits for a call to end before failing
@@ -31,7 +32,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.db)
+            if not RUN_ONCE & set(item.keywords):
+                item.add_marker(pytest.mark.db)
 
 
 @dataclass

@@ -19,6 +19,9 @@ import pytest
 from tests.e2e.conftest import WAIT_S, Stack, new_caller
 from tests.e2e.upstream import SLACK_CONVERSATIONS
 
+# What it tests is the JavaScript client; the API's queries run on Postgres in other tests.
+pytestmark = pytest.mark.once
+
 SDK_JS = Path(__file__).resolve().parents[2] / "sdk-js"
 SCRIPT = Path(__file__).with_name("sdk_js_client.mjs")
 # Written last by `npm run build`: the build is complete when it is there.
