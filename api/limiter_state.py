@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.schemas.ratelimits import AccountLimits, LaneUse, LimitUse, RateLimits, TenantCap
-from models.catalog.apps import App, Catalog, RateLimitSpec
+from models.catalog.apps import App, Catalog
+from models.catalog.spec import RateLimitSpec
 from models.db.tables import ConnectedAccount, Tenant
 from models.ratelimit.rules import (
     LANES,

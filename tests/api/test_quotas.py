@@ -24,7 +24,7 @@ from api.quotas import Quotas
 from api.redis_rates import Rate, RedisRate, quotas_client
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
-from models.catalog.apps import RateLimitSpec
+from models.catalog.spec import RateLimitSpec
 from models.db.engine import session_scope
 from models.db.tables import FunctionCall
 from models.errors import ApiError
