@@ -144,7 +144,7 @@ class ConfigField(Strict):
     single DNS label, or one of `choices` (a short key the user picks -> the text the
     catalog puts in the template, such as a data centre's host)."""
 
-    label: str = Field(min_length=1, max_length=80)
+    label: str = Field(min_length=1, max_length=120)
     choices: dict[str, str] | None = Field(default=None, min_length=1)
     default: str | None = None
 

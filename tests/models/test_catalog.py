@@ -339,7 +339,8 @@ def test_catalog_iterates_sorted_by_slug() -> None:
 # --- the whole built-in catalog ------------------------------------------------------------
 
 BUILTIN = [app for app in load_catalog() if app.slug != "demo"]
-HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+# An HTTP field name (RFC 9110 token): api_key is one, "X Key" is not.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # OAuth2 apps whose entry has no authorize_url yet (they predate it). This set may only
 # shrink: an entry that gains its authorize_url leaves it, a new OAuth2 app never joins it.
 WITHOUT_AUTHORIZE_URL = {
@@ -375,6 +376,11 @@ WITHOUT_AUTHORIZE_URL = {
     "zoho-crm",
     "zoom",
 }
+
+
+def test_header_names_are_http_tokens() -> None:
+    assert all(map(HEADER_NAME.match, ["X-API-Key", "api_key", "Authorization"]))
+    assert not any(map(HEADER_NAME.match, ["X Key", "X-Key:", "", "K\u00e9y"]))
 
 
 def test_the_catalog_covers_a_hundred_apps_in_the_fixed_categories() -> None:
