@@ -148,6 +148,14 @@ def _say_what_is_left(report: RotationReport) -> None:
     )
 
 
+def cmd_apps_docs(_: argparse.Namespace) -> int:
+    from models.catalog.apps import load_catalog
+    from models.catalog.docs import render
+
+    sys.stdout.write(render(load_catalog()))
+    return 0
+
+
 def cmd_worker_alive(args: argparse.Namespace) -> int:
     """Exit 0 if this container's worker touched its heartbeat file recently."""
     import time
@@ -187,6 +195,15 @@ def cmd_flower(_: argparse.Namespace) -> int:
     env = flower_env(os.environ, settings.flower_basic_auth)
     os.execve(argv[0], argv, env)  # noqa: S606 - this process becomes Flower
     return 0  # not reached
+
+
+def _add_apps(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    apps = sub.add_parser("apps", help="the app catalog").add_subparsers(
+        dest="action", required=True
+    )
+    apps.add_parser(
+        "docs", help="print docs/apps.md: the built-in catalog, per category and app"
+    ).set_defaults(func=cmd_apps_docs)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -230,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    _add_apps(sub)
     alive = sub.add_parser(
         "worker-alive", help="exit 0 if the worker in this container is alive (a liveness probe)"
     )
