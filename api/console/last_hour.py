@@ -1,6 +1,7 @@
 """The console's "Last hour" page: the signed-in tenant's calls per minute by status, and
 the upstream latency per app, as inline SVG charts with their numbers in tables beneath.
-"Now" is the server's UTC time, from `console_now`, a dependency tests replace."""
+"Now" is the server's UTC time, from `console_now`, a dependency tests replace. An open
+page moves the hour on by itself, in place, once a minute (`static/live.js`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from sqlalchemy import Engine
 from api.console.chart_geometry import calls_chart, latency_chart, minutes, window
 from api.console.chart_queries import SAMPLE, calls_per_minute, latency_by_app
 from api.console.pages import render
+from api.console.screens import LIVE_EVERY_MS
 from api.console.views import BAR_ORDER
 from api.console.visitor import SignedIn
 from models.db.engine import utcnow
+
+# Milliseconds between an open page's looks: the charts move on by the minute.
+LIVE_IDLE_MS = 60_000
 
 
 def console_now() -> datetime:
@@ -37,6 +42,8 @@ def charts_page(engine: Engine, who: SignedIn, now: datetime) -> HTMLResponse:
         latency_chart=latency_chart(latencies),
         statuses=BAR_ORDER,
         sample=SAMPLE,
+        live_every_ms=LIVE_EVERY_MS,
+        live_idle_ms=LIVE_IDLE_MS,
         csrf_token=who.csrf_token,
         signed_in=True,
     )

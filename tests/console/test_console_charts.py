@@ -142,6 +142,21 @@ def test_an_empty_hour_says_so(
     assert 'href="/console/charts"' in html
 
 
+def test_the_last_hour_moves_on_in_place_once_a_minute(
+    browser_client: TestClient, pinned: datetime, tenancy: Tenancy
+) -> None:
+    tenancy.call(status=S.COMPLETED, created_at=NOW - timedelta(minutes=5))
+    sign_in(browser_client, tenancy.key)
+    html = charts(browser_client)
+    # The page looks again every minute, and names the parts it swaps
+    assert '<main data-live-every="2000" data-live-idle="60000">' in html
+    assert '<script src="/console/live.js" defer></script>' in html
+    for part in ("window", "calls-chart", "latency-chart"):
+        assert f'id="{part}" data-live-part' in html
+    # Nothing on it is unfinished, so it never looks every 2 s
+    assert 'data-final="0"' not in html
+
+
 def make_batches(tenancy: Tenancy, n: int) -> list[str]:
     """`n` batches of `tenancy`, two a second; their ids, oldest first (in the pages' order:
     by time, then id)."""
