@@ -18,6 +18,7 @@ from redis import RedisError
 from models.calls.states import CallStatus
 from models.errors import CredentialsError
 from models.keys import QUEUE_INTERACTIVE
+from models.logs import CALLS_LOGGER
 from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
@@ -36,6 +37,8 @@ from worker.ratelimit.learning import learn_pause
 from worker.runtime import Runtime
 
 log = logging.getLogger("passthru.worker")
+# One line per attempt: `call.finished`, or `call.attempt` when another follows.
+call_log = logging.getLogger(CALLS_LOGGER)
 
 # While calls of one message are in flight, finished ones are stored this often (all at
 # once as soon as every one has finished).
@@ -281,7 +284,7 @@ def _unprocessable(g: Go) -> Result:
 
 def _log(item: Attempted) -> None:
     r = item.result
-    log.info(
+    call_log.info(
         "call %s %s",
         item.call_id,
         r.status,
@@ -290,6 +293,8 @@ def _log(item: Attempted) -> None:
             "call_id": item.call_id,
             "tenant_id": item.tenant_id,
             "app": item.app,
+            "method": item.method,
+            "path": item.path,
             "status": str(r.status),
             "attempt": item.attempt,
             "network_code": r.network_code,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from models.calls.resources import CallResult
 from models.calls.states import CallStatus
@@ -56,6 +57,8 @@ class Attempted:
     lane: str = QUEUE_INTERACTIVE
     tenant_id: str | None = None  # for the log line
     app: str | None = None
+    method: str | None = None
+    path: str | None = None  # the URL's path alone: a query string may hold a secret
 
     @staticmethod
     def of(c: Claimed, started_at: datetime, result: Result) -> Attempted:
@@ -63,6 +66,8 @@ class Attempted:
             call_id=c.call.id,
             tenant_id=c.call.tenant_id,
             app=c.call.app,
+            method=c.call.method,
+            path=urlsplit(c.call.url).path,
             lane=lane_of(c),
             account_id=c.account.id if c.account else None,
             attempt=c.attempt,
