@@ -15,7 +15,7 @@ Each filter's query, as `list_calls` builds it, is planned: EXPLAIN on Postgres 
 of its own on BENCH_DATABASE_URL's server, dropped after; ANALYZEd after the writes, as
 autovacuum would be), EXPLAIN QUERY PLAN on SQLite (a temporary file). The schema is first
 migrated to BEFORE (the indexes the log had until then) and measured, then to the head
-(the log's indexes, migration 0008) and measured again. After each stage, 20,000 more calls
+(the log's indexes, migration 0009) and measured again. After each stage, 20,000 more calls
 are written and timed: what the indexes cost the writes. A benchmark, not a test.
 """
 
@@ -52,7 +52,7 @@ from models.db.tables import Tenant
 from models.settings import Settings
 from tests.plans import Plan, plan_of
 
-BEFORE = "0007"  # the last revision without the log's indexes
+BEFORE = "0008"  # the last revision without the log's indexes
 RUNS = 30
 WRITE_COST_CALLS = 20_000  # written after each stage: what its indexes cost the writes
 QUICK_RUNS = 10

@@ -1,7 +1,7 @@
 """Every filter of the Function Calls log is served by an index, on a table with realistic
 statistics: two tenants' calls (a few busy apps and users, many quiet ones), ANALYZEd on
 Postgres. No filter reads the whole table; each equality filter reads an index of its
-column, newest first (migration 0008, docs/console.md "Speed"); where Postgres prefers to
+column, newest first (migration 0009, docs/console.md "Speed"); where Postgres prefers to
 sort, it sorts a few rows (a batch's calls, a rare combination), never the tenant's calls."""
 
 from __future__ import annotations
