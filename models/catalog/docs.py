@@ -80,7 +80,9 @@ def render(catalog: Iterable[App]) -> str:
         "The built-in catalog (`models/catalog/apps.yaml`), one row per app. This page is "
         "written by `passthru apps docs > docs/apps.md`; a test fails when it is out of date. "
         "`GET /apps` shows the same entries in full (`?category=` and `?q=` select some), and "
-        "an operator's `PASSTHRU_APPS_FILE` may replace or add entries.",
+        "an operator's `PASSTHRU_APPS_FILE` may replace or add entries. The vendor "
+        "documentation each entry was checked against, and the values left out as "
+        "unconfirmed, are in [catalog-sources.md](catalog-sources.md).",
         "",
         "## Apps per category",
         "",
