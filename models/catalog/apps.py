@@ -88,8 +88,7 @@ class App(Strict):
         if self.oauth2 is not None:
             urls += [self.token_url_for(config), self.authorize_url_for(config) or ""]
         for url in filter(None, urls):
-            parts = urlsplit(url)
-            if not parts.hostname or parts.netloc.lower() != parts.hostname:
+            if not _plain_host(url):
                 raise ValueError(f"{url!r} (filled in for {config}) has no plain host")
         if any("/" in host or ":" in host or "@" in host for host in hosts):
             raise ValueError(f"allowed_hosts {hosts} (filled in for {config}) are not hosts")
@@ -151,6 +150,19 @@ class App(Strict):
             self.config_field(name).public(name) for name in self.template_fields
         ]
         return data
+
+
+def _plain_host(url: str) -> bool:
+    """The URL names a host, and perhaps a port (an operator's internal API may use one),
+    with no user info or stray characters."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    netloc = parts.netloc.lower()
+    host = parts.hostname or ""
+    return bool(host) and netloc in (host, f"{host}:{port}", f"[{host}]", f"[{host}]:{port}")
 
 
 class Catalog:

@@ -472,3 +472,13 @@ def test_apps_of_different_vendors_on_one_host_clash() -> None:
 def test_no_two_vendors_claim_the_same_host() -> None:
     # Apps may share a host only when they name the same vendor (`vendor: google`).
     assert clashes(BUILTIN) == set()
+
+
+def test_a_base_url_may_name_a_port_but_never_user_info() -> None:
+    # An operator's internal API on its own port loads
+    app = _one(base_url="http://localhost:8443/api", allowed_hosts=["localhost"])
+    assert app.resolve(None)[0] == "http://localhost:8443/api"
+    # User info or a port that is not one is refused, naming the URL
+    for url in ("https://user:pw@api.example.com/v1", "https://api.example.com:99999/v1"):
+        with pytest.raises(ConfigError, match="no plain host"):
+            _one(base_url=url)
