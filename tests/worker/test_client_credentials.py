@@ -64,11 +64,13 @@ class TokenEndpoint:
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], httpx.Headers]] = []
-        self.answer: httpx.Response | None = None
+        self.answer: httpx.Response | httpx.TransportError | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         self.requests.append((form, request.headers))
+        if isinstance(self.answer, httpx.TransportError):
+            raise self.answer
         if self.answer is not None:
             return self.answer
         token = f"tok-{len(self.requests)}"
@@ -262,10 +264,10 @@ def _everything_stored(engine: Engine, call_id: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "echo",
+    ("status", "echo"),
     [
-        {"error": "invalid_client", "error_description": f"bad secret {SECRET}"},
-        {"error": f"no such client acme id / {SECRET[:12]}"},
+        (401, {"error": "invalid_client", "error_description": f"bad secret {SECRET}"}),
+        (400, {"error": f"no such client acme id / {SECRET[:12]}"}),
     ],
 )
 def test_a_refused_client_needs_reauth_and_no_secret_is_kept(
@@ -275,11 +277,12 @@ def test_a_refused_client_needs_reauth_and_no_secret_is_kept(
     tenant: Tenant,
     vault: Vault,
     caplog: pytest.LogCaptureFixture,
+    status: int,
     echo: dict[str, str],
 ) -> None:
     # Given a token endpoint that refuses the client, echoing (part of) its secret
     caplog.set_level(logging.DEBUG)
-    endpoint.answer = httpx.Response(401, json=echo)
+    endpoint.answer = httpx.Response(status, json=echo)
     account = _account(engine, tenant, vault)
     waiting = make_call(engine, account, url=ITEMS)
     call = make_call(engine, account, url=ITEMS)
@@ -308,6 +311,7 @@ def test_a_refused_client_needs_reauth_and_no_secret_is_kept(
         httpx.Response(503, json={"error": "server_error", "error_description": SECRET}),
         httpx.Response(200, json={"token_type": "bearer", "note": SECRET}),
         httpx.Response(500, text=f"<html>{SECRET}</html>"),
+        httpx.ReadTimeout(f"timed out sending {SECRET}"),
     ],
 )
 def test_a_failing_token_endpoint_is_retried_not_revoked(
@@ -317,7 +321,7 @@ def test_a_failing_token_endpoint_is_retried_not_revoked(
     tenant: Tenant,
     vault: Vault,
     caplog: pytest.LogCaptureFixture,
-    answer: httpx.Response,
+    answer: httpx.Response | httpx.TransportError,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     endpoint.answer = answer
