@@ -12,7 +12,12 @@ from models.catalog.spec import CATEGORIES, RateLimitSpec
 
 # The stand-in API of `passthru dev`: in the catalog, not an integration.
 NOT_LISTED = frozenset({"demo"})
-_CREDENTIALS = {"oauth2": "OAuth2", "api_key": "API key", "basic": "username and password"}
+_CREDENTIALS = {
+    "oauth2": "OAuth2",
+    "client_credentials": "OAuth2 client credentials",
+    "api_key": "API key",
+    "basic": "username and password",
+}
 
 
 def _cell(text: str) -> str:

@@ -89,6 +89,7 @@ def test_one_app_shows_its_connection_config_fields(caller: Caller) -> None:
     ]
     assert app["category"] == "ticketing"
     assert set(app["oauth2"]) == {
+        "grant",
         "token_url",
         "authorize_url",
         "scopes",

@@ -1,16 +1,22 @@
-"""A token endpoint is an upstream too: the refresh grant POSTed, its answer read raw and
-bounded in size, decoding and time, and what its failures mean (`Revoked`: the user must
-connect again; `RefreshUnavailable`: try again later)."""
+"""A token endpoint is an upstream too: a grant POSTed, its answer read raw and bounded in
+size, decoding and time, and what its failures mean (`Revoked`: the user must connect
+again; `RefreshUnavailable`: try again later); the per-account lock that makes one worker
+ask it at a time; how long a token it gave lives."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import orjson
+import redis
 
+from models.keys import PREFIX
 from worker.net.decompress import DecodeError, decoder_for
 
 
@@ -18,8 +24,61 @@ class Revoked(Exception):
     """The refresh token is no longer valid: the user must connect the account again."""
 
 
+class ClientRefused(Revoked):
+    """The token endpoint refused an account's own client id and secret."""
+
+
 class RefreshUnavailable(Exception):
     """The token endpoint could not be reached or answered badly; try again later."""
+
+
+LOCK_TTL_S = 30.0  # a refresher that died frees the lock after this
+LOCK_WAIT_S = 20.0  # how long a call waits for another worker's refresh
+
+
+@contextmanager
+def account_lock(client: redis.Redis, account_id: str) -> Iterator[None]:
+    """Hold the account's token lock: one worker at a time asks its token endpoint."""
+    lock = client.lock(f"{PREFIX}:oauth-lock:{account_id}", timeout=LOCK_TTL_S)
+    try:
+        got = lock.acquire(blocking_timeout=LOCK_WAIT_S)
+    except redis.RedisError as exc:
+        raise RefreshUnavailable(
+            f"the refresh lock is unavailable ({type(exc).__name__})"
+        ) from None
+    if not got:
+        raise RefreshUnavailable("another worker is still refreshing this account's token")
+    try:
+        yield
+    finally:
+        # A lock that expired while refreshing, or a Redis gone meanwhile, has nothing
+        # to release: the lock's TTL frees it.
+        with suppress(redis.RedisError):
+            lock.release()
+
+
+# The longest lifetime believed.
+MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
+
+
+def expires_at(expires_in: object, now_s: float) -> float | None:
+    """When a token the endpoint just gave expires; None when it did not say (or said
+    something that is not a finite, positive number of seconds)."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return None
+    if not math.isfinite(expires_in) or expires_in <= 0:
+        return None
+    return now_s + min(float(expires_in), MAX_EXPIRES_IN_S)
+
+
+def expiring(expires: float | None, now_s: float, margin_s: float) -> bool:
+    return expires is not None and expires - margin_s <= now_s
+
+
+def basic_client(client_id: str, client_secret: str) -> httpx.BasicAuth:
+    """HTTP Basic client authentication, id and secret form-encoded first, as RFC 6749
+    section 2.3.1 says."""
+    return httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
 
 
 # A token endpoint's answer: at most this long, within this long (the refresh lock lives 30 s).
