@@ -7,18 +7,12 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
 from models.errors import ConfigError
 from models.settings import Settings
+from models.startup import CONFIG_ERRORS, CONFIG_EXIT_CODE, explain, startup_settings
 
 if TYPE_CHECKING:
     from models.crypto.rotation import RotationReport
-
-
-def _settings_problem(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -249,16 +243,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        startup_settings()
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"passthru: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"passthru: invalid setting: {_settings_problem(exc)}", file=sys.stderr)
-        return 2
-    except SettingsError as exc:
-        print(f"passthru: invalid setting: {exc} (JSON settings need valid JSON)", file=sys.stderr)
-        return 2
+    except CONFIG_ERRORS as exc:
+        print(f"passthru: {explain(exc)}", file=sys.stderr)
+        return CONFIG_EXIT_CODE
     return code
 
 
