@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from api.suggestions import unknown_app
 from models.accounts.credentials import parse_credentials
 from models.accounts.states import ACCOUNTS, AccountStatus
 from models.catalog.apps import App, Catalog
@@ -23,7 +24,7 @@ from models.errors import ApiError, CredentialsError, ErrorDetail, invalid, not_
 def _app(catalog: Catalog, slug: str) -> App:
     app = catalog.get(slug)
     if app is None:
-        raise invalid("app", f"no app {slug!r}; GET /apps lists them", "unknown_app")
+        raise unknown_app(slug, catalog, status_code=400, lists_them="GET /apps")
     return app
 
 
