@@ -212,6 +212,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=ROOT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Every command but `keys generate` (which makes the key a bad setting may lack) checks
+    # the settings first.
+    root.set_defaults(reads_settings=True)
     sub = root.add_subparsers(dest="command", required=True)
     _add_dev(sub)
     subcommand(
@@ -231,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
         "print a new Fernet key",
         "Print a new Fernet key for PASSTHRU_ENCRYPTION_KEYS. Reads no setting.",
         None,
-    ).set_defaults(func=cmd_keys_generate)
+    ).set_defaults(func=cmd_keys_generate, reads_settings=False)
     alive = subcommand(
         sub,
         "worker-alive",
@@ -263,7 +266,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        startup_settings()
+        if args.reads_settings:
+            startup_settings()
         code: int = args.func(args)
     except CONFIG_ERRORS as exc:
         print(f"passthru: {explain(exc)}", file=sys.stderr)

@@ -86,3 +86,10 @@ def test_the_worker_app_names_the_variable(
 ) -> None:
     code = "import worker.app"
     _assert_one_line(_run([sys.executable, "-c", code], tmp_path, **{name: value}), name, says)
+
+
+def test_keys_generate_works_whatever_the_settings(tmp_path: Path) -> None:
+    # The fix a bad PASSTHRU_ENCRYPTION_KEYS asks for must itself run.
+    result = _run([*PASSTHRU, "keys", "generate"], tmp_path, PASSTHRU_ENCRYPTION_KEYS="bad")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip()) == 44
