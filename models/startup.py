@@ -53,19 +53,28 @@ def check_database_url(url: str) -> None:
 
 
 def startup_settings() -> Settings:
-    """The process's settings, checked beyond their types: the database URL parses and the
-    encryption keys are keys, whether or not this command uses them."""
+    """The process's settings, checked beyond their types: the database URL parses, the
+    encryption keys are keys and the operator's app catalog loads, whether or not this
+    command uses them."""
+    from models.catalog.apps import get_catalog
     from models.crypto.secrets import vault_for
 
     settings = get_settings()
     check_database_url(settings.database_url)
     if settings.encryption_key_list:
         vault_for(tuple(settings.encryption_key_list))
+    if settings.apps_file is not None or settings.oauth_clients:
+        get_catalog()
     return settings
 
 
 def explain(exc: BaseException) -> str | None:
     """One line for a configuration problem, or None for any other exception."""
+    told = _explain(exc)
+    return None if told is None else " ".join(told.split())
+
+
+def _explain(exc: BaseException) -> str | None:
     if isinstance(exc, ConfigError):
         return str(exc)
     if isinstance(exc, ValidationError):

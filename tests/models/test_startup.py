@@ -21,6 +21,7 @@ BAD_SETTINGS = [
     ("PASSTHRU_DEFAULT_WAIT_S", "999", "less than or equal to 60"),
     ("PORT", "eighty", "integer"),
     ("PASSTHRU_ENCRYPTION_KEYS", "not-a-key", "passthru keys generate"),
+    ("PASSTHRU_APPS_FILE", "/nonexistent/apps.yaml", "cannot read it"),
 ]
 
 
@@ -49,6 +50,12 @@ def test_a_command_names_the_variable(tmp_path: Path, name: str, value: str, say
     result = _run([*PASSTHRU, "migrate"], tmp_path, **{name: value})
     _assert_one_line(result, name, says)
     assert not (tmp_path / "passthru.db").exists()
+
+
+def test_a_multi_line_reason_is_told_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "apps.yaml").write_text("slack: [\n")
+    result = _run([*PASSTHRU, "migrate"], tmp_path, PASSTHRU_APPS_FILE=str(tmp_path / "apps.yaml"))
+    _assert_one_line(result, "PASSTHRU_APPS_FILE", "not valid YAML")
 
 
 def test_a_json_setting_in_dot_env_says_so(tmp_path: Path) -> None:
