@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, insert
+from sqlalchemy import Engine, func, insert, tuple_
 from sqlmodel import Session, col, select
 
 from api.account_selection import AccountCache
@@ -104,18 +104,27 @@ def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:
     return _progress(engine, [batch])[0]
 
 
-def recent_batches(engine: Engine, tenant: Tenant, limit: int) -> list[BatchOut]:
-    """The tenant's `limit` newest batches, newest first, each with its calls per status."""
+def recent_batches(
+    engine: Engine, tenant: Tenant, limit: int, cursor: str | None = None
+) -> tuple[list[BatchOut], str | None]:
+    """The tenant's `limit` newest batches older than the batch `cursor` names (keyset
+    paging over `ix_batch_tenant_created`), newest first, each with its calls per status,
+    and the next page's cursor (None on the last page). A cursor that names no batch of
+    the tenant is a 400."""
+    query = select(Batch).where(col(Batch.tenant_id) == tenant.id)
     with Session(engine) as session:
-        batches = list(
-            session.exec(
-                select(Batch)
-                .where(col(Batch.tenant_id) == tenant.id)
-                .order_by(col(Batch.created_at).desc(), col(Batch.id).desc())
-                .limit(limit)
+        if cursor is not None:
+            last = session.get(Batch, cursor)
+            if last is None or last.tenant_id != tenant.id:
+                raise invalid("cursor", "not a cursor this page gave; start from the first page")
+            query = query.where(
+                tuple_(col(Batch.created_at), col(Batch.id)) < tuple_(last.created_at, last.id)
             )
-        )
-    return _progress(engine, batches)
+        ordered = query.order_by(col(Batch.created_at).desc(), col(Batch.id).desc())
+        batches = list(session.exec(ordered.limit(limit + 1)))
+    more = len(batches) > limit
+    batches = batches[:limit]
+    return _progress(engine, batches), (batches[-1].id if more else None)
 
 
 def _progress(engine: Engine, batches: list[Batch]) -> list[BatchOut]:

@@ -7,7 +7,16 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from api.cli_tenants import DATABASE_ENV, add_tenant_commands, migrated_engine, subcommand
+from api.cli_help import (
+    ALIVE_ENV,
+    DATABASE_ENV,
+    DEV_ENV,
+    FLOWER_ENV,
+    ROOT_EPILOG,
+    ROTATE_ENV,
+    subcommand,
+)
+from api.cli_tenants import add_tenant_commands, migrated_engine
 from models.errors import ConfigError
 from models.settings import Settings
 from models.startup import CONFIG_ERRORS, CONFIG_EXIT_CODE, explain, startup_settings
@@ -116,6 +125,14 @@ def _say_what_is_left(report: RotationReport) -> None:
     )
 
 
+def cmd_apps_docs(_: argparse.Namespace) -> int:
+    from models.catalog.apps import load_catalog
+    from models.catalog.docs import render
+
+    sys.stdout.write(render(load_catalog()))
+    return 0
+
+
 def cmd_worker_alive(args: argparse.Namespace) -> int:
     """Exit 0 if this container's worker touched its heartbeat file recently."""
     import time
@@ -157,25 +174,18 @@ def cmd_flower(_: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-ROOT_EPILOG = """Settings come from the environment and from .env in the working directory
-(docs/operations.md lists them all); `passthru COMMAND --help` names those a command reads.
-In a clone, the command is .venv/bin/passthru (`make run` runs `passthru dev`)."""
-DEV_ENV = """environment (all optional; dev fills in the rest):
-  PORT, FLOWER_PORT                        the API's and Flower's ports
-  REDIS_URL                                a Redis of your own instead of the embedded one
-  DATABASE_URL                             default sqlite:///./passthru.db
-  PASSTHRU_ENCRYPTION_KEYS                 default: a key kept in .passthru/
-  PASSTHRU_UPSTREAM_OVERRIDES              send an app's calls to a stand-in
-  PASSTHRU_DEFAULT_WAIT_S                  default 10 under dev
-  settings are read from the environment and from .env in the working directory"""
-ROTATE_ENV = f"""{DATABASE_ENV}
-  PASSTHRU_ENCRYPTION_KEYS   the new key first, the old ones after it"""
-FLOWER_ENV = """environment:
-  FLOWER_BASIC_AUTH   user:password (required)
-  FLOWER_PORT         default 5555
-  REDIS_URL           the broker to watch"""
-ALIVE_ENV = """environment:
-  PASSTHRU_HEARTBEAT_FILE   the file the worker touches (default /tmp/passthru-worker.heartbeat)"""
+def _add_apps(sub: Any) -> None:
+    apps = subcommand(
+        sub, "apps", "the app catalog", "The built-in app catalog.", None
+    ).add_subparsers(dest="action", required=True)
+    subcommand(
+        apps,
+        "docs",
+        "print docs/apps.md: the built-in catalog, per category and app",
+        "Print docs/apps.md, written from the built-in catalog: per category and app. Reads "
+        "no setting (PASSTHRU_APPS_FILE is not included).",
+        None,
+    ).set_defaults(func=cmd_apps_docs, reads_settings=False)
 
 
 def _add_dev(sub: Any) -> None:
@@ -235,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
         "Print a new Fernet key for PASSTHRU_ENCRYPTION_KEYS. Reads no setting.",
         None,
     ).set_defaults(func=cmd_keys_generate, reads_settings=False)
+    _add_apps(sub)
     alive = subcommand(
         sub,
         "worker-alive",

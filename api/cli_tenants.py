@@ -9,15 +9,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from api.cli_help import DATABASE_ENV, subcommand
 from models.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-# What the database commands read, for their --help.
-DATABASE_ENV = """environment:
-  DATABASE_URL   the database (default sqlite:///./passthru.db, in the working directory)
-  settings are read from the environment and from .env in the working directory"""
 
 
 def migrated_engine() -> Engine:
@@ -98,17 +94,6 @@ def cmd_tenants_rotate_key(args: argparse.Namespace) -> int:
     print(json.dumps({"id": args.tenant_id, "api_key": key}))
     print("the old key stops working within 10 seconds", file=sys.stderr)
     return 0
-
-
-def subcommand(sub: Any, name: str, summary: str, description: str, epilog: str | None) -> Any:
-    """A subcommand whose --help has a description and names the environment it reads."""
-    return sub.add_parser(
-        name,
-        help=summary,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
 
 
 def add_tenant_commands(sub: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy import Engine
 
 from api.auth import Authenticator, remembered
@@ -13,9 +13,11 @@ from api.quotas import Quotas
 from api.schemas.common import USER_ID_CHARS
 from api.waiter import CallWaiter
 from models.broker import Publisher
-from models.catalog.apps import Catalog
+from models.catalog.apps import App, Catalog
+from models.catalog.spec import CATEGORIES
 from models.crypto.secrets import Vault
 from models.db.tables import Tenant
+from models.errors import invalid
 from models.settings import Settings
 
 
@@ -69,6 +71,27 @@ async def current_tenant(
     return tenant
 
 
+# The longest search text `GET /apps?q=` and `GET /functions?q=` take.
+MAX_QUERY_CHARS = 100
+
+
+def matching_apps(
+    catalog: Annotated[Catalog, Depends(get_catalog_dep)],
+    category: Annotated[str | None, Query(description=", ".join(CATEGORIES))] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_QUERY_CHARS,
+            description="text in the app's slug, name or description (any case)",
+        ),
+    ] = None,
+) -> list[App]:
+    """The catalog's apps that a listing's `category` and `q` select."""
+    if category is not None and category not in CATEGORIES:
+        raise invalid("category", f"must be one of {', '.join(CATEGORIES)}")
+    return catalog.matching(category, q)
+
+
 EngineDep = Annotated[Engine, Depends(get_engine_dep)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -79,3 +102,4 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
 UserIdHeader = Annotated[str | None, Header(alias="X-User-ID", max_length=USER_ID_CHARS)]
+MatchingApps = Annotated[list[App], Depends(matching_apps)]

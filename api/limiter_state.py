@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from api.schemas.ratelimits import AccountLimits, LaneUse, LimitUse, RateLimits, TenantCap
-from models.catalog.apps import App, Catalog, RateLimitSpec
+from models.catalog.apps import App, Catalog
+from models.catalog.spec import RateLimitSpec
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import ApiError, ErrorDetail
 from models.ratelimit.rules import (

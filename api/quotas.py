@@ -38,7 +38,7 @@ from api.errors import database_unavailable
 from api.open_calls import OpenCallsCounter, open_calls_counter
 from api.prometheus import REQUESTS_REFUSED
 from api.redis_rates import Rate, RedisRate
-from models.catalog.apps import RateLimitSpec
+from models.catalog.spec import RateLimitSpec
 from models.errors import ApiError, ErrorDetail
 from models.keys import QUOTA_PREFIX
 from models.ratelimit.rules import parse_rate

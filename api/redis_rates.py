@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from models.catalog.apps import RateLimitSpec
+from models.catalog.spec import RateLimitSpec
 
 # GCRA for `n` cells at once: admit if the new TAT stays within the burst; store it then.
 # KEYS[1] the tenant's TAT (ms); ARGV now_ms ("" for Redis' TIME), interval_ms, burst, n.

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert, or_, tuple_
 from sqlmodel import col, select
 
 from models.calls.states import CALLS, CallStatus
-from models.catalog.apps import RetrySpec
+from models.catalog.spec import RetrySpec
 from models.db.engine import session_scope
 from models.db.tables import CallAttempt, FunctionCall, WorkerProcess
 from models.webhooks.outbox import enqueue_deliveries

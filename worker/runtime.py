@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 from models.broker import BrokerEpoch, Publisher, RedisEpoch
 from models.calls.notices import publish_notices
 from models.calls.resources import CallResult
-from models.catalog.apps import Catalog, RateLimitSpec, get_catalog
+from models.catalog.apps import Catalog, get_catalog
+from models.catalog.spec import RateLimitSpec
 from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
 from models.ratelimit.rules import parse_rate

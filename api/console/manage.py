@@ -5,6 +5,7 @@ tenant alone. An account's credentials are never read for a page."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
@@ -20,18 +21,22 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.errors import invalid
 
-# Batches on the batches page (the newest).
+# Batches on a page of the batches page.
 BATCHES_SHOWN = 100
 # The statuses the console's buttons may ask for, as PATCH /connected-accounts/{id} allows.
 SWITCHABLE = ("active", "disabled")
 
 
-def batches_page(engine: Engine, who: SignedIn) -> HTMLResponse:
-    batches = recent_batches(engine, who.tenant, BATCHES_SHOWN)
+def batches_page(engine: Engine, who: SignedIn, params: Mapping[str, str]) -> HTMLResponse:
+    """A page of BATCHES_SHOWN batches, newest first, from the query string's cursor."""
+    cursor = field(params, "cursor")
+    batches, next_cursor = recent_batches(engine, who.tenant, BATCHES_SHOWN, cursor)
     return render(
         "batches.html",
         batches=[(b, progress(b.counts, b.accepted)) for b in batches],
         shown=BATCHES_SHOWN,
+        first_page=cursor is None,
+        next_url="/console/batches?" + urlencode({"cursor": next_cursor}) if next_cursor else None,
         csrf_token=who.csrf_token,
         signed_in=True,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CatalogDep, CurrentTenant
+from api.deps import CatalogDep, CurrentTenant, MatchingApps
 from api.parsing import JSONRoute
 from api.schemas.apps import AppList, AppOut
 from api.schemas.common import ErrorOut
@@ -13,9 +13,13 @@ from api.suggestions import unknown_app
 router = APIRouter(prefix="/apps", tags=["apps"], route_class=JSONRoute)
 
 
-@router.get("", summary="Every app passthru can call")
-def list_apps(_: CurrentTenant, catalog: CatalogDep) -> AppList:
-    return AppList(apps=[AppOut.of(app) for app in catalog])
+@router.get(
+    "",
+    responses={400: {"model": ErrorOut}},
+    summary="Every app passthru can call, or those of one category or matching a search",
+)
+def list_apps(_: CurrentTenant, apps: MatchingApps) -> AppList:
+    return AppList(apps=[AppOut.of(app) for app in apps])
 
 
 @router.get("/{slug}", responses={404: {"model": ErrorOut}}, summary="One app")

@@ -5,14 +5,15 @@ work is in `api/console/`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.call_log import cancel_and_announce
-from api.console import manage, rate_limits, screens, signin, webhook
+from api.console import last_hour, manage, rate_limits, screens, signin, webhook
 from api.console.pages import ConsoleRoute, see_other
 from api.console.visitor import CheckedForm, SignedInDep
 from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
@@ -23,6 +24,7 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 CallId = Annotated[str, Path(max_length=64)]
 BatchId = Annotated[str, Path(max_length=64)]
 AccountId = Annotated[str, Path(max_length=64)]
+ConsoleNow = Annotated[datetime, Depends(last_hour.console_now)]
 # The console's static files, read once: name → (bytes, media type).
 _STATIC = {
     name: (files("api.console").joinpath(f"static/{name}").read_bytes(), media_type)
@@ -88,8 +90,9 @@ async def redeliver(
 
 
 @router.get("/batches")
-async def batches(who: SignedInDep, engine: EngineDep) -> Response:
-    return await run_in_threadpool(manage.batches_page, engine, who)
+async def batches(request: Request, who: SignedInDep, engine: EngineDep) -> Response:
+    params = dict(request.query_params)
+    return await run_in_threadpool(manage.batches_page, engine, who, params)
 
 
 @router.get("/batches/{batch_id}")
@@ -147,3 +150,8 @@ async def webhook_secret(
     who: SignedInDep, _: CheckedForm, engine: EngineDep, vault: VaultDep
 ) -> Response:
     return await run_in_threadpool(webhook.rotate, engine, vault, who)
+
+
+@router.get("/charts")
+async def charts(who: SignedInDep, engine: EngineDep, now: ConsoleNow) -> Response:
+    return await run_in_threadpool(last_hour.charts_page, engine, who, now)

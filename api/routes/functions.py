@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import CatalogDep, CurrentTenant
+from api.deps import CurrentTenant, MatchingApps
 from api.parsing import JSONRoute
 from api.schemas.calls import METHODS
 from api.schemas.functions import FunctionList, FunctionOut
-from models.catalog.apps import App, Catalog
+from models.catalog.apps import App
 from models.errors import invalid
 
 router = APIRouter(tags=["functions"], route_class=JSONRoute)
@@ -33,7 +33,7 @@ def _parameters(app: App) -> dict[str, Any]:
     }
 
 
-def _functions(catalog: Catalog, kind: str | None) -> FunctionList:
+def _functions(apps: list[App], kind: str | None) -> FunctionList:
     if kind is not None and kind.lower() != "passthrough":
         raise invalid("type", "only 'passthrough' functions exist")
     return FunctionList(
@@ -46,7 +46,7 @@ def _functions(catalog: Catalog, kind: str | None) -> FunctionList:
                 "end user's connected account.",
                 parameters=_parameters(app),
             )
-            for app in catalog
+            for app in apps
         ]
     )
 
@@ -55,12 +55,12 @@ TypeQuery = Annotated[str | None, Query(alias="type", description="passthrough")
 
 
 @router.get("/functions", summary="List functions")
-def list_functions(_: CurrentTenant, catalog: CatalogDep, kind: TypeQuery = None) -> FunctionList:
-    return _functions(catalog, kind)
+def list_functions(_: CurrentTenant, apps: MatchingApps, kind: TypeQuery = None) -> FunctionList:
+    return _functions(apps, kind)
 
 
 @router.post("/functions/list", summary="List functions (the SDK's form)")
 def list_functions_post(
-    _: CurrentTenant, catalog: CatalogDep, kind: TypeQuery = None
+    _: CurrentTenant, apps: MatchingApps, kind: TypeQuery = None
 ) -> FunctionList:
-    return _functions(catalog, kind)
+    return _functions(apps, kind)

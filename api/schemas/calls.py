@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from api.schemas.common import FUNCTION_CHARS, ID_CHARS, USER_ID_CHARS, StrictIn
 from models.calls.resources import FunctionCallOut
-from models.catalog.apps import MAX_ATTEMPTS_LIMIT, check_retry_statuses
+from models.catalog.spec import MAX_ATTEMPTS_LIMIT, check_retry_statuses
 from models.net.urls import MAX_CALLBACK_URL_CHARS, MAX_URL_CHARS
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

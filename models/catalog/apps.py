@@ -1,31 +1,34 @@
 """The app catalog: which third-party APIs passthru can call, and how.
 
-Built-in entries live in `models/apps.yaml`; an operator's PASSTHRU_APPS_FILE has the same
-form (a mapping from slug to app) and replaces or adds whole entries.
+Built-in entries live in `models/catalog/apps.yaml`; an operator's PASSTHRU_APPS_FILE has
+the same form (a mapping from slug to app) and replaces or adds whole entries. An entry's
+parts are checked in `spec.py`, its `{field}` templates filled in by `templates.py`.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from models.catalog.spec import (
+    AuthSpec,
+    Category,
+    ConfigField,
+    OAuth2Spec,
+    RateLimitSpec,
+    RetrySpec,
+    Strict,
+    TimeoutSpec,
+)
+from models.catalog.templates import render_values, samples, template_fields
 from models.errors import ConfigError
-from models.net.urls import is_dns_label
 
 if TYPE_CHECKING:
     from models.settings import Settings
@@ -34,95 +37,17 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CredentialKind = Literal["oauth2", "api_key", "basic"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AuthSpec(_Strict):
-    """How credentials go on the wire."""
-
-    type: Literal["bearer", "header", "query", "basic"]
-    name: str | None = None  # header name, for type=header
-    prefix: str = ""  # header value prefix, for type=header ("Token ", "Bearer ")
-    param: str | None = None  # query parameter, for type=query
-    # basic only: an {api_key} credential is sent as the username (or password) with
-    # `api_key_password` (or the username) as the other half.
-    api_key_as: Literal["username", "password"] | None = None
-    api_key_pair: str = ""
-
-    @model_validator(mode="after")
-    def _complete(self) -> AuthSpec:
-        if self.type == "header" and not self.name:
-            raise ValueError("auth type 'header' needs 'name'")
-        if self.type == "query" and not self.param:
-            raise ValueError("auth type 'query' needs 'param'")
-        return self
-
-    @property
-    def secret_headers(self) -> frozenset[str]:
-        """Lower-case names of headers that carry the secret: callers may not set them."""
-        if self.type == "header" and self.name:
-            return frozenset({self.name.lower(), "authorization"})
-        return frozenset({"authorization"})
-
-
-class OAuth2Spec(_Strict):
-    token_url: str
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-
-
-class RateLimitSpec(_Strict):
-    scope: Literal["app", "account", "tenant"]
-    limit: int = Field(gt=0)
-    period_s: float = Field(gt=0)
-    path: str | None = None  # a regular expression on the URL path
-    burst: int | None = Field(default=None, gt=0)
-
-
-# Bounds of a retry policy, whoever sets it (the catalog or a call).
-MAX_ATTEMPTS_LIMIT = 10
-RETRYABLE_STATUS = (400, 599)
-
-
-def check_retry_statuses(codes: list[int] | None) -> list[int] | None:
-    low, high = RETRYABLE_STATUS
-    if codes is not None and any(not low <= c <= high for c in codes):
-        raise ValueError(f"on_status holds HTTP statuses from {low} to {high}")
-    return codes
-
-
-class RetrySpec(_Strict):
-    """Which answers to retry and how often (None: the operator's default), and which
-    headers say how long to wait."""
-
-    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
-    on_status: list[int] | None = None
-    after_header: str | None = "Retry-After"
-    reset_header: str | None = None
-    remaining_header: str | None = None
-    reset_is: Literal["epoch", "seconds"] = "epoch"
-
-    _statuses = field_validator("on_status")(check_retry_statuses)
-
-
-class TimeoutSpec(_Strict):
-    """Onward request timeouts in seconds (None: the operator's default). Whoever sets them,
-    PASSTHRU_MAX_TIMEOUT_S caps them."""
-
-    connect_s: float | None = Field(default=None, gt=0)
-    read_s: float | None = Field(default=None, gt=0)
-    total_s: float | None = Field(default=None, gt=0)
-
-
-class App(_Strict):
+class App(Strict):
     slug: str
     name: str
-    category: str = "other"
+    # Apps of one vendor (several Google APIs) name it here: only they may share a host.
+    vendor: str | None = None
+    category: Category | None = None
     base_url: str
     allowed_hosts: list[str] = Field(min_length=1)
     auth: AuthSpec
     oauth2: OAuth2Spec | None = None
+    connection_config: dict[str, ConfigField] = Field(default_factory=dict)
     default_headers: dict[str, str] = Field(default_factory=dict)
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -132,23 +57,53 @@ class App(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> App:
-        if not SLUG.match(self.slug):
-            raise ValueError(f"slug {self.slug!r} must be lower-case letters, digits and '-'")
+        for name, value in (("slug", self.slug), ("vendor", self.vendor or self.slug)):
+            if not SLUG.match(value):
+                raise ValueError(f"{name} {value!r} must be lower-case letters, digits and '-'")
         if not self.base_url.startswith(("https://", "http://")):
             raise ValueError("base_url must start with https:// or http://")
-        extra = set(_fields(self.allowed_hosts)) - set(_fields([self.base_url]))
-        if extra:
-            raise ValueError(f"allowed_hosts use {sorted(extra)}, which base_url does not")
-        if self.oauth2 is not None:
-            extra = set(_fields([self.oauth2.token_url])) - set(_fields([self.base_url]))
+        base_fields = set(template_fields([self.base_url]))
+        for where, templates in self._templates().items():
+            extra = set(template_fields(templates)) - base_fields
             if extra:
-                raise ValueError(f"oauth2.token_url uses {sorted(extra)}, which base_url does not")
+                raise ValueError(f"{where} uses {sorted(extra)}, which base_url does not")
+        unused = set(self.connection_config) - base_fields
+        if unused:
+            raise ValueError(f"connection_config describes {sorted(unused)}, which no URL uses")
+        for config in samples(self.template_fields, self.connection_config):
+            self._check_rendered(config)
         return self
+
+    def _templates(self) -> dict[str, list[str]]:
+        found = {"allowed_hosts": self.allowed_hosts}
+        if self.oauth2 is not None:
+            found["oauth2.token_url"] = [self.oauth2.token_url]
+            found["oauth2.authorize_url"] = [self.oauth2.authorize_url or ""]
+        return found
+
+    def _check_rendered(self, config: dict[str, str]) -> None:
+        """Filled in, the URLs name a plain host (no user info, port or stray characters)."""
+        base, hosts = self.resolve(config)
+        urls = [base]
+        if self.oauth2 is not None:
+            urls += [self.token_url_for(config), self.authorize_url_for(config) or ""]
+        for url in filter(None, urls):
+            parts = urlsplit(url)
+            if not parts.hostname or parts.netloc.lower() != parts.hostname:
+                raise ValueError(f"{url!r} (filled in for {config}) has no plain host")
+        if any("/" in host or ":" in host or "@" in host for host in hosts):
+            raise ValueError(f"allowed_hosts {hosts} (filled in for {config}) are not hosts")
 
     @property
     def template_fields(self) -> list[str]:
-        """Names that each connected account must give in its connection_config."""
-        return _fields([self.base_url, *self.allowed_hosts])
+        """Names that each connected account gives in its connection_config (or leaves to
+        the field's default)."""
+        return template_fields([self.base_url, *self.allowed_hosts])
+
+    @property
+    def owner(self) -> str:
+        """The vendor, or the app itself when it names none."""
+        return self.vendor or self.slug
 
     @property
     def credential_kinds(self) -> frozenset[CredentialKind]:
@@ -161,9 +116,17 @@ class App(_Strict):
             return frozenset({"api_key", "oauth2"})
         return frozenset({"api_key"})
 
+    def config_field(self, name: str) -> ConfigField:
+        """How `name` is described: as the entry says, else a free value labelled by name."""
+        return self.connection_config.get(name) or ConfigField(label=name)
+
+    def _fill(self, template: str, config: dict[str, Any] | None) -> str:
+        names = template_fields([template])
+        return template.format_map(render_values(names, config or {}, self.connection_config))
+
     def resolve(self, config: dict[str, Any] | None) -> tuple[str, list[str]]:
         """(base_url, allowed_hosts) for one account; raises ValueError naming the bad field."""
-        values = render_values(self.template_fields, config or {})
+        values = render_values(self.template_fields, config or {}, self.connection_config)
         base = self.base_url.format_map(values).rstrip("/")
         return base, [h.format_map(values).lower() for h in self.allowed_hosts]
 
@@ -171,40 +134,23 @@ class App(_Strict):
         """The OAuth2 token URL for one account, its template filled in like base_url's
         (`https://{subdomain}.example.com/oauth/token`); raises ValueError naming the field."""
         assert self.oauth2 is not None
-        template = self.oauth2.token_url
-        return template.format_map(render_values(_fields([template]), config or {}))
+        return self._fill(self.oauth2.token_url, config)
+
+    def authorize_url_for(self, config: dict[str, Any] | None) -> str | None:
+        """The OAuth2 authorization URL for one account (None if the entry has none)."""
+        assert self.oauth2 is not None
+        url = self.oauth2.authorize_url
+        return None if url is None else self._fill(url, config)
 
     def public(self) -> dict[str, Any]:
-        """What the API shows: never the operator's OAuth client secret."""
-        data = self.model_dump(mode="json", exclude={"oauth2"})
-        data["oauth2"] = {"token_url": self.oauth2.token_url} if self.oauth2 else None
+        """What the API shows: never the operator's OAuth client id or secret."""
+        data = self.model_dump(mode="json", exclude={"oauth2", "connection_config"})
+        data["oauth2"] = self.oauth2.public() if self.oauth2 else None
         data["credentials"] = sorted(self.credential_kinds)
-        data["connection_config"] = self.template_fields
+        data["connection_config"] = [
+            self.config_field(name).public(name) for name in self.template_fields
+        ]
         return data
-
-
-def render_values(fields: list[str], config: dict[str, Any]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name in fields:
-        value = config.get(name)
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"connection_config.{name} is required by this app")
-        if not is_dns_label(value):
-            raise ValueError(
-                f"connection_config.{name} must be a single DNS label "
-                "(letters, digits and '-', no '.', '/', '@' or ':')"
-            )
-        values[name] = value.lower()
-    return values
-
-
-def _fields(templates: list[str]) -> list[str]:
-    names: list[str] = []
-    for template in templates:
-        for _, name, _, _ in string.Formatter().parse(template):
-            if name and name not in names:
-                names.append(name)
-    return names
 
 
 class Catalog:
@@ -219,6 +165,17 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._apps)
+
+    def matching(self, category: str | None = None, q: str | None = None) -> list[App]:
+        """The apps in `category` (any, if None) whose slug, name or description holds `q`,
+        ignoring case (any, if None or empty)."""
+        needle = (q or "").casefold()
+        return [
+            app
+            for app in self._apps.values()
+            if (category is None or app.category == category)
+            and needle in "\n".join((app.slug, app.name, app.description or "")).casefold()
+        ]
 
 
 def parse_catalog(data: Any, source: str) -> dict[str, App]:
@@ -264,11 +221,12 @@ def with_oauth_clients(catalog: Catalog, clients: dict[str, dict[str, str]]) -> 
         unknown = set(client) - {"client_id", "client_secret"}
         if unknown:
             raise ConfigError(f"PASSTHRU_OAUTH_CLIENTS.{slug}: unknown keys {sorted(unknown)}")
-        oauth2 = OAuth2Spec(
-            token_url=app.oauth2.token_url,
-            client_id=client.get("client_id", app.oauth2.client_id),
-            client_secret=client.get("client_secret")
-            or (app.oauth2.client_secret.get_secret_value() if app.oauth2.client_secret else None),
+        secret = client.get("client_secret") or app.oauth2.client_secret
+        oauth2 = app.oauth2.model_copy(
+            update={
+                "client_id": client.get("client_id", app.oauth2.client_id),
+                "client_secret": SecretStr(secret) if isinstance(secret, str) else secret,
+            }
         )
         apps[slug] = app.model_copy(update={"oauth2": oauth2})
     return Catalog(apps)

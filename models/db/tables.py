@@ -87,6 +87,8 @@ class Batch(SQLModel, table=True):
     """Calls submitted together by POST /function-calls/batch."""
 
     __tablename__ = "batch"
+    # The console's batches, a page at a time (keyset: created_at, id).
+    __table_args__ = (Index("ix_batch_tenant_created", "tenant_id", "created_at", "id"),)
 
     id: str = Field(primary_key=True, max_length=40)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
@@ -101,6 +103,12 @@ class FunctionCall(SQLModel, table=True):
     __tablename__ = "function_call"
     __table_args__ = (
         Index("ix_call_tenant_id", "tenant_id", "id"),
+        # The log's filters (api/call_log.py), each read newest first (migration 0009).
+        Index("ix_call_log_app", "tenant_id", "app", "id"),
+        Index("ix_call_log_status", "tenant_id", "status", "id"),
+        Index("ix_call_log_user", "tenant_id", "user_id", "id"),
+        Index("ix_call_log_batch", "tenant_id", "batch_id", "id"),
+        Index("ix_call_log_network_code", "tenant_id", "network_code", "id"),
         # A tenant's unfinished calls (api/quotas.py): only they are in it.
         Index(
             "ix_call_tenant_open",
@@ -109,6 +117,9 @@ class FunctionCall(SQLModel, table=True):
             sqlite_where=text(UNFINISHED_SQL),
         ),
         Index("ix_call_status_due", "status", "next_attempt_at"),
+        # The console's last hour: a tenant's calls by creation time, counted per status
+        # from the index alone (api/console/chart_queries.py).
+        Index("ix_call_tenant_created", "tenant_id", "created_at", "status"),
         # The sweeper's publishes that failed and messages unclaimed too long (worker/sweeper.py).
         Index("ix_call_status_published", "status", "published_at", "next_attempt_at"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),

@@ -50,6 +50,12 @@ def is_dns_label(value: str) -> bool:
     return bool(_LABEL.fullmatch(value))
 
 
+def is_host_text(value: str) -> bool:
+    """True when `value` is lower-case DNS labels joined by dots (`www.zohoapis.eu`, `com.au`):
+    text the catalog itself may put into a hostname."""
+    return len(value) <= 253 and value == value.lower() and all(map(is_dns_label, value.split(".")))
+
+
 def host_matches(host: str, pattern: str) -> bool:
     """Exact host match, or `*.example.com` matching any single-level subdomain."""
     host = host.lower().rstrip(".")

@@ -23,7 +23,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from models.catalog.apps import App, RateLimitSpec
+from models.catalog.apps import App
+from models.catalog.spec import RateLimitSpec
 from models.keys import PREFIX
 
 KEY_PREFIX = f"{PREFIX}:rl"

@@ -204,9 +204,15 @@ class AsyncPassthru:
         """See `Passthru.delete_account`."""
         await self._run(self._ops.delete_account(account_id))
 
-    async def list_functions(self, type: str | None = "passthrough") -> list[Function]:
+    async def list_functions(
+        self,
+        type: str | None = "passthrough",
+        *,
+        category: str | None = None,
+        q: str | None = None,
+    ) -> list[Function]:
         """See `Passthru.list_functions`."""
-        return await self._run(self._ops.list_functions(type))
+        return await self._run(self._ops.list_functions(type, category, q))
 
     async def rate_limits(self) -> dict[str, Any]:
         """See `Passthru.rate_limits`."""

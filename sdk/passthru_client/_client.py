@@ -223,9 +223,16 @@ class Passthru:
 
     # Catalog and limits
 
-    def list_functions(self, type: str | None = "passthrough") -> list[Function]:
-        """The functions that can be invoked, with their parameters' JSON Schema."""
-        return self._run(self._ops.list_functions(type))
+    def list_functions(
+        self,
+        type: str | None = "passthrough",
+        *,
+        category: str | None = None,
+        q: str | None = None,
+    ) -> list[Function]:
+        """The functions that can be invoked, with their parameters' JSON Schema: those of the
+        apps in `category` and matching the search `q` (slug, name, description), if given."""
+        return self._run(self._ops.list_functions(type, category, q))
 
     def rate_limits(self) -> dict[str, Any]:
         """Your accounts' rate limits, their use and pauses (`GET /rate-limits`)."""

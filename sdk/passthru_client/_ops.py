@@ -249,8 +249,11 @@ class Operations:
 
     # Catalog and limits
 
-    def list_functions(self, kind: str | None) -> Op[list[Function]]:
-        data = yield from self._send(ApiRequest("GET", "/functions", params=query({"type": kind})))
+    def list_functions(
+        self, kind: str | None, category: str | None = None, q: str | None = None
+    ) -> Op[list[Function]]:
+        params = query({"type": kind, "category": category, "q": q})
+        data = yield from self._send(ApiRequest("GET", "/functions", params=params))
         return [Function.from_dict(item) for item in data.get("functions") or ()]
 
     def rate_limits(self) -> Op[dict[str, Any]]:

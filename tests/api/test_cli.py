@@ -26,6 +26,7 @@ COMMANDS_AND_ENV = [
     (["flower"], "FLOWER_BASIC_AUTH"),
     (["worker-alive"], "PASSTHRU_HEARTBEAT_FILE"),
     (["keys", "generate"], "Reads no setting"),
+    (["apps", "docs"], "Reads no setting"),
 ]
 
 

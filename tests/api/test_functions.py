@@ -47,3 +47,17 @@ def test_functions_of_another_type_is_400(caller: Caller) -> None:
 
 def test_functions_need_a_key(caller: Caller) -> None:
     assert caller.client.get("/functions?type=passthrough").status_code == 401
+
+
+def test_functions_filter_by_category_and_search(caller: Caller) -> None:
+    # Given the chat apps / When functions are listed for chat, searched for "slack"
+    headers = caller.headers()
+    chat = caller.client.get("/functions?type=passthrough&category=chat", headers=headers)
+    found = caller.client.post("/functions/list?q=SLACK", headers=headers)
+    # Then only chat apps' functions, and only slack's, are listed
+    apps = {f["app"] for f in chat.json()["functions"]}
+    assert "slack" in apps
+    assert "pipedrive" not in apps
+    names = {f["name"] for f in found.json()["functions"]}
+    assert "slack-passthrough-request" in names
+    assert "pipedrive-passthrough-request" not in names

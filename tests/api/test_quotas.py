@@ -24,7 +24,7 @@ from api.quotas import Quotas
 from api.redis_rates import Rate, RedisRate, quotas_client
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
-from models.catalog.apps import RateLimitSpec
+from models.catalog.spec import RateLimitSpec
 from models.db.engine import session_scope
 from models.db.tables import FunctionCall
 from models.errors import ApiError
@@ -429,7 +429,9 @@ def test_redeliveries_are_bounded(bounded: Callable[..., TestClient], engine: En
 
 def test_the_open_calls_count_reads_the_partial_index(engine: Engine) -> None:
     # Given the query that counts a tenant's unfinished calls, its values written in
-    query = open_calls_query("tn_x", 100).compile(engine, compile_kwargs={"literal_binds": True})
+    query = open_calls_query("tn_x", 100, engine.dialect.name).compile(
+        engine, compile_kwargs={"literal_binds": True}
+    )
     # When the database plans it (Postgres told to avoid a scan of a small table)
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import json
 import re
 from pathlib import Path
@@ -11,6 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from models.catalog.apps import App, Catalog, load_catalog, parse_catalog
+from models.catalog.spec import CATEGORIES
+from models.catalog.templates import samples
 from models.errors import ConfigError
 from models.net.urls import host_matches
 
@@ -289,9 +293,18 @@ def test_public_never_contains_client_secret() -> None:
     )
     # When made public
     public = app.public()
-    # Then the secret appears nowhere, but the token URL does
+    # Then the secret (and the operator's client id) appear nowhere, but the OAuth2 settings do
     assert "super-secret-value" not in repr(public)
-    assert public["oauth2"] == {"token_url": "https://api.example.com/oauth/token"}
+    assert "client-123" not in repr(public)
+    assert public["oauth2"] == {
+        "token_url": "https://api.example.com/oauth/token",
+        "authorize_url": None,
+        "scopes": [],
+        "scope_separator": " ",
+        "pkce": False,
+        "authorize_params": {},
+        "token_auth": "body",
+    }
     assert public["credentials"] == ["oauth2"]
     assert public["slug"] == "example"
     # and the secret is not leaked by the model's own repr either
@@ -300,7 +313,15 @@ def test_public_never_contains_client_secret() -> None:
 
 def test_public_lists_connection_config_fields(zendesk: App) -> None:
     public = zendesk.public()
-    assert public["connection_config"] == ["subdomain"]
+    assert public["connection_config"] == [
+        {
+            "name": "subdomain",
+            "label": "subdomain",
+            "choices": None,
+            "default": None,
+            "required": True,
+        }
+    ]
     assert public["oauth2"] is None
 
 
@@ -318,52 +339,58 @@ def test_catalog_iterates_sorted_by_slug() -> None:
 # --- the whole built-in catalog ------------------------------------------------------------
 
 BUILTIN = [app for app in load_catalog() if app.slug != "demo"]
-CATEGORIES = {
-    "crm",
-    "chat",
-    "ticketing",
-    "marketing",
-    "finance",
-    "storage",
-    "hr",
-    "devtools",
-    "productivity",
-    "ecommerce",
-}
-HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+# An HTTP field name (RFC 9110 token): api_key is one, "X Key" is not.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# OAuth2 apps whose entry has no authorize_url yet (they predate it). This set may only
+# shrink: an entry that gains its authorize_url leaves it, a new OAuth2 app never joins it.
+WITHOUT_AUTHORIZE_URL = {"amazon-sp-api"}
 
 
-def test_the_catalog_covers_a_hundred_apps_in_every_category() -> None:
-    assert len(BUILTIN) >= 100
-    assert {app.category for app in BUILTIN} == CATEGORIES
+def test_header_names_are_http_tokens() -> None:
+    assert all(map(HEADER_NAME.match, ["X-API-Key", "api_key", "Authorization"]))
+    assert not any(map(HEADER_NAME.match, ["X Key", "X-Key:", "", "K\u00e9y"]))
+
+
+def test_the_catalog_covers_250_apps_in_the_fixed_categories() -> None:
+    assert len(BUILTIN) >= 250
+    assert len(set(CATEGORIES)) == len(CATEGORIES) == 18  # the list in docs/architecture.md
+    assert {app.category for app in BUILTIN} <= set(CATEGORIES)
+
+
+def test_oauth2_apps_without_an_authorize_url_are_only_the_known_ones() -> None:
+    missing = {app.slug for app in BUILTIN if app.oauth2 and not app.oauth2.authorize_url}
+    assert missing == WITHOUT_AUTHORIZE_URL
 
 
 @pytest.mark.parametrize("app", BUILTIN, ids=lambda a: a.slug)
 def test_every_entry_is_complete_and_consistent(app: App) -> None:
-    # Real APIs over https only, with their documentation
+    # Real APIs over https only, with their documentation, in one of the fixed categories
     assert app.category in CATEGORIES
     assert app.base_url.startswith("https://")
     assert app.docs_url is not None
     assert app.docs_url.startswith("https://")
     assert app.description
-    # The base URL's host, its template filled in, is one of the allowed hosts
-    sample = {field: "acme" for field in app.template_fields}
-    base_url, hosts = app.resolve(sample)
-    host = urlsplit(base_url).hostname or ""
-    assert any(host_matches(host, pattern) for pattern in hosts), (host, hosts)
-    # No host pattern is broader than one label under a registrable domain
-    for pattern in hosts:
-        assert pattern.count(".") >= 1
-        assert not pattern.startswith("*.") or pattern.count(".") >= 2
-    # Credentials: a style that can carry them, OAuth token endpoints over https, and no
-    # operator secret shipped in the built-in file
+    # For every choice of its connection_config, the base URL's host is one of the allowed
+    # hosts, and no host pattern is broader than one label under a registrable domain
+    for sample in samples(app.template_fields, app.connection_config):
+        base_url, hosts = app.resolve(sample)
+        host = urlsplit(base_url).hostname or ""
+        assert any(host_matches(host, pattern) for pattern in hosts), (host, hosts)
+        for pattern in hosts:
+            assert pattern.count(".") >= 1
+            assert not pattern.startswith("*.") or pattern.count(".") >= 2
+        if app.oauth2 is not None:
+            assert app.token_url_for(sample).startswith("https://")
+            assert (app.authorize_url_for(sample) or "https://").startswith("https://")
+    # Credentials: a style that can carry them, and no operator secret shipped in the
+    # built-in file
     assert app.credential_kinds
     if app.auth.type == "header":
         assert app.auth.name is not None
         assert HEADER_NAME.match(app.auth.name)
     if app.oauth2 is not None:
-        assert app.oauth2.token_url.startswith("https://")
         assert app.oauth2.client_secret is None
+        assert app.oauth2.client_id is None
     for name in (app.retry.after_header, app.retry.reset_header, app.retry.remaining_header):
         assert name is None or HEADER_NAME.match(name)
     for limit in app.rate_limits:
@@ -373,3 +400,75 @@ def test_every_entry_is_complete_and_consistent(app: App) -> None:
             re.compile(limit.path)
     # What the API shows carries no secret
     assert "client_secret" not in json.dumps(app.public())
+
+
+# --- hosts: no two vendors claim one ------------------------------------------------------
+
+
+def host_claims(app: App) -> set[str]:
+    """The hosts an app can send to, as globs: a free template field is any one label (`*`),
+    a field with choices is each of its choices' text."""
+    claims: set[str] = set()
+    options = [
+        list((app.config_field(name).choices or {"": "*"}).values()) for name in app.template_fields
+    ]
+    for combination in itertools.product(*options):
+        values = dict(zip(app.template_fields, combination, strict=True))
+        claims.update(host.format_map(values).lower() for host in app.allowed_hosts)
+    return claims
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether two host globs can name the same host (label by label; `*` in a label is any
+    text, so `api-*.sendbird.com` and `*.sendbird.com` overlap)."""
+    left, right = a.split("."), b.split(".")
+    return len(left) == len(right) and all(
+        fnmatch.fnmatchcase(x, y) or fnmatch.fnmatchcase(y, x)
+        for x, y in zip(left, right, strict=True)
+    )
+
+
+def test_host_globs_overlap_label_by_label() -> None:
+    assert overlap("{s}.zendesk.com".format(s="*"), "acme.zendesk.com")
+    assert overlap("www.googleapis.com", "www.googleapis.com")
+    assert not overlap("*.zendesk.com", "zendesk.com")
+    assert not overlap("api.example.com", "api.example.org")
+    assert overlap("api-*.sendbird.com", "*.sendbird.com")
+
+
+def test_host_claims_expand_choices_and_free_fields() -> None:
+    app = _one(
+        base_url="https://{region}/api/{tenant}",
+        allowed_hosts=["{region}"],
+        connection_config={"region": {"label": "Region", "choices": {"us": "a.example.com"}}},
+    )
+    assert host_claims(app) == {"a.example.com"}
+    assert host_claims(_one(base_url="https://{s}.x.com", allowed_hosts=["{s}.x.com"])) == {
+        "*.x.com"
+    }
+
+
+def clashes(apps: list[App]) -> set[tuple[str, str, str, str]]:
+    """(app, app, host, host) for every two apps of different vendors whose hosts overlap."""
+    claims = [(app, host) for app in apps for host in host_claims(app)]
+    return {
+        (a.slug, b.slug, host_a, host_b)
+        for (a, host_a), (b, host_b) in itertools.combinations(claims, 2)
+        if a.owner != b.owner and overlap(host_a, host_b)
+    }
+
+
+def test_apps_of_different_vendors_on_one_host_clash() -> None:
+    drive = _one("drive", base_url="https://www.example.com/drive", vendor="example")
+    mail = _one("mail", base_url="https://www.example.com/mail", vendor="example")
+    other = _one("other", base_url="https://{s}.example.com", allowed_hosts=["{s}.example.com"])
+    assert clashes([drive, mail]) == set()
+    assert clashes([drive, other]) == {("drive", "other", "api.example.com", "*.example.com")}
+    assert clashes([drive, _one("copy")]) == {
+        ("drive", "copy", "api.example.com", "api.example.com")
+    }
+
+
+def test_no_two_vendors_claim_the_same_host() -> None:
+    # Apps may share a host only when they name the same vendor (`vendor: google`).
+    assert clashes(BUILTIN) == set()

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from api.dev.embedded_redis import EmbeddedRedis
-from models.catalog.apps import RateLimitSpec, parse_catalog
+from models.catalog.apps import parse_catalog
+from models.catalog.spec import RateLimitSpec
 from models.ratelimit.rules import (
     Booking,
     KeyOf,

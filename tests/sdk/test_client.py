@@ -709,6 +709,10 @@ def test_list_functions_and_rate_limits(client: Any, api: FakeApi) -> None:
     assert [f.name for f in functions] == [SLACK]
     assert functions[0].parameters["required"] == ["method", "url"]
 
+    api.script(reply(200, {"functions": []}))
+    assert client.list_functions(category="chat", q="sla") == []
+    assert dict(api.last.url.params) == {"type": "passthrough", "category": "chat", "q": "sla"}
+
     api.script(reply(200, {"items": [], "tenant_cap": None}))
     assert client.rate_limits() == {"items": [], "tenant_cap": None}
     assert api.last.url.path == "/rate-limits"

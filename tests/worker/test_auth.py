@@ -13,7 +13,7 @@ from models.accounts.credentials import (
     Credentials,
     OAuth2Credentials,
 )
-from models.catalog.apps import AuthSpec
+from models.catalog.spec import AuthSpec
 from models.errors import CredentialsError
 from worker.calls.auth import HeaderAuth, QueryAuth, auth_for
 

@@ -3,6 +3,7 @@ token makes the account `needs_reauth` and fails its waiting calls."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import redis
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -350,6 +352,44 @@ def test_a_templated_token_url_is_filled_in_from_the_account(
     fresh = r.ensure_fresh(TEMPLATED, account.id, seen, config={"subdomain": "acme"})
     # Then the refresh went to that account's token URL
     assert urls == ["https://acme.desk.example/oauth/token"]
+    assert fresh.access_token == "fresh"
+
+
+BASIC_CLIENT: App = APP.model_copy(
+    update={
+        "oauth2": APP.oauth2.model_copy(
+            update={
+                "token_auth": "basic",
+                "client_id": "c id:1",
+                "client_secret": SecretStr("s&cret"),
+            }
+        )
+        if APP.oauth2
+        else None
+    }
+)
+
+
+def test_a_token_endpoint_that_wants_basic_auth_gets_the_client_there_not_in_the_form(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given an app whose token endpoint authenticates its client with HTTP Basic
+    seen: list[tuple[str | None, dict[str, list[str]]]] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers.get("authorization"), parse_qs(request.content.decode())))
+        return httpx.Response(200, json={"access_token": "fresh", "expires_in": 60})
+
+    creds = OAuth2Credentials(access_token="old", refresh_token="r", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **creds.model_dump())
+    r = replace(refresher, http=httpx.Client(transport=httpx.MockTransport(token)))
+    # When its expired token is refreshed
+    fresh = r.ensure_fresh(BASIC_CLIENT, account.id, creds)
+    # Then the id and secret, form-encoded (RFC 6749 2.3.1), are the Basic credentials, and
+    # the form carries only the grant
+    [(authorization, form)] = seen
+    assert authorization == "Basic " + base64.b64encode(b"c+id%3A1:s%26cret").decode()
+    assert form == {"grant_type": ["refresh_token"], "refresh_token": ["r"]}
     assert fresh.access_token == "fresh"
 
 

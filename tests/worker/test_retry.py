@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 from pydantic import ValidationError
 
-from models.catalog.apps import RetrySpec
+from models.catalog.spec import RetrySpec
 from worker.calls.retry import (
     MAX_ASKED_S,
     GiveUp,

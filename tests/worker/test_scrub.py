@@ -17,7 +17,8 @@ from models.accounts.credentials import (
     Credentials,
     OAuth2Credentials,
 )
-from models.catalog.apps import App, AuthSpec, OAuth2Spec
+from models.catalog.apps import App
+from models.catalog.spec import AuthSpec, OAuth2Spec
 from worker.calls.auth import auth_for, secrets_of
 from worker.calls.onward import OnwardRequest
 from worker.calls.scrub import REDACTED, Scrubber

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from models.catalog.apps import TimeoutSpec
+from models.catalog.spec import TimeoutSpec
 from worker.calls.timeouts import Timeouts, resolve_timeouts
 
 DEFAULTS = Timeouts(connect_s=10.0, read_s=60.0, total_s=60.0)

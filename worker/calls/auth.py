@@ -13,7 +13,8 @@ from models.accounts.credentials import (
     Credentials,
     OAuth2Credentials,
 )
-from models.catalog.apps import App, AuthSpec
+from models.catalog.apps import App
+from models.catalog.spec import AuthSpec
 from models.errors import CredentialsError
 from worker.calls.scrub import basic_pair
 

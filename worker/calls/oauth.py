@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import redis
@@ -27,6 +28,7 @@ from models.accounts.credentials import OAuth2Credentials, load_credentials, usa
 from models.accounts.states import ACCOUNTS, AccountStatus
 from models.calls.states import CALLS, WAITING, CallStatus
 from models.catalog.apps import App
+from models.catalog.spec import OAuth2Spec
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import PREFIX
@@ -60,6 +62,22 @@ def _expires_at(expires_in: object, now_s: float) -> float | None:
     if not math.isfinite(expires_in) or expires_in <= 0:
         return None
     return now_s + min(float(expires_in), MAX_EXPIRES_IN_S)
+
+
+def _client_form(oauth2: OAuth2Spec) -> dict[str, str]:
+    form = {"client_id": oauth2.client_id} if oauth2.client_id else {}
+    if oauth2.client_secret:
+        form["client_secret"] = oauth2.client_secret.get_secret_value()
+    return form
+
+
+def client_auth(oauth2: OAuth2Spec) -> httpx.BasicAuth | None:
+    """HTTP Basic client authentication for an app whose token endpoint wants it
+    (`token_auth: basic`): id and secret form-encoded first, as RFC 6749 section 2.3.1 says."""
+    if oauth2.token_auth != "basic" or not oauth2.client_id:  # noqa: S105 - a style
+        return None
+    secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else ""
+    return httpx.BasicAuth(quote_plus(oauth2.client_id), quote_plus(secret))
 
 
 def expiring(creds: OAuth2Credentials, now_s: float, margin_s: float) -> bool:
@@ -162,15 +180,14 @@ class Refresher:
             "grant_type": "refresh_token",
             "refresh_token": current.refresh_token,
         }
-        if app.oauth2.client_id:
-            form["client_id"] = app.oauth2.client_id
-        if app.oauth2.client_secret:
-            form["client_secret"] = app.oauth2.client_secret.get_secret_value()
+        client = client_auth(app.oauth2)
+        if client is None:
+            form.update(_client_form(app.oauth2))
         try:
             url, _ = apply_override(app.token_url_for(config), self.overrides)
         except ValueError as exc:
             raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
-        status, body = post_form(self.http, url, form)
+        status, body = post_form(self.http, url, form, auth=client)
         if status in (400, 401) and body.get("error") == "invalid_grant":
             why = str(body.get("error_description") or "invalid_grant")
             raise Revoked(scrub.stored(why, ANSWER_CHARS))

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from models.broker import MAX_COUNTDOWN_S
 from models.calls.states import CallStatus
-from models.catalog.apps import App, RetrySpec
+from models.catalog.apps import App
+from models.catalog.spec import RetrySpec
 from worker.calls.claim import Claimed
 from worker.calls.decode import decode_output, public_headers
 from worker.calls.results import Result, call_option

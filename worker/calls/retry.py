@@ -31,7 +31,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from models.catalog.apps import RetrySpec
+from models.catalog.spec import RetrySpec
 from worker.net.send import Answer, Outcome
 
 NON_IDEMPOTENT = frozenset({"POST", "PATCH"})

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models.catalog.apps import TimeoutSpec
+from models.catalog.spec import TimeoutSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,11 @@ def _capped(pieces: Iterator[bytes]) -> Iterator[bytes]:
         yield piece
 
 
-def post_form(http: httpx.Client, url: str, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """POST to a token endpoint: (status, the JSON object it answered, or {}). The answer
+def post_form(
+    http: httpx.Client, url: str, form: dict[str, Any], *, auth: httpx.Auth | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST to a token endpoint (the client authenticated by `auth`, if given, else in the
+    form): (status, the JSON object it answered, or {}). The answer
     is read raw, at most MAX_TOKEN_ANSWER_BYTES of it, decoded under the same cap, all
     within TOKEN_DEADLINE_S: a token endpoint is an upstream too."""
     deadline = time.monotonic() + TOKEN_DEADLINE_S
@@ -47,6 +50,7 @@ def post_form(http: httpx.Client, url: str, form: dict[str, Any]) -> tuple[int, 
             "POST",
             url,
             data=form,
+            auth=auth or httpx.USE_CLIENT_DEFAULT,
             headers={"Accept": "application/json", "Accept-Encoding": "identity"},
         ) as response:
             status, encoding = response.status_code, response.headers.get("content-encoding")

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from models.catalog.apps import Catalog, RateLimitSpec
+from models.catalog.apps import Catalog
+from models.catalog.spec import RateLimitSpec
 from models.net.urls import limit_path
 from models.ratelimit.rules import Booking, pause_key, rules_for
 from models.ratelimit.store import Ask, Limiter

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from redis import RedisError
 
-from models.catalog.apps import App, RetrySpec
+from models.catalog.apps import App
+from models.catalog.spec import RetrySpec
 from models.ratelimit.store import Limiter
 from worker.calls.retry import pause_asked_s
 from worker.net.send import Answer, Outcome

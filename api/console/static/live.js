@@ -6,7 +6,8 @@
 // data-live-every ms and puts in place only the parts, and the table rows, that changed:
 // a filter being typed, the focus and the scroll position are left alone. With nothing
 // unfinished, it stops, or (data-live-idle) looks again every data-live-idle ms, which the
-// log's first page does so new calls appear. A hidden tab does not poll.
+// log's first page does so new calls appear, and the last hour's charts so the hour moves
+// on. A hidden tab does not poll.
 "use strict";
 (() => {
   const main = document.querySelector("main[data-live-every]");
@@ -35,7 +36,7 @@
       say(`Live: this page updates every ${every / 1000} s while a call shown is unfinished.`);
       timer = setTimeout(tick, every);
     } else if (idle > 0) {
-      say(`Live: new calls appear within ${idle / 1000} s.`);
+      say(`Live: this page looks again every ${idle / 1000} s.`);
       timer = setTimeout(tick, idle);
     } else {
       say("Everything shown has ended; this page no longer updates.");
@@ -61,7 +62,12 @@
     if (oldBody && newBody && current.dataset.livePart === "rows") {
       swapRows(oldBody, newBody);
     } else {
-      current.replaceWith(document.importNode(fresh, true));
+      const replacement = document.importNode(fresh, true);
+      // A table of numbers someone opened stays open.
+      current.querySelectorAll("details[open][id]").forEach((opened) => {
+        replacement.querySelector(`#${CSS.escape(opened.id)}`)?.setAttribute("open", "");
+      });
+      current.replaceWith(replacement);
     }
   };
 

@@ -14,7 +14,7 @@ import redis
 
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from api.dev.run import _redis_line, run_dev
-from models.catalog.apps import RateLimitSpec
+from models.catalog.spec import RateLimitSpec
 from models.errors import ConfigError
 from models.ratelimit.rules import rule_of
 from models.ratelimit.store import Ask, RedisLimiter
