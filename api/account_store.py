@@ -3,11 +3,14 @@ their row), listed, updated and removed."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from api.suggestions import unknown_app
 from models.accounts.credentials import parse_credentials
 from models.accounts.states import ACCOUNTS, AccountStatus
 from models.catalog.apps import App, Catalog
@@ -15,13 +18,13 @@ from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, Tenant
-from models.errors import ApiError, ErrorDetail, invalid, not_found
+from models.errors import ApiError, CredentialsError, ErrorDetail, invalid, not_found
 
 
 def _app(catalog: Catalog, slug: str) -> App:
     app = catalog.get(slug)
     if app is None:
-        raise invalid("app", f"no app {slug!r}; GET /apps lists them", "unknown_app")
+        raise unknown_app(slug, catalog, status_code=400, lists_them="GET /apps")
     return app
 
 
@@ -42,24 +45,67 @@ def create_account(
     user_id: str | None,
     credentials: dict[str, Any],
     config: dict[str, Any] | None,
-) -> ConnectedAccount:
+) -> tuple[ConnectedAccount, bool]:
+    """The user's account for these credentials and config, and whether it is new: the same
+    credentials posted again find the account that holds them instead of a twin."""
     if not user_id:
         raise invalid("X-User-ID", "name the end user with the X-User-ID header")
     app = _app(catalog, app_slug)
-    creds = parse_credentials(app, credentials)
+    secret = parse_credentials(app, credentials).model_dump(exclude_none=True)
     _check_config(app, config)
+    with Session(engine) as session:
+        twin = _holder_of(session, vault, (tenant.id, app.slug, user_id), secret, config)
+    if twin is not None:
+        return twin, False
     account_id = new_id("ca")
     account = ConnectedAccount(
         id=account_id,
         tenant_id=tenant.id,
         app=app.slug,
         user_id=user_id,
-        credentials_enc=vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id),
+        credentials_enc=vault.encrypt(secret, bound_to=account_id),
         connection_config=config,
     )
     with session_scope(engine) as session:
         session.add(account)
-    return account
+    return account, True
+
+
+def _holder_of(
+    session: Session,
+    vault: Vault,
+    owner: tuple[str, str, str],
+    secret: dict[str, Any],
+    config: dict[str, Any] | None,
+) -> ConnectedAccount | None:
+    """The oldest of the user's accounts for the app that holds exactly `secret` and
+    `config`. Plaintext is compared in memory only: each candidate is decrypted (the user's
+    accounts for one app are few), never a hash of the secret stored beside it."""
+    tenant_id, app, user_id = owner
+    candidates = session.exec(
+        select(ConnectedAccount)
+        .where(
+            col(ConnectedAccount.tenant_id) == tenant_id,
+            col(ConnectedAccount.app) == app,
+            col(ConnectedAccount.user_id) == user_id,
+        )
+        .order_by(col(ConnectedAccount.created_at), col(ConnectedAccount.id))
+    ).all()
+    for account in candidates:
+        if (account.connection_config or None) != (config or None):
+            continue
+        try:
+            held = vault.decrypt(account.credentials_enc, bound_to=account.id)
+        except CredentialsError:
+            continue  # under a key no longer configured, or copied from another row
+        if hmac.compare_digest(_canonical(held), _canonical(secret)):
+            return account
+    return None
+
+
+def _canonical(secret: dict[str, Any]) -> bytes:
+    """One byte string per value: keys sorted, datetimes as the vault stores them."""
+    return orjson.dumps(secret, option=orjson.OPT_SORT_KEYS)
 
 
 def get_account(session: Session, tenant: Tenant, account_id: str) -> ConnectedAccount:

@@ -39,7 +39,8 @@ from models.db.engine import engine_for
 from models.gc import freeze_startup_objects
 from models.logs import configure_logging
 from models.ratelimit.store import RedisLimiter
-from models.settings import Settings, get_settings
+from models.settings import Settings
+from models.startup import config_errors_exit, startup_settings
 
 # Every resource's routes, in the order they are matched and /docs lists them.
 ROUTE_MODULES = (
@@ -67,8 +68,11 @@ or wait for the result. Errors always look like
 def create_app(settings: Settings | None = None, *, publisher: Publisher | None = None) -> FastAPI:
     """The API, built from `settings` alone (the environment's when None): its own engine,
     catalog, vault and Redis clients. `publisher` hands accepted calls and webhook
-    deliveries to the broker; by default a send-only client of the broker at REDIS_URL."""
-    settings = settings or get_settings()
+    deliveries to the broker; by default a send-only client of the broker at REDIS_URL.
+    Built from the environment, a configuration problem stops the process (one line, exit 2)."""
+    if settings is None:
+        with config_errors_exit():
+            return create_app(startup_settings(), publisher=publisher)
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(
         title="passthru",

@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
+from api.cli_help import (
+    ALIVE_ENV,
+    DATABASE_ENV,
+    DEV_ENV,
+    FLOWER_ENV,
+    ROOT_EPILOG,
+    ROTATE_ENV,
+    subcommand,
+)
+from api.cli_tenants import add_tenant_commands, migrated_engine
 from models.errors import ConfigError
 from models.settings import Settings
+from models.startup import CONFIG_ERRORS, CONFIG_EXIT_CODE, explain, startup_settings
 
 if TYPE_CHECKING:
     from models.crypto.rotation import RotationReport
-
-
-def _settings_problem(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -38,32 +42,6 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tenants_create(args: argparse.Namespace) -> int:
-    from models.accounts.tenants import create_tenant
-    from models.db.engine import get_engine
-    from models.db.migrate import pending
-
-    engine = get_engine()
-    if pending(engine):
-        raise ConfigError("the database schema is not up to date: run `passthru migrate` first")
-    tenant, key = create_tenant(engine, args.name)
-    print(json.dumps({"id": tenant.id, "name": tenant.name, "api_key": key}))
-    return 0
-
-
-def cmd_tenants_rotate_key(args: argparse.Namespace) -> int:
-    from models.accounts.tenants import rotate_api_key
-    from models.db.engine import get_engine
-
-    try:
-        key = rotate_api_key(get_engine(), args.tenant_id)
-    except LookupError as exc:
-        raise ConfigError(f"{exc}: `passthru tenants create NAME` printed the id") from exc
-    print(json.dumps({"id": args.tenant_id, "api_key": key}))
-    print("the old key stops working within 10 seconds", file=sys.stderr)
-    return 0
-
-
 def cmd_keys_generate(_: argparse.Namespace) -> int:
     from models.crypto.secrets import generate_encryption_key
 
@@ -79,7 +57,6 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
     alone reads every row, bound to its row."""
     from models.crypto.rotation import rotate_keys
     from models.crypto.secrets import vault_for
-    from models.db.engine import get_engine
     from models.settings import get_settings
 
     keys = get_settings().encryption_key_list
@@ -92,7 +69,7 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
     def show(name: str, seen: int, total: int) -> None:
         print(f"  {seen}/{total} {_ROWS[name]}", file=sys.stderr)
 
-    report = rotate_keys(get_engine(), vault_for(tuple(keys)), show)
+    report = rotate_keys(migrated_engine(), vault_for(tuple(keys)), show)
     print(
         json.dumps(
             {
@@ -197,20 +174,30 @@ def cmd_flower(_: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def _add_apps(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    apps = sub.add_parser("apps", help="the app catalog").add_subparsers(
-        dest="action", required=True
+def _add_apps(sub: Any) -> None:
+    apps = subcommand(
+        sub, "apps", "the app catalog", "The built-in app catalog.", None
+    ).add_subparsers(dest="action", required=True)
+    subcommand(
+        apps,
+        "docs",
+        "print docs/apps.md: the built-in catalog, per category and app",
+        "Print docs/apps.md, written from the built-in catalog: per category and app. Reads "
+        "no setting (PASSTHRU_APPS_FILE is not included).",
+        None,
+    ).set_defaults(func=cmd_apps_docs, reads_settings=False)
+
+
+def _add_dev(sub: Any) -> None:
+    dev = subcommand(
+        sub,
+        "dev",
+        "run API, worker, beat and Flower with embedded defaults",
+        "Run the API, a worker, beat, Flower and a demo upstream in this terminal, with an "
+        "embedded Redis and a SQLite file; print a demo tenant's API key and a curl line "
+        "that works offline. For a laptop, never for production.",
+        DEV_ENV,
     )
-    apps.add_parser(
-        "docs", help="print docs/apps.md: the built-in catalog, per category and app"
-    ).set_defaults(func=cmd_apps_docs)
-
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="passthru", description=__doc__)
-    sub = root.add_subparsers(dest="command", required=True)
-
-    dev = sub.add_parser("dev", help="run API, worker, beat and Flower with embedded defaults")
     dev.add_argument(
         "--port",
         type=int,
@@ -227,39 +214,62 @@ def parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(func=cmd_dev)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
-        func=cmd_migrate
-    )
 
-    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
-        dest="action", required=True
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="passthru",
+        description=__doc__,
+        epilog=ROOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create = tenants.add_parser("create", help="create a tenant and print its API key")
-    create.add_argument("name")
-    create.set_defaults(func=cmd_tenants_create)
-    rotate_key = tenants.add_parser(
-        "rotate-key", help="give a tenant a new API key (printed once); the old one stops"
-    )
-    rotate_key.add_argument("tenant_id")
-    rotate_key.set_defaults(func=cmd_tenants_rotate_key)
-
-    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(
-        dest="action", required=True
-    )
-    keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    # Every command but `keys generate` (which makes the key a bad setting may lack) checks
+    # the settings first.
+    root.set_defaults(reads_settings=True)
+    sub = root.add_subparsers(dest="command", required=True)
+    _add_dev(sub)
+    subcommand(
+        sub,
+        "migrate",
+        "create or upgrade the database schema",
+        "Create the database schema, or upgrade it to this version's; safe to run again.",
+        DATABASE_ENV,
+    ).set_defaults(func=cmd_migrate)
+    add_tenant_commands(sub)
+    keys = subcommand(
+        sub, "keys", "encryption keys", "Encryption keys for PASSTHRU_ENCRYPTION_KEYS.", None
+    ).add_subparsers(dest="action", required=True)
+    subcommand(
+        keys,
+        "generate",
+        "print a new Fernet key",
+        "Print a new Fernet key for PASSTHRU_ENCRYPTION_KEYS. Reads no setting.",
+        None,
+    ).set_defaults(func=cmd_keys_generate, reads_settings=False)
     _add_apps(sub)
-    alive = sub.add_parser(
-        "worker-alive", help="exit 0 if the worker in this container is alive (a liveness probe)"
+    alive = subcommand(
+        sub,
+        "worker-alive",
+        "exit 0 if the worker in this container is alive (a liveness probe)",
+        "Exit 0 if this container's worker touched its heartbeat file recently, else 1.",
+        ALIVE_ENV,
     )
     alive.add_argument("--max-age", type=float, default=60.0, help="seconds (default 60)")
     alive.set_defaults(func=cmd_worker_alive)
-    sub.add_parser(
-        "flower", help="run Flower (queues, workers, tasks) behind FLOWER_BASIC_AUTH"
+    subcommand(
+        sub,
+        "flower",
+        "run Flower (queues, workers, tasks) behind FLOWER_BASIC_AUTH",
+        "Run Flower, the Celery dashboard, behind basic auth; refused without it.",
+        FLOWER_ENV,
     ).set_defaults(func=cmd_flower)
-    sub.add_parser(
+    subcommand(
+        sub,
         "rotate-keys",
-        help="re-encrypt every stored secret (credentials, webhook signing secrets) with the "
+        "re-encrypt every stored secret (credentials, webhook signing secrets) with the "
         "first of PASSTHRU_ENCRYPTION_KEYS, then check that the first key alone reads them",
+        "Re-encrypt every stored secret with the first of PASSTHRU_ENCRYPTION_KEYS, then "
+        "check that it alone reads every row; exit 0 only then (runbook: docs/operations.md).",
+        ROTATE_ENV,
     ).set_defaults(func=cmd_rotate_keys)
     return root
 
@@ -267,16 +277,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.reads_settings:
+            startup_settings()
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"passthru: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"passthru: invalid setting: {_settings_problem(exc)}", file=sys.stderr)
-        return 2
-    except SettingsError as exc:
-        print(f"passthru: invalid setting: {exc} (JSON settings need valid JSON)", file=sys.stderr)
-        return 2
+    except CONFIG_ERRORS as exc:
+        print(f"passthru: {explain(exc)}", file=sys.stderr)
+        return CONFIG_EXIT_CODE
     return code
 
 

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from api.parsing import BodyRefused
 from models.errors import ApiError, ErrorDetail, invalid
@@ -64,6 +66,19 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# What a JSON body that is not an object is, in a message.
+_JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", bool: "true or false"}
+
+
+def not_an_object(body: Any) -> str:
+    """Why a body is not the object a route takes: sent as something other than JSON, or
+    valid JSON of another kind (an array, a string, a number, null)."""
+    if isinstance(body, bytes | bytearray):
+        return "the body must be a JSON object sent with Content-Type: application/json"
+    kind = "null" if body is None else _JSON_KINDS.get(type(body), "a number")
+    return f"the body is valid JSON but {kind}; it must be a JSON object ({{...}})"
+
+
 def validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
     details: list[ErrorDetail] = []
     for e in errors:
@@ -71,7 +86,7 @@ def validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
         if e.get("type") == "extra_forbidden":
             message = "is not a known field"
         elif e.get("type") == "model_attributes_type" and tuple(e.get("loc", ())) == ("body",):
-            message = "the body must be a JSON object sent with Content-Type: application/json"
+            message = not_an_object(e.get("input"))
         details.append(ErrorDetail(_field(tuple(e.get("loc", ()))), message))
     return details
 
@@ -84,6 +99,24 @@ def validation_error(exc: RequestValidationError) -> ApiError:
                 "invalid_json", [ErrorDetail("body", f"the body is not valid JSON: {why}")]
             )
     return ApiError("invalid_params", validation_details(exc.errors()))
+
+
+# The methods a 405's Allow may list.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of `app` takes at this request's path: each is tried against
+    the routes as a request of that method (the router stops at the first route whose path
+    matches, which may take only some of them)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 def install(app: FastAPI) -> None:
@@ -100,11 +133,18 @@ def install(app: FastAPI) -> None:
         return error_response(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, field, message = _HTTP_ERRORS.get(
             exc.status_code, ("http_error", "request", str(exc.detail))
         )
-        return error_response(ApiError(code, [ErrorDetail(field, message)], exc.status_code))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"this endpoint takes {' or '.join(allowed)}, not {request.method}"
+        return error_response(
+            ApiError(code, [ErrorDetail(field, message)], exc.status_code), headers
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

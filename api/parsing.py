@@ -133,6 +133,16 @@ def _too_complex(what: str) -> ApiError:
     )
 
 
+def invalid_json(exc: orjson.JSONDecodeError) -> ApiError:
+    """A 400 saying what is wrong with the JSON and where: line, column, character offset."""
+    where = f"line {exc.lineno} column {exc.colno} (character {exc.pos})"
+    if not exc.doc:
+        what = "the body is empty; send a JSON object"
+    else:
+        what = f"the body is not valid JSON: {exc.msg} at {where}"
+    return ApiError("invalid_json", [ErrorDetail("body", what)])
+
+
 class BodyRefused(HTTPException):
     """A body refused while it is parsed. An HTTPException, so FastAPI lets it through
     unchanged; `api.errors` answers it with its ApiError."""
@@ -153,12 +163,15 @@ class JSONRequest(Request):
         return self._json
 
     def parse(self, raw: bytes) -> Any:
-        """The body's value, or BodyRefused; orjson.JSONDecodeError (a json.JSONDecodeError,
-        which FastAPI answers as invalid JSON) if it is not JSON."""
+        """The body's value, or BodyRefused: `invalid_json` with where the JSON went wrong
+        (line, column and character offset) when it is not JSON."""
         error = too_complex(raw)
         if error is not None:
             raise BodyRefused(error)
-        value = orjson.loads(raw)
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BodyRefused(invalid_json(exc)) from None
         detail = self.problem(raw, value)
         if detail is not None:
             raise BodyRefused(ApiError("invalid_params", [detail]))

@@ -20,6 +20,7 @@ from api.account_selection import AccountCache, account_for
 from api.call_urls import check_callback_url
 from api.prometheus import CALLS_ACCEPTED
 from api.schemas.calls import FunctionCallRequest, PassthroughParams
+from api.suggestions import function_problem, unknown_app
 from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
@@ -47,14 +48,6 @@ class Submission:
     limits: CallLimits  # the operator's bounds on a call
 
 
-def unknown_app(slug: str) -> ApiError:
-    return ApiError(
-        "unknown_app",
-        [ErrorDetail("app", f"no app {slug!r}; GET /functions?type=passthrough lists them")],
-        404,
-    )
-
-
 def submission_for(
     app: str,
     params: PassthroughParams,
@@ -68,7 +61,7 @@ def submission_for(
 ) -> Submission:
     """A call to `app`'s API; a 404 when the catalog has no such app."""
     if catalog.get(app) is None:
-        raise unknown_app(app)
+        raise unknown_app(app, catalog)
     return Submission(
         app=app,
         params=params,
@@ -90,8 +83,8 @@ def function_call_submission(
     """A call in the SDK's form: its function names the app (`<app>-passthrough-request`),
     and its own `user_id`, if any, stands for the X-User-ID header's."""
     slug = app_slug_of(request.function)
-    if slug is None:
-        raise invalid("function", "must be '<app>-passthrough-request'")
+    if slug is None or catalog.get(slug) is None:
+        raise function_problem(request.function, catalog)
     return submission_for(
         slug,
         request.params,
@@ -131,7 +124,7 @@ def build_row(
     batch inserts a thousand of these at once), under `call_id` or a new id."""
     app = catalog.get(sub.app)
     if app is None:
-        raise unknown_app(sub.app)
+        raise unknown_app(sub.app, catalog)
     account = account_for(session, tenant, app, sub.user_id, sub.connected_account_id, accounts)
     try:
         base_url, hosts = app.resolve(account.connection_config)

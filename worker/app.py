@@ -37,6 +37,7 @@ from models.gc import freeze_startup_objects
 from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
+from models.startup import config_errors_exit, startup_settings
 from worker.held import RedisHolds, lane_key
 from worker.lane import InteractiveConsumer
 from worker.liveness import Heartbeat, leave, renew, this_process
@@ -49,7 +50,8 @@ PURGE_EVERY_S = 600.0
 
 
 def create_celery() -> Celery:
-    settings = get_settings()
+    with config_errors_exit():
+        settings = startup_settings()
     app = Celery("passthru", broker=settings.redis_url, include=["worker.tasks"])
     app.conf.update(
         message_settings(),
@@ -103,7 +105,8 @@ def _fail_fast(**_: object) -> None:
 
     # The sender's loop and pool start now, so the first calls' slots are kept to the ms;
     # its loop (bulk requests, webhook attempts) runs behind the interactive lane.
-    sender = get_runtime().sender
+    with config_errors_exit():
+        sender = get_runtime().sender
     sender.start()
     sender.loop.call_soon_threadsafe(run_in_background)
     _lease.start()

@@ -18,16 +18,29 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("", status_code=201, responses=_ERRORS, summary="Connect an end user's account")
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        **_ERRORS,
+        200: {
+            "model": AccountOut,
+            "description": "the same credentials (and connection_config) were already "
+            "connected for this user and app: that account, unchanged",
+        },
+    },
+    summary="Connect an end user's account",
+)
 def create(
     body: AccountIn,
+    response: Response,
     tenant: CurrentTenant,
     engine: EngineDep,
     catalog: CatalogDep,
     vault: VaultDep,
     user_id: UserIdHeader = None,
 ) -> AccountOut:
-    account = create_account(
+    account, created = create_account(
         engine,
         tenant,
         catalog,
@@ -37,6 +50,8 @@ def create(
         credentials=body.credentials,
         config=body.connection_config,
     )
+    if not created:
+        response.status_code = 200
     return AccountOut.of(account)
 
 

@@ -8,7 +8,7 @@ from api.deps import CatalogDep, CurrentTenant, MatchingApps
 from api.parsing import JSONRoute
 from api.schemas.apps import AppList, AppOut
 from api.schemas.common import ErrorOut
-from api.submission import unknown_app
+from api.suggestions import unknown_app
 
 router = APIRouter(prefix="/apps", tags=["apps"], route_class=JSONRoute)
 
@@ -26,5 +26,5 @@ def list_apps(_: CurrentTenant, apps: MatchingApps) -> AppList:
 def get_app(slug: str, _: CurrentTenant, catalog: CatalogDep) -> AppOut:
     app = catalog.get(slug)
     if app is None:
-        raise unknown_app(slug)
+        raise unknown_app(slug, catalog, lists_them="GET /apps")
     return AppOut.of(app)

@@ -55,7 +55,8 @@ class FunctionCallOut(BaseModel):
 
 
 class CallResult(BaseModel):
-    """The Integry answer plus `id`: returned with 200 when `Prefer: wait` saw the call end."""
+    """The Integry answer plus `id`: returned with 200 when `Prefer: wait` saw the call end;
+    a failed call's `error` and `error_message` say why it has no answer."""
 
     id: str
     status: str
@@ -63,6 +64,7 @@ class CallResult(BaseModel):
     output: Any
     headers: dict[str, str] | None
     error: str | None = None
+    error_message: str | None = None
 
 
 def call_out(call: FunctionCall, attempts: list[CallAttempt] | None = None) -> FunctionCallOut:
@@ -115,4 +117,5 @@ def call_result(call: FunctionCall) -> CallResult:
         output=call.output,
         headers=call.response_headers,
         error=call.error,
+        error_message=call.error_message,
     )

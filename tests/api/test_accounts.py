@@ -249,3 +249,61 @@ def test_needs_reauth_is_cleared_by_new_credentials_only(caller: Caller, engine:
         path, json={"credentials": {"access_token": "xoxb-new"}}, headers=headers
     )
     assert fixed.json()["status"] == "active"
+
+
+def _post_account(
+    caller: Caller, credentials: dict[str, Any], user: str = "u-same", **extra: Any
+) -> httpx.Response:
+    return caller.client.post(
+        "/connected-accounts",
+        json={"app": extra.pop("app", "slack"), "credentials": credentials, **extra},
+        headers=caller.headers(user),
+    )
+
+
+def test_identical_credentials_find_the_existing_account(caller: Caller) -> None:
+    # Given an account connected with some credentials
+    first = _post_account(caller, {"access_token": SECRET, "refresh_token": "r-1"})
+    assert first.status_code == 201, first.text
+    # When the same credentials are posted again (keys in another order)
+    again = _post_account(caller, {"refresh_token": "r-1", "access_token": SECRET})
+    # Then 200 with the same account, and no twin was made
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    listed = caller.client.get("/connected-accounts?user_id=u-same", headers=caller.headers())
+    assert [a["id"] for a in listed.json()["items"]] == [first.json()["id"]]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "user", "extra"),
+    [
+        ({"access_token": SECRET + "-2", "refresh_token": "r-1"}, "u-same", {}),
+        ({"access_token": SECRET}, "u-same", {}),
+        ({"access_token": SECRET, "refresh_token": "r-1"}, "u-other", {}),
+    ],
+)
+def test_different_credentials_or_user_make_another_account(
+    caller: Caller, credentials: dict[str, Any], user: str, extra: dict[str, Any]
+) -> None:
+    first = _post_account(caller, {"access_token": SECRET, "refresh_token": "r-1"})
+    other = _post_account(caller, credentials, user, **extra)
+    assert other.status_code == 201, other.text
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_identical_credentials_of_another_tenant_are_another_account(
+    caller: Caller, make_caller: Callable[[], Caller]
+) -> None:
+    first = _post_account(caller, {"access_token": SECRET})
+    other = _post_account(make_caller(), {"access_token": SECRET})
+    assert other.status_code == 201, other.text
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_another_connection_config_is_another_account(caller: Caller) -> None:
+    creds = {"access_token": SECRET}
+    first = _post_account(caller, creds, app="zendesk", connection_config={"subdomain": "a"})
+    same = _post_account(caller, creds, app="zendesk", connection_config={"subdomain": "a"})
+    other = _post_account(caller, creds, app="zendesk", connection_config={"subdomain": "b"})
+    assert (first.status_code, same.status_code, other.status_code) == (201, 200, 201)
+    assert same.json()["id"] == first.json()["id"] != other.json()["id"]

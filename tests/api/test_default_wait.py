@@ -29,7 +29,7 @@ SDK_FORM = (
     },
 )
 ROUTES = pytest.mark.parametrize(("path", "body"), [SLACK, SDK_FORM], ids=["app", "sdk-form"])
-RESULT_SHAPE = {"id", "status", "network_code", "output", "headers", "error"}
+RESULT_SHAPE = {"id", "status", "network_code", "output", "headers", "error", "error_message"}
 
 # --- the decision -----------------------------------------------------------------------------
 

@@ -142,21 +142,58 @@ def test_bad_body_is_400_never_422(caller: Caller, body: dict[str, Any], field: 
     assert field in [d["field"] for d in payload["error_details"]]
 
 
-@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"null"])
-def test_body_that_is_not_an_object_is_400(caller: Caller, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(b"[1, 2]", "an array"), (b'"text"', "a string"), (b"null", "null"), (b"42", "a number")],
+)
+def test_valid_json_that_is_not_an_object_says_so(
+    caller: Caller, content: bytes, kind: str
+) -> None:
+    # Given valid JSON that is not an object, sent as JSON
     response = caller.client.post(
         "/slack-passthrough-request",
         content=content,
         headers=caller.headers(**{"Content-Type": "application/json"}),
     )
+    # Then the answer says what it is, and does not blame the Content-Type
     assert response.status_code == 400
     assert_error_shape(response.json())
     assert response.json()["error_details"] == [
         {
             "field": "body",
-            "message": "the body must be a JSON object sent with Content-Type: application/json",
+            "message": f"the body is valid JSON but {kind}; it must be a JSON object ({{...}})",
         }
     ]
+
+
+def test_a_body_not_sent_as_json_names_the_content_type(caller: Caller) -> None:
+    response = caller.client.post(
+        "/slack-passthrough-request",
+        content=b'{"method": "GET", "url": "x"}',
+        headers=caller.headers(**{"Content-Type": "text/plain"}),
+    )
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["error_details"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (b'{"method": "GET", "url": ', "line 1 column 26 (character 25)"),
+        (b'{"method": "GET",\n "url": }', "line 2 column 9 (character 26)"),
+        (b"{'method': 'GET'}", "line 1 column 2 (character 1)"),
+    ],
+)
+def test_a_json_syntax_error_says_where(caller: Caller, content: bytes, where: str) -> None:
+    for path in ("/slack-passthrough-request", "/function-calls/batch"):
+        response = caller.client.post(
+            path, content=content, headers=caller.headers(**{"Content-Type": "application/json"})
+        )
+        assert response.status_code == 400
+        assert_error_shape(response.json(), "invalid_json")
+        message = response.json()["error_details"][0]["message"]
+        assert message.startswith("the body is not valid JSON: ")
+        assert message.endswith(f" at {where}")
 
 
 def test_bad_query_parameter_is_400(caller: Caller) -> None:
@@ -173,10 +210,20 @@ def test_unknown_path_is_404_in_error_shape(caller: Caller, path: str) -> None:
     assert_error_shape(response.json(), "not_found")
 
 
-def test_wrong_method_is_405_in_error_shape(caller: Caller) -> None:
-    response = caller.client.delete("/function-calls", headers=caller.headers())
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/function-calls", "GET, POST"),
+        ("GET", "/slack-passthrough-request", "POST"),
+        ("POST", "/connected-accounts/ca_x", "PATCH, DELETE"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(caller: Caller, method: str, path: str, allow: str) -> None:
+    response = caller.client.request(method, path, headers=caller.headers())
     assert response.status_code == 405
     assert_error_shape(response.json(), "method_not_allowed")
+    assert response.headers["Allow"] == allow
+    assert method in response.json()["error_details"][0]["message"]
 
 
 @pytest.mark.parametrize("exception", [DataError, IntegrityError])

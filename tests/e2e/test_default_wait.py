@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from tests.e2e.conftest import WAIT_S, Caller, Stack, new_caller, running_stack
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply, Seen, Upstream
 
-RESULT_SHAPE = {"id", "status", "network_code", "output", "headers", "error"}
+RESULT_SHAPE = {"id", "status", "network_code", "output", "headers", "error", "error_message"}
 SLACK = "slack-passthrough-request"
 
 

@@ -168,7 +168,9 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
                 timeout=WAIT_S + 30,
             ).json()
         else:
-            assert set(answer) == {"id", "status", "network_code", "output", "headers", "error"}
+            assert set(answer) == {
+                *("id", "status", "network_code", "output", "headers", "error", "error_message")
+            }
         assert answer["status"] == "completed", (answer, output.text())
         assert answer["network_code"] == "200"
         assert answer["output"]["message"] == "hello, passthru"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Caller, Stack
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
 
@@ -93,6 +95,52 @@ def test_sdk_form_and_relative_url(stack: Stack, caller: Caller) -> None:
     # Then it completes against https://slack.com/api/conversations.list
     assert r.status_code == 200, r.text
     assert r.json()["output"] == SLACK_CONVERSATIONS
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "conversations.list?limit=2",
+        "/conversations.list?limit=2",
+        "/api/conversations.list?limit=2",  # the path as Slack documents it: not doubled
+        "https://slack.com/api/conversations.list?limit=2",
+    ],
+)
+def test_every_form_of_a_url_reaches_the_same_endpoint(
+    stack: Stack, caller: Caller, url: str
+) -> None:
+    # Given a Slack account (base URL https://slack.com/api)
+    caller.connect("slack", "u-urls", {"access_token": SLACK_TOKEN})
+    before = len(stack.upstream.requests_to("/api/conversations.list"))
+    # When the call names the endpoint this way
+    r = caller.http.post(
+        "/slack-passthrough-request",
+        headers={"X-User-ID": "u-urls", "Prefer": "wait=30"},
+        json={"method": "GET", "url": url},
+    )
+    # Then it is stored as the absolute URL and reaches /api/conversations.list once
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == SLACK_CONVERSATIONS
+    call = caller.wait(r.json()["id"])
+    assert call["url"] == "https://slack.com/api/conversations.list?limit=2"
+    assert len(stack.upstream.requests_to("/api/conversations.list")) == before + 1
+    assert stack.upstream.requests_to("/api/api/conversations.list") == []
+
+
+def test_a_url_without_a_scheme_is_refused_with_the_https_form(caller: Caller) -> None:
+    caller.connect("slack", "u-noscheme", {"access_token": SLACK_TOKEN})
+    r = caller.http.post(
+        "/slack-passthrough-request",
+        headers={"X-User-ID": "u-noscheme"},
+        json={"method": "GET", "url": "slack.com/api/conversations.list"},
+    )
+    assert r.status_code == 400, r.text
+    detail = r.json()["error_details"][0]
+    assert detail["field"] == "url"
+    assert "https://slack.com/api/conversations.list" in detail["message"]
+    # and nothing was logged as a call
+    logged = caller.http.get("/function-calls", params={"user_id": "u-noscheme"}).json()
+    assert logged["items"] == []
 
 
 def test_upstream_404_is_a_completed_call(stack: Stack, caller: Caller) -> None:

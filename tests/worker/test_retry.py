@@ -81,6 +81,24 @@ def test_the_retry_table(
         assert decision.error == error
 
 
+@pytest.mark.parametrize(
+    ("outcome", "method", "key", "says_why"),
+    [
+        (answer(502), "POST", False, True),
+        (failure("timeout", True), "PATCH", False, True),
+        (answer(404), "POST", False, False),  # not a status retried for any method
+        (failure("destination_forbidden", False), "POST", False, False),
+    ],
+)
+def test_a_post_not_retried_for_safety_says_so(
+    outcome: Outcome, method: str, key: bool, says_why: bool
+) -> None:
+    decision = run(outcome, method, key=key)
+    assert isinstance(decision, GiveUp)
+    reason = f"not retried: {method} without an Idempotency-Key"
+    assert (reason in decision.reason) is says_why
+
+
 def test_no_attempts_left_gives_up_with_the_failure() -> None:
     decision = run(failure("connect_error", False), attempt=POLICY.max_attempts)
     assert isinstance(decision, GiveUp)

@@ -91,6 +91,7 @@ class Attempted:
             output=r.output,
             headers=r.headers,
             error=r.error,
+            error_message=r.error_message,
         )
 
 

@@ -167,10 +167,13 @@ def decide(
     rng: random.Random,
 ) -> Decision:
     safe = may_resend(method, has_idempotency_key=has_idempotency_key)
+    unsafe = f"not retried: {method} without an Idempotency-Key"
     if isinstance(outcome, Answer):
         status = outcome.status
-        if status not in policy.on_status or not (safe or status in NOT_ACTED_ON):
+        if status not in policy.on_status:
             return GiveUp(f"upstream answered {status}")
+        if not (safe or status in NOT_ACTED_ON):
+            return GiveUp(f"upstream answered {status}; {unsafe}")
         return _again(
             attempt,
             policy,
@@ -183,7 +186,8 @@ def decide(
         return GiveUp(outcome.error, outcome.error)
     if outcome.maybe_delivered and not safe:
         return GiveUp(
-            f"{outcome.error} after the request may have reached the upstream", "outcome_unknown"
+            f"{outcome.error} after the request may have reached the upstream; {unsafe}",
+            "outcome_unknown",
         )
     return _again(attempt, policy, None, rng, outcome.error, answered=False, error=outcome.error)
 
