@@ -1,0 +1,88 @@
+"""Running `passthru dev` as a user does, for the end-to-end tests of its traps: in a folder of
+its own, on free ports, without the caller's passthru settings; and seeing which
+redis-server processes exist (one left behind by a dev that exited is an orphan)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.dev.embedded_redis import free_port
+from api.dev.harness import stop_processes
+from tests.e2e.test_dev import START_TIMEOUT_S, _Output
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = [sys.executable, "-m", "api.cli", "dev"]
+
+
+def dev_env(port: int, **settings: str) -> dict[str, str]:
+    """The environment of a dev run on `port` with `settings`: this one's without passthru
+    settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PASSTHRU_", "REDIS_URL", "DATABASE_URL", "FLOWER_", "PORT"))
+    }
+    env.update({"PORT": str(port), "FLOWER_PORT": str(free_port()), "PYTHONPATH": str(ROOT)})
+    return {**env, **settings}
+
+
+def redis_servers() -> set[int]:
+    """The pids of the redis-server processes running now."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if command.split(b"\0")[0].endswith(b"redis-server"):
+                pids.add(int(proc.name))
+    return pids
+
+
+def dev_exits(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `passthru dev` that is expected to exit on its own."""
+    return subprocess.run(DEV, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@dataclass
+class DevRun:
+    process: subprocess.Popen[str]
+    output: _Output
+    port: int
+    banner: str
+    api_key: str
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@contextmanager
+def dev_running(cwd: Path, env: dict[str, str]) -> Iterator[DevRun]:
+    """`passthru dev` started, once its banner is printed; stopped (Ctrl-C) on the way out."""
+    process = subprocess.Popen(
+        DEV, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output = _Output(process)
+    try:
+        output.until(lambda line: line.startswith("curl "), START_TIMEOUT_S)
+        banner = output.text()
+        key = re.search(r"API key +(pt_\S+)", banner)
+        assert key, banner
+        yield DevRun(process, output, int(env["PORT"]), banner, key[1])
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0, output.text()
+    finally:
+        stop_processes([process], timeout_s=30)
+        output.close()
