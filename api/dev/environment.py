@@ -30,6 +30,15 @@ def source() -> dict[str, str]:
     return {**{k: v for k, v in from_file.items() if v is not None}, **os.environ}
 
 
+def key_source(given: dict[str, str]) -> str:
+    """Where this run's encryption keys come from, for messages about them."""
+    if "PASSTHRU_ENCRYPTION_KEYS" in os.environ:
+        return "PASSTHRU_ENCRYPTION_KEYS in the environment"
+    if given.get("PASSTHRU_ENCRYPTION_KEYS"):
+        return f"PASSTHRU_ENCRYPTION_KEYS in {ENV_FILE.resolve()}"
+    return f"{(state.STATE_DIR / 'encryption.key').resolve()}"
+
+
 def environment(
     given: dict[str, str], redis_url: str, ports: DevPorts, heartbeat: Path
 ) -> dict[str, str]:

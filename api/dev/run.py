@@ -36,7 +36,7 @@ from api.dev.children import (
 )
 from api.dev.demo_data import prepare_database
 from api.dev.embedded_redis import EmbeddedRedis, RedisKind, start_embedded_redis
-from api.dev.environment import environment, source
+from api.dev.environment import environment, key_source, source
 from api.dev.ports import DevPorts, plan_ports
 from api.dev.processes import (
     api_argv,
@@ -136,6 +136,7 @@ def run_dev(port: int, redis_kind: RedisKind = "auto", port_variable: str = "POR
             f"--redis {redis_kind} starts an embedded Redis, but REDIS_URL is set: "
             "unset one of them"
         )
+    keys_from = key_source(given)
     settings = _settings(given)
     ports = plan_ports(port, port_variable, given)
     _stop_on_signals()
@@ -148,7 +149,7 @@ def run_dev(port: int, redis_kind: RedisKind = "auto", port_variable: str = "POR
             redis = _start_redis(redis_kind)
             redis_url = redis.url
         env = environment(given, redis_url, ports, Path(run_dir.name) / "worker.heartbeat")
-        api_key = prepare_database(env)
+        api_key = prepare_database(env, keys_from, say)
         say(f"database ready ({shown(env.get('DATABASE_URL', DEFAULT_DATABASE_URL))})")
         from models.catalog.apps import get_catalog
 
