@@ -1,6 +1,7 @@
 """Running `passthru dev` as a user does, for the end-to-end tests of its traps: in a folder of
-its own, on free ports, without the caller's passthru settings; and seeing which
-redis-server processes exist (one left behind by a dev that exited is an orphan)."""
+its own, on free ports, without the caller's passthru settings; and finding the
+redis-server processes a dev started (one left behind by a dev that exited is an orphan):
+each runs in a temp folder made under the TMPDIR that `dev_env` gives it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from tests.e2e.test_dev import START_TIMEOUT_S, _Output
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = [sys.executable, "-m", "api.cli", "dev"]
+# The TMPDIR of every dev these tests start: its embedded redis-server runs in a folder there.
+TEMP_ROOT = Path(tempfile.mkdtemp(prefix="passthru-dev-traps-"))
 
 
 def dev_env(port: int, **settings: str) -> dict[str, str]:
@@ -31,26 +35,31 @@ def dev_env(port: int, **settings: str) -> dict[str, str]:
         if not k.startswith(("PASSTHRU_", "REDIS_URL", "DATABASE_URL", "FLOWER_", "PORT"))
     }
     env.update({"PORT": str(port), "FLOWER_PORT": str(free_port()), "PYTHONPATH": str(ROOT)})
+    env["TMPDIR"] = str(TEMP_ROOT)
     return {**env, **settings}
 
 
 def redis_servers() -> set[int]:
-    """The pids of the redis-server processes running now."""
+    """The pids of the redis-server processes running now that a dev of these tests
+    started (other tests' servers are not counted). redis-server rewrites its command line
+    (`redis-server 127.0.0.1:PORT`) and runs in its --dir."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                command = (proc / "cmdline").read_bytes()
+                command = (proc / "cmdline").read_bytes().split(b"\0")[0].split(b" ")[0]
+                cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
-            if command.split(b"\0")[0].endswith(b"redis-server"):
+            if command.endswith(b"redis-server") and cwd.startswith(str(TEMP_ROOT)):
                 pids.add(int(proc.name))
     return pids
 
 
-def dev_exits(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run `passthru dev` that is expected to exit on its own."""
-    return subprocess.run(DEV, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+def dev_exits(cwd: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
+    """Run `passthru dev` (with `flags`) that is expected to exit on its own."""
+    argv = [*DEV, *flags]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 @dataclass

@@ -54,17 +54,22 @@ def test_a_taken_port_is_one_line_naming_it_and_starts_nothing(
     assert redis_servers() - before == set()
 
 
+@pytest.mark.parametrize("with_port", [False, True], ids=["PORT", "--port"])
 @pytest.mark.parametrize(
     "overrides",
     ['{"https://slack.com": ', '{"slack.com": "http://127.0.0.1:9"}'],
     ids=["not-json", "not-an-origin"],
 )
-def test_a_bad_setting_is_one_line_and_leaves_no_redis(tmp_path: Path, overrides: str) -> None:
-    # Given a malformed PASSTHRU_UPSTREAM_OVERRIDES
-    env = dev_env(free_port(), PASSTHRU_UPSTREAM_OVERRIDES=overrides)
+def test_a_bad_setting_is_one_line_and_leaves_no_redis(
+    tmp_path: Path, overrides: str, with_port: bool
+) -> None:
+    # Given a malformed PASSTHRU_UPSTREAM_OVERRIDES (and the port given as an option, which
+    # skips the settings `passthru` reads before it runs dev)
+    port = free_port()
+    env = dev_env(port, PASSTHRU_UPSTREAM_OVERRIDES=overrides)
     before = redis_servers()
     # When dev starts / Then it exits 2 with one line, no traceback, and no Redis left
-    done = dev_exits(tmp_path, env)
+    done = dev_exits(tmp_path, env, *(["--port", str(port)] if with_port else []))
     assert done.returncode == 2, done
     assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -103,6 +108,8 @@ def test_a_second_dev_never_claims_to_be_running(tmp_path: Path) -> None:
         second = tmp_path / "second"
         second.mkdir()
         before = redis_servers()
+        if shutil.which("redis-server"):
+            assert before, "the running dev's redis-server is not found: the orphan checks see none"
         done = dev_exits(second, dev_env(port))
         # Then it says the port is taken, exits 2, and never that it is running
         assert done.returncode == 2, done
