@@ -5,8 +5,10 @@ each runs in a temp folder made under the TMPDIR that `dev_env` gives it."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV = [sys.executable, "-m", "api.cli", "dev"]
 # The TMPDIR of every dev these tests start: its embedded redis-server runs in a folder there.
 TEMP_ROOT = Path(tempfile.mkdtemp(prefix="passthru-dev-traps-"))
+atexit.register(shutil.rmtree, TEMP_ROOT, ignore_errors=True)
 
 
 def dev_env(port: int, **settings: str) -> dict[str, str]:
