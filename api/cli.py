@@ -29,7 +29,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from api.dev.run import run_dev
     from models.settings import get_settings
 
-    return run_dev(args.port or get_settings().port, args.redis)
+    if args.port:
+        return run_dev(args.port, args.redis, port_variable="--port")
+    return run_dev(get_settings().port, args.redis)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

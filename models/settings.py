@@ -68,8 +68,6 @@ DEFAULT_MESSAGE_MEMORY_BYTES = 64 * 1024 * 1024
 # threads that run calls), and the deadline of one attempt: connect, send and answer.
 DEFAULT_WEBHOOK_CONCURRENCY = 64
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
-# The API process serves /metrics on this port (0: not at all); PASSTHRU_METRICS_TOKEN also
-# opens GET /metrics on the API port to that bearer token.
 DEFAULT_METRICS_PORT = 9300
 
 
@@ -215,6 +213,8 @@ class Settings(BaseSettings):
     # refuses to start without it.
     flower_port: int = Field(5555, validation_alias=_env("FLOWER_PORT"))
     flower_basic_auth: str = Field("", validation_alias=_env("FLOWER_BASIC_AUTH"))
+    # Set by `passthru dev` for its own API: /readyz echoes it to a probe that sends it.
+    dev_instance: str = Field("", validation_alias=_env("PASSTHRU_DEV_INSTANCE"))
     # Finished calls older than this many days are deleted (0: kept forever).
     retention_days: float = Field(30.0, ge=0, validation_alias=_env("PASSTHRU_RETENTION_DAYS"))
     # Webhook retries: seconds to wait before each attempt (Standard Webhooks' schedule).

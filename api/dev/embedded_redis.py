@@ -98,6 +98,9 @@ def start_embedded_redis(port: int | None = None, kind: RedisKind = "auto") -> E
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Out of the terminal's process group: Ctrl-C reaches its owner, which stops it
+            # after the processes that use it (else they log its going away as they stop).
+            start_new_session=True,
         )
         server = EmbeddedRedis(url, port, "redis-server", _process=process, _dir=workdir)
     else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, text
 
@@ -13,6 +15,7 @@ from api.schemas.health import HealthOut
 from models.db.migrate import behind
 from models.errors import ApiError, ErrorDetail
 
+INSTANCE_HEADER = "X-Passthru-Instance"
 router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
@@ -37,7 +40,7 @@ def _db_ok(engine: Engine) -> str | None:
     responses={503: {"model": ErrorOut, "description": "not ready: what does not answer"}},
     summary="The database (migrated) and Redis answer",
 )
-async def readyz(request: Request) -> HealthOut:
+async def readyz(request: Request, response: Response) -> HealthOut:
     problems: list[ErrorDetail] = []
     db_problem = await run_in_threadpool(_db_ok, request.app.state.engine)
     if db_problem:
@@ -51,4 +54,14 @@ async def readyz(request: Request) -> HealthOut:
         await client.aclose()
     if problems:
         raise ApiError("not_ready", problems, 503)
+    _confirm_instance(request, response)
     return HealthOut(status="ready")
+
+
+def _confirm_instance(request: Request, response: Response) -> None:
+    """Under `passthru dev`, echo its token (PASSTHRU_DEV_INSTANCE) to a probe that sends it,
+    so dev knows the API that answers on its port is the one it started; to nobody else."""
+    token = request.app.state.settings.dev_instance
+    given = request.headers.get(INSTANCE_HEADER, "")
+    if token and hmac.compare_digest(given.encode(), token.encode()):
+        response.headers[INSTANCE_HEADER] = token

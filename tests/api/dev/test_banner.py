@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from api.dev import run as dev
 from api.dev import state
+from api.dev.banner import curl_line
 from api.dev.embedded_redis import free_port
+from api.dev.environment import environment
+from api.dev.ports import DevPorts
 
 
 def _headers(curl: str) -> list[str]:
@@ -20,7 +22,7 @@ def _headers(curl: str) -> list[str]:
 
 
 def test_with_a_default_wait_the_curl_line_sends_no_prefer() -> None:
-    curl, answers = dev.curl_line("http://127.0.0.1:8000", "pt_demo", 10.0)
+    curl, answers = curl_line("http://127.0.0.1:8000", "pt_demo", 10.0)
     words = shlex.split(curl)
     assert words[:4] == ["curl", "-s", "-X", "POST"]
     assert words[4] == "http://127.0.0.1:8000/demo-passthrough-request"
@@ -33,7 +35,7 @@ def test_with_a_default_wait_the_curl_line_sends_no_prefer() -> None:
 
 
 def test_without_a_default_wait_the_curl_line_asks_to_wait() -> None:
-    curl, answers = dev.curl_line("http://127.0.0.1:8000", "pt_demo", 0.0)
+    curl, answers = curl_line("http://127.0.0.1:8000", "pt_demo", 0.0)
     assert "Prefer: wait=10" in _headers(curl)
     assert "200 {id, status, network_code, output, headers}" in answers
 
@@ -43,6 +45,10 @@ def test_dev_waits_10_s_by_default_unless_the_operator_says_otherwise(
 ) -> None:
     monkeypatch.setattr(state, "STATE_DIR", tmp_path)
     monkeypatch.delenv("PASSTHRU_DEFAULT_WAIT_S", raising=False)
-    assert dev._environment("redis://127.0.0.1:1/0", free_port())["PASSTHRU_DEFAULT_WAIT_S"] == "10"
-    monkeypatch.setenv("PASSTHRU_DEFAULT_WAIT_S", "0")
-    assert dev._environment("redis://127.0.0.1:1/0", free_port())["PASSTHRU_DEFAULT_WAIT_S"] == "0"
+    ports = DevPorts(api=1, flower=2, metrics=0, worker_metrics=0, demo=free_port())
+    given = {"PATH": "/bin"}
+    env = environment(given, "redis://127.0.0.1:1/0", ports, tmp_path / "heartbeat")
+    assert env["PASSTHRU_DEFAULT_WAIT_S"] == "10"
+    given["PASSTHRU_DEFAULT_WAIT_S"] = "0"
+    env = environment(given, "redis://127.0.0.1:1/0", ports, tmp_path / "heartbeat")
+    assert env["PASSTHRU_DEFAULT_WAIT_S"] == "0"

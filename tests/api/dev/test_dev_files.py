@@ -61,6 +61,7 @@ def test_dev_makes_its_secret_files_with_mode_0600(
     assert state.encryption_key() == key
     assert sorted(p.name for p in state_dir.iterdir()) == [
         "demo-api-key",
+        "demo-tenant-id",
         "encryption.key",
         "flower-password",
     ]

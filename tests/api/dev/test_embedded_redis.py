@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from api.dev.banner import redis_line as _redis_line
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
-from api.dev.run import _redis_line, run_dev
+from api.dev.run import run_dev
 from models.catalog.spec import RateLimitSpec
 from models.errors import ConfigError
 from models.ratelimit.rules import rule_of

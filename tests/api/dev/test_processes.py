@@ -16,7 +16,9 @@ import pytest
 from api.dev import run as dev
 from api.dev import state
 from api.dev.embedded_redis import EmbeddedRedis, free_port
+from api.dev.environment import environment
 from api.dev.harness import Processes
+from api.dev.ports import DevPorts
 from api.dev.processes import CALL_AND_SWEEP_QUEUES, flower_argv, flower_env
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,14 +74,15 @@ def test_flower_started_as_dev_starts_it_is_behind_its_password(
 ) -> None:
     # Given Flower's command line and environment as `passthru dev` makes them
     monkeypatch.setattr(state, "STATE_DIR", tmp_path)
-    env = dev._environment(redis_server.url, free_port())
     port = free_port()
-    argv, flower_environment = dev._commands(free_port(), port, free_port(), env)["flower"]
+    ports = DevPorts(api=free_port(), flower=port, metrics=0, worker_metrics=0, demo=free_port())
+    env = environment(dict(os.environ), redis_server.url, ports, tmp_path / "heartbeat")
+    argv, flower_environment = dev._flower(ports, env)["flower"]
     # When it runs / Then it asks for the password printed in the banner, which only it got
     with _flower(argv, flower_environment, ROOT, port, tmp_path) as pid:
         _assert_behind(port, pid, state.FLOWER_USER, state.flower_password())
     # and no other process of dev was given it
-    others = [e for name, (_, e) in dev._commands(1, 2, 3, env).items() if name != "flower"]
+    others = [e for _, e in dev._commands(ports, env, "token").values()]
     assert len(others) == 4
     assert state.flower_password() not in str(others)
 
