@@ -77,16 +77,22 @@ def test_a_bad_setting_is_one_line_and_leaves_no_redis(
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def closed_port() -> int:
+    """A port nothing listens on (it was free a moment ago)."""
+    return free_port()
+
+
 def test_an_error_after_redis_started_stops_it(tmp_path: Path) -> None:
-    # Given a setting dev finds wrong only once its Redis runs (the catalog file, read when
-    # it makes the demo account)
-    env = dev_env(free_port(), PASSTHRU_APPS_FILE=str(tmp_path / "missing.yaml"))
+    # Given a setting dev finds wrong only once its Redis runs: a database that does not
+    # answer (every setting that can be checked without opening it is checked earlier)
+    env = dev_env(free_port(), DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/x")
     before = redis_servers()
     # When dev starts / Then it exits 2 with one line, and its Redis is gone
     done = dev_exits(tmp_path, env)
     assert done.returncode == 2, done
     assert "embedded Redis (redis-server)" in done.stdout, done
     assert done.stderr.count("\n") == 1, done.stderr
+    assert "cannot open the database at DATABASE_URL" in done.stderr
     assert redis_servers() - before == set()
 
 
