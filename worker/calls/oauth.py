@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 import redis
@@ -28,14 +26,20 @@ from models.accounts.credentials import OAuth2Credentials, load_credentials, usa
 from models.accounts.states import ACCOUNTS, AccountStatus
 from models.calls.states import CALLS, WAITING, CallStatus
 from models.catalog.apps import App
-from models.catalog.spec import OAuth2Spec
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, FunctionCall
 from models.keys import PREFIX
+from models.net.overrides import apply_override
+from models.oauth.token_exchange import (
+    RefreshUnavailable,
+    Revoked,
+    client_auth,
+    client_form,
+    expires_at_of,
+    post_form,
+)
 from models.webhooks.outbox import enqueue_deliveries
 from worker.calls.scrub import Scrubber
-from worker.calls.token_exchange import RefreshUnavailable, Revoked, post_form
-from worker.net.overrides import apply_override
 
 log = logging.getLogger("passthru.oauth")
 # The longest piece of a token endpoint's answer kept in a message.
@@ -48,36 +52,6 @@ FRESH_AFTER_401_S = 60.0
 
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
-
-
-# The longest lifetime believed.
-MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
-
-
-def _expires_at(expires_in: object, now_s: float) -> float | None:
-    """When a refreshed token expires; None when the endpoint did not say (or said
-    something that is not a finite, positive number of seconds)."""
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-        return None
-    if not math.isfinite(expires_in) or expires_in <= 0:
-        return None
-    return now_s + min(float(expires_in), MAX_EXPIRES_IN_S)
-
-
-def _client_form(oauth2: OAuth2Spec) -> dict[str, str]:
-    form = {"client_id": oauth2.client_id} if oauth2.client_id else {}
-    if oauth2.client_secret:
-        form["client_secret"] = oauth2.client_secret.get_secret_value()
-    return form
-
-
-def client_auth(oauth2: OAuth2Spec) -> httpx.BasicAuth | None:
-    """HTTP Basic client authentication for an app whose token endpoint wants it
-    (`token_auth: basic`): id and secret form-encoded first, as RFC 6749 section 2.3.1 says."""
-    if oauth2.token_auth != "basic" or not oauth2.client_id:  # noqa: S105 - a style
-        return None
-    secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else ""
-    return httpx.BasicAuth(quote_plus(oauth2.client_id), quote_plus(secret))
 
 
 def expiring(creds: OAuth2Credentials, now_s: float, margin_s: float) -> bool:
@@ -182,7 +156,7 @@ class Refresher:
         }
         client = client_auth(app.oauth2)
         if client is None:
-            form.update(_client_form(app.oauth2))
+            form.update(client_form(app.oauth2))
         try:
             url, _ = apply_override(app.token_url_for(config), self.overrides)
         except ValueError as exc:
@@ -203,7 +177,7 @@ class Refresher:
         return OAuth2Credentials.model_construct(
             access_token=access_token,
             refresh_token=refresh_token if usable_token(refresh_token) else current.refresh_token,
-            expires_at=_expires_at(body.get("expires_in"), now),
+            expires_at=expires_at_of(body.get("expires_in"), now),
             refreshed_at=now,
         )
 
