@@ -16,16 +16,17 @@ from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import ApiError, ErrorDetail, invalid, not_found
+from models.webhooks.outbox import enqueue_account_event
 
 
-def _app(catalog: Catalog, slug: str) -> App:
+def known_app(catalog: Catalog, slug: str) -> App:
     app = catalog.get(slug)
     if app is None:
         raise invalid("app", f"no app {slug!r}; GET /apps lists them", "unknown_app")
     return app
 
 
-def _check_config(app: App, config: dict[str, Any] | None) -> None:
+def check_config(app: App, config: dict[str, Any] | None) -> None:
     try:
         app.resolve(config)
     except ValueError as exc:
@@ -42,12 +43,15 @@ def create_account(
     user_id: str | None,
     credentials: dict[str, Any],
     config: dict[str, Any] | None,
-) -> ConnectedAccount:
+    source: str = "api",
+) -> tuple[ConnectedAccount, list[str]]:
+    """Store a new account, and the ids of the webhook deliveries to publish: one connected
+    on a connect page gets its `connection.created` event, in the same transaction."""
     if not user_id:
         raise invalid("X-User-ID", "name the end user with the X-User-ID header")
-    app = _app(catalog, app_slug)
+    app = known_app(catalog, app_slug)
     creds = parse_credentials(app, credentials)
-    _check_config(app, config)
+    check_config(app, config)
     account_id = new_id("ca")
     account = ConnectedAccount(
         id=account_id,
@@ -56,10 +60,15 @@ def create_account(
         user_id=user_id,
         credentials_enc=vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id),
         connection_config=config,
+        source=source,
     )
+    events: list[str] = []
     with session_scope(engine) as session:
         session.add(account)
-    return account
+        if source != "api":
+            session.flush()
+            events = enqueue_account_event(session.connection(), account, utcnow())
+    return account, events
 
 
 def get_account(session: Session, tenant: Tenant, account_id: str) -> ConnectedAccount:
@@ -106,7 +115,7 @@ def update_account(
         )
     with session_scope(engine) as session:
         account = get_account(session, tenant, account_id)
-        app = _app(catalog, account.app)
+        app = known_app(catalog, account.app)
         values: dict[str, Any] = {}
         if credentials is not None:
             creds = parse_credentials(app, credentials)
@@ -114,7 +123,7 @@ def update_account(
                 creds.model_dump(exclude_none=True), bound_to=account.id
             )
         if config is not None:
-            _check_config(app, config)
+            check_config(app, config)
             values["connection_config"] = config
         asked = None if status is None else AccountStatus(status)
         target = _status_after(account.status, asked, renewed=credentials is not None)

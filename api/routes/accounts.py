@@ -27,7 +27,7 @@ def create(
     vault: VaultDep,
     user_id: UserIdHeader = None,
 ) -> AccountOut:
-    account = create_account(
+    account, _ = create_account(
         engine,
         tenant,
         catalog,
