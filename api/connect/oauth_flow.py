@@ -22,6 +22,7 @@ from api.connect.sessions import LinkRefused, digest, session_by_state, spend
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectSession
+from models.errors import CredentialsError
 from models.net.overrides import apply_override
 from models.oauth.token_exchange import RefreshUnavailable, error_code, exchange_code
 
@@ -134,7 +135,10 @@ def finish(
     code_value = query.get("code", "")
     if not code_value or len(code_value) > MAX_PARAM_CHARS:
         return Outcome(session, _failed("the vendor sent no code"))
-    verifier = vault.decrypt(session.verifier_enc or "", bound_to=session.id).get("verifier")
+    try:
+        verifier = vault.decrypt(session.verifier_enc or "", bound_to=session.id).get("verifier")
+    except CredentialsError:  # the encryption key was replaced since Connect was pressed
+        return Outcome(session, _failed("the sign-in can no longer be read; start again"))
     try:
         token_url, _ = apply_override(app.token_url_for(session.connection_config), overrides)
         creds = exchange_code(

@@ -88,8 +88,9 @@ class Connect:
     def _opened(self, token: str) -> tuple[ConnectSession, App]:
         session = open_session(self.engine, token, self.clock())
         app = self.catalog.get(session.app)
-        if app is None:
-            raise LinkRefused("Unknown app", "This app is no longer offered.")
+        oauth2 = None if app is None else app.oauth2
+        if app is None or (oauth2 is not None and not (oauth2.authorize_url and oauth2.client_id)):
+            raise LinkRefused("App not available", "This app cannot be connected here now.")
         return session, app
 
     def _targets(self, app: App, session: ConnectSession) -> list[str]:

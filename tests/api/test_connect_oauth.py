@@ -14,6 +14,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from models.accounts.states import AccountStatus
+from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.tables import ConnectedAccount, ConnectSession
@@ -279,3 +280,17 @@ def test_the_stand_in_refuses_a_verifier_that_does_not_match_its_challenge(
         follow_redirects=False,
     )
     assert query_of(answer.headers["location"])["error"] == "token_exchange_failed"
+
+
+def test_a_link_whose_app_lost_its_client_is_a_clear_page(connect_rig: ConnectRig) -> None:
+    # Given a link, then the operator removes the app's OAuth client
+    made = connect_rig.session(app="acme-oauth").json()
+    connect = connect_rig.app.state.connect
+    apps = {app.slug: app for app in connect.catalog}
+    oauth2 = apps["acme-oauth"].oauth2.model_copy(update={"client_id": None})
+    apps["acme-oauth"] = apps["acme-oauth"].model_copy(update={"oauth2": oauth2})
+    connect.catalog = Catalog(apps)
+    # Then its page says the app cannot be connected now, instead of failing
+    page = connect_rig.caller.client.get(f"/connect/{token_of(made['url'])}")
+    assert page.status_code == 400
+    assert "App not available" in page.text
