@@ -20,6 +20,7 @@ from api.console.pages import SECURITY_HEADERS, template
 from api.console.visitor import over_https
 from models.catalog.apps import App
 from models.db.tables import ConnectSession
+from models.errors import ApiError
 from models.net.urls import origin_of
 
 BROWSER_COOKIE = "passthru_connect"
@@ -37,6 +38,13 @@ def headers_to(*origins: str) -> dict[str, str]:
 def refused_page(refusal: LinkRefused) -> HTMLResponse:
     html = template("connect_refused.html").render(title=refusal.title, message=refusal.message)
     return HTMLResponse(html, status_code=refusal.status_code, headers=SECURITY_HEADERS)
+
+
+def error_page(error: ApiError) -> HTMLResponse:
+    """A refusal of the end user's form (CSRF, size, a bad field) as a page, not JSON."""
+    message = "; ".join(detail.message for detail in error.details) or error.error
+    title = "Form expired" if error.status_code == 403 else "Cannot connect"
+    return refused_page(LinkRefused(title, message, error.status_code))
 
 
 def see_other(url: str) -> RedirectResponse:

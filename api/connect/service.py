@@ -19,6 +19,7 @@ from api.connect import oauth_flow
 from api.connect.pages import (
     PageRenderer,
     browser_of,
+    error_page,
     refused_page,
     see_other,
     typed_config,
@@ -120,6 +121,8 @@ class Connect:
             return self._typed(request, token, app, session, form)
         except LinkRefused as refusal:
             return refused_page(refusal)
+        except ApiError as error:  # the CSRF check
+            return error_page(error)
 
     def _authorize(self, app: App, session: ConnectSession, browser: str) -> Response:
         state, verifier = oauth_flow.begin(

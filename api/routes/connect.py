@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.connect.pages import error_page
 from api.connect.service import Connect
 from api.console.forms import parse_form
 from api.deps import CurrentTenant, UserIdHeader
 from api.parsing import JSONRoute
 from api.schemas.common import ErrorOut
 from api.schemas.connect import ConnectSessionIn, ConnectSessionOut
-from models.errors import invalid
+from models.errors import ApiError, invalid
 
 router = APIRouter(tags=["connect"], route_class=JSONRoute)
 # The most a connect page's form may send (a key, a password and a few config fields).
@@ -53,13 +54,20 @@ def page(token: str, request: Request, connect: ConnectDep) -> Response:
 
 @router.post("/connect/{token}", include_in_schema=False)
 async def submit(token: str, request: Request, connect: ConnectDep) -> Response:
+    try:
+        form = parse_form(await _form_body(request))
+    except ApiError as error:
+        return error_page(error)
+    return await run_in_threadpool(connect.submit, request, token, form)
+
+
+async def _form_body(request: Request) -> bytes:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise invalid("body", f"a connect form sends at most {MAX_FORM_BYTES} bytes")
-    form = parse_form(bytes(body))
-    return await run_in_threadpool(connect.submit, request, token, form)
+    return bytes(body)
 
 
 @router.get("/oauth/callback", include_in_schema=False)

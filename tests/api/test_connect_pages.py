@@ -134,7 +134,9 @@ def test_what_the_api_refuses_the_page_refuses_and_the_link_stays_usable(
 def test_a_form_without_its_csrf_token_or_cookie_is_refused(connect_rig: ConnectRig) -> None:
     token, page = _open(connect_rig, app="acme-key")
     form = {"api_key": API_KEY, "config.subdomain": "acme"}
-    assert _post(connect_rig, token, form).status_code == 403
+    refused = _post(connect_rig, token, form)
+    assert refused.status_code == 403
+    assert "<h1>Form expired</h1>" in refused.text  # a page for the end user, not JSON
     assert _post(connect_rig, token, {**form, "csrf_token": "0" * 64}).status_code == 403
     # The right token from another browser (no cookie) is refused too
     stranger = httpx.Client(
@@ -203,4 +205,5 @@ def test_an_oversized_form_is_refused_before_it_is_parsed(connect_rig: ConnectRi
         connect_rig, token, {"csrf_token": csrf_of(page.text), "api_key": "k" * 70_000}
     )
     assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
     assert "at most 65536 bytes" in response.text
