@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Engine, insert, update
@@ -28,8 +29,9 @@ from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 from models.keys import QUEUE_INTERACTIVE
+from models.logs import CALLS_LOGGER
 
-log = logging.getLogger("passthru.api")
+call_log = logging.getLogger(CALLS_LOGGER)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,7 +238,7 @@ def submit(
             return _same_or_conflict(prior, call)
     publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE)
     CALLS_ACCEPTED.labels("interactive").inc()
-    log.info(
+    call_log.info(
         "call %s accepted",
         call.id,
         extra={
@@ -245,6 +247,7 @@ def submit(
             "tenant_id": tenant.id,
             "app": call.app,
             "method": call.method,
+            "path": urlsplit(call.url).path,
         },
     )
     return call

@@ -1,10 +1,11 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e,f,g] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f,g,h] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
 (e) interactive during a bulk drain, (f) memory under hostile input, (g) the sweeper's cost
-per run against the backlog (on Postgres and SQLite both, unless --db sqlite).
+per run against the backlog, (h) the console log's first page with 100,000 calls, by filter
+(both on Postgres and SQLite, unless --db sqlite).
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import console_log as bench_console_log
 from bench import during_bulk as bench_during_bulk
 from bench import hostile as bench_hostile
 from bench import interactive as bench_interactive
@@ -125,6 +127,11 @@ def sweep_cost(args: argparse.Namespace) -> dict[str, Any]:
     return bench_sweep_cost.sweep_cost("both" if args.db == "postgres" else "sqlite", args.quick)
 
 
+def console_log(args: argparse.Namespace) -> dict[str, Any]:
+    both = "both" if args.db == "postgres" else "sqlite"
+    return bench_console_log.console_log(both, args.quick)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
@@ -133,6 +140,7 @@ SCENARIOS = {
     "e": ("interactive_during_bulk", interactive_during_bulk),
     "f": ("hostile", hostile_input),
     "g": ("sweep_cost", sweep_cost),
+    "h": ("console_log", console_log),
 }
 
 
@@ -181,6 +189,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(bench_hostile.table(r))
     if r := results.get("sweep_cost"):
         lines.append(bench_sweep_cost.table(r))
+    if r := results.get("console_log"):
+        lines.append(bench_console_log.table(r))
     return "\n".join(lines)
 
 
@@ -197,7 +207,7 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Logs: one JSON object per line in production, readable lines in `passthru dev`.
+"""Logs: one JSON object per line in production, readable lines at a terminal (`text`), and
+`passthru dev`'s own terminal format (`dev`, models/terminal.py).
 
 Events carry their fields as `extra={"event": ..., "call_id": ..., ...}`; the JSON formatter
 writes them next to the message. Never pass bodies or credentials: only ids, statuses,
@@ -13,6 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
+# The logger of the call events (`call.accepted`, `call.attempt`, `call.finished`).
+CALLS_LOGGER = "passthru.calls"
 # Attributes every LogRecord has; anything else on a record is an event field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -48,10 +51,14 @@ class TextFormatter(logging.Formatter):
         return line + "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
 
 
-def configure_logging(fmt: Literal["json", "text"], level: str) -> None:
+def configure_logging(fmt: Literal["json", "text", "dev"], level: str) -> None:
     """Route every logger through one stderr handler with the chosen format."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if fmt == "dev":
+        from models import terminal  # it builds on this module's TextFormatter
+
+        terminal.install(handler)
     handler.set_name("passthru")
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "passthru"] + [handler]

@@ -203,8 +203,8 @@ class Settings(BaseSettings):
     )
     # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
     tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
-    # `json`: one JSON object per line (for log shippers); `text`: for a terminal.
-    log_format: Literal["json", "text"] = _setting("json", "PASSTHRU_LOG_FORMAT")
+    # `json`: a JSON object per line (log shippers); `text`: a terminal; `dev`: models/terminal.py.
+    log_format: Literal["json", "text", "dev"] = _setting("json", "PASSTHRU_LOG_FORMAT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting("INFO", "PASSTHRU_LOG_LEVEL")
 
     @field_validator("upstream_overrides")

@@ -81,6 +81,14 @@ def _check_oauth(app: App, scopes: list[str] | None) -> None:
         if scopes is not None:
             raise invalid("scopes", f"{app.slug} is not an OAuth2 app")
         return
+    if app.oauth2.client_credentials:
+        raise invalid(
+            "app",
+            f"{app.slug} uses the OAuth2 client credentials grant: there is no user to "
+            "authorize it, so no connect page; create its account with POST "
+            "/connected-accounts, giving the client ID and secret",
+            "app_not_connectable",
+        )
     if app.oauth2.authorize_url is None or not app.oauth2.client_id:
         raise invalid(
             "app",

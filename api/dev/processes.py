@@ -73,6 +73,12 @@ def worker_argv(node: str, *extra: str, loglevel: str = "INFO") -> list[str]:
     ]
 
 
+def quiet(celery_argv: list[str]) -> list[str]:
+    """A `celery` command line (`worker_argv`, `beat_argv`) without its start-up banner."""
+    at = celery_argv.index("celery") + 1
+    return [*celery_argv[:at], "--quiet", *celery_argv[at:]]
+
+
 def beat_argv(schedule: Path | str, loglevel: str = "INFO") -> list[str]:
     return [
         sys.executable,

@@ -30,6 +30,7 @@ from api.dev.processes import (
     beat_argv,
     flower_argv,
     flower_env,
+    quiet,
     wait_until_answers,
     worker_argv,
 )
@@ -76,7 +77,7 @@ def _pump(child: Child) -> None:
 def _environment(redis_url: str, demo_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PASSTHRU_ENV"] = "dev"
-    env.setdefault("PASSTHRU_LOG_FORMAT", "text")
+    env.setdefault("PASSTHRU_LOG_FORMAT", "dev")  # one line per call (models/terminal.py)
     env["REDIS_URL"] = redis_url
     env.setdefault("PASSTHRU_ENCRYPTION_KEYS", state.encryption_key())
     env.setdefault("PASSTHRU_ALLOW_PRIVATE_NETWORKS", "true")
@@ -105,10 +106,12 @@ def _commands(port: int, flower_port: int, demo_port: int, env: dict[str, str]) 
             "--log-level",
             "warning",
         ],
-        "api": api_argv(port, "--no-access-log"),
-        "worker": worker_argv("passthru-dev@%h"),
-        "beat": beat_argv(state.STATE_DIR / "celerybeat-schedule"),
-        "flower": flower_argv(flower_port, "127.0.0.1"),
+        # Access lines only for failed requests (models/terminal.py), Celery without its
+        # banners, Flower only when something is wrong: the banner below says the rest.
+        "api": api_argv(port),
+        "worker": quiet(worker_argv("passthru-dev@%h")),
+        "beat": quiet(beat_argv(state.STATE_DIR / "celerybeat-schedule")),
+        "flower": [*flower_argv(flower_port, "127.0.0.1"), "--logging=error"],
     }
     # Only Flower gets its password, and in its environment: argv is visible to `ps`.
     flower = flower_env(env, f"{state.FLOWER_USER}:{state.flower_password()}")

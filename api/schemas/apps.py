@@ -14,6 +14,7 @@ class OAuth2Out(BaseModel):
     """How an account is connected and refreshed; the operator's client id and secret are
     never shown."""
 
+    grant: Literal["authorization_code", "client_credentials"]
     token_url: str
     authorize_url: str | None
     scopes: list[str]

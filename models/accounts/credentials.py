@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -12,6 +12,8 @@ from models.errors import ApiError, ErrorDetail, invalid
 
 # A stored secret is at most this long, whoever sets it (a tenant, or a token endpoint).
 MAX_SECRET_CHARS = 16 * 1024
+# An OAuth2 client id is an identifier, not a token: far shorter.
+MAX_CLIENT_ID_CHARS = 1024
 
 
 def usable_token(value: object) -> TypeGuard[str]:
@@ -93,7 +95,31 @@ class BasicCredentials(_Creds):
         return _text(value)
 
 
-Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials
+class ClientCredentials(_Creds):
+    """The end user's own OAuth2 client, for an app whose tokens come from the client
+    credentials grant (RFC 6749 section 4.4): what a tenant stores."""
+
+    type: Literal["client_credentials"]
+    client_id: str = Field(min_length=1, max_length=MAX_CLIENT_ID_CHARS)
+    client_secret: str = Field(min_length=1, max_length=MAX_SECRET_CHARS, repr=False)
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _client(cls, value: str) -> str:
+        return _token(value)
+
+
+class ClientToken(ClientCredentials):
+    """ClientCredentials as stored, with the access token passthru last fetched for them
+    (never from a tenant: `parse_credentials` takes ClientCredentials)."""
+
+    access_token: str | None = Field(default=None, repr=False)
+    expires_at: float | None = None  # epoch seconds
+    refreshed_at: float | None = None  # epoch seconds: when passthru fetched it
+    after_401: bool = False  # fetched because the upstream answered 401 to the one before
+
+
+Credentials = OAuth2Credentials | ClientCredentials | ApiKeyCredentials | BasicCredentials
 
 _KIND_OF_KEY: dict[str, CredentialKind] = {
     "access_token": "oauth2",
@@ -102,11 +128,13 @@ _KIND_OF_KEY: dict[str, CredentialKind] = {
 }
 _MODEL: dict[CredentialKind, type[_Creds]] = {
     "oauth2": OAuth2Credentials,
+    "client_credentials": ClientCredentials,
     "api_key": ApiKeyCredentials,
     "basic": BasicCredentials,
 }
 _SHAPES = {
     "oauth2": "{access_token, refresh_token?, expires_at?}",
+    "client_credentials": '{type: "client_credentials", client_id, client_secret}',
     "api_key": "{api_key}",
     "basic": "{username, password}",
 }
@@ -117,7 +145,11 @@ def parse_credentials(app: App, raw: Any) -> Credentials:
     expected = " or ".join(_SHAPES[k] for k in sorted(app.credential_kinds))
     if not isinstance(raw, dict):
         raise invalid("credentials", f"must be an object: {expected}")
-    kind = next((k for key, k in _KIND_OF_KEY.items() if key in raw), None)
+    kind: CredentialKind | None = (
+        "client_credentials"
+        if raw.get("type") == "client_credentials"
+        else next((k for key, k in _KIND_OF_KEY.items() if key in raw), None)
+    )
     if kind is None or kind not in app.credential_kinds:
         raise invalid("credentials", f"{app.name} ({app.auth.type} auth) takes {expected}")
     try:
@@ -137,6 +169,8 @@ def load_credentials(data: dict[str, Any]) -> Credentials:
     an account stored under older, looser rules keeps working (a value no request can
     carry fails its call as `invalid_request`). Never validated again here: a validation
     error quotes the value, and these values are secrets."""
+    if data.get("type") == "client_credentials":
+        return ClientToken.model_construct(**data)
     if "access_token" in data:
         return OAuth2Credentials.model_construct(**data)
     if "api_key" in data:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from models.settings import Settings
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-CredentialKind = Literal["oauth2", "api_key", "basic"]
+CredentialKind = Literal["oauth2", "client_credentials", "api_key", "basic"]
 
 
 class App(Strict):
@@ -88,8 +88,7 @@ class App(Strict):
         if self.oauth2 is not None:
             urls += [self.token_url_for(config), self.authorize_url_for(config) or ""]
         for url in filter(None, urls):
-            parts = urlsplit(url)
-            if not parts.hostname or parts.netloc.lower() != parts.hostname:
+            if not _plain_host(url):
                 raise ValueError(f"{url!r} (filled in for {config}) has no plain host")
         if any("/" in host or ":" in host or "@" in host for host in hosts):
             raise ValueError(f"allowed_hosts {hosts} (filled in for {config}) are not hosts")
@@ -109,7 +108,7 @@ class App(Strict):
     def credential_kinds(self) -> frozenset[CredentialKind]:
         """Which credentials objects fit this app's auth style."""
         if self.oauth2 is not None:
-            return frozenset({"oauth2"})
+            return frozenset({"client_credentials" if self.oauth2.client_credentials else "oauth2"})
         if self.auth.type == "basic":
             return frozenset({"basic", "api_key"} if self.auth.api_key_as else {"basic"})
         if self.auth.type == "bearer":
@@ -151,6 +150,19 @@ class App(Strict):
             self.config_field(name).public(name) for name in self.template_fields
         ]
         return data
+
+
+def _plain_host(url: str) -> bool:
+    """The URL names a host, and perhaps a port (an operator's internal API may use one),
+    with no user info or stray characters."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    netloc = parts.netloc.lower()
+    host = parts.hostname or ""
+    return bool(host) and netloc in (host, f"{host}:{port}", f"[{host}]", f"[{host}]:{port}")
 
 
 class Catalog:
@@ -218,6 +230,11 @@ def with_oauth_clients(catalog: Catalog, clients: dict[str, dict[str, str]]) -> 
         app = apps.get(slug)
         if app is None or app.oauth2 is None:
             raise ConfigError(f"PASSTHRU_OAUTH_CLIENTS: {slug!r} is not an OAuth2 app")
+        if app.oauth2.client_credentials:
+            raise ConfigError(
+                f"PASSTHRU_OAUTH_CLIENTS: {slug!r} uses the client_credentials grant: each "
+                "connected account holds its own client id and secret"
+            )
         unknown = set(client) - {"client_id", "client_secret"}
         if unknown:
             raise ConfigError(f"PASSTHRU_OAUTH_CLIENTS.{slug}: unknown keys {sorted(unknown)}")

@@ -12,7 +12,12 @@ from models.catalog.spec import CATEGORIES, RateLimitSpec
 
 # The stand-in API of `passthru dev`: in the catalog, not an integration.
 NOT_LISTED = frozenset({"demo"})
-_CREDENTIALS = {"oauth2": "OAuth2", "api_key": "API key", "basic": "username and password"}
+_CREDENTIALS = {
+    "oauth2": "OAuth2",
+    "client_credentials": "OAuth2 client credentials",
+    "api_key": "API key",
+    "basic": "username and password",
+}
 
 
 def _cell(text: str) -> str:
@@ -80,7 +85,9 @@ def render(catalog: Iterable[App]) -> str:
         "The built-in catalog (`models/catalog/apps.yaml`), one row per app. This page is "
         "written by `passthru apps docs > docs/apps.md`; a test fails when it is out of date. "
         "`GET /apps` shows the same entries in full (`?category=` and `?q=` select some), and "
-        "an operator's `PASSTHRU_APPS_FILE` may replace or add entries.",
+        "an operator's `PASSTHRU_APPS_FILE` may replace or add entries. The vendor "
+        "documentation each entry was checked against, and the values left out as "
+        "unconfirmed, are in [catalog-sources.md](catalog-sources.md).",
         "",
         "## Apps per category",
         "",

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from models.net.urls import is_dns_label, is_host_text
 
 # Every app is in one of these (docs/apps.md counts them).
-# Every app is in one of these (docs/apps.md counts them).
 Category = Literal[
     "ai",
     "analytics",
@@ -76,8 +75,14 @@ def check_https_template(url: str | None) -> str | None:
 
 class OAuth2Spec(Strict):
     """Connecting an account (authorize_url, scopes, PKCE) and refreshing its tokens
-    (token_url, token_auth); the operator's client id and secret come from its own settings."""
+    (token_url, token_auth); the operator's client id and secret come from its own settings.
 
+    With `grant: client_credentials` (RFC 6749 section 4.4) each account holds its own
+    company's client id and secret, and passthru asks token_url for the access tokens
+    itself (sending `scopes`, the client as `token_auth` says): nothing to authorize, no
+    PKCE, no operator client."""
+
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
     token_url: str
     authorize_url: str | None = None
     scopes: list[str] = Field(default_factory=list)
@@ -90,6 +95,26 @@ class OAuth2Spec(Strict):
     client_secret: SecretStr | None = None
 
     _https = field_validator("token_url", "authorize_url")(check_https_template)
+
+    @model_validator(mode="after")
+    def _grant(self) -> OAuth2Spec:
+        if self.grant == "client_credentials":
+            given = [
+                name
+                for name in ("authorize_url", "pkce", "authorize_params", "client_id")
+                if getattr(self, name)
+            ] + (["client_secret"] if self.client_secret is not None else [])
+            if given:
+                raise ValueError(
+                    f"grant client_credentials takes no {', '.join(given)}: nothing is "
+                    "authorized, and each account holds its own client id and secret"
+                )
+        return self
+
+    @property
+    def client_credentials(self) -> bool:
+        """Whether each account holds its own client, and passthru fetches the tokens."""
+        return self.grant == "client_credentials"
 
     def public(self) -> dict[str, object]:
         """Everything but the operator's client id and secret."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_MAX_MS = 32**10 - 1  # the last millisecond 10 characters hold (year 37,648)
 
 
 def _encode(value: int, length: int) -> str:
@@ -21,3 +23,11 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     rand = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+
+
+def first_id_at(prefix: str, at: datetime, shift_ms: int = 0) -> str:
+    """The smallest id `new_id(prefix)` makes at `at` (moved by `shift_ms`) or later: ids made
+    before sort below it, ids made at or after it do not (a time range as a range of ids).
+    Any datetime is taken, year 1 to 9999 (clamped to the ids' range)."""
+    ms = min(max(0, int(at.timestamp() * 1000) + shift_ms), _MAX_MS)
+    return f"{prefix}_{_encode(ms, 10)}{_ALPHABET[0] * 16}"

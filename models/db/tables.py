@@ -134,6 +134,12 @@ class FunctionCall(SQLModel, table=True):
     __tablename__ = "function_call"
     __table_args__ = (
         Index("ix_call_tenant_id", "tenant_id", "id"),
+        # The log's filters (api/call_log.py), each read newest first (migration 0009).
+        Index("ix_call_log_app", "tenant_id", "app", "id"),
+        Index("ix_call_log_status", "tenant_id", "status", "id"),
+        Index("ix_call_log_user", "tenant_id", "user_id", "id"),
+        Index("ix_call_log_batch", "tenant_id", "batch_id", "id"),
+        Index("ix_call_log_network_code", "tenant_id", "network_code", "id"),
         # A tenant's unfinished calls (api/quotas.py): only they are in it.
         Index(
             "ix_call_tenant_open",

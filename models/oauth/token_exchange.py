@@ -25,6 +25,10 @@ class Revoked(Exception):
     """The refresh token is no longer valid: the user must connect the account again."""
 
 
+class ClientRefused(Revoked):
+    """The token endpoint refused an account's own client id and secret."""
+
+
 class RefreshUnavailable(Exception):
     """The token endpoint could not be reached or answered badly; try again later."""
 
@@ -89,6 +93,18 @@ def post_form(
 MAX_EXPIRES_IN_S = 10 * 365 * 86_400.0
 # An OAuth2 `error` code as RFC 6749 writes them; anything else is not repeated.
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
+# The `error` codes of a token endpoint (RFC 6749 section 5.2): the only text of its answer
+# ever repeated or stored.
+TOKEN_ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
 
 
 def expires_at_of(expires_in: object, now_s: float) -> float | None:
@@ -101,6 +117,17 @@ def expires_at_of(expires_in: object, now_s: float) -> float | None:
     return now_s + min(float(expires_in), MAX_EXPIRES_IN_S)
 
 
+def expiring(expires: float | None, now_s: float, margin_s: float) -> bool:
+    """Whether a token expiring at `expires` (None: not said) is within `margin_s` of it."""
+    return expires is not None and expires - margin_s <= now_s
+
+
+def basic_client(client_id: str, client_secret: str) -> httpx.BasicAuth:
+    """HTTP Basic client authentication, id and secret form-encoded first, as RFC 6749
+    section 2.3.1 says."""
+    return httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
+
+
 def client_form(oauth2: OAuth2Spec) -> dict[str, str]:
     """The client's id and secret as form fields (`token_auth: body`)."""
     form = {"client_id": oauth2.client_id} if oauth2.client_id else {}
@@ -111,16 +138,22 @@ def client_form(oauth2: OAuth2Spec) -> dict[str, str]:
 
 def client_auth(oauth2: OAuth2Spec) -> httpx.BasicAuth | None:
     """HTTP Basic client authentication for an app whose token endpoint wants it
-    (`token_auth: basic`): id and secret form-encoded first, as RFC 6749 section 2.3.1 says."""
+    (`token_auth: basic`)."""
     if oauth2.token_auth != "basic" or not oauth2.client_id:  # noqa: S105 - a style
         return None
     secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else ""
-    return httpx.BasicAuth(quote_plus(oauth2.client_id), quote_plus(secret))
+    return basic_client(oauth2.client_id, secret)
 
 
 def error_code(value: object, fallback: str) -> str:
     """An OAuth2 error code fit to repeat (lower-case letters and `_`), else `fallback`."""
     return value if isinstance(value, str) and _ERROR_CODE.match(value) else fallback
+
+
+def token_error(body: dict[str, Any]) -> str | None:
+    """A token endpoint's `error`, if it is one of RFC 6749's codes; else None."""
+    code = body.get("error")
+    return code if isinstance(code, str) and code in TOKEN_ERROR_CODES else None
 
 
 def exchange_code(
@@ -149,7 +182,7 @@ def exchange_code(
     status, body = post_form(http, token_url, form, auth=auth)
     access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
     if status != 200 or not usable_token(access_token):
-        why = error_code(body.get("error"), "no usable access_token")
+        why = token_error(body) or "no usable access_token"
         raise RefreshUnavailable(f"the token endpoint answered {status}: {why}")
     # Built, not validated: each token was checked above (a validation error would quote it).
     return OAuth2Credentials.model_construct(

@@ -53,6 +53,17 @@ APPS: dict[str, Any] = {
             "client_secret": CLIENT_SECRET,
         },
     },
+    "acme-manual": {  # an OAuth2 app with no authorize_url: tokens are given, never asked
+        "name": "Acme Manual",
+        "base_url": "https://api.acme-manual.test",
+        "allowed_hosts": ["api.acme-manual.test"],
+        "auth": {"type": "bearer"},
+        "oauth2": {
+            "token_url": "https://auth.acme-manual.test/token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+    },
     "acme-key": {
         "name": "Acme Keys",
         "base_url": "https://{subdomain}.acme-key.test/api",

@@ -134,6 +134,11 @@ def _templated_app(catalog: Catalog) -> tuple[str, str, dict[str, Any]]:
     kind = sorted(app.credential_kinds)[0]
     credentials = {
         "oauth2": {"access_token": "t"},
+        "client_credentials": {
+            "type": "client_credentials",
+            "client_id": "i",
+            "client_secret": "s",
+        },
         "api_key": {"api_key": "k"},
         "basic": {"username": "u", "password": "p"},
     }[kind]

@@ -81,7 +81,7 @@ def test_one_app_shows_its_connection_config_fields(caller: Caller) -> None:
     assert app["connection_config"] == [
         {
             "name": "subdomain",
-            "label": "subdomain",
+            "label": "Zendesk subdomain (the part before .zendesk.com)",
             "choices": None,
             "default": None,
             "required": True,
@@ -89,6 +89,7 @@ def test_one_app_shows_its_connection_config_fields(caller: Caller) -> None:
     ]
     assert app["category"] == "ticketing"
     assert set(app["oauth2"]) == {
+        "grant",
         "token_url",
         "authorize_url",
         "scopes",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, update
@@ -82,6 +84,27 @@ def test_log_filters_by_time(caller: Caller) -> None:
     assert [c["id"] for c in log(caller, "?until=2999-01-01T00:00:00")["items"]] == [call_id]
     assert [c["id"] for c in log(caller, "?since=2000-01-01T00:00:00Z")["items"]] == [call_id]
     assert log(caller, "?until=2000-01-01T00:00:00Z")["items"] == []
+    # (the first and the last moments a caller can name are bounds like any other)
+    assert [c["id"] for c in log(caller, "?since=0001-01-01T00:00:00Z")["items"]] == [call_id]
+    assert [c["id"] for c in log(caller, "?until=9999-12-31T23:59:59Z")["items"]] == [call_id]
+    assert log(caller, "?until=0001-01-01T00:05:00Z")["items"] == []
+    assert log(caller, "?since=9999-12-31T23:59:59Z")["items"] == []
+
+
+def test_a_time_range_keeps_a_call_whose_id_is_a_little_older(
+    caller: Caller, engine: Engine
+) -> None:
+    # Given a call written a minute after its id was made (a slow submission)
+    caller.connect()
+    call_id = submit(caller).json()["id"]
+    written = datetime.now(UTC) + timedelta(minutes=1)
+    with session_scope(engine) as session:
+        session.exec(
+            update(FunctionCall).where(col(FunctionCall.id) == call_id).values(created_at=written)
+        )
+    # Then a range that starts after its id's time but before it was written still has it
+    since = (written - timedelta(seconds=1)).isoformat()
+    assert [c["id"] for c in log(caller, f"?since={quote(since)}")["items"]] == [call_id]
 
 
 def test_the_log_filters_on_the_upstream_status(caller: Caller, engine: Engine) -> None:

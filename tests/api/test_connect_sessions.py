@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from api.connect.sessions import digest
-from models.db.tables import ConnectSession
-from tests.api.conftest import ConnectRig
+from models.db.tables import ConnectSession, Tenant
+from tests.api.conftest import Caller, ConnectRig
 from tests.api.connect_helpers import PUBLIC, REDIRECT, token_of
 from tests.api.test_errors import assert_error_shape
 
@@ -82,7 +82,9 @@ def test_the_link_lifetime_is_a_setting(
         ({"app": "acme-oauth", "scopes": ["a b"]}, "scopes", None),
         ({"app": "acme-key", "connection_config": {"subdomain": "evil.com/"}}, None, None),
         ({"app": "acme-region", "connection_config": {"region": "mars"}}, None, None),
-        ({"app": "slack"}, "app", "app_not_connectable"),  # no authorize_url / client here
+        ({"app": "acme-manual"}, "app", "app_not_connectable"),  # no authorize_url
+        ({"app": "slack"}, "app", "app_not_connectable"),  # no operator client here
+        ({"app": "paypal"}, "app", "app_not_connectable"),  # the client credentials grant
         ({"app": "acme-key", "surprise": 1}, None, None),
     ],
 )
@@ -93,6 +95,28 @@ def test_refusals_are_400s_in_the_error_shape(
     assert_error_shape(response.json(), error)
     if field is not None:
         assert response.json()["error_details"][0]["field"] == field
+
+
+def test_a_client_credentials_app_is_refused_saying_why(connect_rig: ConnectRig) -> None:
+    response = connect_rig.session(expect=400, app="personio")
+    message = response.json()["error_details"][0]["message"]
+    assert "client credentials grant" in message
+    assert "POST /connected-accounts" in message
+
+
+def test_a_built_in_oauth_app_with_the_operators_client_is_connectable(
+    make_app: Callable[..., FastAPI], tenant_and_key: tuple[Tenant, str]
+) -> None:
+    clients = {"slack": {"client_id": "slack-client", "client_secret": "slack-secret-9"}}
+    app = make_app(oauth_clients=clients, public_url=PUBLIC)
+    tenant, key = tenant_and_key
+    caller = Caller(TestClient(app), tenant, key)
+    response = caller.client.post(
+        "/connect-sessions",
+        json={"app": "slack", "redirect_url": REDIRECT},
+        headers=caller.headers("u"),
+    )
+    assert response.status_code == 201, response.text
 
 
 def test_a_user_is_required(connect_rig: ConnectRig) -> None:

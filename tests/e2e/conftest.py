@@ -94,6 +94,16 @@ OAUTHY = {
     **_limited("oauthy", []),
     "oauth2": {"token_url": "https://oauthy.test/oauthy/token", **OAUTH_CLIENT},
 }
+# An app of the client credentials grant, served by the stand-in's ClientCredentialsApi.
+CCAPP = {
+    **_limited("ccapp", []),
+    "oauth2": {
+        "grant": "client_credentials",
+        "token_url": "https://ccapp.test/ccapp/token",
+        "token_auth": "basic",
+        "scopes": ["items"],
+    },
+}
 # Built-in apps of each auth style, reached through the stand-in (accounts use "acme").
 AUTH_STYLE_ORIGINS = (
     "https://acme.zendesk.com",  # per-account subdomain, bearer
@@ -106,6 +116,7 @@ TEST_APPS = {
     "pipedrive": _roomy("pipedrive"),
     **{slug: _limited(slug, limits) for slug, limits in LIMITED_APPS.items()},
     "oauthy": OAUTHY,
+    "ccapp": CCAPP,
 }
 
 
@@ -138,6 +149,7 @@ def running_stack(
         "https://api.pipedrive.com": upstream.origin,
         **{f"https://{slug}.test": upstream.origin for slug in LIMITED_APPS},
         "https://oauthy.test": upstream.origin,
+        "https://ccapp.test": upstream.origin,
         **{origin: upstream.origin for origin in AUTH_STYLE_ORIGINS},
         **(overrides or {}),
     }

@@ -97,6 +97,22 @@ class _Output:
         self._stdout.close()
 
 
+def _sweeps_seen(flower_port: int, password: str, at_least: int, timeout_s: float = 60) -> bool:
+    """Whether Flower saw `at_least` sweeps succeed (beat sends one every 4 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = httpx.get(
+            f"http://127.0.0.1:{flower_port}/api/tasks",
+            params={"taskname": "passthru.sweep", "state": "SUCCESS"},
+            auth=("passthru", password),
+            timeout=10,
+        )
+        if answer.status_code == 200 and len(answer.json()) >= at_least:
+            return True
+        time.sleep(1)
+    return False
+
+
 @pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="dev uses its own SQLite")
 @pytest.mark.skipif(shutil.which("ps") is None, reason="needs ps to see child processes")
 @pytest.mark.timeout(400)
@@ -156,6 +172,19 @@ def test_passthru_dev_serves_the_printed_curl_line(tmp_path: Path, redis_flag: s
         assert answer["status"] == "completed", (answer, output.text())
         assert answer["network_code"] == "200"
         assert answer["output"]["message"] == "hello, passthru"
+
+        # And the terminal shows the call as one line, with its URL's path alone
+        line = output.until(lambda text: answer["id"] in text and "→ 200 completed" in text, 60)
+        assert " GET /api/hello  " in line, line
+        assert "name=passthru" not in line, line
+        # ... while the sweeps that ran meanwhile, having nothing to do, printed nothing
+        password = re.search(r"user \S+, password (\S+)\)", banner)
+        assert password, banner
+        assert _sweeps_seen(flower_port, password[1], at_least=2), output.text()
+        assert [text for text in output.lines if answer["id"] in text] == [line]
+        quiet = output.text()
+        assert "passthru.sweep" not in quiet, quiet
+        assert "Sending due task" not in quiet, quiet
 
         # And the Redis is the one the banner names, its port and Flower's answering
         children = _children(dev.pid)

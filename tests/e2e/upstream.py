@@ -1,11 +1,13 @@
 """A real local HTTP server standing in for third-party APIs (Slack, Pipedrive, ...).
 
 It records every request it receives and answers from a script: by default a few canned
-Slack and Pipedrive endpoints; tests add their own answers per (method, path).
+Slack and Pipedrive endpoints, and an API of the client credentials grant (its token
+endpoint and one resource); tests add their own answers per (method, path).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -55,14 +57,56 @@ def _pipedrive_person(seen: Seen) -> Reply:
     return Reply(200, {"success": True, "data": {"id": 1041, **data}})
 
 
+class ClientCredentialsApi:
+    """A token endpoint of the client credentials grant (RFC 6749 section 4.4) that knows
+    one client, sent as HTTP Basic, and hands out a new token each time; and a resource
+    that takes only the tokens it handed out and has not revoked."""
+
+    CLIENT_ID = "e2e-company"
+    CLIENT_SECRET = "e2e-company-secret/7"
+    TOKEN_PATH = "/ccapp/token"
+    ITEMS_PATH = "/ccapp/items"
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self._revoked: set[str] = set()
+        self._lock = threading.Lock()
+
+    def revoke_all(self) -> None:
+        with self._lock:
+            self._revoked.update(self.issued)
+
+    def token(self, seen: Seen) -> Reply:
+        pair = f"{self.CLIENT_ID}:{self.CLIENT_SECRET.replace('/', '%2F')}"
+        if seen.headers.get("authorization") != "Basic " + base64.b64encode(pair.encode()).decode():
+            return Reply(401, {"error": "invalid_client"})
+        form = parse_qs(seen.body.decode())
+        if form.get("grant_type") != ["client_credentials"] or form.get("scope") != ["items"]:
+            return Reply(400, {"error": "invalid_request"})
+        with self._lock:
+            token = f"cc-token-{len(self.issued) + 1}"
+            self.issued.append(token)
+        return Reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    def items(self, seen: Seen) -> Reply:
+        token = seen.headers.get("authorization", "").removeprefix("Bearer ")
+        with self._lock:
+            good = token in self.issued and token not in self._revoked
+        return Reply(200, {"items": [1, 2]}) if good else Reply(401, {"error": "invalid_token"})
+
+
 class Upstream:
     def __init__(self) -> None:
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._scripts: dict[tuple[str, str], list[Responder]] = {}
+        self.client_credentials = ClientCredentialsApi()
+        cc = self.client_credentials
         self._defaults: dict[tuple[str, str], Responder] = {
             ("GET", "/api/conversations.list"): lambda _: Reply(200, SLACK_CONVERSATIONS),
             ("POST", "/api/v2/persons"): _pipedrive_person,
+            ("POST", cc.TOKEN_PATH): cc.token,
+            ("GET", cc.ITEMS_PATH): cc.items,
         }
         upstream = self
 

@@ -188,6 +188,7 @@ def test_public_shows_the_oauth2_settings_but_never_the_operators_client() -> No
     assert app.oauth2.client_secret.get_secret_value() == "the-client-secret"
     shown = app.public()["oauth2"]
     assert shown == {
+        "grant": "authorization_code",
         "token_url": "https://accounts.zoho.{dc}/oauth/v2/token",
         "authorize_url": "https://accounts.zoho.{dc}/oauth/v2/auth",
         "scopes": ["ZohoCRM.modules.ALL"],

@@ -90,3 +90,12 @@ def test_the_page_counts_each_category_and_lists_each_app_once() -> None:
         in page
     )
     assert "[docs](https://one.example/docs)" in page
+
+
+def test_every_built_in_app_has_a_sources_section() -> None:
+    # docs/catalog-sources.md says what each entry was checked against; apps.md links it
+    sources = (ROOT / "docs" / "catalog-sources.md").read_text()
+    sections = {line[3:] for line in sources.splitlines() if line.startswith("## ")}
+    slugs = {app.slug for app in load_catalog() if app.slug != "demo"}
+    assert slugs <= sections
+    assert "(catalog-sources.md)" in render(load_catalog())

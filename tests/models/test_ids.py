@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
-from models.db.ids import new_id
+from models.db.ids import first_id_at, new_id
 
 
 def test_prefix_and_shape() -> None:
@@ -41,3 +42,20 @@ def test_unique_over_ten_thousand() -> None:
 
 def test_ids_fit_their_columns() -> None:
     assert len(new_id("fc")) <= 40
+
+
+def test_first_id_at_bounds_the_ids_made_from_then_on() -> None:
+    # Given a moment, and the first id of that moment
+    at = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
+    ms = int(at.timestamp() * 1000)
+    first = first_id_at("fc", at)
+    # Then every id made before it sorts below, every id made from then on not
+    for _ in range(200):
+        assert new_id("fc", now_ms=ms - 1) < first
+        assert first <= new_id("fc", now_ms=ms)
+    # And it can be moved, by whole milliseconds
+    assert new_id("fc", now_ms=ms - 6) < first_id_at("fc", at, -5) <= new_id("fc", now_ms=ms - 5)
+    # And any moment a caller can name is a bound, the first and the last years included
+    assert first_id_at("fc", datetime(1, 1, 1, tzinfo=UTC), -1) <= new_id("fc", now_ms=0)
+    last = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert first_id_at("fc", last, 300_000) > new_id("fc", now_ms=int(last.timestamp() * 1000))

@@ -78,8 +78,10 @@ def make_call(
 ) -> FunctionCall:
     """A function call of `account` (its app unless `app` says otherwise); `fields` set the rest."""
     app = app or account.app
+    # As in the service, the id is made when the call is: at its created_at, when given.
+    made = fields.get("created_at")
     call = FunctionCall(
-        id=new_id("fc"),
+        id=new_id("fc", now_ms=None if made is None else int(made.timestamp() * 1000)),
         tenant_id=account.tenant_id,
         app=app,
         function=f"{app}-passthrough-request",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -24,6 +25,8 @@ from models.crypto.secrets import Vault, generate_encryption_key
 from models.db.engine import session_scope
 from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, FunctionCall, Tenant
+from models.logs import CALLS_LOGGER, JsonFormatter
+from models.terminal import TerminalFormatter
 from tests.worker.factories import (
     NOW,
     SECRET,
@@ -819,3 +822,22 @@ def test_a_call_no_request_can_be_built_for_fails_alone(
     assert stored.error == "invalid_request"
     assert long_key[:20] not in (stored.error_message or "")
     assert len(harness.requests) == 1
+
+
+def test_a_call_ends_with_one_line_that_shows_its_path_alone(
+    engine: Engine, account: ConnectedAccount, harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a call whose URL carries a secret in its query string
+    call = make_call(engine, account, url="https://slack.com/api/chat.postMessage?api_key=k-123")
+    # When the worker executes it
+    with caplog.at_level(logging.INFO, logger=CALLS_LOGGER):
+        harness.run([call.id])
+    # Then one call.finished event says what happened, with the path but not the query
+    [record] = [r for r in caplog.records if r.name == CALLS_LOGGER]
+    fields = vars(record)
+    assert fields["event"] == "call.finished"
+    assert (fields["method"], fields["path"]) == ("GET", "/api/chat.postMessage")
+    assert (fields["status"], fields["network_code"], fields["attempt"]) == ("completed", "200", 1)
+    for line in (JsonFormatter().format(record), TerminalFormatter().format(record)):
+        assert "k-123" not in line
+        assert "api_key" not in line

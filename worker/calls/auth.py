@@ -10,6 +10,8 @@ import httpx
 from models.accounts.credentials import (
     ApiKeyCredentials,
     BasicCredentials,
+    ClientCredentials,
+    ClientToken,
     Credentials,
     OAuth2Credentials,
 )
@@ -53,6 +55,11 @@ def _secret(credentials: Credentials) -> str:
         return credentials.api_key
     if isinstance(credentials, BasicCredentials):
         raise CredentialsError("username/password credentials need basic auth")
+    if isinstance(credentials, ClientCredentials):
+        token = credentials.access_token if isinstance(credentials, ClientToken) else None
+        if not token:
+            raise CredentialsError("no access token was fetched for the account's client")
+        return token
     return credentials.access_token
 
 
@@ -82,6 +89,10 @@ def secrets_of(app: App, credentials: Credentials) -> list[str]:
     found: list[str] = []
     if isinstance(credentials, OAuth2Credentials):
         found += [credentials.access_token, credentials.refresh_token or ""]
+    elif isinstance(credentials, ClientCredentials):
+        found.append(credentials.client_secret)
+        if isinstance(credentials, ClientToken):
+            found.append(credentials.access_token or "")
     elif isinstance(credentials, ApiKeyCredentials):
         found.append(credentials.api_key)
     else:

@@ -1,5 +1,6 @@
 """A call's credentials, in one place: whether its account may be used at all, decrypting
-once per account per message, refreshing an OAuth2 token about to expire, and the 401 path
+once per account per message, refreshing an OAuth2 token about to expire (or fetching one
+with the account's own client, for the client credentials grant), and the 401 path
 (refresh, then try again at once)."""
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from models.accounts.credentials import Credentials, OAuth2Credentials, load_credentials
+from models.accounts.credentials import (
+    ClientToken,
+    Credentials,
+    OAuth2Credentials,
+    load_credentials,
+)
 from models.accounts.states import AccountStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.errors import CredentialsError
-from models.oauth.token_exchange import RefreshUnavailable, Revoked
+from models.oauth.token_exchange import ClientRefused, RefreshUnavailable, Revoked
 from worker.calls.claim import AccountRow, Claimed
 from worker.calls.outcome import classify
 from worker.calls.results import Result, failed
@@ -40,6 +46,19 @@ class TokenRefresher(Protocol):
         Raises Revoked or RefreshUnavailable."""
         ...
 
+    def ensure_token(
+        self,
+        app: App,
+        account_id: str,
+        seen: ClientToken,
+        *,
+        config: dict[str, Any] | None = None,
+        after_401: bool = False,
+    ) -> ClientToken:
+        """The account's client with a token to send: `seen` if still good, else one just
+        fetched. Raises ClientRefused or RefreshUnavailable."""
+        ...
+
 
 class NoRefresh:
     """Tokens are sent as stored (tests of other things)."""
@@ -55,8 +74,22 @@ class NoRefresh:
     ) -> OAuth2Credentials:
         return seen
 
+    def ensure_token(
+        self,
+        app: App,
+        account_id: str,
+        seen: ClientToken,
+        *,
+        config: dict[str, Any] | None = None,
+        after_401: bool = False,
+    ) -> ClientToken:
+        return seen
+
 
 def revoked(exc: Revoked) -> Result:
+    if isinstance(exc, ClientRefused):
+        why = f"the token endpoint refused the account's client id and secret: {exc}"
+        return failed("credentials_revoked", f"{why}; {REAUTH}")
     return failed("credentials_revoked", f"the refresh token was revoked ({exc}); {REAUTH}")
 
 
@@ -95,10 +128,11 @@ class AccountCredentials:
         try:
             data = self.vault.decrypt(account.credentials_enc, bound_to=account.id)
             creds = load_credentials(data)
+            config = account.connection_config
             if isinstance(creds, OAuth2Credentials):
-                creds = self.refresher.ensure_fresh(
-                    app, account.id, creds, config=account.connection_config
-                )
+                creds = self.refresher.ensure_fresh(app, account.id, creds, config=config)
+            elif isinstance(creds, ClientToken):
+                creds = self.refresher.ensure_token(app, account.id, creds, config=config)
             return creds
         except ValidationError as exc:  # its text quotes the values: secrets
             fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
@@ -123,12 +157,14 @@ class AccountCredentials:
         if not (isinstance(outcome, Answer) and outcome.status == 401):
             return None
         used = self.known.get(c.account.id) if c.account else None
-        if app is None or c.account is None or not isinstance(used, OAuth2Credentials):
+        if (
+            app is None
+            or c.account is None
+            or not isinstance(used, OAuth2Credentials | ClientToken)
+        ):
             return None
         try:
-            fresh = self.refresher.ensure_fresh(
-                app, c.account.id, used, config=c.account.connection_config, after_401=True
-            )
+            fresh = self._renewed(app, c.account, used)
         except Revoked as exc:
             return revoked(exc)
         except RefreshUnavailable:
@@ -137,3 +173,12 @@ class AccountCredentials:
             return None
         self.known[c.account.id] = fresh
         return classify(outcome, RetryIn(0.0, "upstream answered 401; token refreshed"), now, scrub)
+
+    def _renewed(
+        self, app: App, account: AccountRow, used: OAuth2Credentials | ClientToken
+    ) -> OAuth2Credentials | ClientToken:
+        """After a 401: a new token for `used`, refreshed or fetched as its kind says."""
+        config = account.connection_config
+        if isinstance(used, OAuth2Credentials):
+            return self.refresher.ensure_fresh(app, account.id, used, config=config, after_401=True)
+        return self.refresher.ensure_token(app, account.id, used, config=config, after_401=True)

@@ -1,61 +1,78 @@
 """OAuth2 access tokens kept fresh: refreshed at the app's token URL before they expire (or
-after a 401), once per account however many calls need it at the same moment.
+after a 401), once per account however many calls need it at the same moment; for an app of
+the client credentials grant, fetched the same way with the account's own client.
 
 Every worker that finds a token about to expire takes the account's Redis lock; the first
 refreshes and stores the new tokens encrypted; the others, once they hold the lock, read
-the account again and find them. An `invalid_grant` answer means the user revoked access:
+the account again and find them. An `invalid_grant` answer means the user revoked access
+(a refused client, for the client credentials grant: the client was revoked or is wrong):
 the account becomes `needs_reauth` and its waiting calls end `failed` with
 `credentials_revoked`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
 from sqlalchemy import Engine, select, update
 
-from models.accounts.credentials import OAuth2Credentials, load_credentials, usable_token
-from models.accounts.states import ACCOUNTS, AccountStatus
-from models.calls.states import CALLS, WAITING, CallStatus
+from models.accounts.credentials import (
+    ClientToken,
+    Credentials,
+    OAuth2Credentials,
+    load_credentials,
+    usable_token,
+)
+from models.accounts.states import AccountStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
-from models.db.tables import ConnectedAccount, FunctionCall
-from models.keys import PREFIX
+from models.db.tables import ConnectedAccount
+from models.errors import CredentialsError
 from models.net.overrides import apply_override
 from models.oauth.token_exchange import (
+    ClientRefused,
     RefreshUnavailable,
     Revoked,
     client_auth,
     client_form,
     expires_at_of,
+    expiring,
     post_form,
 )
-from models.webhooks.outbox import enqueue_deliveries
+from worker.calls.client_token import fetch_client_token
+from worker.calls.reauth import needs_reauth
 from worker.calls.scrub import Scrubber
+from worker.calls.token_lock import account_lock
 
 log = logging.getLogger("passthru.oauth")
 # The longest piece of a token endpoint's answer kept in a message.
 ANSWER_CHARS = 200
 
-LOCK_TTL_S = 30.0  # a refresher that died frees the lock after this
-LOCK_WAIT_S = 20.0  # how long a call waits for another worker's refresh
 # A token refreshed this recently is not refreshed again after a 401: the 401 is the answer.
 FRESH_AFTER_401_S = 60.0
+REVOKED = "the account's refresh token was revoked"
+REFUSED = "the token endpoint refused the account's client id and secret"
 
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
-_calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_Creds = TypeVar("_Creds", OAuth2Credentials, ClientToken)
 
 
-def expiring(creds: OAuth2Credentials, now_s: float, margin_s: float) -> bool:
-    return creds.expires_at is not None and creds.expires_at - margin_s <= now_s
+def _still_good(current: ClientToken, seen: ClientToken, after_401: bool, now_s: float) -> bool:
+    """Whether `current` (read under the lock) is the token to send, without a new one:
+    one fetched by another worker meanwhile, or, after a 401, one fetched for a 401 just
+    now (that 401 stands)."""
+    if not current.access_token:
+        return False
+    if after_401 and current.access_token == seen.access_token:
+        return current.after_401 and (current.refreshed_at or 0) > now_s - FRESH_AFTER_401_S
+    return True
 
 
 @dataclass
@@ -83,21 +100,12 @@ class Refresher:
         `config` is the account's connection_config (templated token URLs)."""
         if app.oauth2 is None or not seen.refresh_token:
             return seen
-        if not after_401 and not expiring(seen, self.clock(), self.margin_s):
+        if not after_401 and not expiring(seen.expires_at, self.clock(), self.margin_s):
             return seen
-        lock = self.redis.lock(f"{PREFIX}:oauth-lock:{account_id}", timeout=LOCK_TTL_S)
-        try:
-            got = lock.acquire(blocking_timeout=LOCK_WAIT_S)
-        except redis.RedisError as exc:
-            raise RefreshUnavailable(
-                f"the refresh lock is unavailable ({type(exc).__name__})"
-            ) from None
-        if not got:
-            raise RefreshUnavailable("another worker is still refreshing this account's token")
-        try:
-            current, enc = self._load(account_id)
+        with account_lock(self.redis, account_id):
+            current, enc = self._load(account_id, OAuth2Credentials)
             if current.access_token != seen.access_token and not expiring(
-                current, self.clock(), self.margin_s
+                current.expires_at, self.clock(), self.margin_s
             ):
                 return current  # refreshed by another worker meanwhile
             if after_401 and (current.refreshed_at or 0) > self.clock() - FRESH_AFTER_401_S:
@@ -107,22 +115,62 @@ class Refresher:
             try:
                 fresh = self._refresh(app, current, config)
             except Revoked:
-                if self._revoke(account_id, enc):
+                if self._revoke(account_id, enc, REVOKED):
                     raise
                 # New credentials came meanwhile (or it was revoked: _load raises Revoked).
-                return self._load(account_id)[0]
+                return self._load(account_id, OAuth2Credentials)[0]
             if not self._store(account_id, fresh, enc):
                 # The tenant stored new credentials while this refresh ran: they win.
-                return self._load(account_id)[0]
+                return self._load(account_id, OAuth2Credentials)[0]
             log.info("account %s: access token refreshed", account_id)
             return fresh
-        finally:
-            # A lock that expired while refreshing, or a Redis gone meanwhile, has nothing
-            # to release: the lock's TTL frees it.
-            with contextlib.suppress(redis.RedisError):
-                lock.release()
 
-    def _load(self, account_id: str) -> tuple[OAuth2Credentials, str]:
+    def ensure_token(
+        self,
+        app: App,
+        account_id: str,
+        seen: ClientToken,
+        *,
+        config: dict[str, Any] | None = None,
+        after_401: bool = False,
+    ) -> ClientToken:
+        """For an app of the client credentials grant: `seen` if its access token is still
+        good, else the account's client with a token just fetched and stored."""
+        if app.oauth2 is None or not app.oauth2.client_credentials:
+            raise CredentialsError("the app no longer takes client credentials")
+        fine = not expiring(seen.expires_at, self.clock(), self.margin_s)
+        if seen.access_token and fine and not after_401:
+            return seen
+        with account_lock(self.redis, account_id):
+            current, enc = self._load(account_id, ClientToken)
+            now = self.clock()
+            if _still_good(current, seen, after_401, now) and not expiring(
+                current.expires_at, now, self.margin_s
+            ):
+                return current
+            try:
+                fresh = fetch_client_token(
+                    self.http, app, current, config, self.overrides, now_s=now
+                )
+            except ClientRefused:
+                if self._revoke(account_id, enc, REFUSED):
+                    raise
+                return self._fetched_meanwhile(account_id)
+            fresh = fresh.model_copy(update={"after_401": after_401})
+            if not self._store(account_id, fresh, enc):
+                return self._fetched_meanwhile(account_id)
+            log.info("account %s: access token fetched with its own client", account_id)
+            return fresh
+
+    def _fetched_meanwhile(self, account_id: str) -> ClientToken:
+        """The account's client and token as another writer just left them (the tenant's
+        new client has no token yet: the call tries again)."""
+        current = self._load(account_id, ClientToken)[0]
+        if not current.access_token:
+            raise RefreshUnavailable("the account's client changed while a token was fetched")
+        return current
+
+    def _load(self, account_id: str, kind: type[_Creds]) -> tuple[_Creds, str]:
         """The account's credentials, and their ciphertext (to replace only if unchanged)."""
         with self.engine.connect() as conn:
             status, enc = conn.execute(
@@ -131,9 +179,10 @@ class Refresher:
                 )
             ).one()
         if status == AccountStatus.NEEDS_REAUTH:  # revoked while this call waited for the lock
-            raise Revoked("the account needs to be connected again")
+            refused = ClientRefused if kind is ClientToken else Revoked
+            raise refused("the account needs to be connected again")
         creds = load_credentials(self.vault.decrypt(enc, bound_to=account_id))
-        if not isinstance(creds, OAuth2Credentials):
+        if not isinstance(creds, kind):
             raise Revoked("the account no longer holds OAuth2 credentials")
         return creds, str(enc)
 
@@ -181,7 +230,7 @@ class Refresher:
             refreshed_at=now,
         )
 
-    def _store(self, account_id: str, creds: OAuth2Credentials, replacing: str) -> bool:
+    def _store(self, account_id: str, creds: Credentials, replacing: str) -> bool:
         """Store refreshed tokens unless the account's credentials changed since `replacing`
         was read (the tenant stored new ones meanwhile); True if stored."""
         enc = self.vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id)
@@ -195,47 +244,10 @@ class Refresher:
                 == 1
             )
 
-    def _revoke(self, account_id: str, revoked: str) -> bool:
-        """The account needs its user again and its waiting calls cannot run; unless its
-        credentials changed since `revoked` was read (new ones are not revoked), or it is
-        `needs_reauth` already (ACCOUNTS has no such move). True if it was revoked."""
+    def _revoke(self, account_id: str, revoked: str, why: str) -> bool:
+        """needs_reauth (see worker/calls/reauth.py); its failed calls announced."""
         now = datetime.fromtimestamp(self.clock(), UTC)
-        with self.engine.begin() as conn:
-            marked = conn.execute(
-                ACCOUNTS.update(
-                    _accounts,
-                    AccountStatus.NEEDS_REAUTH,
-                    _accounts.c.id == account_id,
-                    _accounts.c.credentials_enc == revoked,
-                )
-            ).rowcount
-            if not marked:
-                return False
-            failed = [
-                row[0]
-                for row in conn.execute(
-                    CALLS.update(
-                        _calls,
-                        CallStatus.FAILED,
-                        _calls.c.connected_account_id == account_id,
-                        current=WAITING,
-                    )
-                    .values(
-                        error="credentials_revoked",
-                        error_message="the account's refresh token was revoked; update the "
-                        "account with PATCH /connected-accounts/{id}",
-                        finished_at=now,
-                        next_attempt_at=None,
-                    )
-                    .returning(_calls.c.id)
-                )
-            ]
-            enqueue_deliveries(conn, failed, now, published=False)  # the sweeper sends them
-        log.warning(
-            "account %s: refresh token revoked; needs_reauth, %d waiting calls failed",
-            account_id,
-            len(failed),
-        )
+        failed = needs_reauth(self.engine, account_id, revoked, why, now)
         if failed:
             self.on_revoked(failed)
-        return True
+        return failed is not None

@@ -24,7 +24,7 @@ from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
 from worker.calls.onward import OnwardRequest, build_request
 from worker.calls.outcome import judge
-from worker.calls.results import Attempted, Result, call_option, failed, lane_of
+from worker.calls.results import Attempted, Result, call_option, failed, lane_of, log_attempt
 from worker.calls.scrub import NOTHING, Scrubber
 from worker.calls.store import publish_or_forget, store_safely
 from worker.calls.timeouts import resolve_timeouts
@@ -256,7 +256,7 @@ class _Message:
         for item in kept:
             self.statuses[item.call_id] = item.result.status
             metrics.count_attempt(item.app or "unknown", item.result)
-            _log(item)
+            log_attempt(item)
         finished = [i for i in kept if i.result.status.is_final]
         if finished:
             rt.notify(
@@ -277,24 +277,3 @@ def _unprocessable(g: Go) -> Result:
         g.request.scrub.text(traceback.format_exc()),
     )
     return failed("internal_error", "passthru could not process the upstream's answer")
-
-
-def _log(item: Attempted) -> None:
-    r = item.result
-    log.info(
-        "call %s %s",
-        item.call_id,
-        r.status,
-        extra={
-            "event": "call.finished" if r.status.is_final else "call.attempt",
-            "call_id": item.call_id,
-            "tenant_id": item.tenant_id,
-            "app": item.app,
-            "status": str(r.status),
-            "attempt": item.attempt,
-            "network_code": r.network_code,
-            "error": r.error,
-            "duration_ms": r.duration_ms,
-            "rate_wait_ms": r.rate_wait_ms,
-        },
-    )

@@ -1,16 +1,22 @@
 """What an attempt ended with: `Result` (made by `worker.calls.outcome`, or `failed` when a call
-cannot be attempted) and `Attempted`, a claimed call with its result, ready to store."""
+cannot be attempted) and `Attempted`, a claimed call with its result, ready to store and to
+log (`log_attempt`, the call events of `passthru.calls`)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from models.calls.resources import CallResult
 from models.calls.states import CallStatus
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
+from models.logs import CALLS_LOGGER
 from worker.calls.claim import Claimed
+
+call_log = logging.getLogger(CALLS_LOGGER)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class Attempted:
     lane: str = QUEUE_INTERACTIVE
     tenant_id: str | None = None  # for the log line
     app: str | None = None
+    method: str | None = None
+    path: str | None = None  # the URL's path alone: a query string may hold a secret
 
     @staticmethod
     def of(c: Claimed, started_at: datetime, result: Result) -> Attempted:
@@ -63,6 +71,8 @@ class Attempted:
             call_id=c.call.id,
             tenant_id=c.call.tenant_id,
             app=c.call.app,
+            method=c.call.method,
+            path=urlsplit(c.call.url).path,
             lane=lane_of(c),
             account_id=c.account.id if c.account else None,
             attempt=c.attempt,
@@ -88,3 +98,28 @@ def call_option(c: Claimed, name: str) -> dict[str, Any] | None:
     """The call's own `retry` or `timeout` params, if it gave them."""
     value = (c.call.options or {}).get(name)
     return value if isinstance(value, dict) else None
+
+
+def log_attempt(item: Attempted) -> None:
+    """One line per attempt: `call.finished`, or `call.attempt` when another follows (the
+    URL's path alone: its query string may hold a secret)."""
+    r = item.result
+    call_log.info(
+        "call %s %s",
+        item.call_id,
+        r.status,
+        extra={
+            "event": "call.finished" if r.status.is_final else "call.attempt",
+            "call_id": item.call_id,
+            "tenant_id": item.tenant_id,
+            "app": item.app,
+            "method": item.method,
+            "path": item.path,
+            "status": str(r.status),
+            "attempt": item.attempt,
+            "network_code": r.network_code,
+            "error": r.error,
+            "duration_ms": r.duration_ms,
+            "rate_wait_ms": r.rate_wait_ms,
+        },
+    )

@@ -1,7 +1,7 @@
 """hosted connect pages: connect sessions, how an account was connected, account events
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01
 
 connect_session holds the single-use links of POST /connect-sessions (their token and each
@@ -19,8 +19,8 @@ from alembic import op
 
 from models.db.engine import UTCDateTime
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
