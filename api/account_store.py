@@ -4,7 +4,7 @@ their row), listed, updated and removed."""
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, update
@@ -19,16 +19,26 @@ from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import ApiError, CredentialsError, ErrorDetail, invalid, not_found
+from models.webhooks.outbox import enqueue_account_event
 
 
-def _app(catalog: Catalog, slug: str) -> App:
+class NewAccount(NamedTuple):
+    """What `create_account` did: the account, whether it is new (else it already held
+    these credentials), and the webhook deliveries to publish."""
+
+    account: ConnectedAccount
+    created: bool
+    events: list[str]
+
+
+def known_app(catalog: Catalog, slug: str) -> App:
     app = catalog.get(slug)
     if app is None:
         raise unknown_app(slug, catalog, status_code=400, lists_them="GET /apps")
     return app
 
 
-def _check_config(app: App, config: dict[str, Any] | None) -> None:
+def check_config(app: App, config: dict[str, Any] | None) -> None:
     try:
         app.resolve(config)
     except ValueError as exc:
@@ -45,18 +55,21 @@ def create_account(
     user_id: str | None,
     credentials: dict[str, Any],
     config: dict[str, Any] | None,
-) -> tuple[ConnectedAccount, bool]:
-    """The user's account for these credentials and config, and whether it is new: the same
-    credentials posted again find the account that holds them instead of a twin."""
+    source: str = "api",
+) -> NewAccount:
+    """The user's account for these credentials and config, whether it is new, and the ids
+    of the webhook deliveries to publish. The same credentials posted again find the account
+    that holds them instead of a twin; a new account connected on a connect page gets its
+    `connection.created` event, in the same transaction."""
     if not user_id:
         raise invalid("X-User-ID", "name the end user with the X-User-ID header")
-    app = _app(catalog, app_slug)
+    app = known_app(catalog, app_slug)
     secret = parse_credentials(app, credentials).model_dump(exclude_none=True)
-    _check_config(app, config)
+    check_config(app, config)
     with Session(engine) as session:
         twin = _holder_of(session, vault, (tenant.id, app.slug, user_id), secret, config)
     if twin is not None:
-        return twin, False
+        return NewAccount(twin, False, [])
     account_id = new_id("ca")
     account = ConnectedAccount(
         id=account_id,
@@ -65,10 +78,15 @@ def create_account(
         user_id=user_id,
         credentials_enc=vault.encrypt(secret, bound_to=account_id),
         connection_config=config,
+        source=source,
     )
+    events: list[str] = []
     with session_scope(engine) as session:
         session.add(account)
-    return account, True
+        if source != "api":
+            session.flush()
+            events = enqueue_account_event(session.connection(), account, utcnow())
+    return NewAccount(account, True, events)
 
 
 def _holder_of(
@@ -152,7 +170,7 @@ def update_account(
         )
     with session_scope(engine) as session:
         account = get_account(session, tenant, account_id)
-        app = _app(catalog, account.app)
+        app = known_app(catalog, account.app)
         values: dict[str, Any] = {}
         if credentials is not None:
             creds = parse_credentials(app, credentials)
@@ -160,7 +178,7 @@ def update_account(
                 creds.model_dump(exclude_none=True), bound_to=account.id
             )
         if config is not None:
-            _check_config(app, config)
+            check_config(app, config)
             values["connection_config"] = config
         asked = None if status is None else AccountStatus(status)
         target = _status_after(account.status, asked, renewed=credentials is not None)

@@ -12,6 +12,7 @@ from starlette.datastructures import State
 
 from api import docs, errors
 from api.auth import Authenticator
+from api.connect.service import Connect
 from api.console.visitor import Console
 from api.limits import RequestLimits
 from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
@@ -22,6 +23,7 @@ from api.routes import (
     apps,
     batches,
     calls,
+    connect,
     console,
     functions,
     health,
@@ -55,6 +57,7 @@ ROUTE_MODULES = (
     metrics,
     webhooks,
     console,
+    connect,
 )
 
 DESCRIPTION = """
@@ -109,6 +112,7 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     )
     state.auth = Authenticator(state.engine, TenantCache())
     state.console = Console.of(settings, state.auth)
+    state.connect = Connect.of(settings, state.engine, state.catalog, state.vault, state.publisher)
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )

@@ -30,8 +30,9 @@ from models.errors import ApiError, ErrorDetail, invalid
 Authenticate = Callable[[Scope], Awaitable[None]]
 
 BATCH_PATH = "/function-calls/batch"
-# Paths whose routes authenticate their own requests (the console's sessions).
-SELF_AUTHENTICATED_PREFIX = "/console/"
+# Paths whose routes authenticate their own requests: the console's sessions, and the
+# connect pages' forms (the link's token and the browser's CSRF token).
+SELF_AUTHENTICATED_PREFIX = ("/console/", "/connect/")
 # The methods whose body a route reads; any other body is left unread, as its route does.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"

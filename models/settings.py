@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +75,11 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+def _setting(default: Any, name: str, **bounds: Any) -> Any:
+    """A field read from the environment variable `name`, with `default` and its bounds."""
+    return Field(default, validation_alias=_env(name), **bounds)
+
+
 class Settings(BaseSettings):
     """Every knob of passthru. Field names are Pythonic; aliases are the env names."""
 
@@ -82,9 +87,7 @@ class Settings(BaseSettings):
         env_file=".env", extra="ignore", populate_by_name=True, case_sensitive=False
     )
 
-    env: Literal["production", "dev", "test"] = Field(
-        "production", validation_alias=_env("PASSTHRU_ENV")
-    )
+    env: Literal["production", "dev", "test"] = _setting("production", "PASSTHRU_ENV")
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
     redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias=_env("REDIS_URL"))
     port: int = Field(8000, validation_alias=_env("PORT"))
@@ -93,16 +96,12 @@ class Settings(BaseSettings):
     upstream_overrides: dict[str, str] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_UPSTREAM_OVERRIDES")
     )
-    allow_private_networks: bool = Field(
-        False, validation_alias=_env("PASSTHRU_ALLOW_PRIVATE_NETWORKS")
-    )
+    allow_private_networks: bool = _setting(False, "PASSTHRU_ALLOW_PRIVATE_NETWORKS")
     # The same for webhook and callback URLs; never implied by an upstream override.
     webhook_allow_private_networks: bool = Field(
         False, validation_alias=_env("PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
     )
-    max_request_bytes: int = Field(
-        DEFAULT_MAX_REQUEST_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_REQUEST_BYTES")
-    )
+    max_request_bytes: int = _setting(DEFAULT_MAX_REQUEST_BYTES, "PASSTHRU_MAX_REQUEST_BYTES", gt=0)
     max_batch_request_bytes: int = Field(
         DEFAULT_MAX_BATCH_REQUEST_BYTES,
         gt=0,
@@ -112,24 +111,16 @@ class Settings(BaseSettings):
         DEFAULT_MAX_CALL_BODY_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_CALL_BODY_BYTES")
     )
     # The longest wait honoured (a caller may ask for up to MAX_WAIT_S; more is a 400).
-    max_wait_s: float = Field(
-        MAX_WAIT_S, ge=0, le=MAX_WAIT_S, validation_alias=_env("PASSTHRU_MAX_WAIT_S")
-    )
+    max_wait_s: float = _setting(MAX_WAIT_S, "PASSTHRU_MAX_WAIT_S", ge=0, le=MAX_WAIT_S)
     # The wait of a submission that sends no `Prefer` (served up to max_wait_s, like an ask).
-    default_wait_s: float = Field(
-        DEFAULT_WAIT_S, ge=0, le=MAX_WAIT_S, validation_alias=_env("PASSTHRU_DEFAULT_WAIT_S")
-    )
-    tenant_submit_rate: str = Field(
-        DEFAULT_TENANT_SUBMIT_RATE, validation_alias=_env("PASSTHRU_TENANT_SUBMIT_RATE")
-    )
+    default_wait_s: float = _setting(DEFAULT_WAIT_S, "PASSTHRU_DEFAULT_WAIT_S", ge=0, le=MAX_WAIT_S)
+    tenant_submit_rate: str = _setting(DEFAULT_TENANT_SUBMIT_RATE, "PASSTHRU_TENANT_SUBMIT_RATE")
     tenant_max_open_calls: int = Field(
         DEFAULT_TENANT_MAX_OPEN_CALLS,
         gt=0,
         validation_alias=_env("PASSTHRU_TENANT_MAX_OPEN_CALLS"),
     )
-    tenant_max_waits: int = Field(
-        DEFAULT_TENANT_MAX_WAITS, gt=0, validation_alias=_env("PASSTHRU_TENANT_MAX_WAITS")
-    )
+    tenant_max_waits: int = _setting(DEFAULT_TENANT_MAX_WAITS, "PASSTHRU_TENANT_MAX_WAITS", gt=0)
     tenant_redeliveries_per_min: int = Field(
         DEFAULT_TENANT_REDELIVERIES_PER_MIN,
         gt=0,
@@ -139,22 +130,16 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(
         DEFAULT_CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_CONNECT_TIMEOUT_S")
     )
-    read_timeout_s: float = Field(
-        DEFAULT_READ_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_READ_TIMEOUT_S")
-    )
+    read_timeout_s: float = _setting(DEFAULT_READ_TIMEOUT_S, "PASSTHRU_READ_TIMEOUT_S", gt=0)
     timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_TIMEOUT_S"))
-    max_timeout_s: float = Field(
-        DEFAULT_MAX_TIMEOUT_S, gt=0, validation_alias=_env("PASSTHRU_MAX_TIMEOUT_S")
-    )
+    max_timeout_s: float = _setting(DEFAULT_MAX_TIMEOUT_S, "PASSTHRU_MAX_TIMEOUT_S", gt=0)
     retry_max_attempts: int = Field(
         DEFAULT_RETRY_MAX_ATTEMPTS,
         ge=1,
         le=10,
         validation_alias=_env("PASSTHRU_RETRY_MAX_ATTEMPTS"),
     )
-    retry_max_wait_s: float = Field(
-        DEFAULT_RETRY_MAX_WAIT_S, gt=0, validation_alias=_env("PASSTHRU_RETRY_MAX_WAIT_S")
-    )
+    retry_max_wait_s: float = _setting(DEFAULT_RETRY_MAX_WAIT_S, "PASSTHRU_RETRY_MAX_WAIT_S", gt=0)
     max_response_bytes: int = Field(
         DEFAULT_MAX_RESPONSE_BYTES, gt=0, validation_alias=_env("PASSTHRU_MAX_RESPONSE_BYTES")
     )
@@ -163,34 +148,26 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("PASSTHRU_MESSAGE_MEMORY_BYTES"),
     )
-    worker_concurrency: int = Field(
-        DEFAULT_WORKER_CONCURRENCY, validation_alias=_env("PASSTHRU_WORKER_CONCURRENCY")
-    )
-    max_connections: int = Field(
-        DEFAULT_MAX_CONNECTIONS, validation_alias=_env("PASSTHRU_MAX_CONNECTIONS")
-    )
-    http_transport: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp", validation_alias=_env("PASSTHRU_HTTP_TRANSPORT")
-    )
+    worker_concurrency: int = _setting(DEFAULT_WORKER_CONCURRENCY, "PASSTHRU_WORKER_CONCURRENCY")
+    max_connections: int = _setting(DEFAULT_MAX_CONNECTIONS, "PASSTHRU_MAX_CONNECTIONS")
+    http_transport: Literal["aiohttp", "httpx"] = _setting("aiohttp", "PASSTHRU_HTTP_TRANSPORT")
     db_pool_size: int = Field(20, ge=1, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))
     # How long a request waits for a free database connection before it is answered 503.
-    db_pool_timeout_s: float = Field(
-        10.0, gt=0, le=300, validation_alias=_env("PASSTHRU_DB_POOL_TIMEOUT_S")
-    )
-    sweep_every_s: float = Field(
-        DEFAULT_SWEEP_EVERY_S, validation_alias=_env("PASSTHRU_SWEEP_EVERY_S")
-    )
-    republish_after_s: float = Field(
-        DEFAULT_REPUBLISH_AFTER_S, validation_alias=_env("PASSTHRU_REPUBLISH_AFTER_S")
-    )
+    db_pool_timeout_s: float = _setting(10.0, "PASSTHRU_DB_POOL_TIMEOUT_S", gt=0, le=300)
+    sweep_every_s: float = _setting(DEFAULT_SWEEP_EVERY_S, "PASSTHRU_SWEEP_EVERY_S")
+    republish_after_s: float = _setting(DEFAULT_REPUBLISH_AFTER_S, "PASSTHRU_REPUBLISH_AFTER_S")
     # OAuth2 access tokens are refreshed this long before they expire.
-    oauth_refresh_margin_s: float = Field(
-        300.0, ge=0, validation_alias=_env("PASSTHRU_OAUTH_REFRESH_MARGIN_S")
-    )
+    oauth_refresh_margin_s: float = _setting(300.0, "PASSTHRU_OAUTH_REFRESH_MARGIN_S", ge=0)
     # The operator's OAuth client per app, {"slug": {"client_id": ..., "client_secret": ...}},
     # over what PASSTHRU_APPS_FILE says.
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict, validation_alias=_env("PASSTHRU_OAUTH_CLIENTS")
+    )
+    # The API's public origin (connect links, the OAuth callback); "" is http://127.0.0.1:PORT.
+    public_url: str = Field("", validation_alias=_env("PASSTHRU_PUBLIC_URL"))
+    # How long a connect link lasts (seconds).
+    connect_session_ttl_s: float = Field(
+        600.0, gt=0, le=86_400, validation_alias=_env("PASSTHRU_CONNECT_SESSION_TTL_S")
     )
     # A worker touches this file every few seconds while it runs; `passthru worker-alive`
     # (a Kubernetes liveness probe) checks it is fresh.
@@ -200,14 +177,10 @@ class Settings(BaseSettings):
     )
     # Each worker process serves its Prometheus metrics on this port (0: not at all). Run one
     # worker process per container, or give each its own port.
-    worker_metrics_port: int = Field(
-        9400, ge=0, le=65535, validation_alias=_env("PASSTHRU_WORKER_METRICS_PORT")
-    )
+    worker_metrics_port: int = _setting(9400, "PASSTHRU_WORKER_METRICS_PORT", ge=0, le=65535)
     # The API process serves its metrics on this port (0: not at all); the API port answers
     # GET /metrics only to `Authorization: Bearer <PASSTHRU_METRICS_TOKEN>`, when it is set.
-    metrics_port: int = Field(
-        DEFAULT_METRICS_PORT, ge=0, le=65535, validation_alias=_env("PASSTHRU_METRICS_PORT")
-    )
+    metrics_port: int = _setting(DEFAULT_METRICS_PORT, "PASSTHRU_METRICS_PORT", ge=0, le=65535)
     metrics_token: str = Field("", validation_alias=_env("PASSTHRU_METRICS_TOKEN"))
     # Flower's port and basic auth (user:password[,user:password]); `passthru flower`
     # refuses to start without it.
@@ -231,12 +204,8 @@ class Settings(BaseSettings):
     # A cap on each tenant's calls across all its apps, N/SECONDS[/BURST]; "" is none.
     tenant_rate_limit: str = Field("", validation_alias=_env("PASSTHRU_TENANT_RATE_LIMIT"))
     # `json`: a JSON object per line (log shippers); `text`: a terminal; `dev`: models/terminal.py.
-    log_format: Literal["json", "text", "dev"] = Field(
-        "json", validation_alias=_env("PASSTHRU_LOG_FORMAT")
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias=_env("PASSTHRU_LOG_LEVEL")
-    )
+    log_format: Literal["json", "text", "dev"] = _setting("json", "PASSTHRU_LOG_FORMAT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting("INFO", "PASSTHRU_LOG_LEVEL")
 
     @field_validator("upstream_overrides")
     @classmethod
@@ -244,6 +213,17 @@ class Settings(BaseSettings):
         from models.net.urls import normalize_origin
 
         return {normalize_origin(k): normalize_origin(v) for k, v in value.items()}
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        if value and (not value.startswith(("https://", "http://")) or "?" in value):
+            raise ValueError("an http(s) origin, such as https://passthru.example.com")
+        return value.rstrip("/")
+
+    @property
+    def public_origin(self) -> str:
+        return self.public_url or f"http://127.0.0.1:{self.port}"
 
     @field_validator("webhook_schedule_s")
     @classmethod

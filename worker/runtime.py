@@ -23,6 +23,8 @@ from models.catalog.apps import Catalog, get_catalog
 from models.catalog.spec import RateLimitSpec
 from models.crypto.secrets import Vault, vault_for
 from models.db.engine import get_engine, utcnow
+from models.net.egress import onward_policy
+from models.net.sync_client import make_sync_client
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import LEASE_MARGIN_S, Settings, get_settings
@@ -32,10 +34,10 @@ from worker.calls.retry import RetryPolicy
 from worker.calls.timeouts import Timeouts
 from worker.held import Holds, NoHolds, RedisHolds
 from worker.liveness import this_process
-from worker.net.egress import EgressPolicy, threaded_lookup, trusted_hosts
+from worker.net.egress import EgressPolicy, threaded_lookup
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
-from worker.net.transport import make_async_client, make_sync_client, make_webhook_client
+from worker.net.transport import make_async_client, make_webhook_client
 from worker.webhooks.deliveries import WebhookRuntime, lease_for
 from worker.webhooks.sender import LoopPoster
 
@@ -118,14 +120,6 @@ class Runtime:
 # Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
 ONWARD_DNS_THREADS = 8
 WEBHOOK_DNS_THREADS = 4
-
-
-def onward_policy(settings: Settings) -> EgressPolicy:
-    """Onward calls and token refreshes: the operator's override targets are exempt."""
-    return EgressPolicy(
-        allow_private=settings.allow_private_networks,
-        trusted_hosts=trusted_hosts(list(settings.upstream_overrides.values())),
-    )
 
 
 def webhook_policy(settings: Settings) -> EgressPolicy:

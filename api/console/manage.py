@@ -17,6 +17,7 @@ from api.console.pages import render
 from api.console.views import progress
 from api.console.visitor import SignedIn
 from api.schemas.accounts import AccountOut
+from api.schemas.connect import ConnectSessionOut
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.errors import invalid
@@ -53,11 +54,15 @@ def batch_page(engine: Engine, who: SignedIn, batch_id: str) -> HTMLResponse:
     )
 
 
-def accounts_page(engine: Engine, who: SignedIn) -> HTMLResponse:
+def accounts_page(
+    engine: Engine, who: SignedIn, link: ConnectSessionOut | None = None
+) -> HTMLResponse:
+    """The tenant's accounts, with how each was connected, and a connect link just made."""
     accounts = list_accounts(engine, who.tenant, None, None, None)
     return render(
         "accounts.html",
         accounts=[AccountOut.of(a) for a in accounts],
+        link=link,
         csrf_token=who.csrf_token,
         signed_in=True,
     )

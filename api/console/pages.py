@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from api.console import views
 from api.errors import validation_error
@@ -43,8 +43,13 @@ class SignInNeeded(Exception):
     """The request has no open session: it is sent to the sign-in page."""
 
 
+def template(name: str) -> Template:
+    """One of the console's templates (the hosted connect pages share them)."""
+    return _ENV.get_template(name)
+
+
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _ENV.get_template(name).render(**context)
+    html = template(name).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 

@@ -191,10 +191,10 @@ class Processes:
         proc.wait_until_answers(ready_url)
         return proc
 
-    def start_api(self, *extra: str, name: str = "api") -> str:
-        """The API under uvicorn (with `extra` options) on a free port, once it is ready
-        (`/readyz`: its database and Redis answer); its base URL."""
-        port = free_port()
+    def start_api(self, *extra: str, name: str = "api", port: int | None = None) -> str:
+        """The API under uvicorn (with `extra` options) on `port` (else a free one), once it
+        is ready (`/readyz`: its database and Redis answer); its base URL."""
+        port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         self.start_server(name, api_argv(port, *extra), f"{url}/readyz")
         return url

@@ -40,7 +40,7 @@ def create(
     vault: VaultDep,
     user_id: UserIdHeader = None,
 ) -> AccountOut:
-    account, created = create_account(
+    account, created, _ = create_account(
         engine,
         tenant,
         catalog,

@@ -1,7 +1,7 @@
 """The web console (`/console`): sign in and out, the Function Calls log, a call's page with
 its cancel and redeliver buttons, batches, connected accounts with their enable and disable
-buttons, rate limits, and the webhook endpoint with its save and rotate buttons. Thin: the
-work is in `api/console/`."""
+buttons and a form that makes connect links, rate limits, and the webhook endpoint with its
+save and rotate buttons. Thin: the work is in `api/console/`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.call_log import cancel_and_announce
-from api.console import last_hour, manage, rate_limits, screens, signin, webhook
+from api.console import connect_links, last_hour, manage, rate_limits, screens, signin, webhook
 from api.console.pages import ConsoleRoute, see_other
 from api.console.visitor import CheckedForm, SignedInDep
 from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, SettingsDep, VaultDep
+from api.routes.connect import ConnectDep
 from api.webhook_deliveries import redeliver as redeliver_call
 from models.db.engine import utcnow
 
@@ -116,6 +117,11 @@ async def account_status(
 ) -> Response:
     await run_in_threadpool(manage.switch_account, engine, who, catalog, vault, account_id, form)
     return see_other("/console/accounts")
+
+
+@router.post("/accounts/connect-link")
+async def connect_link(who: SignedInDep, form: CheckedForm, connect: ConnectDep) -> Response:
+    return await run_in_threadpool(connect_links.create_link, connect, who, form)
 
 
 @router.get("/rate-limits")

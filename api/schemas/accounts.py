@@ -50,6 +50,7 @@ class AccountOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_used_at: datetime | None
+    source: str = Field(description="How it was connected: `api` or `connect_page`")
 
     @classmethod
     def of(cls, account: ConnectedAccount) -> AccountOut:
@@ -63,6 +64,7 @@ class AccountOut(BaseModel):
             created_at=account.created_at,
             updated_at=account.updated_at,
             last_used_at=account.last_used_at,
+            source=account.source,
         )
 
 

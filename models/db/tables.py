@@ -81,6 +81,37 @@ class ConnectedAccount(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     last_used_at: datetime | None = _dt()
+    # How it was connected: `api` (POST /connected-accounts) or `connect_page` (/connect/...).
+    source: str = Field(
+        default="api", sa_column=Column(String(20), nullable=False, server_default="api")
+    )
+
+
+class ConnectSession(SQLModel, table=True):
+    """A single-use link for an end user to connect an account (POST /connect-sessions).
+    Its token is stored only as its SHA-256, and so is each OAuth2 `state` it hands out."""
+
+    __tablename__ = "connect_session"
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
+    app: str = Field(max_length=80)
+    user_id: str = Field(max_length=200)
+    account_id: str | None = Field(default=None, max_length=40)  # reconnects this account
+    redirect_url: str = Field(sa_column=Column(Text, nullable=False))
+    scopes: list[str] | None = _json()
+    connection_config: dict[str, Any] | None = _json()
+    token_hash: str = Field(max_length=64, unique=True)
+    # The OAuth2 flow under way: its state's hash, the browser's (cookie) hash, and the
+    # PKCE verifier (encrypted, bound to the session).
+    state_hash: str | None = Field(default=None, max_length=64, unique=True)
+    browser_hash: str | None = Field(default=None, max_length=64)
+    verifier_enc: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    used_at: datetime | None = _dt()
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
 
 
 class Batch(SQLModel, table=True):
@@ -222,6 +253,7 @@ class WebhookDelivery(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
     call_id: str | None = Field(default=None, max_length=40, index=True)
     batch_id: str | None = Field(default=None, max_length=40)
+    account_id: str | None = Field(default=None, max_length=40)  # connection.created
     event: str = Field(max_length=60)
     url: str = Field(sa_column=Column(Text, nullable=False))
     to_endpoint: bool = False  # the tenant's endpoint (a 410 disables it), not a callback_url

@@ -1,1 +1,2 @@
-"""URLs and the egress policy: where an onward request may go."""
+"""URLs, the egress policy (where an onward request may go), and the HTTP pieces both sides
+share."""

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.settings import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (family, address, scope id) of one resolved address
@@ -142,3 +145,18 @@ class EgressPolicy:
                 if not address_allowed(address):
                     raise self.refusal(host, address)
         return found
+
+
+def trusted_hosts(override_targets: Sequence[str]) -> frozenset[str]:
+    """The hosts of the operator's override target origins."""
+    import httpx
+
+    return frozenset(httpx.URL(origin).host.lower() for origin in override_targets)
+
+
+def onward_policy(settings: Settings) -> EgressPolicy:
+    """Onward calls and token endpoints: the operator's override targets are exempt."""
+    return EgressPolicy(
+        allow_private=settings.allow_private_networks,
+        trusted_hosts=trusted_hosts(list(settings.upstream_overrides.values())),
+    )

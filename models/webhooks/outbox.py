@@ -12,8 +12,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models.calls.states import FINAL
-from models.db.tables import Batch, FunctionCall, WebhookDelivery, WebhookEndpoint
-from models.webhooks.signing import BATCH_EVENT, EVENT_OF_STATUS, message_id
+from models.db.tables import (
+    Batch,
+    ConnectedAccount,
+    FunctionCall,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from models.webhooks.signing import ACCOUNT_EVENT, BATCH_EVENT, EVENT_OF_STATUS, message_id
 from models.webhooks.states import DeliveryStatus
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -75,6 +81,31 @@ def enqueue_deliveries(
             )
     _insert_ignoring_duplicates(conn, new)
     return [row["id"] for row in new]
+
+
+def enqueue_account_event(conn: Connection, account: ConnectedAccount, now: datetime) -> list[str]:
+    """`connection.created` for an account an end user connected, to its tenant's enabled
+    endpoint (if any), written with the account. Returns the new ids (published now)."""
+    url = conn.execute(
+        select(_endpoints.c.url).where(
+            _endpoints.c.tenant_id == account.tenant_id,
+            _endpoints.c.disabled_at.is_(None),
+            _endpoints.c.url.is_not(None),
+        )
+    ).scalar_one_or_none()
+    if not url:
+        return []
+    row = _row(
+        message_id(account.id),
+        account.tenant_id,
+        ACCOUNT_EVENT,
+        url,
+        to_endpoint=True,
+        now=now,
+        published=True,
+    )
+    _insert_ignoring_duplicates(conn, [{**row, "account_id": account.id}])
+    return [row["id"]]
 
 
 # (id, tenant, batch, status, callback_url, the tenant's enabled endpoint URL) of each of
@@ -141,6 +172,7 @@ def _row(
         "tenant_id": tenant_id,
         "call_id": call_id,
         "batch_id": batch_id,
+        "account_id": None,
         "event": event,
         "url": url,
         "to_endpoint": to_endpoint,

@@ -26,6 +26,7 @@ EVENT_OF_STATUS = {
     "cancelled": "function_call.cancelled",
 }
 BATCH_EVENT = "batch.completed"
+ACCOUNT_EVENT = "connection.created"
 
 
 def new_secret() -> str:
@@ -43,7 +44,8 @@ def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: 
 
 
 def message_id(call_or_batch_id: str) -> str:
-    """The stable `webhook-id` of the event for a call (`fc_...`) or a batch (`bt_...`)."""
+    """The stable `webhook-id` of the event for a call (`fc_...`), a batch (`bt_...`) or a
+    connected account (`ca_...`)."""
     return "msg_" + call_or_batch_id
 
 

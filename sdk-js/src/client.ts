@@ -12,6 +12,7 @@ import {
   type CallFilters,
   type CallPage,
   type ConnectedAccount,
+  type ConnectSession,
   type Delivery,
   type FilterValue,
   type FunctionCall,
@@ -82,6 +83,16 @@ export interface WaitForOptions extends RequestOptions {
 export interface ConnectOptions extends RequestOptions {
   connectionConfig?: Record<string, unknown>;
   userId?: string;
+}
+
+export interface ConnectSessionOptions extends RequestOptions {
+  /** The end user (else the client's `userId`). */
+  userId?: string;
+  /** Scopes to ask for instead of the app's own (OAuth2 apps). */
+  scopes?: string[];
+  connectionConfig?: Record<string, unknown>;
+  /** Reconnect this account (one in `needs_reauth`). */
+  connectedAccountId?: string;
 }
 
 export interface UpdateAccountOptions extends RequestOptions {
@@ -331,6 +342,25 @@ export class Passthru {
     return this.send({
       method: "POST",
       path: "/connected-accounts",
+      json: body,
+      headers: this.user(options.userId),
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * A single-use link (valid 10 minutes) for an end user to connect `app` themselves: OAuth2,
+   * or the API key or password they type. Their browser then goes to `redirectUrl` with
+   * `connected_account_id` and `app` (or `error` and `error_description`).
+   */
+  createConnectSession(app: string, redirectUrl: string, options: ConnectSessionOptions = {}): Promise<ConnectSession> {
+    const body: Record<string, unknown> = { app, redirect_url: redirectUrl };
+    if (options.scopes !== undefined) body.scopes = options.scopes;
+    if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
+    if (options.connectedAccountId !== undefined) body.connected_account_id = options.connectedAccountId;
+    return this.send({
+      method: "POST",
+      path: "/connect-sessions",
       json: body,
       headers: this.user(options.userId),
       signal: options.signal,

@@ -119,7 +119,16 @@ export interface ConnectedAccount {
   created_at?: string;
   updated_at?: string | null;
   last_used_at?: string | null;
+  /** How it was connected: "api" or "connect_page". */
+  source?: string;
   [field: string]: unknown;
+}
+
+/** A single-use link to send an end user to, to connect an account; it works until `expires_at`. */
+export interface ConnectSession {
+  id: string;
+  url: string;
+  expires_at: string;
 }
 
 /** A function that can be invoked, with the JSON Schema of its `params`. */

@@ -328,6 +328,30 @@ describe("connected accounts", () => {
     assert.equal(requests[0].headers.get("x-user-id"), "user-7");
   });
 
+  it("createConnectSession posts the app, the redirect URL and the options for the user", async () => {
+    const LINK = { id: "cs_1", url: "https://pt.example/connect/tok", expires_at: "2025-01-02T03:14:05Z" };
+    const { fetch, requests } = fakeFetch(json(201, LINK), json(201, LINK));
+    const { pt } = client(fetch);
+    assert.deepEqual(await pt.createConnectSession("hubspot", "https://app.example/back"), LINK);
+    assert.equal(requests[0].method, "POST");
+    assert.equal(requests[0].url.pathname, "/connect-sessions");
+    assert.deepEqual(requests[0].body, { app: "hubspot", redirect_url: "https://app.example/back" });
+    await pt.createConnectSession("zendesk", "https://app.example/back", {
+      userId: "user-9",
+      scopes: ["read"],
+      connectionConfig: { subdomain: "acme" },
+      connectedAccountId: "ca_9",
+    });
+    assert.deepEqual(requests[1].body, {
+      app: "zendesk",
+      redirect_url: "https://app.example/back",
+      scopes: ["read"],
+      connection_config: { subdomain: "acme" },
+      connected_account_id: "ca_9",
+    });
+    assert.equal(requests[1].headers.get("x-user-id"), "user-9");
+  });
+
   it("listAccounts, updateAccount and deleteAccount", async () => {
     const { fetch, requests } = fakeFetch(
       json(200, { items: [ACCOUNT] }),

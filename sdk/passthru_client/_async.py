@@ -25,6 +25,7 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    ConnectSession,
     Delivery,
     Function,
     FunctionCall,
@@ -173,6 +174,23 @@ class AsyncPassthru:
         """See `Passthru.connect_account`."""
         return await self._run(
             self._ops.connect_account(app, credentials, connection_config, user_id)
+        )
+
+    async def create_connect_session(
+        self,
+        app: str,
+        redirect_url: str,
+        *,
+        user_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+        connection_config: Mapping[str, Any] | None = None,
+        connected_account_id: str | None = None,
+    ) -> ConnectSession:
+        """See `Passthru.create_connect_session`."""
+        return await self._run(
+            self._ops.create_connect_session(
+                app, redirect_url, user_id, scopes, connection_config, connected_account_id
+            )
         )
 
     async def list_accounts(

@@ -24,6 +24,7 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    ConnectSession,
     Delivery,
     Function,
     FunctionCall,
@@ -190,6 +191,26 @@ class Passthru:
     ) -> ConnectedAccount:
         """Store an end user's credentials for `app` (encrypted; never shown again)."""
         return self._run(self._ops.connect_account(app, credentials, connection_config, user_id))
+
+    def create_connect_session(
+        self,
+        app: str,
+        redirect_url: str,
+        *,
+        user_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+        connection_config: Mapping[str, Any] | None = None,
+        connected_account_id: str | None = None,
+    ) -> ConnectSession:
+        """A single-use link for an end user to connect `app` (OAuth2, or an API key or
+        password they type), valid for 10 minutes; their browser then goes to `redirect_url`
+        with `connected_account_id` and `app` (or `error`). `connected_account_id`
+        reconnects that account (one in `needs_reauth`)."""
+        return self._run(
+            self._ops.create_connect_session(
+                app, redirect_url, user_id, scopes, connection_config, connected_account_id
+            )
+        )
 
     def list_accounts(
         self,

@@ -15,6 +15,7 @@ from passthru_client._types import (
     Call,
     CallPage,
     ConnectedAccount,
+    ConnectSession,
     Delivery,
     Function,
     FunctionCall,
@@ -217,6 +218,27 @@ class Operations:
             ApiRequest("POST", "/connected-accounts", json=body, headers=self._user(user_id))
         )
         return ConnectedAccount.from_dict(data)
+
+    def create_connect_session(
+        self,
+        app: str,
+        redirect_url: str,
+        user_id: str | None,
+        scopes: Sequence[str] | None,
+        connection_config: Mapping[str, Any] | None,
+        connected_account_id: str | None,
+    ) -> Op[ConnectSession]:
+        body: dict[str, Any] = {"app": app, "redirect_url": redirect_url}
+        if scopes is not None:
+            body["scopes"] = list(scopes)
+        if connection_config is not None:
+            body["connection_config"] = dict(connection_config)
+        if connected_account_id is not None:
+            body["connected_account_id"] = connected_account_id
+        data = yield from self._send(
+            ApiRequest("POST", "/connect-sessions", json=body, headers=self._user(user_id))
+        )
+        return ConnectSession.from_dict(data)
 
     def list_accounts(self, filters: Mapping[str, FilterValue]) -> Op[list[ConnectedAccount]]:
         data = yield from self._send(

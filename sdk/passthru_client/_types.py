@@ -285,6 +285,7 @@ class ConnectedAccount:
     created_at: datetime | None
     updated_at: datetime | None
     last_used_at: datetime | None
+    source: str | None = None  # how it was connected: "api" or "connect_page"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConnectedAccount:
@@ -297,7 +298,22 @@ class ConnectedAccount:
             created_at=_time(data.get("created_at")),
             updated_at=_time(data.get("updated_at")),
             last_used_at=_time(data.get("last_used_at")),
+            source=data.get("source"),
         )
+
+
+@dataclass(frozen=True)
+class ConnectSession:
+    """A single-use link (`url`) to send an end user to, to connect an account; it works
+    until `expires_at`."""
+
+    id: str
+    url: str
+    expires_at: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConnectSession:
+        return cls(id=str(data["id"]), url=str(data["url"]), expires_at=_time(data["expires_at"]))
 
 
 @dataclass(frozen=True)

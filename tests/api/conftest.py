@@ -225,3 +225,42 @@ def stored_call(engine: Engine, call_id: str) -> FunctionCall:
         assert call is not None
         session.expunge(call)
         return call
+
+
+@dataclass
+class ConnectRig:
+    """An app whose catalog holds the connect tests' apps, its stand-in token endpoint, and
+    a tenant of it."""
+
+    caller: Caller
+    tokens: Any  # tests.api.connect_helpers.TokenEndpoint
+    app: FastAPI
+
+    def session(
+        self, expect: int = 201, user: str | None = "end-user-1", **body: Any
+    ) -> httpx.Response:
+        """`POST /connect-sessions` with `body` (to the tests' redirect URL unless given)."""
+        from tests.api.connect_helpers import REDIRECT
+
+        response: httpx.Response = self.caller.client.post(
+            "/connect-sessions",
+            json={"redirect_url": REDIRECT, **body},
+            headers=self.caller.headers(user),
+        )
+        assert response.status_code == expect, response.text
+        return response
+
+
+@pytest.fixture
+def connect_rig(
+    make_app: Callable[..., FastAPI],
+    tenant_and_key: tuple[Tenant, str],
+    tmp_path: Any,
+) -> ConnectRig:
+    from tests.api.connect_helpers import PUBLIC, TokenEndpoint, apps_file
+
+    app = make_app(apps_file=apps_file(tmp_path), public_url=PUBLIC)
+    tokens = TokenEndpoint()
+    app.state.connect.http = tokens.client()
+    tenant, key = tenant_and_key
+    return ConnectRig(Caller(TestClient(app), tenant, key), tokens, app)

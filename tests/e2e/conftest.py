@@ -137,9 +137,11 @@ def running_stack(
     extra_env: dict[str, str] | None = None,
     overrides: dict[str, str] | None = None,
     apps: dict[str, Any] | None = None,
+    api_port: int | None = None,
 ) -> Iterator[Stack]:
     """Its own Redis, the API and one worker, with the env tests need (plus `extra_env`,
-    `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES and `apps` to the catalog)."""
+    `overrides` added to PASSTHRU_UPSTREAM_OVERRIDES and `apps` to the catalog; the API on
+    `api_port` when given)."""
     apps_file = logs / "apps.yaml"
     apps_file.write_text(yaml.safe_dump({**TEST_APPS, **(apps or {})}))
     routes = {
@@ -167,7 +169,7 @@ def running_stack(
     try:
         env = environment(database_url, redis.url, encryption_key, **settings)
         with Processes(logs, env) as processes:
-            base_url = processes.start_api()
+            base_url = processes.start_api(port=api_port)
             stack = Stack(base_url, redis, upstream, engine, processes)
             stack.worker()
             yield stack

@@ -723,3 +723,45 @@ def test_closing(make_client: MakeClient, api: FakeApi) -> None:
     assert not client.is_closed
     client.close()
     assert client.is_closed
+
+
+def test_create_connect_session(client: Any, api: FakeApi) -> None:
+    link = {
+        "id": "cs_1",
+        "url": "https://pt.example/connect/tok",
+        "expires_at": "2025-01-02T03:14:05Z",
+    }
+    api.script(reply(201, link))
+    made = client.create_connect_session("hubspot", "https://app.example/back")
+    assert (api.last.method, api.last.url.path) == ("POST", "/connect-sessions")
+    assert api.last.headers["x-user-id"] == "user-42"
+    assert json.loads(api.last.content) == {
+        "app": "hubspot",
+        "redirect_url": "https://app.example/back",
+    }
+    assert (made.id, made.url) == ("cs_1", "https://pt.example/connect/tok")
+    assert made.expires_at is not None
+    assert made.expires_at.minute == 14
+
+    api.script(reply(201, link))
+    client.create_connect_session(
+        "zendesk",
+        "https://app.example/back",
+        user_id="user-8",
+        scopes=["read"],
+        connection_config={"subdomain": "acme"},
+        connected_account_id="ca_9",
+    )
+    assert api.last.headers["x-user-id"] == "user-8"
+    assert json.loads(api.last.content) == {
+        "app": "zendesk",
+        "redirect_url": "https://app.example/back",
+        "scopes": ["read"],
+        "connection_config": {"subdomain": "acme"},
+        "connected_account_id": "ca_9",
+    }
+
+    api.script(reply(400, error_body("invalid_params", ("redirect_url", "must be https"))))
+    with pytest.raises(BadRequest) as caught:
+        client.create_connect_session("hubspot", "http://app.example/back")
+    assert caught.value.error_details[0].field == "redirect_url"

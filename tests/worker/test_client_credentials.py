@@ -26,11 +26,11 @@ from models.catalog.apps import App, Catalog, parse_catalog
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import CredentialsError
+from models.oauth.token_exchange import ClientRefused, RefreshUnavailable
 from tests.worker.factories import RecordingPublisher, attempts, load, make_account, make_call
 from tests.worker.factories import make_runtime as _make_runtime
 from worker.calls.oauth import Refresher
 from worker.calls.pipeline import execute_calls
-from worker.calls.token_exchange import ClientRefused, RefreshUnavailable
 from worker.runtime import Runtime
 
 NOW = 2_000_000_000.0

@@ -26,7 +26,7 @@ from models.db.tables import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.outbox import enqueue_account_event, enqueue_deliveries
 from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
 from tests.worker.factories import NOW, make_call
 from worker.net.egress import EgressPolicy
@@ -436,3 +436,28 @@ def test_deliveries_prepared_side_by_side_share_the_secret_the_first_one_made(
     with Session(engine) as session:
         rows = session.exec(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id))
         assert len(list(rows)) == 1
+
+
+def test_connection_created_is_signed_and_shows_the_account_without_its_credentials(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given an account an end user connected on a connect page, its event written with it
+    with engine.begin() as conn:
+        [event_id] = enqueue_account_event(conn, account, NOW)
+    assert event_id == message_id(account.id)
+    # When it is delivered
+    assert deliver([event_id], rt) == {event_id: "succeeded"}
+    # Then the receiver verifies it, and it names the account but holds no credential
+    [request] = receiver.requests
+    payload = Webhook(secret).verify(request.content, dict(request.headers))
+    assert payload["type"] == "connection.created"
+    assert payload["data"]["id"] == account.id
+    assert (payload["data"]["app"], payload["data"]["user_id"]) == (account.app, account.user_id)
+    assert payload["data"]["status"] == "active"
+    assert "credentials" not in request.content.decode()
+    assert account.credentials_enc not in request.content.decode()
+
+
+def test_an_account_event_needs_an_endpoint(engine: Engine, account: ConnectedAccount) -> None:
+    with engine.begin() as conn:
+        assert enqueue_account_event(conn, account, NOW) == []

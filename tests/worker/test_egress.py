@@ -15,16 +15,12 @@ import httpx
 import pytest
 
 from models.net.egress import DestinationForbidden, EgressPolicy
+from models.net.sync_client import make_sync_client
 from worker.calls.auth import HeaderAuth
 from worker.calls.onward import OnwardRequest
 from worker.calls.timeouts import Timeouts
 from worker.net.send import Answer, Failure, Outcome, SendPolicy, send
-from worker.net.transport import (
-    TransportKind,
-    make_async_client,
-    make_sync_client,
-    make_webhook_client,
-)
+from worker.net.transport import TransportKind, make_async_client, make_webhook_client
 
 KINDS: list[TransportKind] = ["aiohttp", "httpx"]
 

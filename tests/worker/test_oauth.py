@@ -24,6 +24,7 @@ from models.catalog.apps import App, Catalog, parse_catalog
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import SecretOfAnotherRow
+from models.oauth.token_exchange import RefreshUnavailable, Revoked
 from tests.worker.factories import (
     RecordingPublisher,
     attempts,
@@ -34,7 +35,6 @@ from tests.worker.factories import (
 )
 from worker.calls.oauth import Refresher
 from worker.calls.pipeline import execute_calls
-from worker.calls.token_exchange import RefreshUnavailable, Revoked
 
 NOW = 2_000_000_000.0
 APP: App = parse_catalog(
@@ -553,7 +553,7 @@ def test_a_token_endpoint_that_drips_is_cut_at_the_deadline(
     vault: Vault,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("worker.calls.token_exchange.TOKEN_DEADLINE_S", 0.3)
+    monkeypatch.setattr("models.oauth.token_exchange.TOKEN_DEADLINE_S", 0.3)
     seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
     account = _account(engine, tenant, vault, **seen.model_dump())
     drip = httpx.MockTransport(lambda _: httpx.Response(200, stream=_Drip()))

@@ -10,26 +10,16 @@ import httpx
 
 from models.accounts.credentials import ClientToken, usable_token
 from models.catalog.apps import App
-from worker.calls.token_exchange import (
+from models.net.overrides import apply_override
+from models.oauth.token_exchange import (
     ClientRefused,
     RefreshUnavailable,
     basic_client,
-    expires_at,
+    expires_at_of,
     post_form,
+    token_error,
 )
-from worker.net.overrides import apply_override
 
-# The `error` codes of RFC 6749 section 5.2: the only text of an answer ever repeated.
-ERROR_CODES = frozenset(
-    {
-        "invalid_request",
-        "invalid_client",
-        "invalid_grant",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-    }
-)
 # A refusal of the client: it must be connected again with a client that works.
 REFUSED_STATUSES = (400, 401)
 
@@ -48,8 +38,8 @@ def token_request(app: App, client: ClientToken) -> tuple[dict[str, str], httpx.
 
 
 def _code(body: dict[str, Any]) -> str:
-    code = body.get("error")
-    return f" ({code})" if isinstance(code, str) and code in ERROR_CODES else ""
+    code = token_error(body)
+    return f" ({code})" if code else ""
 
 
 def fetch_client_token(
@@ -83,7 +73,7 @@ def fetch_client_token(
         **{
             **client.model_dump(),
             "access_token": access_token,
-            "expires_at": expires_at(body.get("expires_in"), now_s),
+            "expires_at": expires_at_of(body.get("expires_in"), now_s),
             "refreshed_at": now_s,
         }
     )

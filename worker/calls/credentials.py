@@ -21,12 +21,12 @@ from models.accounts.states import AccountStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
 from models.errors import CredentialsError
+from models.oauth.token_exchange import ClientRefused, RefreshUnavailable, Revoked
 from worker.calls.claim import AccountRow, Claimed
 from worker.calls.outcome import classify
 from worker.calls.results import Result, failed
 from worker.calls.retry import RetryIn
 from worker.calls.scrub import Scrubber
-from worker.calls.token_exchange import ClientRefused, RefreshUnavailable, Revoked
 from worker.net.send import Answer, Outcome
 
 REAUTH = "connect the account again with PATCH /connected-accounts/{id}"

@@ -32,24 +32,24 @@ from models.accounts.credentials import (
 )
 from models.accounts.states import AccountStatus
 from models.catalog.apps import App
-from models.catalog.spec import OAuth2Spec
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectedAccount
 from models.errors import CredentialsError
-from worker.calls.client_token import fetch_client_token
-from worker.calls.reauth import needs_reauth
-from worker.calls.scrub import Scrubber
-from worker.calls.token_exchange import (
+from models.net.overrides import apply_override
+from models.oauth.token_exchange import (
     ClientRefused,
     RefreshUnavailable,
     Revoked,
-    account_lock,
-    basic_client,
-    expires_at,
+    client_auth,
+    client_form,
+    expires_at_of,
     expiring,
     post_form,
 )
-from worker.net.overrides import apply_override
+from worker.calls.client_token import fetch_client_token
+from worker.calls.reauth import needs_reauth
+from worker.calls.scrub import Scrubber
+from worker.calls.token_lock import account_lock
 
 log = logging.getLogger("passthru.oauth")
 # The longest piece of a token endpoint's answer kept in a message.
@@ -62,22 +62,6 @@ REFUSED = "the token endpoint refused the account's client id and secret"
 
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 _Creds = TypeVar("_Creds", OAuth2Credentials, ClientToken)
-
-
-def _client_form(oauth2: OAuth2Spec) -> dict[str, str]:
-    form = {"client_id": oauth2.client_id} if oauth2.client_id else {}
-    if oauth2.client_secret:
-        form["client_secret"] = oauth2.client_secret.get_secret_value()
-    return form
-
-
-def client_auth(oauth2: OAuth2Spec) -> httpx.BasicAuth | None:
-    """HTTP Basic client authentication for an app whose token endpoint wants it
-    (`token_auth: basic`)."""
-    if oauth2.token_auth != "basic" or not oauth2.client_id:  # noqa: S105 - a style
-        return None
-    secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else ""
-    return basic_client(oauth2.client_id, secret)
 
 
 def _still_good(current: ClientToken, seen: ClientToken, after_401: bool, now_s: float) -> bool:
@@ -221,7 +205,7 @@ class Refresher:
         }
         client = client_auth(app.oauth2)
         if client is None:
-            form.update(_client_form(app.oauth2))
+            form.update(client_form(app.oauth2))
         try:
             url, _ = apply_override(app.token_url_for(config), self.overrides)
         except ValueError as exc:
@@ -242,7 +226,7 @@ class Refresher:
         return OAuth2Credentials.model_construct(
             access_token=access_token,
             refresh_token=refresh_token if usable_token(refresh_token) else current.refresh_token,
-            expires_at=expires_at(body.get("expires_in"), now),
+            expires_at=expires_at_of(body.get("expires_in"), now),
             refreshed_at=now,
         )
 

@@ -11,11 +11,11 @@ import orjson
 
 from models.accounts.credentials import Credentials
 from models.catalog.apps import App
+from models.net.decompress import ACCEPT_ENCODING
 from models.net.urls import allowed_ports
 from worker.calls.auth import auth_for, secrets_of
 from worker.calls.scrub import NOTHING, Scrubber
 from worker.calls.timeouts import Timeouts
-from worker.net.decompress import ACCEPT_ENCODING
 
 USER_AGENT = "passthru/0.1"
 

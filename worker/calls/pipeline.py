@@ -18,6 +18,7 @@ from redis import RedisError
 from models.calls.states import CallStatus
 from models.errors import CredentialsError
 from models.keys import QUEUE_INTERACTIVE
+from models.oauth.token_exchange import RefreshUnavailable, Revoked
 from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
@@ -27,7 +28,6 @@ from worker.calls.results import Attempted, Result, call_option, failed, lane_of
 from worker.calls.scrub import NOTHING, Scrubber
 from worker.calls.store import publish_or_forget, store_safely
 from worker.calls.timeouts import resolve_timeouts
-from worker.calls.token_exchange import RefreshUnavailable, Revoked
 from worker.net.send import Failure, Outcome
 from worker.net.sender import Deferred, Sent
 from worker.ratelimit.admission import Go, Park, Plan, plan

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpcore
 
-from models.net.egress import DestinationForbidden, EgressPolicy
+from models.net.egress import DestinationForbidden, EgressPolicy, trusted_hosts
+from models.net.sync_client import CheckingSyncBackend, SyncLookup, target_address
 
 AsyncLookup = Callable[[str, int], Awaitable[list[Any]]]
-SyncLookup = Callable[[str, int], list[Any]]
 
 __all__ = [
     "AsyncLookup",
@@ -36,6 +36,7 @@ __all__ = [
     "EgressPolicy",
     "SyncLookup",
     "make_resolver",
+    "target_address",
     "threaded_lookup",
     "trusted_hosts",
 ]
@@ -61,10 +62,6 @@ def threaded_lookup(executor: ThreadPoolExecutor) -> AsyncLookup:
 
 async def _loop_lookup(host: str, port: int) -> list[Any]:
     return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-
-
-def _socket_lookup(host: str, port: int) -> list[Any]:
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 def make_resolver(policy: EgressPolicy, lookup: AsyncLookup | None = None) -> Any:
@@ -95,10 +92,6 @@ def make_resolver(policy: EgressPolicy, lookup: AsyncLookup | None = None) -> An
             return None
 
     return CheckingResolver()
-
-
-def _target(address: str, scope: int) -> str:
-    return f"{address}%{scope}" if scope else address
 
 
 class CheckingBackend(httpcore.AsyncNetworkBackend):
@@ -136,7 +129,7 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
         for _, address, scope in self._policy.checked(host, infos):
             try:
                 return await self._inner.connect_tcp(
-                    _target(address, scope), port, timeout, local_address, socket_options
+                    target_address(address, scope), port, timeout, local_address, socket_options
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
@@ -153,59 +146,3 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-
-class CheckingSyncBackend(httpcore.NetworkBackend):
-    """CheckingBackend for synchronous clients (token refreshes on pipeline threads)."""
-
-    def __init__(
-        self,
-        policy: EgressPolicy,
-        inner: httpcore.NetworkBackend | None = None,
-        lookup: SyncLookup | None = None,
-    ) -> None:
-        self._policy = policy
-        self._inner = inner or httpcore.SyncBackend()
-        self._lookup = lookup or _socket_lookup
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        self._policy.check_host(host)
-        try:
-            infos = self._lookup(host, port)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-        last: Exception | None = None
-        for _, address, scope in self._policy.checked(host, infos):
-            try:
-                return self._inner.connect_tcp(
-                    _target(address, scope), port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise DestinationForbidden("unix sockets are not a destination")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def trusted_hosts(override_targets: Sequence[str]) -> frozenset[str]:
-    """The hosts of the operator's override target origins."""
-    import httpx
-
-    return frozenset(httpx.URL(origin).host.lower() for origin in override_targets)

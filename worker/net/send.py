@@ -14,11 +14,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from models.net.decompress import DecodeError, decoder_for
+from models.net.overrides import apply_override, undo_override
 from models.net.urls import DEFAULT_PORTS, host_matches
 from worker.calls.onward import OnwardRequest
-from worker.net.decompress import DecodeError, decoder_for
 from worker.net.egress import DestinationForbidden, EgressPolicy
-from worker.net.overrides import apply_override, undo_override
 from worker.net.transport import describe_failure
 
 MAX_REDIRECTS = 5

@@ -17,34 +17,22 @@ repr (aiohttp's carries the request's headers); the caller scrubs it before stor
 
 from __future__ import annotations
 
-from http.cookiejar import Cookie, CookieJar
-from typing import Any, Literal
+from typing import Literal
 
 import httpcore
 import httpx
 
-from worker.net.decompress import ACCEPT_ENCODING
+from models.net.decompress import ACCEPT_ENCODING
+from models.net.sync_client import NoCookies
 from worker.net.egress import (
     AsyncLookup,
     CheckingBackend,
-    CheckingSyncBackend,
     DestinationForbidden,
     EgressPolicy,
-    SyncLookup,
     make_resolver,
 )
 
 TransportKind = Literal["aiohttp", "httpx"]
-
-
-class NoCookies(CookieJar):
-    """A cookie jar that keeps nothing."""
-
-    def set_cookie(self, cookie: Cookie) -> None:
-        return None
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
 
 
 def _checked_pool_transport(
@@ -119,25 +107,6 @@ def make_webhook_client(
     return httpx.AsyncClient(
         transport=_checked_pool_transport(policy, limits, lookup),
         timeout=httpx.Timeout(timeout_s),
-        follow_redirects=False,
-        trust_env=False,
-        cookies=NoCookies(),
-    )
-
-
-def make_sync_client(
-    policy: EgressPolicy, *, timeout: httpx.Timeout, lookup: SyncLookup | None = None
-) -> httpx.Client:
-    """A synchronous client under the same policy (OAuth token refreshes)."""
-    transport = httpx.HTTPTransport(trust_env=False)
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=20,
-        network_backend=CheckingSyncBackend(policy, lookup=lookup),
-    )
-    return httpx.Client(
-        transport=transport,
-        timeout=timeout,
         follow_redirects=False,
         trust_env=False,
         cookies=NoCookies(),

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from models.calls.resources import call_out
 from models.crypto.secrets import Vault
-from models.db.tables import FunctionCall, WebhookDelivery, WebhookEndpoint
+from models.db.tables import ConnectedAccount, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.errors import CredentialsError
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
 from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
@@ -23,6 +23,7 @@ from worker.webhooks.sender import Prepared
 
 _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
+_accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 # Events larger than this go without the call's output (`output_omitted`): the receiver
 # reads it with GET /function-calls/{id}. A receiver is not a bulk channel, and each event
 # is held in memory while it is sent.
@@ -36,12 +37,14 @@ class Unsendable(Exception):
 
 def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
     """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
-    attempts), or the batch's counts."""
+    attempts), the account connected (never its credentials), or the batch's counts."""
     with engine.connect() as conn:
         data: dict[str, Any]
         if delivery.call_id:
             row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
             data = call_out(FunctionCall(**row._mapping)).model_dump(mode="json")
+        elif delivery.account_id:
+            data = _account_data(conn, delivery.account_id)
         else:
             counts = conn.execute(
                 select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
@@ -56,6 +59,20 @@ def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
         event["data"] = {**data, "output": None, "output_omitted": True}
         body = orjson.dumps(event)
     return body
+
+
+# What a `connection.created` event shows of the account: what GET /connected-accounts shows.
+_ACCOUNT_FIELDS = ("id", "app", "user_id", "status", "connection_config", "source", "created_at")
+
+
+def _account_data(conn: Connection, account_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        select(*(_accounts.c[name] for name in _ACCOUNT_FIELDS)).where(_accounts.c.id == account_id)
+    ).one()  # a removed account: NoResultFound, which `prepare` reports as unsendable
+    data = dict(row._mapping)
+    data["status"] = str(data["status"])
+    data["created_at"] = data["created_at"].isoformat()
+    return data
 
 
 def _stored_secrets(engine: Engine, tenant_id: str) -> str | None:

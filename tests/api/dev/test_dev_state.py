@@ -109,7 +109,7 @@ def test_undecryptable_credentials_are_a_warning_naming_the_keys(
     with Session(engine) as session:
         tenant = session.get(Tenant, tenant_id)
     assert tenant is not None
-    other, _ = create_account(
+    other, _, _ = create_account(
         engine,
         tenant,
         get_catalog(),

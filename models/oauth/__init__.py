@@ -1,0 +1,2 @@
+"""OAuth2 shared by both sides: token endpoints, for the worker's refreshes and the API's
+code exchanges."""

@@ -1,0 +1,209 @@
+"""The hosted connect page of an API-key or basic-auth app: labelled fields, the config
+fields (choices as a select), CSRF, validation as the API validates, the account stored
+encrypted with `source: connect_page`, and a link that works once and for a while."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
+
+from models.crypto.secrets import Vault
+from models.db.engine import session_scope, utcnow
+from models.db.tables import ConnectedAccount, ConnectSession, WebhookDelivery
+from tests.api.conftest import ConnectRig
+from tests.api.connect_helpers import csrf_of, query_of, token_of
+
+API_KEY = "acme-key-secret-9911"
+
+
+def _open(rig: ConnectRig, **body: Any) -> tuple[str, httpx.Response]:
+    url = rig.session(**body).json()["url"]
+    token = token_of(url)
+    return token, rig.caller.client.get(f"/connect/{token}")
+
+
+def _post(rig: ConnectRig, token: str, form: dict[str, str]) -> httpx.Response:
+    response: httpx.Response = rig.caller.client.post(
+        f"/connect/{token}", data=form, follow_redirects=False
+    )
+    return response
+
+
+def test_an_api_key_app_asks_for_the_key_and_its_config_then_stores_the_account(
+    connect_rig: ConnectRig, engine: Engine, vault: Vault
+) -> None:
+    # Given a link for an app with an API key and a subdomain
+    token, page = _open(connect_rig, app="acme-key")
+    # Then the page names the app, asks for the key and the subdomain, with the console's CSP
+    assert page.status_code == 200
+    assert "Connect Acme Keys" in page.text
+    assert ">API key</label>" in page.text
+    assert ">Your Acme subdomain</label>" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "form-action 'self' https://tenant.test" in csp
+    # When the end user sends them
+    answer = _post(
+        connect_rig,
+        token,
+        {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"},
+    )
+    # Then the browser goes back to the tenant with the new account
+    assert answer.status_code == 303
+    back = answer.headers["location"]
+    assert back.startswith("https://tenant.test/connected?")
+    query = query_of(back)
+    assert query["from"] == "pt"
+    assert query["app"] == "acme-key"
+    with Session(engine) as db:
+        account = db.get(ConnectedAccount, query["connected_account_id"])
+        assert account is not None
+        assert account.tenant_id == connect_rig.caller.tenant.id
+        assert account.user_id == "end-user-1"
+        assert account.source == "connect_page"
+        assert account.connection_config == {"subdomain": "acme"}
+        assert API_KEY not in account.credentials_enc
+        assert vault.decrypt(account.credentials_enc, bound_to=account.id) == {"api_key": API_KEY}
+    # and the API lists it with how it was connected
+    listed = connect_rig.caller.client.get(
+        "/connected-accounts", headers=connect_rig.caller.headers()
+    )
+    assert [a["source"] for a in listed.json()["items"]] == ["connect_page"]
+
+
+def test_a_basic_auth_app_asks_for_username_and_password_and_its_choices(
+    connect_rig: ConnectRig, engine: Engine, vault: Vault
+) -> None:
+    token, page = _open(connect_rig, app="acme-region")
+    assert ">Username</label>" in page.text
+    assert ">Password</label>" in page.text
+    assert '<select id="config-region" name="config.region">' in page.text
+    answer = _post(
+        connect_rig,
+        token,
+        {
+            "csrf_token": csrf_of(page.text),
+            "username": "ada",
+            "password": "pw-secret-1",
+            "config.region": "eu",
+        },
+    )
+    assert answer.status_code == 303
+    with Session(engine) as db:
+        account = db.get(
+            ConnectedAccount, query_of(answer.headers["location"])["connected_account_id"]
+        )
+        assert account is not None
+        assert account.connection_config == {"region": "eu"}
+        assert vault.decrypt(account.credentials_enc, bound_to=account.id) == {
+            "username": "ada",
+            "password": "pw-secret-1",
+        }
+
+
+def test_what_the_api_refuses_the_page_refuses_and_the_link_stays_usable(
+    connect_rig: ConnectRig, engine: Engine
+) -> None:
+    token, page = _open(connect_rig, app="acme-key")
+    csrf = csrf_of(page.text)
+    # A key with a line break, a subdomain that smuggles a host: the page again, a 400
+    for form in (
+        {"api_key": "bad\nkey", "config.subdomain": "acme"},
+        {"api_key": API_KEY, "config.subdomain": "evil.com/"},
+        {"api_key": "", "config.subdomain": "acme"},
+    ):
+        refused = _post(connect_rig, token, {"csrf_token": csrf, **form})
+        assert refused.status_code == 400
+        assert 'role="alert"' in refused.text
+        assert "bad\nkey" not in refused.text
+    listed = connect_rig.caller.client.get(
+        "/connected-accounts", headers=connect_rig.caller.headers()
+    )
+    assert listed.json()["items"] == []
+    # Then it still works
+    ok = _post(
+        connect_rig, token, {"csrf_token": csrf, "api_key": API_KEY, "config.subdomain": "acme"}
+    )
+    assert ok.status_code == 303
+
+
+def test_a_form_without_its_csrf_token_or_cookie_is_refused(connect_rig: ConnectRig) -> None:
+    token, page = _open(connect_rig, app="acme-key")
+    form = {"api_key": API_KEY, "config.subdomain": "acme"}
+    refused = _post(connect_rig, token, form)
+    assert refused.status_code == 403
+    assert "<h1>Form expired</h1>" in refused.text  # a page for the end user, not JSON
+    assert _post(connect_rig, token, {**form, "csrf_token": "0" * 64}).status_code == 403
+    # The right token from another browser (no cookie) is refused too
+    stranger = httpx.Client(
+        transport=connect_rig.caller.client._transport, base_url="http://testserver"
+    )
+    response = stranger.post(f"/connect/{token}", data={**form, "csrf_token": csrf_of(page.text)})
+    assert response.status_code == 403
+
+
+def test_a_link_works_once(connect_rig: ConnectRig) -> None:
+    token, page = _open(connect_rig, app="acme-key")
+    form = {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"}
+    assert _post(connect_rig, token, form).status_code == 303
+    # Replayed: the page and the form both refuse, clearly, and nothing more is stored
+    again = connect_rig.caller.client.get(f"/connect/{token}")
+    assert again.status_code == 400
+    assert "Link already used" in again.text
+    assert _post(connect_rig, token, form).status_code == 400
+
+
+def test_an_expired_or_unknown_link_is_a_clear_page(
+    connect_rig: ConnectRig, engine: Engine
+) -> None:
+    made = connect_rig.session(app="acme-key").json()
+    with session_scope(engine) as db:
+        db.exec(
+            update(ConnectSession)
+            .where(col(ConnectSession.id) == made["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    expired = connect_rig.caller.client.get(f"/connect/{token_of(made['url'])}")
+    assert expired.status_code == 400
+    assert "Link expired" in expired.text
+    unknown = connect_rig.caller.client.get("/connect/" + "x" * 43)
+    assert unknown.status_code == 404
+    assert "Unknown link" in unknown.text
+    assert "script-src 'self'" in unknown.headers["content-security-policy"]
+
+
+def test_a_connected_account_sends_connection_created_to_the_tenants_endpoint(
+    connect_rig: ConnectRig, engine: Engine
+) -> None:
+    caller = connect_rig.caller
+    endpoint = caller.client.put(
+        "/webhook-endpoint", json={"url": "https://hooks.tenant.test/pt"}, headers=caller.headers()
+    )
+    assert endpoint.status_code == 200, endpoint.text
+    token, page = _open(connect_rig, app="acme-key")
+    answer = _post(
+        connect_rig,
+        token,
+        {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"},
+    )
+    account_id = query_of(answer.headers["location"])["connected_account_id"]
+    with Session(engine) as db:
+        delivery = db.get(WebhookDelivery, "msg_" + account_id)
+        assert delivery is not None
+        assert delivery.event == "connection.created"
+        assert delivery.account_id == account_id
+    assert "msg_" + account_id in connect_rig.app.state.publisher.delivery_ids
+
+
+def test_an_oversized_form_is_refused_before_it_is_parsed(connect_rig: ConnectRig) -> None:
+    token, page = _open(connect_rig, app="acme-key")
+    response = _post(
+        connect_rig, token, {"csrf_token": csrf_of(page.text), "api_key": "k" * 70_000}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert "at most 65536 bytes" in response.text
