@@ -13,7 +13,7 @@ from api.dev import state
 from api.dev.demo_data import DEMO_USER
 from api.dev.demo_upstream import DEMO_ORIGIN
 from api.dev.embedded_redis import EmbeddedRedis
-from models.catalog.apps import Catalog
+from models.catalog.apps import App, Catalog
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,19 @@ def override_lines(overrides: dict[str, str], catalog: Catalog) -> list[str]:
         if origin == DEMO_ORIGIN:
             continue
         host = urlsplit(origin).hostname or ""
-        apps = sorted(app.slug for app in catalog if host in app.allowed_hosts)
+        apps = sorted(app.slug for app in catalog if host in _default_hosts(app))
         shown = ", ".join(apps[:6]) + (", ..." if len(apps) > 6 else "")
         lines.append(f"{origin} -> {target}   (apps: {shown or 'none in the catalog'})")
     return lines
+
+
+def _default_hosts(app: App) -> list[str]:
+    """The hosts an account of `app` reaches with no connection_config: its fixed hosts, or
+    those its fields' defaults fill in (`{company}.pipedrive.com` → `api.pipedrive.com`)."""
+    try:
+        return app.resolve(None)[1]
+    except ValueError:  # a field without a default: no host is the app's by itself
+        return [h for h in app.allowed_hosts if "{" not in h]
 
 
 def curl_line(base: str, api_key: str, default_wait_s: float) -> tuple[str, str]:

@@ -52,3 +52,17 @@ def test_the_banner_names_each_override_and_the_apps_it_catches() -> None:
     assert len(lines) == 1
     assert lines[0].startswith("https://slack.com -> http://127.0.0.1:9000   (apps: slack")
     assert override_lines({}, get_catalog()) == []
+
+
+def test_an_app_whose_host_has_a_default_is_caught_by_its_default_host() -> None:
+    # Pipedrive's host is {company}.pipedrive.com, with `api` when the account gives none;
+    # Zendesk's needs a subdomain, so no override catches it by itself
+    lines = override_lines(
+        {
+            "https://api.pipedrive.com": "http://127.0.0.1:9000",
+            "https://acme.zendesk.com": "http://127.0.0.1:9001",
+        },
+        get_catalog(),
+    )
+    assert lines[0].endswith("(apps: none in the catalog)")
+    assert lines[1].startswith("https://api.pipedrive.com -> http://127.0.0.1:9000   (apps: pip")
