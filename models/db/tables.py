@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
 from models.db.engine import UTCDateTime, utcnow
+from models.db.packed import PackedJSON
 from models.webhooks.states import DeliveryStatus
 
 # The statuses of a call not yet finished, as SQL (a partial index's predicate must be
@@ -51,6 +52,10 @@ def _has(column: str) -> dict[str, Any]:
     """A partial index's condition: only the rows where `column` has a value."""
     where = text(f"{column} IS NOT NULL")
     return {"postgresql_where": where, "sqlite_where": where}
+
+
+def _packed() -> Any:
+    return Field(default=None, sa_column=Column(PackedJSON(), nullable=True))
 
 
 def _json() -> Any:
@@ -187,9 +192,9 @@ class FunctionCall(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=60)
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     network_code: str | None = Field(default=None, max_length=3)
-    output: Any = _json()
+    output: Any = _packed()  # compact JSON, compressed when large (models/db/packed.py)
     output_truncated: bool = False
-    response_headers: dict[str, str] | None = _json()
+    response_headers: dict[str, str] | None = _packed()
     duration_ms: int | None = None
     attempt_count: int = 0
     # The running attempt's deadline: past it, the call is taken back even from a worker
