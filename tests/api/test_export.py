@@ -26,7 +26,7 @@ def _varied_calls(engine: Engine, tenant: Tenant, count: int) -> list[str]:
     """Calls of every shape: final and waiting, outputs of every JSON kind, with and
     without headers, times with and without microseconds."""
     statuses = list(CallStatus)
-    outputs = [None, {"a": [1, 2.5, None, "é"]}, [1, "x"], "text", True, {"n": {"m": {}}}]
+    outputs = [None, {"a": [1, 2.5, None, "é"]}, [1, "x"], "text", 3, True, {"n": {"m": {}}}]
     rows = []
     for i in range(count):
         at = START + timedelta(seconds=i, microseconds=0 if i % 3 else 123_456 * (i % 7))
