@@ -4,7 +4,7 @@ when that saves room, read back as the JSON value whichever way it was stored.
 A stored value is the value's JSON (orjson, no spaces) or, for JSON of PACK_ABOVE bytes or
 more that zlib makes smaller, its zlib stream. The two are told apart by the first byte:
 a zlib stream at the default window starts with 0x78 ('x'), which no JSON text does. Rows
-stored before migration 0011 hold their JSON as it was written, and read the same way.
+stored before migration 0012 hold their JSON as it was written, and read the same way.
 Postgres compresses (TOAST) only values of about 2 KB and more; the typical upstream answer
 (a few hundred bytes of JSON, a dozen headers) is stored as is without this.
 """

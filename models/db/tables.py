@@ -149,7 +149,7 @@ class FunctionCall(SQLModel, table=True):
         Index("ix_call_log_app", "tenant_id", "app", "id"),
         Index("ix_call_log_status", "tenant_id", "status", "id"),
         Index("ix_call_log_user", "tenant_id", "user_id", "id"),
-        # Only the calls with a value (migration 0010): `= ?` implies it, and most calls
+        # Only the calls with a value (migration 0011): `= ?` implies it, and most calls
         # have no batch.
         Index("ix_call_log_batch", "tenant_id", "batch_id", "id", **_has("batch_id")),
         Index(

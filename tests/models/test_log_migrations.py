@@ -1,6 +1,6 @@
-"""The log's migrations on a populated database: 0010 (the indexes on batch_id and
+"""The log's migrations on a populated database: 0011 (the indexes on batch_id and
 network_code hold only the calls with a value, and the log's filters still find them) and
-0011 (outputs and response headers stored packed, the JSON written before read the same)."""
+0012 (outputs and response headers stored packed, the JSON written before read the same)."""
 
 from __future__ import annotations
 
@@ -82,9 +82,9 @@ def _rows(tenant_id: str) -> list[dict[str, object]]:
 
 
 def test_a_populated_database_migrates_to_partial_indexes(unmigrated: Engine) -> None:
-    # Given a database at 0009 with calls, some in a batch, some with a code
-    _migrate_to(unmigrated, "0009")
-    tenant, _ = create_tenant(unmigrated, "before-0010")
+    # Given a database at 0010 with calls, some in a batch, some with a code
+    _migrate_to(unmigrated, "0010")
+    tenant, _ = create_tenant(unmigrated, "before-0011")
     with unmigrated.begin() as conn:
         conn.execute(insert(_calls), _rows(tenant.id))
     assert "WHERE" not in _index_sql(unmigrated, "ix_call_log_batch").upper()
@@ -102,11 +102,11 @@ def test_a_populated_database_migrates_to_partial_indexes(unmigrated: Engine) ->
     assert (len(batch), len(coded)) == (10, 15)
 
 
-# Outputs of every JSON kind, as the JSON columns held them before 0011.
+# Outputs of every JSON kind, as the JSON columns held them before 0012.
 OUTPUTS: list[object] = [{"a": [1, 2.5, None, "é"]}, [1, "x"], "text", True, None]
 HEADERS = {"content-type": "application/json", "x-request-id": "r" * 40}
-# function_call as it was before 0011: its output and headers JSON.
-_BEFORE_0011 = sa.table(
+# function_call as it was before 0012: its output and headers JSON.
+_BEFORE_0012 = sa.table(
     "function_call",
     *(
         sa.column(c.name, sa.JSON() if c.name in ("output", "response_headers") else c.type)
@@ -116,14 +116,14 @@ _BEFORE_0011 = sa.table(
 
 
 def test_a_populated_database_keeps_its_outputs_packed(unmigrated: Engine) -> None:
-    # Given a database at 0010 whose calls hold outputs and headers as JSON
-    _migrate_to(unmigrated, "0010")
-    tenant, _ = create_tenant(unmigrated, "before-0011")
+    # Given a database at 0011 whose calls hold outputs and headers as JSON
+    _migrate_to(unmigrated, "0011")
+    tenant, _ = create_tenant(unmigrated, "before-0012")
     rows = _rows(tenant.id)[: len(OUTPUTS)]
     for row, output in zip(rows, OUTPUTS, strict=True):
         row.update(output=output, response_headers=HEADERS)
     with unmigrated.begin() as conn:
-        conn.execute(insert(_BEFORE_0011), rows)
+        conn.execute(insert(_BEFORE_0012), rows)
     # When migrated to the head
     upgrade(unmigrated)
     # Then each call reads back the output and headers it had

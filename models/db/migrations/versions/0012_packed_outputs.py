@@ -1,8 +1,8 @@
 """a call's output and response headers stored packed: compact JSON bytes, compressed
 when large (models/db/packed.py)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 
 `function_call.output` and `function_call.response_headers` go from JSON to bytes (bytea on
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -52,4 +52,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Compressed values are not JSON text: SQL alone cannot turn them back.
-    raise NotImplementedError("0011 is not reversible: restore a backup taken before it")
+    raise NotImplementedError("0012 is not reversible: restore a backup taken before it")
