@@ -1,20 +1,17 @@
-"""The Function Calls log: one call with its attempts, a page of the log and its NDJSON
-export, waiting for a call to end, and cancelling one that has not started."""
+"""The Function Calls log: one call with its attempts, a page of the log (and the filter
+its export shares), waiting for a call to end, and cancelling one that has not started."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine
 from sqlmodel import Session, col, select
 
 from api.waiter import CallWaiter, Watch
 from models.broker import Publisher
-from models.calls.resources import call_out
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import session_scope, utcnow
 from models.db.ids import first_id_at
@@ -96,33 +93,35 @@ class LogFilter:
     network_code: str | None = None
 
 
+def log_conditions(tenant_id: str, filters: LogFilter) -> list[ColumnElement[bool]]:
+    """The WHERE of the log and of its export: the tenant's calls that pass `filters`."""
+    where = [col(FunctionCall.tenant_id) == tenant_id]
+    if filters.app:
+        where.append(col(FunctionCall.app) == filters.app)
+    if filters.status:
+        where.append(col(FunctionCall.status) == filters.status)
+    if filters.user_id:
+        where.append(col(FunctionCall.user_id) == filters.user_id)
+    if filters.batch_id:
+        where.append(col(FunctionCall.batch_id) == filters.batch_id)
+    if filters.network_code:
+        where.append(col(FunctionCall.network_code) == filters.network_code)
+    # A time range is also a range of ids (time-ordered), widened by ID_SLACK_MS: the page is
+    # then read from its first id on, instead of from the newest call of the tenant down.
+    if filters.since:
+        where.append(col(FunctionCall.created_at) >= filters.since)
+        where.append(col(FunctionCall.id) >= first_id_at("fc", filters.since, -ID_SLACK_MS))
+    if filters.until:
+        where.append(col(FunctionCall.created_at) < filters.until)
+        where.append(col(FunctionCall.id) < first_id_at("fc", filters.until, ID_SLACK_MS))
+    return where
+
+
 def list_calls(
     engine: Engine, tenant: Tenant, filters: LogFilter, cursor: str | None, limit: int
 ) -> tuple[list[FunctionCall], str | None]:
     """Newest first; the cursor is the last id seen, so inserts never shift a page."""
-    query = select(FunctionCall).where(col(FunctionCall.tenant_id) == tenant.id)
-    if filters.app:
-        query = query.where(col(FunctionCall.app) == filters.app)
-    if filters.status:
-        query = query.where(col(FunctionCall.status) == filters.status)
-    if filters.user_id:
-        query = query.where(col(FunctionCall.user_id) == filters.user_id)
-    if filters.batch_id:
-        query = query.where(col(FunctionCall.batch_id) == filters.batch_id)
-    if filters.network_code:
-        query = query.where(col(FunctionCall.network_code) == filters.network_code)
-    # A time range is also a range of ids (time-ordered), widened by ID_SLACK_MS: the page is
-    # then read from its first id on, instead of from the newest call of the tenant down.
-    if filters.since:
-        query = query.where(
-            col(FunctionCall.created_at) >= filters.since,
-            col(FunctionCall.id) >= first_id_at("fc", filters.since, -ID_SLACK_MS),
-        )
-    if filters.until:
-        query = query.where(
-            col(FunctionCall.created_at) < filters.until,
-            col(FunctionCall.id) < first_id_at("fc", filters.until, ID_SLACK_MS),
-        )
+    query = select(FunctionCall).where(*log_conditions(tenant.id, filters))
     if cursor:
         query = query.where(col(FunctionCall.id) < cursor)
     query = query.order_by(col(FunctionCall.id).desc()).limit(limit + 1)
@@ -176,18 +175,3 @@ def cancel_and_announce(
     if deliveries:
         publisher.publish_deliveries(deliveries)
     return call
-
-
-EXPORT_PAGE = 500
-
-
-def export_calls(engine: Engine, tenant: Tenant, filters: LogFilter) -> Iterator[bytes]:
-    """Every matching call as one JSON line, newest first, read 500 at a time (one short
-    query per page, no transaction held while the client reads)."""
-    cursor: str | None = None
-    while True:
-        rows, cursor = list_calls(engine, tenant, filters, cursor, EXPORT_PAGE)
-        for call in rows:
-            yield orjson.dumps(call_out(call).model_dump(mode="json")) + b"\n"
-        if cursor is None:
-            return

@@ -1,11 +1,12 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e,f,g,h] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
 (e) interactive during a bulk drain, (f) memory under hostile input, (g) the sweeper's cost
 per run against the backlog, (h) the console log's first page with 100,000 calls, by filter
-(both on Postgres and SQLite, unless --db sqlite).
+(both on Postgres and SQLite, unless --db sqlite), (i) the log at scale: a million calls,
+each filter's first page, the export rate, bytes per call, purging a day, insert rate.
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -28,6 +29,7 @@ from bench import console_log as bench_console_log
 from bench import during_bulk as bench_during_bulk
 from bench import hostile as bench_hostile
 from bench import interactive as bench_interactive
+from bench import log_scale as bench_log_scale
 from bench import scenarios as sc
 from bench import sweep_cost as bench_sweep_cost
 from bench.stack import PG_URL, stack
@@ -132,6 +134,11 @@ def console_log(args: argparse.Namespace) -> dict[str, Any]:
     return bench_console_log.console_log(both, args.quick)
 
 
+def log_scale(args: argparse.Namespace) -> dict[str, Any]:
+    calls = bench_log_scale.QUICK_CALLS if args.quick else bench_log_scale.CALLS
+    return bench_log_scale.log_scale(args.db, calls, bench_log_scale.RUNS, args.quick)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
@@ -141,6 +148,7 @@ SCENARIOS = {
     "f": ("hostile", hostile_input),
     "g": ("sweep_cost", sweep_cost),
     "h": ("console_log", console_log),
+    "i": ("log_scale", log_scale),
 }
 
 
@@ -207,7 +215,7 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,h", help="scenarios to run, e.g. a,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i", help="scenarios to run, e.g. a,c")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(

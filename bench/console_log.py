@@ -171,6 +171,20 @@ def _analyze(engine: Engine) -> None:
             conn.execute(text("ANALYZE function_call"))
 
 
+def app_settings(engine: Engine, redis_url: str) -> Settings:
+    """Settings for the app in process, on `engine`'s database: no catalog file, no
+    upstream overrides, no metrics port."""
+    return Settings(
+        _env_file=None,
+        database_url=engine.url.render_as_string(hide_password=False),
+        encryption_keys=generate_encryption_key(),
+        redis_url=redis_url,
+        apps_file=None,
+        upstream_overrides={},
+        metrics_port=0,
+    )
+
+
 def one_database(db: str, calls: int, runs: int) -> dict[str, Any]:
     """Seed at BEFORE, measure; migrate to the head, measure again."""
     redis = start_embedded_redis()
@@ -180,15 +194,7 @@ def one_database(db: str, calls: int, runs: int) -> dict[str, Any]:
             say(f"(h) {db}: writing {calls:,} calls for each of two tenants")
             seeded = seed(engine, calls)
             _analyze(engine)
-            settings = Settings(
-                _env_file=None,
-                database_url=engine.url.render_as_string(hide_password=False),
-                encryption_keys=generate_encryption_key(),
-                redis_url=redis.url,
-                apps_file=None,
-                upstream_overrides={},
-                metrics_port=0,
-            )
+            settings = app_settings(engine, redis.url)
             result: dict[str, Any] = {"calls_per_tenant": calls}
             with TestClient(create_app(settings, publisher=NoPublisher())) as client:
                 _signed_in(client, seeded.api_key)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from api.call_export import export_calls
 from api.call_log import (
     LogFilter,
     cancel_and_announce,
-    export_calls,
     list_calls,
     load_attempts,
     load_call,

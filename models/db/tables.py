@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 from models.accounts.states import AccountStatus
 from models.calls.states import CallStatus
 from models.db.engine import UTCDateTime, utcnow
+from models.db.packed import PackedJSON
 from models.webhooks.states import DeliveryStatus
 
 # The statuses of a call not yet finished, as SQL (a partial index's predicate must be
@@ -45,6 +46,16 @@ def _status(enum: type[StrEnum], default: StrEnum) -> Any:
 
 def _dt(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _has(column: str) -> dict[str, Any]:
+    """A partial index's condition: only the rows where `column` has a value."""
+    where = text(f"{column} IS NOT NULL")
+    return {"postgresql_where": where, "sqlite_where": where}
+
+
+def _packed() -> Any:
+    return Field(default=None, sa_column=Column(PackedJSON(), nullable=True))
 
 
 def _json() -> Any:
@@ -138,8 +149,13 @@ class FunctionCall(SQLModel, table=True):
         Index("ix_call_log_app", "tenant_id", "app", "id"),
         Index("ix_call_log_status", "tenant_id", "status", "id"),
         Index("ix_call_log_user", "tenant_id", "user_id", "id"),
-        Index("ix_call_log_batch", "tenant_id", "batch_id", "id"),
-        Index("ix_call_log_network_code", "tenant_id", "network_code", "id"),
+        # Only the calls with a value (migration 0011): `= ?` implies it, and most calls
+        # have no batch.
+        Index("ix_call_log_batch", "tenant_id", "batch_id", "id", **_has("batch_id")),
+        Index(
+            "ix_call_log_network_code", "tenant_id", "network_code", "id", **_has("network_code")
+        ),
+        Index("ix_function_call_batch_id", "batch_id", **_has("batch_id")),
         # A tenant's unfinished calls (api/quotas.py): only they are in it.
         Index(
             "ix_call_tenant_open",
@@ -162,7 +178,7 @@ class FunctionCall(SQLModel, table=True):
     function: str = Field(max_length=120)
     user_id: str = Field(max_length=200)
     connected_account_id: str = Field(max_length=40)
-    batch_id: str | None = Field(default=None, max_length=40, index=True)
+    batch_id: str | None = Field(default=None, max_length=40)
     method: str = Field(max_length=10)
     url: str = Field(sa_column=Column(Text, nullable=False))
     request_headers: dict[str, str] | None = _json()
@@ -176,9 +192,9 @@ class FunctionCall(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=60)
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     network_code: str | None = Field(default=None, max_length=3)
-    output: Any = _json()
+    output: Any = _packed()  # compact JSON, compressed when large (models/db/packed.py)
     output_truncated: bool = False
-    response_headers: dict[str, str] | None = _json()
+    response_headers: dict[str, str] | None = _packed()
     duration_ms: int | None = None
     attempt_count: int = 0
     # The running attempt's deadline: past it, the call is taken back even from a worker

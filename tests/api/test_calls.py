@@ -124,7 +124,7 @@ def test_the_export_streams_every_matching_call_as_ndjson(
     caller: Caller, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given 7 calls, and export pages of 3 (so the stream spans pages)
-    monkeypatch.setattr("api.call_log.EXPORT_PAGE", 3)
+    monkeypatch.setattr("api.call_export.EXPORT_BATCH", 3)
     caller.connect()
     ids = [submit(caller).json()["id"] for _ in range(7)]
     finish(engine, ids[0], "500")
