@@ -86,8 +86,10 @@ def busy_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
 
 # A sort the plan may do: a batch's calls (at most 1,000) or fewer.
 SMALL_SORT = 1_000
-# Per filter, a name the index serving it has (None: a combination, either of its two).
-FILTERS: dict[str, tuple[LogFilter, str | None]] = {
+# Per filter, the names the index serving it may have (None: a combination, either of its
+# two). A time range may be read by id (ix_call_tenant_id), or, where Postgres finds it
+# cheaper, by creation time (ix_call_tenant_created) ANDed with the id bounds of the key.
+FILTERS: dict[str, tuple[LogFilter, str | tuple[str, ...] | None]] = {
     "none": (LogFilter(), "ix_call_tenant_id"),
     "app": (LogFilter(app="jira"), "ix_call_log_app"),
     "status": (LogFilter(status=CallStatus.CANCELLED), "ix_call_log_status"),
@@ -96,7 +98,7 @@ FILTERS: dict[str, tuple[LogFilter, str | None]] = {
     "network_code": (LogFilter(network_code="500"), "ix_call_log_network_code"),
     "since_until": (
         LogFilter(since=END - timedelta(hours=5), until=END - timedelta(hours=4)),
-        "ix_call_tenant_id",
+        ("ix_call_tenant_id", "ix_call_tenant_created"),
     ),
     "until": (LogFilter(until=END - timedelta(hours=10)), "ix_call_tenant_id"),
     "app_status": (LogFilter(app="hubspot", status=CallStatus.FAILED), None),
@@ -125,7 +127,8 @@ def test_each_filter_reads_an_index_newest_first(
         assert plan.bounds_id(), plan.lines
     # And an equality filter reads an index of its column (a combination, one of its two)
     if index is not None:
-        assert plan.uses(index), plan.lines
+        names = (index,) if isinstance(index, str) else index
+        assert any(plan.uses(name) for name in names), plan.lines
     else:
         assert any(plan.uses(f"ix_call_log_{column}") for column in ("app", "status", "user"))
 
