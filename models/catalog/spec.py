@@ -150,7 +150,8 @@ class RetrySpec(Strict):
     after_header: str | None = "Retry-After"
     reset_header: str | None = None
     remaining_header: str | None = None
-    reset_is: Literal["epoch", "seconds"] = "epoch"
+    # epoch: a Unix time in seconds; epoch_ms: in milliseconds (Linear); seconds: from now
+    reset_is: Literal["epoch", "epoch_ms", "seconds"] = "epoch"
 
     _statuses = field_validator("on_status")(check_retry_statuses)
 

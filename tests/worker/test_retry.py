@@ -229,3 +229,19 @@ def test_a_429_asking_to_wait_forever_ends_the_call_rate_limited() -> None:
     decision = run(answer(429, [("Retry-After", "inf")]))
     assert isinstance(decision, GiveUp)
     assert decision.error == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    ("reset_is", "reset"),
+    [
+        ("epoch", NOW.timestamp() + 12),
+        ("epoch_ms", (NOW.timestamp() + 12) * 1000),
+        ("seconds", 12),
+    ],
+)
+def test_a_reset_header_is_read_as_its_app_says(reset_is: str, reset: float) -> None:
+    # Given a reset header 12 s ahead, written as a Unix time, in milliseconds, or as seconds
+    spec = RetrySpec(reset_header="X-Reset", remaining_header="X-Remaining", reset_is=reset_is)
+    # When nothing remains / Then the wait asked is those 12 s
+    asked = wait_asked_s([("X-Reset", str(reset)), ("X-Remaining", "0")], spec, NOW)
+    assert asked == pytest.approx(12, abs=0.01)

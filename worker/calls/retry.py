@@ -129,8 +129,17 @@ def wait_asked_s(headers: list[tuple[str, str]], spec: RetrySpec, now: datetime)
             remaining = _number(values.get(spec.remaining_header.lower()) or "")
         reset = _number(raw)
         if reset is not None and remaining is not None and remaining <= 0:
-            return _seconds(reset - now.timestamp() if spec.reset_is == "epoch" else reset)
+            return _seconds(_reset_in_s(reset, spec, now))
     return None
+
+
+def _reset_in_s(reset: float, spec: RetrySpec, now: datetime) -> float:
+    """Seconds from `now` to a reset header's value, read as `spec.reset_is` says."""
+    if spec.reset_is == "epoch":
+        return reset - now.timestamp()
+    if spec.reset_is == "epoch_ms":
+        return reset / 1000 - now.timestamp()
+    return reset
 
 
 # A 429 that says nothing of how long to wait pauses its key this long.
