@@ -11,7 +11,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from api.suggestions import unknown_app
-from models.accounts.credentials import parse_credentials
+from models.accounts.credentials import ClientCredentials, ClientToken, parse_credentials
 from models.accounts.states import ACCOUNTS, AccountStatus
 from models.catalog.apps import App, Catalog
 from models.crypto.secrets import Vault
@@ -20,6 +20,13 @@ from models.db.ids import new_id
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import ApiError, CredentialsError, ErrorDetail, invalid, not_found
 from models.webhooks.outbox import enqueue_account_event
+
+# Most of a user's accounts for one app compared with credentials posted again.
+CANDIDATES = 100
+# What passthru keeps beside a client's own credentials (the token it fetched for them).
+_FETCHED_BY_PASSTHRU = frozenset(ClientToken.model_fields) - frozenset(
+    ClientCredentials.model_fields
+)
 
 
 class NewAccount(NamedTuple):
@@ -97,8 +104,10 @@ def _holder_of(
     config: dict[str, Any] | None,
 ) -> ConnectedAccount | None:
     """The oldest of the user's accounts for the app that holds exactly `secret` and
-    `config`. Plaintext is compared in memory only: each candidate is decrypted (the user's
-    accounts for one app are few), never a hash of the secret stored beside it."""
+    `config`, among their active ones; for a client's credentials, without the token passthru
+    fetched and keeps beside them. Plaintext is compared in memory
+    only: each candidate is decrypted (at most CANDIDATES: a user's accounts for one app are
+    few), never a hash of the secret stored beside it."""
     tenant_id, app, user_id = owner
     candidates = session.exec(
         select(ConnectedAccount)
@@ -106,8 +115,10 @@ def _holder_of(
             col(ConnectedAccount.tenant_id) == tenant_id,
             col(ConnectedAccount.app) == app,
             col(ConnectedAccount.user_id) == user_id,
+            col(ConnectedAccount.status) == AccountStatus.ACTIVE,
         )
         .order_by(col(ConnectedAccount.created_at), col(ConnectedAccount.id))
+        .limit(CANDIDATES)
     ).all()
     for account in candidates:
         if (account.connection_config or None) != (config or None):
@@ -116,6 +127,8 @@ def _holder_of(
             held = vault.decrypt(account.credentials_enc, bound_to=account.id)
         except CredentialsError:
             continue  # under a key no longer configured, or copied from another row
+        if secret.get("type") == "client_credentials":
+            held = {k: v for k, v in held.items() if k not in _FETCHED_BY_PASSTHRU}
         if hmac.compare_digest(_canonical(held), _canonical(secret)):
             return account
     return None

@@ -1,11 +1,13 @@
 """The log's NDJSON export (`GET /function-calls/export`): the calls that pass the log's
 filters, newest first, one JSON line each, exactly as `call_out` shows a call.
 
-Read in keyset batches of EXPORT_BATCH rows (one short query each, no transaction held
+Read in keyset batches of at most EXPORT_BATCH rows and BATCH_BYTES of lines (one short
+query each, streamed from the database STREAM_ROWS rows at a time, and no transaction held
 while the client reads), as plain column tuples (no ORM objects, no pydantic models; times
 and statuses as the database gives them), serialized by orjson, and handed to the response
 in chunks of about CHUNK_BYTES: a streamed response pays a thread hop per chunk, so chunks
-are large and few.
+are large and few. The byte bound keeps memory flat when outputs are large (each may be up
+to PASSTHRU_MAX_RESPONSE_BYTES).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from api.call_log import LogFilter, log_conditions
 from models.calls.states import CallStatus
 from models.db.tables import FunctionCall, Tenant
 
-EXPORT_BATCH = 5_000  # rows per query
+EXPORT_BATCH = 5_000  # rows per query, at most
+BATCH_BYTES = 16 * 1024 * 1024  # lines per query, at most (a row more, past it)
+STREAM_ROWS = 20  # rows fetched from the database at a time
 CHUNK_BYTES = 256 * 1024  # bytes handed to the response at a time
 
 
@@ -64,9 +68,8 @@ def export_calls(engine: Engine, tenant: Tenant, filters: LogFilter) -> Iterator
     """Every matching call as one JSON line, newest first, in chunks of about CHUNK_BYTES."""
     chunk: list[bytes] = []
     size = 0
-    for batch in _batches(engine, tenant.id, filters):
-        for row in batch:
-            line = _line(row)
+    for lines in _batches(engine, tenant.id, filters):
+        for line in lines:
             chunk.append(line)
             size += len(line)
             if size >= CHUNK_BYTES:
@@ -76,9 +79,9 @@ def export_calls(engine: Engine, tenant: Tenant, filters: LogFilter) -> Iterator
         yield b"".join(chunk)
 
 
-def _batches(
-    engine: Engine, tenant_id: str, filters: LogFilter
-) -> Iterator[Sequence[Sequence[Any]]]:
+def _batches(engine: Engine, tenant_id: str, filters: LogFilter) -> Iterator[list[bytes]]:
+    """The lines, a batch at a time: each batch is read (and its connection given back)
+    before the client gets any of it."""
     where = log_conditions(tenant_id, filters)
     cursor: str | None = None
     while True:
@@ -86,13 +89,30 @@ def _batches(
         if cursor is not None:
             query = query.where(col(FunctionCall.id) < cursor)
         query = query.order_by(col(FunctionCall.id).desc()).limit(EXPORT_BATCH)
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-        if rows:
-            yield rows
-        if len(rows) < EXPORT_BATCH:
+        lines, cursor, full = _read(engine, query)
+        if lines:
+            yield lines
+        if not full:
             return
-        cursor = rows[-1][0]
+
+
+def _read(engine: Engine, query: Any) -> tuple[list[bytes], str | None, bool]:
+    """One batch's lines, the last id read, and whether more may follow (the batch stopped
+    at EXPORT_BATCH rows or BATCH_BYTES)."""
+    lines: list[bytes] = []
+    size, last = 0, None
+    options = {"stream_results": True, "yield_per": STREAM_ROWS}
+    with engine.connect().execution_options(**options) as connection:
+        result = connection.execute(query)
+        for row in result:
+            line = _line(row)
+            lines.append(line)
+            size += len(line)
+            last = row[0]
+            if size >= BATCH_BYTES:
+                result.close()
+                return lines, last, True
+    return lines, last, len(lines) == EXPORT_BATCH
 
 
 def _line(row: Sequence[Any]) -> bytes:

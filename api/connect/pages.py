@@ -63,14 +63,16 @@ class ConfigInput:
     choices: list[str] | None
     value: str | None
     required: bool
+    fixed: bool  # given by the tenant's session: shown, never an input
 
 
 def config_inputs(app: App, given: Mapping[str, Any] | None) -> list[ConfigInput]:
-    """One input per template field of the app, filled in from the session's config (else
-    the field's default)."""
+    """One entry per template field of the app: those the session gave are fixed (the end
+    user cannot change them), the others inputs filled in with the field's default."""
     inputs = []
     for name in app.template_fields:
         spec = app.config_field(name)
+        fixed = name in (given or {})
         value = (given or {}).get(name, spec.default)
         inputs.append(
             ConfigInput(
@@ -79,6 +81,7 @@ def config_inputs(app: App, given: Mapping[str, Any] | None) -> list[ConfigInput
                 list(spec.choices) if spec.choices else None,
                 None if value is None else str(value),
                 spec.default is None,
+                fixed,
             )
         )
     return inputs

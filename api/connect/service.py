@@ -151,7 +151,9 @@ class Connect:
         checks them (a refusal is the page again, naming the field), then stored."""
         try:
             credentials = typed_credentials(app, form)
-            config = typed_config(app, form)
+            # What the tenant's session fixed wins over anything the form sends.
+            typed = typed_config(app, form) or {}
+            config = {**typed, **(session.connection_config or {})} or None
             parse_credentials(app, credentials)
             check_config(app, config)
         except ApiError as exc:

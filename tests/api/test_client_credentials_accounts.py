@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from models.accounts.tenants import create_tenant
 from models.crypto.secrets import Vault
+from models.db.engine import session_scope
 from models.db.tables import ConnectedAccount
 from tests.api.conftest import Caller
 
@@ -62,6 +63,24 @@ def test_a_client_is_stored_encrypted_and_never_shown(
         assert row is not None
         assert SECRET not in row.credentials_enc
         assert vault.decrypt(row.credentials_enc, bound_to=row.id) == CLIENT
+
+
+def test_the_same_client_posted_again_finds_its_account_after_a_token_was_fetched(
+    cc_caller: Caller, engine: Engine, vault: Vault
+) -> None:
+    # Given a client's account for which passthru has since fetched and kept a token
+    post = {"json": {"app": "hr", "credentials": CLIENT}, "headers": cc_caller.headers()}
+    created = cc_caller.client.post("/connected-accounts", **post)
+    assert created.status_code == 201, created.text
+    with session_scope(engine) as session:
+        row = session.get(ConnectedAccount, created.json()["id"])
+        assert row is not None
+        kept = {**CLIENT, "access_token": "fetched-1", "expires_at": 2e9, "refreshed_at": 1.7e9}
+        row.credentials_enc = vault.encrypt(kept, bound_to=row.id)
+    # When the tenant posts the same client again / Then it is that account (200), no twin
+    again = cc_caller.client.post("/connected-accounts", **post)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == created.json()["id"]
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,29 @@ def test_an_api_key_app_asks_for_the_key_and_its_config_then_stores_the_account(
     assert [a["source"] for a in listed.json()["items"]] == ["connect_page"]
 
 
+def test_a_config_the_tenant_fixed_is_shown_and_the_end_user_cannot_change_it(
+    connect_rig: ConnectRig, engine: Engine
+) -> None:
+    # Given a link whose session fixes the subdomain
+    token, page = _open(connect_rig, app="acme-key", connection_config={"subdomain": "acme"})
+    # Then the page shows it as text, with no input for it
+    assert "Your Acme subdomain: <strong>acme</strong>" in page.text
+    assert 'name="config.subdomain"' not in page.text
+    # When a forged form sends another subdomain anyway
+    answer = _post(
+        connect_rig,
+        token,
+        {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "evil"},
+    )
+    # Then the account is stored on the tenant's subdomain
+    assert answer.status_code == 303
+    account_id = query_of(answer.headers["location"])["connected_account_id"]
+    with Session(engine) as db:
+        account = db.get(ConnectedAccount, account_id)
+        assert account is not None
+        assert account.connection_config == {"subdomain": "acme"}
+
+
 def test_a_basic_auth_app_asks_for_username_and_password_and_its_choices(
     connect_rig: ConnectRig, engine: Engine, vault: Vault
 ) -> None:

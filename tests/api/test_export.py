@@ -77,11 +77,20 @@ def test_each_line_is_the_call_as_the_api_shows_it(engine: Engine, tenant: Tenan
     assert len(lines) == 60
 
 
+@pytest.mark.parametrize(
+    ("rows", "batch_bytes"),
+    [(7, 16 * 1024 * 1024), (5_000, 1_500)],  # batches cut by rows, or by bytes (large outputs)
+)
 def test_batches_and_chunks_lose_and_repeat_nothing(
-    engine: Engine, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: int,
+    batch_bytes: int,
 ) -> None:
-    # Given 50 calls, batches of 7 rows and chunks of about 1 KB
-    monkeypatch.setattr("api.call_export.EXPORT_BATCH", 7)
+    # Given 50 calls, batches of a few rows or a few lines' bytes, and chunks of about 1 KB
+    monkeypatch.setattr("api.call_export.EXPORT_BATCH", rows)
+    monkeypatch.setattr("api.call_export.BATCH_BYTES", batch_bytes)
     monkeypatch.setattr("api.call_export.CHUNK_BYTES", 1_000)
     _varied_calls(engine, tenant, 50)
     filters = LogFilter(app="slack")

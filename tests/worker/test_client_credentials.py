@@ -29,6 +29,7 @@ from models.errors import CredentialsError
 from models.oauth.token_exchange import ClientRefused, RefreshUnavailable
 from tests.worker.factories import RecordingPublisher, attempts, load, make_account, make_call
 from tests.worker.factories import make_runtime as _make_runtime
+from worker.calls.client_token import token_request
 from worker.calls.oauth import Refresher
 from worker.calls.pipeline import execute_calls
 from worker.runtime import Runtime
@@ -267,7 +268,8 @@ def _everything_stored(engine: Engine, call_id: str) -> str:
     ("status", "echo"),
     [
         (401, {"error": "invalid_client", "error_description": f"bad secret {SECRET}"}),
-        (400, {"error": f"no such client acme id / {SECRET[:12]}"}),
+        (400, {"error": "invalid_client", "error_description": f"no such client {SECRET[:12]}"}),
+        (400, {"error": "unauthorized_client", "error_description": "no such client"}),
     ],
 )
 def test_a_refused_client_needs_reauth_and_no_secret_is_kept(
@@ -311,6 +313,9 @@ def test_a_refused_client_needs_reauth_and_no_secret_is_kept(
         httpx.Response(503, json={"error": "server_error", "error_description": SECRET}),
         httpx.Response(200, json={"token_type": "bearer", "note": SECRET}),
         httpx.Response(500, text=f"<html>{SECRET}</html>"),
+        # a 400 about the request or the catalog's scope is not the account's fault
+        httpx.Response(400, json={"error": "invalid_scope", "error_description": SECRET}),
+        httpx.Response(400, json={"error": f"no such client acme id / {SECRET[:12]}"}),
         httpx.ReadTimeout(f"timed out sending {SECRET}"),
     ],
 )
@@ -348,3 +353,13 @@ def test_the_client_secret_echoed_by_the_upstream_is_scrubbed(
         assert execute_calls([call.id], runtime) == {call.id: CallStatus.COMPLETED}
     assert SECRET not in _everything_stored(engine, call.id)
     assert "[redacted]" in _everything_stored(engine, call.id)
+
+
+@pytest.mark.parametrize(("separator", "sent"), [(" ", "a b"), (",", "a,b"), ("+", "a b")])
+def test_scopes_are_joined_as_a_form_reads_them(separator: str, sent: str) -> None:
+    # "+" joins scopes in a URL's query; in a form body a space is what it stands for
+    entry = _app(scopes=["a", "b"]).model_dump(mode="json", exclude={"slug"})
+    entry["oauth2"] = {**entry["oauth2"], "scope_separator": separator}
+    app = parse_catalog({"hr": entry}, "test")["hr"]
+    form, _ = token_request(app, ClientToken.model_validate(CLIENT))
+    assert form["scope"] == sent

@@ -20,8 +20,10 @@ from models.oauth.token_exchange import (
     token_error,
 )
 
-# A refusal of the client: it must be connected again with a client that works.
-REFUSED_STATUSES = (400, 401)
+# What says the client itself is refused (RFC 6749 section 5.2): it must be connected again
+# with a client that works. Other 400s (`invalid_scope`, say) come from the catalog or the
+# vendor, and are not the account's fault.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 
 
 def token_request(app: App, client: ClientToken) -> tuple[dict[str, str], httpx.BasicAuth | None]:
@@ -31,7 +33,9 @@ def token_request(app: App, client: ClientToken) -> tuple[dict[str, str], httpx.
     oauth2 = app.oauth2
     form = {"grant_type": "client_credentials"}
     if oauth2.scopes:
-        form["scope"] = oauth2.scope_separator.join(oauth2.scopes)
+        # "+" separates scopes in a URL's query; in a form body that is a space, encoded.
+        separator = " " if oauth2.scope_separator == "+" else oauth2.scope_separator
+        form["scope"] = separator.join(oauth2.scopes)
     if oauth2.token_auth == "basic":  # noqa: S105 - a style, not a secret
         return form, basic_client(client.client_id, client.client_secret)
     return {**form, "client_id": client.client_id, "client_secret": client.client_secret}, None
@@ -53,14 +57,15 @@ def fetch_client_token(
 ) -> ClientToken:
     """`client` with a new access token from the app's token URL (its template filled in
     from the account's `config`). Raises ClientRefused when the endpoint refuses the client
-    (400, 401), RefreshUnavailable when it cannot say (unreachable, 5xx, nonsense)."""
+    (401, or a 400 naming the client), RefreshUnavailable otherwise (unreachable, 5xx, a 400
+    about the request or scope, nonsense)."""
     try:
         url, _ = apply_override(app.token_url_for(config), overrides)
     except ValueError as exc:
         raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
     form, auth = token_request(app, client)
     status, body = post_form(http, url, form, auth=auth)
-    if status in REFUSED_STATUSES:
+    if status == 401 or (status == 400 and token_error(body) in CLIENT_ERRORS):
         raise ClientRefused(f"the token endpoint answered {status}{_code(body)}")
     access_token = body.get("access_token")
     if status != 200 or not usable_token(access_token):

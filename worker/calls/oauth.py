@@ -45,15 +45,13 @@ from models.oauth.token_exchange import (
     expires_at_of,
     expiring,
     post_form,
+    token_error,
 )
 from worker.calls.client_token import fetch_client_token
 from worker.calls.reauth import needs_reauth
-from worker.calls.scrub import Scrubber
 from worker.calls.token_lock import account_lock
 
 log = logging.getLogger("passthru.oauth")
-# The longest piece of a token endpoint's answer kept in a message.
-ANSWER_CHARS = 200
 
 # A token refreshed this recently is not refreshed again after a 401: the 401 is the answer.
 FRESH_AFTER_401_S = 60.0
@@ -191,14 +189,6 @@ class Refresher:
     ) -> OAuth2Credentials:
         assert app.oauth2 is not None
         assert current.refresh_token is not None
-        client_secret = app.oauth2.client_secret
-        scrub = Scrubber(
-            [
-                current.access_token,
-                current.refresh_token,
-                client_secret.get_secret_value() if client_secret else None,
-            ]
-        )
         form: dict[str, Any] = {
             "grant_type": "refresh_token",
             "refresh_token": current.refresh_token,
@@ -211,15 +201,14 @@ class Refresher:
         except ValueError as exc:
             raise RefreshUnavailable(f"no token URL for this account: {exc}") from None
         status, body = post_form(self.http, url, form, auth=client)
+        # Only a standard error code is repeated: a description may echo what was sent
+        # (the client secret, base64 in a Basic header or quoted in the form).
         if status in (400, 401) and body.get("error") == "invalid_grant":
-            why = str(body.get("error_description") or "invalid_grant")
-            raise Revoked(scrub.stored(why, ANSWER_CHARS))
+            raise Revoked("the token endpoint refused the refresh token (invalid_grant)")
         access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
         if status != 200 or not usable_token(access_token):
-            why = str(body.get("error") or "without a usable access_token")
-            raise RefreshUnavailable(
-                f"token endpoint answered {status} {scrub.stored(why, ANSWER_CHARS)}"
-            )
+            why = token_error(body) or "without a usable access_token"
+            raise RefreshUnavailable(f"token endpoint answered {status} {why}")
         now = self.clock()
         # Built, not validated: the new token was checked above, and the refresh token kept
         # may have been stored under older rules (a validation error would quote it).
