@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, select
 
 from models.calls.states import FINAL
-from models.db.tables import CallAttempt, FunctionCall, WebhookAttempt, WebhookDelivery
+from models.db.tables import (
+    CallAttempt,
+    ConnectSession,
+    FunctionCall,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 
 log = logging.getLogger("passthru.retention")
 
@@ -18,6 +24,7 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _webhook_attempts = WebhookAttempt.__table__  # type: ignore[attr-defined]
+_links = ConnectSession.__table__  # type: ignore[attr-defined]
 RETENTION_BATCH = 500
 # One run deletes at most this many calls; the next run goes on.
 MAX_PER_RUN = 50_000
@@ -55,3 +62,19 @@ def purge(engine: Engine, now: datetime, days: float, batch: int = RETENTION_BAT
     if total:
         log.info("retention: %d calls older than %g days deleted", total, days)
     return total
+
+
+# Links of POST /connect-sessions are deleted this long after they expired (their page then
+# says "unknown link" instead of "expired").
+CONNECT_LINKS_KEPT = timedelta(hours=1)
+
+
+def purge_connect_links(engine: Engine, now: datetime) -> int:
+    """Delete connect links expired more than CONNECT_LINKS_KEPT ago; return how many went."""
+    with engine.begin() as conn:
+        gone = conn.execute(
+            delete(_links).where(_links.c.expires_at < now - CONNECT_LINKS_KEPT)
+        ).rowcount
+    if gone:
+        log.info("retention: %d expired connect links deleted", gone)
+    return int(gone or 0)

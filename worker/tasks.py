@@ -8,7 +8,7 @@ from models.settings import get_settings
 from worker.app import app
 from worker.calls.pipeline import execute_calls as run_calls
 from worker.priority import run_in_background
-from worker.retention import purge
+from worker.retention import purge, purge_connect_links
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
 from worker.webhooks.deliveries import deliver
@@ -37,5 +37,8 @@ def deliver_webhooks(delivery_ids: list[str]) -> dict[str, str]:
 
 @app.task(name=TASK_PURGE)
 def purge_old_calls() -> int:
-    """Delete finished calls older than PASSTHRU_RETENTION_DAYS, in small batches."""
-    return purge(get_runtime().engine, utcnow(), get_settings().retention_days)
+    """Delete finished calls older than PASSTHRU_RETENTION_DAYS, in small batches, and the
+    connect links that expired over an hour ago."""
+    engine, now = get_runtime().engine, utcnow()
+    purge_connect_links(engine, now)
+    return purge(engine, now, get_settings().retention_days)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from api.account_store import check_config, get_account, known_app
+from api.quotas import too_many
 from api.schemas.connect import ConnectSessionIn
 from models.catalog.apps import App, Catalog
 from models.catalog.templates import render_values
@@ -23,6 +24,9 @@ from models.db.ids import new_id
 from models.db.tables import ConnectSession, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
+
+# Unused, unexpired links a tenant may hold at once.
+MAX_OPEN_LINKS = 1_000
 
 TOKEN_BYTES = 32
 _SCOPE_CHARS = frozenset(map(chr, range(0x21, 0x7F))) - {'"', "\\"}
@@ -134,6 +138,7 @@ def create_session(
         user_id = _reconnected_user(engine, tenant, app, body.connected_account_id, user_id)
     if not user_id:
         raise invalid("user_id", "name the end user in `user_id` or the X-User-ID header")
+    _check_open_links(engine, tenant, now)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     session = ConnectSession(
         id=new_id("cs"),
@@ -151,6 +156,30 @@ def create_session(
     with session_scope(engine) as db:
         db.add(session)
     return NewSession(session, f"{public_origin}/connect/{token}")
+
+
+def _check_open_links(engine: Engine, tenant: Tenant, now: datetime) -> None:
+    """A tenant holds at most MAX_OPEN_LINKS links not yet used nor expired (each row is up
+    to about 10 KB; expired ones are deleted by the worker's retention run)."""
+    open_links = (
+        select(ConnectSession.id)
+        .where(
+            col(ConnectSession.tenant_id) == tenant.id,
+            col(ConnectSession.used_at).is_(None),
+            col(ConnectSession.expires_at) > now,
+        )
+        .limit(MAX_OPEN_LINKS)
+    )
+    with Session(engine) as db:
+        held = len(db.exec(open_links).all())
+    if held >= MAX_OPEN_LINKS:
+        raise too_many(
+            "connect_links",
+            "connect_sessions",
+            f"at most {MAX_OPEN_LINKS} unused connect links at a time; wait for some to be "
+            "used or to expire",
+            60,
+        )
 
 
 def _reconnected_user(

@@ -215,3 +215,17 @@ def test_without_an_api_key_it_is_a_401(connect_rig: ConnectRig) -> None:
     )
     assert response.status_code == 401
     assert_error_shape(response.json())
+
+
+def test_a_tenant_holds_a_bounded_number_of_open_links(
+    connect_rig: ConnectRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a bound of 3 unused, unexpired links per tenant, and 3 made
+    monkeypatch.setattr("api.connect.sessions.MAX_OPEN_LINKS", 3)
+    for _ in range(3):
+        connect_rig.session(app="acme-key")
+    # When a fourth is asked for / Then it is a 429 naming the bound, in the error shape
+    refused = connect_rig.session(expect=429, app="acme-key")
+    assert_error_shape(refused.json(), "too_many_requests")
+    assert refused.json()["error_details"][0]["field"] == "connect_sessions"
+    assert int(refused.headers["retry-after"]) > 0

@@ -8,18 +8,21 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from models.calls.states import CallStatus
-from models.db.engine import utcnow
+from models.db.engine import session_scope, utcnow
+from models.db.ids import new_id
 from models.db.tables import (
     CallAttempt,
     ConnectedAccount,
+    ConnectSession,
     FunctionCall,
+    Tenant,
     WebhookAttempt,
     WebhookDelivery,
 )
 from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id
 from tests.worker.factories import make_call
-from worker.retention import purge
+from worker.retention import purge, purge_connect_links
 
 # Real time: the database is shared, and other tests' calls are recent by this clock.
 NOW = utcnow()
@@ -92,3 +95,29 @@ def test_zero_days_keeps_everything(engine: Engine, account: ConnectedAccount) -
     )
     assert purge(engine, NOW, 0) == 0
     assert _count(engine, FunctionCall, id=call.id) == 1
+
+
+def test_connect_links_go_an_hour_after_they_expired(engine: Engine, tenant: Tenant) -> None:
+    # Given three links of a tenant: live, just expired, expired over an hour ago
+    def link(expired_ago: timedelta) -> str:
+        link_id = new_id("cs")
+        row = ConnectSession(
+            id=link_id,
+            tenant_id=tenant.id,
+            app="slack",
+            user_id="u",
+            redirect_url="https://tenant.test/back",
+            token_hash=new_id("h"),
+            expires_at=NOW - expired_ago,
+            created_at=NOW - expired_ago - timedelta(minutes=10),
+        )
+        with session_scope(engine) as session:
+            session.add(row)
+        return link_id
+
+    live, recent, old = (link(timedelta(minutes=m)) for m in (-5, 30, 61))
+    # When retention runs / Then only the old one is gone
+    assert purge_connect_links(engine, NOW) == 1
+    with Session(engine) as session:
+        assert {live, recent} <= set(session.execute(select(ConnectSession.id)).scalars())
+        assert session.get(ConnectSession, old) is None
