@@ -82,7 +82,8 @@ def stop_processes(
     processes: Sequence[subprocess.Popen[Any]], timeout_s: float = STOP_TIMEOUT_S
 ) -> None:
     """SIGTERM to every one still running, all at once, then wait for them on one deadline;
-    SIGKILL whatever outlives it."""
+    SIGKILL whatever outlives it (with its process group, when it leads one: a Celery
+    worker's pool processes go with it)."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -91,8 +92,18 @@ def stop_processes(
         try:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()
+            _kill(process)
             process.wait()
+
+
+def _kill(process: subprocess.Popen[Any]) -> None:
+    try:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+    except ProcessLookupError:
+        return
+    process.kill()
 
 
 @dataclass

@@ -89,6 +89,13 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, _interrupt)
 
 
+def _ignore_signals() -> None:
+    """While everything is being stopped, further signals wait: the children run in sessions
+    of their own, so only this process can stop them."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _start_redis(kind: RedisKind) -> EmbeddedRedis:
     redis = start_embedded_redis(kind=kind)
     say(f"embedded Redis ({redis.kind}) on {redis.url}")
@@ -167,6 +174,7 @@ def run_dev(port: int, redis_kind: RedisKind = "auto", port_variable: str = "POR
         say("stopping")
         return 0
     finally:
+        _ignore_signals()  # a second Ctrl-C must not cut the stopping short
         stop(children)
         if redis is not None:
             redis.stop()

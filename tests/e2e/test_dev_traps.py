@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +128,20 @@ def test_a_second_dev_never_claims_to_be_running(tmp_path: Path) -> None:
         # And a probe that is not the first dev's own is told the API is another's
         with pytest.raises(NotReady, match="another process"):
             own_api_ready(port, "not-its-token")
+
+
+def test_a_second_ctrl_c_while_stopping_leaves_nothing_running(tmp_path: Path) -> None:
+    # Given `passthru dev` running
+    port = free_port()
+    before = redis_servers()
+    with dev_running(tmp_path, dev_env(port)) as dev:
+        # When Ctrl-C comes twice in a row (an impatient user)
+        dev.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        dev.process.send_signal(signal.SIGINT)
+        # Then dev still stops everything it started: its API's port is free again, and no
+        # redis-server of its own is left
+        dev.process.wait(60)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "the API outlived dev"
+        assert redis_servers() - before == set()
