@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from typing import Any
@@ -90,9 +92,13 @@ def run(db: str, kill: bool) -> dict[str, Any]:
         at = time.perf_counter()
         if kill:
             pid = int(victim.split(":")[-2])
-            proc = next(p for p in workers if p.pid == pid)
-            sc.say(f"kill -9 {proc.name} holding {len(mine)} running calls")
-            s.processes.stop(proc.name, kill=True)
+            proc = next((p for p in workers if p.pid == pid), None)
+            if proc is None:  # an interactive lane's process (worker/lane_process.py)
+                sc.say(f"kill -9 the lane process {pid} holding {len(mine)} running calls")
+                os.kill(pid, signal.SIGKILL)
+            else:
+                sc.say(f"kill -9 {proc.name} holding {len(mine)} running calls")
+                s.processes.stop(proc.name, kill=True)
         marks: dict[str, float] = {}
         total = SLOW + BULK
         while sc.finished(s) < total:

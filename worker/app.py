@@ -12,10 +12,11 @@ Settings worth defending:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from celery import Celery, Task
@@ -28,23 +29,21 @@ from celery.signals import (
     worker_shutdown,
 )
 from celery.worker.request import Request
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import message_settings
-from models.db.engine import create_db_engine, utcnow
 from models.gc import freeze_startup_objects
 from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
-from worker.held import RedisHolds, lane_key
+from worker.held import lane_key
 from worker.lane import InteractiveConsumer
-from worker.liveness import Heartbeat, leave, renew, this_process
+from worker.lane_process import LANE_SWITCH_INTERVAL_S
+from worker.lane_supervisor import LaneSupervisor, lane_command
+from worker.liveness import this_process
 from worker.priority import run_in_background
+from worker.process_lease import ProcessLease
 
-# How often a thread holding Python's lock is asked to let another run (default 5 ms).
-LANE_SWITCH_INTERVAL_S = 0.0005
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
 PURGE_EVERY_S = 600.0
 
@@ -113,49 +112,7 @@ def _fail_fast(**_: object) -> None:
     freeze_startup_objects()
 
 
-class _Lease:
-    """This process's heartbeat (worker/liveness.py), on a connection of its own so a pool
-    busy with calls never delays it, and its record of the messages it holds."""
-
-    def __init__(self) -> None:
-        self._heartbeat: Heartbeat | None = None
-        self._holds: RedisHolds | None = None
-        self._engine: Engine | None = None
-
-    def start(self) -> None:
-        settings = get_settings()
-        engine = create_db_engine(settings.database_url, pool_size=1)
-        me = this_process()
-        self._heartbeat = Heartbeat(
-            lambda: renew(engine, me, utcnow(), settings.lease_s), settings.heartbeat_every_s
-        )
-        self._heartbeat.start()
-        self._holds = RedisHolds(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
-        self._engine = engine
-
-    def hold(self, message_id: str, call_ids: list[str]) -> None:
-        if self._holds is not None:
-            self._holds.hold(this_process().id, message_id, call_ids)
-
-    def release(self, message_id: str) -> None:
-        if self._holds is not None:
-            self._holds.release(this_process().id, message_id)
-
-    def end(self) -> None:
-        """A clean stop: the sweeper takes back at once whatever is still running."""
-        if self._heartbeat is None or self._engine is None:
-            return
-        self._heartbeat.stop()
-        try:
-            leave(self._engine, this_process())
-        except SQLAlchemyError as exc:
-            logging.getLogger("passthru").warning(
-                "the process's lease was not given up (%s); it runs out in PASSTHRU_LEASE_S",
-                type(exc).__name__,
-            )
-
-
-_lease = _Lease()
+_lease = ProcessLease()
 
 
 @task_received.connect
@@ -192,35 +149,22 @@ def _start_heartbeat(**_: object) -> None:
 
 
 @worker_ready.connect
-def _serve_metrics(**_: object) -> None:
-    port = get_settings().worker_metrics_port
-    if not port:
-        return
-    from prometheus_client import start_http_server
-
-    from worker.metrics import REGISTRY
-
-    try:
-        start_http_server(port, registry=REGISTRY)
-    except OSError as exc:
-        logging.getLogger("passthru").warning(
-            "worker metrics: port %d is taken (%s); set PASSTHRU_WORKER_METRICS_PORT to a "
-            "free one, or 0",
-            port,
-            exc,
-        )
-
-
-@worker_ready.connect
 def _start_interactive_lane(**_: object) -> None:
     """A worker that consumes the interactive queue also takes the interactive calls due
-    now off their Redis list (worker/lane.py), with as many threads as Celery's pool."""
+    now off their Redis list (worker/lane.py), with as many threads as Celery's pool: in a
+    process of its own (worker/lane_process.py), or with PASSTHRU_LANE_PROCESS=false in
+    this one."""
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
+        return
+    settings = get_settings()
+    if settings.lane_process:
+        supervisor = LaneSupervisor(lane_command(os.getpid()), on_lost=_lease.mark_dead)
+        supervisor.start()
+        _lanes.append(supervisor)
         return
     from worker.calls.pipeline import execute_calls
     from worker.runtime import get_lane_runtime
 
-    settings = get_settings()
     # Python hands its lock between threads every 5 ms by default: a lane thread waking
     # for its next step would wait that long behind bulk work each time.
     sys.setswitchinterval(LANE_SWITCH_INTERVAL_S)
@@ -236,7 +180,42 @@ def _start_interactive_lane(**_: object) -> None:
     _lanes.append(consumer)
 
 
-_lanes: list[InteractiveConsumer] = []
+class _Lane(Protocol):
+    def stop(self, timeout_s: float) -> bool: ...
+
+
+_lanes: list[_Lane] = []
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """After the lane's start (connected after it): its counts are added to this process's."""
+    port = get_settings().worker_metrics_port
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from worker.lane_metrics import WithLane
+    from worker.metrics import REGISTRY
+
+    served = CollectorRegistry()
+    served.register(WithLane(REGISTRY, _lane_metrics_port))
+    try:
+        start_http_server(port, registry=served)
+    except OSError as exc:
+        logging.getLogger("passthru").warning(
+            "worker metrics: port %d is taken (%s); set PASSTHRU_WORKER_METRICS_PORT to a "
+            "free one, or 0",
+            port,
+            exc,
+        )
+
+
+def _lane_metrics_port() -> int | None:
+    for lane in _lanes:
+        if isinstance(lane, LaneSupervisor):
+            return lane.metrics_port
+    return None
 
 
 @worker_shutdown.connect

@@ -85,6 +85,13 @@ def expired(engine: Engine, now: datetime, limit: int) -> list[str]:
         return [row.id for row in rows]
 
 
+def mark_dead(engine: Engine, worker_id: str, now: datetime) -> None:
+    """A process known to be dead (its parent saw it end): its lease ends now, so the next
+    sweep takes its calls back instead of waiting for the lease to run out."""
+    with engine.begin() as conn:
+        conn.execute(_RENEW, {"w_id": worker_id, "expires_at": now - timedelta(seconds=1)})
+
+
 def forget(engine: Engine, worker_ids: Sequence[str], now: datetime) -> None:
     """Remove dead processes once what they held is published again (a process that beat
     again meanwhile keeps its row)."""
