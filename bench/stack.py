@@ -32,9 +32,20 @@ def rss_mib(pid: int) -> float:
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds (user and system) a process has used so far."""
+    """CPU seconds (user and system) a process and its live children (a worker's
+    interactive lane process) have used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            own += cpu_s(int(child))
+        except OSError:  # it ended meanwhile
+            continue
+    return own
 
 
 @dataclass

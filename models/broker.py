@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 
 from models.keys import (
     BULK_CHUNK,
+    CHANNEL_INTERACTIVE_DUE,
     KEY_BROKER_EPOCH,
     LIST_INTERACTIVE,
     QUEUE_BULK,
@@ -128,7 +129,11 @@ class BrokerPublisher:
         if not call_ids:
             return None
         try:
-            self._redis.rpush(LIST_INTERACTIVE, *call_ids)
+            # One round trip: the ids, and the word to bulk work that they wait.
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(LIST_INTERACTIVE, *call_ids)
+                pipe.publish(CHANNEL_INTERACTIVE_DUE, len(call_ids))
+                pipe.execute()
         except redis.RedisError as exc:
             return exc
         return None

@@ -313,3 +313,33 @@ def test_a_request_whose_turn_comes_too_late_for_its_lease_is_not_sent(
         assert isinstance(late, Deferred)
         assert late.reason == "no connection was free before its lease ran short"
     assert sent == ["/v1/items/1"]
+
+
+def test_bulk_requests_wait_while_bulk_yields_and_urgent_ones_do_not(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a sender whose bulk work is held back until told otherwise
+    held = threading.Event()
+    held.set()
+    order: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path)
+        return httpx.Response(200)
+
+    sender = Sender(Clients(handler), POLICY, held_back=lambda: 0.01 if held.is_set() else 0.0)
+    try:
+        # When bulk requests and then an urgent one are handed over
+        bulk = sender.send_all([_req(i) for i in range(3)])
+        urgent = sender.send_all([_req(99)], urgent=True)
+        # Then the urgent one is sent while the bulk ones wait
+        urgent.get(timeout=WAIT_S)
+        time.sleep(0.05)
+        assert order == ["/v1/items/99"]
+        # and the bulk ones go once bulk may go on
+        held.clear()
+        for _ in range(3):
+            bulk.get(timeout=WAIT_S)
+    finally:
+        sender.close()
+    assert order[1:] == [f"/v1/items/{i}" for i in range(3)]

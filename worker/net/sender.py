@@ -62,6 +62,7 @@ class Sender:
         max_in_flight: int = 256,
         make_gate: Callable[[], PauseGate] | None = None,
         message_memory_bytes: int | None = None,
+        held_back: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._make_client = make_client
         self._make_gate = make_gate
@@ -74,6 +75,9 @@ class Sender:
         self._urgent: deque[_Entry] = deque()
         self._waiting: deque[_Entry] = deque()
         self._active = 0
+        # Seconds before requests that are not urgent may start (worker/bulk_yield.py).
+        self._held_back = held_back
+        self._repump: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
@@ -162,15 +166,24 @@ class Sender:
         return results
 
     def _pump(self) -> None:
-        """Start waiting requests while there is room (runs on the loop)."""
+        """Start waiting requests while there is room (runs on the loop); requests that are
+        not urgent wait while bulk work yields to interactive calls."""
         loop, client = self._loop, self._client
         assert loop is not None
         assert client is not None
         while (self._urgent or self._waiting) and self._active < self.max_in_flight:
+            if not self._urgent and (held_s := self._held_back()) > 0:
+                if self._repump is None:
+                    self._repump = loop.call_later(held_s, self._pump_again)
+                return
             line = self._urgent or self._waiting
             entry = line.popleft()
             self._active += 1
             loop.create_task(self._one(client, entry))
+
+    def _pump_again(self) -> None:
+        self._repump = None
+        self._pump()
 
     async def _one(self, client: httpx.AsyncClient, entry: _Entry) -> None:
         request, message = entry.request, entry.message
