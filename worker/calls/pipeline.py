@@ -53,7 +53,7 @@ def execute_calls(
     A `background` message (bulk) yields to interactive calls before its claim and before
     storing each group of results (`rt.bulk_gate`)."""
     if background:
-        rt.bulk_gate.wait()
+        metrics.BULK_HELD_SECONDS.inc(rt.bulk_gate.wait())
     message = _Message(rt, rt.clock(), AccountCredentials(rt.vault, rt.refresher), background)
     # Every request ends before its attempt's deadline (Sender hands back the rest).
     must_end_by = time.monotonic() + rt.rules.attempt_deadline_s - rt.rules.deadline_margin_s
@@ -188,7 +188,7 @@ class _Message:
                     break
             pending -= len(group)
             if self.background:
-                self.rt.bulk_gate.wait()
+                metrics.BULK_HELD_SECONDS.inc(self.rt.bulk_gate.wait())
             self._settle(group, go)
 
     def _settle(self, group: list[tuple[int, Sent]], go: list[Go]) -> None:
