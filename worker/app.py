@@ -193,10 +193,15 @@ def _yield_to_interactive(**_: object) -> None:
     holds its bulk work back for a moment each time (worker/bulk_yield.py)."""
     if QUEUE_BULK not in app.amqp.queues.consume_from:
         return
-    from worker.runtime import get_bulk_gate
+    from worker.bulk_yield import MAX_CLOSED_S
+    from worker.runtime import get_bulk_gate, get_runtime
 
-    url = get_settings().redis_url
-    YieldListener(lambda: redis.Redis.from_url(url, socket_keepalive=True), get_bulk_gate()).start()
+    url, gate, sender = get_settings().redis_url, get_bulk_gate(), get_runtime().sender
+    YieldListener(
+        lambda: redis.Redis.from_url(url, socket_keepalive=True),
+        gate,
+        on_hold=lambda: sender.hold_loop(gate.held_for, MAX_CLOSED_S),
+    ).start()
 
 
 class _Lane(Protocol):

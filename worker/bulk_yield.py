@@ -9,10 +9,13 @@ turn among them. Pausing the drain's next steps frees all of those at once.
 
 The API announces each interactive call due now on CHANNEL_INTERACTIVE_DUE, in the same
 round trip as the call's id (models/broker.py); every worker process hears it on one
-subscription (`YieldListener`). The policy (`YieldGate`) is pure, with an injected clock:
-each announcement holds bulk back for HOLD_S; a hold that has lasted MAX_CLOSED_S opens
-for OPEN_S whatever comes, so interactive traffic never starves a drain (bulk keeps at
-least OPEN_S / (MAX_CLOSED_S + OPEN_S) of the time).
+subscription (`YieldListener`), which also stops the bulk sender's event loop for the hold
+(`Sender.hold_loop`): most of a drain's CPU is that loop reading answers, and a pause
+checked only between steps (claim, store) would come too rarely to matter. The policy
+(`YieldGate`) is pure, with an injected clock: each announcement holds bulk back for
+HOLD_S; a hold that has lasted MAX_CLOSED_S opens for OPEN_S whatever comes, so
+interactive traffic never starves a drain (bulk keeps at least
+OPEN_S / (MAX_CLOSED_S + OPEN_S) of the time).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from models.keys import CHANNEL_INTERACTIVE_DUE
 
 log = logging.getLogger("passthru.worker")
 
-# How long one interactive call holds bulk back: the CPU-heavy part of its path (insert,
-# claim, exchange, store) on a busy machine.
-HOLD_S = 0.05
+# How long one interactive call holds bulk back: its path from the insert to the answer
+# (claim, exchange, store, notice) on a machine with nothing else to do.
+HOLD_S = 0.03
 # The longest bulk is held back in one go, and how long it then runs whatever comes.
 MAX_CLOSED_S = 0.25
 OPEN_S = 0.1
@@ -88,9 +91,15 @@ class YieldListener:
     """One thread per worker process: every announcement on CHANNEL_INTERACTIVE_DUE reaches
     the process's gate. Without Redis there are no announcements either: bulk goes on."""
 
-    def __init__(self, connect: Callable[[], redis.Redis], gate: YieldGate) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], redis.Redis],
+        gate: YieldGate,
+        on_hold: Callable[[], object] = lambda: None,
+    ) -> None:
         self._connect = connect
         self._gate = gate
+        self._on_hold = on_hold
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="passthru-bulk-yield", daemon=True).start()
@@ -104,6 +113,8 @@ class YieldListener:
                 for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._gate.announce()
+                        if self._gate.held_for() > 0:
+                            self._on_hold()
             except (redis.RedisError, OSError) as exc:
                 log.debug("bulk yield: subscription lost (%s); again in %g s", exc, RETRY_S)
                 time.sleep(RETRY_S)

@@ -113,7 +113,10 @@ def test_publishing_an_interactive_call_holds_a_listening_worker_s_bulk_back(
 ) -> None:
     # Given a worker's gate listening on the real Redis
     gate = YieldGate()
-    YieldListener(lambda: redis.Redis.from_url(redis_server.url), gate).start()
+    holds: list[float] = []
+    YieldListener(
+        lambda: redis.Redis.from_url(redis_server.url), gate, on_hold=lambda: holds.append(1)
+    ).start()
     publisher = BrokerPublisher(None, redis_client)  # type: ignore[arg-type]
     deadline = time.monotonic() + 10
     # When an interactive call is published (until the subscription is up)
@@ -121,6 +124,8 @@ def test_publishing_an_interactive_call_holds_a_listening_worker_s_bulk_back(
         assert time.monotonic() < deadline, "no announcement reached the gate"
         assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE)
         time.sleep(0.01)
-    # Then bulk is held back, and the id is on the lane's list as before
+    # Then bulk is held back (its sender's loop told to hold), and the id is on the lane's
+    # list as before
     assert gate.held_for() > 0
+    assert holds
     assert redis_client.lrange(LIST_INTERACTIVE, 0, 0) == [b"fc_1"]

@@ -343,3 +343,43 @@ def test_bulk_requests_wait_while_bulk_yields_and_urgent_ones_do_not(
     finally:
         sender.close()
     assert order[1:] == [f"/v1/items/{i}" for i in range(3)]
+
+
+def test_hold_loop_stops_every_request_of_the_sender_until_the_hold_ends(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a sender whose loop is told to hold while bulk yields
+    held = threading.Event()
+    held.set()
+    order: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path)
+        return httpx.Response(200)
+
+    sender = Sender(Clients(handler), POLICY)
+    try:
+        sender.start()
+        sender.hold_loop(lambda: 0.01 if held.is_set() else 0.0, at_most_s=WAIT_S)
+        # When a request (even an urgent one) is handed over during the hold
+        results = sender.send_all([_req(1)], urgent=True)
+        time.sleep(0.1)
+        # Then nothing is sent until the hold ends
+        assert order == []
+        held.clear()
+        results.get(timeout=WAIT_S)
+    finally:
+        sender.close()
+    assert order == ["/v1/items/1"]
+
+
+def test_hold_loop_never_holds_longer_than_told(no_sender_threads_left: None) -> None:
+    sender = Sender(Clients(lambda r: httpx.Response(200)), POLICY)
+    try:
+        sender.start()
+        sender.hold_loop(lambda: 0.01, at_most_s=0.05)  # a hold that would never end
+        results = sender.send_all([_req(1)])
+        _, outcome = results.get(timeout=WAIT_S)
+    finally:
+        sender.close()
+    assert isinstance(outcome, Answer)

@@ -181,6 +181,22 @@ class Sender:
             self._active += 1
             loop.create_task(self._one(client, entry))
 
+    def hold_loop(self, held_for: Callable[[], float], at_most_s: float) -> None:
+        """Bulk yielding (worker/bulk_yield.py): the loop stops for as long as `held_for()`
+        says, at most `at_most_s`; the requests on the wire wait with it (their answers wait
+        in the sockets), and nothing of this sender uses a core meanwhile."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def hold() -> None:
+            waited = 0.0
+            while (left := held_for()) > 0 and waited < at_most_s:
+                time.sleep(left)
+                waited += left
+
+        loop.call_soon_threadsafe(hold)
+
     def _pump_again(self) -> None:
         self._repump = None
         self._pump()
