@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_metrics()
     freeze_startup_objects()
     _tell_parent(READY_LINE)
-    log.info("interactive lane ready: process %s", this_process().id)
+    log.debug("interactive lane ready: process %s", this_process().id)
 
     while not stopping.wait(PARENT_CHECK_S):
         if os.getppid() != parent:
