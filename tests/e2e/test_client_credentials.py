@@ -3,10 +3,15 @@ account's own client, reused, and renewed after the upstream answers 401."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from tests.e2e.conftest import Caller, Stack
 from tests.e2e.upstream import ClientCredentialsApi
+
+# `once` (SQLite pass only): fetching, reusing and renewing the token is the worker's; storing it
+# and `needs_reauth` run on Postgres in tests/worker/test_client_credentials.py.
+pytestmark = pytest.mark.once
 
 API = ClientCredentialsApi
 CLIENT = {

@@ -10,6 +10,10 @@ from playwright.sync_api import expect
 from tests.browser import Visit
 from tests.e2e.conftest import Caller, Stack
 
+# Marked `browser` like the console's other browser tests (it was missing here, so it ran on
+# Postgres too): what it adds over the API's tests is Chromium, and browser tests run once.
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def origin(stack: Stack) -> str:

@@ -8,10 +8,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
+import pytest
 from sqlalchemy import text
 
 from tests.e2e.conftest import OAUTH_CLIENT, Caller, Stack
 from tests.e2e.upstream import Reply
+
+# `once` (SQLite pass only): refreshes are single-flight through a Redis lock and auth styles
+# are on the wire; storing tokens and `needs_reauth` run on Postgres in tests/worker/test_oauth.py.
+pytestmark = pytest.mark.once
 
 EXPIRED = int(time.time()) - 3600
 

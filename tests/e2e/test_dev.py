@@ -24,6 +24,9 @@ import pytest
 from api.dev.embedded_redis import free_port
 from api.dev.harness import stop_processes
 
+# `once` (SQLite pass only): `passthru dev` always uses a SQLite database of its own.
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # dev migrates, then starts five processes on 2 busy cores
 WAIT_S = 60  # how long to wait for the demo call when dev's default wait (10 s) ran out

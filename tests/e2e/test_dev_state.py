@@ -20,7 +20,9 @@ from api.dev.embedded_redis import free_port
 from models.crypto.secrets import generate_encryption_key
 from tests.e2e.dev_runs import DevRun, dev_env, dev_running
 
+# `once` (SQLite pass only): `passthru dev` always uses a SQLite database of its own.
 pytestmark = [
+    pytest.mark.once,
     pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="dev uses SQLite"),
     pytest.mark.timeout(400),
 ]

@@ -19,7 +19,9 @@ from api.dev.children import NotReady, own_api_ready
 from api.dev.embedded_redis import free_port
 from tests.e2e.dev_runs import dev_env, dev_exits, dev_running, redis_servers
 
+# `once` (SQLite pass only): `passthru dev` always uses a SQLite database of its own.
 pytestmark = [
+    pytest.mark.once,
     pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="dev uses SQLite"),
     pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
     pytest.mark.timeout(300),

@@ -9,6 +9,10 @@ import pytest
 
 from tests.e2e.conftest import Caller, Stack
 
+# `once` (SQLite pass only): its subject is the error shape and refusals made before any row
+# is written; nothing in it depends on the database.
+pytestmark = pytest.mark.once
+
 SLACK_CALL = {"method": "GET", "url": "https://slack.com/api/conversations.list"}
 
 

@@ -28,6 +28,11 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.upstream import Reply, Upstream
 
+# `once` (SQLite pass only): its subject is what upstreams and receivers send (secrets echoed,
+# cookies, bombs, drips) and egress; what is stored is scrubbed before any statement runs, and the
+# statements are those test_batch and test_webhooks run on Postgres.
+pytestmark = pytest.mark.once
+
 ONE_ATTEMPT = {"max_attempts": 1}
 
 

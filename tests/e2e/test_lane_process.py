@@ -2,7 +2,10 @@
 against a real worker, Redis, database and stand-in upstream: single calls run there and
 batches in the worker; the lane's counts reach the worker's metrics; a lane killed with -9
 is started again and the calls go on; a lane whose worker was killed ends by itself and
-gives up its lease; and with PASSTHRU_LANE_PROCESS=false the worker runs them itself."""
+gives up its lease; and with PASSTHRU_LANE_PROCESS=false the worker runs them itself.
+
+On Postgres too: the lane killed (its popped call published again by the sweeper) and the
+lane giving up its lease; the other two are `once`, each saying why."""
 
 from __future__ import annotations
 
@@ -74,6 +77,9 @@ def interactive(owner: Caller, path: str) -> dict[str, object]:
     return dict(r.json())
 
 
+# `once`: which process runs a call is the lanes' Redis lists and the worker's metrics; the
+# lease and sweeper tests below run on Postgres.
+@pytest.mark.once
 def test_single_calls_run_in_the_lane_process_and_batches_in_the_worker(
     lanes: Stack, owner: Caller
 ) -> None:
@@ -147,6 +153,8 @@ def test_a_lane_whose_worker_dies_ends_and_gives_up_its_lease(lanes: Stack, owne
     assert "its worker process is gone" in lanes.all_logs()
 
 
+# `once`: a setting that picks which process runs a call; nothing in it depends on the database.
+@pytest.mark.once
 def test_without_a_lane_process_the_worker_runs_single_calls_itself(
     database_url: str,
     engine: Engine,

@@ -17,6 +17,9 @@ from api.dev.embedded_redis import EmbeddedRedis
 from api.dev.harness import Proc, Processes, environment
 from models.accounts.tenants import create_tenant
 
+# `once` (SQLite pass only): HTTP body limits in the API process, refused before any query.
+pytestmark = pytest.mark.once
+
 MIB = 1024 * 1024
 HOSTILE_BYTES = 300 * MIB
 # Memory is not timing: a generous bound on what refusing the body may cost the process.

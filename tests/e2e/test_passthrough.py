@@ -1,4 +1,8 @@
-"""The two Integry examples, wait mode and upstream errors, through the whole system."""
+"""The two Integry examples, wait mode and upstream errors, through the whole system.
+
+The two examples also run on Postgres, as the whole path's smoke test there (intake, the claim's
+UPDATE ... RETURNING, the result stored and read back, `Prefer: wait`); the other tests are
+`once`, each saying why."""
 
 from __future__ import annotations
 
@@ -77,6 +81,8 @@ def test_pipedrive_example_with_prefer_wait_answers_200(stack: Stack, caller: Ca
     assert sent.headers["content-type"] == "application/json"
 
 
+# `once`: the SDK form and URL joining are validation, before anything is stored.
+@pytest.mark.once
 def test_sdk_form_and_relative_url(stack: Stack, caller: Caller) -> None:
     # Given a Slack account
     account = caller.connect("slack", "u-sdk", {"access_token": SLACK_TOKEN})
@@ -97,6 +103,8 @@ def test_sdk_form_and_relative_url(stack: Stack, caller: Caller) -> None:
     assert r.json()["output"] == SLACK_CONVERSATIONS
 
 
+# `once`: URL normalisation, done before anything is stored.
+@pytest.mark.once
 @pytest.mark.parametrize(
     "url",
     [
@@ -127,6 +135,8 @@ def test_every_form_of_a_url_reaches_the_same_endpoint(
     assert stack.upstream.requests_to("/api/api/conversations.list") == []
 
 
+# `once`: a validation refusal; nothing is stored.
+@pytest.mark.once
 def test_a_url_without_a_scheme_is_refused_with_the_https_form(caller: Caller) -> None:
     caller.connect("slack", "u-noscheme", {"access_token": SLACK_TOKEN})
     r = caller.http.post(
@@ -143,6 +153,8 @@ def test_a_url_without_a_scheme_is_refused_with_the_https_form(caller: Caller) -
     assert logged["items"] == []
 
 
+# `once`: how the worker reads the upstream's answer.
+@pytest.mark.once
 def test_upstream_404_is_a_completed_call(stack: Stack, caller: Caller) -> None:
     # Given an upstream that answers 404 for this method
     caller.connect("slack", "u-404", {"access_token": SLACK_TOKEN})
@@ -161,6 +173,8 @@ def test_upstream_404_is_a_completed_call(stack: Stack, caller: Caller) -> None:
     assert r.json()["output"] == {"error": "not_found", "path": "/api/no.such.method"}
 
 
+# `once`: how the worker reads the upstream's answer.
+@pytest.mark.once
 def test_upstream_text_and_5xx_are_recorded(stack: Stack, caller: Caller) -> None:
     # Given an upstream method that answers 500 with a text body
     stack.upstream.script(
@@ -189,6 +203,8 @@ def test_upstream_text_and_5xx_are_recorded(stack: Stack, caller: Caller) -> Non
     assert "set-cookie" not in call["headers"]
 
 
+# `once`: the API's wait deadline; the example above waits on Postgres.
+@pytest.mark.once
 def test_wait_times_out_with_202(stack: Stack, caller: Caller) -> None:
     # Given an upstream that takes 2 s
     stack.upstream.script("GET", "/api/slow.method", Reply(200, {"ok": True}, delay_s=2))
@@ -207,6 +223,8 @@ def test_wait_times_out_with_202(stack: Stack, caller: Caller) -> None:
     assert caller.wait(r.json()["id"])["network_code"] == "200"
 
 
+# `once`: the heartbeat is a file.
+@pytest.mark.once
 def test_a_running_worker_keeps_its_heartbeat_fresh(stack: Stack) -> None:
     # The liveness probe of a worker container: `passthru worker-alive`
     heartbeat = Path(stack.env["PASSTHRU_HEARTBEAT_FILE"])
@@ -222,6 +240,8 @@ def test_a_running_worker_keeps_its_heartbeat_fresh(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
 
 
+# `once`: log lines.
+@pytest.mark.once
 def test_the_worker_logs_one_json_line_per_finished_call(stack: Stack, caller: Caller) -> None:
     caller.connect("slack", "u-logs", {"access_token": "xoxb-logs-secret"})
     r = caller.http.post(

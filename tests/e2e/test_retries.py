@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import Caller, Stack
 from tests.e2e.upstream import Reply
+
+# `once` (SQLite pass only): retry decisions are the worker's; the `retrying` rows they write
+# are tested on Postgres in tests/worker/test_pipeline.py and tests/worker/test_sweeper.py.
+pytestmark = pytest.mark.once
 
 
 def test_503_503_200_completes_with_three_attempts(stack: Stack, caller: Caller) -> None:

@@ -26,6 +26,10 @@ from passthru_client import (
 from tests.e2e.conftest import WAIT_S, Caller, Stack, wait_until
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
 
+# `once` (SQLite pass only): its subject is the Python SDK; the queries it drives (log pages,
+# batches, idempotency, deliveries) run on Postgres in tests/api, test_batch and test_webhooks.
+pytestmark = pytest.mark.once
+
 SLACK = "slack-passthrough-request"
 LIST = {"method": "GET", "url": "conversations.list?limit=2"}
 

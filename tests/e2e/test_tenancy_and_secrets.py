@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 from sqlalchemy import text
 
 from models.accounts.tenants import create_tenant
 from tests.e2e.conftest import Caller, Stack, new_caller
 from tests.e2e.test_errors import assert_error
+
+# `once` (SQLite pass only): isolation is each query's tenant filter and each ciphertext's row
+# binding, the same on either database; tests/api and tests/worker/test_pipeline.py run those
+# queries on Postgres.
+pytestmark = pytest.mark.once
 
 SLACK_CALL = {"method": "GET", "url": "https://slack.com/api/conversations.list"}
 
