@@ -106,8 +106,8 @@ class YieldListener:
 
     def _run(self) -> None:
         while True:
+            client = self._connect()
             try:
-                client = self._connect()
                 pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(CHANNEL_INTERACTIVE_DUE)
                 for message in pubsub.listen():
@@ -118,3 +118,5 @@ class YieldListener:
             except (redis.RedisError, OSError) as exc:
                 log.debug("bulk yield: subscription lost (%s); again in %g s", exc, RETRY_S)
                 time.sleep(RETRY_S)
+            finally:
+                client.close()
