@@ -135,26 +135,6 @@ def _release(task_id: str, task: Task[Any, Any], **_: object) -> None:
         _lease.release(task_id)
 
 
-HEARTBEAT_EVERY_S = 10.0
-
-
-@worker_ready.connect
-def _start_heartbeat(**_: object) -> None:
-    """Touch the heartbeat file while the worker's main process is alive and its pool has
-    started (`passthru worker-alive` reads it)."""
-    path = get_settings().heartbeat_file
-
-    def beat() -> None:
-        while True:
-            try:
-                path.touch()
-            except OSError as exc:
-                logging.getLogger("passthru").warning("heartbeat %s: %s", path, exc)
-            time.sleep(HEARTBEAT_EVERY_S)
-
-    threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()
-
-
 @worker_ready.connect
 def _start_interactive_lane(**_: object) -> None:
     """A worker that consumes the interactive queue also takes the interactive calls due
@@ -240,6 +220,28 @@ def _lane_metrics_port() -> int | None:
         if isinstance(lane, LaneSupervisor):
             return lane.metrics_port
     return None
+
+
+HEARTBEAT_EVERY_S = 10.0
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: object) -> None:
+    """Touch the heartbeat file while the worker's main process is alive and its pool has
+    started (`passthru worker-alive` reads it). Connected last: the other handlers (the
+    lane's process ready, the metrics served) have run when the file first appears, and
+    `passthru dev` reads it as the worker being ready."""
+    path = get_settings().heartbeat_file
+
+    def beat() -> None:
+        while True:
+            try:
+                path.touch()
+            except OSError as exc:
+                logging.getLogger("passthru").warning("heartbeat %s: %s", path, exc)
+            time.sleep(HEARTBEAT_EVERY_S)
+
+    threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()
 
 
 @worker_shutdown.connect
