@@ -67,11 +67,12 @@ def purge(engine: Engine, now: datetime, days: float, batch: int = RETENTION_BAT
     with engine.connect() as conn:
         whole_days = partitioned(conn)
     if not whole_days:
-        total = _purge_rows(engine, _calls, cutoff, batch)
+        total = _purge_rows(engine, _calls, cutoff, batch, MAX_PER_RUN)
     else:
-        total = drop_days(engine, cutoff)
+        total, deleted = drop_days(engine, cutoff), 0
         for name in ("function_call_legacy", default_name("function_call")):
-            total += _purge_rows(engine, _partition(name), cutoff, batch)
+            deleted += _purge_rows(engine, _partition(name), cutoff, batch, MAX_PER_RUN - deleted)
+        total += deleted
     if total:
         log.info("retention: %d calls older than %g days deleted", total, days)
     return total
@@ -81,16 +82,18 @@ def _partition(name: str) -> TableClause:
     return table(name, column("id"), column("created_at"), column("status"))
 
 
-def _purge_rows(engine: Engine, source: TableClause, cutoff: datetime, batch: int) -> int:
+def _purge_rows(
+    engine: Engine, source: TableClause, cutoff: datetime, batch: int, most: int
+) -> int:
     """Finished calls of `source` (the calls, or one partition of them) created before
-    `cutoff`, `batch` at a time, at most MAX_PER_RUN."""
+    `cutoff`, `batch` at a time, at most `most`."""
     total = 0
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql" and source is not _calls:
             exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": source.name}).scalar()
             if exists is None:
                 return 0
-    while total < MAX_PER_RUN:
+    while total < most:
         with engine.begin() as conn:
             ids = list(
                 conn.execute(

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import ColumnClause, Connection, Engine, column, select, text
 from sqlalchemy import table as sql_table
+from sqlalchemy.exc import OperationalError
 
 from models.db.ids import first_id_at
 
@@ -29,6 +30,9 @@ log = logging.getLogger("passthru.partitions")
 KEYS = {"function_call": "id", "call_attempt": "call_id"}
 # Days of partitions kept ready after today's.
 AHEAD_DAYS = 7
+# How long making partitions waits for a lock (a partition attached while a long query
+# reads the default one): past it, the next sweep tries again, days before it matters.
+LOCK_TIMEOUT = "2s"
 # Held (per transaction) while partitions are created: two sweepers never race.
 _LOCK_KEY = 0x70617274  # "part"
 _BOUND = re.compile(r"FROM \((MINVALUE|'([^']*)')\) TO \((MAXVALUE|'([^']*)')\)")
@@ -107,13 +111,13 @@ def ensure(conn: Connection, first: date, last: date) -> int:
 
 
 def _create(conn: Connection, table: str, key: str, name: str, bounds: tuple[str, str]) -> None:
-    """One day's partition; the rows of that day the default already holds move into it."""
-    values = f"FOR VALUES FROM ('{bounds[0]}') TO ('{bounds[1]}')"
+    """One day's partition, made apart then attached: ATTACH holds off no read or write of
+    the table (CREATE ... PARTITION OF would lock it whole). The rows of that day the
+    default already holds move into it first."""
     # call_attempt has no primary key across partitions (it would have to hold call_id):
     # each partition keys its own rows by id, which one sequence numbers.
-    own_key = "PRIMARY KEY (id)" if table == "call_attempt" else None
-    in_day = f"{key} >= :lower AND {key} < :upper"
-    params = {"lower": bounds[0], "upper": bounds[1]}
+    own_key = ", PRIMARY KEY (id)" if table == "call_attempt" else ""
+    conn.execute(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS{own_key})"))
     ids: ColumnClause[str] = column(key)
     stray = conn.execute(
         select(ids)
@@ -121,17 +125,14 @@ def _create(conn: Connection, table: str, key: str, name: str, bounds: tuple[str
         .where(ids >= bounds[0], ids < bounds[1])
         .limit(1)
     ).first()
-    if stray is None:
-        columns = f" ({own_key})" if own_key else ""
-        conn.execute(text(f"CREATE TABLE {name} PARTITION OF {table}{columns} {values}"))
-        return
-    log.warning("partition %s: moving its rows out of %s", name, default_name(table))
-    extra = f", {own_key}" if own_key else ""
-    conn.execute(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS{extra})"))
-    # The names are this module's, the values bound.
-    moved = f"DELETE FROM {default_name(table)} WHERE {in_day} RETURNING *"  # noqa: S608
-    move = f"WITH moved AS ({moved}) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608
-    conn.execute(text(move), params)
+    if stray is not None:
+        log.warning("partition %s: moving its rows out of %s", name, default_name(table))
+        # The names are this module's, the values bound.
+        in_day = f"{key} >= :lower AND {key} < :upper"
+        moved = f"DELETE FROM {default_name(table)} WHERE {in_day} RETURNING *"  # noqa: S608
+        move = f"WITH moved AS ({moved}) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608
+        conn.execute(text(move), {"lower": bounds[0], "upper": bounds[1]})
+    values = f"FOR VALUES FROM ('{bounds[0]}') TO ('{bounds[1]}')"
     conn.execute(text(f"ALTER TABLE {table} ATTACH PARTITION {name} {values}"))
 
 
@@ -151,10 +152,15 @@ def keep_ahead(engine: Engine, now: datetime, days: int = AHEAD_DAYS) -> int:
     known = _ready.get(key)
     if known is not None and known[0] <= first and last <= known[1]:
         return 0
-    with engine.begin() as conn:
-        if not partitioned(conn):
-            return 0
-        created = ensure(conn, first, last)
+    try:
+        with engine.begin() as conn:
+            if not partitioned(conn):
+                return 0
+            conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            created = ensure(conn, first, last)
+    except OperationalError as exc:  # a lock not had in time: the next sweep tries again
+        log.warning("partitions: not created (%s)", type(exc.orig).__name__)
+        return 0
     _ready[key] = (first, last)
     if created:
         log.info("partitions: %d created, through %s", created, last)

@@ -4,13 +4,14 @@ partitions afterwards: created ahead, and an insert of any id landing somewhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, inspect, select, text
 
 from api.call_log import LogFilter, list_calls, load_attempts, load_call
 from api.schemas.calls import PassthroughParams
@@ -77,6 +78,14 @@ def _call(tenant: Tenant, account_id: str, at: datetime, **fields: object) -> di
     }
 
 
+def _indexes(engine: Engine) -> set[str]:
+    """The names of function_call's indexes (its primary key's, if it has a name)."""
+    found = inspect(engine)
+    names = {str(i["name"]) for i in found.get_indexes("function_call")}
+    names |= {str(u["name"]) for u in found.get_unique_constraints("function_call")}
+    return names | {str(found.get_pk_constraint("function_call")["name"])}
+
+
 def _where(engine: Engine, call_id: str) -> str:
     """The partition a call is stored in (the table itself on SQLite)."""
     if engine.dialect.name != "postgresql":
@@ -112,9 +121,12 @@ def test_a_populated_database_migrates_to_day_partitions(
         ]
         conn.execute(insert(_attempts), attempts)
         enqueue_deliveries(conn, [str(rows[0]["id"])], now)
+    indexes = _indexes(unmigrated)
     # When migrated to the head
     upgrade(unmigrated)
     assert not pending(unmigrated)
+    # Then the calls have every index they had, but the key's uniqueness (now apart)
+    assert _indexes(unmigrated) == indexes - {"uq_call_idempotency"}
     # Then every call, attempt and delivery reads back as before
     page, _ = list_calls(unmigrated, tenant, LogFilter(), None, 50)
     assert [c.id for c in page] == [r["id"] for r in rows]
@@ -222,3 +234,20 @@ def test_an_insert_of_any_time_lands_and_moves_into_its_day(
     with engine.connect() as conn:
         in_day = text(f"SELECT count(*) FROM {day_name('call_attempt', future.date())}")
         assert conn.execute(in_day).scalar_one() == 1
+
+
+def test_partitions_wait_for_no_long_query(partitioned_engine: Engine) -> None:
+    # Given a long query reading the calls (an export), holding its lock
+    engine = partitioned_engine
+    later = datetime.now(UTC) + timedelta(days=700)
+    with engine.connect() as reader, reader.begin():
+        reader.execute(text("SELECT count(*) FROM function_call"))
+        # When the sweeper would make new days meanwhile
+        started = time.monotonic()
+        made = keep_ahead(engine, later)
+        waited_s = time.monotonic() - started
+    # Then it gives up after LOCK_TIMEOUT (the table stays writable) and makes them at the
+    # next sweep
+    assert made == 0
+    assert waited_s < 10
+    assert keep_ahead(engine, later) == 2 * (AHEAD_DAYS + 1)
