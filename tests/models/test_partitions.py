@@ -5,30 +5,26 @@ partitions afterwards: created ahead, and an insert of any id landing somewhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, func, insert, inspect, select, text
 
 from api.call_log import LogFilter, list_calls, load_attempts, load_call
 from api.schemas.calls import PassthroughParams
-from api.submission import submission_for, submit
+from api.submission import Submission, submission_for, submit
 from api.validation import CallLimits
 from models.accounts.tenants import create_tenant
 from models.broker import NoPublisher
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
-from models.db.engine import create_db_engine
 from models.db.ids import new_id
-from models.db.migrate import alembic_config, pending, upgrade
+from models.db.migrate import pending, upgrade
 from models.db.partitions import AHEAD_DAYS, day_name, ensure, keep_ahead, partitions
 from models.db.tables import CallAttempt, CallIdempotency, FunctionCall, Tenant, WebhookDelivery
 from models.errors import ApiError
 from models.webhooks.outbox import enqueue_deliveries
-from tests.conftest import new_database
+from tests.models.conftest import migrate_to
 from tests.worker.factories import make_account
 
 pytestmark = pytest.mark.db
@@ -38,23 +34,6 @@ _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 _keys = CallIdempotency.__table__  # type: ignore[attr-defined]
 LIMITS = CallLimits(max_timeout_s=90.0, max_call_body_bytes=10_000, allow_private_callbacks=False)
 URL = "https://slack.com/api/conversations.list"
-
-
-@pytest.fixture
-def unmigrated(tmp_path: Path) -> Iterator[Engine]:
-    with new_database(tmp_path) as url:
-        engine = create_db_engine(url, pool_size=2)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-
-
-def _migrate_to(engine: Engine, revision: str) -> None:
-    cfg = alembic_config(str(engine.url))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
 
 
 def _call(tenant: Tenant, account_id: str, at: datetime, **fields: object) -> dict[str, object]:
@@ -76,6 +55,21 @@ def _call(tenant: Tenant, account_id: str, at: datetime, **fields: object) -> di
         "idempotency_key": None,
         **fields,
     }
+
+
+def _other(catalog: Catalog, key: str) -> Submission:
+    """A GET none of the migrated calls made, under `key`."""
+    params = PassthroughParams(method="GET", url=URL + "?other=1")
+    return submission_for(
+        "slack",
+        params,
+        catalog,
+        LIMITS,
+        user_id="user-1",
+        connected_account_id=None,
+        callback_url=None,
+        idempotency_key=key,
+    )
 
 
 def _indexes(engine: Engine) -> set[str]:
@@ -104,7 +98,7 @@ def test_a_populated_database_migrates_to_day_partitions(
 ) -> None:
     # Given a database at 0012 with calls of the last three days, their attempts, a webhook
     # delivery, and calls submitted with an Idempotency-Key
-    _migrate_to(unmigrated, "0012")
+    migrate_to(unmigrated, "0012")
     tenant, _ = create_tenant(unmigrated, "before-0013")
     account = make_account(unmigrated, tenant, vault)
     now = datetime.now(UTC)
@@ -138,37 +132,11 @@ def test_a_populated_database_migrates_to_day_partitions(
         assert conn.execute(delivered).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(_keys)).scalar_one() == 15
     # And a key used before the migration still names its call: another request is a 409
-    params = PassthroughParams(method="GET", url=URL + "?other=1")
-    sub = submission_for(
-        "slack",
-        params,
-        catalog,
-        LIMITS,
-        user_id="user-1",
-        connected_account_id=None,
-        callback_url=None,
-        idempotency_key="key-0",
-    )
     with pytest.raises(ApiError) as refused:
-        submit(unmigrated, tenant, catalog, sub, publisher=NoPublisher())
+        submit(unmigrated, tenant, catalog, _other(catalog, "key-0"), publisher=NoPublisher())
     assert refused.value.status_code == 409
     # And a new call lands in today's partition (Postgres), the old ones stay where they were
-    fresh = submit(
-        unmigrated,
-        tenant,
-        catalog,
-        submission_for(
-            "slack",
-            params,
-            catalog,
-            LIMITS,
-            user_id="user-1",
-            connected_account_id=None,
-            callback_url=None,
-            idempotency_key="key-new",
-        ),
-        publisher=NoPublisher(),
-    )
+    fresh = submit(unmigrated, tenant, catalog, _other(catalog, "key-new"), publisher=NoPublisher())
     if unmigrated.dialect.name == "postgresql":
         assert _where(unmigrated, str(rows[-1]["id"])) == "function_call_legacy"
         tomorrow = now + timedelta(days=1)
