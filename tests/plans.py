@@ -55,7 +55,7 @@ def explain(engine: Engine, statement: str, parameters: Any, table: str) -> Plan
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             rows = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars().all()
-            lines = _parent_indexes(conn, [str(row).strip() for row in rows])
+            lines = [str(row).strip() for row in rows]
             scans = any(
                 _holds_rows(conn, found)
                 for line in lines
@@ -80,20 +80,6 @@ def _holds_rows(conn: Any, found: re.Match[str]) -> bool:
         "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%(t)s)", {"t": found[1]}
     ).scalar()
     return rows is None or rows != 0
-
-
-def _parent_indexes(conn: Any, lines: list[str]) -> list[str]:
-    """The plan's lines with each partition's index named as the partitioned table's index
-    it belongs to (`function_call_p20261201_tenant_id_id_idx` -> `ix_call_tenant_id`)."""
-    pairs = conn.exec_driver_sql(
-        "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
-    ).all()
-    names = dict(sorted(pairs, key=lambda pair: -len(pair[0])))
-    pattern = re.compile("|".join(re.escape(name) for name in names)) if names else None
-    if pattern is None:
-        return lines
-    return [pattern.sub(lambda m: names[m[0]], line) for line in lines]
 
 
 def _rows(line: str) -> int:

@@ -114,10 +114,7 @@ def _create(conn: Connection, table: str, key: str, name: str, bounds: tuple[str
     """One day's partition, made apart then attached: ATTACH holds off no read or write of
     the table (CREATE ... PARTITION OF would lock it whole). The rows of that day the
     default already holds move into it first."""
-    # call_attempt has no primary key across partitions (it would have to hold call_id):
-    # each partition keys its own rows by id, which one sequence numbers.
-    own_key = ", PRIMARY KEY (id)" if table == "call_attempt" else ""
-    conn.execute(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS{own_key})"))
+    _standalone(conn, table, name)
     ids: ColumnClause[str] = column(key)
     stray = conn.execute(
         select(ids)
@@ -132,7 +129,36 @@ def _create(conn: Connection, table: str, key: str, name: str, bounds: tuple[str
         moved = f"DELETE FROM {default_name(table)} WHERE {in_day} RETURNING *"  # noqa: S608
         move = f"WITH moved AS ({moved}) INSERT INTO {name} SELECT * FROM moved"  # noqa: S608
         conn.execute(text(move), {"lower": bounds[0], "upper": bounds[1]})
-    values = f"FOR VALUES FROM ('{bounds[0]}') TO ('{bounds[1]}')"
+    attach(conn, table, name, f"FOR VALUES FROM ('{bounds[0]}') TO ('{bounds[1]}')")
+
+
+def make_default(conn: Connection, table: str) -> None:
+    """`table`'s default partition: the rows no other partition takes."""
+    _standalone(conn, table, default_name(table))
+    attach(conn, table, default_name(table), "DEFAULT")
+
+
+def _standalone(conn: Connection, table: str, name: str) -> None:
+    # call_attempt has no primary key across partitions (it would have to hold call_id):
+    # each partition keys its own rows by id, which one sequence numbers.
+    own_key = ", PRIMARY KEY (id)" if table == "call_attempt" else ""
+    conn.execute(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS{own_key})"))
+
+
+_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (?:ONLY )?\S+ ")
+
+
+def attach(conn: Connection, table: str, name: str, values: str) -> None:
+    """Attach the table `name` as `table`'s partition for `values` (FOR VALUES ..., or
+    DEFAULT), each of the parent's indexes made first as `<name>_<index>`: a plan names the
+    index it reads (`function_call_p20261201_ix_call_log_app`), and ATTACH adopts them."""
+    indexes = conn.execute(
+        text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
+    )
+    for index, definition in list(indexes):
+        if index != f"{table}_pkey":  # ATTACH makes the primary key's
+            twin = _INDEX.sub(f"CREATE \\1INDEX {name}_{index} ON {name} ", definition)
+            conn.execute(text(twin))
     conn.execute(text(f"ALTER TABLE {table} ATTACH PARTITION {name} {values}"))
 
 

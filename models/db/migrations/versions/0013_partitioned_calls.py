@@ -33,7 +33,7 @@ from alembic import op
 from sqlalchemy import Connection, text
 
 from models.db.engine import UTCDateTime
-from models.db.partitions import AHEAD_DAYS, KEYS, day_bounds, default_name, ensure
+from models.db.partitions import AHEAD_DAYS, KEYS, day_bounds, ensure, make_default
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -51,12 +51,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "idempotency_key"),
     )
     op.create_index("ix_call_idempotency_call_id", "call_idempotency", ["call_id"])
+    postgres = op.get_bind().dialect.name == "postgresql"
+    if postgres:  # no call is written from here to the end: every key is copied
+        op.execute("LOCK TABLE function_call, call_attempt IN ACCESS EXCLUSIVE MODE")
     op.execute(
         "INSERT INTO call_idempotency (tenant_id, idempotency_key, call_id, created_at)"
         " SELECT tenant_id, idempotency_key, id, created_at FROM function_call"
         " WHERE idempotency_key IS NOT NULL"
     )
-    if op.get_bind().dialect.name != "postgresql":
+    if not postgres:
         with op.batch_alter_table("function_call") as batch:
             batch.drop_constraint("uq_call_idempotency", type_="unique")
         return
@@ -64,7 +67,6 @@ def upgrade() -> None:
     conn = op.get_bind()
     today = datetime.now(UTC).date()
     cutoff = day_bounds(today)[1]  # the old table keeps every id before tomorrow
-    conn.execute(text("LOCK TABLE function_call, call_attempt IN ACCESS EXCLUSIVE MODE"))
     newest = conn.execute(text("SELECT max(id) FROM function_call")).scalar()
     if newest is not None and newest >= cutoff:
         raise RuntimeError(f"function_call has ids from after today ({newest}); fix them first")
@@ -110,8 +112,7 @@ def _partition(conn: Connection, table: str, key: str, cutoff: str | None) -> No
             text(f"ALTER TABLE {table} ATTACH PARTITION {old} FOR VALUES FROM (MINVALUE) TO ('{cutoff}')")
         )
         conn.execute(text(f"ALTER TABLE {old} DROP CONSTRAINT {check}"))
-    own_key = " (PRIMARY KEY (id))" if table == "call_attempt" else ""
-    conn.execute(text(f"CREATE TABLE {default_name(table)} PARTITION OF {table}{own_key} DEFAULT"))
+    make_default(conn, table)
 
 
 def _legacy(index: str, table: str) -> str:
