@@ -191,8 +191,3 @@ def keep_ahead(engine: Engine, now: datetime, days: int = AHEAD_DAYS) -> int:
     if created:
         log.info("partitions: %d created, through %s", created, last)
     return created
-
-
-def forget_ready(engine: Engine) -> None:
-    """Forget the days known to be there (after partitions were dropped by hand)."""
-    _ready.pop(engine.url.render_as_string(hide_password=True), None)
