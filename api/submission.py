@@ -163,27 +163,38 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 def _existing(session: Session, tenant: Tenant, key: str) -> FunctionCall | None:
-    """The call `key` names for `tenant` (call_idempotency, migration 0013), if any."""
-    return session.exec(
-        select(FunctionCall)
-        .join(CallIdempotency, col(CallIdempotency.call_id) == col(FunctionCall.id))
+    """The call `key` names for `tenant` (call_idempotency, migration 0013), if any. A key
+    whose call no longer exists (deleted by hand) is let go."""
+    found = session.exec(
+        select(CallIdempotency.call_id, FunctionCall)
+        .outerjoin(FunctionCall, col(CallIdempotency.call_id) == col(FunctionCall.id))
         .where(
             col(CallIdempotency.tenant_id) == tenant.id,
             col(CallIdempotency.idempotency_key) == key,
         )
     ).first()
+    if found is None:
+        return None
+    call_id, call = found
+    if call is None:
+        _forget_key(session, tenant, key, call_id)
+    return call
+
+
+def _forget_key(session: Session, tenant: Tenant, key: str, call_id: str) -> None:
+    session.execute(
+        delete(_KEYS).where(
+            _KEYS.c.tenant_id == tenant.id,
+            _KEYS.c.idempotency_key == key,
+            _KEYS.c.call_id == call_id,
+        )
+    )
 
 
 def _release(session: Session, tenant: Tenant, key: str, prior: FunctionCall) -> None:
     """An expired key: the call it named keeps its result but not the key, which may now
     name a new call."""
-    session.execute(
-        delete(_KEYS).where(
-            _KEYS.c.tenant_id == tenant.id,
-            _KEYS.c.idempotency_key == key,
-            _KEYS.c.call_id == prior.id,
-        )
-    )
+    _forget_key(session, tenant, key, prior.id)
     prior.idempotency_key = None
     session.add(prior)
     session.flush()
