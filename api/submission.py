@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -27,7 +27,7 @@ from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
-from models.db.tables import FunctionCall, Tenant
+from models.db.tables import CallIdempotency, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 from models.keys import QUEUE_INTERACTIVE
 from models.logs import CALLS_LOGGER
@@ -163,11 +163,41 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 def _existing(session: Session, tenant: Tenant, key: str) -> FunctionCall | None:
-    return session.exec(
-        select(FunctionCall).where(
-            col(FunctionCall.tenant_id) == tenant.id, col(FunctionCall.idempotency_key) == key
+    """The call `key` names for `tenant` (call_idempotency, migration 0013), if any. A key
+    whose call no longer exists (deleted by hand) is let go."""
+    found = session.exec(
+        select(CallIdempotency.call_id, FunctionCall)
+        .outerjoin(FunctionCall, col(CallIdempotency.call_id) == col(FunctionCall.id))
+        .where(
+            col(CallIdempotency.tenant_id) == tenant.id,
+            col(CallIdempotency.idempotency_key) == key,
         )
     ).first()
+    if found is None:
+        return None
+    call_id, call = found
+    if call is None:
+        _forget_key(session, tenant, key, call_id)
+    return call
+
+
+def _forget_key(session: Session, tenant: Tenant, key: str, call_id: str) -> None:
+    session.execute(
+        delete(_KEYS).where(
+            _KEYS.c.tenant_id == tenant.id,
+            _KEYS.c.idempotency_key == key,
+            _KEYS.c.call_id == call_id,
+        )
+    )
+
+
+def _release(session: Session, tenant: Tenant, key: str, prior: FunctionCall) -> None:
+    """An expired key: the call it named keeps its result but not the key, which may now
+    name a new call."""
+    _forget_key(session, tenant, key, prior.id)
+    prior.idempotency_key = None
+    session.add(prior)
+    session.flush()
 
 
 def _same_or_conflict(existing: FunctionCall, call: FunctionCall) -> FunctionCall:
@@ -194,6 +224,8 @@ def admit_all(_: int) -> None:
 
 
 _INSERT = insert(FunctionCall.__table__)  # type: ignore[attr-defined]
+_KEYS = CallIdempotency.__table__  # type: ignore[attr-defined]
+_INSERT_KEY = insert(_KEYS)
 
 
 def submit(
@@ -215,11 +247,11 @@ def submit(
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
             if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
                 return _same_or_conflict(prior, call)
-            prior.idempotency_key = None  # expired: the key may name a new call
-            session.add(prior)
-            session.flush()
+            _release(session, tenant, sub.idempotency_key, prior)
         admit(1)
         try:
+            if sub.idempotency_key:  # first: a key taken meanwhile fails before the call
+                session.execute(_INSERT_KEY, _key_row(tenant, sub.idempotency_key, row))
             # Core, not the unit of work: the row is complete, and flushing an ORM object
             # cost more CPU than the INSERT itself.
             session.execute(_INSERT, row)
@@ -244,6 +276,15 @@ def submit(
         },
     )
     return call
+
+
+def _key_row(tenant: Tenant, key: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.id,
+        "idempotency_key": key,
+        "call_id": row["id"],
+        "created_at": row["created_at"],
+    }
 
 
 def publish_or_mark(engine: Engine, publisher: Publisher, call_ids: list[str], queue: str) -> None:

@@ -3,15 +3,19 @@
     python -m bench.log_scale [--quick] [--db postgres|sqlite] [--calls N] [--runs 20]
 
 Two tenants' calls (half each, a day of them, `bench/console_seed.py`'s shapes) are written
-in bulk, 5,000 rows per INSERT: the insert throughput. Then, on the first tenant's calls:
+in bulk, 5,000 rows per INSERT: the insert throughput, on Postgres into the tables
+partitioned by day (migration 0013, the days' partitions made first, as the sweeper makes
+them ahead) and, in the same run, into a database of its own left at 0012 (one table each,
+as before). Then, on the first tenant's calls:
 the first page (`list_calls`, 50 calls) under each of the console bench's filters, p50 and
 p95; the export in lines per second, through `GET /function-calls/export` (the app in
 process, no socket) and `export_calls` alone, each against the export as it was before
 (pages of 500 calls read as ORM objects and shown through `call_out`, one line per yield)
 in the same run, and its Python memory peak (tracemalloc) after 20,000 and after 100,000
 lines: flat if equal; the bytes per call (`pg_total_relation_size` on Postgres, pages in
-use on SQLite); and the time retention (`worker/retention.py`) takes to purge a day of
-calls, run after run.
+use on SQLite); and the time retention (`worker/retention.py`) takes to purge the day of
+calls, run after run: on Postgres, dropping the partitions the day's calls are in (the
+calls not yet final are ended first, as their deadlines would end them).
 A database of its own (dropped after). A benchmark, not a test.
 """
 
@@ -29,8 +33,9 @@ from itertools import islice
 from typing import Any
 
 import orjson
+from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 
 from api.app import create_app
 from api.call_export import export_calls
@@ -41,8 +46,10 @@ from bench.console_log import _analyze, _database, _log_filter, _timed, app_sett
 from bench.console_seed import Seeded, seed
 from models.broker import NoPublisher
 from models.calls.resources import call_out
-from models.db.migrate import upgrade
-from models.db.tables import FunctionCall, Tenant
+from models.db.ids import first_id_at
+from models.db.migrate import alembic_config, upgrade
+from models.db.partitions import ensure, partitioned, partitions
+from models.db.tables import UNFINISHED_SQL, FunctionCall, Tenant
 from worker.retention import purge
 
 CALLS = 1_000_000
@@ -143,9 +150,15 @@ def bytes_per_call(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(_calls)).scalar_one()
         if engine.dialect.name == "postgresql":
-            calls = conn.execute(text("SELECT pg_total_relation_size('function_call')"))
-            attempts = conn.execute(text("SELECT pg_total_relation_size('call_attempt')"))
-            total = calls.scalar_one() + attempts.scalar_one()
+            total = int(
+                conn.execute(
+                    text(
+                        "SELECT sum(pg_total_relation_size(p.relid))"
+                        " FROM unnest(ARRAY['function_call', 'call_attempt']::regclass[]) AS t,"
+                        " LATERAL pg_partition_tree(t) AS p"
+                    )
+                ).scalar_one()
+            )
         else:
             pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
             free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
@@ -155,15 +168,56 @@ def bytes_per_call(engine: Engine) -> dict[str, Any]:
 
 
 def purge_a_day(engine: Engine) -> dict[str, Any]:
-    """Retention as it runs, run after run, until the day's finished calls are gone."""
-    now = datetime.now(UTC) + timedelta(days=1)
+    """Retention as it runs, run after run, until the day's finished calls are gone (on
+    Postgres: its partitions, once every call in them is final)."""
+    now = datetime.now(UTC) + timedelta(days=2)
+    out: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            days = partitions(conn, "function_call")
+            ended = conn.execute(
+                update(_calls).where(text(UNFINISHED_SQL)).values(status="failed")
+            ).rowcount
+        out["ended_first"] = ended
+        bound = first_id_at("fc", now - timedelta(days=1))
+        out["partitions"] = [p.name for p in days if p.upper and p.upper <= bound]
     runs, deleted = 0, 0
     started = time.perf_counter()
     while went := purge(engine, now, 1.0):
         runs, deleted = runs + 1, deleted + went
     seconds = time.perf_counter() - started
-    out = {"deleted": deleted, "runs": runs, "s": round(seconds, 1)}
+    out |= {"deleted": deleted, "runs": runs, "s": round(seconds, 3)}
+    with engine.connect() as conn:
+        out["left"] = conn.execute(select(func.count()).select_from(_calls)).scalar_one()
     say(f"  purge: {out}")
+    return out
+
+
+def insert_rate(engine: Engine, calls: int) -> dict[str, Any]:
+    """Seconds to write the two tenants' `calls` (5,000 per INSERT); on Postgres, the days'
+    partitions are made first, as the sweeper makes them ahead."""
+    today = datetime.now(UTC).date()
+    with engine.begin() as conn:
+        if partitioned(conn):
+            ensure(conn, today - timedelta(days=2), today)
+    started = time.perf_counter()
+    seeded = seed(engine, calls // 2)
+    seconds = time.perf_counter() - started
+    return {"seeded": seeded, "s": round(seconds, 1), "calls_per_s": round(calls / seconds)}
+
+
+def insert_unpartitioned(db: str, calls: int) -> dict[str, Any] | None:
+    """The same writes into a database of their own left at 0012 (no partitions)."""
+    if db != "postgres":
+        return None
+    with _database(db) as engine:
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0012")
+        out = insert_rate(engine, calls)
+    out.pop("seeded")
+    say(f"  insert at 0012, unpartitioned: {out}")
     return out
 
 
@@ -180,17 +234,18 @@ def _tenant(seeded: Seeded) -> Tenant:
 
 
 def log_scale(db: str, calls: int, runs: int, quick: bool = False) -> dict[str, Any]:
+    say(f"(i) {db}: writing {calls:,} calls")
+    before = insert_unpartitioned(db, calls)
     with _database(db) as engine:
         upgrade(engine)
-        say(f"(i) {db}: writing {calls:,} calls")
-        started = time.perf_counter()
-        seeded = seed(engine, calls // 2)
-        insert_s = time.perf_counter() - started
+        insert = insert_rate(engine, calls)
+        seeded = insert.pop("seeded")
         _analyze(engine)
         tenant = _tenant(seeded)
         report: dict[str, Any] = {
             "calls": calls,
-            "insert": {"s": round(insert_s, 1), "calls_per_s": round(calls / insert_s)},
+            "insert": insert,
+            "insert_unpartitioned": before,
             "bytes": bytes_per_call(engine),
         }
         say(f"  {report}")

@@ -9,7 +9,9 @@
   published again at once;
 - `running` calls whose process is dead, or whose attempt ran past its deadline, are taken
   back: idempotent methods run again, POST and PATCH end `failed` with `outcome_unknown`,
-  since the upstream may already have acted on them.
+  since the upstream may already have acted on them;
+- on Postgres, the day partitions of the calls are kept created AHEAD_DAYS ahead
+  (models/db/partitions.py; no query while they are known to be there).
 
 Every query reads what is due, lost or in flight, never the whole backlog.
 """
@@ -26,6 +28,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from models.calls.states import WAITING, CallStatus
 from models.db.engine import session_scope
+from models.db.partitions import keep_ahead
 from models.db.tables import FunctionCall, WebhookDelivery
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.webhooks.states import DELIVERIES, DeliveryStatus
@@ -74,6 +77,7 @@ def sweep(rt: Runtime) -> SweepReport:
     if recovered:
         _publish(rt, recovered, now)
     report.webhooks = _sweep_deliveries(rt, now, stale, everything=broker_lost)
+    keep_ahead(rt.engine, now)  # logs what it creates
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())
     return report

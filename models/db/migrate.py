@@ -25,11 +25,24 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the latest revision."""
+    """Bring the schema to the latest revision. On SQLite, foreign keys are not enforced
+    meanwhile: a batch migration rebuilds a table other rows refer to (function_call, by
+    its attempts), which SQLite would refuse to drop. The pragma means nothing inside a
+    transaction, so it is set before and after one."""
     cfg = alembic_config(str(engine.url))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 @lru_cache(maxsize=1)

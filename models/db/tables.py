@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, String, Text, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -48,6 +48,11 @@ def _dt(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
+def _now() -> Any:
+    """A time set when the row is made."""
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
 def _has(column: str) -> dict[str, Any]:
     """A partial index's condition: only the rows where `column` has a value."""
     where = text(f"{column} IS NOT NULL")
@@ -69,9 +74,7 @@ class Tenant(SQLModel, table=True):
     name: str = Field(max_length=200)
     api_key_hash: str = Field(max_length=64, unique=True)
     api_key_prefix: str = Field(max_length=16)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
 
 
 class ConnectedAccount(SQLModel, table=True):
@@ -85,12 +88,8 @@ class ConnectedAccount(SQLModel, table=True):
     status: AccountStatus = _status(AccountStatus, AccountStatus.ACTIVE)
     credentials_enc: str = Field(sa_column=Column(Text, nullable=False))
     connection_config: dict[str, Any] | None = _json()
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
     last_used_at: datetime | None = _dt()
     # How it was connected: `api` (POST /connected-accounts) or `connect_page` (/connect/...).
     source: str = Field(
@@ -120,9 +119,7 @@ class ConnectSession(SQLModel, table=True):
     verifier_enc: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     used_at: datetime | None = _dt()
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
 
 
 class Batch(SQLModel, table=True):
@@ -136,9 +133,7 @@ class Batch(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenant.id", max_length=40, index=True)
     accepted: int
     rejected: int
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
 
 
 class FunctionCall(SQLModel, table=True):
@@ -169,7 +164,6 @@ class FunctionCall(SQLModel, table=True):
         Index("ix_call_tenant_created", "tenant_id", "created_at", "status"),
         # The sweeper's publishes that failed and messages unclaimed too long (worker/sweeper.py).
         Index("ix_call_status_published", "status", "published_at", "next_attempt_at"),
-        UniqueConstraint("tenant_id", "idempotency_key", name="uq_call_idempotency"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -204,11 +198,19 @@ class FunctionCall(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=80)
     next_attempt_at: datetime | None = _dt()
     published_at: datetime | None = _dt()  # last handed to the broker; None: publish failed
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
     started_at: datetime | None = _dt()
     finished_at: datetime | None = _dt()
+
+
+class CallIdempotency(SQLModel, table=True):
+    """The call an Idempotency-Key names per tenant (apart: migration 0013)."""
+
+    __tablename__ = "call_idempotency"
+    tenant_id: str = Field(primary_key=True, max_length=40)
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    call_id: str = Field(max_length=40, index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class WorkerProcess(SQLModel, table=True):
@@ -251,12 +253,8 @@ class WebhookEndpoint(SQLModel, table=True):
     secrets_enc: str = Field(sa_column=Column(Text, nullable=False))
     disabled_at: datetime | None = _dt()
     disabled_reason: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -278,9 +276,7 @@ class WebhookDelivery(SQLModel, table=True):
     next_attempt_at: datetime | None = _dt()
     published_at: datetime | None = _dt()
     lease_expires_at: datetime | None = _dt()
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
     finished_at: datetime | None = _dt()
 
 

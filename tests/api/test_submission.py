@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlmodel import col
 
 from models.db.engine import session_scope, utcnow
@@ -227,6 +227,18 @@ def test_idempotency_key_names_a_new_call_after_24_hours(
         old = session.get(FunctionCall, first)
         assert old is not None
         assert old.idempotency_key is None
+
+
+def test_a_key_whose_call_was_deleted_names_a_new_call(caller: Caller, engine: Engine) -> None:
+    # Given a key whose call was deleted by hand (retention deletes the key with the call)
+    caller.connect()
+    first = submit(caller, idempotency_key="key-gone").json()["id"]
+    with session_scope(engine) as session:
+        session.exec(delete(FunctionCall).where(col(FunctionCall.id) == first))
+    # When it is used again / Then it names a new call
+    again = submit(caller, idempotency_key="key-gone")
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] != first
 
 
 # --- a call's own retry and timeout params ------------------------------------------------

@@ -4,46 +4,24 @@ network_code hold only the calls with a value, and the log's filters still find 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy import Engine, func, insert, select, text, update
 
 from api.call_log import LogFilter, list_calls, load_call
 from models.accounts.tenants import create_tenant
-from models.db.engine import create_db_engine
 from models.db.ids import new_id
-from models.db.migrate import alembic_config, pending, upgrade
+from models.db.migrate import pending, upgrade
 from models.db.packed import PACK_ABOVE
 from models.db.tables import FunctionCall
-from tests.conftest import new_database
+from tests.models.conftest import migrate_to
 
 pytestmark = pytest.mark.db
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 PARTIAL = ("ix_call_log_batch", "ix_function_call_batch_id", "ix_call_log_network_code")
-
-
-@pytest.fixture
-def unmigrated(tmp_path: Path) -> Iterator[Engine]:
-    """A new, empty database of the test's own (no schema yet)."""
-    with new_database(tmp_path) as url:
-        engine = create_db_engine(url, pool_size=1)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-
-
-def _migrate_to(engine: Engine, revision: str) -> None:
-    cfg = alembic_config(str(engine.url))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
 
 
 def _index_sql(engine: Engine, name: str) -> str:
@@ -83,7 +61,7 @@ def _rows(tenant_id: str) -> list[dict[str, object]]:
 
 def test_a_populated_database_migrates_to_partial_indexes(unmigrated: Engine) -> None:
     # Given a database at 0010 with calls, some in a batch, some with a code
-    _migrate_to(unmigrated, "0010")
+    migrate_to(unmigrated, "0010")
     tenant, _ = create_tenant(unmigrated, "before-0011")
     with unmigrated.begin() as conn:
         conn.execute(insert(_calls), _rows(tenant.id))
@@ -117,7 +95,7 @@ _BEFORE_0012 = sa.table(
 
 def test_a_populated_database_keeps_its_outputs_packed(unmigrated: Engine) -> None:
     # Given a database at 0011 whose calls hold outputs and headers as JSON
-    _migrate_to(unmigrated, "0011")
+    migrate_to(unmigrated, "0011")
     tenant, _ = create_tenant(unmigrated, "before-0012")
     rows = _rows(tenant.id)[: len(OUTPUTS)]
     for row, output in zip(rows, OUTPUTS, strict=True):

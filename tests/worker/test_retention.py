@@ -1,17 +1,23 @@
-"""Retention: old finished calls go with their attempts and deliveries; nothing else does."""
+"""Retention: old finished calls go with their attempts, deliveries and Idempotency-Keys;
+nothing else does. On Postgres a whole day goes at once, when its calls are all final."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, func, select
-from sqlmodel import Session
+import pytest
+from sqlalchemy import Engine, func, insert, select, text, update
+from sqlmodel import Session, col
 
+from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
+from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
+from models.db.partitions import day_name, ensure
 from models.db.tables import (
     CallAttempt,
+    CallIdempotency,
     ConnectedAccount,
     ConnectSession,
     FunctionCall,
@@ -21,7 +27,7 @@ from models.db.tables import (
 )
 from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id
-from tests.worker.factories import make_call
+from tests.worker.factories import make_account, make_call
 from worker.retention import purge, purge_connect_links
 
 # Real time: the database is shared, and other tests' calls are recent by this clock.
@@ -121,3 +127,77 @@ def test_connect_links_go_an_hour_after_they_expired(engine: Engine, tenant: Ten
     with Session(engine) as session:
         assert {live, recent} <= set(session.execute(select(ConnectSession.id)).scalars())
         assert session.get(ConnectSession, old) is None
+
+
+def _exists(engine: Engine, name: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar() is not None
+
+
+def test_postgres_drops_a_whole_old_day_once_its_calls_are_final(
+    own_engine: Engine, vault: Vault
+) -> None:
+    if own_engine.dialect.name != "postgresql":
+        pytest.skip("day partitions are Postgres's; SQLite deletes row by row (above)")
+    engine = own_engine
+    tenant, _ = create_tenant(engine, "retention")
+    account = make_account(engine, tenant, vault)
+    # Given three old days with their partitions: the oldest all finished (with an attempt,
+    # a delivered webhook and an Idempotency-Key), the next with a call still queued; and a
+    # finished call from yesterday
+    oldest, waiting_day = NOW - timedelta(days=40), NOW - timedelta(days=39)
+    with engine.begin() as conn:
+        ensure(conn, oldest.date(), (NOW - timedelta(days=38)).date())
+    done = [
+        make_call(
+            engine,
+            account,
+            status=CallStatus.COMPLETED,
+            created_at=oldest + timedelta(minutes=i),
+            callback_url="https://h.example/x",
+        )
+        for i in range(3)
+    ]
+    waiting = make_call(engine, account, status=CallStatus.QUEUED, created_at=waiting_day)
+    beside = make_call(engine, account, status=CallStatus.FAILED, created_at=waiting_day)
+    recent = make_call(
+        engine, account, status=CallStatus.COMPLETED, created_at=NOW - timedelta(days=1)
+    )
+    with engine.begin() as conn:
+        enqueue_deliveries(conn, [done[0].id], NOW)
+        conn.execute(
+            insert(CallIdempotency.__table__),  # type: ignore[attr-defined]
+            [
+                {"tenant_id": tenant.id, "idempotency_key": c.id, "call_id": c.id}
+                | {"created_at": c.created_at}
+                for c in (done[0], recent)
+            ],
+        )
+    with Session(engine) as session:
+        session.add(
+            CallAttempt(
+                call_id=done[0].id, number=1, started_at=oldest, duration_ms=1, decision="d"
+            )
+        )
+        session.commit()
+    # When retention runs with 30 days
+    purge(engine, NOW, 30)
+    # Then the oldest day's partitions are gone, with the deliveries and keys of its calls
+    assert not _exists(engine, day_name("function_call", oldest.date()))
+    assert not _exists(engine, day_name("call_attempt", oldest.date()))
+    assert _count(engine, FunctionCall, id=done[0].id) == 0
+    assert _count(engine, WebhookDelivery, call_id=done[0].id) == 0
+    assert _count(engine, CallIdempotency, call_id=done[0].id) == 0
+    # And the day with a queued call waits, whole; nothing younger is touched
+    assert _exists(engine, day_name("function_call", waiting_day.date()))
+    for call in (waiting, beside, recent):
+        assert _count(engine, FunctionCall, id=call.id) == 1
+    assert _count(engine, CallIdempotency, call_id=recent.id) == 1
+    # And once that call has ended, its day goes at the next run
+    with engine.begin() as conn:
+        conn.execute(
+            update(FunctionCall).where(col(FunctionCall.id) == waiting.id).values(status="failed")
+        )
+    purge(engine, NOW, 30)
+    assert not _exists(engine, day_name("function_call", waiting_day.date()))
+    assert _count(engine, FunctionCall, id=recent.id) == 1
