@@ -19,7 +19,6 @@ from kombu.exceptions import OperationalError
 
 from models.keys import (
     BULK_CHUNK,
-    CHANNEL_INTERACTIVE_DUE,
     KEY_BROKER_EPOCH,
     LIST_INTERACTIVE,
     QUEUE_BULK,
@@ -129,11 +128,7 @@ class BrokerPublisher:
         if not call_ids:
             return None
         try:
-            # One round trip: the ids, and the word to bulk work that they wait.
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(LIST_INTERACTIVE, *call_ids)
-                pipe.publish(CHANNEL_INTERACTIVE_DUE, len(call_ids))
-                pipe.execute()
+            self._redis.rpush(LIST_INTERACTIVE, *call_ids)
         except redis.RedisError as exc:
             return exc
         return None

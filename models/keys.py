@@ -32,10 +32,6 @@ CHANNEL_CALL_DONE = f"{PREFIX}:call-done"
 # ... and the results of finished interactive calls, one per message (`{id} {json}`), so a
 # waiting API process answers without reading the call again (models/calls/notices.py).
 CHANNEL_CALL_RESULT = f"{PREFIX}:call-result"
-# ... and, by whoever pushes interactive calls due now on LIST_INTERACTIVE, in the same
-# round trip, how many it pushed: every worker's bulk work yields for a moment
-# (worker/bulk_yield.py).
-CHANNEL_INTERACTIVE_DUE = f"{PREFIX}:interactive-due-now"
 
 # Per-tenant bounds the API keeps in Redis (submissions per second, redeliveries per minute),
 # each `{QUOTA_PREFIX}:{bound}:{tenant id}`.

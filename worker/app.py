@@ -32,17 +32,10 @@ from celery.worker.request import Request
 
 from models.broker import message_settings
 from models.gc import freeze_startup_objects
-from models.keys import (
-    QUEUE_BULK,
-    QUEUE_INTERACTIVE,
-    TASK_EXECUTE_CALLS,
-    TASK_PURGE,
-    TASK_SWEEP,
-)
+from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
-from worker.bulk_yield import YieldListener
 from worker.held import lane_key
 from worker.lane import InteractiveConsumer
 from worker.lane_process import LANE_SWITCH_INTERVAL_S
@@ -165,23 +158,6 @@ def _start_interactive_lane(**_: object) -> None:
     )
     consumer.start()
     _lanes.append(consumer)
-
-
-@worker_ready.connect
-def _yield_to_interactive(**_: object) -> None:
-    """A worker that drains bulk messages hears when interactive calls are published, and
-    holds its bulk work back for a moment each time (worker/bulk_yield.py)."""
-    if QUEUE_BULK not in app.amqp.queues.consume_from:
-        return
-    from worker.bulk_yield import MAX_CLOSED_S
-    from worker.runtime import get_bulk_gate, get_runtime
-
-    url, gate, sender = get_settings().redis_url, get_bulk_gate(), get_runtime().sender
-    YieldListener(
-        lambda: redis.Redis.from_url(url, socket_keepalive=True),
-        gate,
-        on_hold=lambda: sender.hold_loop(gate.held_for, MAX_CLOSED_S),
-    ).start()
 
 
 class _Lane(Protocol):

@@ -44,12 +44,6 @@ HANDED_BACK = Counter(
     ["app"],
     registry=REGISTRY,
 )
-BULK_HELD_SECONDS = Counter(
-    "passthru_bulk_held_seconds",
-    "Seconds bulk messages waited, before their claim or before storing results, while "
-    "interactive calls were being published (worker/bulk_yield.py)",
-    registry=REGISTRY,
-)
 WEBHOOK_DELIVERIES = Counter(
     "passthru_webhook_attempts",
     "Webhook delivery attempts, by outcome: delivered, retry, failed, gone",

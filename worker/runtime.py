@@ -28,7 +28,6 @@ from models.net.sync_client import make_sync_client
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import LEASE_MARGIN_S, Settings, get_settings
-from worker.bulk_yield import NeverHeld, YieldGate
 from worker.calls.credentials import TokenRefresher
 from worker.calls.oauth import Refresher
 from worker.calls.retry import RetryPolicy
@@ -114,8 +113,6 @@ class Runtime:
     # What dead worker processes held, for the sweeper (`NoHolds`: nothing recorded).
     holds: Holds = field(default_factory=NoHolds)
     rng: random.Random = field(default_factory=random.Random)
-    # Holds bulk messages back while interactive calls wait (worker/bulk_yield.py).
-    bulk_gate: YieldGate = field(default_factory=NeverHeld)
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
 
@@ -133,12 +130,9 @@ def webhook_policy(settings: Settings) -> EgressPolicy:
     )
 
 
-def make_sender(
-    settings: Settings, max_connections: int | None = None, gate: YieldGate | None = None
-) -> Sender:
+def make_sender(settings: Settings, max_connections: int | None = None) -> Sender:
     """The process's sender: its own event loop and HTTP pool, with at most
-    `max_connections` (PASSTHRU_MAX_CONNECTIONS unless told) requests on the wire; requests
-    that are not urgent start only when `gate` lets bulk work go on."""
+    `max_connections` (PASSTHRU_MAX_CONNECTIONS unless told) requests on the wire."""
     connections = max_connections or settings.max_connections
     policy = SendPolicy(
         overrides=settings.upstream_overrides,
@@ -159,7 +153,6 @@ def make_sender(
         max_in_flight=connections,
         make_gate=lambda: make_pause_gate(settings.redis_url),
         message_memory_bytes=settings.message_memory_bytes,
-        held_back=(gate or NeverHeld()).held_for,
     )
 
 
@@ -177,11 +170,9 @@ def get_runtime() -> Runtime:
         with contextlib.suppress(redis.RedisError):
             publish_notices(redis_client, call_ids, results)
 
-    gate = get_bulk_gate()
     return Runtime(
         engine=get_engine(),
-        sender=make_sender(settings, gate=gate),
-        bulk_gate=gate,
+        sender=make_sender(settings),
         catalog=get_catalog(),
         vault=vault_for(tuple(settings.encryption_key_list)),
         rules=CallRules.of(settings),
@@ -211,17 +202,8 @@ def get_lane_runtime() -> Runtime:
     hundreds of bulk requests. Its threads run one call each: as many connections."""
     settings = get_settings()
     return replace(
-        get_runtime(),
-        sender=make_sender(settings, max_connections=settings.worker_concurrency),
-        bulk_gate=NeverHeld(),
+        get_runtime(), sender=make_sender(settings, max_connections=settings.worker_concurrency)
     )
-
-
-@lru_cache(maxsize=1)
-def get_bulk_gate() -> YieldGate:
-    """The process's: told by its YieldListener (started with the worker) when interactive
-    calls are published."""
-    return YieldGate()
 
 
 @lru_cache(maxsize=1)

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from celery import Task
-
 from models.db.engine import utcnow
-from models.keys import (
-    QUEUE_BULK,
-    TASK_DELIVER_WEBHOOKS,
-    TASK_EXECUTE_CALLS,
-    TASK_PURGE,
-    TASK_SWEEP,
-)
+from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.settings import get_settings
 from worker.app import app
 from worker.calls.pipeline import execute_calls as run_calls
@@ -24,15 +14,12 @@ from worker.sweeper import sweep as run_sweep
 from worker.webhooks.deliveries import deliver
 
 
-@app.task(name=TASK_EXECUTE_CALLS, bind=True)
-def execute_calls(self: Task[Any, Any], call_ids: list[str]) -> dict[str, str]:
+@app.task(name=TASK_EXECUTE_CALLS)
+def execute_calls(call_ids: list[str]) -> dict[str, str]:
     """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
-    or a call published again), behind the interactive lane's threads; bulk ones also
-    yield to interactive calls (worker/bulk_yield.py)."""
+    or a call published again), behind the interactive lane's threads."""
     run_in_background()
-    bulk = (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK
-    statuses = run_calls(call_ids, get_runtime(), background=bulk)
-    return {k: str(v) for k, v in statuses.items()}
+    return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
 
 
 @app.task(name=TASK_SWEEP)

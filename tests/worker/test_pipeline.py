@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -38,7 +37,6 @@ from tests.worker.factories import (
     make_call,
     make_runtime,
 )
-from worker.bulk_yield import NeverHeld
 from worker.calls.pipeline import execute_calls
 from worker.calls.retry import RetryPolicy
 from worker.runtime import Runtime
@@ -843,37 +841,3 @@ def test_a_call_ends_with_one_line_that_shows_its_path_alone(
     for line in (JsonFormatter().format(record), TerminalFormatter().format(record)):
         assert "k-123" not in line
         assert "api_key" not in line
-
-
-class RecordingGate(NeverHeld):
-    """Records when bulk work asked whether it may go on."""
-
-    def __init__(self, engine: Engine, ids: list[str]) -> None:
-        super().__init__()
-        self.engine, self.ids = engine, ids
-        self.asked: list[dict[str, CallStatus]] = []
-
-    def wait(self, sleep: Callable[[float], object] = time.sleep) -> float:
-        self.asked.append(statuses_in_db(self.engine, self.ids))
-        return 0.0
-
-
-@pytest.mark.parametrize("background", [True, False])
-def test_a_bulk_message_yields_before_its_claim_and_before_storing(
-    engine: Engine, account: ConnectedAccount, harness: Harness, background: bool
-) -> None:
-    # Given calls of one message, and a gate that records when it was asked
-    ids = [c.id for c in make_calls(engine, account, 3)]
-    gate = RecordingGate(engine, ids)
-    runtime = replace(harness.runtime, bulk_gate=gate)
-    # When the message runs as bulk work (or as the lane's)
-    statuses = execute_calls(ids, runtime, background=background)
-    assert statuses == dict.fromkeys(ids, CallStatus.COMPLETED)
-    if not background:
-        assert gate.asked == []  # interactive calls never wait for the gate
-        return
-    # Then the gate was asked before the claim (all queued) and before the results were
-    # stored (all running)
-    assert gate.asked[0] == dict.fromkeys(ids, CallStatus.QUEUED)
-    assert gate.asked[1:]
-    assert all(seen == dict.fromkeys(ids, CallStatus.RUNNING) for seen in gate.asked[1:2])

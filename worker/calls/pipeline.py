@@ -46,15 +46,9 @@ STALL_MARGIN_S = 30.0
 LIMITER_DOWN_RETRY_S = 5.0
 
 
-def execute_calls(
-    call_ids: Sequence[str], rt: Runtime, *, background: bool = False
-) -> dict[str, CallStatus]:
-    """Run every claimable call among `call_ids`; return the new status of each one run.
-    A `background` message (bulk) yields to interactive calls before its claim and before
-    storing each group of results (`rt.bulk_gate`)."""
-    if background:
-        metrics.BULK_HELD_SECONDS.inc(rt.bulk_gate.wait())
-    message = _Message(rt, rt.clock(), AccountCredentials(rt.vault, rt.refresher), background)
+def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]:
+    """Run every claimable call among `call_ids`; return the new status of each one run."""
+    message = _Message(rt, rt.clock(), AccountCredentials(rt.vault, rt.refresher))
     # Every request ends before its attempt's deadline (Sender hands back the rest).
     must_end_by = time.monotonic() + rt.rules.attempt_deadline_s - rt.rules.deadline_margin_s
     claimed = claim(
@@ -92,7 +86,6 @@ class _Message:
     rt: Runtime
     started_at: datetime
     credentials: AccountCredentials
-    background: bool = False
     statuses: dict[str, CallStatus] = field(default_factory=dict)
 
     def prepare_all(
@@ -187,8 +180,6 @@ class _Message:
                 except Empty:
                     break
             pending -= len(group)
-            if self.background:
-                metrics.BULK_HELD_SECONDS.inc(self.rt.bulk_gate.wait())
             self._settle(group, go)
 
     def _settle(self, group: list[tuple[int, Sent]], go: list[Go]) -> None:

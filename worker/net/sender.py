@@ -62,7 +62,6 @@ class Sender:
         max_in_flight: int = 256,
         make_gate: Callable[[], PauseGate] | None = None,
         message_memory_bytes: int | None = None,
-        held_back: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._make_client = make_client
         self._make_gate = make_gate
@@ -75,9 +74,6 @@ class Sender:
         self._urgent: deque[_Entry] = deque()
         self._waiting: deque[_Entry] = deque()
         self._active = 0
-        # Seconds before requests that are not urgent may start (worker/bulk_yield.py).
-        self._held_back = held_back
-        self._repump: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
@@ -166,40 +162,15 @@ class Sender:
         return results
 
     def _pump(self) -> None:
-        """Start waiting requests while there is room (runs on the loop); requests that are
-        not urgent wait while bulk work yields to interactive calls."""
+        """Start waiting requests while there is room (runs on the loop)."""
         loop, client = self._loop, self._client
         assert loop is not None
         assert client is not None
         while (self._urgent or self._waiting) and self._active < self.max_in_flight:
-            if not self._urgent and (held_s := self._held_back()) > 0:
-                if self._repump is None:
-                    self._repump = loop.call_later(held_s, self._pump_again)
-                return
             line = self._urgent or self._waiting
             entry = line.popleft()
             self._active += 1
             loop.create_task(self._one(client, entry))
-
-    def hold_loop(self, held_for: Callable[[], float], at_most_s: float) -> None:
-        """Bulk yielding (worker/bulk_yield.py): the loop stops for as long as `held_for()`
-        says, at most `at_most_s`; the requests on the wire wait with it (their answers wait
-        in the sockets), and nothing of this sender uses a core meanwhile."""
-        loop = self._loop
-        if loop is None:
-            return
-
-        def hold() -> None:
-            waited = 0.0
-            while (left := held_for()) > 0 and waited < at_most_s:
-                time.sleep(left)
-                waited += left
-
-        loop.call_soon_threadsafe(hold)
-
-    def _pump_again(self) -> None:
-        self._repump = None
-        self._pump()
 
     async def _one(self, client: httpx.AsyncClient, entry: _Entry) -> None:
         request, message = entry.request, entry.message
