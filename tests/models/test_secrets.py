@@ -123,7 +123,10 @@ def test_no_keys_is_a_config_error() -> None:
         Vault([])
 
 
-@pytest.mark.parametrize("bad", ["garbage", "", "a" * 44, generate_encryption_key()[:-4]])
+@pytest.mark.parametrize(
+    "bad",
+    ["garbage", "", "a" * 44, pytest.param(generate_encryption_key()[:-4], id="truncated-key")],
+)
 def test_garbage_key_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError, match="PASSTHRU_ENCRYPTION_KEYS"):
         Vault([generate_encryption_key(), bad])
