@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any, Protocol
 
-import redis
 from celery import Celery, Task
 from celery.signals import (
     setup_logging,
@@ -36,11 +35,8 @@ from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
-from worker.held import lane_key
-from worker.lane import InteractiveConsumer
-from worker.lane_process import LANE_SWITCH_INTERVAL_S
+from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import LaneSupervisor, lane_command
-from worker.liveness import this_process
 from worker.priority import run_in_background
 from worker.process_lease import ProcessLease
 
@@ -142,22 +138,10 @@ def _start_interactive_lane(**_: object) -> None:
         supervisor.start()
         _lanes.append(supervisor)
         return
-    from worker.calls.pipeline import execute_calls
-    from worker.runtime import get_lane_runtime
-
     # Python hands its lock between threads every 5 ms by default: a lane thread waking
     # for its next step would wait that long behind bulk work each time.
     sys.setswitchinterval(LANE_SWITCH_INTERVAL_S)
-    get_lane_runtime().sender.start()
-    consumer = InteractiveConsumer(
-        # BLMOVE blocks up to POLL_S: the socket's own timeout is longer.
-        lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
-        lambda call_ids: execute_calls(call_ids, get_lane_runtime()),
-        settings.worker_concurrency,
-        lane_key(this_process().id),
-    )
-    consumer.start()
-    _lanes.append(consumer)
+    _lanes.append(start_consumer())
 
 
 class _Lane(Protocol):

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lease = ProcessLease()
     lease.start()
     _tell_parent(f"{PROCESS_PREFIX}{this_process().id}")
-    consumer = _start_consumer()
+    consumer = start_consumer()
     _serve_metrics()
     freeze_startup_objects()
     _tell_parent(READY_LINE)
@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _start_consumer() -> InteractiveConsumer:
+def start_consumer() -> InteractiveConsumer:
+    """The lane's threads, running calls through the lane's runtime (its own sender): in
+    this process, or in the worker's with PASSTHRU_LANE_PROCESS=false."""
     from worker.calls.pipeline import execute_calls
     from worker.runtime import get_lane_runtime
 

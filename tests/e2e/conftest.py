@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,16 +177,34 @@ def running_stack(
         redis.stop()
 
 
+OwnStack = Callable[..., AbstractContextManager[Stack]]
+
+
 @pytest.fixture(scope="session")
-def stack(
+def own_stack(
     database_url: str,
     engine: Engine,
     encryption_key: str,
     upstream: Upstream,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
-    with running_stack(database_url, engine, encryption_key, upstream, logs) as s:
+) -> OwnStack:
+    """Makes a stack of its own (`with own_stack("name-logs", extra_env, apps=...) as s:`),
+    its logs in a new folder of that name; the options are `running_stack`'s."""
+
+    def make(
+        logs: str, extra_env: dict[str, str] | None = None, **options: Any
+    ) -> AbstractContextManager[Stack]:
+        folder = tmp_path_factory.mktemp(logs)
+        return running_stack(
+            database_url, engine, encryption_key, upstream, folder, extra_env, **options
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def stack(own_stack: OwnStack) -> Iterator[Stack]:
+    with own_stack("logs") as s:
         yield s
 
 

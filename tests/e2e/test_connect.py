@@ -20,7 +20,7 @@ from models.accounts.states import AccountStatus
 from models.db.engine import session_scope, utcnow
 from models.db.tables import ConnectedAccount, ConnectSession
 from tests.e2e.authorization import AuthorizationServer
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller
 from tests.e2e.upstream import Reply, Upstream
 
 pytestmark = pytest.mark.browser
@@ -56,20 +56,11 @@ def authz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthorizationSer
 
 @pytest.fixture(scope="module")
 def connect_stack(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    authz: AuthorizationServer,
-    tmp_path_factory: pytest.TempPathFactory,
+    own_stack: OwnStack, upstream: Upstream, authz: AuthorizationServer
 ) -> Iterator[Stack]:
     api_port = int(urlsplit(authz.redirect_uri).port or 0)
-    with running_stack(
-        database_url,
-        engine,
-        encryption_key,
-        upstream,
-        tmp_path_factory.mktemp("connect-logs"),
+    with own_stack(
+        "connect-logs",
         extra_env={"PASSTHRU_PUBLIC_URL": f"http://127.0.0.1:{api_port}"},
         overrides={
             "https://connecty.test": upstream.origin,

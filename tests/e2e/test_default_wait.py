@@ -13,9 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 from passthru_client import Passthru
-from sqlalchemy import Engine
 
-from tests.e2e.conftest import WAIT_S, Caller, Stack, new_caller, running_stack
+from tests.e2e.conftest import WAIT_S, Caller, OwnStack, Stack, new_caller
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply, Seen, Upstream
 
 # `once` (SQLite pass only): the default wait changes the answer's shape and order, not what is
@@ -27,17 +26,9 @@ SLACK = "slack-passthrough-request"
 
 
 @pytest.fixture(scope="module")
-def waiting(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def waiting(own_stack: OwnStack) -> Iterator[Stack]:
     """A stack of its own whose API waits for a call's result by default."""
-    logs = tmp_path_factory.mktemp("default-wait-logs")
-    env = {"PASSTHRU_DEFAULT_WAIT_S": str(WAIT_S)}
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
+    with own_stack("default-wait-logs", {"PASSTHRU_DEFAULT_WAIT_S": str(WAIT_S)}) as s:
         yield s
 
 

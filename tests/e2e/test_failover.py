@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, bindparam, text
 
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
-from tests.e2e.upstream import Reply, Upstream
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from tests.e2e.upstream import Reply
 
 FINAL = ("completed", "failed", "cancelled")
 # Well below PASSTHRU_REPUBLISH_AFTER_S (300 s): calls a dead worker had prefetched can
@@ -23,16 +23,9 @@ ALL_END_WITHIN_S = 150
 
 
 @pytest.fixture(scope="module")
-def pair(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def pair(own_stack: OwnStack) -> Iterator[Stack]:
     """Two workers and beat, every timing setting at its default."""
-    logs = tmp_path_factory.mktemp("failover-logs")
-    with running_stack(database_url, engine, encryption_key, upstream, logs) as s:
+    with own_stack("failover-logs") as s:
         s.worker("worker-2")
         s.beat()
         yield s

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from tests.bombs import MIB, brotli_bomb
 from tests.e2e.conftest import (
     WAIT_S,
     Caller,
+    OwnStack,
     Stack,
     new_caller,
-    running_stack,
     wait_until,
 )
 from tests.e2e.upstream import Reply, Upstream
@@ -49,17 +49,10 @@ def worker_pid(stack: Stack) -> int:
 
 
 @pytest.fixture(scope="module")
-def httpx_stack(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def httpx_stack(own_stack: OwnStack) -> Iterator[Stack]:
     """A stack whose worker sends with httpx's own pool, and gives receivers 6 s."""
-    logs = tmp_path_factory.mktemp("httpx-logs")
     env = {"PASSTHRU_HTTP_TRANSPORT": "httpx", "PASSTHRU_WEBHOOK_TIMEOUT_S": "6"}
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
+    with own_stack("httpx-logs", env) as s:
         yield s
 
 
@@ -355,16 +348,9 @@ def test_retry_after_infinity_ends_the_call(stack: Stack, caller: Caller) -> Non
 
 
 @pytest.fixture(scope="module")
-def strict(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def strict(own_stack: OwnStack, upstream: Upstream) -> Iterator[Stack]:
     """Private networks refused for onward calls and webhooks, and an app whose host is
     `localhost` (no override: the worker resolves it itself)."""
-    logs = tmp_path_factory.mktemp("strict-logs")
     env = {"PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false"}
     apps = {
         "loopy": {
@@ -374,7 +360,7 @@ def strict(
             "auth": {"type": "bearer"},
         }
     }
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env, apps=apps) as s:
+    with own_stack("strict-logs", env, apps=apps) as s:
         yield s
 
 

@@ -18,22 +18,15 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
 from tests.e2e.upstream import Reply, Upstream
 
 WAIT = {"Prefer": "wait=30"}
 
 
 @pytest.fixture(scope="module")
-def lanes(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("lane-logs")
-    with running_stack(database_url, engine, encryption_key, upstream, logs) as s:
+def lanes(own_stack: OwnStack) -> Iterator[Stack]:
+    with own_stack("lane-logs") as s:
         s.beat()
         yield s
 
@@ -156,15 +149,10 @@ def test_a_lane_whose_worker_dies_ends_and_gives_up_its_lease(lanes: Stack, owne
 # `once`: a setting that picks which process runs a call; nothing in it depends on the database.
 @pytest.mark.once
 def test_without_a_lane_process_the_worker_runs_single_calls_itself(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path: Path,
+    own_stack: OwnStack, upstream: Upstream
 ) -> None:
     upstream.script("GET", "/api/lane.four", Reply(200, {"ok": True}))
-    env = {"PASSTHRU_LANE_PROCESS": "false"}
-    with running_stack(database_url, engine, encryption_key, upstream, tmp_path, env) as s:
+    with own_stack("no-lane-logs", {"PASSTHRU_LANE_PROCESS": "false"}) as s:
         with new_caller(s, "nolane") as c:
             c.connect("slack", "u-lane", {"access_token": "xoxb-lane"})
             call = interactive(c, "lane.four")

@@ -12,8 +12,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import Engine, bindparam, text
 
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
-from tests.e2e.upstream import Reply, Upstream
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from tests.e2e.upstream import Reply
 
 # `once` (SQLite pass only): the limits, pauses and lanes live in Redis; calls handed back to the
 # database for a far slot are tested on Postgres in tests/worker/test_admission.py and
@@ -24,18 +24,11 @@ FINAL = ("completed", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
-def limited(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def limited(own_stack: OwnStack) -> Iterator[Stack]:
     """A stack of its own with two worker processes sharing one Redis, and a cap of 100
     calls per second on each tenant."""
-    logs = tmp_path_factory.mktemp("limits-logs")
     env = {"PASSTHRU_SWEEP_EVERY_S": "2", "PASSTHRU_TENANT_RATE_LIMIT": "100/1/10"}
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
+    with own_stack("limits-logs", env) as s:
         s.worker("worker-2")
         s.beat()
         yield s

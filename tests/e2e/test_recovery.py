@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
-from tests.e2e.upstream import Reply, Upstream
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from tests.e2e.upstream import Reply
 
 FINAL = ("completed", "failed", "cancelled")
 RECOVERY_ENV = {
@@ -24,16 +24,9 @@ RECOVERY_ENV = {
 
 
 @pytest.fixture(scope="module")
-def recovery(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
+def recovery(own_stack: OwnStack) -> Iterator[Stack]:
     """A stack of its own (its Redis gets restarted), with beat sweeping every second."""
-    logs = tmp_path_factory.mktemp("recovery-logs")
-    with running_stack(database_url, engine, encryption_key, upstream, logs, RECOVERY_ENV) as s:
+    with own_stack("recovery-logs", RECOVERY_ENV) as s:
         s.beat()
         yield s
 

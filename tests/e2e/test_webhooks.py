@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook
 
 from api.dev.embedded_redis import free_port
-from tests.e2e.conftest import Caller, Stack, new_caller, running_stack, wait_until
-from tests.e2e.upstream import Reply, Upstream
+from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from tests.e2e.upstream import Reply
 
 
 class Receiver:
@@ -88,20 +87,11 @@ def late() -> Receiver:
 
 
 @pytest.fixture(scope="module")
-def hooked(
-    database_url: str,
-    engine: Engine,
-    encryption_key: str,
-    upstream: Upstream,
-    receiver: Receiver,
-    late: Receiver,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("webhook-logs")
+def hooked(own_stack: OwnStack, receiver: Receiver, late: Receiver) -> Iterator[Stack]:
     # The last attempt comes 45 s after the first: a receiver down for 10 s after the calls
     # ended gets it even when ending the calls took a loaded machine half a minute.
     env = {"PASSTHRU_WEBHOOK_SCHEDULE_S": "0,1,2,4,8,30", "PASSTHRU_SWEEP_EVERY_S": "1"}
-    with running_stack(database_url, engine, encryption_key, upstream, logs, env) as s:
+    with own_stack("webhook-logs", env) as s:
         s.beat()
         yield s
     late.stop()
