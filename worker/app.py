@@ -37,7 +37,7 @@ from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
 from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import LaneSupervisor, lane_command
-from worker.priority import lower_process, run_in_background
+from worker.priority import run_in_background
 from worker.process_lease import ProcessLease
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
@@ -129,19 +129,14 @@ def _start_interactive_lane(**_: object) -> None:
     """A worker that consumes the interactive queue also takes the interactive calls due
     now off their Redis list (worker/lane.py), with as many threads as Celery's pool: in a
     process of its own (worker/lane_process.py), or with PASSTHRU_LANE_PROCESS=false in
-    this one. With the lane in its own process (or no interactive queue here), this whole
-    process then runs behind it on the CPU (worker/priority.py)."""
+    this one."""
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
-        lower_process()
         return
     settings = get_settings()
     if settings.lane_process:
         supervisor = LaneSupervisor(lane_command(os.getpid()), on_lost=_lease.mark_dead)
         supervisor.start()
         _lanes.append(supervisor)
-        # All of this process runs behind the lane's; the supervisor's thread keeps the
-        # priority the lane's process starts with, each time it starts it.
-        lower_process(keep={supervisor.thread_id or 0})
         return
     # Python hands its lock between threads every 5 ms by default: a lane thread waking
     # for its next step would wait that long behind bulk work each time.

@@ -68,12 +68,6 @@ class LaneSupervisor:
         return self._ready.is_set()
 
     @property
-    def thread_id(self) -> int | None:
-        """The native id of the thread that starts the process: the process inherits that
-        thread's CPU priority."""
-        return None if self._watcher is None else self._watcher.native_id
-
-    @property
     def pid(self) -> int | None:
         with self._lock:
             return None if self._process is None else self._process.pid

@@ -1,19 +1,13 @@
 """CPU priority per thread (Linux schedules threads, and lets any thread lower its own
 priority): the threads that run Celery's messages (bulk batches, retries, webhooks, the
 sweeper) and the bulk sender's loop run behind the interactive lane's, so that on a worker
-busy with a batch a waiting caller's call still gets a core at once.
-
-With the lane in a process of its own, the whole worker runs behind it
-(`lower_process`): Celery's own threads too (its consumer, which takes and acknowledges the
-bulk messages), all but the thread that starts the lane's process, which starts it at the
-priority the worker had."""
+busy with a batch a waiting caller's call still gets a core at once."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Collection
 
 log = logging.getLogger("passthru.worker")
 
@@ -36,25 +30,3 @@ def run_in_background() -> None:
             os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
     except (AttributeError, OSError) as exc:  # not Linux, or not allowed: stay as is
         log.debug("thread priority unchanged: %s", exc)
-
-
-def lower_process(keep: Collection[int] = ()) -> int:
-    """Lower every thread of this process but those in `keep` (native ids) to
-    BACKGROUND_NICE; the threads they start later inherit it. The number of threads lowered
-    (0 where the platform has no per-thread priority)."""
-    try:
-        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError as exc:  # not Linux
-        log.debug("thread priority unchanged: %s", exc)
-        return 0
-    lowered = 0
-    for tid in tids:
-        if tid in keep:
-            continue
-        try:
-            if os.getpriority(os.PRIO_PROCESS, tid) < BACKGROUND_NICE:
-                os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
-                lowered += 1
-        except OSError:  # the thread ended meanwhile, or not allowed: stay as is
-            continue
-    return lowered
