@@ -36,7 +36,7 @@ from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
 from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
-from worker.lane_supervisor import LaneSupervisor, lane_command
+from worker.lane_supervisor import DOWN_LIMIT_S, LaneSupervisor, lane_command
 from worker.priority import run_in_background
 from worker.process_lease import ProcessLease
 
@@ -124,19 +124,27 @@ def _release(task_id: str, task: Task[Any, Any], **_: object) -> None:
         _lease.release(task_id)
 
 
+@worker_init.connect
+def _launch_lane_process(**_: object) -> None:
+    """A worker that consumes the interactive queue also takes the interactive calls due
+    now off their Redis list (worker/lane.py), with as many threads as Celery's pool, in a
+    process of its own (worker/lane_process.py): started here, so that it boots while
+    Celery starts its consumer."""
+    if QUEUE_INTERACTIVE in app.amqp.queues.consume_from and get_settings().lane_process:
+        supervisor = LaneSupervisor(lane_command(os.getpid()), on_lost=_lease.mark_dead)
+        supervisor.launch()
+        _lanes.append(supervisor)
+
+
 @worker_ready.connect
 def _start_interactive_lane(**_: object) -> None:
-    """A worker that consumes the interactive queue also takes the interactive calls due
-    now off their Redis list (worker/lane.py), with as many threads as Celery's pool: in a
-    process of its own (worker/lane_process.py), or with PASSTHRU_LANE_PROCESS=false in
-    this one."""
+    """Wait until the lane's process is ready (the heartbeat, connected last, then says the
+    worker is). With PASSTHRU_LANE_PROCESS=false the lane's threads start in this process
+    instead."""
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
         return
-    settings = get_settings()
-    if settings.lane_process:
-        supervisor = LaneSupervisor(lane_command(os.getpid()), on_lost=_lease.mark_dead)
-        supervisor.start()
-        _lanes.append(supervisor)
+    for supervisor in _supervisors():
+        supervisor.wait_ready()
         return
     # Python hands its lock between threads every 5 ms by default: a lane thread waking
     # for its next step would wait that long behind bulk work each time.
@@ -175,10 +183,13 @@ def _serve_metrics(**_: object) -> None:
         )
 
 
+def _supervisors() -> list[LaneSupervisor]:
+    return [lane for lane in _lanes if isinstance(lane, LaneSupervisor)]
+
+
 def _lane_metrics_port() -> int | None:
-    for lane in _lanes:
-        if isinstance(lane, LaneSupervisor):
-            return lane.metrics_port
+    for supervisor in _supervisors():
+        return supervisor.metrics_port
     return None
 
 
@@ -195,10 +206,18 @@ def _start_heartbeat(**_: object) -> None:
 
     def beat() -> None:
         while True:
-            try:
-                path.touch()
-            except OSError as exc:
-                logging.getLogger("passthru").warning("heartbeat %s: %s", path, exc)
+            if all(supervisor.healthy() for supervisor in _supervisors()):
+                try:
+                    path.touch()
+                except OSError as exc:
+                    logging.getLogger("passthru").warning("heartbeat %s: %s", path, exc)
+            else:
+                logging.getLogger("passthru").error(
+                    "interactive lane: its process has kept ending, or not become ready, "
+                    "for over %g s; the heartbeat stops, so `passthru worker-alive` fails "
+                    "and this worker is replaced",
+                    DOWN_LIMIT_S,
+                )
             time.sleep(HEARTBEAT_EVERY_S)
 
     threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()

@@ -1,6 +1,7 @@
 """A worker's side of its interactive lane's process (worker/lane_process.py): start it,
 wait until it says it is ready, start it again when it ends on its own (after a pause that
-grows while it keeps failing), and stop it with the worker.
+grows while it keeps failing), stop it with the worker, and tell the worker's heartbeat
+when it has kept failing too long (`healthy`).
 
 Nothing is lost while it is away: new interactive calls wait on their Redis list for any
 lane of any worker, and a lane that died is marked dead at once (`on_lost`), so the next
@@ -31,6 +32,9 @@ RESTART_MAX_S = 30.0
 RESTART_RESET_S = 60.0
 # What a stop allows beyond the calls' own time: giving up the lease, exiting.
 STOP_MARGIN_S = 5.0
+# A lane that has not stayed up for RESTART_RESET_S at a stretch for this long (it keeps
+# dying, or never becomes ready) makes the worker unhealthy (`healthy`).
+DOWN_LIMIT_S = 120.0
 
 
 def lane_command(parent_pid: int) -> list[str]:
@@ -41,10 +45,16 @@ class LaneSupervisor:
     """`on_lost(identity)` is told the worker-process identity of a lane that died."""
 
     def __init__(
-        self, command: Sequence[str], on_lost: Callable[[str], None] = lambda _: None
+        self,
+        command: Sequence[str],
+        on_lost: Callable[[str], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._command = list(command)
         self._on_lost = on_lost
+        self._clock = clock
+        self._down_since: float | None = None  # since when it has not stayed up
+        self._up_since: float | None = None  # since when the process running is ready
         self._identity: str | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -55,10 +65,20 @@ class LaneSupervisor:
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> bool:
         """Start the process and watch it; True once it said it is ready."""
+        self.launch()
+        return self.wait_ready(ready_timeout_s)
+
+    def launch(self) -> None:
+        """Start the process and watch it, without waiting for it (it boots meanwhile)."""
+        self._down_since = self._clock()
         self._watcher = threading.Thread(
             target=self._watch, name="passthru-lane-supervisor", daemon=True
         )
         self._watcher.start()
+
+    def wait_ready(self, ready_timeout_s: float = READY_TIMEOUT_S) -> bool:
+        """True once the process said it is ready (after `launch`), or False after
+        `ready_timeout_s`."""
         if not self._ready.wait(ready_timeout_s):
             log.warning(
                 "interactive lane: its process is not ready after %g s; interactive calls "
@@ -66,6 +86,17 @@ class LaneSupervisor:
                 ready_timeout_s,
             )
         return self._ready.is_set()
+
+    def healthy(self) -> bool:
+        """False once the process has not stayed up (ready) for RESTART_RESET_S at a
+        stretch in DOWN_LIMIT_S: it keeps dying, or it never becomes ready. The worker
+        then stops its heartbeat, so its liveness check fails and it is replaced."""
+        now = self._clock()
+        with self._lock:
+            up_since, down_since = self._up_since, self._down_since
+            if up_since is not None and now - up_since >= RESTART_RESET_S:
+                self._down_since = down_since = None  # up long enough: the outage is over
+            return down_since is None or now - down_since < DOWN_LIMIT_S
 
     @property
     def pid(self) -> int | None:
@@ -101,6 +132,10 @@ class LaneSupervisor:
             code = self._run_once()
             if self._stopping.is_set():
                 return
+            with self._lock:
+                self._up_since = None
+                if self._down_since is None:
+                    self._down_since = self._clock()
             self._lost()
             if time.monotonic() - started > RESTART_RESET_S:
                 pause = RESTART_FIRST_S
@@ -141,6 +176,8 @@ class LaneSupervisor:
         for line in stdout:
             line = line.strip()
             if line == READY_LINE:
+                with self._lock:
+                    self._up_since = self._clock()
                 self._ready.set()
             elif line.startswith(PROCESS_PREFIX):
                 self._identity = line.removeprefix(PROCESS_PREFIX)

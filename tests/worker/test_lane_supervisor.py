@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from worker.lane_process import METRICS_PREFIX, PROCESS_PREFIX, READY_LINE
-from worker.lane_supervisor import LaneSupervisor
+from worker.lane_supervisor import DOWN_LIMIT_S, RESTART_RESET_S, LaneSupervisor
 
 
 def child(body: str) -> list[str]:
@@ -108,5 +108,64 @@ def test_a_process_that_never_says_ready_does_not_hold_the_worker(says: str) -> 
     try:
         assert lane.start(ready_timeout_s=0.5) is False
         assert lane.metrics_port is None
+    finally:
+        assert lane.stop(10) is True
+
+
+class Clock:
+    """The supervisor's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lane_that_keeps_dying_makes_the_worker_unhealthy(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    clock = Clock()
+    # ready, then gone at once: never up for RESTART_RESET_S at a stretch
+    lane = LaneSupervisor(child(f"open({str(starts)!r}, 'a').write('x')\n" + READY), clock=clock)
+    try:
+        lane.launch()
+        wait_for(lambda: starts.exists() and len(starts.read_text()) >= 2)
+        assert lane.healthy()  # within DOWN_LIMIT_S of the first start
+        clock.now += DOWN_LIMIT_S + 1
+        assert not lane.healthy()
+    finally:
+        lane.stop(10)
+
+
+def test_a_lane_that_never_becomes_ready_makes_the_worker_unhealthy() -> None:
+    clock = Clock()
+    lane = LaneSupervisor(child(SLEEP), clock=clock)
+    try:
+        lane.launch()
+        assert lane.healthy()
+        clock.now += DOWN_LIMIT_S + 1
+        assert not lane.healthy()
+    finally:
+        lane.stop(10)
+
+
+def test_a_lane_up_again_for_a_while_is_healthy_again() -> None:
+    clock = Clock()
+    # "ready" before the metrics line: a metrics port read means it was ready already
+    ready_first = f"print('{READY_LINE}'); print('{METRICS_PREFIX}4322', flush=True)\n"
+    lane = LaneSupervisor(child(ready_first + SLEEP), clock=clock)
+    try:
+        assert lane.start() is True
+        clock.now += DOWN_LIMIT_S + 1  # up all along: healthy however long
+        assert lane.healthy()
+        first = lane.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: lane.pid not in (None, first))
+        wait_for(lambda: lane.metrics_port == 4322)  # the new one said it is ready
+        clock.now += RESTART_RESET_S  # and stayed up that long
+        assert lane.healthy()
+        clock.now += DOWN_LIMIT_S + 1
+        assert lane.healthy()
     finally:
         assert lane.stop(10) is True
