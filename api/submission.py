@@ -25,7 +25,7 @@ from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
-from models.db.engine import session_scope, utcnow
+from models.db.engine import session_scope, single_write_session, utcnow
 from models.db.ids import new_id
 from models.db.tables import CallIdempotency, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
@@ -241,7 +241,9 @@ def submit(
     """Write one call (under `call_id`, or a new id) and publish it; returns the call (an
     earlier one for a repeated key). `admit` is asked once the call is valid and new,
     before it is written."""
-    with session_scope(engine) as session:
+    # Without an Idempotency-Key the call's INSERT is the one write: no BEGIN, no COMMIT.
+    scope = session_scope if sub.idempotency_key else single_write_session
+    with scope(engine) as session:
         row = build_row(session, tenant, catalog, sub, None, call_id=call_id)
         call = FunctionCall(**row)
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):

@@ -87,6 +87,12 @@ class LaneSupervisor:
             )
         return self._ready.is_set()
 
+    @property
+    def up(self) -> bool:
+        """Whether the process running now has said it is ready."""
+        with self._lock:
+            return self._up_since is not None
+
     def healthy(self) -> bool:
         """False once the process has not stayed up (ready) for RESTART_RESET_S at a
         stretch in DOWN_LIMIT_S: it keeps dying, or it never becomes ready. The worker

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
@@ -120,6 +120,33 @@ def engine_for(settings: Settings) -> Engine:
 def get_engine() -> Engine:
     """The process's engine, for the environment's settings (the worker, the CLI)."""
     return engine_for(get_settings())
+
+
+@contextmanager
+def single_write(engine: Engine) -> Iterator[Connection]:
+    """A connection for work whose one write is a single statement: on Postgres each
+    statement commits as it runs (autocommit), which saves two round trips (psycopg sends
+    BEGIN as a round trip of its own, and COMMIT is another), equally durable; on SQLite,
+    in process, one transaction as usual."""
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@contextmanager
+def single_write_session(engine: Engine) -> Iterator[Session]:
+    """`session_scope` for work whose one write is a single statement, on `single_write`'s
+    connection on Postgres."""
+    if engine.dialect.name != "postgresql":
+        with session_scope(engine) as session:
+            yield session
+        return
+    with single_write(engine) as conn, Session(bind=conn, expire_on_commit=False) as session:
+        yield session
 
 
 @contextmanager

@@ -129,7 +129,15 @@ def test_a_lane_that_keeps_dying_makes_the_worker_unhealthy(tmp_path: Path) -> N
     lane = LaneSupervisor(child(f"open({str(starts)!r}, 'a').write('x')\n" + READY), clock=clock)
     try:
         lane.launch()
-        wait_for(lambda: starts.exists() and len(starts.read_text()) >= 2)
+        # the second one ended (the third starts 2 s later)
+        wait_for(
+            lambda: (
+                starts.exists()
+                and len(starts.read_text()) == 2
+                and not alive(lane.pid or 0)
+                and not lane.up
+            )
+        )
         assert lane.healthy()  # within DOWN_LIMIT_S of the first start
         clock.now += DOWN_LIMIT_S + 1
         assert not lane.healthy()

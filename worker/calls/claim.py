@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select
 
 from models.accounts.states import AccountStatus
 from models.calls.states import CALLS, CallStatus
-from models.db.engine import UTCDateTime
+from models.db.engine import UTCDateTime, single_write
 from models.db.tables import ConnectedAccount, FunctionCall
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -93,8 +93,8 @@ def claim(
     """Move each claimable call to `running`, held by `worker_id`'s heartbeat and for
     `deadline_s` at most; return the ones this worker won.
 
-    One statement on Postgres (UPDATE ... RETURNING joined to the accounts), two on SQLite,
-    whatever the number of ids.
+    One statement on Postgres (UPDATE ... RETURNING joined to the accounts, one round trip:
+    no BEGIN, no COMMIT), two on SQLite, whatever the number of ids.
     """
     if not call_ids:
         return []
@@ -104,7 +104,7 @@ def claim(
         "lease_expires_at": now + timedelta(seconds=deadline_s),
         "claimed_by": worker_id,
     }
-    with engine.begin() as conn:
+    with single_write(engine) as conn:  # on Postgres one statement, committed as it runs
         if conn.dialect.name == "postgresql":
             calls, accounts = _claim_joined(conn, params)
         else:
