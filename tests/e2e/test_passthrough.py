@@ -10,10 +10,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Caller, Stack
+from tests.e2e.conftest import Caller, Stack, wait_until
 from tests.e2e.upstream import SLACK_CONVERSATIONS, Reply
 
 SLACK_TOKEN = "xoxb-e2e-slack-token-4f9a"
@@ -251,15 +252,21 @@ def test_the_worker_logs_one_json_line_per_finished_call(stack: Stack, caller: C
     )
     call_id = r.json()["id"]
     caller.wait(call_id)
-    lines = []
-    for line in (stack.logs / "worker.log").read_text().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
-    [finished] = [
-        e for e in lines if e.get("call_id") == call_id and e.get("event") == "call.finished"
-    ]
+
+    def finished_lines() -> list[dict[str, Any]]:
+        lines = []
+        for line in (stack.logs / "worker.log").read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return [
+            e for e in lines if e.get("call_id") == call_id and e.get("event") == "call.finished"
+        ]
+
+    # The line follows the waiters' notice (a waiting caller is answered first)
+    wait_until(lambda: bool(finished_lines()), 10, "the call's log line")
+    [finished] = finished_lines()
     assert finished["status"] == "completed"
     assert finished["network_code"] == "200"
     assert finished["app"] == "slack"

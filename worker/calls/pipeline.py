@@ -240,29 +240,30 @@ class _Message:
         )
 
     def store(self, items: list[Attempted]) -> None:
-        """Store the results still ours, then announce them: metrics, a log line each,
-        waiters, webhook deliveries, and retries due soon."""
+        """Store the results still ours, then announce them: waiters first (a caller waits
+        on the notice), then webhook deliveries, metrics, a log line each, and retries due
+        soon."""
         if not items:
             return
         rt = self.rt
         deliveries: list[str] = []
         kept = store_safely(rt.engine, items, rt.clock, rt.touched, deliveries)
-        stored = {item.call_id for item in kept}
-        for item in items:
-            if item.call_id not in stored:
-                log.warning("call %s was taken back before its result was stored", item.call_id)
-        if deliveries:
-            rt.publisher.publish_deliveries(deliveries)
-        for item in kept:
-            self.statuses[item.call_id] = item.result.status
-            metrics.count_attempt(item.app or "unknown", item.result)
-            log_attempt(item)
         finished = [i for i in kept if i.result.status.is_final]
         if finished:
             rt.notify(
                 sorted(i.call_id for i in finished),
                 [i.answer() for i in finished if i.lane == QUEUE_INTERACTIVE],
             )
+        if deliveries:
+            rt.publisher.publish_deliveries(deliveries)
+        stored = {item.call_id for item in kept}
+        for item in items:
+            if item.call_id not in stored:
+                log.warning("call %s was taken back before its result was stored", item.call_id)
+        for item in kept:
+            self.statuses[item.call_id] = item.result.status
+            metrics.count_attempt(item.app or "unknown", item.result)
+            log_attempt(item)
         for item in kept:
             if (countdown := item.result.countdown_s) is not None:
                 publish_or_forget(rt.engine, rt.publisher, [item.call_id], item.lane, countdown)
