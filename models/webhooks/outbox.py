@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,19 +36,25 @@ def _insert_ignoring_duplicates(conn: Connection, rows: list[dict[str, Any]]) ->
 
 
 def enqueue_deliveries(
-    conn: Connection, call_ids: Sequence[str], now: datetime, *, published: bool = True
+    conn: Connection,
+    call_ids: Sequence[str],
+    now: datetime,
+    *,
+    published: bool = True,
+    finished: Sequence[Any] | None = None,
 ) -> list[str]:
     """An event for each finished call that has somewhere to go (its `callback_url`, else
     its tenant's enabled endpoint), and one for each of their batches now wholly finished.
     Idempotent (the event id is derived from the call or batch id). Returns the new ids;
-    `published=False` leaves them for the sweeper to publish."""
+    `published=False` leaves them for the sweeper to publish. `finished`: the calls' rows
+    as FINISHED_COLUMNS, when the caller has them already (else they are read)."""
     if not call_ids:
         return []
     new: list[dict[str, Any]] = []
     batches: dict[str, tuple[str, str]] = {}
-    for call_id, tenant_id, batch_id, status, callback_url, endpoint_url in _finished(
-        conn, call_ids
-    ):
+    if finished is None:
+        finished = _finished(conn, call_ids)
+    for call_id, tenant_id, batch_id, status, callback_url, endpoint_url in finished:
         target = callback_url or endpoint_url
         if target:
             new.append(
@@ -129,6 +135,25 @@ _FINISHED = (
         _calls.c.id.in_(bindparam("ids", expanding=True)),
         _calls.c.status.in_([s.value for s in FINAL]),
     )
+)
+
+
+# The same columns for a statement on the calls alone (an UPDATE's RETURNING): the tenant's
+# enabled endpoint URL as a subquery. RETURNING names the call's columns without their
+# table, which inside the subquery would name the endpoint's own `tenant_id`: the call's
+# is named in full.
+FINISHED_COLUMNS = (
+    _calls.c.id,
+    _calls.c.tenant_id,
+    _calls.c.batch_id,
+    _calls.c.status,
+    _calls.c.callback_url,
+    select(_endpoints.c.url)
+    .where(
+        _endpoints.c.tenant_id == literal_column(f"{_calls.name}.tenant_id"),
+        _endpoints.c.disabled_at.is_(None),
+    )
+    .scalar_subquery(),
 )
 
 

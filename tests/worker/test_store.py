@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
+from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
+from models.crypto.secrets import Vault
 from models.db.engine import session_scope
-from models.db.tables import ConnectedAccount, FunctionCall
+from models.db.tables import (
+    ConnectedAccount,
+    FunctionCall,
+    Tenant,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tests.worker.factories import NOW as STARTED
-from tests.worker.factories import attempts_of, load, make_call
+from tests.worker.factories import attempts_of, insert, load, make_account, make_call
 from worker.calls.claim import Claimed, claim
 from worker.calls.results import Attempted, Result
 from worker.calls.store import LAST_USED_RESOLUTION, store_results
@@ -180,3 +189,30 @@ def test_account_last_used_is_written_at_most_once_a_minute(
         row = session.get(ConnectedAccount, account.id)
         assert row is not None
         assert row.last_used_at == (expected or last_used)
+
+
+def test_a_single_result_announces_itself_to_its_own_tenants_endpoint(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant, vault: Vault
+) -> None:
+    # Given two tenants, each with an endpoint (the other's made first)
+    other, _ = create_tenant(engine, f"other-{secrets.token_hex(3)}")
+    for owner, url in ((other, "https://other.example/hook"), (tenant, "https://mine.example/h")):
+        insert(engine, WebhookEndpoint(tenant_id=owner.id, url=url, secrets_enc="x"))
+    other_account = make_account(engine, other, vault)
+    mine, theirs = claimed_calls(engine, account, 1)[0], claimed_calls(engine, other_account, 1)[0]
+    # When each call's result is stored alone (the interactive lane's store)
+    deliveries: list[str] = []
+    for c in (mine, theirs):
+        assert store_results(engine, [completed(c)], NOW, deliveries=deliveries) == [c.call.id]
+    # Then each event goes to its own tenant's endpoint
+    with Session(engine) as session:
+        urls = {
+            d.call_id: d.url
+            for d in session.exec(
+                select(WebhookDelivery).where(col(WebhookDelivery.id).in_(deliveries))
+            )
+        }
+    assert urls == {
+        mine.call.id: "https://mine.example/h",
+        theirs.call.id: "https://other.example/hook",
+    }
