@@ -143,8 +143,9 @@ def _start_interactive_lane(**_: object) -> None:
     instead."""
     if QUEUE_INTERACTIVE not in app.amqp.queues.consume_from:
         return
-    for supervisor in _supervisors():
-        supervisor.wait_ready()
+    if get_settings().lane_process:
+        for supervisor in _supervisors():  # launched at worker_init
+            supervisor.wait_ready()
         return
     # Python hands its lock between threads every 5 ms by default: a lane thread waking
     # for its next step would wait that long behind bulk work each time.

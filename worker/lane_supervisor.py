@@ -53,7 +53,7 @@ class LaneSupervisor:
         self._command = list(command)
         self._on_lost = on_lost
         self._clock = clock
-        self._down_since: float | None = None  # since when it has not stayed up
+        self._down_since = 0.0  # since when it has not stayed up (set at `launch`)
         self._up_since: float | None = None  # since when the process running is ready
         self._identity: str | None = None
         self._stopping = threading.Event()
@@ -99,10 +99,13 @@ class LaneSupervisor:
         then stops its heartbeat, so its liveness check fails and it is replaced."""
         now = self._clock()
         with self._lock:
-            up_since, down_since = self._up_since, self._down_since
-            if up_since is not None and now - up_since >= RESTART_RESET_S:
-                self._down_since = down_since = None  # up long enough: the outage is over
-            return down_since is None or now - down_since < DOWN_LIMIT_S
+            if self._steady(now):
+                return True
+            return now - self._down_since < DOWN_LIMIT_S
+
+    def _steady(self, now: float) -> bool:
+        """The process running now has been ready for RESTART_RESET_S (under the lock)."""
+        return self._up_since is not None and now - self._up_since >= RESTART_RESET_S
 
     @property
     def pid(self) -> int | None:
@@ -134,16 +137,17 @@ class LaneSupervisor:
     def _watch(self) -> None:
         pause = RESTART_FIRST_S
         while not self._stopping.is_set():
-            started = time.monotonic()
+            started = self._clock()
             code = self._run_once()
             if self._stopping.is_set():
                 return
+            now = self._clock()
             with self._lock:
+                if self._steady(now):
+                    self._down_since = now  # it had stayed up: a new outage starts
                 self._up_since = None
-                if self._down_since is None:
-                    self._down_since = self._clock()
             self._lost()
-            if time.monotonic() - started > RESTART_RESET_S:
+            if now - started > RESTART_RESET_S:
                 pause = RESTART_FIRST_S
             log.warning(
                 "interactive lane: its process ended (exit code %s); starting it again in %g s",

@@ -114,17 +114,17 @@ def enqueue_account_event(conn: Connection, account: ConnectedAccount, now: date
     return [row["id"]]
 
 
+_CALL_COLUMNS = (
+    _calls.c.id,
+    _calls.c.tenant_id,
+    _calls.c.batch_id,
+    _calls.c.status,
+    _calls.c.callback_url,
+)
 # (id, tenant, batch, status, callback_url, the tenant's enabled endpoint URL) of each of
 # the calls named that is finished; built once, run with parameters.
 _FINISHED = (
-    select(
-        _calls.c.id,
-        _calls.c.tenant_id,
-        _calls.c.batch_id,
-        _calls.c.status,
-        _calls.c.callback_url,
-        _endpoints.c.url,
-    )
+    select(*_CALL_COLUMNS, _endpoints.c.url)
     .select_from(
         _calls.outerjoin(
             _endpoints,
@@ -143,11 +143,7 @@ _FINISHED = (
 # table, which inside the subquery would name the endpoint's own `tenant_id`: the call's
 # is named in full.
 FINISHED_COLUMNS = (
-    _calls.c.id,
-    _calls.c.tenant_id,
-    _calls.c.batch_id,
-    _calls.c.status,
-    _calls.c.callback_url,
+    *_CALL_COLUMNS,
     select(_endpoints.c.url)
     .where(
         _endpoints.c.tenant_id == literal_column(f"{_calls.name}.tenant_id"),
