@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, update
 from sqlmodel import Session, col, select
 
 from models.accounts.tenants import create_tenant
@@ -14,12 +15,14 @@ from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
 from models.db.tables import (
+    Batch,
     ConnectedAccount,
     FunctionCall,
     Tenant,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from models.keys import QUEUE_INTERACTIVE
 from tests.worker.factories import NOW as STARTED
 from tests.worker.factories import attempts_of, insert, load, make_account, make_call
 from worker.calls.claim import Claimed, claim
@@ -216,3 +219,153 @@ def test_a_single_result_announces_itself_to_its_own_tenants_endpoint(
         mine.call.id: "https://mine.example/h",
         theirs.call.id: "https://other.example/hook",
     }
+
+
+def deliveries_of(engine: Engine, ids: list[str]) -> list[WebhookDelivery]:
+    with Session(engine) as session:
+        return list(session.exec(select(WebhookDelivery).where(col(WebhookDelivery.id).in_(ids))))
+
+
+def test_a_single_result_is_stored_with_its_attempt_and_its_callback_event(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant
+) -> None:
+    # Given a claimed call with its own callback URL, its tenant having an endpoint too
+    insert(
+        engine, WebhookEndpoint(tenant_id=tenant.id, url="https://mine.example/h", secrets_enc="x")
+    )
+    call = make_call(engine, account, callback_url="https://cb.example/one")
+    [c] = claim(engine, [call.id], now=STARTED, deadline_s=60)
+    item = replace(
+        completed(c, 3),
+        result=replace(completed(c, 3).result, rate_wait_ms=7, rate_wait_reason="r" * 300),
+    )
+    # When its result is stored alone (on Postgres: one statement)
+    deliveries: list[str] = []
+    assert store_results(engine, [item], NOW, deliveries=deliveries) == [call.id]
+    # Then the call, its attempt and one event to its callback URL are written together
+    stored = load(engine, call.id)
+    assert (stored.status, stored.output, stored.finished_at) == (
+        CallStatus.COMPLETED,
+        {"n": 3},
+        NOW,
+    )
+    [attempt] = attempts_of(engine, [call.id])
+    assert (attempt.number, attempt.started_at, attempt.duration_ms) == (1, STARTED, 15)
+    assert (attempt.network_code, attempt.decision) == ("200", "done: upstream answered 200")
+    assert (attempt.rate_wait_ms, attempt.rate_wait_reason) == (7, "r" * 200)
+    [event] = deliveries_of(engine, deliveries)
+    assert (event.call_id, event.tenant_id, event.url) == (
+        call.id,
+        tenant.id,
+        "https://cb.example/one",
+    )
+    assert (event.event, event.to_endpoint, event.created_at) == (
+        "function_call.completed",
+        False,
+        NOW,
+    )
+
+
+def test_a_single_retry_writes_no_event(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant
+) -> None:
+    insert(
+        engine, WebhookEndpoint(tenant_id=tenant.id, url="https://mine.example/h", secrets_enc="x")
+    )
+    [c] = claimed_calls(engine, account, 1)
+    item = replace(
+        completed(c), result=Result(status=CallStatus.RETRYING, decision="retry", error="timeout")
+    )
+    deliveries: list[str] = []
+    assert store_results(engine, [item], NOW, deliveries=deliveries) == [c.call.id]
+    assert deliveries == []
+    assert len(attempts_of(engine, [c.call.id])) == 1
+
+
+def test_a_single_result_without_a_target_writes_no_event(
+    engine: Engine, account: ConnectedAccount
+) -> None:
+    [c] = claimed_calls(engine, account, 1)
+    deliveries: list[str] = []
+    assert store_results(engine, [completed(c)], NOW, deliveries=deliveries) == [c.call.id]
+    assert deliveries == []
+
+
+def test_a_single_result_taken_back_stores_nothing(
+    engine: Engine, account: ConnectedAccount
+) -> None:
+    [c] = claimed_calls(engine, account, 1)
+    take_back(engine, c.call.id, status=CallStatus.RUNNING, attempt_count=2)
+    before = load(engine, c.call.id)
+    assert store_results(engine, [completed(c)], NOW) == []
+    assert load(engine, c.call.id).model_dump() == before.model_dump()
+    assert attempts_of(engine, [c.call.id]) == []
+
+
+def test_a_batchs_last_call_stored_alone_writes_the_batchs_event_too(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant
+) -> None:
+    # Given a batch of one call, its tenant with an endpoint, the result marked for the
+    # interactive lane (the one-statement path must still not take a batch's call)
+    insert(
+        engine, WebhookEndpoint(tenant_id=tenant.id, url="https://mine.example/h", secrets_enc="x")
+    )
+    batch = insert(
+        engine, Batch(id=f"b_{secrets.token_hex(6)}", tenant_id=tenant.id, accepted=1, rejected=0)
+    )
+    call = make_call(engine, account, batch_id=batch.id)
+    [c] = claim(engine, [call.id], now=STARTED, deadline_s=60)
+    item = replace(completed(c), lane=QUEUE_INTERACTIVE)
+    # When stored / Then the call's event and the batch's are both written
+    deliveries: list[str] = []
+    assert store_results(engine, [item], NOW, deliveries=deliveries) == [call.id]
+    events = sorted(d.event for d in deliveries_of(engine, deliveries))
+    assert events == ["batch.completed", "function_call.completed"]
+
+
+def test_an_accounts_use_is_written_once_a_minute_by_one_process(
+    engine: Engine, account: ConnectedAccount
+) -> None:
+    # Given a process that stored one of the account's calls a moment ago
+    touched: dict[str, datetime] = {}
+    first, second = claimed_calls(engine, account, 2)
+    store_results(engine, [completed(first)], NOW, touched)
+    assert touched == {account.id: NOW}
+    with session_scope(engine) as session:  # someone clears it meanwhile
+        session.exec(
+            update(ConnectedAccount)
+            .where(col(ConnectedAccount.id) == account.id)
+            .values(last_used_at=None)
+        )
+    # When the next is stored within the minute / Then the process does not write it again
+    store_results(engine, [completed(second)], NOW + timedelta(seconds=1), touched)
+    with Session(engine) as session:
+        row = session.get(ConnectedAccount, account.id)
+        assert row is not None
+        assert row.last_used_at is None
+
+
+def test_on_postgres_a_single_interactive_result_is_one_statement(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores in one transaction, in process")
+    insert(
+        engine, WebhookEndpoint(tenant_id=tenant.id, url="https://mine.example/h", secrets_enc="x")
+    )
+    [c] = claimed_calls(engine, account, 1)
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        deliveries: list[str] = []
+        assert store_results(engine, [completed(c)], NOW, {}, deliveries) == [c.call.id]
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # The call, its attempt, its event and the account's use: one round trip, no transaction
+    assert len(statements) == 1
+    assert len(deliveries_of(engine, deliveries)) == 1
+    assert len(attempts_of(engine, [c.call.id])) == 1

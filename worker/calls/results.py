@@ -80,6 +80,22 @@ class Attempted:
             result=result,
         )
 
+    def attempt_row(self) -> dict[str, Any]:
+        """The attempt's `call_attempt` row."""
+        r = self.result
+        return {
+            "call_id": self.call_id,
+            "number": self.attempt,
+            "started_at": self.started_at,
+            "duration_ms": r.duration_ms,
+            "network_code": r.network_code,
+            "error": r.error,
+            "error_message": r.error_message,
+            "decision": r.decision,
+            "rate_wait_ms": r.rate_wait_ms,
+            "rate_wait_reason": (r.rate_wait_reason or "")[:200] or None,
+        }
+
     def answer(self) -> CallResult:
         """The answer to a caller waiting on the call, as the API would build it from the
         stored row."""

@@ -17,8 +17,10 @@ from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
+from models.keys import QUEUE_INTERACTIVE
 from models.webhooks.outbox import FINISHED_COLUMNS, enqueue_deliveries
 from worker.calls.results import Attempted, failed
+from worker.calls.store_one import OneStatement, touch_before
 
 log = logging.getLogger("passthru.worker")
 
@@ -68,6 +70,7 @@ _STORE = (
     )
 )
 _STORE_RETURNING = _STORE.returning(*FINISHED_COLUMNS)
+_ONE_STATEMENT = OneStatement(_STORE)
 
 
 def _row(item: Attempted, now: datetime) -> dict[str, Any]:
@@ -108,6 +111,8 @@ def store_results(
     if not items:
         return []
     rows = [_row(item, now) for item in items]
+    if _stored_in_one_statement(engine, items, rows, now, touched, deliveries):
+        return [items[0].call_id]
     with engine.connect() as conn, conn.begin() as tx:
         if len(rows) == 1:  # the UPDATE returns what its webhook events need: one round trip
             found = conn.execute(_STORE_RETURNING, rows[0]).all()
@@ -127,6 +132,34 @@ def store_results(
     return [item.call_id for item in stored]
 
 
+def _stored_in_one_statement(
+    engine: Engine,
+    items: Sequence[Attempted],
+    rows: list[dict[str, Any]],
+    now: datetime,
+    touched: dict[str, datetime] | None,
+    deliveries: list[str] | None,
+) -> bool:
+    """A waiting caller's result (one interactive call, Postgres): one statement, no
+    transaction around it (worker/calls/store_one.py). False when it does not apply or the
+    call was not stored (no longer ours, or in a batch after all): the transaction of
+    `store_results` then decides."""
+    if len(items) != 1 or items[0].lane != QUEUE_INTERACTIVE:
+        return False
+    if engine.dialect.name != "postgresql":
+        return False
+    item = items[0]
+    before = touch_before(item.account_id, now, touched, LAST_USED_RESOLUTION)
+    stored, event = _ONE_STATEMENT.run(engine, item, rows[0], now, before)
+    if not stored:
+        return False
+    if before is not None and touched is not None and item.account_id is not None:
+        touched[item.account_id] = now
+    if event is not None and deliveries is not None:
+        deliveries.append(event)
+    return True
+
+
 def _store_alongside(
     conn: Connection,
     items: Sequence[Attempted],
@@ -142,24 +175,7 @@ def _store_alongside(
     new_events = enqueue_deliveries(conn, final, now, finished=finished)
     if deliveries is not None:
         deliveries.extend(new_events)
-    conn.execute(
-        insert(_attempts),
-        [
-            {
-                "call_id": item.call_id,
-                "number": item.attempt,
-                "started_at": item.started_at,
-                "duration_ms": item.result.duration_ms,
-                "network_code": item.result.network_code,
-                "error": item.result.error,
-                "error_message": item.result.error_message,
-                "decision": item.result.decision,
-                "rate_wait_ms": item.result.rate_wait_ms,
-                "rate_wait_reason": (item.result.rate_wait_reason or "")[:200] or None,
-            }
-            for item in items
-        ],
-    )
+    conn.execute(insert(_attempts), [item.attempt_row() for item in items])
     account_ids = sorted({i.account_id for i in items if i.account_id is not None})
     if touched is not None:
         account_ids = [
