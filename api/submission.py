@@ -238,14 +238,14 @@ def submit(
     publisher: Publisher,
     call_id: str | None = None,
 ) -> FunctionCall:
-    """Write one call (under `call_id`, or a new id) and publish it; returns the call (an
-    earlier one for a repeated key). `admit` is asked once the call is valid and new,
-    before it is written."""
+    """Write one call (under `call_id`, or a new id) and publish it; returns the call (its
+    values without ORM state, a tenth of the CPU; an earlier one for a repeated key). `admit`
+    is asked once the call is valid and new, before it is written."""
     # Without an Idempotency-Key the call's INSERT is the one write: no BEGIN, no COMMIT.
     scope = session_scope if sub.idempotency_key else single_write_session
     with scope(engine) as session:
         row = build_row(session, tenant, catalog, sub, None, call_id=call_id)
-        call = FunctionCall(**row)
+        call = FunctionCall.model_construct(**row)
         if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
             if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
                 return _same_or_conflict(prior, call)

@@ -42,7 +42,7 @@ def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
         data: dict[str, Any]
         if delivery.call_id:
             row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
-            data = call_out(FunctionCall(**row._mapping)).model_dump(mode="json")
+            data = call_out(FunctionCall.model_construct(**row._mapping)).model_dump(mode="json")
         elif delivery.account_id:
             data = _account_data(conn, delivery.account_id)
         else:
