@@ -101,7 +101,8 @@ def store_results(
 ) -> list[str]:
     """Store each result whose call is still ours (running, same attempt); return their ids.
 
-    Normally one executemany UPDATE, one multi-row INSERT and one commit. `touched`
+    Normally one executemany UPDATE, one multi-row INSERT and one commit; one interactive
+    result on Postgres, one statement (worker/calls/store_one.py). `touched`
     remembers when this process last wrote each account's `last_used_at`, to skip writes
     within LAST_USED_RESOLUTION. The webhook events of calls that finished are written in
     the same transaction; their ids are added to `deliveries`, to publish. If any call was
