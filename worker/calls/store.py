@@ -177,11 +177,12 @@ def _store_alongside(
     if deliveries is not None:
         deliveries.extend(new_events)
     conn.execute(insert(_attempts), [item.attempt_row() for item in items])
-    account_ids = sorted({i.account_id for i in items if i.account_id is not None})
+    account_ids = [
+        a
+        for a in sorted({i.account_id for i in items if i.account_id is not None})
+        if touch_before(a, now, touched, LAST_USED_RESOLUTION) is not None
+    ]
     if touched is not None:
-        account_ids = [
-            a for a in account_ids if a not in touched or touched[a] < now - LAST_USED_RESOLUTION
-        ]
         touched.update(dict.fromkeys(account_ids, now))
     if account_ids:
         conn.execute(

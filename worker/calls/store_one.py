@@ -38,18 +38,8 @@ _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 
-# The attempt's row but its call, which the INSERT takes from the stored call.
-_ATTEMPT_COLUMNS = (
-    "number",
-    "started_at",
-    "duration_ms",
-    "network_code",
-    "error",
-    "error_message",
-    "decision",
-    "rate_wait_ms",
-    "rate_wait_reason",
-)
+# The attempt's row but its id and its call, which the INSERT takes from the stored call.
+_ATTEMPT_COLUMNS = tuple(c.name for c in _attempts.c if c.name not in ("id", "call_id"))
 
 
 def _param(table: Any, column: str, prefix: str) -> Any:
