@@ -21,42 +21,42 @@ from models.errors import invalid
 from models.settings import Settings
 
 
-def get_engine_dep(request: Request) -> Engine:
+async def get_engine_dep(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_catalog_dep(request: Request) -> Catalog:
+async def get_catalog_dep(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_vault(request: Request) -> Vault:
+async def get_vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
 
 
-def get_waiter(request: Request) -> CallWaiter:
+async def get_waiter(request: Request) -> CallWaiter:
     waiter: CallWaiter = request.app.state.waiter
     return waiter
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 
 
-def get_quotas(request: Request) -> Quotas:
+async def get_quotas(request: Request) -> Quotas:
     quotas: Quotas = request.app.state.quotas
     return quotas
 
 
-def get_intake(request: Request) -> Intake:
+async def get_intake(request: Request) -> Intake:
     return Intake.of(request.app.state)
 
 
@@ -75,7 +75,7 @@ async def current_tenant(
 MAX_QUERY_CHARS = 100
 
 
-def matching_apps(
+async def matching_apps(
     catalog: Annotated[Catalog, Depends(get_catalog_dep)],
     category: Annotated[str | None, Query(description=", ".join(CATEGORIES))] = None,
     q: Annotated[

@@ -22,7 +22,7 @@ from models.db.engine import utcnow
 LIVE_IDLE_MS = 60_000
 
 
-def console_now() -> datetime:
+async def console_now() -> datetime:
     """The moment the charts end at: the server's clock, in UTC."""
     return utcnow()
 

@@ -35,7 +35,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _log_filter(
+async def _log_filter(
     app: str | None = None,
     status: CallStatus | None = None,
     user_id: str | None = None,

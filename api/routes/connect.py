@@ -27,7 +27,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def connect_of(request: Request) -> Connect:
+async def connect_of(request: Request) -> Connect:
     connect: Connect = request.app.state.connect
     return connect
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Header, Response
-
-from api.deps import CurrentTenant, IntakeDep, UserIdHeader
+from api.deps import CurrentTenant, IntakeDep
 from api.intake import Accepted
 from api.parsing import JSONRoute
 from api.schemas.calls import FunctionCallRequest, PassthroughRequest
 from api.schemas.common import ErrorOut
+from api.submit_headers import DOCUMENTED, SubmitHeadersDep
 from models.calls.resources import CallResult, FunctionCallOut
 from models.errors import invalid
-from models.settings import MAX_WAIT_S
 
 router = APIRouter(tags=["function calls"], route_class=JSONRoute)
 
@@ -25,15 +23,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     413: {"model": ErrorOut, "description": "body over PASSTHRU_MAX_REQUEST_BYTES"},
     429: {"model": ErrorOut, "description": "a per-tenant bound; see Retry-After"},
 }
-PreferHeader = Annotated[
-    str | None,
-    Header(
-        description=f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with "
-        "the result if the call ended; `respond-async`: answer 202 at once. Without either, "
-        "the operator's PASSTHRU_DEFAULT_WAIT_S (0: answer 202 at once)"
-    ),
-]
-KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def _answer(accepted: Accepted) -> Response:
@@ -53,18 +42,17 @@ def _answer(accepted: Accepted) -> Response:
     response_model=FunctionCallOut | CallResult,
     responses={**_ERRORS, 200: {"model": CallResult, "description": "finished within wait"}},
     summary="Call the app's API as one of your users",
+    openapi_extra=DOCUMENTED,
 )
 async def passthrough_request(
     app: str,
     body: PassthroughRequest,
     tenant: CurrentTenant,
     intake: IntakeDep,
-    user_id: UserIdHeader = None,
-    prefer: PreferHeader = None,
-    idempotency_key: KeyHeader = None,
+    headers: SubmitHeadersDep,
 ) -> Response:
-    sub = intake.passthrough(app, body, user_id, idempotency_key)
-    return _answer(await intake.accept(tenant, sub, prefer))
+    sub = intake.passthrough(app, body, headers.user_id, headers.idempotency_key)
+    return _answer(await intake.accept(tenant, sub, headers.prefer))
 
 
 @router.post(
@@ -73,16 +61,16 @@ async def passthrough_request(
     response_model=FunctionCallOut | CallResult,
     responses={**_ERRORS, 200: {"model": CallResult, "description": "finished within wait"}},
     summary="Invoke a function (the SDK's form)",
+    openapi_extra=DOCUMENTED,
 )
 async def invoke_function(
     body: FunctionCallRequest,
     tenant: CurrentTenant,
     intake: IntakeDep,
-    user_id: UserIdHeader = None,
-    prefer: PreferHeader = None,
-    idempotency_key: KeyHeader = None,
+    headers: SubmitHeadersDep,
 ) -> Response:
-    sub = intake.function_call(body, user_id, idempotency_key)
+    user_id = headers.user_id
+    sub = intake.function_call(body, user_id, headers.idempotency_key)
     if body.user_id and user_id and body.user_id != user_id:
         raise invalid("user_id", "differs from the X-User-ID header")
-    return _answer(await intake.accept(tenant, sub, prefer))
+    return _answer(await intake.accept(tenant, sub, headers.prefer))

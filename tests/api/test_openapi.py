@@ -10,6 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from api.schemas.apps import AppOut
+from api.schemas.common import USER_ID_CHARS
+from api.submit_headers import IDEMPOTENCY_KEY_CHARS
 from models.catalog.apps import Catalog
 
 # Each JSON answer and the schema /docs shows for it.
@@ -72,3 +74,15 @@ def test_an_app_is_shown_as_app_public_shows_it(app: FastAPI) -> None:
         shown = orjson.loads(AppOut.of(entry).model_dump_json())
         assert shown == orjson.loads(orjson.dumps(entry.public())), entry.slug
         assert list(shown) == list(entry.public()), entry.slug
+
+
+@pytest.mark.parametrize("path", ["/{app}-passthrough-request", "/function-calls"])
+def test_a_submission_documents_its_headers_and_their_limits(
+    openapi: dict[str, Any], path: str
+) -> None:
+    """The submission routes read their headers in one dependency; /docs still shows them."""
+    params = {p["name"]: p for p in openapi["paths"][path]["post"]["parameters"]}
+    assert params["X-User-ID"]["schema"]["maxLength"] == USER_ID_CHARS
+    assert params["Idempotency-Key"]["schema"]["maxLength"] == IDEMPOTENCY_KEY_CHARS
+    assert "respond-async" in params["Prefer"]["description"]
+    assert all(params[name]["in"] == "header" for name in ("X-User-ID", "Prefer"))

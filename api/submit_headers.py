@@ -1,0 +1,75 @@
+"""A submission's own headers, `X-User-ID`, `Prefer` and `Idempotency-Key`, read in one
+dependency.
+
+FastAPI validates each declared header parameter on its own, through pydantic, on every
+request. For these three that was about 0.2 ms of the event loop's CPU per submission
+here, a sixth of it. They are read straight from the request instead, with the same
+limits and the same 400, and `DOCUMENTED` names them in the OpenAPI document as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.datastructures import Headers
+
+from api.schemas.common import USER_ID_CHARS
+from models.errors import invalid
+from models.settings import MAX_WAIT_S
+
+# The longest Idempotency-Key (its column's width).
+IDEMPOTENCY_KEY_CHARS = 200
+
+_PREFER = (
+    f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with the result if "
+    "the call ended; `respond-async`: answer 202 at once. Without either, the operator's "
+    "PASSTHRU_DEFAULT_WAIT_S (0: answer 202 at once)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitHeaders:
+    user_id: str | None
+    prefer: str | None
+    idempotency_key: str | None
+
+
+def _limited(headers: Headers, name: str, limit: int) -> str | None:
+    value = headers.get(name)
+    if value is not None and len(value) > limit:
+        raise invalid(name, f"String should have at most {limit} characters")
+    return value
+
+
+async def submit_headers(request: Request) -> SubmitHeaders:
+    """The three headers as sent (the first of each), or a 400 naming one past its limit."""
+    headers = request.headers
+    return SubmitHeaders(
+        user_id=_limited(headers, "X-User-ID", USER_ID_CHARS),
+        prefer=headers.get("Prefer"),
+        idempotency_key=_limited(headers, "Idempotency-Key", IDEMPOTENCY_KEY_CHARS),
+    )
+
+
+def _header(name: str, max_length: int | None = None, description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    doc: dict[str, Any] = {"name": name, "in": "header", "required": False, "schema": schema}
+    if description:
+        doc["description"] = description
+    return doc
+
+
+# The route's `openapi_extra`: the headers as FastAPI would have documented them.
+DOCUMENTED: dict[str, Any] = {
+    "parameters": [
+        _header("X-User-ID", USER_ID_CHARS, "the end user the call runs as"),
+        _header("Prefer", description=_PREFER),
+        _header("Idempotency-Key", IDEMPOTENCY_KEY_CHARS, "the same key, the same call"),
+    ]
+}
+
+SubmitHeadersDep = Annotated[SubmitHeaders, Depends(submit_headers)]
