@@ -15,12 +15,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import Headers
 
-from api.schemas.common import USER_ID_CHARS
+from api.schemas.common import IDEMPOTENCY_KEY_CHARS, USER_ID_CHARS
 from models.errors import invalid
 from models.settings import MAX_WAIT_S
-
-# The longest Idempotency-Key (its column's width).
-IDEMPOTENCY_KEY_CHARS = 200
 
 _PREFER = (
     f"`wait=N` (0 <= N <= {MAX_WAIT_S:g}): wait up to N s and answer 200 with the result if "

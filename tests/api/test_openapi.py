@@ -10,8 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from api.schemas.apps import AppOut
-from api.schemas.common import USER_ID_CHARS
-from api.submit_headers import IDEMPOTENCY_KEY_CHARS
+from api.schemas.common import IDEMPOTENCY_KEY_CHARS, USER_ID_CHARS
 from models.catalog.apps import Catalog
 
 # Each JSON answer and the schema /docs shows for it.
