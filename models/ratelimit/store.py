@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -112,6 +112,16 @@ return {now, unpack(redis.call('MGET', unpack(KEYS)))}
 )
 
 
+def _paused_until(keys: list[str], answer: list[Any]) -> dict[str, tuple[int, int | None]]:
+    """`_READ`'s answer (the clock, then each key's value) as each pause key's (now, pause
+    end)."""
+    at, *values = answer
+    return {
+        key: (int(at), None if value is None else int(value))
+        for key, value in zip(keys, values, strict=True)
+    }
+
+
 def _reason(ask: Ask, why: int) -> str | None:
     if why == -1:
         return "paused by the upstream"
@@ -128,27 +138,46 @@ class RedisLimiter:
     def book_many(
         self, asks: Sequence[Ask], *, near_ms: int, horizon_ms: int, now_ms: int | None = None
     ) -> list[Booking]:
+        """A call under no rule only asks whether its pause has passed: those are read all
+        at once (one MGET of their distinct pause keys), in the same round trip as the
+        scripts of the calls that book."""
         if not asks:
             return []
         now = "" if now_ms is None else str(now_ms)
         calls = []
         for ask in asks:
+            if not ask.rules:
+                continue
             args: list[str | int] = [now, near_ms, horizon_ms]
             for rule in ask.rules:
                 args += [rule.interval_ms, rule.tolerance_ms]
             calls.append(([ask.pause_key, *(r.key for r in ask.rules)], args))
-        if len(calls) == 1:  # one EVALSHA: a pipeline would first ask SCRIPT EXISTS
-            keys, args = calls[0]
-            answers = [self._book(keys=keys, args=args)]
+        pauses = sorted({ask.pause_key for ask in asks if not ask.rules})
+        if len(calls) + bool(pauses) == 1:  # one EVALSHA: a pipeline would ask SCRIPT EXISTS
+            answers = (
+                [self._book(keys=calls[0][0], args=calls[0][1])]
+                if calls
+                else [self._read(keys=pauses, args=[now])]
+            )
         else:
             pipe = self._client.pipeline(transaction=False)
             for keys, args in calls:
                 self._book(keys=keys, args=args, client=pipe)
+            if pauses:
+                self._read(keys=pauses, args=[now], client=pipe)
             answers = pipe.execute()
+        paused = _paused_until(pauses, answers[-1]) if pauses else {}
+        window = {"near_ms": near_ms, "horizon_ms": horizon_ms}
+        booked = iter(answers)
         bookings = []
-        for ask, (slot, at, why, *flags) in zip(asks, answers, strict=True):
-            booked = tuple(bool(f) for f in flags)
-            bookings.append(Booking(int(slot), int(at), booked, _reason(ask, int(why))))
+        for ask in asks:
+            if not ask.rules:
+                at, until = paused[ask.pause_key]
+                bookings.append(book([], [], now_ms=at, paused_until_ms=until, **window))
+                continue
+            slot, at, why, *flags = next(booked)
+            taken = tuple(bool(f) for f in flags)
+            bookings.append(Booking(int(slot), int(at), taken, _reason(ask, int(why))))
         return bookings
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:

@@ -114,6 +114,43 @@ def test_a_pause_holds_every_call_of_the_key(limiter: Limiter) -> None:
     assert slots(limiter, ask(rule(10, 1)), 2, now=T0 + 500) == [2_500, 2_600]
 
 
+def test_a_message_mixing_unlimited_and_limited_calls_keeps_their_order(limiter: Limiter) -> None:
+    # Given one key paused for 3 s and another not paused at all
+    quiet = "passthru:rl:pause:test:other"
+    limiter.pause(PAUSE, 3_000, now_ms=T0)
+    # When one message asks for unlimited calls of both keys between limited ones
+    asks = [Ask([], PAUSE), ask(rule(10, 1)), Ask([], quiet), Ask([], PAUSE), ask(rule(10, 1))]
+    b = limiter.book_many(asks, **ALL, now_ms=T0)
+    # Then each answer is its own call's: the paused key waits, the other goes at once, and
+    # the limited calls are spaced from the end of the pause
+    assert [(x.wait_ms, x.reason, x.booked) for x in b] == [
+        (3_000, "paused by the upstream", ()),
+        (3_000, "paused by the upstream", (True,)),
+        (0, None, ()),
+        (3_000, "paused by the upstream", ()),
+        (3_100, "test: 10 per 1 s", (True,)),
+    ]
+
+
+def test_unlimited_calls_cost_redis_one_read_whatever_their_number(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # Given a message of 100 calls under no limit, for two keys
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    limiter = RedisLimiter(client)
+    asks = [Ask([], f"passthru:rl:pause:test:{i % 2}") for i in range(100)]
+    client.config_resetstat()
+    # When they are booked
+    bookings = limiter.book_many(asks, **ALL)
+    # Then Redis ran one script for all of them, not one per call
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert "cmdstat_eval" not in stats
+    assert all(b.complete and b.wait_ms == 0 for b in bookings)
+    client.close()
+
+
 def test_a_shorter_pause_does_not_cut_a_longer_one(limiter: Limiter) -> None:
     limiter.pause(PAUSE, 5_000, now_ms=T0)
     assert limiter.pause(PAUSE, 1_000, now_ms=T0) == T0 + 5_000
