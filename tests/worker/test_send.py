@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -105,6 +106,36 @@ def test_answer_is_returned() -> None:
     assert outcome.truncated is False
     assert upstream.requests[0].headers["Authorization"] == TOKEN
     assert str(upstream.requests[0].url) == "https://api.example.com/v1/items?limit=2"
+
+
+def test_the_clients_headers_go_under_the_calls_own_with_its_timeouts() -> None:
+    # Given a client with headers of its own, and a call that sets one of them, spelled
+    # in another case
+    upstream = Upstream(lambda _: httpx.Response(200))
+    req = replace(_req(), headers={"accept-encoding": "identity", "Accept": "text/csv"})
+
+    async def go() -> Any:
+        client_headers = {"Accept-Encoding": "gzip, br", "X-Sent-By": "passthru"}
+        transport = httpx.MockTransport(upstream)
+        async with httpx.AsyncClient(transport=transport, headers=client_headers) as client:
+            return await send(client, req, OPEN)
+
+    # When sent
+    outcome = asyncio.run(go())
+    # Then the call's value replaced the client's, each header went once, the client's
+    # other headers went too, and the call's own timeouts went with the request
+    assert isinstance(outcome, Answer)
+    sent = upstream.requests[0]
+    assert sent.headers.get_list("accept-encoding") == ["identity"]
+    assert sent.headers.get_list("accept") == ["text/csv"]
+    assert sent.headers["x-sent-by"] == "passthru"
+    assert sent.headers["authorization"] == TOKEN
+    assert sent.extensions["timeout"] == {
+        "connect": 10.0,
+        "read": 30.0,
+        "write": 30.0,
+        "pool": None,
+    }
 
 
 def test_upstream_error_status_is_still_an_answer() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -19,7 +20,7 @@ from models.net.overrides import apply_override, undo_override
 from models.net.urls import DEFAULT_PORTS, host_matches
 from worker.calls.onward import OnwardRequest
 from worker.net.egress import DestinationForbidden, EgressPolicy
-from worker.net.transport import describe_failure
+from worker.net.transport import describe_failure, transport_of
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -129,13 +130,16 @@ async def _exchange(
 ) -> Outcome:
     hop = _Hop(req.method, req.url, req.content, req.headers)
     timeout = httpx.Timeout(req.timeouts.read_s, connect=req.timeouts.connect_s, pool=None)
+    extensions = {"timeout": timeout.as_dict()}
+    transport = transport_of(client)
     for _ in range(MAX_REDIRECTS + 1):
-        built = _build(client, hop, req, policy, timeout, started)
+        built = _build(client, hop, req, policy, extensions, started)
         if isinstance(built, Failure):
             return built
         request, target = built
         try:
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
+            response.request = request
         except Exception as exc:
             kind, delivered, message = describe_failure(exc, sent=False)
             return _failure(req, kind, message, delivered, started)
@@ -170,15 +174,18 @@ def _build(
     hop: _Hop,
     req: OnwardRequest,
     policy: SendPolicy,
-    timeout: httpx.Timeout,
+    extensions: dict[str, Any],
     started: float,
 ) -> tuple[httpx.Request, str] | Failure:
-    """The request to send (overrides applied, credentials added) and where it goes; a
-    Failure when the egress policy forbids it or the URL cannot be sent to."""
+    """The request to send (overrides applied, the client's headers under the call's own,
+    credentials added) and where it goes; a Failure when the egress policy forbids it or
+    the URL cannot be sent to."""
     try:
         target, _ = apply_override(hop.url, policy.overrides)
-        request = client.build_request(
-            hop.method, target, headers=hop.headers, content=hop.content, timeout=timeout
+        headers = client.headers.copy()
+        headers.update(hop.headers)
+        request = httpx.Request(
+            hop.method, target, headers=headers, content=hop.content, extensions=extensions
         )
         request = _with_auth(request, req.auth)
         policy.egress.check_host(request.url.raw_host.decode("ascii"))
