@@ -194,14 +194,20 @@ def test_account_last_used_is_written_at_most_once_a_minute(
         assert row.last_used_at == (expected or last_used)
 
 
+def other_tenant_with_endpoints(engine: Engine, tenant: Tenant, vault: Vault) -> ConnectedAccount:
+    """Another tenant, and an endpoint for it and for `tenant` (the other's made first);
+    returns an account of the other tenant."""
+    other, _ = create_tenant(engine, f"other-{secrets.token_hex(3)}")
+    for owner, url in ((other, "https://other.example/hook"), (tenant, "https://mine.example/h")):
+        insert(engine, WebhookEndpoint(tenant_id=owner.id, url=url, secrets_enc="x"))
+    return make_account(engine, other, vault)
+
+
 def test_a_single_result_announces_itself_to_its_own_tenants_endpoint(
     engine: Engine, account: ConnectedAccount, tenant: Tenant, vault: Vault
 ) -> None:
     # Given two tenants, each with an endpoint (the other's made first)
-    other, _ = create_tenant(engine, f"other-{secrets.token_hex(3)}")
-    for owner, url in ((other, "https://other.example/hook"), (tenant, "https://mine.example/h")):
-        insert(engine, WebhookEndpoint(tenant_id=owner.id, url=url, secrets_enc="x"))
-    other_account = make_account(engine, other, vault)
+    other_account = other_tenant_with_endpoints(engine, tenant, vault)
     mine, theirs = claimed_calls(engine, account, 1)[0], claimed_calls(engine, other_account, 1)[0]
     # When each call's result is stored alone (the interactive lane's store)
     deliveries: list[str] = []
@@ -219,6 +225,31 @@ def test_a_single_result_announces_itself_to_its_own_tenants_endpoint(
         mine.call.id: "https://mine.example/h",
         theirs.call.id: "https://other.example/hook",
     }
+
+
+def test_a_group_of_two_tenants_results_announces_each_to_its_own_endpoint(
+    engine: Engine, account: ConnectedAccount, tenant: Tenant, vault: Vault
+) -> None:
+    # Given two tenants, each with an endpoint, and claimed calls of both
+    mine = claimed_calls(engine, account, 2)
+    theirs = claimed_calls(engine, other_tenant_with_endpoints(engine, tenant, vault), 1)
+    retried = replace(
+        completed(mine[1]), result=Result(status=CallStatus.RETRYING, decision="retry later")
+    )
+    # When their results are stored as one group (a bulk message's), one of them a retry
+    deliveries: list[str] = []
+    items = [completed(mine[0]), retried, completed(theirs[0])]
+    stored = store_results(engine, items, NOW, deliveries=deliveries)
+    # Then all are stored with their attempts, and each finished call's event goes to its
+    # own tenant's endpoint; the retry has none
+    assert stored == [i.call_id for i in items]
+    assert len(attempts_of(engine, stored)) == 3
+    urls = {d.call_id: d.url for d in deliveries_of(engine, deliveries)}
+    assert urls == {
+        mine[0].call.id: "https://mine.example/h",
+        theirs[0].call.id: "https://other.example/hook",
+    }
+    assert load(engine, mine[1].call.id).status is CallStatus.RETRYING
 
 
 def deliveries_of(engine: Engine, ids: list[str]) -> list[WebhookDelivery]:
@@ -369,3 +400,25 @@ def test_on_postgres_a_single_interactive_result_is_one_statement(
     assert len(statements) == 1
     assert len(deliveries_of(engine, deliveries)) == 1
     assert len(attempts_of(engine, [c.call.id])) == 1
+
+
+def test_on_postgres_a_group_of_results_and_their_attempts_is_one_statement(
+    engine: Engine, account: ConnectedAccount
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores a group with an executemany")
+    claimed = claimed_calls(engine, account, 20)
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        stored = store_results(engine, [completed(c, i) for i, c in enumerate(claimed)], NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # The calls and their attempts: one statement (the account's use is another)
+    assert len(stored) == 20
+    assert len([s for s in statements if "call_attempt" in s or "function_call" in s]) == 1
+    assert len(attempts_of(engine, stored)) == 20

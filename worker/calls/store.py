@@ -9,18 +9,19 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, insert, or_, update
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlmodel import col
 
 from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
-from models.db.engine import UTCDateTime
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.keys import QUEUE_INTERACTIVE
 from models.webhooks.outbox import FINISHED_COLUMNS, enqueue_deliveries
 from worker.calls.results import Attempted, failed
+from worker.calls.store_many import store_many
 from worker.calls.store_one import OneStatement, touch_before
+from worker.calls.store_rows import RESULTS, result_values, store_row
 
 log = logging.getLogger("passthru.worker")
 
@@ -31,8 +32,7 @@ _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 
 
-# What an attempt ends with, and where a call handed back unsent goes.
-RESULTS = (CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.RETRYING)
+# Where a call handed back unsent goes.
 HANDED_BACK = (CallStatus.QUEUED, CallStatus.RETRYING)
 
 
@@ -49,47 +49,10 @@ def still_ours(*to: CallStatus) -> tuple[ColumnElement[bool], ...]:
 _STORE = (
     _calls.update()
     .where(*still_ours(*RESULTS))
-    .values(
-        status=bindparam("b_status"),
-        network_code=bindparam("b_network_code"),
-        output=bindparam("b_output"),
-        output_truncated=bindparam("b_output_truncated"),
-        response_headers=bindparam("b_headers"),
-        error=bindparam("b_error"),
-        error_message=bindparam("b_error_message"),
-        duration_ms=bindparam("b_duration_ms"),
-        lease_expires_at=None,
-        finished_at=bindparam("b_finished_at"),
-        next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
-        # A retry published with a countdown counts as published for its time; a longer
-        # wait keeps the old value, so the sweeper publishes it when due.
-        published_at=func.coalesce(
-            bindparam("b_published_at", type_=UTCDateTime()), _calls.c.published_at
-        ),
-        rate_wait=None,
-    )
+    .values(**result_values(lambda column, name: bindparam(name, type_=_calls.c[column].type)))
 )
 _STORE_RETURNING = _STORE.returning(*FINISHED_COLUMNS)
 _ONE_STATEMENT = OneStatement(_STORE)
-
-
-def _row(item: Attempted, now: datetime) -> dict[str, Any]:
-    r = item.result
-    return {
-        "b_id": item.call_id,
-        "b_attempt": item.attempt,
-        "b_status": CALLS.check(CallStatus.RUNNING, r.status),
-        "b_network_code": r.network_code,
-        "b_output": r.output,
-        "b_output_truncated": r.output_truncated,
-        "b_headers": r.headers,
-        "b_error": r.error,
-        "b_error_message": r.error_message,
-        "b_duration_ms": r.duration_ms,
-        "b_finished_at": now if r.status.is_final else None,
-        "b_next_attempt_at": r.next_attempt_at,
-        "b_published_at": r.next_attempt_at if r.countdown_s is not None else None,
-    }
 
 
 def store_results(
@@ -101,17 +64,19 @@ def store_results(
 ) -> list[str]:
     """Store each result whose call is still ours (running, same attempt); return their ids.
 
-    Normally one executemany UPDATE, one multi-row INSERT and one commit; one interactive
-    result on Postgres, one statement (worker/calls/store_one.py). `touched`
-    remembers when this process last wrote each account's `last_used_at`, to skip writes
-    within LAST_USED_RESOLUTION. The webhook events of calls that finished are written in
-    the same transaction; their ids are added to `deliveries`, to publish. If any call was
-    taken back meanwhile (its lease expired and the sweeper moved it), the batch is stored
-    row by row so that only the calls still ours get their result and attempt.
+    On Postgres, a group is one statement for the calls and their attempts
+    (worker/calls/store_many.py), and one interactive result one statement in all
+    (worker/calls/store_one.py); on SQLite, an executemany UPDATE and a multi-row INSERT.
+    `touched` remembers when this process last wrote each account's `last_used_at`, to skip
+    writes within LAST_USED_RESOLUTION. The webhook events of calls that finished are
+    written in the same transaction; their ids are added to `deliveries`, to publish. A call
+    taken back meanwhile (its lease expired and the sweeper moved it) gets no result and no
+    attempt: on SQLite, when the UPDATE's count says so, the group is stored row by row to
+    find which.
     """
     if not items:
         return []
-    rows = [_row(item, now) for item in items]
+    rows = [store_row(item, now) for item in items]
     if _stored_in_one_statement(engine, items, rows, now, touched, deliveries):
         return [items[0].call_id]
     with engine.connect() as conn, conn.begin() as tx:
@@ -120,6 +85,12 @@ def store_results(
             if found:
                 _store_alongside(conn, items, now, touched, deliveries, found)
             return [item.call_id for item in items] if found else []
+        if conn.dialect.name == "postgresql":  # one statement, the attempts with it
+            found = store_many(conn, items, rows)
+            ours = {row[0] for row in found}
+            kept = [item for item in items if item.call_id in ours]
+            _events_and_use(conn, kept, now, touched, deliveries, found)
+            return [item.call_id for item in kept]
         if conn.execute(_STORE, rows).rowcount == len(rows):
             _store_alongside(conn, items, now, touched, deliveries)
             return [item.call_id for item in items]
@@ -171,12 +142,27 @@ def _store_alongside(
 ) -> None:
     if not items:
         return
+    conn.execute(insert(_attempts), [item.attempt_row() for item in items])
+    _events_and_use(conn, items, now, touched, deliveries, stored)
+
+
+def _events_and_use(
+    conn: Connection,
+    items: Sequence[Attempted],
+    now: datetime,
+    touched: dict[str, datetime] | None,
+    deliveries: list[str] | None,
+    stored: Sequence[Any] | None,
+) -> None:
+    """The webhook events of the stored calls that finished, and their accounts' use."""
+    if not items:
+        return
     final = [i.call_id for i in items if i.result.status.is_final]
-    finished = None if stored is None else [row for row in stored if row[0] in final]
+    finals = set(final)
+    finished = None if stored is None else [row for row in stored if row[0] in finals]
     new_events = enqueue_deliveries(conn, final, now, finished=finished)
     if deliveries is not None:
         deliveries.extend(new_events)
-    conn.execute(insert(_attempts), [item.attempt_row() for item in items])
     account_ids = [
         a
         for a in sorted({i.account_id for i in items if i.account_id is not None})
