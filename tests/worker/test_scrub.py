@@ -20,7 +20,7 @@ from models.accounts.credentials import (
 from models.catalog.apps import App
 from models.catalog.spec import AuthSpec, OAuth2Spec
 from worker.calls.auth import auth_for, secrets_of
-from worker.calls.onward import OnwardRequest
+from worker.calls.onward import OnwardRequest, Scrubbers
 from worker.calls.scrub import REDACTED, Scrubber
 from worker.calls.timeouts import Timeouts
 from worker.net.egress import EgressPolicy
@@ -102,6 +102,29 @@ def test_refresh_tokens_and_the_client_secret_are_scrubbed_too() -> None:
     creds = OAuth2Credentials(access_token="at", refresh_token="rt-5")
     scrub = Scrubber(secrets_of(app, creds))
     assert scrub.text("rt-5 client-s at-x") == f"{REDACTED} {REDACTED} {REDACTED}-x"
+
+
+def test_a_messages_calls_share_a_scrubber_until_their_credentials_change() -> None:
+    # Given the scrubbers of one message, and two calls with the same app and credentials
+    app = _app(AuthSpec(type="bearer"))
+    scrubbers = Scrubbers()
+    first = OAuth2Credentials(access_token="first-token")
+    # Then they share one scrubber, which removes the token
+    assert scrubbers.of(app, first) is scrubbers.of(app, first)
+    assert scrubbers.of(app, first).text("first-token") == REDACTED
+    # And credentials renewed meanwhile (a new token) get a scrubber that removes theirs,
+    # even if they are equal in every other way
+    renewed = OAuth2Credentials(access_token="renewed-token")
+    assert scrubbers.of(app, renewed).text("renewed-token first-token") == (
+        f"{REDACTED} first-token"
+    )
+    # And another app of the same slug (a catalog reloaded: a client secret added) makes
+    # a scrubber of its own
+    other = _app(
+        AuthSpec(type="bearer"),
+        OAuth2Spec(token_url="https://api.example.com/token", client_secret="client-s"),
+    )
+    assert scrubbers.of(other, first).text("client-s") == REDACTED
 
 
 def _request(app: App, credentials: Credentials, url: str) -> OnwardRequest:

@@ -46,6 +46,25 @@ def encode_body(body: Any, headers: dict[str, str]) -> bytes | None:
     return orjson.dumps(body)
 
 
+class Scrubbers:
+    """The scrubber of each app's and credentials' secrets, made once for a message's calls:
+    making one derives every form of each secret and compiles their patterns, about a
+    fiftieth of a bulk call's CPU. Keyed by the app and credentials objects themselves
+    (kept with their scrubber, so a key never names another's), so credentials renewed
+    within the message, or an app reloaded, get a scrubber of their own."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[int, int], tuple[App, Credentials, Scrubber]] = {}
+
+    def of(self, app: App, credentials: Credentials) -> Scrubber:
+        key = (id(app), id(credentials))
+        made = self._made.get(key)
+        if made is None or made[0] is not app or made[1] is not credentials:
+            made = (app, credentials, Scrubber(secrets_of(app, credentials)))
+            self._made[key] = made
+        return made[2]
+
+
 def build_request(
     *,
     method: str,
@@ -57,6 +76,7 @@ def build_request(
     allowed_hosts: list[str],
     credentials: Credentials,
     timeouts: Timeouts,
+    scrubbers: Scrubbers | None = None,
 ) -> OnwardRequest:
     merged = {"User-Agent": USER_AGENT, "Accept": "application/json", **app.default_headers}
     merged.update(headers or {})
@@ -75,5 +95,5 @@ def build_request(
         auth=auth_for(app.auth, credentials),
         timeouts=timeouts,
         allowed_ports=allowed_ports(base_url),
-        scrub=Scrubber(secrets_of(app, credentials)),
+        scrub=(scrubbers or Scrubbers()).of(app, credentials),
     )

@@ -22,7 +22,7 @@ from models.oauth.token_exchange import RefreshUnavailable, Revoked
 from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
-from worker.calls.onward import OnwardRequest, build_request
+from worker.calls.onward import OnwardRequest, Scrubbers, build_request
 from worker.calls.outcome import judge
 from worker.calls.results import Attempted, Result, call_option, failed, lane_of, log_attempt
 from worker.calls.scrub import NOTHING, Scrubber
@@ -87,6 +87,7 @@ class _Message:
     started_at: datetime
     credentials: AccountCredentials
     statuses: dict[str, CallStatus] = field(default_factory=dict)
+    scrubbers: Scrubbers = field(default_factory=Scrubbers)
 
     def prepare_all(
         self, claimed: list[Claimed]
@@ -124,6 +125,7 @@ class _Message:
                 base_url=base_url,
                 allowed_hosts=hosts,
                 credentials=self.credentials.of(account, app),
+                scrubbers=self.scrubbers,
                 timeouts=resolve_timeouts(
                     call_option(claimed, "timeout"),
                     app.timeouts,

@@ -123,7 +123,8 @@ def _ask(c: Claimed, catalog: Catalog, tenant_cap: RateLimitSpec | None) -> tupl
         app,
         tenant_id=c.call.tenant_id,
         account_id=c.account.id,
-        path=limit_path(c.call.url),
+        # Parsed only when one of the app's limits names a path: it is a URL parse per call.
+        path=limit_path(c.call.url) if any(s.path for s in app.rate_limits) else "",
         tenant_cap=tenant_cap,
         lane="bulk" if c.call.batch_id else "interactive",
     )
