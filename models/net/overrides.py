@@ -9,6 +9,8 @@ from models.net.urls import after_origin, origin_of
 def apply_override(url: str, overrides: dict[str, str]) -> tuple[str, bool]:
     """Send `url` to the operator's replacement origin, if one is set for its origin (however
     the origin is spelled: an explicit default port or user info does not escape it)."""
+    if not overrides:  # the usual case: nothing to parse
+        return url, False
     target = overrides.get(origin_of(url))
     if target is None:
         return url, False

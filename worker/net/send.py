@@ -182,10 +182,12 @@ def _build(
     the URL cannot be sent to."""
     try:
         target, _ = apply_override(hop.url, policy.overrides)
-        headers = client.headers.copy()
-        headers.update(hop.headers)
         request = httpx.Request(
-            hop.method, target, headers=headers, content=hop.content, extensions=extensions
+            hop.method,
+            target,
+            headers=_under(client.headers, hop.headers),
+            content=hop.content,
+            extensions=extensions,
         )
         request = _with_auth(request, req.auth)
         policy.egress.check_host(request.url.raw_host.decode("ascii"))
@@ -194,6 +196,19 @@ def _build(
         return _failure(req, "destination_forbidden", str(exc), False, started)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
         return _failure(req, "invalid_url", str(exc), False, started)
+
+
+def _under(defaults: httpx.Headers, own: dict[str, str]) -> list[tuple[str, str]]:
+    """`defaults` (the client's headers, as written) with `own` over them: a name `own`
+    sets, in any case, replaces the default. One list, which the request reads once."""
+    names = {name.lower() for name in own}
+    merged = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in defaults.raw
+        if name.decode("latin-1").lower() not in names
+    ]
+    merged.extend(own.items())
+    return merged
 
 
 def _next_hop(
