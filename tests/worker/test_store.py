@@ -402,23 +402,28 @@ def test_on_postgres_a_single_interactive_result_is_one_statement(
     assert len(attempts_of(engine, [c.call.id])) == 1
 
 
-def test_on_postgres_a_group_of_results_and_their_attempts_is_one_statement(
+def test_on_postgres_a_group_is_claimed_and_stored_by_two_statements_of_few_parameters(
     engine: Engine, account: ConnectedAccount
 ) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores a group with an executemany")
-    claimed = claimed_calls(engine, account, 20)
-    statements: list[str] = []
+    ids = [make_call(engine, account, url=f"https://slack.com/api/x?n={i}").id for i in range(60)]
+    statements: list[tuple[str, int]] = []
 
-    def count(conn: object, cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
+    def count(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "call_attempt" in statement or "function_call" in statement:
+            statements.append((statement, len(parameters)))  # type: ignore[arg-type]
 
     event.listen(engine, "before_cursor_execute", count)
     try:
+        claimed = claim(engine, ids, now=STARTED, deadline_s=60)
         stored = store_results(engine, [completed(c, i) for i, c in enumerate(claimed)], NOW)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # The calls and their attempts: one statement (the account's use is another)
-    assert len(stored) == 20
-    assert len([s for s in statements if "call_attempt" in s or "function_call" in s]) == 1
-    assert len(attempts_of(engine, stored)) == 20
+    # Then the claim is one statement, and the calls with their attempts another
+    assert len(stored) == 60
+    assert len(statements) == 2
+    assert len(attempts_of(engine, stored)) == 60
+    # And each has fewer parameters than there are calls: the ids go as one array, so the
+    # driver parses each statement once and prepares it, whatever the number of calls
+    assert all(n < 30 for _, n in statements), [n for _, n in statements]

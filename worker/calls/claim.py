@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, any_, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.accounts.states import AccountStatus
 from models.calls.states import CALLS, CallStatus
@@ -58,24 +59,36 @@ _ACCOUNT_COLUMNS = [_accounts.c[name] for name in AccountRow.__slots__]
 
 # Built once, run with parameters: building a statement costs more CPU than running it.
 _NOW = bindparam("now", type_=UTCDateTime())
-_CLAIM = (
-    CALLS.update(
-        _calls,
-        CallStatus.RUNNING,
-        _calls.c.id.in_(bindparam("ids", expanding=True)),
-        or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= _NOW),
+
+
+def _claim(ids: ColumnElement[bool]) -> Any:
+    """The claim of the calls `ids` names: each claimable one moves to `running`."""
+    return (
+        CALLS.update(
+            _calls,
+            CallStatus.RUNNING,
+            ids,
+            or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= _NOW),
+        )
+        .values(
+            lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
+            claimed_by=bindparam("claimed_by"),
+            attempt_count=_calls.c.attempt_count + 1,
+            started_at=func.coalesce(_calls.c.started_at, _NOW),
+            next_attempt_at=None,
+        )
+        .returning(*_CALL_COLUMNS)
     )
-    .values(
-        lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
-        claimed_by=bindparam("claimed_by"),
-        attempt_count=_calls.c.attempt_count + 1,
-        started_at=func.coalesce(_calls.c.started_at, _NOW),
-        next_attempt_at=None,
-    )
-    .returning(*_CALL_COLUMNS)
+
+
+# SQLite: a parameter per id.
+_CLAIM = _claim(_calls.c.id.in_(bindparam("ids", expanding=True)))
+# Postgres: the ids as one array (a statement of a few parameters is parsed once and
+# prepared by the driver; one of a hundred never is), and the UPDATE as a CTE joined to
+# the accounts, one round trip.
+_CLAIMED = _claim(_calls.c.id == any_(bindparam("ids", type_=ARRAY(_calls.c.id.type)))).cte(
+    "claimed"
 )
-# Postgres: the UPDATE as a CTE joined to the accounts, one round trip.
-_CLAIMED = _CLAIM.cte("claimed")
 _CLAIM_JOINED = select(
     *_CLAIMED.c, *[c.label(f"account_{c.name}") for c in _ACCOUNT_COLUMNS]
 ).select_from(_CLAIMED.outerjoin(_accounts, _accounts.c.id == _CLAIMED.c.connected_account_id))
