@@ -425,5 +425,5 @@ def test_on_postgres_a_group_is_claimed_and_stored_by_two_statements_of_few_para
     assert len(statements) == 2
     assert len(attempts_of(engine, stored)) == 60
     # And each has fewer parameters than there are calls: the ids go as one array, so the
-    # driver parses each statement once and prepares it, whatever the number of calls
+    # driver converts each statement once, whatever the number of calls
     assert all(n < 30 for _, n in statements), [n for _, n in statements]

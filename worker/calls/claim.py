@@ -83,9 +83,9 @@ def _claim(ids: ColumnElement[bool]) -> Any:
 
 # SQLite: a parameter per id.
 _CLAIM = _claim(_calls.c.id.in_(bindparam("ids", expanding=True)))
-# Postgres: the ids as one array (a statement of a few parameters is parsed once and
-# prepared by the driver; one of a hundred never is), and the UPDATE as a CTE joined to
-# the accounts, one round trip.
+# Postgres: the ids as one array (psycopg caches its conversion of a statement of a few
+# parameters, not of a hundred; Postgres spends less CPU on it too, measured), and the
+# UPDATE as a CTE joined to the accounts, one round trip.
 _CLAIMED = _claim(_calls.c.id == any_(bindparam("ids", type_=ARRAY(_calls.c.id.type)))).cte(
     "claimed"
 )

@@ -51,8 +51,7 @@ def _statement() -> Any:
             CALLS.guard(_calls.c.status, RESULTS, current=CallStatus.RUNNING),
             _calls.c.attempt_count == _RESULTS.c.attempt_count,
             # Names the day partitions to read: a join alone is not pruned when planned.
-            # One array, not a parameter per id: a statement of a few parameters is
-            # parsed once and prepared by the driver, one of a hundred never is.
+            # One array, not a parameter per id, as in the claim (worker/calls/claim.py).
             _calls.c.id == any_(bindparam("b_id", type_=ARRAY(_calls.c.id.type))),
         )
         .values(**result_values(lambda column, _: _RESULTS.c[column]))
