@@ -16,7 +16,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from api.dev.harness import Proc
-from bench.stack import BENCH_ORIGIN, Stack, cpu_s, rss_mib
+from bench.stack import BENCH_ORIGIN, Stack, cpu_s, postgres_cpu_s, rss_mib
 from models.accounts.tenants import create_tenant
 
 APPS_YAML = f"""
@@ -109,12 +109,15 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "benc
 
 
 def _cpu_by_role(s: Stack) -> dict[str, float]:
-    """CPU seconds used so far by the API and by all workers together."""
-    used = {"api": 0.0, "workers": 0.0}
+    """CPU seconds used so far by the API, all workers together, the stand-in upstream and,
+    on Postgres, the database: where a call's CPU goes."""
+    used = {"api": 0.0, "workers": 0.0, "upstream": 0.0}
     for proc in s.procs.values():
-        role = "api" if proc.name == "api" else "workers" if "worker" in proc.name else None
-        if role and proc.alive():
+        role = "workers" if "worker" in proc.name else proc.name
+        if role in used and proc.alive():
             used[role] += cpu_s(proc.pid)
+    if s.database_url.startswith("postgresql"):
+        used["postgres"] = postgres_cpu_s()
     return used
 
 

@@ -48,6 +48,21 @@ def cpu_s(pid: int) -> float:
     return own
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds every Postgres process of this machine has used so far (a benchmark runs
+    alone, so they are its own database's, and the server's background work for it)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().startswith("postgres"):
+                total += cpu_s(int(entry.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return total
+
+
 @dataclass
 class Stack(StackBase):
     tmp: Path
