@@ -793,6 +793,31 @@ def test_an_answer_the_database_refuses_ends_the_call_failed_instead_of_running_
     assert harness.notified == [call.id]
 
 
+def test_an_answer_the_database_refuses_fails_its_call_alone_in_a_group(
+    engine: Engine, account: ConnectedAccount, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two calls of one message, the first one's output one the database's JSON
+    # encoder refuses (nested past 255 levels): a group stored as one statement fails whole
+    odd, fine = make_call(engine, account), make_call(engine, account)
+    deep: Any = []
+    for _ in range(300):
+        deep = [deep]
+    real = __import__("worker.calls.outcome", fromlist=["decode_output"]).decode_output
+    calls = iter([deep])
+    monkeypatch.setattr(
+        "worker.calls.outcome.decode_output",
+        lambda body, ctype: next(calls, None) or real(body, ctype),
+    )
+    # When the message runs
+    statuses = harness.run([odd.id, fine.id])
+    # Then only the refused one fails, saying so; the other is stored as it was answered,
+    # and each has its attempt
+    assert sorted(statuses.values()) == sorted([CallStatus.FAILED, CallStatus.COMPLETED])
+    failed = next(i for i, s in statuses.items() if s is CallStatus.FAILED)
+    assert load(engine, failed).error == "unstorable_answer"
+    assert len(attempts_of(engine, [odd.id, fine.id])) == 2
+
+
 def test_retry_after_infinity_ends_the_call_rate_limited(
     engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
