@@ -202,11 +202,11 @@ def _under(defaults: httpx.Headers, own: dict[str, str]) -> list[tuple[str, str]
     """`defaults` (the client's headers, as written) with `own` over them: a name `own`
     sets, in any case, replaces the default. One list, which the request reads once."""
     names = {name.lower() for name in own}
-    merged = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in defaults.raw
-        if name.decode("latin-1").lower() not in names
-    ]
+    merged = []
+    for raw_name, raw_value in defaults.raw:
+        name = raw_name.decode("latin-1")
+        if name.lower() not in names:
+            merged.append((name, raw_value.decode("latin-1")))
     merged.extend(own.items())
     return merged
 
