@@ -31,33 +31,40 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user and system) a process and its live children (a worker's
-    interactive lane process) have used so far."""
+def own_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) the process itself has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process and its live descendants (a worker's interactive lane process,
+    started by any of its threads) have used so far."""
+    total = own_cpu_s(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            own += cpu_s(int(child))
-        except OSError:  # it ended meanwhile
+            children = (task / "children").read_text().split()
+        except OSError:  # the thread ended meanwhile
             continue
-    return own
+        for child in children:
+            try:
+                total += cpu_s(int(child))
+            except OSError:  # it ended meanwhile
+                continue
+    return total
 
 
 def postgres_cpu_s() -> float:
-    """CPU seconds every Postgres process of this machine has used so far (a benchmark runs
-    alone, so they are its own database's, and the server's background work for it)."""
+    """CPU seconds every Postgres process of this machine has used so far, each counted
+    once (a benchmark runs alone, so they are its own database's, and the server's
+    background work for it)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if (entry / "comm").read_text().startswith("postgres"):
-                total += cpu_s(int(entry.name))
+                total += own_cpu_s(int(entry.name))
         except OSError:  # it ended meanwhile
             continue
     return total
