@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, insert, tuple_
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from api.account_selection import AccountCache
 from api.errors import validation_details
@@ -27,7 +27,7 @@ from api.validation import CallLimits
 from models.broker import Publisher
 from models.calls.states import FINAL
 from models.catalog.apps import Catalog
-from models.db.engine import session_scope
+from models.db.engine import read_session, session_scope
 from models.db.ids import new_id
 from models.db.tables import Batch, FunctionCall, Tenant
 from models.errors import ApiError, invalid, not_found
@@ -71,7 +71,7 @@ def submit_batch(
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[BatchRejected] = []
     accounts: AccountCache = {}
-    with Session(engine) as session:
+    with read_session(engine) as session:
         for index, raw in enumerate(items):
             try:
                 sub = _submission(raw, user_id, catalog, limits)
@@ -97,7 +97,7 @@ def submit_batch(
 
 
 def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:
-    with Session(engine) as session:
+    with read_session(engine) as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.tenant_id != tenant.id:
             raise not_found("batch", batch_id)
@@ -112,7 +112,7 @@ def recent_batches(
     and the next page's cursor (None on the last page). A cursor that names no batch of
     the tenant is a 400."""
     query = select(Batch).where(col(Batch.tenant_id) == tenant.id)
-    with Session(engine) as session:
+    with read_session(engine) as session:
         if cursor is not None:
             last = session.get(Batch, cursor)
             if last is None or last.tenant_id != tenant.id:
@@ -131,7 +131,7 @@ def _progress(engine: Engine, batches: list[Batch]) -> list[BatchOut]:
     """Each batch's progress, counted in one query over all of them."""
     counts: dict[str, dict[str, int]] = {b.id: {} for b in batches}
     if batches:
-        with Session(engine) as session:
+        with read_session(engine) as session:
             rows = session.exec(
                 select(FunctionCall.batch_id, FunctionCall.status, func.count())
                 .where(col(FunctionCall.batch_id).in_(list(counts)))

@@ -8,12 +8,12 @@ from datetime import datetime
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import ColumnElement, Engine
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from api.waiter import CallWaiter, Watch
 from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
-from models.db.engine import session_scope, utcnow
+from models.db.engine import read_session, session_scope, utcnow
 from models.db.ids import first_id_at
 from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, not_found
@@ -21,7 +21,7 @@ from models.webhooks.outbox import enqueue_deliveries
 
 
 def load_call(engine: Engine, tenant: Tenant, call_id: str) -> FunctionCall:
-    with Session(engine, expire_on_commit=False) as session:
+    with read_session(engine) as session:
         call = session.get(FunctionCall, call_id)
         if call is None or call.tenant_id != tenant.id:
             raise not_found("function call", call_id)
@@ -29,7 +29,7 @@ def load_call(engine: Engine, tenant: Tenant, call_id: str) -> FunctionCall:
 
 
 def load_attempts(engine: Engine, call_id: str) -> list[CallAttempt]:
-    with Session(engine) as session:
+    with read_session(engine) as session:
         return list(
             session.exec(
                 select(CallAttempt)
@@ -125,7 +125,7 @@ def list_calls(
     if cursor:
         query = query.where(col(FunctionCall.id) < cursor)
     query = query.order_by(col(FunctionCall.id).desc()).limit(limit + 1)
-    with Session(engine, expire_on_commit=False) as session:
+    with read_session(engine) as session:
         rows = list(session.exec(query))
     more = len(rows) > limit
     rows = rows[:limit]

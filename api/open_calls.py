@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, column, func, literal_column, select, text
 
+from models.db.engine import read_connection
 from models.db.tables import UNFINISHED_SQL, FunctionCall
 
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -26,7 +27,7 @@ def open_calls_counter(engine: Engine) -> OpenCallsCounter:
     dialect = engine.dialect.name
 
     def count(tenant_id: str, cap: int) -> int:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             return int(conn.execute(open_calls_query(tenant_id, cap, dialect)).scalar_one())
 
     return count

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from threading import Lock
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
+from models.db.engine import read_session
 from models.db.tables import Tenant
 
 # How long a verified key is trusted without asking the database again.
@@ -42,5 +43,5 @@ class TenantCache:
 
 
 def lookup(engine: Engine, key_hash: str) -> Tenant | None:
-    with Session(engine, expire_on_commit=False) as session:
+    with read_session(engine) as session:
         return session.exec(select(Tenant).where(Tenant.api_key_hash == key_hash)).first()

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
-from models.db.engine import UTCDateTime
+from models.db.engine import UTCDateTime, read_connection
 from models.db.tables import WorkerProcess
 
 log = logging.getLogger("passthru.worker")
@@ -80,7 +80,7 @@ def leave(engine: Engine, me: Identity) -> None:
 
 def expired(engine: Engine, now: datetime, limit: int) -> list[str]:
     """Processes whose lease ran out: dead, or cut off from the database for that long."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         rows = conn.execute(select(_workers.c.id).where(_workers.c.expires_at < now).limit(limit))
         return [row.id for row in rows]
 

@@ -138,6 +138,25 @@ def single_write(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no snapshot across statements: on Postgres each
+    statement runs alone (autocommit), so no BEGIN and no ROLLBACK go to the server, and
+    the connection keeps its prepared statements (psycopg drops them all on every
+    rollback of a transaction); on SQLite, a connection as usual."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session on `read_connection`, its objects kept readable after it closes."""
+    with read_connection(engine) as conn, Session(bind=conn, expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
 def single_write_session(engine: Engine) -> Iterator[Session]:
     """`session_scope` for work whose one write is a single statement, on `single_write`'s
     connection on Postgres."""

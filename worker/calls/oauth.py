@@ -33,6 +33,7 @@ from models.accounts.credentials import (
 from models.accounts.states import AccountStatus
 from models.catalog.apps import App
 from models.crypto.secrets import Vault
+from models.db.engine import read_connection
 from models.db.tables import ConnectedAccount
 from models.errors import CredentialsError
 from models.net.overrides import apply_override
@@ -170,7 +171,7 @@ class Refresher:
 
     def _load(self, account_id: str, kind: type[_Creds]) -> tuple[_Creds, str]:
         """The account's credentials, and their ciphertext (to replace only if unchanged)."""
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             status, enc = conn.execute(
                 select(_accounts.c.status, _accounts.c.credentials_enc).where(
                     _accounts.c.id == account_id

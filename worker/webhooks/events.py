@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from models.calls.resources import call_out
 from models.crypto.secrets import Vault
+from models.db.engine import read_connection
 from models.db.tables import ConnectedAccount, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.errors import CredentialsError
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
@@ -38,7 +39,7 @@ class Unsendable(Exception):
 def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
     """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
     attempts), the account connected (never its credentials), or the batch's counts."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         data: dict[str, Any]
         if delivery.call_id:
             row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
@@ -76,7 +77,7 @@ def _account_data(conn: Connection, account_id: str) -> dict[str, Any]:
 
 
 def _stored_secrets(engine: Engine, tenant_id: str) -> str | None:
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(
             select(_endpoints.c.secrets_enc).where(_endpoints.c.tenant_id == tenant_id)
         ).scalar_one_or_none()
