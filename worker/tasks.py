@@ -6,6 +6,7 @@ from models.db.engine import utcnow
 from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from models.settings import get_settings
 from worker.app import app
+from worker.budget import bulk_budget
 from worker.calls.pipeline import execute_calls as run_calls
 from worker.priority import run_in_background
 from worker.retention import purge, purge_connect_links
@@ -17,9 +18,11 @@ from worker.webhooks.deliveries import deliver
 @app.task(name=TASK_EXECUTE_CALLS)
 def execute_calls(call_ids: list[str]) -> dict[str, str]:
     """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
-    or a call published again), behind the interactive lane's threads."""
+    or a call published again), behind the interactive lane's threads, once the calls the
+    process holds leave room for them (worker/budget.py)."""
     run_in_background()
-    return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
+    with bulk_budget().hold(len(call_ids)):
+        return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
 
 
 @app.task(name=TASK_SWEEP)
