@@ -18,7 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+from prometheus_client import Gauge
+
 from models.settings import get_settings
+from worker import metrics
 
 # Calls held per onward connection: the ones on the wire, and a message's worth more
 # waiting to follow, so the connections never wait for a claim.
@@ -26,12 +29,15 @@ HELD_PER_CONNECTION = 3
 
 
 class CallBudget:
-    """A count of the calls held, shared by the threads of one process."""
+    """A count of the calls held, shared by the threads of one process; `held` and
+    `waiting` show it (the calls held, the messages waiting for room) when given."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, held: Gauge | None = None, waiting: Gauge | None = None) -> None:
         self._limit = limit
         self._held = 0
         self._changed = threading.Condition()
+        self._held_gauge = held
+        self._waiting_gauge = waiting
 
     @property
     def held(self) -> int:
@@ -41,9 +47,10 @@ class CallBudget:
     def hold(self, calls: int) -> Iterator[None]:
         """Hold `calls` for the duration of the block, once they fit under the limit."""
         with self._changed:
-            if calls > 1:
-                self._changed.wait_for(lambda: not self._held or self._fits(calls))
+            if calls > 1 and self._held and not self._fits(calls):
+                self._wait_for_room(calls)
             self._held += calls
+            self._show(self._held_gauge, calls)
             if self._held < self._limit:
                 self._changed.notify()  # room for more: the next waiter looks, and so on
         try:
@@ -51,15 +58,29 @@ class CallBudget:
         finally:
             with self._changed:
                 self._held -= calls
+                self._show(self._held_gauge, -calls)
                 # One waiter at a time: with every waiting thread woken on each release,
                 # bulk ran slower than with no budget at all (docs/performance.md).
                 self._changed.notify()
 
+    def _wait_for_room(self, calls: int) -> None:
+        self._show(self._waiting_gauge, 1)
+        try:
+            self._changed.wait_for(lambda: not self._held or self._fits(calls))
+        finally:
+            self._show(self._waiting_gauge, -1)
+
     def _fits(self, calls: int) -> bool:
         return self._held + calls <= self._limit
+
+    @staticmethod
+    def _show(gauge: Gauge | None, change: int) -> None:
+        if gauge is not None:
+            gauge.inc(change)
 
 
 @lru_cache(maxsize=1)
 def bulk_budget() -> CallBudget:
     """The process's budget: HELD_PER_CONNECTION calls per onward connection."""
-    return CallBudget(HELD_PER_CONNECTION * get_settings().max_connections)
+    limit = HELD_PER_CONNECTION * get_settings().max_connections
+    return CallBudget(limit, metrics.CALLS_HELD, metrics.MESSAGES_WAITING)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from worker.calls.results import Result
@@ -71,6 +71,18 @@ MESSAGES_REPUBLISHED = Counter(
     "unclaimed for PASSTHRU_REPUBLISH_AFTER_S (stale), or every waiting call after Redis "
     "lost its data (broker_lost)",
     ["reason"],
+    registry=REGISTRY,
+)
+CALLS_HELD = Gauge(
+    "passthru_worker_calls_held",
+    "Calls this process's Celery threads hold now, from their claim to their last stored "
+    "result (at most three per PASSTHRU_MAX_CONNECTIONS, worker/budget.py)",
+    registry=REGISTRY,
+)
+MESSAGES_WAITING = Gauge(
+    "passthru_worker_messages_waiting",
+    "Messages this process's Celery threads have taken and not yet claimed, because the "
+    "calls held leave no room for them",
     registry=REGISTRY,
 )
 

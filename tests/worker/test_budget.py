@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from worker.budget import CallBudget
 
 JOIN_S = 10.0  # a bound for a thread that should end, never reached when the code is right
@@ -88,3 +90,31 @@ def test_every_waiting_message_that_fits_starts_on_one_release() -> None:
     assert len(started) == 3
     assert not together.broken
     assert budget.held == 0
+
+
+def test_its_gauges_show_the_calls_held_and_the_messages_waiting() -> None:
+    # What passthru_worker_calls_held and passthru_worker_messages_waiting export
+    registry = CollectorRegistry()
+    held = Gauge("held", "calls held", registry=registry)
+    waiting = Gauge("waiting", "messages waiting", registry=registry)
+    budget = CallBudget(limit=768, held=held, waiting=waiting)
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def next_message() -> None:
+        with budget.hold(100):
+            entered.set()
+            leave.wait(JOIN_S)
+
+    with budget.hold(700):
+        waiter = in_thread(next_message)
+        wait_until(lambda: value("waiting") == 1)
+        assert value("held") == 700
+    assert entered.wait(JOIN_S)
+    assert (value("held"), value("waiting")) == (100, 0)
+    leave.set()
+    waiter.join(JOIN_S)
+    assert (value("held"), value("waiting")) == (0, 0)
