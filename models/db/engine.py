@@ -123,17 +123,21 @@ def get_engine() -> Engine:
 
 
 @contextmanager
+def _autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection whose statements each commit as they run (Postgres)."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@contextmanager
 def single_write(engine: Engine) -> Iterator[Connection]:
     """A connection for work whose one write is a single statement: on Postgres each
     statement commits as it runs (autocommit), which saves two round trips (psycopg sends
     BEGIN as a round trip of its own, and COMMIT is another), equally durable; on SQLite,
     in process, one transaction as usual."""
-    if engine.dialect.name != "postgresql":
-        with engine.begin() as conn:
-            yield conn
-        return
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    postgres = engine.dialect.name == "postgresql"
+    with _autocommit(engine) if postgres else engine.begin() as conn:
         yield conn
 
 
@@ -143,9 +147,8 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     statement runs alone (autocommit), so no BEGIN and no ROLLBACK go to the server, and
     the connection keeps its prepared statements (psycopg drops them all on every
     rollback of a transaction); on SQLite, a connection as usual."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+    postgres = engine.dialect.name == "postgresql"
+    with _autocommit(engine) if postgres else engine.connect() as conn:
         yield conn
 
 
