@@ -101,15 +101,19 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
 
 
 def _set_up_state(state: State, settings: Settings, publisher: Publisher | None) -> None:
-    """What the routes and dependencies take from `app.state`."""
+    """What the routes and dependencies take from `app.state`; `state.closers` let go of the
+    connections the app opens itself (see `release`)."""
     state.settings = settings
     state.engine = engine_for(settings)
     state.catalog = catalog_for(settings)
     state.vault = vault_for(tuple(settings.encryption_key_list))
     state.waiter = CallWaiter(settings.redis_url)
-    state.publisher = publisher or BrokerPublisher(
-        sender_app(settings.redis_url), lane_client(settings.redis_url)
-    )
+    state.closers = []
+    if publisher is None:
+        broker = BrokerPublisher(sender_app(settings.redis_url), lane_client(settings.redis_url))
+        state.closers.append(broker.close)
+        publisher = broker
+    state.publisher = publisher
     state.auth = Authenticator(state.engine, TenantCache())
     state.console = Console.of(settings, state.auth)
     state.connect = Connect.of(settings, state.engine, state.catalog, state.vault, state.publisher)
@@ -118,13 +122,23 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     )
     state.limiter = RedisLimiter(limiter_redis)
     state.metrics = ApiMetrics(PassthruCollector(limiter_redis, state.catalog, state.engine))
-    state.quotas = Quotas.of(settings, quotas_client(settings.redis_url), state.engine)
+    quotas_redis = quotas_client(settings.redis_url)
+    state.quotas = Quotas.of(settings, quotas_redis, state.engine)
+    state.closers += [limiter_redis.close, quotas_redis.close, state.console.sessions.disconnect]
+
+
+def release(app: FastAPI) -> None:
+    """Close the connections the app opened: its Redis clients', its broker's and its
+    database pool's. Each opens again if the app serves again."""
+    for close in app.state.closers:
+        close()
+    app.state.engine.dispose()
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the call-done subscription and the metrics server; at shutdown stop them and
-    dispose of the engine."""
+    close the app's connections."""
     state = app.state
     await state.waiter.start()
     stop_metrics = serve_metrics(state.settings.metrics_port, state.metrics)
@@ -134,7 +148,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop_metrics()
         await state.waiter.stop()
-        state.engine.dispose()
+        release(app)
 
 
 def _document_errors(app: FastAPI) -> None:

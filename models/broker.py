@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.pools import ProducerPool
 
 from models.keys import (
     BULK_CHUNK,
@@ -89,11 +91,16 @@ class Publisher(Protocol):
 
 class BrokerPublisher:
     """Publishes through a Celery app (the worker's own, or `sender_app`), and the
-    interactive lane's calls due now straight onto LIST_INTERACTIVE through `redis`."""
+    interactive lane's calls due now straight onto LIST_INTERACTIVE through `redis`.
+
+    Its broker connections are its own (not kombu's process-wide pools, which every app with
+    the same URL would share), so that `close` can close them."""
 
     def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
         self._app = app
         self._redis = redis_client
+        self._lock = threading.Lock()
+        self._producers: ProducerPool | None = None
 
     def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
         """Publish every id (interactive ones due now on LIST_INTERACTIVE; in chunks of
@@ -124,6 +131,22 @@ class BrokerPublisher:
             )
         return failure is None
 
+    def close(self) -> None:
+        """Close the broker connections (they open again if the publisher is used again)."""
+        with self._lock:
+            producers, self._producers = self._producers, None
+        if producers is not None:  # closing the connections closes their producers' channels
+            producers.connections.force_close_all()
+        self._redis.close()
+
+    def _producer_pool(self) -> ProducerPool:
+        with self._lock:
+            if self._producers is None:
+                limit = self._app.conf.broker_pool_limit
+                connections = self._app.connection_for_write().Pool(limit=limit)
+                self._producers = ProducerPool(connections, limit=limit)
+            return self._producers
+
     def _push_due(self, call_ids: Sequence[str]) -> Exception | None:
         if not call_ids:
             return None
@@ -138,7 +161,7 @@ class BrokerPublisher:
     ) -> Exception | None:
         """Send each chunk as one message; the error if the broker could not be reached."""
         try:
-            with self._app.producer_or_acquire() as producer:
+            with self._producer_pool().acquire(block=True) as producer:
                 for chunk in chunks:
                     self._app.send_task(
                         task,

@@ -50,6 +50,10 @@ class SessionStore:
         self._redis = client
         self._ttl_s = ttl_s
 
+    def disconnect(self) -> None:
+        """Close the store's Redis connections (they open again when used)."""
+        self._redis.close()
+
     def open(self, key_hash: str) -> str:
         """A new session's token, for the API key whose SHA-256 is `key_hash`."""
         token = new_token()

@@ -28,7 +28,7 @@ with warnings.catch_warnings():
     )
     from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.app import create_app, release
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
 from models.db.engine import session_scope
@@ -119,7 +119,7 @@ def make_app(
 
     yield make
     for application in made:
-        application.state.engine.dispose()
+        release(application)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook
 
-from api.app import create_app
+from api.app import create_app, release
 from models.accounts.tenants import create_tenant
 from models.broker import NoPublisher
 from models.calls.states import CallStatus
@@ -45,7 +45,7 @@ def _api(engine: Engine, keys: list[str], publisher: PublishedIds) -> Iterator[T
     try:
         yield TestClient(application)
     finally:
-        application.state.engine.dispose()
+        release(application)
 
 
 def _deliver_with(engine: Engine, vault: Vault, delivery_id: str) -> list[httpx.Request]:

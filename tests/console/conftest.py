@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.exceptions import StarletteDeprecationWarning
 
-from api.app import create_app
+from api.app import create_app, release
 from api.dev.embedded_redis import EmbeddedRedis, free_port
 from models.accounts.tenants import create_tenant
 from models.crypto.secrets import Vault
@@ -61,7 +61,7 @@ def console_app(
     )
     app = create_app(settings, publisher=console_published)
     yield app
-    app.state.engine.dispose()
+    release(app)
 
 
 @pytest.fixture(scope="session")
