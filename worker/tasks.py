@@ -8,6 +8,7 @@ from models.settings import get_settings
 from worker.app import app
 from worker.budget import bulk_budget
 from worker.calls.pipeline import execute_calls as run_calls
+from worker.calls.results import tally
 from worker.priority import run_in_background
 from worker.retention import purge, purge_connect_links
 from worker.runtime import get_runtime, get_webhook_runtime
@@ -16,13 +17,13 @@ from worker.webhooks.deliveries import deliver
 
 
 @app.task(name=TASK_EXECUTE_CALLS)
-def execute_calls(call_ids: list[str]) -> dict[str, str]:
+def execute_calls(call_ids: list[str]) -> dict[str, int]:
     """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
     or a call published again), behind the interactive lane's threads, once the calls the
-    process holds leave room for them (worker/budget.py)."""
+    process holds leave room for them (worker/budget.py). The result: calls per status."""
     run_in_background()
     with bulk_budget().hold(len(call_ids)):
-        return {k: str(v) for k, v in run_calls(call_ids, get_runtime()).items()}
+        return tally(call_ids, run_calls(call_ids, get_runtime()))
 
 
 @app.task(name=TASK_SWEEP)

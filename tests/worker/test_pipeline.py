@@ -38,6 +38,7 @@ from tests.worker.factories import (
     make_runtime,
 )
 from worker.calls.pipeline import execute_calls
+from worker.calls.results import tally
 from worker.calls.retry import RetryPolicy
 from worker.runtime import Runtime
 
@@ -603,6 +604,8 @@ def test_batch_outcomes_are_stored_per_call(
         missing.id: CallStatus.COMPLETED,
         refused.id: CallStatus.FAILED,
     }
+    # and the task's result counts them per status
+    assert tally([ok.id, missing.id, refused.id], statuses) == {"completed": 2, "failed": 1}
     assert load(engine, ok.id).output == {"ok": True}
     assert load(engine, missing.id).output == {"error": "not_found"}
     assert load(engine, refused.id).error == "connect_error"
@@ -634,6 +637,7 @@ def test_only_claimable_calls_of_a_message_run(
     statuses = harness.run(ids)
     # Then only the queued call and the due retry ran
     assert statuses == {queued.id: CallStatus.COMPLETED, due.id: CallStatus.COMPLETED}
+    assert tally(ids, statuses) == {"completed": 2, "not_run": 5}
     assert sorted(r.url.path for r in harness.requests) == ["/api/due", "/api/queued"]
     assert sorted(harness.notified) == sorted([queued.id, due.id])
     assert load(engine, due.id).attempt_count == 2
@@ -668,7 +672,9 @@ def test_id_repeated_within_a_message_runs_once(
     engine: Engine, account: ConnectedAccount, harness: Harness
 ) -> None:
     call = make_call(engine, account)
-    assert harness.run([call.id, call.id]) == {call.id: CallStatus.COMPLETED}
+    statuses = harness.run([call.id, call.id])
+    assert statuses == {call.id: CallStatus.COMPLETED}
+    assert tally([call.id, call.id], statuses) == {"completed": 1}
     assert len(harness.requests) == 1
     assert harness.notified == [call.id]
     assert len(attempts(engine, call.id)) == 1

@@ -5,6 +5,8 @@ log (`log_attempt`, the call events of `passthru.calls`)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,3 +142,13 @@ def log_attempt(item: Attempted) -> None:
             "rate_wait_ms": r.rate_wait_ms,
         },
     )
+
+
+def tally(call_ids: Sequence[str], statuses: Mapping[str, CallStatus]) -> dict[str, int]:
+    """How many of a message's calls ended in each status, and how many were `not_run`
+    (taken, finished or cancelled already): a task's result as Flower shows it, short
+    whatever the message's size (each id's status was formatted into the task's log line
+    and its event, 5 µs per call)."""
+    counts = Counter(str(status) for status in statuses.values())
+    not_run = len(set(call_ids)) - len(statuses)
+    return {**counts, "not_run": not_run} if not_run else dict(counts)
