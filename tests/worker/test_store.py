@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, update
@@ -13,6 +14,7 @@ from sqlmodel import Session, col, select
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
+from models.db.direct import DirectStatement
 from models.db.engine import session_scope
 from models.db.tables import (
     Batch,
@@ -376,8 +378,23 @@ def test_an_accounts_use_is_written_once_a_minute_by_one_process(
         assert row.last_used_at is None
 
 
+@pytest.fixture
+def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Each statement run on the driver's cursor (models/db/direct.py), past SQLAlchemy's
+    events: its SQL and its number of parameters, recorded as it runs."""
+    runs: list[tuple[str, int]] = []
+    run = DirectStatement.rows
+
+    def recorded(direct: DirectStatement, eng: Engine, values: dict[str, Any]) -> object:
+        runs.append((direct.sql(eng), len(direct.parameters(eng, values))))
+        return run(direct, eng, values)
+
+    monkeypatch.setattr(DirectStatement, "rows", recorded)
+    return runs
+
+
 def test_on_postgres_a_single_interactive_result_is_one_statement(
-    engine: Engine, account: ConnectedAccount, tenant: Tenant
+    engine: Engine, account: ConnectedAccount, tenant: Tenant, direct_runs: list[tuple[str, int]]
 ) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores in one transaction, in process")
@@ -390,6 +407,7 @@ def test_on_postgres_a_single_interactive_result_is_one_statement(
     def count(conn: object, cursor: object, statement: str, *_: object) -> None:
         statements.append(statement)
 
+    direct_runs.clear()
     event.listen(engine, "before_cursor_execute", count)
     try:
         deliveries: list[str] = []
@@ -397,13 +415,14 @@ def test_on_postgres_a_single_interactive_result_is_one_statement(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # The call, its attempt, its event and the account's use: one round trip, no transaction
-    assert len(statements) == 1
+    assert statements == []
+    assert [sql.split()[0] for sql, _ in direct_runs] == ["WITH"]
     assert len(deliveries_of(engine, deliveries)) == 1
     assert len(attempts_of(engine, [c.call.id])) == 1
 
 
 def test_on_postgres_a_group_is_claimed_and_stored_by_two_statements_of_few_parameters(
-    engine: Engine, account: ConnectedAccount
+    engine: Engine, account: ConnectedAccount, direct_runs: list[tuple[str, int]]
 ) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores a group with an executemany")
@@ -420,7 +439,9 @@ def test_on_postgres_a_group_is_claimed_and_stored_by_two_statements_of_few_para
         stored = store_results(engine, [completed(c, i) for i, c in enumerate(claimed)], NOW)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # Then the claim is one statement, and the calls with their attempts another
+    # Then the claim is one statement (on the driver's cursor), and the calls with their
+    # attempts another
+    statements += direct_runs
     assert len(stored) == 60
     assert len(statements) == 2
     assert len(attempts_of(engine, stored)) == 60

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.accounts.states import AccountStatus
 from models.calls.states import CALLS, CallStatus
+from models.db.direct import DirectStatement
 from models.db.engine import UTCDateTime, single_write
 from models.db.tables import ConnectedAccount, FunctionCall
 
@@ -93,6 +94,9 @@ _CLAIM_JOINED = select(
     *_CLAIMED.c, *[c.label(f"account_{c.name}") for c in _ACCOUNT_COLUMNS]
 ).select_from(_CLAIMED.outerjoin(_accounts, _accounts.c.id == _CLAIMED.c.connected_account_id))
 _ACCOUNTS = select(*_ACCOUNT_COLUMNS).where(_accounts.c.id.in_(bindparam("ids", expanding=True)))
+# On the driver's cursor (models/db/direct.py): an interactive call waits on its claim, and
+# through a SQLAlchemy connection the claim of one call took twice the CPU.
+_CLAIM_DIRECT = DirectStatement(_CLAIM_JOINED)
 
 
 def claim(
@@ -107,7 +111,8 @@ def claim(
     `deadline_s` at most; return the ones this worker won.
 
     One statement on Postgres (UPDATE ... RETURNING joined to the accounts, one round trip:
-    no BEGIN, no COMMIT), two on SQLite, whatever the number of ids.
+    no BEGIN, no COMMIT, run on the driver's cursor), two on SQLite, whatever the number of
+    ids.
     """
     if not call_ids:
         return []
@@ -117,10 +122,10 @@ def claim(
         "lease_expires_at": now + timedelta(seconds=deadline_s),
         "claimed_by": worker_id,
     }
-    with single_write(engine) as conn:  # on Postgres one statement, committed as it runs
-        if conn.dialect.name == "postgresql":
-            calls, accounts = _claim_joined(conn, params)
-        else:
+    if engine.dialect.name == "postgresql":
+        calls, accounts = _claim_joined(engine, params)
+    else:
+        with single_write(engine) as conn:
             calls, accounts = _claim_then_read(conn, params)
     order = {call_id: i for i, call_id in enumerate(call_ids)}
     calls.sort(key=lambda c: order.get(c.id, 0))
@@ -130,14 +135,15 @@ def claim(
 Rows = tuple[list[CallRow], dict[str, AccountRow]]
 
 
-def _claim_joined(conn: Connection, params: dict[str, Any]) -> Rows:
+def _claim_joined(engine: Engine, params: dict[str, Any]) -> Rows:
     width = len(_CALL_COLUMNS)
     calls: list[CallRow] = []
     found: dict[str, AccountRow] = {}
-    for row in conn.execute(_CLAIM_JOINED, params):
+    for row in _CLAIM_DIRECT.rows(engine, params):
         calls.append(CallRow(*row[:width]))
         if row[width] is not None:
-            found[row[width]] = AccountRow(*row[width:])
+            account_id, status, *rest = row[width:]
+            found[account_id] = AccountRow(account_id, AccountStatus(status), *rest)
     return calls, found
 
 

@@ -2,7 +2,9 @@
 its webhook event and its account's `last_used_at` as data-modifying CTEs of one statement,
 run in autocommit. A statement is atomic on its own, so this is the transaction of
 `worker/calls/store.py` without its BEGIN, its two other statements and its COMMIT: four
-round trips fewer on a waiting caller's path.
+round trips fewer on a waiting caller's path. It is sent on the driver's cursor
+(models/db/direct.py): through a SQLAlchemy connection, running it cost more CPU than the
+statement's own conversion and round trip.
 
 Only a call outside any batch goes this way (the UPDATE says so in its WHERE): a batch's last
 call also writes the batch's event, counted under a lock (`models/webhooks/outbox.py`)."""
@@ -15,7 +17,7 @@ from typing import Any
 from sqlalchemy import (
     CTE,
     Engine,
-    Executable,
+    Select,
     bindparam,
     exists,
     func,
@@ -27,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from models.db.engine import single_write
+from models.db.direct import DirectStatement
 from models.db.tables import CallAttempt, ConnectedAccount, WebhookDelivery
 from models.webhooks.outbox import FINISHED_COLUMNS
 from models.webhooks.signing import EVENT_OF_STATUS, message_id
@@ -38,6 +40,8 @@ _attempts = CallAttempt.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 
+# The statement's columns: the stored call's id, then its event's target.
+_TARGET = 1
 # The attempt's row but its id and its call, which the INSERT takes from the stored call.
 _ATTEMPT_COLUMNS = tuple(c.name for c in _attempts.c if c.name not in ("id", "call_id"))
 
@@ -47,7 +51,7 @@ def _param(table: Any, column: str, prefix: str) -> Any:
     return bindparam(f"{prefix}{column}", type_=table.c[column].type)
 
 
-def _statement(store: Any, *, final: bool, touch: bool) -> Executable:
+def _statement(store: Any, *, final: bool, touch: bool) -> Select[Any]:
     """The statement for `store` (worker/calls/store.py's UPDATE of one call): it returns
     the call's id and its event's target, if the call is stored. `final`: the result ends
     the call, so its webhook event is written; `touch`: the account's `last_used_at` too."""
@@ -132,7 +136,7 @@ class OneStatement:
 
     def __init__(self, store: Any) -> None:
         self._statements = {
-            (final, touch): _statement(store, final=final, touch=touch)
+            (final, touch): DirectStatement(_statement(store, final=final, touch=touch))
             for final in (False, True)
             for touch in (False, True)
         }
@@ -163,11 +167,10 @@ class OneStatement:
             )
         if touch_before is not None:
             params.update({"u_account": item.account_id, "u_cutoff": touch_before, "u_now": now})
-        with single_write(engine) as conn:  # one statement, committed as it runs
-            found = conn.execute(statement, params).first()
-        if found is None:
+        found = statement.rows(engine, params)  # one statement, committed as it runs
+        if not found:
             return False, None
-        return True, (params["d_id"] if final and found.target else None)
+        return True, (params["d_id"] if final and found[0][_TARGET] else None)
 
 
 def touch_before(

@@ -1,0 +1,122 @@
+"""Statements run on the driver's cursor (models/db/direct.py): the values converted by their
+types, committed as they run, the pooled connection handed back as it came, and driver
+errors raised as SQLAlchemy's. Postgres only (the Postgres pass of `make test`): SQLite
+runs every statement through SQLAlchemy."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import JSON, Column, Engine, MetaData, String, Table, bindparam, insert, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from models.db.direct import DirectStatement
+from models.db.engine import UTCDateTime, create_db_engine
+
+metadata = MetaData()
+items = Table(
+    f"direct_test_{secrets.token_hex(3)}",
+    metadata,
+    Column("id", String(20), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("at", UTCDateTime()),
+    Column("data", JSON),
+)
+
+# An INSERT whose status is a constant of the statement and whose other values vary.
+ADD = DirectStatement(
+    insert(items)
+    .values(
+        id=bindparam("id"),
+        status="new",
+        at=bindparam("at", type_=UTCDateTime()),
+        data=bindparam("data", type_=JSON),
+    )
+    .returning(items.c.id, items.c.status, items.c.data)
+)
+# A statement with an expanding IN of constants, as a state machine's UPDATE has.
+COUNT_OPEN = DirectStatement(
+    text("SELECT count(*) FROM " + items.name + " WHERE status IN :open AND id = :id").bindparams(
+        bindparam("open", value=["new", "sent"], expanding=True)
+    )
+)
+
+
+@pytest.fixture
+def pg(database_url: str) -> Iterator[Engine]:
+    if not database_url.startswith(("postgres://", "postgresql")):
+        pytest.skip("Postgres only: set TEST_DATABASE_URL")
+    eng = create_db_engine(database_url, pool_size=1)  # one connection: every use shares it
+    metadata.create_all(eng)
+    yield eng
+    metadata.drop_all(eng)
+    eng.dispose()
+
+
+@pytest.mark.db
+def test_values_are_converted_by_their_types_and_constants_rendered(pg: Engine) -> None:
+    at = datetime(2031, 5, 6, 9, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    rows = ADD.rows(pg, {"id": "a", "at": at, "data": {"k": [1, "x"]}})
+    assert rows == [("a", "new", {"k": [1, "x"]})]
+    with pg.connect() as conn:
+        stored = conn.execute(text(f"SELECT at FROM {items.name} WHERE id = 'a'")).scalar_one()
+    # UTCDateTime's own conversion: naive UTC in the column
+    assert stored == datetime(2031, 5, 6, 7, 8, 9)
+    assert COUNT_OPEN.rows(pg, {"id": "a"}) == [(1,)]
+    assert COUNT_OPEN.rows(pg, {"id": "b"}) == [(0,)]
+
+
+@pytest.mark.db
+def test_a_run_is_committed_and_the_connection_goes_back_as_it_came(pg: Engine) -> None:
+    ADD.rows(pg, {"id": "c", "at": datetime.now(UTC), "data": None})
+    # The same pooled connection (pool_size=1) runs a transaction as usual afterwards: a
+    # rollback undoes its write, and the direct run before it stays
+    with pg.connect() as conn:
+        conn.execute(text(f"INSERT INTO {items.name} (id, status) VALUES ('d', 'new')"))
+        conn.rollback()
+    with pg.connect() as conn:
+        ids = conn.execute(text(f"SELECT id FROM {items.name} ORDER BY id")).scalars().all()
+    assert ids == ["c"]
+
+
+@pytest.mark.db
+def test_a_driver_error_is_sqlalchemys_and_the_connection_stays_usable(pg: Engine) -> None:
+    ADD.rows(pg, {"id": "e", "at": None, "data": None})
+    with pytest.raises(IntegrityError):
+        ADD.rows(pg, {"id": "e", "at": None, "data": None})
+    assert ADD.rows(pg, {"id": "f", "at": None, "data": None}) == [("f", "new", None)]
+
+
+@pytest.mark.db
+def test_a_broken_connection_is_invalidated_not_handed_out_again(pg: Engine) -> None:
+    # Given the pool's connection ended by the server (within the second after its last
+    # use, so the checkout does not ping it first)
+    with pg.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_db_engine(pg.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+    # When a statement is run on it, the failure is SQLAlchemy's, saying so
+    with pytest.raises(OperationalError) as failed:
+        ADD.rows(pg, {"id": "g", "at": None, "data": None})
+    assert failed.value.connection_invalidated
+    # Then the next run gets a new connection
+    assert ADD.rows(pg, {"id": "h", "at": None, "data": None}) == [("h", "new", None)]
+
+
+@pytest.mark.db
+def test_an_in_of_the_callers_values_is_refused(pg: Engine) -> None:
+    # Its SQL would change with the number of values: a statement of its own each time
+    many = DirectStatement(
+        text(f"SELECT count(*) FROM {items.name} WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
+    )
+    with pytest.raises(ValueError, match="ids"):
+        many.rows(pg, {"ids": ["a", "b"]})
