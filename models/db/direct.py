@@ -37,6 +37,13 @@ class _Rendered:
     constants: dict[str, Any]  # converted once
     processors: dict[str, Processor | None]  # the caller's values, by name
 
+    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        params = dict(self.constants)
+        for name, processor in self.processors.items():
+            value = values[name]
+            params[name] = value if processor is None else processor(value)
+        return params
+
 
 class DirectStatement:
     """`statement` (Postgres only), run with a value for each of its bind parameters that
@@ -53,7 +60,7 @@ class DirectStatement:
         values, enums as their strings)."""
         dialect = engine.dialect
         rendered = self._render(dialect)
-        params = self.parameters(engine, values)
+        params = rendered.parameters(values)
         pooled = engine.raw_connection()
         try:
             conn: Any = pooled.driver_connection
@@ -61,7 +68,8 @@ class DirectStatement:
             try:
                 with conn.cursor() as cursor:
                     cursor.execute(rendered.sql, params)
-                    return list(cursor.fetchall())
+                    rows: list[tuple[Any, ...]] = cursor.fetchall()
+                    return rows
             finally:
                 if not conn.broken:
                     conn.autocommit = False
@@ -87,12 +95,7 @@ class DirectStatement:
     def parameters(self, engine: Engine, values: Mapping[str, Any]) -> dict[str, Any]:
         """Every parameter of the statement as the driver is given it: its constants, and
         `values` converted by their types."""
-        rendered = self._render(engine.dialect)
-        params = dict(rendered.constants)
-        for name, processor in rendered.processors.items():
-            value = values[name]
-            params[name] = value if processor is None else processor(value)
-        return params
+        return self._render(engine.dialect).parameters(values)
 
     def _render(self, dialect: Dialect) -> _Rendered:
         key = id(dialect)
