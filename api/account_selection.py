@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlmodel import Session
 
 from models.accounts.states import AccountStatus
 from models.catalog.apps import App
+from models.db.direct import DirectStatement, StatementRunner
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
 
@@ -32,10 +32,11 @@ class Chosen:
 AccountCache = dict[tuple[str, str | None, str | None], Chosen | ApiError]
 
 _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
-# Built once, run with parameters (building a statement costs more CPU than running it).
+# Built once, run with parameters (building a statement costs more CPU than running it),
+# on the driver's cursor when the runner is one (models/db/direct.py).
 _COLUMNS = select(*[_accounts.c[name] for name in Chosen.__slots__])
-_BY_ID = _COLUMNS.where(_accounts.c.id == bindparam("account_id"))
-_LATEST_ACTIVE = (
+_BY_ID = DirectStatement(_COLUMNS.where(_accounts.c.id == bindparam("account_id")))
+_LATEST_ACTIVE = DirectStatement(
     _COLUMNS.where(
         _accounts.c.tenant_id == bindparam("tenant_id"),
         _accounts.c.app == bindparam("app"),
@@ -47,20 +48,23 @@ _LATEST_ACTIVE = (
 )
 
 
-def _one(session: Session, query: Any, params: dict[str, Any]) -> Chosen | None:
-    row = session.connection().execute(query, params).first()
-    return None if row is None else Chosen(*row)
+def _one(db: StatementRunner, query: DirectStatement, params: dict[str, Any]) -> Chosen | None:
+    rows = db.rows(query, params)
+    if not rows:
+        return None
+    account_id, tenant_id, app, user_id, status, config = rows[0]
+    return Chosen(account_id, tenant_id, app, user_id, AccountStatus(status), config)
 
 
 def choose_account(
-    session: Session, tenant: Tenant, app: App, user_id: str | None, account_id: str | None
+    db: StatementRunner, tenant: Tenant, app: App, user_id: str | None, account_id: str | None
 ) -> Chosen:
     """The account named by `account_id` (of this tenant, app and user, if a user is given),
     else the user's most recent active account for the app; it must be active."""
     if account_id:
-        account = _named_account(session, tenant, app, user_id, account_id)
+        account = _named_account(db, tenant, app, user_id, account_id)
     else:
-        account = _latest_active_account(session, tenant, app, user_id)
+        account = _latest_active_account(db, tenant, app, user_id)
     if account.status != AccountStatus.ACTIVE:
         raise ApiError(
             "account_" + account.status,
@@ -76,9 +80,9 @@ def choose_account(
 
 
 def _named_account(
-    session: Session, tenant: Tenant, app: App, user_id: str | None, account_id: str
+    db: StatementRunner, tenant: Tenant, app: App, user_id: str | None, account_id: str
 ) -> Chosen:
-    account = _one(session, _BY_ID, {"account_id": account_id})
+    account = _one(db, _BY_ID, {"account_id": account_id})
     if (
         account is None
         or account.tenant_id != tenant.id
@@ -98,14 +102,14 @@ def _named_account(
 
 
 def _latest_active_account(
-    session: Session, tenant: Tenant, app: App, user_id: str | None
+    db: StatementRunner, tenant: Tenant, app: App, user_id: str | None
 ) -> Chosen:
     if not user_id:
         raise invalid(
             "X-User-ID", "name the end user with the X-User-ID header", "no_connected_account"
         )
     params = {"tenant_id": tenant.id, "app": app.slug, "user_id": user_id}
-    account = _one(session, _LATEST_ACTIVE, params)
+    account = _one(db, _LATEST_ACTIVE, params)
     if account is None:
         raise ApiError(
             "no_connected_account",
@@ -121,7 +125,7 @@ def _latest_active_account(
 
 
 def account_for(
-    session: Session,
+    db: StatementRunner,
     tenant: Tenant,
     app: App,
     user_id: str | None,
@@ -130,11 +134,11 @@ def account_for(
 ) -> Chosen:
     """`choose_account`, remembered in `cache` (when given) across the calls of a batch."""
     if cache is None:
-        return choose_account(session, tenant, app, user_id, account_id)
+        return choose_account(db, tenant, app, user_id, account_id)
     key = (app.slug, user_id, account_id)
     if key not in cache:
         try:
-            cache[key] = choose_account(session, tenant, app, user_id, account_id)
+            cache[key] = choose_account(db, tenant, app, user_id, account_id)
         except ApiError as exc:
             cache[key] = exc
     found = cache[key]

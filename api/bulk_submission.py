@@ -27,7 +27,8 @@ from api.validation import CallLimits
 from models.broker import Publisher
 from models.calls.states import FINAL
 from models.catalog.apps import Catalog
-from models.db.engine import read_session, session_scope
+from models.db.direct import OnConnection
+from models.db.engine import read_connection, read_session, session_scope
 from models.db.ids import new_id
 from models.db.tables import Batch, FunctionCall, Tenant
 from models.errors import ApiError, invalid, not_found
@@ -71,13 +72,12 @@ def submit_batch(
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[BatchRejected] = []
     accounts: AccountCache = {}
-    with read_session(engine) as session:
+    with read_connection(engine) as conn:
+        db = OnConnection(conn)
         for index, raw in enumerate(items):
             try:
                 sub = _submission(raw, user_id, catalog, limits)
-                accepted.append(
-                    (index, build_row(session, tenant, catalog, sub, batch_id, accounts))
-                )
+                accepted.append((index, build_row(db, tenant, catalog, sub, batch_id, accounts)))
             except ApiError as exc:
                 rejected.append(BatchRejected(index=index, **exc.body()))  # type: ignore[arg-type]
     if accepted:

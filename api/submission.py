@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy import Engine, bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,7 +25,8 @@ from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
-from models.db.engine import session_scope, single_write_session, utcnow
+from models.db.direct import DirectStatement, OnConnection, StatementRunner, statement_runner
+from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
 from models.db.tables import CallIdempotency, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid
@@ -112,7 +113,7 @@ def _fingerprint(call: FunctionCall) -> str:
 
 
 def build_row(
-    session: Session,
+    db: StatementRunner,
     tenant: Tenant,
     catalog: Catalog,
     sub: Submission,
@@ -125,7 +126,7 @@ def build_row(
     app = catalog.get(sub.app)
     if app is None:
         raise unknown_app(sub.app, catalog)
-    account = account_for(session, tenant, app, sub.user_id, sub.connected_account_id, accounts)
+    account = account_for(db, tenant, app, sub.user_id, sub.connected_account_id, accounts)
     try:
         base_url, hosts = app.resolve(account.connection_config)
     except ValueError as exc:
@@ -223,7 +224,32 @@ def admit_all(_: int) -> None:
     return None
 
 
-_INSERT = insert(FunctionCall.__table__)  # type: ignore[attr-defined]
+_CALLS = FunctionCall.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_CALLS)
+# The columns `build_row` gives, each a parameter: the INSERT of one call, on the driver's
+# cursor on Postgres (models/db/direct.py).
+_ROW_COLUMNS = (
+    "id",
+    "tenant_id",
+    "app",
+    "function",
+    "user_id",
+    "connected_account_id",
+    "batch_id",
+    "method",
+    "url",
+    "request_headers",
+    "request_body",
+    "callback_url",
+    "idempotency_key",
+    "options",
+    "status",
+    "output_truncated",
+    "attempt_count",
+    "created_at",
+    "published_at",
+)
+_INSERT_ONE = DirectStatement(insert(_CALLS).values({c: bindparam(c) for c in _ROW_COLUMNS}))
 _KEYS = CallIdempotency.__table__  # type: ignore[attr-defined]
 _INSERT_KEY = insert(_KEYS)
 
@@ -241,28 +267,12 @@ def submit(
     """Write one call (under `call_id`, or a new id) and publish it; returns the call (its
     values without ORM state, a tenth of the CPU; an earlier one for a repeated key). `admit`
     is asked once the call is valid and new, before it is written."""
-    # Without an Idempotency-Key the call's INSERT is the one write: no BEGIN, no COMMIT.
-    scope = session_scope if sub.idempotency_key else single_write_session
-    with scope(engine) as session:
-        row = build_row(session, tenant, catalog, sub, None, call_id=call_id)
-        call = FunctionCall.model_construct(**row)
-        if sub.idempotency_key and (prior := _existing(session, tenant, sub.idempotency_key)):
-            if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
-                return _same_or_conflict(prior, call)
-            _release(session, tenant, sub.idempotency_key, prior)
-        admit(1)
-        try:
-            if sub.idempotency_key:  # first: a key taken meanwhile fails before the call
-                session.execute(_INSERT_KEY, _key_row(tenant, sub.idempotency_key, row))
-            # Core, not the unit of work: the row is complete, and flushing an ORM object
-            # cost more CPU than the INSERT itself.
-            session.execute(_INSERT, row)
-        except IntegrityError:
-            session.rollback()
-            prior = _existing(session, tenant, sub.idempotency_key or "")
-            if prior is None:
-                raise
-            return _same_or_conflict(prior, call)
+    if sub.idempotency_key:
+        call, new = _write_keyed(engine, tenant, catalog, sub, sub.idempotency_key, admit, call_id)
+        if not new:
+            return call  # the earlier call the key names: published when it was written
+    else:
+        call = _write(engine, tenant, catalog, sub, admit, call_id)
     publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE)
     CALLS_ACCEPTED.labels("interactive").inc()
     call_log.info(
@@ -278,6 +288,58 @@ def submit(
         },
     )
     return call
+
+
+def _write(
+    engine: Engine,
+    tenant: Tenant,
+    catalog: Catalog,
+    sub: Submission,
+    admit: Admit,
+    call_id: str | None,
+) -> FunctionCall:
+    """A call without an Idempotency-Key: its INSERT is the one write (no BEGIN, no COMMIT
+    on Postgres), and it and the account's SELECT run on the driver's cursor there."""
+    with statement_runner(engine) as db:
+        row = build_row(db, tenant, catalog, sub, None, call_id=call_id)
+        admit(1)
+        db.rows(_INSERT_ONE, row)
+    return FunctionCall.model_construct(**row)
+
+
+def _write_keyed(
+    engine: Engine,
+    tenant: Tenant,
+    catalog: Catalog,
+    sub: Submission,
+    key: str,
+    admit: Admit,
+    call_id: str | None,
+) -> tuple[FunctionCall, bool]:
+    """A call with an Idempotency-Key, in one transaction: the key's row first (a key taken
+    meanwhile fails before the call), then the call's; and True. Or the earlier call the
+    key names, and False."""
+    with session_scope(engine) as session:
+        db = OnConnection(session.connection())
+        row = build_row(db, tenant, catalog, sub, None, call_id=call_id)
+        call = FunctionCall.model_construct(**row)
+        if prior := _existing(session, tenant, key):
+            if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
+                return _same_or_conflict(prior, call), False
+            _release(session, tenant, key, prior)
+        admit(1)
+        try:
+            session.execute(_INSERT_KEY, _key_row(tenant, key, row))
+            # Core, not the unit of work: the row is complete, and flushing an ORM object
+            # cost more CPU than the INSERT itself.
+            session.execute(_INSERT, row)
+        except IntegrityError:
+            session.rollback()
+            prior = _existing(session, tenant, key)
+            if prior is None:
+                raise
+            return _same_or_conflict(prior, call), False
+    return call, True
 
 
 def _key_row(tenant: Tenant, key: str, row: dict[str, Any]) -> dict[str, Any]:

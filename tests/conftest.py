@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import Catalog, load_catalog
 from models.crypto.secrets import Vault, generate_encryption_key
+from models.db.direct import DirectStatement, DriverConnection
 from models.db.engine import create_db_engine
 from models.db.migrate import upgrade
 from models.db.tables import Tenant
@@ -119,3 +121,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if "engine" in fixtures or "own_engine" in fixtures or "e2e" in item.keywords:
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture
+def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Each statement run on the driver's cursor (models/db/direct.py), past SQLAlchemy's
+    events: its SQL and its number of parameters, recorded as it runs."""
+    runs: list[tuple[str, int]] = []
+    run = DriverConnection.rows
+
+    def recorded(
+        conn: DriverConnection, statement: DirectStatement, values: Mapping[str, Any]
+    ) -> list[Any]:
+        rendered = statement.rendered(conn.dialect)
+        runs.append((rendered.sql, len(rendered.parameters(values))))
+        return run(conn, statement, values)
+
+    monkeypatch.setattr(DriverConnection, "rows", recorded)
+    return runs

@@ -13,20 +13,29 @@ commits as it runs: `models.db.engine.single_write`) and goes back in the state 
 in. A driver error is raised as SQLAlchemy's (`sqlalchemy.exc.DBAPIError.instance`), so
 callers catch what they catch elsewhere; a connection the error shows broken is invalidated
 rather than handed out again.
+
+Code that runs on both databases takes a `StatementRunner`: a `DriverConnection` on
+Postgres, `OnConnection` (a SQLAlchemy `Connection`, as SQLite needs) otherwise.
+`statement_runner` opens the one the engine wants, for work whose one write is a single
+statement.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+from models.db.engine import single_write
 
 Processor = Callable[[Any], Any]
 
@@ -46,58 +55,38 @@ class _Rendered:
 
 
 class DirectStatement:
-    """`statement` (Postgres only), run with a value for each of its bind parameters that
-    has none of its own; the others are its constants."""
+    """`statement`, run with a value for each of its bind parameters that has none of its
+    own (the others are its constants): on the driver's cursor (Postgres only), or through
+    SQLAlchemy by `OnConnection`."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
         self._rendered: dict[int, _Rendered] = {}
         self._lock = threading.Lock()
 
+    @property
+    def statement(self) -> ClauseElement:
+        """The statement as SQLAlchemy runs it (`OnConnection`)."""
+        return self._statement
+
     def rows(self, engine: Engine, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run the statement with `values` (one for each parameter without a value of its
-        own), committed as it runs; its rows, as the driver decoded them (JSON as Python
-        values, enums as their strings)."""
-        dialect = engine.dialect
-        rendered = self._render(dialect)
-        params = rendered.parameters(values)
-        pooled = engine.raw_connection()
-        try:
-            conn: Any = pooled.driver_connection
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cursor:
-                    cursor.execute(rendered.sql, params)
-                    rows: list[tuple[Any, ...]] = cursor.fetchall()
-                    return rows
-            finally:
-                if not conn.broken:
-                    conn.autocommit = False
-        except dialect.loaded_dbapi.Error as exc:
-            broken = dialect.is_disconnect(exc, pooled.dbapi_connection, None)
-            if broken:
-                pooled.invalidate(exc)
-            raise DBAPIError.instance(
-                rendered.sql,
-                params,
-                exc,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=broken,
-                dialect=dialect,
-            ) from exc
-        finally:
-            pooled.close()
+        own) on a connection of its own, committed as it runs; its rows, as the driver
+        decoded them (JSON as Python values, enums as their strings)."""
+        with driver_connection(engine) as conn:
+            return conn.rows(self, values)
 
     def sql(self, engine: Engine) -> str:
         """The statement as the driver is sent it."""
-        return self._render(engine.dialect).sql
+        return self.rendered(engine.dialect).sql
 
     def parameters(self, engine: Engine, values: Mapping[str, Any]) -> dict[str, Any]:
         """Every parameter of the statement as the driver is given it: its constants, and
         `values` converted by their types."""
-        return self._render(engine.dialect).parameters(values)
+        return self.rendered(engine.dialect).parameters(values)
 
-    def _render(self, dialect: Dialect) -> _Rendered:
+    def rendered(self, dialect: Dialect) -> _Rendered:
+        """The statement compiled for `dialect`, once."""
         key = id(dialect)
         if (rendered := self._rendered.get(key)) is not None:
             return rendered
@@ -105,6 +94,90 @@ class DirectStatement:
             if (rendered := self._rendered.get(key)) is None:
                 rendered = self._rendered[key] = _render(self._statement, dialect)
         return rendered
+
+
+class StatementRunner(Protocol):
+    """Runs a `DirectStatement` on one connection; its rows."""
+
+    def rows(self, statement: DirectStatement, values: Mapping[str, Any]) -> Sequence[Any]: ...
+
+
+class DriverConnection:
+    """A pooled connection's driver connection, in autocommit (`driver_connection`)."""
+
+    def __init__(self, dialect: Dialect, pooled: PoolProxiedConnection) -> None:
+        self.dialect = dialect  # the engine's
+        self._pooled = pooled
+
+    def rows(self, statement: DirectStatement, values: Mapping[str, Any]) -> list[Any]:
+        """Run `statement` with `values`, committed as it runs; its rows as the driver
+        decoded them (none for a statement that returns none)."""
+        rendered = statement.rendered(self.dialect)
+        params = rendered.parameters(values)
+        try:
+            with self._pooled.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute(rendered.sql, params)
+                if cursor.description is None:
+                    return []
+                rows: list[Any] = cursor.fetchall()
+                return rows
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._failed(exc, rendered.sql, params) from exc
+
+    def _failed(self, exc: Any, sql: str, params: dict[str, Any]) -> StatementError:
+        """`exc` as SQLAlchemy raises it; the connection invalidated if it is broken."""
+        broken = self.dialect.is_disconnect(exc, self._pooled.dbapi_connection, None)
+        if broken:
+            self._pooled.invalidate(exc)
+        error: StatementError = DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            self.dialect.loaded_dbapi.Error,
+            connection_invalidated=broken,
+            dialect=self.dialect,
+        )
+        return error
+
+
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[DriverConnection]:
+    """A connection of `engine`'s pool (Postgres), each statement committed as it runs;
+    back to the pool as it came (out of autocommit) when done."""
+    pooled = engine.raw_connection()
+    try:
+        conn: Any = pooled.driver_connection
+        conn.autocommit = True
+        try:
+            yield DriverConnection(engine.dialect, pooled)
+        finally:
+            if not conn.broken:
+                conn.autocommit = False
+    finally:
+        pooled.close()
+
+
+@dataclass(frozen=True, slots=True)
+class OnConnection:
+    """Runs statements through a SQLAlchemy connection, in its transaction."""
+
+    connection: Connection
+
+    def rows(self, statement: DirectStatement, values: Mapping[str, Any]) -> Sequence[Any]:
+        result = self.connection.execute(cast(Executable, statement.statement), dict(values))
+        return result.all() if result.returns_rows else []
+
+
+@contextmanager
+def statement_runner(engine: Engine) -> Iterator[StatementRunner]:
+    """For work whose one write is a single statement: a `DriverConnection` on Postgres;
+    on SQLite, one transaction (`models.db.engine.single_write`)."""
+    if engine.dialect.name == "postgresql":
+        with driver_connection(engine) as conn:
+            yield conn
+    else:
+        with single_write(engine) as sa_conn:
+            yield OnConnection(sa_conn)
 
 
 def _render(statement: ClauseElement, dialect: Dialect) -> _Rendered:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, event, update
 from sqlmodel import col
 
 from models.db.engine import session_scope, utcnow
@@ -73,6 +73,54 @@ def test_call_names_account_by_id(caller: Caller) -> None:
     )
     assert response.status_code == 202, response.text
     assert response.json()["connected_account_id"] == second
+
+
+def test_on_postgres_a_call_is_two_statements_on_the_drivers_cursor(
+    caller: Caller, engine: Engine, direct_runs: list[tuple[str, int]]
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes a call in one transaction, through SQLAlchemy")
+    account_id = caller.connect()
+    api_engine = caller.client.app.state.engine  # type: ignore[attr-defined]
+    through_sqlalchemy: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
+        through_sqlalchemy.append(statement)
+
+    direct_runs.clear()
+    event.listen(api_engine, "before_cursor_execute", seen)
+    try:
+        response = submit(caller)
+    finally:
+        event.remove(api_engine, "before_cursor_execute", seen)
+    assert response.status_code == 202, response.text
+    # The account's SELECT and the call's INSERT, each committed as it runs: no BEGIN, no
+    # COMMIT, and neither through SQLAlchemy's connection
+    assert [sql.split()[0] for sql, _ in direct_runs] == ["SELECT", "INSERT"]
+    assert not [s for s in through_sqlalchemy if "connected_account" in s or "INSERT" in s]
+    # And the row is the one the transaction's path writes (with an Idempotency-Key)
+    keyed = submit(caller, idempotency_key="k-same-row")
+    direct, through = (
+        stored_call(engine, r.json()["id"]).model_dump(exclude=_OWN) for r in (response, keyed)
+    )
+    assert direct == through
+    assert direct["connected_account_id"] == account_id
+
+
+# What differs between two calls of the same request
+_OWN = {"id", "idempotency_key", "created_at", "published_at"}
+
+
+def test_a_call_with_an_idempotency_key_is_written_in_one_transaction(
+    caller: Caller, engine: Engine, direct_runs: list[tuple[str, int]]
+) -> None:
+    # Its key's row and its own are written together, or neither is
+    caller.connect()
+    first = submit(caller, idempotency_key="k-tx")
+    again = submit(caller, idempotency_key="k-tx")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert direct_runs == []
 
 
 def test_unknown_app_is_404(caller: Caller) -> None:

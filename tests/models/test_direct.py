@@ -1,19 +1,32 @@
 """Statements run on the driver's cursor (models/db/direct.py): the values converted by their
 types, committed as they run, the pooled connection handed back as it came, and driver
-errors raised as SQLAlchemy's. Postgres only (the Postgres pass of `make test`): SQLite
-runs every statement through SQLAlchemy."""
+errors raised as SQLAlchemy's; the same statements through SQLAlchemy where SQLite needs
+it. Most are Postgres only (the Postgres pass of `make test`)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Engine, MetaData, String, Table, bindparam, insert, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from models.db.direct import DirectStatement
+from models.db.direct import DirectStatement, OnConnection, driver_connection, statement_runner
 from models.db.engine import UTCDateTime, create_db_engine
 
 metadata = MetaData()
@@ -120,3 +133,54 @@ def test_an_in_of_the_callers_values_is_refused(pg: Engine) -> None:
     )
     with pytest.raises(ValueError, match="ids"):
         many.rows(pg, {"ids": ["a", "b"]})
+
+
+# A statement that returns no rows, and one that reads what it wrote.
+ADD_QUIETLY = DirectStatement(insert(items).values(id=bindparam("id"), status="new"))
+STATUS_OF = DirectStatement(select(items.c.status).where(items.c.id == bindparam("id")))
+
+
+@pytest.mark.db
+def test_statements_on_one_driver_connection_each_commit_as_they_run(pg: Engine) -> None:
+    with driver_connection(pg) as conn:
+        assert conn.rows(ADD_QUIETLY, {"id": "i"}) == []  # no rows, not an error
+        assert conn.rows(STATUS_OF, {"id": "i"}) == [("new",)]
+        with pytest.raises(IntegrityError):
+            conn.rows(ADD_QUIETLY, {"id": "i"})
+        # The failed one undid nothing before it, and the connection goes on
+        assert conn.rows(ADD_QUIETLY, {"id": "j"}) == []
+    with pg.connect() as sa_conn:
+        ids = sa_conn.execute(text(f"SELECT id FROM {items.name} ORDER BY id")).scalars().all()
+    assert ids == ["i", "j"]
+
+
+@pytest.mark.db
+def test_through_sqlalchemy_a_statement_gives_the_same_rows(pg: Engine) -> None:
+    values = {"id": "k", "at": None, "data": {"n": 1}}
+    with pg.begin() as sa_conn:
+        assert OnConnection(sa_conn).rows(ADD, values) == [("k", "new", {"n": 1})]
+        assert OnConnection(sa_conn).rows(ADD_QUIETLY, {"id": "l"}) == []
+    assert ADD.rows(pg, {**values, "id": "m"}) == [("m", "new", {"n": 1})]
+
+
+def test_on_sqlite_the_runner_is_one_transaction(tmp_path: Path) -> None:
+    # SQLite has no driver path: the runner's statements go through SQLAlchemy, together
+    lite = create_db_engine(f"sqlite:///{tmp_path / 'direct.db'}")
+    metadata.create_all(lite)
+    seen: list[Any] = []
+
+    def add_twice() -> None:
+        with statement_runner(lite) as db:
+            assert isinstance(db, OnConnection)
+            db.rows(ADD_QUIETLY, {"id": "n"})
+            seen.extend(tuple(r) for r in db.rows(STATUS_OF, {"id": "n"}))
+            db.rows(ADD_QUIETLY, {"id": "n"})
+
+    try:
+        with pytest.raises(IntegrityError):
+            add_twice()
+        assert seen == [("new",)]  # written, then undone with the rest
+        with lite.connect() as conn:
+            assert conn.execute(text(f"SELECT count(*) FROM {items.name}")).scalar_one() == 0
+    finally:
+        lite.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, update
@@ -14,7 +13,6 @@ from sqlmodel import Session, col, select
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
-from models.db.direct import DirectStatement
 from models.db.engine import session_scope
 from models.db.tables import (
     Batch,
@@ -376,21 +374,6 @@ def test_an_accounts_use_is_written_once_a_minute_by_one_process(
         row = session.get(ConnectedAccount, account.id)
         assert row is not None
         assert row.last_used_at is None
-
-
-@pytest.fixture
-def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Each statement run on the driver's cursor (models/db/direct.py), past SQLAlchemy's
-    events: its SQL and its number of parameters, recorded as it runs."""
-    runs: list[tuple[str, int]] = []
-    run = DirectStatement.rows
-
-    def recorded(direct: DirectStatement, eng: Engine, values: dict[str, Any]) -> object:
-        runs.append((direct.sql(eng), len(direct.parameters(eng, values))))
-        return run(direct, eng, values)
-
-    monkeypatch.setattr(DirectStatement, "rows", recorded)
-    return runs
 
 
 def test_on_postgres_a_single_interactive_result_is_one_statement(
