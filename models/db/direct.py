@@ -124,6 +124,17 @@ class DriverConnection:
         except self.dialect.loaded_dbapi.Error as exc:
             raise self._failed(exc, rendered.sql, params) from exc
 
+    def autocommit(self, on: bool) -> None:
+        """Each statement committed as it runs, or not (left alone on a broken connection,
+        which goes back to the pool invalidated)."""
+        driver: Any = self._pooled.driver_connection  # None once invalidated
+        if not on and (driver is None or driver.broken):
+            return
+        try:
+            driver.autocommit = on
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._failed(exc, f"(autocommit {'on' if on else 'off'})", {}) from exc
+
     def _failed(self, exc: Any, sql: str, params: dict[str, Any]) -> StatementError:
         """`exc` as SQLAlchemy raises it; the connection invalidated if it is broken."""
         broken = self.dialect.is_disconnect(exc, self._pooled.dbapi_connection, None)
@@ -146,13 +157,12 @@ def driver_connection(engine: Engine) -> Iterator[DriverConnection]:
     back to the pool as it came (out of autocommit) when done."""
     pooled = engine.raw_connection()
     try:
-        conn: Any = pooled.driver_connection
-        conn.autocommit = True
+        conn = DriverConnection(engine.dialect, pooled)
+        conn.autocommit(True)
         try:
-            yield DriverConnection(engine.dialect, pooled)
+            yield conn
         finally:
-            if not conn.broken:
-                conn.autocommit = False
+            conn.autocommit(False)
     finally:
         pooled.close()
 

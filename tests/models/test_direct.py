@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    event,
     insert,
     select,
     text,
@@ -184,3 +185,18 @@ def test_on_sqlite_the_runner_is_one_transaction(tmp_path: Path) -> None:
             assert conn.execute(text(f"SELECT count(*) FROM {items.name}")).scalar_one() == 0
     finally:
         lite.dispose()
+
+
+@pytest.mark.db
+def test_a_connection_closed_before_its_first_statement_fails_as_sqlalchemys(pg: Engine) -> None:
+    # Given a connection that is closed as it leaves the pool
+    def close(dbapi_conn: Any, *_: object) -> None:
+        dbapi_conn.close()
+
+    event.listen(pg.pool, "checkout", close, once=True)
+    # When statements are to run on it, the failure is SQLAlchemy's, and says it is broken
+    with pytest.raises(OperationalError) as failed, driver_connection(pg):
+        pass
+    assert failed.value.connection_invalidated
+    # Then the next run gets a new connection
+    assert ADD.rows(pg, {"id": "o", "at": None, "data": None}) == [("o", "new", None)]
