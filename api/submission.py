@@ -1,23 +1,21 @@
 """Accepting a call: the Submission, checked in full into a row (app, connected account,
-params, callback URL), written once per Idempotency-Key, then its id published."""
+params, callback URL), written (once per Idempotency-Key: api/idempotency.py), then its id
+published."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-from sqlalchemy import Engine, bindparam, delete, insert, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine, bindparam, insert, update
+from sqlmodel import col
 
 from api.account_selection import AccountCache, account_for
 from api.call_urls import check_callback_url
+from api.idempotency import write_keyed
 from api.prometheus import CALLS_ACCEPTED
 from api.schemas.calls import FunctionCallRequest, PassthroughParams
 from api.suggestions import function_problem, unknown_app
@@ -25,11 +23,11 @@ from api.validation import CallLimits, app_slug_of, check_params
 from models.broker import Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
-from models.db.direct import DirectStatement, OnConnection, StatementRunner, statement_runner
+from models.db.direct import DirectStatement, StatementRunner, statement_runner
 from models.db.engine import session_scope, utcnow
 from models.db.ids import new_id
-from models.db.tables import CallIdempotency, FunctionCall, Tenant
-from models.errors import ApiError, ErrorDetail, invalid
+from models.db.tables import FunctionCall, Tenant
+from models.errors import invalid
 from models.keys import QUEUE_INTERACTIVE
 from models.logs import CALLS_LOGGER
 
@@ -98,20 +96,6 @@ def function_call_submission(
     )
 
 
-def _fingerprint(call: FunctionCall) -> str:
-    payload = [
-        call.function,
-        call.method,
-        call.url,
-        call.request_headers,
-        call.request_body,
-        call.connected_account_id,
-        call.callback_url,
-        call.options,
-    ]
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 def build_row(
     db: StatementRunner,
     tenant: Tenant,
@@ -159,63 +143,6 @@ def build_row(
     }
 
 
-# How long an Idempotency-Key names the call it was first used for.
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-
-
-def _existing(session: Session, tenant: Tenant, key: str) -> FunctionCall | None:
-    """The call `key` names for `tenant` (call_idempotency, migration 0013), if any. A key
-    whose call no longer exists (deleted by hand) is let go."""
-    found = session.exec(
-        select(CallIdempotency.call_id, FunctionCall)
-        .outerjoin(FunctionCall, col(CallIdempotency.call_id) == col(FunctionCall.id))
-        .where(
-            col(CallIdempotency.tenant_id) == tenant.id,
-            col(CallIdempotency.idempotency_key) == key,
-        )
-    ).first()
-    if found is None:
-        return None
-    call_id, call = found
-    if call is None:
-        _forget_key(session, tenant, key, call_id)
-    return call
-
-
-def _forget_key(session: Session, tenant: Tenant, key: str, call_id: str) -> None:
-    session.execute(
-        delete(_KEYS).where(
-            _KEYS.c.tenant_id == tenant.id,
-            _KEYS.c.idempotency_key == key,
-            _KEYS.c.call_id == call_id,
-        )
-    )
-
-
-def _release(session: Session, tenant: Tenant, key: str, prior: FunctionCall) -> None:
-    """An expired key: the call it named keeps its result but not the key, which may now
-    name a new call."""
-    _forget_key(session, tenant, key, prior.id)
-    prior.idempotency_key = None
-    session.add(prior)
-    session.flush()
-
-
-def _same_or_conflict(existing: FunctionCall, call: FunctionCall) -> FunctionCall:
-    if _fingerprint(existing) != _fingerprint(call):
-        raise ApiError(
-            "idempotency_conflict",
-            [
-                ErrorDetail(
-                    "Idempotency-Key",
-                    f"already used for call {existing.id} with a different request",
-                )
-            ],
-            409,
-        )
-    return existing
-
-
 # Called with the number of calls about to be written; raises ApiError (a 429) to refuse.
 Admit = Callable[[int], None]
 
@@ -225,7 +152,6 @@ def admit_all(_: int) -> None:
 
 
 _CALLS = FunctionCall.__table__  # type: ignore[attr-defined]
-_INSERT = insert(_CALLS)
 # The columns `build_row` gives, each a parameter: the INSERT of one call, on the driver's
 # cursor on Postgres (models/db/direct.py).
 _ROW_COLUMNS = (
@@ -250,8 +176,6 @@ _ROW_COLUMNS = (
     "published_at",
 )
 _INSERT_ONE = DirectStatement(insert(_CALLS).values({c: bindparam(c) for c in _ROW_COLUMNS}))
-_KEYS = CallIdempotency.__table__  # type: ignore[attr-defined]
-_INSERT_KEY = insert(_KEYS)
 
 
 def submit(
@@ -267,12 +191,16 @@ def submit(
     """Write one call (under `call_id`, or a new id) and publish it; returns the call (its
     values without ORM state, a tenth of the CPU; an earlier one for a repeated key). `admit`
     is asked once the call is valid and new, before it is written."""
+
+    def row_of(db: StatementRunner) -> dict[str, Any]:
+        return build_row(db, tenant, catalog, sub, None, call_id=call_id)
+
     if sub.idempotency_key:
-        call, new = _write_keyed(engine, tenant, catalog, sub, sub.idempotency_key, admit, call_id)
+        call, new = write_keyed(engine, tenant, sub.idempotency_key, row_of, admit)
         if not new:
             return call  # the earlier call the key names: published when it was written
     else:
-        call = _write(engine, tenant, catalog, sub, admit, call_id)
+        call = _write(engine, row_of, admit)
     publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE)
     CALLS_ACCEPTED.labels("interactive").inc()
     call_log.info(
@@ -291,64 +219,15 @@ def submit(
 
 
 def _write(
-    engine: Engine,
-    tenant: Tenant,
-    catalog: Catalog,
-    sub: Submission,
-    admit: Admit,
-    call_id: str | None,
+    engine: Engine, row_of: Callable[[StatementRunner], dict[str, Any]], admit: Admit
 ) -> FunctionCall:
     """A call without an Idempotency-Key: its INSERT is the one write (no BEGIN, no COMMIT
     on Postgres), and it and the account's SELECT run on the driver's cursor there."""
     with statement_runner(engine) as db:
-        row = build_row(db, tenant, catalog, sub, None, call_id=call_id)
+        row = row_of(db)
         admit(1)
         db.rows(_INSERT_ONE, row)
     return FunctionCall.model_construct(**row)
-
-
-def _write_keyed(
-    engine: Engine,
-    tenant: Tenant,
-    catalog: Catalog,
-    sub: Submission,
-    key: str,
-    admit: Admit,
-    call_id: str | None,
-) -> tuple[FunctionCall, bool]:
-    """A call with an Idempotency-Key, in one transaction: the key's row first (a key taken
-    meanwhile fails before the call), then the call's; and True. Or the earlier call the
-    key names, and False."""
-    with session_scope(engine) as session:
-        db = OnConnection(session.connection())
-        row = build_row(db, tenant, catalog, sub, None, call_id=call_id)
-        call = FunctionCall.model_construct(**row)
-        if prior := _existing(session, tenant, key):
-            if prior.created_at >= call.created_at - IDEMPOTENCY_WINDOW:
-                return _same_or_conflict(prior, call), False
-            _release(session, tenant, key, prior)
-        admit(1)
-        try:
-            session.execute(_INSERT_KEY, _key_row(tenant, key, row))
-            # Core, not the unit of work: the row is complete, and flushing an ORM object
-            # cost more CPU than the INSERT itself.
-            session.execute(_INSERT, row)
-        except IntegrityError:
-            session.rollback()
-            prior = _existing(session, tenant, key)
-            if prior is None:
-                raise
-            return _same_or_conflict(prior, call), False
-    return call, True
-
-
-def _key_row(tenant: Tenant, key: str, row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant.id,
-        "idempotency_key": key,
-        "call_id": row["id"],
-        "created_at": row["created_at"],
-    }
 
 
 def publish_or_mark(engine: Engine, publisher: Publisher, call_ids: list[str], queue: str) -> None:
