@@ -111,10 +111,11 @@ def test_on_postgres_a_call_is_two_statements_on_the_drivers_cursor(
 _OWN = {"id", "idempotency_key", "created_at", "published_at"}
 
 
-def test_a_call_with_an_idempotency_key_is_written_in_one_transaction(
+def test_a_call_with_an_idempotency_key_keeps_its_transaction(
     caller: Caller, engine: Engine, direct_runs: list[tuple[str, int]]
 ) -> None:
-    # Its key's row and its own are written together, or neither is
+    # Its key's row and its own are written together, through SQLAlchemy: nothing of it
+    # runs on the driver's cursor
     caller.connect()
     first = submit(caller, idempotency_key="k-tx")
     again = submit(caller, idempotency_key="k-tx")
