@@ -154,10 +154,22 @@ class DriverConnection:
 @contextmanager
 def driver_connection(engine: Engine) -> Iterator[DriverConnection]:
     """A connection of `engine`'s pool (Postgres), each statement committed as it runs;
-    back to the pool as it came (out of autocommit) when done."""
-    pooled = engine.raw_connection()
+    back to the pool as it came (out of autocommit) when done. A connection the server
+    refuses fails as SQLAlchemy's error, as `Engine.connect` makes it."""
+    dialect = engine.dialect
     try:
-        conn = DriverConnection(engine.dialect, pooled)
+        pooled = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:  # a new connection refused: the pool's own
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(exc, None, None),
+            dialect=dialect,
+        ) from exc
+    try:
+        conn = DriverConnection(dialect, pooled)
         conn.autocommit(True)
         try:
             yield conn

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from api.dev.embedded_redis import free_port
 from models.db.direct import DirectStatement, OnConnection, driver_connection, statement_runner
 from models.db.engine import UTCDateTime, create_db_engine
 
@@ -200,3 +201,16 @@ def test_a_connection_closed_before_its_first_statement_fails_as_sqlalchemys(pg:
     assert failed.value.connection_invalidated
     # Then the next run gets a new connection
     assert ADD.rows(pg, {"id": "o", "at": None, "data": None}) == [("o", "new", None)]
+
+
+def test_a_server_that_refuses_the_connection_fails_as_sqlalchemys() -> None:
+    # As Engine.connect raises it, so that the API answers 503 and a worker backs off, as
+    # for any statement of theirs (not a driver's error that would be a 500)
+    refused = create_db_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
+    try:
+        with pytest.raises(OperationalError):
+            ADD.rows(refused, {"id": "p", "at": None, "data": None})
+        with pytest.raises(OperationalError), driver_connection(refused):
+            pass
+    finally:
+        refused.dispose()
