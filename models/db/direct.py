@@ -41,7 +41,9 @@ Processor = Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class _Rendered:
+class Rendered:
+    """A statement as the driver is sent it, and how its parameters are made."""
+
     sql: str
     constants: dict[str, Any]  # converted once
     processors: dict[str, Processor | None]  # the caller's values, by name
@@ -61,7 +63,7 @@ class DirectStatement:
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
-        self._rendered: dict[int, _Rendered] = {}
+        self._rendered: dict[int, Rendered] = {}
         self._lock = threading.Lock()
 
     @property
@@ -76,16 +78,7 @@ class DirectStatement:
         with driver_connection(engine) as conn:
             return conn.rows(self, values)
 
-    def sql(self, engine: Engine) -> str:
-        """The statement as the driver is sent it."""
-        return self.rendered(engine.dialect).sql
-
-    def parameters(self, engine: Engine, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Every parameter of the statement as the driver is given it: its constants, and
-        `values` converted by their types."""
-        return self.rendered(engine.dialect).parameters(values)
-
-    def rendered(self, dialect: Dialect) -> _Rendered:
+    def rendered(self, dialect: Dialect) -> Rendered:
         """The statement compiled for `dialect`, once."""
         key = id(dialect)
         if (rendered := self._rendered.get(key)) is not None:
@@ -140,15 +133,17 @@ class DriverConnection:
         broken = self.dialect.is_disconnect(exc, self._pooled.dbapi_connection, None)
         if broken:
             self._pooled.invalidate(exc)
-        error: StatementError = DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            self.dialect.loaded_dbapi.Error,
-            connection_invalidated=broken,
-            dialect=self.dialect,
-        )
-        return error
+        return _as_sqlalchemys(exc, self.dialect, sql, params, broken=broken)
+
+
+def _as_sqlalchemys(
+    exc: Any, dialect: Dialect, sql: str | None, params: dict[str, Any] | None, *, broken: bool
+) -> StatementError:
+    """The driver's error `exc` as SQLAlchemy raises it (`OperationalError`, say)."""
+    error: StatementError = DBAPIError.instance(
+        sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=broken, dialect=dialect
+    )
+    return error
 
 
 @contextmanager
@@ -160,14 +155,8 @@ def driver_connection(engine: Engine) -> Iterator[DriverConnection]:
     try:
         pooled = engine.raw_connection()
     except dialect.loaded_dbapi.Error as exc:  # a new connection refused: the pool's own
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(exc, None, None),
-            dialect=dialect,
-        ) from exc
+        broken = dialect.is_disconnect(exc, None, None)
+        raise _as_sqlalchemys(exc, dialect, None, None, broken=broken) from exc
     try:
         conn = DriverConnection(dialect, pooled)
         conn.autocommit(True)
@@ -202,7 +191,7 @@ def statement_runner(engine: Engine) -> Iterator[StatementRunner]:
             yield OnConnection(sa_conn)
 
 
-def _render(statement: ClauseElement, dialect: Dialect) -> _Rendered:
+def _render(statement: ClauseElement, dialect: Dialect) -> Rendered:
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
     varying = {name for name, bind in compiled.binds.items() if bind.required}
@@ -218,7 +207,7 @@ def _render(statement: ClauseElement, dialect: Dialect) -> _Rendered:
             processors[name] = processor
         else:
             constants[name] = value if processor is None else processor(value)
-    return _Rendered(state.statement, constants, processors)
+    return Rendered(state.statement, constants, processors)
 
 
 def _processor(compiled: SQLCompiler, name: str, dialect: Dialect) -> Processor | None:
