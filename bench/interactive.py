@@ -134,16 +134,22 @@ def interactive(s: Stack, key: str, rates: list[float], duration_s: float) -> di
     run."""
     measured = asyncio.run(_interactive(s, key, rates, duration_s))
     return {
-        label: {**compare(direct, through), "hops_ms": hops(s.engine, through)}
-        for label, (direct, through) in measured.items()
+        label: {
+            **compare(direct, through),
+            "hops_ms": hops(s.engine, through),
+            "cpu_ms_per_call": cpu,
+        }
+        for label, (direct, through, cpu) in measured.items()
     }
 
 
 async def _interactive(
     s: Stack, key: str, rates: list[float], duration_s: float
-) -> dict[str, tuple[list[Sample], list[Sample]]]:
-    """The calls of interactive(): each rate's direct and passthru samples, by label."""
-    measured: dict[str, tuple[list[Sample], list[Sample]]] = {}
+) -> dict[str, tuple[list[Sample], list[Sample], dict[str, float]]]:
+    """The calls of interactive(): each rate's direct and passthru samples, and each
+    process's CPU per passthru call (sc.cpu_by_role; a process idle between calls counts
+    its idle CPU too), by label."""
+    measured: dict[str, tuple[list[Sample], list[Sample], dict[str, float]]] = {}
     async with Clients(s, key) as c:
         await c.warm_up(max(rates))
         for rate in rates:
@@ -151,7 +157,10 @@ async def _interactive(
             sc.say(f"direct calls at {rate:g}/s for {duration_s:g} s")
             direct = await paced(rate, calls(n), c.direct)
             sc.say(f"passthru Prefer: wait calls at {rate:g}/s for {duration_s:g} s")
-            measured[f"{rate:g}/s"] = (direct, await paced(rate, calls(n), c.through))
+            before = sc.cpu_by_role(s)
+            through = await paced(rate, calls(n), c.through)
+            cpu = sc.cpu_ms_per_call(before, sc.cpu_by_role(s), len(through))
+            measured[f"{rate:g}/s"] = (direct, through, cpu)
     return measured
 
 
@@ -163,8 +172,13 @@ def hops_line(h: dict[str, Any]) -> str:
     return f"hops p50/p99 ms ({h['calls']} calls): " + ", ".join(parts)
 
 
+def cpu_line(cpu: dict[str, float]) -> str:
+    """Each process's CPU per passthru call, for the table."""
+    return "CPU ms per call: " + ", ".join(f"{role} {ms:.2f}" for role, ms in cpu.items())
+
+
 def table(r: dict[str, Any]) -> str:
-    """Two lines per rate: the latencies, then the hops."""
+    """Three lines per rate: the latencies, the hops, each process's CPU per call."""
     lines = []
     for i, (label, f) in enumerate(r.items()):
         d, p = f["direct_ms"], f["passthru_ms"]
@@ -175,5 +189,6 @@ def table(r: dict[str, Any]) -> str:
             f"{d['max']:.1f} ms; {f['not_200']} of {f['calls']} not 200; sent at "
             f"{f['passthru_sent_per_s']:.0f}/s, up to {f['client_late_max_ms']:.0f} ms late",
             f"{'':<16}  {hops_line(f['hops_ms'])}",
+            f"{'':<16}  {cpu_line(f['cpu_ms_per_call'])}",
         ]
     return "\n".join(lines)

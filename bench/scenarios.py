@@ -16,7 +16,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from api.dev.harness import Proc
-from bench.stack import BENCH_ORIGIN, Stack, cpu_s, postgres_cpu_s, rss_mib
+from bench.stack import BENCH_ORIGIN, Stack, cpu_s, own_cpu_s, postgres_cpu_s, rss_mib
 from models.accounts.tenants import create_tenant
 
 APPS_YAML = f"""
@@ -108,26 +108,34 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "benc
     return started
 
 
-def _cpu_by_role(s: Stack) -> dict[str, float]:
-    """CPU seconds used so far by the API, all workers together, the stand-in upstream and,
-    on Postgres, the database: where a call's CPU goes."""
+def cpu_by_role(s: Stack) -> dict[str, float]:
+    """CPU seconds used so far by the API, all workers together (their interactive lane
+    processes included), the stand-in upstream, Redis (a redis-server) and, on Postgres, the
+    database: where a call's CPU goes."""
     used = {"api": 0.0, "workers": 0.0, "upstream": 0.0}
     for proc in s.procs.values():
         role = "workers" if "worker" in proc.name else proc.name
         if role in used and proc.alive():
             used[role] += cpu_s(proc.pid)
+    if s.redis.pid is not None:
+        used["redis"] = own_cpu_s(s.redis.pid)
     if s.database_url.startswith("postgresql"):
         used["postgres"] = postgres_cpu_s()
     return used
 
 
+def cpu_ms_per_call(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Each role's CPU between two `cpu_by_role` readings, in ms per call of `n`."""
+    return {role: round((after[role] - before[role]) * 1000 / n, 3) for role in after}
+
+
 def passthru_throughput(s: Stack, key: str, n: int, query: str = "") -> dict[str, Any]:
     base = finished(s)
-    cpu_before = _cpu_by_role(s)
+    cpu_before = cpu_by_role(s)
     started = submit_batches(s, key, n, query)
     submitted = time.perf_counter()
     ended = wait_finished(s, base + n, timeout_s=max(120, n / 50))
-    cpu_after = _cpu_by_role(s)
+    cpu_after = cpu_by_role(s)
     return {
         "calls": n,
         "seconds": round(ended - started, 2),
@@ -135,9 +143,7 @@ def passthru_throughput(s: Stack, key: str, n: int, query: str = "") -> dict[str
         "calls_per_s": round(n / (ended - started), 1),
         # CPU per call is steadier than calls/s on a shared machine: it does not count
         # the time other processes took the cores.
-        "cpu_ms_per_call": {
-            role: round((cpu_after[role] - cpu_before[role]) * 1000 / n, 3) for role in cpu_after
-        },
+        "cpu_ms_per_call": cpu_ms_per_call(cpu_before, cpu_after, n),
     }
 
 

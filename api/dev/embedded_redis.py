@@ -42,6 +42,11 @@ class EmbeddedRedis:
     _server: object | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
+    @property
+    def pid(self) -> int | None:
+        """The redis-server's process id (None for fakeredis, which runs in this process)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         """Stop the server; its data is gone (nothing is persisted)."""
         if self._process is not None:
