@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import scenarios as sc
-from bench.interactive import compare, hops, hops_line
+from bench.interactive import compare, hops, hops_line, not_200_line
 from bench.pacer import Clients, Sample, calls, paced
 from bench.stack import Stack
 
@@ -142,7 +142,7 @@ def table(r: dict[str, Any]) -> str:
             f"{r['bulk_calls_per_s']:.0f}/s: added p50 {r['added_p50_ms']:.1f} ms, p99 "
             f"{r['added_p99_ms']:.1f} ms; passthru p50/p99/max {p['p50']:.1f}/{p['p99']:.1f}/"
             f"{p['max']:.1f} ms, direct {d['p50']:.1f}/{d['p99']:.1f}/{d['max']:.1f} ms; "
-            f"{r['not_200']} of {r['calls']} not 200, sent at {r['passthru_sent_per_s']:.0f}/s;"
+            f"{not_200_line(r)}, sent at {r['passthru_sent_per_s']:.0f}/s;"
             f" {r['bulk_finished_at_last_send']} bulk calls finished at the last send",
             f"{'':<16}  {r['sent_during_drain']} sent before the drain ended: "
             f"{_figures(r['during_drain_ms'])}",

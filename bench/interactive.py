@@ -52,9 +52,30 @@ def compare(direct: list[Sample], through: list[Sample]) -> dict[str, Any]:
         "added_p50_ms": round(p["p50"] - d["p50"], 2),
         "added_p99_ms": round(p["p99"] - d["p99"], 2),
         "not_200": sum(x.status != 200 for x in through),
+        "not_200_by_answer": not_200_by_answer(through),
         "client_late_max_ms": max(x.late_ms for x in direct + through),
         "passthru_sent_per_s": _sent_per_s(through),
     }
+
+
+# What a call not answered 200 got instead: the same keys in every run, so --runs can take
+# each one's median. 202: not finished within the wait; 429: a tenant bound (its long polls
+# per API process, PASSTHRU_TENANT_MAX_WAITS, at a high rate); none: no answer at all.
+NOT_200 = {"202": 202, "429": 429, "503": 503}
+
+
+def not_200_by_answer(samples: list[Sample]) -> dict[str, int]:
+    """How many calls got each answer other than 200."""
+    counts = {name: sum(x.status == status for x in samples) for name, status in NOT_200.items()}
+    counts["none"] = sum(x.status == 0 for x in samples)
+    counts["other"] = sum(x.status not in (0, 200, *NOT_200.values()) for x in samples)
+    return counts
+
+
+def not_200_line(f: dict[str, Any]) -> str:
+    """`12 of 6000 not 200 (429: 10, none: 2)`, naming only the answers that came."""
+    got = [f"{name}: {n}" for name, n in f["not_200_by_answer"].items() if n]
+    return f"{f['not_200']} of {f['calls']} not 200" + (f" ({', '.join(got)})" if got else "")
 
 
 def _sent_per_s(samples: list[Sample]) -> float:
@@ -186,7 +207,7 @@ def table(r: dict[str, Any]) -> str:
             f"{'interactive' if i == 0 else '':<16}{label}: added p50 {f['added_p50_ms']:.1f} ms,"
             f" p99 {f['added_p99_ms']:.1f} ms; passthru p50/p99/max {p['p50']:.1f}/"
             f"{p['p99']:.1f}/{p['max']:.1f} ms, direct {d['p50']:.1f}/{d['p99']:.1f}/"
-            f"{d['max']:.1f} ms; {f['not_200']} of {f['calls']} not 200; sent at "
+            f"{d['max']:.1f} ms; {not_200_line(f)}; sent at "
             f"{f['passthru_sent_per_s']:.0f}/s, up to {f['client_late_max_ms']:.0f} ms late",
             f"{'':<16}  {hops_line(f['hops_ms'])}",
             f"{'':<16}  {cpu_line(f['cpu_ms_per_call'])}",
