@@ -3,7 +3,8 @@
     python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
-(e) interactive during a bulk drain, (f) memory under hostile input, (g) the sweeper's cost
+(e) interactive during a bulk drain ((c) and (e) against the design's floor too,
+bench/floor.py), (f) memory under hostile input, (g) the sweeper's cost
 per run against the backlog, (h) the console log's first page with 100,000 calls, by filter
 (both on Postgres and SQLite, unless --db sqlite), (i) the log at scale: a million calls,
 each filter's first page, the export rate, bytes per call, purging a day, insert rate.

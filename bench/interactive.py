@@ -17,15 +17,18 @@ own time counts in the next hop. All clocks are this machine's.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, text
 
+from api.dev.embedded_redis import free_port
+from bench import floor as design_floor
 from bench import scenarios as sc
 from bench.pacer import Clients, Sample, calls, paced
-from bench.stack import Stack
+from bench.stack import Stack, cpu_s, own_cpu_s, postgres_cpu_s
 
 HOPS = {
     "client_to_row": ("sent", "created"),
@@ -149,29 +152,90 @@ def _unix_s(value: object) -> float | None:
 # ---- (c) --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One rate's calls: direct, through passthru, through the design's floor (None on
+    SQLite), and each process's CPU per call of the last two."""
+
+    direct: list[Sample]
+    through: list[Sample]
+    cpu: dict[str, float]
+    floor: list[Sample] | None
+    floor_cpu: dict[str, float] | None
+
+
 def interactive(s: Stack, key: str, rates: list[float], duration_s: float) -> dict[str, Any]:
-    """One warm-up (at the highest rate), then for each rate: direct calls, then passthru
-    calls, each for duration_s, all from one event loop; the hops read once every rate has
-    run."""
-    measured = asyncio.run(_interactive(s, key, rates, duration_s))
+    """One warm-up (at the highest rate), then for each rate: direct calls, passthru calls
+    and, on Postgres, calls through the design's floor (bench/floor.py), each for
+    duration_s, all from one event loop; the hops read once every rate has run."""
+    floor_url = start_floor(s) if s.database_url.startswith("postgresql") else None
+    measured = asyncio.run(_interactive(s, key, rates, duration_s, floor_url))
     return {
         label: {
-            **compare(direct, through),
-            "hops_ms": hops(s.engine, through),
-            "cpu_ms_per_call": cpu,
+            **compare(m.direct, m.through),
+            "hops_ms": hops(s.engine, m.through),
+            "cpu_ms_per_call": m.cpu,
+            "floor": floor_figures(m),
         }
-        for label, (direct, through, cpu) in measured.items()
+        for label, m in measured.items()
     }
 
 
+def start_floor(s: Stack) -> str:
+    """The design's floor beside passthru, on the same Redis, database and upstream: its
+    API process and two lane processes (passthru's workers are two); its URL."""
+    dsn = design_floor.prepare(s.database_url)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    s.processes.start_server(
+        "floor-api", design_floor.argv_api(port, dsn, s.redis.url), f"{url}/ready"
+    )
+    for i in range(2):
+        lane = design_floor.argv_lane(dsn, s.redis.url, s.upstream_url)
+        s.processes.start(f"floor-lane{i}", lane).wait_for_output("ready")
+    return f"{url}/call"
+
+
+def floor_cpu_by_role(s: Stack) -> dict[str, float]:
+    """CPU seconds used so far by the floor's API, its lanes, and what it shares with
+    passthru (the upstream, Redis, Postgres), as sc.cpu_by_role reads passthru's."""
+    used = {"api": 0.0, "lanes": 0.0, "upstream": 0.0}
+    for proc in s.procs.values():
+        role = {"floor-api": "api", "upstream": "upstream"}.get(proc.name, "")
+        role = "lanes" if proc.name.startswith("floor-lane") else role
+        if role and proc.alive():
+            used[role] += cpu_s(proc.pid)
+    if s.redis.pid is not None:
+        used["redis"] = own_cpu_s(s.redis.pid)
+    used["postgres"] = postgres_cpu_s()
+    return used
+
+
+def floor_compare(direct: list[Sample], floor: list[Sample]) -> dict[str, Any]:
+    """What the floor adds over the direct calls, its latencies and its non-200 answers."""
+    f = compare(direct, floor)
+    return {
+        "added_p50_ms": f["added_p50_ms"],
+        "added_p99_ms": f["added_p99_ms"],
+        "floor_ms": f["passthru_ms"],
+        "not_200": f["not_200"],
+    }
+
+
+def floor_figures(m: Measured) -> dict[str, Any] | None:
+    """floor_compare, and each process's CPU per call of the floor."""
+    if m.floor is None or m.floor_cpu is None:
+        return None
+    return {**floor_compare(m.direct, m.floor), "cpu_ms_per_call": m.floor_cpu}
+
+
 async def _interactive(
-    s: Stack, key: str, rates: list[float], duration_s: float
-) -> dict[str, tuple[list[Sample], list[Sample], dict[str, float]]]:
-    """The calls of interactive(): each rate's direct and passthru samples, and each
-    process's CPU per passthru call (sc.cpu_by_role; a process idle between calls counts
-    its idle CPU too), by label."""
-    measured: dict[str, tuple[list[Sample], list[Sample], dict[str, float]]] = {}
-    async with Clients(s, key) as c:
+    s: Stack, key: str, rates: list[float], duration_s: float, floor_url: str | None
+) -> dict[str, Measured]:
+    """The calls of interactive(), by label: each rate's samples and each process's CPU per
+    call (sc.cpu_by_role; a process idle between calls counts its idle CPU too)."""
+    measured: dict[str, Measured] = {}
+    async with Clients(s, key, floor_url) as c:
         await c.warm_up(max(rates))
         for rate in rates:
             n = int(rate * duration_s)
@@ -181,7 +245,13 @@ async def _interactive(
             before = sc.cpu_by_role(s)
             through = await paced(rate, calls(n), c.through)
             cpu = sc.cpu_ms_per_call(before, sc.cpu_by_role(s), len(through))
-            measured[f"{rate:g}/s"] = (direct, through, cpu)
+            floor, floor_cpu = None, None
+            if floor_url is not None:
+                sc.say(f"the design's floor: calls at {rate:g}/s for {duration_s:g} s")
+                before = floor_cpu_by_role(s)
+                floor = await paced(rate, calls(n), c.floor)
+                floor_cpu = sc.cpu_ms_per_call(before, floor_cpu_by_role(s), len(floor))
+            measured[f"{rate:g}/s"] = Measured(direct, through, cpu, floor, floor_cpu)
     return measured
 
 
@@ -198,8 +268,29 @@ def cpu_line(cpu: dict[str, float]) -> str:
     return "CPU ms per call: " + ", ".join(f"{role} {ms:.2f}" for role, ms in cpu.items())
 
 
+def floor_latency_line(f: dict[str, Any], where: str = "") -> str:
+    """floor_compare's figures, for the table."""
+    fm = f["floor_ms"]
+    return (
+        f"the design's floor{where}: added p50 {f['added_p50_ms']:.1f} ms, p99 "
+        f"{f['added_p99_ms']:.1f} ms (p50/p99/max {fm['p50']:.1f}/{fm['p99']:.1f}/"
+        f"{fm['max']:.1f} ms; {f['not_200']} not 200)"
+    )
+
+
+NO_FLOOR = "the design's floor: not measured (Postgres only)"
+
+
+def floor_line(f: dict[str, Any] | None) -> str:
+    """The design's floor at one rate, for the table."""
+    if f is None:
+        return NO_FLOOR
+    return f"{floor_latency_line(f)}; {cpu_line(f['cpu_ms_per_call'])}"
+
+
 def table(r: dict[str, Any]) -> str:
-    """Three lines per rate: the latencies, the hops, each process's CPU per call."""
+    """Four lines per rate: the latencies, the hops, each process's CPU per call, and the
+    design's floor."""
     lines = []
     for i, (label, f) in enumerate(r.items()):
         d, p = f["direct_ms"], f["passthru_ms"]
@@ -211,5 +302,6 @@ def table(r: dict[str, Any]) -> str:
             f"{f['passthru_sent_per_s']:.0f}/s, up to {f['client_late_max_ms']:.0f} ms late",
             f"{'':<16}  {hops_line(f['hops_ms'])}",
             f"{'':<16}  {cpu_line(f['cpu_ms_per_call'])}",
+            f"{'':<16}  {floor_line(f.get('floor'))}",
         ]
     return "\n".join(lines)

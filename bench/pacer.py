@@ -91,15 +91,18 @@ def _session(**kwargs: Any) -> aiohttp.ClientSession:
 
 
 class Clients:
-    """The two kinds of call: straight to the stand-in upstream, and through passthru with
-    `Prefer: wait=10`. Made and used inside one event loop (`async with`), so the connections
-    the warm-up opens serve the measured calls."""
+    """The kinds of call: straight to the stand-in upstream, through passthru with
+    `Prefer: wait=10`, and, given its URL, through the design's floor (bench/floor.py). Made
+    and used inside one event loop (`async with`), so the connections the warm-up opens serve
+    the measured calls."""
 
-    def __init__(self, s: Stack, key: str) -> None:
+    def __init__(self, s: Stack, key: str, floor_url: str | None = None) -> None:
         self.upstream = f"{s.upstream_url}/items"
         self.api = f"{s.api_url}/bench-passthrough-request"
+        self.floor_url = floor_url
         self.body = orjson.dumps({"method": "GET", "url": f"{BENCH_ORIGIN}/items"})
         self.direct_session = _session(headers={"Authorization": "Bearer x"})
+        self.floor_session = _session(headers={"Content-Type": "application/json"})
         self.api_session = _session(
             headers={
                 "Authorization": f"Bearer {key}",
@@ -115,11 +118,17 @@ class Clients:
     async def through(self, scheduled: float) -> Sample:
         return await _timed(self.api_session, "POST", self.api, scheduled, self.body)
 
+    async def floor(self, scheduled: float) -> Sample:
+        assert self.floor_url is not None
+        return await _timed(self.floor_session, "POST", self.floor_url, scheduled, self.body)
+
     async def warm_up(self, rate: float) -> None:
-        """Both kinds of call for WARM_UP_S, not counted: new connections, caches."""
-        sc.say(f"warm-up: {WARM_UP_S:g} s of both kinds of call at {rate:g}/s, not counted")
+        """Each kind of call for WARM_UP_S, not counted: new connections, caches."""
+        sc.say(f"warm-up: {WARM_UP_S:g} s of each kind of call at {rate:g}/s, not counted")
         await paced(rate, calls(int(rate * WARM_UP_S)), self.direct)
         await paced(rate, calls(int(rate * WARM_UP_S)), self.through)
+        if self.floor_url is not None:
+            await paced(rate, calls(int(rate * WARM_UP_S)), self.floor)
 
     async def __aenter__(self) -> Clients:
         return self
@@ -129,6 +138,7 @@ class Clients:
     ) -> None:
         await self.direct_session.close()
         await self.api_session.close()
+        await self.floor_session.close()
 
 
 async def _timed(
