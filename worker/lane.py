@@ -14,9 +14,9 @@ interactive queue with a countdown, as before.
 
 One free thread of a process waits on the list at a time (leader and followers): it hands
 the turn to the next free thread as soon as it has an id, and runs that call itself, so no
-hand-off between threads lies on a call's path. Every free thread blocking on the list, as
-before, cost each process one Redis round trip per thread every POLL_S while idle: 32 a
-second by default, most of an idle lane process's CPU and of Redis's.
+hand-off between threads lies on a call's path. When every free thread blocked on the
+list, each sent its BLMOVE again every POLL_S while idle: 32 Redis round trips a second
+per process by default, most of an idle lane process's CPU and of Redis's.
 """
 
 from __future__ import annotations
