@@ -28,7 +28,7 @@ from api.dev.embedded_redis import free_port
 from bench import floor as design_floor
 from bench import scenarios as sc
 from bench.pacer import Clients, Sample, calls, paced
-from bench.stack import Stack, cpu_s, own_cpu_s, postgres_cpu_s
+from bench.stack import Stack
 
 HOPS = {
     "client_to_row": ("sent", "created"),
@@ -196,19 +196,17 @@ def start_floor(s: Stack) -> str:
     return f"{url}/call"
 
 
+def floor_role(name: str) -> str:
+    """The role of the stack's process `name` for the floor: its API, its lanes, and the
+    upstream it shares with passthru."""
+    if name.startswith("floor-lane"):
+        return "lanes"
+    return {"floor-api": "api", "upstream": "upstream"}.get(name, "")
+
+
 def floor_cpu_by_role(s: Stack) -> dict[str, float]:
-    """CPU seconds used so far by the floor's API, its lanes, and what it shares with
-    passthru (the upstream, Redis, Postgres), as sc.cpu_by_role reads passthru's."""
-    used = {"api": 0.0, "lanes": 0.0, "upstream": 0.0}
-    for proc in s.procs.values():
-        role = {"floor-api": "api", "upstream": "upstream"}.get(proc.name, "")
-        role = "lanes" if proc.name.startswith("floor-lane") else role
-        if role and proc.alive():
-            used[role] += cpu_s(proc.pid)
-    if s.redis.pid is not None:
-        used["redis"] = own_cpu_s(s.redis.pid)
-    used["postgres"] = postgres_cpu_s()
-    return used
+    """sc.cpu_by_role for the floor's processes (Redis and Postgres shared with passthru)."""
+    return sc.cpu_by_role(s, ("api", "lanes", "upstream"), floor_role)
 
 
 def floor_compare(direct: list[Sample], floor: list[Sample]) -> dict[str, Any]:

@@ -108,13 +108,23 @@ def submit_batches(s: Stack, key: str, n: int, query: str = "", app: str = "benc
     return started
 
 
-def cpu_by_role(s: Stack) -> dict[str, float]:
-    """CPU seconds used so far by the API, all workers together (their interactive lane
-    processes included), the stand-in upstream, Redis (a redis-server) and, on Postgres, the
-    database: where a call's CPU goes."""
-    used = {"api": 0.0, "workers": 0.0, "upstream": 0.0}
+def passthru_role(name: str) -> str:
+    """The role of the stack's process `name` in cpu_by_role: all workers are one."""
+    return "workers" if "worker" in name else name
+
+
+def cpu_by_role(
+    s: Stack,
+    roles: tuple[str, ...] = ("api", "workers", "upstream"),
+    role_of: Callable[[str], str] = passthru_role,
+) -> dict[str, float]:
+    """CPU seconds used so far by the stack's processes in each of `roles` (each process's
+    role `role_of(its name)`, passthru_role by default: the API, all workers together with
+    their interactive lane processes, the stand-in upstream), Redis (a redis-server) and, on
+    Postgres, the database: where a call's CPU goes."""
+    used = dict.fromkeys(roles, 0.0)
     for proc in s.procs.values():
-        role = "workers" if "worker" in proc.name else proc.name
+        role = role_of(proc.name)
         if role in used and proc.alive():
             used[role] += cpu_s(proc.pid)
     if s.redis.pid is not None:
