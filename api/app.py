@@ -12,6 +12,7 @@ from starlette.datastructures import State
 
 from api import docs, errors
 from api.auth import Authenticator
+from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
 from api.connect.service import Connect
 from api.console.visitor import Console
 from api.limits import RequestLimits
@@ -33,6 +34,7 @@ from api.routes import (
     webhooks,
 )
 from api.tenant_cache import TenantCache
+from api.validation import CallLimits
 from api.waiter import CallWaiter
 from models.broker import BrokerPublisher, Publisher, lane_client, sender_app
 from models.catalog.apps import catalog_for
@@ -109,6 +111,9 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     state.vault = vault_for(tuple(settings.encryption_key_list))
     state.waiter = CallWaiter(settings.redis_url)
     state.closers = []
+    # A publisher given to create_app (tests, an embedding program) is this process's own:
+    # batches are then taken in by this process's threads, which can use it.
+    batch_process = settings.batch_intake_process and publisher is None
     if publisher is None:
         broker = BrokerPublisher(sender_app(settings.redis_url), lane_client(settings.redis_url))
         state.closers.append(broker.close)
@@ -124,7 +129,12 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     state.metrics = ApiMetrics(PassthruCollector(limiter_redis, state.catalog, state.engine))
     quotas_redis = quotas_client(settings.redis_url)
     state.quotas = Quotas.of(settings, quotas_redis, state.engine)
+    taker = BatchTaker(
+        state.engine, state.catalog, CallLimits.of(settings), state.quotas, state.publisher
+    )
+    state.batch_intake = BatchProcess(settings) if batch_process else BatchThreads(taker)
     state.closers += [limiter_redis.close, quotas_redis.close, state.console.sessions.disconnect]
+    state.closers.append(state.batch_intake.stop)
 
 
 def release(app: FastAPI) -> None:
@@ -141,6 +151,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     close the app's connections."""
     state = app.state
     await state.waiter.start()
+    state.batch_intake.start()
     stop_metrics = serve_metrics(state.settings.metrics_port, state.metrics)
     freeze_startup_objects()
     try:

@@ -12,7 +12,6 @@ from sqlmodel import col, select
 from api.account_selection import AccountCache
 from api.errors import validation_details
 from api.parsing import item_problem
-from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED
 from api.schemas.batches import BatchOut, BatchRejected
 from api.schemas.calls import FunctionCallRequest
 from api.submission import (
@@ -90,9 +89,6 @@ def submit_batch(
             session.connection().execute(insert(_calls), [row for _, row in accepted])
     if accepted:
         publish_or_mark(engine, publisher, [row["id"] for _, row in accepted], QUEUE_BULK)
-    CALLS_ACCEPTED.labels("bulk").inc(len(accepted))
-    for item in rejected:
-        CALLS_REJECTED.labels(item.error).inc()
     return batch, [(i, row["id"]) for i, row in accepted], rejected
 
 

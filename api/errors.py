@@ -30,6 +30,15 @@ _HTTP_ERRORS = {
 DATABASE_RETRY_S = 5
 
 
+def refused_by_database(exc: DataError | IntegrityError, where: str) -> ApiError:
+    """A backstop: validation keeps every value within its column, so a value the database
+    refuses is a bug to fix. Logged with the first line of the driver's message (no row
+    values); answered as a 400."""
+    why = str(exc.orig).split("\n", 1)[0][:200]
+    log.error("the database refused a value on %s: %s: %s", where, type(exc.orig).__name__, why)
+    return invalid("body", "a value was refused by the database")
+
+
 def database_unavailable(exc: OperationalError | PoolTimeout) -> ApiError:
     """A 503 for a database that is down, or has no connection free (every one of
     PASSTHRU_DB_POOL_SIZE busy past the pool's timeout)."""
@@ -154,16 +163,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     @app.exception_handler(IntegrityError)
     async def _refused_by_db(request: Request, exc: DataError | IntegrityError) -> JSONResponse:
-        # A backstop: validation keeps every value within its column, so this is a bug to fix.
-        why = str(exc.orig).split("\n", 1)[0][:200]  # the first line: no row values
-        log.error(
-            "the database refused a value on %s %s: %s: %s",
-            request.method,
-            request.url.path,
-            type(exc.orig).__name__,
-            why,
-        )
-        return error_response(invalid("body", "a value was refused by the database"))
+        return error_response(refused_by_database(exc, f"{request.method} {request.url.path}"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,9 @@
 database, the catalog, the waiter, the tenant's bounds, the publisher and the operator's
 limits. The tenant's open calls are counted first (holding no connection); then each call
 is validated, admitted against the tenant's bounds, written and published
-(`submission.submit`, `bulk_submission.submit_batch`), and waited for if `Prefer` asked or
-the operator's PASSTHRU_DEFAULT_WAIT_S says so (`prefer.submission_wait`)."""
+(`submission.submit`; a batch's by the batch intake, `batch_intake.py`), and waited for if
+`Prefer` asked or the operator's PASSTHRU_DEFAULT_WAIT_S says so
+(`prefer.submission_wait`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import State
 
-from api.bulk_submission import submit_batch
+from api.batch_intake import BatchIntake
 from api.call_log import wait_for_final, wait_for_result
 from api.prefer import SubmissionWait, parse_prefer, submission_wait
 from api.prometheus import CALLS_REJECTED, DEFAULT_WAITS_SKIPPED
@@ -61,6 +62,7 @@ class Intake:
     limits: CallLimits
     max_wait_s: float  # PASSTHRU_MAX_WAIT_S: the longest wait honoured
     default_wait_s: float  # PASSTHRU_DEFAULT_WAIT_S: the wait when `Prefer` asks none
+    batches: BatchIntake
 
     @classmethod
     def of(cls, state: State) -> Intake:
@@ -75,6 +77,7 @@ class Intake:
             limits=CallLimits.of(settings),
             max_wait_s=settings.max_wait_s,
             default_wait_s=settings.default_wait_s,
+            batches=state.batch_intake,
         )
 
     def passthrough(
@@ -190,21 +193,11 @@ class Intake:
     async def accept_batch(
         self, tenant: Tenant, calls: list[Any], user_id: str | None
     ) -> BatchSubmitted:
-        """Each call accepted or rejected on its own; the accepted ones written at once."""
-        await run_in_threadpool(self.quotas.prepare, tenant.id)
-        batch, accepted, rejected = await run_in_threadpool(
-            submit_batch,
-            self.engine,
-            tenant,
-            self.catalog,
-            calls,
-            user_id,
-            self.limits,
-            partial(self.quotas.admit_calls, tenant.id),
-            publisher=self.publisher,
-        )
+        """Each call accepted or rejected on its own; the accepted ones written at once, by
+        the batch intake (a process of its own, or the API's threads)."""
+        taken = await self.batches.take(tenant, calls, user_id)
         return BatchSubmitted(
-            batch_id=batch.id,
-            accepted=[BatchAccepted(index=i, id=call_id) for i, call_id in accepted],
-            rejected=rejected,
+            batch_id=taken.batch_id,
+            accepted=[BatchAccepted(index=i, id=call_id) for i, call_id in taken.accepted],
+            rejected=taken.rejected,
         )

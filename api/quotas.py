@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 from sqlalchemy import Engine
@@ -58,13 +59,22 @@ REDIS_BACKOFF_S = 1.0
 LOG_EVERY_S = 10.0
 
 
-def too_many(bound: str, field: str, message: str, retry_after_s: float) -> ApiError:
+@dataclass
+class Refused(ApiError):
+    """A 429 for one of the tenant's bounds; `bound` labels REQUESTS_REFUSED (counted again
+    by the API process when the refusal comes from the batch intake process)."""
+
+    bound: str = ""
+
+
+def too_many(bound: str, field: str, message: str, retry_after_s: float) -> Refused:
     REQUESTS_REFUSED.labels(bound).inc()
-    return ApiError(
+    return Refused(
         "too_many_requests",
         [ErrorDetail(field, message)],
         429,
         {"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+        bound,
     )
 
 

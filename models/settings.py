@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = _setting(DEFAULT_WORKER_CONCURRENCY, "PASSTHRU_WORKER_CONCURRENCY")
     # The interactive lane runs in a process of its own beside each worker (worker/lane_process.py).
     lane_process: bool = _setting(True, "PASSTHRU_LANE_PROCESS")
+    # The API takes batches in through a process of its own (api/batch_intake.py).
+    batch_intake_process: bool = _setting(True, "PASSTHRU_BATCH_INTAKE_PROCESS")
     max_connections: int = _setting(DEFAULT_MAX_CONNECTIONS, "PASSTHRU_MAX_CONNECTIONS")
     http_transport: Literal["aiohttp", "httpx"] = _setting("aiohttp", "PASSTHRU_HTTP_TRANSPORT")
     db_pool_size: int = Field(20, ge=1, validation_alias=_env("PASSTHRU_DB_POOL_SIZE"))

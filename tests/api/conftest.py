@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.app import create_app, release
+from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
 from models.db.engine import session_scope
@@ -264,3 +265,11 @@ def connect_rig(
     app.state.connect.http = tokens.client()
     tenant, key = tenant_and_key
     return ConnectRig(Caller(TestClient(app), tenant, key), tokens, app)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, so that every client connected to it is the app's."""
+    server = start_embedded_redis()
+    yield server
+    server.stop()

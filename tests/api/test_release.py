@@ -4,25 +4,16 @@ left for the garbage collector to find open."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from api.app import create_app
-from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.dev.embedded_redis import EmbeddedRedis
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.ratelimit.store import Ask
 from models.settings import Settings
 from tests.console.conftest import TestClient
-
-
-@pytest.fixture
-def own_redis() -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, so that every client connected to it is the app's."""
-    server = start_embedded_redis()
-    yield server
-    server.stop()
 
 
 def connected_besides(client: redis.Redis) -> list[str]:

@@ -1,0 +1,196 @@
+"""Batches taken in by a process of their own (PASSTHRU_BATCH_INTAKE_PROCESS): written and
+published as the API's threads would, refusals answered and counted by the API, and a process
+that dies under a batch answered 503 and replaced for the next one."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from api.app import create_app
+from api.batch_intake import BatchProcess
+from api.dev.embedded_redis import EmbeddedRedis
+from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
+from models.db.engine import read_session
+from models.db.tables import FunctionCall, Tenant
+from models.keys import QUEUE_BULK
+from models.settings import Settings
+from tests.console.conftest import TestClient
+
+GOOD = {"function": "slack-passthrough-request", "params": {"method": "GET", "url": "/users"}}
+BAD = {"function": "slack-passthrough-request", "params": {"method": "GET"}}
+
+
+@pytest.fixture
+def process_app(
+    own_redis: EmbeddedRedis, settings_of: Callable[..., Settings]
+) -> Callable[..., TestClient]:
+    """A running API (its lifespan entered) that takes batches in through its own process."""
+    apps: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = settings_of(
+            redis_url=own_redis.url, metrics_port=0, batch_intake_process=True, **overrides
+        )
+        client = TestClient(create_app(settings))  # its own broker publisher
+        client.__enter__()
+        apps.append(client)
+        return client
+
+    yield make  # type: ignore[misc]
+    for client in apps:
+        client.__exit__(None, None, None)
+
+
+def connect(client: TestClient, headers: dict[str, str]) -> None:
+    response = client.post(
+        "/connected-accounts",
+        json={"app": "slack", "credentials": {"access_token": "xoxb-test"}},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+
+
+def headers_of(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "X-User-ID": "user-1"}
+
+
+def batch(client: TestClient, key: str, calls: list[dict[str, Any]]) -> Any:
+    return client.post("/function-calls/batch", json={"calls": calls}, headers=headers_of(key))
+
+
+def intake_process(app: FastAPI) -> BatchProcess:
+    intake = app.state.batch_intake
+    assert isinstance(intake, BatchProcess)
+    return intake
+
+
+def intake_pids(app: FastAPI) -> list[int]:
+    pool = intake_process(app)._pool
+    assert pool is not None
+    return [p.pid for p in pool._processes.values() if p.pid is not None]
+
+
+def published_ids(redis_url: str) -> set[str]:
+    """The call ids in the Celery messages on the bulk queue."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        ids: set[str] = set()
+        for raw in client.lrange(QUEUE_BULK, 0, -1):
+            body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            ids.update(_strings(body))
+        return ids
+    finally:
+        client.close()
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+
+
+def test_a_batch_is_taken_in_by_a_process_of_its_own(
+    process_app: Callable[..., TestClient],
+    tenant_and_key: tuple[Tenant, str],
+    engine: Engine,
+    own_redis: EmbeddedRedis,
+) -> None:
+    tenant, key = tenant_and_key
+    client = process_app()
+    connect(client, headers_of(key))
+    accepted_before = CALLS_ACCEPTED.labels("bulk")._value.get()
+    rejected_before = CALLS_REJECTED.labels("invalid_params")._value.get()
+
+    # When a batch of two good calls and a bad one is submitted
+    response = batch(client, key, [GOOD, BAD, GOOD])
+
+    # Then it was taken in by another process than the API's
+    assert response.status_code == 202, response.text
+    pids = intake_pids(client.app)  # type: ignore[arg-type]
+    assert pids
+    assert os.getpid() not in pids
+    # and answered as the API's threads answer: each call accepted or rejected on its own
+    body = response.json()
+    assert [a["index"] for a in body["accepted"]] == [0, 2]
+    assert [(r["index"], r["error"]) for r in body["rejected"]] == [(1, "invalid_params")]
+    ids = {a["id"] for a in body["accepted"]}
+    with read_session(engine) as session:
+        rows = session.exec(
+            select(FunctionCall).where(col(FunctionCall.batch_id) == body["batch_id"])
+        ).all()
+    assert {r.id for r in rows} == ids
+    assert {r.tenant_id for r in rows} == {tenant.id}
+    assert {str(r.status) for r in rows} == {"queued"}
+    # published on the bulk lane
+    assert ids <= published_ids(own_redis.url)
+    # and counted by the API process
+    assert CALLS_ACCEPTED.labels("bulk")._value.get() == accepted_before + 2
+    assert CALLS_REJECTED.labels("invalid_params")._value.get() == rejected_before + 1
+
+
+def test_a_bound_the_intake_process_refuses_by_is_answered_and_counted_by_the_api(
+    process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str]
+) -> None:
+    _, key = tenant_and_key
+    client = process_app(tenant_max_open_calls=2)
+    connect(client, headers_of(key))
+    refused_before = REQUESTS_REFUSED.labels("open_calls")._value.get()
+
+    # When a batch would take the tenant past its open calls
+    response = batch(client, key, [GOOD, GOOD, GOOD])
+
+    # Then the refusal made in the intake process is the API's answer, Retry-After and all
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "too_many_requests"
+    assert "PASSTHRU_TENANT_MAX_OPEN_CALLS" in response.json()["error_details"][0]["message"]
+    assert int(response.headers["Retry-After"]) >= 1
+    # and the API process counted it under its bound
+    assert REQUESTS_REFUSED.labels("open_calls")._value.get() == refused_before + 1
+
+
+def test_an_intake_process_that_dies_is_a_503_and_the_next_batch_is_taken_in(
+    process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str]
+) -> None:
+    _, key = tenant_and_key
+    client = process_app()
+    connect(client, headers_of(key))
+    assert batch(client, key, [GOOD]).status_code == 202
+    [pid] = intake_pids(client.app)  # type: ignore[arg-type]
+
+    # When the intake process is killed
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+
+    # Then the batch sent next is answered 503, to be sent again
+    response = batch(client, key, [GOOD])
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable"
+    assert "send the batch again" in response.json()["error_details"][0]["message"]
+    assert response.headers["Retry-After"] == "1"
+    # and the one after that is taken in by a new process
+    response = batch(client, key, [GOOD])
+    assert response.status_code == 202, response.text
+    assert intake_pids(client.app) != [pid]  # type: ignore[arg-type]
