@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -132,8 +133,18 @@ class BatchProcess:
 
     def start(self) -> None:
         """Start the process now (it takes a second to import and connect), not on the
-        first batch."""
-        self._ensure_pool().submit(_ready)
+        first batch. Ctrl-C in a terminal reaches the whole process group: the process is
+        started ignoring it (the API stops it itself once its batch is done), from its first
+        instruction on when started by the main thread."""
+        pool = self._ensure_pool()
+        if threading.current_thread() is not threading.main_thread():
+            pool.submit(_ready)
+            return
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the process
+        try:
+            pool.submit(_ready)  # spawns it
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -185,8 +196,9 @@ _taker: BatchTaker | None = None
 
 
 def _start_child(settings: Settings) -> None:
-    """The process's taker, with connections of its own."""
+    """The process's taker, with connections of its own; Ctrl-C ignored (see `start`)."""
     global _taker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_format, settings.log_level)
     engine = engine_for(settings)
     _taker = BatchTaker(

@@ -61,8 +61,7 @@ LOG_EVERY_S = 10.0
 
 @dataclass
 class Refused(ApiError):
-    """A 429 for one of the tenant's bounds; `bound` labels REQUESTS_REFUSED (counted again
-    by the API process when the refusal comes from the batch intake process)."""
+    """A 429 for one of the tenant's bounds, `bound` (REQUESTS_REFUSED's label)."""
 
     bound: str = ""
 

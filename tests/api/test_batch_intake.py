@@ -5,11 +5,15 @@ that dies under a batch answered 503 and replaced for the next one."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,3 +198,53 @@ def test_an_intake_process_that_dies_is_a_503_and_the_next_batch_is_taken_in(
     response = batch(client, key, [GOOD])
     assert response.status_code == 202, response.text
     assert intake_pids(client.app) != [pid]  # type: ignore[arg-type]
+
+
+def test_ctrl_c_stops_the_api_and_its_intake_process_without_a_traceback(
+    database_url: str, encryption_key: str, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given an API under uvicorn, in a process group of its own as in a terminal
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": own_redis.url,
+        "PASSTHRU_ENCRYPTION_KEYS": encryption_key,
+        "PASSTHRU_METRICS_PORT": "0",
+    }
+    with (tmp_path / "api.log").open("w") as out:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", "0"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not any("multiprocessing.spawn" in c for c in children_of(api.pid)):
+            assert time.monotonic() < deadline, "the intake process did not start"
+            assert api.poll() is None, (tmp_path / "api.log").read_text()
+            time.sleep(0.1)
+
+        # When Ctrl-C reaches the whole group
+        os.killpg(api.pid, signal.SIGINT)
+
+        # Then the API stops its intake process and ends, and nothing printed a traceback
+        assert api.wait(timeout=30) == 0
+    finally:
+        if api.poll() is None:
+            os.killpg(api.pid, signal.SIGKILL)
+    printed = (tmp_path / "api.log").read_text()
+    assert "Application shutdown complete" in printed
+    assert "Traceback" not in printed
+    assert "KeyboardInterrupt" not in printed
+
+
+def children_of(pid: int) -> list[str]:
+    """The command lines of a process's children."""
+    lines = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                lines.append(Path(f"/proc/{child}/cmdline").read_text().replace("\0", " "))
+    return lines
