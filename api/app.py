@@ -132,7 +132,11 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     taker = BatchTaker(
         state.engine, state.catalog, CallLimits.of(settings), state.quotas, state.publisher
     )
-    state.batch_intake = BatchProcess(settings) if batch_process else BatchThreads(taker)
+    state.batch_intake = (
+        BatchProcess(settings, state.engine, state.publisher)
+        if batch_process
+        else BatchThreads(taker)
+    )
     state.closers += [limiter_redis.close, quotas_redis.close, state.console.sessions.disconnect]
     state.closers.append(state.batch_intake.stop)
 

@@ -31,18 +31,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from api.bulk_submission import submit_batch
+from api.bulk_submission import submit_batch, written_calls
 from api.errors import database_unavailable, refused_by_database
 from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
 from api.quotas import Quotas, Refused
 from api.redis_rates import quotas_client
 from api.schemas.batches import BatchRejected
+from api.submission import publish_or_mark
 from api.validation import CallLimits
 from models.broker import BrokerPublisher, Publisher, lane_client, sender_app
 from models.catalog.apps import Catalog, catalog_for
 from models.db.engine import engine_for
+from models.db.ids import new_id
 from models.db.tables import Tenant
 from models.errors import ApiError, ErrorDetail
+from models.keys import QUEUE_BULK
 from models.logs import configure_logging
 from models.settings import Settings
 
@@ -73,7 +76,9 @@ class BatchTaker:
     quotas: Quotas
     publisher: Publisher
 
-    def take(self, tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
+    def take(
+        self, tenant: Tenant, items: list[Any], user_id: str | None, batch_id: str | None = None
+    ) -> TakenIn:
         self.quotas.prepare(tenant.id)
         batch, accepted, rejected = submit_batch(
             self.engine,
@@ -84,6 +89,7 @@ class BatchTaker:
             self.limits,
             partial(self.quotas.admit_calls, tenant.id),
             publisher=self.publisher,
+            batch_id=batch_id,
         )
         return TakenIn(batch.id, accepted, rejected)
 
@@ -126,8 +132,10 @@ class BatchProcess:
     lifespan), or by the first batch; a batch the process died under is answered 503 and a
     new process is started for the next."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Engine, publisher: Publisher) -> None:
         self._settings = settings
+        self._engine = engine  # the API's: to learn what a batch the process died under left
+        self._publisher = publisher
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -160,20 +168,45 @@ class BatchProcess:
 
     async def take(self, tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
         pool = self._ensure_pool()
+        batch_id = new_id("bt")  # chosen here, to find the batch if the process dies
         try:
-            return counted(await asyncio.wrap_future(pool.submit(_take, tenant, items, user_id)))
+            taken = pool.submit(_take, tenant, items, user_id, batch_id)
+            return counted(await asyncio.wrap_future(taken))
         except Refused as exc:
             REQUESTS_REFUSED.labels(exc.bound).inc()
             raise
         except BrokenProcessPool:
             self._replace(pool)
             log.error("the batch intake process died; a new one takes the next batch")
-            raise ApiError(
+            raise await run_in_threadpool(self.left_by_death, batch_id) from None
+
+    def left_by_death(self, batch_id: str) -> ApiError:
+        """What to answer for a batch the process died under. Not written (its one
+        transaction never committed): a 503, to send it again. Written: its calls are
+        published (again: a call already taken is not run twice) and the answer, a 500,
+        names the batch, so that it is not sent again."""
+        queued = written_calls(self._engine, batch_id)
+        if queued is None:
+            return ApiError(
                 "unavailable",
                 [ErrorDetail("calls", "batch intake restarted; send the batch again")],
                 503,
                 {"Retry-After": str(RESTART_RETRY_S)},
-            ) from None
+            )
+        if queued:
+            publish_or_mark(self._engine, self._publisher, queued, QUEUE_BULK)
+        return ApiError(
+            "batch_interrupted",
+            [
+                ErrorDetail(
+                    "calls",
+                    f"the batch was written as {batch_id}, but the process taking it in "
+                    f"stopped before answering; GET /batches/{batch_id} shows its calls. "
+                    "Do not send it again",
+                )
+            ],
+            500,
+        )
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -214,14 +247,14 @@ def _ready() -> bool:
     return _taker is not None
 
 
-def _take(tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
+def _take(tenant: Tenant, items: list[Any], user_id: str | None, batch_id: str) -> TakenIn:
     """BatchTaker.take, with what it raises made into what the API answers: an ApiError
     crosses back to the API as it is; a database that is down or refuses a value becomes
     the ApiError the API's own handlers would have made of it (the driver's exceptions are
     not sent between processes)."""
     assert _taker is not None, "the intake process did not start"
     try:
-        return _taker.take(tenant, items, user_id)
+        return _taker.take(tenant, items, user_id, batch_id)
     except ApiError:
         raise
     except (OperationalError, PoolTimeout) as exc:

@@ -24,7 +24,7 @@ from api.submission import (
 )
 from api.validation import CallLimits
 from models.broker import Publisher
-from models.calls.states import FINAL
+from models.calls.states import FINAL, CallStatus
 from models.catalog.apps import Catalog
 from models.db.direct import OnConnection
 from models.db.engine import read_connection, read_session, session_scope
@@ -60,14 +60,16 @@ def submit_batch(
     admit: Admit = admit_all,
     *,
     publisher: Publisher,
+    batch_id: str | None = None,
 ) -> tuple[Batch, list[tuple[int, str]], list[BatchRejected]]:
     """Validate each call alone; a bad call is a rejected item, never a refused batch.
-    `admit` is asked for the accepted ones before any is written."""
+    `admit` is asked for the accepted ones before any is written. The batch and its calls
+    are written in one transaction, under `batch_id` if given."""
     if not items:
         raise invalid("calls", "give at least one call")
     if len(items) > MAX_BATCH:
         raise invalid("calls", f"at most {MAX_BATCH} calls per batch; split it")
-    batch_id = new_id("bt")
+    batch_id = batch_id or new_id("bt")
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[BatchRejected] = []
     accounts: AccountCache = {}
@@ -90,6 +92,21 @@ def submit_batch(
     if accepted:
         publish_or_mark(engine, publisher, [row["id"] for _, row in accepted], QUEUE_BULK)
     return batch, [(i, row["id"]) for i, row in accepted], rejected
+
+
+def written_calls(engine: Engine, batch_id: str) -> list[str] | None:
+    """The ids of a batch's calls still queued, or None if the batch was never written."""
+    with read_session(engine) as session:
+        if session.get(Batch, batch_id) is None:
+            return None
+        return list(
+            session.exec(
+                select(FunctionCall.id).where(
+                    col(FunctionCall.batch_id) == batch_id,
+                    col(FunctionCall.status) == CallStatus.QUEUED,
+                )
+            ).all()
+        )
 
 
 def batch_status(engine: Engine, tenant: Tenant, batch_id: str) -> BatchOut:

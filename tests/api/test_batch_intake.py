@@ -27,9 +27,11 @@ from api.batch_intake import BatchProcess
 from api.dev.embedded_redis import EmbeddedRedis
 from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
 from models.db.engine import read_session
+from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
 from models.keys import QUEUE_BULK
 from models.settings import Settings
+from tests.api.conftest import PublishedIds
 from tests.console.conftest import TestClient
 
 GOOD = {"function": "slack-passthrough-request", "params": {"method": "GET", "url": "/users"}}
@@ -248,3 +250,45 @@ def children_of(pid: int) -> list[str]:
             with contextlib.suppress(OSError):
                 lines.append(Path(f"/proc/{child}/cmdline").read_text().replace("\0", " "))
     return lines
+
+
+def test_a_batch_written_before_the_process_died_is_published_and_named_not_to_send_again(
+    make_app: Callable[..., FastAPI],
+    settings_of: Callable[..., Settings],
+    engine: Engine,
+    tenant_and_key: tuple[Tenant, str],
+    published: PublishedIds,
+) -> None:
+    tenant, key = tenant_and_key
+    app = make_app()  # batches in its threads, with the publisher that records
+    connect(TestClient(app), headers_of(key))
+    intake = BatchProcess(settings_of(), engine, published)
+
+    # Given a batch written whole (its transaction committed) by a process that then died
+    batch_id = new_id("bt")
+    taker = app.state.batch_intake.taker
+    taken = taker.take(tenant, [GOOD, BAD, GOOD], "user-1", batch_id)
+    published.ids.clear()
+
+    # When the API learns what the dead process left
+    error = intake.left_by_death(batch_id)
+
+    # Then the answer names the batch and says not to send it again (not a 503 to retry)
+    assert error.status_code == 500
+    assert error.error == "batch_interrupted"
+    assert batch_id in error.details[0].message
+    assert "Do not send it again" in error.details[0].message
+    # and its calls are published (again), so they run without waiting for the sweeper
+    assert sorted(published.ids) == sorted(call_id for _, call_id in taken.accepted)
+
+
+def test_a_batch_the_process_died_before_writing_is_a_503_to_send_again(
+    settings_of: Callable[..., Settings], engine: Engine, published: PublishedIds
+) -> None:
+    intake = BatchProcess(settings_of(), engine, published)
+
+    error = intake.left_by_death(new_id("bt"))
+
+    assert error.status_code == 503
+    assert error.headers == {"Retry-After": "1"}
+    assert published.ids == []
