@@ -18,12 +18,25 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     413: {"model": ErrorOut, "description": "body over PASSTHRU_MAX_BATCH_REQUEST_BYTES"},
     429: {"model": ErrorOut, "description": "a per-tenant bound; see Retry-After"},
 }
+_SUBMIT_ERRORS: dict[int | str, dict[str, object]] = {
+    **_ERRORS,
+    500: {
+        "model": ErrorOut,
+        "description": "`batch_interrupted`: the batch was written (named in the message), "
+        "but the process taking it in stopped before answering; do not send it again",
+    },
+    503: {
+        "model": ErrorOut,
+        "description": "nothing was written (the database is unavailable, or the batch "
+        "intake restarted); send it again after Retry-After",
+    },
+}
 
 
 @router.post(
     "/function-calls/batch",
     status_code=202,
-    responses=_ERRORS,
+    responses=_SUBMIT_ERRORS,
     summary="Submit up to 1,000 calls; each is accepted or rejected on its own",
 )
 async def submit(
