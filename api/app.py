@@ -36,7 +36,7 @@ from api.routes import (
 from api.tenant_cache import TenantCache
 from api.validation import CallLimits
 from api.waiter import CallWaiter
-from models.broker import BrokerPublisher, Publisher, lane_client, sender_app
+from models.broker import Publisher, sending_publisher
 from models.catalog.apps import catalog_for
 from models.crypto.secrets import vault_for
 from models.db.engine import engine_for
@@ -115,7 +115,7 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     # batches are then taken in by this process's threads, which can use it.
     batch_process = settings.batch_intake_process and publisher is None
     if publisher is None:
-        broker = BrokerPublisher(sender_app(settings.redis_url), lane_client(settings.redis_url))
+        broker = sending_publisher(settings.redis_url)
         state.closers.append(broker.close)
         publisher = broker
     state.publisher = publisher
@@ -129,13 +129,14 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     state.metrics = ApiMetrics(PassthruCollector(limiter_redis, state.catalog, state.engine))
     quotas_redis = quotas_client(settings.redis_url)
     state.quotas = Quotas.of(settings, quotas_redis, state.engine)
-    taker = BatchTaker(
-        state.engine, state.catalog, CallLimits.of(settings), state.quotas, state.publisher
-    )
     state.batch_intake = (
         BatchProcess(settings, state.engine, state.publisher)
         if batch_process
-        else BatchThreads(taker)
+        else BatchThreads(
+            BatchTaker(
+                state.engine, state.catalog, CallLimits.of(settings), state.quotas, publisher
+            )
+        )
     )
     state.closers += [limiter_redis.close, quotas_redis.close, state.console.sessions.disconnect]
     state.closers.append(state.batch_intake.stop)

@@ -39,7 +39,7 @@ from api.redis_rates import quotas_client
 from api.schemas.batches import BatchRejected
 from api.submission import publish_or_mark
 from api.validation import CallLimits
-from models.broker import BrokerPublisher, Publisher, lane_client, sender_app
+from models.broker import Publisher, sending_publisher
 from models.catalog.apps import Catalog, catalog_for
 from models.db.engine import engine_for
 from models.db.ids import new_id
@@ -239,7 +239,7 @@ def _start_child(settings: Settings) -> None:
         catalog=catalog_for(settings),
         limits=CallLimits.of(settings),
         quotas=Quotas.of(settings, quotas_client(settings.redis_url), engine),
-        publisher=BrokerPublisher(sender_app(settings.redis_url), lane_client(settings.redis_url)),
+        publisher=sending_publisher(settings.redis_url),
     )
 
 

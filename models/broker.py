@@ -208,3 +208,9 @@ class EpochKept:
 
     def lost(self) -> bool:
         return False
+
+
+def sending_publisher(redis_url: str) -> BrokerPublisher:
+    """A publisher of a process that only sends (the API, its batch intake): `sender_app`
+    for Celery's queues and `lane_client` for the interactive list."""
+    return BrokerPublisher(sender_app(redis_url), lane_client(redis_url))
