@@ -141,18 +141,17 @@ class BatchProcess:
 
     def start(self) -> None:
         """Start the process now (it takes a second to import and connect), not on the
-        first batch. Ctrl-C in a terminal reaches the whole process group: the process is
-        started ignoring it (the API stops it itself once its batch is done), from its first
-        instruction on when started by the main thread."""
+        first batch. Ctrl-C in a terminal reaches the whole process group, and the API stops
+        the process itself once its batch is done, so the process ignores SIGINT. It is
+        spawned with SIGINT blocked in this thread (a mask the process inherits, so it cannot
+        be interrupted before it ignores SIGINT); blocked, not ignored, here, so that a Ctrl-C
+        arriving meanwhile still reaches the API (by another thread, or once unblocked)."""
         pool = self._ensure_pool()
-        if threading.current_thread() is not threading.main_thread():
-            pool.submit(_ready)
-            return
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the process
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pool.submit(_ready)  # spawns it
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -229,9 +228,11 @@ _taker: BatchTaker | None = None
 
 
 def _start_child(settings: Settings) -> None:
-    """The process's taker, with connections of its own; Ctrl-C ignored (see `start`)."""
+    """The process's taker, with connections of its own; Ctrl-C ignored (see `start`): a
+    SIGINT pending since the process was spawned is dropped, not delivered."""
     global _taker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     configure_logging(settings.log_format, settings.log_level)
     engine = engine_for(settings)
     _taker = BatchTaker(

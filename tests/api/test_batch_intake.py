@@ -226,9 +226,10 @@ def test_ctrl_c_stops_the_api_and_its_intake_process_without_a_traceback(
         while not any("multiprocessing.spawn" in c for c in children_of(api.pid)):
             assert time.monotonic() < deadline, "the intake process did not start"
             assert api.poll() is None, (tmp_path / "api.log").read_text()
-            time.sleep(0.1)
+            time.sleep(0.001)
 
-        # When Ctrl-C reaches the whole group
+        # When Ctrl-C reaches the whole group, as soon as the process is there (while the
+        # API is still starting it)
         os.killpg(api.pid, signal.SIGINT)
 
         # Then the API stops its intake process and ends, and nothing printed a traceback
