@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -129,8 +129,9 @@ class BatchThreads:
 class BatchProcess:
     """Batches taken in by one process of their own, with its own database pool, Redis
     clients and catalog, built from the API's settings. Started by `start` (the API's
-    lifespan), or by the first batch; a batch the process died under is answered 503 and a
-    new process is started for the next."""
+    lifespan), or by the first batch. A process found dead when a batch comes (it died
+    idle) is replaced before the batch is handed over; one that dies under a batch is
+    replaced, and the batch answered by what it left (`left_by_death`)."""
 
     def __init__(self, settings: Settings, engine: Engine, publisher: Publisher) -> None:
         self._settings = settings
@@ -166,10 +167,9 @@ class BatchProcess:
             return self._pool
 
     async def take(self, tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
-        pool = self._ensure_pool()
         batch_id = new_id("bt")  # chosen here, to find the batch if the process dies
+        pool, taken = self._send(_take, tenant, items, user_id, batch_id)
         try:
-            taken = pool.submit(_take, tenant, items, user_id, batch_id)
             return counted(await asyncio.wrap_future(taken))
         except Refused as exc:
             REQUESTS_REFUSED.labels(exc.bound).inc()
@@ -178,6 +178,18 @@ class BatchProcess:
             self._replace(pool)
             log.error("the batch intake process died; a new one takes the next batch")
             raise await run_in_threadpool(self.left_by_death, batch_id) from None
+
+    def _send(self, *job: Any) -> tuple[ProcessPoolExecutor, Future[TakenIn]]:
+        """The job handed to the process. A process found dead already (it died idle, since
+        the last batch) had nothing of this one: a new one is started and takes it."""
+        pool = self._ensure_pool()
+        try:
+            return pool, pool.submit(*job)
+        except BrokenProcessPool:
+            log.error("the batch intake process had died; a new one takes this batch")
+            self._replace(pool)
+            pool = self._ensure_pool()
+            return pool, pool.submit(*job)
 
     def left_by_death(self, batch_id: str) -> ApiError:
         """What to answer for a batch the process died under. Not written (its one

@@ -1,6 +1,7 @@
 """Batches taken in by a process of their own (PASSTHRU_BATCH_INTAKE_PROCESS): written and
-published as the API's threads would, refusals answered and counted by the API, and a process
-that dies under a batch answered 503 and replaced for the next one."""
+published as the API's threads would, refusals answered and counted by the API, a process
+that died idle replaced before the next batch, and one that dies under a batch answered by
+what it left and replaced."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -171,35 +173,86 @@ def test_a_bound_the_intake_process_refuses_by_is_answered_and_counted_by_the_ap
     assert REQUESTS_REFUSED.labels("open_calls")._value.get() == refused_before + 1
 
 
-def test_an_intake_process_that_dies_is_a_503_and_the_next_batch_is_taken_in(
+def test_an_intake_process_that_died_idle_is_replaced_for_the_next_batch(
     process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str]
 ) -> None:
     _, key = tenant_and_key
-    client = process_app()
+    client, pid = with_intake_running(process_app(), key)
+
+    # When the intake process is killed between two batches
+    os.kill(pid, signal.SIGKILL)
+    gone(pid)
+
+    # Then the next batch is taken in by a new process, nothing of it having reached the dead one
+    response = batch(client, key, [GOOD])
+    assert response.status_code == 202, response.text
+    [new_pid] = intake_pids(client.app)  # type: ignore[arg-type]
+    assert new_pid != pid
+
+
+def test_an_intake_process_that_dies_under_a_batch_is_a_503_and_replaced(
+    process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str], engine: Engine
+) -> None:
+    _, key = tenant_and_key
+    client, pid = with_intake_running(process_app(), key)
+    pool = intake_process(client.app)._pool  # type: ignore[arg-type]
+    assert pool is not None
+
+    # When the intake process is killed while it has a batch it cannot write yet
+    with writes_held(engine), ThreadPoolExecutor(1) as sending:
+        answer = sending.submit(batch, client, key, [GOOD, GOOD])
+        deadline = time.monotonic() + 30
+        while not pool._pending_work_items:
+            assert time.monotonic() < deadline, "the batch never reached the intake process"
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        response = answer.result(timeout=60)
+
+    # Then the batch, never written, is answered 503, to be sent again
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable"
+    assert "send the batch again" in response.json()["error_details"][0]["message"]
+    assert response.headers["Retry-After"] == "1"
+    # and the one sent again is taken in by a new process
+    response = batch(client, key, [GOOD, GOOD])
+    assert response.status_code == 202, response.text
+    assert intake_pids(client.app) != [pid]  # type: ignore[arg-type]
+
+
+def with_intake_running(client: TestClient, key: str) -> tuple[TestClient, int]:
+    """The client, once its intake process has taken a batch in, and that process's pid."""
     connect(client, headers_of(key))
     assert batch(client, key, [GOOD]).status_code == 202
     [pid] = intake_pids(client.app)  # type: ignore[arg-type]
+    return client, pid
 
-    # When the intake process is killed
-    os.kill(pid, signal.SIGKILL)
+
+@contextlib.contextmanager
+def writes_held(engine: Engine) -> Iterator[None]:
+    """No call can be written while the block runs: a transaction of the test's holds the
+    database's write lock (SQLite) or the calls table's (Postgres)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute("BEGIN IMMEDIATE")
+        else:
+            cursor.execute("LOCK TABLE function_call IN EXCLUSIVE MODE")
+        yield
+    finally:
+        raw.rollback()
+        raw.close()
+
+
+def gone(pid: int) -> None:
+    """Wait until the process `pid` has ended and been reaped."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
+            return
         time.sleep(0.05)
-
-    # Then the batch sent next is answered 503, to be sent again
-    response = batch(client, key, [GOOD])
-    assert response.status_code == 503, response.text
-    assert response.json()["error"] == "unavailable"
-    assert "send the batch again" in response.json()["error_details"][0]["message"]
-    assert response.headers["Retry-After"] == "1"
-    # and the one after that is taken in by a new process
-    response = batch(client, key, [GOOD])
-    assert response.status_code == 202, response.text
-    assert intake_pids(client.app) != [pid]  # type: ignore[arg-type]
 
 
 def test_ctrl_c_stops_the_api_and_its_intake_process_without_a_traceback(
