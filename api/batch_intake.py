@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import signal
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -168,8 +168,15 @@ class BatchProcess:
 
     async def take(self, tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
         batch_id = new_id("bt")  # chosen here, to find the batch if the process dies
-        pool, taken = self._send(_take, tenant, items, user_id, batch_id)
+        job = partial(_take, tenant, items, user_id, batch_id)
+        pool = self._ensure_pool()
         try:
+            try:
+                taken = pool.submit(job)
+            except BrokenProcessPool:  # it died idle: nothing of this batch reached it
+                log.error("the batch intake process had died; a new one takes this batch")
+                pool = self._replace(pool)
+                taken = pool.submit(job)
             return counted(await asyncio.wrap_future(taken))
         except Refused as exc:
             REQUESTS_REFUSED.labels(exc.bound).inc()
@@ -178,18 +185,6 @@ class BatchProcess:
             self._replace(pool)
             log.error("the batch intake process died; a new one takes the next batch")
             raise await run_in_threadpool(self.left_by_death, batch_id) from None
-
-    def _send(self, *job: Any) -> tuple[ProcessPoolExecutor, Future[TakenIn]]:
-        """The job handed to the process. A process found dead already (it died idle, since
-        the last batch) had nothing of this one: a new one is started and takes it."""
-        pool = self._ensure_pool()
-        try:
-            return pool, pool.submit(*job)
-        except BrokenProcessPool:
-            log.error("the batch intake process had died; a new one takes this batch")
-            self._replace(pool)
-            pool = self._ensure_pool()
-            return pool, pool.submit(*job)
 
     def left_by_death(self, batch_id: str) -> ApiError:
         """What to answer for a batch the process died under. Not written (its one
@@ -219,12 +214,14 @@ class BatchProcess:
             500,
         )
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """A new process in place of the one that died; its pool."""
         with self._lock:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
         self.start()
+        return self._ensure_pool()
 
     def stop(self) -> None:
         """Let the batch being taken in finish, then stop the process."""
