@@ -121,7 +121,11 @@ def start_embedded_redis(port: int | None = None, kind: RedisKind = "auto") -> E
         fake = TcpFakeServer(("127.0.0.1", port))
         threading.Thread(target=fake.serve_forever, name="fakeredis", daemon=True).start()
         server = EmbeddedRedis(url, port, "fakeredis", _server=fake)
-    _wait_ready(server)
+    try:
+        _wait_ready(server)
+    except BaseException:  # not ready, refused, or Ctrl-C meanwhile: nothing left running
+        server.stop()
+        raise
     return server
 
 
@@ -135,7 +139,6 @@ def _wait_ready(server: EmbeddedRedis, timeout_s: float = 10.0) -> None:
                     break
             except redis.RedisError as exc:
                 if time.monotonic() > deadline:
-                    server.stop()
                     raise RuntimeError(
                         f"embedded Redis did not start on port {server.port}"
                     ) from exc

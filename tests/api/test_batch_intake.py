@@ -299,10 +299,13 @@ def test_ctrl_c_stops_the_api_and_its_intake_process_without_a_traceback(
 def children_of(pid: int) -> list[str]:
     """The command lines of a process's children."""
     lines = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                lines.append(Path(f"/proc/{child}/cmdline").read_text().replace("\0", " "))
+    with contextlib.suppress(OSError):  # the process or one of its threads ended meanwhile
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    lines.append(Path(f"/proc/{child}/cmdline").read_text().replace("\0", " "))
     return lines
 
 

@@ -31,6 +31,9 @@ from tests.e2e.conftest import Stack, new_caller, running_stack, wait_until
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.e2e.upstream import Reply, Upstream
 
+# A module's stack starts with its first test, whose waits are long already.
+pytestmark = pytest.mark.timeout(400)
+
 OUTAGE_S = 8.0  # how long Postgres is away
 FINAL = ("completed", "failed", "cancelled")
 OUTAGE_ENV = {

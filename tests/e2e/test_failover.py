@@ -16,6 +16,9 @@ from sqlalchemy import Engine, bindparam, text
 from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
 from tests.e2e.upstream import Reply
 
+# A module's stack starts with its first test, whose waits are long already.
+pytestmark = pytest.mark.timeout(400)
+
 FINAL = ("completed", "failed", "cancelled")
 # Well below PASSTHRU_REPUBLISH_AFTER_S (300 s): calls a dead worker had prefetched can
 # only end in time if its death is noticed from its lease.

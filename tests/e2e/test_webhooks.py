@@ -16,6 +16,9 @@ from api.dev.embedded_redis import free_port
 from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
 from tests.e2e.upstream import Reply
 
+# A module's stack starts with its first test, whose waits are long already.
+pytestmark = pytest.mark.timeout(400)
+
 
 class Receiver:
     """A webhook receiver on a port of its own; answers `status` and keeps what it got."""

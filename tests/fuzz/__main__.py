@@ -36,8 +36,9 @@ from tests.fuzz.values import CALLBACK_URLS, PREFER_VALUES, WAIT_VALUES
 MAX_EXAMPLES = 100
 SEED = 20261130  # fixed, so that `make test` is a stable gate; --seed for another run
 # A request is a failure if it gets no answer in this long: no wait may exceed
-# PASSTHRU_MAX_WAIT_S (set to MAX_WAIT_S here), and nothing else waits at all.
-REQUEST_TIMEOUT_S = 5.0
+# PASSTHRU_MAX_WAIT_S (set to MAX_WAIT_S here), and nothing else waits at all; the rest is
+# room for a loaded machine, below the 60 s of a wait the cap did not hold.
+REQUEST_TIMEOUT_S = 20.0
 PHASES = "examples,coverage,fuzzing"
 
 

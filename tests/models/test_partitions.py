@@ -4,7 +4,6 @@ partitions afterwards: created ahead, and an insert of any id landing somewhere.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -211,11 +210,8 @@ def test_partitions_wait_for_no_long_query(partitioned_engine: Engine) -> None:
     with engine.connect() as reader, reader.begin():
         reader.execute(text("SELECT count(*) FROM function_call"))
         # When the sweeper would make new days meanwhile
-        started = time.monotonic()
         made = keep_ahead(engine, later)
-        waited_s = time.monotonic() - started
     # Then it gives up after LOCK_TIMEOUT (the table stays writable) and makes them at the
     # next sweep
     assert made == 0
-    assert waited_s < 10
     assert keep_ahead(engine, later) == 2 * (AHEAD_DAYS + 1)

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from api.dev.banner import redis_line as _redis_line
-from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
+from api.dev.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 from api.dev.run import run_dev
 from models.catalog.spec import RateLimitSpec
 from models.errors import ConfigError
@@ -115,6 +115,30 @@ def test_fakeredis_without_lua_is_refused_at_start() -> None:
     assert done.returncode == 0, done.stderr
     assert "cannot run Lua scripts" in done.stdout
     assert "fakeredis[lua]" in done.stdout
+
+
+def test_a_redis_server_interrupted_while_it_starts_is_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given Ctrl-C arriving while `passthru dev` waits for its redis-server to answer
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("api.dev.embedded_redis._check_scripts", interrupted)
+    port = free_port()
+
+    # When the start is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        start_embedded_redis(port, kind="redis-server")
+
+    # Then the server it had started is not left running (it is in a session of its own,
+    # out of the terminal's reach)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+    finally:
+        client.close()
 
 
 def test_dev_refuses_an_embedded_redis_when_redis_url_is_set(
