@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import Catalog, load_catalog
 from models.crypto.secrets import Vault, generate_encryption_key
-from models.db.direct import DirectStatement, DriverConnection
+from models.db.direct import DirectStatement, DriverConnection, Rendered
 from models.db.engine import create_db_engine
 from models.db.migrate import upgrade
 from models.db.tables import Tenant
@@ -123,19 +123,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.db)
 
 
-@pytest.fixture
-def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Each statement run on the driver's cursor (models/db/direct.py), past SQLAlchemy's
-    events: its SQL and its number of parameters, recorded as it runs."""
-    runs: list[tuple[str, int]] = []
+DirectRun = Callable[[DriverConnection, Rendered, dict[str, Any]], None]
+
+
+def on_direct_runs(monkeypatch: pytest.MonkeyPatch, seen: DirectRun) -> None:
+    """Call `seen` with each statement run on the driver's cursor (models/db/direct.py),
+    past SQLAlchemy's events, as sent and just before it runs: its connection, the
+    statement as rendered and its parameters."""
     run = DriverConnection.rows
 
     def recorded(
         conn: DriverConnection, statement: DirectStatement, values: Mapping[str, Any]
     ) -> list[Any]:
         rendered = statement.rendered(conn.dialect)
-        runs.append((rendered.sql, len(rendered.parameters(values))))
+        seen(conn, rendered, rendered.parameters(values))
         return run(conn, statement, values)
 
     monkeypatch.setattr(DriverConnection, "rows", recorded)
+
+
+@pytest.fixture
+def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Each statement run on the driver's cursor: its SQL and its number of parameters."""
+    runs: list[tuple[str, int]] = []
+    on_direct_runs(monkeypatch, lambda _, sent, params: runs.append((sent.sql, len(params))))
     return runs

@@ -70,6 +70,7 @@ def _claim(ids: ColumnElement[bool]) -> Any:
             CallStatus.RUNNING,
             ids,
             or_(_calls.c.next_attempt_at.is_(None), _calls.c.next_attempt_at <= _NOW),
+            keyed=True,
         )
         .values(
             lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),

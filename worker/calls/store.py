@@ -17,6 +17,7 @@ from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
 from models.db.tables import CallAttempt, ConnectedAccount, FunctionCall
 from models.keys import QUEUE_INTERACTIVE
+from models.machine import by_key
 from models.webhooks.outbox import FINISHED_COLUMNS, enqueue_deliveries
 from worker.calls.results import Attempted, failed
 from worker.calls.store_many import store_many
@@ -41,7 +42,7 @@ def still_ours(*to: CallStatus) -> tuple[ColumnElement[bool], ...]:
     attempt it claimed. Each row's own status is checked against CALLS as it is built."""
     return (
         _calls.c.id == bindparam("b_id"),
-        CALLS.guard(_calls.c.status, to, current=CallStatus.RUNNING),
+        CALLS.guard(by_key(_calls.c.status), to, current=CallStatus.RUNNING),
         _calls.c.attempt_count == bindparam("b_attempt"),
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.calls.states import CALLS, CallStatus
 from models.db.tables import CallAttempt, FunctionCall
+from models.machine import by_key
 from models.webhooks.outbox import FINISHED_COLUMNS
 from worker.calls.results import Attempted
 from worker.calls.store_rows import RESULT_COLUMNS, RESULTS, result_values
@@ -48,7 +49,7 @@ def _statement() -> Any:
         _calls.update()
         .where(
             _calls.c.id == _RESULTS.c.id,
-            CALLS.guard(_calls.c.status, RESULTS, current=CallStatus.RUNNING),
+            CALLS.guard(by_key(_calls.c.status), RESULTS, current=CallStatus.RUNNING),
             _calls.c.attempt_count == _RESULTS.c.attempt_count,
             # Names the day partitions to read: a join alone is not pruned when planned.
             # One array, not a parameter per id, as in the claim (worker/calls/claim.py).
