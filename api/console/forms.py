@@ -4,11 +4,12 @@ field, never a 500."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import parse_qsl
 
 from api.call_log import LogFilter
 from models.calls.states import CallStatus
+from models.db.engine import as_utc
 from models.errors import invalid
 
 # Longest value any console field takes (an API key, a user id, a cursor).
@@ -46,10 +47,11 @@ def _moment(values: Mapping[str, str], name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return as_utc(datetime.fromisoformat(value))
     except ValueError:
-        raise invalid(name, "a date and time, such as 2026-12-01T10:30 (UTC)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        raise invalid(
+            name, "a date and time from year 1 to 9999, such as 2026-12-01T10:30 (UTC)"
+        ) from None
 
 
 def log_filter(values: Mapping[str, str]) -> LogFilter:

@@ -26,6 +26,7 @@ from api.schemas.common import ErrorOut
 from models.calls.resources import FunctionCallOut, call_out
 from models.calls.states import CallStatus
 from models.db.engine import as_utc
+from models.errors import invalid
 
 router = APIRouter(prefix="/function-calls", tags=["function calls"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -47,8 +48,21 @@ async def _log_filter(
     until: datetime | None = None,
 ) -> LogFilter:
     return LogFilter(
-        app, status, user_id, batch_id, as_utc(since), as_utc(until), network_code=network_code
+        app,
+        status,
+        user_id,
+        batch_id,
+        _moment("since", since),
+        _moment("until", until),
+        network_code=network_code,
     )
+
+
+def _moment(name: str, value: datetime | None) -> datetime | None:
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        raise invalid(name, f"a date and time {exc}") from None
 
 
 Filters = Annotated[LogFilter, Depends(_log_filter)]

@@ -188,10 +188,16 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """A datetime without a zone is taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """`value` in UTC; a datetime without a zone is taken as UTC. ValueError when the moment
+    has no UTC form (0001-01-01T00:00+01:00 falls before year 1)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside years 1 to 9999 once in UTC") from None
 
 
 class UTCDateTime(TypeDecorator[datetime]):

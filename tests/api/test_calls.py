@@ -89,6 +89,29 @@ def test_log_filters_by_time(caller: Caller) -> None:
     assert [c["id"] for c in log(caller, "?until=9999-12-31T23:59:59Z")["items"]] == [call_id]
     assert log(caller, "?until=0001-01-01T00:05:00Z")["items"] == []
     assert log(caller, "?since=9999-12-31T23:59:59Z")["items"] == []
+    # (and an offset is converted: this is 0001-01-01T00:00Z)
+    assert [c["id"] for c in log(caller, "?since=0001-01-01T01:00:00%2B01:00")["items"]] == [
+        call_id
+    ]
+
+
+@pytest.mark.parametrize("path", ["/function-calls", "/function-calls/export"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("since=0001-01-01T00:00:00%2B01:00", "since"),
+        ("until=9999-12-31T23:59:59-01:00", "until"),
+        ("since=0001-01-01T00:59:59%2B01:00", "since"),
+    ],
+)
+def test_a_moment_outside_the_years_utc_can_hold_is_a_400(
+    caller: Caller, path: str, query: str, field: str
+) -> None:
+    # A valid date and time whose offset moves it before year 1 or after 9999 in UTC
+    response = caller.client.get(f"{path}?{query}", headers=caller.headers())
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "invalid_params")
+    assert response.json()["error_details"][0]["field"] == field
 
 
 def test_a_time_range_keeps_a_call_whose_id_is_a_little_older(

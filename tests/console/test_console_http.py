@@ -117,6 +117,9 @@ def test_a_signed_out_browser_is_sent_to_sign_in(browser_client: TestClient) -> 
         ("network_code=%D9%A4%D9%A4%D9%A4", "network_code"),
         ("since=yesterday", "since"),
         ("until=2026-13-01T00:00", "until"),
+        # (moments whose offset puts them before year 1 or after 9999 once in UTC)
+        ("since=0001-01-01T00:00:00%2B01:00", "since"),
+        ("until=9999-12-31T23:59:59-01:00", "until"),
         ("user_id=" + "u" * 600, "user_id"),
         ("app=%3Cscript%3E", None),
         ("cursor=%27%3B--", None),
