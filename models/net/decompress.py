@@ -3,7 +3,9 @@
 gzip, deflate and br are undone chunk by chunk, and each step of a decoder yields at most
 STEP_BYTES, so the reader stops the moment its cap is reached: a compression bomb (a few
 hundred bytes that inflate to gigabytes) is cut at the cap without ever being held whole.
-An encoding passthru did not offer is kept as it came.
+An answer in an encoding passthru cannot undo (one it did not offer, or a pile of them) is
+refused like a broken one: its body is never kept, since nothing could look inside it for a
+credential the upstream echoed.
 """
 
 from __future__ import annotations
@@ -122,13 +124,26 @@ _MAKERS: dict[str, Callable[[], Decoder]] = {
 MAX_CODINGS = 2
 
 
+class _Refused:
+    """The decoder of an encoding not undone here: its first piece is a DecodeError."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        raise DecodeError(self._why)
+
+
 def decoder_for(content_encoding: str | None) -> Decoder | None:
-    """The decoder for a Content-Encoding header; None for identity, for an encoding
-    passthru does not know, or for more than MAX_CODINGS (the body is then kept as it
-    came, under the same cap)."""
+    """The decoder for a Content-Encoding header; None for identity. For an encoding
+    passthru does not know, or more than MAX_CODINGS, one that refuses the body."""
     names = [n.strip().lower() for n in (content_encoding or "").split(",", MAX_CODINGS + 1)]
     names = [n for n in names if n and n != "identity"]
-    if not names or len(names) > MAX_CODINGS or any(n not in _MAKERS for n in names):
+    if not names:
         return None
+    if len(names) > MAX_CODINGS:
+        return _Refused(f"more than {MAX_CODINGS} content codings")
+    if unknown := [n for n in names if n not in _MAKERS]:
+        return _Refused(f"content coding {unknown[0][:40]!r} is not undone here")
     decoders: list[Decoder] = [_MAKERS[n]() for n in reversed(names)]
     return decoders[0] if len(decoders) == 1 else _Chain(decoders)

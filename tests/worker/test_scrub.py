@@ -218,6 +218,21 @@ def test_a_secret_rebuilt_by_json_decoding_is_removed_from_the_output() -> None:
     assert orjson.loads(stored) == {"seen": REDACTED, "keyed": {REDACTED: 1}}
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_an_answer_in_a_wide_charset_loses_the_token_too(charset: str) -> None:
+    # Given an echo of the token in a charset where each letter is followed by NULs (read as
+    # UTF-8 and stripped of them, it would give the token back)
+    token = "xoxp-1234567890-ABCDEFGHIJKLMNOP"
+    body = f'{{"echo": "Bearer {token}", "quoted": "{quote(SECRET, safe="")}"}}'.encode(charset)
+    # When scrubbed as raw bytes
+    scrubbed = Scrubber([token, SECRET]).bytes(body)
+    # Then no form is left, and what replaced them reads as the same charset
+    assert token not in scrubbed.decode("utf-8", errors="replace").replace("\0", "")
+    text = scrubbed.decode(charset)
+    assert quote(SECRET, safe="") not in text
+    assert text == f'{{"echo": "Bearer {REDACTED}", "quoted": "{REDACTED}"}}'
+
+
 def test_header_names_and_lower_case_escapes_are_scrubbed() -> None:
     scrub = Scrubber([SECRET])
     headers = scrub.headers([(f"x-{SECRET}", "1"), ("x-echo", quote(SECRET, safe="").lower())])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -582,17 +583,27 @@ def test_bodies_read_at_the_same_time_share_the_budget() -> None:
     assert sum(o.truncated for o in outcomes) >= 2
 
 
-def test_a_pile_of_encodings_is_not_undone() -> None:
-    # Given an answer claiming 5,000 stacked gzip layers (each would cost a decoder)
-    def handler(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, headers={"Content-Encoding": ", ".join(["gzip"] * 5000)}, stream=_Chunks(b"raw")
-        )
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        ", ".join(["gzip"] * 5000),  # each layer would cost a decoder
+        "gzip, gzip, gzip",  # one more than any server stacks
+        "zstd",  # not offered, not undone here
+        "gzip, compress",
+    ],
+)
+def test_a_body_in_an_encoding_not_undone_is_not_kept(encoding: str) -> None:
+    # Given an answer in encodings passthru does not undo, hiding the echoed credential
+    # (three gzip layers, base64'd into `output`, would hand the token to the tenant)
+    hidden = gzip.compress(gzip.compress(gzip.compress(b'{"echo": "Bearer secret-token"}')))
 
-    # When read / Then the body is kept as it came
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": encoding}, stream=_Chunks(hidden))
+
+    # When read / Then nothing of the body is kept, and the answer says it was cut
     outcome, _ = _run(handler, _req())
     assert isinstance(outcome, Answer)
-    assert outcome.body == b"raw"
+    assert (outcome.status, outcome.body, outcome.truncated) == (200, b"", True)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import gzip
 import socket
 import socketserver
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -148,6 +149,9 @@ _ENCODERS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+_ECHOED = b"xoxp-1234567890-ABCDEFGHIJKLMNOP"
+
+
 class _Upstream(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -205,6 +209,12 @@ class _Handler(socketserver.BaseRequestHandler):
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )
+        elif self.server.mode == "split_echo":
+            # An echoed token broken by a bare CR, sent in two pieces: a parser that quotes
+            # its buffer from where the second read began quotes the token's tail alone
+            sock.sendall(b"HTTP/1.1 200 OK\r\nX-Echo: Bearer " + _ECHOED[:12])
+            time.sleep(0.2)
+            sock.sendall(_ECHOED[12:] + b"\rXbad\r\nContent-Length: 0\r\n\r\n")
         elif self.server.mode == "hold":
             # Never answer; wait until the client gives up and closes.
             while sock.recv(65536):
@@ -288,6 +298,22 @@ def test_dropped_after_request_may_have_been_delivered(
     assert isinstance(outcome, Failure), outcome
     assert outcome.maybe_delivered is True
     assert outcome.error not in ("connect_error", "connect_timeout")
+
+
+@pytest.mark.parametrize("upstream", ["split_echo"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_that_cannot_be_parsed_is_stored_without_what_the_parser_quotes(
+    kind: TransportKind, upstream: _Upstream
+) -> None:
+    # Given an upstream whose answer breaks inside an echoed token, sent in two pieces
+    # When sent with this transport
+    outcome = _send_real(kind, _post(upstream.url))
+    # Then the failure keeps the parser's reason, and no piece of the token
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.maybe_delivered is True
+    assert outcome.message.split(": ", 1)[1]  # a reason, not only the class
+    for piece in (_ECHOED[:12], _ECHOED[12:], b"ABCDEFGHIJKLMNOP"):
+        assert piece.decode() not in outcome.message, outcome.message
 
 
 @pytest.mark.parametrize("upstream", ["hold"], indirect=True)

@@ -1,9 +1,9 @@
 """One scrubber for every text the worker stores or returns about a call: error messages,
 attempt notes, the upstream's answer (body and headers) and what comes back from a token
 endpoint. It removes each credential value the call's request carried, in the forms it may
-travel in (as is, URL-encoded, JSON-escaped, base64 basic-auth pairs), whatever the
-upstream echoes. Stored text also loses NUL and other control characters and is cut to
-the size of its column.
+travel in (as is, URL-encoded, JSON-escaped, base64 basic-auth pairs; in raw bytes, in
+UTF-16 and UTF-32 as well), whatever the upstream echoes. Stored text also loses NUL and
+other control characters and is cut to the size of its column.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ REDACTED = "[redacted]"
 _REDACTED_BYTES = REDACTED.encode()
 # Control characters a database text column or a log line should never carry.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+# The charsets an answer's bytes are searched in: UTF-8 (ASCII too), and the wide ones whose
+# bytes hide a token from a search in UTF-8.
+_CHARSETS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
 
 # A secret made only of these characters travels the same way in every encoding.
@@ -48,7 +53,16 @@ class Scrubber:
         # One pass, longest first: a secret that contains another is removed whole, and
         # what was put in is never searched again.
         self._text = sorted(found, key=len, reverse=True)
-        self._bytes = [s.encode() for s in self._text]
+        # Raw bytes may be in a wide charset (an answer in UTF-16 puts a NUL after each
+        # letter of an echoed token): each form is looked for in those too, and replaced by
+        # `[redacted]` in the same charset.
+        self._put = {
+            form.encode(charset): _REDACTED_BYTES.decode().encode(charset)
+            for form in self._text
+            for charset in _CHARSETS
+        }
+        self._bytes = sorted(self._put, key=len, reverse=True)
+        self._utf8 = [form.encode() for form in self._text]
         self._text_re = re.compile("|".join(map(re.escape, self._text))) if found else None
         self._bytes_re = re.compile(b"|".join(map(re.escape, self._bytes))) if found else None
 
@@ -68,7 +82,7 @@ class Scrubber:
     def bytes(self, value: bytes) -> bytes:
         if self._bytes_re is None or not any(secret in value for secret in self._bytes):
             return value
-        return self._bytes_re.sub(_REDACTED_BYTES, value)
+        return self._bytes_re.sub(lambda found: self._put[found.group(0)], value)
 
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not self._text:
@@ -86,7 +100,7 @@ class Scrubber:
             return value
         try:
             encoded = orjson.dumps(value)
-            if any(secret in encoded for secret in self._bytes):
+            if any(secret in encoded for secret in self._utf8):
                 encoded = orjson.dumps(self._walk(value))
         except orjson.JSONEncodeError:
             return value  # too deep to store: the store refuses it, and says so

@@ -268,7 +268,8 @@ async def _read_capped(
     whole): at `max_bytes` of decoded bytes, or where the message's `budget` ran out (spent
     piece by piece, so the bodies of one message, read at the same time, share it). Up to
     `past_bytes` more are kept past the cut, for the scrubber to see a secret the cut
-    would split. A body whose encoding breaks is cut where it stopped decoding."""
+    would split. A body whose encoding breaks is cut where it stopped decoding; one in an
+    encoding not undone here is not kept at all."""
     source: AsyncIterator[bytes]
     if response.is_stream_consumed:
         # Built with its content in memory (a mock transport): httpx decoded it already.

@@ -17,6 +17,7 @@ repr (aiohttp's carries the request's headers); the caller scrubs it before stor
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import httpcore
@@ -151,9 +152,24 @@ def describe_failure(exc: BaseException, *, sent: bool) -> Described:
         return "timeout", True, text
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return "invalid_url", False, text
+    if isinstance(exc, httpx.ProtocolError):
+        return "network_error", True, f"{name}: {parse_reason(str(exc))}"
     if isinstance(exc, httpx.HTTPError | OSError):
         return "network_error", True, text
     return "internal_error", True, f"{name} while {'reading' if sent else 'sending'}"
+
+
+# Where a parser's message starts quoting what it read: a quote opening a word or a repr'd
+# buffer (an apostrophe inside a word is prose), or a new line.
+_QUOTING = re.compile(r"(?:^|(?<=[\s(:=]))(?:bytearray\()?b?['\"]|\n")
+
+
+def parse_reason(message: str) -> str:
+    """Why an answer could not be parsed, without the bytes the parser quotes after it.
+    aiohttp quotes its buffer from where the last read began, which may be the tail of an
+    echoed credential, a piece no scrubber can recognise as the secret."""
+    reason = _QUOTING.split(message, maxsplit=1)[0].rstrip(" :=(")
+    return reason or "the answer could not be parsed"
 
 
 def failure_kind(exc: BaseException, *, sent: bool) -> tuple[str, bool]:
@@ -170,7 +186,7 @@ def _aiohttp(cause: BaseException) -> Described:
     if isinstance(cause, aiohttp.ClientResponseError):
         # The upstream answered something aiohttp cannot parse (a header over its limit,
         # a broken status line): the request arrived.
-        return "invalid_response", True, f"{name}: {cause.message}"
+        return "invalid_response", True, f"{name}: {parse_reason(str(cause.message))}"
     if isinstance(cause, aiohttp.ConnectionTimeoutError):
         return "connect_timeout", False, name
     if isinstance(cause, aiohttp.ClientConnectorError):
