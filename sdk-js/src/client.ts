@@ -62,7 +62,10 @@ export interface InvokeOptions extends RequestOptions {
    * once (`Prefer: respond-async`); up to 60 s is waited in the request itself
    * (`Prefer: wait=N`), longer by long-polling. */
   wait?: number;
-  /** Makes the submission idempotent, and so safe to retry after an unknown outcome. */
+  /** Makes the submission idempotent, and so safe to retry after an unknown outcome. It also
+   * tells passthru the call is safe to send twice: a POST or PATCH whose first attempt may
+   * have arrived is sent again. The key is not forwarded; where the upstream dedupes on a
+   * header of its own, put that header in the params' `headers`. */
   idempotencyKey?: string;
   /** The end user, instead of the client's `userId`. */
   userId?: string;

@@ -109,7 +109,10 @@ class Passthru:
         it is returned when it ends or when `wait` has passed, whichever comes first (up to
         60 s in the request itself, `Prefer: wait`; longer waits go on by long-polling).
         Check `.done` in every case. `idempotency_key` makes the submission idempotent and
-        safe to retry.
+        safe to retry; it also tells passthru the call is safe to send twice, so a POST or
+        PATCH whose first attempt may have arrived is sent again. The key is not forwarded:
+        where the upstream dedupes on a header of its own, put that header in the params'
+        `headers`.
         """
         return self._run(
             self._ops.invoke_function(
