@@ -233,6 +233,15 @@ def test_an_answer_in_a_wide_charset_loses_the_token_too(charset: str) -> None:
     assert text == f'{{"echo": "Bearer {REDACTED}", "quoted": "{REDACTED}"}}'
 
 
+def test_a_secret_beyond_latin_1_is_found_in_a_wide_charset_without_a_nul() -> None:
+    # Given a password of characters whose UTF-16 has no NUL byte
+    password = "\u5bc6\u7801\u5bc6\u7801"
+    body = f"echo {password}".encode("utf-16-be")[10:]  # the password alone, no NUL before
+    assert b"\0" not in body
+    # When scrubbed / Then it is gone
+    assert Scrubber([password]).bytes(body) == REDACTED.encode("utf-16-be")
+
+
 def test_header_names_and_lower_case_escapes_are_scrubbed() -> None:
     scrub = Scrubber([SECRET])
     headers = scrub.headers([(f"x-{SECRET}", "1"), ("x-echo", quote(SECRET, safe="").lower())])

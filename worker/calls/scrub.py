@@ -53,26 +53,21 @@ class Scrubber:
         # One pass, longest first: a secret that contains another is removed whole, and
         # what was put in is never searched again.
         self._text = sorted(found, key=len, reverse=True)
-        # Raw bytes may be in a wide charset (an answer in UTF-16 puts a NUL after each
-        # letter of an echoed token): each form is looked for in those too, and replaced by
-        # `[redacted]` in the same charset.
-        self._put = {
-            form.encode(charset): _REDACTED_BYTES.decode().encode(charset)
-            for form in self._text
-            for charset in _CHARSETS
-        }
-        self._bytes = sorted(self._put, key=len, reverse=True)
         self._utf8 = [form.encode() for form in self._text]
         self._text_re = re.compile("|".join(map(re.escape, self._text))) if found else None
-        self._bytes_re = re.compile(b"|".join(map(re.escape, self._bytes))) if found else None
+        self._utf8_re = re.compile(b"|".join(map(re.escape, self._utf8))) if found else None
+        self._wide: _Wide | None = None  # made when first needed
+        # In UTF-16 and UTF-32, a letter of Latin-1 always brings a NUL; others may not.
+        self._always_wide = any(ord(c) > 0xFF for form in self._text for c in form)
 
     def __bool__(self) -> bool:
         return bool(self._text)
 
     @property
     def longest(self) -> int:
-        """The length of the longest form, in bytes: how far past a cut a secret may reach."""
-        return max((len(b) for b in self._bytes), default=0)
+        """The length of the longest form, in bytes (in UTF-32, four per character): how far
+        past a cut a secret may reach."""
+        return 4 * max((len(form) for form in self._text), default=0)
 
     def text(self, value: str) -> str:
         if self._text_re is None or not any(secret in value for secret in self._text):
@@ -80,9 +75,14 @@ class Scrubber:
         return self._text_re.sub(REDACTED, value)
 
     def bytes(self, value: bytes) -> bytes:
-        if self._bytes_re is None or not any(secret in value for secret in self._bytes):
+        if self._utf8_re is None:
             return value
-        return self._bytes_re.sub(lambda found: self._put[found.group(0)], value)
+        if self._always_wide or b"\0" in value:  # maybe in a wide charset
+            self._wide = self._wide or _Wide(self._text)
+            return self._wide.sub(value)
+        if not any(secret in value for secret in self._utf8):
+            return value
+        return self._utf8_re.sub(_REDACTED_BYTES, value)
 
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not self._text:
@@ -120,6 +120,26 @@ class Scrubber:
         most `limit` characters."""
         clean = _CONTROL.sub("", self.text(value))
         return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+class _Wide:
+    """The forms of the secrets in every charset of _CHARSETS, each replaced by `[redacted]`
+    in its own charset: raw bytes may be in a wide one (an answer in UTF-16 puts a NUL
+    after each letter of an echoed token)."""
+
+    def __init__(self, forms: list[str]) -> None:
+        self._put = {
+            form.encode(charset): REDACTED.encode(charset)
+            for form in forms
+            for charset in _CHARSETS
+        }
+        self._forms = sorted(self._put, key=len, reverse=True)
+        self._re = re.compile(b"|".join(map(re.escape, self._forms)))
+
+    def sub(self, value: bytes) -> bytes:
+        if not any(form in value for form in self._forms):
+            return value
+        return self._re.sub(lambda found: self._put[found.group(0)], value)
 
 
 def basic_pair(username: str, password: str) -> list[str]:
