@@ -16,6 +16,7 @@ operator's upstream override targets (PASSTHRU_UPSTREAM_OVERRIDES), for onward c
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from models.settings import Settings
+
+log = logging.getLogger("passthru.egress")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (family, address, scope id) of one resolved address
@@ -105,9 +108,16 @@ class EgressPolicy:
         return self.allow_private or host.lower().strip("[]") in self.trusted_hosts
 
     def refusal(self, host: str, address: str) -> DestinationForbidden:
-        shown = host if host == address else f"{host} resolves to {address}, which"
+        """The refusal of `host` at `address`. The address a name resolves to is logged for
+        the operator, never put in the refusal: it is stored and shown to the tenant, who
+        could otherwise map passthru's own network by naming its hosts."""
+        if host == address:
+            shown = f"{host} is not a public address"
+        else:
+            log.warning("%s resolves to %s, not a public address: refused", host, address)
+            shown = f"{host} resolves to an address that is not public"
         return DestinationForbidden(
-            f"{shown} is not a public address (private, loopback, link-local or reserved); "
+            f"{shown} (private, loopback, link-local or reserved); "
             f"the operator's {self.setting}=true allows it"
         )
 
@@ -119,7 +129,7 @@ class EgressPolicy:
         if self.exempt(literal):
             return
         if literal == "localhost" or literal.endswith(".localhost"):
-            raise self.refusal(host, "127.0.0.1")
+            raise self.refusal(host, host)  # loopback by definition
         if not _looks_like_address(literal):
             return
         try:
