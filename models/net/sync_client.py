@@ -2,12 +2,17 @@
 endpoints: the worker's refreshes and the API's code exchanges. The name is resolved once,
 by the connection itself, every answer checked, and the connection made to an address that
 was checked (so DNS rebinding cannot move it); no cookies, no proxy variables, no redirects.
+Under `deadline`, an exchange ends in time however slowly the other side answers.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
@@ -35,6 +40,61 @@ def socket_lookup(host: str, port: int) -> list[Any]:
 
 def target_address(address: str, scope: int) -> str:
     return f"{address}%{scope}" if scope else address
+
+
+# When (time.monotonic()) the exchange under way in this context must be over: every
+# connect, read and write of a client made here waits at most until then.
+_DEADLINE: ContextVar[float | None] = ContextVar("passthru_exchange_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Exchanges made inside end within `seconds` in all, however the other side drips its
+    status line, headers or body: each socket wait is cut to what is left."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _within(timeout: float | None, late: type[Exception]) -> float | None:
+    """`timeout`, cut to what the exchange's deadline leaves; `late` once nothing is left."""
+    end = _DEADLINE.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise late("the exchange's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the deadline of the exchange using it."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _within(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _within(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        within = _within(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, within))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 class CheckingSyncBackend(httpcore.NetworkBackend):
@@ -67,9 +127,11 @@ class CheckingSyncBackend(httpcore.NetworkBackend):
         last: Exception | None = None
         for _, address, scope in self._policy.checked(host, infos):
             try:
-                return self._inner.connect_tcp(
-                    target_address(address, scope), port, timeout, local_address, socket_options
+                within = _within(timeout, httpcore.ConnectTimeout)
+                stream = self._inner.connect_tcp(
+                    target_address(address, scope), port, within, local_address, socket_options
                 )
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

@@ -19,6 +19,7 @@ import orjson
 from models.accounts.credentials import OAuth2Credentials, usable_token
 from models.catalog.spec import OAuth2Spec
 from models.net.decompress import DecodeError, decoder_for
+from models.net.sync_client import deadline
 
 
 class Revoked(Exception):
@@ -54,16 +55,20 @@ def post_form(
     form): (status, the JSON object it answered, or {}). The answer
     is read raw, at most MAX_TOKEN_ANSWER_BYTES of it, decoded under the same cap, all
     within TOKEN_DEADLINE_S: a token endpoint is an upstream too."""
-    deadline = time.monotonic() + TOKEN_DEADLINE_S
+    late = RefreshUnavailable(f"no complete answer within {TOKEN_DEADLINE_S:g} s")
+    ends_at = time.monotonic() + TOKEN_DEADLINE_S
     raw = bytearray()
     try:
-        with http.stream(
-            "POST",
-            url,
-            data=form,
-            auth=auth or httpx.USE_CLIENT_DEFAULT,
-            headers={"Accept": "application/json", "Accept-Encoding": "identity"},
-        ) as response:
+        with (
+            deadline(TOKEN_DEADLINE_S),
+            http.stream(
+                "POST",
+                url,
+                data=form,
+                auth=auth or httpx.USE_CLIENT_DEFAULT,
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+            ) as response,
+        ):
             status, encoding = response.status_code, response.headers.get("content-encoding")
             if response.is_stream_consumed:  # built in memory (a mock): decoded already
                 chunks: Iterable[bytes] = [response.content]
@@ -74,11 +79,13 @@ def post_form(
                 raw += chunk
                 if len(raw) > MAX_TOKEN_ANSWER_BYTES:
                     raise RefreshUnavailable("the token endpoint's answer is too long")
-                if time.monotonic() > deadline:
-                    raise RefreshUnavailable(f"no complete answer within {TOKEN_DEADLINE_S:g} s")
+                if time.monotonic() > ends_at:
+                    raise late
     except RefreshUnavailable:
         raise
     except Exception as exc:  # any transport failure, the egress policy's included
+        if time.monotonic() >= ends_at:
+            raise late from None
         raise RefreshUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
     decoder = decoder_for(encoding)
     try:

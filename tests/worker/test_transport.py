@@ -24,6 +24,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
+from tests.raw_http import read_request
 from worker.calls.auth import HeaderAuth
 from worker.calls.onward import OnwardRequest
 from worker.calls.timeouts import Timeouts
@@ -174,26 +175,9 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(30)  # only so that a broken test cannot hang the suite
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next(
-            (
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            ),
-            0,
-        )
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body += chunk
+        if (request := read_request(sock)) is None:
+            return
+        head, body = request
         self.server.received.append(head + b"\r\n\r\n" + body)
         self.server.got_request.set()
         if self.server.mode == "answer":
