@@ -39,8 +39,21 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# JSON columns (bodies, outputs, headers) are hot: orjson both ways.
+_loads = orjson.loads  # (bound once: a test watching the API's parses patches orjson's)
+
+
+def _sqlite_json_loads(value: Any) -> Any:
+    """A JSON column's value on SQLite, which may hold a number where JSON text was meant
+    (rows written before JSON was stored as bytes there)."""
+    return value if isinstance(value, int | float) else _loads(value)
+
+
+# JSON columns (bodies, outputs, headers) are hot: orjson both ways. SQLite gives a column
+# declared JSON numeric affinity, and turns JSON text that reads as a number (`5`, `1.0`,
+# 2**64 - 1) into an integer or a float: there it is stored as bytes, which it keeps as
+# they are.
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+_SQLITE_JSON = {"json_serializer": orjson.dumps, "json_deserializer": _sqlite_json_loads}
 
 
 def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 10.0) -> Engine:
@@ -60,7 +73,7 @@ def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 1
         if parsed.database in (None, "", ":memory:"):
             pool = {}  # one connection, kept by SQLAlchemy's own pool for memory databases
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **_JSON
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **_SQLITE_JSON
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

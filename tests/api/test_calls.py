@@ -95,6 +95,26 @@ def test_log_filters_by_time(caller: Caller) -> None:
     ]
 
 
+@pytest.mark.parametrize("body", [5, 1.0, 18446744073709551615, "5"], ids=repr)
+def test_a_call_whose_body_is_a_bare_number_reads_back_and_replays(
+    caller: Caller, body: object
+) -> None:
+    # Given a call whose body is a JSON number (SQLite would store the text `5` as a number)
+    caller.connect()
+    call = {"method": "POST", "url": "chat.postMessage", "body": body}
+    first = submit(caller, call, idempotency_key="k-number")
+    assert first.status_code == 202, first.text
+    # When it is read, listed and sent again under the same key / Then every answer is
+    # whole, and the key finds the same call (its body fingerprinted as it was sent)
+    call_id = first.json()["id"]
+    assert (
+        caller.client.get(f"/function-calls/{call_id}", headers=caller.headers()).status_code == 200
+    )
+    assert [c["id"] for c in log(caller)["items"]] == [call_id]
+    again = submit(caller, call, idempotency_key="k-number")
+    assert (again.status_code, again.json()["id"]) == (202, call_id)
+
+
 @pytest.mark.parametrize("path", ["/function-calls", "/function-calls/export"])
 @pytest.mark.parametrize(
     ("query", "field"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import JSON, Column, Engine, MetaData, Table, select, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models.db.engine import create_db_engine, shown
+from models.db.ids import new_id
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
@@ -41,3 +42,26 @@ def test_a_checkout_waits_at_most_the_pool_timeout_past_pool_and_overflow(tmp_pa
 )
 def test_a_database_url_is_printed_without_its_password(url: str, printed: str) -> None:
     assert shown(url) == printed
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(
+    "value",
+    [5, 1.5, 1.0, -0.0, 18446744073709551615, -(2**63), "5", " 7 ", True, [1.0], {"a": 2}],
+    ids=repr,
+)
+def test_a_json_column_gives_back_exactly_what_was_stored(engine: Engine, value: object) -> None:
+    # Given a JSON value that a database could take for a number (SQLite gives a column
+    # declared JSON numeric affinity: the text `5` would be stored as the integer 5, and
+    # `1.0` as 1)
+    probe = Table(f"json_probe_{new_id('t')[-8:].lower()}", MetaData(), Column("v", JSON))
+    probe.create(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(probe.insert().values(v=value))
+        # When read back / Then it is the same value, of the same type
+        with engine.connect() as conn:
+            got = conn.execute(select(probe.c.v)).scalar_one()
+        assert (type(got), got) == (type(value), value)
+    finally:
+        probe.drop(engine)
