@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from api.bulk_submission import submit_batch, written_calls
+from api.bulk_submission import handed_over, submit_batch, written_calls
 from api.errors import database_unavailable, refused_by_database
 from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
 from api.quotas import Quotas, Refused
@@ -168,16 +168,15 @@ class BatchProcess:
 
     async def take(self, tenant: Tenant, items: list[Any], user_id: str | None) -> TakenIn:
         batch_id = new_id("bt")  # chosen here, to find the batch if the process dies
-        job = partial(_take, tenant, items, user_id, batch_id)
         pool = self._ensure_pool()
         try:
             try:
-                taken = pool.submit(job)
-            except BrokenProcessPool:  # it died idle: nothing of this batch reached it
-                log.error("the batch intake process had died; a new one takes this batch")
-                pool = self._replace(pool)
-                taken = pool.submit(job)
-            return counted(await asyncio.wrap_future(taken))
+                pool, taken = self._submit(pool, _take, tenant, items, user_id, batch_id)
+                return counted(await asyncio.wrap_future(taken))
+            except RecursionError:  # an item too deep to pickle: refused before handing over
+                fit = await run_in_threadpool(handed_over, items)
+                pool, taken = self._submit(pool, _take, tenant, fit, user_id, batch_id)
+                return counted(await asyncio.wrap_future(taken))
         except Refused as exc:
             REQUESTS_REFUSED.labels(exc.bound).inc()
             raise
@@ -185,6 +184,18 @@ class BatchProcess:
             self._replace(pool)
             log.error("the batch intake process died; a new one takes the next batch")
             raise await run_in_threadpool(self.left_by_death, batch_id) from None
+
+    def _submit(
+        self, pool: ProcessPoolExecutor, *job: Any
+    ) -> tuple[ProcessPoolExecutor, Future[TakenIn]]:
+        """`job` handed to the process, and the pool it went to: one found dead (it died
+        idle, so nothing of this batch reached it) is replaced first."""
+        try:
+            return pool, pool.submit(*job)
+        except BrokenProcessPool:
+            log.error("the batch intake process had died; a new one takes this batch")
+            pool = self._replace(pool)
+            return pool, pool.submit(*job)
 
     def left_by_death(self, batch_id: str) -> ApiError:
         """What to answer for a batch the process died under. Not written (its one

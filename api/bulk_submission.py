@@ -3,6 +3,7 @@ in one transaction and published in chunks on the bulk lane."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,7 +12,7 @@ from sqlmodel import col, select
 
 from api.account_selection import AccountCache
 from api.errors import validation_details
-from api.parsing import item_problem
+from api.parsing import find_problem, item_problem
 from api.schemas.batches import BatchOut, BatchRejected
 from api.schemas.calls import FunctionCallRequest
 from api.submission import (
@@ -30,14 +31,39 @@ from models.db.direct import OnConnection
 from models.db.engine import read_connection, read_session, session_scope
 from models.db.ids import new_id
 from models.db.tables import Batch, FunctionCall, Tenant
-from models.errors import ApiError, invalid, not_found
+from models.errors import ApiError, ErrorDetail, invalid, not_found
 from models.keys import QUEUE_BULK
 
 MAX_BATCH = 1000
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class Unfit:
+    """A batch item refused before it is handed to another process: why."""
+
+    problem: ErrorDetail
+
+
+def handed_over(items: list[Any]) -> list[Any]:
+    """`items` fit to hand to another process. Pickling recurses, and gives up some 500
+    levels deep, where the API's parser goes on to 1,024: an item nested deeper than any
+    call may be becomes the problem it would be refused for, and an item that is not an
+    object, what `_submission` makes of one."""
+    fit: list[Any] = []
+    for raw in items:
+        if not isinstance(raw, dict):
+            fit.append(None)
+        elif (problem := find_problem(raw)) is not None:
+            fit.append(Unfit(problem))
+        else:
+            fit.append(raw)
+    return fit
+
+
 def _submission(raw: Any, user_id: str | None, catalog: Catalog, limits: CallLimits) -> Submission:
+    if isinstance(raw, Unfit):
+        raise ApiError("invalid_params", [raw.problem])
     if not isinstance(raw, dict):
         raise invalid("calls", "each call must be an object in the POST /function-calls form")
     problem = item_problem(raw)

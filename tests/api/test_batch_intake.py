@@ -153,6 +153,40 @@ def test_a_batch_is_taken_in_by_a_process_of_its_own(
     assert CALLS_REJECTED.labels("invalid_params")._value.get() == rejected_before + 1
 
 
+def test_an_item_nested_too_deep_to_hand_over_is_one_rejected_item(
+    process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str]
+) -> None:
+    # Given a batch holding a call whose body nests 600 arrays, and a bare array as deep
+    # (the API's parser takes up to 1,024 levels; pickling, which hands a batch to the
+    # process, gives up near 500)
+    _, key = tenant_and_key
+    client = process_app()
+    connect(client, headers_of(key))
+    deep = b"[" * 600 + b"]" * 600
+    good = json.dumps(GOOD).encode()
+    too_deep = b'{"function": "slack-passthrough-request", "params": {"method": "POST", '
+    too_deep += b'"url": "/x", "body": ' + deep + b"}}"
+    # When submitted
+    response = client.post(
+        "/function-calls/batch",
+        content=b'{"calls": [' + b", ".join([good, too_deep, deep, good]) + b"]}",
+        headers={**headers_of(key), "Content-Type": "application/json"},
+    )
+    # Then each item is answered on its own, as the API's threads answer it: the good ones
+    # taken, the deep ones rejected for what they are
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [a["index"] for a in body["accepted"]] == [0, 3]
+    rejected = {r["index"]: r["error_details"][0] for r in body["rejected"]}
+    assert sorted(rejected) == [1, 2]
+    assert "nested deeper than 64 levels" in rejected[1]["message"]
+    assert rejected[1]["field"].startswith("params.body.0.0")
+    assert rejected[2] == {
+        "field": "calls",
+        "message": "each call must be an object in the POST /function-calls form",
+    }
+
+
 def test_a_bound_the_intake_process_refuses_by_is_answered_and_counted_by_the_api(
     process_app: Callable[..., TestClient], tenant_and_key: tuple[Tenant, str]
 ) -> None:
