@@ -164,4 +164,8 @@ def _check_headers(
             problems.append(ErrorDetail(f"headers.{name}", "must not contain line breaks"))
         elif _HEADER_CONTROL.search(value):
             problems.append(ErrorDetail(f"headers.{name}", "must not contain control characters"))
+        elif not value.isascii():  # what an HTTP client can send as it is
+            problems.append(
+                ErrorDetail(f"headers.{name}", "must be ASCII: percent-encode other characters")
+            )
     return dict(headers)

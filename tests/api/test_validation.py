@@ -397,6 +397,15 @@ def test_control_characters_in_header_values_are_refused(slack: App, value: str)
     assert "headers.X-C" in _problems(slack, headers={"X-C": value})
 
 
+@pytest.mark.parametrize("value", ["caf\u00e9", "\u2603", "a\u2028b", "\U0001f600"])
+def test_a_header_value_that_is_not_ascii_is_refused(slack: App, value: str) -> None:
+    # (the worker's HTTP client sends header values as ASCII: accepted, the call could only
+    # fail, under another field's name)
+    assert _problems(slack, headers={"X-N": value}) == {
+        "headers.X-N": "must be ASCII: percent-encode other characters"
+    }
+
+
 def test_a_tab_in_a_header_value_is_fine(slack: App) -> None:
     assert _check(slack, headers={"X-T": "a\tb"}).headers == {"X-T": "a\tb"}
 
