@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from pydantic import AfterValidator
 from sqlalchemy import Engine
 
 from api.auth import Authenticator, remembered
 from api.intake import Intake
 from api.quotas import Quotas
 from api.schemas.common import USER_ID_CHARS
+from api.submit_headers import as_utf8
 from api.waiter import CallWaiter
 from models.broker import Publisher
 from models.catalog.apps import App, Catalog
@@ -101,5 +103,9 @@ QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
-UserIdHeader = Annotated[str | None, Header(alias="X-User-ID", max_length=USER_ID_CHARS)]
+UserIdHeader = Annotated[
+    str | None,
+    Header(alias="X-User-ID", max_length=USER_ID_CHARS),
+    AfterValidator(lambda v: None if v is None else as_utf8(v)),
+]
 MatchingApps = Annotated[list[App], Depends(matching_apps)]

@@ -40,11 +40,32 @@ def _limited(headers: Headers, name: str, limit: int) -> str | None:
     return value
 
 
+def as_utf8(value: str) -> str:
+    """A header's text as the client wrote it: HTTP hands header bytes over as Latin-1, so
+    `josé` sent in UTF-8 arrives as `josÃ©`, an id no body would name. ValueError when the
+    bytes are not UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ValueError("must be UTF-8") from None
+
+
+def user_id_header(headers: Headers) -> str | None:
+    """`X-User-ID` as written, within its limit, or a 400 naming it."""
+    value = _limited(headers, "X-User-ID", USER_ID_CHARS)
+    try:
+        return None if value is None else as_utf8(value)
+    except ValueError as exc:
+        raise invalid("X-User-ID", str(exc)) from None
+
+
 async def submit_headers(request: Request) -> SubmitHeaders:
     """The three headers as sent (the first of each), or a 400 naming one past its limit."""
     headers = request.headers
     return SubmitHeaders(
-        user_id=_limited(headers, "X-User-ID", USER_ID_CHARS),
+        user_id=user_id_header(headers),
         prefer=headers.get("Prefer"),
         idempotency_key=_limited(headers, "Idempotency-Key", IDEMPOTENCY_KEY_CHARS),
     )

@@ -4,10 +4,12 @@ keys, and a call's own retry and timeout params."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, delete, event, update
 from sqlmodel import col
@@ -350,3 +352,51 @@ def test_same_idempotency_key_with_other_retry_params_is_409(caller: Caller) -> 
     assert first.status_code == 202
     assert other.status_code == 409
     assert_error_shape(other.json(), "idempotency_conflict")
+
+
+def test_an_end_user_named_in_utf8_in_a_header_is_the_one_a_body_names(caller: Caller) -> None:
+    # Given an account connected for `josé`, the header sent as UTF-8 bytes (as HTTP clients
+    # send it; the server reads header bytes as Latin-1)
+    auth = {"Authorization": f"Bearer {caller.key}"}
+    utf8 = {**auth, "X-User-ID": "josé".encode()}
+    connected = caller.client.post(
+        "/connected-accounts",
+        json={"app": "slack", "credentials": {"access_token": "xoxb-test"}},
+        headers=utf8,
+    )
+    assert connected.status_code == 201, connected.text
+    assert connected.json()["user_id"] == "josé"
+    # When a call names the same user in its body, or in the header / Then it finds the account
+    by_body = caller.client.post(
+        "/function-calls",
+        json={"function": "slack-passthrough-request", "params": CALL, "user_id": "josé"},
+        headers=auth,
+    )
+    assert by_body.status_code == 202, by_body.text
+    by_header = caller.client.post("/slack-passthrough-request", json=CALL, headers=utf8)
+    assert by_header.status_code == 202, by_header.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/slack-passthrough-request", CALL),
+        ("POST", "/connected-accounts", {"app": "slack", "credentials": {"access_token": "x"}}),
+    ],
+)
+def test_an_end_user_header_that_is_not_utf8_is_a_400_naming_it(
+    caller: Caller, method: str, path: str, body: dict[str, Any]
+) -> None:
+    # (sent through the ASGI transport, which hands the header's bytes over as they are:
+    # Latin-1 `é` alone, not UTF-8)
+    headers = {"Authorization": f"Bearer {caller.key}", "X-User-ID": b"jos\xe9"}
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=caller.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.request(method, path, json=body, headers=headers)
+
+    response = asyncio.run(send())
+    assert response.status_code == 400, response.text
+    assert_error_shape(response.json(), "invalid_params")
+    assert response.json()["error_details"][0]["field"] == "X-User-ID"
