@@ -62,11 +62,14 @@ def user_id_header(headers: Headers) -> str | None:
 
 
 async def submit_headers(request: Request) -> SubmitHeaders:
-    """The three headers as sent (the first of each), or a 400 naming one past its limit."""
+    """The three headers as sent (the first of each, but `Prefer`, whose fields are one
+    list), or a 400 naming one past its limit."""
     headers = request.headers
     return SubmitHeaders(
         user_id=user_id_header(headers),
-        prefer=headers.get("Prefer"),
+        # One list, however many Prefer headers carry it (RFC 7240, as RFC 9110 joins any
+        # field sent more than once)
+        prefer=", ".join(headers.getlist("Prefer")) or None,
         idempotency_key=_limited(headers, "Idempotency-Key", IDEMPOTENCY_KEY_CHARS),
     )
 

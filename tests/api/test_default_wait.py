@@ -145,6 +145,27 @@ def test_respond_async_answers_202_at_once_whatever_the_default(
 
 
 @pytest.mark.parametrize(
+    ("prefers", "waits", "status_code"),
+    [
+        (["handling=lenient", "respond-async"], [], 202),
+        (["respond-async", "wait=2"], [2.0], 200),
+        (["respond-async", "wait=abc"], [], 400),
+    ],
+)
+def test_preferences_in_several_prefer_headers_are_one_list(
+    served: Callable[..., Served], prefers: list[str], waits: list[float], status_code: int
+) -> None:
+    # Given a default wait, and preferences sent in one Prefer header each (RFC 7240: the
+    # same as one header listing them)
+    api = served(default_wait_s=10)
+    headers = [*api.caller.headers().items(), *(("Prefer", p) for p in prefers)]
+    # When submitted / Then each is heard, as if sent in one header
+    response = api.caller.client.post(SLACK[0], json=SLACK[1], headers=headers)
+    assert response.status_code == status_code, response.text
+    assert api.waiter.waits == waits
+
+
+@pytest.mark.parametrize(
     ("prefer", "waits", "status_code"),
     [("wait=3", [3.0], 200), ("wait=0", [], 202), ("respond-async, wait=2", [2.0], 200)],
 )
