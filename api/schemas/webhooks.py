@@ -63,7 +63,10 @@ class DeliveryAttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     event: str
-    url: str
+    url: str = Field(
+        description="the call's callback_url, or the webhook endpoint's URL as of the last "
+        "attempt or redelivery: each attempt goes to the endpoint's URL at that moment"
+    )
     status: str
     attempt_count: int
     next_attempt_at: datetime | None = Field(description="when a pending delivery goes next")

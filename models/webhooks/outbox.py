@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -89,17 +89,26 @@ def enqueue_deliveries(
     return [row["id"] for row in new]
 
 
+def _enabled_endpoint_of(tenant_id: Any) -> ColumnElement[bool]:
+    """The tenant's endpoint, when it is enabled (its URL may still be unset)."""
+    return and_(_endpoints.c.tenant_id == tenant_id, _endpoints.c.disabled_at.is_(None))
+
+
+def endpoint_url(conn: Connection, tenant_id: str) -> str | None:
+    """The URL of the tenant's enabled webhook endpoint as it is now, or None (no endpoint,
+    no URL, or disabled). An event for the endpoint goes wherever this says when it is
+    sent: each attempt and each redelivery asks again."""
+    url: str | None = conn.execute(
+        select(_endpoints.c.url).where(_enabled_endpoint_of(tenant_id))
+    ).scalar_one_or_none()
+    return url or None
+
+
 def enqueue_account_event(conn: Connection, account: ConnectedAccount, now: datetime) -> list[str]:
     """`connection.created` for an account an end user connected, to its tenant's enabled
     endpoint (if any), written with the account. Returns the new ids (published now)."""
-    url = conn.execute(
-        select(_endpoints.c.url).where(
-            _endpoints.c.tenant_id == account.tenant_id,
-            _endpoints.c.disabled_at.is_(None),
-            _endpoints.c.url.is_not(None),
-        )
-    ).scalar_one_or_none()
-    if not url:
+    url = endpoint_url(conn, account.tenant_id)
+    if url is None:
         return []
     row = _row(
         message_id(account.id),
@@ -125,12 +134,7 @@ _CALL_COLUMNS = (
 # the calls named that is finished; built once, run with parameters.
 _FINISHED = (
     select(*_CALL_COLUMNS, _endpoints.c.url)
-    .select_from(
-        _calls.outerjoin(
-            _endpoints,
-            and_(_endpoints.c.tenant_id == _calls.c.tenant_id, _endpoints.c.disabled_at.is_(None)),
-        )
-    )
+    .select_from(_calls.outerjoin(_endpoints, _enabled_endpoint_of(_calls.c.tenant_id)))
     .where(
         _calls.c.id.in_(bindparam("ids", expanding=True)),
         _calls.c.status.in_([s.value for s in FINAL]),
@@ -145,10 +149,7 @@ _FINISHED = (
 FINISHED_COLUMNS = (
     *_CALL_COLUMNS,
     select(_endpoints.c.url)
-    .where(
-        _endpoints.c.tenant_id == literal_column(f"{_calls.name}.tenant_id"),
-        _endpoints.c.disabled_at.is_(None),
-    )
+    .where(_enabled_endpoint_of(literal_column(f"{_calls.name}.tenant_id")))
     .scalar_subquery(),
 )
 

@@ -8,6 +8,11 @@ guard of every status UPDATE (models/machine.py).
 
 Only the claim moves a delivery to `delivering`, and nothing moves it from there to itself:
 one attempt of a delivery is in flight at most.
+
+An event for the tenant's endpoint (`to_endpoint`) goes where the endpoint is when each
+attempt is prepared. With no enabled endpoint then (its URL cleared, or disabled by a 410),
+the attempt is not sent: it is recorded saying so and the delivery ends `failed`, like any
+delivery that cannot be sent; a redelivery once an endpoint is set sends it there.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -31,10 +32,14 @@ with warnings.catch_warnings():
 from api.app import create_app, release
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.tenants import create_tenant
+from models.broker import NoPublisher
 from models.calls.states import CallStatus
+from models.crypto.secrets import Vault
 from models.db.engine import session_scope
 from models.db.tables import FunctionCall, Tenant
 from models.settings import Settings
+from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
+from worker.webhooks.sender import InlinePoster
 
 CALL = {"method": "GET", "url": "conversations.list?limit=2"}  # a valid Slack call
 
@@ -217,6 +222,36 @@ def finish(
             .where(col(FunctionCall.id) == call_id)
             .values(status=status, network_code=code)
         )
+
+
+def deliver_now(
+    engine: Engine,
+    vault: Vault,
+    delivery_id: str,
+    at: datetime,
+    answer: Callable[[httpx.Request], httpx.Response] = lambda _: httpx.Response(204),
+) -> tuple[str, list[httpx.Request]]:
+    """Deliver the event as a worker would at `at`, to receivers that answer with `answer`:
+    the delivery's status then, and the requests they got."""
+    received: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return answer(request)
+
+    runtime = WebhookRuntime(
+        engine=engine,
+        vault=vault,
+        poster=InlinePoster(
+            lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver)), timeout_s=5.0
+        ),
+        schedule_s=[0.0],
+        clock=lambda: at,
+        publisher=NoPublisher(),
+        lease_s=lease_for(5.0),
+    )
+    status = deliver([delivery_id], runtime).get(delivery_id, "not due")
+    return status, received
 
 
 def stored_call(engine: Engine, call_id: str) -> FunctionCall:

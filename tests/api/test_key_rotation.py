@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -14,7 +13,6 @@ from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app, release
 from models.accounts.tenants import create_tenant
-from models.broker import NoPublisher
 from models.calls.states import CallStatus
 from models.crypto.rotation import rotate_keys
 from models.crypto.secrets import Vault, generate_encryption_key
@@ -22,10 +20,8 @@ from models.db.tables import ConnectedAccount
 from models.settings import Settings
 from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id
-from tests.api.conftest import PublishedIds
+from tests.api.conftest import PublishedIds, deliver_now
 from tests.worker.factories import NOW, make_call
-from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
-from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/passthru"
 
@@ -46,28 +42,6 @@ def _api(engine: Engine, keys: list[str], publisher: PublishedIds) -> Iterator[T
         yield TestClient(application)
     finally:
         release(application)
-
-
-def _deliver_with(engine: Engine, vault: Vault, delivery_id: str) -> list[httpx.Request]:
-    received: list[httpx.Request] = []
-
-    def receiver(request: httpx.Request) -> httpx.Response:
-        received.append(request)
-        return httpx.Response(204)
-
-    runtime = WebhookRuntime(
-        engine=engine,
-        vault=vault,
-        poster=InlinePoster(
-            lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver)), timeout_s=5.0
-        ),
-        schedule_s=[0.0],
-        clock=lambda: NOW,
-        publisher=NoPublisher(),
-        lease_s=lease_for(5.0),
-    )
-    assert deliver([delivery_id], runtime) == {delivery_id: "succeeded"}
-    return received
 
 
 def test_after_rotation_the_old_key_can_go(own_engine: Engine, published: PublishedIds) -> None:
@@ -95,7 +69,8 @@ def test_after_rotation_the_old_key_can_go(own_engine: Engine, published: Publis
     call = make_call(own_engine, account, status=CallStatus.COMPLETED, network_code="200")
     with own_engine.begin() as conn:
         [delivery_id] = enqueue_deliveries(conn, [call.id], NOW)
-    [request] = _deliver_with(own_engine, only_new, delivery_id)
+    status, [request] = deliver_now(own_engine, only_new, delivery_id, NOW)
+    assert status == "succeeded"
     assert Webhook(secret).verify(request.content, dict(request.headers))["data"]["id"] == call.id
     assert delivery_id == message_id(call.id)
     # and the account's credentials read

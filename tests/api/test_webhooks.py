@@ -5,18 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
-from models.db.engine import session_scope
+from models.db.engine import session_scope, utcnow
 from models.db.tables import WebhookDelivery, WebhookEndpoint
 from models.errors import SecretOfAnotherRow
+from models.webhooks.outbox import enqueue_deliveries
 from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
-from tests.api.conftest import CALL, Caller, PublishedIds, finish, submit
+from tests.api.conftest import CALL, Caller, PublishedIds, deliver_now, finish, submit
 from tests.api.test_errors import assert_error_shape
+from tests.worker.factories import NOW
 
 HOOK = "https://hooks.example.com/passthru"
 
@@ -116,6 +119,79 @@ def test_a_delivery_in_flight_is_not_redelivered(
         delivery = session.get(WebhookDelivery, message_id(call_id))
         assert delivery is not None
         assert delivery.status == "delivering"
+
+
+OLD_HOOK = "https://old.example.com/hook"
+NEW_HOOK = "https://new.example.com/hook"
+
+
+def _queued_for_the_endpoint(caller: Caller, engine: Engine) -> str:
+    """A call finished while the tenant's endpoint was at OLD_HOOK, its event queued there
+    (as the worker that stored its result would have); its id."""
+    put = caller.client.put("/webhook-endpoint", json={"url": OLD_HOOK}, headers=caller.headers())
+    assert put.status_code == 200, put.text
+    caller.connect()
+    call_id: str = submit(caller).json()["id"]
+    finish(engine, call_id, "200")
+    with engine.begin() as conn:
+        assert enqueue_deliveries(conn, [call_id], utcnow()) == [message_id(call_id)]
+    return call_id
+
+
+def test_a_redelivery_goes_to_the_endpoint_as_it_is_now_and_a_410_there_before_is_moot(
+    caller: Caller, engine: Engine, vault: Vault, published: PublishedIds
+) -> None:
+    # Given a call's event queued for the endpoint at its old URL, then the endpoint moved
+    call_id = _queued_for_the_endpoint(caller, engine)
+    moved = caller.client.put("/webhook-endpoint", json={"url": NEW_HOOK}, headers=caller.headers())
+    assert moved.status_code == 200, moved.text
+    # When it is redelivered
+    path = f"/function-calls/{call_id}"
+    assert caller.client.post(f"{path}/redeliver", headers=caller.headers()).status_code == 202
+    # Then it is aimed at the endpoint's new URL
+    [listed] = caller.client.get(f"{path}/deliveries", headers=caller.headers()).json()["items"]
+    assert (listed["url"], listed["status"]) == (NEW_HOOK, "pending")
+    # and a worker sends it there alone: the old URL, which answers 410 Gone, gets nothing
+    status, received = deliver_now(
+        engine,
+        vault,
+        message_id(call_id),
+        utcnow(),
+        lambda request: httpx.Response(410 if request.url.host == "old.example.com" else 204),
+    )
+    assert status == "succeeded"
+    assert [str(r.url) for r in received] == [NEW_HOOK]
+    # and the endpoint stays enabled, so later events still go to it
+    endpoint = caller.client.get("/webhook-endpoint", headers=caller.headers()).json()
+    assert (endpoint["url"], endpoint["enabled"]) == (NEW_HOOK, True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"url": None}, {"disabled_at": NOW, "disabled_reason": "the endpoint answered 410 Gone"}],
+)
+def test_redelivering_an_endpoints_event_without_an_enabled_endpoint_is_a_400(
+    caller: Caller, engine: Engine, published: PublishedIds, change: dict[str, object]
+) -> None:
+    # Given a call's event queued for the endpoint, then the endpoint cleared (or disabled)
+    call_id = _queued_for_the_endpoint(caller, engine)
+    with session_scope(engine) as session:
+        session.exec(
+            update(WebhookEndpoint)
+            .where(col(WebhookEndpoint.tenant_id) == caller.tenant.id)
+            .values(**change)
+        )
+    # When it is redelivered
+    response = caller.client.post(f"/function-calls/{call_id}/redeliver", headers=caller.headers())
+    # Then it is refused, saying what to do, and the delivery is left as it was
+    assert response.status_code == 400
+    assert_error_shape(response.json(), "no_webhook_target")
+    assert "PUT /webhook-endpoint" in response.text
+    assert published.delivery_ids == []
+    with Session(engine) as session:
+        delivery = session.get(WebhookDelivery, message_id(call_id))
+        assert delivery is not None
+    assert (delivery.url, delivery.status) == (OLD_HOOK, "pending")
 
 
 def test_redelivery_without_anywhere_to_send_is_a_400(caller: Caller, engine: Engine) -> None:

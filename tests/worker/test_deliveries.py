@@ -1,10 +1,10 @@
-"""Delivering webhook events: signed per Standard Webhooks, retried on the schedule, a 410
-disables the endpoint."""
+"""Delivering webhook events: signed per Standard Webhooks, retried on the schedule, each
+attempt sent where the tenant's endpoint is then, a 410 from it disabling it."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -32,6 +32,7 @@ from tests.worker.factories import NOW, make_call
 from worker.net.egress import EgressPolicy
 from worker.net.transport import make_webhook_client
 from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
+from worker.webhooks.events import NO_ENDPOINT
 from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/in"
@@ -42,9 +43,13 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
         self.answers: list[httpx.Response] = []
+        # What happens elsewhere while each request is on its way (a tenant's PUT, say).
+        self.meanwhile: list[Callable[[], object]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if self.meanwhile:
+            self.meanwhile.pop(0)()
         return self.answers.pop(0) if self.answers else httpx.Response(204)
 
     def client(self) -> httpx.AsyncClient:
@@ -121,6 +126,43 @@ def _delivery(engine: Engine, delivery_id: str) -> WebhookDelivery:
         found = session.get(WebhookDelivery, delivery_id)
         assert found is not None
         return found
+
+
+def _attempts(engine: Engine, msg: str) -> list[WebhookAttempt]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(WebhookAttempt)
+                .where(WebhookAttempt.delivery_id == msg)
+                .order_by(WebhookAttempt.number)  # type: ignore[arg-type]
+            ).all()
+        )
+
+
+def _endpoint(engine: Engine, tenant_id: str) -> WebhookEndpoint:
+    with Session(engine) as session:
+        found = session.get(WebhookEndpoint, tenant_id)
+        assert found is not None
+        return found
+
+
+def _endpoint_is(engine: Engine, tenant_id: str, **values: object) -> None:
+    """Change the tenant's endpoint as a PUT /webhook-endpoint (or a 410) would have."""
+    table = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(table.update().where(table.c.tenant_id == tenant_id).values(**values))
+
+
+def _with_the_real_client(rt: WebhookRuntime) -> WebhookRuntime:
+    """The same runtime, sending with the real webhook client, private networks not
+    allowed."""
+    policy = EgressPolicy(setting="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
+    return replace(
+        rt,
+        poster=InlinePoster(
+            lambda: make_webhook_client(policy, max_connections=4, timeout_s=5.0), 5.0
+        ),
+    )
 
 
 def test_an_event_is_signed_so_that_standardwebhooks_verifies_it(
@@ -216,14 +258,7 @@ def test_a_callback_to_a_private_address_is_refused(
     with engine.begin() as conn:
         [msg] = enqueue_deliveries(conn, [call.id], NOW)
     # When delivered by the real webhook client, private networks not allowed
-    policy = EgressPolicy(setting="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
-    real = replace(
-        rt,
-        poster=InlinePoster(
-            lambda: make_webhook_client(policy, max_connections=4, timeout_s=5.0), 5.0
-        ),
-    )
-    assert deliver([msg], real) == {msg: "pending"}
+    assert deliver([msg], _with_the_real_client(rt)) == {msg: "pending"}
     # Then nothing was sent, and the attempt says why and what would allow it
     assert receiver.requests == []
     with Session(engine) as session:
@@ -235,32 +270,139 @@ def test_a_callback_to_a_private_address_is_refused(
     assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in attempt.error
 
 
+# --- an endpoint's events go where the endpoint is when each attempt is made --------------------
+
+NEW_HOOK = "https://new.example.com/hook"
+CALLBACK = "https://caller.example.com/own"
+
+
+def test_retries_after_the_endpoint_moved_go_to_its_new_url_signed_with_its_secret_now(
+    rt: WebhookRuntime,
+    receiver: Receiver,
+    engine: Engine,
+    vault: Vault,
+    account: ConnectedAccount,
+    secret: str,
+) -> None:
+    # Given an event for the endpoint and one for a call's own callback_url, whose first
+    # attempts failed
+    msg = message_id(_finished_call(engine, account))
+    own = make_call(engine, account, status=CallStatus.COMPLETED, callback_url=CALLBACK)
+    with engine.begin() as conn:
+        [own_msg] = enqueue_deliveries(conn, [own.id], NOW)
+    receiver.answers = [httpx.Response(500), httpx.Response(500)]
+    assert deliver([msg, own_msg], rt) == {msg: "pending", own_msg: "pending"}
+    # When the tenant moves its endpoint to a new URL with a new secret, and the retries
+    # are due
+    fresh = new_secret()
+    _endpoint_is(
+        engine,
+        account.tenant_id,
+        url=NEW_HOOK,
+        secrets_enc=store_secrets(vault, fresh, tenant_id=account.tenant_id),
+    )
+    assert deliver([msg, own_msg], _at(rt, 5)) == {msg: "succeeded", own_msg: "succeeded"}
+    # Then the endpoint's event went to its new URL, signed with its secret now, while the
+    # call's own event kept its callback_url
+    assert [str(r.url) for r in receiver.requests] == [HOOK, CALLBACK, NEW_HOOK, CALLBACK]
+    retried = receiver.requests[2]
+    assert Webhook(fresh).verify(retried.content, dict(retried.headers))["type"] == (
+        "function_call.completed"
+    )
+    assert (_delivery(engine, msg).url, _delivery(engine, own_msg).url) == (NEW_HOOK, CALLBACK)
+
+
+def test_a_410_from_a_url_the_tenant_replaced_never_disables_its_new_endpoint(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given an event on its way to the endpoint's URL, which the tenant replaces while the
+    # attempt is in flight, and which answers 410 Gone
+    msg = message_id(_finished_call(engine, account))
+    receiver.meanwhile = [lambda: _endpoint_is(engine, account.tenant_id, url=NEW_HOOK)]
+    receiver.answers = [httpx.Response(410)]
+    # When it is delivered
+    assert deliver([msg], rt) == {msg: "pending"}
+    # Then the new endpoint stays enabled, and the event is retried there
+    endpoint = _endpoint(engine, account.tenant_id)
+    assert (endpoint.url, endpoint.disabled_at) == (NEW_HOOK, None)
+    [attempt] = _attempts(engine, msg)
+    assert attempt.status_code == 410
+    assert attempt.decision == "answered 410 from a URL the endpoint no longer has; retry in 5 s"
+    assert deliver([msg], _at(rt, 5)) == {msg: "succeeded"}
+    assert [str(r.url) for r in receiver.requests] == [HOOK, NEW_HOOK]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"url": None}, {"disabled_at": NOW, "disabled_reason": "the endpoint answered 410 Gone"}],
+)
+def test_with_the_endpoint_cleared_or_disabled_a_retry_sends_nothing_and_ends(
+    rt: WebhookRuntime,
+    receiver: Receiver,
+    engine: Engine,
+    account: ConnectedAccount,
+    secret: str,
+    change: dict[str, object],
+) -> None:
+    # Given an event for the endpoint whose first attempt failed
+    msg = message_id(_finished_call(engine, account))
+    receiver.answers = [httpx.Response(500)]
+    assert deliver([msg], rt) == {msg: "pending"}
+    # When the tenant clears its endpoint's URL (or the endpoint is disabled), and the
+    # retry is due
+    _endpoint_is(engine, account.tenant_id, **change)
+    assert deliver([msg], _at(rt, 5)) == {msg: "failed"}
+    # Then nothing more was sent; the attempt says why, and nothing follows it
+    assert [str(r.url) for r in receiver.requests] == [HOOK]
+    attempts = _attempts(engine, msg)
+    assert [(a.number, a.status_code, a.error) for a in attempts] == [
+        (1, 500, None),
+        (2, None, NO_ENDPOINT),
+    ]
+    assert attempts[1].decision == f"{NO_ENDPOINT}; not retried"
+    assert _delivery(engine, msg).next_attempt_at is None
+    assert [([msg], 5.0)] == PUBLISHED
+
+
+def test_the_egress_policy_applies_to_the_endpoints_url_now(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    # Given an event queued for the endpoint at one private address, the endpoint then
+    # moved to another
+    _endpoint_is(engine, account.tenant_id, url="http://127.0.0.1:9/old")
+    msg = message_id(_finished_call(engine, account))
+    _endpoint_is(engine, account.tenant_id, url="http://10.1.2.3:9/new")
+    # When delivered by the real webhook client, private networks not allowed
+    assert deliver([msg], _with_the_real_client(rt)) == {msg: "pending"}
+    # Then nothing was sent, and the refusal is of the endpoint's URL now
+    assert receiver.requests == []
+    [attempt] = _attempts(engine, msg)
+    assert attempt.error is not None
+    assert attempt.error.startswith("destination_forbidden: 10.1.2.3 is not a public address")
+
+
 # --- deliveries that cannot be attempted, one attempt at a time -------------------------------
 
 
-def _attempts(engine: Engine, msg: str) -> list[WebhookAttempt]:
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(WebhookAttempt)
-                .where(WebhookAttempt.delivery_id == msg)
-                .order_by(WebhookAttempt.number)  # type: ignore[arg-type]
-            ).all()
-        )
-
-
+@pytest.mark.parametrize("stored_on", ["callback_url", "endpoint"])
 def test_a_url_the_worker_cannot_send_to_ends_the_delivery_at_once(
-    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+    rt: WebhookRuntime,
+    receiver: Receiver,
+    engine: Engine,
+    account: ConnectedAccount,
+    secret: str,
+    stored_on: str,
 ) -> None:
-    # Given a delivery whose stored URL is not a URL the worker can send to
-    call_id = _finished_call(engine, account)
-    msg = message_id(call_id)
-    with engine.begin() as conn:
-        conn.execute(
-            WebhookDelivery.__table__.update()  # type: ignore[attr-defined]
-            .where(WebhookDelivery.__table__.c.id == msg)  # type: ignore[attr-defined]
-            .values(url="http://[::1")
-        )
+    # Given a delivery whose URL, stored as the call's callback_url or as the tenant's
+    # endpoint, is not a URL the worker can send to
+    bad = "http://[::1"
+    if stored_on == "callback_url":
+        call = make_call(engine, account, status=CallStatus.COMPLETED, callback_url=bad)
+        with engine.begin() as conn:
+            [msg] = enqueue_deliveries(conn, [call.id], NOW)
+    else:
+        msg = message_id(_finished_call(engine, account))
+        _endpoint_is(engine, account.tenant_id, url=bad)
     # When delivered / Then it failed once, saying why, and is not retried
     assert deliver([msg], rt) == {msg: "failed"}
     assert receiver.requests == []

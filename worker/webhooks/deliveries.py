@@ -1,15 +1,21 @@
 """Deliver webhook events: claim, sign, hand the POST to the webhook sender, record the
 attempt, schedule the next one.
 
-2xx: delivered. 410 Gone: the receiver asked to stop; a tenant endpoint is disabled. Any
+Each attempt goes where the delivery points when it is prepared (`events.target`): a
+call's own `callback_url`, or the tenant's webhook endpoint as it is then, so attempts
+follow the tenant's PUT /webhook-endpoint and a URL it replaced gets nothing more.
+
+2xx: delivered. 410 Gone: the receiver asked to stop; a tenant endpoint is disabled, if the
+URL that answered is still its URL (else the attempt is retried, at the URL it has now). Any
 other answer, a timeout or a connection failure: tried again after the next delay of the
 schedule (PASSTHRU_WEBHOOK_SCHEDULE_S); after the last one the delivery is `failed`. Each
 message keeps its `webhook-id` across attempts, so a receiver can process it once.
 
 A delivery that cannot be attempted at all (its URL is not one the worker can send to, its
-call is gone, its signing secret cannot be decrypted) records a failed attempt saying why
-and ends `failed`: it never loops. Only one attempt of a delivery is ever in flight: the
-claim moves it from `pending` to `delivering`, and nothing else does.
+call is gone, its signing secret cannot be decrypted, its tenant has no enabled endpoint
+any more) records a failed attempt saying why and ends `failed`: it never loops, and a
+redelivery sends it again. Only one attempt of a delivery is ever in flight: the claim
+moves it from `pending` to `delivering`, and nothing else does.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import MAX_COUNTDOWN_S, Publisher
@@ -27,7 +33,7 @@ from models.crypto.secrets import Vault
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
-from worker.webhooks.events import Unsendable, prepare
+from worker.webhooks.events import Unsendable, prepare, target
 from worker.webhooks.sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
@@ -77,41 +83,47 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         if delivery is None:
             continue
         out[delivery_id] = DeliveryStatus.DELIVERING
-        started = rt.clock()
-
-        def signed(delivery: WebhookDelivery = delivery) -> Prepared:
-            return prepare(rt.engine, rt.vault, rt.clock, delivery)
-
-        def done(
-            outcome: Sent | Exception,
-            delivery: WebhookDelivery = delivery,
-            started: datetime = started,
-        ) -> str | None:
-            status = _ended(rt, delivery, started, outcome)
-            if status is not None:
-                out[delivery.id] = status
-            return status
-
-        rt.poster.post(delivery.id, signed, done)
+        attempt = _Attempt(rt, delivery, rt.clock(), out)
+        rt.poster.post(delivery.id, attempt.prepare, attempt.ended)
     return out
 
 
-def _ended(
-    rt: WebhookRuntime, delivery: WebhookDelivery, started: datetime, outcome: Sent | Exception
-) -> DeliveryStatus | None:
-    """Record how one attempt ended: what the receiver answered, or why there was no
-    attempt. None when nothing could be recorded (the lease brings the delivery back)."""
-    if isinstance(outcome, Sent):
-        return _record(rt, delivery, started, outcome)
-    if isinstance(outcome, Unsendable):
-        return _record(rt, delivery, started, Sent(None, str(outcome), 0), last=True)
-    # The database, while preparing: recorded if it lets us (and retried on the schedule).
-    why = f"could not be prepared: {type(outcome).__name__}"
-    try:
-        return _record(rt, delivery, started, Sent(None, why, 0))
-    except SQLAlchemyError:
-        log.warning("webhook %s: %s; left to the sweeper", delivery.id, why)
-        return None
+@dataclass
+class _Attempt:
+    """One attempt of a claimed delivery: aimed and signed once it has a slot (`prepare`),
+    recorded when it ends (`ended`), its status then put in `statuses`."""
+
+    rt: WebhookRuntime
+    delivery: WebhookDelivery
+    started: datetime
+    statuses: dict[str, str]
+    # Where it goes, as stored: set by `prepare` (None before, or when it has nowhere to go).
+    to: str | None = None
+
+    def prepare(self) -> Prepared:
+        self.to = target(self.rt.engine, self.delivery)
+        return prepare(self.rt.engine, self.rt.vault, self.rt.clock, self.delivery, self.to)
+
+    def ended(self, outcome: Sent | Exception) -> DeliveryStatus | None:
+        """Record how the attempt ended: what the receiver answered, or why there was no
+        attempt. None when nothing could be recorded (the lease brings the delivery back)."""
+        if isinstance(outcome, Sent):
+            status = self._store(outcome)
+        elif isinstance(outcome, Unsendable):
+            status = self._store(Sent(None, str(outcome), 0), last=True)
+        else:
+            # The database, while preparing: recorded if it lets us (retried on the schedule).
+            why = f"could not be prepared: {type(outcome).__name__}"
+            try:
+                status = self._store(Sent(None, why, 0))
+            except SQLAlchemyError:
+                log.warning("webhook %s: %s; left to the sweeper", self.delivery.id, why)
+                return None
+        self.statuses[self.delivery.id] = status
+        return status
+
+    def _store(self, sent: Sent, *, last: bool = False) -> DeliveryStatus:
+        return _record(self.rt, self.delivery, self.started, sent, to=self.to, last=last)
 
 
 def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
@@ -139,13 +151,22 @@ def _record(
     started: datetime,
     sent: Sent,
     *,
+    to: str | None,
     last: bool = False,
 ) -> DeliveryStatus:
     """Store one attempt and what follows from it; returns the delivery's new status.
+    `to`: where the attempt went, as stored (None: nowhere, its URL is left as it was).
     `last`: no attempt may follow (the delivery cannot be attempted at all)."""
     code, error = sent.status_code, (sent.error or None)
-    status, decision, next_at = _decide(rt, delivery, code, error, started, last=last)
     with rt.engine.begin() as conn:
+        # A 410 stops the endpoint only from the URL it has now: one the tenant replaced
+        # while the attempt was on its way says nothing about the new one.
+        gone = code == 410 and (
+            not delivery.to_endpoint or _disable_endpoint(conn, delivery, to, started)
+        )
+        status, decision, next_at = _decide(
+            rt, delivery, code, error, started, last=last, gone=gone
+        )
         conn.execute(
             _attempts.insert().values(
                 delivery_id=delivery.id,
@@ -165,25 +186,36 @@ def _record(
                 _deliveries.c.id == delivery.id,
                 current=DeliveryStatus.DELIVERING,
             ).values(
+                url=to or delivery.url,
                 next_attempt_at=next_at,
                 published_at=next_at if _soon(next_at, started) else None,
                 lease_expires_at=None,
                 finished_at=started if status in ENDED else None,
             )
         )
-        if code == 410 and delivery.to_endpoint:
-            conn.execute(
-                update(_endpoints)
-                .where(_endpoints.c.tenant_id == delivery.tenant_id)
-                .values(disabled_at=started, disabled_reason="the endpoint answered 410 Gone")
-            )
-            log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
     _log_attempt(delivery, status, decision, sent)
     if next_at is not None and _soon(next_at, started):
         rt.publisher.publish_deliveries(
             [delivery.id], max(0.0, (next_at - started).total_seconds())
         )
     return status
+
+
+def _disable_endpoint(
+    conn: Connection, delivery: WebhookDelivery, url: str | None, now: datetime
+) -> bool:
+    """Disable the tenant's endpoint if `url`, which answered 410 Gone, is its URL now;
+    whether it was."""
+    if url is None:
+        return False
+    disabled = conn.execute(
+        update(_endpoints)
+        .where(_endpoints.c.tenant_id == delivery.tenant_id, _endpoints.c.url == url)
+        .values(disabled_at=now, disabled_reason="the endpoint answered 410 Gone")
+    ).rowcount
+    if disabled:
+        log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
+    return bool(disabled)
 
 
 def _log_attempt(
@@ -207,10 +239,10 @@ def _log_attempt(
     )
     if status == DeliveryStatus.SUCCEEDED:
         outcome = "delivered"
-    elif sent.status_code == 410:
-        outcome = "gone"
     elif status == DeliveryStatus.PENDING:
         outcome = "retry"
+    elif sent.status_code == 410:
+        outcome = "gone"
     else:
         outcome = str(status)
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
@@ -227,20 +259,26 @@ def _decide(
     error: str | None,
     now: datetime,
     *,
-    last: bool = False,
+    last: bool,
+    gone: bool,
 ) -> tuple[DeliveryStatus, str, datetime | None]:
-    """(status, decision text, next attempt time) after one attempt."""
+    """(status, decision text, next attempt time) after one attempt. `gone`: a 410 that
+    ends the delivery (from its callback_url, or from its endpoint's URL, now disabled); a
+    410 from a URL the endpoint no longer has is retried, at the endpoint's URL then."""
     if last:
         return DeliveryStatus.FAILED, f"{error or 'cannot be sent'}; not retried", None
     if code is not None and 200 <= code < 300:
         return DeliveryStatus.SUCCEEDED, f"delivered ({code})", None
-    if code == 410:
+    if gone:
         return (
             DeliveryStatus.FAILED,
             "gone (410): not retried" + ("; endpoint disabled" if delivery.to_endpoint else ""),
             None,
         )
-    why = f"answered {code}" if code is not None else (error or "no answer")
+    if code == 410:
+        why = "answered 410 from a URL the endpoint no longer has"
+    else:
+        why = f"answered {code}" if code is not None else (error or "no answer")
     if delivery.attempt_count >= len(rt.schedule_s):
         return DeliveryStatus.FAILED, f"{why}; no attempts left ({len(rt.schedule_s)})", None
     delay = rt.schedule_s[delivery.attempt_count]

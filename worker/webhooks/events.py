@@ -19,6 +19,7 @@ from models.db.engine import read_connection
 from models.db.tables import ConnectedAccount, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.errors import CredentialsError
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
+from models.webhooks.outbox import endpoint_url
 from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
 from worker.webhooks.sender import Prepared
 
@@ -34,6 +35,9 @@ USER_AGENT = "passthru-webhooks/0.1"
 
 class Unsendable(Exception):
     """The delivery cannot be attempted at all; the message says why."""
+
+
+NO_ENDPOINT = "the tenant has no enabled webhook endpoint now (set one, then redeliver)"
 
 
 def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
@@ -110,12 +114,31 @@ def _secrets(
     return signing_secrets(vault, enc, time.time(), tenant_id=tenant_id)
 
 
+def target(engine: Engine, delivery: WebhookDelivery) -> str:
+    """Where an attempt of the delivery goes, as stored: the call's own `callback_url`, which
+    never changes, or the tenant's webhook endpoint as it is now (an attempt follows each
+    PUT /webhook-endpoint, so a URL the tenant replaced gets nothing more). Unsendable when
+    the tenant has no enabled endpoint any more."""
+    if not delivery.to_endpoint:
+        return delivery.url
+    with read_connection(engine) as conn:
+        url = endpoint_url(conn, delivery.tenant_id)
+    if url is None:
+        raise Unsendable(NO_ENDPOINT)
+    return url
+
+
 def prepare(
-    engine: Engine, vault: Vault, clock: Callable[[], datetime], delivery: WebhookDelivery
+    engine: Engine,
+    vault: Vault,
+    clock: Callable[[], datetime],
+    delivery: WebhookDelivery,
+    to: str,
 ) -> Prepared:
-    """The signed request of one attempt, or Unsendable saying why there can be none."""
+    """The signed request of one attempt to `to` (the delivery's `target`), or Unsendable
+    saying why there can be none. It is signed with the tenant's secrets as they are now."""
     try:
-        url = str(parse_http_url(delivery.url, max_chars=MAX_CALLBACK_URL_CHARS))
+        url = str(parse_http_url(to, max_chars=MAX_CALLBACK_URL_CHARS))
     except ValueError as exc:
         raise Unsendable(f"the URL {exc}") from None
     try:
