@@ -34,7 +34,7 @@ from worker.calls.retry import RetryPolicy
 from worker.calls.timeouts import Timeouts
 from worker.held import Holds, NoHolds, RedisHolds
 from worker.liveness import this_process
-from worker.net.egress import EgressPolicy, threaded_lookup
+from worker.net.egress import EgressPolicy, owned_lookups, threaded_lookup
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
 from worker.net.transport import make_async_client, make_webhook_client
@@ -119,7 +119,9 @@ class Runtime:
 
 # Threads resolving names, per kind of traffic (a lookup holds one until DNS answers).
 ONWARD_DNS_THREADS = 8
-WEBHOOK_DNS_THREADS = 4
+WEBHOOK_DNS_THREADS = 8
+# Receivers' names are the tenants' own: one tenant's lookups hold at most this many of them.
+WEBHOOK_DNS_PER_TENANT = 2
 
 
 def webhook_policy(settings: Settings) -> EgressPolicy:
@@ -220,8 +222,11 @@ def get_webhook_runtime() -> WebhookRuntime:
             max_connections=settings.webhook_concurrency,
             timeout_s=settings.webhook_timeout_s,
             # Receivers' names are the tenants' own: their lookups never hold the threads
-            # onward calls resolve on.
-            lookup=threaded_lookup(ThreadPoolExecutor(WEBHOOK_DNS_THREADS, "passthru-webhook-dns")),
+            # onward calls resolve on, nor one tenant's all the threads of the others.
+            lookup=owned_lookups(
+                threaded_lookup(ThreadPoolExecutor(WEBHOOK_DNS_THREADS, "passthru-webhook-dns")),
+                WEBHOOK_DNS_PER_TENANT,
+            ),
         ),
         concurrency=settings.webhook_concurrency,
         timeout_s=settings.webhook_timeout_s,

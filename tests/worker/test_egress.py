@@ -245,3 +245,67 @@ def test_lookups_of_one_pool_never_wait_for_another_pools(monkeypatch: pytest.Mo
 
     # Then it is answered at once, whatever the webhooks' pool is doing
     assert asyncio.run(go())[0][4][0] == "93.184.216.34"
+
+
+def test_one_tenants_slow_names_never_hold_the_lookups_of_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the webhooks' pool of 4 lookup threads, at most 2 per tenant, and tenant A's
+    # receivers on names whose DNS never answers (until the test lets them)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.net.egress import LOOKUP_OWNER, owned_lookups, threaded_lookup
+
+    stuck = threading.Event()
+    started: list[str] = []
+
+    def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        started.append(host)
+        if host.startswith("slow"):
+            stuck.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    lookup = owned_lookups(threaded_lookup(ThreadPoolExecutor(4)), per_owner=2)
+
+    async def as_tenant(tenant: str, host: str) -> list[Any]:
+        LOOKUP_OWNER.set(tenant)
+        return await lookup(host, 443)
+
+    async def go() -> list[Any]:
+        slow = [asyncio.ensure_future(as_tenant("A", f"slow{i}.test")) for i in range(6)]
+        await asyncio.sleep(0.1)
+        # When tenant B resolves its receiver's name meanwhile
+        found = await asyncio.wait_for(as_tenant("B", "hooks.b.test"), 5)
+        # Then it was answered while A's lookups waited, two of them on threads, four on A
+        assert sorted(h for h in started if h.startswith("slow")) == ["slow0.test", "slow1.test"]
+        stuck.set()
+        await asyncio.gather(*slow)
+        return found
+
+    assert asyncio.run(go())[0][4][0] == "93.184.216.34"
+    assert len(started) == 7  # every lookup of A ran in the end
+
+
+def test_a_webhook_attempt_resolves_its_receiver_as_its_tenant() -> None:
+    # Given a webhook client whose lookups note whose they are
+    from worker.net.egress import LOOKUP_OWNER
+    from worker.net.transport import make_webhook_client
+    from worker.webhooks.sender import Prepared, attempt
+
+    owners: list[str | None] = []
+
+    async def lookup(host: str, port: int) -> list[Any]:
+        owners.append(LOOKUP_OWNER.get())
+        raise OSError("no such name")
+
+    async def go() -> None:
+        client = make_webhook_client(EgressPolicy(), max_connections=2, timeout_s=5, lookup=lookup)
+        async with client:
+            prepared = Prepared("wh_1", "https://hooks.example.test/x", b"{}", {}, tenant_id="tn_a")
+            # When an attempt is made
+            await attempt(client, prepared, 5.0)
+
+    asyncio.run(go())
+    # Then the lookup ran as the delivery's tenant
+    assert owners == ["tn_a"]

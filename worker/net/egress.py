@@ -19,6 +19,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -29,6 +30,7 @@ from models.net.sync_client import CheckingSyncBackend, SyncLookup, target_addre
 AsyncLookup = Callable[[str, int], Awaitable[list[Any]]]
 
 __all__ = [
+    "LOOKUP_OWNER",
     "AsyncLookup",
     "CheckingBackend",
     "CheckingSyncBackend",
@@ -36,6 +38,7 @@ __all__ = [
     "EgressPolicy",
     "SyncLookup",
     "make_resolver",
+    "owned_lookups",
     "target_address",
     "threaded_lookup",
     "trusted_hosts",
@@ -58,6 +61,34 @@ def threaded_lookup(executor: ThreadPoolExecutor) -> AsyncLookup:
         )
 
     return lookup
+
+
+# Whose lookups the running task makes (a webhook attempt's tenant); None: nobody's.
+LOOKUP_OWNER: ContextVar[str | None] = ContextVar("passthru_lookup_owner", default=None)
+
+
+def owned_lookups(lookup: AsyncLookup, per_owner: int) -> AsyncLookup:
+    """`lookup`, with at most `per_owner` lookups of one owner (LOOKUP_OWNER) in flight:
+    names a tenant makes resolve slowly (its DNS never answers) wait for that tenant's own
+    lookups, and leave the other threads of the pool to the other tenants. Used from one
+    event loop."""
+    slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # owner -> (slots, users)
+
+    async def owned(host: str, port: int) -> list[Any]:
+        owner = LOOKUP_OWNER.get()
+        if owner is None:
+            return await lookup(host, port)
+        sem, users = slots.setdefault(owner, (asyncio.Semaphore(per_owner), [0]))
+        users[0] += 1
+        try:
+            async with sem:
+                return await lookup(host, port)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del slots[owner]
+
+    return owned
 
 
 async def _loop_lookup(host: str, port: int) -> list[Any]:

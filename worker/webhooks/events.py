@@ -161,4 +161,5 @@ def prepare(
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(secrets, delivery.id, timestamp, body),
         },
+        tenant_id=delivery.tenant_id,
     )

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import httpx
 
+from worker.net.egress import LOOKUP_OWNER
 from worker.net.transport import describe_failure
 
 log = logging.getLogger("passthru.webhooks")
@@ -44,6 +45,7 @@ class Prepared:
     url: str
     body: bytes
     headers: dict[str, str]
+    tenant_id: str | None = None  # whose names its lookup resolves (LOOKUP_OWNER)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ async def attempt(client: httpx.AsyncClient, prepared: Prepared, timeout_s: floa
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    LOOKUP_OWNER.set(prepared.tenant_id)  # (the task's own context: this attempt's)
     try:
         async with asyncio.timeout(timeout_s):
             request = client.build_request(
