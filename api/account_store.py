@@ -1,5 +1,5 @@
 """Connected accounts, an end user's credentials for one app: stored encrypted (bound to
-their row), listed, updated and removed."""
+their row), updated and removed (listed a page at a time by `api/account_pages.py`)."""
 
 from __future__ import annotations
 
@@ -144,20 +144,6 @@ def get_account(session: Session, tenant: Tenant, account_id: str) -> ConnectedA
     if account is None or account.tenant_id != tenant.id:
         raise not_found("connected account", account_id)
     return account
-
-
-def list_accounts(
-    engine: Engine, tenant: Tenant, app: str | None, user_id: str | None, status: str | None
-) -> list[ConnectedAccount]:
-    query = select(ConnectedAccount).where(col(ConnectedAccount.tenant_id) == tenant.id)
-    if app:
-        query = query.where(col(ConnectedAccount.app) == app)
-    if user_id:
-        query = query.where(col(ConnectedAccount.user_id) == user_id)
-    if status:
-        query = query.where(col(ConnectedAccount.status) == status)
-    with Session(engine) as session:
-        return list(session.exec(query.order_by(col(ConnectedAccount.created_at).desc())))
 
 
 def update_account(

@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy import Engine
 
+from api.account_pages import MAX_PAGE_SIZE
 from api.auth import Authenticator, remembered
 from api.intake import Intake
 from api.quotas import Quotas
@@ -109,3 +110,10 @@ UserIdHeader = Annotated[
     AfterValidator(lambda v: None if v is None else as_utf8(v)),
 ]
 MatchingApps = Annotated[list[App], Depends(matching_apps)]
+# A page of the tenant's accounts (`GET /connected-accounts`, `GET /rate-limits`).
+AccountsCursor = Annotated[
+    str | None, Query(description="`next_cursor` of the previous page; none for the first")
+]
+AccountsLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"accounts a page holds (1 to {MAX_PAGE_SIZE})")
+]

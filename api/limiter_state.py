@@ -1,5 +1,5 @@
 """`GET /rate-limits`: a tenant's limiter state, per app and account, read from Redis in one
-round trip."""
+round trip, for one page of its accounts at a time (`api/account_pages.py`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import redis
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
+from api.account_pages import PAGE_SIZE, AccountFilter, list_accounts
 from api.schemas.ratelimits import AccountLimits, LaneUse, LimitUse, RateLimits, TenantCap
 from models.catalog.apps import App, Catalog
 from models.catalog.spec import RateLimitSpec
@@ -46,10 +46,15 @@ def rate_limits(
     limiter: Limiter,
     tenant: Tenant,
     tenant_cap: RateLimitSpec | None,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
 ) -> RateLimits:
-    """Each of the tenant's accounts whose app declares limits or is paused, with each
-    limit's use; and the operator's cap on the tenant (`tenant_cap`), if any, per lane."""
-    entries = _entries(catalog, tenant, _accounts(engine, tenant))
+    """Of a page of the tenant's accounts (`limit` of them, newest first, from after
+    `cursor`), each one whose app declares limits or is paused, with each limit's use; and
+    the operator's cap on the tenant (`tenant_cap`), if any, per lane. The Redis read is of
+    that page's keys alone; a page may show fewer items than it read accounts."""
+    accounts, next_cursor = list_accounts(engine, tenant, AccountFilter(), cursor, limit)
+    entries = _entries(catalog, tenant, accounts)
     caps = [tenant_cap_rule(tenant_cap, tenant.id, lane) for lane in LANES] if tenant_cap else []
     keys = [k for e in entries for k in (*(rule.key for _, rule in e.rules), e.pause_key)]
     keys += [cap.key for cap in caps]
@@ -59,6 +64,7 @@ def rate_limits(
         as_of=_iso(now_ms),
         tenant_cap=_tenant_cap(tenant_cap, caps, stored, now_ms) if tenant_cap else None,
         items=[item for e in entries if (item := _account_limits(e, stored, now_ms)) is not None],
+        next_cursor=next_cursor,
     )
 
 
@@ -70,17 +76,6 @@ def unavailable(exc: redis.RedisError) -> ApiError:
         [ErrorDetail("redis", f"Redis did not answer ({type(exc).__name__}); try again shortly")],
         503,
     )
-
-
-def _accounts(engine: Engine, tenant: Tenant) -> list[ConnectedAccount]:
-    with Session(engine) as session:
-        return list(
-            session.exec(
-                select(ConnectedAccount)
-                .where(col(ConnectedAccount.tenant_id) == tenant.id)
-                .order_by(col(ConnectedAccount.app), col(ConnectedAccount.id))
-            )
-        )
 
 
 def _entries(catalog: Catalog, tenant: Tenant, accounts: list[ConnectedAccount]) -> list[_Entry]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Table, insert, text
 
 from api.dev import harness
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
@@ -35,6 +35,35 @@ def new_database(folder: Path) -> AbstractContextManager[str]:
     """The URL of a new, empty database: on TEST_DATABASE_URL's server, or a SQLite file in
     `folder`."""
     return harness.new_database(folder, os.environ.get("TEST_DATABASE_URL"))
+
+
+@contextmanager
+def two_tenants_rows(
+    folder: Path,
+    table: Table,
+    rows_of: Callable[[str], list[dict[str, Any]]],
+    before: Callable[[Connection], None] = lambda conn: None,
+) -> Iterator[tuple[Engine, Tenant]]:
+    """A migrated database of its own in which a tenant and a neighbour each hold
+    `rows_of(tenant_id)` in `table` (`before` runs first, in the same transaction),
+    ANALYZEd on Postgres: for the plan tests, whose plans depend on every row in it. Yields
+    the engine and the first tenant."""
+    with new_database(folder) as url:
+        engine = create_db_engine(url)
+        try:
+            upgrade(engine)
+            tenant, _ = create_tenant(engine, "busy")
+            other, _ = create_tenant(engine, "neighbour")
+            with engine.begin() as conn:
+                before(conn)
+                for owner in (tenant, other):
+                    conn.execute(insert(table), rows_of(owner.id))
+            if engine.dialect.name == "postgresql":
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text(f"ANALYZE {table.name}"))
+            yield engine, tenant
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The console's pages over batches and connected accounts, read and changed with the
-API's own queries (`api/bulk_submission.py`, `api/account_store.py`) for the signed-in
-tenant alone. An account's credentials are never read for a page."""
+API's own queries (`api/bulk_submission.py`, `api/account_pages.py`,
+`api/account_store.py`) for the signed-in tenant alone, a page at a time. An account's
+credentials are never read for a page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from urllib.parse import urlencode
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
-from api.account_store import list_accounts, update_account
+from api.account_pages import AccountFilter, list_accounts
+from api.account_store import update_account
 from api.bulk_submission import batch_status, recent_batches
 from api.console.forms import field
 from api.console.pages import render
@@ -22,8 +24,9 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.errors import invalid
 
-# Batches on a page of the batches page.
+# Batches on a page of the batches page, and accounts on a page of the accounts page.
 BATCHES_SHOWN = 100
+ACCOUNTS_SHOWN = 100
 # The statuses the console's buttons may ask for, as PATCH /connected-accounts/{id} allows.
 SWITCHABLE = ("active", "disabled")
 
@@ -37,7 +40,7 @@ def batches_page(engine: Engine, who: SignedIn, params: Mapping[str, str]) -> HT
         batches=[(b, progress(b.counts, b.accepted)) for b in batches],
         shown=BATCHES_SHOWN,
         first_page=cursor is None,
-        next_url="/console/batches?" + urlencode({"cursor": next_cursor}) if next_cursor else None,
+        next_url=next_url("/console/batches", next_cursor),
         csrf_token=who.csrf_token,
         signed_in=True,
     )
@@ -55,17 +58,32 @@ def batch_page(engine: Engine, who: SignedIn, batch_id: str) -> HTMLResponse:
 
 
 def accounts_page(
-    engine: Engine, who: SignedIn, link: ConnectSessionOut | None = None
+    engine: Engine,
+    who: SignedIn,
+    params: Mapping[str, str] | None = None,
+    link: ConnectSessionOut | None = None,
 ) -> HTMLResponse:
-    """The tenant's accounts, with how each was connected, and a connect link just made."""
-    accounts = list_accounts(engine, who.tenant, None, None, None)
+    """A page of ACCOUNTS_SHOWN of the tenant's accounts, newest first, from the query
+    string's cursor, with how each was connected, and a connect link just made."""
+    cursor = field(params or {}, "cursor")
+    accounts, next_cursor = list_accounts(
+        engine, who.tenant, AccountFilter(), cursor, ACCOUNTS_SHOWN
+    )
     return render(
         "accounts.html",
         accounts=[AccountOut.of(a) for a in accounts],
+        shown=ACCOUNTS_SHOWN,
+        first_page=cursor is None,
+        next_url=next_url("/console/accounts", next_cursor),
         link=link,
         csrf_token=who.csrf_token,
         signed_in=True,
     )
+
+
+def next_url(page: str, next_cursor: str | None) -> str | None:
+    """The **Next** link of a page read by keyset: the page again, from `next_cursor`."""
+    return f"{page}?" + urlencode({"cursor": next_cursor}) if next_cursor else None
 
 
 def switch_account(

@@ -1,10 +1,12 @@
 """The console's rate limits page: the signed-in tenant's limiter state, read with the
 function `GET /rate-limits` answers with (`api/limiter_state.py`), so the page and the API
-show the same numbers. Each limit is a use bar and its numbers in words; a Redis that does
-not answer is a 503 page naming the error's class alone (its message names hosts)."""
+show the same numbers, for a page of the tenant's accounts at a time, as the API pages
+them. Each limit is a use bar and its numbers in words; a Redis that does not answer is a
+503 page naming the error's class alone (its message names hosts)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +14,9 @@ import redis
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
+from api.account_pages import PAGE_SIZE
+from api.console.forms import field
+from api.console.manage import next_url
 from api.console.pages import render
 from api.console.views import Segment, duration
 from api.console.visitor import SignedIn
@@ -68,13 +73,20 @@ def _account(item: AccountLimits, as_of: datetime) -> AccountShown:
 
 
 def rate_limits_page(
-    engine: Engine, catalog: Catalog, limiter: Limiter, settings: Settings, who: SignedIn
+    engine: Engine,
+    catalog: Catalog,
+    limiter: Limiter,
+    settings: Settings,
+    who: SignedIn,
+    params: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     """Each account's limits, use and pause, and the operator's cap per lane, as `GET
-    /rate-limits` answers them for this tenant."""
+    /rate-limits` answers them for this tenant: a page of its accounts (as many as the
+    API's page), from the query string's cursor, with a **Next** link."""
     cap = parse_rate(settings.tenant_rate_limit)
+    cursor = field(params or {}, "cursor")
     try:
-        state = rate_limits(engine, catalog, limiter, who.tenant, cap)
+        state = rate_limits(engine, catalog, limiter, who.tenant, cap, cursor, PAGE_SIZE)
     except redis.RedisError as exc:
         raise unavailable(exc) from None
     as_of = datetime.fromisoformat(state.as_of)
@@ -91,6 +103,9 @@ def rate_limits_page(
         cap=state.tenant_cap,
         lanes=lanes,
         accounts=[_account(item, as_of) for item in state.items],
+        shown=PAGE_SIZE,
+        first_page=cursor is None,
+        next_url=next_url("/console/rate-limits", state.next_cursor),
         csrf_token=who.csrf_token,
         signed_in=True,
     )

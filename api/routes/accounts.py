@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.account_store import create_account, delete_account, list_accounts, update_account
-from api.deps import CatalogDep, CurrentTenant, EngineDep, UserIdHeader, VaultDep
+from api.account_pages import PAGE_SIZE, AccountFilter, list_accounts
+from api.account_store import create_account, delete_account, update_account
+from api.deps import (
+    AccountsCursor,
+    AccountsLimit,
+    CatalogDep,
+    CurrentTenant,
+    EngineDep,
+    UserIdHeader,
+    VaultDep,
+)
 from api.parsing import JSONRoute
 from api.schemas.accounts import AccountIn, AccountList, AccountOut, AccountPatch
 from api.schemas.common import ErrorOut
@@ -55,17 +64,25 @@ def create(
     return AccountOut.of(account)
 
 
-@router.get("", responses=_ERRORS, summary="List connected accounts")
+@router.get(
+    "",
+    responses=_ERRORS,
+    summary="List connected accounts, newest first, a page at a time",
+    description="`limit` accounts (100 unless given, at most 500) and `next_cursor`: send it "
+    "back as `cursor`, with the same filters, for the next page; null on the last one.",
+)
 def list_(
     tenant: CurrentTenant,
     engine: EngineDep,
     app: str | None = None,
     user_id: str | None = None,
     status: str | None = None,
+    cursor: AccountsCursor = None,
+    limit: AccountsLimit = PAGE_SIZE,
 ) -> AccountList:
-    return AccountList(
-        items=[AccountOut.of(a) for a in list_accounts(engine, tenant, app, user_id, status)]
-    )
+    filters = AccountFilter(app, user_id, status)
+    accounts, next_cursor = list_accounts(engine, tenant, filters, cursor, limit)
+    return AccountList(items=[AccountOut.of(a) for a in accounts], next_cursor=next_cursor)
 
 
 @router.patch(

@@ -102,8 +102,9 @@ async def batch(batch_id: BatchId, who: SignedInDep, engine: EngineDep) -> Respo
 
 
 @router.get("/accounts")
-async def accounts(who: SignedInDep, engine: EngineDep) -> Response:
-    return await run_in_threadpool(manage.accounts_page, engine, who)
+async def accounts(request: Request, who: SignedInDep, engine: EngineDep) -> Response:
+    params = dict(request.query_params)
+    return await run_in_threadpool(manage.accounts_page, engine, who, params)
 
 
 @router.post("/accounts/{account_id}/status")
@@ -133,8 +134,9 @@ async def limits(
     settings: SettingsDep,
 ) -> Response:
     limiter = request.app.state.limiter
+    params = dict(request.query_params)
     return await run_in_threadpool(
-        rate_limits.rate_limits_page, engine, catalog, limiter, settings, who
+        rate_limits.rate_limits_page, engine, catalog, limiter, settings, who, params
     )
 
 

@@ -69,4 +69,9 @@ class AccountOut(BaseModel):
 
 
 class AccountList(BaseModel):
+    """A page of accounts, newest first."""
+
     items: list[AccountOut]
+    next_cursor: str | None = Field(
+        description="the `cursor` of the next page; null on the last page"
+    )

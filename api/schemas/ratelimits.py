@@ -44,4 +44,9 @@ class TenantCap(BaseModel):
 class RateLimits(BaseModel):
     as_of: str = Field(description="ISO 8601, Redis' clock when the state was read")
     tenant_cap: TenantCap | None
-    items: list[AccountLimits]
+    items: list[AccountLimits] = Field(
+        description="of this page's accounts, those whose app declares limits or is paused"
+    )
+    next_cursor: str | None = Field(
+        description="the `cursor` of the next page of accounts; null on the last page"
+    )

@@ -6,6 +6,7 @@ import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
 import {
   FINAL_STATUSES,
+  type AccountPage,
   type Batch,
   type BatchCall,
   type BatchResult,
@@ -108,7 +109,15 @@ export interface AccountFilters {
   app?: string;
   userId?: string;
   status?: string;
+  /** How many accounts each page holds (the API's `limit`: 100 unless given, at most 500). */
+  pageSize?: number;
   [name: string]: FilterValue;
+}
+
+/** What a page of a list holds: its items, and the cursor of the next page (null on the last). */
+interface Page<T> {
+  items?: T[];
+  next_cursor?: string | null;
 }
 
 /** Whether a call will not change again. */
@@ -309,9 +318,14 @@ export class Passthru {
   /** Every call of the log matching `filters`, newest first, following the cursor page
    * after page: `for await (const call of pt.iterCalls({ app: "slack" })) ...`. */
   async *iterCalls(filters: CallFilters = {}, options: RequestOptions = {}): AsyncGenerator<FunctionCall, void, undefined> {
+    yield* this.pages((cursor) => this.listCalls(filters, { ...options, ...(cursor ? { cursor } : {}) }));
+  }
+
+  /** The items of every page `read` gives, following `next_cursor` to the last. */
+  private async *pages<T>(read: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T, void, undefined> {
     let cursor: string | undefined;
     do {
-      const page = await this.listCalls(filters, { ...options, ...(cursor ? { cursor } : {}) });
+      const page = await read(cursor);
       yield* page.items ?? [];
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
@@ -370,15 +384,25 @@ export class Passthru {
     });
   }
 
-  /** Connected accounts, filtered by app, user and status. */
+  /** Every connected account matching `filters` (app, user, status), newest first: the
+   * API's pages (`pageSize` each) read to the last. */
   async listAccounts(filters: AccountFilters = {}, options: RequestOptions = {}): Promise<ConnectedAccount[]> {
-    const data = await this.send<{ items?: ConnectedAccount[] }>({
-      method: "GET",
-      path: "/connected-accounts",
-      query: toQuery(filters),
-      signal: options.signal,
-    });
-    return data.items ?? [];
+    const accounts: ConnectedAccount[] = [];
+    for await (const account of this.iterAccounts(filters, options)) accounts.push(account);
+    return accounts;
+  }
+
+  /** `listAccounts` one page at a time, following the cursor:
+   * `for await (const account of pt.iterAccounts({ app: "slack" })) ...`. */
+  async *iterAccounts(filters: AccountFilters = {}, options: RequestOptions = {}): AsyncGenerator<ConnectedAccount, void, undefined> {
+    yield* this.pages((cursor) => this.listAccountsPage(filters, { ...options, ...(cursor ? { cursor } : {}) }));
+  }
+
+  /** One page of the connected accounts, newest first (see `iterAccounts`). */
+  listAccountsPage(filters: AccountFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<AccountPage> {
+    const query = toQuery(filters);
+    if (options.cursor) query.cursor = options.cursor;
+    return this.send({ method: "GET", path: "/connected-accounts", query, signal: options.signal });
   }
 
   /** New credentials (which also clear `needs_reauth`), config, or status. */
@@ -408,9 +432,26 @@ export class Passthru {
     return data.functions ?? [];
   }
 
-  /** Your accounts' rate limits, their use and pauses (`GET /rate-limits`). */
-  rateLimits(options: RequestOptions = {}): Promise<Record<string, unknown>> {
-    return this.send({ method: "GET", path: "/rate-limits", signal: options.signal });
+  /** Your accounts' rate limits, their use and pauses (`GET /rate-limits`): every page of
+   * accounts (`pageSize` each) read, their `items` in one list; `as_of` and `tenant_cap` as
+   * the first page read them. */
+  async rateLimits(options: RequestOptions & { pageSize?: number } = {}): Promise<Record<string, unknown>> {
+    let merged: Record<string, unknown> | undefined;
+    const items: unknown[] = [];
+    let cursor: string | undefined;
+    do {
+      const query = toQuery({ pageSize: options.pageSize, cursor });
+      const page = await this.send<Record<string, unknown> & Page<unknown>>({
+        method: "GET",
+        path: "/rate-limits",
+        query,
+        signal: options.signal,
+      });
+      merged ??= page;
+      items.push(...(page.items ?? []));
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    return { ...merged, items, next_cursor: null };
   }
 
   // Webhooks

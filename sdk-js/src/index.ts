@@ -42,6 +42,7 @@ export {
 export { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 export {
   FINAL_STATUSES,
+  type AccountPage,
   type Attempt,
   type Batch,
   type BatchCall,

@@ -81,6 +81,12 @@ export interface CallPage {
   next_cursor: string | null;
 }
 
+/** One page of the connected accounts, newest first. */
+export interface AccountPage {
+  items: ConnectedAccount[];
+  next_cursor: string | null;
+}
+
 /** One call of a batch, in the `POST /function-calls` form. */
 export interface BatchCall {
   function: string;

@@ -370,6 +370,44 @@ describe("connected accounts", () => {
     assert.equal(requests[2].url.pathname, "/connected-accounts/ca_1");
   });
 
+  it("listAccounts and iterAccounts follow the cursor to the last page, with the filters on every page", async () => {
+    const pages = {
+      "": { items: [{ ...ACCOUNT, id: "ca_5" }, { ...ACCOUNT, id: "ca_4" }], next_cursor: "c1" },
+      c1: { items: [{ ...ACCOUNT, id: "ca_3" }, { ...ACCOUNT, id: "ca_2" }], next_cursor: "c2" },
+      c2: { items: [{ ...ACCOUNT, id: "ca_1" }], next_cursor: null },
+    };
+    const { fetch, requests } = fakeFetch((r) => json(200, pages[r.url.searchParams.get("cursor") ?? ""]));
+    const { pt } = client(fetch);
+    const filters = { app: "zendesk", userId: "user-1", pageSize: 2, status: undefined };
+    const listed = await pt.listAccounts(filters);
+    const iterated = [];
+    for await (const account of pt.iterAccounts(filters)) iterated.push(account.id);
+    const ids = ["ca_5", "ca_4", "ca_3", "ca_2", "ca_1"];
+    assert.deepEqual(listed.map((a) => a.id), ids);
+    assert.deepEqual(iterated, ids);
+    assert.equal(requests.length, 6);
+    for (const seen of requests) {
+      assert.equal(seen.url.pathname, "/connected-accounts");
+      assert.equal(seen.url.searchParams.get("app"), "zendesk");
+      assert.equal(seen.url.searchParams.get("user_id"), "user-1");
+      assert.equal(seen.url.searchParams.get("limit"), "2");
+      assert.equal(seen.url.searchParams.has("status"), false);
+    }
+    assert.deepEqual(
+      requests.map((r) => r.url.searchParams.get("cursor")),
+      [null, "c1", "c2", null, "c1", "c2"],
+    );
+  });
+
+  it("listAccountsPage reads one page", async () => {
+    const { fetch, requests } = fakeFetch(json(200, { items: [ACCOUNT], next_cursor: "c9" }));
+    const { pt } = client(fetch);
+    const page = await pt.listAccountsPage({ userId: "u-9" }, { cursor: "c8" });
+    assert.equal(page.next_cursor, "c9");
+    assert.deepEqual(page.items, [ACCOUNT]);
+    assert.equal(requests[0].url.search, "?user_id=u-9&cursor=c8");
+  });
+
   it("updateAccount sends new credentials with their config", async () => {
     const { fetch, requests } = fakeFetch(json(200, ACCOUNT));
     const { pt } = client(fetch);
@@ -384,11 +422,37 @@ describe("connected accounts", () => {
 describe("catalog and limits", () => {
   it("listFunctions and rateLimits", async () => {
     const fn = { name: SLACK, app: "slack", type: "passthrough", description: "", parameters: {} };
-    const { fetch, requests } = fakeFetch(json(200, { functions: [fn] }), json(200, { apps: [] }));
+    const { fetch, requests } = fakeFetch(
+      json(200, { functions: [fn] }),
+      json(200, { as_of: "t", tenant_cap: null, items: [], next_cursor: null }),
+    );
     const { pt } = client(fetch);
     assert.deepEqual(await pt.listFunctions(), [fn]);
-    assert.deepEqual(await pt.rateLimits(), { apps: [] });
+    assert.deepEqual(await pt.rateLimits(), { as_of: "t", tenant_cap: null, items: [], next_cursor: null });
     assert.equal(requests[1].url.pathname, "/rate-limits");
+    assert.equal(requests[1].url.search, "");
+  });
+
+  it("rateLimits reads every page of accounts, their items in one list", async () => {
+    const item = (id) => ({ app: "slack", connected_account_id: id, limits: [] });
+    const pages = {
+      "": { as_of: "first", tenant_cap: { limit: 10 }, items: [item("ca_3")], next_cursor: "c1" },
+      c1: { as_of: "second", tenant_cap: { limit: 10 }, items: [], next_cursor: "c2" },
+      c2: { as_of: "third", tenant_cap: { limit: 10 }, items: [item("ca_1")], next_cursor: null },
+    };
+    const { fetch, requests } = fakeFetch((r) => json(200, pages[r.url.searchParams.get("cursor") ?? ""]));
+    const { pt } = client(fetch);
+    const state = await pt.rateLimits({ pageSize: 50 });
+    assert.deepEqual(state, {
+      as_of: "first",
+      tenant_cap: { limit: 10 },
+      items: [item("ca_3"), item("ca_1")],
+      next_cursor: null,
+    });
+    assert.deepEqual(
+      requests.map((r) => r.url.search),
+      ["?limit=50", "?limit=50&cursor=c1", "?limit=50&cursor=c2"],
+    );
   });
 });
 

@@ -30,6 +30,7 @@ from passthru_client._ops import MAX_WAIT_S
 from passthru_client._types import (
     CALL_STATUSES,
     FINAL_STATUSES,
+    AccountPage,
     Attempt,
     Batch,
     BatchAccepted,
@@ -57,6 +58,7 @@ __all__ = [
     "FINAL_STATUSES",
     "MAX_WAIT_S",
     "APIConnectionError",
+    "AccountPage",
     "AsyncPassthru",
     "Attempt",
     "AuthenticationError",

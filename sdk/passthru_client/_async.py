@@ -18,8 +18,9 @@ from passthru_client._http import (
     client_headers,
     run_async,
 )
-from passthru_client._ops import FilterValue, Operations, log_query
+from passthru_client._ops import FilterValue, Operations, account_query, log_query
 from passthru_client._types import (
+    AccountPage,
     Batch,
     BatchResult,
     Call,
@@ -34,9 +35,9 @@ from passthru_client._types import (
 
 
 class AsyncPassthru:
-    """The asynchronous client: every method of `Passthru`, awaited (`iter_calls` is an
-    async generator). `sleep` replaces `asyncio.sleep` and `clock` `time.monotonic` (for
-    tests). Use it as an async context manager, or await `close()`."""
+    """The asynchronous client: every method of `Passthru`, awaited (`iter_calls` and
+    `iter_accounts` are async generators). `sleep` replaces `asyncio.sleep` and `clock`
+    `time.monotonic` (for tests). Use it as an async context manager, or await `close()`."""
 
     def __init__(
         self,
@@ -141,9 +142,16 @@ class AsyncPassthru:
             page_size=page_size,
             **filters,
         )
+        async for call in self._pages(lambda cursor: self._ops.list_calls(query, cursor)):
+            yield call
+
+    async def _pages(
+        self, read: Callable[[str | None], Op[CallPage | AccountPage]]
+    ) -> AsyncIterator[Any]:
+        """The items of every page `read` gives, following `next_cursor` to the last."""
         cursor: str | None = None
         while True:
-            page = await self._run(self._ops.list_calls(query, cursor))
+            page = await self._run(read(cursor))
             for item in page.items:
                 yield item
             if not page.next_cursor:
@@ -199,11 +207,34 @@ class AsyncPassthru:
         app: str | None = None,
         user_id: str | None = None,
         status: str | None = None,
+        page_size: int | None = None,
         **filters: FilterValue,
     ) -> list[ConnectedAccount]:
         """See `Passthru.list_accounts`."""
-        query = {"app": app, "user_id": user_id, "status": status, **filters}
-        return await self._run(self._ops.list_accounts(query))
+        query = account_query(app=app, user_id=user_id, status=status, page_size=page_size)
+        return await self._run(self._ops.all_accounts({**query, **filters}))
+
+    async def iter_accounts(
+        self,
+        *,
+        app: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        page_size: int | None = None,
+        **filters: FilterValue,
+    ) -> AsyncIterator[ConnectedAccount]:
+        """See `Passthru.iter_accounts`."""
+        query = account_query(app=app, user_id=user_id, status=status, page_size=page_size)
+        async for account in self._pages(
+            lambda cursor: self._ops.list_accounts({**query, **filters}, cursor)
+        ):
+            yield account
+
+    async def list_accounts_page(
+        self, *, cursor: str | None = None, **filters: FilterValue
+    ) -> AccountPage:
+        """See `Passthru.list_accounts_page`."""
+        return await self._run(self._ops.list_accounts(filters, cursor))
 
     async def update_account(
         self,
@@ -232,9 +263,9 @@ class AsyncPassthru:
         """See `Passthru.list_functions`."""
         return await self._run(self._ops.list_functions(type, category, q))
 
-    async def rate_limits(self) -> dict[str, Any]:
+    async def rate_limits(self, *, page_size: int | None = None) -> dict[str, Any]:
         """See `Passthru.rate_limits`."""
-        return await self._run(self._ops.rate_limits())
+        return await self._run(self._ops.rate_limits(page_size))
 
     # Webhooks
 

@@ -17,8 +17,9 @@ from passthru_client._http import (
     client_headers,
     run_sync,
 )
-from passthru_client._ops import FilterValue, Operations, log_query
+from passthru_client._ops import FilterValue, Operations, account_query, log_query
 from passthru_client._types import (
+    AccountPage,
     Batch,
     BatchResult,
     Call,
@@ -162,9 +163,13 @@ class Passthru:
             page_size=page_size,
             **filters,
         )
+        yield from self._pages(lambda cursor: self._ops.list_calls(query, cursor))
+
+    def _pages(self, read: Callable[[str | None], Op[CallPage | AccountPage]]) -> Iterator[Any]:
+        """The items of every page `read` gives, following `next_cursor` to the last."""
         cursor: str | None = None
         while True:
-            page: CallPage = self._run(self._ops.list_calls(query, cursor))
+            page = self._run(read(cursor))
             yield from page.items
             if not page.next_cursor:
                 return
@@ -221,11 +226,32 @@ class Passthru:
         app: str | None = None,
         user_id: str | None = None,
         status: str | None = None,
+        page_size: int | None = None,
         **filters: FilterValue,
     ) -> list[ConnectedAccount]:
-        """Connected accounts, filtered by app, user and status."""
-        query = {"app": app, "user_id": user_id, "status": status, **filters}
-        return self._run(self._ops.list_accounts(query))
+        """Every connected account matching the filters (app, user, status), newest first:
+        the API's pages (`page_size` each, 100 unless given, at most 500) read to the last."""
+        query = account_query(app=app, user_id=user_id, status=status, page_size=page_size)
+        return self._run(self._ops.all_accounts({**query, **filters}))
+
+    def iter_accounts(
+        self,
+        *,
+        app: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        page_size: int | None = None,
+        **filters: FilterValue,
+    ) -> Iterator[ConnectedAccount]:
+        """`list_accounts` one page at a time: the next page is read once this one is used."""
+        query = account_query(app=app, user_id=user_id, status=status, page_size=page_size)
+        yield from self._pages(lambda cursor: self._ops.list_accounts({**query, **filters}, cursor))
+
+    def list_accounts_page(
+        self, *, cursor: str | None = None, **filters: FilterValue
+    ) -> AccountPage:
+        """One page of the connected accounts, newest first (`limit=` sets its size)."""
+        return self._run(self._ops.list_accounts(filters, cursor))
 
     def update_account(
         self,
@@ -258,9 +284,10 @@ class Passthru:
         apps in `category` and matching the search `q` (slug, name, description), if given."""
         return self._run(self._ops.list_functions(type, category, q))
 
-    def rate_limits(self) -> dict[str, Any]:
-        """Your accounts' rate limits, their use and pauses (`GET /rate-limits`)."""
-        return self._run(self._ops.rate_limits())
+    def rate_limits(self, *, page_size: int | None = None) -> dict[str, Any]:
+        """Your accounts' rate limits, their use and pauses (`GET /rate-limits`): every page
+        of accounts (`page_size` each) read, their `items` in one list."""
+        return self._run(self._ops.rate_limits(page_size))
 
     # Webhooks
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from passthru_client._errors import CallTimeout
 from passthru_client._http import ApiRequest, Op, RetryPolicy, exchange
 from passthru_client._types import (
+    AccountPage,
     Batch,
     BatchResult,
     Call,
@@ -85,6 +86,18 @@ def log_query(
         "limit": page_size,
         **extra,
     }
+
+
+def account_query(
+    *,
+    app: str | None,
+    user_id: str | None,
+    status: str | None,
+    page_size: int | None,
+    **extra: FilterValue,
+) -> dict[str, FilterValue]:
+    """The connected accounts' filters; unknown ones are passed through as they are."""
+    return {"app": app, "user_id": user_id, "status": status, "limit": page_size, **extra}
 
 
 class Operations:
@@ -240,11 +253,25 @@ class Operations:
         )
         return ConnectSession.from_dict(data)
 
-    def list_accounts(self, filters: Mapping[str, FilterValue]) -> Op[list[ConnectedAccount]]:
-        data = yield from self._send(
-            ApiRequest("GET", "/connected-accounts", params=query(filters))
-        )
-        return [ConnectedAccount.from_dict(item) for item in data.get("items") or ()]
+    def list_accounts(
+        self, filters: Mapping[str, FilterValue], cursor: str | None
+    ) -> Op[AccountPage]:
+        params = query(filters)
+        if cursor:
+            params["cursor"] = cursor
+        data = yield from self._send(ApiRequest("GET", "/connected-accounts", params=params))
+        return AccountPage.from_dict(data)
+
+    def all_accounts(self, filters: Mapping[str, FilterValue]) -> Op[list[ConnectedAccount]]:
+        """Every page of the accounts, following `next_cursor` to the last."""
+        accounts: list[ConnectedAccount] = []
+        cursor: str | None = None
+        while True:
+            page = yield from self.list_accounts(filters, cursor)
+            accounts.extend(page.items)
+            if not page.next_cursor:
+                return accounts
+            cursor = page.next_cursor
 
     def update_account(
         self,
@@ -278,9 +305,22 @@ class Operations:
         data = yield from self._send(ApiRequest("GET", "/functions", params=params))
         return [Function.from_dict(item) for item in data.get("functions") or ()]
 
-    def rate_limits(self) -> Op[dict[str, Any]]:
-        data = yield from self._send(ApiRequest("GET", "/rate-limits"))
-        return dict(data)
+    def rate_limits(self, page_size: int | None) -> Op[dict[str, Any]]:
+        """Every page of `GET /rate-limits` as one: the items of all, `as_of` and
+        `tenant_cap` as the first page read them."""
+        merged: dict[str, Any] | None = None
+        cursor: str | None = None
+        while True:
+            params = query({"limit": page_size, "cursor": cursor})
+            data = yield from self._send(ApiRequest("GET", "/rate-limits", params=params))
+            if merged is None:
+                merged = {**data, "items": list(data.get("items") or ())}
+            else:
+                merged["items"].extend(data.get("items") or ())
+            cursor = data.get("next_cursor") or None
+            if cursor is None:
+                merged["next_cursor"] = None
+                return merged
 
     # Webhooks
 

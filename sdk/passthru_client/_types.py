@@ -6,15 +6,17 @@ read before the SDK knows them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 """A call in one of these statuses will not change again."""
 
 CALL_STATUSES = ("queued", "running", "retrying", "completed", "failed", "cancelled")
+
+_Item = TypeVar("_Item")
 
 
 def _time(value: Any) -> datetime | None:
@@ -178,18 +180,27 @@ class FunctionCall:
 
 
 @dataclass(frozen=True)
-class CallPage:
-    """One page of the Function Calls log."""
+class _Page(Generic[_Item]):
+    """One page of a list, and the cursor of the next page (None on the last)."""
 
-    items: list[FunctionCall]
+    items: list[_Item]
     next_cursor: str | None
+
+
+class CallPage(_Page[FunctionCall]):
+    """One page of the Function Calls log."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CallPage:
-        return cls(
-            items=[FunctionCall.from_dict(item) for item in data.get("items") or ()],
-            next_cursor=data.get("next_cursor") or None,
-        )
+        return cls(*_page(data, FunctionCall.from_dict))
+
+
+def _page(
+    data: Mapping[str, Any], read: Callable[[Mapping[str, Any]], _Item]
+) -> tuple[list[_Item], str | None]:
+    """A page's items, each read by `read`, and the cursor of the next page (None on the
+    last)."""
+    return [read(item) for item in data.get("items") or ()], data.get("next_cursor") or None
 
 
 @dataclass(frozen=True)
@@ -300,6 +311,14 @@ class ConnectedAccount:
             last_used_at=_time(data.get("last_used_at")),
             source=data.get("source"),
         )
+
+
+class AccountPage(_Page[ConnectedAccount]):
+    """One page of the connected accounts, newest first."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccountPage:
+        return cls(*_page(data, ConnectedAccount.from_dict))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,12 +31,14 @@ with warnings.catch_warnings():
 
 from api.app import create_app, release
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
+from models.accounts.states import AccountStatus
 from models.accounts.tenants import create_tenant
 from models.broker import NoPublisher
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
-from models.db.tables import FunctionCall, Tenant
+from models.db.ids import new_id
+from models.db.tables import ConnectedAccount, FunctionCall, Tenant
 from models.settings import Settings
 from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
 from worker.webhooks.sender import InlinePoster
@@ -308,3 +310,36 @@ def own_redis() -> Iterator[EmbeddedRedis]:
     server = start_embedded_redis()
     yield server
     server.stop()
+
+
+# When the accounts `make_accounts` makes start (the oldest first).
+START = datetime(2026, 11, 30, 8, tzinfo=UTC)
+
+
+def make_accounts(
+    engine: Engine,
+    tenant: Tenant,
+    n: int,
+    *,
+    app: Callable[[int], str] = lambda i: "slack",
+    user: Callable[[int], str] = lambda i: f"user-{i}",
+    status: Callable[[int], AccountStatus] = lambda i: AccountStatus.ACTIVE,
+    start: datetime = START,
+) -> list[str]:
+    """`n` accounts of the tenant, each pair made at the same instant (so the id breaks
+    ties); their ids newest first, the order a list shows them in."""
+    accounts = [
+        ConnectedAccount(
+            id=new_id("ca"),
+            tenant_id=tenant.id,
+            app=app(i),
+            user_id=user(i),
+            status=status(i),
+            credentials_enc="not read by a list",
+            created_at=start + timedelta(seconds=i // 2),
+        )
+        for i in range(n)
+    ]
+    with session_scope(engine) as session:
+        session.add_all(accounts)
+    return [a.id for a in sorted(accounts, key=lambda a: (a.created_at, a.id), reverse=True)]

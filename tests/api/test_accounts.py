@@ -75,7 +75,10 @@ def test_account_list_delete(caller: Caller) -> None:
 def test_accounts_are_per_tenant(caller: Caller, make_caller: Callable[[], Caller]) -> None:
     account_id = caller.connect()
     other = make_caller()
-    assert other.client.get("/connected-accounts", headers=other.headers()).json() == {"items": []}
+    assert other.client.get("/connected-accounts", headers=other.headers()).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
     response = other.client.delete(f"/connected-accounts/{account_id}", headers=other.headers())
     assert response.status_code == 404
     still = caller.client.get("/connected-accounts", headers=caller.headers()).json()["items"]
@@ -99,9 +102,8 @@ def test_account_create_errors_are_400(
     assert response.status_code == 400
     assert_error_shape(response.json())
     assert field in [d["field"] for d in response.json()["error_details"]]
-    assert caller.client.get("/connected-accounts", headers=caller.headers()).json() == {
-        "items": []
-    }
+    listed = caller.client.get("/connected-accounts", headers=caller.headers()).json()
+    assert listed == {"items": [], "next_cursor": None}
 
 
 def test_patch_account_replaces_credentials_and_keeps_them_hidden(

@@ -13,18 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Connection, Engine
 
 from api.call_export import export_calls
 from api.call_log import LogFilter, list_calls
-from models.accounts.tenants import create_tenant
 from models.calls.states import CallStatus
-from models.db.engine import create_db_engine
 from models.db.ids import new_id
-from models.db.migrate import upgrade
 from models.db.partitions import ensure, partitioned
 from models.db.tables import FunctionCall, Tenant
-from tests.conftest import new_database
+from tests.conftest import two_tenants_rows
 from tests.plans import plan_of
 
 pytestmark = pytest.mark.db  # and so in the Postgres pass too
@@ -72,23 +69,14 @@ def busy_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
     """A tenant with thousands of calls, another tenant's beside them, statistics known (a
     database of this module's own: the plans depend on every row in it)."""
     rng = random.Random(3)
-    with new_database(tmp_path_factory.mktemp("plans")) as url:
-        engine = create_db_engine(url)
-        try:
-            upgrade(engine)
-            tenant, _ = create_tenant(engine, "busy")
-            other, _ = create_tenant(engine, "neighbour")
-            with engine.begin() as conn:
-                if partitioned(conn):  # the days of the calls have their partitions
-                    ensure(conn, END.date(), END.date())
-                for owner in (tenant, other):
-                    conn.execute(insert(_calls), _rows(rng, owner.id))
-            if engine.dialect.name == "postgresql":
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("ANALYZE function_call"))
-            yield engine, tenant
-        finally:
-            engine.dispose()
+
+    def days(conn: Connection) -> None:
+        if partitioned(conn):  # the days of the calls have their partitions
+            ensure(conn, END.date(), END.date())
+
+    folder = tmp_path_factory.mktemp("plans")
+    with two_tenants_rows(folder, _calls, lambda t: _rows(rng, t), days) as (engine, tenant):
+        yield engine, tenant
 
 
 # A sort the plan may do: a batch's calls (at most 1,000) or fewer.

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.call_log import LogFilter, list_calls
+from api.console.manage import ACCOUNTS_SHOWN
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
 from api.quotas import Quotas
 from api.redis_rates import quotas_client
@@ -24,7 +25,7 @@ from models.db.ids import new_id
 from models.db.tables import Batch, ConnectedAccount, WebhookAttempt, WebhookDelivery
 from models.webhooks.signing import message_id
 from models.webhooks.states import DeliveryStatus
-from tests.api.conftest import PublishedIds, stored_call
+from tests.api.conftest import PublishedIds, make_accounts, stored_call
 from tests.console.conftest import Tenancy, TestClient, csrf_of, sign_in
 from tests.worker.factories import make_account
 
@@ -258,6 +259,39 @@ def test_accounts_show_their_status_and_disable_then_enable(
         response = browser_client.post(path, data={"csrf_token": token, "status": bad})
         assert response.status_code == 400
         assert "<strong>status</strong>" in response.text
+
+
+ACCOUNT_ROW = re.compile(r'<td data-label="Account"><code>(ca_\w+)</code></td>')
+NEXT_ACCOUNTS = re.compile(r'<a href="(/console/accounts\?cursor=[^"]+)" rel="next">Next</a>')
+
+
+def test_accounts_page_by_page_via_next(browser_client: TestClient, tenancy: Tenancy) -> None:
+    # Given more accounts than a page shows (the tenancy's own one the newest)
+    made = [tenancy.account.id, *make_accounts(tenancy.engine, tenancy.tenant, ACCOUNTS_SHOWN)]
+    sign_in(browser_client, tenancy.key)
+    # When the first page is read, then the page its Next link leads to
+    first = accounts_page(browser_client)
+    link = NEXT_ACCOUNTS.search(first)
+    assert link
+    second = browser_client.get(link.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200
+    # Then the newest come first, the older ones after, none twice and none missed
+    assert len(ACCOUNT_ROW.findall(first)) == ACCOUNTS_SHOWN
+    assert ACCOUNT_ROW.findall(first) + ACCOUNT_ROW.findall(second.text) == made
+    assert NEXT_ACCOUNTS.search(second.text) is None
+    assert 'href="/console/accounts">Back to the newest' in second.text
+    assert "Back to the newest" not in first
+
+
+def test_a_bad_accounts_cursor_is_a_400_page_naming_it(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    sign_in(browser_client, tenancy.key)
+    for cursor in ("ca_nope", tenancy.account.id, "%27%3B--", "%3Cscript%3E", "x" * 600):
+        response = browser_client.get(f"/console/accounts?cursor={cursor}")
+        assert response.status_code == 400, cursor
+        assert "<strong>cursor</strong>" in response.text
+        assert "<script>" not in response.text.split("<main")[1]
 
 
 def test_an_account_changed_meanwhile_is_a_409_page(

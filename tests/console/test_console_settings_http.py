@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from markupsafe import escape
 from sqlalchemy import Engine
 
+from api.account_pages import PAGE_SIZE
 from api.dev.embedded_redis import free_port
 from models.accounts.tenants import create_tenant
 from models.catalog.apps import App, Catalog
@@ -23,6 +24,7 @@ from models.db.tables import WebhookEndpoint
 from models.ratelimit.rules import parse_rate, pause_key, rules_for, tenant_cap_rule
 from models.ratelimit.store import Ask, MemoryLimiter, RedisLimiter
 from models.webhooks.signing import signing_secrets
+from tests.api.conftest import make_accounts
 from tests.console.conftest import NOW_MS, Tenancy, TestClient, sign_in
 from tests.worker.factories import make_account
 
@@ -144,6 +146,35 @@ def test_no_account_with_limits_is_an_empty_state(
     assert "No connected account has rate limits or a pause" in html
     assert 'class="card limits"' not in html
     assert "tenant's cap" not in html  # no PASSTHRU_TENANT_RATE_LIMIT set
+
+
+LIMITS_OF = re.compile(r'<article class="card limits" id="limits-(ca_\w+)">')
+NEXT_LIMITS = re.compile(r'<a href="(/console/rate-limits\?cursor=[^"]+)" rel="next">Next</a>')
+
+
+def test_the_rate_limits_page_reads_a_page_of_accounts_at_a_time(
+    browser_client: TestClient, tenancy: Tenancy, limiter: MemoryLimiter
+) -> None:
+    # Given more Slack accounts (its app declares limits) than the API reads at once, and a
+    # demo account (no limits) among them
+    made = [tenancy.account.id, *make_accounts(tenancy.engine, tenancy.tenant, PAGE_SIZE + 2)]
+    demo = make_accounts(tenancy.engine, tenancy.tenant, 1, app=lambda i: "demo")
+    sign_in(browser_client, tenancy.key)
+    # When the page is read, then the page its Next link leads to
+    first = page(browser_client, "/console/rate-limits")
+    link = NEXT_LIMITS.search(first)
+    assert link
+    second = page(browser_client, link.group(1))
+    # Then each Slack account is shown once, newest first, and the demo one on neither
+    shown = LIMITS_OF.findall(first) + LIMITS_OF.findall(second)
+    assert shown == made
+    assert demo[0] not in first + second
+    assert NEXT_LIMITS.search(second) is None
+    assert 'href="/console/rate-limits">Back to the newest' in second
+    # And a cursor no page gave is a 400 page naming it
+    for cursor in ("nope", "%3Cscript%3E", "x" * 600):
+        refused = page(browser_client, f"/console/rate-limits?cursor={cursor}", 400)
+        assert "<strong>cursor</strong>" in refused
 
 
 def test_redis_away_is_a_503_page_naming_the_error_class_only(

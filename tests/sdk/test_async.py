@@ -33,6 +33,28 @@ def test_async_client_is_awaited_and_iterated_asynchronously(api: FakeApi) -> No
     assert api.time.sleeps == [1.0]  # the retry slept through the injected async sleep
 
 
+def test_async_accounts_are_iterated_page_by_page(api: FakeApi) -> None:
+    account = {"app": "slack", "user_id": "u", "status": "active"}
+    api.script(
+        reply(200, {"items": [{**account, "id": "ca_2"}], "next_cursor": "c1"}),
+        reply(200, {"items": [{**account, "id": "ca_1"}], "next_cursor": None}),
+    )
+
+    async def main() -> list[str]:
+        async with AsyncPassthru(API_KEY, BASE_URL, transport=httpx.MockTransport(api)) as pt:
+            accounts = pt.iter_accounts(app="slack")
+            assert inspect.isasyncgen(accounts)
+            ids = []
+            async for a in accounts:
+                ids.append(a.id)
+                if len(ids) == 1:  # the next page is read only once this one is used
+                    assert len(api.requests) == 1
+            return ids
+
+    assert asyncio.run(main()) == ["ca_2", "ca_1"]
+    assert [r.url.params.get("cursor") for r in api.requests] == [None, "c1"]
+
+
 def test_async_calls_run_concurrently(api: FakeApi) -> None:
     api.script(lambda r: httpx.Response(200, json=call_json(r.url.path.rsplit("/", 1)[-1])))
 

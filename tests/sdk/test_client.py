@@ -666,7 +666,7 @@ def test_connected_accounts(client: Any, api: FakeApi) -> None:
     assert api.last.headers["x-user-id"] == "user-8"
     assert "connection_config" not in json.loads(api.last.content)
 
-    api.script(reply(200, {"items": [ACCOUNT, {**ACCOUNT, "id": "ca_2"}]}))
+    api.script(reply(200, {"items": [ACCOUNT, {**ACCOUNT, "id": "ca_2"}], "next_cursor": None}))
     accounts = client.list_accounts(app="slack", user_id="user-42")
     assert [a.id for a in accounts] == ["ca_1", "ca_2"]
     assert dict(api.last.url.params) == {"app": "slack", "user_id": "user-42"}
@@ -684,6 +684,78 @@ def test_connected_accounts(client: Any, api: FakeApi) -> None:
     api.script(reply(404, error_body("not_found", ("connected account", "no such account"))))
     with pytest.raises(NotFound):
         client.delete_account("ca_1")
+
+
+def test_list_accounts_reads_every_page_with_the_filters_on_each(client: Any, api: FakeApi) -> None:
+    # Given accounts on three pages
+    pages = [
+        {"items": [{**ACCOUNT, "id": "ca_5"}, {**ACCOUNT, "id": "ca_4"}], "next_cursor": "c1"},
+        {"items": [{**ACCOUNT, "id": "ca_3"}, {**ACCOUNT, "id": "ca_2"}], "next_cursor": "c2"},
+        {"items": [{**ACCOUNT, "id": "ca_1"}], "next_cursor": None},
+    ]
+    api.script(*(reply(200, page) for page in pages))
+    # When they are listed, and iterated
+    listed = client.list_accounts(app="slack", status="active", page_size=2, region="eu")
+    api.script(*(reply(200, page) for page in pages))
+    iterated = list(client.iter_accounts(app="slack", status="active", page_size=2, region="eu"))
+    # Then every account comes once, in the API's order, each page asked with the filters
+    ids = ["ca_5", "ca_4", "ca_3", "ca_2", "ca_1"]
+    assert [a.id for a in listed] == ids
+    assert [a.id for a in iterated] == ids
+    assert len(api.requests) == 6
+    for request, cursor in zip(api.requests, (None, "c1", "c2") * 2, strict=True):
+        params = dict(request.url.params)
+        assert (request.method, request.url.path) == ("GET", "/connected-accounts")
+        assert params.pop("cursor", None) == cursor
+        assert params == {"app": "slack", "status": "active", "limit": "2", "region": "eu"}
+
+
+def test_list_accounts_page_reads_one_page(client: Any, api: FakeApi) -> None:
+    api.script(reply(200, {"items": [ACCOUNT], "next_cursor": "c9"}))
+    page = client.list_accounts_page(cursor="c8", user_id="user-42", limit=1)
+    assert ([a.id for a in page.items], page.next_cursor) == (["ca_1"], "c9")
+    assert dict(api.last.url.params) == {"user_id": "user-42", "limit": "1", "cursor": "c8"}
+
+
+def test_rate_limits_reads_every_page_of_accounts(client: Any, api: FakeApi) -> None:
+    cap = {"limit": 10, "period_s": 1.0, "burst": 1, "lanes": {}}
+    item = {"app": "slack", "user_id": "u", "paused_until": None, "limits": []}
+    api.script(
+        reply(
+            200,
+            {
+                "as_of": "2025-01-02T03:04:05+00:00",
+                "tenant_cap": cap,
+                "items": [{**item, "connected_account_id": "ca_3"}],
+                "next_cursor": "c1",
+            },
+        ),
+        reply(
+            200,
+            {"as_of": "later", "tenant_cap": cap, "items": [], "next_cursor": "c2"},
+        ),
+        reply(
+            200,
+            {
+                "as_of": "later still",
+                "tenant_cap": cap,
+                "items": [{**item, "connected_account_id": "ca_1"}],
+                "next_cursor": None,
+            },
+        ),
+    )
+    state = client.rate_limits(page_size=50)
+    assert [i["connected_account_id"] for i in state["items"]] == ["ca_3", "ca_1"]
+    assert (state["as_of"], state["tenant_cap"], state["next_cursor"]) == (
+        "2025-01-02T03:04:05+00:00",
+        cap,
+        None,
+    )
+    assert [dict(r.url.params) for r in api.requests] == [
+        {"limit": "50"},
+        {"limit": "50", "cursor": "c1"},
+        {"limit": "50", "cursor": "c2"},
+    ]
 
 
 def test_list_functions_and_rate_limits(client: Any, api: FakeApi) -> None:
@@ -713,8 +785,8 @@ def test_list_functions_and_rate_limits(client: Any, api: FakeApi) -> None:
     assert client.list_functions(category="chat", q="sla") == []
     assert dict(api.last.url.params) == {"type": "passthrough", "category": "chat", "q": "sla"}
 
-    api.script(reply(200, {"items": [], "tenant_cap": None}))
-    assert client.rate_limits() == {"items": [], "tenant_cap": None}
+    api.script(reply(200, {"items": [], "tenant_cap": None, "next_cursor": None}))
+    assert client.rate_limits() == {"items": [], "tenant_cap": None, "next_cursor": None}
     assert api.last.url.path == "/rate-limits"
 
 
