@@ -141,7 +141,13 @@ def _as_sqlalchemys(
 ) -> StatementError:
     """The driver's error `exc` as SQLAlchemy raises it (`OperationalError`, say)."""
     error: StatementError = DBAPIError.instance(
-        sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=broken, dialect=dialect
+        sql,
+        params,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,  # as the engines do (models/db/engine.py)
+        connection_invalidated=broken,
+        dialect=dialect,
     )
     return error
 

@@ -54,6 +54,9 @@ def _sqlite_json_loads(value: Any) -> Any:
 # they are.
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 _SQLITE_JSON = {"json_serializer": orjson.dumps, "json_deserializer": _sqlite_json_loads}
+# A statement's error never quotes its parameters: they hold request bodies and headers,
+# outputs and credentials' ciphertexts, and its text reaches logs and tracebacks.
+_QUIET = {"hide_parameters": True}
 
 
 def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 10.0) -> Engine:
@@ -73,11 +76,15 @@ def create_db_engine(url: str, *, pool_size: int = 20, pool_timeout_s: float = 1
         if parsed.database in (None, "", ":memory:"):
             pool = {}  # one connection, kept by SQLAlchemy's own pool for memory databases
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **_SQLITE_JSON
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **pool,
+            **_SQLITE_JSON,
+            **_QUIET,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, **pool, **_JSON)
+    engine = create_engine(url, **pool, **_JSON, **_QUIET)
     _ping_when_idle(engine)
     return engine
 

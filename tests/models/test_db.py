@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import JSON, Column, Engine, MetaData, Table, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models.db.engine import create_db_engine, shown
@@ -65,3 +66,20 @@ def test_a_json_column_gives_back_exactly_what_was_stored(engine: Engine, value:
         assert (type(got), got) == (type(value), value)
     finally:
         probe.drop(engine)
+
+
+@pytest.mark.db
+def test_a_statements_error_never_quotes_its_parameters(engine: Engine) -> None:
+    # Given a value a statement carries (a credential's ciphertext, say)
+    probe = Table(f"quiet_probe_{new_id('t')[-8:].lower()}", MetaData(), Column("v", JSON))
+    probe.create(engine)
+    try:
+        # When the statement fails (its table is gone)
+        probe.drop(engine)
+        with pytest.raises(DBAPIError) as failed, engine.begin() as conn:
+            conn.execute(probe.insert().values(v={"credentials_enc": "gAAAA-secret-cipher"}))
+        # Then its error, as logged and in tracebacks, does not hold the value
+        assert "gAAAA-secret-cipher" not in str(failed.value)
+        assert "hidden due to hide_parameters" in str(failed.value)
+    finally:
+        probe.drop(engine, checkfirst=True)
