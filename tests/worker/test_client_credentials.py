@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,6 +25,7 @@ from models.accounts.credentials import ClientToken, load_credentials
 from models.calls.states import CallStatus
 from models.catalog.apps import App, Catalog, parse_catalog
 from models.crypto.secrets import Vault
+from models.db.engine import create_db_engine
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import CredentialsError
 from models.oauth.token_exchange import ClientRefused, RefreshUnavailable
@@ -363,3 +365,15 @@ def test_scopes_are_joined_as_a_form_reads_them(separator: str, sent: str) -> No
     app = parse_catalog({"hr": entry}, "test")["hr"]
     form, _ = token_request(app, ClientToken.model_validate(CLIENT))
     assert form["scope"] == sent
+
+
+def test_a_database_failing_while_a_token_is_fetched_makes_it_unavailable(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault, tmp_path: Path
+) -> None:
+    # Given an account of the client credentials grant, and a database that fails once the
+    # fetch reads the account
+    account = _account(engine, tenant, vault)
+    down = create_db_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db")
+    # When a token is fetched / Then the fetch is unavailable (the call is tried again)
+    with pytest.raises(RefreshUnavailable, match=r"database did not answer .*OperationalError"):
+        replace(refresher, engine=down).ensure_token(APP, account.id, _seen(engine, vault, account))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.accounts.credentials import (
     ClientToken,
@@ -63,6 +65,18 @@ _accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 _Creds = TypeVar("_Creds", OAuth2Credentials, ClientToken)
 
 
+@contextmanager
+def _database_answers() -> Iterator[None]:
+    """A database that fails while a token is renewed makes the renewal unavailable (the
+    call is tried again later), not the call's request one that cannot be built."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise RefreshUnavailable(
+            f"the database did not answer while the token was renewed ({type(exc).__name__})"
+        ) from None
+
+
 def _still_good(current: ClientToken, seen: ClientToken, after_401: bool, now_s: float) -> bool:
     """Whether `current` (read under the lock) is the token to send, without a new one:
     one fetched by another worker meanwhile, or, after a 401, one fetched for a 401 just
@@ -101,7 +115,7 @@ class Refresher:
             return seen
         if not after_401 and not expiring(seen.expires_at, self.clock(), self.margin_s):
             return seen
-        with account_lock(self.redis, account_id):
+        with account_lock(self.redis, account_id), _database_answers():
             current, enc = self._load(account_id, OAuth2Credentials)
             if current.access_token != seen.access_token and not expiring(
                 current.expires_at, self.clock(), self.margin_s
@@ -140,7 +154,7 @@ class Refresher:
         fine = not expiring(seen.expires_at, self.clock(), self.margin_s)
         if seen.access_token and fine and not after_401:
             return seen
-        with account_lock(self.redis, account_id):
+        with account_lock(self.redis, account_id), _database_answers():
             current, enc = self._load(account_id, ClientToken)
             now = self.clock()
             if _still_good(current, seen, after_401, now) and not expiring(
