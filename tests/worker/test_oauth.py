@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -22,6 +24,7 @@ from models.accounts.credentials import OAuth2Credentials, load_credentials
 from models.calls.states import CallStatus
 from models.catalog.apps import App, Catalog, parse_catalog
 from models.crypto.secrets import Vault
+from models.db.engine import create_db_engine
 from models.db.tables import ConnectedAccount, Tenant
 from models.errors import SecretOfAnotherRow
 from models.oauth.token_exchange import RefreshUnavailable, Revoked
@@ -35,6 +38,7 @@ from tests.worker.factories import (
 )
 from worker.calls.oauth import Refresher
 from worker.calls.pipeline import execute_calls
+from worker.runtime import Runtime
 
 NOW = 2_000_000_000.0
 APP: App = parse_catalog(
@@ -277,16 +281,14 @@ def test_a_401_refreshes_once_then_stands(
     assert len(endpoint.forms) == 1
 
 
-def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
-    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
-) -> None:
-    # Given a token the upstream no longer accepts, though it has not expired
-    account = _account(
-        engine, tenant, vault, access_token="old", refresh_token="r1", expires_at=NOW + 3600
-    )
-    call = make_call(engine, account, url="https://crm.example/api/items")
+def _refusing_old_tokens(
+    engine: Engine, vault: Vault, refresher: Refresher, sent: list[str]
+) -> tuple[Runtime, RecordingPublisher]:
+    """A runtime whose upstream answers 401 to `Bearer old` and 200 to any other token,
+    noting each Authorization it gets in `sent`."""
 
     def upstream(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"])
         return httpx.Response(401 if request.headers["authorization"] == "Bearer old" else 200)
 
     runtime = make_runtime(
@@ -297,7 +299,19 @@ def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
         max_response_bytes=1000,
     )
     published = RecordingPublisher()
-    runtime = replace(runtime, refresher=refresher, publisher=published)
+    return replace(runtime, refresher=refresher, publisher=published), published
+
+
+@pytest.mark.parametrize("options", [None, {"retry": {"max_attempts": 3}}])
+def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault, options: Any
+) -> None:
+    # Given a token the upstream no longer accepts, though it has not expired
+    account = _account(
+        engine, tenant, vault, access_token="old", refresh_token="r1", expires_at=NOW + 3600
+    )
+    call = make_call(engine, account, url="https://crm.example/api/items", options=options)
+    runtime, published = _refusing_old_tokens(engine, vault, refresher, [])
     try:
         # When it runs
         assert execute_calls([call.id], runtime) == {call.id: CallStatus.RETRYING}
@@ -310,6 +324,32 @@ def test_a_401_in_the_pipeline_refreshes_and_tries_again_at_once(
         )
         # And its next attempt, with the new token, completes
         assert execute_calls([call.id], runtime) == {call.id: CallStatus.COMPLETED}
+    finally:
+        runtime.sender.close()
+
+
+def test_a_401_is_not_sent_again_when_the_call_allows_one_attempt(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault
+) -> None:
+    # Given a token the upstream no longer accepts, and a POST whose own rules allow one
+    # attempt ("max_attempts: 1 turns retries off")
+    account = _account(
+        engine, tenant, vault, access_token="old", refresh_token="r1", expires_at=NOW + 3600
+    )
+    call = make_call(
+        engine,
+        account,
+        method="POST",
+        url="https://crm.example/api/items",
+        options={"retry": {"max_attempts": 1}},
+    )
+    sent: list[str] = []
+    runtime, _ = _refusing_old_tokens(engine, vault, refresher, sent)
+    try:
+        # When it runs / Then the 401 stands: the call ends, sent once
+        assert execute_calls([call.id], runtime) == {call.id: CallStatus.COMPLETED}
+        assert sent == ["Bearer old"]
+        assert attempts(engine, call.id)[0].network_code == "401"
     finally:
         runtime.sender.close()
 
@@ -487,6 +527,19 @@ def test_without_redis_a_refresh_is_unavailable_not_a_crash(
     gone = redis.Redis(port=1, socket_connect_timeout=0.2)
     with pytest.raises(RefreshUnavailable, match="lock is unavailable"):
         replace(refresher, redis=gone).ensure_fresh(APP, account.id, seen)
+
+
+def test_a_database_failing_during_a_refresh_makes_it_unavailable_not_a_bad_request(
+    refresher: Refresher, engine: Engine, tenant: Tenant, vault: Vault, tmp_path: Path
+) -> None:
+    # Given an expired token, and a database that fails once the refresh reads the account
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    down = create_db_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db")
+    # When renewed / Then it is a refresh to try again later (the call is retried), never an
+    # error escaping to fail the call as a request that cannot be built
+    with pytest.raises(RefreshUnavailable, match=r"database did not answer .*OperationalError"):
+        replace(refresher, engine=down).ensure_fresh(APP, account.id, seen)
 
 
 def _patch_during(engine: Engine, vault: Vault, account_id: str, token: str) -> None:

@@ -82,9 +82,14 @@ def judge(
         c.attempt,
         method=c.call.method,
         has_idempotency_key=c.call.idempotency_key is not None,
-        policy=policy_for(policy, spec, call_option(c, "retry")),
+        policy=policy_of(c, app, policy),
         spec=spec,
         now=now,
         rng=rng,
     )
     return classify(outcome, decision, now, scrub)
+
+
+def policy_of(c: Claimed, app: App | None, base: RetryPolicy) -> RetryPolicy:
+    """The call's retry policy: the operator's `base`, the app's rules, then its own."""
+    return policy_for(base, app.retry if app else RetrySpec(), call_option(c, "retry"))

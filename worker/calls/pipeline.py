@@ -23,7 +23,7 @@ from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
 from worker.calls.onward import OnwardRequest, Scrubbers, build_request
-from worker.calls.outcome import judge
+from worker.calls.outcome import judge, policy_of
 from worker.calls.results import Attempted, Result, call_option, failed, lane_of, log_attempt
 from worker.calls.scrub import NOTHING, Scrubber
 from worker.calls.store import publish_or_forget, store_safely
@@ -219,7 +219,7 @@ class _Message:
             c,
             outcome,
             app,
-            max_attempts=rt.rules.retry_policy.max_attempts,
+            max_attempts=policy_of(c, app, rt.rules.retry_policy).max_attempts,
             now=now,
             scrub=g.request.scrub,
         )
