@@ -376,6 +376,24 @@ def test_an_accounts_use_is_written_once_a_minute_by_one_process(
         assert row.last_used_at is None
 
 
+def test_a_process_remembers_a_bounded_number_of_accounts_it_wrote(
+    engine: Engine, account: ConnectedAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process that remembers at most 3 accounts, and has written 3 others' use
+    monkeypatch.setattr("worker.calls.store_one.MAX_TOUCHED", 3)
+    touched = {f"ca_other_{i}": NOW for i in range(3)}
+    # When one more account's result is stored
+    [c] = claimed_calls(engine, account, 1)
+    store_results(engine, [completed(c)], NOW, touched)
+    # Then the others are forgotten (their next results write their use again), not kept
+    # beside it: a tenant with a million accounts costs every worker nothing
+    assert touched == {account.id: NOW}
+    with Session(engine) as session:
+        row = session.get(ConnectedAccount, account.id)
+        assert row is not None
+        assert row.last_used_at is not None
+
+
 def test_on_postgres_a_single_interactive_result_is_one_statement(
     engine: Engine, account: ConnectedAccount, tenant: Tenant, direct_runs: list[tuple[str, int]]
 ) -> None:

@@ -21,7 +21,7 @@ from models.machine import by_key
 from models.webhooks.outbox import FINISHED_COLUMNS, enqueue_deliveries
 from worker.calls.results import Attempted, failed
 from worker.calls.store_many import store_many
-from worker.calls.store_one import OneStatement, touch_before
+from worker.calls.store_one import OneStatement, remember_touched, touch_before
 from worker.calls.store_rows import RESULTS, result_values, store_row
 
 log = logging.getLogger("passthru.worker")
@@ -126,8 +126,8 @@ def _stored_in_one_statement(
     stored, event = _ONE_STATEMENT.run(engine, item, rows[0], now, before)
     if not stored:
         return False
-    if before is not None and touched is not None and item.account_id is not None:
-        touched[item.account_id] = now
+    if before is not None and item.account_id is not None:
+        remember_touched(touched, [item.account_id], now)
     if event is not None and deliveries is not None:
         deliveries.append(event)
     return True
@@ -169,8 +169,7 @@ def _events_and_use(
         for a in sorted({i.account_id for i in items if i.account_id is not None})
         if touch_before(a, now, touched, LAST_USED_RESOLUTION) is not None
     ]
-    if touched is not None:
-        touched.update(dict.fromkeys(account_ids, now))
+    remember_touched(touched, account_ids, now)
     if account_ids:
         conn.execute(
             update(ConnectedAccount)

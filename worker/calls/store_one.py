@@ -183,3 +183,20 @@ def touch_before(
     if touched is not None and account_id in touched and touched[account_id] >= now - every:
         return None
     return now - every
+
+
+# The most accounts a process remembers writing `last_used_at` for: past it, all are
+# forgotten at once, and each account's next result writes it again (a guarded UPDATE that
+# does nothing within the resolution), so a tenant with a million accounts costs no memory.
+MAX_TOUCHED = 10_000
+
+
+def remember_touched(
+    touched: dict[str, datetime] | None, account_ids: list[str], now: datetime
+) -> None:
+    """Note that this process wrote `last_used_at` of `account_ids` at `now`."""
+    if touched is None:
+        return
+    if len(touched) + len(account_ids) > MAX_TOUCHED:
+        touched.clear()
+    touched.update(dict.fromkeys(account_ids, now))
