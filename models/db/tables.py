@@ -81,8 +81,7 @@ class ConnectedAccount(SQLModel, table=True):
     __tablename__ = "connected_account"
     __table_args__ = (
         Index("ix_account_lookup", "tenant_id", "app", "user_id"),
-        # A page of the tenant's accounts, newest first, unfiltered or under one filter
-        # (api/account_pages.py, migration 0014).
+        # A page of accounts, newest first, whole or under one filter (api/account_pages.py).
         Index("ix_account_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_account_list_app", "tenant_id", "app", "created_at", "id"),
         Index("ix_account_list_user", "tenant_id", "user_id", "created_at", "id"),
