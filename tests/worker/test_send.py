@@ -92,6 +92,18 @@ def _run(handler: Handler, req: OnwardRequest, policy: SendPolicy = OPEN) -> tup
     return asyncio.run(go()), upstream
 
 
+def test_a_stored_header_value_that_is_not_ascii_fails_the_call_as_its_request() -> None:
+    # Given a call stored before the API refused header values that are not ASCII
+    req = replace(_req(), headers={"X-Name": "caf\u00e9-secret-value"})
+    # When sent / Then nothing is sent, and the failure names the request, not its URL,
+    # without quoting the value
+    outcome, upstream = _run(lambda _: httpx.Response(200), req)
+    assert isinstance(outcome, Failure)
+    assert (outcome.error, outcome.message) == ("invalid_request", "a header value is not ASCII")
+    assert outcome.maybe_delivered is False
+    assert upstream.requests == []
+
+
 def test_answer_is_returned() -> None:
     # Given an upstream answering JSON
     def handler(_: httpx.Request) -> httpx.Response:

@@ -194,6 +194,10 @@ def _build(
         return request, target
     except DestinationForbidden as exc:
         return _failure(req, "destination_forbidden", str(exc), False, started)
+    except UnicodeEncodeError:
+        # A header value HTTP cannot carry (the API refuses them; a call stored before it
+        # did may hold one). Its text would quote the value: only what it is, is kept.
+        return _failure(req, "invalid_request", "a header value is not ASCII", False, started)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
         return _failure(req, "invalid_url", str(exc), False, started)
 
