@@ -11,15 +11,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from models.net.decompress import DecodeError, decoder_for
-from models.net.overrides import apply_override, undo_override
-from models.net.urls import DEFAULT_PORTS, host_matches
+from models.net.overrides import apply_override
 from worker.calls.onward import OnwardRequest
 from worker.net.egress import DestinationForbidden, EgressPolicy
+from worker.net.redirects import may_follow, redirect_target
 from worker.net.transport import describe_failure, transport_of
 
 MAX_REDIRECTS = 5
@@ -194,9 +193,7 @@ def _build(
         return request, target
     except DestinationForbidden as exc:
         return _failure(req, "destination_forbidden", str(exc), False, started)
-    except UnicodeEncodeError:
-        # A header value HTTP cannot carry (the API refuses them; a call stored before it
-        # did may hold one). Its text would quote the value: only what it is, is kept.
+    except UnicodeEncodeError:  # a header value of a call stored before the API refused it
         return _failure(req, "invalid_request", "a header value is not ASCII", False, started)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
         return _failure(req, "invalid_url", str(exc), False, started)
@@ -221,8 +218,8 @@ def _next_hop(
     """The request a redirect within the app's hosts asks for; None: this is the answer."""
     if response.status_code not in _REDIRECTS:
         return None
-    next_url = _redirect_target(hop.url, target, response.headers.get("location"), policy.overrides)
-    if not next_url or not _may_follow(hop.url, next_url, req.allowed_hosts, req.allowed_ports):
+    next_url = redirect_target(hop.url, target, response.headers.get("location"), policy.overrides)
+    if not next_url or not may_follow(hop.url, next_url, req.allowed_hosts, req.allowed_ports):
         return None
     return hop.redirected(response.status_code, next_url)
 
@@ -234,35 +231,6 @@ def _with_auth(request: httpx.Request, auth: httpx.Auth) -> httpx.Request:
     authed = next(flow)
     flow.close()
     return authed
-
-
-def _redirect_target(
-    url: str, sent_to: str, location: str | None, overrides: dict[str, str]
-) -> str | None:
-    """The public URL a Location points to, or None if there is none or it is malformed."""
-    if not location:
-        return None
-    try:
-        return urljoin(url, undo_override(urljoin(sent_to, location), overrides))
-    except ValueError:
-        return None
-
-
-def _may_follow(
-    current: str, location: str, allowed_hosts: tuple[str, ...], allowed_ports: frozenset[int]
-) -> bool:
-    """Follow only within the app's hosts and ports, and never from https down to http."""
-    try:
-        here, there = urlsplit(current), urlsplit(location)
-        port = there.port or DEFAULT_PORTS.get(there.scheme)
-    except ValueError:
-        return False
-    if here.scheme == "https" and there.scheme != "https":
-        return False
-    if there.username is not None or there.password is not None:
-        return False  # user info in a Location: never followed
-    host = there.hostname or ""
-    return port in allowed_ports and any(host_matches(host, p) for p in allowed_hosts)
 
 
 async def _read_capped(
