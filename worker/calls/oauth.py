@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 
 import httpx
 import redis
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.accounts.credentials import (
     ClientToken,
-    Credentials,
     OAuth2Credentials,
     load_credentials,
     usable_token,
@@ -53,6 +52,7 @@ from models.oauth.token_exchange import (
 from worker.calls.client_token import fetch_client_token
 from worker.calls.reauth import needs_reauth
 from worker.calls.token_lock import account_lock
+from worker.calls.token_store import TokenStore
 
 log = logging.getLogger("passthru.oauth")
 
@@ -99,6 +99,11 @@ class Refresher:
     # account ids -> call ids it failed; the pipeline announces them as finished
     on_revoked: Callable[[Sequence[str]], None] = lambda _: None
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep  # between tries of a failing store
+
+    @property
+    def _tokens(self) -> TokenStore:
+        return TokenStore(self.engine, self.vault, self.redis, self.sleep)
 
     def ensure_fresh(
         self,
@@ -117,6 +122,8 @@ class Refresher:
             return seen
         with account_lock(self.redis, account_id), _database_answers():
             current, enc = self._load(account_id, OAuth2Credentials)
+            if self._tokens.unpark(account_id, enc):  # a refresh the database refused
+                current, enc = self._load(account_id, OAuth2Credentials)
             if current.access_token != seen.access_token and not expiring(
                 current.expires_at, self.clock(), self.margin_s
             ):
@@ -132,7 +139,7 @@ class Refresher:
                     raise
                 # New credentials came meanwhile (or it was revoked: _load raises Revoked).
                 return self._load(account_id, OAuth2Credentials)[0]
-            if not self._store(account_id, fresh, enc):
+            if not self._tokens.store_or_park(account_id, fresh, enc):
                 # The tenant stored new credentials while this refresh ran: they win.
                 return self._load(account_id, OAuth2Credentials)[0]
             log.info("account %s: access token refreshed", account_id)
@@ -170,7 +177,7 @@ class Refresher:
                     raise
                 return self._fetched_meanwhile(account_id)
             fresh = fresh.model_copy(update={"after_401": after_401})
-            if not self._store(account_id, fresh, enc):
+            if not self._tokens.store(account_id, fresh, enc):
                 return self._fetched_meanwhile(account_id)
             log.info("account %s: access token fetched with its own client", account_id)
             return fresh
@@ -233,20 +240,6 @@ class Refresher:
             expires_at=expires_at_of(body.get("expires_in"), now),
             refreshed_at=now,
         )
-
-    def _store(self, account_id: str, creds: Credentials, replacing: str) -> bool:
-        """Store refreshed tokens unless the account's credentials changed since `replacing`
-        was read (the tenant stored new ones meanwhile); True if stored."""
-        enc = self.vault.encrypt(creds.model_dump(exclude_none=True), bound_to=account_id)
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    update(_accounts)
-                    .where(_accounts.c.id == account_id, _accounts.c.credentials_enc == replacing)
-                    .values(credentials_enc=enc)
-                ).rowcount
-                == 1
-            )
 
     def _revoke(self, account_id: str, revoked: str, why: str) -> bool:
         """needs_reauth (see worker/calls/reauth.py); its failed calls announced."""
