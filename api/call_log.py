@@ -14,9 +14,9 @@ from api.waiter import CallWaiter, Watch
 from models.broker import Publisher
 from models.calls.states import CALLS, CallStatus
 from models.db.engine import read_session, session_scope, utcnow
-from models.db.ids import first_id_at
+from models.db.ids import first_id_at, is_id
 from models.db.tables import CallAttempt, FunctionCall, Tenant
-from models.errors import ApiError, ErrorDetail, not_found
+from models.errors import ApiError, ErrorDetail, invalid, not_found
 from models.webhooks.outbox import enqueue_deliveries
 
 
@@ -120,8 +120,13 @@ def log_conditions(tenant_id: str, filters: LogFilter) -> list[ColumnElement[boo
 def list_calls(
     engine: Engine, tenant: Tenant, filters: LogFilter, cursor: str | None, limit: int
 ) -> tuple[list[FunctionCall], str | None]:
-    """Newest first; the cursor is the last id seen, so inserts never shift a page."""
+    """Newest first; the cursor is the last id seen, so inserts never shift a page. One
+    that is not a call's id is a 400 naming `cursor`."""
     query = select(FunctionCall).where(*log_conditions(tenant.id, filters))
+    if cursor and not is_id("fc", cursor):
+        raise invalid(
+            "cursor", "not a cursor this log gave; leave it out to start from the first page"
+        )
     if cursor:
         query = query.where(col(FunctionCall.id) < cursor)
     query = query.order_by(col(FunctionCall.id).desc()).limit(limit + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime
 
@@ -23,6 +24,11 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     rand = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+
+
+def is_id(prefix: str, value: str) -> bool:
+    """Whether `value` has the form of an id `new_id(prefix)` makes."""
+    return re.fullmatch(f"{re.escape(prefix)}_[{_ALPHABET}]{{26}}", value) is not None
 
 
 def first_id_at(prefix: str, at: datetime, shift_ms: int = 0) -> str:

@@ -43,6 +43,16 @@ def test_log_paginates_newest_first(caller: Caller) -> None:
     assert created == sorted(created, reverse=True)
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    ["fc_nope", "ca_01m8zpq7zed6xv50cadqxtqgjs", "fc_01M8ZPQ7ZED6XV50CADQXTQGJS", "z" * 5000, "%27"],
+)
+def test_a_cursor_the_log_never_gave_is_a_400_naming_it(caller: Caller, cursor: str) -> None:
+    answer = caller.client.get(f"/function-calls?cursor={cursor}", headers=caller.headers())
+    assert answer.status_code == 400
+    assert answer.json()["error_details"][0]["field"] == "cursor"
+
+
 def test_log_filters_by_app_status_and_user(caller: Caller) -> None:
     # Given calls for two apps and two users
     caller.connect(app="slack", user="alice")

@@ -123,7 +123,7 @@ def test_a_signed_out_browser_is_sent_to_sign_in(browser_client: TestClient) -> 
         ("until=9999-12-31T23:59:59-01:00", "until"),
         ("user_id=" + "u" * 600, "user_id"),
         ("app=%3Cscript%3E", None),
-        ("cursor=%27%3B--", None),
+        ("cursor=%27%3B--", "cursor"),
     ],
 )
 def test_hostile_query_strings_are_a_clear_4xx(
@@ -289,6 +289,17 @@ def test_a_bad_accounts_cursor_is_a_400_page_naming_it(
     sign_in(browser_client, tenancy.key)
     for cursor in ("ca_nope", tenancy.account.id, "%27%3B--", "%3Cscript%3E", "x" * 600):
         response = browser_client.get(f"/console/accounts?cursor={cursor}")
+        assert response.status_code == 400, cursor
+        assert "<strong>cursor</strong>" in response.text
+        assert "<script>" not in response.text.split("<main")[1]
+
+
+def test_a_bad_log_cursor_is_a_400_page_naming_it(
+    browser_client: TestClient, tenancy: Tenancy
+) -> None:
+    sign_in(browser_client, tenancy.key)
+    for cursor in ("fc_nope", tenancy.account.id, "%27%3B--", "%3Cscript%3E", "fc_" + "z" * 600):
+        response = browser_client.get(f"/console?cursor={cursor}")
         assert response.status_code == 400, cursor
         assert "<strong>cursor</strong>" in response.text
         assert "<script>" not in response.text.split("<main")[1]
