@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from api.account_cap import AccountCap
 from api.suggestions import unknown_app
 from models.accounts.credentials import ClientCredentials, ClientToken, parse_credentials
 from models.accounts.states import ACCOUNTS, AccountStatus
@@ -63,11 +64,13 @@ def create_account(
     credentials: dict[str, Any],
     config: dict[str, Any] | None,
     source: str = "api",
+    cap: AccountCap | None = None,
 ) -> NewAccount:
     """The user's account for these credentials and config, whether it is new, and the ids
     of the webhook deliveries to publish. The same credentials posted again find the account
     that holds them instead of a twin; a new account connected on a connect page gets its
-    `connection.created` event, in the same transaction."""
+    `connection.created` event, in the same transaction. A tenant at `cap` gets a 429 for a
+    new account (the twin is still found)."""
     if not user_id:
         raise invalid("X-User-ID", "name the end user with the X-User-ID header")
     app = known_app(catalog, app_slug)
@@ -77,6 +80,8 @@ def create_account(
         twin = _holder_of(session, vault, (tenant.id, app.slug, user_id), secret, config)
     if twin is not None:
         return NewAccount(twin, False, [])
+    if cap is not None:
+        cap.check(tenant.id)
     account_id = new_id("ca")
     account = ConnectedAccount(
         id=account_id,
@@ -93,6 +98,8 @@ def create_account(
         if source != "api":
             session.flush()
             events = enqueue_account_event(session.connection(), account, utcnow())
+    if cap is not None:
+        cap.added(tenant.id)
     return NewAccount(account, True, events)
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 
 from api import docs, errors
+from api.account_cap import AccountCap
 from api.auth import Authenticator
 from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
 from api.connect.service import Connect
@@ -121,7 +122,10 @@ def _set_up_state(state: State, settings: Settings, publisher: Publisher | None)
     state.publisher = publisher
     state.auth = Authenticator(state.engine, TenantCache())
     state.console = Console.of(settings, state.auth)
-    state.connect = Connect.of(settings, state.engine, state.catalog, state.vault, state.publisher)
+    state.accounts = AccountCap(state.engine, settings.tenant_max_accounts)
+    state.connect = Connect.of(
+        settings, state.engine, state.catalog, state.vault, state.publisher, state.accounts
+    )
     limiter_redis = redis.Redis.from_url(
         settings.redis_url, socket_timeout=3, socket_connect_timeout=3
     )

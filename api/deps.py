@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy import Engine
 
+from api.account_cap import AccountCap
 from api.account_pages import MAX_PAGE_SIZE
 from api.auth import Authenticator, remembered
 from api.intake import Intake
@@ -52,6 +53,11 @@ async def get_waiter(request: Request) -> CallWaiter:
 async def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
+
+
+async def get_account_cap(request: Request) -> AccountCap:
+    cap: AccountCap = request.app.state.accounts
+    return cap
 
 
 async def get_quotas(request: Request) -> Quotas:
@@ -101,6 +107,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 WaiterDep = Annotated[CallWaiter, Depends(get_waiter)]
 QuotasDep = Annotated[Quotas, Depends(get_quotas)]
+AccountCapDep = Annotated[AccountCap, Depends(get_account_cap)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]

@@ -60,6 +60,7 @@ DEFAULT_MAX_CALL_BODY_BYTES = 1024 * 1024
 DEFAULT_TENANT_SUBMIT_RATE = "1000/1/10000"
 DEFAULT_TENANT_MAX_OPEN_CALLS = 100_000
 DEFAULT_TENANT_MAX_WAITS = 100
+DEFAULT_TENANT_MAX_ACCOUNTS = 1_000_000
 DEFAULT_TENANT_REDELIVERIES_PER_MIN = 60
 # Upstream bodies one worker message (up to 100 calls) may hold at once; bodies beyond it
 # are cut and flagged like bodies over PASSTHRU_MAX_RESPONSE_BYTES.
@@ -121,6 +122,9 @@ class Settings(BaseSettings):
         validation_alias=_env("PASSTHRU_TENANT_MAX_OPEN_CALLS"),
     )
     tenant_max_waits: int = _setting(DEFAULT_TENANT_MAX_WAITS, "PASSTHRU_TENANT_MAX_WAITS", gt=0)
+    tenant_max_accounts: int = _setting(
+        DEFAULT_TENANT_MAX_ACCOUNTS, "PASSTHRU_TENANT_MAX_ACCOUNTS", gt=0
+    )
     tenant_redeliveries_per_min: int = Field(
         DEFAULT_TENANT_REDELIVERIES_PER_MIN,
         gt=0,

@@ -14,6 +14,7 @@ from fastapi import Request, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.account_cap import AccountCap
 from api.account_store import check_config
 from api.connect import oauth_flow
 from api.connect.pages import (
@@ -54,6 +55,7 @@ class Connect:
     http: httpx.Client
     pages: PageRenderer
     settings: Settings
+    accounts: AccountCap
     clock: Callable[[], datetime] = utcnow
 
     @classmethod
@@ -64,10 +66,11 @@ class Connect:
         catalog: Catalog,
         vault: Vault,
         publisher: Publisher,
+        accounts: AccountCap,
     ) -> Connect:
         http = make_sync_client(onward_policy(settings), timeout=EXCHANGE_TIMEOUT)
         pages = PageRenderer(Csrf(settings.encryption_key_list[0]), settings.connect_session_ttl_s)
-        return cls(engine, catalog, vault, publisher, http, pages, settings)
+        return cls(engine, catalog, vault, publisher, http, pages, settings, accounts)
 
     def create(
         self, tenant: Tenant, body: ConnectSessionIn, header_user: str | None
@@ -183,6 +186,7 @@ class Connect:
             session,
             credentials=credentials,
             config=config,
+            cap=self.accounts,
         )
         return see_other(back_to_tenant(session, params))
 
@@ -211,5 +215,6 @@ class Connect:
                 outcome.session,
                 credentials=outcome.credentials,
                 config=outcome.session.connection_config,
+                cap=self.accounts,
             )
         return see_other(back_to_tenant(outcome.session, params))

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.account_cap import AccountCap
 from api.account_store import create_account, update_account
 from models.broker import Publisher
 from models.catalog.apps import Catalog
@@ -31,6 +32,7 @@ def store_account(
     *,
     credentials: dict[str, Any],
     config: dict[str, Any] | None,
+    cap: AccountCap | None = None,
 ) -> dict[str, str]:
     """Store the account; the query the tenant's redirect_url gets (`connected_account_id`
     and `app`, or `error` and `error_description` when it cannot be stored)."""
@@ -61,6 +63,7 @@ def store_account(
                 credentials=credentials,
                 config=config,
                 source=SOURCE,
+                cap=cap,
             )
     except ApiError as exc:
         # The message names a field and what is wrong with it, never a submitted value.

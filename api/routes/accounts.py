@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from api.account_pages import PAGE_SIZE, AccountFilter, list_accounts
 from api.account_store import create_account, delete_account, update_account
 from api.deps import (
+    AccountCapDep,
     AccountsCursor,
     AccountsLimit,
     CatalogDep,
@@ -25,6 +26,9 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},
 }
+_FULL: dict[int | str, dict[str, object]] = {
+    429: {"model": ErrorOut, "description": "the tenant holds its most accounts"}
+}
 
 
 @router.post(
@@ -32,6 +36,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     status_code=201,
     responses={
         **_ERRORS,
+        **_FULL,
         200: {
             "model": AccountOut,
             "description": "the same credentials (and connection_config) were already "
@@ -47,6 +52,7 @@ def create(
     engine: EngineDep,
     catalog: CatalogDep,
     vault: VaultDep,
+    cap: AccountCapDep,
     user_id: UserIdHeader = None,
 ) -> AccountOut:
     account, created, _ = create_account(
@@ -58,6 +64,7 @@ def create(
         user_id=user_id,
         credentials=body.credentials,
         config=body.connection_config,
+        cap=cap,
     )
     if not created:
         response.status_code = 200
@@ -113,6 +120,9 @@ def patch(
 
 
 @router.delete("/{account_id}", status_code=204, responses=_ERRORS, summary="Remove an account")
-def delete(account_id: str, tenant: CurrentTenant, engine: EngineDep) -> Response:
+def delete(
+    account_id: str, tenant: CurrentTenant, engine: EngineDep, cap: AccountCapDep
+) -> Response:
     delete_account(engine, tenant, account_id)
+    cap.removed(tenant.id)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.tables import ConnectedAccount, ConnectSession, WebhookDelivery
-from tests.api.conftest import ConnectRig
+from tests.api.conftest import ConnectRig, make_accounts
 from tests.api.connect_helpers import csrf_of, query_of, token_of
 
 API_KEY = "acme-key-secret-9911"
@@ -230,3 +230,20 @@ def test_an_oversized_form_is_refused_before_it_is_parsed(connect_rig: ConnectRi
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert "at most 65536 bytes" in response.text
+
+
+def test_a_tenant_at_its_most_accounts_gets_the_end_user_back_with_an_error(
+    connect_rig: ConnectRig, engine: Engine
+) -> None:
+    # Given a tenant holding PASSTHRU_TENANT_MAX_ACCOUNTS accounts (1, here)
+    connect_rig.app.state.accounts.cap = 1
+    make_accounts(engine, connect_rig.caller.tenant, 1)
+    token, page = _open(connect_rig, app="acme-key")
+    # When the end user sends a key
+    form = {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"}
+    answer = _post(connect_rig, token, form)
+    # Then the browser goes back to the tenant saying the account was not stored, and why
+    query = query_of(answer.headers["location"])
+    assert query["error"] == "account_not_stored"
+    assert query["error_description"] == "too_many_requests"
+    assert "connected_account_id" not in query
