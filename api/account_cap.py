@@ -3,9 +3,9 @@ them is bounded by paging; this bounds what they cost to keep.
 
 A tenant's accounts are counted on the index that leads with its id, reading at most
 `cap + 1` entries, at most once per COUNT_TTL_S per tenant and API process; the accounts
-this process creates meanwhile are added to the count, and those it deletes taken away. Several processes may together let
-a tenant pass the cap by what they create within one COUNT_TTL_S: a bound on storage, not
-an exact quota.
+this process creates meanwhile are added to the count, and those it deletes taken away.
+Several processes may together let a tenant pass the cap by what they create within one
+COUNT_TTL_S: a bound on storage, not an exact quota.
 """
 
 from __future__ import annotations

@@ -45,7 +45,13 @@ def test_log_paginates_newest_first(caller: Caller) -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["fc_nope", "ca_01m8zpq7zed6xv50cadqxtqgjs", "fc_01M8ZPQ7ZED6XV50CADQXTQGJS", "z" * 5000, "%27"],
+    [
+        "fc_nope",
+        "ca_01m8zpq7zed6xv50cadqxtqgjs",  # another kind of id
+        "fc_01M8ZPQ7ZED6XV50CADQXTQGJS",  # upper case: no id has it
+        "z" * 5000,
+        "%27",
+    ],
 )
 def test_a_cursor_the_log_never_gave_is_a_400_naming_it(caller: Caller, cursor: str) -> None:
     answer = caller.client.get(f"/function-calls?cursor={cursor}", headers=caller.headers())
