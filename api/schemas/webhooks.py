@@ -47,6 +47,10 @@ class DeliveryAttemptOut(BaseModel):
     status_code: int | None
     error: str | None
     decision: str
+    url: str | None = Field(
+        description="the URL this attempt was for; null when it had none (no endpoint "
+        "enabled) or it was made before attempts kept their URL"
+    )
 
     @classmethod
     def of(cls, attempt: WebhookAttempt) -> DeliveryAttemptOut:
@@ -57,6 +61,7 @@ class DeliveryAttemptOut(BaseModel):
             status_code=attempt.status_code,
             error=attempt.error,
             decision=attempt.decision,
+            url=attempt.url,
         )
 
 

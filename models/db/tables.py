@@ -22,9 +22,8 @@ UNFINISHED_SQL = "status IN ('queued', 'running', 'retrying')"
 
 
 class StatusType(TypeDecorator[StrEnum]):
-    """A status stored as its plain string value, read back as its enum (CallStatus,
-    AccountStatus, DeliveryStatus). A plain string is stored as it is: a filter on a status
-    no row has matches nothing."""
+    """A status stored as its plain string value, read back as its enum (CallStatus, ...).
+    A plain string is stored as it is: a filter on a status no row has matches nothing."""
 
     impl = String(20)
     cache_ok = True
@@ -298,3 +297,4 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=200)
     decision: str = Field(max_length=200)
+    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # went to

@@ -168,6 +168,8 @@ export interface DeliveryAttempt {
   status_code: number | null;
   error: string | null;
   decision: string;
+  /** The URL it was for; null when it had none, or made before attempts kept it. */
+  url?: string | null;
   [field: string]: unknown;
 }
 

@@ -395,6 +395,7 @@ class DeliveryAttempt:
     status_code: int | None
     error: str | None
     decision: str
+    url: str | None = None  # the URL it was for (None: it had none, or made before it was kept)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
@@ -406,6 +407,7 @@ class DeliveryAttempt:
             status_code=None if status_code is None else int(status_code),
             error=data.get("error"),
             decision=str(data.get("decision", "")),
+            url=data.get("url"),
         )
 
 

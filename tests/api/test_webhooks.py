@@ -161,6 +161,8 @@ def test_a_redelivery_goes_to_the_endpoint_as_it_is_now_and_a_410_there_before_i
     )
     assert status == "succeeded"
     assert [str(r.url) for r in received] == [NEW_HOOK]
+    [listed] = caller.client.get(f"{path}/deliveries", headers=caller.headers()).json()["items"]
+    assert [a["url"] for a in listed["attempts"]] == [NEW_HOOK]  # where the attempt went
     # and the endpoint stays enabled, so later events still go to it
     endpoint = caller.client.get("/webhook-endpoint", headers=caller.headers()).json()
     assert (endpoint["url"], endpoint["enabled"]) == (NEW_HOOK, True)

@@ -310,6 +310,9 @@ def test_retries_after_the_endpoint_moved_go_to_its_new_url_signed_with_its_secr
         "function_call.completed"
     )
     assert (_delivery(engine, msg).url, _delivery(engine, own_msg).url) == (NEW_HOOK, CALLBACK)
+    # and each attempt keeps the URL it went to
+    assert [a.url for a in _attempts(engine, msg)] == [HOOK, NEW_HOOK]
+    assert [a.url for a in _attempts(engine, own_msg)] == [CALLBACK, CALLBACK]
 
 
 def test_a_410_from_a_url_the_tenant_replaced_never_disables_its_new_endpoint(
@@ -360,6 +363,7 @@ def test_with_the_endpoint_cleared_or_disabled_a_retry_sends_nothing_and_ends(
         (2, None, NO_ENDPOINT),
     ]
     assert attempts[1].decision == f"{NO_ENDPOINT}; not retried"
+    assert [a.url for a in attempts] == [HOOK, None]
     assert _delivery(engine, msg).next_attempt_at is None
     assert [([msg], 5.0)] == PUBLISHED
 

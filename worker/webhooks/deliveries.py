@@ -176,6 +176,7 @@ def _record(
                 status_code=code,
                 error=error[:ERROR_CHARS] if error else None,
                 decision=decision[:DECISION_CHARS],
+                url=to,
             )
         )
         # Nothing changes if the lease ran out meanwhile (the sweeper took it back).
