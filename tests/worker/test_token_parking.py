@@ -5,24 +5,28 @@ refresh before it asks the endpoint anything (worker/calls/token_store.py)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
 from api.dev.embedded_redis import EmbeddedRedis
 from models.accounts.credentials import OAuth2Credentials
-from models.crypto.secrets import Vault
+from models.crypto.secrets import Vault, generate_encryption_key
 from models.db.engine import create_db_engine
-from models.db.tables import Tenant
+from models.db.tables import ConnectedAccount, Tenant
+from models.errors import CredentialsError
 from models.oauth.token_exchange import RefreshUnavailable
 from tests.worker.test_oauth import APP, NOW, _account, _patch_during, _stored
 from worker.calls.oauth import Refresher
 from worker.calls.token_store import parked_key
+
+_accounts = ConnectedAccount.__table__  # type: ignore[attr-defined]
 
 
 class RotatingEndpoint:
@@ -54,6 +58,13 @@ def rotating(
     endpoint = RotatingEndpoint("rt-1")
     pauses: list[float] = []
     revoked: list[str] = []
+    during_pause: list[Callable[[], None]] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if during_pause:
+            during_pause.pop(0)()
+
     r = Refresher(
         engine=engine,
         vault=vault,
@@ -63,18 +74,29 @@ def rotating(
         overrides={},
         on_revoked=revoked.extend,
         clock=lambda: NOW,
-        sleep=pauses.append,
+        sleep=sleep,
     )
     r.revoked = revoked  # type: ignore[attr-defined]
+    r.during_pause = during_pause  # type: ignore[attr-defined]
     yield r, endpoint, pauses
     r.http.close()
 
 
-def _database_goes_down(r: Refresher, tmp_path: Path) -> Engine:
+class Flaky:
+    """An engine that stops answering, and may come back: `now` is where it sends."""
+
+    def __init__(self, up: Engine, down: Engine) -> None:
+        self.up, self.now = up, down
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.now, name)
+
+
+def _database_goes_down(r: Refresher, tmp_path: Path) -> Flaky:
     """Once the endpoint answers, the refresher's database stops answering."""
-    up = r.engine
-    r.engine = create_db_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db")
-    return up
+    flaky = Flaky(r.engine, create_db_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db"))
+    r.engine = flaky  # type: ignore[assignment]
+    return flaky
 
 
 def test_rotated_tokens_the_database_refuses_are_parked_then_stored_by_the_next_refresh(
@@ -88,9 +110,15 @@ def test_rotated_tokens_the_database_refuses_are_parked_then_stored_by_the_next_
     seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
     account = _account(engine, tenant, vault, **seen.model_dump())
     endpoint.during = lambda: _database_goes_down(r, tmp_path)
+    parked_at_first_pause: list[bytes | None] = []
+    r.during_pause.append(  # type: ignore[attr-defined]
+        lambda: parked_at_first_pause.append(r.redis.get(parked_key(account.id)))
+    )
     # When the endpoint rotates the refresh token and the database then refuses the answer
     fresh = r.ensure_fresh(APP, account.id, seen)
-    # Then the call still gets the new access token, after the store was tried three times
+    # Then the tokens were parked at the first failure, the store was tried twice more, and
+    # the call still gets the new access token
+    assert parked_at_first_pause != [None]
     assert fresh.access_token == "at-new-1"
     assert pauses == [0.2, 1.0]
     assert _stored(engine, vault, account.id).refresh_token == "rt-1"
@@ -147,7 +175,6 @@ def test_tokens_neither_the_database_nor_redis_takes_make_the_refresh_unavailabl
     r, endpoint, _ = rotating
     seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
     account = _account(engine, tenant, vault, **seen.model_dump())
-    lock_holder = r.redis
 
     def both_go_down() -> None:
         _database_goes_down(r, tmp_path)
@@ -161,4 +188,122 @@ def test_tokens_neither_the_database_nor_redis_takes_make_the_refresh_unavailabl
         r.ensure_fresh(APP, account.id, seen)
     assert any("lost" in m for m in caplog.messages)
     assert not any("rt-rotated" in m or "at-new" in m for m in caplog.messages)
-    assert lock_holder.get(parked_key(account.id)) is None
+    r.engine = engine
+    assert _stored(engine, vault, account.id).refresh_token == "rt-1"
+
+
+def test_a_database_back_within_the_retries_takes_the_tokens_and_the_parked_go(
+    rotating: tuple[Refresher, RotatingEndpoint, list[float]],
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    tmp_path: Path,
+) -> None:
+    r, endpoint, pauses = rotating
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    endpoint.during = lambda: _database_goes_down(r, tmp_path)
+
+    # Given a database that fails the first store and is back by the first retry
+    def back() -> None:
+        r.engine.now = engine  # type: ignore[attr-defined]
+
+    r.during_pause.append(back)  # type: ignore[attr-defined]
+    # When the refresh's tokens are stored / Then the retry stored them, nothing stays parked
+    assert r.ensure_fresh(APP, account.id, seen).access_token == "at-new-1"
+    assert pauses == [0.2]
+    assert _stored(engine, vault, account.id).refresh_token == "rt-rotated-1"
+    assert r.redis.get(parked_key(account.id)) is None
+
+
+def test_retries_stop_once_the_lock_is_lost_and_the_next_holder_stores_the_parked(
+    rotating: tuple[Refresher, RotatingEndpoint, list[float]],
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    tmp_path: Path,
+) -> None:
+    r, endpoint, pauses = rotating
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    endpoint.during = lambda: _database_goes_down(r, tmp_path)
+    # Given a refresh whose lock expires while the database refuses its tokens (another
+    # worker may take the account then)
+    lock = f"passthru:oauth-lock:{account.id}"
+    r.during_pause.append(lambda: r.redis.delete(lock))  # type: ignore[attr-defined]
+    # When it ends / Then it stopped retrying at once, its tokens parked for the next holder
+    assert r.ensure_fresh(APP, account.id, seen).access_token == "at-new-1"
+    assert pauses == [0.2]
+    assert r.redis.get(parked_key(account.id)) is not None
+    # and the next worker (the database back) stores them instead of spending rt-1
+    r.engine = engine
+    endpoint.during = lambda: None
+    assert r.ensure_fresh(APP, account.id, seen).access_token == "at-new-1"
+    assert endpoint.asked_with == ["rt-1"]
+    assert _stored(engine, vault, account.id).refresh_token == "rt-rotated-1"
+
+
+def test_parked_tokens_survive_a_key_rotation_of_the_account(
+    rotating: tuple[Refresher, RotatingEndpoint, list[float]],
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+    encryption_key: str,
+    tmp_path: Path,
+) -> None:
+    r, endpoint, _ = rotating
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    endpoint.during = lambda: _database_goes_down(r, tmp_path)
+    r.ensure_fresh(APP, account.id, seen)
+    # Given parked tokens, then `passthru rotate-keys` re-encrypting the account's row
+    # under a new key (the old one kept to read the parked entry)
+    rotated = Vault([generate_encryption_key(), encryption_key])
+    _reencrypt(engine, rotated, vault, account.id)
+    # When the next refresh comes, with the new key first
+    r.engine, r.vault = engine, rotated
+    endpoint.during = lambda: None
+    assert r.ensure_fresh(APP, account.id, seen).access_token == "at-new-1"
+    # Then the parked tokens were stored (under the new key), not dropped as stale
+    assert endpoint.asked_with == ["rt-1"]
+    assert _stored(engine, rotated, account.id).refresh_token == "rt-rotated-1"
+    with pytest.raises(CredentialsError):  # no longer readable with the old key alone
+        _stored(engine, Vault([encryption_key]), account.id)
+
+
+def test_an_unreadable_parked_entry_is_dropped_and_the_refresh_goes_on(
+    rotating: tuple[Refresher, RotatingEndpoint, list[float]],
+    engine: Engine,
+    tenant: Tenant,
+    vault: Vault,
+) -> None:
+    r, endpoint, _ = rotating
+    seen = OAuth2Credentials(access_token="at-1", refresh_token="rt-1", expires_at=NOW - 1)
+    account = _account(engine, tenant, vault, **seen.model_dump())
+    for garbage in (b"not json", b'{"ciphertext": 5}', b'{"replacing": "x", "ciphertext": "y"}'):
+        r.redis.set(parked_key(account.id), garbage)
+        endpoint.current, endpoint.asked_with = "rt-1", []
+        _set_tokens(engine, vault, account.id, "rt-1")
+        assert r.ensure_fresh(APP, account.id, seen).refresh_token == "rt-rotated-1"
+        assert r.redis.get(parked_key(account.id)) is None
+
+
+def _reencrypt(engine: Engine, new: Vault, old: Vault, account_id: str) -> None:
+    with engine.begin() as conn:
+        enc = conn.execute(select(_accounts.c.credentials_enc).where(_accounts.c.id == account_id))
+        plain = old.decrypt(enc.scalar_one(), bound_to=account_id)
+        conn.execute(
+            update(_accounts)
+            .where(_accounts.c.id == account_id)
+            .values(credentials_enc=new.encrypt(plain, bound_to=account_id))
+        )
+
+
+def _set_tokens(engine: Engine, vault: Vault, account_id: str, refresh_token: str) -> None:
+    creds = {"access_token": "at-1", "refresh_token": refresh_token, "expires_at": NOW - 1}
+    with engine.begin() as conn:
+        conn.execute(
+            update(_accounts)
+            .where(_accounts.c.id == account_id)
+            .values(credentials_enc=vault.encrypt(creds, bound_to=account_id))
+        )

@@ -120,7 +120,7 @@ class Refresher:
             return seen
         if not after_401 and not expiring(seen.expires_at, self.clock(), self.margin_s):
             return seen
-        with account_lock(self.redis, account_id), _database_answers():
+        with account_lock(self.redis, account_id) as keep, _database_answers():
             current, enc = self._load(account_id, OAuth2Credentials)
             if self._tokens.unpark(account_id, enc):  # a refresh the database refused
                 current, enc = self._load(account_id, OAuth2Credentials)
@@ -139,7 +139,7 @@ class Refresher:
                     raise
                 # New credentials came meanwhile (or it was revoked: _load raises Revoked).
                 return self._load(account_id, OAuth2Credentials)[0]
-            if not self._tokens.store_or_park(account_id, fresh, enc):
+            if not self._tokens.store_or_park(account_id, fresh, enc, keep):
                 # The tenant stored new credentials while this refresh ran: they win.
                 return self._load(account_id, OAuth2Credentials)[0]
             log.info("account %s: access token refreshed", account_id)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import redis
@@ -15,9 +15,15 @@ LOCK_TTL_S = 30.0  # a refresher that died frees the lock after this
 LOCK_WAIT_S = 20.0  # how long a call waits for another worker's refresh
 
 
+# Called while the lock is held, to keep it LOCK_TTL_S more: False once it is not held.
+KeepLock = Callable[[], bool]
+
+
 @contextmanager
-def account_lock(client: redis.Redis, account_id: str) -> Iterator[None]:
-    """Hold the account's token lock: one worker at a time asks its token endpoint."""
+def account_lock(client: redis.Redis, account_id: str) -> Iterator[KeepLock]:
+    """Hold the account's token lock: one worker at a time asks its token endpoint. Yields
+    a function that keeps the lock LOCK_TTL_S longer, for work that must stay alone with
+    the account (storing tokens after a rotation), and says False if it was lost."""
     lock = client.lock(f"{PREFIX}:oauth-lock:{account_id}", timeout=LOCK_TTL_S)
     try:
         got = lock.acquire(blocking_timeout=LOCK_WAIT_S)
@@ -27,8 +33,16 @@ def account_lock(client: redis.Redis, account_id: str) -> Iterator[None]:
         ) from None
     if not got:
         raise RefreshUnavailable("another worker is still refreshing this account's token")
+
+    def keep() -> bool:
+        try:
+            lock.extend(LOCK_TTL_S, replace_ttl=True)
+        except redis.RedisError:  # expired and perhaps taken (LockError), or Redis gone
+            return False
+        return True
+
     try:
-        yield
+        yield keep
     finally:
         # A lock that expired while refreshing, or a Redis gone meanwhile, has nothing
         # to release: the lock's TTL frees it.
