@@ -4,8 +4,8 @@ them is bounded by paging; this bounds what they cost to keep.
 A tenant's accounts are counted on the index that leads with its id, reading at most
 `cap + 1` entries, at most once per COUNT_TTL_S per tenant and API process; the accounts
 this process creates meanwhile are added to the count, and those it deletes taken away.
-Several processes may together let a tenant pass the cap by what they create within one
-COUNT_TTL_S: a bound on storage, not an exact quota.
+Requests served at once, in one process or several, may pass the cap by what they create
+before the count catches up: a bound on storage, not an exact quota.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, column, func, literal_column, select, table
 
-from api.quotas import Refused, too_many
+from api.prometheus import REQUESTS_REFUSED
 from models.db.engine import read_connection
+from models.errors import ApiError, ErrorDetail
 
 COUNT_TTL_S = 10.0
-# Retry-After of the refusal: accounts are freed by deleting them, which no one can time.
-RETRY_AFTER_S = 60
 # Tenants whose counts a process keeps; the oldest is forgotten beyond (read again if needed).
 MAX_TENANTS = 10_000
 
@@ -51,7 +50,8 @@ class AccountCap:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self, tenant_id: str) -> None:
-        """Refuse (429 naming `connected_accounts`) a new account for a tenant at the cap."""
+        """Refuse (403 `account_limit_reached`, naming `connected_accounts`) a new account
+        for a tenant at the cap. Not a 429: waiting frees nothing, so clients must not retry."""
         with self._lock:
             known = self._counts.get(tenant_id)
         if known is None or known[0] <= self.monotonic():
@@ -79,11 +79,10 @@ class AccountCap:
             if known is not None:
                 self._counts[tenant_id] = (known[0], max(0, known[1] + by))
 
-    def refusal(self) -> Refused:
-        return too_many(
-            "accounts",
-            "connected_accounts",
+    def refusal(self) -> ApiError:
+        REQUESTS_REFUSED.labels("accounts").inc()
+        message = (
             f"a tenant holds at most {self.cap} connected accounts "
-            "(PASSTHRU_TENANT_MAX_ACCOUNTS); delete the ones no longer used",
-            RETRY_AFTER_S,
+            "(PASSTHRU_TENANT_MAX_ACCOUNTS); delete the ones no longer used"
         )
+        return ApiError("account_limit_reached", [ErrorDetail("connected_accounts", message)], 403)

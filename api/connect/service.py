@@ -75,6 +75,8 @@ class Connect:
     def create(
         self, tenant: Tenant, body: ConnectSessionIn, header_user: str | None
     ) -> ConnectSessionOut:
+        if body.connected_account_id is None:  # a new account: refused now if it cannot be
+            self.accounts.check(tenant.id)  # stored, before the end user goes through it all
         made = create_session(
             self.engine,
             tenant,

@@ -27,7 +27,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut},
 }
 _FULL: dict[int | str, dict[str, object]] = {
-    429: {"model": ErrorOut, "description": "the tenant holds its most accounts"}
+    403: {"model": ErrorOut, "description": "the tenant holds its most accounts"}
 }
 
 

@@ -38,7 +38,10 @@ ConnectDep = Annotated[Connect, Depends(connect_of)]
 @router.post(
     "/connect-sessions",
     status_code=201,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        403: {"model": ErrorOut, "description": "a new account, and the tenant holds its most"},
+    },
     summary="A single-use link for an end user to connect an account",
 )
 def create(

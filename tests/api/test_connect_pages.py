@@ -4,6 +4,7 @@ encrypted with `source: connect_page`, and a link that works once and for a whil
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
+from api.account_cap import COUNT_TTL_S
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.tables import ConnectedAccount, ConnectSession, WebhookDelivery
@@ -18,6 +20,7 @@ from tests.api.conftest import ConnectRig, make_accounts
 from tests.api.connect_helpers import csrf_of, query_of, token_of
 
 API_KEY = "acme-key-secret-9911"
+_CONFIG = {"connection_config": {"subdomain": "acme"}}
 
 
 def _open(rig: ConnectRig, **body: Any) -> tuple[str, httpx.Response]:
@@ -235,15 +238,37 @@ def test_an_oversized_form_is_refused_before_it_is_parsed(connect_rig: ConnectRi
 def test_a_tenant_at_its_most_accounts_gets_the_end_user_back_with_an_error(
     connect_rig: ConnectRig, engine: Engine
 ) -> None:
-    # Given a tenant holding PASSTHRU_TENANT_MAX_ACCOUNTS accounts (1, here)
-    connect_rig.app.state.accounts.cap = 1
-    make_accounts(engine, connect_rig.caller.tenant, 1)
+    # Given a link made while the tenant had room, then PASSTHRU_TENANT_MAX_ACCOUNTS reached
+    # (1, here) and the count read again
     token, page = _open(connect_rig, app="acme-key")
+    cap = connect_rig.app.state.accounts
+    cap.cap = 1
+    make_accounts(engine, connect_rig.caller.tenant, 1)
+    cap.monotonic = lambda: time.monotonic() + COUNT_TTL_S + 1
     # When the end user sends a key
     form = {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"}
     answer = _post(connect_rig, token, form)
     # Then the browser goes back to the tenant saying the account was not stored, and why
     query = query_of(answer.headers["location"])
     assert query["error"] == "account_not_stored"
-    assert query["error_description"] == "too_many_requests"
+    assert query["error_description"] == "account_limit_reached"
     assert "connected_account_id" not in query
+
+
+def test_a_link_for_a_new_account_is_refused_at_the_cap_but_a_reconnect_is_not(
+    connect_rig: ConnectRig,
+) -> None:
+    caller = connect_rig.caller
+    made = caller.client.post(
+        "/connected-accounts",
+        json={"app": "acme-key", "credentials": {"api_key": API_KEY}, **_CONFIG},
+        headers=caller.headers("end-user-1"),
+    )
+    assert made.status_code == 201, made.text
+    # Given a tenant at its most accounts (the one it has)
+    connect_rig.app.state.accounts.cap = 1
+    # When it asks for a link / Then one for a new account is refused before the end user
+    # goes through it, and one that reconnects the account is made
+    refused = connect_rig.session(expect=403, app="acme-key")
+    assert refused.json()["error"] == "account_limit_reached"
+    connect_rig.session(app="acme-key", connected_account_id=made.json()["id"])
