@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import redis
 
+from models.keys import CHANNEL_PAUSES
 from models.ratelimit.rules import Booking, Rule, book
 
 
@@ -90,7 +91,8 @@ return out
 """
 )
 
-# KEYS: the pause key. ARGV: now in ms ('' = Redis TIME), pause length in ms.
+# KEYS: the pause key. ARGV: now in ms ('' = Redis TIME), pause length in ms, the channel
+# a new or longer pause is announced on.
 _PAUSE = (
     _NOW
     + """
@@ -98,6 +100,7 @@ local till = now + tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if till > current then
   redis.call('SET', KEYS[1], string.format('%d', till), 'PX', ARGV[2])
+  redis.call('PUBLISH', ARGV[3], KEYS[1] .. ' ' .. string.format('%d', till))
   return till
 end
 return current
@@ -182,7 +185,7 @@ class RedisLimiter:
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
         now = "" if now_ms is None else str(now_ms)
-        return int(self._pause(keys=[key], args=[now, max(1, for_ms)]))
+        return int(self._pause(keys=[key], args=[now, max(1, for_ms), CHANNEL_PAUSES]))
 
     def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
         if not keys:
