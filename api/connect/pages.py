@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -21,10 +22,20 @@ from api.console.visitor import over_https
 from models.catalog.apps import App
 from models.db.tables import ConnectSession
 from models.errors import ApiError
-from models.net.urls import origin_of
 
 BROWSER_COOKIE = "passthru_connect"
 _CSP = SECURITY_HEADERS["Content-Security-Policy"]
+
+
+def csp_source(url: str) -> str:
+    """The CSP source that names `url`'s origin: its host in ASCII (IDNA, as it travels),
+    with its port when not the default. CSP cannot name an IP v6 host: such a URL (a
+    tenant's `http://[::1]` while developing) gets its scheme alone."""
+    parsed = httpx.URL(url)
+    host = parsed.raw_host.decode("ascii")
+    if ":" in host:
+        return f"{parsed.scheme}:"
+    return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else "")
 
 
 def headers_to(*origins: str) -> dict[str, str]:
@@ -93,7 +104,7 @@ class PageRenderer:
     ttl_s: float
 
     def csrf_token(self, browser: str, session: ConnectSession) -> str:
-        return self.csrf.token_for(f"connect:{session.id}:{browser}")
+        return self.csrf.token_for("connect", f"{session.id}:{browser}")
 
     def page(
         self,
@@ -116,7 +127,7 @@ class PageRenderer:
             csrf_token=self.csrf_token(browser, session),
             message=message,
         )
-        origins = [origin_of(url) for url in form_targets]
+        origins = [csp_source(url) for url in form_targets]
         response = HTMLResponse(html, status_code=status_code, headers=headers_to(*origins))
         self._keep(response, request, browser)
         return response

@@ -119,7 +119,7 @@ class Connect:
         try:
             session, app = self._opened(token)
             browser = browser_of(request)
-            self.pages.csrf.check(browser and f"connect:{session.id}:{browser}", form.get(FIELD))
+            self.pages.csrf.check("connect", browser and f"{session.id}:{browser}", form.get(FIELD))
             assert browser is not None  # the check refuses a form without the cookie
             if connect_kind(app) == "oauth2":
                 return self._authorize(app, session, browser)

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -79,4 +80,5 @@ def back_to_tenant(session: ConnectSession, params: dict[str, str]) -> str:
     """The session's redirect_url with `params` added to its query."""
     parts = urlsplit(session.redirect_url)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # As it travels: an international host in its ASCII (IDNA) form, for the Location header.
+    return str(httpx.URL(urlunsplit(parts._replace(query=urlencode(query)))))

@@ -3,6 +3,8 @@ SHA-256, through `Authenticator`) and is never kept: the session holds its hash.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,15 +16,18 @@ from api.console.visitor import SignedIn, console_of, drop_cookie, set_cookie
 from models.crypto.secrets import hash_api_key
 
 LOG_PATH = "/console"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what sessions.new_token makes
 WRONG_KEY = "That API key is not valid. Check it and try again."
 NO_KEY = "Enter your API key."
 
 
 async def sign_in_page(request: Request) -> Response:
     """The form, bound by its CSRF token to a pre-session cookie of this browser."""
-    pre = request.cookies.get(PRESESSION_COOKIE) or new_token()
+    held = request.cookies.get(PRESESSION_COOKIE)
+    # Only a token this server made binds the form: a value planted in the cookie is replaced.
+    pre = held if held and _TOKEN.fullmatch(held) else new_token()
     response = _form(request, pre, message=None, status_code=200)
-    if PRESESSION_COOKIE not in request.cookies:
+    if pre != held:
         set_cookie(response, request, PRESESSION_COOKIE, pre)
     return response
 
@@ -31,7 +36,7 @@ async def sign_in(request: Request) -> Response:
     console = console_of(request)
     pre = request.cookies.get(PRESESSION_COOKIE)
     form = parse_form(await request.body())
-    console.csrf.check(pre, form.get(FIELD))
+    console.csrf.check("sign-in", pre, form.get(FIELD))
     assert pre is not None  # the check refuses a request without it
     key = field(form, "api_key")
     if key is None:
@@ -54,5 +59,5 @@ async def sign_out(request: Request, who: SignedIn) -> Response:
 
 
 def _form(request: Request, pre: str, message: str | None, status_code: int) -> Response:
-    token = console_of(request).csrf.token_for(pre)
+    token = console_of(request).csrf.token_for("sign-in", pre)
     return render("sign_in.html", status_code, csrf_token=token, message=message, signed_in=False)

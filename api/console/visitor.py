@@ -43,9 +43,12 @@ def console_of(request: Request) -> Console:
 
 
 def over_https(request: Request) -> bool:
-    """Whether the browser reached us over https (directly, or through a proxy that says so)."""
+    """Whether the browser reached us over https (directly, or through a proxy that says so),
+    or the operator says it does (PASSTHRU_PUBLIC_URL is https): cookies are then Secure,
+    even behind a proxy that does not send X-Forwarded-Proto."""
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return forwarded == "https" or request.url.scheme == "https"
+    public = request.app.state.settings.public_origin.startswith("https://")
+    return public or forwarded == "https" or request.url.scheme == "https"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str) -> None:
@@ -81,7 +84,7 @@ async def signed_in(request: Request) -> SignedIn:
     tenant = await console.auth.tenant_by_hash(key_hash) if key_hash else None
     if tenant is None or token is None:
         raise SignInNeeded
-    csrf_token = console.csrf.token_for(token)
+    csrf_token = console.csrf.token_for("console", token)
     request.state.csrf_token = csrf_token
     return SignedIn(tenant, token, csrf_token)
 
@@ -92,7 +95,7 @@ SignedInDep = Annotated[SignedIn, Depends(signed_in)]
 async def checked_form(request: Request, who: SignedInDep) -> dict[str, str]:
     """A signed-in POST's form, once its CSRF token matches the session (else a 403)."""
     form = parse_form(await request.body())
-    console_of(request).csrf.check(who.token, form.get(FIELD))
+    console_of(request).csrf.check("console", who.token, form.get(FIELD))
     return form
 
 

@@ -301,7 +301,8 @@ def connect_rig(
     tokens = TokenEndpoint()
     app.state.connect.http = tokens.client()
     tenant, key = tenant_and_key
-    return ConnectRig(Caller(TestClient(app), tenant, key), tokens, app)
+    # Served where its public URL says (https): its cookies are Secure, as they would be.
+    return ConnectRig(Caller(TestClient(app, base_url=PUBLIC), tenant, key), tokens, app)
 
 
 @pytest.fixture

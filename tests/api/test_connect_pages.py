@@ -272,3 +272,24 @@ def test_a_link_for_a_new_account_is_refused_at_the_cap_but_a_reconnect_is_not(
     refused = connect_rig.session(expect=403, app="acme-key")
     assert refused.json()["error"] == "account_limit_reached"
     connect_rig.session(app="acme-key", connected_account_id=made.json()["id"])
+
+
+def test_a_redirect_url_with_an_international_or_ip_v6_host_gets_a_page_not_a_500(
+    connect_rig: ConnectRig,
+) -> None:
+    for redirect, source in [
+        ("https://例え.jp/cb", "https://xn--r8jz45g.jp"),
+        ("https://exämple.com/cb", "https://xn--exmple-cua.com"),
+        ("http://[::1]:8080/cb", "http:"),  # CSP cannot name an IP v6 host
+    ]:
+        token, page = _open(connect_rig, app="acme-key", redirect_url=redirect)
+        assert page.status_code == 200, redirect
+        csp = page.headers["content-security-policy"]
+        assert f"form-action 'self' {source};" in csp, csp
+        answer = _post(
+            connect_rig,
+            token,
+            {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"},
+        )
+        assert answer.status_code == 303, redirect
+        assert httpx.URL(answer.headers["location"]).host == httpx.URL(redirect).host

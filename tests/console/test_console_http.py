@@ -12,6 +12,7 @@ import redis
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from api.app import create_app, release
 from api.call_log import LogFilter, list_calls
 from api.console.manage import ACCOUNTS_SHOWN
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
@@ -56,6 +57,32 @@ def test_the_session_cookie_is_httponly_strict_and_secure_over_https(
                 assert "SameSite=strict" in cookie
                 assert "Path=/console" in cookie
                 assert ("Secure" in cookie) is secure, (base_url, headers, cookie)
+
+
+def test_cookies_are_secure_when_the_public_url_is_https_whatever_the_proxy_says(
+    console_app: FastAPI,
+) -> None:
+    settings = console_app.state.settings.model_copy(update={"public_url": "https://pt.example"})
+    app = create_app(settings, publisher=PublishedIds())
+    try:
+        client = TestClient(app, base_url="http://testserver", follow_redirects=False)
+        form = client.get("/console/sign-in")  # a proxy that sends no X-Forwarded-Proto
+    finally:
+        release(app)
+    assert "Secure" in form.headers["set-cookie"]
+
+
+def test_a_planted_pre_session_cookie_is_replaced_and_never_signed(
+    console_app: FastAPI,
+) -> None:
+    client = TestClient(console_app, follow_redirects=False)
+    client.cookies.set(PRESESSION_COOKIE, "connect:cs_x:browser", path="/console")
+    form = client.get("/console/sign-in")
+    # The page binds its form to a token of its own making, set in place of the planted one
+    made = form.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    assert made != "connect:cs_x:browser"
+    assert len(made) == 43
+    assert csrf_of(form.text) == console_app.state.console.csrf.token_for("sign-in", made)
 
 
 def test_redis_keeps_neither_the_key_nor_the_session_token(
