@@ -32,10 +32,6 @@ CHANNEL_CALL_DONE = f"{PREFIX}:call-done"
 # ... and the results of finished interactive calls, one per message (`{id} {json}`), so a
 # waiting API process answers without reading the call again (models/calls/notices.py).
 CHANNEL_CALL_RESULT = f"{PREFIX}:call-result"
-# ... and the pauses upstreams ask for (429, Retry-After), `{pause key} {until ms}` each time
-# one is set or made longer, so a worker knows of them without asking per call
-# (worker/ratelimit/pause_board.py).
-CHANNEL_PAUSES = f"{PREFIX}:pauses"
 
 # Per-tenant bounds the API keeps in Redis (submissions per second, redeliveries per minute),
 # each `{QUOTA_PREFIX}:{bound}:{tenant id}`.

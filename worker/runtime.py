@@ -38,7 +38,6 @@ from worker.net.egress import EgressPolicy, owned_lookups, threaded_lookup
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
 from worker.net.transport import make_async_client, make_webhook_client
-from worker.ratelimit.pause_board import BoardedLimiter, PauseBoard
 from worker.webhooks.deliveries import WebhookRuntime, lease_for
 from worker.webhooks.sender import LoopPoster
 
@@ -159,17 +158,6 @@ def make_sender(settings: Settings, max_connections: int | None = None) -> Sende
     )
 
 
-def pause_board(redis_url: str) -> PauseBoard:
-    """The process's board of upstream pauses, following them from now on."""
-    board = PauseBoard(
-        lambda: redis.Redis.from_url(
-            redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=5
-        )
-    )
-    board.start()
-    return board
-
-
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
     from worker.publish import publisher  # the worker's Celery app, loaded by then
@@ -194,7 +182,7 @@ def get_runtime() -> Runtime:
         notify=notify,
         publisher=publisher,
         epoch=RedisEpoch(redis_client),
-        limiter=BoardedLimiter(RedisLimiter(redis_client), pause_board(settings.redis_url)),
+        limiter=RedisLimiter(redis_client),
         worker_id=this_process().id,
         holds=RedisHolds(redis_client),
         refresher=Refresher(

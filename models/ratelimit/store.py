@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 import redis
 
-from models.keys import CHANNEL_PAUSES
 from models.ratelimit.rules import Booking, Rule, book
 
 
@@ -91,8 +90,7 @@ return out
 """
 )
 
-# KEYS: the pause key. ARGV: now in ms ('' = Redis TIME), pause length in ms, the channel
-# a new or longer pause is announced on.
+# KEYS: the pause key. ARGV: now in ms ('' = Redis TIME), pause length in ms.
 _PAUSE = (
     _NOW
     + """
@@ -100,7 +98,6 @@ local till = now + tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if till > current then
   redis.call('SET', KEYS[1], string.format('%d', till), 'PX', ARGV[2])
-  redis.call('PUBLISH', ARGV[3], KEYS[1] .. ' ' .. string.format('%d', till))
   return till
 end
 return current
@@ -185,7 +182,7 @@ class RedisLimiter:
 
     def pause(self, key: str, for_ms: int, *, now_ms: int | None = None) -> int:
         now = "" if now_ms is None else str(now_ms)
-        return int(self._pause(keys=[key], args=[now, max(1, for_ms), CHANNEL_PAUSES]))
+        return int(self._pause(keys=[key], args=[now, max(1, for_ms)]))
 
     def read(self, keys: Sequence[str]) -> tuple[int, list[int | None]]:
         if not keys:
