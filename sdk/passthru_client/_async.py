@@ -18,7 +18,7 @@ from passthru_client._http import (
     client_headers,
     run_async,
 )
-from passthru_client._ops import FilterValue, Operations, account_query, log_query
+from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query
 from passthru_client._types import (
     AccountPage,
     Batch,
@@ -150,13 +150,14 @@ class AsyncPassthru:
     ) -> AsyncIterator[Any]:
         """The items of every page `read` gives, following `next_cursor` to the last."""
         cursor: str | None = None
+        pages = Pages()
         while True:
             page = await self._run(read(cursor))
             for item in page.items:
                 yield item
-            if not page.next_cursor:
+            cursor = pages.next(page.next_cursor)
+            if cursor is None:
                 return
-            cursor = page.next_cursor
 
     # Batches
 

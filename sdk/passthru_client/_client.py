@@ -17,7 +17,7 @@ from passthru_client._http import (
     client_headers,
     run_sync,
 )
-from passthru_client._ops import FilterValue, Operations, account_query, log_query
+from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query
 from passthru_client._types import (
     AccountPage,
     Batch,
@@ -168,12 +168,13 @@ class Passthru:
     def _pages(self, read: Callable[[str | None], Op[CallPage | AccountPage]]) -> Iterator[Any]:
         """The items of every page `read` gives, following `next_cursor` to the last."""
         cursor: str | None = None
+        pages = Pages()
         while True:
             page = self._run(read(cursor))
             yield from page.items
-            if not page.next_cursor:
+            cursor = pages.next(page.next_cursor)
+            if cursor is None:
                 return
-            cursor = page.next_cursor
 
     # Batches
 

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, TypeVar
 
 import httpx
@@ -46,7 +47,7 @@ class ApiRequest:
     path: str
     params: Mapping[str, str] | None = None
     json: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str | bytes] = field(default_factory=dict)
     long_poll_s: float = 0.0  # the API may hold its answer this long (added to the read timeout)
 
     @property
@@ -73,15 +74,17 @@ def retry_after_s(response: httpx.Response, now: Callable[[], float] = time.time
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    try:
+    if value.isdigit():
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
-            return None
+            return None  # negative, fractional, `inf` or junk: no answer (the backoff decides)
+        if when.tzinfo is None:  # `-0000`: a time in UTC whose zone is unknown
+            when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - now()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+    return max(0.0, seconds)
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,8 @@ def client_headers(api_key: str) -> dict[str, str]:
     """The headers every request carries."""
     if not api_key or not api_key.strip():
         raise ValueError("api_key is required (the tenant's API key, 'pt_...')")
+    if not all("!" <= c <= "~" for c in api_key.strip()):  # never repeated: it is a secret
+        raise ValueError("api_key holds a character an API key never has (a space, a line break)")
     return {
         "Authorization": f"Bearer {api_key.strip()}",
         "Accept": "application/json",

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from passthru_client._errors import CallTimeout
-from passthru_client._http import ApiRequest, Op, RetryPolicy, exchange
+from passthru_client._errors import CallTimeout, PassthruError
+from passthru_client._http import ApiRequest, Op, RetryPolicy, Sleep, exchange
 from passthru_client._types import (
     AccountPage,
     Batch,
@@ -18,12 +18,16 @@ from passthru_client._types import (
     ConnectedAccount,
     ConnectSession,
     Delivery,
+    ErrorDetail,
     Function,
     FunctionCall,
     WebhookEndpoint,
 )
 
 MAX_WAIT_S = 60.0
+# A wait the API cut short is asked again after this pause, doubling up to the most.
+POLL_PAUSE_S = 0.25
+MAX_POLL_PAUSE_S = 2.0
 """The longest the API holds a request open (`Prefer: wait` and `?wait=`)."""
 
 FilterValue = str | int | float | bool | datetime | None
@@ -46,7 +50,35 @@ def submission_prefer(wait: float | None) -> tuple[str | None, float]:
 
 
 def _path(*parts: str) -> str:
+    for part in parts:
+        if part in ("", ".", ".."):  # would name another resource once the URL is resolved
+            raise ValueError(f"{part!r} is not an id")
     return "/" + "/".join(quote(p, safe="") for p in parts)
+
+
+def user_header(user_id: str) -> dict[str, str | bytes]:
+    """`X-User-ID` as the API reads it: UTF-8. A control character is refused here, without
+    repeating the value (the API refuses it too)."""
+    if any(c < " " or c == "\x7f" for c in user_id):
+        raise ValueError("user_id holds a control character (a line break, a tab, ...)")
+    return {"X-User-ID": user_id.encode()}
+
+
+class Pages:
+    """The cursors one walk over a list has followed: a cursor given twice would loop."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def next(self, cursor: str | None) -> str | None:
+        if cursor and cursor in self._seen:
+            raise PassthruError(
+                "repeated_cursor",
+                [ErrorDetail("next_cursor", "the API gave a cursor it gave before; stopped")],
+            )
+        if cursor:
+            self._seen.add(cursor)
+        return cursor or None
 
 
 def query(filters: Mapping[str, FilterValue]) -> dict[str, str]:
@@ -105,15 +137,17 @@ class Operations:
 
     def __init__(self, policy: RetryPolicy, user_id: str | None, clock: Callable[[], float]):
         self.policy = policy
+        if user_id:
+            user_header(user_id)  # a bad one is refused now, not at the first call
         self.user_id = user_id
         self.clock = clock
 
     def _send(self, request: ApiRequest) -> Op[Any]:
         return exchange(request, self.policy)
 
-    def _user(self, user_id: str | None) -> dict[str, str]:
+    def _user(self, user_id: str | None) -> dict[str, str | bytes]:
         user = user_id if user_id is not None else self.user_id
-        return {"X-User-ID": user} if user else {}
+        return user_header(user) if user else {}
 
     # Function calls
 
@@ -178,13 +212,20 @@ class Operations:
         call = last
         if call is None:
             call = yield from self.get_call(call_id, wait=timeout)
+        pause = POLL_PAUSE_S
         while not call.done:
             left = deadline - self.clock()
             if left <= 0:
                 if raise_on_timeout:
                     raise CallTimeout(call_id, timeout, call)
                 break
+            asked_at = self.clock()
             call = yield from self.get_call(call_id, wait=left)
+            if not call.done and self.clock() - asked_at < min(left, MAX_WAIT_S) / 2:
+                # The API held the wait for less than asked (its PASSTHRU_MAX_WAIT_S may be
+                # short): pause before asking again, rather than ask in a tight loop.
+                yield Sleep(min(pause, max(0.0, deadline - self.clock())))
+                pause = min(pause * 2, MAX_POLL_PAUSE_S)
         return call
 
     def cancel(self, call_id: str) -> Op[FunctionCall]:
@@ -266,12 +307,13 @@ class Operations:
         """Every page of the accounts, following `next_cursor` to the last."""
         accounts: list[ConnectedAccount] = []
         cursor: str | None = None
+        pages = Pages()
         while True:
             page = yield from self.list_accounts(filters, cursor)
             accounts.extend(page.items)
-            if not page.next_cursor:
+            cursor = pages.next(page.next_cursor)
+            if cursor is None:
                 return accounts
-            cursor = page.next_cursor
 
     def update_account(
         self,
@@ -310,6 +352,7 @@ class Operations:
         `tenant_cap` as the first page read them."""
         merged: dict[str, Any] | None = None
         cursor: str | None = None
+        pages = Pages()
         while True:
             params = query({"limit": page_size, "cursor": cursor})
             data = yield from self._send(ApiRequest("GET", "/rate-limits", params=params))
@@ -317,7 +360,7 @@ class Operations:
                 merged = {**data, "items": list(data.get("items") or ())}
             else:
                 merged["items"].extend(data.get("items") or ())
-            cursor = data.get("next_cursor") or None
+            cursor = pages.next(data.get("next_cursor"))
             if cursor is None:
                 merged["next_cursor"] = None
                 return merged

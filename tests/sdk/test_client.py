@@ -11,6 +11,7 @@ import httpx
 import pytest
 from passthru_client import (
     APIConnectionError,
+    AsyncPassthru,
     AuthenticationError,
     BadRequest,
     Call,
@@ -18,6 +19,7 @@ from passthru_client import (
     Conflict,
     FunctionCall,
     NotFound,
+    Passthru,
     PassthruError,
     RateLimited,
     ServerError,
@@ -26,6 +28,7 @@ from passthru_client._ops import submission_prefer
 
 from tests.sdk.conftest import (
     API_KEY,
+    BASE_URL,
     FakeApi,
     MakeClient,
     call_json,
@@ -837,3 +840,82 @@ def test_create_connect_session(client: Any, api: FakeApi) -> None:
     with pytest.raises(BadRequest) as caught:
         client.create_connect_session("hubspot", "http://app.example/back")
     assert caught.value.error_details[0].field == "redirect_url"
+
+
+# --- hostile or odd answers, and values the SDK must not send ------------------------------
+
+
+def test_a_wait_the_api_cuts_short_is_asked_again_after_a_growing_pause(
+    client: Any, api: FakeApi
+) -> None:
+    # An API whose PASSTHRU_MAX_WAIT_S is 0 answers each long poll at once
+    api.script(reply(200, call_json("fc_1", "running")))
+    with pytest.raises(CallTimeout):
+        client.wait_for("fc_1", timeout=10)
+    # Not a tight loop: a few requests, paused 0.25 s, 0.5 s, 1 s, then 2 s apart
+    assert 5 <= len(api.requests) <= 10
+    assert api.time.sleeps[:4] == [0.25, 0.5, 1.0, 2.0]
+    assert max(api.time.sleeps) == 2.0
+
+
+def test_a_cursor_the_api_gives_twice_stops_the_walk(client: Any, api: FakeApi) -> None:
+    page = {"items": [call_json("fc_1")], "next_cursor": "fc_1"}
+    api.script(reply(200, page))
+    with pytest.raises(PassthruError) as caught:
+        list(client.iter_calls())
+    assert caught.value.error == "repeated_cursor"
+    assert len(api.requests) == 2
+    api.requests.clear()
+    api.script(reply(200, {"items": [], "next_cursor": "same"}))
+    with pytest.raises(PassthruError):
+        client.list_accounts()
+    assert len(api.requests) == 2
+
+
+@pytest.mark.parametrize("bad", ["", ".", ".."])
+def test_an_id_that_would_name_another_resource_is_refused_before_sending(
+    client: Any, api: FakeApi, bad: str
+) -> None:
+    with pytest.raises(ValueError, match="is not an id"):
+        client.get_call(bad)
+    with pytest.raises(ValueError, match="is not an id"):
+        client.delete_account(bad)
+    assert api.requests == []
+
+
+def test_an_api_key_or_user_id_with_a_control_character_is_refused_without_echoing_it(
+    make_client: MakeClient, api: FakeApi
+) -> None:
+    for kind in (Passthru, AsyncPassthru):
+        with pytest.raises(ValueError, match="never has") as caught:
+            kind("pt_secret\nX-Evil: 1", BASE_URL)
+        assert "pt_secret" not in str(caught.value)
+    with pytest.raises(ValueError, match="control character"):
+        make_client(user_id="alice\r\nX-Evil: 1")
+    client = make_client()
+    with pytest.raises(ValueError, match="control character"):
+        client.invoke_function(SLACK, PARAMS, user_id="bob\n")
+    assert api.requests == []
+
+
+def test_a_user_id_beyond_ascii_is_sent_in_utf8_as_the_api_reads_it(
+    make_client: MakeClient, api: FakeApi
+) -> None:
+    api.script(reply(202, call_json()))
+    make_client(user_id="josé 日本").invoke_function(SLACK, PARAMS)
+    assert (
+        api.last.headers.raw[[k.lower() for k, _ in api.last.headers.raw].index(b"x-user-id")][1]
+        == "josé 日本".encode()
+    )
+
+
+@pytest.mark.parametrize("value", ["-5", "1.5", "inf", "nan", "abc 1", "1e3"])
+def test_a_retry_after_that_is_no_whole_number_or_date_falls_back_to_the_backoff(
+    client: Any, api: FakeApi, value: str
+) -> None:
+    api.script(
+        reply(503, error_body("unavailable"), {"Retry-After": value}), reply(200, call_json())
+    )
+    client.get_call("fc_1")
+    assert len(api.time.sleeps) == 1
+    assert 0.25 <= api.time.sleeps[0] <= 1.0  # the first backoff, not the header's value
