@@ -1,7 +1,7 @@
 /** `Passthru`: the client of the passthru API. Each method builds one request (or a few)
  * and reads its answer; `transport.ts` sends them and `retry.ts` decides the retries. */
 
-import { CallTimeout } from "./errors.js";
+import { CallTimeout, PassthruError } from "./errors.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
 import {
@@ -29,6 +29,9 @@ export const MAX_WAIT_S = 60;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** How long `waitFor` waits unless `timeoutMs` is given. */
 export const DEFAULT_WAIT_FOR_MS = 60_000;
+/** A wait the API cut short is asked again after this pause, doubling up to the most. */
+const POLL_PAUSE_MS = 250;
+const MAX_POLL_PAUSE_MS = 2_000;
 
 export interface PassthruOptions {
   /** The tenant's API key ("pt_..."). */
@@ -157,7 +160,36 @@ export function toQuery(filters: Record<string, FilterValue>): Record<string, st
 }
 
 function path(...parts: string[]): string {
+  for (const part of parts) {
+    // Once the URL is resolved, these would name another resource.
+    if (part === "" || part === "." || part === "..") throw new TypeError(`${JSON.stringify(part)} is not an id`);
+  }
   return "/" + parts.map((p) => encodeURIComponent(p)).join("/");
+}
+
+/** `X-User-ID` as the API reads it: UTF-8 (fetch sends each char of this string as a byte).
+ * A control character is refused, without repeating the value. */
+function userHeader(userId: string): Record<string, string> {
+  if (/[\u0000-\u001f\u007f]/.test(userId)) {
+    throw new TypeError("userId holds a control character (a line break, a tab, ...)");
+  }
+  const bytes = new TextEncoder().encode(userId);
+  return { "X-User-ID": Array.from(bytes, (b) => String.fromCharCode(b)).join("") };
+}
+
+/** The cursors one walk over a list has followed: a cursor given twice would loop. */
+function pageWalk(): (cursor: string | null | undefined) => string | undefined {
+  const seen = new Set<string>();
+  return (cursor) => {
+    if (!cursor) return undefined;
+    if (seen.has(cursor)) {
+      throw new PassthruError("repeated_cursor", [
+        { field: "next_cursor", message: "the API gave a cursor it gave before; stopped" },
+      ]);
+    }
+    seen.add(cursor);
+    return cursor;
+  };
 }
 
 function retryPolicy(retries: PassthruOptions["retries"]): RetryPolicy {
@@ -168,7 +200,17 @@ function retryPolicy(retries: PassthruOptions["retries"]): RetryPolicy {
     }
     return { ...DEFAULT_RETRY_POLICY, maxRetries: retries };
   }
-  return { ...DEFAULT_RETRY_POLICY, ...retries };
+  const policy = { ...DEFAULT_RETRY_POLICY };
+  for (const [name, value] of Object.entries(retries ?? {})) {
+    if (value === undefined) continue;
+    if (!(name in DEFAULT_RETRY_POLICY)) throw new RangeError(`retries.${name} is not a retry setting`);
+    const whole = name === "maxRetries";
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (whole && !Number.isInteger(value))) {
+      throw new RangeError(`retries.${name} must be a ${whole ? "whole " : ""}number, 0 or more`);
+    }
+    policy[name as keyof RetryPolicy] = value;
+  }
+  return policy;
 }
 
 export class Passthru {
@@ -180,6 +222,9 @@ export class Passthru {
   constructor(options: PassthruOptions) {
     const apiKey = options?.apiKey?.trim();
     if (!apiKey) throw new TypeError("apiKey is required (the tenant's API key, 'pt_...')");
+    // Never repeated in the message: it is a secret.
+    if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new TypeError("apiKey holds a character an API key never has (a space, a line break)");
+    if (options.userId) userHeader(options.userId);
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== "function") {
       throw new TypeError("no fetch: use Node 18 or newer, or pass options.fetch");
@@ -209,7 +254,7 @@ export class Passthru {
 
   private user(userId: string | undefined): Record<string, string> {
     const user = userId ?? this.userId;
-    return user ? { "X-User-ID": user } : {};
+    return user ? userHeader(user) : {};
   }
 
   // Function calls
@@ -266,7 +311,7 @@ export class Passthru {
 
   /** One call, with every attempt; `wait` long-polls up to that many seconds (max 60) for
    * its end. */
-  getCall(id: string, options: GetCallOptions = {}): Promise<FunctionCall> {
+  async getCall(id: string, options: GetCallOptions = {}): Promise<FunctionCall> {
     const wait = options.wait ? Math.min(options.wait, MAX_WAIT_S) : 0;
     return this.send<FunctionCall>({
       method: "GET",
@@ -279,7 +324,7 @@ export class Passthru {
 
   /** The call once it is final (completed, failed or cancelled), long-polling in chunks of
    * at most 60 s; rejects with CallTimeout after `timeoutMs` (default 60 s). */
-  waitFor(id: string, options: WaitForOptions = {}): Promise<FunctionCall> {
+  async waitFor(id: string, options: WaitForOptions = {}): Promise<FunctionCall> {
     return this.poll(id, options.timeoutMs ?? DEFAULT_WAIT_FOR_MS, undefined, true, options.signal);
   }
 
@@ -292,24 +337,32 @@ export class Passthru {
   ): Promise<FunctionCall> {
     const deadline = this.clock() + timeoutMs;
     let call = last ?? (await this.getCall(id, { wait: timeoutMs / 1000, signal }));
+    let pauseMs = POLL_PAUSE_MS;
     while (!isDone(call)) {
       const leftMs = deadline - this.clock();
       if (leftMs <= 0) {
         if (rejectOnTimeout) throw new CallTimeout(id, timeoutMs, call);
         break;
       }
+      const askedAt = this.clock();
       call = await this.getCall(id, { wait: leftMs / 1000, signal });
+      if (!isDone(call) && this.clock() - askedAt < Math.min(leftMs, MAX_WAIT_S * 1000) / 2) {
+        // The API held the wait for less than asked (its PASSTHRU_MAX_WAIT_S may be short):
+        // pause before asking again, rather than ask in a tight loop.
+        await this.transport.sleep(Math.min(pauseMs, Math.max(0, deadline - this.clock())), signal);
+        pauseMs = Math.min(pauseMs * 2, MAX_POLL_PAUSE_MS);
+      }
     }
     return call;
   }
 
   /** Cancel a call that has not started (queued or retrying); Conflict otherwise. */
-  cancel(id: string, options: RequestOptions = {}): Promise<FunctionCall> {
+  async cancel(id: string, options: RequestOptions = {}): Promise<FunctionCall> {
     return this.send({ method: "POST", path: path("function-calls", id, "cancel"), signal: options.signal });
   }
 
   /** One page of the Function Calls log, newest first (see `iterCalls`). */
-  listCalls(filters: CallFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<CallPage> {
+  async listCalls(filters: CallFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<CallPage> {
     const query = toQuery(filters);
     if (options.cursor) query.cursor = options.cursor;
     return this.send({ method: "GET", path: "/function-calls", query, signal: options.signal });
@@ -324,10 +377,11 @@ export class Passthru {
   /** The items of every page `read` gives, following `next_cursor` to the last. */
   private async *pages<T>(read: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T, void, undefined> {
     let cursor: string | undefined;
+    const next = pageWalk();
     do {
       const page = await read(cursor);
       yield* page.items ?? [];
-      cursor = page.next_cursor ?? undefined;
+      cursor = next(page.next_cursor);
     } while (cursor);
   }
 
@@ -335,7 +389,7 @@ export class Passthru {
 
   /** Submit up to 1,000 calls at once (each in the `POST /function-calls` form); each is
    * accepted or rejected on its own. Never re-sent once the API may have acted on it. */
-  batch(calls: BatchCall[], options: RequestOptions & { userId?: string } = {}): Promise<BatchResult> {
+  async batch(calls: BatchCall[], options: RequestOptions & { userId?: string } = {}): Promise<BatchResult> {
     return this.send({
       method: "POST",
       path: "/function-calls/batch",
@@ -346,14 +400,14 @@ export class Passthru {
   }
 
   /** A batch's progress: its calls counted per status, and whether all are done. */
-  getBatch(id: string, options: RequestOptions = {}): Promise<Batch> {
+  async getBatch(id: string, options: RequestOptions = {}): Promise<Batch> {
     return this.send({ method: "GET", path: path("batches", id), signal: options.signal });
   }
 
   // Connected accounts
 
   /** Store an end user's credentials for `app` (encrypted; never shown again). */
-  connectAccount(app: string, credentials: Record<string, unknown>, options: ConnectOptions = {}): Promise<ConnectedAccount> {
+  async connectAccount(app: string, credentials: Record<string, unknown>, options: ConnectOptions = {}): Promise<ConnectedAccount> {
     const body: Record<string, unknown> = { app, credentials };
     if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
     return this.send({
@@ -370,7 +424,7 @@ export class Passthru {
    * or the API key or password they type. Their browser then goes to `redirectUrl` with
    * `connected_account_id` and `app` (or `error` and `error_description`).
    */
-  createConnectSession(app: string, redirectUrl: string, options: ConnectSessionOptions = {}): Promise<ConnectSession> {
+  async createConnectSession(app: string, redirectUrl: string, options: ConnectSessionOptions = {}): Promise<ConnectSession> {
     const body: Record<string, unknown> = { app, redirect_url: redirectUrl };
     if (options.scopes !== undefined) body.scopes = options.scopes;
     if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
@@ -399,14 +453,14 @@ export class Passthru {
   }
 
   /** One page of the connected accounts, newest first (see `iterAccounts`). */
-  listAccountsPage(filters: AccountFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<AccountPage> {
+  async listAccountsPage(filters: AccountFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<AccountPage> {
     const query = toQuery(filters);
     if (options.cursor) query.cursor = options.cursor;
     return this.send({ method: "GET", path: "/connected-accounts", query, signal: options.signal });
   }
 
   /** New credentials (which also clear `needs_reauth`), config, or status. */
-  updateAccount(id: string, options: UpdateAccountOptions): Promise<ConnectedAccount> {
+  async updateAccount(id: string, options: UpdateAccountOptions): Promise<ConnectedAccount> {
     const body: Record<string, unknown> = {};
     if (options.credentials !== undefined) body.credentials = options.credentials;
     if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
@@ -439,6 +493,7 @@ export class Passthru {
     let merged: Record<string, unknown> | undefined;
     const items: unknown[] = [];
     let cursor: string | undefined;
+    const next = pageWalk();
     do {
       const query = toQuery({ pageSize: options.pageSize, cursor });
       const page = await this.send<Record<string, unknown> & Page<unknown>>({
@@ -449,7 +504,7 @@ export class Passthru {
       });
       merged ??= page;
       items.push(...(page.items ?? []));
-      cursor = page.next_cursor ?? undefined;
+      cursor = next(page.next_cursor);
     } while (cursor);
     return { ...merged, items, next_cursor: null };
   }
@@ -459,17 +514,17 @@ export class Passthru {
   /** Set (or, with null, clear) the tenant's default webhook URL, and enable the endpoint
    * again if a 410 disabled it. The first time, `secret` holds the `whsec_...` signing
    * secret: store it, it is never shown again. A PUT: safe to retry. */
-  setWebhookEndpoint(url: string | null, options: RequestOptions = {}): Promise<WebhookEndpoint> {
+  async setWebhookEndpoint(url: string | null, options: RequestOptions = {}): Promise<WebhookEndpoint> {
     return this.send({ method: "PUT", path: "/webhook-endpoint", json: { url }, signal: options.signal });
   }
 
   /** The tenant's webhook endpoint, without its secret; NotFound if none was set. */
-  getWebhookEndpoint(options: RequestOptions = {}): Promise<WebhookEndpoint> {
+  async getWebhookEndpoint(options: RequestOptions = {}): Promise<WebhookEndpoint> {
     return this.send({ method: "GET", path: "/webhook-endpoint", signal: options.signal });
   }
 
   /** A new signing secret, in `secret` (shown once); the old one still signs for 24 hours. */
-  rotateWebhookSecret(options: RequestOptions = {}): Promise<WebhookEndpoint> {
+  async rotateWebhookSecret(options: RequestOptions = {}): Promise<WebhookEndpoint> {
     return this.send({ method: "POST", path: "/webhook-endpoint/rotate-secret", signal: options.signal });
   }
 

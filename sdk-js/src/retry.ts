@@ -61,7 +61,9 @@ export function backoff(policy: RetryPolicy, retriesDone: number, draw: number):
 export function retryAfterMs(value: string | null | undefined, nowMs: number): number | undefined {
   const text = (value ?? "").trim();
   if (!text) return undefined;
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP date (IMF-fixdate); anything else (negative, fractional, junk) is no answer.
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) return undefined;
   const when = Date.parse(text);
   if (Number.isNaN(when)) return undefined;
   return Math.max(0, when - nowMs);

@@ -106,7 +106,8 @@ async function attempt(transport: Transport, request: ApiRequest, headers: Recor
   const onAbort = (): void => controller.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const init: RequestInit = { method: request.method, headers, signal: controller.signal };
+    // A redirect is an answer, never followed: it could take the key and the body elsewhere.
+    const init: RequestInit = { method: request.method, headers, signal: controller.signal, redirect: "manual" };
     if (request.json !== undefined) init.body = JSON.stringify(request.json);
     const response = await transport.fetch(url(transport.baseUrl, request), init);
     const text = await response.text();

@@ -495,3 +495,93 @@ describe("webhook endpoint and deliveries", () => {
     assert.deepEqual([requests[1].method, requests[1].url.pathname], ["POST", "/function-calls/fc_1/redeliver"]);
   });
 });
+
+describe("hostile or odd answers, and values never sent", () => {
+  it("never follows a redirect: it rejects with the 3xx, sending nothing elsewhere", async () => {
+    const { fetch, requests } = fakeFetch(
+      () => new Response(null, { status: 307, headers: { location: "https://elsewhere.test/steal" } }),
+    );
+    const seen = [];
+    const watching = async (url, init) => {
+      seen.push(init.redirect);
+      return fetch(url, init);
+    };
+    const { pt } = client(watching);
+    const err = await pt.connectAccount("slack", { access_token: "xoxb-secret" }).catch((e) => e);
+    assert.ok(err instanceof PassthruError);
+    assert.equal(err.status, 307);
+    assert.deepEqual(seen, ["manual"]);
+    assert.ok(requests.every((r) => r.url.host === "passthru.test"));
+  });
+
+  it("refuses retry settings that are not numbers of 0 or more", () => {
+    for (const retries of [{ maxRetries: Number.NaN }, { maxRetries: 1.5 }, { backoffMs: -1 }, { maxRetries: "3" }, { nope: 1 }]) {
+      assert.throws(() => client(fakeFetch().fetch, { retries }), RangeError, JSON.stringify(retries));
+    }
+    assert.doesNotThrow(() => client(fakeFetch().fetch, { retries: { maxRetries: 0, backoffMs: undefined } }));
+  });
+
+  it("asks again after a growing pause when the API cuts a wait short", async () => {
+    const clock = manualClock();
+    const slept = [];
+    const { fetch, requests } = fakeFetch(json(200, { ...QUEUED, status: "running" }));
+    const { pt } = client(fetch, {
+      clock,
+      sleep: async (ms) => {
+        slept.push(ms);
+        clock.advance(ms);
+      },
+    });
+    const err = await pt.waitFor("fc_1", { timeoutMs: 10_000 }).catch((e) => e);
+    assert.ok(err instanceof CallTimeout);
+    assert.ok(requests.length >= 5 && requests.length <= 10, String(requests.length));
+    assert.deepEqual(slept.slice(0, 4), [250, 500, 1000, 2000]);
+    assert.equal(Math.max(...slept), 2000);
+  });
+
+  it("stops a walk when the API gives a cursor twice", async () => {
+    const { fetch, requests } = fakeFetch(json(200, { items: [QUEUED], next_cursor: "fc_1" }));
+    const { pt } = client(fetch);
+    const err = await (async () => {
+      for await (const _ of pt.iterCalls()) {
+        // drained
+      }
+    })().catch((e) => e);
+    assert.ok(err instanceof PassthruError);
+    assert.equal(err.error, "repeated_cursor");
+    assert.equal(requests.length, 2);
+    const limits = client(fakeFetch(json(200, { items: [], next_cursor: "same" })).fetch).pt;
+    assert.equal((await limits.rateLimits().catch((e) => e)).error, "repeated_cursor");
+  });
+
+  it("refuses an id that would name another resource, before sending", async () => {
+    const { fetch, requests } = fakeFetch(json(200, DONE));
+    const { pt } = client(fetch);
+    for (const bad of ["", ".", ".."]) {
+      await assert.rejects(pt.getCall(bad), TypeError);
+      await assert.rejects(pt.deleteAccount(bad), TypeError);
+    }
+    assert.equal(requests.length, 0);
+  });
+
+  it("refuses an API key or user with a control character, without repeating it", () => {
+    const err = (() => {
+      try {
+        return new Passthru({ apiKey: "pt_secret\nX-Evil: 1", fetch: fakeFetch().fetch });
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert.ok(err instanceof TypeError);
+    assert.ok(!err.message.includes("pt_secret"));
+    assert.throws(() => client(fakeFetch().fetch, { userId: "alice\r\nX-Evil: 1" }), /control character/);
+  });
+
+  it("sends a user beyond ASCII in UTF-8, as the API reads it", async () => {
+    const { fetch, requests } = fakeFetch(json(202, QUEUED));
+    const { pt } = client(fetch, { userId: "josé 日本" });
+    await pt.invokeFunction(SLACK, LIST, { wait: 0 });
+    const sent = requests[0].headers.get("x-user-id");
+    assert.equal(Buffer.from(sent, "latin1").toString("utf8"), "josé 日本");
+  });
+});

@@ -35,7 +35,7 @@ describe("the retry policy", () => {
   it("reads Retry-After in seconds or as an HTTP date", () => {
     const now = Date.parse("2026-01-01T00:00:00Z");
     assert.equal(retryAfterMs("2", now), 2000);
-    assert.equal(retryAfterMs("0.5", now), 500);
+    for (const junk of ["0.5", "-5", "1e3", "abc 1", "inf"]) assert.equal(retryAfterMs(junk, now), undefined, junk);
     assert.equal(retryAfterMs("Thu, 01 Jan 2026 00:00:07 GMT", now), 7000);
     assert.equal(retryAfterMs("Wed, 31 Dec 2025 00:00:00 GMT", now), 0);
     assert.equal(retryAfterMs("soon", now), undefined);
