@@ -69,7 +69,7 @@ def create_account(
     """The user's account for these credentials and config, whether it is new, and the ids
     of the webhook deliveries to publish. The same credentials posted again find the account
     that holds them instead of a twin; a new account connected on a connect page gets its
-    `connection.created` event, in the same transaction. A tenant at `cap` gets a 429 for a
+    `connection.created` event, in the same transaction. A tenant at `cap` gets a 403 for a
     new account (the twin is still found)."""
     if not user_id:
         raise invalid("X-User-ID", "name the end user with the X-User-ID header")
