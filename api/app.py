@@ -35,6 +35,7 @@ from api.routes import (
     webhooks,
 )
 from api.tenant_cache import TenantCache
+from api.transport_security import StrictTransportSecurity
 from api.validation import CallLimits
 from api.waiter import CallWaiter
 from models.broker import Publisher, sending_publisher
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         max_batch_request_bytes=settings.max_batch_request_bytes,
         authenticate=app.state.auth.check,
     )
+    if settings.public_origin.startswith("https://"):
+        app.add_middleware(StrictTransportSecurity)
     for module in ROUTE_MODULES:
         app.include_router(module.router)
     _document_errors(app)

@@ -14,11 +14,11 @@ import httpx
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from api.browser_cookies import read_cookie, set_cookie
 from api.connect.sessions import LinkRefused, connect_kind
 from api.console.csrf import Csrf
 from api.console.forms import field
 from api.console.pages import SECURITY_HEADERS, template
-from api.console.visitor import over_https
 from models.catalog.apps import App
 from models.db.tables import ConnectSession
 from models.errors import ApiError
@@ -63,7 +63,7 @@ def see_other(url: str) -> RedirectResponse:
 
 
 def browser_of(request: Request) -> str | None:
-    value = request.cookies.get(BROWSER_COOKIE)
+    value = read_cookie(request, BROWSER_COOKIE)
     return value if value and len(value) <= 64 else None
 
 
@@ -134,14 +134,14 @@ class PageRenderer:
 
     def _keep(self, response: Response, request: Request, browser: str) -> None:
         # Lax: the browser comes back to /oauth/callback from the vendor, a top-level GET.
-        response.set_cookie(
+        set_cookie(
+            response,
+            request,
             BROWSER_COOKIE,
             browser,
             max_age=int(self.ttl_s),
             path="/",
-            httponly=True,
             samesite="lax",
-            secure=over_https(request),
         )
 
 

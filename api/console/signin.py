@@ -8,6 +8,7 @@ import re
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.browser_cookies import read_cookie
 from api.console.csrf import FIELD
 from api.console.forms import field, parse_form
 from api.console.pages import SIGN_IN_PATH, render, see_other
@@ -23,7 +24,7 @@ NO_KEY = "Enter your API key."
 
 async def sign_in_page(request: Request) -> Response:
     """The form, bound by its CSRF token to a pre-session cookie of this browser."""
-    held = request.cookies.get(PRESESSION_COOKIE)
+    held = read_cookie(request, PRESESSION_COOKIE)
     # Only a token this server made binds the form: a value planted in the cookie is replaced.
     pre = held if held and _TOKEN.fullmatch(held) else new_token()
     response = _form(request, pre, message=None, status_code=200)
@@ -34,7 +35,7 @@ async def sign_in_page(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     console = console_of(request)
-    pre = request.cookies.get(PRESESSION_COOKIE)
+    pre = read_cookie(request, PRESESSION_COOKIE)
     form = parse_form(await request.body())
     console.csrf.check("sign-in", pre, form.get(FIELD))
     assert pre is not None  # the check refuses a request without it

@@ -11,7 +11,9 @@ import redis
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api import browser_cookies
 from api.auth import Authenticator
+from api.browser_cookies import read_cookie
 from api.console.csrf import FIELD, Csrf
 from api.console.forms import parse_form
 from api.console.pages import SignInNeeded
@@ -19,7 +21,7 @@ from api.console.sessions import SESSION_COOKIE, SESSION_TTL_S, SessionStore
 from models.db.tables import Tenant
 from models.settings import Settings
 
-# The console's cookies are sent to its own pages only.
+# Over plain http, the console's cookies are sent to its own pages only.
 COOKIE_PATH = "/console"
 
 
@@ -42,31 +44,14 @@ def console_of(request: Request) -> Console:
     return console
 
 
-def over_https(request: Request) -> bool:
-    """Whether the browser reached us over https (directly, or through a proxy that says so),
-    or the operator says it does (PASSTHRU_PUBLIC_URL is https): cookies are then Secure,
-    even behind a proxy that does not send X-Forwarded-Proto."""
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    public = request.app.state.settings.public_origin.startswith("https://")
-    return public or forwarded == "https" or request.url.scheme == "https"
-
-
 def set_cookie(response: Response, request: Request, name: str, value: str) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=SESSION_TTL_S,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=over_https(request),
+    browser_cookies.set_cookie(
+        response, request, name, value, max_age=SESSION_TTL_S, path=COOKIE_PATH, samesite="strict"
     )
 
 
 def drop_cookie(response: Response, request: Request, name: str) -> None:
-    response.delete_cookie(
-        name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=over_https(request)
-    )
+    browser_cookies.drop_cookie(response, request, name, path=COOKIE_PATH, samesite="strict")
 
 
 @dataclass(frozen=True)
@@ -79,7 +64,7 @@ class SignedIn:
 async def signed_in(request: Request) -> SignedIn:
     """The request's open session and its tenant; else the browser goes to sign in."""
     console = console_of(request)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = read_cookie(request, SESSION_COOKIE)
     key_hash = await run_in_threadpool(console.sessions.key_hash, token)
     tenant = await console.auth.tenant_by_hash(key_hash) if key_hash else None
     if tenant is None or token is None:

@@ -172,6 +172,36 @@ def test_a_form_without_its_csrf_token_or_cookie_is_refused(connect_rig: Connect
     assert response.status_code == 403
 
 
+def test_the_browser_cookie_is_host_only_and_a_planted_plain_one_binds_nothing(
+    connect_rig: ConnectRig,
+) -> None:
+    """The page is public over https: its cookie is `__Host-` (Secure, Path=/, no Domain),
+    and a `passthru_connect` a sibling subdomain planted is not read."""
+    token, page = _open(connect_rig, app="acme-key")
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("__Host-passthru_connect=")
+    for attribute in ("HttpOnly", "Secure", "Path=/;", "SameSite=lax"):
+        assert attribute in cookie
+    assert "Domain" not in cookie
+    assert page.headers["strict-transport-security"] == "max-age=31536000"
+    browser = cookie.split(";")[0].split("=", 1)[1]
+    form = {"api_key": API_KEY, "config.subdomain": "acme", "csrf_token": csrf_of(page.text)}
+    stranger = httpx.Client(
+        transport=connect_rig.caller.client._transport, base_url="https://testserver"
+    )
+    planted = stranger.post(
+        f"/connect/{token}", data=form, headers={"Cookie": f"passthru_connect={browser}"}
+    )
+    assert planted.status_code == 403
+    own = stranger.post(
+        f"/connect/{token}",
+        data=form,
+        headers={"Cookie": f"__Host-passthru_connect={browser}"},
+        follow_redirects=False,
+    )
+    assert own.status_code == 303
+
+
 def test_a_link_works_once(connect_rig: ConnectRig) -> None:
     token, page = _open(connect_rig, app="acme-key")
     form = {"csrf_token": csrf_of(page.text), "api_key": API_KEY, "config.subdomain": "acme"}

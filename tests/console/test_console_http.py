@@ -50,13 +50,43 @@ def test_the_session_cookie_is_httponly_strict_and_secure_over_https(
                 data={"api_key": tenancy.key, "csrf_token": token},
                 headers={**headers, "Cookie": pre},
             )
+            assert response.status_code == 303, (base_url, headers)
             cookies = [form.headers["set-cookie"], response.headers.get_list("set-cookie")[0]]
-            assert cookies[1].startswith(f"{SESSION_COOKIE}=")
+            # Over https the names are host-only (`__Host-`: Secure, Path=/, no Domain)
+            prefix = "__Host-" if secure else ""
+            assert pre.startswith(f"{prefix}{PRESESSION_COOKIE}=")
+            assert cookies[1].startswith(f"{prefix}{SESSION_COOKIE}=")
             for cookie in cookies:
                 assert "HttpOnly" in cookie
                 assert "SameSite=strict" in cookie
-                assert "Path=/console" in cookie
+                assert ("Path=/;" in cookie) is secure
+                assert ("Path=/console;" in cookie) is not secure
+                assert "Domain" not in cookie
                 assert ("Secure" in cookie) is secure, (base_url, headers, cookie)
+
+
+def test_over_https_a_cookie_planted_without_the_host_prefix_is_not_read(
+    console_app: FastAPI, tenancy: Tenancy
+) -> None:
+    """A sibling subdomain can set `passthru_console` for this host, never `__Host-…`."""
+    with TestClient(console_app, base_url="http://testserver", follow_redirects=False) as plain:
+        sign_in(plain, tenancy.key)
+        session = plain.cookies[SESSION_COOKIE]  # a real session, opened over http
+    https = {"X-Forwarded-Proto": "https"}
+    with TestClient(console_app, follow_redirects=False) as client:
+        planted = client.get("/console", headers={**https, "Cookie": f"{SESSION_COOKIE}={session}"})
+        assert planted.headers["location"] == "/console/sign-in"
+        form = client.get(
+            "/console/sign-in", headers={**https, "Cookie": f"{PRESESSION_COOKIE}={'a' * 43}"}
+        )
+        # The planted pre-session value binds nothing: a new one is made, host-only
+        made = form.headers["set-cookie"].split(";")[0]
+        assert made.startswith(f"__Host-{PRESESSION_COOKIE}=")
+        assert made.split("=", 1)[1] != "a" * 43
+        own = client.get(
+            "/console", headers={**https, "Cookie": f"__Host-{SESSION_COOKIE}={session}"}
+        )
+        assert own.status_code == 200
 
 
 def test_cookies_are_secure_when_the_public_url_is_https_whatever_the_proxy_says(
@@ -67,9 +97,19 @@ def test_cookies_are_secure_when_the_public_url_is_https_whatever_the_proxy_says
     try:
         client = TestClient(app, base_url="http://testserver", follow_redirects=False)
         form = client.get("/console/sign-in")  # a proxy that sends no X-Forwarded-Proto
+        health = client.get("/healthz")
     finally:
         release(app)
     assert "Secure" in form.headers["set-cookie"]
+    assert form.headers["set-cookie"].startswith("__Host-")
+    # ... and every answer tells browsers to come back over https only
+    for response in (form, health):
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_no_hsts_while_the_public_url_is_plain_http(browser_client: TestClient) -> None:
+    for path in ("/console/sign-in", "/healthz"):
+        assert "strict-transport-security" not in browser_client.get(path).headers
 
 
 def test_a_planted_pre_session_cookie_is_replaced_and_never_signed(
