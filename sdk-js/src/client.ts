@@ -3,7 +3,7 @@
 
 import { CallTimeout, PassthruError } from "./errors.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
-import { exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
+import { DEFAULT_MAX_RESPONSE_BYTES, exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
 import {
   FINAL_STATUSES,
   type AccountPage,
@@ -47,6 +47,9 @@ export interface PassthruOptions {
   retries?: number | false | Partial<RetryPolicy>;
   /** Each request's timeout in milliseconds (default 30 s; a long poll gets its wait added). */
   timeoutMs?: number;
+  /** The most of one answer read, in bytes once decoded (default 128 MiB): a longer answer
+   * rejects with a PassthruError `response_too_large`. */
+  maxResponseBytes?: number;
   /** Replaces the wait between retries (tests). */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Replaces Math.random, the backoff's jitter (tests). */
@@ -75,6 +78,13 @@ export interface InvokeOptions extends RequestOptions {
   userId?: string;
   /** Where passthru POSTs the call's result, signed (Standard Webhooks). */
   callbackUrl?: string;
+}
+
+export interface ListFunctionsOptions extends RequestOptions {
+  /** Only the apps of this category (e.g. "crm"). */
+  category?: string;
+  /** Only the apps whose name, title or category holds this text. */
+  q?: string;
 }
 
 export interface GetCallOptions extends RequestOptions {
@@ -192,6 +202,27 @@ function pageWalk(): (cursor: string | null | undefined) => string | undefined {
   };
 }
 
+/** What an answer must hold to be the API's; a description of what is wrong, else undefined. */
+type Shape = (answer: Record<string, unknown> | undefined) => string | undefined;
+
+const STRINGS = (...names: string[]): Shape => (answer) => {
+  const missing = names.filter((name) => typeof answer?.[name] !== "string");
+  return missing.length > 0 ? `no ${missing.join(" or ")} string` : undefined;
+};
+const A_CALL = STRINGS("id", "status");
+const LIST = (name: string): Shape => (answer) =>
+  answer !== undefined && (answer[name] === undefined || answer[name] === null || Array.isArray(answer[name]))
+    ? undefined
+    : `${name} is not a list`;
+
+function positiveWhole(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`${name} must be a whole number above 0`);
+  }
+  return value;
+}
+
 function retryPolicy(retries: PassthruOptions["retries"]): RetryPolicy {
   if (retries === false) return { ...DEFAULT_RETRY_POLICY, maxRetries: 0 };
   if (typeof retries === "number") {
@@ -241,6 +272,7 @@ export class Passthru {
         "User-Agent": `passthru-client-js/${VERSION} node/${globalThis.process?.version ?? "unknown"}`,
       },
       timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      maxResponseBytes: positiveWhole("maxResponseBytes", options.maxResponseBytes, DEFAULT_MAX_RESPONSE_BYTES),
       policy: retryPolicy(options.retries),
       sleep: options.sleep ?? sleep,
       random: options.random ?? Math.random,
@@ -248,8 +280,20 @@ export class Passthru {
     };
   }
 
-  private send<T>(request: ApiRequest): Promise<T> {
-    return exchange(this.transport, request) as Promise<T>;
+  /** Send `request`; its decoded answer, once `shape` finds it is the API's (else a
+   * PassthruError `invalid_response`, rather than an undefined met later). */
+  private async send<T>(request: ApiRequest, shape?: Shape): Promise<T> {
+    const answer = (await exchange(this.transport, request)) as Record<string, unknown> | undefined;
+    const wrong = shape?.(answer);
+    if (wrong !== undefined) {
+      throw new PassthruError("invalid_response", [
+        {
+          field: "body",
+          message: `the answer to ${request.method} ${request.path} is not the API's (${wrong}); check that baseUrl is passthru's`,
+        },
+      ]);
+    }
+    return answer as T;
   }
 
   private user(userId: string | undefined): Record<string, string> {
@@ -293,14 +337,10 @@ export class Passthru {
     if (idempotencyKey !== undefined) headers["Idempotency-Key"] = idempotencyKey;
     const { prefer, heldMs } = submissionPrefer(wait);
     if (prefer !== undefined) headers.Prefer = prefer;
-    const call = await this.send<FunctionCall>({
-      method: "POST",
-      path: "/function-calls",
-      json: body,
-      headers,
-      longPollMs: heldMs,
-      signal,
-    });
+    const call = await this.send<FunctionCall>(
+      { method: "POST", path: "/function-calls", json: body, headers, longPollMs: heldMs, signal },
+      A_CALL,
+    );
     if (wait && !isDone(call)) {
       // A wait beyond what one request may hold goes on by long-polling.
       const leftMs = wait * 1000 - (this.clock() - started);
@@ -319,7 +359,7 @@ export class Passthru {
       query: wait > 0 ? { wait: seconds(wait) } : {},
       longPollMs: wait * 1000,
       signal: options.signal,
-    });
+    }, A_CALL);
   }
 
   /** The call once it is final (completed, failed or cancelled), long-polling in chunks of
@@ -358,14 +398,14 @@ export class Passthru {
 
   /** Cancel a call that has not started (queued or retrying); Conflict otherwise. */
   async cancel(id: string, options: RequestOptions = {}): Promise<FunctionCall> {
-    return this.send({ method: "POST", path: path("function-calls", id, "cancel"), signal: options.signal });
+    return this.send({ method: "POST", path: path("function-calls", id, "cancel"), signal: options.signal }, A_CALL);
   }
 
   /** One page of the Function Calls log, newest first (see `iterCalls`). */
   async listCalls(filters: CallFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<CallPage> {
     const query = toQuery(filters);
     if (options.cursor) query.cursor = options.cursor;
-    return this.send({ method: "GET", path: "/function-calls", query, signal: options.signal });
+    return this.send({ method: "GET", path: "/function-calls", query, signal: options.signal }, LIST("items"));
   }
 
   /** Every call of the log matching `filters`, newest first, following the cursor page
@@ -401,7 +441,7 @@ export class Passthru {
 
   /** A batch's progress: its calls counted per status, and whether all are done. */
   async getBatch(id: string, options: RequestOptions = {}): Promise<Batch> {
-    return this.send({ method: "GET", path: path("batches", id), signal: options.signal });
+    return this.send({ method: "GET", path: path("batches", id), signal: options.signal }, STRINGS("id"));
   }
 
   // Connected accounts
@@ -416,7 +456,7 @@ export class Passthru {
       json: body,
       headers: this.user(options.userId),
       signal: options.signal,
-    });
+    }, STRINGS("id"));
   }
 
   /**
@@ -435,7 +475,7 @@ export class Passthru {
       json: body,
       headers: this.user(options.userId),
       signal: options.signal,
-    });
+    }, STRINGS("id", "url"));
   }
 
   /** Every connected account matching `filters` (app, user, status), newest first: the
@@ -456,7 +496,7 @@ export class Passthru {
   async listAccountsPage(filters: AccountFilters = {}, options: RequestOptions & { cursor?: string } = {}): Promise<AccountPage> {
     const query = toQuery(filters);
     if (options.cursor) query.cursor = options.cursor;
-    return this.send({ method: "GET", path: "/connected-accounts", query, signal: options.signal });
+    return this.send({ method: "GET", path: "/connected-accounts", query, signal: options.signal }, LIST("items"));
   }
 
   /** New credentials (which also clear `needs_reauth`), config, or status. */
@@ -465,7 +505,7 @@ export class Passthru {
     if (options.credentials !== undefined) body.credentials = options.credentials;
     if (options.connectionConfig !== undefined) body.connection_config = options.connectionConfig;
     if (options.status !== undefined) body.status = options.status;
-    return this.send({ method: "PATCH", path: path("connected-accounts", id), json: body, signal: options.signal });
+    return this.send({ method: "PATCH", path: path("connected-accounts", id), json: body, signal: options.signal }, STRINGS("id"));
   }
 
   /** Remove a connected account. */
@@ -475,14 +515,15 @@ export class Passthru {
 
   // Catalog and limits
 
-  /** The functions that can be invoked, with their parameters' JSON Schema. */
-  async listFunctions(type: string | null = "passthrough", options: RequestOptions = {}): Promise<FunctionInfo[]> {
+  /** The functions that can be invoked, with their parameters' JSON Schema; `category` and
+   * `q` narrow them as `GET /functions` does. */
+  async listFunctions(type: string | null = "passthrough", options: ListFunctionsOptions = {}): Promise<FunctionInfo[]> {
     const data = await this.send<{ functions?: FunctionInfo[] }>({
       method: "GET",
       path: "/functions",
-      query: toQuery({ type }),
+      query: toQuery({ type, category: options.category, q: options.q }),
       signal: options.signal,
-    });
+    }, LIST("functions"));
     return data.functions ?? [];
   }
 
@@ -501,7 +542,7 @@ export class Passthru {
         path: "/rate-limits",
         query,
         signal: options.signal,
-      });
+      }, LIST("items"));
       merged ??= page;
       items.push(...(page.items ?? []));
       cursor = next(page.next_cursor);
@@ -534,7 +575,7 @@ export class Passthru {
       method: "GET",
       path: path("function-calls", callId, "deliveries"),
       signal: options.signal,
-    });
+    }, LIST("items"));
     return data.items ?? [];
   }
 

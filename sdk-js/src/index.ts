@@ -21,6 +21,7 @@ export {
   type ConnectSessionOptions,
   type GetCallOptions,
   type InvokeOptions,
+  type ListFunctionsOptions,
   type PassthruOptions,
   type RequestOptions,
   type UpdateAccountOptions,

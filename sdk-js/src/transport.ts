@@ -28,12 +28,19 @@ export interface Transport {
   fetch: typeof fetch;
   headers: Record<string, string>;
   timeoutMs: number;
+  /** The most of one answer read, once decoded: a longer one is `response_too_large`. */
+  maxResponseBytes: number;
   policy: RetryPolicy;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   random: () => number;
   /** Wall-clock milliseconds, to read a `Retry-After` given as an HTTP date. */
   now: () => number;
 }
+
+/** The most of one answer read unless `maxResponseBytes` says otherwise: a call's output is
+ * at most the server's PASSTHRU_MAX_RESPONSE_BYTES (10 MiB by default), which JSON's escapes
+ * may make up to six times longer. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024;
 
 type Outcome =
   | { kind: "answer"; status: number; headers: Record<string, string>; text: string }
@@ -94,6 +101,50 @@ function url(baseUrl: string, request: ApiRequest): string {
   return `${baseUrl}${request.path}${query}`;
 }
 
+function tooLarge(request: ApiRequest, status: number, cap: number): PassthruError {
+  return new PassthruError(
+    "response_too_large",
+    [
+      {
+        field: "body",
+        message: `the answer to ${request.method} ${request.path} is over ${cap.toLocaleString("en-US")} bytes: not read further (raise the client's maxResponseBytes if this is expected)`,
+      },
+    ],
+    status,
+  );
+}
+
+/** The answer's body as text, reading at most `cap` bytes of it (decoded, as fetch gives it). */
+async function readCapped(response: Response, cap: number, request: ApiRequest): Promise<string> {
+  // A length announced for an encoded body is not the length once decoded.
+  const announced = response.headers.has("content-encoding") ? 0 : Number(response.headers.get("content-length") ?? 0);
+  if (announced > cap) {
+    await response.body?.cancel();
+    throw tooLarge(request, response.status, cap);
+  }
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > cap) {
+      await reader.cancel();
+      throw tooLarge(request, response.status, cap);
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(body);
+}
+
 async function attempt(transport: Transport, request: ApiRequest, headers: Record<string, string>): Promise<Outcome> {
   const { signal } = request;
   signal?.throwIfAborted();
@@ -110,13 +161,14 @@ async function attempt(transport: Transport, request: ApiRequest, headers: Recor
     const init: RequestInit = { method: request.method, headers, signal: controller.signal, redirect: "manual" };
     if (request.json !== undefined) init.body = JSON.stringify(request.json);
     const response = await transport.fetch(url(transport.baseUrl, request), init);
-    const text = await response.text();
+    const text = await readCapped(response, transport.maxResponseBytes, request);
     const answerHeaders: Record<string, string> = {};
     response.headers.forEach((value, name) => {
       answerHeaders[name.toLowerCase()] = value;
     });
     return { kind: "answer", status: response.status, headers: answerHeaders, text };
   } catch (error) {
+    if (error instanceof PassthruError) throw error; // an answer too long: never retried
     if (signal?.aborted) throw signal.reason;
     if (timedOut) return { kind: "failure", failure: "maybe_sent", cause: error, timedOut };
     return { kind: "failure", failure: failureKind(error), cause: error, timedOut };
@@ -142,7 +194,18 @@ function decode(status: number, headers: Record<string, string>, text: string): 
       }
     }
   }
-  if (status >= 200 && status < 300) return text ? body : undefined;
+  if (status >= 200 && status < 300) {
+    if (!text) return undefined;
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new PassthruError(
+        "invalid_response",
+        [{ field: "body", message: `not a JSON object: ${JSON.stringify(text.slice(0, 200))}` }],
+        status,
+        { headers, body },
+      );
+    }
+    return body;
+  }
   throw errorFromAnswer(status, body, headers);
 }
 

@@ -11,11 +11,13 @@ from typing import Any, Self
 import httpx
 
 from passthru_client._http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     Op,
     RetryPolicy,
     T,
     client_headers,
+    positive_bytes,
     run_async,
 )
 from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query
@@ -47,6 +49,7 @@ class AsyncPassthru:
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 3,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -59,9 +62,10 @@ class AsyncPassthru:
         )
         self._ops = Operations(RetryPolicy(max_retries=max_retries), user_id, clock)
         self._sleep = sleep
+        self._max_response_bytes = positive_bytes(max_response_bytes)
 
     async def _run(self, op: Op[T]) -> T:
-        return await run_async(op, self._http, self._sleep)
+        return await run_async(op, self._http, self._sleep, self._max_response_bytes)
 
     # Lifecycle
 

@@ -10,11 +10,13 @@ from typing import Any, Self
 import httpx
 
 from passthru_client._http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     Op,
     RetryPolicy,
     T,
     client_headers,
+    positive_bytes,
     run_sync,
 )
 from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query
@@ -39,7 +41,9 @@ class Passthru:
     `api_key` is the tenant's key; `user_id` the default end user (the `X-User-ID` header)
     of calls and accounts, overridable per method. `max_retries` bounds the SDK's own
     retries (on 429/503, on 502/504 and dropped connections for repeatable requests, and
-    on connection failures). `sleep` and `clock` replace `time.sleep` and `time.monotonic`
+    on connection failures). `max_response_bytes` bounds what one answer may hold once
+    decoded (128 MiB by default): a longer one is a `response_too_large` PassthruError.
+    `sleep` and `clock` replace `time.sleep` and `time.monotonic`
     (for tests). Use it as a context manager, or call `close()`.
     """
 
@@ -51,6 +55,7 @@ class Passthru:
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 3,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -63,9 +68,10 @@ class Passthru:
         )
         self._ops = Operations(RetryPolicy(max_retries=max_retries), user_id, clock)
         self._sleep = sleep
+        self._max_response_bytes = positive_bytes(max_response_bytes)
 
     def _run(self, op: Op[T]) -> T:
-        return run_sync(op, self._http, self._sleep)
+        return run_sync(op, self._http, self._sleep, self._max_response_bytes)
 
     # Lifecycle
 

@@ -39,6 +39,13 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# The most of one answer the SDK reads (decoded), whatever the server sends: a call's output
+# is at most the server's PASSTHRU_MAX_RESPONSE_BYTES (10 MiB by default), which JSON's
+# escapes may make up to six times longer.
+DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     """One request to the API, relative to the client's base URL."""
@@ -153,6 +160,25 @@ def decode(response: httpx.Response) -> Any:
     raise error_from_body(response.status_code, body, response.headers)
 
 
+def parsed(request: ApiRequest, data: Any, parse: Callable[[Any], T]) -> T:
+    """`parse(data)`; an answer it cannot read is an `invalid_response` PassthruError, never
+    a KeyError or TypeError from inside the SDK."""
+    try:
+        return parse(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        raise PassthruError(
+            "invalid_response",
+            [
+                ErrorDetail(
+                    "body",
+                    f"the answer to {request.method} {request.path} is not the API's ({reason}); "
+                    "check that base_url is passthru's",
+                )
+            ],
+        ) from None
+
+
 def exchange(request: ApiRequest, policy: RetryPolicy) -> Op[Any]:
     """Send `request`, retrying under `policy`; return the decoded JSON answer."""
     retries = 0
@@ -212,7 +238,84 @@ def build(client: httpx.Client | httpx.AsyncClient, request: ApiRequest) -> http
     )
 
 
-def run_sync(op: Op[T], client: httpx.Client, sleep: Callable[[float], None]) -> T:
+def _too_large(response: httpx.Response, cap: int) -> PassthruError:
+    request = response.request
+    return PassthruError(
+        "response_too_large",
+        [
+            ErrorDetail(
+                "body",
+                f"the answer to {request.method} {request.url.path} is over {cap:,} bytes: "
+                "not read further (raise the client's max_response_bytes if this is expected)",
+            )
+        ],
+        response.status_code,
+        headers=response.headers,
+    )
+
+
+def _announced(response: httpx.Response) -> int:
+    """The body's length as announced, when it is the length once read (not encoded)."""
+    if "content-encoding" in response.headers:
+        return 0
+    try:
+        return int(response.headers.get("content-length", "0"))
+    except ValueError:
+        return 0
+
+
+def _complete(response: httpx.Response, body: bytes) -> httpx.Response:
+    """The answer with its body read (decoded: no Content-Encoding left to undo)."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
+
+
+def read_capped(client: httpx.Client, request: httpx.Request, cap: int) -> httpx.Response:
+    """Send `request` and read at most `cap` bytes of its (decoded) answer."""
+    response = client.send(request, stream=True)
+    try:
+        if _announced(response) > cap:
+            raise _too_large(response, cap)
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise _too_large(response, cap)
+    finally:
+        response.close()
+    return _complete(response, bytes(body))
+
+
+async def aread_capped(
+    client: httpx.AsyncClient, request: httpx.Request, cap: int
+) -> httpx.Response:
+    """`read_capped` for an async client."""
+    response = await client.send(request, stream=True)
+    try:
+        if _announced(response) > cap:
+            raise _too_large(response, cap)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise _too_large(response, cap)
+    finally:
+        await response.aclose()
+    return _complete(response, bytes(body))
+
+
+def run_sync(
+    op: Op[T],
+    client: httpx.Client,
+    sleep: Callable[[float], None],
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> T:
     """Drive an operation to its end with a sync httpx client."""
     outcome: Outcome = None
     try:
@@ -223,7 +326,7 @@ def run_sync(op: Op[T], client: httpx.Client, sleep: Callable[[float], None]) ->
                 outcome = None
                 continue
             try:
-                outcome = client.send(build(client, step))
+                outcome = read_capped(client, build(client, step), max_response_bytes)
             except httpx.TransportError as exc:
                 outcome = exc
     except StopIteration as stop:
@@ -234,7 +337,10 @@ def run_sync(op: Op[T], client: httpx.Client, sleep: Callable[[float], None]) ->
 
 
 async def run_async(
-    op: Op[T], client: httpx.AsyncClient, sleep: Callable[[float], Awaitable[None]]
+    op: Op[T],
+    client: httpx.AsyncClient,
+    sleep: Callable[[float], Awaitable[None]],
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> T:
     """Drive an operation to its end with an async httpx client."""
     outcome: Outcome = None
@@ -246,7 +352,7 @@ async def run_async(
                 outcome = None
                 continue
             try:
-                outcome = await client.send(build(client, step))
+                outcome = await aread_capped(client, build(client, step), max_response_bytes)
             except httpx.TransportError as exc:
                 outcome = exc
     except StopIteration as stop:
@@ -256,7 +362,11 @@ async def run_async(
         op.close()
 
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+def positive_bytes(value: int) -> int:
+    """`max_response_bytes`, checked: a whole number above zero."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"max_response_bytes must be a whole number above 0, not {value!r}")
+    return value
 
 
 def client_headers(api_key: str) -> dict[str, str]:

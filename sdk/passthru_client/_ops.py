@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from passthru_client._errors import CallTimeout, PassthruError
-from passthru_client._http import ApiRequest, Op, RetryPolicy, Sleep, exchange
+from passthru_client._http import ApiRequest, Op, RetryPolicy, Sleep, T, exchange, parsed
 from passthru_client._types import (
     AccountPage,
     Batch,
@@ -62,6 +62,17 @@ def user_header(user_id: str) -> dict[str, str | bytes]:
     if any(c < " " or c == "\x7f" for c in user_id):
         raise ValueError("user_id holds a control character (a line break, a tab, ...)")
     return {"X-User-ID": user_id.encode()}
+
+
+def _as_is(data: Any) -> Any:
+    return data
+
+
+def _page(data: Any) -> dict[str, Any]:
+    """A page of `GET /rate-limits`: an object whose `items` is a list."""
+    if not isinstance(data, dict) or not isinstance(data.get("items") or [], list):
+        raise TypeError("not an object with a list of items")
+    return data
 
 
 class Pages:
@@ -142,8 +153,11 @@ class Operations:
         self.user_id = user_id
         self.clock = clock
 
-    def _send(self, request: ApiRequest) -> Op[Any]:
-        return exchange(request, self.policy)
+    def _send(self, request: ApiRequest, parse: Callable[[Any], T] = _as_is) -> Op[T]:
+        """Send `request`; its answer as `parse` reads it. An answer `parse` cannot read (a
+        field missing or of another type) is an `invalid_response` PassthruError."""
+        data = yield from exchange(request, self.policy)
+        return parsed(request, data, parse)
 
     def _user(self, user_id: str | None) -> dict[str, str | bytes]:
         user = user_id if user_id is not None else self.user_id
@@ -175,10 +189,10 @@ class Operations:
         prefer, held_s = submission_prefer(wait)
         if prefer is not None:
             headers["Prefer"] = prefer
-        data = yield from self._send(
-            ApiRequest("POST", "/function-calls", json=body, headers=headers, long_poll_s=held_s)
+        call = yield from self._send(
+            ApiRequest("POST", "/function-calls", json=body, headers=headers, long_poll_s=held_s),
+            FunctionCall.from_dict,
         )
-        call = FunctionCall.from_dict(data)
         if wait and not call.done:
             # A wait beyond what one request may hold goes on by long-polling.
             left = wait - (self.clock() - started)
@@ -188,15 +202,17 @@ class Operations:
 
     def get_call(self, call_id: str, wait: float | None = None) -> Op[FunctionCall]:
         wait = min(round(wait, 3), MAX_WAIT_S) if wait else 0.0
-        data = yield from self._send(
-            ApiRequest(
-                "GET",
-                _path("function-calls", call_id),
-                params={"wait": _seconds(wait)} if wait > 0 else None,
-                long_poll_s=wait,
+        return (
+            yield from self._send(
+                ApiRequest(
+                    "GET",
+                    _path("function-calls", call_id),
+                    params={"wait": _seconds(wait)} if wait > 0 else None,
+                    long_poll_s=wait,
+                ),
+                FunctionCall.from_dict,
             )
         )
-        return FunctionCall.from_dict(data)
 
     def poll(
         self,
@@ -229,15 +245,22 @@ class Operations:
         return call
 
     def cancel(self, call_id: str) -> Op[FunctionCall]:
-        data = yield from self._send(ApiRequest("POST", _path("function-calls", call_id, "cancel")))
-        return FunctionCall.from_dict(data)
+        return (
+            yield from self._send(
+                ApiRequest("POST", _path("function-calls", call_id, "cancel")),
+                FunctionCall.from_dict,
+            )
+        )
 
     def list_calls(self, filters: Mapping[str, FilterValue], cursor: str | None) -> Op[CallPage]:
         params = query(filters)
         if cursor:
             params["cursor"] = cursor
-        data = yield from self._send(ApiRequest("GET", "/function-calls", params=params))
-        return CallPage.from_dict(data)
+        return (
+            yield from self._send(
+                ApiRequest("GET", "/function-calls", params=params), CallPage.from_dict
+            )
+        )
 
     # Batches
 
@@ -245,16 +268,22 @@ class Operations:
         self, calls: Sequence[Call | Mapping[str, Any]], user_id: str | None
     ) -> Op[BatchResult]:
         items = [c.to_dict() if isinstance(c, Call) else dict(c) for c in calls]
-        data = yield from self._send(
-            ApiRequest(
-                "POST", "/function-calls/batch", json={"calls": items}, headers=self._user(user_id)
+        return (
+            yield from self._send(
+                ApiRequest(
+                    "POST",
+                    "/function-calls/batch",
+                    json={"calls": items},
+                    headers=self._user(user_id),
+                ),
+                BatchResult.from_dict,
             )
         )
-        return BatchResult.from_dict(data)
 
     def get_batch(self, batch_id: str) -> Op[Batch]:
-        data = yield from self._send(ApiRequest("GET", _path("batches", batch_id)))
-        return Batch.from_dict(data)
+        return (
+            yield from self._send(ApiRequest("GET", _path("batches", batch_id)), Batch.from_dict)
+        )
 
     # Connected accounts
 
@@ -268,10 +297,12 @@ class Operations:
         body: dict[str, Any] = {"app": app, "credentials": dict(credentials)}
         if connection_config is not None:
             body["connection_config"] = dict(connection_config)
-        data = yield from self._send(
-            ApiRequest("POST", "/connected-accounts", json=body, headers=self._user(user_id))
+        return (
+            yield from self._send(
+                ApiRequest("POST", "/connected-accounts", json=body, headers=self._user(user_id)),
+                ConnectedAccount.from_dict,
+            )
         )
-        return ConnectedAccount.from_dict(data)
 
     def create_connect_session(
         self,
@@ -289,10 +320,12 @@ class Operations:
             body["connection_config"] = dict(connection_config)
         if connected_account_id is not None:
             body["connected_account_id"] = connected_account_id
-        data = yield from self._send(
-            ApiRequest("POST", "/connect-sessions", json=body, headers=self._user(user_id))
+        return (
+            yield from self._send(
+                ApiRequest("POST", "/connect-sessions", json=body, headers=self._user(user_id)),
+                ConnectSession.from_dict,
+            )
         )
-        return ConnectSession.from_dict(data)
 
     def list_accounts(
         self, filters: Mapping[str, FilterValue], cursor: str | None
@@ -300,8 +333,11 @@ class Operations:
         params = query(filters)
         if cursor:
             params["cursor"] = cursor
-        data = yield from self._send(ApiRequest("GET", "/connected-accounts", params=params))
-        return AccountPage.from_dict(data)
+        return (
+            yield from self._send(
+                ApiRequest("GET", "/connected-accounts", params=params), AccountPage.from_dict
+            )
+        )
 
     def all_accounts(self, filters: Mapping[str, FilterValue]) -> Op[list[ConnectedAccount]]:
         """Every page of the accounts, following `next_cursor` to the last."""
@@ -329,10 +365,12 @@ class Operations:
             body["connection_config"] = dict(connection_config)
         if status is not None:
             body["status"] = status
-        data = yield from self._send(
-            ApiRequest("PATCH", _path("connected-accounts", account_id), json=body)
+        return (
+            yield from self._send(
+                ApiRequest("PATCH", _path("connected-accounts", account_id), json=body),
+                ConnectedAccount.from_dict,
+            )
         )
-        return ConnectedAccount.from_dict(data)
 
     def delete_account(self, account_id: str) -> Op[None]:
         yield from self._send(ApiRequest("DELETE", _path("connected-accounts", account_id)))
@@ -344,8 +382,12 @@ class Operations:
         self, kind: str | None, category: str | None = None, q: str | None = None
     ) -> Op[list[Function]]:
         params = query({"type": kind, "category": category, "q": q})
-        data = yield from self._send(ApiRequest("GET", "/functions", params=params))
-        return [Function.from_dict(item) for item in data.get("functions") or ()]
+        return (
+            yield from self._send(
+                ApiRequest("GET", "/functions", params=params),
+                lambda data: [Function.from_dict(item) for item in data.get("functions") or ()],
+            )
+        )
 
     def rate_limits(self, page_size: int | None) -> Op[dict[str, Any]]:
         """Every page of `GET /rate-limits` as one: the items of all, `as_of` and
@@ -355,7 +397,7 @@ class Operations:
         pages = Pages()
         while True:
             params = query({"limit": page_size, "cursor": cursor})
-            data = yield from self._send(ApiRequest("GET", "/rate-limits", params=params))
+            data = yield from self._send(ApiRequest("GET", "/rate-limits", params=params), _page)
             if merged is None:
                 merged = {**data, "items": list(data.get("items") or ())}
             else:
@@ -369,23 +411,32 @@ class Operations:
 
     def set_webhook_endpoint(self, url: str | None) -> Op[WebhookEndpoint]:
         # A PUT: repeatable, so retried like a GET.
-        data = yield from self._send(ApiRequest("PUT", "/webhook-endpoint", json={"url": url}))
-        return WebhookEndpoint.from_dict(data)
+        return (
+            yield from self._send(
+                ApiRequest("PUT", "/webhook-endpoint", json={"url": url}), WebhookEndpoint.from_dict
+            )
+        )
 
     def get_webhook_endpoint(self) -> Op[WebhookEndpoint]:
-        data = yield from self._send(ApiRequest("GET", "/webhook-endpoint"))
-        return WebhookEndpoint.from_dict(data)
+        return (
+            yield from self._send(ApiRequest("GET", "/webhook-endpoint"), WebhookEndpoint.from_dict)
+        )
 
     def rotate_webhook_secret(self) -> Op[WebhookEndpoint]:
         # A POST without an Idempotency-Key: never repeated once the API may have acted on it.
-        data = yield from self._send(ApiRequest("POST", "/webhook-endpoint/rotate-secret"))
-        return WebhookEndpoint.from_dict(data)
+        return (
+            yield from self._send(
+                ApiRequest("POST", "/webhook-endpoint/rotate-secret"), WebhookEndpoint.from_dict
+            )
+        )
 
     def list_deliveries(self, call_id: str) -> Op[list[Delivery]]:
-        data = yield from self._send(
-            ApiRequest("GET", _path("function-calls", call_id, "deliveries"))
+        return (
+            yield from self._send(
+                ApiRequest("GET", _path("function-calls", call_id, "deliveries")),
+                lambda data: [Delivery.from_dict(item) for item in data.get("items") or ()],
+            )
         )
-        return [Delivery.from_dict(item) for item in data.get("items") or ()]
 
     def redeliver(self, call_id: str) -> Op[None]:
         yield from self._send(ApiRequest("POST", _path("function-calls", call_id, "redeliver")))
