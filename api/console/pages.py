@@ -58,13 +58,16 @@ def see_other(url: str) -> RedirectResponse:
 
 
 def error_page(error: ApiError, csrf_token: str | None = None) -> HTMLResponse:
-    return render(
+    """The refusal as a page with its status, and its headers (a 503's Retry-After)."""
+    page = render(
         "error.html",
         error.status_code,
         error=error,
         csrf_token=csrf_token,
         signed_in=csrf_token is not None,
     )
+    page.headers.update(error.headers)
+    return page
 
 
 def _csrf_token(request: Request) -> str | None:

@@ -10,14 +10,13 @@ from typing import Any, Self
 
 import httpx
 
+from passthru_client._answers import DEFAULT_MAX_RESPONSE_BYTES, positive_bytes
 from passthru_client._http import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     Op,
     RetryPolicy,
     T,
     client_headers,
-    positive_bytes,
     run_async,
 )
 from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query

@@ -16,6 +16,7 @@ from api.app import create_app, release
 from api.call_log import LogFilter, list_calls
 from api.console.manage import ACCOUNTS_SHOWN
 from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
+from api.key_lookups import KeyLookups
 from api.quotas import Quotas
 from api.redis_rates import quotas_client
 from models.accounts.states import AccountStatus
@@ -565,3 +566,21 @@ def test_pages_that_can_change_say_so_and_load_only_the_services_script(
     assert "data-live-part" in script.text
     # Pages that never change by themselves load no script
     assert "<script" not in browser_client.get("/console/accounts").text
+
+
+def test_signing_in_while_key_lookups_are_busy_is_a_503_page_with_retry_after(
+    console_app: FastAPI, browser_client: TestClient
+) -> None:
+    auth = console_app.state.auth
+    kept = auth._lookups
+    auth._lookups = KeyLookups(console_app.state.engine, slots=0, queue=0)
+    try:
+        token = csrf_of(browser_client.get("/console/sign-in").text)
+        refused = browser_client.post(
+            "/console/sign-in", data={"api_key": "pt_" + "n" * 43, "csrf_token": token}
+        )
+    finally:
+        auth._lookups = kept
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "<strong>Authorization</strong>" in refused.text
