@@ -11,9 +11,12 @@ made-up keys neither loads the database nor holds the threads every other reques
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import anyio
 from sqlalchemy import Engine
@@ -34,6 +37,14 @@ RETRY_AFTER_S = 1
 WARN_EVERY_S = 10.0
 
 
+@dataclass
+class _Lane:
+    """One event loop's slots, and how many of its requests hold or wait for one."""
+
+    limiter: anyio.CapacityLimiter
+    entered: int = 0
+
+
 class KeyLookups:
     def __init__(
         self,
@@ -44,8 +55,10 @@ class KeyLookups:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
-        self._limiter = anyio.CapacityLimiter(slots)
+        self._slots = slots
         self._queue = queue
+        # Per event loop: uvicorn runs one per process; a TestClient, one per request.
+        self._lanes: WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = WeakKeyDictionary()
         self._clock = clock
         self._shed = 0
         self._warned_at = float("-inf")
@@ -57,10 +70,21 @@ class KeyLookups:
     async def unknown(self, key_hash: str) -> Tenant | None:
         """Look up a key hash this process has not seen valid, on one of the SLOTS threads;
         a 503 ApiError when QUEUE requests wait for one already."""
-        limiter = self._limiter
-        if limiter.available_tokens < 1 and limiter.statistics().tasks_waiting >= self._queue:
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = _Lane(anyio.CapacityLimiter(self._slots))
+        # Counted before the first await: requests read in one pass of the loop all see
+        # the count their predecessors left.
+        if lane.entered >= self._slots + self._queue:
             raise self._busy()
-        return await anyio.to_thread.run_sync(lookup, self._engine, key_hash, limiter=limiter)
+        lane.entered += 1
+        try:
+            return await anyio.to_thread.run_sync(
+                lookup, self._engine, key_hash, limiter=lane.limiter
+            )
+        finally:
+            lane.entered -= 1
 
     def _busy(self) -> ApiError:
         REQUESTS_REFUSED.labels("unknown_key_lookups").inc()

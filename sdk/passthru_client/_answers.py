@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import httpx
 
 from passthru_client._errors import PassthruError
@@ -11,6 +13,8 @@ from passthru_client._types import ErrorDetail
 # is at most the server's PASSTHRU_MAX_RESPONSE_BYTES (10 MiB by default), which JSON's
 # escapes may make up to six times longer.
 DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
+# What the SDK asks answers to be compressed with: what `Body` decodes within the cap.
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 def positive_bytes(value: int) -> int:
@@ -46,32 +50,85 @@ def _announced(response: httpx.Response) -> int:
         return 0
 
 
-def _complete(response: httpx.Response, body: bytes) -> httpx.Response:
-    """The answer with its body read (decoded: no Content-Encoding left to undo)."""
-    headers = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
-    return httpx.Response(
-        response.status_code, headers=headers, content=body, request=response.request
+def _unreadable(response: httpx.Response, why: str) -> PassthruError:
+    request = response.request
+    return PassthruError(
+        "invalid_response",
+        [ErrorDetail("body", f"the answer to {request.method} {request.url.path} {why}")],
+        response.status_code,
+        headers=response.headers,
     )
+
+
+class Body:
+    """An answer's body as it arrives, decoded (gzip or deflate, as ACCEPT_ENCODING asks)
+    by zlib with a bound on each step's output, so no piece of input can make more than
+    the cap of output: httpx's own decoders undo a whole network read at once, which
+    a compressed bomb turns into gigabytes."""
+
+    def __init__(self, response: httpx.Response, cap: int) -> None:
+        self._response = response
+        self._cap = cap
+        self._body = bytearray()
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding in ("", "identity"):
+            self._inflate = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            # 47: a gzip or zlib header, found from the stream's first bytes.
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        else:
+            raise _unreadable(response, f"came in {encoding!r}, an encoding not asked for")
+        if _announced(response) > cap:
+            raise _too_large(response, cap)
+
+    def add(self, raw: bytes) -> None:
+        if self._inflate is None:
+            self._body += raw
+        else:
+            room = self._cap + 1 - len(self._body)  # one byte over is enough to know
+            try:
+                self._body += self._inflate.decompress(raw, room)
+            except zlib.error:
+                raise _unreadable(self._response, "is not the gzip it says it is") from None
+        if len(self._body) > self._cap:
+            raise _too_large(self._response, self._cap)
+
+    def held(self, content: bytes) -> None:
+        """A body httpx holds whole already, decoded (an answer made in memory, as by
+        `httpx.MockTransport`): only its length is checked."""
+        self._inflate = None
+        self._body = bytearray()
+        self.add(content)
+
+    def read(self) -> httpx.Response:
+        """The answer with its body read (decoded: no Content-Encoding left to undo)."""
+        response = self._response
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=bytes(self._body),
+            request=response.request,
+        )
 
 
 def read_capped(client: httpx.Client, request: httpx.Request, cap: int) -> httpx.Response:
     """Send `request` and read at most `cap` bytes of its (decoded) answer."""
     response = client.send(request, stream=True)
     try:
-        if _announced(response) > cap:
-            raise _too_large(response, cap)
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > cap:
-                raise _too_large(response, cap)
+        body = Body(response, cap)
+        if response.is_stream_consumed:
+            body.held(response.content)
+        else:
+            for raw in response.iter_raw():
+                body.add(raw)
     finally:
         response.close()
-    return _complete(response, bytes(body))
+    return body.read()
 
 
 async def aread_capped(
@@ -80,13 +137,12 @@ async def aread_capped(
     """`read_capped` for an async client."""
     response = await client.send(request, stream=True)
     try:
-        if _announced(response) > cap:
-            raise _too_large(response, cap)
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > cap:
-                raise _too_large(response, cap)
+        body = Body(response, cap)
+        if response.is_stream_consumed:
+            body.held(response.content)
+        else:
+            async for raw in response.aiter_raw():
+                body.add(raw)
     finally:
         await response.aclose()
-    return _complete(response, bytes(body))
+    return body.read()

@@ -19,7 +19,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from passthru_client._answers import DEFAULT_MAX_RESPONSE_BYTES, aread_capped, read_capped
+from passthru_client._answers import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    aread_capped,
+    read_capped,
+)
 from passthru_client._errors import APIConnectionError, PassthruError, error_from_body
 from passthru_client._types import ErrorDetail
 from passthru_client._version import __version__
@@ -296,5 +301,6 @@ def client_headers(api_key: str) -> dict[str, str]:
     return {
         "Authorization": f"Bearer {api_key.strip()}",
         "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
         "User-Agent": f"passthru-client-python/{__version__} httpx/{httpx.__version__}",
     }

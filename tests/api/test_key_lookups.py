@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -140,30 +141,43 @@ def test_past_the_slots_and_the_queue_a_lookup_is_a_503_at_once(
 def test_a_flood_of_made_up_keys_is_a_503_in_the_error_shape_and_a_tenant_still_gets_in(
     caller: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Over HTTP: the lookup slots held, the queue full; a new made-up key is answered
-    at once, and a tenant whose key is cached is served."""
+    """Over HTTP, on one event loop as under uvicorn: the lookup slots held and the queue
+    full, made-up keys sent at once are answered 503 at once, and a tenant whose key is
+    cached is served; once the slots free, the held ones get their 401."""
     assert caller.client.get("/function-calls", headers=caller.headers()).status_code == 200
     blocked = Blocked()
     monkeypatch.setattr(api.key_lookups, "lookup", blocked)
     app = caller.client.app
-    app.state.auth._lookups = KeyLookups(app.state.engine, slots=1, queue=0)  # type: ignore[attr-defined]
-    holding = threading.Thread(
-        target=caller.client.get,
-        args=("/function-calls",),
-        kwargs={"headers": {"Authorization": "Bearer pt_" + "h" * 43}},
-    )
-    holding.start()
+    app.state.auth._lookups = KeyLookups(app.state.engine, slots=1, queue=2)  # type: ignore[attr-defined]
+
+    async def run() -> tuple[list[httpx.Response], httpx.Response, list[httpx.Response]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+
+            def made_up(i: int) -> Any:
+                key = f"pt_{i:043d}"
+                return client.get("/function-calls", headers={"Authorization": f"Bearer {key}"})
+
+            # Ten arrive together: one takes the slot, two wait, seven are turned away
+            flood = [asyncio.create_task(made_up(i)) for i in range(10)]
+            while not blocked.started:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            answered = [task for task in flood if task.done()]
+            tenant = await client.get("/function-calls", headers=caller.headers())
+            blocked.release.set()
+            held = await asyncio.gather(*(task for task in flood if task not in answered))
+            return [task.result() for task in answered], tenant, list(held)
+
     try:
-        while not blocked.started:
-            threading.Event().wait(0.01)
-        flood = caller.client.get(
-            "/function-calls", headers={"Authorization": "Bearer pt_" + "f" * 43}
-        )
-        assert flood.status_code == 503
-        assert flood.headers["retry-after"] == "1"
-        assert_error_shape(flood.json())
-        assert flood.json()["error_details"][0]["field"] == "Authorization"
-        assert caller.client.get("/function-calls", headers=caller.headers()).status_code == 200
+        refused, tenant, held = asyncio.run(run())
     finally:
         blocked.release.set()
-        holding.join(10)
+    assert [r.status_code for r in refused] == [503] * 7
+    for response in refused:
+        assert response.headers["retry-after"] == "1"
+        assert_error_shape(response.json())
+        assert response.json()["error_details"][0]["field"] == "Authorization"
+    assert tenant.status_code == 200
+    assert [r.status_code for r in held] == [401] * 3
+    assert len(blocked.started) == 3

@@ -9,6 +9,8 @@ import contextlib
 import gzip
 import socket
 import threading
+import time
+import tracemalloc
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -24,16 +26,18 @@ CAP = 256 * 1024
 CALL = b'{"id": "fc_1", "status": "completed", "network_code": "200", "output": {"ok": true}}'
 
 
-def serve_once(head: bytes, chunks: Iterator[bytes]) -> int:
+def serve_once(head: bytes, chunks: Iterator[bytes], heads: list[bytes] | None = None) -> int:
     """A socket server on a free port answering one request with `head`, then `chunks`
-    until they end or the client hangs up; its port."""
+    until they end or the client hangs up; its port. The request's head goes in `heads`."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def run() -> None:
         with listener:
             conn, _ = listener.accept()
             with conn, contextlib.suppress(OSError):  # the client hung up
-                read_request(conn)
+                request = read_request(conn)
+                if heads is not None and request:
+                    heads.append(request[0])
                 conn.sendall(head)
                 for chunk in chunks:
                     conn.sendall(chunk)
@@ -41,6 +45,11 @@ def serve_once(head: bytes, chunks: Iterator[bytes]) -> int:
     threading.Thread(target=run, daemon=True).start()
     port: int = listener.getsockname()[1]
     return port
+
+
+def later(seconds: float, chunk: bytes) -> Iterator[bytes]:
+    time.sleep(seconds)
+    yield chunk
 
 
 def endless_chunked() -> Iterator[bytes]:
@@ -82,23 +91,46 @@ def test_an_endless_answer_is_cut_at_the_cap_and_refused(kind: str) -> None:
 
 @KINDS
 def test_an_answer_announced_over_the_cap_is_refused_unread(kind: str) -> None:
+    """The body comes 5 s after the head, past the client's 2 s timeout: only a refusal
+    made from the head alone is `response_too_large`."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-    port = serve_once(head % (CAP + 1), iter([b"{" * (CAP + 1)]))
+    port = serve_once(head % (CAP + 1), later(5, b"{" * (CAP + 1)))
     with pytest.raises(PassthruError) as caught:
-        _get_call(kind, port, max_response_bytes=CAP)
+        _get_call(kind, port, max_response_bytes=CAP, timeout=2)
     assert caught.value.error == "response_too_large"
 
 
 @KINDS
-def test_a_compressed_bomb_is_cut_once_decoded(kind: str) -> None:
-    """64 MiB of zeros that travel as 64 KiB: the cap holds on what is decoded."""
+def test_a_compressed_bomb_is_cut_once_decoded_holding_no_more_than_the_cap(kind: str) -> None:
+    """64 MiB of zeros that travel as 64 KiB: decoded a bounded step at a time, so the
+    client never holds much more than the cap (one network read of it would be 64 MiB)."""
     squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
     bomb = squeeze.compress(b"\0" * (64 * 1024 * 1024)) + squeeze.flush()
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
     port = serve_once(head % len(bomb), iter([bomb]))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PassthruError) as caught:
+            _get_call(kind, port, max_response_bytes=CAP)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.error == "response_too_large"
+    assert peak < 8 * 1024 * 1024, peak
+
+
+@KINDS
+@pytest.mark.parametrize("encoding", [b"br", b"zstd", b"gzip, gzip", b"compress"])
+def test_an_encoding_the_sdk_did_not_ask_for_is_refused_undecoded(
+    kind: str, encoding: bytes
+) -> None:
+    """A brotli bomb of 512 MiB travels in under a kilobyte: such an answer is not decoded."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: 4\r\n\r\n" % encoding
+    port = serve_once(head, iter([b"\x1b\xff\xff\x7f"]))
     with pytest.raises(PassthruError) as caught:
         _get_call(kind, port, max_response_bytes=CAP)
-    assert caught.value.error == "response_too_large"
+    assert caught.value.error == "invalid_response"
+    assert "not asked for" in str(caught.value)
 
 
 @KINDS
@@ -108,9 +140,11 @@ def test_an_answer_within_the_cap_is_read_and_decoded(kind: str) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body)
     )
-    port = serve_once(head, iter([body]))
+    heads: list[bytes] = []
+    port = serve_once(head, iter([body]), heads)
     call = _get_call(kind, port, max_response_bytes=len(CALL))
     assert (call.id, call.network_code, call.output) == ("fc_1", "200", {"ok": True})
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in heads[0].lower()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1000"])
