@@ -70,7 +70,7 @@ class Body:
         self._response = response
         self._cap = cap
         self._body = bytearray()
-        encoding = response.headers.get("content-encoding", "").strip().lower()
+        self._encoding = encoding = response.headers.get("content-encoding", "").strip().lower()
         if encoding in ("", "identity"):
             self._inflate = None
         elif encoding in ("gzip", "x-gzip", "deflate"):
@@ -89,7 +89,8 @@ class Body:
             try:
                 self._body += self._inflate.decompress(raw, room)
             except zlib.error:
-                raise _unreadable(self._response, "is not the gzip it says it is") from None
+                why = f"is not the {self._encoding} it says it is"
+                raise _unreadable(self._response, why) from None
         if len(self._body) > self._cap:
             raise _too_large(self._response, self._cap)
 

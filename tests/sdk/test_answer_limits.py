@@ -134,6 +134,16 @@ def test_an_encoding_the_sdk_did_not_ask_for_is_refused_undecoded(
 
 
 @KINDS
+def test_a_body_that_is_not_the_gzip_it_says_is_an_invalid_response(kind: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\n"
+    port = serve_once(head, iter([b"not gzip!"]))
+    with pytest.raises(PassthruError) as caught:
+        _get_call(kind, port, max_response_bytes=CAP)
+    assert caught.value.error == "invalid_response"
+    assert "not the gzip it says it is" in str(caught.value)
+
+
+@KINDS
 def test_an_answer_within_the_cap_is_read_and_decoded(kind: str) -> None:
     body = gzip.compress(CALL)
     head = (
