@@ -25,19 +25,11 @@ def positive_bytes(value: int) -> int:
 
 
 def _too_large(response: httpx.Response, cap: int) -> PassthruError:
-    request = response.request
-    return PassthruError(
-        "response_too_large",
-        [
-            ErrorDetail(
-                "body",
-                f"the answer to {request.method} {request.url.path} is over {cap:,} bytes: "
-                "not read further (raise the client's max_response_bytes if this is expected)",
-            )
-        ],
-        response.status_code,
-        headers=response.headers,
+    why = (
+        f"is over {cap:,} bytes: not read further (raise the client's max_response_bytes if "
+        "this is expected)"
     )
+    return _refused(response, "response_too_large", why)
 
 
 def _announced(response: httpx.Response) -> int:
@@ -50,10 +42,11 @@ def _announced(response: httpx.Response) -> int:
         return 0
 
 
-def _unreadable(response: httpx.Response, why: str) -> PassthruError:
+def _refused(response: httpx.Response, error: str, why: str) -> PassthruError:
+    """The SDK's own refusal of `response`: `error`, and what is wrong with it (`why`)."""
     request = response.request
     return PassthruError(
-        "invalid_response",
+        error,
         [ErrorDetail("body", f"the answer to {request.method} {request.url.path} {why}")],
         response.status_code,
         headers=response.headers,
@@ -77,7 +70,8 @@ class Body:
             # 47: a gzip or zlib header, found from the stream's first bytes.
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)
         else:
-            raise _unreadable(response, f"came in {encoding!r}, an encoding not asked for")
+            why = f"came in {encoding!r}, an encoding not asked for"
+            raise _refused(response, "invalid_response", why)
         if _announced(response) > cap:
             raise _too_large(response, cap)
 
@@ -90,7 +84,7 @@ class Body:
                 self._body += self._inflate.decompress(raw, room)
             except zlib.error:
                 why = f"is not the {self._encoding} it says it is"
-                raise _unreadable(self._response, why) from None
+                raise _refused(self._response, "invalid_response", why) from None
         if len(self._body) > self._cap:
             raise _too_large(self._response, self._cap)
 

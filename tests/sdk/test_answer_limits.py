@@ -76,17 +76,23 @@ def _get_call(kind: str, port: int, **kwargs: Any) -> Any:
     return asyncio.run(run())
 
 
+def _refusal(kind: str, port: int, error: str, **kwargs: Any) -> PassthruError:
+    """The PassthruError `_get_call` raises, once its code is checked to be `error`."""
+    with pytest.raises(PassthruError) as caught:
+        _get_call(kind, port, max_response_bytes=CAP, **kwargs)
+    assert caught.value.error == error
+    return caught.value
+
+
 KINDS = pytest.mark.parametrize("kind", ["sync", "async"])
 
 
 @KINDS
 def test_an_endless_answer_is_cut_at_the_cap_and_refused(kind: str) -> None:
     port = serve_once(CHUNKED_HEAD, endless_chunked())
-    with pytest.raises(PassthruError) as caught:
-        _get_call(kind, port, max_response_bytes=CAP)
-    assert caught.value.error == "response_too_large"
-    assert caught.value.status_code == 200
-    assert f"{CAP:,} bytes" in str(caught.value)
+    refused = _refusal(kind, port, "response_too_large")
+    assert refused.status_code == 200
+    assert f"{CAP:,} bytes" in str(refused)
 
 
 @KINDS
@@ -95,9 +101,7 @@ def test_an_answer_announced_over_the_cap_is_refused_unread(kind: str) -> None:
     made from the head alone is `response_too_large`."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     port = serve_once(head % (CAP + 1), later(5, b"{" * (CAP + 1)))
-    with pytest.raises(PassthruError) as caught:
-        _get_call(kind, port, max_response_bytes=CAP, timeout=2)
-    assert caught.value.error == "response_too_large"
+    _refusal(kind, port, "response_too_large", timeout=2)
 
 
 @KINDS
@@ -110,12 +114,10 @@ def test_a_compressed_bomb_is_cut_once_decoded_holding_no_more_than_the_cap(kind
     port = serve_once(head % len(bomb), iter([bomb]))
     tracemalloc.start()
     try:
-        with pytest.raises(PassthruError) as caught:
-            _get_call(kind, port, max_response_bytes=CAP)
+        _refusal(kind, port, "response_too_large")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert caught.value.error == "response_too_large"
     assert peak < 8 * 1024 * 1024, peak
 
 
@@ -127,20 +129,16 @@ def test_an_encoding_the_sdk_did_not_ask_for_is_refused_undecoded(
     """A brotli bomb of 512 MiB travels in under a kilobyte: such an answer is not decoded."""
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: 4\r\n\r\n" % encoding
     port = serve_once(head, iter([b"\x1b\xff\xff\x7f"]))
-    with pytest.raises(PassthruError) as caught:
-        _get_call(kind, port, max_response_bytes=CAP)
-    assert caught.value.error == "invalid_response"
-    assert "not asked for" in str(caught.value)
+    refused = _refusal(kind, port, "invalid_response")
+    assert "not asked for" in str(refused)
 
 
 @KINDS
 def test_a_body_that_is_not_the_gzip_it_says_is_an_invalid_response(kind: str) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\n"
     port = serve_once(head, iter([b"not gzip!"]))
-    with pytest.raises(PassthruError) as caught:
-        _get_call(kind, port, max_response_bytes=CAP)
-    assert caught.value.error == "invalid_response"
-    assert "not the gzip it says it is" in str(caught.value)
+    refused = _refusal(kind, port, "invalid_response")
+    assert "not the gzip it says it is" in str(refused)
 
 
 @KINDS
