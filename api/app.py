@@ -10,7 +10,7 @@ import redis
 from fastapi import FastAPI
 from starlette.datastructures import State
 
-from api import docs, errors
+from api import docs, errors, transport_security
 from api.account_cap import AccountCap
 from api.auth import Authenticator
 from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         max_batch_request_bytes=settings.max_batch_request_bytes,
         authenticate=app.state.auth.check,
     )
-    if settings.public_origin.startswith("https://"):
+    if transport_security.wanted(settings.public_origin):
         app.add_middleware(StrictTransportSecurity)
     for module in ROUTE_MODULES:
         app.include_router(module.router)

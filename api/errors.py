@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from api import transport_security
 from api.parsing import BodyRefused
 from models.errors import ApiError, ErrorDetail, invalid
 
@@ -37,6 +38,10 @@ def refused_by_database(exc: DataError | IntegrityError, where: str) -> ApiError
     why = str(exc.orig).split("\n", 1)[0][:200]
     log.error("the database refused a value on %s: %s: %s", where, type(exc.orig).__name__, why)
     return invalid("body", "a value was refused by the database")
+
+
+# What a page's route answers with its own refusal page rather than the API's JSON.
+DATABASE_DOWN = (OperationalError, PoolTimeout)
 
 
 def database_unavailable(exc: OperationalError | PoolTimeout) -> ApiError:
@@ -171,5 +176,7 @@ def install(app: FastAPI) -> None:
         return error_response(
             ApiError(
                 "internal_error", [ErrorDetail("request", "unexpected error; it was logged")], 500
-            )
+            ),
+            # answered outside the middleware that adds it to every other answer
+            transport_security.headers_for(request.app.state.settings.public_origin),
         )

@@ -5,6 +5,9 @@ max-age=31536000`: a browser that has seen it once goes to this host over https 
 year, so nobody on its network can serve it a plain-http page of this host (and plant or
 read a cookie there). `includeSubDomains` is left out: the operator's other hosts are not
 passthru's to bind. A browser ignores the header on a plain-http answer.
+
+Starlette answers an unexpected exception outside every middleware, so the handler of those
+500s adds `headers_for(app)` itself (api/errors.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,15 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+
+def wanted(public_origin: str) -> bool:
+    return public_origin.startswith("https://")
+
+
+def headers_for(public_origin: str) -> dict[str, str]:
+    """HEADER as a response's headers, when `public_origin` is https; else none."""
+    return {HEADER[0].decode(): HEADER[1].decode()} if wanted(public_origin) else {}
 
 
 class StrictTransportSecurity:

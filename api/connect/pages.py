@@ -6,7 +6,7 @@ fields an API-key or basic-auth app asks for, checked as the API checks them."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ from api.connect.sessions import LinkRefused, connect_kind
 from api.console.csrf import Csrf
 from api.console.forms import field
 from api.console.pages import SECURITY_HEADERS, template
+from api.errors import DATABASE_DOWN, database_unavailable
+from api.parsing import JSONRoute
 from models.catalog.apps import App
 from models.db.tables import ConnectSession
 from models.errors import ApiError
@@ -52,10 +54,31 @@ def refused_page(refusal: LinkRefused) -> HTMLResponse:
 
 
 def error_page(error: ApiError) -> HTMLResponse:
-    """A refusal of the end user's form (CSRF, size, a bad field) as a page, not JSON."""
+    """A refusal of the end user's form (CSRF, size, a bad field) as a page, not JSON, with
+    the refusal's own headers (a 503's Retry-After)."""
     message = "; ".join(detail.message for detail in error.details) or error.error
     title = "Form expired" if error.status_code == 403 else "Cannot connect"
-    return refused_page(LinkRefused(title, message, error.status_code))
+    page = refused_page(LinkRefused(title, message, error.status_code))
+    page.headers.update(error.headers)
+    return page
+
+
+class PageRoute(JSONRoute):
+    """An end user's page (the link, its form, the vendor's callback): a refusal, or the
+    database down, is a page for the end user with its status and headers, never JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as error:
+                return error_page(error)
+            except DATABASE_DOWN as exc:
+                return error_page(database_unavailable(exc))
+
+        return handle
 
 
 def see_other(url: str) -> RedirectResponse:

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from api.console import views
-from api.errors import validation_error
+from api.errors import DATABASE_DOWN, database_unavailable, validation_error
 from api.parsing import JSONRoute
 from models.errors import ApiError
 
@@ -78,7 +78,8 @@ def _csrf_token(request: Request) -> str | None:
 
 class ConsoleRoute(JSONRoute):
     """A console route (a `JSONRoute`, like every route, though it reads forms): a refusal
-    (ApiError) is a page with its status, and a request without a session goes to sign in."""
+    (ApiError, or the database down) is a page with its status and headers, and a request
+    without a session goes to sign in."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -92,5 +93,7 @@ class ConsoleRoute(JSONRoute):
                 return error_page(validation_error(exc), _csrf_token(request))
             except ApiError as error:
                 return error_page(error, _csrf_token(request))
+            except DATABASE_DOWN as exc:
+                return error_page(database_unavailable(exc), _csrf_token(request))
 
         return handle

@@ -8,14 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.connect.pages import error_page
+from api.connect.pages import PageRoute
 from api.connect.service import Connect
 from api.console.forms import parse_form
 from api.deps import CurrentTenant, UserIdHeader
 from api.parsing import JSONRoute
 from api.schemas.common import ErrorOut
 from api.schemas.connect import ConnectSessionIn, ConnectSessionOut
-from models.errors import ApiError, invalid
+from models.errors import invalid
 
 router = APIRouter(tags=["connect"], route_class=JSONRoute)
 # The most a connect page's form may send (a key, a password and a few config fields).
@@ -50,17 +50,18 @@ def create(
     return connect.create(tenant, body, user_id)
 
 
-@router.get("/connect/{token}", include_in_schema=False)
+# The end user's pages: a refusal is a page, not JSON.
+pages = APIRouter(tags=["connect"], route_class=PageRoute)
+
+
+@pages.get("/connect/{token}", include_in_schema=False)
 def page(token: str, request: Request, connect: ConnectDep) -> Response:
     return connect.show(request, token)
 
 
-@router.post("/connect/{token}", include_in_schema=False)
+@pages.post("/connect/{token}", include_in_schema=False)
 async def submit(token: str, request: Request, connect: ConnectDep) -> Response:
-    try:
-        form = parse_form(await _form_body(request))
-    except ApiError as error:
-        return error_page(error)
+    form = parse_form(await _form_body(request))
     return await run_in_threadpool(connect.submit, request, token, form)
 
 
@@ -73,6 +74,9 @@ async def _form_body(request: Request) -> bytes:
     return bytes(body)
 
 
-@router.get("/oauth/callback", include_in_schema=False)
+@pages.get("/oauth/callback", include_in_schema=False)
 def callback(request: Request, connect: ConnectDep) -> Response:
     return connect.callback(request, request.query_params)
+
+
+router.include_router(pages)

@@ -9,13 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, create_engine, update
 from sqlmodel import Session, col
 
 from api.account_cap import COUNT_TTL_S
+from api.connect.pages import error_page
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope, utcnow
 from models.db.tables import ConnectedAccount, ConnectSession, WebhookDelivery
+from models.errors import ApiError, ErrorDetail
 from tests.api.conftest import ConnectRig, make_accounts
 from tests.api.connect_helpers import csrf_of, query_of, token_of
 
@@ -323,3 +325,41 @@ def test_a_redirect_url_with_an_international_or_ip_v6_host_gets_a_page_not_a_50
         )
         assert answer.status_code == 303, redirect
         assert httpx.URL(answer.headers["location"]).host == httpx.URL(redirect).host
+
+
+def test_a_refusal_shown_as_a_page_keeps_its_headers() -> None:
+    """A refusal's own headers (a 503's Retry-After) reach the end user's browser beside
+    the page's security headers."""
+    refusal = ApiError(
+        "unavailable", [ErrorDetail("request", "busy; try again")], 503, {"Retry-After": "1"}
+    )
+    page = error_page(refusal)
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == "1"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "busy; try again" in page.body.decode()
+
+
+def test_the_database_down_is_a_page_for_the_end_user_with_its_retry_after(
+    connect_rig: ConnectRig, tmp_path: Any
+) -> None:
+    token, page = _open(connect_rig, app="acme-key")
+    form = {"api_key": API_KEY, "config.subdomain": "acme", "csrf_token": csrf_of(page.text)}
+    connect = connect_rig.app.state.connect
+    working = connect.engine
+    connect.engine = create_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db")
+    try:
+        answers = [
+            connect_rig.caller.client.get(f"/connect/{token}"),
+            _post(connect_rig, token, form),
+            connect_rig.caller.client.get("/oauth/callback", params={"state": "s", "code": "c"}),
+        ]
+    finally:
+        connect.engine = working
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.headers["content-type"].startswith("text/html")
+        assert answer.headers["retry-after"]
+        assert "the database is unavailable; retry shortly" in answer.text
+    # ... and the link still works once the database is back
+    assert connect_rig.caller.client.get(f"/connect/{token}").status_code == 200

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from api.app import create_app, release
 from api.call_log import LogFilter, list_calls
@@ -95,16 +96,27 @@ def test_cookies_are_secure_when_the_public_url_is_https_whatever_the_proxy_says
 ) -> None:
     settings = console_app.state.settings.model_copy(update={"public_url": "https://pt.example"})
     app = create_app(settings, publisher=PublishedIds())
+
+    def broken() -> None:
+        raise RuntimeError("a defect")
+
+    app.add_api_route("/broken", broken)
     try:
-        client = TestClient(app, base_url="http://testserver", follow_redirects=False)
+        client = TestClient(
+            app, base_url="http://testserver", follow_redirects=False, raise_server_exceptions=False
+        )
         form = client.get("/console/sign-in")  # a proxy that sends no X-Forwarded-Proto
         health = client.get("/healthz")
+        failed = client.get("/broken")
     finally:
         release(app)
     assert "Secure" in form.headers["set-cookie"]
     assert form.headers["set-cookie"].startswith("__Host-")
-    # ... and every answer tells browsers to come back over https only
-    for response in (form, health):
+    # ... and every answer tells browsers to come back over https only, a 500 too (Starlette
+    # answers it outside every middleware)
+    assert failed.status_code == 500
+    assert failed.json()["error"] == "internal_error"
+    for response in (form, health, failed):
         assert response.headers["strict-transport-security"] == "max-age=31536000"
 
 
@@ -584,3 +596,21 @@ def test_signing_in_while_key_lookups_are_busy_is_a_503_page_with_retry_after(
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert "<strong>Authorization</strong>" in refused.text
+
+
+def test_the_database_down_is_a_503_page_with_retry_after(
+    console_app: FastAPI, browser_client: TestClient, tenancy: Tenancy, tmp_path: Path
+) -> None:
+    sign_in(browser_client, tenancy.key)
+    working = console_app.state.engine
+    console_app.state.engine = create_engine(f"sqlite:///{tmp_path}/no/such/dir/passthru.db")
+    try:
+        pages = [browser_client.get(path) for path in ("/console", "/console/accounts")]
+    finally:
+        console_app.state.engine = working
+    for page in pages:
+        assert page.status_code == 503
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"]
+        assert "the database is unavailable; retry shortly" in page.text
+    assert browser_client.get("/console").status_code == 200
