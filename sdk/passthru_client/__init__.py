@@ -26,11 +26,19 @@ from passthru_client._errors import (
     ServerError,
     WebhookVerificationError,
 )
-from passthru_client._ops import MAX_WAIT_S
+from passthru_client._requests import MAX_WAIT_S
+from passthru_client._resources import (
+    AccountPage,
+    ConnectedAccount,
+    ConnectSession,
+    Delivery,
+    DeliveryAttempt,
+    Function,
+    WebhookEndpoint,
+)
 from passthru_client._types import (
     CALL_STATUSES,
     FINAL_STATUSES,
-    AccountPage,
     Attempt,
     Batch,
     BatchAccepted,
@@ -38,17 +46,11 @@ from passthru_client._types import (
     BatchResult,
     Call,
     CallPage,
-    ConnectedAccount,
-    ConnectSession,
-    Delivery,
-    DeliveryAttempt,
     ErrorDetail,
-    Function,
     FunctionCall,
     PassthroughParams,
     RetryParams,
     TimeoutParams,
-    WebhookEndpoint,
 )
 from passthru_client._version import __version__
 from passthru_client.webhooks import sign_webhook, verify_webhook

@@ -13,24 +13,27 @@ from passthru_client._answers import DEFAULT_MAX_RESPONSE_BYTES, positive_bytes
 from passthru_client._http import (
     DEFAULT_TIMEOUT,
     Op,
-    RetryPolicy,
     T,
     client_headers,
     run_sync,
 )
-from passthru_client._ops import FilterValue, Operations, Pages, account_query, log_query
-from passthru_client._types import (
+from passthru_client._ops import Operations
+from passthru_client._requests import FilterValue, Pages, account_query, log_query
+from passthru_client._resources import (
     AccountPage,
-    Batch,
-    BatchResult,
-    Call,
-    CallPage,
     ConnectedAccount,
     ConnectSession,
     Delivery,
     Function,
-    FunctionCall,
     WebhookEndpoint,
+)
+from passthru_client._retry import RetryPolicy
+from passthru_client._types import (
+    Batch,
+    BatchResult,
+    Call,
+    CallPage,
+    FunctionCall,
 )
 
 

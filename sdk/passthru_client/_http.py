@@ -1,4 +1,4 @@
-"""Requests, retries and answers, written once for both clients.
+"""Requests and answers, written once for both clients (when to retry: `_retry`).
 
 The SDK's logic is written as generators ("operations") that yield what they need done --
 send this `ApiRequest`, or `Sleep` this long -- and get back the httpx answer (or the httpx
@@ -9,12 +9,8 @@ retry, how long to wait, how an answer becomes a result or an exception.
 
 from __future__ import annotations
 
-import email.utils
-import random
-import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any, TypeVar
 
 import httpx
@@ -26,6 +22,7 @@ from passthru_client._answers import (
     read_capped,
 )
 from passthru_client._errors import APIConnectionError, PassthruError, error_from_body
+from passthru_client._retry import MAYBE_SENT, NOT_SENT, RetryPolicy
 from passthru_client._types import ErrorDetail
 from passthru_client._version import __version__
 
@@ -34,16 +31,6 @@ T = TypeVar("T")
 # Requests that may be repeated without doing twice what they do; a POST or PATCH becomes
 # one when it carries an Idempotency-Key (the server's own retry rule).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# Statuses worth another try: for any request, the server says it did nothing (429, 503)...
-RETRY_ALWAYS = frozenset({429, 503})
-# ...and for a repeatable one, a gateway may have lost the answer of a request it passed on.
-RETRY_IF_IDEMPOTENT = frozenset({502, 504})
-# httpx errors raised before the request left: repeating it is always safe.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# httpx errors after the request may have reached the API (a read timeout, a dropped
-# connection): the API may have acted on it, so only a repeatable request is sent again.
-MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -76,69 +63,6 @@ Step = ApiRequest | Sleep
 Outcome = httpx.Response | httpx.TransportError | None
 Op = Generator[Step, Outcome, T]
 """An operation: yields steps, receives their outcomes, returns its result."""
-
-
-def retry_after_s(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` in seconds (a number of seconds or an HTTP date), if given and valid."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None  # negative, fractional, `inf` or junk: no answer (the backoff decides)
-        if when.tzinfo is None:  # `-0000`: a time in UTC whose zone is unknown
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now()
-    return max(0.0, seconds)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before sending a request again.
-
-    Exponential backoff with jitter (`backoff_s` doubling up to `max_backoff_s`, each delay
-    drawn between half and all of it); a `Retry-After` answer is honored instead, unless it
-    asks for more than `max_retry_after_s`, which ends the retries."""
-
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    max_retry_after_s: float = 60.0
-    jitter: Callable[[], float] = random.random  # a draw in [0, 1)
-
-    def backoff(self, retries_done: int) -> float:
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2.0**retries_done)
-        return ceiling / 2 + self.jitter() * ceiling / 2
-
-    def after_response(
-        self, request: ApiRequest, response: httpx.Response, retries_done: int
-    ) -> float | None:
-        """Seconds to wait before sending again, or None to take this answer."""
-        if retries_done >= self.max_retries:
-            return None
-        status = response.status_code
-        if status not in RETRY_ALWAYS and not (
-            status in RETRY_IF_IDEMPOTENT and request.repeatable
-        ):
-            return None
-        asked = retry_after_s(response)
-        if asked is None:
-            return self.backoff(retries_done)
-        return asked if asked <= self.max_retry_after_s else None
-
-    def after_error(
-        self, request: ApiRequest, error: httpx.TransportError, retries_done: int
-    ) -> float | None:
-        """Seconds to wait before sending again, or None to give up on this error."""
-        if retries_done >= self.max_retries:
-            return None
-        if isinstance(error, NOT_SENT) or (isinstance(error, MAYBE_SENT) and request.repeatable):
-            return self.backoff(retries_done)
-        return None
 
 
 def decode(response: httpx.Response) -> Any:
@@ -235,7 +159,11 @@ def build(client: httpx.Client | httpx.AsyncClient, request: ApiRequest) -> http
         request.path,
         params=dict(request.params) if request.params else None,
         json=request.json,
-        headers=dict(request.headers),
+        # as httpx encodes a str (ASCII); a value given as bytes (X-User-ID's UTF-8) as is
+        headers=[
+            (name.encode("ascii"), value if isinstance(value, bytes) else value.encode("ascii"))
+            for name, value in request.headers.items()
+        ],
         timeout=_timeout(client, request),
     )
 

@@ -1,7 +1,9 @@
-"""The API's resources as dataclasses, and the typed forms of what the SDK sends.
+"""The API's calls and batches as dataclasses, the typed forms of what the SDK sends, and
+what every resource is read with (times, pages, error details); the other resources are in
+`_resources`.
 
-Each `from_dict` keeps the whole answer in `raw`, so fields added to the API later can be
-read before the SDK knows them.
+Each `from_dict` of a resource that may grow keeps the whole answer in `raw`, so fields
+added to the API later can be read before the SDK knows them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ CALL_STATUSES = ("queued", "running", "retrying", "completed", "failed", "cancel
 _Item = TypeVar("_Item")
 
 
-def _time(value: Any) -> datetime | None:
+def as_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -27,7 +29,7 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def _str(value: Any) -> str | None:
+def as_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
@@ -96,9 +98,9 @@ class Attempt:
     def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
         return cls(
             number=int(data["number"]),
-            started_at=_time(data.get("started_at")),
+            started_at=as_time(data.get("started_at")),
             duration_ms=data.get("duration_ms"),
-            network_code=_str(data.get("network_code")),
+            network_code=as_str(data.get("network_code")),
             error=data.get("error"),
             error_message=data.get("error_message"),
             decision=str(data.get("decision", "")),
@@ -155,7 +157,7 @@ class FunctionCall:
         return cls(
             id=str(data["id"]),
             status=str(data["status"]),
-            network_code=_str(data.get("network_code")),
+            network_code=as_str(data.get("network_code")),
             output=data.get("output"),
             headers=data.get("headers"),
             error=data.get("error"),
@@ -170,32 +172,32 @@ class FunctionCall:
             output_truncated=bool(data.get("output_truncated", False)),
             duration_ms=data.get("duration_ms"),
             attempt_count=data.get("attempt_count"),
-            next_attempt_at=_time(data.get("next_attempt_at")),
+            next_attempt_at=as_time(data.get("next_attempt_at")),
             attempts=None if attempts is None else [Attempt.from_dict(a) for a in attempts],
-            created_at=_time(data.get("created_at")),
-            started_at=_time(data.get("started_at")),
-            finished_at=_time(data.get("finished_at")),
+            created_at=as_time(data.get("created_at")),
+            started_at=as_time(data.get("started_at")),
+            finished_at=as_time(data.get("finished_at")),
             raw=dict(data),
         )
 
 
 @dataclass(frozen=True)
-class _Page(Generic[_Item]):
+class Page(Generic[_Item]):
     """One page of a list, and the cursor of the next page (None on the last)."""
 
     items: list[_Item]
     next_cursor: str | None
 
 
-class CallPage(_Page[FunctionCall]):
+class CallPage(Page[FunctionCall]):
     """One page of the Function Calls log."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CallPage:
-        return cls(*_page(data, FunctionCall.from_dict))
+        return cls(*page_of(data, FunctionCall.from_dict))
 
 
-def _page(
+def page_of(
     data: Mapping[str, Any], read: Callable[[Mapping[str, Any]], _Item]
 ) -> tuple[list[_Item], str | None]:
     """A page's items, each read by `read`, and the cursor of the next page (None on the
@@ -275,169 +277,10 @@ class Batch:
     def from_dict(cls, data: Mapping[str, Any]) -> Batch:
         return cls(
             id=str(data["id"]),
-            created_at=_time(data.get("created_at")),
+            created_at=as_time(data.get("created_at")),
             accepted=int(data.get("accepted", 0)),
             rejected=int(data.get("rejected", 0)),
             counts={str(k): int(v) for k, v in (data.get("counts") or {}).items()},
             finished=int(data.get("finished", 0)),
             done=bool(data.get("done", False)),
-        )
-
-
-@dataclass(frozen=True)
-class ConnectedAccount:
-    """An end user's stored account for one app (its credentials are never shown)."""
-
-    id: str
-    app: str
-    user_id: str
-    status: str
-    connection_config: dict[str, Any] | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    last_used_at: datetime | None
-    source: str | None = None  # how it was connected: "api" or "connect_page"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConnectedAccount:
-        return cls(
-            id=str(data["id"]),
-            app=str(data["app"]),
-            user_id=str(data["user_id"]),
-            status=str(data["status"]),
-            connection_config=data.get("connection_config"),
-            created_at=_time(data.get("created_at")),
-            updated_at=_time(data.get("updated_at")),
-            last_used_at=_time(data.get("last_used_at")),
-            source=data.get("source"),
-        )
-
-
-class AccountPage(_Page[ConnectedAccount]):
-    """One page of the connected accounts, newest first."""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AccountPage:
-        return cls(*_page(data, ConnectedAccount.from_dict))
-
-
-@dataclass(frozen=True)
-class ConnectSession:
-    """A single-use link (`url`) to send an end user to, to connect an account; it works
-    until `expires_at`."""
-
-    id: str
-    url: str
-    expires_at: datetime | None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConnectSession:
-        return cls(id=str(data["id"]), url=str(data["url"]), expires_at=_time(data["expires_at"]))
-
-
-@dataclass(frozen=True)
-class Function:
-    """A function that can be invoked, with the JSON Schema of its `params`."""
-
-    name: str
-    app: str
-    type: str
-    description: str
-    parameters: dict[str, Any]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Function:
-        return cls(
-            name=str(data["name"]),
-            app=str(data["app"]),
-            type=str(data.get("type", "")),
-            description=str(data.get("description", "")),
-            parameters=dict(data.get("parameters") or {}),
-        )
-
-
-@dataclass(frozen=True)
-class WebhookEndpoint:
-    """The tenant's webhook endpoint: its default URL (None: each call names its own
-    `callback_url`), whether it is enabled (a 410 answer disables it, with the reason), and
-    `secret`, the `whsec_...` signing secret, which the API shows only once (the first
-    `set_webhook_endpoint`, and each `rotate_webhook_secret`): else None."""
-
-    url: str | None
-    enabled: bool
-    disabled_at: datetime | None
-    disabled_reason: str | None
-    updated_at: datetime | None
-    secret: str | None = field(default=None, repr=False)
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WebhookEndpoint:
-        return cls(
-            url=_str(data.get("url")),
-            enabled=bool(data.get("enabled", False)),
-            disabled_at=_time(data.get("disabled_at")),
-            disabled_reason=_str(data.get("disabled_reason")),
-            updated_at=_time(data.get("updated_at")),
-            secret=_str(data.get("secret")),
-            raw=dict(data),
-        )
-
-
-@dataclass(frozen=True)
-class DeliveryAttempt:
-    """One attempt to deliver a webhook: the receiver's status code or the error, and the
-    decision taken after it."""
-
-    number: int
-    started_at: datetime | None
-    duration_ms: int | None
-    status_code: int | None
-    error: str | None
-    decision: str
-    url: str | None = None  # the URL it was for (None: it had none, or made before it was kept)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
-        status_code = data.get("status_code")
-        return cls(
-            number=int(data["number"]),
-            started_at=_time(data.get("started_at")),
-            duration_ms=data.get("duration_ms"),
-            status_code=None if status_code is None else int(status_code),
-            error=data.get("error"),
-            decision=str(data.get("decision", "")),
-            url=data.get("url"),
-        )
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A webhook delivery of a call's event (`id` is its stable `webhook-id`): `status` is
-    pending, delivering, succeeded or failed; `next_attempt_at` is set while pending."""
-
-    id: str
-    event: str
-    url: str
-    status: str
-    attempt_count: int
-    next_attempt_at: datetime | None
-    created_at: datetime | None
-    finished_at: datetime | None
-    attempts: list[DeliveryAttempt]
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Delivery:
-        return cls(
-            id=str(data["id"]),
-            event=str(data["event"]),
-            url=str(data["url"]),
-            status=str(data["status"]),
-            attempt_count=int(data.get("attempt_count") or 0),
-            next_attempt_at=_time(data.get("next_attempt_at")),
-            created_at=_time(data.get("created_at")),
-            finished_at=_time(data.get("finished_at")),
-            attempts=[DeliveryAttempt.from_dict(a) for a in data.get("attempts") or ()],
-            raw=dict(data),
         )

@@ -83,37 +83,47 @@ def verify_webhook(
     the current time: a replay guard), no `v1` signature matches (compared in constant
     time), or the body is not a JSON object.
     """
-    key = _key(secret)
+    key = _key(secret)  # a secret that is not one is the caller's error, whatever was sent
     lowered = {name.lower(): value for name, value in headers.items()}
-    msg_id = lowered.get("webhook-id", "").strip()
-    timestamp = lowered.get("webhook-timestamp", "").strip()
-    signatures = lowered.get("webhook-signature", "").strip()
-    missing = [
-        name
-        for name, value in (
-            ("webhook-id", msg_id),
-            ("webhook-timestamp", timestamp),
-            ("webhook-signature", signatures),
-        )
-        if not value
-    ]
+    msg_id, timestamp, signatures = _headers(lowered)
+    _check_time(timestamp, time.time() if now is None else now, tolerance_s)
+    raw = _as_bytes(body)
+    _check_signature(_signature(key, msg_id, timestamp, raw), signatures)
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookVerificationError("the webhook body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookVerificationError("the webhook body is not a JSON object")
+    return payload
+
+
+def _headers(lowered: Mapping[str, str]) -> tuple[str, str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature`, each required."""
+    names = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    values = [lowered.get(name, "").strip() for name in names]
+    missing = [name for name, value in zip(names, values, strict=True) if not value]
     if missing:
         raise WebhookVerificationError(f"missing header(s): {', '.join(missing)}")
+    return values[0], values[1], values[2]
 
+
+def _check_time(timestamp: str, current: float, tolerance_s: float) -> None:
+    """The replay guard: sent within `tolerance_s` of `current`."""
     try:
         sent_at = float(timestamp)
     except ValueError:
         raise WebhookVerificationError("webhook-timestamp is not a number of seconds") from None
     if not math.isfinite(sent_at):
         raise WebhookVerificationError("webhook-timestamp is not a number of seconds")
-    current = time.time() if now is None else now
     if sent_at < current - tolerance_s:
         raise WebhookVerificationError("the webhook timestamp is too old")
     if sent_at > current + tolerance_s:
         raise WebhookVerificationError("the webhook timestamp is in the future")
 
-    raw = _as_bytes(body)
-    expected = _signature(key, msg_id, timestamp, raw)
+
+def _check_signature(expected: bytes, signatures: str) -> None:
+    """One `v1` entry of `signatures` is `expected`, each compared in constant time."""
     matched = False
     for entry in signatures.split():
         version, _, encoded = entry.partition(",")
@@ -126,11 +136,3 @@ def verify_webhook(
         matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         raise WebhookVerificationError("no matching signature")
-
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise WebhookVerificationError("the webhook body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise WebhookVerificationError("the webhook body is not a JSON object")
-    return payload

@@ -7,10 +7,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "worker", "models")
+PACKAGES = ("api", "worker", "models", "sdk/passthru_client")
 # Migrations are a frozen record of the schema, not code anyone works in.
 FROZEN = ROOT / "models" / "db" / "migrations"
 MAX_MODULE_LINES = 300
+# The SDK's two clients: each is one public class whose documented methods are the API's,
+# the same in both; split, a reader would look for a method in two places.
+ONE_PUBLIC_CLASS = {"sdk/passthru_client/_client.py", "sdk/passthru_client/_async.py"}
 MAX_FUNCTION_LINES = 60
 
 
@@ -32,7 +35,9 @@ def name(path: Path) -> str:
 def test_no_module_is_longer_than_300_lines() -> None:
     lengths = {name(p): len(p.read_text().splitlines()) for p in modules()}
     assert max(lengths.values()) > 100  # lines were counted
-    assert {n: k for n, k in lengths.items() if k > MAX_MODULE_LINES} == {}
+    too_long = {n: k for n, k in lengths.items() if k > MAX_MODULE_LINES}
+    assert {n: k for n, k in too_long.items() if n not in ONE_PUBLIC_CLASS} == {}
+    assert all(lengths[n] <= 2 * MAX_MODULE_LINES for n in ONE_PUBLIC_CLASS)
 
 
 def test_no_function_is_longer_than_60_lines() -> None:

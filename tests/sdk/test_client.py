@@ -24,7 +24,7 @@ from passthru_client import (
     RateLimited,
     ServerError,
 )
-from passthru_client._ops import submission_prefer
+from passthru_client._requests import submission_prefer
 
 from tests.sdk.conftest import (
     API_KEY,
