@@ -1,248 +1,61 @@
 /** `Passthru`: the client of the passthru API. Each method builds one request (or a few)
- * and reads its answer; `transport.ts` sends them and `retry.ts` decides the retries. */
+ * and reads its answer: `requests.ts` turns arguments into requests and checks answers'
+ * shapes, `options.ts` reads the options, `transport.ts` sends and `retry.ts` decides the
+ * retries. */
 
 import { CallTimeout, PassthruError } from "./errors.js";
-import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
-import { DEFAULT_MAX_RESPONSE_BYTES, exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
 import {
-  FINAL_STATUSES,
-  type AccountPage,
-  type Batch,
-  type BatchCall,
-  type BatchResult,
-  type CallFilters,
-  type CallPage,
-  type ConnectedAccount,
-  type ConnectSession,
-  type Delivery,
-  type FilterValue,
-  type FunctionCall,
-  type FunctionInfo,
-  type PassthroughParams,
-  type WebhookEndpoint,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_WAIT_FOR_MS,
+  MAX_WAIT_S,
+  positiveWhole,
+  retryPolicy,
+  type AccountFilters,
+  type ConnectOptions,
+  type ConnectSessionOptions,
+  type GetCallOptions,
+  type InvokeOptions,
+  type ListFunctionsOptions,
+  type PassthruOptions,
+  type RequestOptions,
+  type UpdateAccountOptions,
+  type WaitForOptions,
+} from "./options.js";
+import {
+  A_CALL,
+  LIST,
+  STRINGS,
+  isDone,
+  pageWalk,
+  path,
+  seconds,
+  submissionPrefer,
+  toQuery,
+  userHeader,
+  type Page,
+  type Shape,
+} from "./requests.js";
+import { DEFAULT_MAX_RESPONSE_BYTES, exchange, sleep, type ApiRequest, type Transport } from "./transport.js";
+import type {
+  AccountPage,
+  Batch,
+  BatchCall,
+  BatchResult,
+  CallFilters,
+  CallPage,
+  ConnectedAccount,
+  ConnectSession,
+  Delivery,
+  FunctionCall,
+  FunctionInfo,
+  PassthroughParams,
+  WebhookEndpoint,
 } from "./types.js";
 import { VERSION } from "./version.js";
 
-/** The longest the API holds a request open (`Prefer: wait` and `?wait=`), in seconds. */
-export const MAX_WAIT_S = 60;
-/** Each request's timeout unless `timeoutMs` is given (a long poll gets its wait added). */
-export const DEFAULT_TIMEOUT_MS = 30_000;
-/** How long `waitFor` waits unless `timeoutMs` is given. */
-export const DEFAULT_WAIT_FOR_MS = 60_000;
 /** A wait the API cut short is asked again after this pause, doubling up to the most. */
 const POLL_PAUSE_MS = 250;
 const MAX_POLL_PAUSE_MS = 2_000;
-
-export interface PassthruOptions {
-  /** The tenant's API key ("pt_..."). */
-  apiKey: string;
-  /** The API's origin; default "http://localhost:8000". */
-  baseUrl?: string;
-  /** The default end user (the `X-User-ID` header), overridable per method. */
-  userId?: string;
-  /** The fetch to use (default: the global one). */
-  fetch?: typeof fetch;
-  /** How many times a request may be sent again (default 3); 0 or false: never. An object
-   * sets the backoff too. */
-  retries?: number | false | Partial<RetryPolicy>;
-  /** Each request's timeout in milliseconds (default 30 s; a long poll gets its wait added). */
-  timeoutMs?: number;
-  /** The most of one answer read, in bytes once decoded (default 128 MiB): a longer answer
-   * rejects with a PassthruError `response_too_large`. */
-  maxResponseBytes?: number;
-  /** Replaces the wait between retries (tests). */
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
-  /** Replaces Math.random, the backoff's jitter (tests). */
-  random?: () => number;
-  /** Replaces the monotonic clock, in milliseconds, that bounds waits (tests). */
-  clock?: () => number;
-}
-
-export interface RequestOptions {
-  /** Aborts the request (and its retries); the promise rejects with the signal's reason. */
-  signal?: AbortSignal;
-}
-
-export interface InvokeOptions extends RequestOptions {
-  /** Seconds to wait for the call's end. Without it, the server's default applies (an
-   * immediate `queued` answer unless the operator set PASSTHRU_DEFAULT_WAIT_S); 0 answers at
-   * once (`Prefer: respond-async`); up to 60 s is waited in the request itself
-   * (`Prefer: wait=N`), longer by long-polling. */
-  wait?: number;
-  /** Makes the submission idempotent, and so safe to retry after an unknown outcome. It also
-   * tells passthru the call is safe to send twice: a POST or PATCH whose first attempt may
-   * have arrived is sent again. The key is not forwarded; where the upstream dedupes on a
-   * header of its own, put that header in the params' `headers`. */
-  idempotencyKey?: string;
-  /** The end user, instead of the client's `userId`. */
-  userId?: string;
-  /** Where passthru POSTs the call's result, signed (Standard Webhooks). */
-  callbackUrl?: string;
-}
-
-export interface ListFunctionsOptions extends RequestOptions {
-  /** Only the apps of this category (e.g. "crm"). */
-  category?: string;
-  /** Only the apps whose name, title or category holds this text. */
-  q?: string;
-}
-
-export interface GetCallOptions extends RequestOptions {
-  /** Seconds to long-poll for the call's end (at most 60). */
-  wait?: number;
-}
-
-export interface WaitForOptions extends RequestOptions {
-  /** How long to wait for the call's end, in milliseconds (default 60 s). */
-  timeoutMs?: number;
-}
-
-export interface ConnectOptions extends RequestOptions {
-  connectionConfig?: Record<string, unknown>;
-  userId?: string;
-}
-
-export interface ConnectSessionOptions extends RequestOptions {
-  /** The end user (else the client's `userId`). */
-  userId?: string;
-  /** Scopes to ask for instead of the app's own (OAuth2 apps). */
-  scopes?: string[];
-  connectionConfig?: Record<string, unknown>;
-  /** Reconnect this account (one in `needs_reauth`). */
-  connectedAccountId?: string;
-}
-
-export interface UpdateAccountOptions extends RequestOptions {
-  credentials?: Record<string, unknown>;
-  connectionConfig?: Record<string, unknown>;
-  status?: "active" | "disabled" | string;
-}
-
-export interface AccountFilters {
-  app?: string;
-  userId?: string;
-  status?: string;
-  /** How many accounts each page holds (the API's `limit`: 100 unless given, at most 500). */
-  pageSize?: number;
-  [name: string]: FilterValue;
-}
-
-/** What a page of a list holds: its items, and the cursor of the next page (null on the last). */
-interface Page<T> {
-  items?: T[];
-  next_cursor?: string | null;
-}
-
-/** Whether a call will not change again. */
-export function isDone(call: Pick<FunctionCall, "status">): boolean {
-  return FINAL_STATUSES.includes(call.status);
-}
-
-/** Seconds as the API reads them: at most three decimals. */
-function seconds(value: number): string {
-  return String(Math.round(value * 1000) / 1000);
-}
-
-/** The `Prefer` header of a submission and how long (ms) the API may hold it. */
-export function submissionPrefer(wait: number | undefined): { prefer?: string; heldMs: number } {
-  if (wait === undefined) return { heldMs: MAX_WAIT_S * 1000 };
-  if (wait === 0) return { prefer: "respond-async", heldMs: 0 };
-  const first = Math.min(wait, MAX_WAIT_S);
-  return { prefer: `wait=${seconds(first)}`, heldMs: first * 1000 };
-}
-
-const FILTER_NAMES: Record<string, string> = {
-  userId: "user_id",
-  batchId: "batch_id",
-  networkCode: "network_code",
-  pageSize: "limit",
-};
-
-/** Filters as query parameters: camelCase names in the API's snake_case, null and
- * undefined left out, Dates in ISO 8601. */
-export function toQuery(filters: Record<string, FilterValue>): Record<string, string> {
-  const query: Record<string, string> = {};
-  for (const [name, value] of Object.entries(filters)) {
-    if (value === undefined || value === null) continue;
-    query[FILTER_NAMES[name] ?? name] = value instanceof Date ? value.toISOString() : String(value);
-  }
-  return query;
-}
-
-function path(...parts: string[]): string {
-  for (const part of parts) {
-    // Once the URL is resolved, these would name another resource.
-    if (part === "" || part === "." || part === "..") throw new TypeError(`${JSON.stringify(part)} is not an id`);
-  }
-  return "/" + parts.map((p) => encodeURIComponent(p)).join("/");
-}
-
-/** `X-User-ID` as the API reads it: UTF-8 (fetch sends each char of this string as a byte).
- * A control character is refused, without repeating the value. */
-function userHeader(userId: string): Record<string, string> {
-  if (/[\u0000-\u001f\u007f]/.test(userId)) {
-    throw new TypeError("userId holds a control character (a line break, a tab, ...)");
-  }
-  const bytes = new TextEncoder().encode(userId);
-  return { "X-User-ID": Array.from(bytes, (b) => String.fromCharCode(b)).join("") };
-}
-
-/** The cursors one walk over a list has followed: a cursor given twice would loop. */
-function pageWalk(): (cursor: string | null | undefined) => string | undefined {
-  const seen = new Set<string>();
-  return (cursor) => {
-    if (!cursor) return undefined;
-    if (seen.has(cursor)) {
-      throw new PassthruError("repeated_cursor", [
-        { field: "next_cursor", message: "the API gave a cursor it gave before; stopped" },
-      ]);
-    }
-    seen.add(cursor);
-    return cursor;
-  };
-}
-
-/** What an answer must hold to be the API's; a description of what is wrong, else undefined. */
-type Shape = (answer: Record<string, unknown> | undefined) => string | undefined;
-
-const STRINGS = (...names: string[]): Shape => (answer) => {
-  const missing = names.filter((name) => typeof answer?.[name] !== "string");
-  return missing.length > 0 ? `no ${missing.join(" or ")} string` : undefined;
-};
-const A_CALL = STRINGS("id", "status");
-const LIST = (name: string): Shape => (answer) =>
-  answer !== undefined && (answer[name] === undefined || answer[name] === null || Array.isArray(answer[name]))
-    ? undefined
-    : `${name} is not a list`;
-
-function positiveWhole(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`${name} must be a whole number above 0`);
-  }
-  return value;
-}
-
-function retryPolicy(retries: PassthruOptions["retries"]): RetryPolicy {
-  if (retries === false) return { ...DEFAULT_RETRY_POLICY, maxRetries: 0 };
-  if (typeof retries === "number") {
-    if (!Number.isInteger(retries) || retries < 0) {
-      throw new RangeError("retries must be a whole number, 0 or more (or false)");
-    }
-    return { ...DEFAULT_RETRY_POLICY, maxRetries: retries };
-  }
-  const policy = { ...DEFAULT_RETRY_POLICY };
-  for (const [name, value] of Object.entries(retries ?? {})) {
-    if (value === undefined) continue;
-    if (!(name in DEFAULT_RETRY_POLICY)) throw new RangeError(`retries.${name} is not a retry setting`);
-    const whole = name === "maxRetries";
-    if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (whole && !Number.isInteger(value))) {
-      throw new RangeError(`retries.${name} must be a ${whole ? "whole " : ""}number, 0 or more`);
-    }
-    policy[name as keyof RetryPolicy] = value;
-  }
-  return policy;
-}
 
 export class Passthru {
   readonly baseUrl: string;

@@ -10,12 +10,11 @@
  * ```
  */
 
+export { Passthru } from "./client.js";
 export {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_WAIT_FOR_MS,
   MAX_WAIT_S,
-  Passthru,
-  isDone,
   type AccountFilters,
   type ConnectOptions,
   type ConnectSessionOptions,
@@ -26,7 +25,8 @@ export {
   type RequestOptions,
   type UpdateAccountOptions,
   type WaitForOptions,
-} from "./client.js";
+} from "./options.js";
+export { isDone } from "./requests.js";
 export {
   APIConnectionError,
   AuthenticationError,
