@@ -144,15 +144,17 @@ def test_an_unparseable_answer_never_stores_the_credential(
         assert SECRET not in body, f"the secret is in {where}"
 
 
+@pytest.mark.parametrize("token", [SECRET, f'{SECRET}-"quoted"-\\-/'])
 def test_an_upstream_echoing_the_token_gets_it_redacted(
-    any_stack: Stack, tenant_of: Caller
+    any_stack: Stack, tenant_of: Caller, token: str
 ) -> None:
-    # Given an upstream that echoes the request's Authorization in its body and a header
+    # Given an upstream that echoes the request's Authorization in its body (JSON, which
+    # escapes a `"` or `\` of the token) and a header
     user = f"u-echo-{secrets.token_hex(3)}"
-    tenant_of.connect("slack", user, {"access_token": SECRET})
+    tenant_of.connect("slack", user, {"access_token": token})
 
     def echo(seen: Any) -> Reply:
-        return Reply(200, {"you_sent": seen.headers["authorization"]}, {"X-Echo": SECRET})
+        return Reply(200, {"you_sent": seen.headers["authorization"]}, {"X-Echo": token})
 
     any_stack.upstream.script("GET", "/api/hostile.echo", echo)
     # When called / Then the answer is kept, without the token

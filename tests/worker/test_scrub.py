@@ -272,3 +272,55 @@ def test_a_cut_never_leaves_a_prefix_of_the_token() -> None:
     assert isinstance(outcome, Answer)
     assert outcome.truncated is True
     assert b"xoxb-0123" not in outcome.body
+
+
+def _stored(scrub: Scrubber, body: bytes) -> bytes:
+    """What the worker stores of an answer with `body`: the raw bytes scrubbed, then
+    classified with the same scrubber, as the output column holds it."""
+    from datetime import UTC, datetime
+
+    from worker.calls.outcome import classify
+    from worker.calls.retry import GiveUp
+
+    answer = Answer(200, [("content-type", "application/json")], scrub.bytes(body), False, 1)
+    output = classify(answer, GiveUp("done"), datetime.now(UTC), scrub).output
+    return output.encode() if isinstance(output, str) else orjson.dumps(output)
+
+
+@pytest.mark.parametrize(
+    "secret", ['xoxb-12345-"SECRET"-67890', "pa\\ss-w0rd-SECRET", 'a/b"c\\d', "p\u00e4ssw\u00f6rd"]
+)
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_a_secret_json_escapes_is_removed_as_the_upstream_spells_it(
+    secret: str, ensure_ascii: bool
+) -> None:
+    # Given an upstream echoing a credential holding `"`, `\`, `/` or letters beyond ASCII in
+    # its JSON (which escapes them; some encoders write `\u00e4` and `\/` too)
+    import json
+
+    echoed = json.dumps({"echo": f"Bearer {secret}"}, ensure_ascii=ensure_ascii).encode()
+    scrub = Scrubber([secret])
+    # When stored / Then neither the raw bytes nor the output, read back, hold it
+    assert secret.encode() not in scrub.bytes(echoed)
+    stored = _stored(scrub, echoed)
+    assert secret not in orjson.loads(stored)["echo"]
+    assert orjson.loads(stored) == {"echo": f"Bearer {REDACTED}"}
+    assert scrub.text(json.dumps(secret)) == f'"{REDACTED}"'
+
+
+def test_json_kept_as_text_loses_a_secret_its_escapes_spell() -> None:
+    # Given JSON too large to decode (more arrays than MAX_JSON_CONTAINERS), kept as text,
+    # which spells the token with an escape
+    token = "xoxb-1234567890-SECRET"
+    body = b'{"seen": "xoxb-\\u0031234567890-SECRET", "pad": [' + b"[]," * 100_001 + b"[]]}"
+    # When stored
+    stored = _stored(Scrubber([token]), body)
+    # Then the text holds it in no form, even once a client parses it as JSON
+    assert token.encode() not in stored
+    assert b"\\u0031234567890" not in stored
+    assert orjson.loads(stored)["seen"] == REDACTED
+
+
+def test_text_without_a_secret_keeps_its_escapes() -> None:
+    text = '{"a": "\\u0041\\n", "b": "\\\\u0031"}'
+    assert Scrubber(["xoxb-1234567890-SECRET"]).value(text) == text

@@ -9,6 +9,7 @@ other control characters and is cut to the size of its column.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -34,12 +35,40 @@ _PLAIN = re.compile(r"^[A-Za-z0-9._~-]+$")
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
+
+
 def _forms(secret: str) -> set[str]:
     if _PLAIN.match(secret):
         return {secret}
     quoted = {quote(secret, safe=""), quote_plus(secret)}
     lower = {_ESCAPE.sub(lambda m: m.group(0).lower(), q) for q in quoted}  # %2f as well
-    return {secret, secret.replace("/", "\\/"), *quoted, *lower}
+    return {secret, *_json_forms(secret), *quoted, *lower}
+
+
+def _json_forms(secret: str) -> set[str]:
+    """`secret` inside a JSON string, as encoders write it: `"` and `\\` escaped, other
+    characters as UTF-8 or as `\\u00e9` (in either case of hex), `/` as is or as `\\/`."""
+    as_utf8 = orjson.dumps(secret)[1:-1].decode()
+    as_ascii = json.dumps(secret)[1:-1]
+    upper = _UNICODE_ESCAPE.sub(lambda m: "\\u" + m.group(1).upper(), as_ascii)
+    forms = {as_utf8, as_ascii, upper}
+    return forms | {form.replace("/", "\\/") for form in forms}
+
+
+# A `\uXXXX` escape, or an escaped backslash (so that `\\u0041` is read as a backslash
+# and `u0041`); the other escapes (`\"`, `\\`, `\/`) are among a secret's forms already.
+_UNICODE_OR_BACKSLASH = re.compile(r"\\\\|\\u([0-9a-fA-F]{4})")
+
+
+def unicode_unescaped(text: str) -> str:
+    """`text` with its JSON `\\uXXXX` escapes undone, read left to right; an escaped
+    surrogate pair becomes its character, a lone one U+FFFD, so that the result can be
+    stored."""
+    undone = _UNICODE_OR_BACKSLASH.sub(
+        lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(0), text
+    )
+    return undone.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Scrubber:
@@ -95,7 +124,7 @@ class Scrubber:
         comes back encoded (an `orjson.Fragment`, stored as is and smaller than the objects);
         it is walked only when its encoding shows a secret."""
         if isinstance(value, str):
-            return self.text(value)
+            return self._text_or_json_text(value)
         if not isinstance(value, dict | list):
             return value
         try:
@@ -105,6 +134,18 @@ class Scrubber:
         except orjson.JSONEncodeError:
             return value  # too deep to store: the store refuses it, and says so
         return orjson.Fragment(encoded)
+
+    def _text_or_json_text(self, value: str) -> str:
+        """Text, which may be JSON kept as text (too large or too deep to decode, or not
+        quite JSON): a secret its `\\u` escapes spell out (`\\u0031`) counts as one shown.
+        Found so, the text is kept with those escapes undone and the secret removed."""
+        scrubbed = self.text(value)
+        if self._text_re is None or "\\u" not in scrubbed:
+            return scrubbed
+        unescaped = unicode_unescaped(scrubbed)
+        if not any(secret in unescaped for secret in self._text):
+            return scrubbed
+        return self._text_re.sub(REDACTED, unescaped)
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
