@@ -40,7 +40,8 @@ def refused_by_database(exc: DataError | IntegrityError, where: str) -> ApiError
     return invalid("body", "a value was refused by the database")
 
 
-# What a page's route answers with its own refusal page rather than the API's JSON.
+# A database that cannot answer (down, or no connection free): `database_unavailable`'s 503,
+# which the console's and the connect pages' routes show as a page.
 DATABASE_DOWN = (OperationalError, PoolTimeout)
 
 

@@ -7,7 +7,7 @@ read a cookie there). `includeSubDomains` is left out: the operator's other host
 passthru's to bind. A browser ignores the header on a plain-http answer.
 
 Starlette answers an unexpected exception outside every middleware, so the handler of those
-500s adds `headers_for(app)` itself (api/errors.py).
+500s adds `headers_for(public_origin)` itself (api/errors.py).
 """
 
 from __future__ import annotations
