@@ -49,5 +49,8 @@ HELD_PREFIX = f"{PREFIX}:held"
 HELD_LANE_PREFIX = f"{PREFIX}:held-lane"
 
 # Web console sessions (api/console/sessions.py): `{CONSOLE_SESSION_PREFIX}:{sha256 of the
-# cookie's token}` holds the SHA-256 of the API key that opened it, with a TTL.
+# cookie's token}` holds the SHA-256 of the API key that opened it, with a TTL;
+# `{CONSOLE_SESSIONS_OF_PREFIX}:{that key hash}` is a sorted set of its sessions' keys by
+# opening time, which bounds how many one key holds.
 CONSOLE_SESSION_PREFIX = f"{PREFIX}:console-session"
+CONSOLE_SESSIONS_OF_PREFIX = f"{PREFIX}:console-sessions-of"

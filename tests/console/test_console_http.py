@@ -4,6 +4,7 @@ webhook deliveries pages: tenancy, state machine, rate limit."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, create_engine
 from api.app import create_app, release
 from api.call_log import LogFilter, list_calls
 from api.console.manage import ACCOUNTS_SHOWN
-from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE
+from api.console.sessions import PRESESSION_COOKIE, SESSION_COOKIE, SessionStore
 from api.key_lookups import KeyLookups
 from api.quotas import Quotas
 from api.redis_rates import quotas_client
@@ -145,9 +146,15 @@ def test_redis_keeps_neither_the_key_nor_the_session_token(
     token = browser_client.cookies[SESSION_COOKIE]
     client = redis.Redis.from_url(redis_server.url)  # type: ignore[attr-defined]
     stored = {k: client.get(k) for k in client.scan_iter("passthru:console-session:*")}
+    # ... nor does the index of the key's sessions (named by the key's hash)
+    index = {
+        k: b" ".join(client.zrange(k, 0, -1))
+        for k in client.scan_iter("passthru:console-sessions-of:*")
+    }
     client.close()
     assert hash_api_key(tenancy.key).encode() in stored.values()
-    dump = b" ".join([*stored, *(v or b"" for v in stored.values())])
+    assert f"passthru:console-sessions-of:{hash_api_key(tenancy.key)}".encode() in index
+    dump = b" ".join([*stored, *(v or b"" for v in stored.values()), *index, *index.values()])
     assert tenancy.key.encode() not in dump
     assert token.encode() not in dump
 
@@ -614,3 +621,34 @@ def test_the_database_down_is_a_503_page_with_retry_after(
         assert page.headers["retry-after"]
         assert "the database is unavailable; retry shortly" in page.text
     assert browser_client.get("/console").status_code == 200
+
+
+def test_one_key_holds_a_bounded_number_of_sessions(redis_server: object) -> None:
+    # Given a store that keeps at most 3 sessions per API key
+    client = redis.Redis.from_url(redis_server.url)  # type: ignore[attr-defined]
+    now = [1_000.0]
+    store = SessionStore(client, ttl_s=60, max_per_key=3, clock=lambda: now[0])
+    key, other = "a" * 64, "b" * 64
+    # When one key signs in five times, a second per sign-in, and another key once
+    tokens = []
+    for _ in range(5):
+        tokens.append(store.open(key))
+        now[0] += 1
+    theirs = store.open(other)
+    # Then the key's two oldest sessions are closed, its three newest and the other's open
+    assert [store.key_hash(t) for t in tokens] == [None, None, key, key, key]
+    assert store.key_hash(theirs) == other
+    assert client.zcard(f"passthru:console-sessions-of:{key}") == 3
+    held = [client.get(k) for k in client.scan_iter("passthru:console-session:*")]
+    assert sorted(v for v in held if v in (key.encode(), other.encode())) == [
+        *[key.encode()] * 3,
+        other.encode(),
+    ]
+    # ... and once they expire, the index forgets them at the next sign-in
+    now[0] += 120
+    latest = store.open(key)
+    assert client.zrange(f"passthru:console-sessions-of:{key}", 0, -1) == [
+        f"passthru:console-session:{hashlib.sha256(latest.encode()).hexdigest()}".encode()
+    ]
+    assert 0 < client.ttl(f"passthru:console-sessions-of:{key}") <= 60
+    client.close()
