@@ -89,18 +89,23 @@ def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:
     )
 
 
-@pytest.fixture
-def secret(engine: Engine, vault: Vault, tenant: Tenant) -> str:
+def _add_endpoint(engine: Engine, vault: Vault, tenant_id: str) -> str:
+    """An endpoint at HOOK for `tenant_id`, its secret stored under `vault`: the secret."""
     value = new_secret()
     with session_scope(engine) as session:
         session.add(
             WebhookEndpoint(
-                tenant_id=tenant.id,
+                tenant_id=tenant_id,
                 url=HOOK,
-                secrets_enc=store_secrets(vault, value, tenant_id=tenant.id),
+                secrets_enc=store_secrets(vault, value, tenant_id=tenant_id),
             )
         )
     return value
+
+
+@pytest.fixture
+def secret(engine: Engine, vault: Vault, tenant: Tenant) -> str:
+    return _add_endpoint(engine, vault, tenant.id)
 
 
 def _finished_call(engine: Engine, account: ConnectedAccount) -> str:
@@ -437,15 +442,7 @@ def test_an_unreadable_signing_secret_ends_the_delivery(
     tenant: Tenant,
 ) -> None:
     # Given the tenant's secrets written under a key this worker does not hold
-    other = Vault([generate_encryption_key()])
-    with session_scope(engine) as session:
-        session.add(
-            WebhookEndpoint(
-                tenant_id=tenant.id,
-                url=HOOK,
-                secrets_enc=store_secrets(other, new_secret(), tenant_id=tenant.id),
-            )
-        )
+    _add_endpoint(engine, Vault([generate_encryption_key()]), tenant.id)
     call_id = _finished_call(engine, account)
     msg = message_id(call_id)
     # When delivered / Then nothing is sent unsigned; the delivery says why and ends
@@ -463,10 +460,10 @@ def test_a_delivery_in_flight_cannot_be_claimed_again(
     held: list[object] = []
 
     class Holding:
-        def room(self) -> int:
+        def room(self, tenant_id: str) -> int:
             return 10
 
-        def post(self, delivery_id: str, prepare: object, done: object) -> None:
+        def post(self, delivery_id: str, tenant_id: str, prepare: object, done: object) -> None:
             held.append(delivery_id)
 
     call_id = _finished_call(engine, account)
@@ -483,10 +480,10 @@ def test_a_full_sender_hands_deliveries_back_for_later(
     rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
 ) -> None:
     class Full:
-        def room(self) -> int:
+        def room(self, tenant_id: str) -> int:
             return 0
 
-        def post(self, delivery_id: str, prepare: object, done: object) -> None:
+        def post(self, delivery_id: str, tenant_id: str, prepare: object, done: object) -> None:
             raise AssertionError("nothing is posted to a full sender")
 
     msg = message_id(_finished_call(engine, account))
@@ -607,3 +604,51 @@ def test_connection_created_is_signed_and_shows_the_account_without_its_credenti
 def test_an_account_event_needs_an_endpoint(engine: Engine, account: ConnectedAccount) -> None:
     with engine.begin() as conn:
         assert enqueue_account_event(conn, account, NOW) == []
+
+
+def _tenant_with_an_endpoint(engine: Engine, vault: Vault, name: str) -> ConnectedAccount:
+    """A new tenant with a webhook endpoint: an account of it."""
+    from models.accounts.tenants import create_tenant
+    from tests.worker.factories import make_account
+
+    tenant, _ = create_tenant(engine, name)
+    _add_endpoint(engine, vault, tenant.id)
+    return make_account(engine, tenant, vault)
+
+
+def test_one_tenants_silent_receiver_holds_a_quarter_of_the_sender_at_most(
+    rt: WebhookRuntime, engine: Engine, vault: Vault
+) -> None:
+    # Given a sender of 2 slots (16 pending, 4 of them one tenant's), and a tenant whose
+    # receiver does not answer until told to
+    import asyncio
+
+    from tests.worker.webhook_poster import loop_poster
+
+    release = asyncio.Event()
+    answered: list[str] = []
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        msg = request.headers["webhook-id"]
+        if msg in hog:
+            await release.wait()
+        answered.append(msg)
+        return httpx.Response(204)
+
+    hogs_account = _tenant_with_an_endpoint(engine, vault, "hog")
+    hog = [message_id(_finished_call(engine, hogs_account)) for _ in range(6)]
+    other = message_id(_finished_call(engine, _tenant_with_an_endpoint(engine, vault, "other")))
+    with loop_poster(receiver, concurrency=2) as (poster, loop):
+        sender = replace(rt, poster=poster)
+        # When the hog's six deliveries are handed over, then another tenant's
+        hog_claimed = deliver(hog, sender)
+        other_claimed = deliver([other], sender)
+        # Then four of the hog's are taken, the other two come back later unclaimed ...
+        assert sorted(hog_claimed) == sorted(hog[:4])
+        assert [(hog[4:], 5.0)] == PUBLISHED
+        assert {_delivery(engine, msg).status for msg in hog[4:]} == {"pending"}
+        # ... and the other tenant's is taken, and sent once the hog's first round ends
+        assert other_claimed == {other: "delivering"}
+        loop.call_soon_threadsafe(release.set)
+        assert poster.drain(10)
+        assert sorted(answered) == sorted([*hog[:4], other])

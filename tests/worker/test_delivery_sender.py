@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests.worker.webhook_poster import loop_poster
 from worker.webhooks.sender import ANSWER_READ_BYTES, LoopPoster, Prepared, Sent, attempt
 
 PREPARED = Prepared("msg_1", "https://hooks.example.com/in", b"{}", {"accept-encoding": "identity"})
@@ -83,9 +84,6 @@ def test_what_is_sent_is_what_was_prepared() -> None:
 
 def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget() -> None:
     # Given a poster on an event loop of its own, two attempts at a time
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
     release = asyncio.Event()
     running = 0
     most = 0
@@ -98,12 +96,6 @@ def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget(
         running -= 1
         return httpx.Response(204)
 
-    poster = LoopPoster(
-        lambda: loop,
-        lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-        concurrency=2,
-        timeout_s=30,
-    )
     recorded: list[tuple[str, int | None]] = []
     recorded_on: list[threading.Thread] = []
 
@@ -112,11 +104,12 @@ def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget(
         recorded.append((name, sent.status_code))
         recorded_on.append(threading.current_thread())
 
-    try:
+    with loop_poster(handler, concurrency=2) as (poster, loop):
         # When five are handed over: post returns at once
         for i in range(5):
-            poster.post(f"d{i}", lambda: PREPARED, lambda sent, i=i: done(sent, f"d{i}"))
-        assert poster.room() == 2 * 8 - 5
+            poster.post(f"d{i}", "t1", lambda: PREPARED, lambda sent, i=i: done(sent, f"d{i}"))
+        assert poster.room("t1") == 2 * 2 - 5  # beyond its share: nothing more of t1's
+        assert poster.room("t2") == 2 * 2  # another tenant's whole share
         deadline = time.monotonic() + 10
         while most < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -126,49 +119,37 @@ def test_the_loop_poster_runs_attempts_off_the_calling_thread_within_its_budget(
         assert sorted(recorded) == [(f"d{i}", 204) for i in range(5)]
         assert most == 2
         assert threading.current_thread() not in recorded_on
-        assert poster.room() == 16
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(10)
-        loop.close()
+        assert poster.room("t1") == 4
+        assert poster.room("t2") == 4
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_the_poster_has_room_for_eight_attempts_per_slot(concurrency: int) -> None:
+def test_one_tenant_has_room_for_two_attempts_per_slot(concurrency: int) -> None:
     def no_loop() -> asyncio.AbstractEventLoop:
         raise AssertionError("not used")
 
     poster = LoopPoster(no_loop, httpx.AsyncClient, concurrency=concurrency, timeout_s=1)
-    assert poster.room() == 8 * concurrency
+    assert poster.room("t1") == 2 * concurrency  # a tenant's share: a quarter
 
 
 def test_an_attempt_is_prepared_only_once_it_has_a_slot() -> None:
     # Given one slot, held by an attempt the receiver does not answer yet
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
     release = asyncio.Event()
 
     async def handler(_: httpx.Request) -> httpx.Response:
         await release.wait()
         return httpx.Response(204)
 
-    poster = LoopPoster(
-        lambda: loop,
-        lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-        concurrency=1,
-        timeout_s=30,
-    )
     prepared: list[str] = []
 
     def prepare(name: str) -> Prepared:
         prepared.append(name)
         return PREPARED
 
-    try:
+    with loop_poster(handler, concurrency=1) as (poster, loop):
         # When two are handed over
-        poster.post("first", lambda: prepare("first"), lambda _: None)
-        poster.post("second", lambda: prepare("second"), lambda _: None)
+        poster.post("first", "t1", lambda: prepare("first"), lambda _: None)
+        poster.post("second", "t1", lambda: prepare("second"), lambda _: None)
         deadline = time.monotonic() + 10
         while not prepared and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -178,7 +159,3 @@ def test_an_attempt_is_prepared_only_once_it_has_a_slot() -> None:
         loop.call_soon_threadsafe(release.set)
         assert poster.drain(10)
         assert prepared == ["first", "second"]
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(10)
-        loop.close()

@@ -25,11 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import MAX_COUNTDOWN_S, Publisher
 from models.crypto.secrets import Vault
+from models.db.engine import read_connection
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
@@ -71,21 +72,44 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
     """Claim each due delivery among `delivery_ids` and hand it to the sender, which signs
     and sends it when a slot is free (its body is built then, so waiting deliveries hold no
     payload). Returns the status of each one claimed: its outcome when known already, else
-    `delivering`. Deliveries the sender has no room for are published again shortly."""
+    `delivering`. Deliveries the sender has no room for, in all or for their tenant, are
+    published again shortly, unclaimed."""
     out: dict[str, str] = {}
-    for index, delivery_id in enumerate(delivery_ids):
-        if rt.poster.room() <= 0:
-            rest = list(delivery_ids[index:])
-            log.warning("webhook sender full; %d deliveries come back later", len(rest))
-            rt.publisher.publish_deliveries(rest, NO_ROOM_COUNTDOWN_S)
-            break
+    later: list[str] = []
+    tenants = _tenants_of(rt.engine, delivery_ids)
+    for delivery_id in delivery_ids:
+        tenant_id = tenants.get(delivery_id)
+        if tenant_id is None:
+            continue  # gone
+        if rt.poster.room(tenant_id) <= 0:
+            later.append(delivery_id)
+            continue
         delivery = _claim(rt, delivery_id)
         if delivery is None:
             continue
         out[delivery_id] = DeliveryStatus.DELIVERING
         attempt = _Attempt(rt, delivery, rt.clock(), out)
-        rt.poster.post(delivery.id, attempt.prepare, attempt.ended)
+        rt.poster.post(delivery.id, delivery.tenant_id, attempt.prepare, attempt.ended)
+    if later:
+        log.warning(
+            "webhook sender full, or full for their tenant; %d deliveries come back later",
+            len(later),
+        )
+        rt.publisher.publish_deliveries(later, NO_ROOM_COUNTDOWN_S)
     return out
+
+
+def _tenants_of(engine: Engine, delivery_ids: Sequence[str]) -> dict[str, str]:
+    """Each delivery's tenant, in one read (deliveries that are gone are left out)."""
+    if not delivery_ids:
+        return {}
+    with read_connection(engine) as conn:
+        rows = conn.execute(
+            select(_deliveries.c.id, _deliveries.c.tenant_id).where(
+                _deliveries.c.id.in_(list(delivery_ids))
+            )
+        )
+        return {row.id: row.tenant_id for row in rows}
 
 
 @dataclass

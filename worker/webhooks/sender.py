@@ -33,6 +33,10 @@ ANSWER_READ_BYTES = 1024
 # Attempts handed over but not yet recorded, per process, as a multiple of the concurrency:
 # beyond it, deliveries are handed back to come again a little later.
 PENDING_PER_SLOT = 8
+# One tenant's share of those: a quarter, so that a tenant whose receiver never answers puts
+# at most two rounds of attempts (two deadlines) ahead of another tenant's, and four such
+# tenants are needed to fill a process.
+PENDING_PER_TENANT_SLOT = 2
 # The longest error text kept for an attempt (the column's size).
 ERROR_CHARS = 200
 
@@ -98,18 +102,20 @@ Done = Callable[["Sent | Exception"], object]
 
 
 class Poster(Protocol):
-    def room(self) -> int:
-        """How many more attempts may be handed over now."""
+    def room(self, tenant_id: str) -> int:
+        """How many more attempts of `tenant_id` may be handed over now."""
         ...
 
-    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+    def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         """When a slot is free: `prepare` the attempt (build and sign its request, on a
         thread), send it, and have `done` record how it ended."""
         ...
 
 
 class LoopPoster:
-    """Attempts on an event loop (the sender's), at most `concurrency` at once."""
+    """Attempts on an event loop (the sender's), at most `concurrency` at once, in the order
+    handed over; at most PENDING_PER_SLOT per slot waiting or running, of which one tenant
+    holds at most PENDING_PER_TENANT_SLOT per slot."""
 
     def __init__(
         self,
@@ -124,27 +130,34 @@ class LoopPoster:
         self._concurrency = concurrency
         self._timeout_s = timeout_s
         self._max_pending = concurrency * PENDING_PER_SLOT
+        self._max_pending_of_tenant = concurrency * PENDING_PER_TENANT_SLOT
         self._pending = 0
+        self._pending_of: dict[str, int] = {}  # tenants with attempts pending only
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
         self._recorder = ThreadPoolExecutor(2, thread_name_prefix="passthru-webhook-record")
 
-    def room(self) -> int:
+    def room(self, tenant_id: str) -> int:
         with self._lock:
-            return self._max_pending - self._pending
+            return min(
+                self._max_pending - self._pending,
+                self._max_pending_of_tenant - self._pending_of.get(tenant_id, 0),
+            )
 
-    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+    def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         with self._lock:
             self._pending += 1
+            self._pending_of[tenant_id] = self._pending_of.get(tenant_id, 0) + 1
         try:
-            asyncio.run_coroutine_threadsafe(self._run(delivery_id, prepare, done), self._loop())
+            run = self._run(delivery_id, tenant_id, prepare, done)
+            asyncio.run_coroutine_threadsafe(run, self._loop())
         except BaseException:
-            self._finished()
+            self._finished(tenant_id)
             raise
 
-    async def _run(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+    async def _run(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         loop = asyncio.get_running_loop()
         try:
             if self._client is None or self._slots is None:  # made on the loop, once
@@ -163,11 +176,14 @@ class LoopPoster:
             # The delivery stays `delivering` until its lease ends; the sweeper takes it back.
             log.exception("webhook %s: the attempt could not be recorded", delivery_id)
         finally:
-            self._finished()
+            self._finished(tenant_id)
 
-    def _finished(self) -> None:
+    def _finished(self, tenant_id: str) -> None:
         with self._lock:
             self._pending -= 1
+            left = self._pending_of.pop(tenant_id) - 1
+            if left:
+                self._pending_of[tenant_id] = left
             if self._pending == 0:
                 self._idle.notify_all()
 
@@ -192,10 +208,10 @@ class InlinePoster:
         self._make_client = make_client
         self._timeout_s = timeout_s
 
-    def room(self) -> int:
+    def room(self, tenant_id: str) -> int:
         return 1_000_000
 
-    def post(self, delivery_id: str, prepare: Prepare, done: Done) -> None:
+    def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         async def once(prepared: Prepared) -> Sent:
             async with self._make_client() as client:
                 return await attempt(client, prepared, self._timeout_s)
