@@ -5,11 +5,13 @@ newcomer needs to see. The production formats (`json`, `text`) are not touched b
     13:02:11  fc_01J…  slack  POST /api/chat.postMessage  → 200 completed  312 ms  (2 attempts)
 
 A call's line shows its URL's path alone: a query string can hold a secret (`?api_key=`).
+An access line shows a connect link's path without its token, which works until it is used.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -26,9 +28,18 @@ _QUIET_PATHS = ("/healthz", "/readyz", "/metrics", "/favicon.ico", "/console/sta
 SHOWN_FROM_STATUS = 400
 
 
+# A connect link's token: whoever has it may connect an account as the tenant's end user.
+_CONNECT_TOKEN = re.compile(r"^/connect/[^/]+")
+
+
 def _path(url: Any) -> str:
     """The path of `url`, without its query string or fragment."""
     return urlsplit(str(url or "")).path or "/"
+
+
+def _shown_path(url: Any) -> str:
+    """The path of an API request as a line shows it: a connect link's token left out."""
+    return _CONNECT_TOKEN.sub("/connect/…", _path(url))
 
 
 def call_line(fields: Mapping[str, Any], at: datetime) -> str:
@@ -52,7 +63,7 @@ def access_line(args: Any, at: datetime) -> str | None:
     if not isinstance(args, tuple) or len(args) != 5:
         return None
     _client, method, target, _version, status = args
-    path = _path(target)
+    path = _shown_path(target)
     if not isinstance(status, int) or status < SHOWN_FROM_STATUS:
         return None
     if path.startswith(_QUIET_PATHS):

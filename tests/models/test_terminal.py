@@ -120,6 +120,8 @@ def test_upkeep_shows_at_debug() -> None:
         ("GET", "/function-calls?user_id=u", 200, None),
         ("GET", "/readyz", 503, None),
         ("GET", "/console/static/console.css", 404, None),
+        # a connect link's token is a secret while the link works
+        ("POST", "/connect/cs_tok3n-s3cret?x=1", 403, "POST /connect/… → 403"),
     ],
 )
 def test_access_lines_only_for_requests_that_went_wrong(
