@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import MAX_COUNTDOWN_S, Publisher
 from models.crypto.secrets import Vault
-from models.db.engine import read_connection
+from models.db.engine import read_connection, single_write
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker import metrics
@@ -95,8 +95,23 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
             "webhook sender full, or full for their tenant; %d deliveries come back later",
             len(later),
         )
-        rt.publisher.publish_deliveries(later, NO_ROOM_COUNTDOWN_S)
+        if rt.publisher.publish_deliveries(later, NO_ROOM_COUNTDOWN_S):
+            _published(rt.engine, later, rt.clock())
     return out
+
+
+def _published(engine: Engine, delivery_ids: Sequence[str], now: datetime) -> None:
+    """Deliveries handed back are published: the sweeper, which publishes pending ones not
+    published for a while, must not add a second message for each while a sender is full."""
+    with single_write(engine) as conn:
+        conn.execute(
+            update(_deliveries)
+            .where(
+                _deliveries.c.id.in_(list(delivery_ids)),
+                _deliveries.c.status == DeliveryStatus.PENDING,
+            )
+            .values(published_at=now)
+        )
 
 
 def _tenants_of(engine: Engine, delivery_ids: Sequence[str]) -> dict[str, str]:
