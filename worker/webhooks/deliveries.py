@@ -28,12 +28,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.broker import MAX_COUNTDOWN_S, Publisher
+from models.broker import Publisher
 from models.crypto.secrets import Vault
 from models.db.engine import read_connection, single_write
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
-from worker import metrics
+from worker.webhooks.decision import decide, log_attempt, soon
 from worker.webhooks.events import Unsendable, prepare, target
 from worker.webhooks.sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
@@ -203,8 +203,8 @@ def _record(
         gone = code == 410 and (
             not delivery.to_endpoint or _disable_endpoint(conn, delivery, to, started)
         )
-        status, decision, next_at = _decide(
-            rt, delivery, code, error, started, last=last, gone=gone
+        status, decision, next_at = decide(
+            rt.schedule_s, delivery, code, error, started, last=last, gone=gone
         )
         conn.execute(
             _attempts.insert().values(
@@ -228,13 +228,13 @@ def _record(
             ).values(
                 url=to or delivery.url,
                 next_attempt_at=next_at,
-                published_at=next_at if _soon(next_at, started) else None,
+                published_at=next_at if soon(next_at, started) else None,
                 lease_expires_at=None,
                 finished_at=started if status in ENDED else None,
             )
         )
-    _log_attempt(delivery, status, decision, sent)
-    if next_at is not None and _soon(next_at, started):
+    log_attempt(delivery, status, decision, sent)
+    if next_at is not None and soon(next_at, started):
         rt.publisher.publish_deliveries(
             [delivery.id], max(0.0, (next_at - started).total_seconds())
         )
@@ -256,70 +256,3 @@ def _disable_endpoint(
     if disabled:
         log.warning("tenant %s: webhook endpoint disabled (410 Gone)", delivery.tenant_id)
     return bool(disabled)
-
-
-def _log_attempt(
-    delivery: WebhookDelivery, status: DeliveryStatus, decision: str, sent: Sent
-) -> None:
-    log.info(
-        "webhook %s %s attempt %d: %s",
-        delivery.id,
-        delivery.event,
-        delivery.attempt_count,
-        decision,
-        extra={
-            "event": "webhook.attempt",
-            "delivery_id": delivery.id,
-            "call_id": delivery.call_id,
-            "tenant_id": delivery.tenant_id,
-            "status": status,
-            "status_code": sent.status_code,
-            "duration_ms": sent.duration_ms,
-        },
-    )
-    if status == DeliveryStatus.SUCCEEDED:
-        outcome = "delivered"
-    elif status == DeliveryStatus.PENDING:
-        outcome = "retry"
-    elif sent.status_code == 410:
-        outcome = "gone"
-    else:
-        outcome = str(status)
-    metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
-
-
-def _soon(next_at: datetime | None, now: datetime) -> bool:
-    return next_at is not None and (next_at - now).total_seconds() <= MAX_COUNTDOWN_S
-
-
-def _decide(
-    rt: WebhookRuntime,
-    delivery: WebhookDelivery,
-    code: int | None,
-    error: str | None,
-    now: datetime,
-    *,
-    last: bool,
-    gone: bool,
-) -> tuple[DeliveryStatus, str, datetime | None]:
-    """(status, decision text, next attempt time) after one attempt. `gone`: a 410 that
-    ends the delivery (from its callback_url, or from its endpoint's URL, now disabled); a
-    410 from a URL the endpoint no longer has is retried, at the endpoint's URL then."""
-    if last:
-        return DeliveryStatus.FAILED, f"{error or 'cannot be sent'}; not retried", None
-    if code is not None and 200 <= code < 300:
-        return DeliveryStatus.SUCCEEDED, f"delivered ({code})", None
-    if gone:
-        return (
-            DeliveryStatus.FAILED,
-            "gone (410): not retried" + ("; endpoint disabled" if delivery.to_endpoint else ""),
-            None,
-        )
-    if code == 410:
-        why = "answered 410 from a URL the endpoint no longer has"
-    else:
-        why = f"answered {code}" if code is not None else (error or "no answer")
-    if delivery.attempt_count >= len(rt.schedule_s):
-        return DeliveryStatus.FAILED, f"{why}; no attempts left ({len(rt.schedule_s)})", None
-    delay = rt.schedule_s[delivery.attempt_count]
-    return DeliveryStatus.PENDING, f"{why}; retry in {delay:g} s", now + timedelta(seconds=delay)
