@@ -9,6 +9,9 @@ codes and durations.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -66,3 +69,22 @@ def configure_logging(fmt: Literal["json", "text", "dev"], level: str) -> None:
     logging.getLogger("passthru").setLevel(level)
     # One line per onward request is noise; passthru logs one line per call instead.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class Sometimes:
+    """Whether a repeated warning is due: at most once per `every_s` (thread-safe), so that
+    a cause that persists is logged, not repeated for each message it affects."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now - self._last < self._every_s:
+                return False
+            self._last = now
+            return True

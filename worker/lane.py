@@ -29,6 +29,7 @@ from collections.abc import Callable
 import redis
 
 from models.keys import LIST_INTERACTIVE
+from models.logs import Sometimes
 
 log = logging.getLogger("passthru.worker")
 
@@ -58,8 +59,7 @@ class InteractiveConsumer:
         self._stopping = threading.Event()
         self._listening = threading.Lock()  # held by the one thread waiting on the list
         self._started: list[threading.Thread] = []
-        self._logged_at = 0.0
-        self._log_lock = threading.Lock()
+        self._warnings = Sometimes(LOG_EVERY_S)
 
     def start(self) -> None:
         for i in range(self._threads):
@@ -127,9 +127,5 @@ class InteractiveConsumer:
             log.exception("interactive call %s failed in the worker", call_id)
 
     def _warn(self, message: str, exc: Exception) -> None:
-        with self._log_lock:
-            now = time.monotonic()
-            if now - self._logged_at < LOG_EVERY_S:
-                return
-            self._logged_at = now
-        log.warning(message, exc, RETRY_S)
+        if self._warnings.due():
+            log.warning(message, exc, RETRY_S)

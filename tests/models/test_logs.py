@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from models.logs import JsonFormatter, TextFormatter
+from models.logs import JsonFormatter, Sometimes, TextFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -28,3 +28,14 @@ def test_json_lines_carry_the_event_fields() -> None:
 def test_text_lines_are_for_people() -> None:
     line = TextFormatter().format(_record(event="call.finished", status="completed", error=None))
     assert line.endswith("INFO passthru.worker: call c1 status=completed")
+
+
+def test_a_repeated_warning_is_due_once_per_period() -> None:
+    now = [100.0]
+    sometimes = Sometimes(30.0, clock=lambda: now[0])
+    seen = []
+    for step in (0.0, 1.0, 28.0, 1.0, 5.0, 30.0):
+        now[0] += step
+        seen.append(sometimes.due())
+    # due at 100, not at 101 or 129, due at 130, not at 135, due at 165
+    assert seen == [True, False, False, True, False, True]

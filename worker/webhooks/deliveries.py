@@ -32,6 +32,7 @@ from models.broker import Publisher
 from models.crypto.secrets import Vault
 from models.db.engine import read_connection, single_write
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.logs import Sometimes
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker.webhooks.decision import decide, log_attempt, soon
 from worker.webhooks.events import Unsendable, prepare, target
@@ -45,6 +46,8 @@ _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
 # Deliveries the sender has no room for come back this much later.
 NO_ROOM_COUNTDOWN_S = 5.0
+# While they keep coming back, a warning at most this often (the rest at DEBUG).
+_HANDED_BACK_WARNINGS = Sometimes(30.0)
 DECISION_CHARS = 200
 
 
@@ -91,7 +94,7 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         attempt = _Attempt(rt, delivery, rt.clock(), out)
         rt.poster.post(delivery.id, delivery.tenant_id, attempt.prepare, attempt.ended)
     if later:
-        log.warning(
+        (log.warning if _HANDED_BACK_WARNINGS.due() else log.debug)(
             "webhook sender full, or full for their tenant; %d deliveries come back later",
             len(later),
         )
