@@ -43,7 +43,8 @@ async def log(request: Request, who: SignedInDep, engine: EngineDep) -> Response
 @router.get("/live.js")
 def static_file(request: Request) -> Response:
     content, media_type = _STATIC[request.url.path.rsplit("/", 1)[1]]
-    return Response(content, media_type=media_type, headers={"Cache-Control": "max-age=300"})
+    headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
+    return Response(content, media_type=media_type, headers=headers)
 
 
 @router.get("/sign-in")

@@ -582,6 +582,7 @@ def test_pages_that_can_change_say_so_and_load_only_the_services_script(
     script = browser_client.get("/console/live.js")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["x-content-type-options"] == "nosniff"  # run only as what it is
     assert "data-live-part" in script.text
     # Pages that never change by themselves load no script
     assert "<script" not in browser_client.get("/console/accounts").text
