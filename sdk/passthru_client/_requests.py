@@ -15,10 +15,10 @@ from passthru_client._retry import RetryPolicy
 from passthru_client._types import ErrorDetail
 
 MAX_WAIT_S = 60.0
+"""The longest the API holds a request open (`Prefer: wait` and `?wait=`)."""
 # A wait the API cut short is asked again after this pause, doubling up to the most.
 POLL_PAUSE_S = 0.25
 MAX_POLL_PAUSE_S = 2.0
-"""The longest the API holds a request open (`Prefer: wait` and `?wait=`)."""
 
 FilterValue = str | int | float | bool | datetime | None
 
