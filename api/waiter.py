@@ -25,6 +25,11 @@ log = logging.getLogger("passthru.waiter")
 
 # Longest a waiter trusts pub/sub alone before it looks at the database again.
 POLL_S = 1.0
+# At shutdown the subscription is cancelled again this often, this long apart, at most:
+# closing a redis-py pubsub connection can wait forever for its socket to close (redis-py
+# #3941), and each cancellation ends such a wait.
+STOP_TRIES = 5
+STOP_WAIT_S = 1.0
 _RESULT_CHANNEL = CHANNEL_CALL_RESULT.encode()
 
 
@@ -48,10 +53,19 @@ class CallWaiter:
         self._task = asyncio.create_task(self._listen(), name="call-waiter")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """End the subscription, within STOP_TRIES times STOP_WAIT_S whatever its connection
+        does: a shutdown never hangs on it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        for _ in range(STOP_TRIES):
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+            if done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("call-done subscription ended with %r", task.exception())
+                return
+        log.warning("call-done subscription did not end at shutdown; left behind")
 
     async def _listen(self) -> None:
         while True:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
+from api import waiter as waiter_module
 from api.waiter import CallWaiter, Watch
 from models.calls.notices import result_notice
 from models.calls.resources import CallResult
@@ -115,3 +118,35 @@ def test_notices_for_other_calls_wake_nobody_and_watches_are_dropped() -> None:
         assert waiter._watches == {}
 
     run(scenario)
+
+
+def test_stopping_ends_a_subscription_whose_close_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a subscription whose closing waits forever, twice, unless cancelled again (as
+    # redis-py's pubsub close can wait for its socket)
+    monkeypatch.setattr(waiter_module, "STOP_WAIT_S", 0.05)
+    cancellations: list[int] = []
+
+    class Stuck(CallWaiter):
+        async def _listen(self) -> None:
+            never = asyncio.Event()
+            while True:
+                try:
+                    await never.wait()
+                except asyncio.CancelledError:
+                    cancellations.append(1)
+                    if len(cancellations) == 3:
+                        raise
+
+    async def scenario() -> None:
+        waiter = Stuck("redis://127.0.0.1:1/0")
+        await waiter.start()
+        await asyncio.sleep(0)
+        task = waiter._task
+        # When it is stopped
+        await waiter.stop()
+        # Then stop returned once the third cancellation ended it
+        assert task is not None
+        assert task.done()
+        assert len(cancellations) == 3
+
+    asyncio.run(scenario())
