@@ -26,6 +26,7 @@ from api.prometheus import REQUESTS_REFUSED
 from api.tenant_cache import lookup
 from models.db.tables import Tenant
 from models.errors import ApiError, ErrorDetail
+from models.logs import Sometimes
 
 log = logging.getLogger("passthru.api")
 
@@ -59,9 +60,8 @@ class KeyLookups:
         self._queue = queue
         # Per event loop: uvicorn runs one per process; a TestClient, one per request.
         self._lanes: WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = WeakKeyDictionary()
-        self._clock = clock
         self._shed = 0
-        self._warned_at = float("-inf")
+        self._warnings = Sometimes(WARN_EVERY_S, clock)
 
     async def known(self, key_hash: str) -> Tenant | None:
         """Look up a key hash that was valid here lately."""
@@ -89,15 +89,13 @@ class KeyLookups:
     def _busy(self) -> ApiError:
         REQUESTS_REFUSED.labels("unknown_key_lookups").inc()
         self._shed += 1
-        now = self._clock()
-        if now - self._warned_at >= WARN_EVERY_S:
+        if self._warnings.due():
             log.warning(
                 "api keys: %d requests with keys not seen valid were answered 503 (every "
                 "lookup slot busy, %d waiting): a client, or a flood, is sending wrong keys",
                 self._shed,
                 self._queue,
             )
-            self._warned_at = now
             self._shed = 0
         return ApiError(
             "unavailable",
