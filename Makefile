@@ -25,17 +25,19 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The tests outside tests/e2e on every core (pytest-xdist; a test file stays on one process),
-# then the end-to-end ones, which start processes of their own, one at a time.
+# then the end-to-end ones two files at a time: they start processes of their own and spend
+# most of their time waiting on them, and each picks its own ports, Redis and database.
+E2E_PROCESSES ?= 2
 unit: $(STAMP)
 	$(BIN)/pytest -n auto --dist loadfile -m "not e2e"
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -n $(E2E_PROCESSES) --dist loadfile -m e2e
 
 # The database tests again, on Postgres. Skipped with a notice where none answers,
 # except in CI, where a missing Postgres is a failure.
 postgres: $(STAMP)
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_TEST_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 		TEST_DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -n auto --dist loadfile -m "db and not e2e" && \
-		TEST_DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -m "db and e2e"; \
+		TEST_DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -n $(E2E_PROCESSES) --dist loadfile -m "db and e2e"; \
 	elif [ -n "$$CI" ]; then \
 		echo "Postgres at $(PG_TEST_URL) does not answer (set PG_TEST_URL)"; exit 1; \
 	else \

@@ -144,7 +144,7 @@ def test_an_unparseable_answer_never_stores_the_credential(
         assert SECRET not in body, f"the secret is in {where}"
 
 
-@pytest.mark.parametrize("token", [SECRET, f'{SECRET}-"quoted"-\\-/'])
+@pytest.mark.parametrize("token", [SECRET, f'{SECRET}-"quoted"-\\-/'], ids=["plain", "quoted"])
 def test_an_upstream_echoing_the_token_gets_it_redacted(
     any_stack: Stack, tenant_of: Caller, token: str
 ) -> None:
