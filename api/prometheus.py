@@ -20,6 +20,7 @@ from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
 from models.db.tables import FunctionCall, WorkerProcess
+from models.interactive_due import InteractiveDue
 from models.keys import CALL_QUEUES, LIST_INTERACTIVE, QUEUE_WEBHOOKS
 from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
 
@@ -137,8 +138,10 @@ class PassthruCollector(Collector):
             labels=["app", "limit"],
         )
         try:
-            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS, LIST_INTERACTIVE):
+            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS):
                 queued.add_metric([queue], float(self._client.llen(queue)))
+            # Single calls due now, over every tenant's list.
+            queued.add_metric([LIST_INTERACTIVE], float(InteractiveDue(self._client).depth()))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer (%s)", exc)

@@ -5,8 +5,9 @@ published."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -201,7 +202,7 @@ def submit(
             return call  # the earlier call the key names: published when it was written
     else:
         call = _write(engine, row_of, admit)
-    publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE)
+    publish_or_mark(engine, publisher, [call.id], QUEUE_INTERACTIVE, {call.id: tenant.id})
     CALLS_ACCEPTED.labels("interactive").inc()
     call_log.info(
         "call %s accepted",
@@ -230,9 +231,16 @@ def _write(
     return FunctionCall.model_construct(**row)
 
 
-def publish_or_mark(engine: Engine, publisher: Publisher, call_ids: list[str], queue: str) -> None:
-    """Publish; if the broker is unreachable, mark the calls so the sweeper publishes them."""
-    if not publisher.publish_calls(call_ids, queue):
+def publish_or_mark(
+    engine: Engine,
+    publisher: Publisher,
+    call_ids: list[str],
+    queue: str,
+    tenant_of: Mapping[str, str] = MappingProxyType({}),
+) -> None:
+    """Publish (interactive calls on their tenants' lists, by `tenant_of`); if the broker is
+    unreachable, mark the calls so the sweeper publishes them."""
+    if not publisher.publish_calls(call_ids, queue, tenant_of=tenant_of):
         with session_scope(engine) as session:
             session.exec(
                 update(FunctionCall)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import redis
@@ -19,10 +20,10 @@ from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from kombu.pools import ProducerPool
 
+from models.interactive_due import InteractiveDue
 from models.keys import (
     BULK_CHUNK,
     KEY_BROKER_EPOCH,
-    LIST_INTERACTIVE,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_MAINTENANCE,
@@ -83,7 +84,11 @@ def sender_app(redis_url: str) -> Celery:
 
 class Publisher(Protocol):
     def publish_calls(
-        self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
     ) -> bool: ...
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
@@ -91,7 +96,8 @@ class Publisher(Protocol):
 
 class BrokerPublisher:
     """Publishes through a Celery app (the worker's own, or `sender_app`), and the
-    interactive lane's calls due now straight onto LIST_INTERACTIVE through `redis`.
+    interactive lane's calls due now straight onto their tenants' lists through `redis`
+    (models/interactive_due.py).
 
     Its broker connections are its own (not kombu's process-wide pools, which every app with
     the same URL would share), so that `close` can close them."""
@@ -99,15 +105,22 @@ class BrokerPublisher:
     def __init__(self, app: Celery, redis_client: redis.Redis) -> None:
         self._app = app
         self._redis = redis_client
+        self._due = InteractiveDue(redis_client)
         self._lock = threading.Lock()
         self._producers: ProducerPool | None = None
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
-        """Publish every id (interactive ones due now on LIST_INTERACTIVE; in chunks of
-        BULK_CHUNK on the bulk lane, one per message elsewhere); False if the broker could
-        not be reached (the sweeper retries)."""
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
+        """Publish every id (interactive ones due now on their tenant's list, by
+        `tenant_of`; in chunks of BULK_CHUNK on the bulk lane, one per message elsewhere);
+        False if the broker could not be reached (the sweeper retries)."""
         if queue == QUEUE_INTERACTIVE and not countdown_s:
-            failure = self._push_due(call_ids)
+            failure = self._push_due(call_ids, tenant_of)
         else:
             size = BULK_CHUNK if queue == QUEUE_BULK else 1
             chunks = [list(call_ids[i : i + size]) for i in range(0, len(call_ids), size)]
@@ -147,11 +160,11 @@ class BrokerPublisher:
                 self._producers = ProducerPool(connections, limit=limit)
             return self._producers
 
-    def _push_due(self, call_ids: Sequence[str]) -> Exception | None:
+    def _push_due(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> Exception | None:
         if not call_ids:
             return None
         try:
-            self._redis.rpush(LIST_INTERACTIVE, *call_ids)
+            self._due.push(call_ids, tenant_of)
         except redis.RedisError as exc:
             return exc
         return None
@@ -179,7 +192,13 @@ class NoPublisher:
     """Publishes nothing and says so (False): what is due is left to the sweeper (tests of
     other things)."""
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
         return False
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:

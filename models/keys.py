@@ -11,11 +11,16 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 # Webhook deliveries have their own lane: a slow receiver never delays calls.
 QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
-# The interactive lane's calls due now, as plain ids on a Redis list (RPUSH, BLMOVE): every
-# worker process takes them straight off it (worker/lane.py), without Celery's envelope,
-# events and acknowledgements on a path a caller waits on. Delayed ones (retries) go
-# through QUEUE_INTERACTIVE with a countdown.
+# The interactive lane's calls due now, as plain ids on Redis lists, one per tenant
+# (`{DUE_OF_PREFIX}{tenant id}`), and the tenants with calls due in turn on DUE_TENANTS
+# (models/interactive_due.py): every worker process takes them straight off (worker/lane.py),
+# tenant after tenant, without Celery's envelope, events and acknowledgements on a path a
+# caller waits on. Delayed ones (retries) go through QUEUE_INTERACTIVE with a countdown.
+# LIST_INTERACTIVE names the lane in metrics; it was its one list before there was one per
+# tenant, and ids an older API process still pushes there are taken last.
 LIST_INTERACTIVE = f"{PREFIX}:interactive-due"
+DUE_TENANTS = f"{PREFIX}:interactive-due-tenants"
+DUE_OF_PREFIX = f"{PREFIX}:interactive-due:"
 
 # Task names, as shown in Flower.
 TASK_EXECUTE_CALLS = "passthru.execute_calls"

@@ -1,22 +1,28 @@
 """The interactive lane's own consumer: threads in each worker process that take the ids of
-interactive calls due now off a plain Redis list (LIST_INTERACTIVE, BLMOVE) and run each at
-once through the pipeline.
+interactive calls due now off Redis, tenant after tenant (models/interactive_due.py), and
+run each at once through the pipeline.
 
 Celery's consumer costs a waiting caller several milliseconds per message: the envelope,
 the task events Flower reads, the acknowledgement and the hand-off to a pool thread. Here a
-thread blocked in BLMOVE wakes with the id and claims the call. Delivery stays
-at-least-once, as with Celery: an id popped by a worker that dies before its claim leaves
-the call `queued`. Each id is moved atomically (BLMOVE) onto the process's own held list
-(worker/held.py) and removed once run, so when the process dies the sweeper finds the ids
-it had popped and publishes them again within seconds; the claim makes any second delivery
-a no-op. Retries due later go through Celery's
-interactive queue with a countdown, as before.
+thread takes the id with one script and claims the call. Delivery stays at-least-once, as
+with Celery: an id taken by a worker that dies before its claim leaves the call `queued`.
+Each id is moved atomically onto the process's own held list (worker/held.py) and removed
+once run, so when the process dies the sweeper finds the ids it had taken and publishes
+them again within seconds; the claim makes any second delivery a no-op. Retries due later
+go through Celery's interactive queue with a countdown, as before.
 
-One free thread of a process waits on the list at a time (leader and followers): it hands
+Tenants take turns, and one tenant holds at most `tenant_share(threads)` of a process's
+threads at once: a tenant whose calls are slow fills its share, never the whole lane, and
+the next tenant's call is taken by a free thread at once instead of waiting behind that
+backlog. A tenant at its share is skipped in the turn; when only such tenants have calls
+due, the waiting thread looks again when one of this process's calls ends (or after
+SKIPPED_WAIT_S, for a tenant new to the turn); other processes take them meanwhile.
+
+One free thread of a process waits for a call at a time (leader and followers): it hands
 the turn to the next free thread as soon as it has an id, and runs that call itself, so no
-hand-off between threads lies on a call's path. When every free thread blocked on the
-list, each sent its BLMOVE again every POLL_S while idle: 32 Redis round trips a second
-per process by default, most of an idle lane process's CPU and of Redis's.
+hand-off between threads lies on a call's path. When every free thread blocked on Redis,
+each asked again every POLL_S while idle: 32 Redis round trips a second per process by
+default, most of an idle lane process's CPU and of Redis's.
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ from collections.abc import Callable
 
 import redis
 
-from models.keys import LIST_INTERACTIVE
+from models.interactive_due import Due, InteractiveDue, Taken
 from models.logs import Sometimes
 
 log = logging.getLogger("passthru.worker")
 
-# How long a BLMOVE blocks, or a free thread waits for its turn to, before the thread looks
-# whether it should stop.
+# How long a wait on Redis blocks, or a free thread waits for its turn to, before the thread
+# looks whether it should stop.
 POLL_S = 1
+# When only tenants at their share have calls due, how long the waiting thread waits for
+# one of this process's calls to end before it looks at Redis again.
+SKIPPED_WAIT_S = 0.05
 # After Redis failed, a thread waits this long before it tries again.
 RETRY_S = 1.0
 # A failing Redis is logged at most this often per process.
@@ -44,10 +53,17 @@ LOG_EVERY_S = 30.0
 RunCalls = Callable[[list[str]], object]
 
 
+def tenant_share(threads: int) -> int:
+    """How many of a process's `threads` one tenant's calls may hold at once: all but a
+    quarter (at least one) kept for other tenants, and at least one."""
+    return max(1, threads - max(1, threads // 4))
+
+
 class InteractiveConsumer:
-    """`threads` threads, each taking one call at a time off LIST_INTERACTIVE and running it
-    with `run` (the pipeline), so at most `threads` interactive calls of this process are
-    in flight at once; the rest wait on the list, where any worker process may take them."""
+    """`threads` threads, each taking one call due at a time and running it with `run` (the
+    pipeline), so at most `threads` interactive calls of this process are in flight at once
+    (at most `tenant_share(threads)` of one tenant); the rest wait in Redis, where any
+    worker process may take them."""
 
     def __init__(
         self, connect: Callable[[], redis.Redis], run: RunCalls, threads: int, held_key: str
@@ -57,7 +73,10 @@ class InteractiveConsumer:
         self._threads = threads
         self._held_key = held_key
         self._stopping = threading.Event()
-        self._listening = threading.Lock()  # held by the one thread waiting on the list
+        self._listening = threading.Lock()  # held by the one thread waiting for a call
+        self._share = tenant_share(threads)
+        self._running: dict[str, int] = {}  # calls in flight per tenant
+        self._ended = threading.Condition()  # guards _running; notified when a call ends
         self._started: list[threading.Thread] = []
         self._warnings = Sometimes(LOG_EVERY_S)
 
@@ -80,36 +99,59 @@ class InteractiveConsumer:
 
     def _serve(self) -> None:
         client = self._connect()
+        due = InteractiveDue(client)
         try:
             while not self._stopping.is_set():
-                call_id = self._listen(client)
-                if call_id is not None:
-                    self._run_one(call_id)
-                    self._release(client, call_id)
+                taken = self._listen(due)
+                if taken is not None:
+                    try:
+                        self._run_one(taken.call_id)
+                        self._release(client, taken.call_id)
+                    finally:
+                        self._end(taken.tenant_id)
         finally:
             client.close()
 
-    def _listen(self, client: redis.Redis) -> str | None:
-        """The next id, once it is this thread's turn to wait on the list (None after
-        POLL_S without one). The turn passes on as soon as an id is popped, so the next
-        free thread waits while this one runs the call."""
+    def _listen(self, due: InteractiveDue) -> Taken | None:
+        """The next call, once it is this thread's turn to wait for one (None after POLL_S
+        without one). The turn passes on as soon as a call is taken, so the next free
+        thread waits while this one runs the call."""
         if not self._listening.acquire(timeout=POLL_S):
             return None
         try:
-            return None if self._stopping.is_set() else self._next(client)
+            return None if self._stopping.is_set() else self._next(due)
         finally:
             self._listening.release()
 
-    def _next(self, client: redis.Redis) -> str | None:
+    def _next(self, due: InteractiveDue) -> Taken | None:
         try:
-            popped = client.blmove(LIST_INTERACTIVE, self._held_key, POLL_S, "LEFT", "RIGHT")
+            taken = due.take(self._held_key, self._full())
+            if taken is Due.NOTHING and due.wait(POLL_S):
+                taken = due.take(self._held_key, self._full())
         except redis.RedisError as exc:
             self._warn("interactive lane: Redis unavailable (%s); retrying in %g s", exc)
             self._stopping.wait(RETRY_S)
             return None
-        if popped is None:
-            return None
-        return popped.decode() if isinstance(popped, bytes) else str(popped)
+        if isinstance(taken, Taken):
+            with self._ended:
+                self._running[taken.tenant_id] = self._running.get(taken.tenant_id, 0) + 1
+            return taken
+        if taken is Due.SKIPPED:
+            with self._ended:
+                self._ended.wait(SKIPPED_WAIT_S)
+        return None
+
+    def _full(self) -> list[str]:
+        """The tenants holding their share of this process's threads."""
+        with self._ended:
+            return [t for t, n in self._running.items() if n >= self._share]
+
+    def _end(self, tenant_id: str) -> None:
+        with self._ended:
+            left = self._running.pop(tenant_id) - 1
+            if left:
+                self._running[tenant_id] = left
+            self._ended.notify_all()
 
     def _release(self, client: redis.Redis, call_id: str) -> None:
         """The call is stored (or left for the sweeper): this process holds it no more."""

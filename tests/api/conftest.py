@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -80,8 +81,16 @@ class PublishedIds:
         self.ids: list[str] = []
         self.queues: list[str] = []
         self.delivery_ids: list[str] = []
+        self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.ids.extend(call_ids)
         self.queues.append(queue)
         return True

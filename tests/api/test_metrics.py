@@ -20,7 +20,8 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import utcnow
 from models.db.tables import Tenant, WorkerProcess
-from models.keys import LIST_INTERACTIVE, QUEUE_BULK
+from models.interactive_due import InteractiveDue
+from models.keys import QUEUE_BULK
 from models.ratelimit.rules import pause_key, rules_for
 from models.ratelimit.store import Ask, RedisLimiter
 from tests.api.conftest import Caller
@@ -35,7 +36,7 @@ def test_lanes_bookings_and_pauses_are_exported(
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.rpush(QUEUE_BULK, "a", "b", "c")
-    client.rpush(LIST_INTERACTIVE, "fc_1", "fc_2")
+    InteractiveDue(client).push(["fc_1", "fc_2"], {"fc_1": "tn_a", "fc_2": "tn_b"})
     slack = catalog.get("slack")
     assert slack is not None
     rules = rules_for(slack, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")

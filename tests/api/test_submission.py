@@ -39,6 +39,7 @@ def test_valid_call_is_queued_and_published(caller: Caller, published: Published
     assert body["user_id"] == "user-1"
     assert body["network_code"] is None
     assert published.ids == [body["id"]]
+    assert published.tenant_of == {body["id"]: caller.tenant.id}  # on its tenant's list
     # and it can be read back
     got = caller.client.get(f"/function-calls/{body['id']}", headers=caller.headers())
     assert got.status_code == 200

@@ -224,3 +224,39 @@ def _cancel_all(engine: Engine, ids: list[str]) -> None:
             ).bindparams(bindparam("ids", expanding=True)),
             {"ids": ids},
         )
+
+
+def test_a_tenants_slow_calls_never_hold_every_lane_thread(own_stack: OwnStack) -> None:
+    # Given a worker whose interactive lane has four threads, and a tenant with twelve single
+    # calls waiting or running that take seconds each
+    with own_stack("share-logs", {"PASSTHRU_WORKER_CONCURRENCY": "4"}) as s:
+        s.upstream.script("GET", "/api/share.slow", Reply(200, {"ok": True}, delay_s=3))
+        slow_call = {"method": "GET", "url": "https://slack.com/api/share.slow"}
+        with new_caller(s, "slow") as slow, new_caller(s, "quick") as quick:
+            slow.connect("slack", "u-slow", {"access_token": "xoxb-slow"})
+            quick.connect("slack", "u-quick", {"access_token": "xoxb-quick"})
+            async_call = {"X-User-ID": "u-slow", "Prefer": "respond-async"}
+            ids = [
+                slow.http.post(
+                    "/slack-passthrough-request", json=slow_call, headers=async_call
+                ).json()["id"]
+                for _ in range(12)
+            ]
+            wait_until(
+                lambda: counts(s.engine, ids).get("running", 0) >= 3, 30, "slow calls running"
+            )
+
+            # When another tenant calls and waits for the answer
+            r = quick.http.post(
+                "/slack-passthrough-request",
+                json={"method": "GET", "url": "https://slack.com/api/share.quick"},
+                headers={"X-User-ID": "u-quick", "Prefer": "wait=30"},
+            )
+
+            # Then it is answered while most of the first tenant's calls still wait their
+            # turn (with one list for all, it came after every one of them)
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == "completed"
+            left = counts(s.engine, ids)
+            assert left.get("queued", 0) >= 4, left
+            _cancel_all(s.engine, ids)

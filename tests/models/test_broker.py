@@ -1,5 +1,5 @@
-"""Publishing: the interactive lane's calls due now go on a plain Redis list, everything
-else through Celery; and the notices waiters get. Against a real redis-server."""
+"""Publishing: the interactive lane's calls due now go on their tenants' Redis lists,
+everything else through Celery; and the notices waiters get. Against a real redis-server."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from models.calls.notices import (
     result_notice,
 )
 from models.calls.resources import CallResult
+from models.interactive_due import UNKNOWN_TENANT, due_list
 from models.keys import (
     CHANNEL_CALL_DONE,
     CHANNEL_CALL_RESULT,
-    LIST_INTERACTIVE,
+    DUE_TENANTS,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
 )
@@ -32,13 +33,18 @@ def celery(redis_server: EmbeddedRedis) -> Celery:
     return sender_app(redis_server.url)
 
 
-def test_interactive_calls_due_now_go_on_the_list_in_order(
+def test_interactive_calls_due_now_go_on_their_tenants_lists_in_order(
     redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
 ) -> None:
     publisher = BrokerPublisher(celery, lane_client(redis_server.url))
-    assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE)
-    assert publisher.publish_calls(["fc_2", "fc_3"], QUEUE_INTERACTIVE)
-    assert redis_client.lrange(LIST_INTERACTIVE, 0, -1) == [b"fc_1", b"fc_2", b"fc_3"]
+    assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE, tenant_of={"fc_1": "tn_a"})
+    tenants = {"fc_2": "tn_b", "fc_3": "tn_a"}
+    assert publisher.publish_calls(["fc_2", "fc_3"], QUEUE_INTERACTIVE, tenant_of=tenants)
+    assert publisher.publish_calls(["fc_4"], QUEUE_INTERACTIVE)  # its tenant unknown
+    assert redis_client.lrange(due_list("tn_a"), 0, -1) == [b"fc_1", b"fc_3"]
+    assert redis_client.lrange(due_list("tn_b"), 0, -1) == [b"fc_2"]
+    assert redis_client.lrange(due_list(UNKNOWN_TENANT), 0, -1) == [b"fc_4"]
+    assert redis_client.lrange(DUE_TENANTS, 0, -1) == [b"tn_a", b"tn_b", b"-"]
     # and nothing went through Celery's interactive queue
     assert redis_client.llen(QUEUE_INTERACTIVE) == 0
 
@@ -49,7 +55,7 @@ def test_retries_and_bulk_go_through_celery(
     publisher = BrokerPublisher(celery, lane_client(redis_server.url))
     assert publisher.publish_calls(["fc_1"], QUEUE_INTERACTIVE, countdown_s=5)
     assert publisher.publish_calls([f"fc_{i}" for i in range(150)], QUEUE_BULK)
-    assert redis_client.llen(LIST_INTERACTIVE) == 0
+    assert redis_client.llen(DUE_TENANTS) == 0
     assert redis_client.llen(QUEUE_INTERACTIVE) == 1  # one message, with its countdown
     assert redis_client.llen(QUEUE_BULK) == 2  # 100 ids per message
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import httpx
@@ -160,8 +161,16 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str, float]] = []
         self.deliveries: list[str] = []
+        self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.calls.append((list(call_ids), queue, countdown_s))
         return True
 

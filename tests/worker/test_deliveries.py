@@ -4,9 +4,10 @@ attempt sent where the tenant's endpoint is then, a 410 from it disabling it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from types import MappingProxyType
 
 import httpx
 import pytest
@@ -67,7 +68,13 @@ PUBLISHED: list[tuple[list[str], float]] = []
 class PublishedDeliveries:
     """Records the deliveries published to come back, with their countdowns."""
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
         raise AssertionError("webhook deliveries never publish calls")
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:

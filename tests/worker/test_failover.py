@@ -276,7 +276,7 @@ def test_a_retry_the_broker_refused_is_published_by_the_sweep_once_due(
         attempt_count=1,
     )
     published.ok = False
-    publish_or_forget(engine, published, [call.id], QUEUE_INTERACTIVE, 3)
+    publish_or_forget(engine, published, [call.id], QUEUE_INTERACTIVE, 3, {})
     published.ok, published.batches = True, []
     # When the sweeper runs once it is due
     sweep(rt, redis_with_epoch)

@@ -1,5 +1,5 @@
-"""The interactive lane's consumer: threads taking ids off the Redis list and running them,
-one at a time each, against a real redis-server. No test measures time."""
+"""The interactive lane's consumer: threads taking ids off the tenants' Redis lists and
+running them, one at a time each, against a real redis-server. No test measures time."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from contextlib import contextmanager
 import redis
 
 from api.dev.embedded_redis import EmbeddedRedis
-from models.keys import LIST_INTERACTIVE
+from models.interactive_due import InteractiveDue
+from models.keys import DUE_TENANTS, LIST_INTERACTIVE
 from worker.held import RedisHolds, lane_key
-from worker.lane import InteractiveConsumer, RunCalls
+from worker.lane import InteractiveConsumer, RunCalls, tenant_share
 
 HELD = lane_key("host:1:abc")
 
@@ -28,6 +29,15 @@ def running(server: EmbeddedRedis, run: RunCalls, threads: int) -> Iterator[Inte
         yield consumer
     finally:
         assert consumer.stop(10) is True
+
+
+def push(client: redis.Redis, *call_ids: str, tenant: str = "tn_a") -> None:
+    """Publish `call_ids` as the API does, due now, for `tenant`."""
+    InteractiveDue(client).push(call_ids, dict.fromkeys(call_ids, tenant))
+
+
+def due(client: redis.Redis) -> int:
+    return InteractiveDue(client).depth()
 
 
 class Runs:
@@ -56,9 +66,10 @@ def test_every_id_pushed_is_run_once(
 ) -> None:
     runs = Runs()
     with running(redis_server, runs, 3):
-        redis_client.rpush(LIST_INTERACTIVE, *[f"fc_{i}" for i in range(10)])
+        push(redis_client, *[f"fc_{i}" for i in range(10)])
         assert runs.wait_for(10) == sorted(f"fc_{i}" for i in range(10))
-    assert redis_client.llen(LIST_INTERACTIVE) == 0
+    assert due(redis_client) == 0
+    assert redis_client.llen(DUE_TENANTS) == 0  # no tenant left in turn without calls
     assert redis_client.llen(HELD) == 0  # each id left the process's held list once run
 
 
@@ -74,15 +85,15 @@ def test_an_id_popped_by_a_process_that_dies_is_found_in_what_it_held(
 
     with running(redis_server, run, 1):
         try:
-            redis_client.rpush(LIST_INTERACTIVE, "fc_inflight")
+            push(redis_client, "fc_inflight")
             assert started.wait(10)
             # When the process is found dead at that moment
             held = RedisHolds(redis_client).take("host:1:abc")
         finally:
             finish.set()
-    # Then the id it had popped is among what it held (and no longer on the shared list)
+    # Then the id it had taken is among what it held (and no longer due)
     assert held == ["fc_inflight"]
-    assert redis_client.llen(LIST_INTERACTIVE) == 0
+    assert due(redis_client) == 0
 
 
 def test_a_call_that_fails_does_not_stop_its_thread(
@@ -90,7 +101,7 @@ def test_a_call_that_fails_does_not_stop_its_thread(
 ) -> None:
     runs = Runs(failing=("fc_bad",))
     with running(redis_server, runs, 1):
-        redis_client.rpush(LIST_INTERACTIVE, "fc_bad", "fc_good")
+        push(redis_client, "fc_bad", "fc_good")
         assert runs.wait_for(2) == ["fc_bad", "fc_good"]
 
 
@@ -100,10 +111,10 @@ def test_a_stopped_consumer_takes_nothing_more(
     runs = Runs()
     with running(redis_server, runs, 2):
         pass
-    redis_client.rpush(LIST_INTERACTIVE, "fc_later")
+    push(redis_client, "fc_later")
     time.sleep(0.2)
     assert runs.ids == []
-    assert redis_client.lrange(LIST_INTERACTIVE, 0, -1) == [b"fc_later"]  # left for other workers
+    assert due(redis_client) == 1  # left for other workers
 
 
 def test_without_redis_the_threads_wait_and_still_stop() -> None:
@@ -118,7 +129,7 @@ def test_without_redis_the_threads_wait_and_still_stop() -> None:
 
 
 def _waiting_on_the_list(client: redis.Redis) -> int:
-    """Connections blocked in a BLMOVE now."""
+    """Connections blocked in a BLMOVE (waiting for a tenant with calls due) now."""
     return sum(1 for c in client.client_list() if c["cmd"] == "blmove" and "b" in c["flags"])
 
 
@@ -136,7 +147,7 @@ def test_one_free_thread_of_a_process_waits_on_the_list_at_a_time(
             time.sleep(0.05)
         # Four free threads, one Redis connection blocked on the list (four before)
         assert max(seen) == 1
-        redis_client.rpush(LIST_INTERACTIVE, *[f"fc_{i}" for i in range(8)])
+        push(redis_client, *[f"fc_{i}" for i in range(8)])
         assert runs.wait_for(8) == sorted(f"fc_{i}" for i in range(8))
 
 
@@ -155,13 +166,72 @@ def test_the_turn_passes_on_while_a_call_runs(
 
     with running(redis_server, run, 2):
         try:
-            redis_client.rpush(LIST_INTERACTIVE, "fc_slow")
+            push(redis_client, "fc_slow")
             assert started.wait(10)
-            # When the next id comes
-            redis_client.rpush(LIST_INTERACTIVE, "fc_next")
+            # When another tenant's call comes (one tenant holds one thread of two at most)
+            push(redis_client, "fc_next", tenant="tn_b")
             # Then the other thread runs it while the first call still runs
             assert runs.wait_for(1) == ["fc_next"]
             assert not finish.is_set()
         finally:
             finish.set()
     assert sorted(runs.ids) == ["fc_next", "fc_slow"]
+
+
+def test_tenants_take_turns(redis_client: redis.Redis, redis_server: EmbeddedRedis) -> None:
+    # Given a tenant with five calls due before another tenant's one
+    push(redis_client, *[f"fc_a{i}" for i in range(5)], tenant="tn_a")
+    push(redis_client, "fc_b0", tenant="tn_b")
+    # When one thread runs them
+    runs = Runs()
+    with running(redis_server, runs, 1):
+        runs.wait_for(6)
+    # Then the second tenant's call comes second, not after the first tenant's backlog
+    assert runs.ids == ["fc_a0", "fc_b0", "fc_a1", "fc_a2", "fc_a3", "fc_a4"]
+    assert redis_client.llen(DUE_TENANTS) == 0
+
+
+def test_the_share_of_one_tenant() -> None:
+    assert [tenant_share(n) for n in (1, 2, 3, 4, 8, 32)] == [1, 1, 2, 3, 6, 24]
+
+
+def test_a_tenant_whose_calls_do_not_end_holds_its_share_and_another_tenant_runs(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    # Given four threads and a tenant with six calls due that do not end yet
+    finish = threading.Event()
+    runs = Runs()
+
+    def run(call_ids: list[str]) -> None:
+        runs(call_ids)
+        if call_ids[0].startswith("fc_slow"):
+            finish.wait(10)
+
+    with running(redis_server, run, 4):
+        try:
+            push(redis_client, *[f"fc_slow{i}" for i in range(6)], tenant="tn_slow")
+            # When they have started (and a few of the lane's turns have passed)
+            runs.wait_for(tenant_share(4))
+            time.sleep(0.3)
+            # Then they hold three threads of four, and the rest wait in Redis
+            assert len(runs.ids) == tenant_share(4) == 3
+            assert due(redis_client) == 3
+            # And another tenant's call runs on the fourth while they still run
+            push(redis_client, "fc_quick", tenant="tn_quick")
+            assert "fc_quick" in runs.wait_for(4)
+            assert not finish.is_set()
+        finally:
+            finish.set()
+        # And once they end, the rest of the first tenant's calls run
+        assert len(runs.wait_for(7)) == 7
+    assert due(redis_client) == 0
+
+
+def test_ids_an_older_api_pushed_on_the_former_list_are_run(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    redis_client.rpush(LIST_INTERACTIVE, "fc_old")
+    runs = Runs()
+    with running(redis_server, runs, 1):
+        push(redis_client, "fc_new")
+        assert runs.wait_for(2) == ["fc_new", "fc_old"]

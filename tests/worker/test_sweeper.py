@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import fakeredis
@@ -34,9 +35,17 @@ class Published:
     def __init__(self) -> None:
         self.batches: list[tuple[list[str], str]] = []
         self.deliveries: list[str] = []
+        self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
         self.ok = True
 
-    def publish_calls(self, call_ids: Sequence[str], queue: str, countdown_s: float = 0.0) -> bool:
+    def publish_calls(
+        self,
+        call_ids: Sequence[str],
+        queue: str,
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = MappingProxyType({}),
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.batches.append((list(call_ids), queue))
         return self.ok
 
@@ -286,6 +295,7 @@ def test_unpublished_queued_call_is_republished(
     # Then it is published and marked so
     assert published.ids.count(call.id) == 1
     assert published.queue_of(call.id) == QUEUE_INTERACTIVE
+    assert published.tenant_of[call.id] == account.tenant_id  # on its tenant's list
     assert load(engine, call.id).published_at == NOW
     assert report == SweepReport(republished=1)
     # and the next sweep leaves it alone

@@ -268,7 +268,10 @@ class _Message:
             log_attempt(item)
         for item in kept:
             if (countdown := item.result.countdown_s) is not None:
-                publish_or_forget(rt.engine, rt.publisher, [item.call_id], item.lane, countdown)
+                tenant_of = {item.call_id: item.tenant_id} if item.tenant_id else {}
+                publish_or_forget(
+                    rt.engine, rt.publisher, [item.call_id], item.lane, countdown, tenant_of
+                )
 
 
 def _unprocessable(g: Go) -> Result:

@@ -4,7 +4,7 @@ transaction for many calls, and only for the calls still this worker's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -243,13 +243,18 @@ def _store_one(
 
 
 def publish_or_forget(
-    engine: Engine, publisher: Publisher, call_ids: Sequence[str], lane: str, countdown_s: float
+    engine: Engine,
+    publisher: Publisher,
+    call_ids: Sequence[str],
+    lane: str,
+    countdown_s: float,
+    tenant_of: Mapping[str, str],
 ) -> None:
     """Publish waiting calls already stored as published (`published_at` set with their
     result, in the same transaction); if the broker refuses, mark them unpublished, so the
     sweeper publishes them when due instead of waiting PASSTHRU_REPUBLISH_AFTER_S for a
     message that does not exist."""
-    if not call_ids or publisher.publish_calls(call_ids, lane, countdown_s):
+    if not call_ids or publisher.publish_calls(call_ids, lane, countdown_s, tenant_of):
         return
     try:
         with engine.begin() as conn:

@@ -82,13 +82,14 @@ def hand_back(engine: Engine, items: list[Park], now: datetime, publisher: Publi
     items = [on_the_second(item, now) for item in items]
     handed_back = mark_handed_back(engine, items, now)
     groups: dict[tuple[str, int], list[str]] = {}
+    tenant_of = {item.claimed.call.id: item.claimed.call.tenant_id for item in items}
     for item in items:
         metrics.HANDED_BACK.labels(item.claimed.call.app).inc()
         countdown = round((item.come_back_at - now).total_seconds())
         if item.claimed.call.id in handed_back and countdown <= MAX_COUNTDOWN_S:
             groups.setdefault((lane_of(item.claimed), countdown), []).append(item.claimed.call.id)
     for (lane, countdown), ids in sorted(groups.items()):
-        publish_or_forget(engine, publisher, ids, lane, countdown)
+        publish_or_forget(engine, publisher, ids, lane, countdown, tenant_of)
 
 
 def on_the_second(item: Park, now: datetime) -> Park:

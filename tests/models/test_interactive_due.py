@@ -1,0 +1,104 @@
+"""The interactive lane's calls due now, tenant by tenant: what a push and a take do to the
+lists, against a real redis-server."""
+
+from __future__ import annotations
+
+import redis
+
+from models.interactive_due import (
+    PUSH_CHUNK,
+    UNKNOWN_TENANT,
+    Due,
+    InteractiveDue,
+    Taken,
+    due_list,
+)
+from models.keys import DUE_TENANTS, LIST_INTERACTIVE
+
+HELD = "passthru:test-held"
+
+
+def _turn(client: redis.Redis) -> list[str]:
+    return [t.decode() for t in client.lrange(DUE_TENANTS, 0, -1)]
+
+
+def test_a_tenant_is_in_turn_once_while_it_has_calls_due(redis_client: redis.Redis) -> None:
+    due = InteractiveDue(redis_client)
+    due.push(["fc_1", "fc_2"], {"fc_1": "tn_a", "fc_2": "tn_a"})
+    due.push(["fc_3"], {"fc_3": "tn_a"})
+    assert _turn(redis_client) == ["tn_a"]
+    assert due.take(HELD) == Taken("tn_a", "fc_1")
+    assert due.take(HELD) == Taken("tn_a", "fc_2")
+    assert due.take(HELD) == Taken("tn_a", "fc_3")
+    # The last one taken takes the tenant off the turn; every id is on the held list
+    assert _turn(redis_client) == []
+    assert due.take(HELD) is Due.NOTHING
+    assert redis_client.lrange(HELD, 0, -1) == [b"fc_1", b"fc_2", b"fc_3"]
+
+
+def test_takes_go_round_the_tenants(redis_client: redis.Redis) -> None:
+    due = InteractiveDue(redis_client)
+    due.push(["a1", "a2", "a3"], dict.fromkeys(["a1", "a2", "a3"], "tn_a"))
+    due.push(["b1"], {"b1": "tn_b"})
+    due.push(["c1", "c2"], {"c1": "tn_c", "c2": "tn_c"})
+    taken = [due.take(HELD) for _ in range(6)]
+    assert [t.call_id for t in taken if isinstance(t, Taken)] == [
+        "a1",
+        "b1",
+        "c1",
+        "a2",
+        "c2",
+        "a3",
+    ]
+    assert due.depth() == 0
+
+
+def test_a_skipped_tenant_keeps_its_calls_and_is_said_to_be_the_only_one_due(
+    redis_client: redis.Redis,
+) -> None:
+    due = InteractiveDue(redis_client)
+    due.push(["a1", "a2"], {"a1": "tn_a", "a2": "tn_a"})
+    assert due.take(HELD, skip=["tn_a"]) is Due.SKIPPED
+    assert due.depth() == 2
+    due.push(["b1"], {"b1": "tn_b"})
+    assert due.take(HELD, skip=["tn_a"]) == Taken("tn_b", "b1")
+    assert due.take(HELD) == Taken("tn_a", "a1")
+
+
+def test_ids_without_a_tenant_and_on_the_former_list_are_taken_too(
+    redis_client: redis.Redis,
+) -> None:
+    due = InteractiveDue(redis_client)
+    redis_client.rpush(LIST_INTERACTIVE, "old1")
+    due.push(["x1"], {})
+    assert redis_client.lrange(due_list(UNKNOWN_TENANT), 0, -1) == [b"x1"]
+    assert due.depth() == 2
+    assert due.take(HELD) == Taken(UNKNOWN_TENANT, "x1")
+    assert due.take(HELD) == Taken(UNKNOWN_TENANT, "old1")  # only once no tenant has any
+    assert due.take(HELD) is Due.NOTHING
+
+
+def test_more_ids_than_one_script_call_takes_are_pushed_whole(redis_client: redis.Redis) -> None:
+    due = InteractiveDue(redis_client)
+    ids = [f"fc_{i}" for i in range(PUSH_CHUNK * 2 + 5)]
+    due.push(ids, dict.fromkeys(ids, "tn_a"))
+    assert redis_client.lrange(due_list("tn_a"), 0, -1) == [i.encode() for i in ids]
+    assert _turn(redis_client) == ["tn_a"]
+
+
+def test_a_tenant_left_in_turn_without_calls_is_dropped(redis_client: redis.Redis) -> None:
+    # Given a turn holding a tenant whose list is empty (e.g. its list was deleted by hand)
+    redis_client.rpush(DUE_TENANTS, "tn_gone")
+    due = InteractiveDue(redis_client)
+    due.push(["b1"], {"b1": "tn_b"})
+    # When a take passes it, it is dropped and the next tenant's call is taken
+    assert due.take(HELD) == Taken("tn_b", "b1")
+    assert _turn(redis_client) == []
+
+
+def test_wait_says_whether_a_call_became_due(redis_client: redis.Redis) -> None:
+    due = InteractiveDue(redis_client)
+    assert due.wait(1) is False
+    due.push(["a1"], {"a1": "tn_a"})
+    assert due.wait(1) is True
+    assert due.depth() == 1  # waiting takes nothing
