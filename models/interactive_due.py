@@ -101,19 +101,22 @@ class InteractiveDue:
 
     def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> None:
         """Append `call_ids` to their tenants' lists (UNKNOWN_TENANT's where `tenant_of`
-        does not say), in one round trip."""
+        does not say): one EVALSHA for one tenant's few ids (a single call), else one
+        pipeline (which first asks whether Redis has the script: a round trip more)."""
         by_tenant: dict[str, list[str]] = {}
         for call_id in call_ids:
             by_tenant.setdefault(tenant_of.get(call_id) or UNKNOWN_TENANT, []).append(call_id)
+        pushes = [
+            ([DUE_TENANTS, due_list(tenant_id)], [tenant_id, *ids[start : start + PUSH_CHUNK]])
+            for tenant_id, ids in by_tenant.items()
+            for start in range(0, len(ids), PUSH_CHUNK)
+        ]
+        if len(pushes) == 1:
+            self._push(keys=pushes[0][0], args=pushes[0][1])
+            return
         with self._client.pipeline(transaction=False) as pipe:
-            for tenant_id, ids in by_tenant.items():
-                for start in range(0, len(ids), PUSH_CHUNK):
-                    chunk = ids[start : start + PUSH_CHUNK]
-                    self._push(
-                        keys=[DUE_TENANTS, due_list(tenant_id)],
-                        args=[tenant_id, *chunk],
-                        client=pipe,
-                    )
+            for keys, args in pushes:
+                self._push(keys=keys, args=args, client=pipe)
             pipe.execute()
 
     def take(self, held_key: str, skip: Collection[str] = ()) -> Taken | Due:

@@ -102,3 +102,17 @@ def test_wait_says_whether_a_call_became_due(redis_client: redis.Redis) -> None:
     due.push(["a1"], {"a1": "tn_a"})
     assert due.wait(1) is True
     assert due.depth() == 1  # waiting takes nothing
+
+
+def test_the_scripts_are_loaded_again_after_redis_forgot_them(redis_client: redis.Redis) -> None:
+    # Given the lists in use, then Redis restarted (its script cache empty)
+    due = InteractiveDue(redis_client)
+    due.push(["a1"], {"a1": "tn_a"})
+    redis_client.script_flush()
+    # Then a single push, a pipelined one and a take still work
+    due.push(["a2"], {"a2": "tn_a"})
+    redis_client.script_flush()
+    due.push(["a3", "b1"], {"a3": "tn_a", "b1": "tn_b"})
+    redis_client.script_flush()
+    assert due.take(HELD) == Taken("tn_a", "a1")
+    assert due.depth() == 3
