@@ -183,7 +183,7 @@ class BatchProcess:
         except BrokenProcessPool:
             self._replace(pool)
             log.error("the batch intake process died; a new one takes the next batch")
-            raise await run_in_threadpool(self.left_by_death, batch_id) from None
+            raise await run_in_threadpool(self.left_by_death, tenant.id, batch_id) from None
 
     def _submit(
         self, pool: ProcessPoolExecutor, *job: Any
@@ -197,7 +197,7 @@ class BatchProcess:
             pool = self._replace(pool)
             return pool, pool.submit(*job)
 
-    def left_by_death(self, batch_id: str) -> ApiError:
+    def left_by_death(self, tenant_id: str, batch_id: str) -> ApiError:
         """What to answer for a batch the process died under. Not written (its one
         transaction never committed): a 503, to send it again. Written: its calls are
         published (again: a call already taken is not run twice) and the answer, a 500,
@@ -211,7 +211,8 @@ class BatchProcess:
                 {"Retry-After": str(RESTART_RETRY_S)},
             )
         if queued:
-            publish_or_mark(self._engine, self._publisher, queued, QUEUE_BULK)
+            tenant_of = dict.fromkeys(queued, tenant_id)
+            publish_or_mark(self._engine, self._publisher, queued, QUEUE_BULK, tenant_of)
         return ApiError(
             "batch_interrupted",
             [

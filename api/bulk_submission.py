@@ -116,7 +116,8 @@ def submit_batch(
             session.flush()
             session.connection().execute(insert(_calls), [row for _, row in accepted])
     if accepted:
-        publish_or_mark(engine, publisher, [row["id"] for _, row in accepted], QUEUE_BULK)
+        ids = [row["id"] for _, row in accepted]
+        publish_or_mark(engine, publisher, ids, QUEUE_BULK, dict.fromkeys(ids, tenant.id))
     return batch, [(i, row["id"]) for i, row in accepted], rejected
 
 

@@ -21,7 +21,13 @@ from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
 from models.db.tables import FunctionCall, WorkerProcess
 from models.interactive_due import InteractiveDue
-from models.keys import CALL_QUEUES, LIST_INTERACTIVE, QUEUE_WEBHOOKS
+from models.keys import (
+    BULK_QUEUES,
+    LIST_INTERACTIVE,
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
+    QUEUE_WEBHOOKS,
+)
 from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
 
 log = logging.getLogger("passthru.metrics")
@@ -138,8 +144,11 @@ class PassthruCollector(Collector):
             labels=["app", "limit"],
         )
         try:
-            for queue in (*CALL_QUEUES, QUEUE_WEBHOOKS):
+            for queue in (QUEUE_INTERACTIVE, QUEUE_WEBHOOKS):
                 queued.add_metric([queue], float(self._client.llen(queue)))
+            # The bulk lane's messages, over its shards.
+            bulk = sum(self._client.llen(shard) for shard in BULK_QUEUES)
+            queued.add_metric([QUEUE_BULK], float(bulk))
             # Single calls due now, over every tenant's list.
             queued.add_metric([LIST_INTERACTIVE], float(InteractiveDue(self._client).depth()))
             self._limiter(paused, pause_left, busy, booked)

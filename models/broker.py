@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ from kombu.pools import ProducerPool
 from models.interactive_due import InteractiveDue
 from models.keys import (
     BULK_CHUNK,
+    BULK_QUEUES,
+    BULK_SHARDS,
     KEY_BROKER_EPOCH,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
@@ -52,12 +55,12 @@ def message_settings() -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # Interactive first: kombu polls queues in this order.
-            "queue_order_strategy": "priority",
+            # Interactive first, then the bulk shards in turn (models/queue_order.py).
+            "queue_order_strategy": "models.queue_order:InteractiveFirst",
         },
         "task_queues": [
             Queue(name, Exchange(name, type="direct"), routing_key=name)
-            for name in (QUEUE_INTERACTIVE, QUEUE_BULK, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE)
+            for name in (QUEUE_INTERACTIVE, *BULK_QUEUES, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE)
         ],
         "task_default_queue": QUEUE_INTERACTIVE,
         "task_routes": {
@@ -67,6 +70,13 @@ def message_settings() -> dict[str, Any]:
         },
         "task_send_sent_event": True,
     }
+
+
+def bulk_queue(tenant_id: str | None) -> str:
+    """The bulk shard of a tenant's calls (BULK_QUEUES); the first for an unknown tenant."""
+    if not tenant_id:
+        return QUEUE_BULK
+    return BULK_QUEUES[zlib.crc32(tenant_id.encode()) % BULK_SHARDS]
 
 
 def lane_client(redis_url: str) -> redis.Redis:
@@ -117,14 +127,24 @@ class BrokerPublisher:
         tenant_of: Mapping[str, str] = MappingProxyType({}),
     ) -> bool:
         """Publish every id (interactive ones due now on their tenant's list, by
-        `tenant_of`; in chunks of BULK_CHUNK on the bulk lane, one per message elsewhere);
-        False if the broker could not be reached (the sweeper retries)."""
+        `tenant_of`; on the bulk lane, in chunks of BULK_CHUNK on each tenant's shard; one
+        per message elsewhere); False if the broker could not be reached (the sweeper
+        retries)."""
         if queue == QUEUE_INTERACTIVE and not countdown_s:
             failure = self._push_due(call_ids, tenant_of)
+        elif queue == QUEUE_BULK:
+            shards: dict[str, list[str]] = {}
+            for call_id in call_ids:
+                shards.setdefault(bulk_queue(tenant_of.get(call_id)), []).append(call_id)
+            messages = [
+                (shard, ids[i : i + BULK_CHUNK])
+                for shard, ids in shards.items()
+                for i in range(0, len(ids), BULK_CHUNK)
+            ]
+            failure = self._send(TASK_EXECUTE_CALLS, messages, countdown_s)
         else:
-            size = BULK_CHUNK if queue == QUEUE_BULK else 1
-            chunks = [list(call_ids[i : i + size]) for i in range(0, len(call_ids), size)]
-            failure = self._send(TASK_EXECUTE_CALLS, chunks, queue, countdown_s)
+            messages = [(queue, [call_id]) for call_id in call_ids]
+            failure = self._send(TASK_EXECUTE_CALLS, messages, countdown_s)
         if failure is not None:
             log.warning(
                 "broker unreachable, %d call(s) left for the sweeper: %s", len(call_ids), failure
@@ -134,8 +154,8 @@ class BrokerPublisher:
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
         """One message per webhook delivery on its own lane (a slow receiver delays only its
         own); False if the broker could not be reached (the sweeper publishes them later)."""
-        chunks = [[delivery_id] for delivery_id in delivery_ids]
-        failure = self._send(TASK_DELIVER_WEBHOOKS, chunks, QUEUE_WEBHOOKS, countdown_s)
+        messages = [(QUEUE_WEBHOOKS, [delivery_id]) for delivery_id in delivery_ids]
+        failure = self._send(TASK_DELIVER_WEBHOOKS, messages, countdown_s)
         if failure is not None:
             log.warning(
                 "broker unreachable, %d webhook(s) left for the sweeper: %s",
@@ -170,12 +190,13 @@ class BrokerPublisher:
         return None
 
     def _send(
-        self, task: str, chunks: list[list[str]], queue: str, countdown_s: float
+        self, task: str, messages: list[tuple[str, list[str]]], countdown_s: float
     ) -> Exception | None:
-        """Send each chunk as one message; the error if the broker could not be reached."""
+        """Send each (queue, ids) as one message; the error if the broker could not be
+        reached."""
         try:
             with self._producer_pool().acquire(block=True) as producer:
-                for chunk in chunks:
+                for queue, chunk in messages:
                     self._app.send_task(
                         task,
                         args=[chunk],

@@ -11,6 +11,12 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 # Webhook deliveries have their own lane: a slow receiver never delays calls.
 QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
+# The bulk lane is BULK_SHARDS queues, QUEUE_BULK and `{QUEUE_BULK}.1` onwards; a tenant's
+# batches go to one of them (models/broker.py: bulk_queue), and a worker consuming QUEUE_BULK
+# consumes all of them, in turn (models/queue_order.py), so one tenant's backlog fills one
+# shard and the others' batches keep being taken.
+BULK_SHARDS = 8
+BULK_QUEUES = (QUEUE_BULK, *(f"{QUEUE_BULK}.{n}" for n in range(1, BULK_SHARDS)))
 # The interactive lane's calls due now, as plain ids on Redis lists, one per tenant
 # (`{DUE_OF_PREFIX}{tenant id}`), and the tenants with calls due in turn on DUE_TENANTS
 # (models/interactive_due.py): every worker process takes them straight off (worker/lane.py),

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from celery import Celery, Task
 from celery.signals import (
+    celeryd_after_setup,
     setup_logging,
     task_postrun,
     task_received,
@@ -31,7 +32,14 @@ from celery.worker.request import Request
 
 from models.broker import message_settings
 from models.gc import freeze_startup_objects
-from models.keys import QUEUE_INTERACTIVE, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
+from models.keys import (
+    BULK_QUEUES,
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
+    TASK_EXECUTE_CALLS,
+    TASK_PURGE,
+    TASK_SWEEP,
+)
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
@@ -90,6 +98,15 @@ def _quiet_upkeep(record: logging.LogRecord) -> bool:
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger("passthru").isEnabledFor(logging.DEBUG)
     return True
+
+
+@celeryd_after_setup.connect
+def _consume_every_bulk_shard(instance: Any, **_: object) -> None:
+    """`-Q passthru.bulk` means the whole bulk lane: every one of its shards."""
+    queues = instance.app.amqp.queues
+    if QUEUE_BULK in queues.consume_from:
+        for shard in BULK_QUEUES:
+            queues.select_add(shard)
 
 
 @worker_init.connect

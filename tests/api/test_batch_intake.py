@@ -31,7 +31,7 @@ from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
 from models.db.engine import read_session
 from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
-from models.keys import QUEUE_BULK
+from models.keys import BULK_QUEUES
 from models.settings import Settings
 from tests.api.conftest import PublishedIds
 from tests.console.conftest import TestClient
@@ -91,11 +91,11 @@ def intake_pids(app: FastAPI) -> list[int]:
 
 
 def published_ids(redis_url: str) -> set[str]:
-    """The call ids in the Celery messages on the bulk queue."""
+    """The call ids in the Celery messages on the bulk lane (every shard)."""
     client = redis.Redis.from_url(redis_url)
     try:
         ids: set[str] = set()
-        for raw in client.lrange(QUEUE_BULK, 0, -1):
+        for raw in (raw for shard in BULK_QUEUES for raw in client.lrange(shard, 0, -1)):
             body = json.loads(base64.b64decode(json.loads(raw)["body"]))
             ids.update(_strings(body))
         return ids
@@ -360,9 +360,10 @@ def test_a_batch_written_before_the_process_died_is_published_and_named_not_to_s
     taker = app.state.batch_intake.taker
     taken = taker.take(tenant, [GOOD, BAD, GOOD], "user-1", batch_id)
     published.ids.clear()
+    published.tenant_of.clear()
 
     # When the API learns what the dead process left
-    error = intake.left_by_death(batch_id)
+    error = intake.left_by_death(tenant.id, batch_id)
 
     # Then the answer names the batch and says not to send it again (not a 503 to retry)
     assert error.status_code == 500
@@ -371,6 +372,7 @@ def test_a_batch_written_before_the_process_died_is_published_and_named_not_to_s
     assert "Do not send it again" in error.details[0].message
     # and its calls are published (again), so they run without waiting for the sweeper
     assert sorted(published.ids) == sorted(call_id for _, call_id in taken.accepted)
+    assert set(published.tenant_of.values()) == {tenant.id}  # on the tenant's bulk shard
 
 
 def test_a_batch_the_process_died_before_writing_is_a_503_to_send_again(
@@ -378,7 +380,7 @@ def test_a_batch_the_process_died_before_writing_is_a_503_to_send_again(
 ) -> None:
     intake = BatchProcess(settings_of(), engine, published)
 
-    error = intake.left_by_death(new_id("bt"))
+    error = intake.left_by_death("tn_any", new_id("bt"))
 
     assert error.status_code == 503
     assert error.headers == {"Retry-After": "1"}

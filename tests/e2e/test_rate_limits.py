@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine, bindparam, text
 
+from models.accounts.tenants import create_tenant
+from models.broker import bulk_queue
 from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
 from tests.e2e.upstream import Reply
 
@@ -211,6 +214,39 @@ def test_one_tenants_backlog_does_not_starve_another(limited: Stack, owner: Call
     done = counts(limited.engine, backlog)
     assert sum(done.get(s, 0) for s in FINAL) < 1500, done
     _cancel_all(limited.engine, backlog)
+
+
+def test_without_a_tenant_cap_another_tenants_batch_is_taken_beside_a_backlog(
+    stack: Stack,
+) -> None:
+    # Given two tenants whose batches go to different shards of the bulk lane, and no
+    # per-tenant rate limit (the default), and one tenant with 3,000 calls queued (50 ms each)
+    with _on_two_shards(stack) as (big, small):
+        big.connect("slack", "u-big", {"access_token": "xoxb-big"})
+        small.connect("slack", "u-small", {"access_token": "xoxb-small"})
+        stack.upstream.script("GET", "/api/shard.big", Reply(200, {"ok": True}, delay_s=0.05))
+        backlog = batch(big, "slack", "u-big", "shard.big", 3000)
+
+        # When the other tenant sends a batch of 20 calls
+        few = batch(small, "slack", "u-small", "shard.small", 20)
+        wait_until(lambda: counts(stack.engine, few).get("completed") == 20, 60, "20 calls")
+
+    # Then they complete while most of the backlog still waits (with one queue for every
+    # tenant, they came after all of it)
+    done = counts(stack.engine, backlog)
+    assert sum(done.get(s, 0) for s in FINAL) < 1500, done
+    _cancel_all(stack.engine, backlog)
+
+
+@contextmanager
+def _on_two_shards(stack: Stack) -> Iterator[tuple[Caller, Caller]]:
+    """Two new tenants whose batches go to different shards of the bulk lane."""
+    first, first_key = create_tenant(stack.engine, "big")
+    second, second_key = create_tenant(stack.engine, "small")
+    while bulk_queue(second.id) == bulk_queue(first.id):  # one time in eight
+        second, second_key = create_tenant(stack.engine, "small")
+    with stack.client(first_key) as a, stack.client(second_key) as b:
+        yield Caller(first_key, first.id, a), Caller(second_key, second.id, b)
 
 
 def _cancel_all(engine: Engine, ids: list[str]) -> None:

@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 
 from api.dev.embedded_redis import EmbeddedRedis
-from models.broker import BrokerPublisher, lane_client, sender_app
+from models.broker import BrokerPublisher, bulk_queue, lane_client, sender_app
 from models.calls.notices import (
     RESULT_NOTICE_MAX_BYTES,
     parse_result_notice,
@@ -20,6 +20,7 @@ from models.calls.notices import (
 from models.calls.resources import CallResult
 from models.interactive_due import UNKNOWN_TENANT, due_list
 from models.keys import (
+    BULK_QUEUES,
     CHANNEL_CALL_DONE,
     CHANNEL_CALL_RESULT,
     DUE_TENANTS,
@@ -58,6 +59,21 @@ def test_retries_and_bulk_go_through_celery(
     assert redis_client.llen(DUE_TENANTS) == 0
     assert redis_client.llen(QUEUE_INTERACTIVE) == 1  # one message, with its countdown
     assert redis_client.llen(QUEUE_BULK) == 2  # 100 ids per message
+
+
+def test_a_tenants_batches_go_to_its_shard_of_the_bulk_lane(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    tenants = [f"tn_{i}" for i in range(40)]
+    assert {bulk_queue(t) for t in tenants} == set(BULK_QUEUES)  # every shard is used
+    first, other = tenants[0], next(t for t in tenants if bulk_queue(t) != bulk_queue(tenants[0]))
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    ids = [f"fc_{i}" for i in range(150)]
+    tenant_of = {**dict.fromkeys(ids[:140], first), **dict.fromkeys(ids[140:], other)}
+    assert publisher.publish_calls(ids, QUEUE_BULK, tenant_of=tenant_of)
+    assert redis_client.llen(bulk_queue(first)) == 2  # 140 ids: 100 ids per message
+    assert redis_client.llen(bulk_queue(other)) == 1
+    assert bulk_queue(None) == QUEUE_BULK  # an unknown tenant's: the first shard
 
 
 def test_an_unreachable_redis_says_so(celery: Celery) -> None:
