@@ -16,26 +16,44 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from prometheus_client import Gauge
 
 from models.settings import get_settings
 from worker import metrics
+from worker.shares import tenant_share
 
 # Calls held per onward connection: the ones on the wire, and a message's worth more
 # waiting to follow, so the connections never wait for a claim.
 HELD_PER_CONNECTION = 3
 
 
+@dataclass(eq=False)
+class _Waiter:
+    calls: int
+    owner: str
+    admitted: threading.Event = field(default_factory=threading.Event)
+
+
 class CallBudget:
     """A count of the calls held, shared by the threads of one process; `held` and
-    `waiting` show it (the calls held, the messages waiting for room) when given."""
+    `waiting` show it (the calls held, the messages waiting for room) when given.
+
+    Each message may name its owner (the bulk shard it came from, which stands for its
+    tenants: models/broker.py), and one owner holds at most `tenant_share(limit)` calls,
+    so one tenant's slow batch never holds the whole budget while another tenant's message
+    waits for it. Waiting messages are let in in arrival order, except that one whose
+    owner holds its share lets the ones behind it pass."""
 
     def __init__(self, limit: int, held: Gauge | None = None, waiting: Gauge | None = None) -> None:
         self._limit = limit
+        self._share = tenant_share(limit)
         self._held = 0
-        self._changed = threading.Condition()
+        self._held_by: dict[str, int] = {}
+        self._waiters: list[_Waiter] = []
+        self._lock = threading.Lock()
         self._held_gauge = held
         self._waiting_gauge = waiting
 
@@ -44,34 +62,58 @@ class CallBudget:
         return self._held
 
     @contextmanager
-    def hold(self, calls: int) -> Iterator[None]:
-        """Hold `calls` for the duration of the block, once they fit under the limit."""
-        with self._changed:
-            if calls > 1 and self._held and not self._fits(calls):
-                self._wait_for_room(calls)
-            self._held += calls
-            self._show(self._held_gauge, calls)
-            if self._held < self._limit:
-                self._changed.notify()  # room for more: the next waiter looks, and so on
+    def hold(self, calls: int, owner: str = "") -> Iterator[None]:
+        """Hold `calls` for the duration of the block, once they fit under the limit (and
+        `owner`'s share of it)."""
+        with self._lock:
+            waiter = None
+            if calls > 1 and not self._fits(calls, owner):
+                waiter = _Waiter(calls, owner)
+                self._waiters.append(waiter)
+                self._show(self._waiting_gauge, 1)
+            else:
+                self._take(calls, owner)
+        if waiter is not None:
+            waiter.admitted.wait()
         try:
             yield
         finally:
-            with self._changed:
+            with self._lock:
                 self._held -= calls
                 self._show(self._held_gauge, -calls)
-                # One waiter at a time: with every waiting thread woken on each release,
-                # bulk ran slower than with no budget at all (docs/performance.md).
-                self._changed.notify()
+                if owner:
+                    left = self._held_by.pop(owner) - calls
+                    if left:
+                        self._held_by[owner] = left
+                self._admit()
 
-    def _wait_for_room(self, calls: int) -> None:
-        self._show(self._waiting_gauge, 1)
-        try:
-            self._changed.wait_for(lambda: not self._held or self._fits(calls))
-        finally:
-            self._show(self._waiting_gauge, -1)
+    def _admit(self) -> None:
+        """Let in the waiting messages that fit now, in arrival order: one short of room
+        stops the ones behind it, one whose owner holds its share does not."""
+        for waiter in list(self._waiters):
+            if self._fits(waiter.calls, waiter.owner):
+                self._waiters.remove(waiter)
+                self._show(self._waiting_gauge, -1)
+                self._take(waiter.calls, waiter.owner)
+                waiter.admitted.set()
+            elif not waiter.owner or not self._fits(waiter.calls, ""):
+                return  # short of room: the ones behind wait their turn
 
-    def _fits(self, calls: int) -> bool:
-        return self._held + calls <= self._limit
+    def _fits(self, calls: int, owner: str) -> bool:
+        """Nothing held fits anything; else the limit, and the owner's share unless it
+        holds nothing."""
+        if not self._held:
+            return True
+        if self._held + calls > self._limit:
+            return False
+        held_by = self._held_by.get(owner, 0) if owner else 0
+        return not held_by or held_by + calls <= self._share
+
+    def _take(self, calls: int, owner: str) -> None:
+        self._held += calls
+        self._show(self._held_gauge, calls)
+        if owner:
+            self._held_by[owner] = self._held_by.get(owner, 0) + calls
 
     @staticmethod
     def _show(gauge: Gauge | None, change: int) -> None:

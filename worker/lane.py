@@ -36,6 +36,7 @@ import redis
 
 from models.interactive_due import Due, InteractiveDue, Taken
 from models.logs import Sometimes
+from worker.shares import tenant_share
 
 log = logging.getLogger("passthru.worker")
 
@@ -51,12 +52,6 @@ RETRY_S = 1.0
 LOG_EVERY_S = 30.0
 
 RunCalls = Callable[[list[str]], object]
-
-
-def tenant_share(threads: int) -> int:
-    """How many of a process's `threads` one tenant's calls may hold at once: all but a
-    quarter (at least one) kept for other tenants, and at least one."""
-    return max(1, threads - max(1, threads // 4))
 
 
 class InteractiveConsumer:

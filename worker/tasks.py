@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from models.db.engine import utcnow
-from models.keys import TASK_DELIVER_WEBHOOKS, TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
+from models.keys import (
+    BULK_QUEUES,
+    TASK_DELIVER_WEBHOOKS,
+    TASK_EXECUTE_CALLS,
+    TASK_PURGE,
+    TASK_SWEEP,
+)
 from models.settings import get_settings
 from worker.app import app
 from worker.budget import bulk_budget
@@ -20,9 +26,12 @@ from worker.webhooks.deliveries import deliver
 def execute_calls(call_ids: list[str]) -> dict[str, int]:
     """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
     or a call published again), behind the interactive lane's threads, once the calls the
-    process holds leave room for them (worker/budget.py). The result: calls per status."""
+    process holds leave room for them, within their bulk shard's share (worker/budget.py).
+    The result: calls per status."""
     run_in_background()
-    with bulk_budget().hold(len(call_ids)):
+    queue = (execute_calls.request.delivery_info or {}).get("routing_key")
+    owner = queue if queue in BULK_QUEUES else ""
+    with bulk_budget().hold(len(call_ids), owner):
         return tally(call_ids, run_calls(call_ids, get_runtime()))
 
 

@@ -238,6 +238,29 @@ def test_without_a_tenant_cap_another_tenants_batch_is_taken_beside_a_backlog(
     _cancel_all(stack.engine, backlog)
 
 
+def test_a_tenants_slow_batch_never_holds_every_connection(stack: Stack) -> None:
+    # Given a tenant whose 300 batched calls take seconds each: more than a worker process
+    # sends at once (256 by default)
+    with _on_two_shards(stack) as (slow, quick):
+        slow.connect("slack", "u-slow", {"access_token": "xoxb-slow"})
+        quick.connect("slack", "u-quick", {"access_token": "xoxb-quick"})
+        stack.upstream.script("GET", "/api/wire.slow", Reply(200, {"ok": True}, delay_s=3))
+        backlog = batch(slow, "slack", "u-slow", "wire.slow", 300)
+        wait_until(
+            lambda: counts(stack.engine, backlog).get("running", 0) == 300, 30, "300 running"
+        )
+
+        # When another tenant's batch of 20 comes
+        few = batch(quick, "slack", "u-quick", "wire.quick", 20)
+        wait_until(lambda: counts(stack.engine, few).get("completed") == 20, 60, "20 calls")
+
+    # Then it is done before the first of the slow calls (with one line for every tenant
+    # on the wire, it waited for the first 256 of them to end)
+    done = counts(stack.engine, backlog)
+    assert sum(done.get(s, 0) for s in FINAL) < 100, done
+    _cancel_all(stack.engine, backlog)
+
+
 @contextmanager
 def _on_two_shards(stack: Stack) -> Iterator[tuple[Caller, Caller]]:
     """Two new tenants whose batches go to different shards of the bulk lane."""

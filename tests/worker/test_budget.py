@@ -118,3 +118,61 @@ def test_its_gauges_show_the_calls_held_and_the_messages_waiting() -> None:
     leave.set()
     waiter.join(JOIN_S)
     assert (value("held"), value("waiting")) == (0, 0)
+
+
+def test_one_owner_holds_at_most_its_share_and_another_owners_message_passes_it() -> None:
+    # Given a budget of 768 calls, 500 held by one bulk shard and its next message waiting
+    # (600 would be over its share, 576)
+    budget = CallBudget(limit=768)
+    entered: list[str] = []
+
+    def message(owner: str) -> Callable[[], None]:
+        def run() -> None:
+            with budget.hold(100, owner):
+                entered.append(owner)
+
+        return run
+
+    with budget.hold(500, "passthru.bulk.3"):
+        same = in_thread(message("passthru.bulk.3"))
+        wait_until(lambda: budget.held == 500 and same.is_alive())
+        time.sleep(0.05)
+        assert entered == []
+        # When another shard's message comes behind it, it starts at once (600 of 768)
+        other = in_thread(message("passthru.bulk.5"))
+        other.join(JOIN_S)
+        assert entered == ["passthru.bulk.5"]
+        assert same.is_alive()
+    # And the first shard's waits for its own calls to leave room in its share
+    same.join(JOIN_S)
+    assert entered == ["passthru.bulk.5", "passthru.bulk.3"]
+
+
+def test_a_message_short_of_room_keeps_its_place() -> None:
+    # Given 9 of 10 calls held (6 and 3), a message of 5 waiting, and one of 2 behind it
+    budget = CallBudget(limit=10)
+    entered: list[int] = []
+
+    def message(calls: int, owner: str) -> Callable[[], None]:
+        def run() -> None:
+            with budget.hold(calls, owner):
+                entered.append(calls)
+
+        return run
+
+    with budget.hold(6, "passthru.bulk.1"):
+        with budget.hold(3, "passthru.bulk.2"):
+            big = in_thread(message(5, "passthru.bulk.3"))
+            wait_until(big.is_alive)
+            time.sleep(0.05)
+            small = in_thread(message(2, "passthru.bulk.4"))
+            wait_until(small.is_alive)
+            time.sleep(0.05)
+        # When 3 are let go (room for the 2, not for the 5)
+        time.sleep(0.05)
+        # Then neither starts: the 2 does not pass the 5, which was first
+        assert entered == []
+    # And both start once there is room for the first
+    big.join(JOIN_S)
+    small.join(JOIN_S)
+    assert sorted(entered) == [2, 5]

@@ -14,7 +14,8 @@ from api.dev.embedded_redis import EmbeddedRedis
 from models.interactive_due import InteractiveDue
 from models.keys import DUE_TENANTS, LIST_INTERACTIVE
 from worker.held import RedisHolds, lane_key
-from worker.lane import InteractiveConsumer, RunCalls, tenant_share
+from worker.lane import InteractiveConsumer, RunCalls
+from worker.shares import tenant_share
 
 HELD = lane_key("host:1:abc")
 

@@ -313,3 +313,80 @@ def test_a_request_whose_turn_comes_too_late_for_its_lease_is_not_sent(
         assert isinstance(late, Deferred)
         assert late.reason == "no connection was free before its lease ran short"
     assert sent == ["/v1/items/1"]
+
+
+def test_a_tenant_holds_its_share_of_the_wire_and_another_tenants_requests_go_beside_it(
+    no_sender_threads_left: None,
+) -> None:
+    # Given a sender with room for four requests, and a tenant with eight waiting that do
+    # not end yet (items 0-7)
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.path.rsplit("/", 1)[1])
+        started.append(n)
+        if n < 100:
+            await asyncio.wait_for(release.wait(), WAIT_S)
+        return httpx.Response(200)
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while len(started) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    sender = Sender(Clients(handler), POLICY, max_in_flight=4)
+    try:
+        slow = sender.send_all([_req(i) for i in range(8)], tenants=["tn_slow"] * 8)
+        wait_for(sender.tenant_share)
+        time.sleep(0.1)
+        # Then it holds three of the four connections
+        assert sorted(started) == [0, 1, 2]
+        assert sender.tenant_share == 3
+        # When another tenant's requests come, they go on the fourth, one after the other,
+        # while the first tenant's still wait
+        quick = sender.send_all([_req(100 + i) for i in range(3)], tenants=["tn_quick"] * 3)
+        assert sorted(quick.get(timeout=WAIT_S)[0] for _ in range(3)) == [0, 1, 2]
+        assert started[3:] == [100, 101, 102]
+        loop = sender._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(release.set)
+        assert sorted(slow.get(timeout=WAIT_S)[0] for _ in range(8)) == list(range(8))
+    finally:
+        sender.close()
+
+
+def test_requests_of_several_tenants_take_turns_on_the_wire(
+    no_sender_threads_left: None,
+) -> None:
+    # Given room for one request, held by a first one, and two tenants' requests waiting
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path.rsplit("/", 1)[1])
+        if request.url.path.endswith("/0"):
+            await asyncio.wait_for(release.wait(), WAIT_S)
+        return httpx.Response(200)
+
+    sender = Sender(Clients(handler), POLICY, max_in_flight=1)
+    try:
+        first = sender.send_all([_req(0)], tenants=["tn_x"])
+        deadline = time.monotonic() + WAIT_S
+        while not order and time.monotonic() < deadline:
+            time.sleep(0.01)
+        a = sender.send_all([_req(11), _req(12), _req(13)], tenants=["tn_a"] * 3)
+        b = sender.send_all([_req(21), _req(22)], tenants=["tn_b"] * 2)
+        time.sleep(0.05)  # let them queue before the wire frees up
+        loop = sender._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(release.set)
+        first.get(timeout=WAIT_S)
+        for _ in range(3):
+            a.get(timeout=WAIT_S)
+        for _ in range(2):
+            b.get(timeout=WAIT_S)
+    finally:
+        sender.close()
+    # Then, once it is free, tenants a and b took turns on it
+    assert order == ["0", "11", "21", "12", "22", "13"]

@@ -72,6 +72,7 @@ def execute_calls(call_ids: Sequence[str], rt: Runtime) -> dict[str, CallStatus]
         [g.delay_s for g in admitted.go],
         urgent=bool(claimed) and lane_of(claimed[0]) == QUEUE_INTERACTIVE,
         start_by=must_end_by,
+        tenants=[g.claimed.call.tenant_id for g in admitted.go],
     )
     message.store(ready)
     hand_back(rt.engine, admitted.park, rt.clock(), rt.publisher)

@@ -2,6 +2,11 @@
 
 Celery's pool threads hand requests over and wait on futures; the loop keeps hundreds of
 exchanges in flight over one connection pool, whatever the number of threads.
+
+Requests waiting for room on the wire go interactive first, then tenant by tenant: each
+tenant's in arrival order, the tenants in turn, and one tenant's on at most
+`tenant_share(max_in_flight)` of the connections, so a tenant whose batch answers slowly
+never holds them all while another tenant's requests wait behind its backlog.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import httpx
 
 from worker.calls.onward import OnwardRequest
 from worker.net.send import Failure, MemoryBudget, Outcome, SendPolicy, send
+from worker.shares import tenant_share
 
 # Asked right before a request that waited for its slot goes: how many ms its key is still
 # paused by the upstream (0: not paused).
@@ -52,6 +58,7 @@ class _Entry:
     index: int
     request: OnwardRequest
     waited: bool  # it waited for a rate-limit slot: check the pause again before it goes
+    tenant_id: str  # whose share it counts against ("" for urgent ones: none)
 
 
 class Sender:
@@ -70,10 +77,13 @@ class Sender:
         self.max_in_flight = max_in_flight
         # Body bytes the requests of one send_all (one message) may hold together.
         self.message_memory_bytes = message_memory_bytes
-        # Requests waiting for room on the wire: interactive ones go before bulk ones.
+        # Requests waiting for room on the wire: interactive ones go before bulk ones, which
+        # wait per tenant, the tenants in turn (the first key goes next).
         self._urgent: deque[_Entry] = deque()
-        self._waiting: deque[_Entry] = deque()
+        self._waiting: dict[str, deque[_Entry]] = {}
         self._active = 0
+        self.tenant_share = tenant_share(max_in_flight)
+        self._active_of: dict[str, int] = {}  # bulk requests on the wire, per tenant
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
@@ -128,6 +138,7 @@ class Sender:
         *,
         urgent: bool = False,
         start_by: float | None = None,
+        tenants: Sequence[str] | None = None,
     ) -> SimpleQueue[tuple[int, Sent]]:
         """Queue every request with one wake-up of the loop; each `(index, outcome)` arrives on
         the returned queue as soon as it is known. A request with a delay joins the queue
@@ -136,26 +147,37 @@ class Sender:
         turn, in order, `urgent` ones (interactive calls) before the others. Waiting requests
         hold no connection. A request whose turn comes too late to end by `start_by`
         (monotonic: its call's lease, less a margin) is not sent: it comes back Deferred,
-        to be handed back and run again."""
+        to be handed back and run again. `tenants` (each request's, else one unnamed)
+        share the room of the non-urgent ones in turn."""
         handed_at = time.monotonic()
         loop = self._ensure_started()
         results: SimpleQueue[tuple[int, Sent]] = SimpleQueue()
         delays = delays_s or [0.0] * len(requests)
 
-        line = self._urgent if urgent else self._waiting
+        owners = [""] * len(requests) if urgent else (tenants or ["-"] * len(requests))
         budget = MemoryBudget(self.message_memory_bytes) if self.message_memory_bytes else None
         message = _Message(results, budget, start_by)
 
         def join(entries: list[_Entry]) -> None:
-            line.extend(entries)
+            for entry in entries:
+                if urgent:
+                    self._urgent.append(entry)
+                else:
+                    self._waiting.setdefault(entry.tenant_id, deque()).append(entry)
             self._pump()
 
         def start() -> None:
-            join([_Entry(message, i, r, False) for i, r in enumerate(requests) if delays[i] <= 0])
+            join(
+                [
+                    _Entry(message, i, r, False, owners[i])
+                    for i, r in enumerate(requests)
+                    if delays[i] <= 0
+                ]
+            )
             late_by = time.monotonic() - handed_at  # delays count from the hand-over
             for i, r in enumerate(requests):
                 if delays[i] > 0:
-                    later = [_Entry(message, i, r, True)]
+                    later = [_Entry(message, i, r, True, owners[i])]
                     loop.call_later(max(0.0, delays[i] - late_by), join, later)
 
         loop.call_soon_threadsafe(start)
@@ -166,11 +188,35 @@ class Sender:
         loop, client = self._loop, self._client
         assert loop is not None
         assert client is not None
-        while (self._urgent or self._waiting) and self._active < self.max_in_flight:
-            line = self._urgent or self._waiting
-            entry = line.popleft()
+        while self._active < self.max_in_flight:
+            entry = self._urgent.popleft() if self._urgent else self._next_waiting()
+            if entry is None:
+                return
             self._active += 1
+            if entry.tenant_id:
+                self._active_of[entry.tenant_id] = self._active_of.get(entry.tenant_id, 0) + 1
             loop.create_task(self._one(client, entry))
+
+    def _next_waiting(self) -> _Entry | None:
+        """The oldest waiting request of the first tenant in turn below its share, that
+        tenant going to the end of the turn; None when every waiting tenant is at it."""
+        for tenant_id in list(self._waiting):
+            if self._active_of.get(tenant_id, 0) >= self.tenant_share:
+                continue
+            line = self._waiting.pop(tenant_id)
+            entry = line.popleft()
+            if line:
+                self._waiting[tenant_id] = line
+            return entry
+        return None
+
+    def _ended(self, entry: _Entry) -> None:
+        self._active -= 1
+        if entry.tenant_id:
+            left = self._active_of.pop(entry.tenant_id) - 1
+            if left:
+                self._active_of[entry.tenant_id] = left
+        self._pump()
 
     async def _one(self, client: httpx.AsyncClient, entry: _Entry) -> None:
         request, message = entry.request, entry.message
@@ -191,8 +237,7 @@ class Sender:
             # The class name only: a repr may quote the request and its credentials.
             outcome = Failure("internal_error", type(exc).__name__, True, 0)
         finally:
-            self._active -= 1
-            self._pump()
+            self._ended(entry)
         message.results.put((entry.index, outcome))
 
     def close(self) -> None:
