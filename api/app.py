@@ -13,6 +13,7 @@ from starlette.datastructures import State
 from api import docs, errors, transport_security
 from api.account_cap import AccountCap
 from api.auth import Authenticator
+from api.baseline_headers import BaselineHeaders
 from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
 from api.connect.service import Connect
 from api.console.visitor import Console
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         max_batch_request_bytes=settings.max_batch_request_bytes,
         authenticate=app.state.auth.check,
     )
+    app.add_middleware(BaselineHeaders)
     if transport_security.wanted(settings.public_origin):
         app.add_middleware(StrictTransportSecurity)
     for module in ROUTE_MODULES:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
-from api import transport_security
+from api import baseline_headers, transport_security
 from api.parsing import BodyRefused
 from models.errors import ApiError, ErrorDetail, invalid
 
@@ -178,6 +178,9 @@ def install(app: FastAPI) -> None:
             ApiError(
                 "internal_error", [ErrorDetail("request", "unexpected error; it was logged")], 500
             ),
-            # answered outside the middleware that adds it to every other answer
-            transport_security.headers_for(request.app.state.settings.public_origin),
+            # answered outside the middlewares that add them to every other answer
+            {
+                **baseline_headers.HEADERS,
+                **transport_security.headers_for(request.app.state.settings.public_origin),
+            },
         )

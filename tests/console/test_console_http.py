@@ -119,6 +119,33 @@ def test_cookies_are_secure_when_the_public_url_is_https_whatever_the_proxy_says
     assert failed.json()["error"] == "internal_error"
     for response in (form, health, failed):
         assert response.headers["strict-transport-security"] == "max-age=31536000"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/console/", 307),  # the slash dropped, by a redirect no page route answers
+        ("GET", "/console/no-such-page", 404),
+        ("DELETE", "/console/sign-in", 405),
+        ("GET", "/function-calls/", 307),
+        ("GET", "/healthz", 200),
+    ],
+)
+def test_answers_no_page_route_makes_are_never_sniffed_or_framed(
+    browser_client: TestClient, method: str, path: str, status: int
+) -> None:
+    response = browser_client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_a_page_keeps_its_own_headers_once(browser_client: TestClient) -> None:
+    page = browser_client.get("/console/sign-in")
+    assert page.headers.get_list("x-frame-options") == ["DENY"]
+    assert page.headers.get_list("x-content-type-options") == ["nosniff"]
 
 
 def test_no_hsts_while_the_public_url_is_plain_http(browser_client: TestClient) -> None:
