@@ -10,10 +10,10 @@ import redis
 from fastapi import FastAPI
 from starlette.datastructures import State
 
-from api import docs, errors, transport_security
+from api import baseline_headers, docs, errors, transport_security
 from api.account_cap import AccountCap
 from api.auth import Authenticator
-from api.baseline_headers import BaselineHeaders
+from api.baseline_headers import AddedHeaders
 from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
 from api.connect.service import Connect
 from api.console.visitor import Console
@@ -36,7 +36,6 @@ from api.routes import (
     webhooks,
 )
 from api.tenant_cache import TenantCache
-from api.transport_security import StrictTransportSecurity
 from api.validation import CallLimits
 from api.waiter import CallWaiter
 from models.broker import Publisher, sending_publisher
@@ -99,9 +98,8 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
         max_batch_request_bytes=settings.max_batch_request_bytes,
         authenticate=app.state.auth.check,
     )
-    app.add_middleware(BaselineHeaders)
-    if transport_security.wanted(settings.public_origin):
-        app.add_middleware(StrictTransportSecurity)
+    headers = {**baseline_headers.HEADERS, **transport_security.headers_for(settings.public_origin)}
+    app.add_middleware(AddedHeaders, headers=headers)
     for module in ROUTE_MODULES:
         app.include_router(module.router)
     _document_errors(app)

@@ -6,13 +6,12 @@ year, so nobody on its network can serve it a plain-http page of this host (and 
 read a cookie there). `includeSubDomains` is left out: the operator's other hosts are not
 passthru's to bind. A browser ignores the header on a plain-http answer.
 
-Starlette answers an unexpected exception outside every middleware, so the handler of those
-500s adds `headers_for(public_origin)` itself (api/errors.py).
+`api/baseline_headers.py`'s middleware adds it (`headers_for(public_origin)`). Starlette
+answers an unexpected exception outside every middleware, so the handler of those 500s adds
+it itself (api/errors.py).
 """
 
 from __future__ import annotations
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = (b"strict-transport-security", b"max-age=31536000")
 
@@ -24,22 +23,3 @@ def wanted(public_origin: str) -> bool:
 def headers_for(public_origin: str) -> dict[str, str]:
     """HEADER as a response's headers, when `public_origin` is https; else none."""
     return {HEADER[0].decode(): HEADER[1].decode()} if wanted(public_origin) else {}
-
-
-class StrictTransportSecurity:
-    """A pure ASGI middleware adding HEADER to every HTTP answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), HEADER]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
