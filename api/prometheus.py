@@ -65,6 +65,7 @@ MAX_KEYS = 50_000
 class PassthruCollector(Collector):
     def __init__(self, client: redis.Redis, catalog: Catalog, engine: Engine | None = None) -> None:
         self._client = client
+        self._due = InteractiveDue(client)
         self._catalog = catalog
         self._engine = engine
 
@@ -144,13 +145,16 @@ class PassthruCollector(Collector):
             labels=["app", "limit"],
         )
         try:
-            for queue in (QUEUE_INTERACTIVE, QUEUE_WEBHOOKS):
-                queued.add_metric([queue], float(self._client.llen(queue)))
+            with self._client.pipeline(transaction=False) as pipe:
+                for queue in (QUEUE_INTERACTIVE, QUEUE_WEBHOOKS, *BULK_QUEUES):
+                    pipe.llen(queue)
+                interactive, webhooks, *bulk = pipe.execute()
+            queued.add_metric([QUEUE_INTERACTIVE], float(interactive))
             # The bulk lane's messages, over its shards.
-            bulk = sum(self._client.llen(shard) for shard in BULK_QUEUES)
-            queued.add_metric([QUEUE_BULK], float(bulk))
+            queued.add_metric([QUEUE_BULK], float(sum(bulk)))
+            queued.add_metric([QUEUE_WEBHOOKS], float(webhooks))
             # Single calls due now, over every tenant's list.
-            queued.add_metric([LIST_INTERACTIVE], float(InteractiveDue(self._client).depth()))
+            queued.add_metric([LIST_INTERACTIVE], float(self._due.depth()))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer (%s)", exc)

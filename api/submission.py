@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ from api.prometheus import CALLS_ACCEPTED
 from api.schemas.calls import FunctionCallRequest, PassthroughParams
 from api.suggestions import function_problem, unknown_app
 from api.validation import CallLimits, app_slug_of, check_params
-from models.broker import Publisher
+from models.broker import NO_TENANTS, Publisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.direct import DirectStatement, StatementRunner, statement_runner
@@ -236,7 +235,7 @@ def publish_or_mark(
     publisher: Publisher,
     call_ids: list[str],
     queue: str,
-    tenant_of: Mapping[str, str] = MappingProxyType({}),
+    tenant_of: Mapping[str, str] = NO_TENANTS,
 ) -> None:
     """Publish (interactive calls on their tenants' lists, by `tenant_of`); if the broker is
     unreachable, mark the calls so the sweeper publishes them."""

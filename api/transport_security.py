@@ -13,7 +13,7 @@ it itself (api/errors.py).
 
 from __future__ import annotations
 
-HEADER = (b"strict-transport-security", b"max-age=31536000")
+HEADER = {"Strict-Transport-Security": "max-age=31536000"}
 
 
 def wanted(public_origin: str) -> bool:
@@ -22,4 +22,4 @@ def wanted(public_origin: str) -> bool:
 
 def headers_for(public_origin: str) -> dict[str, str]:
     """HEADER as a response's headers, when `public_origin` is https; else none."""
-    return {HEADER[0].decode(): HEADER[1].decode()} if wanted(public_origin) else {}
+    return dict(HEADER) if wanted(public_origin) else {}

@@ -92,13 +92,17 @@ def sender_app(redis_url: str) -> Celery:
     return app
 
 
+# No call's tenant known: interactive ids go to the shared bucket, bulk ones to the first shard.
+NO_TENANTS: Mapping[str, str] = MappingProxyType({})
+
+
 class Publisher(Protocol):
     def publish_calls(
         self,
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool: ...
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
@@ -124,7 +128,7 @@ class BrokerPublisher:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         """Publish every id (interactive ones due now on their tenant's list, by
         `tenant_of`; on the bulk lane, in chunks of BULK_CHUNK on each tenant's shard; one
@@ -218,7 +222,7 @@ class NoPublisher:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         return False
 

@@ -126,7 +126,7 @@ class InteractiveDue:
             keys=[DUE_TENANTS, held_key, LIST_INTERACTIVE], args=[DUE_OF_PREFIX, *skip]
         )
         if isinstance(found, list):
-            tenant_id, call_id = (_text(v) for v in found)
+            tenant_id, call_id = (as_text(v) for v in found)
             return Taken(tenant_id, call_id)
         return Due.SKIPPED if found == 1 else Due.NOTHING
 
@@ -139,10 +139,11 @@ class InteractiveDue:
         tenants = self._client.lrange(DUE_TENANTS, 0, -1)
         with self._client.pipeline(transaction=False) as pipe:
             for tenant_id in tenants:
-                pipe.llen(due_list(_text(tenant_id)))
+                pipe.llen(due_list(as_text(tenant_id)))
             pipe.llen(LIST_INTERACTIVE)
             return sum(int(n) for n in pipe.execute())
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis value (bytes from a client that does not decode) as text."""
     return value.decode() if isinstance(value, bytes) else value

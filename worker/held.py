@@ -15,6 +15,7 @@ from typing import Protocol
 import redis
 
 from models.broker import VISIBILITY_TIMEOUT_S
+from models.interactive_due import as_text
 from models.keys import HELD_LANE_PREFIX, HELD_PREFIX
 
 log = logging.getLogger("passthru.worker")
@@ -71,8 +72,8 @@ class RedisHolds:
         except redis.RedisError as exc:
             log.warning("held messages of %s: not read (%s)", worker_id, type(exc).__name__)
             return None
-        ids = [i for value in held for i in _text(value).split(",") if i]
-        return sorted({*ids, *(_text(i) for i in popped)})
+        ids = [i for value in held for i in as_text(value).split(",") if i]
+        return sorted({*ids, *(as_text(i) for i in popped)})
 
 
 class NoHolds:
@@ -80,7 +81,3 @@ class NoHolds:
 
     def take(self, worker_id: str) -> list[str] | None:
         return []
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -91,9 +91,9 @@ def _publish(rt: Runtime, calls: list[FunctionCall], now: datetime) -> int:
     """Publish `calls` on their lanes, marking them published; returns how many the broker
     took."""
     published = 0
+    tenant_of = {c.id: c.tenant_id for c in calls}
     for lane in (QUEUE_INTERACTIVE, QUEUE_BULK):
         ids = [c.id for c in calls if _lane(c) == lane]
-        tenant_of = {c.id: c.tenant_id for c in calls}
         if ids and rt.publisher.publish_calls(ids, lane, tenant_of=tenant_of):
             published += len(ids)
             with session_scope(rt.engine) as session:

@@ -8,7 +8,6 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -34,7 +33,7 @@ from api.app import create_app, release
 from api.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from models.accounts.states import AccountStatus
 from models.accounts.tenants import create_tenant
-from models.broker import NoPublisher
+from models.broker import NO_TENANTS, NoPublisher
 from models.calls.states import CallStatus
 from models.crypto.secrets import Vault
 from models.db.engine import session_scope
@@ -88,7 +87,7 @@ class PublishedIds:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.ids.extend(call_ids)

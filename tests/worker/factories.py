@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.broker import EpochKept, NoPublisher
+from models.broker import NO_TENANTS, EpochKept, NoPublisher
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -168,7 +167,7 @@ class RecordingPublisher:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.calls.append((list(call_ids), queue, countdown_s))

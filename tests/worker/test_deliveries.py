@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from types import MappingProxyType
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook
 
+from models.broker import NO_TENANTS
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault, generate_encryption_key
@@ -73,7 +73,7 @@ class PublishedDeliveries:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         raise AssertionError("webhook deliveries never publish calls")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 import fakeredis
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from models.broker import RedisEpoch
+from models.broker import NO_TENANTS, RedisEpoch
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -43,7 +42,7 @@ class Published:
         call_ids: Sequence[str],
         queue: str,
         countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = MappingProxyType({}),
+        tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.batches.append((list(call_ids), queue))

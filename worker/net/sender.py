@@ -22,6 +22,7 @@ from queue import SimpleQueue
 
 import httpx
 
+from models.interactive_due import UNKNOWN_TENANT
 from worker.calls.onward import OnwardRequest
 from worker.net.send import Failure, MemoryBudget, Outcome, SendPolicy, send
 from worker.shares import tenant_share
@@ -154,7 +155,7 @@ class Sender:
         results: SimpleQueue[tuple[int, Sent]] = SimpleQueue()
         delays = delays_s or [0.0] * len(requests)
 
-        owners = [""] * len(requests) if urgent else (tenants or ["-"] * len(requests))
+        owners = [""] * len(requests) if urgent else (tenants or [UNKNOWN_TENANT] * len(requests))
         budget = MemoryBudget(self.message_memory_bytes) if self.message_memory_bytes else None
         message = _Message(results, budget, start_by)
 
