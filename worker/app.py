@@ -43,6 +43,7 @@ from models.keys import (
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
+from worker.budget import HandBack, bulk_budget
 from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import DOWN_LIMIT_S, LaneSupervisor, lane_command
 from worker.priority import run_in_background
@@ -91,22 +92,32 @@ def _logging(**_: object) -> None:
 def _quiet_upkeep(record: logging.LogRecord) -> bool:
     """Celery's "received" and "succeeded" lines for the sweeper and the purge (every few
     seconds) at DEBUG: the sweeper logs what it did when it did something, and a newcomer's
-    terminal shows their own calls go by."""
+    terminal shows their own calls go by. And its "rejected" warning, with a traceback, for
+    a bulk message handed back (worker/tasks.py logs it in a line)."""
     data = getattr(record, "data", None)
     name = data.get("name") if isinstance(data, dict) else None
     if name in (TASK_SWEEP, TASK_PURGE) and record.levelno == logging.INFO:
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger("passthru").isEnabledFor(logging.DEBUG)
+        return _at_debug(record)
+    if record.exc_info and isinstance(getattr(record.exc_info[1], "reason", None), HandBack):
+        record.exc_info = record.exc_text = None  # an expected hand-back, logged by the task
+        return _at_debug(record)
     return True
+
+
+def _at_debug(record: logging.LogRecord) -> bool:
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return logging.getLogger("passthru").isEnabledFor(logging.DEBUG)
 
 
 @celeryd_after_setup.connect
 def _consume_every_bulk_shard(instance: Any, **_: object) -> None:
-    """`-Q passthru.bulk` means the whole bulk lane: every one of its shards."""
+    """`-Q passthru.bulk` means the whole bulk lane: every one of its shards. And the
+    budget's share of the threads is of the pool's real size (--concurrency)."""
     queues = instance.app.amqp.queues
     if QUEUE_BULK in queues.consume_from:
         for shard in BULK_QUEUES:
             queues.select_add(shard)
+    bulk_budget().use_threads(instance.concurrency)
 
 
 @worker_init.connect

@@ -7,14 +7,20 @@ the drain itself (measured: docs/performance.md). So a message waits, unclaimed,
 calls already held leave room for its own; small messages (single calls, small batches)
 still use every thread.
 
-A message of one call never waits (an interactive retry, or a call published again), nor
-does any message when the process holds nothing, however large it is.
+A message of one call from the interactive queue never waits (a retry, or a call published
+again), nor does any message when the process holds nothing, however large it is.
+
+A waiting message holds a Celery thread, and a thread is what takes the next message off
+Redis. So one bulk shard (standing for its tenants) also holds at most `tenant_share` of the
+threads' messages, and a message of a shard past its share that finds other work waiting in
+Redis is handed back, to the end of its queue (`HandBack`): one tenant's backlog never keeps
+every thread from taking another tenant's message.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,29 +35,49 @@ from worker.shares import tenant_share
 # waiting to follow, so the connections never wait for a claim.
 HELD_PER_CONNECTION = 3
 
+# How often a message waiting past its shard's share of the threads asks whether other work
+# waits in Redis (worker/waiting_work.py reads it at most this often for the whole process).
+LOOK_EVERY_S = 0.25
+
+
+class HandBack(Exception):
+    """This message waits past its shard's share of the process's threads while other
+    messages wait in Redis: give it back to its queue, unclaimed."""
+
 
 @dataclass(eq=False)
 class _Waiter:
     calls: int
     owner: str
     admitted: threading.Event = field(default_factory=threading.Event)
+    handed_back: bool = False
 
 
 class CallBudget:
-    """A count of the calls held, shared by the threads of one process; `held` and
+    """A count of the calls held, shared by the `threads` threads of one process; `held` and
     `waiting` show it (the calls held, the messages waiting for room) when given.
 
     Each message may name its owner (the bulk shard it came from, which stands for its
-    tenants: models/broker.py), and one owner holds at most `tenant_share(limit)` calls,
-    so one tenant's slow batch never holds the whole budget while another tenant's message
-    waits for it. Waiting messages are let in in arrival order, except that one whose
+    tenants: models/broker.py). One owner holds at most `tenant_share(limit)` calls, so one
+    tenant's slow batch never holds the whole budget while another tenant's message waits
+    for it, and at most `tenant_share(threads)` messages, held or waiting, while other work
+    waits for a thread. Waiting messages are let in in arrival order, except that one whose
     owner holds its share lets the ones behind it pass."""
 
-    def __init__(self, limit: int, held: Gauge | None = None, waiting: Gauge | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        held: Gauge | None = None,
+        waiting: Gauge | None = None,
+        threads: int = 0,
+    ) -> None:
         self._limit = limit
         self._share = tenant_share(limit)
+        self._thread_share = tenant_share(threads) if threads else 0
         self._held = 0
         self._held_by: dict[str, int] = {}
+        self._messages_by: dict[str, int] = {}  # an owner's messages held
+        self._inside_by: dict[str, int] = {}  # an owner's messages held or waiting
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._held_gauge = held
@@ -61,20 +87,31 @@ class CallBudget:
     def held(self) -> int:
         return self._held
 
+    def use_threads(self, threads: int) -> None:
+        """The process's pool has `threads` threads (Celery's --concurrency)."""
+        with self._lock:
+            self._thread_share = tenant_share(threads)
+
     @contextmanager
-    def hold(self, calls: int, owner: str = "") -> Iterator[None]:
+    def hold(
+        self, calls: int, owner: str = "", other_work: Callable[[], bool] | None = None
+    ) -> Iterator[None]:
         """Hold `calls` for the duration of the block, once they fit under the limit (and
-        `owner`'s share of it)."""
+        `owner`'s shares of it and of the threads). While the message waits past its
+        owner's share of the threads, `other_work` is asked every LOOK_EVERY_S whether
+        other messages wait for a thread; if they do, HandBack is raised, nothing held."""
         with self._lock:
             waiter = None
-            if calls > 1 and not self._fits(calls, owner):
+            if (calls > 1 or owner) and not self._fits(calls, owner):
                 waiter = _Waiter(calls, owner)
                 self._waiters.append(waiter)
                 self._show(self._waiting_gauge, 1)
             else:
                 self._take(calls, owner)
+            if owner:
+                self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
         if waiter is not None:
-            waiter.admitted.wait()
+            self._wait(waiter, other_work)
         try:
             yield
         finally:
@@ -82,10 +119,39 @@ class CallBudget:
                 self._held -= calls
                 self._show(self._held_gauge, -calls)
                 if owner:
-                    left = self._held_by.pop(owner) - calls
-                    if left:
-                        self._held_by[owner] = left
+                    self._drop(self._held_by, owner, calls)
+                    self._drop(self._messages_by, owner, 1)
+                    self._drop(self._inside_by, owner, 1)
                 self._admit()
+
+    def _wait(self, waiter: _Waiter, other_work: Callable[[], bool] | None) -> None:
+        """Until `waiter` is let in, or handed back (HandBack raised)."""
+        if other_work is None or not waiter.owner:
+            waiter.admitted.wait()
+            return
+        while not waiter.admitted.wait(LOOK_EVERY_S):
+            if not self._past_thread_share(waiter.owner) or not other_work():
+                continue
+            with self._lock:
+                if waiter.admitted.is_set() or not self._past_thread_share(waiter.owner):
+                    continue
+                self._waiters.remove(waiter)
+                self._show(self._waiting_gauge, -1)
+                self._drop(self._inside_by, waiter.owner, 1)
+                self._admit()  # the ones behind it may pass now
+            raise HandBack(
+                f"{waiter.owner} holds {self._inside_by.get(waiter.owner, 0)} of this "
+                f"process's messages, its share of the threads, while other work waits"
+            )
+
+    def _past_thread_share(self, owner: str) -> bool:
+        return bool(self._thread_share) and self._inside_by.get(owner, 0) > self._thread_share
+
+    @staticmethod
+    def _drop(counts: dict[str, int], owner: str, n: int) -> None:
+        left = counts.pop(owner) - n
+        if left:
+            counts[owner] = left
 
     def _admit(self) -> None:
         """Let in the waiting messages that fit now, in arrival order: one short of room
@@ -100,13 +166,17 @@ class CallBudget:
                 return  # short of room: the ones behind wait their turn
 
     def _fits(self, calls: int, owner: str) -> bool:
-        """Nothing held fits anything; else the limit, and the owner's share unless it
-        holds nothing."""
+        """Nothing held fits anything; else the limit, and the owner's shares (of the calls
+        unless it holds none, and of the threads)."""
         if not self._held:
             return True
         if self._held + calls > self._limit:
             return False
-        held_by = self._held_by.get(owner, 0) if owner else 0
+        if not owner:
+            return True
+        if self._thread_share and self._messages_by.get(owner, 0) >= self._thread_share:
+            return False
+        held_by = self._held_by.get(owner, 0)
         return not held_by or held_by + calls <= self._share
 
     def _take(self, calls: int, owner: str) -> None:
@@ -114,6 +184,7 @@ class CallBudget:
         self._show(self._held_gauge, calls)
         if owner:
             self._held_by[owner] = self._held_by.get(owner, 0) + calls
+            self._messages_by[owner] = self._messages_by.get(owner, 0) + 1
 
     @staticmethod
     def _show(gauge: Gauge | None, change: int) -> None:
@@ -123,6 +194,10 @@ class CallBudget:
 
 @lru_cache(maxsize=1)
 def bulk_budget() -> CallBudget:
-    """The process's budget: HELD_PER_CONNECTION calls per onward connection."""
-    limit = HELD_PER_CONNECTION * get_settings().max_connections
-    return CallBudget(limit, metrics.CALLS_HELD, metrics.MESSAGES_WAITING)
+    """The process's budget: HELD_PER_CONNECTION calls per onward connection, over
+    PASSTHRU_WORKER_CONCURRENCY threads (until the worker tells it its pool's size)."""
+    settings = get_settings()
+    limit = HELD_PER_CONNECTION * settings.max_connections
+    return CallBudget(
+        limit, metrics.CALLS_HELD, metrics.MESSAGES_WAITING, threads=settings.worker_concurrency
+    )

@@ -85,6 +85,13 @@ MESSAGES_WAITING = Gauge(
     "calls held leave no room for them",
     registry=REGISTRY,
 )
+MESSAGES_HANDED_BACK = Counter(
+    "passthru_worker_messages_handed_back",
+    "Bulk messages this process gave back, unclaimed, to the end of their shard's queue: "
+    "their shard held its share of the Celery threads while other work waited (worker/budget.py)",
+    ["queue"],
+    registry=REGISTRY,
+)
 
 
 def outcome_label(network_code: str | None, error: str | None) -> str:

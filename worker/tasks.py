@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
+
+from celery.exceptions import Reject
+
 from models.db.engine import utcnow
 from models.keys import (
     BULK_QUEUES,
@@ -11,28 +16,38 @@ from models.keys import (
     TASK_SWEEP,
 )
 from models.settings import get_settings
+from worker import metrics
 from worker.app import app
-from worker.budget import bulk_budget
+from worker.budget import HandBack, bulk_budget
 from worker.calls.pipeline import execute_calls as run_calls
 from worker.calls.results import tally
 from worker.priority import run_in_background
 from worker.retention import purge, purge_connect_links
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
+from worker.waiting_work import waiting_work
 from worker.webhooks.deliveries import deliver
+
+log = logging.getLogger("passthru.worker")
 
 
 @app.task(name=TASK_EXECUTE_CALLS)
 def execute_calls(call_ids: list[str]) -> dict[str, int]:
     """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
     or a call published again), behind the interactive lane's threads, once the calls the
-    process holds leave room for them, within their bulk shard's share (worker/budget.py).
-    The result: calls per status."""
+    process holds leave room for them, within their bulk shard's shares (worker/budget.py).
+    The result: calls per status. A message past its shard's share of the threads while
+    other work waits goes back, unclaimed, to the end of its queue."""
     run_in_background()
     queue = (execute_calls.request.delivery_info or {}).get("routing_key")
     owner = queue if queue in BULK_QUEUES else ""
-    with bulk_budget().hold(len(call_ids), owner):
-        return tally(call_ids, run_calls(call_ids, get_runtime()))
+    try:
+        with bulk_budget().hold(len(call_ids), owner, partial(waiting_work().besides, owner)):
+            return tally(call_ids, run_calls(call_ids, get_runtime()))
+    except HandBack as exc:
+        metrics.MESSAGES_HANDED_BACK.labels(owner).inc()
+        log.info("a message of %d call(s) handed back to %s: %s", len(call_ids), owner, exc)
+        raise Reject(exc, requeue=True) from None
 
 
 @app.task(name=TASK_SWEEP)

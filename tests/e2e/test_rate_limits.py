@@ -220,11 +220,13 @@ def test_without_a_tenant_cap_another_tenants_batch_is_taken_beside_a_backlog(
     stack: Stack,
 ) -> None:
     # Given two tenants whose batches go to different shards of the bulk lane, and no
-    # per-tenant rate limit (the default), and one tenant with 3,000 calls queued (50 ms each)
+    # per-tenant rate limit (the default), and one tenant with 3,000 calls queued (1 s each:
+    # the backlog takes longer to drain than the API takes to publish it, however loaded the
+    # machine)
     with _on_two_shards(stack) as (big, small):
         big.connect("slack", "u-big", {"access_token": "xoxb-big"})
         small.connect("slack", "u-small", {"access_token": "xoxb-small"})
-        stack.upstream.script("GET", "/api/shard.big", Reply(200, {"ok": True}, delay_s=0.05))
+        stack.upstream.script("GET", "/api/shard.big", Reply(200, {"ok": True}, delay_s=1))
         backlog = batch(big, "slack", "u-big", "shard.big", 3000)
 
         # When the other tenant sends a batch of 20 calls
@@ -259,6 +261,34 @@ def test_a_tenants_slow_batch_never_holds_every_connection(stack: Stack) -> None
     done = counts(stack.engine, backlog)
     assert sum(done.get(s, 0) for s in FINAL) < 100, done
     _cancel_all(stack.engine, backlog)
+
+
+def test_a_tenants_backlog_never_holds_every_celery_thread(own_stack: OwnStack) -> None:
+    # Given a worker of eight Celery threads (`-c 8`), and a tenant's twelve small batches
+    # whose calls take seconds each: more messages than threads
+    with own_stack("thread-share-logs") as s:
+        s.upstream.script("GET", "/api/threads.slow", Reply(200, {"ok": True}, delay_s=6))
+        with _on_two_shards(s) as (slow, quick):
+            slow.connect("slack", "u-slow", {"access_token": "xoxb-slow"})
+            quick.connect("slack", "u-quick", {"access_token": "xoxb-quick"})
+            backlog = [
+                call_id
+                for _ in range(12)
+                for call_id in batch(slow, "slack", "u-slow", "threads.slow", 1)
+            ]
+            wait_until(lambda: counts(s.engine, backlog).get("running", 0) >= 6, 30, "6 running")
+
+            # When another tenant's batch comes
+            few = batch(quick, "slack", "u-quick", "threads.quick", 2)
+            wait_until(lambda: counts(s.engine, few).get("completed") == 2, 60, "2 calls")
+
+            # Then it is done before any of the slow calls: the first tenant holds six of
+            # the eight threads, and its messages waiting in the other two went back to its
+            # queue (with every thread the first tenant's, it waited for one of its calls)
+            done = counts(s.engine, backlog)
+            assert sum(done.get(status, 0) for status in FINAL) == 0, done
+            assert done.get("running", 0) == 6, done
+            _cancel_all(s.engine, backlog)
 
 
 @contextmanager

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from worker.budget import CallBudget
+from worker.budget import CallBudget, HandBack
 
 JOIN_S = 10.0  # a bound for a thread that should end, never reached when the code is right
 
@@ -176,3 +177,121 @@ def test_a_message_short_of_room_keeps_its_place() -> None:
     big.join(JOIN_S)
     small.join(JOIN_S)
     assert sorted(entered) == [2, 5]
+
+
+@contextmanager
+def hold_three(budget: CallBudget, owner: str) -> Iterator[None]:
+    """Three one-call messages of `owner` held for the block."""
+    with budget.hold(1, owner), budget.hold(1, owner), budget.hold(1, owner):
+        yield
+
+
+def test_one_owner_holds_at_most_its_share_of_the_threads() -> None:
+    # Given a pool of 4 threads (a shard's share: 3) and three one-call messages of one
+    # shard held, far under the calls' limit
+    budget = CallBudget(limit=1000, threads=4)
+    entered: list[str] = []
+
+    def message(owner: str) -> Callable[[], None]:
+        def run() -> None:
+            with budget.hold(1, owner):
+                entered.append(owner)
+
+        return run
+
+    with hold_three(budget, "passthru.bulk.2"):
+        # Then its fourth waits
+        fourth = in_thread(message("passthru.bulk.2"))
+        wait_until(lambda: fourth.is_alive())
+        time.sleep(0.05)
+        assert entered == []
+        # While another shard's message starts at once
+        other = in_thread(message("passthru.bulk.6"))
+        other.join(JOIN_S)
+        assert entered == ["passthru.bulk.6"]
+    # And the fourth starts when the three end
+    fourth.join(JOIN_S)
+    assert entered == ["passthru.bulk.6", "passthru.bulk.2"]
+
+
+class OtherWork:
+    """What worker/waiting_work.py answers, set by the test; counts the questions."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+        self.asked = threading.Event()
+
+    def __call__(self) -> bool:
+        self.asked.set()
+        return self.waiting
+
+
+def test_a_message_past_its_shards_thread_share_is_handed_back_once_other_work_waits() -> None:
+    # Given 4 threads, a shard's 3 messages held and its fourth waiting past its share
+    registry = CollectorRegistry()
+    waiting = Gauge("waiting", "messages waiting", registry=registry)
+    budget = CallBudget(limit=1000, waiting=waiting, threads=4)
+    other_work = OtherWork()
+    outcome: list[str] = []
+
+    def fourth() -> None:
+        try:
+            with budget.hold(1, "passthru.bulk.2", other_work):
+                outcome.append("ran")
+        except HandBack:
+            outcome.append("handed back")
+
+    with hold_three(budget, "passthru.bulk.2"):
+        thread = in_thread(fourth)
+        # While no other work waits, it keeps waiting
+        assert other_work.asked.wait(JOIN_S)
+        time.sleep(0.3)
+        assert outcome == []
+        assert thread.is_alive()
+        # When other work waits, it is handed back, nothing held for it
+        other_work.waiting = True
+        thread.join(JOIN_S)
+        assert outcome == ["handed back"]
+        assert budget.held == 3
+        assert registry.get_sample_value("waiting") == 0
+    assert budget.held == 0
+
+
+def test_a_message_within_its_shards_thread_share_keeps_waiting_for_room() -> None:
+    # Given a shard's message waiting for the calls' room (not past its share of 4 threads)
+    # while other work waits
+    budget = CallBudget(limit=100, threads=4)
+    other_work = OtherWork()
+    other_work.waiting = True
+    entered = threading.Event()
+
+    def second() -> None:
+        with budget.hold(50, "passthru.bulk.2", other_work):
+            entered.set()
+
+    with budget.hold(90, "passthru.bulk.5"):
+        thread = in_thread(second)
+        wait_until(lambda: thread.is_alive())
+        # Then it is never handed back: it is not what fills the threads
+        assert not entered.wait(0.6)
+        assert thread.is_alive()
+    thread.join(JOIN_S)
+    assert entered.is_set()
+
+
+def test_the_pools_real_size_sets_the_share_of_the_threads() -> None:
+    # Given a budget told of 2 threads (a shard's share: 1) after it was made for 32
+    budget = CallBudget(limit=1000, threads=32)
+    budget.use_threads(2)
+    entered = threading.Event()
+
+    def second() -> None:
+        with budget.hold(1, "passthru.bulk.2"):
+            entered.set()
+
+    with budget.hold(1, "passthru.bulk.2"):
+        thread = in_thread(second)
+        # Then the shard's second message waits for its first
+        assert not entered.wait(0.2)
+    thread.join(JOIN_S)
+    assert entered.is_set()

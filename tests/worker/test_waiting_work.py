@@ -1,0 +1,71 @@
+"""Whether other messages wait in Redis on the worker's queues (worker/waiting_work.py):
+what a message past its shard's share of the threads asks before it is handed back."""
+
+from __future__ import annotations
+
+import fakeredis
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from worker.waiting_work import WaitingWork
+
+QUEUES = ("passthru.interactive", "passthru.bulk", "passthru.bulk.3", "passthru.webhooks")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watching(queues: tuple[str, ...] = QUEUES) -> tuple[fakeredis.FakeRedis, Clock, WaitingWork]:
+    """A Redis, a clock, and the work waiting on `queues` read every 0.25 s."""
+    client, clock = fakeredis.FakeRedis(), Clock()
+    return client, clock, WaitingWork(client, lambda: queues, every_s=0.25, clock=clock)
+
+
+def test_a_message_on_another_queue_is_other_work_and_one_on_its_own_is_not() -> None:
+    client, clock, work = watching()
+    assert not work.besides("passthru.bulk.3")
+    client.lpush("passthru.bulk.3", "a message")
+    clock.now += 1
+    assert not work.besides("passthru.bulk.3")
+    assert work.besides("passthru.bulk")
+    client.lpush("passthru.interactive", "a message")
+    clock.now += 1
+    assert work.besides("passthru.bulk.3")
+
+
+def test_queues_not_consumed_are_not_other_work() -> None:
+    client, _, work = watching()
+    client.lpush("passthru.bulk.5", "a message")
+    assert not work.besides("passthru.bulk")
+
+
+def test_webhooks_and_upkeep_are_not_other_work() -> None:
+    # A free thread asks the bulk shards before them: handed back, the message's thread
+    # would take its own shard's next one
+    client, _, work = watching((*QUEUES, "passthru.maintenance"))
+    client.lpush("passthru.webhooks", "a message")
+    client.lpush("passthru.maintenance", "a message")
+    assert not work.besides("passthru.bulk")
+
+
+def test_the_lengths_are_read_at_most_once_per_period_for_every_thread() -> None:
+    client, clock, work = watching()
+    assert not work.besides("passthru.bulk")
+    client.lpush("passthru.bulk.3", "a message")
+    clock.now += 0.2
+    assert not work.besides("passthru.bulk")  # read 0.2 s ago
+    clock.now += 0.1
+    assert work.besides("passthru.bulk")
+
+
+def test_an_unreachable_redis_is_no_other_work() -> None:
+    # The waiting message stays where it is rather than go round the queue for nothing
+    client = redis.Redis(port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    work = WaitingWork(client, lambda: QUEUES, every_s=0.25, clock=Clock())
+    assert not work.besides("passthru.bulk")
