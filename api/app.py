@@ -16,6 +16,7 @@ from api.auth import Authenticator
 from api.baseline_headers import AddedHeaders
 from api.batch_intake import BatchProcess, BatchTaker, BatchThreads
 from api.connect.service import Connect
+from api.console.pages import no_such_page
 from api.console.visitor import Console
 from api.limits import RequestLimits
 from api.prometheus import ApiMetrics, PassthruCollector, serve_metrics
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, *, publisher: Publisher | None 
     )
     docs.install(app)
     _set_up_state(app.state, settings, publisher)
-    errors.install(app)
+    errors.install(app, pages={"/console": no_such_page})
     app.add_middleware(
         RequestLimits,
         max_request_bytes=settings.max_request_bytes,

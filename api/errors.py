@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -134,7 +135,22 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     ]
 
 
-def install(app: FastAPI) -> None:
+# Answers for the paths under a prefix (the console's): an error as a page, not JSON.
+PageFor = Callable[[ApiError], Response]
+
+
+def _page_for(pages: Mapping[str, PageFor], path: str) -> PageFor | None:
+    for prefix, page in pages.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return page
+    return None
+
+
+def install(app: FastAPI, pages: Mapping[str, PageFor] | None = None) -> None:
+    """The error answers; a 404 or 405 under one of `pages`' prefixes is that prefix's page
+    (a browser at a console address that no page has is shown a page, not JSON)."""
+    pages = dict(pages or {})
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
@@ -148,7 +164,7 @@ def install(app: FastAPI) -> None:
         return error_response(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code, field, message = _HTTP_ERRORS.get(
             exc.status_code, ("http_error", "request", str(exc.detail))
         )
@@ -157,6 +173,9 @@ def install(app: FastAPI) -> None:
             allowed = allowed_methods(app, request.scope)
             headers["Allow"] = ", ".join(allowed)
             message = f"this endpoint takes {' or '.join(allowed)}, not {request.method}"
+        page = _page_for(pages, request.url.path)
+        if page is not None and exc.status_code in _HTTP_ERRORS:
+            return page(ApiError(code, [ErrorDetail(field, message)], exc.status_code, headers))
         return error_response(
             ApiError(code, [ErrorDetail(field, message)], exc.status_code), headers
         )

@@ -4,6 +4,7 @@ the headers every page carries, and `ConsoleRoute`, which answers a refusal with
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request, Response
@@ -14,7 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from api.console import views
 from api.errors import DATABASE_DOWN, database_unavailable, validation_error
 from api.parsing import JSONRoute
-from models.errors import ApiError
+from models.errors import ApiError, ErrorDetail
 
 SIGN_IN_PATH = "/console/sign-in"
 # Pages may load only the service's own assets (no inline script or style), and fetch only
@@ -68,6 +69,14 @@ def error_page(error: ApiError, csrf_token: str | None = None) -> HTMLResponse:
     )
     page.headers.update(error.headers)
     return page
+
+
+def no_such_page(error: ApiError) -> HTMLResponse:
+    """A console address no page has (a 404), or a method its page does not take (a 405,
+    with its Allow), as a page like any other refusal."""
+    if error.status_code == 404:
+        error = replace(error, details=[ErrorDetail("path", "no such page in the console")])
+    return error_page(error)
 
 
 def _csrf_token(request: Request) -> str | None:

@@ -142,6 +142,32 @@ def test_answers_no_page_route_makes_are_never_sniffed_or_framed(
     assert response.headers["x-frame-options"] == "DENY"
 
 
+def test_a_console_address_no_page_has_is_a_404_page(browser_client: TestClient) -> None:
+    response = browser_client.get("/console/no-such-page")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "no such page in the console" in response.text
+    assert "<h1>404: not found</h1>" in response.text
+
+
+def test_a_method_a_console_page_does_not_take_is_a_405_page_naming_those_it_does(
+    browser_client: TestClient,
+) -> None:
+    response = browser_client.delete("/console/sign-in")
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["allow"] == "GET, POST"
+    assert "this endpoint takes GET or POST, not DELETE" in response.text
+
+
+@pytest.mark.parametrize("path", ["/no-such-endpoint", "/consoles", "/function-calls/x/y/z"])
+def test_a_404_outside_the_console_is_still_json(browser_client: TestClient, path: str) -> None:
+    response = browser_client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
 def test_a_page_keeps_its_own_headers_once(browser_client: TestClient) -> None:
     page = browser_client.get("/console/sign-in")
     assert page.headers.get_list("x-frame-options") == ["DENY"]
