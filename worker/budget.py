@@ -135,13 +135,14 @@ class CallBudget:
             with self._lock:
                 if waiter.admitted.is_set() or not self._past_thread_share(waiter.owner):
                     continue
+                inside = self._inside_by[waiter.owner]
                 self._waiters.remove(waiter)
                 self._show(self._waiting_gauge, -1)
                 self._drop(self._inside_by, waiter.owner, 1)
                 self._admit()  # the ones behind it may pass now
             raise HandBack(
-                f"{waiter.owner} holds {self._inside_by.get(waiter.owner, 0)} of this "
-                f"process's messages, its share of the threads, while other work waits"
+                f"its shard had {inside} messages in this process, past its share of the "
+                f"threads ({self._thread_share}), while other calls waited"
             )
 
     def _past_thread_share(self, owner: str) -> bool:
