@@ -117,7 +117,8 @@ def _consume_every_bulk_shard(instance: Any, **_: object) -> None:
     if QUEUE_BULK in queues.consume_from:
         for shard in BULK_QUEUES:
             queues.select_add(shard)
-    bulk_budget().use_threads(instance.concurrency)
+    if isinstance(instance.concurrency, int) and instance.concurrency > 0:
+        bulk_budget().use_threads(instance.concurrency)
 
 
 @worker_init.connect

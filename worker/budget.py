@@ -5,7 +5,7 @@ are on the wire and the rest wait in the process. Those waiting calls bought not
 claims and stores running side by side, which slowed the interactive lane beside them and
 the drain itself (measured: docs/performance.md). So a message waits, unclaimed, until the
 calls already held leave room for its own; small messages (single calls, small batches)
-still use every thread.
+still use every thread, three quarters of them for one bulk shard (below).
 
 A message of one call from the interactive queue never waits (a retry, or a call published
 again), nor does any message when the process holds nothing, however large it is.
@@ -50,7 +50,6 @@ class _Waiter:
     calls: int
     owner: str
     admitted: threading.Event = field(default_factory=threading.Event)
-    handed_back: bool = False
 
 
 class CallBudget:
@@ -60,9 +59,10 @@ class CallBudget:
     Each message may name its owner (the bulk shard it came from, which stands for its
     tenants: models/broker.py). One owner holds at most `tenant_share(limit)` calls, so one
     tenant's slow batch never holds the whole budget while another tenant's message waits
-    for it, and at most `tenant_share(threads)` messages, held or waiting, while other work
-    waits for a thread. Waiting messages are let in in arrival order, except that one whose
-    owner holds its share lets the ones behind it pass."""
+    for it, and at most `tenant_share(threads)` messages held; its messages waiting past
+    that share are handed back while other work waits for a thread. Waiting messages are
+    let in in arrival order, except that one whose owner holds its share lets the ones
+    behind it pass."""
 
     def __init__(
         self,
@@ -111,18 +111,40 @@ class CallBudget:
             if owner:
                 self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
         if waiter is not None:
-            self._wait(waiter, other_work)
+            try:
+                self._wait(waiter, other_work)
+            except HandBack:
+                raise
+            except BaseException:
+                self._abandon(waiter)
+                raise
         try:
             yield
         finally:
             with self._lock:
-                self._held -= calls
-                self._show(self._held_gauge, -calls)
-                if owner:
-                    self._drop(self._held_by, owner, calls)
-                    self._drop(self._messages_by, owner, 1)
-                    self._drop(self._inside_by, owner, 1)
-                self._admit()
+                self._release(calls, owner)
+
+    def _release(self, calls: int, owner: str) -> None:
+        """Let go of a message's calls (the lock held), and let in the ones that fit now."""
+        self._held -= calls
+        self._show(self._held_gauge, -calls)
+        if owner:
+            self._drop(self._held_by, owner, calls)
+            self._drop(self._messages_by, owner, 1)
+            self._drop(self._inside_by, owner, 1)
+        self._admit()
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiting message that ended by an error: what it holds, or its place, let go."""
+        with self._lock:
+            if waiter.admitted.is_set():
+                self._release(waiter.calls, waiter.owner)
+                return
+            self._waiters.remove(waiter)
+            self._show(self._waiting_gauge, -1)
+            if waiter.owner:
+                self._drop(self._inside_by, waiter.owner, 1)
+            self._admit()
 
     def _wait(self, waiter: _Waiter, other_work: Callable[[], bool] | None) -> None:
         """Until `waiter` is let in, or handed back (HandBack raised)."""

@@ -3,6 +3,8 @@ how a message waiting past its shard's share of the threads (worker/budget.py) k
 its thread would serve someone else. Only the queues a free thread asks before that shard
 count (the interactive queue and the other bulk shards, models/queue_order.py): a thread
 handed back while only webhooks or upkeep wait would take the same shard's next message.
+A message sent with a countdown (a retry) counts while it waits in Redis: once taken, it
+waits in the worker's memory, not on a thread, so it costs at most one hand-back.
 The queues' lengths are read in one pipeline, at most once per `every_s` for all of a
 process's threads."""
 
@@ -15,12 +17,12 @@ from functools import lru_cache
 
 import redis
 
-from models.broker import lane_client
 from models.keys import BULK_QUEUES, QUEUE_INTERACTIVE
 from models.settings import get_settings
 from worker.budget import LOOK_EVERY_S
 
 _ASKED_FIRST = frozenset((QUEUE_INTERACTIVE, *BULK_QUEUES))
+READ_TIMEOUT_S = 1.0
 
 
 class WaitingWork:
@@ -67,8 +69,14 @@ def waiting_work() -> WaitingWork:
     """The process's: the queues its Celery consumer takes messages from, on the broker."""
     from worker.app import app
 
+    # Short timeouts: the waiting messages asking wait on this read, under its lock.
+    client = redis.Redis.from_url(
+        get_settings().redis_url,
+        socket_timeout=READ_TIMEOUT_S,
+        socket_connect_timeout=READ_TIMEOUT_S,
+    )
     return WaitingWork(
-        lane_client(get_settings().redis_url),
+        client,
         lambda: tuple(app.amqp.queues.consume_from),
         LOOK_EVERY_S,
     )

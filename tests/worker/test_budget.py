@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from worker.budget import CallBudget, HandBack
+from worker.budget import LOOK_EVERY_S, CallBudget, HandBack
 
 JOIN_S = 10.0  # a bound for a thread that should end, never reached when the code is right
 
@@ -295,3 +295,65 @@ def test_the_pools_real_size_sets_the_share_of_the_threads() -> None:
         assert not entered.wait(0.2)
     thread.join(JOIN_S)
     assert entered.is_set()
+
+
+def test_a_hand_back_leaves_no_count_behind() -> None:
+    # Given 4 threads, a shard's 3 messages held, and two more waiting past its share
+    budget = CallBudget(limit=1000, threads=4)
+    other_work = OtherWork()
+    other_work.waiting = True
+    outcome: list[str] = []
+
+    def waiting(calls: int) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                with budget.hold(calls, "passthru.bulk.2", other_work):
+                    outcome.append("ran")
+            except HandBack:
+                outcome.append("handed back")
+
+        return run
+
+    with hold_three(budget, "passthru.bulk.2"):
+        threads = [in_thread(waiting(1)) for _ in range(2)]
+        for thread in threads:
+            thread.join(JOIN_S)
+        # Then both go back (each was past the share of 3), nothing held for them
+        assert outcome == ["handed back", "handed back"]
+        assert budget.held == 3
+    # And the shard counts as holding nothing after: its message waiting for room (not
+    # past its share of the threads) keeps waiting, however much other work waits
+    with budget.hold(990, "passthru.bulk.2"):
+        later = in_thread(waiting(20))
+        time.sleep(2 * LOOK_EVERY_S + 0.1)
+        assert later.is_alive()
+    later.join(JOIN_S)
+    assert outcome[-1] == "ran"
+    assert budget.held == 0
+
+
+def test_a_waiting_message_that_fails_lets_go_of_its_place() -> None:
+    # Given a shard's message waiting past its share, and the question about other work
+    # failing (a defect elsewhere)
+    budget = CallBudget(limit=1000, threads=4)
+
+    def broken() -> bool:
+        raise RuntimeError("a defect")
+
+    failed = threading.Event()
+
+    def waiting() -> None:
+        try:
+            with budget.hold(1, "passthru.bulk.2", broken):
+                pass
+        except RuntimeError:
+            failed.set()
+
+    with hold_three(budget, "passthru.bulk.2"):
+        thread = in_thread(waiting)
+        thread.join(JOIN_S)
+        assert failed.is_set()
+    # Then nothing is left held: the next message of any size starts at once
+    assert budget.held == 0
+    with budget.hold(5000, "passthru.bulk.2"):
+        assert budget.held == 5000
