@@ -1,6 +1,6 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i,j] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i,j,k] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
 (e) interactive during a bulk drain ((c) and (e) against the design's floor too,
@@ -8,7 +8,9 @@ bench/floor.py), (f) memory under hostile input, (g) the sweeper's cost
 per run against the backlog, (h) the console log's first page with 100,000 calls, by filter
 (both on Postgres and SQLite, unless --db sqlite), (i) the log at scale: a million calls,
 each filter's first page, the export rate, bytes per call, purging a day, insert rate,
-(j) a tenant's requests beside a flood of made-up API keys, and what the flood costs.
+(j) a tenant's requests beside a flood of made-up API keys, and what the flood costs,
+(k) a tenant's batch alone, and beside another tenant's backlog on another bulk shard and
+on its own.
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -29,6 +31,7 @@ from typing import Any
 
 from bench import console_log as bench_console_log
 from bench import during_bulk as bench_during_bulk
+from bench import fairness as bench_fairness
 from bench import hostile as bench_hostile
 from bench import interactive as bench_interactive
 from bench import key_flood as bench_key_flood
@@ -146,6 +149,14 @@ def key_flood(args: argparse.Namespace) -> dict[str, Any]:
     return bench_key_flood.key_flood(args.db, args.quick)
 
 
+def fairness(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2_000 if args.quick else 10_000
+    with stack(args.db) as s:
+        sc.prepare(s)
+        _workers(s, args.workers)
+        return bench_fairness.fairness(s, n)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
@@ -157,6 +168,7 @@ SCENARIOS = {
     "h": ("console_log", console_log),
     "i": ("log_scale", log_scale),
     "j": ("key_flood", key_flood),
+    "k": ("fairness", fairness),
 }
 
 
@@ -209,6 +221,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(bench_console_log.table(r))
     if r := results.get("key_flood"):
         lines.append(bench_key_flood.table(r))
+    if r := results.get("fairness"):
+        lines.append(bench_fairness.table(r))
     return "\n".join(lines)
 
 
@@ -225,7 +239,9 @@ def _postgres_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i,j", help="scenarios to run, e.g. a,c")
+    parser.add_argument(
+        "--only", default="a,b,c,d,e,f,g,h,i,j,k", help="scenarios to run, e.g. a,c"
+    )
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")
     parser.add_argument(
