@@ -20,8 +20,9 @@ from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.db.engine import as_utc, utcnow
 from models.db.tables import FunctionCall, WorkerProcess
-from models.interactive_due import InteractiveDue
+from models.interactive_due import BulkDue, InteractiveDue
 from models.keys import (
+    BULK_DUE,
     BULK_QUEUES,
     LIST_INTERACTIVE,
     QUEUE_BULK,
@@ -66,6 +67,7 @@ class PassthruCollector(Collector):
     def __init__(self, client: redis.Redis, catalog: Catalog, engine: Engine | None = None) -> None:
         self._client = client
         self._due = InteractiveDue(client)
+        self._bulk = BulkDue(client)
         self._catalog = catalog
         self._engine = engine
 
@@ -121,7 +123,8 @@ class PassthruCollector(Collector):
     def _redis(self) -> Iterator[Metric]:
         queued = GaugeMetricFamily(
             "passthru_queue_messages",
-            "Messages waiting in a lane: a Celery queue, or the interactive calls' list",
+            "Messages waiting in a lane: a Celery queue, the interactive calls' list, or the "
+            "bulk lane's chunks",
             labels=["queue"],
         )
         paused = GaugeMetricFamily(
@@ -155,6 +158,9 @@ class PassthruCollector(Collector):
             queued.add_metric([QUEUE_WEBHOOKS], float(webhooks))
             # Single calls due now, over every tenant's list.
             queued.add_metric([LIST_INTERACTIVE], float(self._due.depth()))
+            # The bulk lane's chunks of ids due (up to 100 calls each), over every tenant's
+            # list: each waits for one of the bulk lane's messages to take it.
+            queued.add_metric([BULK_DUE], float(self._bulk.depth()))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer (%s)", exc)

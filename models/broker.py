@@ -21,7 +21,7 @@ from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from kombu.pools import ProducerPool
 
-from models.interactive_due import InteractiveDue
+from models.interactive_due import BulkDue, InteractiveDue
 from models.keys import (
     BULK_CHUNK,
     BULK_QUEUES,
@@ -35,6 +35,7 @@ from models.keys import (
     TASK_EXECUTE_CALLS,
     TASK_PURGE,
     TASK_SWEEP,
+    TASK_TAKE_BULK,
 )
 
 log = logging.getLogger("passthru.publish")
@@ -107,6 +108,8 @@ class Publisher(Protocol):
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
 
+    def top_up_bulk(self) -> int: ...
+
 
 class BrokerPublisher:
     """Publishes through a Celery app (the worker's own, or `sender_app`), and the
@@ -120,6 +123,7 @@ class BrokerPublisher:
         self._app = app
         self._redis = redis_client
         self._due = InteractiveDue(redis_client)
+        self._bulk = BulkDue(redis_client)
         self._lock = threading.Lock()
         self._producers: ProducerPool | None = None
 
@@ -131,11 +135,14 @@ class BrokerPublisher:
         tenant_of: Mapping[str, str] = NO_TENANTS,
     ) -> bool:
         """Publish every id (interactive ones due now on their tenant's list, by
-        `tenant_of`; on the bulk lane, in chunks of BULK_CHUNK on each tenant's shard; one
-        per message elsewhere); False if the broker could not be reached (the sweeper
-        retries)."""
+        `tenant_of`; bulk ones due now in chunks of BULK_CHUNK on their tenant's list, a
+        message without ids on QUEUE_BULK for each chunk; bulk ones with a countdown in
+        chunks on their tenant's shard; one per message elsewhere); False if the broker
+        could not be reached (the sweeper retries)."""
         if queue == QUEUE_INTERACTIVE and not countdown_s:
             failure = self._push_due(call_ids, tenant_of)
+        elif queue == QUEUE_BULK and not countdown_s:
+            failure = self._push_bulk(call_ids, tenant_of)
         elif queue == QUEUE_BULK:
             shards: dict[str, list[str]] = {}
             for call_id in call_ids:
@@ -184,6 +191,30 @@ class BrokerPublisher:
                 self._producers = ProducerPool(connections, limit=limit)
             return self._producers
 
+    def top_up_bulk(self) -> int:
+        """Send a message of TASK_TAKE_BULK for each chunk due on the bulk lane when
+        QUEUE_BULK holds none: chunks outlive their messages when a worker dies with messages
+        it had taken but not started, or when the broker refused a message after its chunk
+        was pushed. How many were sent (messages beyond the chunks take nothing)."""
+        try:
+            if self._redis.llen(QUEUE_BULK):
+                return 0
+            chunks = self._bulk.depth()
+        except redis.RedisError:
+            return 0
+        if not chunks or self._send(TASK_TAKE_BULK, [(QUEUE_BULK, None)] * chunks, 0.0):
+            return 0
+        return chunks
+
+    def _push_bulk(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> Exception | None:
+        if not call_ids:
+            return None
+        try:
+            chunks = self._bulk.push(call_ids, tenant_of)
+        except redis.RedisError as exc:
+            return exc
+        return self._send(TASK_TAKE_BULK, [(QUEUE_BULK, None)] * chunks, 0.0)
+
     def _push_due(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> Exception | None:
         if not call_ids:
             return None
@@ -194,16 +225,16 @@ class BrokerPublisher:
         return None
 
     def _send(
-        self, task: str, messages: list[tuple[str, list[str]]], countdown_s: float
+        self, task: str, messages: Sequence[tuple[str, list[str] | None]], countdown_s: float
     ) -> Exception | None:
-        """Send each (queue, ids) as one message; the error if the broker could not be
-        reached."""
+        """Send each (queue, ids) as one message (None: a message without arguments); the
+        error if the broker could not be reached."""
         try:
             with self._producer_pool().acquire(block=True) as producer:
                 for queue, chunk in messages:
                     self._app.send_task(
                         task,
-                        args=[chunk],
+                        args=[] if chunk is None else [chunk],
                         queue=queue,
                         producer=producer,
                         countdown=countdown_s or None,
@@ -228,6 +259,9 @@ class NoPublisher:
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
         return False
+
+    def top_up_bulk(self) -> int:
+        return 0
 
 
 class BrokerEpoch(Protocol):

@@ -12,6 +12,10 @@ A take skips the tenants it is told to (those that hold their share of the takin
 threads already, worker/lane.py) and says when only such tenants are due, so the process
 waits for one of its own calls to end, not on Redis. Ids published without their tenant
 (none today; an older API process's, on LIST_INTERACTIVE) are taken after every tenant's.
+
+The bulk lane keeps its chunks of ids the same way (`BulkDue`, on keys of its own): a take
+there sets the chunk as a field of the taking process's hash of held messages instead
+(worker/held.py), under the id of the Celery message that took it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from typing import Final
 
 import redis
 
-from models.keys import DUE_OF_PREFIX, DUE_TENANTS, LIST_INTERACTIVE
+from models.keys import (
+    BULK_CHUNK,
+    BULK_DUE_OF_PREFIX,
+    BULK_DUE_TENANTS,
+    DUE_OF_PREFIX,
+    DUE_TENANTS,
+    LIST_INTERACTIVE,
+)
 
 # Ids whose tenant the publisher does not know share this bucket, in turn like a tenant.
 UNKNOWN_TENANT: Final = "-"
@@ -39,13 +50,25 @@ end
 return n
 """
 
-# KEYS: the turn, the held list, the lane's former list. ARGV: the prefix of tenants' lists,
-# then the tenants to skip. Returns {tenant, id}; or 1 when only skipped tenants are due; or
-# 0 when nothing is.
+# KEYS: the turn, where a taken item is held (a list, or a hash when ARGV[2] names its
+# field), then the lane's former list if it has one. ARGV: the prefix of tenants' lists, the
+# held field ('' for a list), the held hash's time to live, then the tenants to skip.
+# Returns {tenant, item}; or 1 when only skipped tenants are due; or 0 when nothing is.
 _TAKE = """
 local skip = {}
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   skip[ARGV[i]] = true
+end
+local function hold(list)
+  if ARGV[2] == '' then
+    return redis.call('LMOVE', list, KEYS[2], 'LEFT', 'RIGHT')
+  end
+  local item = redis.call('LPOP', list)
+  if item then
+    redis.call('HSET', KEYS[2], ARGV[2], item)
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+  end
+  return item
 end
 local skipped = 0
 for _ = 1, redis.call('LLEN', KEYS[1]) do
@@ -54,21 +77,23 @@ for _ = 1, redis.call('LLEN', KEYS[1]) do
     skipped = skipped + 1
   else
     local list = ARGV[1] .. tenant
-    local id = redis.call('LMOVE', list, KEYS[2], 'LEFT', 'RIGHT')
+    local item = hold(list)
     if redis.call('LLEN', list) == 0 then
       redis.call('LREM', KEYS[1], -1, tenant)
     end
-    if id then
-      return {tenant, id}
+    if item then
+      return {tenant, item}
     end
   end
 end
 if skipped > 0 then
   return 1
 end
-local id = redis.call('LMOVE', KEYS[3], KEYS[2], 'LEFT', 'RIGHT')
-if id then
-  return {'-', id}
+if KEYS[3] then
+  local item = hold(KEYS[3])
+  if item then
+    return {'-', item}
+  end
 end
 return 0
 """
@@ -81,7 +106,7 @@ def due_list(tenant_id: str) -> str:
 @dataclass(frozen=True)
 class Taken:
     tenant_id: str
-    call_id: str
+    call_id: str  # on the bulk lane, a chunk: its ids joined by commas
 
 
 class Due(Enum):
@@ -91,25 +116,32 @@ class Due(Enum):
     NOTHING = "no call is due"
 
 
-class InteractiveDue:
-    """The lists, through one Redis client (whose errors the callers handle)."""
+class TenantLists:
+    """Items on a list per tenant (`{prefix}{tenant id}`) and the tenants with items in
+    turn on `turn_key`, through one Redis client (whose errors the callers handle); items
+    on `former_list` are taken once no tenant has any."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, turn_key: str, prefix: str, former_list: str | None = None
+    ) -> None:
         self._client = client
+        self._turn_key = turn_key
+        self._prefix = prefix
+        self._former = former_list
         self._push = client.register_script(_PUSH)
         self._take = client.register_script(_TAKE)
 
-    def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> None:
-        """Append `call_ids` to their tenants' lists (UNKNOWN_TENANT's where `tenant_of`
-        does not say): one EVALSHA for one tenant's few ids (a single call), else one
-        pipeline (which first asks whether Redis has the script: a round trip more)."""
-        by_tenant: dict[str, list[str]] = {}
-        for call_id in call_ids:
-            by_tenant.setdefault(tenant_of.get(call_id) or UNKNOWN_TENANT, []).append(call_id)
+    def push_items(self, by_tenant: Mapping[str, Sequence[str]]) -> None:
+        """Append each tenant's items to its list: one EVALSHA for one tenant's few items,
+        else one pipeline (which first asks whether Redis has the script: a round trip
+        more)."""
         pushes = [
-            ([DUE_TENANTS, due_list(tenant_id)], [tenant_id, *ids[start : start + PUSH_CHUNK]])
-            for tenant_id, ids in by_tenant.items()
-            for start in range(0, len(ids), PUSH_CHUNK)
+            (
+                [self._turn_key, f"{self._prefix}{tenant_id}"],
+                [tenant_id, *items[start : start + PUSH_CHUNK]],
+            )
+            for tenant_id, items in by_tenant.items()
+            for start in range(0, len(items), PUSH_CHUNK)
         ]
         if len(pushes) == 1:
             self._push(keys=pushes[0][0], args=pushes[0][1])
@@ -119,29 +151,70 @@ class InteractiveDue:
                 self._push(keys=keys, args=args, client=pipe)
             pipe.execute()
 
-    def take(self, held_key: str, skip: Collection[str] = ()) -> Taken | Due:
-        """The next tenant's oldest id, moved onto `held_key`, skipping the tenants in
-        `skip`."""
-        found = self._take(
-            keys=[DUE_TENANTS, held_key, LIST_INTERACTIVE], args=[DUE_OF_PREFIX, *skip]
-        )
+    def take(
+        self, held_key: str, skip: Collection[str] = (), field: str = "", expire_s: int = 0
+    ) -> Taken | Due:
+        """The next tenant's oldest item, skipping the tenants in `skip`: moved onto the
+        list `held_key`, or, given a `field`, set as that field of the hash `held_key`
+        (which then lives `expire_s`)."""
+        keys = [self._turn_key, held_key, *([self._former] if self._former else [])]
+        found = self._take(keys=keys, args=[self._prefix, field, expire_s, *skip])
         if isinstance(found, list):
-            tenant_id, call_id = (as_text(v) for v in found)
-            return Taken(tenant_id, call_id)
+            tenant_id, item = (as_text(v) for v in found)
+            return Taken(tenant_id, item)
         return Due.SKIPPED if found == 1 else Due.NOTHING
 
     def wait(self, timeout_s: int) -> bool:
-        """Block until some tenant has calls due (True), or `timeout_s` passes (False)."""
-        return self._client.blmove(DUE_TENANTS, DUE_TENANTS, timeout_s, "LEFT", "RIGHT") is not None
+        """Block until some tenant has items (True), or `timeout_s` passes (False)."""
+        turn = self._turn_key
+        return self._client.blmove(turn, turn, timeout_s, "LEFT", "RIGHT") is not None
 
     def depth(self) -> int:
-        """How many ids are due, over every tenant (and the former list)."""
-        tenants = self._client.lrange(DUE_TENANTS, 0, -1)
+        """How many items wait, over every tenant (and the former list)."""
+        tenants = self._client.lrange(self._turn_key, 0, -1)
         with self._client.pipeline(transaction=False) as pipe:
             for tenant_id in tenants:
-                pipe.llen(due_list(as_text(tenant_id)))
-            pipe.llen(LIST_INTERACTIVE)
+                pipe.llen(f"{self._prefix}{as_text(tenant_id)}")
+            if self._former:
+                pipe.llen(self._former)
             return sum(int(n) for n in pipe.execute())
+
+
+def _by_tenant(call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """The ids by their tenant (UNKNOWN_TENANT where `tenant_of` does not say)."""
+    by_tenant: dict[str, list[str]] = {}
+    for call_id in call_ids:
+        by_tenant.setdefault(tenant_of.get(call_id) or UNKNOWN_TENANT, []).append(call_id)
+    return by_tenant
+
+
+class InteractiveDue(TenantLists):
+    """The interactive lane's calls due now: a call id per item."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client, DUE_TENANTS, DUE_OF_PREFIX, LIST_INTERACTIVE)
+
+    def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> None:
+        """Append `call_ids` to their tenants' lists."""
+        self.push_items(_by_tenant(call_ids, tenant_of))
+
+
+class BulkDue(TenantLists):
+    """The bulk lane's chunks of at most BULK_CHUNK call ids, one per item (the ids joined by
+    commas), tenant by tenant: the Celery message that runs one carries no ids, it takes
+    the next tenant's oldest chunk (worker/bulk_turns.py)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client, BULK_DUE_TENANTS, BULK_DUE_OF_PREFIX)
+
+    def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> int:
+        """Append `call_ids` to their tenants' lists in chunks; how many chunks."""
+        chunks = {
+            tenant_id: [",".join(ids[i : i + BULK_CHUNK]) for i in range(0, len(ids), BULK_CHUNK)]
+            for tenant_id, ids in _by_tenant(call_ids, tenant_of).items()
+        }
+        self.push_items(chunks)
+        return sum(len(c) for c in chunks.values())
 
 
 def as_text(value: bytes | str) -> str:

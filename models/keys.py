@@ -11,10 +11,11 @@ QUEUE_MAINTENANCE = f"{PREFIX}.maintenance"
 # Webhook deliveries have their own lane: a slow receiver never delays calls.
 QUEUE_WEBHOOKS = f"{PREFIX}.webhooks"
 CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
-# The bulk lane is BULK_SHARDS queues, QUEUE_BULK and `{QUEUE_BULK}.1` onwards; a tenant's
-# batches go to one of them (models/broker.py: bulk_queue), and a worker consuming QUEUE_BULK
-# consumes all of them, in turn (models/queue_order.py), so one tenant's backlog fills one
-# shard and the others' batches keep being taken.
+# The bulk lane's Celery queues are BULK_SHARDS queues, QUEUE_BULK and `{QUEUE_BULK}.1`
+# onwards. Its calls due now wait in chunks on their tenant's list (BULK_DUE_* below), a
+# message without ids on QUEUE_BULK for each; calls with a countdown go in messages with their
+# ids to their tenant's shard (models/broker.py: bulk_queue). A worker consuming QUEUE_BULK
+# consumes all of them, in turn (models/queue_order.py).
 BULK_SHARDS = 8
 BULK_QUEUES = (QUEUE_BULK, *(f"{QUEUE_BULK}.{n}" for n in range(1, BULK_SHARDS)))
 # The interactive lane's calls due now, as plain ids on Redis lists, one per tenant
@@ -27,9 +28,17 @@ BULK_QUEUES = (QUEUE_BULK, *(f"{QUEUE_BULK}.{n}" for n in range(1, BULK_SHARDS))
 LIST_INTERACTIVE = f"{PREFIX}:interactive-due"
 DUE_TENANTS = f"{PREFIX}:interactive-due-tenants"
 DUE_OF_PREFIX = f"{PREFIX}:interactive-due:"
+# The bulk lane's chunks of ids, the same way: a list per tenant (`{BULK_DUE_OF_PREFIX}{tenant
+# id}`), the tenants in turn on BULK_DUE_TENANTS (models/interactive_due.py: BulkDue). Each
+# chunk pushed is followed by a message of TASK_TAKE_BULK on QUEUE_BULK that carries no ids:
+# the Celery thread that runs it takes the next tenant's oldest chunk (worker/bulk_turns.py).
+BULK_DUE_TENANTS = f"{PREFIX}:bulk-due-tenants"
+BULK_DUE_OF_PREFIX = f"{PREFIX}:bulk-due:"
+BULK_DUE = f"{PREFIX}:bulk-due"  # the chunks' name in metrics
 
 # Task names, as shown in Flower.
 TASK_EXECUTE_CALLS = "passthru.execute_calls"
+TASK_TAKE_BULK = "passthru.take_bulk"
 TASK_SWEEP = "passthru.sweep"
 TASK_DELIVER_WEBHOOKS = "passthru.deliver_webhooks"
 TASK_PURGE = "passthru.purge_old_calls"

@@ -39,6 +39,7 @@ from models.keys import (
     TASK_EXECUTE_CALLS,
     TASK_PURGE,
     TASK_SWEEP,
+    TASK_TAKE_BULK,
 )
 from models.logs import configure_logging
 from models.settings import get_settings
@@ -149,7 +150,9 @@ def _hold(request: Request, **_: object) -> None:
 
 @task_postrun.connect
 def _release(task_id: str, task: Task[Any, Any], **_: object) -> None:
-    if task.name == TASK_EXECUTE_CALLS:
+    """The message's calls are run (or left to the sweeper): a bulk message's too, which
+    carried no ids and held the chunk it took (worker/bulk_turns.py)."""
+    if task.name in (TASK_EXECUTE_CALLS, TASK_TAKE_BULK):
         _lease.release(task_id)
 
 

@@ -11,10 +11,12 @@ A message of one call from the interactive queue never waits (a retry, or a call
 again), nor does any message when the process holds nothing, however large it is.
 
 A waiting message holds a Celery thread, and a thread is what takes the next message off
-Redis. So one bulk shard (standing for its tenants) also holds at most `tenant_share` of the
-threads' messages, and a message of a shard past its share that finds other work waiting in
-Redis is handed back, to the end of its queue (`HandBack`): one tenant's backlog never keeps
-every thread from taking another tenant's message.
+Redis. So one owner also holds at most `tenant_share` of the threads' messages. A bulk
+chunk's owner is its tenant, and a thread takes no chunk of a tenant at its share (`full`,
+worker/bulk_turns.py). A message with its ids (a countdown's) is owned by its shard, and
+one past its shard's share that finds other work waiting in Redis is handed back, to the
+end of its queue (`HandBack`). Either way one tenant's backlog never keeps every thread from
+taking another tenant's message.
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ class CallBudget:
     """A count of the calls held, shared by the `threads` threads of one process; `held` and
     `waiting` show it (the calls held, the messages waiting for room) when given.
 
-    Each message may name its owner (the bulk shard it came from, which stands for its
-    tenants: models/broker.py). One owner holds at most `tenant_share(limit)` calls, so one
-    tenant's slow batch never holds the whole budget while another tenant's message waits
-    for it, and at most `tenant_share(threads)` messages held; its messages waiting past
-    that share are handed back while other work waits for a thread. Waiting messages are
-    let in in arrival order, except that one whose owner holds its share lets the ones
-    behind it pass."""
+    Each message may name its owner (a bulk chunk's tenant, or the shard a message with ids
+    came from, which stands for its tenants: models/broker.py). One owner holds at most
+    `tenant_share(limit)` calls, so one tenant's slow batch never holds the whole budget
+    while another tenant's message waits for it, and at most `tenant_share(threads)`
+    messages held; a shard's messages waiting past that share are handed back while other
+    work waits for a thread. Waiting messages are let in in arrival order, except that one
+    whose owner holds its share lets the ones behind it pass."""
 
     def __init__(
         self,
@@ -80,12 +82,31 @@ class CallBudget:
         self._inside_by: dict[str, int] = {}  # an owner's messages held or waiting
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)  # notified when a message ends
         self._held_gauge = held
         self._waiting_gauge = waiting
 
     @property
     def held(self) -> int:
         return self._held
+
+    def full(self, calls: int) -> list[str]:
+        """The owners that could not take a message of `calls` more now: at their share of
+        the threads (held or waiting), or of the calls."""
+        with self._lock:
+            by_threads = [
+                owner
+                for owner, n in self._inside_by.items()
+                if self._thread_share and n >= self._thread_share
+            ]
+            by_calls = [o for o, n in self._held_by.items() if n + calls > self._share]
+            return sorted({*by_threads, *by_calls})
+
+    def wait_for_release(self, timeout_s: float) -> None:
+        """Until a message this budget holds ends (one waiting thread is woken for each), or
+        `timeout_s` passes."""
+        with self._released:
+            self._released.wait(timeout_s)
 
     def use_threads(self, threads: int) -> None:
         """The process's pool has `threads` threads (Celery's --concurrency)."""
@@ -133,6 +154,7 @@ class CallBudget:
             self._drop(self._messages_by, owner, 1)
             self._drop(self._inside_by, owner, 1)
         self._admit()
+        self._released.notify()  # one thread waiting to take a chunk looks again
 
     def _abandon(self, waiter: _Waiter) -> None:
         """A waiting message that ended by an error: what it holds, or its place, let go."""

@@ -50,6 +50,8 @@ class SweepReport:
     republished: int = 0
     workers_lost: int = 0
     held: int = 0  # calls a dead worker held, published again
+    # Messages sent for bulk chunks that had none left (models/broker.py: top_up_bulk)
+    bulk_messages: int = 0
     due: int = 0
     recovered: int = 0
     abandoned: int = 0
@@ -77,6 +79,7 @@ def sweep(rt: Runtime) -> SweepReport:
     if recovered:
         _publish(rt, recovered, now)
     report.webhooks = _sweep_deliveries(rt, now, stale, everything=broker_lost)
+    report.bulk_messages = rt.publisher.top_up_bulk()
     keep_ahead(rt.engine, now)  # logs what it creates
     if any(asdict(report).values()):
         log.info("sweep: %s", report.as_dict())

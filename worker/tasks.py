@@ -14,11 +14,13 @@ from models.keys import (
     TASK_EXECUTE_CALLS,
     TASK_PURGE,
     TASK_SWEEP,
+    TASK_TAKE_BULK,
 )
 from models.settings import get_settings
 from worker import metrics
 from worker.app import app
 from worker.budget import HandBack, bulk_budget
+from worker.bulk_turns import bulk_turns
 from worker.calls.pipeline import execute_calls as run_calls
 from worker.calls.results import tally
 from worker.priority import run_in_background
@@ -48,6 +50,18 @@ def execute_calls(call_ids: list[str]) -> dict[str, int]:
         metrics.MESSAGES_HANDED_BACK.labels(owner).inc()
         log.info("a message of %d call(s) handed back to %s: %s", len(call_ids), owner, exc)
         raise Reject(exc, requeue=True) from None
+
+
+@app.task(name=TASK_TAKE_BULK)
+def take_bulk() -> dict[str, int]:
+    """Run the next tenant's chunk of the bulk lane, in turn (worker/bulk_turns.py); the
+    message carries no ids. The result: calls per status (none when no chunk was due)."""
+    run_in_background()
+    chunk = bulk_turns().take(str(take_bulk.request.id))
+    if chunk is None:
+        return {}
+    with bulk_budget().hold(len(chunk.call_ids), chunk.tenant_id):
+        return tally(chunk.call_ids, run_calls(chunk.call_ids, get_runtime()))
 
 
 @app.task(name=TASK_SWEEP)

@@ -31,7 +31,7 @@ from api.prometheus import CALLS_ACCEPTED, CALLS_REJECTED, REQUESTS_REFUSED
 from models.db.engine import read_session
 from models.db.ids import new_id
 from models.db.tables import FunctionCall, Tenant
-from models.keys import BULK_QUEUES
+from models.keys import BULK_DUE_OF_PREFIX, BULK_DUE_TENANTS, BULK_QUEUES
 from models.settings import Settings
 from tests.api.conftest import PublishedIds
 from tests.console.conftest import TestClient
@@ -91,13 +91,17 @@ def intake_pids(app: FastAPI) -> list[int]:
 
 
 def published_ids(redis_url: str) -> set[str]:
-    """The call ids in the Celery messages on the bulk lane (every shard)."""
+    """The call ids published on the bulk lane: in its tenants' chunks, and in Celery
+    messages on its shards (a countdown's)."""
     client = redis.Redis.from_url(redis_url)
     try:
         ids: set[str] = set()
         for raw in (raw for shard in BULK_QUEUES for raw in client.lrange(shard, 0, -1)):
             body = json.loads(base64.b64decode(json.loads(raw)["body"]))
             ids.update(_strings(body))
+        for tenant in client.lrange(BULK_DUE_TENANTS, 0, -1):
+            for chunk in client.lrange(f"{BULK_DUE_OF_PREFIX}{tenant.decode()}", 0, -1):
+                ids.update(chunk.decode().split(","))
         return ids
     finally:
         client.close()

@@ -20,7 +20,7 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.engine import utcnow
 from models.db.tables import Tenant, WorkerProcess
-from models.interactive_due import InteractiveDue
+from models.interactive_due import BulkDue, InteractiveDue
 from models.keys import QUEUE_BULK
 from models.ratelimit.rules import pause_key, rules_for
 from models.ratelimit.store import Ask, RedisLimiter
@@ -32,11 +32,14 @@ from tests.worker.factories import make_account, make_call
 def test_lanes_bookings_and_pauses_are_exported(
     redis_server: EmbeddedRedis, catalog: Catalog
 ) -> None:
-    # Given 3 messages in the bulk lane, a Slack account with 5 slots booked, and a pause
+    # Given 3 messages and 2 chunks in the bulk lane, a Slack account with 5 slots booked,
+    # and a pause
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.rpush(QUEUE_BULK, "a", "b", "c")
     InteractiveDue(client).push(["fc_1", "fc_2"], {"fc_1": "tn_a", "fc_2": "tn_b"})
+    bulk = [f"fc_b{i}" for i in range(150)]
+    BulkDue(client).push(bulk, dict.fromkeys(bulk, "tn_a"))  # two chunks
     slack = catalog.get("slack")
     assert slack is not None
     rules = rules_for(slack, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")
@@ -54,6 +57,7 @@ def test_lanes_bookings_and_pauses_are_exported(
     # Then the figures are there, labelled by lane, app and declared limit
     assert 'passthru_queue_messages{queue="passthru.bulk"} 3.0' in text
     assert 'passthru_queue_messages{queue="passthru:interactive-due"} 2.0' in text
+    assert 'passthru_queue_messages{queue="passthru:bulk-due"} 2.0' in text
     assert 'passthru_rate_limit_paused_keys{app="slack"} 1.0' in text
     assert 'passthru_rate_limit_busy_keys{app="slack",limit="50/60s account (1200 ms)"} 1.0' in text
     booked = next(

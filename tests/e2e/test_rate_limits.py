@@ -216,25 +216,28 @@ def test_one_tenants_backlog_does_not_starve_another(limited: Stack, owner: Call
     _cancel_all(limited.engine, backlog)
 
 
+@pytest.mark.parametrize("same_shard", [False, True], ids=["another-shard", "same-shard"])
 def test_without_a_tenant_cap_another_tenants_batch_is_taken_beside_a_backlog(
-    stack: Stack,
+    stack: Stack, same_shard: bool
 ) -> None:
-    # Given two tenants whose batches go to different shards of the bulk lane, and no
+    # Given two tenants whose batches' shards of the bulk lane differ (or are the same), no
     # per-tenant rate limit (the default), and one tenant with 3,000 calls queued (1 s each:
     # the backlog takes longer to drain than the API takes to publish it, however loaded the
     # machine)
-    with _on_two_shards(stack) as (big, small):
+    path = f"/api/turn.{same_shard}"
+    with _two_tenants(stack, same=same_shard) as (big, small):
         big.connect("slack", "u-big", {"access_token": "xoxb-big"})
         small.connect("slack", "u-small", {"access_token": "xoxb-small"})
-        stack.upstream.script("GET", "/api/shard.big", Reply(200, {"ok": True}, delay_s=1))
-        backlog = batch(big, "slack", "u-big", "shard.big", 3000)
+        stack.upstream.script("GET", path, Reply(200, {"ok": True}, delay_s=1))
+        backlog = batch(big, "slack", "u-big", path.removeprefix("/api/"), 3000)
 
         # When the other tenant sends a batch of 20 calls
-        few = batch(small, "slack", "u-small", "shard.small", 20)
+        few = batch(small, "slack", "u-small", "turn.small", 20)
         wait_until(lambda: counts(stack.engine, few).get("completed") == 20, 60, "20 calls")
 
-    # Then they complete while most of the backlog still waits (with one queue for every
-    # tenant, they came after all of it)
+    # Then they complete while most of the backlog still waits: tenants take turns, whatever
+    # their shards (with one queue for every tenant, or a shard's messages taken in arrival
+    # order, they came after all of it)
     done = counts(stack.engine, backlog)
     assert sum(done.get(s, 0) for s in FINAL) < 1500, done
     _cancel_all(stack.engine, backlog)
@@ -243,7 +246,7 @@ def test_without_a_tenant_cap_another_tenants_batch_is_taken_beside_a_backlog(
 def test_a_tenants_slow_batch_never_holds_every_connection(stack: Stack) -> None:
     # Given a tenant whose 300 batched calls take seconds each: more than a worker process
     # sends at once (256 by default)
-    with _on_two_shards(stack) as (slow, quick):
+    with _two_tenants(stack) as (slow, quick):
         slow.connect("slack", "u-slow", {"access_token": "xoxb-slow"})
         quick.connect("slack", "u-quick", {"access_token": "xoxb-quick"})
         stack.upstream.script("GET", "/api/wire.slow", Reply(200, {"ok": True}, delay_s=3))
@@ -268,7 +271,7 @@ def test_a_tenants_backlog_never_holds_every_celery_thread(own_stack: OwnStack) 
     # whose calls take seconds each: more messages than threads
     with own_stack("thread-share-logs") as s:
         s.upstream.script("GET", "/api/threads.slow", Reply(200, {"ok": True}, delay_s=6))
-        with _on_two_shards(s) as (slow, quick):
+        with _two_tenants(s) as (slow, quick):
             slow.connect("slack", "u-slow", {"access_token": "xoxb-slow"})
             quick.connect("slack", "u-quick", {"access_token": "xoxb-quick"})
             backlog = [
@@ -283,8 +286,8 @@ def test_a_tenants_backlog_never_holds_every_celery_thread(own_stack: OwnStack) 
             wait_until(lambda: counts(s.engine, few).get("completed") == 2, 60, "2 calls")
 
             # Then it is done before any of the slow calls: the first tenant holds six of
-            # the eight threads, and its messages waiting in the other two went back to its
-            # queue (with every thread the first tenant's, it waited for one of its calls)
+            # the eight threads, and the other two wait without taking its chunks (with
+            # every thread the first tenant's, it waited for one of its calls)
             done = counts(s.engine, backlog)
             assert sum(done.get(status, 0) for status in FINAL) == 0, done
             assert done.get("running", 0) == 6, done
@@ -292,11 +295,12 @@ def test_a_tenants_backlog_never_holds_every_celery_thread(own_stack: OwnStack) 
 
 
 @contextmanager
-def _on_two_shards(stack: Stack) -> Iterator[tuple[Caller, Caller]]:
-    """Two new tenants whose batches go to different shards of the bulk lane."""
+def _two_tenants(stack: Stack, same: bool = False) -> Iterator[tuple[Caller, Caller]]:
+    """Two new tenants whose batches' shard of the bulk lane (models/broker.py:
+    bulk_queue, a message with a countdown's) differs, or is the same."""
     first, first_key = create_tenant(stack.engine, "big")
     second, second_key = create_tenant(stack.engine, "small")
-    while bulk_queue(second.id) == bulk_queue(first.id):  # one time in eight
+    while (bulk_queue(second.id) == bulk_queue(first.id)) != same:
         second, second_key = create_tenant(stack.engine, "small")
     with stack.client(first_key) as a, stack.client(second_key) as b:
         yield Caller(first_key, first.id, a), Caller(second_key, second.id, b)

@@ -3,6 +3,7 @@ everything else through Celery; and the notices waiters get. Against a real redi
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -20,12 +21,15 @@ from models.calls.notices import (
 from models.calls.resources import CallResult
 from models.interactive_due import UNKNOWN_TENANT, due_list
 from models.keys import (
+    BULK_DUE_OF_PREFIX,
+    BULK_DUE_TENANTS,
     BULK_QUEUES,
     CHANNEL_CALL_DONE,
     CHANNEL_CALL_RESULT,
     DUE_TENANTS,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
+    TASK_TAKE_BULK,
 )
 
 
@@ -58,10 +62,28 @@ def test_retries_and_bulk_go_through_celery(
     assert publisher.publish_calls([f"fc_{i}" for i in range(150)], QUEUE_BULK)
     assert redis_client.llen(DUE_TENANTS) == 0
     assert redis_client.llen(QUEUE_INTERACTIVE) == 1  # one message, with its countdown
-    assert redis_client.llen(QUEUE_BULK) == 2  # 100 ids per message
+    assert redis_client.llen(QUEUE_BULK) == 2  # a message per chunk of 100 ids
 
 
-def test_a_tenants_batches_go_to_its_shard_of_the_bulk_lane(
+def test_bulk_calls_due_now_go_on_their_tenants_lists_in_chunks_with_a_message_each(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    ids = [f"fc_{i}" for i in range(150)]
+    tenant_of = {**dict.fromkeys(ids[:140], "tn_a"), **dict.fromkeys(ids[140:], "tn_b")}
+    assert publisher.publish_calls(ids, QUEUE_BULK, tenant_of=tenant_of)
+    chunks = redis_client.lrange(f"{BULK_DUE_OF_PREFIX}tn_a", 0, -1)
+    assert [c.decode().split(",") for c in chunks] == [ids[:100], ids[100:140]]
+    assert redis_client.lrange(f"{BULK_DUE_OF_PREFIX}tn_b", 0, -1) == [",".join(ids[140:]).encode()]
+    assert redis_client.lrange(BULK_DUE_TENANTS, 0, -1) == [b"tn_a", b"tn_b"]
+    # and one message for each chunk on the bulk queue, carrying no ids
+    messages = [json.loads(m) for m in redis_client.lrange(QUEUE_BULK, 0, -1)]
+    assert [m["headers"]["task"] for m in messages] == [TASK_TAKE_BULK] * 3
+    assert all(ids[0] not in json.dumps(m) for m in messages)
+    assert all(redis_client.llen(shard) == 0 for shard in BULK_QUEUES[1:])
+
+
+def test_bulk_calls_with_a_countdown_go_to_their_tenants_shard_with_their_ids(
     redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
 ) -> None:
     tenants = [f"tn_{i}" for i in range(40)]
@@ -70,10 +92,26 @@ def test_a_tenants_batches_go_to_its_shard_of_the_bulk_lane(
     publisher = BrokerPublisher(celery, lane_client(redis_server.url))
     ids = [f"fc_{i}" for i in range(150)]
     tenant_of = {**dict.fromkeys(ids[:140], first), **dict.fromkeys(ids[140:], other)}
-    assert publisher.publish_calls(ids, QUEUE_BULK, tenant_of=tenant_of)
+    assert publisher.publish_calls(ids, QUEUE_BULK, countdown_s=5, tenant_of=tenant_of)
     assert redis_client.llen(bulk_queue(first)) == 2  # 140 ids: 100 ids per message
     assert redis_client.llen(bulk_queue(other)) == 1
     assert bulk_queue(None) == QUEUE_BULK  # an unknown tenant's: the first shard
+
+
+def test_the_sweeper_tops_up_messages_for_chunks_left_without_one(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    # Given two chunks due whose messages are gone (a dead worker had taken them)
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    ids = [f"fc_{i}" for i in range(150)]
+    assert publisher.publish_calls(ids, QUEUE_BULK, tenant_of=dict.fromkeys(ids, "tn_a"))
+    redis_client.delete(QUEUE_BULK)
+    # Then a message is sent for each
+    assert publisher.top_up_bulk() == 2
+    assert redis_client.llen(QUEUE_BULK) == 2
+    # And none while messages wait on the queue
+    assert publisher.top_up_bulk() == 0
+    assert redis_client.llen(QUEUE_BULK) == 2
 
 
 def test_an_unreachable_redis_says_so(celery: Celery) -> None:

@@ -8,6 +8,7 @@ import redis
 from models.interactive_due import (
     PUSH_CHUNK,
     UNKNOWN_TENANT,
+    BulkDue,
     Due,
     InteractiveDue,
     Taken,
@@ -116,3 +117,28 @@ def test_the_scripts_are_loaded_again_after_redis_forgot_them(redis_client: redi
     redis_client.script_flush()
     assert due.take(HELD) == Taken("tn_a", "a1")
     assert due.depth() == 3
+
+
+def test_bulk_chunks_are_taken_in_turn_into_a_hash_of_held_messages(
+    redis_client: redis.Redis,
+) -> None:
+    due = BulkDue(redis_client)
+    ids_a = [f"a{i}" for i in range(250)]
+    assert due.push(ids_a, dict.fromkeys(ids_a, "tn_a")) == 3  # 100, 100 and 50
+    assert due.push(["b1", "b2"], {"b1": "tn_b", "b2": "tn_b"}) == 1
+    assert due.depth() == 4
+    first = due.take("passthru:test-held-hash", field="message-1", expire_s=60)
+    second = due.take("passthru:test-held-hash", field="message-2", expire_s=60)
+    assert first == Taken("tn_a", ",".join(ids_a[:100]))
+    assert second == Taken("tn_b", "b1,b2")
+    # Each chunk is the field of the message that took it, in a hash that expires
+    assert redis_client.hgetall("passthru:test-held-hash") == {
+        b"message-1": ",".join(ids_a[:100]).encode(),
+        b"message-2": b"b1,b2",
+    }
+    assert 0 < redis_client.ttl("passthru:test-held-hash") <= 60
+    assert due.take("passthru:test-held-hash", skip=["tn_a"], field="m-3", expire_s=60) is (
+        Due.SKIPPED
+    )
+    # The interactive lane's lists are not the bulk lane's
+    assert InteractiveDue(redis_client).depth() == 0

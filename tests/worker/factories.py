@@ -176,3 +176,6 @@ class RecordingPublisher:
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
         self.deliveries.extend(delivery_ids)
         return True
+
+    def top_up_bulk(self) -> int:
+        return 0

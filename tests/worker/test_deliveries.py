@@ -81,6 +81,9 @@ class PublishedDeliveries:
         PUBLISHED.append((list(delivery_ids), countdown_s))
         return True
 
+    def top_up_bulk(self) -> int:
+        return 0
+
 
 @pytest.fixture
 def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:

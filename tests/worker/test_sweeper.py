@@ -36,6 +36,8 @@ class Published:
         self.deliveries: list[str] = []
         self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
         self.ok = True
+        self.top_ups = 0
+        self.chunks_without_a_message = 0
 
     def publish_calls(
         self,
@@ -51,6 +53,10 @@ class Published:
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
         self.deliveries.extend(delivery_ids)
         return self.ok
+
+    def top_up_bulk(self) -> int:
+        self.top_ups += 1
+        return self.chunks_without_a_message
 
     @property
     def ids(self) -> list[str]:
@@ -138,6 +144,15 @@ def running(engine: Engine, account: ConnectedAccount, method: str, **kw: Any) -
         attempt_count=1,
         **kw,
     )
+
+
+def test_every_sweep_sends_messages_for_bulk_chunks_left_without_one(
+    runtime: Runtime, published: Published, redis_with_epoch: fakeredis.FakeRedis
+) -> None:
+    # models/broker.py's top_up_bulk: a dead worker's messages, taken but not started
+    published.chunks_without_a_message = 3
+    report = sweep(runtime, redis_with_epoch)
+    assert (published.top_ups, report.bulk_messages) == (1, 3)
 
 
 # --- lost leases -----------------------------------------------------------------------------
