@@ -7,12 +7,13 @@ The message that asked carries no ids. The chunk taken becomes that message's en
 process's hash of held messages (worker/held.py) in the same script, so the sweeper
 publishes it again if the process dies, and Celery's `task_postrun` lets it go
 (worker/app.py). When only tenants at their share have chunks due, the thread waits for one
-of this process's messages to end (each end wakes one such thread), or SKIPPED_WAIT_S, and
-looks again."""
+of this process's messages to end (each end wakes one such thread) and looks again; one of
+the waiting threads at a time also looks every SKIPPED_WAIT_S, for another tenant's chunk."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,10 +29,13 @@ from worker.liveness import this_process
 
 log = logging.getLogger("passthru.worker")
 
-# How long a thread that found only tenants at their share waits before it looks again,
-# unless one of the process's messages ends first: at most this long, a tenant's new chunk
-# waits for a process whose threads all wait so. Each look is a script call in Redis.
+# How long the one thread that looks for other tenants' chunks, while only tenants at their
+# share have chunks due, waits before it looks again, unless one of the process's messages
+# ends first: at most this long, a tenant's new chunk waits for a process whose threads all
+# wait so. The other such threads look again when a message ends, or after IDLE_WAIT_S.
+# Each look is a script call in Redis.
 SKIPPED_WAIT_S = 0.25
+IDLE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class BulkTurns:
         self._due = due
         self._budget = budget
         self._held_key = held_key
+        self._looking = threading.Lock()  # held by the one waiting thread that polls
 
     def take(self, message_id: str) -> Chunk | None:
         """The chunk for message `message_id`; None when no chunk is due (another message
@@ -64,7 +69,18 @@ class BulkTurns:
                 return Chunk(found.tenant_id, [i for i in found.call_id.split(",") if i])
             if found is Due.NOTHING:
                 return None
-            self._budget.wait_for_release(SKIPPED_WAIT_S)
+            self._wait_a_turn()
+
+    def _wait_a_turn(self) -> None:
+        """Until a message of the process ends; the one thread that looks for other tenants'
+        chunks also after SKIPPED_WAIT_S, the others after IDLE_WAIT_S."""
+        if self._looking.acquire(blocking=False):
+            try:
+                self._budget.wait_for_release(SKIPPED_WAIT_S)
+            finally:
+                self._looking.release()
+        else:
+            self._budget.wait_for_release(IDLE_WAIT_S)
 
 
 @lru_cache(maxsize=1)
