@@ -33,8 +33,9 @@ log = logging.getLogger("passthru.worker")
 # share have chunks due, waits before it looks again, unless one of the process's messages
 # ends first: at most this long, a tenant's new chunk waits for a process whose threads all
 # wait so. The other such threads look again when a message ends, or after IDLE_WAIT_S.
-# Each look is a script call in Redis.
-SKIPPED_WAIT_S = 0.25
+# Each look is a script call in Redis; more of them cost the interactive lane beside a
+# drain (docs/performance.md: four a second per thread raised (e)'s p99 from 85 to 147 ms).
+SKIPPED_WAIT_S = 1.0
 IDLE_WAIT_S = 5.0
 
 
