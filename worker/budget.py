@@ -113,9 +113,20 @@ class CallBudget:
         with self._lock:
             self._thread_share = tenant_share(threads)
 
+    def reserve(self, owner: str) -> None:
+        """Count a message of `owner` before it holds anything (a bulk chunk just taken:
+        worker/bulk_turns.py), so the next thread's `full` sees it; its `hold` is then
+        given `reserved=True`."""
+        with self._lock:
+            self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
+
     @contextmanager
     def hold(
-        self, calls: int, owner: str = "", other_work: Callable[[], bool] | None = None
+        self,
+        calls: int,
+        owner: str = "",
+        other_work: Callable[[], bool] | None = None,
+        reserved: bool = False,
     ) -> Iterator[None]:
         """Hold `calls` for the duration of the block, once they fit under the limit (and
         `owner`'s shares of it and of the threads). While the message waits past its
@@ -129,7 +140,7 @@ class CallBudget:
                 self._show(self._waiting_gauge, 1)
             else:
                 self._take(calls, owner)
-            if owner:
+            if owner and not reserved:
                 self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
         if waiter is not None:
             try:

@@ -51,18 +51,26 @@ class BulkTurns:
         self._budget = budget
         self._held_key = held_key
         self._looking = threading.Lock()  # held by the one waiting thread that polls
+        # Held from the shares read to the chunk counted, so two threads never both take a
+        # chunk of a tenant one short of its share.
+        self._taking = threading.Lock()
 
     def take(self, message_id: str) -> Chunk | None:
-        """The chunk for message `message_id`; None when no chunk is due (another message
-        took it), or Redis cannot be reached (the sweeper sends another message for it)."""
+        """The chunk for message `message_id`, counted in the budget as its tenant's
+        (`CallBudget.reserve`: hold it with `reserved=True`); None when no chunk is due
+        (another message took it), or Redis cannot be reached (the sweeper sends another
+        message for it)."""
         while True:
             try:
-                found = self._due.take(
-                    self._held_key,
-                    self._budget.full(BULK_CHUNK),
-                    field=message_id,
-                    expire_s=VISIBILITY_TIMEOUT_S,
-                )
+                with self._taking:
+                    found = self._due.take(
+                        self._held_key,
+                        self._budget.full(BULK_CHUNK),
+                        field=message_id,
+                        expire_s=VISIBILITY_TIMEOUT_S,
+                    )
+                    if isinstance(found, Taken):
+                        self._budget.reserve(found.tenant_id)
             except redis.RedisError as exc:
                 log.warning("bulk lane: Redis unavailable (%s); the sweeper sends again", exc)
                 return None

@@ -60,7 +60,7 @@ def take_bulk() -> dict[str, int]:
     chunk = bulk_turns().take(str(take_bulk.request.id))
     if chunk is None:
         return {}
-    with bulk_budget().hold(len(chunk.call_ids), chunk.tenant_id):
+    with bulk_budget().hold(len(chunk.call_ids), chunk.tenant_id, reserved=True):
         return tally(chunk.call_ids, run_calls(chunk.call_ids, get_runtime()))
 
 

@@ -82,3 +82,26 @@ def test_a_tenant_at_its_share_is_skipped_and_its_chunks_wait_for_one_of_its_mes
 def test_nothing_due_is_none(redis_client: redis.Redis) -> None:
     turns = BulkTurns(BulkDue(redis_client), CallBudget(limit=100, threads=4), HELD)
     assert turns.take("m1") is None
+
+
+def test_a_chunk_taken_counts_at_once_so_the_next_take_sees_its_tenant_at_its_share(
+    redis_client: redis.Redis,
+) -> None:
+    # Given 4 threads (a tenant's share: 3) and two of tenant a's messages held
+    due = BulkDue(redis_client)
+    backlog = ids("a", 300)
+    due.push(backlog, dict.fromkeys(backlog, "tn_a"))
+    budget = CallBudget(limit=10_000, threads=4)
+    turns = BulkTurns(due, budget, HELD)
+    with budget.hold(1, "tn_a"), budget.hold(1, "tn_a"):
+        # When a thread takes its third chunk, before holding it
+        assert turns.take("m1") == Chunk("tn_a", backlog[:100])
+        # Then the next take waits: the tenant is at its share already
+        got: list[Chunk | None] = []
+        waiter = threading.Thread(target=lambda: got.append(turns.take("m2")), daemon=True)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+    # And takes it once one of the tenant's messages ends
+    waiter.join(JOIN_S)
+    assert got == [Chunk("tn_a", backlog[100:200])]
