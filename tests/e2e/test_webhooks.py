@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+from sqlalchemy import bindparam, text
 from standardwebhooks.webhooks import Webhook
 
 from api.dev.embedded_redis import free_port
-from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from models.keys import QUEUE_BULK, QUEUE_MAINTENANCE
+from tests.e2e.conftest import WAIT_S, Caller, OwnStack, Stack, new_caller, wait_until
 from tests.e2e.upstream import Reply
 
 # A module's stack starts with its first test, whose waits are long already.
@@ -231,3 +234,80 @@ def test_410_disables_the_endpoint(hooked: Stack, owner: Caller, receiver: Recei
     [delivery] = owner.http.get(f"/function-calls/{call_id}/deliveries").json()["items"]
     assert delivery["status"] == "failed"
     assert [a["status_code"] for a in delivery["attempts"]] == [410]
+
+
+@pytest.fixture
+def own_receiver() -> Iterator[Receiver]:
+    """A receiver of the test's own: only its endpoint's events, under one secret."""
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def test_a_deep_bulk_queue_keeps_neither_another_tenants_webhook_nor_the_sweeps_waiting(
+    hooked: Stack, own_receiver: Receiver
+) -> None:
+    # Given a tenant's batch of 3,000 calls of 2 s each: 30 chunks, of which the worker runs
+    # five at a time (its share of the calls held), so their messages wait on the bulk queue
+    # for the whole drain
+    hooked.upstream.script("GET", "/api/deep.slow", Reply(200, {"ok": True}, delay_s=2))
+    hooked.upstream.script("GET", "/api/deep.quick", Reply(200, {"ok": True}))
+    broker = redis.Redis.from_url(hooked.redis.url)
+    with new_caller(hooked, "deep") as deep, new_caller(hooked, "told") as told:
+        deep.connect("slack", "u-deep", {"access_token": "xoxb-deep"})
+        told.connect("slack", "u-told", {"access_token": "xoxb-told"})
+        secret = _endpoint(told, f"{own_receiver.origin}/told")
+        params = {"method": "GET", "url": "deep.slow"}
+        call = {"function": "slack-passthrough-request", "params": params}
+        backlog: list[str] = []
+        try:
+            for _ in range(3):  # a batch holds at most 1,000 calls
+                r = deep.http.post(
+                    "/function-calls/batch",
+                    json={"calls": [call] * 1000},
+                    headers={"X-User-ID": "u-deep"},
+                )
+                assert r.status_code == 202, r.text
+                assert r.json()["rejected"] == []
+                backlog += [a["id"] for a in r.json()["accepted"]]
+            wait_until(lambda: broker.llen(QUEUE_BULK) >= 15, WAIT_S, "the bulk queue deep")
+            # When another tenant's call ends
+            r = told.http.post(
+                "/slack-passthrough-request",
+                json={"method": "GET", "url": "deep.quick"},
+                headers={"X-User-ID": "u-told"},
+            )
+            call_id = r.json()["id"]
+            assert told.wait(call_id)["status"] == "completed"
+
+            # Then its event arrives while most of the batch still waits for a thread (in
+            # the former order, after the bulk queue had emptied: 800 calls or fewer left)
+            def told_of() -> bool:
+                return any(e["data"].get("id") == call_id for e in own_receiver.events(secret))
+
+            wait_until(told_of, WAIT_S, "the other tenant's event")
+            assert _still_queued(hooked, backlog) >= 1500
+            # And the sweeps beat sends every second are taken as they come
+            assert broker.llen(QUEUE_MAINTENANCE) <= 2
+        finally:
+            _cancel(hooked, backlog)
+
+
+def _still_queued(stack: Stack, ids: list[str]) -> int:
+    query = text("SELECT count(*) FROM function_call WHERE id IN :ids AND status = 'queued'")
+    with stack.engine.connect() as conn:
+        return int(
+            conn.execute(
+                query.bindparams(bindparam("ids", expanding=True)), {"ids": ids}
+            ).scalar_one()
+        )
+
+
+def _cancel(stack: Stack, ids: list[str]) -> None:
+    """Leave no backlog for the module's next test."""
+    query = text(
+        "UPDATE function_call SET status = 'cancelled' "
+        "WHERE id IN :ids AND status IN ('queued', 'retrying')"
+    )
+    with stack.engine.begin() as conn:
+        conn.execute(query.bindparams(bindparam("ids", expanding=True)), {"ids": ids})
