@@ -74,10 +74,12 @@ def message_settings() -> dict[str, Any]:
 
 
 def bulk_queue(tenant_id: str | None) -> str:
-    """The bulk shard of a tenant's calls (BULK_QUEUES); the first for an unknown tenant."""
+    """The bulk shard a message of a tenant's calls with a countdown goes to: any but
+    QUEUE_BULK, whose messages are the lane's takes (`top_up_bulk` counts them); the second
+    for an unknown tenant. The worker puts its ids in their tenants' turn when it arrives."""
     if not tenant_id:
-        return QUEUE_BULK
-    return BULK_QUEUES[zlib.crc32(tenant_id.encode()) % BULK_SHARDS]
+        return BULK_QUEUES[1]
+    return BULK_QUEUES[1 + zlib.crc32(tenant_id.encode()) % (BULK_SHARDS - 1)]
 
 
 def lane_client(redis_url: str) -> redis.Redis:

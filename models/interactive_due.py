@@ -41,10 +41,12 @@ UNKNOWN_TENANT: Final = "-"
 # Ids pushed per script call: Lua's unpack() has a limit of a few thousand values.
 PUSH_CHUNK = 1_000
 
-# KEYS: the turn, the tenant's list. ARGV: the tenant, then the ids.
+# KEYS: the turn, the tenant's list. ARGV: the tenant, then the ids. A tenant whose list had
+# items is in turn already, unless the turn was lost (deleted, or evicted by a Redis not set
+# to `noeviction`): then it is put back, so its items are never left where no take looks.
 _PUSH = """
 local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 2))
-if n == #ARGV - 1 then
+if n == #ARGV - 1 or not redis.call('LPOS', KEYS[1], ARGV[1]) then
   redis.call('RPUSH', KEYS[1], ARGV[1])
 end
 return n
@@ -54,18 +56,28 @@ return n
 # field), then the lane's former list if it has one. ARGV: the prefix of tenants' lists, the
 # held field ('' for a list), the held hash's time to live, then the tenants to skip.
 # Returns {tenant, item}; or 1 when only skipped tenants are due; or 0 when nothing is.
+# Held in a hash, the item is stored as `{tenant}:{item}`, and a field already set is
+# returned as it is, nothing more taken: a take sent again under the same field (its reply
+# lost, say) takes nothing twice.
 _TAKE = """
+if ARGV[2] ~= '' then
+  local held = redis.call('HGET', KEYS[2], ARGV[2])
+  if held then
+    local tenant, item = string.match(held, '^(.*):([^:]*)$')
+    return {tenant, item}
+  end
+end
 local skip = {}
 for i = 4, #ARGV do
   skip[ARGV[i]] = true
 end
-local function hold(list)
+local function hold(list, tenant)
   if ARGV[2] == '' then
     return redis.call('LMOVE', list, KEYS[2], 'LEFT', 'RIGHT')
   end
   local item = redis.call('LPOP', list)
   if item then
-    redis.call('HSET', KEYS[2], ARGV[2], item)
+    redis.call('HSET', KEYS[2], ARGV[2], tenant .. ':' .. item)
     redis.call('EXPIRE', KEYS[2], ARGV[3])
   end
   return item
@@ -77,7 +89,7 @@ for _ = 1, redis.call('LLEN', KEYS[1]) do
     skipped = skipped + 1
   else
     local list = ARGV[1] .. tenant
-    local item = hold(list)
+    local item = hold(list, tenant)
     if redis.call('LLEN', list) == 0 then
       redis.call('LREM', KEYS[1], -1, tenant)
     end
@@ -90,12 +102,33 @@ if skipped > 0 then
   return 1
 end
 if KEYS[3] then
-  local item = hold(KEYS[3])
+  local item = hold(KEYS[3], '-')
   if item then
     return {'-', item}
   end
 end
 return 0
+"""
+
+
+# KEYS: the turn, a hash of held items. ARGV: the prefix of tenants' lists, then fields of
+# the hash. Each field's item goes back to the head of its tenant's list, the tenant into the
+# turn if it is not there, and the field is deleted. Returns how many items went back.
+_GIVE_BACK = """
+local n = 0
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[2], ARGV[i])
+  if held then
+    local tenant, item = string.match(held, '^(.*):([^:]*)$')
+    redis.call('LPUSH', ARGV[1] .. tenant, item)
+    if not redis.call('LPOS', KEYS[1], tenant) then
+      redis.call('RPUSH', KEYS[1], tenant)
+    end
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
 """
 
 
@@ -130,6 +163,7 @@ class TenantLists:
         self._former = former_list
         self._push = client.register_script(_PUSH)
         self._take = client.register_script(_TAKE)
+        self._give_back = client.register_script(_GIVE_BACK)
 
     def push_items(self, by_tenant: Mapping[str, Sequence[str]]) -> None:
         """Append each tenant's items to its list: one EVALSHA for one tenant's few items,
@@ -163,6 +197,13 @@ class TenantLists:
             tenant_id, item = (as_text(v) for v in found)
             return Taken(tenant_id, item)
         return Due.SKIPPED if found == 1 else Due.NOTHING
+
+    def give_back(self, held_key: str, fields: Collection[str]) -> int:
+        """Put the items held under `fields` of the hash `held_key` back at the head of their
+        tenants' lists, taken by no one; how many there were."""
+        if not fields:
+            return 0
+        return int(self._give_back(keys=[self._turn_key, held_key], args=[self._prefix, *fields]))
 
     def wait(self, timeout_s: int) -> bool:
         """Block until some tenant has items (True), or `timeout_s` passes (False)."""
@@ -215,6 +256,12 @@ class BulkDue(TenantLists):
         }
         self.push_items(chunks)
         return sum(len(c) for c in chunks.values())
+
+
+def held_ids(value: bytes | str) -> list[str]:
+    """The call ids of a value of a hash of held messages: a chunk taken from the bulk lane
+    (`{tenant}:{ids}`), or a Celery message's ids (worker/held.py), joined by commas."""
+    return [i for i in as_text(value).rpartition(":")[2].split(",") if i]
 
 
 def as_text(value: bytes | str) -> str:

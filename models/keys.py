@@ -14,8 +14,9 @@ CALL_QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 # The bulk lane's Celery queues are BULK_SHARDS queues, QUEUE_BULK and `{QUEUE_BULK}.1`
 # onwards. Its calls due now wait in chunks on their tenant's list (BULK_DUE_* below), a
 # message without ids on QUEUE_BULK for each; calls with a countdown go in messages with their
-# ids to their tenant's shard (models/broker.py: bulk_queue). A worker consuming QUEUE_BULK
-# consumes all of them, in turn (models/queue_order.py).
+# ids to their tenant's shard, one of the others (models/broker.py: bulk_queue), and join
+# their tenant's list when due. A worker consuming QUEUE_BULK consumes all of them, in turn
+# (models/queue_order.py).
 BULK_SHARDS = 8
 BULK_QUEUES = (QUEUE_BULK, *(f"{QUEUE_BULK}.{n}" for n in range(1, BULK_SHARDS)))
 # The interactive lane's calls due now, as plain ids on Redis lists, one per tenant

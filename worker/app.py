@@ -44,7 +44,8 @@ from models.keys import (
 from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
-from worker.budget import HandBack, bulk_budget
+from worker.budget import bulk_budget
+from worker.bulk_turns import HandBack, bulk_turns
 from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import DOWN_LIMIT_S, LaneSupervisor, lane_command
 from worker.priority import run_in_background
@@ -151,8 +152,11 @@ def _hold(request: Request, **_: object) -> None:
 @task_postrun.connect
 def _release(task_id: str, task: Task[Any, Any], **_: object) -> None:
     """The message's calls are run (or left to the sweeper): a bulk message's too, which
-    carried no ids and held the chunk it took (worker/bulk_turns.py)."""
-    if task.name in (TASK_EXECUTE_CALLS, TASK_TAKE_BULK):
+    carried no ids and held the chunk it took (worker/bulk_turns.py), unless its take got no
+    answer (the process's next take puts that chunk back in turn)."""
+    if task.name == TASK_EXECUTE_CALLS or (
+        task.name == TASK_TAKE_BULK and not bulk_turns().keeps(task_id)
+    ):
         _lease.release(task_id)
 
 

@@ -11,18 +11,16 @@ A message of one call from the interactive queue never waits (a retry, or a call
 again), nor does any message when the process holds nothing, however large it is.
 
 A waiting message holds a Celery thread, and a thread is what takes the next message off
-Redis. So one owner also holds at most `tenant_share` of the threads' messages. A bulk
-chunk's owner is its tenant, and a thread takes no chunk of a tenant at its share (`full`,
-worker/bulk_turns.py). A message with its ids (a countdown's) is owned by its shard, and
-one past its shard's share that finds other work waiting in Redis is handed back, to the
-end of its queue (`HandBack`). Either way one tenant's backlog never keeps every thread from
-taking another tenant's message.
+Redis. So one owner, a bulk chunk's tenant, also holds at most `tenant_share` of the
+threads' messages: a thread takes no chunk of a tenant at its share of either (`full`,
+worker/bulk_turns.py), so one tenant's backlog never keeps every thread from taking another
+tenant's chunk.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,15 +35,6 @@ from worker.shares import tenant_share
 # waiting to follow, so the connections never wait for a claim.
 HELD_PER_CONNECTION = 3
 
-# How often a message waiting past its shard's share of the threads asks whether other work
-# waits in Redis (worker/waiting_work.py reads it at most this often for the whole process).
-LOOK_EVERY_S = 0.25
-
-
-class HandBack(Exception):
-    """This message waits past its shard's share of the process's threads while other
-    messages wait in Redis: give it back to its queue, unclaimed."""
-
 
 @dataclass(eq=False)
 class _Waiter:
@@ -58,13 +47,11 @@ class CallBudget:
     """A count of the calls held, shared by the `threads` threads of one process; `held` and
     `waiting` show it (the calls held, the messages waiting for room) when given.
 
-    Each message may name its owner (a bulk chunk's tenant, or the shard a message with ids
-    came from, which stands for its tenants: models/broker.py). One owner holds at most
+    Each message may name its owner (a bulk chunk's tenant). One owner holds at most
     `tenant_share(limit)` calls, so one tenant's slow batch never holds the whole budget
     while another tenant's message waits for it, and at most `tenant_share(threads)`
-    messages held; a shard's messages waiting past that share are handed back while other
-    work waits for a thread. Waiting messages are let in in arrival order, except that one
-    whose owner holds its share lets the ones behind it pass."""
+    messages. Waiting messages are let in in arrival order, except that one whose owner
+    holds its share lets the ones behind it pass."""
 
     def __init__(
         self,
@@ -80,6 +67,7 @@ class CallBudget:
         self._held_by: dict[str, int] = {}
         self._messages_by: dict[str, int] = {}  # an owner's messages held
         self._inside_by: dict[str, int] = {}  # an owner's messages held or waiting
+        self._reserved_by: dict[str, int] = {}  # an owner's calls taken, not yet held
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)  # notified when a message ends
@@ -99,41 +87,43 @@ class CallBudget:
                 for owner, n in self._inside_by.items()
                 if self._thread_share and n >= self._thread_share
             ]
-            by_calls = [o for o, n in self._held_by.items() if n + calls > self._share]
+            by_calls = [
+                owner
+                for owner in {*self._held_by, *self._reserved_by}
+                if self._held_by.get(owner, 0) + self._reserved_by.get(owner, 0) + calls
+                > self._share
+            ]
             return sorted({*by_threads, *by_calls})
 
-    def wait_for_release(self, timeout_s: float) -> None:
-        """Until a message this budget holds ends (one waiting thread is woken for each), or
-        `timeout_s` passes."""
+    def wait_for_release(self, timeout_s: float) -> bool:
+        """Until a message this budget holds ends (one waiting thread is woken for each: True),
+        or `timeout_s` passes (False)."""
         with self._released:
-            self._released.wait(timeout_s)
+            return self._released.wait(timeout_s)
 
     def use_threads(self, threads: int) -> None:
         """The process's pool has `threads` threads (Celery's --concurrency)."""
         with self._lock:
             self._thread_share = tenant_share(threads)
 
-    def reserve(self, owner: str) -> None:
-        """Count a message of `owner` before it holds anything (a bulk chunk just taken:
-        worker/bulk_turns.py), so the next thread's `full` sees it; its `hold` is then
-        given `reserved=True`."""
+    def reserve(self, owner: str, calls: int) -> None:
+        """Count a message of `calls` calls of `owner` before it holds anything (a bulk chunk
+        just taken: worker/bulk_turns.py), so the next thread's `full` sees it, in the
+        owner's share of the threads and of the calls; its `hold` is then given
+        `reserved=True`."""
         with self._lock:
             self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
+            self._reserved_by[owner] = self._reserved_by.get(owner, 0) + calls
 
     @contextmanager
-    def hold(
-        self,
-        calls: int,
-        owner: str = "",
-        other_work: Callable[[], bool] | None = None,
-        reserved: bool = False,
-    ) -> Iterator[None]:
+    def hold(self, calls: int, owner: str = "", reserved: bool = False) -> Iterator[None]:
         """Hold `calls` for the duration of the block, once they fit under the limit (and
-        `owner`'s shares of it and of the threads). While the message waits past its
-        owner's share of the threads, `other_work` is asked every LOOK_EVERY_S whether
-        other messages wait for a thread; if they do, HandBack is raised, nothing held."""
+        `owner`'s shares of it and of the threads); `reserved` when `reserve` counted them
+        already."""
         with self._lock:
             waiter = None
+            if reserved and owner:
+                self._drop(self._reserved_by, owner, calls)
             if (calls > 1 or owner) and not self._fits(calls, owner):
                 waiter = _Waiter(calls, owner)
                 self._waiters.append(waiter)
@@ -144,9 +134,7 @@ class CallBudget:
                 self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
         if waiter is not None:
             try:
-                self._wait(waiter, other_work)
-            except HandBack:
-                raise
+                waiter.admitted.wait()
             except BaseException:
                 self._abandon(waiter)
                 raise
@@ -178,30 +166,7 @@ class CallBudget:
             if waiter.owner:
                 self._drop(self._inside_by, waiter.owner, 1)
             self._admit()
-
-    def _wait(self, waiter: _Waiter, other_work: Callable[[], bool] | None) -> None:
-        """Until `waiter` is let in, or handed back (HandBack raised)."""
-        if other_work is None or not waiter.owner:
-            waiter.admitted.wait()
-            return
-        while not waiter.admitted.wait(LOOK_EVERY_S):
-            if not self._past_thread_share(waiter.owner) or not other_work():
-                continue
-            with self._lock:
-                if waiter.admitted.is_set() or not self._past_thread_share(waiter.owner):
-                    continue
-                inside = self._inside_by[waiter.owner]
-                self._waiters.remove(waiter)
-                self._show(self._waiting_gauge, -1)
-                self._drop(self._inside_by, waiter.owner, 1)
-                self._admit()  # the ones behind it may pass now
-            raise HandBack(
-                f"its shard had {inside} messages in this process, past its share of the "
-                f"threads ({self._thread_share}), while other calls waited"
-            )
-
-    def _past_thread_share(self, owner: str) -> bool:
-        return bool(self._thread_share) and self._inside_by.get(owner, 0) > self._thread_share
+            self._released.notify()  # its place in its owner's share is free
 
     @staticmethod
     def _drop(counts: dict[str, int], owner: str, n: int) -> None:

@@ -1,31 +1,52 @@
 """Which chunk of the bulk lane a Celery thread runs: the next tenant's oldest, in turn
 (models/interactive_due.py: BulkDue), skipping the tenants that hold their share of this
 process already (worker/budget.py), so one tenant's backlog never stands in front of another
-tenant's batch, on any shard, and never holds every thread.
+tenant's batch and never holds every thread.
 
 The message that asked carries no ids. The chunk taken becomes that message's entry in the
 process's hash of held messages (worker/held.py) in the same script, so the sweeper
 publishes it again if the process dies, and Celery's `task_postrun` lets it go
-(worker/app.py). When only tenants at their share have chunks due, the thread waits for one
-of this process's messages to end (each end wakes one such thread) and looks again; one of
-the waiting threads at a time also looks every SKIPPED_WAIT_S, for another tenant's chunk."""
+(worker/app.py). A take sent again under the same message takes nothing more (the script
+returns the entry already set), so the client may retry it; when its answer never comes,
+the message's entry is kept and put back in its tenant's turn by the process's next take.
+
+When only tenants at their share have chunks due, the thread waits for one of this
+process's messages to end (each end wakes one waiting thread) and looks again; one of the
+waiting threads at a time also looks every SKIPPED_WAIT_S, for another tenant's chunk.
+Meanwhile every waiting thread asks every LOOK_EVERY_S whether messages wait in Redis for a
+free thread (worker/waiting_work.py), and gives its message back (`HandBack`) for each one
+that does, or when the worker is stopping: it holds no chunk, and its thread is what takes
+the next message.
+
+Bulk messages that carry ids (a countdown's, or an older API's) are put in their tenants'
+turn when they arrive (`put_in_turn`), never run in the order they were sent."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
+from celery.worker import state as celery_state
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models.broker import VISIBILITY_TIMEOUT_S
+from models.broker import VISIBILITY_TIMEOUT_S, Publisher
+from models.db.tables import FunctionCall
 from models.interactive_due import BulkDue, Due, Taken
-from models.keys import BULK_CHUNK
+from models.keys import BULK_CHUNK, QUEUE_BULK
 from models.settings import get_settings
 from worker.budget import CallBudget, bulk_budget
+from worker.calls.store import HANDED_BACK, publish_or_forget
 from worker.held import messages_key
 from worker.liveness import this_process
+from worker.waiting_work import READ_EVERY_S, waiting_work
 
 log = logging.getLogger("passthru.worker")
 
@@ -37,6 +58,17 @@ log = logging.getLogger("passthru.worker")
 # drain (docs/performance.md: four a second per thread raised (e)'s p99 from 85 to 147 ms).
 SKIPPED_WAIT_S = 1.0
 IDLE_WAIT_S = 5.0
+# How often a waiting thread asks whether other messages wait for a thread (one read of the
+# queues' lengths per period for the whole process).
+LOOK_EVERY_S = READ_EVERY_S
+# How long a thread waits for another's take (one at a time per process) before it leaves
+# its message's chunk where it is, for the next message (a Redis that does not answer).
+TAKE_WAIT_S = 10.0
+
+
+class HandBack(Exception):
+    """This message waits for a turn, holding nothing, while other messages wait in Redis
+    for a thread (or the worker is stopping): give it back to its queue."""
 
 
 @dataclass(frozen=True)
@@ -46,54 +78,131 @@ class Chunk:
 
 
 class BulkTurns:
-    def __init__(self, due: BulkDue, budget: CallBudget, held_key: str) -> None:
+    def __init__(
+        self,
+        due: BulkDue,
+        budget: CallBudget,
+        held_key: str,
+        other_work: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._due = due
         self._budget = budget
         self._held_key = held_key
+        self._other_work = other_work
+        self._stopping = stopping
+        self._clock = clock
         self._looking = threading.Lock()  # held by the one waiting thread that polls
         # Held from the shares read to the chunk counted, so two threads never both take a
         # chunk of a tenant one short of its share.
         self._taking = threading.Lock()
+        # Messages whose take got no answer: their entries may hold a chunk, which the next
+        # take puts back in turn (guarded by _taking).
+        self._unsure: set[str] = set()
 
     def take(self, message_id: str) -> Chunk | None:
         """The chunk for message `message_id`, counted in the budget as its tenant's
         (`CallBudget.reserve`: hold it with `reserved=True`); None when no chunk is due
-        (another message took it), or Redis cannot be reached (the sweeper sends another
-        message for it)."""
+        (another message took it), or Redis did not answer (`keeps` then says whether the
+        message's entry must stay). HandBack when it should go back to its queue."""
         while True:
-            try:
-                with self._taking:
-                    found = self._due.take(
-                        self._held_key,
-                        self._budget.full(BULK_CHUNK),
-                        field=message_id,
-                        expire_s=VISIBILITY_TIMEOUT_S,
-                    )
-                    if isinstance(found, Taken):
-                        self._budget.reserve(found.tenant_id)
-            except redis.RedisError as exc:
-                log.warning("bulk lane: Redis unavailable (%s); the sweeper sends again", exc)
+            if not self._taking.acquire(timeout=TAKE_WAIT_S):
+                log.warning("bulk lane: no take answered in %g s; the chunk stays due", TAKE_WAIT_S)
                 return None
+            try:
+                found = self._take(message_id)
+            except redis.RedisError as exc:
+                self._unsure.add(message_id)
+                log.warning("bulk lane: Redis unavailable (%s); the chunk goes back in turn", exc)
+                return None
+            finally:
+                self._taking.release()
             if isinstance(found, Taken):
                 return Chunk(found.tenant_id, [i for i in found.call_id.split(",") if i])
             if found is Due.NOTHING:
                 return None
             self._wait_a_turn()
 
+    def keeps(self, message_id: str) -> bool:
+        """Whether the message's entry among the held ones must outlive it: its take got no
+        answer, so it may hold a chunk nobody ran."""
+        return message_id in self._unsure
+
+    def _take(self, message_id: str) -> Taken | Due:
+        """One take, with `_taking` held: first the chunks of takes that got no answer back
+        in turn, then the next chunk, counted at once."""
+        if self._unsure:
+            self._due.give_back(self._held_key, self._unsure)
+            self._unsure.clear()
+        found = self._due.take(
+            self._held_key,
+            self._budget.full(BULK_CHUNK),
+            field=message_id,
+            expire_s=VISIBILITY_TIMEOUT_S,
+        )
+        if isinstance(found, Taken):
+            self._budget.reserve(found.tenant_id, found.call_id.count(",") + 1)
+        return found
+
     def _wait_a_turn(self) -> None:
         """Until a message of the process ends; the one thread that looks for other tenants'
-        chunks also after SKIPPED_WAIT_S, the others after IDLE_WAIT_S."""
-        if self._looking.acquire(blocking=False):
-            try:
-                self._budget.wait_for_release(SKIPPED_WAIT_S)
-            finally:
+        chunks also after SKIPPED_WAIT_S, the others after IDLE_WAIT_S. HandBack when other
+        work waits for a thread meanwhile, or the worker is stopping."""
+        looking = self._looking.acquire(blocking=False)
+        try:
+            until = self._clock() + (SKIPPED_WAIT_S if looking else IDLE_WAIT_S)
+            while True:
+                if self._stopping():
+                    raise HandBack("the worker is stopping")
+                if self._other_work():
+                    raise HandBack("other messages wait for a thread")
+                left = until - self._clock()
+                if left <= 0 or self._budget.wait_for_release(min(LOOK_EVERY_S, left)):
+                    return
+        finally:
+            if looking:
                 self._looking.release()
-        else:
-            self._budget.wait_for_release(IDLE_WAIT_S)
+
+
+def put_in_turn(engine: Engine, publisher: Publisher, call_ids: Sequence[str]) -> None:
+    """A bulk message's own ids (a countdown's, or an older API process's) onto their
+    tenants' lists, in turn with every other chunk (those already ended left out). Their
+    tenants are read from the database; when it is away, they go in turn as one tenant's
+    (the unknown one's), and when Redis is, they are marked for the sweeper."""
+    tenant_of: dict[str, str] = {}
+    calls = FunctionCall.__table__  # type: ignore[attr-defined]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(calls.c.id, calls.c.tenant_id).where(
+                    calls.c.id.in_(list(call_ids)), calls.c.status.in_(HANDED_BACK)
+                )
+            ).all()
+        call_ids, tenant_of = [r.id for r in rows], {r.id: r.tenant_id for r in rows}
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("bulk lane: tenants of %d call(s) not read (%s)", len(call_ids), exc)
+    publish_or_forget(engine, publisher, call_ids, QUEUE_BULK, 0.0, tenant_of)
+
+
+def _stopping() -> bool:
+    return bool(celery_state.should_stop or celery_state.should_terminate)
 
 
 @lru_cache(maxsize=1)
 def bulk_turns() -> BulkTurns:
-    """The process's: its budget, and its own hash of held messages."""
-    client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
-    return BulkTurns(BulkDue(client), bulk_budget(), messages_key(this_process().id))
+    """The process's: its budget, its own hash of held messages, the queues' lengths."""
+    client = redis.Redis.from_url(
+        get_settings().redis_url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        # The take is safe to send again (above); a few quick tries ride out a blip.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+    )
+    return BulkTurns(
+        BulkDue(client),
+        bulk_budget(),
+        messages_key(this_process().id),
+        other_work=lambda: waiting_work().claim(QUEUE_BULK),
+        stopping=_stopping,
+    )

@@ -15,7 +15,7 @@ from typing import Protocol
 import redis
 
 from models.broker import VISIBILITY_TIMEOUT_S
-from models.interactive_due import as_text
+from models.interactive_due import as_text, held_ids
 from models.keys import HELD_LANE_PREFIX, HELD_PREFIX
 
 log = logging.getLogger("passthru.worker")
@@ -72,7 +72,7 @@ class RedisHolds:
         except redis.RedisError as exc:
             log.warning("held messages of %s: not read (%s)", worker_id, type(exc).__name__)
             return None
-        ids = [i for value in held for i in as_text(value).split(",") if i]
+        ids = [i for value in held for i in held_ids(value)]
         return sorted({*ids, *(as_text(i) for i in popped)})
 
 

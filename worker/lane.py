@@ -8,8 +8,10 @@ thread takes the id with one script and claims the call. Delivery stays at-least
 with Celery: an id taken by a worker that dies before its claim leaves the call `queued`.
 Each id is moved atomically onto the process's own held list (worker/held.py) and removed
 once run, so when the process dies the sweeper finds the ids it had taken and publishes
-them again within seconds; the claim makes any second delivery a no-op. Retries due later
-go through Celery's interactive queue with a countdown, as before.
+them again within seconds; the claim makes any second delivery a no-op. A take whose answer
+never came may have moved an id there all the same: after one, the next take first runs
+the ids on the held list that no thread of the process is running. Retries due later go
+through Celery's interactive queue with a countdown, as before.
 
 Tenants take turns, and one tenant holds at most `tenant_share(threads)` of a process's
 threads at once: a tenant whose calls are slow fills its share, never the whole lane, and
@@ -34,7 +36,7 @@ from collections.abc import Callable
 
 import redis
 
-from models.interactive_due import Due, InteractiveDue, Taken
+from models.interactive_due import UNKNOWN_TENANT, Due, InteractiveDue, Taken, as_text
 from models.logs import Sometimes
 from worker.shares import tenant_share
 
@@ -72,6 +74,11 @@ class InteractiveConsumer:
         self._share = tenant_share(threads)
         self._running: dict[str, int] = {}  # calls in flight per tenant
         self._ended = threading.Condition()  # guards _running; notified when a call ends
+        self._taken: set[str] = set()  # ids taken and not ended (guarded by _ended)
+        # Guarded by _listening: whether a take went unanswered since the held list was last
+        # read, and the ids found there that no thread runs.
+        self._unsure = False
+        self._orphans: list[str] = []
         self._started: list[threading.Thread] = []
         self._warnings = Sometimes(LOG_EVERY_S)
 
@@ -97,26 +104,47 @@ class InteractiveConsumer:
         due = InteractiveDue(client)
         try:
             while not self._stopping.is_set():
-                taken = self._listen(due)
+                taken = self._listen(client, due)
                 if taken is not None:
                     try:
                         self._run_one(taken.call_id)
                         self._release(client, taken.call_id)
                     finally:
-                        self._end(taken.tenant_id)
+                        self._end(taken)
         finally:
             client.close()
 
-    def _listen(self, due: InteractiveDue) -> Taken | None:
+    def _listen(self, client: redis.Redis, due: InteractiveDue) -> Taken | None:
         """The next call, once it is this thread's turn to wait for one (None after POLL_S
         without one). The turn passes on as soon as a call is taken, so the next free
         thread waits while this one runs the call."""
         if not self._listening.acquire(timeout=POLL_S):
             return None
         try:
-            return None if self._stopping.is_set() else self._next(due)
+            if self._stopping.is_set():
+                return None
+            taken = self._orphan(client) or self._next(due)
+            if taken is not None:
+                with self._ended:
+                    self._taken.add(taken.call_id)
+                    self._running[taken.tenant_id] = self._running.get(taken.tenant_id, 0) + 1
+            return taken
         finally:
             self._listening.release()
+
+    def _orphan(self, client: redis.Redis) -> Taken | None:
+        """After a take whose answer never came: an id on the process's held list that no
+        thread of it runs (the take moved it there all the same), taken as its tenant's is
+        not known (UNKNOWN_TENANT). Redis unreachable: none yet."""
+        if self._unsure:
+            try:
+                held = [as_text(i) for i in client.lrange(self._held_key, 0, -1)]
+            except redis.RedisError:
+                return None
+            self._unsure = False
+            with self._ended:
+                self._orphans = [i for i in dict.fromkeys(held) if i not in self._taken]
+        return Taken(UNKNOWN_TENANT, self._orphans.pop(0)) if self._orphans else None
 
     def _next(self, due: InteractiveDue) -> Taken | None:
         try:
@@ -124,12 +152,11 @@ class InteractiveConsumer:
             if taken is Due.NOTHING and due.wait(POLL_S):
                 taken = due.take(self._held_key, self._full())
         except redis.RedisError as exc:
+            self._unsure = True
             self._warn("interactive lane: Redis unavailable (%s); retrying in %g s", exc)
             self._stopping.wait(RETRY_S)
             return None
         if isinstance(taken, Taken):
-            with self._ended:
-                self._running[taken.tenant_id] = self._running.get(taken.tenant_id, 0) + 1
             return taken
         if taken is Due.SKIPPED:
             with self._ended:
@@ -141,11 +168,12 @@ class InteractiveConsumer:
         with self._ended:
             return [t for t, n in self._running.items() if n >= self._share]
 
-    def _end(self, tenant_id: str) -> None:
+    def _end(self, taken: Taken) -> None:
         with self._ended:
-            left = self._running.pop(tenant_id) - 1
+            self._taken.discard(taken.call_id)
+            left = self._running.pop(taken.tenant_id) - 1
             if left:
-                self._running[tenant_id] = left
+                self._running[taken.tenant_id] = left
             self._ended.notify_all()
 
     def _release(self, client: redis.Redis, call_id: str) -> None:

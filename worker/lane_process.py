@@ -28,6 +28,8 @@ import threading
 from collections.abc import Sequence
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from models.gc import freeze_startup_objects
 from models.logs import configure_logging
@@ -93,7 +95,11 @@ def start_consumer() -> InteractiveConsumer:
     runtime.sender.start()
     consumer = InteractiveConsumer(
         # BLMOVE blocks up to POLL_S: the socket's own timeout is longer.
-        lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=10),
+        # No retry: a take sent again would move a second id; one whose answer is lost is
+        # found on the held list instead (worker/lane.py).
+        lambda: redis.Redis.from_url(
+            settings.redis_url, socket_timeout=10, retry=Retry(NoBackoff(), 0)
+        ),
         lambda call_ids: execute_calls(call_ids, runtime),
         settings.worker_concurrency,
         lane_key(this_process().id),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from celery.exceptions import Reject
 
 from models.db.engine import utcnow
 from models.keys import (
     BULK_QUEUES,
+    QUEUE_BULK,
     TASK_DELIVER_WEBHOOKS,
     TASK_EXECUTE_CALLS,
     TASK_PURGE,
@@ -19,15 +19,14 @@ from models.keys import (
 from models.settings import get_settings
 from worker import metrics
 from worker.app import app
-from worker.budget import HandBack, bulk_budget
-from worker.bulk_turns import bulk_turns
+from worker.budget import bulk_budget
+from worker.bulk_turns import HandBack, bulk_turns, put_in_turn
 from worker.calls.pipeline import execute_calls as run_calls
 from worker.calls.results import tally
 from worker.priority import run_in_background
 from worker.retention import purge, purge_connect_links
 from worker.runtime import get_runtime, get_webhook_runtime
 from worker.sweeper import sweep as run_sweep
-from worker.waiting_work import waiting_work
 from worker.webhooks.deliveries import deliver
 
 log = logging.getLogger("passthru.worker")
@@ -35,29 +34,33 @@ log = logging.getLogger("passthru.worker")
 
 @app.task(name=TASK_EXECUTE_CALLS)
 def execute_calls(call_ids: list[str]) -> dict[str, int]:
-    """Run these calls (up to BULK_CHUNK from bulk; one from the interactive queue: a retry
-    or a call published again), behind the interactive lane's threads, once the calls the
-    process holds leave room for them, within their bulk shard's shares (worker/budget.py).
-    The result: calls per status. A message past its shard's share of the threads while
-    other work waits goes back, unclaimed, to the end of its queue."""
-    run_in_background()
+    """Run these calls: one from the interactive queue (a retry, or a call published again),
+    behind the interactive lane's threads. A bulk message's ids (a countdown's, or an older
+    API process's) are put in their tenants' turn instead (worker/bulk_turns.py). The
+    result: calls per status."""
     queue = (execute_calls.request.delivery_info or {}).get("routing_key")
-    owner = queue if queue in BULK_QUEUES else ""
-    try:
-        with bulk_budget().hold(len(call_ids), owner, partial(waiting_work().besides, owner)):
-            return tally(call_ids, run_calls(call_ids, get_runtime()))
-    except HandBack as exc:
-        metrics.MESSAGES_HANDED_BACK.labels(owner).inc()
-        log.info("a message of %d call(s) handed back to %s: %s", len(call_ids), owner, exc)
-        raise Reject(exc, requeue=True) from None
+    runtime = get_runtime()
+    if queue in BULK_QUEUES:
+        put_in_turn(runtime.engine, runtime.publisher, call_ids)
+        return {}
+    run_in_background()
+    with bulk_budget().hold(len(call_ids)):
+        return tally(call_ids, run_calls(call_ids, runtime))
 
 
 @app.task(name=TASK_TAKE_BULK)
 def take_bulk() -> dict[str, int]:
     """Run the next tenant's chunk of the bulk lane, in turn (worker/bulk_turns.py); the
-    message carries no ids. The result: calls per status (none when no chunk was due)."""
+    message carries no ids. The result: calls per status (none when no chunk was due). A
+    message that waited for a turn while other messages waited for a thread goes back to
+    its queue."""
     run_in_background()
-    chunk = bulk_turns().take(str(take_bulk.request.id))
+    try:
+        chunk = bulk_turns().take(str(take_bulk.request.id))
+    except HandBack as exc:
+        metrics.MESSAGES_HANDED_BACK.labels(QUEUE_BULK).inc()
+        log.info("a bulk message handed back to its queue: %s", exc)
+        raise Reject(exc, requeue=True) from None
     if chunk is None:
         return {}
     with bulk_budget().hold(len(chunk.call_ids), chunk.tenant_id, reserved=True):

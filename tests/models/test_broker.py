@@ -87,7 +87,8 @@ def test_bulk_calls_with_a_countdown_go_to_their_tenants_shard_with_their_ids(
     redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
 ) -> None:
     tenants = [f"tn_{i}" for i in range(40)]
-    assert {bulk_queue(t) for t in tenants} == set(BULK_QUEUES)  # every shard is used
+    # Every shard but the lane's takes' queue, which the top-up counts, is used
+    assert {bulk_queue(t) for t in tenants} == set(BULK_QUEUES[1:])
     first, other = tenants[0], next(t for t in tenants if bulk_queue(t) != bulk_queue(tenants[0]))
     publisher = BrokerPublisher(celery, lane_client(redis_server.url))
     ids = [f"fc_{i}" for i in range(150)]
@@ -95,7 +96,21 @@ def test_bulk_calls_with_a_countdown_go_to_their_tenants_shard_with_their_ids(
     assert publisher.publish_calls(ids, QUEUE_BULK, countdown_s=5, tenant_of=tenant_of)
     assert redis_client.llen(bulk_queue(first)) == 2  # 140 ids: 100 ids per message
     assert redis_client.llen(bulk_queue(other)) == 1
-    assert bulk_queue(None) == QUEUE_BULK  # an unknown tenant's: the first shard
+    assert bulk_queue(None) == BULK_QUEUES[1]  # an unknown tenant's
+    assert redis_client.llen(QUEUE_BULK) == 0
+
+
+def test_a_countdown_message_does_not_hide_a_chunk_left_without_a_message_from_the_top_up(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    # Given a chunk whose message is gone, and a countdown's message of any tenant
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    assert publisher.publish_calls(["a1"], QUEUE_BULK, tenant_of={"a1": "tn_a"})
+    redis_client.delete(QUEUE_BULK)
+    for tenant in [f"tn_{i}" for i in range(20)] + [""]:
+        assert publisher.publish_calls(["b1"], QUEUE_BULK, countdown_s=5, tenant_of={"b1": tenant})
+    # Then the top-up still sends the chunk its message
+    assert publisher.top_up_bulk() == 1
 
 
 def test_the_sweeper_tops_up_messages_for_chunks_left_without_one(

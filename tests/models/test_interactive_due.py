@@ -13,8 +13,9 @@ from models.interactive_due import (
     InteractiveDue,
     Taken,
     due_list,
+    held_ids,
 )
-from models.keys import DUE_TENANTS, LIST_INTERACTIVE
+from models.keys import BULK_DUE_OF_PREFIX, BULK_DUE_TENANTS, DUE_TENANTS, LIST_INTERACTIVE
 
 HELD = "passthru:test-held"
 
@@ -131,14 +132,54 @@ def test_bulk_chunks_are_taken_in_turn_into_a_hash_of_held_messages(
     second = due.take("passthru:test-held-hash", field="message-2", expire_s=60)
     assert first == Taken("tn_a", ",".join(ids_a[:100]))
     assert second == Taken("tn_b", "b1,b2")
-    # Each chunk is the field of the message that took it, in a hash that expires
-    assert redis_client.hgetall("passthru:test-held-hash") == {
-        b"message-1": ",".join(ids_a[:100]).encode(),
-        b"message-2": b"b1,b2",
+    # Each chunk is the field of the message that took it, with its tenant, in a hash that
+    # expires
+    held = redis_client.hgetall("passthru:test-held-hash")
+    assert held == {
+        b"message-1": f"tn_a:{','.join(ids_a[:100])}".encode(),
+        b"message-2": b"tn_b:b1,b2",
     }
+    assert held_ids(held[b"message-2"]) == ["b1", "b2"]
+    assert held_ids(b"c1,c2") == ["c1", "c2"]  # a Celery message's ids (worker/held.py)
     assert 0 < redis_client.ttl("passthru:test-held-hash") <= 60
     assert due.take("passthru:test-held-hash", skip=["tn_a"], field="m-3", expire_s=60) is (
         Due.SKIPPED
     )
     # The interactive lane's lists are not the bulk lane's
     assert InteractiveDue(redis_client).depth() == 0
+
+
+def test_a_tenant_whose_turn_was_lost_is_put_back_in_turn_by_its_next_push(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a tenant's chunk due while the turn lost it (a key deleted, or evicted by a
+    # Redis not set to noeviction)
+    due = BulkDue(redis_client)
+    due.push(["a1"], {"a1": "tn_a"})
+    redis_client.delete(BULK_DUE_TENANTS)
+    assert due.take(HELD) is Due.NOTHING
+    # When its calls are pushed again (the sweeper's republish of stale calls)
+    due.push(["a1"], {"a1": "tn_a"})
+    # Then it is in turn again, once
+    assert redis_client.lrange(BULK_DUE_TENANTS, 0, -1) == [b"tn_a"]
+    assert due.take(HELD) == Taken("tn_a", "a1")
+    due.push(["a2"], {"a2": "tn_a"})
+    assert redis_client.lrange(BULK_DUE_TENANTS, 0, -1) == [b"tn_a"]
+
+
+def test_chunks_given_back_go_to_the_head_of_their_tenants_list_and_into_the_turn(
+    redis_client: redis.Redis,
+) -> None:
+    due = BulkDue(redis_client)
+    due.push(["a1", "a2"], {"a1": "tn_a", "a2": "tn_a"})
+    due.push(["b1"], {"b1": "tn_b"})
+    assert due.take(HELD, field="m1", expire_s=60) == Taken("tn_a", "a1,a2")
+    due.push(["a3"], {"a3": "tn_a"})
+    assert due.take(HELD, field="m2", expire_s=60) == Taken("tn_b", "b1")
+    # When both messages' chunks are given back (and a field that holds none)
+    assert due.give_back(HELD, ["m1", "m2", "m3"]) == 2
+    # Then each is first on its tenant's list again, both tenants in turn, nothing held
+    assert redis_client.hlen(HELD) == 0
+    assert redis_client.lrange(f"{BULK_DUE_OF_PREFIX}tn_a", 0, -1) == [b"a1,a2", b"a3"]
+    assert sorted(redis_client.lrange(BULK_DUE_TENANTS, 0, -1)) == [b"tn_a", b"tn_b"]
+    assert due.give_back(HELD, []) == 0

@@ -8,10 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
+import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from worker.budget import LOOK_EVERY_S, CallBudget, HandBack
+from worker import budget as budget_module
+from worker.budget import CallBudget
 
 JOIN_S = 10.0  # a bound for a thread that should end, never reached when the code is right
 
@@ -214,71 +217,6 @@ def test_one_owner_holds_at_most_its_share_of_the_threads() -> None:
     assert entered == ["passthru.bulk.6", "passthru.bulk.2"]
 
 
-class OtherWork:
-    """What worker/waiting_work.py answers, set by the test; counts the questions."""
-
-    def __init__(self) -> None:
-        self.waiting = False
-        self.asked = threading.Event()
-
-    def __call__(self) -> bool:
-        self.asked.set()
-        return self.waiting
-
-
-def test_a_message_past_its_shards_thread_share_is_handed_back_once_other_work_waits() -> None:
-    # Given 4 threads, a shard's 3 messages held and its fourth waiting past its share
-    registry = CollectorRegistry()
-    waiting = Gauge("waiting", "messages waiting", registry=registry)
-    budget = CallBudget(limit=1000, waiting=waiting, threads=4)
-    other_work = OtherWork()
-    outcome: list[str] = []
-
-    def fourth() -> None:
-        try:
-            with budget.hold(1, "passthru.bulk.2", other_work):
-                outcome.append("ran")
-        except HandBack:
-            outcome.append("handed back")
-
-    with hold_three(budget, "passthru.bulk.2"):
-        thread = in_thread(fourth)
-        # While no other work waits, it keeps waiting
-        assert other_work.asked.wait(JOIN_S)
-        time.sleep(0.3)
-        assert outcome == []
-        assert thread.is_alive()
-        # When other work waits, it is handed back, nothing held for it
-        other_work.waiting = True
-        thread.join(JOIN_S)
-        assert outcome == ["handed back"]
-        assert budget.held == 3
-        assert registry.get_sample_value("waiting") == 0
-    assert budget.held == 0
-
-
-def test_a_message_within_its_shards_thread_share_keeps_waiting_for_room() -> None:
-    # Given a shard's message waiting for the calls' room (not past its share of 4 threads)
-    # while other work waits
-    budget = CallBudget(limit=100, threads=4)
-    other_work = OtherWork()
-    other_work.waiting = True
-    entered = threading.Event()
-
-    def second() -> None:
-        with budget.hold(50, "passthru.bulk.2", other_work):
-            entered.set()
-
-    with budget.hold(90, "passthru.bulk.5"):
-        thread = in_thread(second)
-        wait_until(lambda: thread.is_alive())
-        # Then it is never handed back: it is not what fills the threads
-        assert not entered.wait(0.6)
-        assert thread.is_alive()
-    thread.join(JOIN_S)
-    assert entered.is_set()
-
-
 def test_the_pools_real_size_sets_the_share_of_the_threads() -> None:
     # Given a budget told of 2 threads (a shard's share: 1) after it was made for 32
     budget = CallBudget(limit=1000, threads=32)
@@ -297,63 +235,61 @@ def test_the_pools_real_size_sets_the_share_of_the_threads() -> None:
     assert entered.is_set()
 
 
-def test_a_hand_back_leaves_no_count_behind() -> None:
-    # Given 4 threads, a shard's 3 messages held, and two more waiting past its share
-    budget = CallBudget(limit=1000, threads=4)
-    other_work = OtherWork()
-    other_work.waiting = True
-    outcome: list[str] = []
-
-    def waiting(calls: int) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                with budget.hold(calls, "passthru.bulk.2", other_work):
-                    outcome.append("ran")
-            except HandBack:
-                outcome.append("handed back")
-
-        return run
-
-    with hold_three(budget, "passthru.bulk.2"):
-        threads = [in_thread(waiting(1)) for _ in range(2)]
-        for thread in threads:
-            thread.join(JOIN_S)
-        # Then both go back (each was past the share of 3), nothing held for them
-        assert outcome == ["handed back", "handed back"]
-        assert budget.held == 3
-    # And the shard counts as holding nothing after: its message waiting for room (not
-    # past its share of the threads) keeps waiting, however much other work waits
-    with budget.hold(990, "passthru.bulk.2"):
-        later = in_thread(waiting(20))
-        time.sleep(2 * LOOK_EVERY_S + 0.1)
-        assert later.is_alive()
-    later.join(JOIN_S)
-    assert outcome[-1] == "ran"
+def test_a_reserved_message_counts_in_its_owners_shares_before_it_is_held() -> None:
+    # Given a budget of 768 calls (an owner's share: 576) and 32 threads (its share: 24), an
+    # owner holding 400 calls, and a message of 100 more of its calls reserved (a chunk just
+    # taken, not yet held)
+    budget = CallBudget(limit=768, threads=32)
+    with budget.hold(400, "tn_a"):
+        budget.reserve("tn_a", 100)
+        # Then the next chunk of 100 would pass the share: the owner is full
+        assert budget.full(100) == ["tn_a"]
+        assert budget.full(76) == []
+        # And once the reserved message is held, it counts as held, not twice
+        with budget.hold(100, "tn_a", reserved=True):
+            assert budget.held == 500
+            assert budget.full(100) == ["tn_a"]
+            assert budget.full(76) == []
+        assert budget.full(100) == []
     assert budget.held == 0
 
 
-def test_a_waiting_message_that_fails_lets_go_of_its_place() -> None:
-    # Given a shard's message waiting past its share, and the question about other work
-    # failing (a defect elsewhere)
+class Interrupted(BaseException):
+    pass
+
+
+class InterruptedWait(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        raise Interrupted
+
+
+def test_a_waiting_message_that_ends_by_an_error_lets_go_of_its_place_and_wakes_a_taker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given 4 threads (an owner's share: 3), an owner's three messages held and its fourth,
+    # reserved, waiting for one of them
     budget = CallBudget(limit=1000, threads=4)
+    woken: list[bool] = []
+    with hold_three(budget, "tn_a"):
+        budget.reserve("tn_a", 1)
+        assert budget.full(1) == ["tn_a"]
+        looker = in_thread(lambda: woken.append(budget.wait_for_release(JOIN_S)))
+        wait_until(lambda: looker.is_alive())
+        time.sleep(0.05)
 
-    def broken() -> bool:
-        raise RuntimeError("a defect")
+        def fourth() -> None:
+            with budget.hold(1, "tn_a", reserved=True):
+                raise AssertionError("never held")
 
-    failed = threading.Event()
-
-    def waiting() -> None:
-        try:
-            with budget.hold(1, "passthru.bulk.2", broken):
-                pass
-        except RuntimeError:
-            failed.set()
-
-    with hold_three(budget, "passthru.bulk.2"):
-        thread = in_thread(waiting)
-        thread.join(JOIN_S)
-        assert failed.is_set()
-    # Then nothing is left held: the next message of any size starts at once
+        # When the waiting message is interrupted
+        monkeypatch.setattr(
+            budget_module, "_Waiter", partial(budget_module._Waiter, admitted=InterruptedWait())
+        )
+        with pytest.raises(Interrupted):
+            fourth()
+        # Then its place is let go, and a thread waiting to take a chunk is woken
+        looker.join(JOIN_S)
+        assert woken == [True]
+        assert budget.full(1) == ["tn_a"]  # the three still held
+    assert budget.full(1) == []
     assert budget.held == 0
-    with budget.hold(5000, "passthru.bulk.2"):
-        assert budget.held == 5000

@@ -1,16 +1,26 @@
 """Which chunk of the bulk lane a Celery thread runs (worker/bulk_turns.py): the next
 tenant's in turn, skipping the tenants at their share of the process, waiting while only
-they have chunks due; against a real redis-server."""
+they have chunks due, giving its message back when other messages wait for a thread; a
+take sent again, or never answered, loses no chunk; a countdown's ids put in turn. Against a
+real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from typing import Any
 
+import pytest
 import redis
+from sqlalchemy import Engine
 
-from models.interactive_due import BulkDue
+from models.calls.states import CallStatus
+from models.db.tables import ConnectedAccount
+from models.interactive_due import BulkDue, held_ids
+from models.keys import BULK_DUE_OF_PREFIX, QUEUE_BULK
+from tests.worker.factories import RecordingPublisher, make_call
 from worker.budget import CallBudget
-from worker.bulk_turns import BulkTurns, Chunk
+from worker.bulk_turns import BulkTurns, Chunk, HandBack, put_in_turn
 
 HELD = "passthru:held:test-worker"
 JOIN_S = 10.0
@@ -39,7 +49,7 @@ def test_chunks_are_taken_tenant_after_tenant_and_held_under_their_message(
             None,
         ]
     )
-    assert redis_client.hget(HELD, "m1") == ",".join(few).encode()
+    assert redis_client.hget(HELD, "m1") == f"tn_b:{','.join(few)}".encode()
 
 
 def test_a_tenant_at_its_share_is_skipped_and_its_chunks_wait_for_one_of_its_messages(
@@ -84,19 +94,99 @@ def test_nothing_due_is_none(redis_client: redis.Redis) -> None:
     assert turns.take("m1") is None
 
 
-def test_a_chunk_taken_counts_at_once_so_the_next_take_sees_its_tenant_at_its_share(
+class Answers(redis.Redis):
+    """A client whose next script to run on the server (EVALSHA) has its answer lost, once
+    `lose` says so: `"again"` sends it once more, as a client's retry does, and answers
+    that; `"error"` raises as a client with no retry left does."""
+
+    lose: str = ""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        answer = super().execute_command(*args, **options)
+        if args[0] != "EVALSHA":
+            return answer
+        lost, self.lose = self.lose, ""
+        if lost == "again":
+            return super().execute_command(*args, **options)
+        if lost == "error":
+            raise redis.ConnectionError("the answer was lost")
+        return answer
+
+
+def losing_one_answer(
+    redis_client: redis.Redis, chunks: int, how: str
+) -> tuple[list[str], BulkTurns]:
+    """Tenant a's `chunks` chunks due, and a thread's turns whose first take's answer is
+    lost `how` (Answers)."""
+    backlog = ids("a", 100 * chunks)
+    BulkDue(redis_client).push(backlog, dict.fromkeys(backlog, "tn_a"))
+    kwargs = redis_client.connection_pool.connection_kwargs
+    client = Answers(host=kwargs["host"], port=kwargs["port"])
+    client.lose = how
+    return backlog, BulkTurns(BulkDue(client), CallBudget(limit=10_000, threads=32), HELD)
+
+
+def left_of(redis_client: redis.Redis, tenant: str) -> list[str]:
+    """Every id of `tenant` still due, and every id held."""
+    on_list = redis_client.lrange(f"{BULK_DUE_OF_PREFIX}{tenant}", 0, -1)
+    return sorted(
+        [i for chunk in on_list for i in chunk.decode().split(",")]
+        + [i for value in redis_client.hvals(HELD) for i in held_ids(value)]
+    )
+
+
+def test_a_take_sent_again_under_the_same_message_takes_nothing_more(
     redis_client: redis.Redis,
 ) -> None:
-    # Given 4 threads (a tenant's share: 3) and two of tenant a's messages held
+    # Given three chunks due, and a client whose first take's answer is lost and the take
+    # sent again (redis-py's retry)
+    backlog, turns = losing_one_answer(redis_client, 3, "again")
+    # Then the second send answers the chunk the first one took, and took no other
+    assert turns.take("m1") == Chunk("tn_a", backlog[:100])
+    assert left_of(redis_client, "tn_a") == sorted(backlog)
+    assert BulkDue(redis_client).depth() == 2
+
+
+def test_a_take_whose_answer_never_comes_keeps_its_chunk_and_the_next_take_puts_it_back(
+    redis_client: redis.Redis,
+) -> None:
+    # Given two chunks due, and a take whose script ran but whose answer never came
+    backlog, turns = losing_one_answer(redis_client, 2, "error")
+    assert turns.take("m1") is None
+    # Then the message's entry is kept when the message ends (worker/app.py: task_postrun)
+    assert turns.keeps("m1")
+    assert left_of(redis_client, "tn_a") == sorted(backlog)
+    # And the next take puts its chunk back at the head of its tenant's list, and takes it
+    assert turns.take("m2") == Chunk("tn_a", backlog[:100])
+    assert not turns.keeps("m1")
+    assert redis_client.hkeys(HELD) == [b"m2"]
+    assert left_of(redis_client, "tn_a") == sorted(backlog)
+
+
+@pytest.mark.parametrize(
+    ("limit", "threads", "held"),
+    [
+        # 4 threads (a tenant's share: 3), two of tenant a's messages held
+        (10_000, 4, [1, 1]),
+        # 768 calls (a tenant's share: 576), 400 of tenant a's held (400 + 100 <= 576)
+        (768, 32, [400]),
+    ],
+    ids=["threads", "calls"],
+)
+def test_a_chunk_taken_counts_at_once_so_the_next_take_sees_its_tenant_at_its_share(
+    redis_client: redis.Redis, limit: int, threads: int, held: list[int]
+) -> None:
     due = BulkDue(redis_client)
     backlog = ids("a", 300)
     due.push(backlog, dict.fromkeys(backlog, "tn_a"))
-    budget = CallBudget(limit=10_000, threads=4)
+    budget = CallBudget(limit=limit, threads=threads)
     turns = BulkTurns(due, budget, HELD)
-    with budget.hold(1, "tn_a"), budget.hold(1, "tn_a"):
-        # When a thread takes its third chunk, before holding it
+    with contextlib.ExitStack() as holding:
+        for calls in held:
+            holding.enter_context(budget.hold(calls, "tn_a"))
+        # When a thread takes a chunk, before holding it
         assert turns.take("m1") == Chunk("tn_a", backlog[:100])
-        # Then the next take waits: the tenant is at its share already
+        # Then the next take waits: the tenant is at its share with it
         got: list[Chunk | None] = []
         waiter = threading.Thread(target=lambda: got.append(turns.take("m2")), daemon=True)
         waiter.start()
@@ -105,3 +195,68 @@ def test_a_chunk_taken_counts_at_once_so_the_next_take_sees_its_tenant_at_its_sh
     # And takes it once one of the tenant's messages ends
     waiter.join(JOIN_S)
     assert got == [Chunk("tn_a", backlog[100:200])]
+
+
+class Flag:
+    def __init__(self) -> None:
+        self.up = False
+        self.asked = threading.Event()
+
+    def __call__(self) -> bool:
+        self.asked.set()
+        return self.up
+
+
+@pytest.mark.parametrize("reason", ["other work", "stopping"])
+def test_a_thread_waiting_for_a_turn_hands_its_message_back(
+    redis_client: redis.Redis, reason: str
+) -> None:
+    # Given a process of 4 threads (a tenant's share: 3) running 3 of tenant a's chunks,
+    # and its backlog due
+    due = BulkDue(redis_client)
+    backlog = ids("a", 500)
+    due.push(backlog, dict.fromkeys(backlog, "tn_a"))
+    budget = CallBudget(limit=10_000, threads=4)
+    other_work, stopping = Flag(), Flag()
+    turns = BulkTurns(due, budget, HELD, other_work=other_work, stopping=stopping)
+    outcome: list[str] = []
+
+    def fourth() -> None:
+        try:
+            outcome.append(repr(turns.take("m4")))
+        except HandBack as exc:
+            outcome.append(f"handed back: {exc}")
+
+    with budget.hold(1, "tn_a"), budget.hold(1, "tn_a"), budget.hold(1, "tn_a"):
+        thread = threading.Thread(target=fourth, daemon=True)
+        thread.start()
+        # While nothing else waits, its thread waits for a turn
+        assert other_work.asked.wait(JOIN_S)
+        thread.join(0.6)
+        assert thread.is_alive()
+        # When a message waits for a thread (or the worker stops), it is handed back,
+        # holding no chunk
+        (other_work if reason == "other work" else stopping).up = True
+        thread.join(JOIN_S)
+        assert len(outcome) == 1
+        assert outcome[0].startswith("handed back")
+        assert redis_client.hlen(HELD) == 0
+        assert budget.full(100) == ["tn_a"]  # the three held, nothing more
+    assert due.depth() == 5
+
+
+def test_a_countdowns_ids_go_in_their_tenants_turn(
+    engine: Engine, account: ConnectedAccount
+) -> None:
+    # Given a bulk message with ids (a countdown's, or an older API's): two calls waiting,
+    # one already ended
+    waiting = [
+        make_call(engine, account, status=s) for s in (CallStatus.QUEUED, CallStatus.RETRYING)
+    ]
+    ended = make_call(engine, account, status=CallStatus.COMPLETED)
+    publisher = RecordingPublisher()
+    # When it arrives
+    put_in_turn(engine, publisher, [c.id for c in waiting] + [ended.id, "fc_unknown"])
+    # Then the waiting ones go on their tenant's list, due now, and nothing else does
+    assert publisher.calls == [([c.id for c in waiting], QUEUE_BULK, 0.0)]
+    assert publisher.tenant_of == dict.fromkeys([c.id for c in waiting], account.tenant_id)

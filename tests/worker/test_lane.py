@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
@@ -95,6 +96,40 @@ def test_an_id_popped_by_a_process_that_dies_is_found_in_what_it_held(
     # Then the id it had taken is among what it held (and no longer due)
     assert held == ["fc_inflight"]
     assert due(redis_client) == 0
+
+
+class LosesOneAnswer(redis.Redis):
+    """A client whose first script run (EVALSHA: a take) runs on the server but whose answer
+    is lost, once for all the clients of the test: a reset connection, or a read timeout."""
+
+    armed = threading.Event()
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        answer = super().execute_command(*args, **options)
+        if args[0] == "EVALSHA" and self.armed.is_set():
+            self.armed.clear()
+            raise redis.ConnectionError("the answer was lost")
+        return answer
+
+
+def test_an_id_whose_take_was_never_answered_is_run_from_the_held_list(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    # Given two calls due, and a lane whose first take moves one onto the held list but
+    # never hears so
+    push(redis_client, "fc_1", "fc_2")
+    LosesOneAnswer.armed.set()
+    runs = Runs()
+    consumer = InteractiveConsumer(lambda: LosesOneAnswer.from_url(redis_server.url), runs, 2, HELD)
+    consumer.start()
+    try:
+        # Then both are run, the one taken unanswered from the held list
+        assert runs.wait_for(2) == ["fc_1", "fc_2"]
+    finally:
+        assert consumer.stop(10) is True
+    assert not LosesOneAnswer.armed.is_set()
+    assert due(redis_client) == 0
+    assert redis_client.llen(HELD) == 0
 
 
 def test_a_call_that_fails_does_not_stop_its_thread(

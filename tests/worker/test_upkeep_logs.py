@@ -13,7 +13,7 @@ from celery.exceptions import Reject
 
 from models.keys import TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
 from worker.app import _quiet_upkeep
-from worker.budget import HandBack
+from worker.bulk_turns import HandBack
 
 
 def _line(task: str) -> logging.LogRecord:
