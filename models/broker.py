@@ -95,7 +95,7 @@ def sender_app(redis_url: str) -> Celery:
     return app
 
 
-# No call's tenant known: interactive ids go to the shared bucket, bulk ones to the first shard.
+# No call's tenant known: its ids go in turn as the unknown tenant's (models/interactive_due.py).
 NO_TENANTS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -106,6 +106,7 @@ class Publisher(Protocol):
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool: ...
 
     def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
@@ -135,16 +136,18 @@ class BrokerPublisher:
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool:
         """Publish every id (interactive ones due now on their tenant's list, by
-        `tenant_of`; bulk ones due now in chunks of BULK_CHUNK on their tenant's list, a
-        message without ids on QUEUE_BULK for each chunk; bulk ones with a countdown in
-        chunks on their tenant's shard; one per message elsewhere); False if the broker
-        could not be reached (the sweeper retries)."""
+        `tenant_of`; bulk ones due now in chunks of BULK_CHUNK on their tenant's list, at its
+        head when `first` (calls that had their turn already), a message without ids on
+        QUEUE_BULK for each chunk; bulk ones with a countdown in chunks on their tenant's
+        shard; one per message elsewhere); False if the broker could not be reached (the
+        sweeper retries)."""
         if queue == QUEUE_INTERACTIVE and not countdown_s:
             failure = self._push_due(call_ids, tenant_of)
         elif queue == QUEUE_BULK and not countdown_s:
-            failure = self._push_bulk(call_ids, tenant_of)
+            failure = self._push_bulk(call_ids, tenant_of, first)
         elif queue == QUEUE_BULK:
             shards: dict[str, list[str]] = {}
             for call_id in call_ids:
@@ -208,11 +211,13 @@ class BrokerPublisher:
             return 0
         return chunks
 
-    def _push_bulk(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> Exception | None:
+    def _push_bulk(
+        self, call_ids: Sequence[str], tenant_of: Mapping[str, str], first: bool
+    ) -> Exception | None:
         if not call_ids:
             return None
         try:
-            chunks = self._bulk.push(call_ids, tenant_of)
+            chunks = self._bulk.push(call_ids, tenant_of, first)
         except redis.RedisError as exc:
             return exc
         return self._send(TASK_TAKE_BULK, [(QUEUE_BULK, None)] * chunks, 0.0)
@@ -250,16 +255,10 @@ class NoPublisher:
     """Publishes nothing and says so (False): what is due is left to the sweeper (tests of
     other things)."""
 
-    def publish_calls(
-        self,
-        call_ids: Sequence[str],
-        queue: str,
-        countdown_s: float = 0.0,
-        tenant_of: Mapping[str, str] = NO_TENANTS,
-    ) -> bool:
+    def publish_calls(self, *_: object, **__: object) -> bool:
         return False
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(self, *_: object, **__: object) -> bool:
         return False
 
     def top_up_bulk(self) -> int:

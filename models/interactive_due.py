@@ -41,12 +41,14 @@ UNKNOWN_TENANT: Final = "-"
 # Ids pushed per script call: Lua's unpack() has a limit of a few thousand values.
 PUSH_CHUNK = 1_000
 
-# KEYS: the turn, the tenant's list. ARGV: the tenant, then the ids. A tenant whose list had
+# KEYS: the turn, the tenant's list. ARGV: the tenant, where the items go ('first': at the
+# head, given last one first; else at the tail), then the items. A tenant whose list had
 # items is in turn already, unless the turn was lost (deleted, or evicted by a Redis not set
 # to `noeviction`): then it is put back, so its items are never left where no take looks.
 _PUSH = """
-local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 2))
-if n == #ARGV - 1 or not redis.call('LPOS', KEYS[1], ARGV[1]) then
+local push = ARGV[2] == 'first' and 'LPUSH' or 'RPUSH'
+local n = redis.call(push, KEYS[2], unpack(ARGV, 3))
+if n == #ARGV - 2 or not redis.call('LPOS', KEYS[1], ARGV[1]) then
   redis.call('RPUSH', KEYS[1], ARGV[1])
 end
 return n
@@ -165,17 +167,18 @@ class TenantLists:
         self._take = client.register_script(_TAKE)
         self._give_back = client.register_script(_GIVE_BACK)
 
-    def push_items(self, by_tenant: Mapping[str, Sequence[str]]) -> None:
-        """Append each tenant's items to its list: one EVALSHA for one tenant's few items,
-        else one pipeline (which first asks whether Redis has the script: a round trip
-        more)."""
+    def push_items(self, by_tenant: Mapping[str, Sequence[str]], first: bool = False) -> None:
+        """Append each tenant's items to its list (`first`: put them at its head, in their
+        order, before the ones there): one EVALSHA for one tenant's few items, else one
+        pipeline (which first asks whether Redis has the script: a round trip more)."""
+        side = "first" if first else "last"
         pushes = [
             (
                 [self._turn_key, f"{self._prefix}{tenant_id}"],
-                [tenant_id, *items[start : start + PUSH_CHUNK]],
+                [tenant_id, side, *(reversed(part) if first else part)],
             )
             for tenant_id, items in by_tenant.items()
-            for start in range(0, len(items), PUSH_CHUNK)
+            for part in _parts(items, first)
         ]
         if len(pushes) == 1:
             self._push(keys=pushes[0][0], args=pushes[0][1])
@@ -221,6 +224,12 @@ class TenantLists:
             return sum(int(n) for n in pipe.execute())
 
 
+def _parts(items: Sequence[str], first: bool) -> list[Sequence[str]]:
+    """`items` in parts of PUSH_CHUNK, the last part first when they go to a list's head."""
+    parts = [items[start : start + PUSH_CHUNK] for start in range(0, len(items), PUSH_CHUNK)]
+    return parts[::-1] if first else parts
+
+
 def _by_tenant(call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> dict[str, list[str]]:
     """The ids by their tenant (UNKNOWN_TENANT where `tenant_of` does not say)."""
     by_tenant: dict[str, list[str]] = {}
@@ -248,13 +257,16 @@ class BulkDue(TenantLists):
     def __init__(self, client: redis.Redis) -> None:
         super().__init__(client, BULK_DUE_TENANTS, BULK_DUE_OF_PREFIX)
 
-    def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> int:
-        """Append `call_ids` to their tenants' lists in chunks; how many chunks."""
+    def push(
+        self, call_ids: Sequence[str], tenant_of: Mapping[str, str], first: bool = False
+    ) -> int:
+        """Append `call_ids` to their tenants' lists in chunks (`first`: at their heads, for
+        calls that had their turn already); how many chunks."""
         chunks = {
             tenant_id: [",".join(ids[i : i + BULK_CHUNK]) for i in range(0, len(ids), BULK_CHUNK)]
             for tenant_id, ids in _by_tenant(call_ids, tenant_of).items()
         }
-        self.push_items(chunks)
+        self.push_items(chunks, first)
         return sum(len(c) for c in chunks.values())
 
 

@@ -50,6 +50,7 @@ from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import DOWN_LIMIT_S, LaneSupervisor, lane_command
 from worker.priority import run_in_background
 from worker.process_lease import ProcessLease
+from worker.waiting_work import waiting_work
 
 # How often beat deletes calls past PASSTHRU_RETENTION_DAYS.
 PURGE_EVERY_S = 600.0
@@ -133,6 +134,9 @@ def _fail_fast(**_: object) -> None:
     # its loop (bulk requests, webhook attempts) runs behind the interactive lane.
     with config_errors_exit():
         sender = get_runtime().sender
+    # The process's one of each, made before any thread asks (a cache is not a lock).
+    bulk_turns()
+    waiting_work()
     sender.start()
     sender.loop.call_soon_threadsafe(run_in_background)
     _lease.start()

@@ -40,6 +40,7 @@ HELD_PER_CONNECTION = 3
 class _Waiter:
     calls: int
     owner: str
+    reserved: bool
     admitted: threading.Event = field(default_factory=threading.Event)
 
 
@@ -122,14 +123,14 @@ class CallBudget:
         already."""
         with self._lock:
             waiter = None
-            if reserved and owner:
-                self._drop(self._reserved_by, owner, calls)
+            reserved = reserved and bool(owner)
             if (calls > 1 or owner) and not self._fits(calls, owner):
-                waiter = _Waiter(calls, owner)
+                # A reserved message keeps counting as reserved while it waits.
+                waiter = _Waiter(calls, owner, reserved)
                 self._waiters.append(waiter)
                 self._show(self._waiting_gauge, 1)
             else:
-                self._take(calls, owner)
+                self._take(calls, owner, reserved)
             if owner and not reserved:
                 self._inside_by[owner] = self._inside_by.get(owner, 0) + 1
         if waiter is not None:
@@ -165,6 +166,8 @@ class CallBudget:
             self._show(self._waiting_gauge, -1)
             if waiter.owner:
                 self._drop(self._inside_by, waiter.owner, 1)
+            if waiter.reserved:
+                self._drop(self._reserved_by, waiter.owner, waiter.calls)
             self._admit()
             self._released.notify()  # its place in its owner's share is free
 
@@ -181,7 +184,7 @@ class CallBudget:
             if self._fits(waiter.calls, waiter.owner):
                 self._waiters.remove(waiter)
                 self._show(self._waiting_gauge, -1)
-                self._take(waiter.calls, waiter.owner)
+                self._take(waiter.calls, waiter.owner, waiter.reserved)
                 waiter.admitted.set()
             elif not waiter.owner or not self._fits(waiter.calls, ""):
                 return  # short of room: the ones behind wait their turn
@@ -200,7 +203,10 @@ class CallBudget:
         held_by = self._held_by.get(owner, 0)
         return not held_by or held_by + calls <= self._share
 
-    def _take(self, calls: int, owner: str) -> None:
+    def _take(self, calls: int, owner: str, reserved: bool = False) -> None:
+        """Hold `calls` (the lock held): a reserved message's calls move from reserved."""
+        if reserved:
+            self._drop(self._reserved_by, owner, calls)
         self._held += calls
         self._show(self._held_gauge, calls)
         if owner:

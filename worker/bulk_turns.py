@@ -35,7 +35,7 @@ from celery.worker import state as celery_state
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import VISIBILITY_TIMEOUT_S, Publisher
 from models.db.tables import FunctionCall
@@ -61,9 +61,11 @@ IDLE_WAIT_S = 5.0
 # How often a waiting thread asks whether other messages wait for a thread (one read of the
 # queues' lengths per period for the whole process).
 LOOK_EVERY_S = READ_EVERY_S
-# How long a thread waits for another's take (one at a time per process) before it leaves
-# its message's chunk where it is, for the next message (a Redis that does not answer).
+# How long a thread waits for another's take (one at a time per process) before it gives its
+# message back (a Redis that does not answer).
 TAKE_WAIT_S = 10.0
+# After a take that got no answer, the pauses before each try to put its chunk back in turn.
+SETTLE_PAUSES_S = (0.5, 1.0, 2.0)
 
 
 class HandBack(Exception):
@@ -86,6 +88,8 @@ class BulkTurns:
         other_work: Callable[[], bool] = lambda: False,
         stopping: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        settle_pauses_s: Sequence[float] = SETTLE_PAUSES_S,
+        take_wait_s: float = TAKE_WAIT_S,
     ) -> None:
         self._due = due
         self._budget = budget
@@ -93,31 +97,38 @@ class BulkTurns:
         self._other_work = other_work
         self._stopping = stopping
         self._clock = clock
+        self._settle_pauses_s = settle_pauses_s
+        self._take_wait_s = take_wait_s
         self._looking = threading.Lock()  # held by the one waiting thread that polls
         # Held from the shares read to the chunk counted, so two threads never both take a
         # chunk of a tenant one short of its share.
         self._taking = threading.Lock()
-        # Messages whose take got no answer: their entries may hold a chunk, which the next
-        # take puts back in turn (guarded by _taking).
-        self._unsure: set[str] = set()
+        # Messages whose take got no answer, oldest first: their entries may hold a chunk,
+        # which goes back in turn at the next take (guarded by _taking).
+        self._unsure: dict[str, None] = {}
 
     def take(self, message_id: str) -> Chunk | None:
         """The chunk for message `message_id`, counted in the budget as its tenant's
         (`CallBudget.reserve`: hold it with `reserved=True`); None when no chunk is due
-        (another message took it), or Redis did not answer (`keeps` then says whether the
-        message's entry must stay). HandBack when it should go back to its queue."""
+        (another message took it), or Redis did not answer for long (`keeps` then says the
+        message's entry must stay). HandBack when it should go back to its queue: it waited
+        for a turn while other work waited, the worker is stopping, or its take's chunk went
+        back in turn."""
         while True:
-            if not self._taking.acquire(timeout=TAKE_WAIT_S):
-                log.warning("bulk lane: no take answered in %g s; the chunk stays due", TAKE_WAIT_S)
-                return None
+            if self._stopping():
+                raise HandBack("the worker is stopping")
+            if not self._taking.acquire(timeout=self._take_wait_s):
+                raise HandBack(f"no take of this process answered in {self._take_wait_s:g} s")
             try:
                 found = self._take(message_id)
             except redis.RedisError as exc:
-                self._unsure.add(message_id)
-                log.warning("bulk lane: Redis unavailable (%s); the chunk goes back in turn", exc)
-                return None
+                self._unsure[message_id] = None
+                log.warning("bulk lane: a take got no answer (%s)", exc)
+                found = None
             finally:
                 self._taking.release()
+            if found is None:
+                return self._settle()
             if isinstance(found, Taken):
                 return Chunk(found.tenant_id, [i for i in found.call_id.split(",") if i])
             if found is Due.NOTHING:
@@ -132,9 +143,7 @@ class BulkTurns:
     def _take(self, message_id: str) -> Taken | Due:
         """One take, with `_taking` held: first the chunks of takes that got no answer back
         in turn, then the next chunk, counted at once."""
-        if self._unsure:
-            self._due.give_back(self._held_key, self._unsure)
-            self._unsure.clear()
+        self._give_back()
         found = self._due.take(
             self._held_key,
             self._budget.full(BULK_CHUNK),
@@ -144,6 +153,30 @@ class BulkTurns:
         if isinstance(found, Taken):
             self._budget.reserve(found.tenant_id, found.call_id.count(",") + 1)
         return found
+
+    def _give_back(self) -> None:
+        """The chunks of takes that got no answer back at the head of their tenants' lists,
+        the oldest first (`_taking` held)."""
+        if self._unsure:
+            self._due.give_back(self._held_key, list(reversed(self._unsure)))
+            self._unsure.clear()
+
+    def _settle(self) -> Chunk | None:
+        """After a take that got no answer: its chunk (if it took one) back in turn as soon
+        as Redis answers, and the message with it (HandBack), so the chunk keeps a message;
+        None when Redis stays away (the next take, or the sweeper, sees to it)."""
+        for pause in self._settle_pauses_s:
+            time.sleep(pause)
+            if self._stopping() or not self._taking.acquire(timeout=self._take_wait_s):
+                return None
+            try:
+                self._give_back()
+            except redis.RedisError:
+                continue
+            finally:
+                self._taking.release()
+            raise HandBack("its take got no answer; its chunk is back in turn")
+        return None
 
     def _wait_a_turn(self) -> None:
         """Until a message of the process ends; the one thread that looks for other tenants'
@@ -167,7 +200,8 @@ class BulkTurns:
 
 def put_in_turn(engine: Engine, publisher: Publisher, call_ids: Sequence[str]) -> None:
     """A bulk message's own ids (a countdown's, or an older API process's) onto their
-    tenants' lists, in turn with every other chunk (those already ended left out). Their
+    tenants' lists, in turn with every other chunk (those already ended left out), at their
+    heads: these calls had their turn already (a retry, a rate limit's come-back). Their
     tenants are read from the database; when it is away, they go in turn as one tenant's
     (the unknown one's), and when Redis is, they are marked for the sweeper."""
     tenant_of: dict[str, str] = {}
@@ -180,13 +214,18 @@ def put_in_turn(engine: Engine, publisher: Publisher, call_ids: Sequence[str]) -
                 )
             ).all()
         call_ids, tenant_of = [r.id for r in rows], {r.id: r.tenant_id for r in rows}
-    except (OperationalError, InterfaceError) as exc:
+    except SQLAlchemyError as exc:
         log.warning("bulk lane: tenants of %d call(s) not read (%s)", len(call_ids), exc)
-    publish_or_forget(engine, publisher, call_ids, QUEUE_BULK, 0.0, tenant_of)
+    publish_or_forget(engine, publisher, call_ids, QUEUE_BULK, 0.0, tenant_of, first=True)
 
 
 def _stopping() -> bool:
-    return bool(celery_state.should_stop or celery_state.should_terminate)
+    """Whether the worker is shutting down (Celery sets these to an exit code, 0 included)."""
+    return any(flag is not None and flag is not False for flag in _stop_flags())
+
+
+def _stop_flags() -> tuple[object, object]:
+    return celery_state.should_stop, celery_state.should_terminate
 
 
 @lru_cache(maxsize=1)
@@ -196,8 +235,8 @@ def bulk_turns() -> BulkTurns:
         get_settings().redis_url,
         socket_timeout=2,
         socket_connect_timeout=2,
-        # The take is safe to send again (above); a few quick tries ride out a blip.
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        # The take is safe to send again (above); a second try rides out a blip.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
     )
     return BulkTurns(
         BulkDue(client),

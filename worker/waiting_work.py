@@ -4,8 +4,8 @@ its thread would serve someone else. The queues a free thread asks before the bu
 takes, or in turn with them, count (upkeep, the interactive queue, the webhooks' and the
 bulk shards whose messages carry ids: models/queue_order.py); a message handed back goes
 to the end of its queue, and its queue to the end of the turn. A message sent with a
-countdown counts while it waits in Redis: once taken, it waits in the worker's memory, not
-on a thread, so it costs at most one hand-back.
+countdown counts while it waits in Redis, and again once it is due and waits in the worker's
+thread pool for a free thread.
 The queues' lengths are read in one pipeline, at most once per `every_s` for all of a
 process's threads, and each message seen waiting is claimed by one thread only, so no more
 messages are handed back than wait.
@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from functools import lru_cache
 
 import redis
+from celery.worker import state as celery_state
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -29,6 +30,9 @@ _ASKED_FIRST = frozenset((QUEUE_MAINTENANCE, QUEUE_INTERACTIVE, QUEUE_WEBHOOKS, 
 READ_TIMEOUT_S = 1.0
 # How often the process reads the queues' lengths, at most.
 READ_EVERY_S = 0.25
+# Messages the worker took and handed to its thread pool, waiting there for a free thread (a
+# countdown's, when it comes due): other work too, counted under this name.
+IN_POOL = "(the thread pool)"
 
 
 class WaitingWork:
@@ -38,8 +42,10 @@ class WaitingWork:
         queues: Callable[[], Collection[str]],
         every_s: float,
         clock: Callable[[], float] = time.monotonic,
+        in_pool: Callable[[], int] = lambda: 0,
     ) -> None:
         self._client = client
+        self._in_pool = in_pool  # messages handed to the thread pool, not yet started
         self._queues = queues  # read each time: the worker adds its bulk shards after start
         self._every_s = every_s
         self._clock = clock
@@ -74,6 +80,7 @@ class WaitingWork:
         except redis.RedisError:
             lengths = [0] * len(names)
         self._lengths = dict(zip(names, (int(n) for n in lengths), strict=True))
+        self._lengths[IN_POOL] = self._in_pool()
         self._claimed.clear()
         self._read_at = now
         return self._lengths
@@ -92,4 +99,11 @@ def waiting_work() -> WaitingWork:
         socket_connect_timeout=READ_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
     )
-    return WaitingWork(client, lambda: tuple(app.amqp.queues.consume_from), READ_EVERY_S)
+    return WaitingWork(
+        client, lambda: tuple(app.amqp.queues.consume_from), READ_EVERY_S, in_pool=_in_pool
+    )
+
+
+def _in_pool() -> int:
+    """Messages received (a countdown's once due) and not yet started by a thread."""
+    return max(0, len(celery_state.reserved_requests) - len(celery_state.active_requests))

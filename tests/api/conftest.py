@@ -88,6 +88,7 @@ class PublishedIds:
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.ids.extend(call_ids)

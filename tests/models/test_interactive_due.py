@@ -183,3 +183,29 @@ def test_chunks_given_back_go_to_the_head_of_their_tenants_list_and_into_the_tur
     assert redis_client.lrange(f"{BULK_DUE_OF_PREFIX}tn_a", 0, -1) == [b"a1,a2", b"a3"]
     assert sorted(redis_client.lrange(BULK_DUE_TENANTS, 0, -1)) == [b"tn_a", b"tn_b"]
     assert due.give_back(HELD, []) == 0
+
+
+def test_chunks_pushed_first_go_ahead_of_their_tenants_others_in_their_order(
+    redis_client: redis.Redis,
+) -> None:
+    due = BulkDue(redis_client)
+    due.push(["a1", "a2"], {"a1": "tn_a", "a2": "tn_a"})
+    comeback = [f"c{i}" for i in range(150)]
+    assert due.push(comeback, dict.fromkeys(comeback, "tn_a"), first=True) == 2
+    chunks = redis_client.lrange(f"{BULK_DUE_OF_PREFIX}tn_a", 0, -1)
+    assert [c.decode() for c in chunks] == [
+        ",".join(comeback[:100]),
+        ",".join(comeback[100:]),
+        "a1,a2",
+    ]
+    # A tenant with nothing due is put in turn by a push first too
+    due.push(["b1"], {"b1": "tn_b"}, first=True)
+    assert redis_client.lrange(BULK_DUE_TENANTS, 0, -1) == [b"tn_a", b"tn_b"]
+
+
+def test_many_items_pushed_first_keep_their_order(redis_client: redis.Redis) -> None:
+    due = InteractiveDue(redis_client)
+    items = [f"i{n}" for n in range(PUSH_CHUNK * 2 + 5)]
+    due.push_items({"tn_a": ["last"]})
+    due.push_items({"tn_a": items}, first=True)
+    assert [i.decode() for i in redis_client.lrange(due_list("tn_a"), 0, -1)] == [*items, "last"]

@@ -168,6 +168,7 @@ class RecordingPublisher:
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.calls.append((list(call_ids), queue, countdown_s))

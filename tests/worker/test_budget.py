@@ -293,3 +293,31 @@ def test_a_waiting_message_that_ends_by_an_error_lets_go_of_its_place_and_wakes_
         assert budget.full(1) == ["tn_a"]  # the three still held
     assert budget.full(1) == []
     assert budget.held == 0
+
+
+def test_a_reserved_message_waiting_for_room_still_counts_in_its_owners_share() -> None:
+    # Given 768 calls (an owner's share: 576), tenant a holding 400 and tenant b 300, and a
+    # chunk of 100 of tenant a's taken (reserved)
+    budget = CallBudget(limit=768, threads=32)
+    entered = threading.Event()
+
+    def chunk() -> None:
+        with budget.hold(100, "tn_a", reserved=True):
+            entered.set()
+
+    with budget.hold(400, "tn_a"):
+        budget.reserve("tn_a", 100)
+        with budget.hold(300, "tn_b"):
+            # When the chunk waits for room (700 + 100 > 768)
+            thread = in_thread(chunk)
+            wait_until(lambda: thread.is_alive())
+            time.sleep(0.05)
+            assert not entered.is_set()
+            # Then its calls still count for its tenant: another chunk would pass the share
+            assert budget.full(100) == ["tn_a"]
+        # And once let in, they count as held, once
+        thread.join(JOIN_S)
+        assert entered.is_set()
+        assert budget.full(76) == []
+    assert budget.full(100) == []
+    assert budget.held == 0

@@ -12,13 +12,17 @@ from typing import Any
 
 import pytest
 import redis
+from celery.worker import state as celery_state
 from sqlalchemy import Engine
 
+from api.dev.embedded_redis import EmbeddedRedis
+from models.broker import BrokerPublisher, lane_client, sender_app
 from models.calls.states import CallStatus
 from models.db.tables import ConnectedAccount
 from models.interactive_due import BulkDue, held_ids
 from models.keys import BULK_DUE_OF_PREFIX, QUEUE_BULK
-from tests.worker.factories import RecordingPublisher, make_call
+from tests.worker.factories import make_call
+from worker import bulk_turns as bulk_turns_module
 from worker.budget import CallBudget
 from worker.bulk_turns import BulkTurns, Chunk, HandBack, put_in_turn
 
@@ -100,8 +104,12 @@ class Answers(redis.Redis):
     that; `"error"` raises as a client with no retry left does."""
 
     lose: str = ""
+    down = 0  # after the answer lost, how many more scripts find Redis away
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] == "EVALSHA" and not self.lose and self.down:
+            self.down -= 1
+            raise redis.ConnectionError("Redis is away")
         answer = super().execute_command(*args, **options)
         if args[0] != "EVALSHA":
             return answer
@@ -114,16 +122,17 @@ class Answers(redis.Redis):
 
 
 def losing_one_answer(
-    redis_client: redis.Redis, chunks: int, how: str
+    redis_client: redis.Redis, chunks: int, how: str, down: int = 0
 ) -> tuple[list[str], BulkTurns]:
     """Tenant a's `chunks` chunks due, and a thread's turns whose first take's answer is
-    lost `how` (Answers)."""
+    lost `how`, Redis then away for `down` more scripts (Answers)."""
     backlog = ids("a", 100 * chunks)
     BulkDue(redis_client).push(backlog, dict.fromkeys(backlog, "tn_a"))
     kwargs = redis_client.connection_pool.connection_kwargs
     client = Answers(host=kwargs["host"], port=kwargs["port"])
-    client.lose = how
-    return backlog, BulkTurns(BulkDue(client), CallBudget(limit=10_000, threads=32), HELD)
+    client.lose, client.down = how, down
+    budget = CallBudget(limit=10_000, threads=32)
+    return backlog, BulkTurns(BulkDue(client), budget, HELD, settle_pauses_s=(0.0, 0.0))
 
 
 def left_of(redis_client: redis.Redis, tenant: str) -> list[str]:
@@ -147,20 +156,67 @@ def test_a_take_sent_again_under_the_same_message_takes_nothing_more(
     assert BulkDue(redis_client).depth() == 2
 
 
-def test_a_take_whose_answer_never_comes_keeps_its_chunk_and_the_next_take_puts_it_back(
+def test_a_take_whose_answer_never_comes_puts_its_chunk_back_in_turn_and_its_message_back(
     redis_client: redis.Redis,
 ) -> None:
     # Given two chunks due, and a take whose script ran but whose answer never came
     backlog, turns = losing_one_answer(redis_client, 2, "error")
+    # Then as soon as Redis answers, the chunk it took is first on its tenant's list again,
+    # and its message goes back to its queue to take it
+    with pytest.raises(HandBack, match="back in turn"):
+        turns.take("m1")
+    assert not turns.keeps("m1")
+    assert redis_client.hlen(HELD) == 0
+    assert left_of(redis_client, "tn_a") == sorted(backlog)
+    assert turns.take("m2") == Chunk("tn_a", backlog[:100])
+
+
+def test_a_take_whose_answer_never_comes_while_redis_stays_away_keeps_its_chunk(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a take whose answer never came, and Redis away for every try after it
+    backlog, turns = losing_one_answer(redis_client, 2, "error", down=2)
     assert turns.take("m1") is None
     # Then the message's entry is kept when the message ends (worker/app.py: task_postrun)
     assert turns.keeps("m1")
     assert left_of(redis_client, "tn_a") == sorted(backlog)
-    # And the next take puts its chunk back at the head of its tenant's list, and takes it
+    # And the next take, Redis back, puts its chunk back at the head of its tenant's list
+    # first, and takes it
     assert turns.take("m2") == Chunk("tn_a", backlog[:100])
     assert not turns.keeps("m1")
     assert redis_client.hkeys(HELD) == [b"m2"]
     assert left_of(redis_client, "tn_a") == sorted(backlog)
+
+
+def test_a_stopping_worker_takes_no_chunk(redis_client: redis.Redis) -> None:
+    due = BulkDue(redis_client)
+    due.push(["a1"], {"a1": "tn_a"})
+    turns = BulkTurns(due, CallBudget(limit=100, threads=4), HELD, stopping=lambda: True)
+    with pytest.raises(HandBack, match="stopping"):
+        turns.take("m1")
+    assert due.depth() == 1
+
+
+def test_a_thread_that_waits_too_long_for_another_threads_take_hands_its_message_back(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a take of the process that does not end (a Redis that does not answer)
+    due = BulkDue(redis_client)
+    due.push(["a1"], {"a1": "tn_a"})
+    turns = BulkTurns(due, CallBudget(limit=100, threads=4), HELD, take_wait_s=0.05)
+    # Then another thread's message goes back to its queue, and the chunk stays due
+    with turns._taking, pytest.raises(HandBack, match="answered"):
+        turns.take("m1")
+    assert due.depth() == 1
+
+
+@pytest.mark.parametrize(("should_stop", "stopping"), [(None, False), (0, True), (1, True)])
+def test_a_warm_shutdown_is_stopping_whatever_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, should_stop: int | None, stopping: bool
+) -> None:
+    # Celery's warm shutdown on SIGTERM sets should_stop to 0 (EX_OK)
+    monkeypatch.setattr(celery_state, "should_stop", should_stop)
+    assert bulk_turns_module._stopping() is stopping
 
 
 @pytest.mark.parametrize(
@@ -245,18 +301,27 @@ def test_a_thread_waiting_for_a_turn_hands_its_message_back(
     assert due.depth() == 5
 
 
-def test_a_countdowns_ids_go_in_their_tenants_turn(
-    engine: Engine, account: ConnectedAccount
+def test_a_countdowns_ids_go_first_in_their_tenants_turn(
+    engine: Engine,
+    account: ConnectedAccount,
+    redis_client: redis.Redis,
+    redis_server: EmbeddedRedis,
 ) -> None:
-    # Given a bulk message with ids (a countdown's, or an older API's): two calls waiting,
-    # one already ended
+    # Given a tenant's backlog due, and a bulk message with ids (a countdown's, or an older
+    # API's) of two of its calls waiting, one ended, and one unknown
+    backlog = ids("a", 150)
+    BulkDue(redis_client).push(backlog, dict.fromkeys(backlog, account.tenant_id))
     waiting = [
         make_call(engine, account, status=s) for s in (CallStatus.QUEUED, CallStatus.RETRYING)
     ]
     ended = make_call(engine, account, status=CallStatus.COMPLETED)
-    publisher = RecordingPublisher()
+    publisher = BrokerPublisher(sender_app(redis_server.url), lane_client(redis_server.url))
     # When it arrives
     put_in_turn(engine, publisher, [c.id for c in waiting] + [ended.id, "fc_unknown"])
-    # Then the waiting ones go on their tenant's list, due now, and nothing else does
-    assert publisher.calls == [([c.id for c in waiting], QUEUE_BULK, 0.0)]
-    assert publisher.tenant_of == dict.fromkeys([c.id for c in waiting], account.tenant_id)
+    publisher.close()
+    # Then the waiting ones are the head of their tenant's list (they had their turn), with a
+    # message to take them, and nothing else is pushed
+    turns = BulkTurns(BulkDue(redis_client), CallBudget(limit=10_000, threads=32), HELD)
+    assert turns.take("m1") == Chunk(account.tenant_id, [c.id for c in waiting])
+    assert turns.take("m2") == Chunk(account.tenant_id, backlog[:100])
+    assert redis_client.llen(QUEUE_BULK) == 1

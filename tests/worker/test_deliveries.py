@@ -74,6 +74,7 @@ class PublishedDeliveries:
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool:
         raise AssertionError("webhook deliveries never publish calls")
 

@@ -45,6 +45,7 @@ class Published:
         queue: str,
         countdown_s: float = 0.0,
         tenant_of: Mapping[str, str] = NO_TENANTS,
+        first: bool = False,
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.batches.append((list(call_ids), queue))

@@ -79,3 +79,16 @@ def test_an_unreachable_redis_is_no_other_work() -> None:
     client = redis.Redis(port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     work = WaitingWork(client, lambda: QUEUES, every_s=0.25, clock=Clock())
     assert not work.claim("passthru.bulk")
+
+
+def test_messages_waiting_in_the_thread_pool_are_other_work() -> None:
+    # A countdown's message comes due while every thread is busy: it waits in the pool
+    client, clock = fakeredis.FakeRedis(), Clock()
+    in_pool = [1]
+    work = WaitingWork(
+        client, lambda: QUEUES, every_s=0.25, clock=clock, in_pool=lambda: in_pool[0]
+    )
+    assert [work.claim("passthru.bulk") for _ in range(2)] == [True, False]
+    in_pool[0] = 0
+    clock.now += 0.3
+    assert not work.claim("passthru.bulk")

@@ -249,12 +249,13 @@ def publish_or_forget(
     lane: str,
     countdown_s: float,
     tenant_of: Mapping[str, str],
+    first: bool = False,
 ) -> None:
     """Publish waiting calls already stored as published (`published_at` set with their
-    result, in the same transaction); if the broker refuses, mark them unpublished, so the
-    sweeper publishes them when due instead of waiting PASSTHRU_REPUBLISH_AFTER_S for a
-    message that does not exist."""
-    if not call_ids or publisher.publish_calls(call_ids, lane, countdown_s, tenant_of):
+    result, in the same transaction; `first`: ahead of their tenants' other bulk calls); if
+    the broker refuses, mark them unpublished, so the sweeper publishes them when due
+    instead of waiting PASSTHRU_REPUBLISH_AFTER_S for a message that does not exist."""
+    if not call_ids or publisher.publish_calls(call_ids, lane, countdown_s, tenant_of, first):
         return
     try:
         with engine.begin() as conn:
