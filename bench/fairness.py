@@ -1,7 +1,8 @@
 """(k) One tenant's batch beside another tenant's backlog on the bulk lane: how long a small
 batch takes to finish alone (the baseline, in the same run), beside a backlog on another
-bulk shard, and beside a backlog on its own shard (models/broker.py: bulk_queue; a shard's
-messages are taken in arrival order, docs/architecture.md "Lanes").
+bulk shard, and beside a backlog on its own shard (models/broker.py: bulk_queue). A shard's
+messages were once taken in arrival order; the lane now takes tenants in turn, and a shard
+carries only messages with a countdown (docs/architecture.md "Lanes").
 
 The backlog's calls take 1 s upstream, so it lasts while the small batches are measured;
 each small batch's calls answer at once."""
