@@ -29,7 +29,7 @@ from tests.worker.factories import (
 )
 from worker.calls.pipeline import execute_calls
 from worker.net.sender import Sender
-from worker.ratelimit.admission import COME_BACK_EARLY_S
+from worker.ratelimit.admission import COME_BACK_EARLY_S, STALE_AFTER_S
 from worker.runtime import Runtime
 
 APPS = parse_catalog(
@@ -164,6 +164,35 @@ def test_a_far_slot_hands_the_call_back_and_keeps_the_slot(
     assert load(engine, second.id).rate_wait is None
     _, [tat] = rig.limiter.read(["passthru:rl:slowpoke:0:app"])
     assert tat == _ms(NOW) + 20_000  # two slots booked in all
+
+
+@pytest.mark.parametrize(
+    ("late_s", "books_again"), [(STALE_AFTER_S / 2, False), (STALE_AFTER_S + 2, True)]
+)
+def test_a_call_back_long_after_the_slot_it_kept_books_again(
+    rig: Rig, engine: Engine, tenant: Tenant, vault: Vault, late_s: float, books_again: bool
+) -> None:
+    # Given a call handed back with the slot 10 s away, the only one of its 10 s
+    account = _account(engine, tenant, vault, "slowpoke")
+    first, second = (make_call(engine, account, url="https://slow.example/api/x") for _ in "ab")
+    rig.run([first.id, second.id])
+    slot = NOW + timedelta(seconds=10)
+    # When its message comes back after that slot (a busy worker, other tenants' turns)
+    statuses = rig.run([second.id], now=slot + timedelta(seconds=late_s))
+    _, [tat] = rig.limiter.read(["passthru:rl:slowpoke:0:app"])
+    if not books_again:
+        # Then, a moment late, it goes on the slot it kept
+        assert statuses == {second.id: CallStatus.COMPLETED}
+        assert tat == _ms(NOW) + 20_000
+        return
+    # Then, long after it, it does not go on a slot long past, beside the calls booked for
+    # now: it books the next one (20 s after the first) and is handed back to wait for it
+    assert statuses == {}
+    parked = load(engine, second.id)
+    assert parked.status is CallStatus.QUEUED
+    assert parked.rate_wait is not None
+    assert datetime.fromisoformat(parked.rate_wait["slot_at"]) == NOW + timedelta(seconds=20)
+    assert tat == _ms(NOW) + 30_000  # three slots booked in all
 
 
 def test_a_handed_back_call_is_due_when_its_message_comes_and_before_its_slot(

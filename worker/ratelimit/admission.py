@@ -31,6 +31,10 @@ from worker.calls.onward import OnwardRequest
 LOOP_WAIT_S = 2.0
 COME_BACK_EARLY_S = 1.0
 HORIZON_S = 120.0
+# A call back this long after the slot it kept (its message late: a busy worker, its turn
+# behind other tenants') books again: sent now on a slot long past, it would go beside the
+# calls booked for now, past the limit.
+STALE_AFTER_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,8 @@ def plan(
     wait in the loop, or be handed back. Slots are turned into local times with the clock
     read right after booking, so time spent before (claiming, decrypting) never makes a call
     go early."""
-    asks = [_ask(c, catalog, tenant_cap) for c, _ in items]
+    before = clock()
+    asks = [_ask(c, catalog, tenant_cap, before) for c, _ in items]
     bookings = limiter.book_many(
         [a for a, _ in asks], near_ms=int(LOOP_WAIT_S * 1000), horizon_ms=int(HORIZON_S * 1000)
     )
@@ -112,13 +117,17 @@ def plan(
     return out
 
 
-def _ask(c: Claimed, catalog: Catalog, tenant_cap: RateLimitSpec | None) -> tuple[Ask, Held | None]:
+def _ask(
+    c: Claimed, catalog: Catalog, tenant_cap: RateLimitSpec | None, now: datetime
+) -> tuple[Ask, Held | None]:
     """What to book for a call (only what is still unpaid, for a call back for a slot booked
-    earlier), and what it kept from then."""
+    earlier, unless that slot is long past), and what it kept from then."""
     app = catalog.get(c.call.app)
     if app is None or c.account is None:
         raise ValueError(f"call {c.call.id} has no app or account: it cannot be admitted")
     kept = Held.of(c)
+    if kept is not None and kept.slot_at < now - timedelta(seconds=STALE_AFTER_S):
+        kept = replace(kept, paid=frozenset())  # its wait so far still counts
     rules = rules_for(
         app,
         tenant_id=c.call.tenant_id,
