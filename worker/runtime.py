@@ -239,4 +239,5 @@ def get_webhook_runtime() -> WebhookRuntime:
         clock=utcnow,
         publisher=publisher,
         lease_s=lease_for(settings.webhook_timeout_s),
+        republish_after_s=settings.republish_after_s,
     )

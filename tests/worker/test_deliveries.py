@@ -505,6 +505,11 @@ def test_a_full_sender_hands_deliveries_back_for_later(
     assert handed_back.status == "pending"
     # ... marked published then, so the sweeper adds no second message for it meanwhile
     assert handed_back.published_at == NOW + timedelta(seconds=400)
+    # And handed back again soon after, it is not written again: the mark stands well within
+    # the sweeper's republishing age; a quarter of that age later, it is
+    for seconds, marked in ((405, 400), (476, 476)):
+        assert deliver([msg], replace(_at(rt, seconds), poster=Full())) == {}
+        assert _delivery(engine, msg).published_at == NOW + timedelta(seconds=marked)
 
 
 def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(

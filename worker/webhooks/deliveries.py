@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import Publisher
@@ -33,6 +33,7 @@ from models.crypto.secrets import Vault
 from models.db.engine import read_connection, single_write
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.logs import Sometimes
+from models.settings import DEFAULT_REPUBLISH_AFTER_S
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker.webhooks.decision import decide, log_attempt, soon
 from worker.webhooks.events import Unsendable, prepare, target
@@ -63,6 +64,9 @@ class WebhookRuntime:
     # How long a claimed delivery is this worker's: longer than it may wait for a slot and
     # then attempt (lease_for()).
     lease_s: float
+    # After this long without a publish, the sweeper publishes a pending delivery again
+    # (PASSTHRU_REPUBLISH_AFTER_S): one handed back over and over is marked well within it.
+    republish_after_s: float = DEFAULT_REPUBLISH_AFTER_S
 
 
 def lease_for(timeout_s: float) -> float:
@@ -99,19 +103,28 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
             len(later),
         )
         if rt.publisher.publish_deliveries(later, NO_ROOM_COUNTDOWN_S):
-            _published(rt.engine, later, rt.clock())
+            _published(rt.engine, later, rt.clock(), rt.republish_after_s / 4)
     return out
 
 
-def _published(engine: Engine, delivery_ids: Sequence[str], now: datetime) -> None:
+def _published(
+    engine: Engine, delivery_ids: Sequence[str], now: datetime, marked_within_s: float
+) -> None:
     """Deliveries handed back are published: the sweeper, which publishes pending ones not
-    published for a while, must not add a second message for each while a sender is full."""
+    published for a while, must not add a second message for each while a sender is full.
+    Those marked within `marked_within_s` are left as they are: a burst's deliveries come
+    back every few seconds, and a write for each, each time, was most of what a burst cost
+    the database (docs/performance.md)."""
     with single_write(engine) as conn:
         conn.execute(
             update(_deliveries)
             .where(
                 _deliveries.c.id.in_(list(delivery_ids)),
                 _deliveries.c.status == DeliveryStatus.PENDING,
+                or_(
+                    _deliveries.c.published_at.is_(None),
+                    _deliveries.c.published_at < now - timedelta(seconds=marked_within_s),
+                ),
             )
             .values(published_at=now)
         )
