@@ -38,6 +38,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import VISIBILITY_TIMEOUT_S, Publisher
+from models.db.engine import read_connection
 from models.db.tables import FunctionCall
 from models.interactive_due import BulkDue, Due, Taken
 from models.keys import BULK_CHUNK, QUEUE_BULK
@@ -129,8 +130,8 @@ class BulkTurns:
                 self._taking.release()
             if found is None:
                 return self._settle()
-            if isinstance(found, Taken):
-                return Chunk(found.tenant_id, [i for i in found.call_id.split(",") if i])
+            if isinstance(found, Chunk):
+                return found
             if found is Due.NOTHING:
                 return None
             self._wait_a_turn()
@@ -140,7 +141,7 @@ class BulkTurns:
         answer, so it may hold a chunk nobody ran."""
         return message_id in self._unsure
 
-    def _take(self, message_id: str) -> Taken | Due:
+    def _take(self, message_id: str) -> Chunk | Due:
         """One take, with `_taking` held: first the chunks of takes that got no answer back
         in turn, then the next chunk, counted at once."""
         self._give_back()
@@ -150,9 +151,11 @@ class BulkTurns:
             field=message_id,
             expire_s=VISIBILITY_TIMEOUT_S,
         )
-        if isinstance(found, Taken):
-            self._budget.reserve(found.tenant_id, found.call_id.count(",") + 1)
-        return found
+        if not isinstance(found, Taken):
+            return found
+        chunk = Chunk(found.tenant_id, [i for i in found.call_id.split(",") if i])
+        self._budget.reserve(chunk.tenant_id, len(chunk.call_ids))
+        return chunk
 
     def _give_back(self) -> None:
         """The chunks of takes that got no answer back at the head of their tenants' lists,
@@ -207,7 +210,7 @@ def put_in_turn(engine: Engine, publisher: Publisher, call_ids: Sequence[str]) -
     tenant_of: dict[str, str] = {}
     calls = FunctionCall.__table__  # type: ignore[attr-defined]
     try:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             rows = conn.execute(
                 select(calls.c.id, calls.c.tenant_id).where(
                     calls.c.id.in_(list(call_ids)), calls.c.status.in_(HANDED_BACK)
