@@ -17,6 +17,7 @@ from models.db.engine import read_session, session_scope, utcnow
 from models.db.ids import first_id_at, is_id
 from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid, not_found
+from models.webhooks.due import one_tenant
 from models.webhooks.outbox import enqueue_deliveries
 
 
@@ -178,5 +179,5 @@ def cancel_and_announce(
     deliveries: list[str] = []
     call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
     if deliveries:
-        publisher.publish_deliveries(deliveries)
+        publisher.publish_deliveries(deliveries, tenant_of=one_tenant(deliveries, tenant.id))
     return call

@@ -24,12 +24,14 @@ from models.interactive_due import BulkDue, InteractiveDue
 from models.keys import (
     BULK_DUE,
     BULK_QUEUES,
+    HOOKS_DUE,
     LIST_INTERACTIVE,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_WEBHOOKS,
 )
 from models.ratelimit.rules import KEY_PREFIX, interval_ms, key_of
+from models.webhooks.due import DeliveriesDue
 
 log = logging.getLogger("passthru.metrics")
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
@@ -68,6 +70,7 @@ class PassthruCollector(Collector):
         self._client = client
         self._due = InteractiveDue(client)
         self._bulk = BulkDue(client)
+        self._hooks = DeliveriesDue(client)
         self._catalog = catalog
         self._engine = engine
 
@@ -161,6 +164,9 @@ class PassthruCollector(Collector):
             # The bulk lane's chunks of ids due (up to 100 calls each), over every tenant's
             # list: each waits for one of the bulk lane's messages to take it.
             queued.add_metric([BULK_DUE], float(self._bulk.depth()))
+            # Webhook deliveries due now, over every tenant's list: each waits for a
+            # worker's sender to have room for its tenant.
+            queued.add_metric([HOOKS_DUE], float(self._hooks.depth()))
             self._limiter(paused, pause_left, busy, booked)
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer (%s)", exc)

@@ -1,6 +1,6 @@
 """`make bench`: passthru against its baselines, on this machine, in one run.
 
-    python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i,j,k] [--db postgres|sqlite] [--workers N]
+    python -m bench [--quick] [--only a,b,c,d,e,f,g,h,i,j,k,l] [--db postgres|sqlite] [--workers N]
 
 (a) bulk, (b) latency-bound, (c) interactive at 20 and 200 calls/s, (d) backlog,
 (e) interactive during a bulk drain ((c) and (e) against the design's floor too,
@@ -10,7 +10,8 @@ per run against the backlog, (h) the console log's first page with 100,000 calls
 each filter's first page, the export rate, bytes per call, purging a day, insert rate,
 (j) a tenant's requests beside a flood of made-up API keys, and what the flood costs,
 (k) a tenant's batch alone, and beside another tenant's backlog on another bulk shard and
-on its own.
+on its own, (l) a webhook burst: how fast a tenant's events of a 20,000-call batch reach its
+endpoint, against a bare client posting as many to the same receiver.
 
 Prints a table (scenario, passthru, baselines, ratios) and writes it as JSON to
 bench/results/. A benchmark, not a test: it asserts nothing and never runs in `make test`.
@@ -38,6 +39,7 @@ from bench import key_flood as bench_key_flood
 from bench import log_scale as bench_log_scale
 from bench import scenarios as sc
 from bench import sweep_cost as bench_sweep_cost
+from bench import webhook_burst as bench_webhook_burst
 from bench.stack import PG_URL, stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -157,6 +159,11 @@ def fairness(args: argparse.Namespace) -> dict[str, Any]:
         return bench_fairness.fairness(s, n)
 
 
+def webhook_burst(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2_000 if args.quick else 20_000
+    return bench_webhook_burst.webhook_burst(args.db, args.workers, n)
+
+
 SCENARIOS = {
     "a": ("bulk", bulk),
     "b": ("latency_bound", latency_bound),
@@ -169,6 +176,7 @@ SCENARIOS = {
     "i": ("log_scale", log_scale),
     "j": ("key_flood", key_flood),
     "k": ("fairness", fairness),
+    "l": ("webhook_burst", webhook_burst),
 }
 
 
@@ -223,6 +231,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(bench_key_flood.table(r))
     if r := results.get("fairness"):
         lines.append(bench_fairness.table(r))
+    if r := results.get("webhook_burst"):
+        lines.append(bench_webhook_burst.table(r))
     return "\n".join(lines)
 
 
@@ -240,7 +250,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument(
-        "--only", default="a,b,c,d,e,f,g,h,i,j,k", help="scenarios to run, e.g. a,c"
+        "--only", default="a,b,c,d,e,f,g,h,i,j,k,l", help="scenarios to run, e.g. a,c"
     )
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="passthru worker processes")

@@ -37,10 +37,10 @@ def own_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds a process and its live descendants (a worker's interactive lane process,
-    started by any of its threads) have used so far."""
-    total = own_cpu_s(pid)
+def descendants(pid: int) -> list[int]:
+    """`pid` and its live descendants (a worker's interactive lane process, started by any
+    of its threads)."""
+    out = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             children = (task / "children").read_text().split()
@@ -48,9 +48,20 @@ def cpu_s(pid: int) -> float:
             continue
         for child in children:
             try:
-                total += cpu_s(int(child))
+                out += descendants(int(child))
             except OSError:  # it ended meanwhile
                 continue
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process and its live descendants have used so far."""
+    total = own_cpu_s(pid)
+    for each in descendants(pid)[1:]:
+        try:
+            total += own_cpu_s(each)
+        except OSError:  # it ended meanwhile
+            continue
     return total
 
 

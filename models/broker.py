@@ -8,10 +8,9 @@ leaves `published_at` empty and the sweeper publishes again.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -26,7 +25,6 @@ from models.keys import (
     BULK_CHUNK,
     BULK_QUEUES,
     BULK_SHARDS,
-    KEY_BROKER_EPOCH,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_MAINTENANCE,
@@ -37,6 +35,7 @@ from models.keys import (
     TASK_SWEEP,
     TASK_TAKE_BULK,
 )
+from models.webhooks.due import DeliveriesDue
 
 log = logging.getLogger("passthru.publish")
 
@@ -109,15 +108,21 @@ class Publisher(Protocol):
         first: bool = False,
     ) -> bool: ...
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool: ...
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool: ...
 
     def top_up_bulk(self) -> int: ...
 
 
 class BrokerPublisher:
-    """Publishes through a Celery app (the worker's own, or `sender_app`), and the
-    interactive lane's calls due now straight onto their tenants' lists through `redis`
-    (models/interactive_due.py).
+    """Publishes through a Celery app (the worker's own, or `sender_app`), and what is due
+    now (the interactive lane's calls, the bulk lane's chunks, webhook deliveries) straight
+    onto their tenants' lists through `redis` (models/interactive_due.py,
+    models/webhooks/due.py).
 
     Its broker connections are its own (not kombu's process-wide pools, which every app with
     the same URL would share), so that `close` can close them."""
@@ -127,6 +132,7 @@ class BrokerPublisher:
         self._redis = redis_client
         self._due = InteractiveDue(redis_client)
         self._bulk = BulkDue(redis_client)
+        self._hooks = DeliveriesDue(redis_client)
         self._lock = threading.Lock()
         self._producers: ProducerPool | None = None
 
@@ -145,7 +151,7 @@ class BrokerPublisher:
         shard; one per message elsewhere); False if the broker could not be reached (the
         sweeper retries)."""
         if queue == QUEUE_INTERACTIVE and not countdown_s:
-            failure = self._push_due(call_ids, tenant_of)
+            failure = self._pushed(lambda: self._due.push(call_ids, tenant_of))
         elif queue == QUEUE_BULK and not countdown_s:
             failure = self._push_bulk(call_ids, tenant_of, first)
         elif queue == QUEUE_BULK:
@@ -167,11 +173,23 @@ class BrokerPublisher:
             )
         return failure is None
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
-        """One message per webhook delivery on its own lane (a slow receiver delays only its
-        own); False if the broker could not be reached (the sweeper publishes them later)."""
-        messages = [(QUEUE_WEBHOOKS, [delivery_id]) for delivery_id in delivery_ids]
-        failure = self._send(TASK_DELIVER_WEBHOOKS, messages, countdown_s)
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
+        """Put the deliveries due now on their tenants' lists, by `tenant_of`, for the
+        webhook senders to take when they have room (models/webhooks/due.py); those with a
+        countdown in a message each on QUEUE_WEBHOOKS. False if the broker could not be
+        reached (the sweeper publishes them later)."""
+        if not delivery_ids:
+            return True
+        if countdown_s:
+            messages = [(QUEUE_WEBHOOKS, [delivery_id]) for delivery_id in delivery_ids]
+            failure = self._send(TASK_DELIVER_WEBHOOKS, messages, countdown_s)
+        else:
+            failure = self._pushed(lambda: self._hooks.push(delivery_ids, tenant_of))
         if failure is not None:
             log.warning(
                 "broker unreachable, %d webhook(s) left for the sweeper: %s",
@@ -222,11 +240,11 @@ class BrokerPublisher:
             return exc
         return self._send(TASK_TAKE_BULK, [(QUEUE_BULK, None)] * chunks, 0.0)
 
-    def _push_due(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> Exception | None:
-        if not call_ids:
-            return None
+    @staticmethod
+    def _pushed(push: Callable[[], object]) -> Exception | None:
+        """Push onto tenants' lists; the error if Redis could not be reached."""
         try:
-            self._due.push(call_ids, tenant_of)
+            push()
         except redis.RedisError as exc:
             return exc
         return None
@@ -263,30 +281,6 @@ class NoPublisher:
 
     def top_up_bulk(self) -> int:
         return 0
-
-
-class BrokerEpoch(Protocol):
-    def lost(self) -> bool:
-        """True (once) when the broker lost its messages since the last look (Redis restarted
-        without persistence): every waiting call must be published again."""
-        ...
-
-
-class RedisEpoch:
-    """A key set once per Redis lifetime: its absence means Redis lost its data."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def lost(self) -> bool:
-        return self._client.set(KEY_BROKER_EPOCH, secrets.token_hex(8), nx=True) is True
-
-
-class EpochKept:
-    """A broker that never loses its messages (tests of other things)."""
-
-    def lost(self) -> bool:
-        return False
 
 
 def sending_publisher(redis_url: str) -> BrokerPublisher:

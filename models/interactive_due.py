@@ -55,8 +55,9 @@ return n
 """
 
 # KEYS: the turn, where a taken item is held (a list, or a hash when ARGV[2] names its
-# field), then the lane's former list if it has one. ARGV: the prefix of tenants' lists, the
-# held field ('' for a list), the held hash's time to live, then the tenants to skip.
+# field; '': nowhere, the item is only popped), then the lane's former list if it has one.
+# ARGV: the prefix of tenants' lists, the held field ('' for a list), the held hash's time
+# to live, then the tenants to skip.
 # Returns {tenant, item}; or 1 when only skipped tenants are due; or 0 when nothing is.
 # Held in a hash, the item is stored as `{tenant}:{item}`, and a field already set is
 # returned as it is, nothing more taken: a take sent again under the same field (its reply
@@ -74,6 +75,9 @@ for i = 4, #ARGV do
   skip[ARGV[i]] = true
 end
 local function hold(list, tenant)
+  if KEYS[2] == '' then
+    return redis.call('LPOP', list)
+  end
   if ARGV[2] == '' then
     return redis.call('LMOVE', list, KEYS[2], 'LEFT', 'RIGHT')
   end
@@ -193,7 +197,7 @@ class TenantLists:
     ) -> Taken | Due:
         """The next tenant's oldest item, skipping the tenants in `skip`: moved onto the
         list `held_key`, or, given a `field`, set as that field of the hash `held_key`
-        (which then lives `expire_s`)."""
+        (which then lives `expire_s`); with `held_key` "", held nowhere."""
         keys = [self._turn_key, held_key, *([self._former] if self._former else [])]
         found = self._take(keys=keys, args=[self._prefix, field, expire_s, *skip])
         if isinstance(found, list):
@@ -230,7 +234,7 @@ def _parts(items: Sequence[str], first: bool) -> list[Sequence[str]]:
     return parts[::-1] if first else parts
 
 
-def _by_tenant(call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> dict[str, list[str]]:
+def by_tenant(call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> dict[str, list[str]]:
     """The ids by their tenant (UNKNOWN_TENANT where `tenant_of` does not say)."""
     by_tenant: dict[str, list[str]] = {}
     for call_id in call_ids:
@@ -246,7 +250,8 @@ class InteractiveDue(TenantLists):
 
     def push(self, call_ids: Sequence[str], tenant_of: Mapping[str, str]) -> None:
         """Append `call_ids` to their tenants' lists."""
-        self.push_items(_by_tenant(call_ids, tenant_of))
+        if call_ids:
+            self.push_items(by_tenant(call_ids, tenant_of))
 
 
 class BulkDue(TenantLists):
@@ -264,7 +269,7 @@ class BulkDue(TenantLists):
         calls that had their turn already); how many chunks."""
         chunks = {
             tenant_id: [",".join(ids[i : i + BULK_CHUNK]) for i in range(0, len(ids), BULK_CHUNK)]
-            for tenant_id, ids in _by_tenant(call_ids, tenant_of).items()
+            for tenant_id, ids in by_tenant(call_ids, tenant_of).items()
         }
         self.push_items(chunks, first)
         return sum(len(c) for c in chunks.values())

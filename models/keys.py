@@ -36,6 +36,13 @@ DUE_OF_PREFIX = f"{PREFIX}:interactive-due:"
 BULK_DUE_TENANTS = f"{PREFIX}:bulk-due-tenants"
 BULK_DUE_OF_PREFIX = f"{PREFIX}:bulk-due:"
 BULK_DUE = f"{PREFIX}:bulk-due"  # the chunks' name in metrics
+# Webhook deliveries due now, the same way: a list of ids per tenant (`{HOOKS_DUE_OF_PREFIX}
+# {tenant id}`), the tenants in turn on HOOKS_DUE_TENANTS (models/webhooks/due.py). Each
+# worker process's webhook sender takes the next one whenever it has room for that tenant
+# (worker/webhooks/puller.py). Retries with a countdown go through QUEUE_WEBHOOKS.
+HOOKS_DUE_TENANTS = f"{PREFIX}:webhooks-due-tenants"
+HOOKS_DUE_OF_PREFIX = f"{PREFIX}:webhooks-due:"
+HOOKS_DUE = f"{PREFIX}:webhooks-due"  # their name in metrics
 
 # Task names, as shown in Flower.
 TASK_EXECUTE_CALLS = "passthru.execute_calls"

@@ -36,6 +36,7 @@ from models.keys import (
     BULK_QUEUES,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
+    QUEUE_WEBHOOKS,
     TASK_EXECUTE_CALLS,
     TASK_PURGE,
     TASK_SWEEP,
@@ -45,9 +46,10 @@ from models.logs import configure_logging
 from models.settings import get_settings
 from models.startup import config_errors_exit, startup_settings
 from worker.budget import bulk_budget
-from worker.bulk_turns import HandBack, bulk_turns
+from worker.bulk_turns import bulk_turns
 from worker.lane_process import LANE_SWITCH_INTERVAL_S, start_consumer
 from worker.lane_supervisor import DOWN_LIMIT_S, LaneSupervisor, lane_command
+from worker.log_filters import quiet_upkeep
 from worker.priority import run_in_background
 from worker.process_lease import ProcessLease
 from worker.waiting_work import waiting_work
@@ -89,27 +91,7 @@ def _logging(**_: object) -> None:
     configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("celery").setLevel(logging.INFO)
     for name in ("celery.worker.strategy", "celery.app.trace"):
-        logging.getLogger(name).addFilter(_quiet_upkeep)
-
-
-def _quiet_upkeep(record: logging.LogRecord) -> bool:
-    """Celery's "received" and "succeeded" lines for the sweeper and the purge (every few
-    seconds) at DEBUG: the sweeper logs what it did when it did something, and a newcomer's
-    terminal shows their own calls go by. And its "rejected" warning, with a traceback, for
-    a bulk message handed back (worker/tasks.py logs it in a line)."""
-    data = getattr(record, "data", None)
-    name = data.get("name") if isinstance(data, dict) else None
-    if name in (TASK_SWEEP, TASK_PURGE) and record.levelno == logging.INFO:
-        return _at_debug(record)
-    if record.exc_info and isinstance(getattr(record.exc_info[1], "reason", None), HandBack):
-        record.exc_info = record.exc_text = None  # an expected hand-back, logged by the task
-        return _at_debug(record)
-    return True
-
-
-def _at_debug(record: logging.LogRecord) -> bool:
-    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-    return logging.getLogger("passthru").isEnabledFor(logging.DEBUG)
+        logging.getLogger(name).addFilter(quiet_upkeep)
 
 
 @celeryd_after_setup.connect
@@ -264,6 +246,16 @@ def _start_heartbeat(**_: object) -> None:
     threading.Thread(target=beat, name="passthru-heartbeat", daemon=True).start()
 
 
+@worker_ready.connect
+def _take_webhook_deliveries(**_: object) -> None:
+    """A worker that consumes the webhooks' queue also takes the deliveries due now off
+    their tenants' lists, whenever its sender has room (worker/webhooks/puller.py)."""
+    if QUEUE_WEBHOOKS in app.amqp.queues.consume_from:
+        from worker.runtime import get_puller
+
+        get_puller().start()
+
+
 @worker_shutdown.connect
 def _stop_interactive_lane(**_: object) -> None:
     """A warm shutdown takes no more interactive calls and waits for those running (each
@@ -279,8 +271,11 @@ def _stop_interactive_lane(**_: object) -> None:
 def _finish_webhook_attempts(**_: object) -> None:
     """Webhook attempts run on the event loop, not as tasks: a warm shutdown waits for the
     ones in flight to be recorded (each ends within PASSTHRU_WEBHOOK_TIMEOUT_S)."""
-    from worker.runtime import get_webhook_runtime
+    from worker.runtime import get_puller, get_webhook_runtime
+    from worker.webhooks.puller import LOOK_EVERY_S
 
+    if get_puller.cache_info().currsize:
+        get_puller().stop(LOOK_EVERY_S + 5)  # takes no more deliveries
     if get_webhook_runtime.cache_info().currsize == 0:
         return  # this process never delivered
     poster = get_webhook_runtime().poster

@@ -16,7 +16,8 @@ import httpx
 import redis
 from sqlalchemy import Engine
 
-from models.broker import BrokerEpoch, Publisher, RedisEpoch
+from models.broker import Publisher
+from models.broker_epoch import BrokerEpoch, RedisEpoch
 from models.calls.notices import publish_notices
 from models.calls.resources import CallResult
 from models.catalog.apps import Catalog, get_catalog
@@ -28,6 +29,7 @@ from models.net.sync_client import make_sync_client
 from models.ratelimit.rules import parse_rate
 from models.ratelimit.store import Limiter, RedisLimiter, make_pause_gate
 from models.settings import LEASE_MARGIN_S, Settings, get_settings
+from models.webhooks.due import DeliveriesDue
 from worker.calls.credentials import TokenRefresher
 from worker.calls.oauth import Refresher
 from worker.calls.retry import RetryPolicy
@@ -38,7 +40,8 @@ from worker.net.egress import EgressPolicy, owned_lookups, threaded_lookup
 from worker.net.send import SendPolicy
 from worker.net.sender import Sender
 from worker.net.transport import make_async_client, make_webhook_client
-from worker.webhooks.deliveries import WebhookRuntime, lease_for
+from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
+from worker.webhooks.puller import LOOK_EVERY_S, Puller
 from worker.webhooks.sender import LoopPoster
 
 
@@ -112,6 +115,9 @@ class Runtime:
     worker_id: str | None = None
     # What dead worker processes held, for the sweeper (`NoHolds`: nothing recorded).
     holds: Holds = field(default_factory=NoHolds)
+    # The tenants with webhook deliveries waiting on their lists, for the sweeper (none
+    # known: it publishes again every delivery not published for a while).
+    waiting_tenants: Callable[[], set[str]] = set
     rng: random.Random = field(default_factory=random.Random)
     # account id -> when this process last wrote its last_used_at
     touched: dict[str, datetime] = field(default_factory=dict)
@@ -122,6 +128,8 @@ ONWARD_DNS_THREADS = 8
 WEBHOOK_DNS_THREADS = 8
 # Receivers' names are the tenants' own: one tenant's lookups hold at most this many of them.
 WEBHOOK_DNS_PER_TENANT = 2
+# The webhook puller's reads block up to LOOK_EVERY_S: its client waits longer than that.
+PULLER_SOCKET_TIMEOUT_S = LOOK_EVERY_S + 5
 
 
 def webhook_policy(settings: Settings) -> EgressPolicy:
@@ -185,6 +193,7 @@ def get_runtime() -> Runtime:
         limiter=RedisLimiter(redis_client),
         worker_id=this_process().id,
         holds=RedisHolds(redis_client),
+        waiting_tenants=lambda: _waiting_tenants(DeliveriesDue(redis_client)),
         refresher=Refresher(
             engine=get_engine(),
             vault=vault_for(tuple(settings.encryption_key_list)),
@@ -195,6 +204,13 @@ def get_runtime() -> Runtime:
             on_revoked=notify,
         ),
     )
+
+
+def _waiting_tenants(due: DeliveriesDue) -> set[str]:
+    try:
+        return due.tenants()
+    except redis.RedisError:  # then every delivery not published for a while is, again
+        return set()
 
 
 @lru_cache(maxsize=1)
@@ -239,5 +255,19 @@ def get_webhook_runtime() -> WebhookRuntime:
         clock=utcnow,
         publisher=publisher,
         lease_s=lease_for(settings.webhook_timeout_s),
-        republish_after_s=settings.republish_after_s,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_puller() -> Puller:
+    """The process's taker of webhook deliveries due (worker/webhooks/puller.py), on a Redis
+    client of its own: its blocking reads hold their connection."""
+    rt = get_webhook_runtime()
+    client = redis.Redis.from_url(
+        get_settings().redis_url,
+        socket_timeout=PULLER_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=5,
+    )
+    return Puller(
+        DeliveriesDue(client), rt.poster, lambda ids, tenant_of: deliver(ids, rt, tenant_of)
     )

@@ -29,13 +29,13 @@ from sqlmodel.sql.expression import SelectOfScalar
 from models.calls.states import WAITING, CallStatus
 from models.db.engine import session_scope
 from models.db.partitions import keep_ahead
-from models.db.tables import FunctionCall, WebhookDelivery
+from models.db.tables import FunctionCall
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
-from models.webhooks.states import DELIVERIES, DeliveryStatus
 from worker import metrics
 from worker.leases import recover_leases
 from worker.liveness import expired, forget
 from worker.runtime import Runtime
+from worker.webhooks.recovery import sweep_deliveries
 
 log = logging.getLogger("passthru.sweeper")
 
@@ -78,7 +78,7 @@ def sweep(rt: Runtime) -> SweepReport:
     report.recovered = len(recovered)
     if recovered:
         _publish(rt, recovered, now)
-    report.webhooks = _sweep_deliveries(rt, now, stale, everything=broker_lost)
+    report.webhooks = sweep_deliveries(rt, now, stale, everything=broker_lost, limit=SWEEP_BATCH)
     report.bulk_messages = rt.publisher.top_up_bulk()
     keep_ahead(rt.engine, now)  # logs what it creates
     if any(asdict(report).values()):
@@ -241,55 +241,3 @@ def _forget_countdowns(engine: Engine, now: datetime) -> None:
             )
             .values(published_at=None)
         )
-
-
-def _sweep_deliveries(rt: Runtime, now: datetime, stale: timedelta, *, everything: bool) -> int:
-    """Webhook deliveries: take back those whose worker died mid-attempt (or end them, once
-    they have used every attempt of the schedule: a delivery that kills its worker must not
-    loop), and publish those due that have no message (a publish lost, a retry due later
-    than a countdown, or every pending one after Redis lost its data)."""
-    with session_scope(rt.engine) as session:
-        lost = col(WebhookDelivery.lease_expires_at) < now
-        session.exec(
-            DELIVERIES.update(
-                WebhookDelivery,
-                DeliveryStatus.FAILED,
-                lost,
-                col(WebhookDelivery.attempt_count) >= rt.rules.webhook_attempts,
-                current=DeliveryStatus.DELIVERING,
-            ).values(lease_expires_at=None, finished_at=now)
-        )
-        session.exec(
-            DELIVERIES.update(
-                WebhookDelivery, DeliveryStatus.PENDING, lost, current=DeliveryStatus.DELIVERING
-            ).values(lease_expires_at=None, published_at=None)
-        )
-        if everything:
-            session.exec(
-                update(WebhookDelivery)
-                .where(col(WebhookDelivery.status) == DeliveryStatus.PENDING)
-                .values(published_at=None)
-            )
-        due = list(
-            session.exec(
-                select(WebhookDelivery.id)
-                .where(
-                    col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-                    col(WebhookDelivery.next_attempt_at) <= now,
-                    or_(
-                        col(WebhookDelivery.published_at).is_(None),
-                        col(WebhookDelivery.published_at) < col(WebhookDelivery.next_attempt_at),
-                        col(WebhookDelivery.published_at) < now - stale,
-                    ),
-                )
-                .limit(SWEEP_BATCH)
-            )
-        )
-    if due and rt.publisher.publish_deliveries(due):
-        with session_scope(rt.engine) as session:
-            session.exec(
-                update(WebhookDelivery)
-                .where(col(WebhookDelivery.id).in_(due))
-                .values(published_at=now)
-            )
-    return len(due)

@@ -19,6 +19,7 @@ from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
 from models.db.tables import ConnectSession, Tenant
 from models.errors import ApiError
+from models.webhooks.due import one_tenant
 
 log = logging.getLogger("passthru.connect")
 SOURCE = "connect_page"
@@ -71,7 +72,7 @@ def store_account(
         log.warning("connect session %s: account not stored: %s", session.id, exc.error)
         return {"error": "account_not_stored", "error_description": exc.error}
     if events:
-        publisher.publish_deliveries(events)
+        publisher.publish_deliveries(events, tenant_of=one_tenant(events, account.tenant_id))
     log.info("connect session %s: account %s connected", session.id, account.id)
     return {"connected_account_id": account.id, "app": session.app}
 

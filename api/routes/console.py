@@ -87,7 +87,9 @@ async def redeliver(
     """As POST /function-calls/{id}/redeliver: the tenant's redelivery rate first."""
     await run_in_threadpool(quotas.admit_redelivery, who.tenant.id)
     delivery_id = await run_in_threadpool(redeliver_call, engine, who.tenant, call_id, utcnow())
-    await run_in_threadpool(publisher.publish_deliveries, [delivery_id])
+    await run_in_threadpool(
+        publisher.publish_deliveries, [delivery_id], tenant_of={delivery_id: who.tenant.id}
+    )
     return see_other(f"/console/calls/{call_id}")
 
 

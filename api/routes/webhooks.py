@@ -79,5 +79,7 @@ async def redeliver_call(
 ) -> Response:
     await run_in_threadpool(quotas.admit_redelivery, tenant.id)
     delivery_id = await run_in_threadpool(redeliver, engine, tenant, call_id, utcnow())
-    await run_in_threadpool(publisher.publish_deliveries, [delivery_id])
+    await run_in_threadpool(
+        publisher.publish_deliveries, [delivery_id], tenant_of={delivery_id: tenant.id}
+    )
     return Response(status_code=202)

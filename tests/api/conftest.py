@@ -95,7 +95,13 @@ class PublishedIds:
         self.queues.append(queue)
         return True
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.delivery_ids.extend(delivery_ids)
         return True
 

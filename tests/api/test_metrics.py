@@ -24,6 +24,7 @@ from models.interactive_due import BulkDue, InteractiveDue
 from models.keys import QUEUE_BULK
 from models.ratelimit.rules import pause_key, rules_for
 from models.ratelimit.store import Ask, RedisLimiter
+from models.webhooks.due import DeliveriesDue
 from tests.api.conftest import Caller
 from tests.api.test_errors import assert_error_shape
 from tests.worker.factories import make_account, make_call
@@ -32,14 +33,15 @@ from tests.worker.factories import make_account, make_call
 def test_lanes_bookings_and_pauses_are_exported(
     redis_server: EmbeddedRedis, catalog: Catalog
 ) -> None:
-    # Given 3 messages and 2 chunks in the bulk lane, a Slack account with 5 slots booked,
-    # and a pause
+    # Given 3 messages and 2 chunks in the bulk lane, 3 webhook deliveries waiting, a Slack
+    # account with 5 slots booked, and a pause
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.rpush(QUEUE_BULK, "a", "b", "c")
     InteractiveDue(client).push(["fc_1", "fc_2"], {"fc_1": "tn_a", "fc_2": "tn_b"})
     bulk = [f"fc_b{i}" for i in range(150)]
     BulkDue(client).push(bulk, dict.fromkeys(bulk, "tn_a"))  # two chunks
+    DeliveriesDue(client).push(["msg_1", "msg_2", "msg_3"], {"msg_1": "tn_a", "msg_2": "tn_b"})
     slack = catalog.get("slack")
     assert slack is not None
     rules = rules_for(slack, tenant_id="tn1", account_id="ca1", path="/api/chat.postMessage")
@@ -58,6 +60,8 @@ def test_lanes_bookings_and_pauses_are_exported(
     assert 'passthru_queue_messages{queue="passthru.bulk"} 3.0' in text
     assert 'passthru_queue_messages{queue="passthru:interactive-due"} 2.0' in text
     assert 'passthru_queue_messages{queue="passthru:bulk-due"} 2.0' in text
+    # (the one without its tenant waits in a chunk of its own)
+    assert 'passthru_queue_messages{queue="passthru:webhooks-due"} 3.0' in text
     assert 'passthru_rate_limit_paused_keys{app="slack"} 1.0' in text
     assert 'passthru_rate_limit_busy_keys{app="slack",limit="50/60s account (1200 ms)"} 1.0' in text
     booked = next(

@@ -10,7 +10,8 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.broker import NO_TENANTS, EpochKept, NoPublisher
+from models.broker import NO_TENANTS, NoPublisher
+from models.broker_epoch import EpochKept
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -174,7 +175,13 @@ class RecordingPublisher:
         self.calls.append((list(call_ids), queue, countdown_s))
         return True
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.deliveries.extend(delivery_ids)
         return True
 

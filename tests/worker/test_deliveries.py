@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook
@@ -27,6 +28,7 @@ from models.db.tables import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from models.webhooks.due import DeliveriesDue, one_tenant
 from models.webhooks.outbox import enqueue_account_event, enqueue_deliveries
 from models.webhooks.signing import message_id, new_secret, signing_secrets, store_secrets
 from tests.worker.factories import NOW, make_call
@@ -34,6 +36,7 @@ from worker.net.egress import EgressPolicy
 from worker.net.transport import make_webhook_client
 from worker.webhooks.deliveries import WebhookRuntime, deliver, lease_for
 from worker.webhooks.events import NO_ENDPOINT
+from worker.webhooks.puller import Puller
 from worker.webhooks.sender import InlinePoster
 
 HOOK = "https://hooks.example.com/in"
@@ -63,6 +66,8 @@ def receiver() -> Receiver:
 
 
 PUBLISHED: list[tuple[list[str], float]] = []
+# ... and the tenant of each, as the publisher was told
+PUBLISHED_TENANTS: dict[str, str] = {}
 
 
 class PublishedDeliveries:
@@ -78,8 +83,14 @@ class PublishedDeliveries:
     ) -> bool:
         raise AssertionError("webhook deliveries never publish calls")
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
         PUBLISHED.append((list(delivery_ids), countdown_s))
+        PUBLISHED_TENANTS.update(tenant_of)
         return True
 
     def top_up_bulk(self) -> int:
@@ -89,6 +100,7 @@ class PublishedDeliveries:
 @pytest.fixture
 def rt(engine: Engine, vault: Vault, receiver: Receiver) -> WebhookRuntime:
     PUBLISHED.clear()
+    PUBLISHED_TENANTS.clear()
     return WebhookRuntime(
         engine=engine,
         vault=vault,
@@ -164,7 +176,7 @@ def _endpoint(engine: Engine, tenant_id: str) -> WebhookEndpoint:
 
 def _endpoint_is(engine: Engine, tenant_id: str, **values: object) -> None:
     """Change the tenant's endpoint as a PUT /webhook-endpoint (or a 410) would have."""
-    table = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+    table = WebhookEndpoint.__table__
     with engine.begin() as conn:
         conn.execute(table.update().where(table.c.tenant_id == tenant_id).values(**values))
 
@@ -439,7 +451,7 @@ def test_a_delivery_whose_call_was_purged_ends_instead_of_looping(
     call_id = _finished_call(engine, account)
     msg = message_id(call_id)
     with engine.begin() as conn:
-        conn.execute(FunctionCall.__table__.delete().where(FunctionCall.__table__.c.id == call_id))  # type: ignore[attr-defined]
+        conn.execute(FunctionCall.__table__.delete().where(FunctionCall.__table__.c.id == call_id))
     assert deliver([msg], rt) == {msg: "failed"}
     [attempt] = _attempts(engine, msg)
     assert attempt.error == "the call no longer exists (deleted by retention)"
@@ -487,7 +499,7 @@ def test_a_delivery_in_flight_cannot_be_claimed_again(
     assert len(held) == 1
 
 
-def test_a_full_sender_hands_deliveries_back_for_later(
+def test_a_full_sender_leaves_deliveries_waiting_on_their_tenants_list(
     rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
 ) -> None:
     class Full:
@@ -498,30 +510,29 @@ def test_a_full_sender_hands_deliveries_back_for_later(
             raise AssertionError("nothing is posted to a full sender")
 
     msg = message_id(_finished_call(engine, account))
-    later = replace(_at(rt, 400), poster=Full())  # past the sweeper's republishing age
-    assert deliver([msg], later) == {}
-    assert [([msg], 5.0)] == PUBLISHED
-    handed_back = _delivery(engine, msg)
-    assert handed_back.status == "pending"
-    # ... marked published then, so the sweeper adds no second message for it meanwhile
-    assert handed_back.published_at == NOW + timedelta(seconds=400)
-    # And handed back again soon after, it is not written again: the mark stands well within
-    # the sweeper's republishing age; a quarter of that age later, it is
-    for seconds, marked in ((405, 400), (476, 476)):
-        assert deliver([msg], replace(_at(rt, seconds), poster=Full())) == {}
-        assert _delivery(engine, msg).published_at == NOW + timedelta(seconds=marked)
+    published_at = _delivery(engine, msg).published_at
+    # When a delivery comes to a sender with no room for its tenant
+    assert deliver([msg], replace(_at(rt, 400), poster=Full())) == {}
+    # Then it is published due now, with its tenant: onto that tenant's list, to be taken
+    # when a sender has room (no countdown, no message going round again)
+    assert [([msg], 0.0)] == PUBLISHED
+    assert {msg: account.tenant_id} == PUBLISHED_TENANTS
+    # ... unclaimed, and not written: the sweeper leaves a waiting tenant's deliveries be
+    waiting = _delivery(engine, msg)
+    assert (waiting.status, waiting.attempt_count) == ("pending", 0)
+    assert waiting.published_at == published_at
 
 
 def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
     rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
 ) -> None:
     from tests.worker.factories import make_runtime
-    from worker.sweeper import _sweep_deliveries
+    from worker.webhooks.recovery import sweep_deliveries
 
     # Given two deliveries claimed by workers that died: one with attempts left, one without
     left, spent = (message_id(_finished_call(engine, account)) for _ in "ab")
     with engine.begin() as conn:
-        table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+        table = WebhookDelivery.__table__
         for msg, count in ((left, 1), (spent, len(SCHEDULE))):
             conn.execute(
                 table.update()
@@ -537,7 +548,7 @@ def test_a_delivery_whose_worker_keeps_dying_ends_after_its_last_attempt(
         engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
     )
     calls = replace(calls, rules=replace(calls.rules, webhook_attempts=len(SCHEDULE)))
-    _sweep_deliveries(calls, NOW, timedelta(seconds=300), everything=False)
+    sweep_deliveries(calls, NOW, timedelta(seconds=300), everything=False, limit=500)
     calls.sender.close()
     # Then the one with attempts left is taken back, the other ends
     assert _delivery(engine, left).status == "pending"
@@ -551,8 +562,8 @@ def test_an_event_too_large_for_a_receiver_goes_without_the_output(
     call = make_call(engine, account, status=CallStatus.COMPLETED, network_code="200")
     with engine.begin() as conn:
         conn.execute(
-            FunctionCall.__table__.update()  # type: ignore[attr-defined]
-            .where(FunctionCall.__table__.c.id == call.id)  # type: ignore[attr-defined]
+            FunctionCall.__table__.update()
+            .where(FunctionCall.__table__.c.id == call.id)
             .values(output="x" * (2 * 1024 * 1024))
         )
         [msg] = enqueue_deliveries(conn, [call.id], NOW)
@@ -581,7 +592,7 @@ def test_deliveries_prepared_side_by_side_share_the_secret_the_first_one_made(
         if found is None:
             with engine.begin() as conn:
                 conn.execute(
-                    WebhookEndpoint.__table__.insert().values(  # type: ignore[attr-defined]
+                    WebhookEndpoint.__table__.insert().values(
                         tenant_id=tenant_id,
                         url=None,
                         secrets_enc=made,
@@ -663,12 +674,128 @@ def test_one_tenants_silent_receiver_holds_a_quarter_of_the_sender_at_most(
         # When the hog's six deliveries are handed over, then another tenant's
         hog_claimed = deliver(hog, sender)
         other_claimed = deliver([other], sender)
-        # Then four of the hog's are taken, the other two come back later unclaimed ...
+        # Then four of the hog's are taken, the other two wait on its list unclaimed ...
         assert sorted(hog_claimed) == sorted(hog[:4])
-        assert [(hog[4:], 5.0)] == PUBLISHED
+        assert [(hog[4:], 0.0)] == PUBLISHED
         assert {_delivery(engine, msg).status for msg in hog[4:]} == {"pending"}
         # ... and the other tenant's is taken, and sent once the hog's first round ends
         assert other_claimed == {other: "delivering"}
         loop.call_soon_threadsafe(release.set)
         assert poster.drain(10)
         assert sorted(answered) == sorted([*hog[:4], other])
+
+
+def test_the_puller_takes_a_tenants_burst_as_its_receiver_answers_and_never_holds_another_back(
+    rt: WebhookRuntime, engine: Engine, vault: Vault, redis_client: redis.Redis
+) -> None:
+    # Given a sender of 2 slots (16 pending, 4 of them one tenant's), a tenant with ten
+    # events due whose receiver does not answer until told to, and another tenant's event
+    # after them
+    import asyncio
+
+    from tests.worker.test_budget import wait_until
+    from tests.worker.webhook_poster import loop_poster
+
+    release = asyncio.Event()
+    answered: list[str] = []
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        msg = request.headers["webhook-id"]
+        if msg in burst:
+            await release.wait()
+        answered.append(msg)
+        return httpx.Response(204)
+
+    bursting = _tenant_with_an_endpoint(engine, vault, "burst")
+    burst = [message_id(_finished_call(engine, bursting)) for _ in range(10)]
+    others = _tenant_with_an_endpoint(engine, vault, "other")
+    other = message_id(_finished_call(engine, others))
+    due = DeliveriesDue(redis_client)
+    due.push(burst, one_tenant(burst, bursting.tenant_id))
+    due.push([other], {other: others.tenant_id})
+    with loop_poster(receiver, concurrency=2) as (poster, loop):
+        sender = replace(rt, poster=poster)
+        puller = Puller(due, poster, lambda ids, tenant_of: deliver(ids, sender, tenant_of))
+        puller.start()
+        try:
+            # When the puller runs: the burst's first four are handed over (two hang, two
+            # wait for a slot), and the other tenant's event is sent, past the burst's six
+            # left, which wait on their list, unclaimed
+            def statuses() -> list[str]:
+                return sorted(_delivery(engine, msg).status for msg in burst)
+
+            wait_until(lambda: statuses() == [*["delivering"] * 4, *["pending"] * 6])
+            wait_until(lambda: other in answered)
+            assert due.depth() == 6
+            # Then, as the receiver answers, the whole burst is taken and sent
+            loop.call_soon_threadsafe(release.set)
+            wait_until(lambda: len(answered) == 11)
+            assert poster.drain(10)
+        finally:
+            puller.stop(5)
+    assert sorted(answered) == sorted([*burst, other])
+    assert {_delivery(engine, msg).status for msg in burst} == {"succeeded"}
+    assert due.depth() == 0
+
+
+def test_the_puller_sends_deliveries_published_without_their_tenant(
+    rt: WebhookRuntime,
+    engine: Engine,
+    account: ConnectedAccount,
+    secret: str,
+    receiver: Receiver,
+    redis_client: redis.Redis,
+) -> None:
+    from tests.worker.test_budget import wait_until
+
+    msgs = [message_id(_finished_call(engine, account)) for _ in range(3)]
+    due = DeliveriesDue(redis_client)
+    due.push(msgs, {})
+    puller = Puller(due, rt.poster, lambda ids, tenant_of: deliver(ids, rt, tenant_of))
+    puller.start()
+    try:
+        wait_until(lambda: due.depth() == 0)
+    finally:
+        puller.stop(5)
+    assert {_delivery(engine, msg).status for msg in msgs} == {"succeeded"}
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(msgs)
+
+
+def test_the_sweeper_leaves_a_waiting_tenants_deliveries_on_its_list(
+    rt: WebhookRuntime, engine: Engine, vault: Vault, account: ConnectedAccount, secret: str
+) -> None:
+    from tests.worker.factories import RecordingPublisher, make_runtime
+    from worker.webhooks.recovery import sweep_deliveries
+
+    # Given two tenants' deliveries published long ago and never taken, one of the tenants
+    # with deliveries waiting on its list
+    other = _tenant_with_an_endpoint(engine, vault, "other")
+    waiting, lost = (
+        message_id(_finished_call(engine, account)),
+        message_id(_finished_call(engine, other)),
+    )
+    publisher = RecordingPublisher()
+    calls = make_runtime(
+        engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
+    )
+    calls = replace(calls, publisher=publisher)
+    later = NOW + timedelta(seconds=301)
+
+    def published() -> list[str]:
+        ours = [d for d in publisher.deliveries if d in (waiting, lost)]
+        publisher.deliveries.clear()
+        return sorted(ours)
+
+    # When the sweeper runs past the republishing age
+    with_lists = replace(calls, waiting_tenants=lambda: {account.tenant_id})
+    sweep_deliveries(with_lists, later, timedelta(seconds=300), everything=False, limit=500)
+    # Then only the other tenant's is published again, with its tenant
+    assert published() == [lost]
+    assert publisher.tenant_of[lost] == other.tenant_id
+    # ... and once the tenant's list is empty, its own is too
+    sweep_deliveries(calls, later, timedelta(seconds=300), everything=False, limit=500)
+    assert published() == [waiting]
+    # ... as every one is when Redis lost its data
+    sweep_deliveries(with_lists, later, timedelta(seconds=300), everything=True, limit=500)
+    assert published() == sorted([waiting, lost])
+    calls.sender.close()

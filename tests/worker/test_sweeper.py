@@ -12,7 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from models.broker import NO_TENANTS, RedisEpoch
+from models.broker import NO_TENANTS
+from models.broker_epoch import RedisEpoch
 from models.calls.states import CallStatus
 from models.catalog.apps import Catalog
 from models.crypto.secrets import Vault
@@ -51,7 +52,13 @@ class Published:
         self.batches.append((list(call_ids), queue))
         return self.ok
 
-    def publish_deliveries(self, delivery_ids: Sequence[str], countdown_s: float = 0.0) -> bool:
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
+        self.tenant_of.update(tenant_of)
         self.deliveries.extend(delivery_ids)
         return self.ok
 

@@ -12,8 +12,8 @@ import pytest
 from celery.exceptions import Reject
 
 from models.keys import TASK_EXECUTE_CALLS, TASK_PURGE, TASK_SWEEP
-from worker.app import _quiet_upkeep
 from worker.bulk_turns import HandBack
+from worker.log_filters import quiet_upkeep
 
 
 def _line(task: str) -> logging.LogRecord:
@@ -35,17 +35,17 @@ def passthru_level() -> Iterator[logging.Logger]:
 @pytest.mark.parametrize("task", [TASK_SWEEP, TASK_PURGE])
 def test_upkeep_lines_are_debug(passthru_level: logging.Logger, task: str) -> None:
     passthru_level.setLevel(logging.INFO)
-    assert _quiet_upkeep(_line(task)) is False
+    assert quiet_upkeep(_line(task)) is False
     passthru_level.setLevel(logging.DEBUG)
     record = _line(task)
-    assert _quiet_upkeep(record) is True
+    assert quiet_upkeep(record) is True
     assert record.levelname == "DEBUG"
 
 
 def test_a_call_s_lines_stay(passthru_level: logging.Logger) -> None:
     passthru_level.setLevel(logging.INFO)
     record = _line(TASK_EXECUTE_CALLS)
-    assert _quiet_upkeep(record) is True
+    assert quiet_upkeep(record) is True
     assert record.levelname == "INFO"
 
 
@@ -67,13 +67,13 @@ def test_a_hand_back_s_rejected_warning_is_debug_without_its_traceback(
     # worker/tasks.py logs the hand-back in a line of its own
     passthru_level.setLevel(logging.INFO)
     record = _rejected(HandBack("its share of the threads"))
-    assert _quiet_upkeep(record) is False
+    assert quiet_upkeep(record) is False
     assert (record.levelname, record.exc_info) == ("DEBUG", None)
 
 
 def test_any_other_rejection_stays_a_warning(passthru_level: logging.Logger) -> None:
     passthru_level.setLevel(logging.INFO)
     record = _rejected(ValueError("something else"))
-    assert _quiet_upkeep(record) is True
+    assert quiet_upkeep(record) is True
     assert record.levelname == "WARNING"
     assert record.exc_info is not None

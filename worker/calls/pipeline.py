@@ -19,6 +19,7 @@ from models.calls.states import CallStatus
 from models.errors import CredentialsError
 from models.keys import QUEUE_INTERACTIVE
 from models.oauth.token_exchange import RefreshUnavailable, Revoked
+from models.webhooks.signing import message_id
 from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
@@ -258,7 +259,7 @@ class _Message:
                 [i.answer() for i in finished if i.lane == QUEUE_INTERACTIVE],
             )
         if deliveries:
-            rt.publisher.publish_deliveries(deliveries)
+            rt.publisher.publish_deliveries(deliveries, tenant_of=_tenants_of(kept, deliveries))
         stored = {item.call_id for item in kept}
         for item in items:
             if item.call_id not in stored:
@@ -284,3 +285,14 @@ def _unprocessable(g: Go) -> Result:
         g.request.scrub.text(traceback.format_exc()),
     )
     return failed("internal_error", "passthru could not process the upstream's answer")
+
+
+def _tenants_of(items: Sequence[Attempted], deliveries: Sequence[str]) -> dict[str, str]:
+    """The tenant of each call's event among `deliveries` (a batch's event is left out:
+    its tenant is read when it is taken)."""
+    new = set(deliveries)
+    return {
+        event: item.tenant_id
+        for item in items
+        if item.tenant_id and (event := message_id(item.call_id)) in new
+    }

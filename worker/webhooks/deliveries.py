@@ -21,19 +21,17 @@ moves it from `pending` to `delivering`, and nothing else does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import Publisher
 from models.crypto.secrets import Vault
-from models.db.engine import read_connection, single_write
+from models.db.engine import read_connection
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from models.logs import Sometimes
-from models.settings import DEFAULT_REPUBLISH_AFTER_S
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker.webhooks.decision import decide, log_attempt, soon
 from worker.webhooks.events import Unsendable, prepare, target
@@ -45,10 +43,6 @@ _deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _attempts = WebhookAttempt.__table__  # type: ignore[attr-defined]
 _endpoints = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 _calls = FunctionCall.__table__  # type: ignore[attr-defined]
-# Deliveries the sender has no room for come back this much later.
-NO_ROOM_COUNTDOWN_S = 5.0
-# While they keep coming back, a warning at most this often (the rest at DEBUG).
-_HANDED_BACK_WARNINGS = Sometimes(30.0)
 DECISION_CHARS = 200
 
 
@@ -59,14 +53,12 @@ class WebhookRuntime:
     poster: Poster
     schedule_s: list[float]
     clock: Callable[[], datetime]
-    # Publishes deliveries to come back (`NoPublisher`: the sweeper publishes them).
+    # Publishes retries, and deliveries the sender has no room for onto their tenants' lists
+    # (`NoPublisher`: the sweeper publishes them).
     publisher: Publisher
     # How long a claimed delivery is this worker's: longer than it may wait for a slot and
     # then attempt (lease_for()).
     lease_s: float
-    # After this long without a publish, the sweeper publishes a pending delivery again
-    # (PASSTHRU_REPUBLISH_AFTER_S): one handed back over and over is marked well within it.
-    republish_after_s: float = DEFAULT_REPUBLISH_AFTER_S
 
 
 def lease_for(timeout_s: float) -> float:
@@ -75,15 +67,18 @@ def lease_for(timeout_s: float) -> float:
     return timeout_s * (PENDING_PER_SLOT + 1) + 60.0
 
 
-def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
+def deliver(
+    delivery_ids: Sequence[str], rt: WebhookRuntime, tenant_of: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Claim each due delivery among `delivery_ids` and hand it to the sender, which signs
     and sends it when a slot is free (its body is built then, so waiting deliveries hold no
     payload). Returns the status of each one claimed: its outcome when known already, else
-    `delivering`. Deliveries the sender has no room for, in all or for their tenant, are
-    published again shortly, unclaimed."""
+    `delivering`. Those the sender has no room for, in all or for their tenant, go to their
+    tenants' lists unclaimed, to be taken when it has (models/webhooks/due.py).
+    `tenant_of`: each delivery's tenant, when the caller knows them (else they are read)."""
     out: dict[str, str] = {}
     later: list[str] = []
-    tenants = _tenants_of(rt.engine, delivery_ids)
+    tenants = _tenants_of(rt.engine, delivery_ids) if tenant_of is None else tenant_of
     for delivery_id in delivery_ids:
         tenant_id = tenants.get(delivery_id)
         if tenant_id is None:
@@ -98,36 +93,9 @@ def deliver(delivery_ids: Sequence[str], rt: WebhookRuntime) -> dict[str, str]:
         attempt = _Attempt(rt, delivery, rt.clock(), out)
         rt.poster.post(delivery.id, delivery.tenant_id, attempt.prepare, attempt.ended)
     if later:
-        (log.warning if _HANDED_BACK_WARNINGS.due() else log.debug)(
-            "webhook sender full, or full for their tenant; %d deliveries come back later",
-            len(later),
-        )
-        if rt.publisher.publish_deliveries(later, NO_ROOM_COUNTDOWN_S):
-            _published(rt.engine, later, rt.clock(), rt.republish_after_s / 4)
+        log.debug("webhook sender full for their tenants: %d deliveries wait in turn", len(later))
+        rt.publisher.publish_deliveries(later, tenant_of={i: tenants[i] for i in later})
     return out
-
-
-def _published(
-    engine: Engine, delivery_ids: Sequence[str], now: datetime, marked_within_s: float
-) -> None:
-    """Deliveries handed back are published: the sweeper, which publishes pending ones not
-    published for a while, must not add a second message for each while a sender is full.
-    Those marked within `marked_within_s` are left as they are: a burst's deliveries come
-    back every few seconds, and a write for each, each time, was most of what a burst cost
-    the database (docs/performance.md)."""
-    with single_write(engine) as conn:
-        conn.execute(
-            update(_deliveries)
-            .where(
-                _deliveries.c.id.in_(list(delivery_ids)),
-                _deliveries.c.status == DeliveryStatus.PENDING,
-                or_(
-                    _deliveries.c.published_at.is_(None),
-                    _deliveries.c.published_at < now - timedelta(seconds=marked_within_s),
-                ),
-            )
-            .values(published_at=now)
-        )
 
 
 def _tenants_of(engine: Engine, delivery_ids: Sequence[str]) -> dict[str, str]:
@@ -252,7 +220,9 @@ def _record(
     log_attempt(delivery, status, decision, sent)
     if next_at is not None and soon(next_at, started):
         rt.publisher.publish_deliveries(
-            [delivery.id], max(0.0, (next_at - started).total_seconds())
+            [delivery.id],
+            max(0.0, (next_at - started).total_seconds()),
+            tenant_of={delivery.id: delivery.tenant_id},
         )
     return status
 

@@ -31,7 +31,7 @@ log = logging.getLogger("passthru.webhooks")
 # Bytes of a receiver's answer read at most: enough to end it politely, never a bomb.
 ANSWER_READ_BYTES = 1024
 # Attempts handed over but not yet recorded, per process, as a multiple of the concurrency:
-# beyond it, deliveries are handed back to come again a little later.
+# beyond it, deliveries wait on their tenants' lists (models/webhooks/due.py) until one ends.
 PENDING_PER_SLOT = 8
 # One tenant's share of those: a quarter, so that a tenant whose receiver never answers puts
 # at most two rounds of attempts (two deadlines) ahead of another tenant's, and four such
@@ -101,9 +101,26 @@ Prepare = Callable[[], Prepared]
 Done = Callable[["Sent | Exception"], object]
 
 
+@dataclass(frozen=True)
+class Vacancy:
+    """A sender's room, as it was at one moment."""
+
+    any: bool  # for one more attempt, of a tenant not in `full`
+    full: frozenset[str]  # the tenants with as many attempts handed over as they may have
+    ended: int  # attempts ended so far (to wait for the next one: `wait_for_room`)
+
+
 class Poster(Protocol):
     def room(self, tenant_id: str) -> int:
         """How many more attempts of `tenant_id` may be handed over now."""
+        ...
+
+    def vacancy(self) -> Vacancy:
+        """The sender's room now."""
+        ...
+
+    def wait_for_room(self, ended: int, timeout_s: float) -> None:
+        """Return once more than `ended` attempts have ended, or after `timeout_s`."""
         ...
 
     def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
@@ -133,8 +150,9 @@ class LoopPoster:
         self._max_pending_of_tenant = concurrency * PENDING_PER_TENANT_SLOT
         self._pending = 0
         self._pending_of: dict[str, int] = {}  # tenants with attempts pending only
+        self._ended = 0
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._attempt_ended = threading.Condition(self._lock)
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
         self._recorder = ThreadPoolExecutor(2, thread_name_prefix="passthru-webhook-record")
@@ -145,6 +163,19 @@ class LoopPoster:
                 self._max_pending - self._pending,
                 self._max_pending_of_tenant - self._pending_of.get(tenant_id, 0),
             )
+
+    def vacancy(self) -> Vacancy:
+        with self._lock:
+            cap = self._max_pending_of_tenant
+            return Vacancy(
+                any=self._pending < self._max_pending,
+                full=frozenset(t for t, n in self._pending_of.items() if n >= cap),
+                ended=self._ended,
+            )
+
+    def wait_for_room(self, ended: int, timeout_s: float) -> None:
+        with self._lock:
+            self._attempt_ended.wait_for(lambda: self._ended > ended, timeout_s)
 
     def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         with self._lock:
@@ -184,8 +215,8 @@ class LoopPoster:
             left = self._pending_of.pop(tenant_id) - 1
             if left:
                 self._pending_of[tenant_id] = left
-            if self._pending == 0:
-                self._idle.notify_all()
+            self._ended += 1
+            self._attempt_ended.notify_all()  # `drain`, and `wait_for_room`
 
     def drain(self, timeout_s: float) -> bool:
         """Wait for the attempts in flight to be recorded (a warm shutdown); False if some
@@ -196,7 +227,7 @@ class LoopPoster:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(left)
+                self._attempt_ended.wait(left)
         return True
 
 
@@ -210,6 +241,12 @@ class InlinePoster:
 
     def room(self, tenant_id: str) -> int:
         return 1_000_000
+
+    def vacancy(self) -> Vacancy:
+        return Vacancy(any=True, full=frozenset(), ended=0)
+
+    def wait_for_room(self, ended: int, timeout_s: float) -> None:
+        return
 
     def post(self, delivery_id: str, tenant_id: str, prepare: Prepare, done: Done) -> None:
         async def once(prepared: Prepared) -> Sent:
