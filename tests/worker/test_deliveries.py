@@ -799,3 +799,37 @@ def test_the_sweeper_leaves_a_waiting_tenants_deliveries_on_its_list(
     sweep_deliveries(with_lists, later, timedelta(seconds=300), everything=True, limit=500)
     assert published() == sorted([waiting, lost])
     calls.sender.close()
+
+
+def test_the_puller_goes_on_after_a_failure_and_leaves_what_it_lost_to_the_sweeper(
+    rt: WebhookRuntime,
+    engine: Engine,
+    account: ConnectedAccount,
+    secret: str,
+    redis_client: redis.Redis,
+) -> None:
+    from tests.worker.test_budget import wait_until
+
+    lost, sent = (message_id(_finished_call(engine, account)) for _ in "ab")
+    due = DeliveriesDue(redis_client)
+    due.push([lost, sent], one_tenant([lost, sent], account.tenant_id))
+    failures = [RuntimeError("a bug")]
+
+    def failing_once(ids: Sequence[str], tenant_of: Mapping[str, str] | None) -> object:
+        if failures:
+            raise failures.pop()
+        return deliver(ids, rt, tenant_of)
+
+    puller = Puller(due, rt.poster, failing_once)
+    puller.start()
+    try:
+        wait_until(lambda: _delivery(engine, sent).status == "succeeded")
+    finally:
+        puller.stop(5)
+    # The one taken when it failed stays pending, unclaimed: the sweeper publishes it again
+    # once it has not been published for PASSTHRU_REPUBLISH_AFTER_S
+    assert (_delivery(engine, lost).status, _delivery(engine, lost).attempt_count) == (
+        "pending",
+        0,
+    )
+    assert due.depth() == 0

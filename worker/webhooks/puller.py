@@ -68,6 +68,9 @@ class Puller:
                     exc,
                 )
                 self._stop.wait(PAUSE_AFTER_ERROR_S)
+            except Exception:  # never let the thread end: this process would send no more
+                log.exception("webhook deliveries: the puller failed; trying again")
+                self._stop.wait(PAUSE_AFTER_ERROR_S)
 
     def step(self) -> None:
         """Take and hand over one delivery if the sender has room for it; else wait, for
