@@ -145,6 +145,7 @@ def stack(
             PASSTHRU_TENANT_SUBMIT_RATE="1000000/1/1000000",
             PASSTHRU_TENANT_MAX_OPEN_CALLS="10000000",
             PASSTHRU_METRICS_PORT="0",
+            PASSTHRU_WORKER_METRICS_PORT="0",  # two workers on one machine: none served
         )
         processes = cleanup.enter_context(Processes(tmp, env))
         argv = upstream or ["bench.upstream", "--delay-ms", str(upstream_delay_ms)]

@@ -235,6 +235,7 @@ def get_webhook_runtime() -> WebhookRuntime:
         lambda: sender.loop,
         lambda: make_webhook_client(
             policy,
+            kind=settings.http_transport,
             max_connections=settings.webhook_concurrency,
             timeout_s=settings.webhook_timeout_s,
             # Receivers' names are the tenants' own: their lookups never hold the threads

@@ -165,19 +165,39 @@ def test_the_checked_host_is_the_ascii_host_that_is_connected(
     assert outcome.error == "destination_forbidden"
 
 
-def test_the_webhook_client_applies_its_policy(local: Local) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("host", ["hooks.test", "127.0.0.1", "[::1]", "localhost"])
+def test_the_webhook_client_applies_its_policy(
+    kind: TransportKind, host: str, local: Local
+) -> None:
+    # Given a receiver's name that resolves to a private address, or such an address
+    # written in the URL (never resolved by aiohttp: checked as written)
     lookup = Lookup("127.0.0.1")
     policy = EgressPolicy(setting="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
 
-    async def go() -> None:
+    async def go(policy: EgressPolicy) -> int:
         async with make_webhook_client(
-            policy, max_connections=2, timeout_s=5.0, lookup=lookup
+            policy, max_connections=2, timeout_s=5.0, lookup=lookup, kind=kind
         ) as client:
-            await client.get(f"http://hooks.test:{local.port}/in")
+            return (await client.get(f"http://{host}:{local.port}/in")).status_code
 
-    with pytest.raises(DestinationForbidden, match="PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS"):
-        asyncio.run(go())
+    with pytest.raises((DestinationForbidden, httpx.HTTPError)) as refused:
+        asyncio.run(go(policy))
+    assert "PASSTHRU_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in _chain(refused.value)
     assert local.paths == []
+    # And where the policy allows it, the same client connects (IPv4 only: the server's)
+    if host != "[::1]":
+        assert asyncio.run(go(EgressPolicy(allow_private=True))) == 200
+        assert local.paths == ["/in"]
+
+
+def _chain(exc: BaseException | None) -> str:
+    """The messages of an exception and its causes (aiohttp wraps a resolver's refusal)."""
+    texts = []
+    while exc is not None:
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " | ".join(texts)
 
 
 def test_the_token_client_applies_its_policy(local: Local) -> None:
@@ -287,7 +307,8 @@ def test_one_tenants_slow_names_never_hold_the_lookups_of_another(
     assert len(started) == 7  # every lookup of A ran in the end
 
 
-def test_a_webhook_attempt_resolves_its_receiver_as_its_tenant() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_webhook_attempt_resolves_its_receiver_as_its_tenant(kind: TransportKind) -> None:
     # Given a webhook client whose lookups note whose they are
     from worker.net.egress import LOOKUP_OWNER
     from worker.net.transport import make_webhook_client
@@ -300,7 +321,9 @@ def test_a_webhook_attempt_resolves_its_receiver_as_its_tenant() -> None:
         raise OSError("no such name")
 
     async def go() -> None:
-        client = make_webhook_client(EgressPolicy(), max_connections=2, timeout_s=5, lookup=lookup)
+        client = make_webhook_client(
+            EgressPolicy(), max_connections=2, timeout_s=5, lookup=lookup, kind=kind
+        )
         async with client:
             prepared = Prepared("wh_1", "https://hooks.example.test/x", b"{}", {}, tenant_id="tn_a")
             # When an attempt is made

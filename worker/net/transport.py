@@ -1,9 +1,10 @@
 """The HTTP clients of a worker process, and what their errors mean.
 
-Onward calls use one of two transports, chosen by PASSTHRU_HTTP_TRANSPORT: `aiohttp`
-(httpx's API over aiohttp's connection pool, the default: it keeps its speed with hundreds
-of requests in flight) or `httpx` (httpx's own pool). Webhooks and token refreshes use
-httpx's own. Every client:
+Onward calls and webhooks use one of two transports, chosen by PASSTHRU_HTTP_TRANSPORT:
+`aiohttp` (httpx's API over aiohttp's connection pool, the default: it keeps its speed with
+hundreds of requests in flight, where httpx's own pool costs more CPU per request the more
+connections it holds: docs/performance.md) or `httpx` (httpx's own pool). Token refreshes
+use httpx's own (a synchronous client). Every client:
 - connects only where the egress policy allows (worker/net/egress.py), resolving each name once;
 - keeps no cookies, so nothing an upstream sets for one end user rides along with another's
   request;
@@ -68,21 +69,7 @@ def make_async_client(
     )
     transport: httpx.AsyncBaseTransport
     if kind == "aiohttp":
-        import aiohttp
-        from httpx_aiohttp import AiohttpTransport
-
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=60,
-                resolver=make_resolver(policy, lookup),
-            ),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
-        transport = AiohttpTransport(client=session)
+        transport = _aiohttp_transport(policy, max_connections, lookup)
     else:
         transport = _checked_pool_transport(policy, limits, lookup)
     return httpx.AsyncClient(
@@ -95,18 +82,62 @@ def make_async_client(
     )
 
 
+def _aiohttp_transport(
+    policy: EgressPolicy, max_connections: int, lookup: AsyncLookup | None
+) -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's pool, whose resolver checks every name it resolves. An
+    address written in the URL is never resolved: the caller checks it (`check_host`)."""
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=60,
+            resolver=make_resolver(policy, lookup),
+        ),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
+    return AiohttpTransport(client=session)
+
+
+class _HostChecked(httpx.AsyncBaseTransport):
+    """Refuses a URL whose host the policy refuses as written (an address, `localhost`)
+    before anything connects; names are checked when they are resolved."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: EgressPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._policy.check_host(request.url.raw_host.decode("ascii"))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def make_webhook_client(
     policy: EgressPolicy,
     *,
     max_connections: int,
     timeout_s: float,
     lookup: AsyncLookup | None = None,
+    kind: TransportKind = "aiohttp",
 ) -> httpx.AsyncClient:
     """The client of webhook deliveries; each attempt also runs under a total deadline of
     `timeout_s` (a per-read timeout alone lets a receiver drip one byte at a time)."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
+    transport: httpx.AsyncBaseTransport
+    if kind == "aiohttp":
+        transport = _HostChecked(_aiohttp_transport(policy, max_connections, lookup), policy)
+    else:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
+        transport = _checked_pool_transport(policy, limits, lookup)
     return httpx.AsyncClient(
-        transport=_checked_pool_transport(policy, limits, lookup),
+        transport=transport,
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
         trust_env=False,
