@@ -19,6 +19,7 @@ from models.db.tables import CallAttempt, FunctionCall, Tenant
 from models.errors import ApiError, ErrorDetail, invalid, not_found
 from models.webhooks.due import one_tenant
 from models.webhooks.outbox import enqueue_deliveries
+from models.webhooks.publish import publish_deliveries_or_forget
 
 
 def load_call(engine: Engine, tenant: Tenant, call_id: str) -> FunctionCall:
@@ -179,5 +180,7 @@ def cancel_and_announce(
     deliveries: list[str] = []
     call = cancel_call(engine, tenant, call_id, utcnow(), deliveries)
     if deliveries:
-        publisher.publish_deliveries(deliveries, tenant_of=one_tenant(deliveries, tenant.id))
+        publish_deliveries_or_forget(
+            engine, publisher, deliveries, one_tenant(deliveries, tenant.id)
+        )
     return call

@@ -217,6 +217,10 @@ class TenantLists:
         turn = self._turn_key
         return self._client.blmove(turn, turn, timeout_s, "LEFT", "RIGHT") is not None
 
+    def close(self) -> None:
+        """Close the client's connections."""
+        self._client.close()
+
     def depth(self) -> int:
         """How many items wait, over every tenant (and the former list)."""
         tenants = self._client.lrange(self._turn_key, 0, -1)

@@ -274,8 +274,11 @@ def _finish_webhook_attempts(**_: object) -> None:
     from worker.runtime import get_puller, get_webhook_runtime
     from worker.webhooks.puller import LOOK_EVERY_S
 
-    if get_puller.cache_info().currsize:
-        get_puller().stop(LOOK_EVERY_S + 5)  # takes no more deliveries
+    if get_puller.cache_info().currsize and not get_puller().stop(LOOK_EVERY_S + 5):
+        logging.getLogger("passthru").warning(
+            "webhook deliveries still being taken at shutdown; one may stay `delivering` "
+            "until its lease ends"
+        )
     if get_webhook_runtime.cache_info().currsize == 0:
         return  # this process never delivered
     poster = get_webhook_runtime().poster

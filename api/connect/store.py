@@ -20,6 +20,7 @@ from models.crypto.secrets import Vault
 from models.db.tables import ConnectSession, Tenant
 from models.errors import ApiError
 from models.webhooks.due import one_tenant
+from models.webhooks.publish import publish_deliveries_or_forget
 
 log = logging.getLogger("passthru.connect")
 SOURCE = "connect_page"
@@ -72,7 +73,9 @@ def store_account(
         log.warning("connect session %s: account not stored: %s", session.id, exc.error)
         return {"error": "account_not_stored", "error_description": exc.error}
     if events:
-        publisher.publish_deliveries(events, tenant_of=one_tenant(events, account.tenant_id))
+        publish_deliveries_or_forget(
+            engine, publisher, events, one_tenant(events, account.tenant_id)
+        )
     log.info("connect session %s: account %s connected", session.id, account.id)
     return {"connected_account_id": account.id, "app": session.app}
 

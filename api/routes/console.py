@@ -20,6 +20,7 @@ from api.deps import CatalogDep, EngineDep, PublisherDep, QuotasDep, SettingsDep
 from api.routes.connect import ConnectDep
 from api.webhook_deliveries import redeliver as redeliver_call
 from models.db.engine import utcnow
+from models.webhooks.publish import publish_deliveries_or_forget
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 CallId = Annotated[str, Path(max_length=64)]
@@ -88,7 +89,11 @@ async def redeliver(
     await run_in_threadpool(quotas.admit_redelivery, who.tenant.id)
     delivery_id = await run_in_threadpool(redeliver_call, engine, who.tenant, call_id, utcnow())
     await run_in_threadpool(
-        publisher.publish_deliveries, [delivery_id], tenant_of={delivery_id: who.tenant.id}
+        publish_deliveries_or_forget,
+        engine,
+        publisher,
+        [delivery_id],
+        {delivery_id: who.tenant.id},
     )
     return see_other(f"/console/calls/{call_id}")
 

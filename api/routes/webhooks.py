@@ -12,6 +12,7 @@ from api.schemas.webhooks import DeliveryList, EndpointIn, WebhookEndpointOut
 from api.webhook_deliveries import deliveries_of, redeliver
 from api.webhook_endpoint import get_endpoint, put_endpoint, rotate_secret
 from models.db.engine import utcnow
+from models.webhooks.publish import publish_deliveries_or_forget
 
 router = APIRouter(tags=["webhooks"], route_class=JSONRoute)
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -80,6 +81,6 @@ async def redeliver_call(
     await run_in_threadpool(quotas.admit_redelivery, tenant.id)
     delivery_id = await run_in_threadpool(redeliver, engine, tenant, call_id, utcnow())
     await run_in_threadpool(
-        publisher.publish_deliveries, [delivery_id], tenant_of={delivery_id: tenant.id}
+        publish_deliveries_or_forget, engine, publisher, [delivery_id], {delivery_id: tenant.id}
     )
     return Response(status_code=202)

@@ -10,9 +10,11 @@ Ids whose tenant the publisher does not know wait together, comma-joined, in the
 UNKNOWN_TENANT bucket; the sender that takes them reads their tenants and hands them over
 or sends them to their tenants' lists (worker/webhooks/deliveries.py: `deliver`).
 
-A taken id is held nowhere: the delivery stays `pending`, so if the taking process dies
-before it claims it, the sweeper publishes it again once it has not been published for
-PASSTHRU_REPUBLISH_AFTER_S (worker/sweeper.py), as it does for any lost message.
+A taken id is held nowhere: the delivery stays `pending` until it is claimed. One that
+cannot be handed over is put back at the head of its list; one whose process dies between
+the take and the claim is published again by the sweeper (worker/webhooks/recovery.py):
+after PASSTHRU_REPUBLISH_AFTER_S, or, while its tenant has deliveries waiting (where it is
+most likely to be), after an hour (worker/webhooks/recovery.py: WAITING_LIMIT_S).
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class DeliveriesDue(TenantLists):
         """The next tenant's oldest delivery (the unknown tenant's: a chunk of ids), skipping
         the tenants in `skip`."""
         return self.take("", skip)
+
+    def put_back(self, taken: Taken) -> None:
+        """Put a taken item back at the head of its tenant's list (it was not handed over)."""
+        self.push_items({taken.tenant_id: [taken.call_id]}, first=True)
 
     def tenants(self) -> set[str]:
         """The tenants with deliveries waiting."""

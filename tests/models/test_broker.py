@@ -27,8 +27,10 @@ from models.keys import (
     CHANNEL_CALL_DONE,
     CHANNEL_CALL_RESULT,
     DUE_TENANTS,
+    HOOKS_DUE_OF_PREFIX,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
+    QUEUE_WEBHOOKS,
     TASK_TAKE_BULK,
 )
 
@@ -171,3 +173,17 @@ def test_results_are_announced_with_their_notice_and_the_rest_by_id(
         (CHANNEL_CALL_RESULT.encode(), result_notice(small)),
         (CHANNEL_CALL_DONE.encode(), b"fc_2,fc_3"),
     ]
+
+
+def test_webhook_deliveries_due_now_go_on_their_tenants_lists_and_retries_through_celery(
+    redis_client: redis.Redis, celery: Celery, redis_server: EmbeddedRedis
+) -> None:
+    publisher = BrokerPublisher(celery, lane_client(redis_server.url))
+    assert publisher.publish_deliveries(["msg_1", "msg_2"], tenant_of={"msg_1": "tn_a"})
+    assert publisher.publish_deliveries(["msg_3"], 5.0, {"msg_3": "tn_a"})
+    # Due now: on their tenant's list (the one without a tenant in the unknown bucket) ...
+    assert redis_client.lrange(f"{HOOKS_DUE_OF_PREFIX}tn_a", 0, -1) == [b"msg_1"]
+    assert redis_client.lrange(f"{HOOKS_DUE_OF_PREFIX}{UNKNOWN_TENANT}", 0, -1) == [b"msg_2"]
+    # ... and the retry with its countdown, a message on the webhooks' queue
+    assert redis_client.llen(QUEUE_WEBHOOKS) == 1
+    assert publisher.publish_deliveries([]) is True

@@ -761,25 +761,32 @@ def test_the_puller_sends_deliveries_published_without_their_tenant(
     assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(msgs)
 
 
-def test_the_sweeper_leaves_a_waiting_tenants_deliveries_on_its_list(
-    rt: WebhookRuntime, engine: Engine, vault: Vault, account: ConnectedAccount, secret: str
+def test_the_sweeper_leaves_a_waiting_tenants_deliveries_on_its_list_for_an_hour(
+    rt: WebhookRuntime,
+    engine: Engine,
+    vault: Vault,
+    account: ConnectedAccount,
+    secret: str,
+    redis_client: redis.Redis,
 ) -> None:
     from tests.worker.factories import RecordingPublisher, make_runtime
-    from worker.webhooks.recovery import sweep_deliveries
+    from worker.webhooks.recovery import WAITING_LIMIT_S, sweep_deliveries
 
-    # Given two tenants' deliveries published long ago and never taken, one of the tenants
-    # with deliveries waiting on its list
+    # Given two tenants' deliveries published and never taken, one of the tenants with
+    # deliveries waiting on its list (as after a take whose process died before its claim)
     other = _tenant_with_an_endpoint(engine, vault, "other")
     waiting, lost = (
         message_id(_finished_call(engine, account)),
         message_id(_finished_call(engine, other)),
     )
+    due = DeliveriesDue(redis_client)
+    due.push(["msg_still_waiting"], {"msg_still_waiting": account.tenant_id})
     publisher = RecordingPublisher()
     calls = make_runtime(
         engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
     )
-    calls = replace(calls, publisher=publisher)
-    later = NOW + timedelta(seconds=301)
+    calls = replace(calls, publisher=publisher, waiting_tenants=due.tenants)
+    stale = timedelta(seconds=300)
 
     def published() -> list[str]:
         ours = [d for d in publisher.deliveries if d in (waiting, lost)]
@@ -787,21 +794,41 @@ def test_the_sweeper_leaves_a_waiting_tenants_deliveries_on_its_list(
         return sorted(ours)
 
     # When the sweeper runs past the republishing age
-    with_lists = replace(calls, waiting_tenants=lambda: {account.tenant_id})
-    sweep_deliveries(with_lists, later, timedelta(seconds=300), everything=False, limit=500)
+    sweep_deliveries(calls, NOW + timedelta(seconds=301), stale, everything=False, limit=500)
     # Then only the other tenant's is published again, with its tenant
     assert published() == [lost]
     assert publisher.tenant_of[lost] == other.tenant_id
-    # ... and once the tenant's list is empty, its own is too
-    sweep_deliveries(calls, later, timedelta(seconds=300), everything=False, limit=500)
-    assert published() == [waiting]
-    # ... as every one is when Redis lost its data
-    sweep_deliveries(with_lists, later, timedelta(seconds=300), everything=True, limit=500)
-    assert published() == sorted([waiting, lost])
+    # ... and the waiting tenant's once it has not been published for an hour (the other's
+    # comes again every PASSTHRU_REPUBLISH_AFTER_S meanwhile)
+    hour = timedelta(seconds=WAITING_LIMIT_S)
+    sweep_deliveries(calls, NOW + hour - timedelta(seconds=1), stale, everything=False, limit=500)
+    assert waiting not in published()
+    sweep_deliveries(calls, NOW + hour + timedelta(seconds=1), stale, everything=False, limit=500)
+    assert waiting in published()
     calls.sender.close()
 
 
-def test_the_puller_goes_on_after_a_failure_and_leaves_what_it_lost_to_the_sweeper(
+def test_the_sweeper_publishes_every_pending_delivery_when_redis_lost_its_data(
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    from tests.worker.factories import RecordingPublisher, make_runtime
+    from worker.webhooks.recovery import sweep_deliveries
+
+    msg = message_id(_finished_call(engine, account))
+    publisher = RecordingPublisher()
+    calls = make_runtime(
+        engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
+    )
+    # (the tenant said to be waiting: the lists are gone with the rest)
+    calls = replace(calls, publisher=publisher, waiting_tenants=lambda: {account.tenant_id})
+    sweep_deliveries(
+        calls, NOW + timedelta(seconds=1), timedelta(seconds=300), everything=True, limit=500
+    )
+    assert msg in publisher.deliveries
+    calls.sender.close()
+
+
+def test_the_puller_goes_on_after_a_failure_and_puts_back_what_it_took(
     rt: WebhookRuntime,
     engine: Engine,
     account: ConnectedAccount,
@@ -810,9 +837,9 @@ def test_the_puller_goes_on_after_a_failure_and_leaves_what_it_lost_to_the_sweep
 ) -> None:
     from tests.worker.test_budget import wait_until
 
-    lost, sent = (message_id(_finished_call(engine, account)) for _ in "ab")
+    first, second = (message_id(_finished_call(engine, account)) for _ in "ab")
     due = DeliveriesDue(redis_client)
-    due.push([lost, sent], one_tenant([lost, sent], account.tenant_id))
+    due.push([first, second], one_tenant([first, second], account.tenant_id))
     failures = [RuntimeError("a bug")]
 
     def failing_once(ids: Sequence[str], tenant_of: Mapping[str, str] | None) -> object:
@@ -823,13 +850,54 @@ def test_the_puller_goes_on_after_a_failure_and_leaves_what_it_lost_to_the_sweep
     puller = Puller(due, rt.poster, failing_once)
     puller.start()
     try:
-        wait_until(lambda: _delivery(engine, sent).status == "succeeded")
+        # The one taken when it failed went back to the head of its list: both are sent
+        wait_until(lambda: {_delivery(engine, m).status for m in (first, second)} == {"succeeded"})
     finally:
-        puller.stop(5)
-    # The one taken when it failed stays pending, unclaimed: the sweeper publishes it again
-    # once it has not been published for PASSTHRU_REPUBLISH_AFTER_S
-    assert (_delivery(engine, lost).status, _delivery(engine, lost).attempt_count) == (
-        "pending",
-        0,
-    )
+        assert puller.stop(5)
     assert due.depth() == 0
+
+
+def test_a_delivery_the_broker_refused_is_published_at_the_next_sweep_waiting_tenant_or_not(
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    from models.broker import NoPublisher
+    from models.webhooks.publish import publish_deliveries_or_forget
+    from tests.worker.factories import RecordingPublisher, make_runtime
+    from worker.webhooks.recovery import sweep_deliveries
+
+    msg = message_id(_finished_call(engine, account))
+    # When the broker refuses it, it is marked unpublished ...
+    refused = publish_deliveries_or_forget(engine, NoPublisher(), [msg], {msg: account.tenant_id})
+    assert refused is False
+    assert _delivery(engine, msg).published_at is None
+    # ... so the next sweep publishes it, though its tenant has deliveries waiting
+    publisher = RecordingPublisher()
+    calls = make_runtime(
+        engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
+    )
+    calls = replace(calls, publisher=publisher, waiting_tenants=lambda: {account.tenant_id})
+    sweep_deliveries(calls, NOW, timedelta(seconds=300), everything=False, limit=500)
+    assert msg in publisher.deliveries
+    calls.sender.close()
+
+
+def test_past_a_thousand_waiting_tenants_the_rest_are_swept_as_if_none_waited(
+    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    from tests.worker.factories import RecordingPublisher, make_runtime
+    from worker.webhooks.recovery import MAX_EXEMPT_TENANTS, sweep_deliveries
+
+    # Given more tenants with deliveries waiting than the sweeper exempts (a bind parameter
+    # each), this delivery's tenant last among them
+    msg = message_id(_finished_call(engine, account))
+    waiting = {f"a{n:05}" for n in range(MAX_EXEMPT_TENANTS)} | {account.tenant_id}
+    publisher = RecordingPublisher()
+    calls = make_runtime(
+        engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
+    )
+    calls = replace(calls, publisher=publisher, waiting_tenants=lambda: waiting)
+    # When the sweeper runs past the republishing age: it runs, and publishes it again
+    later = NOW + timedelta(seconds=301)
+    sweep_deliveries(calls, later, timedelta(seconds=300), everything=False, limit=500)
+    assert msg in publisher.deliveries
+    calls.sender.close()

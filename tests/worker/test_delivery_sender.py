@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from tests.worker.webhook_poster import loop_poster
-from worker.webhooks.sender import ANSWER_READ_BYTES, LoopPoster, Prepared, Sent, attempt
+from worker.webhooks.sender import (
+    ANSWER_READ_BYTES,
+    LoopPoster,
+    Prepared,
+    Sent,
+    Vacancy,
+    attempt,
+)
 
 PREPARED = Prepared("msg_1", "https://hooks.example.com/in", b"{}", {"accept-encoding": "identity"})
 
@@ -159,3 +166,35 @@ def test_an_attempt_is_prepared_only_once_it_has_a_slot() -> None:
         loop.call_soon_threadsafe(release.set)
         assert poster.drain(10)
         assert prepared == ["first", "second"]
+
+
+def test_the_sender_says_which_tenants_it_is_full_for_and_when_an_attempt_ends() -> None:
+    # Given a sender of 1 slot (8 pending, 2 of one tenant's), whose receiver hangs until told
+    import threading as th
+
+    from tests.worker.webhook_poster import loop_poster
+
+    release = asyncio.Event()
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(204)
+
+    with loop_poster(receiver, concurrency=1) as (poster, loop):
+        ended: list[object] = []
+        for n in range(2):
+            prepared = Prepared(f"wh_{n}", "https://hooks.example.test/x", b"{}", {})
+            poster.post(f"wh_{n}", "t1", lambda p=prepared: p, ended.append)
+        # When it holds two attempts of t1: it is full for t1, not in all
+        room = poster.vacancy()
+        assert (room.any, room.full, room.ended) == (True, frozenset({"t1"}), 0)
+        # ... and waiting for room returns once an attempt ends, not before
+        waited = th.Event()
+        waiter = th.Thread(target=lambda: (poster.wait_for_room(0, 10), waited.set()))
+        waiter.start()
+        assert not waited.wait(0.2)
+        loop.call_soon_threadsafe(release.set)
+        assert waited.wait(10)
+        waiter.join()
+        assert poster.drain(10)
+        assert poster.vacancy() == Vacancy(any=True, full=frozenset(), ended=2)

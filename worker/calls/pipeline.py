@@ -19,13 +19,21 @@ from models.calls.states import CallStatus
 from models.errors import CredentialsError
 from models.keys import QUEUE_INTERACTIVE
 from models.oauth.token_exchange import RefreshUnavailable, Revoked
-from models.webhooks.signing import message_id
+from models.webhooks.publish import publish_deliveries_or_forget
 from worker import metrics
 from worker.calls.claim import Claimed, claim
 from worker.calls.credentials import AccountCredentials, refusal, revoked
 from worker.calls.onward import OnwardRequest, Scrubbers, build_request
 from worker.calls.outcome import judge, policy_of
-from worker.calls.results import Attempted, Result, call_option, failed, lane_of, log_attempt
+from worker.calls.results import (
+    Attempted,
+    Result,
+    call_option,
+    event_tenants,
+    failed,
+    lane_of,
+    log_attempt,
+)
 from worker.calls.scrub import NOTHING, Scrubber
 from worker.calls.store import publish_or_forget, store_safely
 from worker.calls.timeouts import resolve_timeouts
@@ -259,7 +267,9 @@ class _Message:
                 [i.answer() for i in finished if i.lane == QUEUE_INTERACTIVE],
             )
         if deliveries:
-            rt.publisher.publish_deliveries(deliveries, tenant_of=_tenants_of(kept, deliveries))
+            publish_deliveries_or_forget(
+                rt.engine, rt.publisher, deliveries, event_tenants(kept, deliveries)
+            )
         stored = {item.call_id for item in kept}
         for item in items:
             if item.call_id not in stored:
@@ -285,14 +295,3 @@ def _unprocessable(g: Go) -> Result:
         g.request.scrub.text(traceback.format_exc()),
     )
     return failed("internal_error", "passthru could not process the upstream's answer")
-
-
-def _tenants_of(items: Sequence[Attempted], deliveries: Sequence[str]) -> dict[str, str]:
-    """The tenant of each call's event among `deliveries` (a batch's event is left out:
-    its tenant is read when it is taken)."""
-    new = set(deliveries)
-    return {
-        event: item.tenant_id
-        for item in items
-        if item.tenant_id and (event := message_id(item.call_id)) in new
-    }

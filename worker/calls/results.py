@@ -16,6 +16,7 @@ from models.calls.resources import CallResult
 from models.calls.states import CallStatus
 from models.keys import QUEUE_BULK, QUEUE_INTERACTIVE
 from models.logs import CALLS_LOGGER
+from models.webhooks.signing import message_id
 from worker.calls.claim import Claimed
 
 call_log = logging.getLogger(CALLS_LOGGER)
@@ -152,3 +153,14 @@ def tally(call_ids: Sequence[str], statuses: Mapping[str, CallStatus]) -> dict[s
     counts = Counter(str(status) for status in statuses.values())
     not_run = len(set(call_ids)) - len(statuses)
     return {**counts, "not_run": not_run} if not_run else dict(counts)
+
+
+def event_tenants(items: Sequence[Attempted], deliveries: Sequence[str]) -> dict[str, str]:
+    """The tenant of each call's event among `deliveries` (a batch's event is left out:
+    its tenant is read when it is taken)."""
+    new = set(deliveries)
+    return {
+        event: item.tenant_id
+        for item in items
+        if item.tenant_id and (event := message_id(item.call_id)) in new
+    }

@@ -32,6 +32,7 @@ from models.broker import Publisher
 from models.crypto.secrets import Vault
 from models.db.engine import read_connection
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.webhooks.publish import publish_deliveries_or_forget
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker.webhooks.decision import decide, log_attempt, soon
 from worker.webhooks.events import Unsendable, prepare, target
@@ -94,7 +95,7 @@ def deliver(
         rt.poster.post(delivery.id, delivery.tenant_id, attempt.prepare, attempt.ended)
     if later:
         log.debug("webhook sender full for their tenants: %d deliveries wait in turn", len(later))
-        rt.publisher.publish_deliveries(later, tenant_of={i: tenants[i] for i in later})
+        publish_deliveries_or_forget(rt.engine, rt.publisher, later, {i: tenants[i] for i in later})
     return out
 
 
@@ -219,10 +220,12 @@ def _record(
         )
     log_attempt(delivery, status, decision, sent)
     if next_at is not None and soon(next_at, started):
-        rt.publisher.publish_deliveries(
+        publish_deliveries_or_forget(
+            rt.engine,
+            rt.publisher,
             [delivery.id],
+            {delivery.id: delivery.tenant_id},
             max(0.0, (next_at - started).total_seconds()),
-            tenant_of={delivery.id: delivery.tenant_id},
         )
     return status
 

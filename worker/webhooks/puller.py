@@ -46,15 +46,26 @@ class Puller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _hand_over(self, taken: Taken) -> None:
+        if taken.tenant_id == UNKNOWN_TENANT:  # their tenants are read, then
+            self._deliver(taken.call_id.split(","), None)
+        else:
+            self._deliver([taken.call_id], {taken.call_id: taken.tenant_id})
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="passthru-webhook-pull", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float) -> None:
-        """Take nothing more; return once the thread has ended, or after `timeout_s`."""
+    def stop(self, timeout_s: float) -> bool:
+        """Take nothing more; return once the thread has ended (True), or after `timeout_s`
+        (False: it may still hand over the delivery it took)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                return False
+        self._due.close()
+        return True
 
     def run(self) -> None:
         run_in_background()  # behind the interactive lane, as Celery's threads are
@@ -81,10 +92,11 @@ class Puller:
             return
         found = self._due.take_one(room.full)
         if isinstance(found, Taken):
-            if found.tenant_id == UNKNOWN_TENANT:  # their tenants are read, then
-                self._deliver(found.call_id.split(","), None)
-            else:
-                self._deliver([found.call_id], {found.call_id: found.tenant_id})
+            try:
+                self._hand_over(found)
+            except BaseException:
+                self._due.put_back(found)  # (if Redis lets us: else the sweeper publishes it)
+                raise
         elif found is Due.SKIPPED:
             self._poster.wait_for_room(room.ended, LOOK_EVERY_S)
         else:

@@ -16,6 +16,16 @@ from models.webhooks.states import DELIVERIES, DeliveryStatus
 if TYPE_CHECKING:
     from worker.runtime import Runtime
 
+# A pending delivery of a tenant with deliveries waiting on its list is most likely on it,
+# however long ago it was published; after this long it is published again all the same
+# (one taken by a process that died before it claimed it, or lost with a Redis restored
+# from an older snapshot). A duplicate on the list is harmless: the claim lets one attempt
+# run, and the mark set now stops another for as long again.
+WAITING_LIMIT_S = 3600.0
+# Waiting tenants exempted per sweep at most (a bind parameter each); others' deliveries
+# are published again after PASSTHRU_REPUBLISH_AFTER_S, as if no list held them.
+MAX_EXEMPT_TENANTS = 1_000
+
 
 def sweep_deliveries(
     rt: Runtime, now: datetime, stale: timedelta, *, everything: bool, limit: int
@@ -24,10 +34,10 @@ def sweep_deliveries(
     they have used every attempt of the schedule: a delivery that kills its worker must not
     loop), and publish those due that have no message (a publish lost, a retry due later
     than a countdown, or every pending one after Redis lost its data). Those of tenants with
-    deliveries waiting on their lists (models/webhooks/due.py) are waiting there, however
-    long ago they were published, unless Redis lost them (`everything`). At most `limit` are
-    published per call."""
-    waiting = set() if everything else rt.waiting_tenants()
+    deliveries waiting on their lists (models/webhooks/due.py) are most likely waiting
+    there: they are published again only after WAITING_LIMIT_S, unless Redis lost its data
+    (`everything`). At most `limit` are published per call."""
+    waiting = set() if everything else set(sorted(rt.waiting_tenants())[:MAX_EXEMPT_TENANTS])
     with session_scope(rt.engine) as session:
         lost = col(WebhookDelivery.lease_expires_at) < now
         session.exec(
@@ -66,11 +76,19 @@ def _due_without_message(
     session: Session, now: datetime, stale: timedelta, waiting: set[str], limit: int
 ) -> list[tuple[str, str]]:
     """(id, tenant) of the pending deliveries due that have no message: never published,
-    published before they were due, or published over `stale` ago and not of a tenant in
-    `waiting`."""
-    stale_message = col(WebhookDelivery.published_at) < now - stale
+    published before they were due, or published over `stale` ago (over WAITING_LIMIT_S
+    ago, for a tenant in `waiting`)."""
+    published = col(WebhookDelivery.published_at)
+    stale_message = published < now - stale
     if waiting:
-        stale_message = and_(stale_message, col(WebhookDelivery.tenant_id).not_in(sorted(waiting)))
+        limit_s = max(WAITING_LIMIT_S, stale.total_seconds())
+        stale_message = and_(
+            stale_message,
+            or_(
+                col(WebhookDelivery.tenant_id).not_in(sorted(waiting)),
+                published < now - timedelta(seconds=limit_s),
+            ),
+        )
     return list(
         session.exec(
             select(WebhookDelivery.id, WebhookDelivery.tenant_id)
