@@ -1,13 +1,17 @@
-"""No call lost when processes die: a worker killed mid-call, Redis restarted empty."""
+"""No call lost when processes die: a worker killed mid-call, Redis restarted empty (with
+calls queued, and with webhook events waiting)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import redis
 from sqlalchemy import Engine, text
 
+from models.keys import HOOKS_DUE_OF_PREFIX
 from tests.e2e.conftest import Caller, OwnStack, Stack, new_caller, wait_until
+from tests.e2e.receiver import Receiver
 from tests.e2e.upstream import Reply
 
 FINAL = ("completed", "failed", "cancelled")
@@ -134,3 +138,51 @@ def test_redis_restarted_empty_with_calls_queued_loses_nothing(
         "every call to end",
     )
     assert {s for s, _ in statuses(recovery.engine, ids).values()} == {"completed"}
+
+
+def test_webhook_events_waiting_in_redis_when_it_restarts_empty_all_arrive(
+    recovery: Stack, owner: Caller
+) -> None:
+    # Given a tenant endpoint, and a worker that runs calls but takes no webhook deliveries,
+    # so each finished call's event waits on the tenant's list in Redis
+    receiver = Receiver().start()
+    try:
+        r = owner.http.put("/webhook-endpoint", json={"url": f"{receiver.origin}/hooks"})
+        assert r.status_code == 200, r.text
+        secret = r.json()["secret"]
+        for name in [n for n in recovery.procs if n.startswith("worker")]:
+            recovery.processes.stop(name)
+        calls_only = "passthru.interactive,passthru.bulk,passthru.maintenance"
+        recovery.processes.start_worker("worker-calls-only", "-Q", calls_only, "-c", "8")
+        recovery.upstream.script("GET", "/api/hooks.wait", Reply(200, {"ok": 1}))
+        owner.connect("slack", "u-hooks", {"access_token": "xoxb-hooks"})
+        ids = submit(owner, "u-hooks", "GET", "hooks.wait", 20)
+        wait_until(
+            lambda: all(s == "completed" for s, _ in statuses(recovery.engine, ids).values()),
+            60,
+            "every call to complete",
+        )
+        lists = redis.Redis.from_url(recovery.redis.url)
+        wait_until(
+            lambda: lists.llen(f"{HOOKS_DUE_OF_PREFIX}{owner.tenant_id}") == 20,
+            30,
+            "the events on the tenant's list",
+        )
+        lists.close()
+        assert receiver.got == []
+
+        # When Redis restarts without persistence (the lists are gone), and a worker on
+        # every lane starts
+        recovery.redis.restart()
+        recovery.processes.stop("worker-calls-only")
+        recovery.worker("worker-after-redis")
+
+        # Then the sweeper publishes every pending delivery again, and each event arrives
+        expected = {f"msg_{i}" for i in ids}
+        wait_until(
+            lambda: {e["id"] for e in receiver.events(secret)} >= expected,
+            90,
+            "every event",
+        )
+    finally:
+        receiver.stop()
