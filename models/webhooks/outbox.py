@@ -104,6 +104,19 @@ def endpoint_url(conn: Connection, tenant_id: str) -> str | None:
     return url or None
 
 
+def endpoint_now(conn: Connection, tenant_id: str) -> tuple[str | None, str | None]:
+    """What an attempt needs of the tenant's endpoint, in one read: its URL as
+    `endpoint_url` says, and its stored signing secrets (None before any are made)."""
+    row = conn.execute(
+        select(_endpoints.c.url, _endpoints.c.secrets_enc, _endpoints.c.disabled_at).where(
+            _endpoints.c.tenant_id == tenant_id
+        )
+    ).first()
+    if row is None:
+        return None, None
+    return (row.url or None) if row.disabled_at is None else None, row.secrets_enc
+
+
 def enqueue_account_event(conn: Connection, account: ConnectedAccount, now: datetime) -> list[str]:
     """`connection.created` for an account an end user connected, to its tenant's enabled
     endpoint (if any), written with the account. Returns the new ids (published now)."""

@@ -578,33 +578,21 @@ def test_an_event_too_large_for_a_receiver_goes_without_the_output(
 
 
 def test_deliveries_prepared_side_by_side_share_the_secret_the_first_one_made(
-    engine: Engine, vault: Vault, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, vault: Vault, tenant: Tenant
 ) -> None:
     import worker.webhooks.events as events
 
-    # Given a tenant with no webhook endpoint yet, and another delivery of the tenant that
-    # makes its secret between this one's look and this one's insert
+    # Given a delivery of a tenant that found no webhook endpoint when it read what it
+    # sends, and another delivery of the tenant that made its secret since
     made = store_secrets(vault, new_secret(), tenant_id=tenant.id, shown=False)
-    looked = events._stored_secrets
-
-    def look_then_lose_the_race(engine: Engine, tenant_id: str) -> str | None:
-        found = looked(engine, tenant_id)
-        if found is None:
-            with engine.begin() as conn:
-                conn.execute(
-                    WebhookEndpoint.__table__.insert().values(
-                        tenant_id=tenant_id,
-                        url=None,
-                        secrets_enc=made,
-                        created_at=NOW,
-                        updated_at=NOW,
-                    )
-                )
-        return found
-
-    monkeypatch.setattr(events, "_stored_secrets", look_then_lose_the_race)
-    # When this delivery's secrets are read
-    got = events._secrets(engine, vault, lambda: NOW, tenant.id)
+    with engine.begin() as conn:
+        conn.execute(
+            WebhookEndpoint.__table__.insert().values(
+                tenant_id=tenant.id, url=None, secrets_enc=made, created_at=NOW, updated_at=NOW
+            )
+        )
+    # When this delivery's secrets are made
+    got = events._secrets(engine, vault, lambda: NOW, tenant.id, None)
     # Then it signs with the secret the other one made, and the tenant has one endpoint
     assert got == signing_secrets(vault, made, time.time(), tenant_id=tenant.id)
     with Session(engine) as session:

@@ -30,12 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.broker import Publisher
 from models.crypto.secrets import Vault
-from models.db.engine import read_connection
+from models.db.engine import read_connection, single_write
 from models.db.tables import FunctionCall, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.webhooks.publish import publish_deliveries_or_forget
 from models.webhooks.states import DELIVERIES, ENDED, DeliveryStatus
 from worker.webhooks.decision import decide, log_attempt, soon
-from worker.webhooks.events import Unsendable, prepare, target
+from worker.webhooks.events import Unsendable, prepare, read
 from worker.webhooks.sender import ERROR_CHARS, PENDING_PER_SLOT, Poster, Prepared, Sent
 
 log = logging.getLogger("passthru.webhooks")
@@ -125,8 +125,9 @@ class _Attempt:
     to: str | None = None
 
     def prepare(self) -> Prepared:
-        self.to = target(self.rt.engine, self.delivery)
-        return prepare(self.rt.engine, self.rt.vault, self.rt.clock, self.delivery, self.to)
+        stored = read(self.rt.engine, self.delivery)
+        self.to = stored.to
+        return prepare(self.rt.engine, self.rt.vault, self.rt.clock, self.delivery, stored)
 
     def ended(self, outcome: Sent | Exception) -> DeliveryStatus | None:
         """Record how the attempt ended: what the receiver answered, or why there was no
@@ -152,7 +153,7 @@ class _Attempt:
 
 def _claim(rt: WebhookRuntime, delivery_id: str) -> WebhookDelivery | None:
     now = rt.clock()
-    with rt.engine.begin() as conn:
+    with single_write(rt.engine) as conn:  # one statement: on Postgres, no BEGIN, no COMMIT
         row = conn.execute(
             DELIVERIES.update(
                 _deliveries,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from models.db.engine import read_connection
 from models.db.tables import ConnectedAccount, FunctionCall, WebhookDelivery, WebhookEndpoint
 from models.errors import CredentialsError
 from models.net.urls import MAX_CALLBACK_URL_CHARS, parse_http_url
-from models.webhooks.outbox import endpoint_url
+from models.webhooks.outbox import endpoint_now
 from models.webhooks.signing import new_secret, signature_header, signing_secrets, store_secrets
 from worker.webhooks.sender import Prepared
 
@@ -40,24 +41,23 @@ class Unsendable(Exception):
 NO_ENDPOINT = "the tenant has no enabled webhook endpoint now (set one, then redeliver)"
 
 
-def event_body(engine: Engine, delivery: WebhookDelivery) -> bytes:
+def event_body(conn: Connection, delivery: WebhookDelivery) -> bytes:
     """`{type, timestamp, data}`: the call as `GET /function-calls/{id}` shows it (without
     attempts), the account connected (never its credentials), or the batch's counts."""
-    with read_connection(engine) as conn:
-        data: dict[str, Any]
-        if delivery.call_id:
-            row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
-            data = call_out(FunctionCall.model_construct(**row._mapping)).model_dump(mode="json")
-        elif delivery.account_id:
-            data = _account_data(conn, delivery.account_id)
-        else:
-            counts = conn.execute(
-                select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
-            ).all()
-            per_status: dict[str, int] = {}
-            for status, _ in counts:
-                per_status[str(status)] = per_status.get(str(status), 0) + 1
-            data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
+    data: dict[str, Any]
+    if delivery.call_id:
+        row = conn.execute(select(_calls).where(_calls.c.id == delivery.call_id)).one()
+        data = call_out(FunctionCall.model_construct(**row._mapping)).model_dump(mode="json")
+    elif delivery.account_id:
+        data = _account_data(conn, delivery.account_id)
+    else:
+        counts = conn.execute(
+            select(_calls.c.status, _calls.c.id).where(_calls.c.batch_id == delivery.batch_id)
+        ).all()
+        per_status: dict[str, int] = {}
+        for status, _ in counts:
+            per_status[str(status)] = per_status.get(str(status), 0) + 1
+        data = {"batch_id": delivery.batch_id, "total": len(counts), "counts": per_status}
     event = {"type": delivery.event, "timestamp": delivery.created_at.isoformat(), "data": data}
     body = orjson.dumps(event)
     if len(body) > MAX_EVENT_BYTES and "output" in data:
@@ -88,12 +88,12 @@ def _stored_secrets(engine: Engine, tenant_id: str) -> str | None:
 
 
 def _secrets(
-    engine: Engine, vault: Vault, clock: Callable[[], datetime], tenant_id: str
+    engine: Engine, vault: Vault, clock: Callable[[], datetime], tenant_id: str, enc: str | None
 ) -> list[str]:
-    """The tenant's signing secrets; one is made for a tenant that has none yet (a call
-    with a callback_url before any PUT /webhook-endpoint). Deliveries of one tenant are
-    prepared side by side: when another one made the secret first, its secret is used."""
-    enc = _stored_secrets(engine, tenant_id)
+    """The tenant's signing secrets (`enc`, as stored); one is made for a tenant that has
+    none yet (a call with a callback_url before any PUT /webhook-endpoint). Deliveries of one
+    tenant are prepared side by side: when another one made the secret first, its secret is
+    used."""
     if enc is None:
         enc = store_secrets(vault, new_secret(), tenant_id=tenant_id, shown=False)
         try:
@@ -114,18 +114,29 @@ def _secrets(
     return signing_secrets(vault, enc, time.time(), tenant_id=tenant_id)
 
 
-def target(engine: Engine, delivery: WebhookDelivery) -> str:
+@dataclass(frozen=True)
+class Stored:
+    """What one attempt of a delivery is made of, read at once: where it goes (None: the
+    tenant has no enabled endpoint now, for an event to its endpoint), the tenant's signing
+    secrets as stored, and the event's body (None: its call or account is gone)."""
+
+    to: str | None
+    secrets_enc: str | None
+    body: bytes | None
+
+
+def read(engine: Engine, delivery: WebhookDelivery) -> Stored:
     """Where an attempt of the delivery goes, as stored: the call's own `callback_url`, which
     never changes, or the tenant's webhook endpoint as it is now (an attempt follows each
-    PUT /webhook-endpoint, so a URL the tenant replaced gets nothing more). Unsendable when
-    the tenant has no enabled endpoint any more."""
-    if not delivery.to_endpoint:
-        return delivery.url
+    PUT /webhook-endpoint, so a URL the tenant replaced gets nothing more); and what it
+    sends. One connection, a read for the endpoint and one for the event."""
     with read_connection(engine) as conn:
-        url = endpoint_url(conn, delivery.tenant_id)
-    if url is None:
-        raise Unsendable(NO_ENDPOINT)
-    return url
+        url_now, secrets_enc = endpoint_now(conn, delivery.tenant_id)
+        try:
+            body: bytes | None = event_body(conn, delivery)
+        except NoResultFound:
+            body = None
+    return Stored(url_now if delivery.to_endpoint else delivery.url, secrets_enc, body)
 
 
 def prepare(
@@ -133,19 +144,21 @@ def prepare(
     vault: Vault,
     clock: Callable[[], datetime],
     delivery: WebhookDelivery,
-    to: str,
+    stored: Stored,
 ) -> Prepared:
-    """The signed request of one attempt to `to` (the delivery's `target`), or Unsendable
-    saying why there can be none. It is signed with the tenant's secrets as they are now."""
+    """The signed request of one attempt (what `read` found), or Unsendable saying why there
+    can be none. It is signed with the tenant's secrets as they are now."""
+    if stored.to is None:
+        raise Unsendable(NO_ENDPOINT)
     try:
-        url = str(parse_http_url(to, max_chars=MAX_CALLBACK_URL_CHARS))
+        url = str(parse_http_url(stored.to, max_chars=MAX_CALLBACK_URL_CHARS))
     except ValueError as exc:
         raise Unsendable(f"the URL {exc}") from None
+    body = stored.body
+    if body is None:
+        raise Unsendable("the call no longer exists (deleted by retention)")
     try:
-        body = event_body(engine, delivery)
-        secrets = _secrets(engine, vault, clock, delivery.tenant_id)
-    except NoResultFound:
-        raise Unsendable("the call no longer exists (deleted by retention)") from None
+        secrets = _secrets(engine, vault, clock, delivery.tenant_id, stored.secrets_enc)
     except (CredentialsError, ValueError) as exc:
         raise Unsendable(f"the signing secret cannot be read: {exc}") from None
     timestamp = int(time.time())
