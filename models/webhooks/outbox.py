@@ -98,23 +98,22 @@ def endpoint_url(conn: Connection, tenant_id: str) -> str | None:
     """The URL of the tenant's enabled webhook endpoint as it is now, or None (no endpoint,
     no URL, or disabled). An event for the endpoint goes wherever this says when it is
     sent: each attempt and each redelivery asks again."""
-    url: str | None = conn.execute(
-        select(_endpoints.c.url).where(_enabled_endpoint_of(tenant_id))
-    ).scalar_one_or_none()
-    return url or None
+    return endpoint_now(conn, tenant_id)[0]
 
 
 def endpoint_now(conn: Connection, tenant_id: str) -> tuple[str | None, str | None]:
     """What an attempt needs of the tenant's endpoint, in one read: its URL as
     `endpoint_url` says, and its stored signing secrets (None before any are made)."""
     row = conn.execute(
-        select(_endpoints.c.url, _endpoints.c.secrets_enc, _endpoints.c.disabled_at).where(
-            _endpoints.c.tenant_id == tenant_id
-        )
+        select(
+            _endpoints.c.url,
+            _endpoints.c.secrets_enc,
+            _enabled_endpoint_of(tenant_id).label("enabled"),
+        ).where(_endpoints.c.tenant_id == tenant_id)
     ).first()
     if row is None:
         return None, None
-    return (row.url or None) if row.disabled_at is None else None, row.secrets_enc
+    return (row.url or None) if row.enabled else None, row.secrets_enc
 
 
 def enqueue_account_event(conn: Connection, account: ConnectedAccount, now: datetime) -> list[str]:
