@@ -276,8 +276,8 @@ def _finish_webhook_attempts(**_: object) -> None:
 
     if get_puller.cache_info().currsize and not get_puller().stop(LOOK_EVERY_S + 5):
         logging.getLogger("passthru").warning(
-            "webhook deliveries still being taken at shutdown; one may stay `delivering` "
-            "until its lease ends"
+            "webhook deliveries still being taken at shutdown: the one taken is sent again "
+            "by the sweeper (after its lease, or within an hour)"
         )
     if get_webhook_runtime.cache_info().currsize == 0:
         return  # this process never delivered

@@ -81,6 +81,7 @@ class PublishedIds:
         self.queues: list[str] = []
         self.delivery_ids: list[str] = []
         self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
+        self.refuse_deliveries = False  # as a broker that is away does
 
     def publish_calls(
         self,
@@ -103,7 +104,7 @@ class PublishedIds:
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.delivery_ids.extend(delivery_ids)
-        return True
+        return not self.refuse_deliveries
 
     def top_up_bulk(self) -> int:
         return 0

@@ -94,6 +94,25 @@ def test_redelivery(caller: Caller, engine: Engine, published: PublishedIds) -> 
     assert (delivery.url, delivery.to_endpoint, delivery.status) == (HOOK, False, "pending")
 
 
+def test_a_redelivery_the_broker_refused_is_left_for_the_next_sweep(
+    caller: Caller, engine: Engine, published: PublishedIds
+) -> None:
+    caller.connect()
+    call_id = submit(caller, {**CALL, "callback_url": HOOK}).json()["id"]
+    finish(engine, call_id, "200")
+    published.refuse_deliveries = True
+    path = f"/function-calls/{call_id}/redeliver"
+    assert caller.client.post(path, headers=caller.headers()).status_code == 202
+    # Published with its tenant, refused, and so marked unpublished: the sweeper's next run
+    # publishes it, whatever waits on the tenant's list
+    assert published.tenant_of[message_id(call_id)] == caller.tenant.id
+    with Session(engine) as session:
+        [delivery] = session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.call_id == call_id)
+        ).all()
+    assert (delivery.status, delivery.published_at) == ("pending", None)
+
+
 def test_a_delivery_in_flight_is_not_redelivered(
     caller: Caller, engine: Engine, published: PublishedIds
 ) -> None:

@@ -177,7 +177,9 @@ def test_webhook_events_waiting_in_redis_when_it_restarts_empty_all_arrive(
         recovery.processes.stop("worker-calls-only")
         recovery.worker("worker-after-redis")
 
-        # Then the sweeper publishes every pending delivery again, and each event arrives
+        # Then the sweeper publishes every pending delivery again, and each event arrives (a
+        # test of what the receiver sees; which rule of the sweeper's publishes them, here
+        # with PASSTHRU_REPUBLISH_AFTER_S at 5 s, tests/worker/test_deliveries.py says)
         expected = {f"msg_{i}" for i in ids}
         wait_until(
             lambda: {e["id"] for e in receiver.events(secret)} >= expected,

@@ -889,3 +889,37 @@ def test_past_a_thousand_waiting_tenants_the_rest_are_swept_as_if_none_waited(
     sweep_deliveries(calls, later, timedelta(seconds=300), everything=False, limit=500)
     assert msg in publisher.deliveries
     calls.sender.close()
+
+
+class RefusingBroker(PublishedDeliveries):
+    """A broker that is away: nothing published is taken."""
+
+    def publish_deliveries(
+        self,
+        delivery_ids: Sequence[str],
+        countdown_s: float = 0.0,
+        tenant_of: Mapping[str, str] = NO_TENANTS,
+    ) -> bool:
+        super().publish_deliveries(delivery_ids, countdown_s, tenant_of)
+        return False
+
+
+def test_with_the_broker_away_a_retry_or_a_delivery_the_sender_had_no_room_for_is_unmarked(
+    rt: WebhookRuntime, receiver: Receiver, engine: Engine, account: ConnectedAccount, secret: str
+) -> None:
+    class Full:
+        def room(self, tenant_id: str) -> int:
+            return 0
+
+    away = replace(rt, publisher=RefusingBroker())
+    # A retry due in 5 s whose countdown message the broker refused
+    retried = message_id(_finished_call(engine, account))
+    receiver.answers = [httpx.Response(500)]
+    assert deliver([retried], away) == {retried: "pending"}
+    assert [([retried], 5.0)] == PUBLISHED
+    assert _delivery(engine, retried).published_at is None
+    # A delivery the sender had no room for, which the broker refused onto its list
+    waiting = message_id(_finished_call(engine, account))
+    assert deliver([waiting], replace(away, poster=Full())) == {}
+    assert _delivery(engine, waiting).published_at is None
+    # ... so the sweeper publishes both when due, whatever waits on the tenant's list

@@ -123,20 +123,26 @@ class Stored:
     to: str | None
     secrets_enc: str | None
     body: bytes | None
+    # Why the body could not be read, when that was not its call or account being gone.
+    failure: Exception | None = None
 
 
 def read(engine: Engine, delivery: WebhookDelivery) -> Stored:
     """Where an attempt of the delivery goes, as stored: the call's own `callback_url`, which
     never changes, or the tenant's webhook endpoint as it is now (an attempt follows each
     PUT /webhook-endpoint, so a URL the tenant replaced gets nothing more); and what it
-    sends. One connection, a read for the endpoint and one for the event."""
+    sends, read only when it goes somewhere. One connection, a read for each."""
     with read_connection(engine) as conn:
         url_now, secrets_enc = endpoint_now(conn, delivery.tenant_id)
+        to = url_now if delivery.to_endpoint else delivery.url
+        if to is None:
+            return Stored(None, secrets_enc, None)
         try:
-            body: bytes | None = event_body(conn, delivery)
+            return Stored(to, secrets_enc, event_body(conn, delivery))
         except NoResultFound:
-            body = None
-    return Stored(url_now if delivery.to_endpoint else delivery.url, secrets_enc, body)
+            return Stored(to, secrets_enc, None)
+        except Exception as exc:  # raised by `prepare`, once the attempt knows where it went
+            return Stored(to, secrets_enc, None, exc)
 
 
 def prepare(
@@ -154,6 +160,8 @@ def prepare(
         url = str(parse_http_url(stored.to, max_chars=MAX_CALLBACK_URL_CHARS))
     except ValueError as exc:
         raise Unsendable(f"the URL {exc}") from None
+    if stored.failure is not None:
+        raise stored.failure
     body = stored.body
     if body is None:
         raise Unsendable("the call no longer exists (deleted by retention)")
