@@ -869,25 +869,28 @@ def test_a_delivery_the_broker_refused_is_published_at_the_next_sweep_waiting_te
     calls.sender.close()
 
 
-def test_past_a_thousand_waiting_tenants_the_rest_are_swept_as_if_none_waited(
-    rt: WebhookRuntime, engine: Engine, account: ConnectedAccount, secret: str
+def test_the_sweeper_runs_with_seventy_thousand_tenants_waiting(
+    rt: WebhookRuntime, engine: Engine, vault: Vault, account: ConnectedAccount, secret: str
 ) -> None:
     from tests.worker.factories import RecordingPublisher, make_runtime
-    from worker.webhooks.recovery import MAX_EXEMPT_TENANTS, sweep_deliveries
+    from worker.webhooks.recovery import sweep_deliveries
 
-    # Given more tenants with deliveries waiting than the sweeper exempts (a bind parameter
-    # each), this delivery's tenant last among them
+    # Given more tenants with deliveries waiting than Postgres takes bind parameters, this
+    # delivery's tenant among them, and another tenant's delivery
     msg = message_id(_finished_call(engine, account))
-    waiting = {f"a{n:05}" for n in range(MAX_EXEMPT_TENANTS)} | {account.tenant_id}
+    other = message_id(_finished_call(engine, _tenant_with_an_endpoint(engine, vault, "other")))
+    waiting = {f"tn_waiting_{n:05}" for n in range(70_000)} | {account.tenant_id}
     publisher = RecordingPublisher()
     calls = make_runtime(
         engine, Catalog({}), rt.vault, httpx.AsyncClient, max_response_bytes=1000, now=NOW
     )
     calls = replace(calls, publisher=publisher, waiting_tenants=lambda: waiting)
-    # When the sweeper runs past the republishing age: it runs, and publishes it again
+    # When the sweeper runs past the republishing age: it runs, and leaves the waiting
+    # tenant's delivery on its list while it publishes the other's again
     later = NOW + timedelta(seconds=301)
     sweep_deliveries(calls, later, timedelta(seconds=300), everything=False, limit=500)
-    assert msg in publisher.deliveries
+    assert other in publisher.deliveries
+    assert msg not in publisher.deliveries
     calls.sender.close()
 
 

@@ -3,10 +3,25 @@ died mid-attempt are taken back, and those due that have no message are publishe
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    all_,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    update,
+)
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from models.db.engine import session_scope
@@ -22,9 +37,6 @@ if TYPE_CHECKING:
 # from an older snapshot). A duplicate on the list is harmless: the claim lets one attempt
 # run, and the mark set now stops another for as long again.
 WAITING_LIMIT_S = 3600.0
-# Waiting tenants exempted per sweep at most (a bind parameter each); others' deliveries
-# are published again after PASSTHRU_REPUBLISH_AFTER_S, as if no list held them.
-MAX_EXEMPT_TENANTS = 1_000
 
 
 def sweep_deliveries(
@@ -37,7 +49,7 @@ def sweep_deliveries(
     deliveries waiting on their lists (models/webhooks/due.py) are most likely waiting
     there: they are published again only after WAITING_LIMIT_S, unless Redis lost its data
     (`everything`). At most `limit` are published per call."""
-    waiting = set() if everything else set(sorted(rt.waiting_tenants())[:MAX_EXEMPT_TENANTS])
+    waiting = set() if everything else rt.waiting_tenants()
     with session_scope(rt.engine) as session:
         lost = col(WebhookDelivery.lease_expires_at) < now
         session.exec(
@@ -85,7 +97,7 @@ def _due_without_message(
         stale_message = and_(
             stale_message,
             or_(
-                col(WebhookDelivery.tenant_id).not_in(sorted(waiting)),
+                _not_one_of(session, col(WebhookDelivery.tenant_id), waiting),
                 published < now - timedelta(seconds=limit_s),
             ),
         )
@@ -104,3 +116,14 @@ def _due_without_message(
             .limit(limit)
         )
     )
+
+
+def _not_one_of(session: Session, column: Mapped[str], values: set[str]) -> ColumnElement[bool]:
+    """`column` is none of `values`, however many: one bind parameter (an array on
+    Postgres, JSON on SQLite), never one per value (Postgres takes at most 65,535)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column != all_(bindparam("waiting", sorted(values), type_=ARRAY(String)))
+    listed: Select[str] = sa_select(literal_column("value", String)).select_from(
+        func.json_each(bindparam("waiting", json.dumps(sorted(values))))
+    )
+    return column.not_in(listed.scalar_subquery())
