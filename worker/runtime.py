@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import httpx
 import redis
@@ -193,7 +193,7 @@ def get_runtime() -> Runtime:
         limiter=RedisLimiter(redis_client),
         worker_id=this_process().id,
         holds=RedisHolds(redis_client),
-        waiting_tenants=lambda: _waiting_tenants(DeliveriesDue(redis_client)),
+        waiting_tenants=partial(_waiting_tenants, DeliveriesDue(redis_client)),
         refresher=Refresher(
             engine=get_engine(),
             vault=vault_for(tuple(settings.encryption_key_list)),

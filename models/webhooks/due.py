@@ -67,7 +67,7 @@ class DeliveriesDue(TenantLists):
 
     def tenants(self) -> set[str]:
         """The tenants with deliveries waiting."""
-        return {as_text(t) for t in self._client.lrange(HOOKS_DUE_TENANTS, 0, -1)}
+        return {as_text(t) for t in self._client.lrange(self._turn_key, 0, -1)}
 
 
 def one_tenant(delivery_ids: Sequence[str], tenant_id: str) -> dict[str, str]:

@@ -162,6 +162,7 @@ class RecordingPublisher:
         self.calls: list[tuple[list[str], str, float]] = []
         self.deliveries: list[str] = []
         self.tenant_of: dict[str, str] = {}  # each interactive id's tenant, as published
+        self.takes_deliveries = True  # False: as a broker that is away
 
     def publish_calls(
         self,
@@ -183,7 +184,7 @@ class RecordingPublisher:
     ) -> bool:
         self.tenant_of.update(tenant_of)
         self.deliveries.extend(delivery_ids)
-        return True
+        return self.takes_deliveries
 
     def top_up_bulk(self) -> int:
         return 0

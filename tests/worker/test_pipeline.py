@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -879,23 +879,13 @@ def test_a_call_ends_with_one_line_that_shows_its_path_alone(
 def test_a_finished_calls_event_is_published_with_its_tenant_or_marked_unpublished(
     engine: Engine, account: ConnectedAccount, harness: Harness, broker_takes_it: bool
 ) -> None:
-    from models.broker import NO_TENANTS
     from models.db.tables import WebhookDelivery
     from models.webhooks.signing import message_id
 
-    class Broker(RecordingPublisher):
-        def publish_deliveries(
-            self,
-            delivery_ids: Sequence[str],
-            countdown_s: float = 0.0,
-            tenant_of: Mapping[str, str] = NO_TENANTS,
-        ) -> bool:
-            super().publish_deliveries(delivery_ids, countdown_s, tenant_of)
-            return broker_takes_it
-
     # Given a call with a callback URL, and a broker that takes what is published, or not
     call = make_call(engine, account, callback_url="https://hooks.example.com/cb")
-    broker = Broker()
+    broker = RecordingPublisher()
+    broker.takes_deliveries = broker_takes_it
     harness.runtime = replace(harness.runtime, publisher=broker)
     # When it ends
     assert harness.run([call.id]) == {call.id: CallStatus.COMPLETED}
